@@ -1,0 +1,50 @@
+/* chat/utf8.h - UTF-8 validation (incremental) and code point boundaries.
+ *
+ * Used by the WebSocket layer (RFC 6455 requires text messages to be valid
+ * UTF-8, checked as fragments arrive) and by the stream relay (a frame sent
+ * to the browser never ends inside a code point).
+ */
+#ifndef CHAT_UTF8_H
+#define CHAT_UTF8_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CHAT_UTF8_ACCEPT 0u
+#define CHAT_UTF8_REJECT 1u
+
+/* Incremental validator state; start at CHAT_UTF8_ACCEPT (zero). */
+typedef struct {
+    uint32_t state; /* CHAT_UTF8_ACCEPT, CHAT_UTF8_REJECT or "inside" */
+    uint32_t need;  /* continuation bytes still expected */
+    uint32_t lo, hi; /* allowed range of the next continuation byte */
+} chat_utf8_t;
+
+void chat_utf8_init(chat_utf8_t *u);
+/* Feeds bytes. Returns CHAT_UTF8_REJECT as soon as the input can no longer
+ * be valid UTF-8 (overlongs, surrogates, > U+10FFFF, bad continuation),
+ * else CHAT_UTF8_ACCEPT if it ends on a code point boundary, else 2
+ * ("inside a sequence, so far valid"). Once rejected, stays rejected. */
+uint32_t chat_utf8_feed(chat_utf8_t *u, const uint8_t *p, size_t n);
+
+/* 1 if p[0..n) is entirely valid UTF-8, else 0. */
+int chat_utf8_valid(const uint8_t *p, size_t n);
+
+/* Length of the longest prefix of p[0..n) that ends on a code point
+ * boundary, assuming the input is valid UTF-8 so far: the bytes after it
+ * (at most 3) are an incomplete trailing sequence to carry over. */
+size_t chat_utf8_complete_prefix(const uint8_t *p, size_t n);
+
+/* Appends to out (capacity outcap) a copy of p[0..n) where every invalid
+ * sequence is replaced by U+FFFD (EF BF BD). Returns the bytes written;
+ * needs at most 3*n bytes. Used to sanitise text from backends. */
+size_t chat_utf8_sanitize(const uint8_t *p, size_t n, uint8_t *out, size_t outcap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CHAT_UTF8_H */
