@@ -146,7 +146,7 @@ integration: all
 	$(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
 
 e2e: all
-	./tests/e2e/run.sh
+	./scripts/e2e.sh
 
 bench: all
 	./bench/run.sh

@@ -71,6 +71,11 @@ chat_status_t chat_store_format(chat_store_t **pst, void *base, size_t size,
 chat_status_t chat_store_attach(chat_store_t **pst, void *base, size_t size,
                                 const chat_store_layout_t *l);
 
+/* Like chat_store_attach, but takes the layout recorded in the image itself
+ * (for a history file written with other sizing directives). Same checks
+ * and returns as chat_store_attach (never CHAT_EINVAL). */
+chat_status_t chat_store_attach_any(chat_store_t **pst, void *base, size_t size);
+
 /* Copies all conversations, users and backend health of src into dst (a
  * freshly formatted store with a possibly different layout), evicting the
  * least recently used conversations if dst is smaller. Used when a restart

@@ -1,0 +1,24 @@
+#!/bin/sh
+# Builds mod_chatbot.so with apxs from the glue sources and the core static
+# library (built first by `make core`, compiled with -fPIC).
+#   APXS=/usr/bin/apxs BUILD=build ./apxs-build.sh
+set -eu
+cd "$(dirname "$0")"
+APXS=${APXS:-apxs}
+BUILD=${BUILD:-build}
+[ -f "$BUILD/libchatcore.a" ] || make core
+JSONC_CFLAGS=$(pkg-config --cflags json-c 2>/dev/null || true)
+JSONC_LIBS=$(pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
+CURL_LIBS=$(curl-config --libs 2>/dev/null || echo -lcurl)
+# -Wc passes flags to the compiler, -Wl to the linker (through libtool).
+$APXS -c -o mod_chatbot.la \
+    -Iinclude $JSONC_CFLAGS \
+    -Wc,-std=gnu99 -Wc,-Wall -Wc,-Wextra -Wc,-Wno-unused-parameter \
+    -Wc,-Wno-missing-field-initializers -Wc,-O2 -Wc,-g \
+    mod_chatbot/*.c \
+    -Wl,--whole-archive -Wl,"$BUILD/libchatcore.a" -Wl,--no-whole-archive \
+    $CURL_LIBS $JSONC_LIBS -lwslay >"$BUILD/apxs.log" 2>&1 || { cat "$BUILD/apxs.log"; exit 1; }
+grep -E "(warning|error):" "$BUILD/apxs.log" || true
+mkdir -p "$BUILD"
+cp .libs/mod_chatbot.so "$BUILD/mod_chatbot.so"
+echo "built $BUILD/mod_chatbot.so"

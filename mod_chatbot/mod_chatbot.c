@@ -1,0 +1,138 @@
+/* mod_chatbot.c - the module declaration, hooks and request dispatch.
+ *
+ * Routes, relative to wherever `SetHandler chatbot` applies:
+ *   .../ws          WebSocket chat endpoint   (mod_chatbot_ws.c)
+ *   .../api/<route> REST API                  (mod_chatbot_api.c)
+ *   .../metrics     Prometheus exposition     (mod_chatbot_status.c)
+ * anything else is declined, so the UI's static files can live under the
+ * same <Location> and be served by httpd's default handler.
+ */
+#include <string.h>
+#include <curl/curl.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "ap_mpm.h"
+#include "apr_strings.h"
+
+#define CHATBOT_MODULE_MAIN /* AP_DECLARE_MODULE below does APLOG_USE_MODULE */
+#include "mod_chatbot.h"
+
+void chatbot_ws_child_init(apr_pool_t *p);
+
+static int curl_ready;
+
+static apr_status_t curl_cleanup(void *data)
+{
+    if (curl_ready) {
+        curl_global_cleanup();
+        curl_ready = 0;
+    }
+    return APR_SUCCESS;
+}
+
+static int chatbot_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
+{
+    return chatbot_store_pre_config(pconf);
+}
+
+/* Runs for `apachectl -t` too: every cross-directive check belongs here so
+ * a bad configuration never gets as far as a (re)start. */
+static int chatbot_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                                server_rec *s)
+{
+    const char *err = chatbot_config_finish(pconf, s);
+
+    if (err) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s, APLOGNO(10960)
+                     "chatbot: %s", err);
+        return !OK;
+    }
+    return OK;
+}
+
+static int chatbot_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                               server_rec *s)
+{
+    apr_status_t rv;
+
+    if (!curl_ready) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, APLOGNO(10961)
+                         "chatbot: libcurl initialisation failed");
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        curl_ready = 1;
+        apr_pool_cleanup_register(s->process->pool, NULL, curl_cleanup,
+                                  apr_pool_cleanup_null);
+    }
+    rv = chatbot_store_post_config(pconf, ptemp, s);
+    if (rv != APR_SUCCESS) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    ap_add_version_component(pconf, CHATBOT_SERVER_ID);
+    return OK;
+}
+
+static void chatbot_child_init(apr_pool_t *p, server_rec *s)
+{
+    chatbot_store_child_init(p, s);
+    chatbot_ws_child_init(p);
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+static int chatbot_handler(request_rec *r)
+{
+    const char *path = r->uri;
+    const char *api;
+
+    if (!r->handler || strcmp(r->handler, CHATBOT_HANDLER)) {
+        return DECLINED;
+    }
+    if (ends_with(path, "/ws")) {
+        return chatbot_ws_handler(r);
+    }
+    if ((api = strstr(path, "/api/")) != NULL) {
+        return chatbot_api_handler(r, api + 5);
+    }
+    if (ends_with(path, "/api")) {
+        return chatbot_api_handler(r, "");
+    }
+    if (ends_with(path, "/metrics")) {
+        return chatbot_metrics_handler(r);
+    }
+    return DECLINED;
+}
+
+static void chatbot_register_hooks(apr_pool_t *p)
+{
+    ap_hook_pre_config(chatbot_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_check_config(chatbot_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(chatbot_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(chatbot_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(chatbot_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    chatbot_status_register(p);
+}
+
+AP_DECLARE_MODULE(chatbot) = {
+    STANDARD20_MODULE_STUFF,
+    chatbot_create_dir_conf,
+    chatbot_merge_dir_conf,
+    chatbot_create_srv_conf,
+    chatbot_merge_srv_conf,
+    chatbot_cmds,
+    chatbot_register_hooks,
+#if defined(AP_MODULE_FLAG_ALWAYS_MERGE)
+    AP_MODULE_FLAG_ALWAYS_MERGE
+#endif
+};

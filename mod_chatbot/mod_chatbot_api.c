@@ -1,0 +1,953 @@
+/* mod_chatbot_api.c - the REST API (JSON), with the same identity, rate
+ * limits and storage as the WebSocket. It covers what the old port-8000
+ * service exposed; every route is listed in docs/api.md.
+ *
+ * Bad input always gets a 4xx with a JSON body {"error": <code>, "message":
+ * <text>, "detail": <text>} (detail for FastAPI-era clients), never a 500.
+ */
+#include <string.h>
+#include <curl/curl.h>
+#include <json-c/json.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "apr_strings.h"
+
+#include "mod_chatbot.h"
+
+#define BODY_MAX (1024 * 1024)
+
+typedef struct {
+    request_rec *r;
+    chatbot_srv_conf *sc;
+    chatbot_limits_t lim;
+    chatbot_ident_t id;
+    json_object *body;  /* parsed request body (POST) */
+    chat_buf_t out;
+    chat_jw_t jw;
+} api_t;
+
+static apr_status_t api_cleanup(void *data)
+{
+    api_t *a = data;
+
+    if (a->body) {
+        json_object_put(a->body);
+        a->body = NULL;
+    }
+    chat_buf_free(&a->out);
+    return APR_SUCCESS;
+}
+
+static int send_json(api_t *a, int status)
+{
+    request_rec *r = a->r;
+
+    r->status = status;
+    ap_set_content_type(r, "application/json; charset=utf-8");
+    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+    apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
+    ap_set_content_length(r, (apr_off_t)a->out.len);
+    if (!r->header_only) {
+        ap_rwrite(a->out.data ? a->out.data : "", (int)a->out.len, r);
+    }
+    return OK;
+}
+
+static int http_status_of(const char *code)
+{
+    static const struct {
+        const char *code;
+        int status;
+    } map[] = {{CHAT_ERR_BAD_JSON, 400},
+               {CHAT_ERR_BAD_REQUEST, 400},
+               {CHAT_ERR_UNKNOWN_TYPE, 400},
+               {CHAT_ERR_TOO_LARGE, 413},
+               {CHAT_ERR_RATE_LIMITED, 429},
+               {CHAT_ERR_NOT_FOUND, 404},
+               {CHAT_ERR_BUSY, 409},
+               {CHAT_ERR_BACKEND_UNREACHABLE, 502},
+               {CHAT_ERR_BACKEND_TIMEOUT, 504},
+               {CHAT_ERR_MODEL_NOT_FOUND, 502},
+               {CHAT_ERR_BACKEND_BUSY, 503},
+               {CHAT_ERR_BACKEND_BAD_REQUEST, 502},
+               {CHAT_ERR_BACKEND_ERROR, 502},
+               {CHAT_ERR_BACKEND_PROTOCOL, 502},
+               {CHAT_ERR_INTERRUPTED, 502},
+               {CHAT_ERR_QUEUE_FULL, 503},
+               {CHAT_ERR_COMMAND_DENIED, 403},
+               {CHAT_ERR_COMMAND_FAILED, 500},
+               {CHAT_ERR_STORAGE_FULL, 507},
+               {NULL, 0}};
+    int i;
+
+    for (i = 0; map[i].code; i++) {
+        if (!strcmp(map[i].code, code)) {
+            return map[i].status;
+        }
+    }
+    return 500;
+}
+
+static int send_error(api_t *a, const char *code, const char *msg, apr_int64_t retry_ms)
+{
+    chat_buf_reset(&a->out, 0);
+    chat_jw_init(&a->jw, &a->out);
+    chat_jw_obj_begin(&a->jw);
+    chat_jw_kstr(&a->jw, "error", code);
+    chat_jw_kstr(&a->jw, "message", msg);
+    chat_jw_kstr(&a->jw, "detail", msg);
+    if (retry_ms > 0) {
+        chat_jw_kint(&a->jw, "retry_after_ms", retry_ms);
+        apr_table_setn(a->r->err_headers_out, "Retry-After",
+                       apr_psprintf(a->r->pool, "%" APR_INT64_T_FMT,
+                                    (retry_ms + 999) / 1000));
+    }
+    chat_jw_obj_end(&a->jw);
+    return send_json(a, http_status_of(code));
+}
+
+static void begin(api_t *a)
+{
+    chat_buf_reset(&a->out, 0);
+    chat_jw_init(&a->jw, &a->out);
+    chat_jw_obj_begin(&a->jw);
+}
+
+static int finish(api_t *a, int status)
+{
+    chat_jw_obj_end(&a->jw);
+    if (chat_jw_status(&a->jw) != CHAT_OK) {
+        return send_error(a, CHAT_ERR_INTERNAL, "out of memory", 0);
+    }
+    return send_json(a, status);
+}
+
+/* Reads and parses a JSON object body. Returns OK, or sends the error. */
+static int read_body(api_t *a, int required)
+{
+    request_rec *r = a->r;
+    chat_buf_t raw;
+    json_tokener *tok;
+    enum json_tokener_error jerr;
+    const char *ct = apr_table_get(r->headers_in, "Content-Type");
+    int rc;
+
+    if ((rc = ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK)) != OK) {
+        return send_error(a, CHAT_ERR_BAD_REQUEST, "cannot read the request body", 0);
+    }
+    if (r->remaining > BODY_MAX) {
+        return send_error(a, CHAT_ERR_TOO_LARGE, "the request body is larger than 1 MiB", 0);
+    }
+    chat_buf_init(&raw);
+    if (ap_should_client_block(r)) {
+        char buf[8192];
+        long n;
+        while ((n = ap_get_client_block(r, buf, sizeof(buf))) > 0) {
+            if (raw.len + (size_t)n > BODY_MAX) {
+                chat_buf_free(&raw);
+                return send_error(a, CHAT_ERR_TOO_LARGE, "the request body is larger than "
+                                  "1 MiB", 0);
+            }
+            chat_buf_append(&raw, buf, (size_t)n);
+        }
+        if (n < 0) {
+            chat_buf_free(&raw);
+            return send_error(a, CHAT_ERR_BAD_REQUEST, "error reading the request body", 0);
+        }
+    }
+    if (raw.len == 0) {
+        chat_buf_free(&raw);
+        if (required) {
+            return send_error(a, CHAT_ERR_BAD_REQUEST, "a JSON object body is required", 0);
+        }
+        a->body = json_object_new_object();
+        return OK;
+    }
+    if (ct && !strstr(ct, "json")) {
+        chat_buf_free(&raw);
+        return send_error(a, CHAT_ERR_BAD_REQUEST,
+                          "the body must be JSON (Content-Type: application/json)", 0);
+    }
+    tok = json_tokener_new_ex(32);
+    a->body = json_tokener_parse_ex(tok, raw.data, (int)raw.len);
+    jerr = json_tokener_get_error(tok);
+    if (a->body && jerr == json_tokener_success) {
+        size_t off = json_tokener_get_parse_end(tok);
+        while (off < raw.len && strchr(" \t\r\n", raw.data[off])) {
+            off++;
+        }
+        if (off != raw.len) {
+            jerr = json_tokener_error_parse_unexpected;
+        }
+    }
+    json_tokener_free(tok);
+    chat_buf_free(&raw);
+    if (!a->body || jerr != json_tokener_success ||
+        !json_object_is_type(a->body, json_type_object)) {
+        if (a->body) {
+            json_object_put(a->body);
+            a->body = NULL;
+        }
+        return send_error(a, CHAT_ERR_BAD_JSON, "the body is not a JSON object", 0);
+    }
+    return OK;
+}
+
+/* Gets an optional string field; *bad set if present with another type. */
+static const char *jstr(api_t *a, const char *key, int *bad)
+{
+    json_object *v;
+
+    if (!a->body || !json_object_object_get_ex(a->body, key, &v) ||
+        json_object_is_type(v, json_type_null)) {
+        return NULL;
+    }
+    if (!json_object_is_type(v, json_type_string)) {
+        *bad = 1;
+        return NULL;
+    }
+    return json_object_get_string(v);
+}
+
+static const char *query_arg(request_rec *r, const char *name)
+{
+    const char *q = r->args;
+    size_t n = strlen(name);
+
+    while (q && *q) {
+        const char *amp = strchr(q, '&');
+        size_t len = amp ? (size_t)(amp - q) : strlen(q);
+        if (len > n && !strncmp(q, name, n) && q[n] == '=') {
+            char *v = apr_pstrndup(r->pool, q + n + 1, len - n - 1);
+            char *p;
+            for (p = v; *p; p++) {
+                if (*p == '+') {
+                    *p = ' ';
+                }
+            }
+            if (ap_unescape_url(v) != OK) {
+                return NULL;
+            }
+            return v;
+        }
+        q = amp ? amp + 1 : NULL;
+    }
+    return NULL;
+}
+
+static int query_int(request_rec *r, const char *name, apr_int64_t dflt, apr_int64_t *out)
+{
+    const char *v = query_arg(r, name);
+    int64_t n;
+
+    *out = dflt;
+    if (!v || !*v) {
+        return 1;
+    }
+    if (chat_parse_int(v, 0, 1000000, &n)) {
+        return 0;
+    }
+    *out = n;
+    return 1;
+}
+
+/* ---- turn collection (blocking routes) ----------------------------------------- */
+
+typedef struct {
+    int done;
+    chatbot_outcome_t outcome;
+    const char *code;
+    char msg[512];
+    chat_buf_t answer;
+    chat_buf_t thinking;
+    chat_stats_t stats;
+    double ttft_ms, duration_ms;
+    int tokens;
+    uint32_t index;
+    char conv[CHAT_CONV_ID_LEN + 1];
+} collect_t;
+
+static void c_delta(void *baton, chatbot_turn_t *t, int thinking, const char *text,
+                    size_t len)
+{
+    collect_t *c = baton;
+
+    if (thinking) {
+        chat_buf_append(&c->thinking, text, len);
+    }
+}
+
+static void c_done(void *baton, chatbot_turn_t *t)
+{
+    collect_t *c = baton;
+
+    c->done = 1;
+    c->outcome = t->outcome;
+    c->code = t->err_code;
+    apr_cpystrn(c->msg, t->err_msg, sizeof(c->msg));
+    chat_buf_reset(&c->answer, 0);
+    chat_buf_append(&c->answer, t->answer.data ? t->answer.data : "", t->answer.len);
+    c->stats = t->stats;
+    c->ttft_ms = t->ttft_ms;
+    c->duration_ms = t->duration_ms;
+    c->tokens = t->tokens;
+    c->index = t->answer_index;
+    apr_cpystrn(c->conv, t->conv_id, sizeof(c->conv));
+}
+
+static apr_status_t collect_cleanup(void *data)
+{
+    collect_t *c = data;
+
+    chat_buf_free(&c->answer);
+    chat_buf_free(&c->thinking);
+    return APR_SUCCESS;
+}
+
+/* Runs one turn to completion and writes the answer object. */
+static int run_turn(api_t *a, chatbot_bot_t *bot, const char *conv_id,
+                    const char *content, apr_size_t len)
+{
+    chatbot_turn_cb_t cb;
+    chatbot_engine_t *e;
+    chatbot_turn_req_t req;
+    collect_t *c = apr_pcalloc(a->r->pool, sizeof(*c));
+    const char *err;
+    char msg[512];
+    apr_int64_t retry;
+
+    if ((err = chatbot_rate_check(&a->id, &a->lim, &retry))) {
+        return send_error(a, err, "rate limit exceeded", retry);
+    }
+    if (len > a->lim.max_message_bytes) {
+        return send_error(a, CHAT_ERR_TOO_LARGE, "the message is larger than "
+                          "ChatbotMaxMessageBytes", 0);
+    }
+    chat_buf_init(&c->answer);
+    chat_buf_init(&c->thinking);
+    apr_pool_cleanup_register(a->r->pool, c, collect_cleanup, apr_pool_cleanup_null);
+    memset(&cb, 0, sizeof(cb));
+    cb.on_delta = c_delta;
+    cb.on_done = c_done;
+    e = chatbot_engine_create(a->r, &a->lim, &a->id, &cb, c);
+    if (!e) {
+        return send_error(a, CHAT_ERR_INTERNAL, "cannot create a backend client", 0);
+    }
+    memset(&req, 0, sizeof(req));
+    req.bot = bot;
+    req.conv_id = conv_id;
+    req.content = content;
+    req.len = len;
+    req.mode = CHATBOT_TURN_NEW;
+    if ((err = chatbot_turn_start(e, &req, msg, sizeof(msg)))) {
+        return send_error(a, err, msg, 0);
+    }
+    chatbot_engine_run_all(e);
+    if (c->outcome == CHATBOT_OUT_FAILED) {
+        return send_error(a, c->code ? c->code : CHAT_ERR_INTERNAL, c->msg, 0);
+    }
+    begin(a);
+    chat_jw_kstr(&a->jw, "conversation_id", c->conv);
+    chat_jw_kstr(&a->jw, "bot_id", bot->name);
+    chat_jw_kstrn(&a->jw, "response", c->answer.data ? c->answer.data : "", c->answer.len);
+    chat_jw_kstrn(&a->jw, "content", c->answer.data ? c->answer.data : "", c->answer.len);
+    if (c->thinking.len) {
+        chat_jw_kstrn(&a->jw, "thinking", c->thinking.data, c->thinking.len);
+    }
+    chat_jw_kbool(&a->jw, "interrupted", c->outcome != CHATBOT_OUT_COMPLETE);
+    chat_jw_key(&a->jw, "stats");
+    chat_jw_obj_begin(&a->jw);
+    chat_jw_kstr(&a->jw, "model", c->stats.model[0] ? c->stats.model : bot->model);
+    chat_jw_kstr(&a->jw, "done_reason", c->stats.done_reason[0] ? c->stats.done_reason : NULL);
+    chat_jw_kint(&a->jw, "tokens",
+                 c->stats.completion_tokens >= 0 ? c->stats.completion_tokens : c->tokens);
+    chat_jw_kdouble(&a->jw, "ttft_ms", c->ttft_ms);
+    chat_jw_kdouble(&a->jw, "duration_ms", c->duration_ms);
+    if (c->stats.tokens_per_sec > 0) {
+        chat_jw_kdouble(&a->jw, "tokens_per_sec", c->stats.tokens_per_sec);
+    }
+    chat_jw_obj_end(&a->jw);
+    return finish(a, 200);
+}
+
+/* ---- health --------------------------------------------------------------------- */
+
+static size_t sink(char *d, size_t s, size_t n, void *baton)
+{
+    chat_buf_t *b = baton;
+
+    if (b->len < 65536) {
+        chat_buf_append(b, d, s * n);
+    }
+    return s * n;
+}
+
+/* Probes one backend now (GET /api/version or /v1/models) and records the
+ * result in the store. */
+static void probe_backend(api_t *a, chatbot_backend_t *be)
+{
+    CURL *h = curl_easy_init();
+    chat_buf_t body;
+    char version[32] = "";
+    char detail[128] = "";
+    long code = 0;
+    CURLcode res;
+    int ok = 0;
+
+    if (!h) {
+        return;
+    }
+    chat_buf_init(&body);
+    curl_easy_setopt(h, CURLOPT_URL,
+                     apr_pstrcat(a->r->pool, be->url,
+                                 be->wire == CHAT_WIRE_OLLAMA ? "/api/version" : "/v1/models",
+                                 NULL));
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)a->lim.connect_timeout_ms);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)a->lim.connect_timeout_ms + 3000);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, CHATBOT_SERVER_ID);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (be->key) {
+        struct curl_slist *hd = curl_slist_append(
+            NULL, apr_pstrcat(a->r->pool, "Authorization: Bearer ", be->key, NULL));
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
+        res = curl_easy_perform(h);
+        curl_slist_free_all(hd);
+    }
+    else {
+        res = curl_easy_perform(h);
+    }
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+    if (res == CURLE_OK && code == 200) {
+        ok = 1;
+        if (be->wire == CHAT_WIRE_OLLAMA && body.len) {
+            json_object *o = json_tokener_parse(body.data), *v;
+            if (o && json_object_object_get_ex(o, "version", &v) &&
+                json_object_is_type(v, json_type_string)) {
+                apr_cpystrn(version, json_object_get_string(v), sizeof(version));
+            }
+            if (o) {
+                json_object_put(o);
+            }
+        }
+    }
+    else if (res != CURLE_OK) {
+        apr_cpystrn(detail, curl_easy_strerror(res), sizeof(detail));
+    }
+    else {
+        apr_snprintf(detail, sizeof(detail), "HTTP %ld", code);
+    }
+    curl_easy_cleanup(h);
+    chat_buf_free(&body);
+    if (chatbot_lock() == APR_SUCCESS) {
+        chat_store_backend_health(chatbot_store(), be->index, ok, version, detail,
+                                  chatbot_now_ms());
+        chatbot_unlock();
+    }
+}
+
+/* Probes every backend whose last check is older than the interval. */
+static void refresh_health(api_t *a, int force)
+{
+    chat_store_t *st = chatbot_store();
+    apr_uint64_t now = chatbot_now_ms();
+    int i;
+
+    for (i = 0; st && i < a->sc->backends->nelts; i++) {
+        chatbot_backend_t *be = APR_ARRAY_IDX(a->sc->backends, i, chatbot_backend_t *);
+        chat_backend_info_t bi;
+        if (chat_store_backend_get(st, be->index, &bi) != CHAT_OK) {
+            continue;
+        }
+        if (force || bi.healthy < 0 ||
+            now - bi.checked_ms >= (apr_uint64_t)apr_time_as_msec(a->sc->health_interval) ||
+            (bi.healthy == 0 && now - bi.checked_ms >= 2000)) {
+            probe_backend(a, be);
+        }
+    }
+}
+
+static int route_health(api_t *a)
+{
+    chat_store_t *st = chatbot_store();
+    chat_metrics_snapshot_t ms;
+    int i, up = 0;
+
+    refresh_health(a, 0);
+    for (i = 0; st && i < a->sc->backends->nelts; i++) {
+        chat_backend_info_t bi;
+        chatbot_backend_t *be = APR_ARRAY_IDX(a->sc->backends, i, chatbot_backend_t *);
+        if (chat_store_backend_get(st, be->index, &bi) == CHAT_OK && bi.healthy > 0) {
+            up++;
+        }
+    }
+    begin(a);
+    chat_jw_kstr(&a->jw, "status", up ? "ok" : "unavailable");
+    chat_jw_kstr(&a->jw, "server", CHATBOT_SERVER_ID);
+    chat_jw_kbool(&a->jw, "demo", a->sc->demo_notice != NULL);
+    chat_jw_key(&a->jw, "backends");
+    chatbot_view_backends(&a->jw, a->sc);
+    if (st) {
+        chat_metrics_snapshot(st, &ms);
+        chat_jw_key(&a->jw, "store");
+        chat_jw_obj_begin(&a->jw);
+        chat_jw_kint(&a->jw, "conversations", ms.conversations);
+        chat_jw_kint(&a->jw, "max_conversations", ms.max_conversations);
+        chat_jw_kint(&a->jw, "history_bytes_used", (int64_t)ms.arena_used);
+        chat_jw_kint(&a->jw, "history_bytes", (int64_t)ms.arena_size);
+        chat_jw_kint(&a->jw, "evictions", ms.gauges[CHAT_G_EVICTIONS]);
+        chat_jw_obj_end(&a->jw);
+        chat_jw_kint(&a->jw, "connections", ms.gauges[CHAT_G_CONNECTIONS]);
+        chat_jw_kint(&a->jw, "generating", ms.gauges[CHAT_G_GENERATING]);
+    }
+    return finish(a, up ? 200 : 503);
+}
+
+/* ---- routes ------------------------------------------------------------------------- */
+
+/* Splits the route into at most 4 segments. */
+static int split(apr_pool_t *p, const char *route, const char **seg, int max)
+{
+    char *s = apr_pstrdup(p, route), *tok, *last;
+    int n = 0;
+
+    for (tok = apr_strtok(s, "/", &last); tok && n < max; tok = apr_strtok(NULL, "/", &last)) {
+        seg[n++] = tok;
+    }
+    return tok ? max + 1 : n;
+}
+
+static int method_not_allowed(api_t *a, const char *allow)
+{
+    apr_table_setn(a->r->err_headers_out, "Allow", allow);
+    chat_buf_reset(&a->out, 0);
+    chat_jw_init(&a->jw, &a->out);
+    chat_jw_obj_begin(&a->jw);
+    chat_jw_kstr(&a->jw, "error", CHAT_ERR_BAD_REQUEST);
+    chat_jw_kstr(&a->jw, "message", "method not allowed");
+    chat_jw_kstr(&a->jw, "detail", "method not allowed");
+    chat_jw_obj_end(&a->jw);
+    return send_json(a, HTTP_METHOD_NOT_ALLOWED);
+}
+
+static int session_reply(api_t *a, const chat_conv_info_t *ci, int status)
+{
+    begin(a);
+    chat_jw_key(&a->jw, "session");
+    chatbot_view_session(&a->jw, a->r->server, ci);
+    chat_jw_kstr(&a->jw, "conversation_id", ci->id);
+    chat_jw_kstr(&a->jw, "session_id", ci->id);
+    chat_jw_kstr(&a->jw, "bot_id", ci->bot);
+    return finish(a, status);
+}
+
+static int create_session(api_t *a, int launched)
+{
+    int bad = 0;
+    const char *bot_id = jstr(a, "bot_id", &bad);
+    const char *title = jstr(a, "title", &bad);
+    chatbot_bot_t *bot;
+    chat_conv_info_t ci;
+    chat_status_t rc = CHAT_EINTERNAL;
+
+    if (!bot_id && !bad) {
+        bot_id = jstr(a, "bot", &bad);
+    }
+    if (bad) {
+        return send_error(a, CHAT_ERR_BAD_REQUEST, "bot_id and title must be strings", 0);
+    }
+    if (title && strlen(title) > CHAT_TITLE_MAX) {
+        return send_error(a, CHAT_ERR_BAD_REQUEST, "title is longer than 128 bytes", 0);
+    }
+    bot = chatbot_bot_get(a->r->server, bot_id);
+    if (!bot) {
+        return send_error(a, CHAT_ERR_NOT_FOUND, "unknown bot", 0);
+    }
+    if (chatbot_lock() == APR_SUCCESS) {
+        rc = chat_store_conv_create(chatbot_store(), &a->id.owner, bot->name, title,
+                                    chatbot_random64(), chatbot_now_ms(), &ci);
+        if (rc == CHAT_OK) {
+            chat_store_user_bump(chatbot_store(), &a->id.owner);
+        }
+        chatbot_unlock();
+    }
+    if (rc != CHAT_OK) {
+        return send_error(a, CHAT_ERR_STORAGE_FULL, "cannot create a session now", 0);
+    }
+    return session_reply(a, &ci, launched ? 201 : 201);
+}
+
+static int conv_flag_op(api_t *a, const char *conv, const char *op)
+{
+    chat_store_t *st = chatbot_store();
+    apr_uint64_t now = chatbot_now_ms();
+    chat_status_t rc = CHAT_EINTERNAL;
+    chat_conv_info_t ci;
+
+    if (chatbot_lock() != APR_SUCCESS) {
+        return send_error(a, CHAT_ERR_INTERNAL, "store unavailable", 0);
+    }
+    if (!strcmp(op, "archive")) {
+        rc = chat_store_conv_flags(st, &a->id.owner, conv, CHAT_CONV_ARCHIVED, 0, now);
+    }
+    else if (!strcmp(op, "unarchive")) {
+        rc = chat_store_conv_flags(st, &a->id.owner, conv, 0, CHAT_CONV_ARCHIVED, now);
+    }
+    else if (!strcmp(op, "stop")) {
+        chat_store_gen_request_stop(st, &a->id.owner, conv);
+        rc = chat_store_conv_flags(st, &a->id.owner, conv, CHAT_CONV_STOPPED, 0, now);
+    }
+    else if (!strcmp(op, "select")) {
+        rc = chat_store_conv_flags(st, &a->id.owner, conv, 0, 0, now);
+    }
+    else if (!strcmp(op, "delete")) {
+        chat_store_gen_request_stop(st, &a->id.owner, conv);
+        rc = chat_store_conv_delete(st, &a->id.owner, conv);
+    }
+    else if (!strcmp(op, "rename")) {
+        int bad = 0;
+        const char *title = jstr(a, "title", &bad);
+        if (!title || bad || strlen(title) > CHAT_TITLE_MAX) {
+            chatbot_unlock();
+            return send_error(a, CHAT_ERR_BAD_REQUEST,
+                              "title (a string of at most 128 bytes) is required", 0);
+        }
+        rc = chat_store_conv_rename(st, &a->id.owner, conv, title, now);
+    }
+    if (rc == CHAT_OK) {
+        chat_store_user_bump(st, &a->id.owner);
+        if (strcmp(op, "delete")) {
+            rc = chat_store_conv_get(st, &a->id.owner, conv, &ci);
+        }
+    }
+    chatbot_unlock();
+    if (rc == CHAT_EBUSY) {
+        return send_error(a, CHAT_ERR_BUSY, "the session is generating an answer", 0);
+    }
+    if (rc != CHAT_OK) {
+        return send_error(a, CHAT_ERR_NOT_FOUND, "no such session", 0);
+    }
+    if (!strcmp(op, "delete")) {
+        begin(a);
+        chat_jw_kstr(&a->jw, "status", "deleted");
+        chat_jw_kstr(&a->jw, "conversation_id", conv);
+        return finish(a, 200);
+    }
+    return session_reply(a, &ci, 200);
+}
+
+int chatbot_exec_api(request_rec *r, const chatbot_ident_t *id, void *body,
+                     const chatbot_limits_t *lim, chat_buf_t *out, int *status);
+
+int chatbot_api_handler(request_rec *r, const char *route)
+{
+    api_t *a = apr_pcalloc(r->pool, sizeof(*a));
+    const char *seg[5];
+    int n, bad = 0;
+
+    a->r = r;
+    a->sc = chatbot_srv(r->server);
+    chatbot_limits_get(r, &a->lim);
+    chat_buf_init(&a->out);
+    apr_pool_cleanup_register(r->pool, a, api_cleanup, apr_pool_cleanup_null);
+    if (!chatbot_store()) {
+        return send_error(a, CHAT_ERR_INTERNAL, "the chat store is not available", 0);
+    }
+    n = split(r->pool, route, seg, 4);
+    if (n == 0 || n > 4) {
+        return send_error(a, CHAT_ERR_NOT_FOUND, "no such API route", 0);
+    }
+    /* Health first: no identity needed, no cookie set (load balancers). */
+    if (n == 1 && !strcmp(seg[0], "health")) {
+        if (r->method_number != M_GET) {
+            return method_not_allowed(a, "GET, HEAD");
+        }
+        return route_health(a);
+    }
+    chatbot_ident_get(r, &a->id);
+
+    if (r->method_number == M_POST) {
+        int rc = read_body(a, 0);
+        if (rc != OK || r->status >= 400) {
+            return rc;
+        }
+    }
+    else if (r->method_number != M_GET) {
+        return method_not_allowed(a, "GET, HEAD, POST");
+    }
+
+    /* GET /api/bots */
+    if (n == 1 && !strcmp(seg[0], "bots")) {
+        if (r->method_number != M_GET) return method_not_allowed(a, "GET, HEAD");
+        refresh_health(a, 0);
+        begin(a);
+        chat_jw_key(&a->jw, "bots");
+        chatbot_view_bots(&a->jw, a->sc);
+        chat_jw_kstr(&a->jw, "default", a->sc->default_bot_p->name);
+        return finish(a, 200);
+    }
+    /* GET /api/status: the status board */
+    if (n == 1 && !strcmp(seg[0], "status")) {
+        if (r->method_number != M_GET) return method_not_allowed(a, "GET, HEAD");
+        begin(a);
+        chatbot_view_status(&a->jw, a->sc);
+        return finish(a, 200);
+    }
+    /* GET /api/sessions[?bot_id=&archived=1] */
+    if (n == 1 && !strcmp(seg[0], "sessions")) {
+        const char *arch = query_arg(r, "archived");
+        if (r->method_number != M_GET) return method_not_allowed(a, "GET, HEAD");
+        begin(a);
+        chat_jw_key(&a->jw, "sessions");
+        chatbot_view_sessions(&a->jw, r, &a->id, query_arg(r, "bot_id"),
+                              arch && (!strcmp(arch, "1") || !strcmp(arch, "true")) ? 1 : 0);
+        return finish(a, 200);
+    }
+    /* POST /api/bot/launch, POST /api/session/create */
+    if ((n == 2 && !strcmp(seg[0], "bot") && !strcmp(seg[1], "launch")) ||
+        (n == 2 && !strcmp(seg[0], "session") && !strcmp(seg[1], "create"))) {
+        if (r->method_number != M_POST) return method_not_allowed(a, "POST");
+        return create_session(a, seg[0][0] == 'b');
+    }
+    /* POST /api/bot/stop/{id} */
+    if (n == 3 && !strcmp(seg[0], "bot") && !strcmp(seg[1], "stop")) {
+        if (r->method_number != M_POST) return method_not_allowed(a, "POST");
+        return conv_flag_op(a, seg[2], "stop");
+    }
+    /* GET /api/bot/{id}/status */
+    if (n == 3 && !strcmp(seg[0], "bot") && !strcmp(seg[2], "status")) {
+        chat_conv_info_t ci;
+        const char *e;
+        if (r->method_number != M_GET) return method_not_allowed(a, "GET, HEAD");
+        e = chatbot_conv_resolve(r, &a->id, NULL, seg[1], 0, &ci);
+        if (e) {
+            return send_error(a, e, "no such session", 0);
+        }
+        return session_reply(a, &ci, 200);
+    }
+    /* POST /api/bot/{id}/task {"message"|"content"|"task": "..."} */
+    if (n == 3 && !strcmp(seg[0], "bot") && !strcmp(seg[2], "task")) {
+        chat_conv_info_t ci;
+        const char *e, *msg;
+        chatbot_bot_t *bot;
+        if (r->method_number != M_POST) return method_not_allowed(a, "POST");
+        msg = jstr(a, "message", &bad);
+        if (!msg && !bad) msg = jstr(a, "content", &bad);
+        if (!msg && !bad) msg = jstr(a, "task", &bad);
+        if (bad || !msg || !*msg) {
+            return send_error(a, CHAT_ERR_BAD_REQUEST,
+                              "a non-empty string \"message\" is required", 0);
+        }
+        e = chatbot_conv_resolve(r, &a->id, NULL, seg[1], 0, &ci);
+        if (e) {
+            return send_error(a, e, "no such session", 0);
+        }
+        bot = chatbot_bot_get(r->server, ci.bot);
+        if (!bot) {
+            return send_error(a, CHAT_ERR_NOT_FOUND, "the session's bot no longer exists", 0);
+        }
+        return run_turn(a, bot, ci.id, msg, strlen(msg));
+    }
+    /* POST /api/session/{id}/select|archive|unarchive|rename|delete|stop */
+    if (n == 3 && !strcmp(seg[0], "session")) {
+        if (r->method_number != M_POST) return method_not_allowed(a, "POST");
+        if (strcmp(seg[2], "select") && strcmp(seg[2], "archive") &&
+            strcmp(seg[2], "unarchive") && strcmp(seg[2], "rename") &&
+            strcmp(seg[2], "delete") && strcmp(seg[2], "stop")) {
+            return send_error(a, CHAT_ERR_NOT_FOUND, "no such API route", 0);
+        }
+        return conv_flag_op(a, seg[1], seg[2]);
+    }
+    /* GET /api/chat/history?bot_id=&conversation_id=&limit=&offset= */
+    if (n == 2 && !strcmp(seg[0], "chat") && !strcmp(seg[1], "history")) {
+        apr_int64_t limit, offset;
+        chat_conv_info_t ci;
+        chat_buf_t scratch;
+        chatbot_bot_t *bot = NULL;
+        const char *bot_id = query_arg(r, "bot_id");
+        const char *conv = query_arg(r, "conversation_id");
+        const char *e;
+        if (r->method_number != M_GET) return method_not_allowed(a, "GET, HEAD");
+        if (!conv) conv = query_arg(r, "session_id");
+        if (!query_int(r, "limit", 50, &limit) || !query_int(r, "offset", 0, &offset)) {
+            return send_error(a, CHAT_ERR_BAD_REQUEST,
+                              "limit and offset must be non-negative integers", 0);
+        }
+        if (bot_id && !(bot = chatbot_bot_get(r->server, bot_id))) {
+            return send_error(a, CHAT_ERR_NOT_FOUND, "unknown bot", 0);
+        }
+        if (!bot) {
+            bot = a->sc->default_bot_p;
+        }
+        e = chatbot_conv_resolve(r, &a->id, bot, conv, 0, &ci);
+        if (e) {
+            if (!conv && !strcmp(e, CHAT_ERR_NOT_FOUND)) {
+                /* no conversation yet: an empty history */
+                begin(a);
+                chat_jw_kstr(&a->jw, "conversation_id", NULL);
+                chat_jw_kstr(&a->jw, "bot_id", bot->name);
+                chat_jw_kint(&a->jw, "total", 0);
+                chat_jw_kint(&a->jw, "offset", offset);
+                chat_jw_kint(&a->jw, "limit", limit);
+                chat_jw_kbool(&a->jw, "has_more", 0);
+                chat_jw_key(&a->jw, "messages");
+                chat_jw_arr_begin(&a->jw);
+                chat_jw_arr_end(&a->jw);
+                return finish(a, 200);
+            }
+            return send_error(a, e, "no such conversation", 0);
+        }
+        begin(a);
+        chat_buf_init(&scratch);
+        e = chatbot_view_history(&a->jw, &a->id, ci.id, limit, offset, &scratch);
+        chat_buf_free(&scratch);
+        if (e) {
+            return send_error(a, e, "no such conversation", 0);
+        }
+        return finish(a, 200);
+    }
+    /* POST /api/chat {"message", "history":[{role,content}], "bot_id"} (stateless) */
+    if (n == 1 && !strcmp(seg[0], "chat")) {
+        json_object *hist = NULL;
+        const char *msg, *bot_id;
+        chatbot_bot_t *bot;
+        chat_conv_info_t ci;
+        chat_status_t rc = CHAT_EINTERNAL;
+        size_t i, hn = 0;
+        int status;
+        if (r->method_number != M_POST) return method_not_allowed(a, "POST");
+        msg = jstr(a, "message", &bad);
+        if (!msg && !bad) msg = jstr(a, "content", &bad);
+        bot_id = jstr(a, "bot_id", &bad);
+        if (bad || !msg || !*msg) {
+            return send_error(a, CHAT_ERR_BAD_REQUEST,
+                              "a non-empty string \"message\" is required", 0);
+        }
+        if (json_object_object_get_ex(a->body, "history", &hist) &&
+            !json_object_is_type(hist, json_type_null)) {
+            if (!json_object_is_type(hist, json_type_array)) {
+                return send_error(a, CHAT_ERR_BAD_REQUEST, "history must be an array", 0);
+            }
+            hn = json_object_array_length(hist);
+            if (hn > 200) {
+                return send_error(a, CHAT_ERR_BAD_REQUEST,
+                                  "history has more than 200 messages", 0);
+            }
+            for (i = 0; i < hn; i++) {
+                json_object *m = json_object_array_get_idx(hist, i), *role, *content;
+                const char *rs;
+                if (!json_object_is_type(m, json_type_object) ||
+                    !json_object_object_get_ex(m, "role", &role) ||
+                    !json_object_object_get_ex(m, "content", &content) ||
+                    !json_object_is_type(role, json_type_string) ||
+                    !json_object_is_type(content, json_type_string)) {
+                    return send_error(a, CHAT_ERR_BAD_REQUEST,
+                                      "history items must be {\"role\": string, "
+                                      "\"content\": string}", 0);
+                }
+                rs = json_object_get_string(role);
+                if (strcmp(rs, "user") && strcmp(rs, "assistant")) {
+                    return send_error(a, CHAT_ERR_BAD_REQUEST,
+                                      "history roles must be \"user\" or \"assistant\"", 0);
+                }
+            }
+        }
+        bot = chatbot_bot_get(r->server, bot_id);
+        if (!bot) {
+            return send_error(a, CHAT_ERR_NOT_FOUND, "unknown bot", 0);
+        }
+        /* A scratch conversation (archived, deleted afterwards) carries the
+         * given history through the same engine. */
+        if (chatbot_lock() == APR_SUCCESS) {
+            apr_uint64_t now = chatbot_now_ms();
+            rc = chat_store_conv_create(chatbot_store(), &a->id.owner, bot->name,
+                                        "(stateless request)", chatbot_random64(), now, &ci);
+            if (rc == CHAT_OK) {
+                chat_store_conv_flags(chatbot_store(), &a->id.owner, ci.id,
+                                      CHAT_CONV_ARCHIVED, 0, now);
+                for (i = 0; i < hn && rc == CHAT_OK; i++) {
+                    json_object *m = json_object_array_get_idx(hist, i), *role, *content;
+                    json_object_object_get_ex(m, "role", &role);
+                    json_object_object_get_ex(m, "content", &content);
+                    rc = chat_store_msg_append(
+                        chatbot_store(), &a->id.owner, ci.id,
+                        strcmp(json_object_get_string(role), "user") ? CHAT_ROLE_ASSISTANT
+                                                                     : CHAT_ROLE_USER,
+                        CHAT_MSG_COMPLETE, json_object_get_string(content),
+                        (size_t)json_object_get_string_len(content), now, NULL);
+                }
+            }
+            chatbot_unlock();
+        }
+        if (rc != CHAT_OK) {
+            return send_error(a, rc == CHAT_ETOOBIG ? CHAT_ERR_TOO_LARGE
+                                                    : CHAT_ERR_STORAGE_FULL,
+                              "cannot hold the request's history", 0);
+        }
+        status = run_turn(a, bot, ci.id, msg, strlen(msg));
+        if (chatbot_lock() == APR_SUCCESS) {
+            chat_store_conv_delete(chatbot_store(), &a->id.owner, ci.id);
+            chatbot_unlock();
+        }
+        return status;
+    }
+    /* POST /api/export/session {"conversation_id","format":"markdown"|"json"} */
+    if (n == 2 && !strcmp(seg[0], "export") && !strcmp(seg[1], "session")) {
+        const char *conv, *format, *fname = NULL, *e;
+        chat_buf_t out;
+        int json;
+        if (r->method_number != M_POST) return method_not_allowed(a, "POST");
+        conv = jstr(a, "conversation_id", &bad);
+        if (!conv && !bad) conv = jstr(a, "session_id", &bad);
+        format = jstr(a, "format", &bad);
+        if (bad || !conv) {
+            return send_error(a, CHAT_ERR_BAD_REQUEST,
+                              "conversation_id (string) is required", 0);
+        }
+        if (format && strcmp(format, "markdown") && strcmp(format, "json") &&
+            strcmp(format, "md")) {
+            return send_error(a, CHAT_ERR_BAD_REQUEST,
+                              "format must be \"markdown\" or \"json\"", 0);
+        }
+        json = format && !strcmp(format, "json");
+        chat_buf_init(&out);
+        e = chatbot_view_export(r, &a->id, conv, json, &out, &fname);
+        if (e) {
+            chat_buf_free(&out);
+            return send_error(a, e, "no such conversation", 0);
+        }
+        ap_set_content_type(r, json ? "application/json; charset=utf-8"
+                                    : "text/markdown; charset=utf-8");
+        apr_table_setn(r->headers_out, "Content-Disposition",
+                       apr_psprintf(r->pool, "attachment; filename=\"%s\"", fname));
+        apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
+        apr_table_setn(r->headers_out, "Cache-Control", "no-store");
+        ap_set_content_length(r, (apr_off_t)out.len);
+        if (!r->header_only) {
+            ap_rwrite(out.data ? out.data : "", (int)out.len, r);
+        }
+        chat_buf_free(&out);
+        return OK;
+    }
+    /* POST /api/execute {"command","args":[...],"bot_id","conversation_id"} */
+    if (n == 1 && !strcmp(seg[0], "execute")) {
+        int status = 200;
+        apr_int64_t retry;
+        const char *e;
+        if (r->method_number != M_POST) return method_not_allowed(a, "POST");
+        if ((e = chatbot_rate_check(&a->id, &a->lim, &retry))) {
+            return send_error(a, e, "rate limit exceeded", retry);
+        }
+        chat_buf_reset(&a->out, 0);
+        chatbot_exec_api(r, &a->id, a->body, &a->lim, &a->out, &status);
+        return send_json(a, status);
+    }
+    return send_error(a, CHAT_ERR_NOT_FOUND, "no such API route", 0);
+}

@@ -1,0 +1,1236 @@
+/* mod_chatbot_engine.c - the chat turn engine: from a user message to a
+ * streamed, stored, measured answer.
+ *
+ * A turn: claim the conversation (one generator at a time, across all
+ * children), store the user message, get a backend slot (fair FIFO queue
+ * shared by all children; circuit breaker; failover to the next backend on
+ * connect failure or 503), send the context with libcurl's multi
+ * interface, parse the reply incrementally (chat/stream.h), write every
+ * delta into history as it arrives (so another connection can resume it)
+ * and hand it to the driver, then record the outcome, stats and metrics.
+ *
+ * Everything runs on the driver's thread: the WebSocket connection loop
+ * polls the backend sockets and the client socket together, so a Stop, a
+ * vanished client or a timeout closes the upstream request at once (closing
+ * the HTTP request is the only way to make Ollama stop generating).
+ */
+#include <string.h>
+#include <curl/curl.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "apr_strings.h"
+
+#include "mod_chatbot.h"
+
+#define QUEUE_POLL_MS 50
+#define ACTIVE_POLL_MS 50
+#define LOADING_AFTER_MS 1500
+#define BEAT_EVERY_MS 1000
+#define ERRBODY_MAX 8192
+#define MAX_LINE (1024 * 1024)
+
+typedef enum {
+    PH_IDLE = 0,
+    PH_QUEUED,
+    PH_RUNNING,
+} phase_t;
+
+typedef struct turn_priv {
+    chatbot_turn_t pub;       /* first: drivers see this part */
+    chatbot_engine_t *e;
+    phase_t phase;
+    apr_pool_t *pool;         /* cleared after every turn */
+    apr_uint64_t token;       /* generation token in the store */
+    apr_uint64_t ticket;      /* backend queue ticket */
+    int backend_i;            /* index in bot->backends */
+    int slot_held;
+    int queued_pos;
+    CURL *easy;
+    struct curl_slist *headers;
+    chat_stream_t *parser;
+    chat_wire_t parser_wire;
+    chat_buf_t body;          /* request JSON */
+    chat_buf_t errbody;       /* non-2xx reply body */
+    long http_status;
+    int hdr_checked;
+    int backend_error;        /* an error line/event arrived */
+    char backend_msg[300];
+    const char *abort_code;   /* set when we abort from the write callback */
+    char abort_msg[300];
+    apr_uint64_t t_start, t_queued, t_sent, t_first, t_last, t_beat, t_queue_poll;
+    int loading_sent;
+    int series;
+} turn_priv_t;
+
+struct chatbot_engine {
+    request_rec *r;
+    apr_pool_t *pool;
+    chatbot_srv_conf *sc;
+    chatbot_limits_t lim;
+    chatbot_ident_t id;
+    chatbot_turn_cb_t cb;
+    void *baton;
+    CURLM *multi;
+    turn_priv_t turns[CHATBOT_MAX_TURNS];
+    chat_buf_t scratch;
+};
+
+static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code,
+                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* ---- helpers shared with the front ends ------------------------------------------ */
+
+chatbot_bot_t *chatbot_bot_get(server_rec *s, const char *name)
+{
+    chatbot_srv_conf *sc = chatbot_srv(s);
+
+    if (!name || !*name) {
+        return sc->default_bot_p;
+    }
+    return chatbot_bot_find(sc, name);
+}
+
+const char *chatbot_conv_resolve(request_rec *r, const chatbot_ident_t *id,
+                                 chatbot_bot_t *bot, const char *conv_id, int create,
+                                 chat_conv_info_t *out)
+{
+    chat_store_t *st = chatbot_store();
+    chat_status_t rc;
+
+    if (!st || chatbot_lock() != APR_SUCCESS) {
+        return CHAT_ERR_INTERNAL;
+    }
+    if (conv_id) {
+        rc = chat_store_conv_get(st, &id->owner, conv_id, out);
+    }
+    else {
+        rc = chat_store_conv_latest(st, &id->owner, bot->name, out);
+        if (rc == CHAT_ENOTFOUND && create) {
+            rc = chat_store_conv_create(st, &id->owner, bot->name, NULL, chatbot_random64(),
+                                        chatbot_now_ms(), out);
+            if (rc == CHAT_OK) {
+                chat_store_user_bump(st, &id->owner);
+            }
+        }
+    }
+    chatbot_unlock();
+    if (rc == CHAT_OK) {
+        return NULL;
+    }
+    if (rc == CHAT_EFULL) {
+        return CHAT_ERR_STORAGE_FULL;
+    }
+    return CHAT_ERR_NOT_FOUND;
+}
+
+const char *chatbot_rate_check(const chatbot_ident_t *id, const chatbot_limits_t *lim,
+                               apr_int64_t *retry_ms)
+{
+    chat_store_t *st = chatbot_store();
+    int64_t retry = 0;
+    chat_status_t rc;
+
+    *retry_ms = 0;
+    if (lim->rate.count == 0 || !st) {
+        return NULL;
+    }
+    if (chatbot_lock() != APR_SUCCESS) {
+        return NULL; /* fail open: the lock error is logged */
+    }
+    rc = chat_store_rate_take(st, &id->owner, &lim->rate, chatbot_now_ms(), &retry);
+    chatbot_unlock();
+    if (rc == CHAT_ELIMIT) {
+        *retry_ms = retry;
+        chat_metrics_gauge_add(st, CHAT_G_RATE_LIMITED, 1);
+        return CHAT_ERR_RATE_LIMITED;
+    }
+    return NULL;
+}
+
+/* ---- engine lifetime --------------------------------------------------------------- */
+
+static void turn_release_curl(turn_priv_t *t)
+{
+    if (t->easy) {
+        curl_multi_remove_handle(t->e->multi, t->easy);
+    }
+    if (t->headers) {
+        curl_slist_free_all(t->headers);
+        t->headers = NULL;
+    }
+}
+
+static apr_status_t engine_cleanup(void *data)
+{
+    chatbot_engine_t *e = data;
+    int i;
+
+    /* Turns still running when the pool goes (aborted connection): end them
+     * properly so the store is left consistent. */
+    for (i = 0; i < CHATBOT_MAX_TURNS; i++) {
+        turn_priv_t *t = &e->turns[i];
+        if (t->phase != PH_IDLE) {
+            memset(&e->cb, 0, sizeof(e->cb));
+            turn_end(t, CHATBOT_OUT_STOPPED, NULL, "connection ended");
+        }
+    }
+    for (i = 0; i < CHATBOT_MAX_TURNS; i++) {
+        turn_priv_t *t = &e->turns[i];
+        turn_release_curl(t);
+        if (t->easy) {
+            curl_easy_cleanup(t->easy);
+            t->easy = NULL;
+        }
+        if (t->parser) {
+            chat_stream_destroy(t->parser);
+            t->parser = NULL;
+        }
+        chat_buf_free(&t->body);
+        chat_buf_free(&t->errbody);
+        chat_buf_free(&t->pub.answer);
+    }
+    if (e->multi) {
+        curl_multi_cleanup(e->multi);
+        e->multi = NULL;
+    }
+    chat_buf_free(&e->scratch);
+    return APR_SUCCESS;
+}
+
+chatbot_engine_t *chatbot_engine_create(request_rec *r, const chatbot_limits_t *lim,
+                                        const chatbot_ident_t *id,
+                                        const chatbot_turn_cb_t *cb, void *baton)
+{
+    chatbot_engine_t *e = apr_pcalloc(r->pool, sizeof(*e));
+    int i;
+
+    e->r = r;
+    e->pool = r->pool;
+    e->sc = chatbot_srv(r->server);
+    e->lim = *lim;
+    e->id = *id;
+    e->cb = *cb;
+    e->baton = baton;
+    e->multi = curl_multi_init();
+    if (!e->multi) {
+        return NULL;
+    }
+    /* Keep a few connections to the backends alive between turns. */
+    curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, 4L);
+    chat_buf_init(&e->scratch);
+    for (i = 0; i < CHATBOT_MAX_TURNS; i++) {
+        e->turns[i].e = e;
+        chat_buf_init(&e->turns[i].body);
+        chat_buf_init(&e->turns[i].errbody);
+        chat_buf_init(&e->turns[i].pub.answer);
+    }
+    apr_pool_cleanup_register(r->pool, e, engine_cleanup, apr_pool_cleanup_null);
+    return e;
+}
+
+int chatbot_engine_active(chatbot_engine_t *e)
+{
+    int i, n = 0;
+
+    for (i = 0; i < CHATBOT_MAX_TURNS; i++) {
+        n += e->turns[i].phase != PH_IDLE;
+    }
+    return n;
+}
+
+int chatbot_engine_has(chatbot_engine_t *e, const char *conv_id)
+{
+    int i;
+
+    for (i = 0; i < CHATBOT_MAX_TURNS; i++) {
+        if (e->turns[i].phase != PH_IDLE && !strcmp(e->turns[i].pub.conv_id, conv_id)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- ending a turn -------------------------------------------------------------- */
+
+static void turn_metrics(turn_priv_t *t, chat_store_t *st)
+{
+    chatbot_turn_t *p = &t->pub;
+    int s = t->series;
+
+    if (s < 0) {
+        return;
+    }
+    if (p->outcome == CHATBOT_OUT_COMPLETE) {
+        chat_metrics_add(st, s, CHAT_CTR_ANSWERS, 1);
+    }
+    else if (p->has_answer) {
+        chat_metrics_add(st, s, CHAT_CTR_INTERRUPTED, 1);
+    }
+    if (p->outcome == CHATBOT_OUT_FAILED) {
+        chat_metrics_add(st, s, CHAT_CTR_ERRORS, 1);
+    }
+    if (p->stats.completion_tokens > 0) {
+        chat_metrics_add(st, s, CHAT_CTR_TOKENS, (uint64_t)p->stats.completion_tokens);
+    }
+    else if (p->tokens > 0) {
+        chat_metrics_add(st, s, CHAT_CTR_TOKENS, (uint64_t)p->tokens);
+    }
+    if (p->stats.prompt_tokens > 0) {
+        chat_metrics_add(st, s, CHAT_CTR_PROMPT_TOKENS, (uint64_t)p->stats.prompt_tokens);
+    }
+    if (t->t_first) {
+        chat_metrics_observe(st, s, CHAT_HIST_TTFT, p->ttft_ms);
+    }
+    if (p->outcome == CHATBOT_OUT_COMPLETE) {
+        chat_metrics_observe(st, s, CHAT_HIST_DURATION, p->duration_ms);
+        if (p->stats.tokens_per_sec > 0) {
+            chat_metrics_observe(st, s, CHAT_HIST_TPS, p->stats.tokens_per_sec);
+        }
+    }
+    if (t->t_queued) {
+        chat_metrics_observe(st, s, CHAT_HIST_QUEUE_WAIT, p->queue_ms);
+    }
+}
+
+static const char *outcome_name(chatbot_outcome_t o)
+{
+    switch (o) {
+    case CHATBOT_OUT_COMPLETE: return "complete";
+    case CHATBOT_OUT_STOPPED: return "stopped";
+    case CHATBOT_OUT_FAILED: return "failed";
+    default: return "none";
+    }
+}
+
+static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code,
+                     const char *fmt, ...)
+{
+    chatbot_engine_t *e = t->e;
+    chatbot_turn_t *p = &t->pub;
+    chat_store_t *st = chatbot_store();
+    apr_uint64_t now = chatbot_now_ms();
+    va_list ap;
+    int was_running = t->phase == PH_RUNNING;
+
+    if (t->phase == PH_IDLE) {
+        return;
+    }
+    turn_release_curl(t);
+    p->outcome = outcome;
+    p->err_code = code;
+    if (fmt) {
+        va_start(ap, fmt);
+        apr_vsnprintf(p->err_msg, sizeof(p->err_msg), fmt, ap);
+        va_end(ap);
+    }
+    p->duration_ms = (double)(now - t->t_start);
+    if (outcome == CHATBOT_OUT_STOPPED) {
+        apr_cpystrn(p->stats.done_reason, p->stop_reason ? p->stop_reason : "stopped",
+                    sizeof(p->stats.done_reason));
+    }
+    if (p->stats.tokens_per_sec <= 0 && p->tokens > 1 && t->t_first && now > t->t_first) {
+        p->stats.tokens_per_sec = (p->tokens - 1) * 1000.0 / (double)(now - t->t_first);
+    }
+    if (st && chatbot_lock() == APR_SUCCESS) {
+        if (t->slot_held) {
+            chat_store_backend_release(st, p->backend->index, t->ticket);
+        }
+        else if (t->phase == PH_QUEUED && p->backend) {
+            chat_store_backend_cancel(st, p->backend->index, t->ticket);
+        }
+        if (p->has_answer) {
+            chat_store_msg_flags(st, &e->id.owner, p->conv_id,
+                                 outcome == CHATBOT_OUT_COMPLETE ? CHAT_MSG_COMPLETE
+                                                                 : CHAT_MSG_INTERRUPTED,
+                                 CHAT_MSG_STREAMING, now);
+        }
+        else if (outcome == CHATBOT_OUT_FAILED) {
+            /* Keep the failure visible in the conversation (it is skipped
+             * when building the model's context). */
+            chat_store_msg_append(st, &e->id.owner, p->conv_id, CHAT_ROLE_ASSISTANT,
+                                  CHAT_MSG_ERROR, p->err_msg, strlen(p->err_msg), now,
+                                  NULL);
+        }
+        chat_store_gen_end(st, p->conv_id, t->token, now);
+        chat_store_user_bump(st, &e->id.owner);
+        chatbot_unlock();
+    }
+    t->slot_held = 0;
+    if (st) {
+        if (was_running) {
+            chat_metrics_gauge_add(st, CHAT_G_GENERATING, -1);
+        }
+        else {
+            chat_metrics_gauge_add(st, CHAT_G_QUEUED, -1);
+        }
+        if (code) {
+            chat_metrics_error(st, code);
+        }
+        turn_metrics(t, st);
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, e->r, APLOGNO(10930)
+                  "chatbot: turn user=%s bot=%s model=%s backend=%s conversation=%s "
+                  "outcome=%s%s%s tokens=%d ttft_ms=%.1f duration_ms=%.1f queue_ms=%.1f%s%s",
+                  e->id.label, p->bot->name, p->bot->model,
+                  p->backend ? p->backend->name : "-", p->conv_id, outcome_name(outcome),
+                  code ? " code=" : "", code ? code : "", p->tokens, p->ttft_ms,
+                  p->duration_ms, p->queue_ms,
+                  (code && *p->err_msg) ? " error=" : "", code ? p->err_msg : "");
+    if (e->lim.log_content && p->answer.len) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, e->r, APLOGNO(10931)
+                      "chatbot: answer conversation=%s content=%.*s", p->conv_id,
+                      (int)(p->answer.len > 4000 ? 4000 : p->answer.len), p->answer.data);
+    }
+    /* Request notes for the access log (last turn wins). */
+    apr_table_setn(e->r->notes, "chatbot-bot", p->bot->name);
+    apr_table_setn(e->r->notes, "chatbot-model", p->bot->model);
+    apr_table_set(e->r->notes, "chatbot-tokens", apr_itoa(e->r->pool, p->tokens));
+    apr_table_set(e->r->notes, "chatbot-ttft-ms",
+                  apr_psprintf(e->r->pool, "%.0f", p->ttft_ms));
+    t->phase = PH_IDLE;
+    if (e->cb.on_done) {
+        e->cb.on_done(e->baton, p);
+    }
+    if (t->parser) {
+        chat_stream_reset(t->parser);
+    }
+    chat_buf_reset(&t->body, 64 * 1024);
+    chat_buf_reset(&t->errbody, 16 * 1024);
+    chat_buf_reset(&p->answer, 64 * 1024);
+    if (t->pool) {
+        apr_pool_clear(t->pool);
+    }
+}
+
+void chatbot_engine_stop(chatbot_engine_t *e, const char *conv_id, const char *reason)
+{
+    int i;
+
+    for (i = 0; i < CHATBOT_MAX_TURNS; i++) {
+        turn_priv_t *t = &e->turns[i];
+        if (t->phase == PH_IDLE || (conv_id && strcmp(t->pub.conv_id, conv_id))) {
+            continue;
+        }
+        t->pub.stop_reason = reason;
+        turn_end(t, CHATBOT_OUT_STOPPED, NULL, NULL);
+    }
+}
+
+/* ---- the backend request --------------------------------------------------------- */
+
+static int on_event(void *baton, const chat_event_t *ev)
+{
+    turn_priv_t *t = baton;
+    chatbot_engine_t *e = t->e;
+    chatbot_turn_t *p = &t->pub;
+    chat_store_t *st = chatbot_store();
+    apr_uint64_t now;
+
+    switch (ev->type) {
+    case CHAT_EV_CONTENT:
+    case CHAT_EV_THINKING:
+        now = chatbot_now_ms();
+        if (!t->t_first) {
+            t->t_first = now;
+            p->ttft_ms = (double)(now - t->t_sent);
+            if (t->loading_sent && e->cb.on_status) {
+                e->cb.on_status(e->baton, p, "generating", 0);
+            }
+        }
+        t->t_last = now;
+        if (ev->type == CHAT_EV_THINKING) {
+            if (e->cb.on_delta) {
+                e->cb.on_delta(e->baton, p, 1, ev->text, ev->len);
+            }
+            return 0;
+        }
+        p->tokens++;
+        if (st && chatbot_lock() == APR_SUCCESS) {
+            chat_status_t rc;
+            if (!p->has_answer) {
+                rc = chat_store_msg_append(st, &e->id.owner, p->conv_id,
+                                           CHAT_ROLE_ASSISTANT, CHAT_MSG_STREAMING,
+                                           ev->text, ev->len, now, &p->answer_index);
+                if (rc == CHAT_OK) {
+                    p->has_answer = 1;
+                }
+            }
+            else {
+                rc = chat_store_msg_extend(st, &e->id.owner, p->conv_id, ev->text, ev->len,
+                                           now);
+            }
+            chatbot_unlock();
+            if (rc == CHAT_ETOOBIG) {
+                t->abort_code = CHAT_ERR_TOO_LARGE;
+                apr_snprintf(t->abort_msg, sizeof(t->abort_msg),
+                             "the answer exceeded ChatbotMaxAnswerBytes and was cut");
+                return 1;
+            }
+            if (rc != CHAT_OK) {
+                t->abort_code = CHAT_ERR_STORAGE_FULL;
+                apr_snprintf(t->abort_msg, sizeof(t->abort_msg),
+                             "history storage is full (%s)", chat_status_str(rc));
+                return 1;
+            }
+        }
+        chat_buf_append(&p->answer, ev->text, ev->len);
+        if (e->cb.on_delta) {
+            e->cb.on_delta(e->baton, p, 0, ev->text, ev->len);
+        }
+        return 0;
+    case CHAT_EV_DONE:
+        if (ev->stats) {
+            p->stats = *ev->stats;
+        }
+        return 0;
+    case CHAT_EV_ERROR:
+        t->backend_error = 1;
+        apr_cpystrn(t->backend_msg, ev->text ? ev->text : "", sizeof(t->backend_msg));
+        return 0;
+    }
+    return 0;
+}
+
+static size_t on_write(char *data, size_t size, size_t nmemb, void *baton)
+{
+    turn_priv_t *t = baton;
+    size_t n = size * nmemb;
+    chat_status_t rc;
+
+    if (!t->hdr_checked) {
+        char *ct = NULL;
+        t->hdr_checked = 1;
+        curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->http_status);
+        curl_easy_getinfo(t->easy, CURLINFO_CONTENT_TYPE, &ct);
+        if (t->http_status >= 200 && t->http_status < 300 && ct &&
+            (!strncasecmp(ct, "text/html", 9) || !strncasecmp(ct, "text/xml", 8) ||
+             !strncasecmp(ct, "image/", 6))) {
+            t->abort_code = CHAT_ERR_BACKEND_PROTOCOL;
+            apr_snprintf(t->abort_msg, sizeof(t->abort_msg),
+                         "backend '%s' answered with %s instead of a %s stream "
+                         "(is %s really an %s server, and not a proxy or web page?)",
+                         t->pub.backend->name, ct,
+                         t->pub.backend->wire == CHAT_WIRE_OLLAMA ? "NDJSON" : "SSE",
+                         t->pub.backend->url,
+                         t->pub.backend->wire == CHAT_WIRE_OLLAMA ? "Ollama"
+                                                                  : "OpenAI-compatible");
+            return 0;
+        }
+    }
+    if (t->http_status < 200 || t->http_status >= 300) {
+        if (t->errbody.len < ERRBODY_MAX) {
+            size_t k = n < ERRBODY_MAX - t->errbody.len ? n : ERRBODY_MAX - t->errbody.len;
+            chat_buf_append(&t->errbody, data, k);
+        }
+        return n;
+    }
+    if (t->phase != PH_RUNNING) {
+        return 0;
+    }
+    rc = chat_stream_feed(t->parser, data, n);
+    if (rc == CHAT_OK) {
+        return n;
+    }
+    if (rc == CHAT_ECLOSED && (t->abort_code || chat_stream_is_done(t->parser))) {
+        return t->abort_code ? 0 : n;
+    }
+    t->abort_code = CHAT_ERR_BACKEND_PROTOCOL;
+    if (rc != CHAT_ETOOBIG) {
+        apr_snprintf(t->abort_msg, sizeof(t->abort_msg),
+                     "backend '%s' sent a reply that is not valid %s: %s",
+                     t->pub.backend->name,
+                     t->pub.backend->wire == CHAT_WIRE_OLLAMA ? "Ollama NDJSON"
+                                                              : "OpenAI SSE",
+                     chat_stream_error(t->parser));
+    }
+    else {
+        apr_snprintf(t->abort_msg, sizeof(t->abort_msg),
+                     "backend '%s' sent a line longer than %d bytes",
+                     t->pub.backend->name, MAX_LINE);
+    }
+    return 0;
+}
+
+typedef struct {
+    apr_pool_t *p;
+    apr_array_header_t *msgs;
+} ctx_collect_t;
+
+static void collect_msg(void *baton, const chat_msg_info_t *info, const char *text,
+                        size_t len)
+{
+    ctx_collect_t *c = baton;
+    chat_msg_t *m = apr_array_push(c->msgs);
+
+    m->role = info->role;
+    m->content = apr_pstrmemdup(c->p, text, len);
+    m->len = len;
+}
+
+/* Builds the request and hands it to curl. Returns NULL or an error code. */
+static const char *turn_send(turn_priv_t *t)
+{
+    chatbot_engine_t *e = t->e;
+    chatbot_turn_t *p = &t->pub;
+    chatbot_bot_t *bot = p->bot;
+    chatbot_backend_t *be = p->backend;
+    chat_store_t *st = chatbot_store();
+    ctx_collect_t cc;
+    chat_msg_t *sys;
+    int n;
+
+    cc.p = t->pool;
+    cc.msgs = apr_array_make(t->pool, 24, sizeof(chat_msg_t));
+    sys = apr_array_push(cc.msgs);
+    sys->role = CHAT_ROLE_SYSTEM;
+    sys->content = bot->system_prompt;
+    sys->len = strlen(bot->system_prompt);
+    if (chatbot_lock() != APR_SUCCESS) {
+        return CHAT_ERR_INTERNAL;
+    }
+    n = chat_store_msg_tail(st, &e->id.owner, p->conv_id, (uint32_t)bot->context_messages,
+                            (size_t)bot->context_tokens * 4, &e->scratch, collect_msg, &cc);
+    chatbot_unlock();
+    chat_buf_reset(&e->scratch, 64 * 1024);
+    if (n < 0) {
+        apr_snprintf(p->err_msg, sizeof(p->err_msg), "the conversation is gone");
+        return CHAT_ERR_NOT_FOUND;
+    }
+    if (!sys->len) {
+        /* an empty system prompt is not sent */
+        cc.msgs->elts += sizeof(chat_msg_t);
+        cc.msgs->nelts--;
+    }
+    chat_buf_reset(&t->body, 64 * 1024);
+    if (chat_request_build(be->wire, bot->model, (const chat_msg_t *)cc.msgs->elts,
+                           (size_t)cc.msgs->nelts, &bot->options, 1, &t->body) != CHAT_OK) {
+        return CHAT_ERR_INTERNAL;
+    }
+    if (!t->parser || t->parser_wire != be->wire) {
+        if (t->parser) {
+            chat_stream_destroy(t->parser);
+            t->parser = NULL;
+        }
+        if (chat_stream_create(&t->parser, be->wire, MAX_LINE, on_event, t) != CHAT_OK) {
+            return CHAT_ERR_INTERNAL;
+        }
+        t->parser_wire = be->wire;
+    }
+    else {
+        chat_stream_reset(t->parser);
+    }
+    if (!t->easy) {
+        t->easy = curl_easy_init();
+        if (!t->easy) {
+            return CHAT_ERR_INTERNAL;
+        }
+    }
+    else {
+        curl_easy_reset(t->easy);
+    }
+    t->headers = curl_slist_append(NULL, "Content-Type: application/json");
+    t->headers = curl_slist_append(t->headers, be->wire == CHAT_WIRE_OLLAMA
+                                                   ? "Accept: application/x-ndjson"
+                                                   : "Accept: text/event-stream");
+    t->headers = curl_slist_append(t->headers, "Expect:");
+    if (be->key) {
+        t->headers = curl_slist_append(
+            t->headers, apr_pstrcat(t->pool, "Authorization: Bearer ", be->key, NULL));
+    }
+    curl_easy_setopt(t->easy, CURLOPT_URL, be->chat_url);
+    curl_easy_setopt(t->easy, CURLOPT_POST, 1L);
+    curl_easy_setopt(t->easy, CURLOPT_POSTFIELDS, t->body.data);
+    curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)t->body.len);
+    curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
+    curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
+    curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t);
+    curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)e->lim.connect_timeout_ms);
+    curl_easy_setopt(t->easy, CURLOPT_USERAGENT, CHATBOT_SERVER_ID);
+    curl_easy_setopt(t->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(t->easy, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(t->easy, CURLOPT_BUFFERSIZE, 16384L);
+    curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(t->easy, CURLOPT_FOLLOWLOCATION, 0L);
+    t->http_status = 0;
+    t->hdr_checked = 0;
+    t->backend_error = 0;
+    t->abort_code = NULL;
+    chat_buf_reset(&t->errbody, 16 * 1024);
+    if (curl_multi_add_handle(e->multi, t->easy) != CURLM_OK) {
+        return CHAT_ERR_INTERNAL;
+    }
+    t->t_sent = chatbot_now_ms();
+    t->loading_sent = 0;
+    return NULL;
+}
+
+/* Tries backends from t->backend_i on: the breaker must allow it, then a
+ * slot (or a place in the queue). Returns NULL (running or queued) or an
+ * error code with err_msg set. */
+static const char *turn_acquire(turn_priv_t *t)
+{
+    chatbot_engine_t *e = t->e;
+    chatbot_turn_t *p = &t->pub;
+    chat_store_t *st = chatbot_store();
+    apr_array_header_t *bes = p->bot->backends;
+    const char *why = NULL;
+    int open_seen = 0, full_seen = 0;
+
+    for (; t->backend_i < bes->nelts; t->backend_i++) {
+        chatbot_backend_t *be = APR_ARRAY_IDX(bes, t->backend_i, chatbot_backend_t *);
+        int32_t pos = 0;
+        chat_status_t rc;
+        int allow;
+        apr_uint64_t now = chatbot_now_ms();
+
+        if (chatbot_lock() != APR_SUCCESS) {
+            return CHAT_ERR_INTERNAL;
+        }
+        allow = chat_store_breaker_allow(st, be->index, now,
+                                         (uint64_t)apr_time_as_msec(e->sc->breaker_cooldown));
+        if (!allow) {
+            chatbot_unlock();
+            open_seen = 1;
+            continue;
+        }
+        rc = chat_store_backend_acquire(st, be->index, t->ticket, now, &pos);
+        if (rc == CHAT_EAGAIN) {
+            chat_store_gen_state(st, p->conv_id, t->token, CHAT_CONV_QUEUED, pos);
+        }
+        chatbot_unlock();
+        p->backend = be;
+        t->series = p->bot->series ? p->bot->series[t->backend_i] : -1;
+        if (rc == CHAT_OK) {
+            t->slot_held = 1;
+            p->queue_ms = (double)(now - t->t_queued);
+            chat_metrics_gauge_add(st, CHAT_G_QUEUED, -1);
+            chat_metrics_gauge_add(st, CHAT_G_GENERATING, 1);
+            t->phase = PH_RUNNING;
+            if (chatbot_lock() == APR_SUCCESS) {
+                chat_store_gen_state(st, p->conv_id, t->token, CHAT_CONV_GENERATING, 0);
+                chat_store_user_bump(st, &e->id.owner);
+                chatbot_unlock();
+            }
+            if (e->cb.on_status) {
+                e->cb.on_status(e->baton, p, "generating", 0);
+            }
+            if ((why = turn_send(t)) != NULL) {
+                return why;
+            }
+            return NULL;
+        }
+        if (rc == CHAT_EAGAIN) {
+            t->t_queue_poll = now;
+            if (pos != t->queued_pos) {
+                if (chatbot_lock() == APR_SUCCESS) {
+                    chat_store_user_bump(st, &e->id.owner);
+                    chatbot_unlock();
+                }
+                t->queued_pos = pos;
+                if (e->cb.on_status) {
+                    e->cb.on_status(e->baton, p, "queued", pos);
+                }
+            }
+            return NULL;
+        }
+        full_seen = 1; /* CHAT_EFULL: try the next backend */
+    }
+    if (full_seen) {
+        apr_snprintf(p->err_msg, sizeof(p->err_msg),
+                     "every backend of bot '%s' is busy and its waiting queue is full; "
+                     "please retry in a moment", p->bot->name);
+        return CHAT_ERR_QUEUE_FULL;
+    }
+    if (open_seen) {
+        apr_snprintf(p->err_msg, sizeof(p->err_msg),
+                     "the backend of bot '%s' is failing (circuit breaker open after %d "
+                     "consecutive failures); retrying automatically in up to %d s",
+                     p->bot->name, e->sc->breaker_threshold,
+                     (int)apr_time_sec(e->sc->breaker_cooldown));
+        return CHAT_ERR_BACKEND_UNREACHABLE;
+    }
+    apr_snprintf(p->err_msg, sizeof(p->err_msg), "bot '%s' has no backend", p->bot->name);
+    return CHAT_ERR_BACKEND_UNREACHABLE;
+}
+
+/* Failed before any token with a failure worth another backend? */
+static int try_failover(turn_priv_t *t)
+{
+    chat_store_t *st = chatbot_store();
+
+    if (t->pub.tokens > 0 || t->backend_i + 1 >= t->pub.bot->backends->nelts) {
+        return 0;
+    }
+    if (chatbot_lock() == APR_SUCCESS) {
+        if (t->slot_held) {
+            chat_store_backend_release(st, t->pub.backend->index, t->ticket);
+        }
+        chatbot_unlock();
+    }
+    t->slot_held = 0;
+    turn_release_curl(t);
+    ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, t->e->r, APLOGNO(10932)
+                  "chatbot: backend %s failed (%s); failing over to the next backend of "
+                  "bot %s", t->pub.backend->name, t->pub.err_msg, t->pub.bot->name);
+    chat_metrics_gauge_add(st, CHAT_G_GENERATING, -1);
+    chat_metrics_gauge_add(st, CHAT_G_QUEUED, 1);
+    t->phase = PH_QUEUED;
+    t->queued_pos = 0;
+    t->backend_i++;
+    {
+        const char *code = turn_acquire(t);
+        if (code) {
+            turn_end(t, CHATBOT_OUT_FAILED, code, "%s", t->pub.err_msg);
+        }
+    }
+    return 1;
+}
+
+static void breaker(turn_priv_t *t, int ok)
+{
+    chat_store_t *st = chatbot_store();
+
+    if (!t->pub.backend || chatbot_lock() != APR_SUCCESS) {
+        return;
+    }
+    chat_store_breaker_result(st, t->pub.backend->index, ok, chatbot_now_ms(),
+                              (uint32_t)t->e->sc->breaker_threshold,
+                              (uint64_t)apr_time_as_msec(t->e->sc->breaker_cooldown));
+    chat_store_backend_health(st, t->pub.backend->index, ok, NULL,
+                              ok ? "" : t->pub.err_msg, chatbot_now_ms());
+    chatbot_unlock();
+}
+
+/* The transfer of t finished with curl result res. */
+static void turn_transfer_done(turn_priv_t *t, CURLcode res)
+{
+    chatbot_turn_t *p = &t->pub;
+    chatbot_backend_t *be = p->backend;
+    char emsg[300];
+    chat_status_t fin;
+
+    if (t->abort_code) {
+        /* We aborted from a callback: protocol error or storage limit. */
+        int backend_fault = !strcmp(t->abort_code, CHAT_ERR_BACKEND_PROTOCOL);
+        apr_cpystrn(p->err_msg, t->abort_msg, sizeof(p->err_msg));
+        if (backend_fault) {
+            breaker(t, 0);
+        }
+        turn_end(t, CHATBOT_OUT_FAILED, t->abort_code, "%s", t->abort_msg);
+        return;
+    }
+    if (res == CURLE_OK && t->http_status >= 200 && t->http_status < 300) {
+        fin = chat_stream_finish(t->parser);
+        if (fin == CHAT_OK && !t->backend_error) {
+            breaker(t, 1);
+            turn_end(t, CHATBOT_OUT_COMPLETE, NULL, NULL);
+            return;
+        }
+        if (t->backend_error) {
+            /* A model error is not a sign the server is down. */
+            breaker(t, 1);
+            turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_BACKEND_ERROR,
+                     "backend '%s' reported an error%s: %s", be->name,
+                     p->tokens ? " mid-answer (partial answer kept)" : "", t->backend_msg);
+            return;
+        }
+        if (fin == CHAT_EINCOMPLETE) {
+            breaker(t, 0);
+            turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_INTERRUPTED,
+                     "backend '%s' ended the stream before the answer was complete%s",
+                     be->name, p->tokens ? " (partial answer kept)" : "");
+            return;
+        }
+        breaker(t, 0);
+        turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_BACKEND_PROTOCOL,
+                 "backend '%s' sent a reply that is not valid %s: %s", be->name,
+                 be->wire == CHAT_WIRE_OLLAMA ? "Ollama NDJSON" : "OpenAI SSE",
+                 chat_stream_error(t->parser));
+        return;
+    }
+    if (res == CURLE_OK) {
+        /* HTTP error status */
+        long st = t->http_status;
+        chat_backend_error_text(t->errbody.data ? t->errbody.data : "", t->errbody.len,
+                                emsg, sizeof(emsg));
+        if (st == 404) {
+            breaker(t, 1);
+            turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_MODEL_NOT_FOUND,
+                     "model '%s' is not available on backend '%s'%s%s; pull it first "
+                     "(ollama pull %s) or fix ChatbotModel",
+                     p->bot->model, be->name, *emsg ? ": " : "", emsg, p->bot->model);
+            return;
+        }
+        if (st == 503 || st == 429) {
+            apr_snprintf(p->err_msg, sizeof(p->err_msg), "HTTP %ld %s", st, emsg);
+            breaker(t, 0);
+            if (try_failover(t)) {
+                return;
+            }
+            turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_BACKEND_BUSY,
+                     "backend '%s' is busy (HTTP %ld%s%s); please retry in a moment",
+                     be->name, st, *emsg ? ": " : "", emsg);
+            return;
+        }
+        if (st == 400 || st == 422) {
+            breaker(t, 1);
+            turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_BACKEND_BAD_REQUEST,
+                     "backend '%s' rejected the request (HTTP %ld)%s%s", be->name, st,
+                     *emsg ? ": " : "", emsg);
+            return;
+        }
+        breaker(t, st < 500);
+        turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_BACKEND_ERROR,
+                 "backend '%s' answered HTTP %ld%s%s%s", be->name, st, *emsg ? ": " : "",
+                 emsg, (st == 401 || st == 403) ? " (check the key= of ChatbotBackend)" : "");
+        return;
+    }
+    switch (res) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        apr_snprintf(p->err_msg, sizeof(p->err_msg),
+                     "cannot connect to backend '%s' at %s (%s)", be->name, be->url,
+                     curl_easy_strerror(res));
+        breaker(t, 0);
+        if (try_failover(t)) {
+            return;
+        }
+        turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_BACKEND_UNREACHABLE,
+                 "cannot connect to backend '%s' at %s (%s); is the server running?",
+                 be->name, be->url, curl_easy_strerror(res));
+        return;
+    case CURLE_OPERATION_TIMEDOUT:
+        if (!t->http_status && !t->hdr_checked) {
+            long connected = 0;
+            curl_easy_getinfo(t->easy, CURLINFO_CONNECT_TIME_T, &connected);
+            apr_snprintf(p->err_msg, sizeof(p->err_msg),
+                         "backend '%s' at %s did not accept a connection within %d ms",
+                         be->name, be->url, (int)t->e->lim.connect_timeout_ms);
+            breaker(t, 0);
+            if (try_failover(t)) {
+                return;
+            }
+            turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_BACKEND_UNREACHABLE, "%s",
+                     p->err_msg);
+            return;
+        }
+        breaker(t, 0);
+        turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_BACKEND_TIMEOUT,
+                 "backend '%s' timed out", be->name);
+        return;
+    default:
+        breaker(t, 0);
+        if (p->tokens > 0) {
+            turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_INTERRUPTED,
+                     "the connection to backend '%s' was lost mid-answer (%s); the "
+                     "partial answer is kept", be->name, curl_easy_strerror(res));
+        }
+        else {
+            turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_BACKEND_ERROR,
+                     "backend '%s' closed the connection without an answer (%s)",
+                     be->name, curl_easy_strerror(res));
+        }
+        return;
+    }
+}
+
+/* ---- starting a turn ---------------------------------------------------------------- */
+
+typedef struct {
+    int last_user;
+    int n;
+} find_user_t;
+
+static void find_last_user(void *baton, const chat_msg_info_t *info, const char *text,
+                           size_t len)
+{
+    find_user_t *f = baton;
+
+    if (info->role == CHAT_ROLE_USER) {
+        f->last_user = (int)info->index;
+    }
+    f->n++;
+}
+
+const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *req,
+                               char *errmsg, apr_size_t errcap)
+{
+    chat_store_t *st = chatbot_store();
+    turn_priv_t *t = NULL;
+    chatbot_turn_t *p;
+    chat_status_t rc;
+    apr_uint64_t now = chatbot_now_ms();
+    const char *code;
+    int i;
+
+    if (!st) {
+        apr_cpystrn(errmsg, "the chat store is not available", errcap);
+        return CHAT_ERR_INTERNAL;
+    }
+    for (i = 0; i < CHATBOT_MAX_TURNS; i++) {
+        if (e->turns[i].phase != PH_IDLE && !strcmp(e->turns[i].pub.conv_id, req->conv_id)) {
+            apr_cpystrn(errmsg, "this conversation is already generating an answer; stop "
+                        "it first", errcap);
+            return CHAT_ERR_BUSY;
+        }
+        if (!t && e->turns[i].phase == PH_IDLE) {
+            t = &e->turns[i];
+        }
+    }
+    if (!t) {
+        apr_snprintf(errmsg, errcap, "at most %d answers can be generated at once per "
+                     "connection", CHATBOT_MAX_TURNS);
+        return CHAT_ERR_BUSY;
+    }
+    if (!t->pool && apr_pool_create(&t->pool, e->pool) != APR_SUCCESS) {
+        return CHAT_ERR_INTERNAL;
+    }
+    p = &t->pub;
+    memset(&p->stats, 0, sizeof(p->stats));
+    chat_stats_init(&p->stats);
+    apr_cpystrn(p->conv_id, req->conv_id, sizeof(p->conv_id));
+    p->msg_id = req->msg_id ? apr_pstrdup(t->pool, req->msg_id) : NULL;
+    p->bot = req->bot;
+    p->backend = NULL;
+    p->has_answer = 0;
+    p->outcome = CHATBOT_OUT_NONE;
+    p->err_code = NULL;
+    p->err_msg[0] = '\0';
+    p->stop_reason = NULL;
+    p->ttft_ms = p->duration_ms = p->queue_ms = 0;
+    p->tokens = 0;
+    t->token = chatbot_random64();
+    t->ticket = chatbot_random64();
+    t->backend_i = 0;
+    t->slot_held = 0;
+    t->queued_pos = 0;
+    t->t_start = now;
+    t->t_queued = t->t_sent = t->t_first = t->t_last = 0;
+    t->t_beat = now;
+    t->series = -1;
+
+    if (chatbot_lock() != APR_SUCCESS) {
+        return CHAT_ERR_INTERNAL;
+    }
+    rc = chat_store_gen_begin(st, &e->id.owner, p->conv_id, t->token, CHAT_CONV_QUEUED,
+                              now);
+    if (rc != CHAT_OK) {
+        chatbot_unlock();
+        if (rc == CHAT_EBUSY) {
+            apr_cpystrn(errmsg, "this conversation is already generating an answer "
+                        "(in another tab?); stop it first", errcap);
+            return CHAT_ERR_BUSY;
+        }
+        apr_cpystrn(errmsg, "no such conversation", errcap);
+        return CHAT_ERR_NOT_FOUND;
+    }
+    code = NULL;
+    if (req->mode == CHATBOT_TURN_NEW || req->mode == CHATBOT_TURN_EDIT) {
+        if (req->mode == CHATBOT_TURN_EDIT) {
+            chat_conv_info_t ci;
+            chat_store_conv_get(st, &e->id.owner, p->conv_id, &ci);
+            if (req->edit_index >= ci.nmsgs) {
+                code = CHAT_ERR_NOT_FOUND;
+                apr_snprintf(errmsg, errcap, "message %u does not exist", req->edit_index);
+            }
+            else {
+                chat_store_msg_truncate(st, &e->id.owner, p->conv_id, req->edit_index, now);
+            }
+        }
+        if (!code) {
+            rc = chat_store_msg_append(st, &e->id.owner, p->conv_id, CHAT_ROLE_USER,
+                                       req->content[0] == '!' ? CHAT_MSG_COMMAND : 0,
+                                       req->content, req->len, now, &p->user_index);
+            if (rc == CHAT_ETOOBIG) {
+                code = CHAT_ERR_TOO_LARGE;
+                apr_cpystrn(errmsg, "the message is too large to store", errcap);
+            }
+            else if (rc != CHAT_OK) {
+                code = CHAT_ERR_STORAGE_FULL;
+                apr_snprintf(errmsg, errcap, "cannot store the message (%s)",
+                             chat_status_str(rc));
+            }
+        }
+    }
+    else { /* regenerate: keep everything up to the last user message */
+        find_user_t f = {-1, 0};
+        chat_store_msg_read(st, &e->id.owner, p->conv_id, 0, 0, &e->scratch,
+                            find_last_user, &f);
+        if (f.last_user < 0) {
+            code = CHAT_ERR_BAD_REQUEST;
+            apr_cpystrn(errmsg, "there is no message to regenerate an answer for", errcap);
+        }
+        else {
+            chat_store_msg_truncate(st, &e->id.owner, p->conv_id, (uint32_t)f.last_user + 1,
+                                    now);
+            p->user_index = (uint32_t)f.last_user;
+        }
+        chat_buf_reset(&e->scratch, 64 * 1024);
+    }
+    if (code) {
+        chat_store_gen_end(st, p->conv_id, t->token, now);
+        chatbot_unlock();
+        return code;
+    }
+    chat_store_user_bump(st, &e->id.owner);
+    chatbot_unlock();
+
+    if (e->cb.on_accepted) {
+        e->cb.on_accepted(e->baton, p);
+    }
+    /* Every turn starts "queued" (counted in the queued gauge) until
+     * turn_acquire gets a backend slot. */
+    t->phase = PH_QUEUED;
+    t->t_queued = now;
+    chat_metrics_gauge_add(st, CHAT_G_QUEUED, 1);
+    code = turn_acquire(t);
+    if (code) {
+        turn_end(t, CHATBOT_OUT_FAILED, code, "%s", p->err_msg);
+    }
+    return NULL;
+}
+
+/* ---- driving ------------------------------------------------------------------------ */
+
+int chatbot_engine_wait_ms(chatbot_engine_t *e)
+{
+    int i, w = -1;
+
+    for (i = 0; i < CHATBOT_MAX_TURNS; i++) {
+        int tw;
+        if (e->turns[i].phase == PH_QUEUED) {
+            tw = QUEUE_POLL_MS;
+        }
+        else if (e->turns[i].phase == PH_RUNNING) {
+            tw = ACTIVE_POLL_MS;
+        }
+        else {
+            continue;
+        }
+        if (w < 0 || tw < w) {
+            w = tw;
+        }
+    }
+    return w;
+}
+
+apr_status_t chatbot_engine_poll(chatbot_engine_t *e, void *extra, unsigned nextra,
+                                 int timeout_ms)
+{
+    int numfds = 0;
+    CURLMcode mc = curl_multi_poll(e->multi, extra, nextra, timeout_ms, &numfds);
+
+    return mc == CURLM_OK ? APR_SUCCESS : APR_EGENERAL;
+}
+
+static void check_timeouts(turn_priv_t *t, apr_uint64_t now)
+{
+    chatbot_engine_t *e = t->e;
+    chatbot_turn_t *p = &t->pub;
+    chat_store_t *st = chatbot_store();
+
+    if (t->phase == PH_QUEUED) {
+        if ((apr_int64_t)(now - t->t_start) > e->lim.total_timeout_ms) {
+            turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_BACKEND_TIMEOUT,
+                     "waited %d s in the queue for backend '%s'; giving up",
+                     (int)(e->lim.total_timeout_ms / 1000),
+                     p->backend ? p->backend->name : "-");
+            return;
+        }
+        if (now - t->t_queue_poll >= QUEUE_POLL_MS) {
+            const char *c = turn_acquire(t);
+            if (c) {
+                turn_end(t, CHATBOT_OUT_FAILED, c, "%s", p->err_msg);
+            }
+        }
+        return;
+    }
+    if (t->phase != PH_RUNNING) {
+        return;
+    }
+    if (chat_store_gen_stop_requested(st, p->conv_id, t->token)) {
+        p->stop_reason = "stopped";
+        turn_end(t, CHATBOT_OUT_STOPPED, NULL, NULL);
+        return;
+    }
+    if (!t->t_first) {
+        if ((apr_int64_t)(now - t->t_sent) > e->lim.first_token_timeout_ms) {
+            breaker(t, 0);
+            turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_BACKEND_TIMEOUT,
+                     "backend '%s' produced no answer within %d s (model '%s' still "
+                     "loading? see ChatbotFirstTokenTimeout)",
+                     p->backend->name, (int)(e->lim.first_token_timeout_ms / 1000),
+                     p->bot->model);
+            return;
+        }
+        if (!t->loading_sent && now - t->t_sent >= LOADING_AFTER_MS) {
+            t->loading_sent = 1;
+            if (e->cb.on_status) {
+                e->cb.on_status(e->baton, p, "loading", 0);
+            }
+        }
+    }
+    else if ((apr_int64_t)(now - t->t_last) > e->lim.token_timeout_ms) {
+        breaker(t, 0);
+        turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_BACKEND_TIMEOUT,
+                 "backend '%s' stalled: no token for %d s (partial answer kept)",
+                 p->backend->name, (int)(e->lim.token_timeout_ms / 1000));
+        return;
+    }
+    if ((apr_int64_t)(now - t->t_start) > e->lim.total_timeout_ms) {
+        turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_BACKEND_TIMEOUT,
+                 "the answer took longer than %d s (ChatbotTotalTimeout); partial answer "
+                 "kept", (int)(e->lim.total_timeout_ms / 1000));
+        return;
+    }
+    if (now - t->t_beat >= BEAT_EVERY_MS && t->slot_held) {
+        t->t_beat = now;
+        if (chatbot_lock() == APR_SUCCESS) {
+            chat_store_backend_beat(st, p->backend->index, t->ticket, now);
+            chatbot_unlock();
+        }
+    }
+}
+
+void chatbot_engine_run(chatbot_engine_t *e)
+{
+    int running = 0, i, left;
+    CURLMsg *m;
+    apr_uint64_t now;
+
+    curl_multi_perform(e->multi, &running);
+    while ((m = curl_multi_info_read(e->multi, &left)) != NULL) {
+        turn_priv_t *t = NULL;
+        if (m->msg != CURLMSG_DONE) {
+            continue;
+        }
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+        if (t && t->phase == PH_RUNNING) {
+            turn_transfer_done(t, m->data.result);
+        }
+    }
+    now = chatbot_now_ms();
+    for (i = 0; i < CHATBOT_MAX_TURNS; i++) {
+        if (e->turns[i].phase != PH_IDLE) {
+            check_timeouts(&e->turns[i], now);
+        }
+    }
+}
+
+void chatbot_engine_run_all(chatbot_engine_t *e)
+{
+    while (chatbot_engine_active(e)) {
+        int w = chatbot_engine_wait_ms(e);
+        chatbot_engine_poll(e, NULL, 0, w < 0 ? 100 : w);
+        chatbot_engine_run(e);
+        if (e->r->connection->aborted && !e->lim.continue_without_viewer) {
+            chatbot_engine_stop(e, NULL, "client_gone");
+        }
+    }
+}

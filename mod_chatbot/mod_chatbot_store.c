@@ -1,0 +1,398 @@
+/* mod_chatbot_store.c - the shared-memory segment holding the chat store
+ * (chat/store.h), its global mutex, persistence to ChatbotHistoryFile, and
+ * small process-wide helpers (clock, CSPRNG).
+ *
+ * Lifetime: the segment and the mutex are created once, on the first
+ * post_config, in the *process* pool, and re-used by every later generation,
+ * so `apachectl graceful` keeps all conversations (old children still
+ * finishing their connections use the very same segment and mutex; the
+ * mod_slotmem_shm approach). If the sizing directives change, a new segment
+ * is made and the conversations are migrated into it. With
+ * ChatbotHistoryFile, the segment is written to the file when httpd stops
+ * (process pool cleanup) and read back, after a full consistency check, at
+ * the next start.
+ */
+#include <string.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "http_main.h"
+#include "ap_mpm.h"
+#include "util_mutex.h"
+#include "apr_shm.h"
+#include "apr_file_io.h"
+#include "apr_strings.h"
+#include "apr_time.h"
+
+#include "mod_chatbot.h"
+
+#define USERDATA_KEY "mod_chatbot-store"
+
+typedef struct {
+    apr_shm_t *shm;
+    void *base;
+    apr_size_t size;
+    chat_store_layout_t layout;
+    apr_global_mutex_t *mutex;
+    const char *mutex_file;
+    const char *history_file;
+    server_rec *s;
+    int generation; /* post_config count, for logs */
+    pid_t pid;      /* the parent that created it: only it saves the file */
+} chatbot_shm_t;
+
+static chatbot_shm_t *g_shm;     /* process-wide (survives generations) */
+static chat_store_t *g_store;    /* handle for this process */
+
+chat_store_t *chatbot_store(void)
+{
+    return g_store;
+}
+
+apr_uint64_t chatbot_now_ms(void)
+{
+    return (apr_uint64_t)(apr_time_now() / 1000);
+}
+
+apr_uint64_t chatbot_random64(void)
+{
+    apr_uint64_t v = 0;
+
+    while (v == 0) {
+        if (apr_generate_random_bytes((unsigned char *)&v, sizeof(v)) != APR_SUCCESS) {
+            v = (apr_uint64_t)apr_time_now() ^ ((apr_uint64_t)getpid() << 32);
+        }
+    }
+    return v;
+}
+
+apr_status_t chatbot_lock(void)
+{
+    apr_status_t rv;
+
+    if (!g_shm || !g_shm->mutex) {
+        return APR_ENOLOCK;
+    }
+    rv = apr_global_mutex_lock(g_shm->mutex);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, ap_server_conf, APLOGNO(10901)
+                     "chatbot: cannot lock the store mutex");
+    }
+    return rv;
+}
+
+void chatbot_unlock(void)
+{
+    apr_global_mutex_unlock(g_shm->mutex);
+}
+
+static void core_log(void *baton, chat_log_level_t level, const char *msg)
+{
+    int l = level == CHAT_LOG_ERROR    ? APLOG_ERR
+            : level == CHAT_LOG_WARN   ? APLOG_WARNING
+            : level == CHAT_LOG_NOTICE ? APLOG_NOTICE
+            : level == CHAT_LOG_INFO   ? APLOG_INFO
+                                       : APLOG_DEBUG;
+    ap_log_error(APLOG_MARK, l, 0, ap_server_conf, "chatbot: %s", msg);
+}
+
+int chatbot_store_pre_config(apr_pool_t *pconf)
+{
+    apr_status_t rv = ap_mutex_register(pconf, CHATBOT_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT,
+                                        0);
+    chat_log_set(core_log, NULL);
+    return rv == APR_SUCCESS ? OK : 500;
+}
+
+static int layout_eq(const chat_store_layout_t *a, const chat_store_layout_t *b)
+{
+    return a->max_users == b->max_users && a->max_conversations == b->max_conversations &&
+           a->max_messages == b->max_messages &&
+           a->max_message_bytes == b->max_message_bytes &&
+           a->history_bytes == b->history_bytes && a->max_backends == b->max_backends &&
+           a->queue_cap == b->queue_cap && a->max_active == b->max_active &&
+           a->metric_series == b->metric_series;
+}
+
+/* Writes the segment to history_file atomically (tmp + rename). Called
+ * from the process pool cleanup when httpd stops, in the parent, when no
+ * child runs any more. */
+static apr_status_t store_save(chatbot_shm_t *sh, apr_pool_t *p)
+{
+    apr_file_t *f;
+    apr_status_t rv;
+    apr_size_t n = sh->size;
+    const char *tmp = apr_pstrcat(p, sh->history_file, ".tmp", NULL);
+
+    rv = apr_file_open(&f, tmp, APR_FOPEN_WRITE | APR_FOPEN_CREATE | APR_FOPEN_TRUNCATE |
+                       APR_FOPEN_BINARY, APR_FPROT_UREAD | APR_FPROT_UWRITE, p);
+    if (rv == APR_SUCCESS) {
+        rv = apr_file_write_full(f, sh->base, n, &n);
+        if (rv == APR_SUCCESS) {
+            rv = apr_file_sync(f);
+        }
+        apr_file_close(f);
+        if (rv == APR_SUCCESS) {
+            rv = apr_file_rename(tmp, sh->history_file, p);
+        }
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, sh->s, APLOGNO(10902)
+                     "chatbot: could not save the history to %s", sh->history_file);
+    }
+    else {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sh->s, APLOGNO(10903)
+                     "chatbot: history saved to %s (%" APR_SIZE_T_FMT " bytes)",
+                     sh->history_file, sh->size);
+    }
+    return rv;
+}
+
+/* Reads history_file into the freshly formatted segment if it is a valid
+ * store image; a store of another layout is migrated. */
+static void store_load(chatbot_shm_t *sh, apr_pool_t *ptemp)
+{
+    apr_finfo_t fi;
+    apr_file_t *f;
+    apr_status_t rv;
+    void *buf;
+    apr_size_t n;
+    chat_store_t *src = NULL;
+
+    rv = apr_stat(&fi, sh->history_file, APR_FINFO_SIZE, ptemp);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, sh->s, APLOGNO(10904)
+                     "chatbot: no history file %s yet", sh->history_file);
+        return;
+    }
+    if (fi.size <= 0 || fi.size > (apr_off_t)((apr_size_t)8 << 30)) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, sh->s, APLOGNO(10905)
+                     "chatbot: ignoring history file %s of %" APR_OFF_T_FMT " bytes",
+                     sh->history_file, fi.size);
+        return;
+    }
+    n = (apr_size_t)fi.size;
+    if (n == sh->size) {
+        buf = sh->base; /* read straight into the segment, then verify */
+    }
+    else {
+        buf = apr_palloc(ptemp, n);
+    }
+    rv = apr_file_open(&f, sh->history_file, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, ptemp);
+    if (rv == APR_SUCCESS) {
+        rv = apr_file_read_full(f, buf, n, &n);
+        apr_file_close(f);
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, sh->s, APLOGNO(10906)
+                     "chatbot: cannot read history file %s", sh->history_file);
+        goto reformat;
+    }
+    if (buf == sh->base && chat_store_attach(&src, buf, n, &sh->layout) == CHAT_OK) {
+        chat_store_detach(src);
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sh->s, APLOGNO(10907)
+                     "chatbot: history loaded from %s", sh->history_file);
+        return;
+    }
+    /* Another layout: attach with the layout recorded in the file itself is
+     * done by trying the header's layout through chat_store_attach's check. */
+    if (buf != sh->base) {
+        if (chat_store_attach_any(&src, buf, n) == CHAT_OK) {
+            chat_store_t *dst = NULL;
+            if (chat_store_attach(&dst, sh->base, sh->size, &sh->layout) == CHAT_OK) {
+                chat_store_migrate(dst, src, chatbot_now_ms());
+                chat_store_detach(dst);
+                chat_store_detach(src);
+                ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sh->s, APLOGNO(10908)
+                             "chatbot: history loaded from %s and migrated to the new "
+                             "sizes", sh->history_file);
+                return;
+            }
+            chat_store_detach(src);
+        }
+    }
+    ap_log_error(APLOG_MARK, APLOG_ERR, 0, sh->s, APLOGNO(10909)
+                 "chatbot: history file %s is not a valid history image (corrupt or "
+                 "from another version); starting empty and keeping it as %s.bad",
+                 sh->history_file, sh->history_file);
+    apr_file_rename(sh->history_file, apr_pstrcat(ptemp, sh->history_file, ".bad", NULL),
+                    ptemp);
+reformat:
+    {
+        chat_store_t *st = NULL;
+        if (chat_store_format(&st, sh->base, sh->size, &sh->layout, chatbot_now_ms()) ==
+            CHAT_OK) {
+            chat_store_detach(st);
+        }
+    }
+}
+
+static apr_status_t store_cleanup(void *data)
+{
+    chatbot_shm_t *sh = data;
+    apr_pool_t *p;
+
+    /* Only the parent, at the real end (the process pool goes away);
+     * children run this too at exit (apr_terminate) and must not. */
+    if (sh->pid == getpid() && sh->history_file && sh->base &&
+        apr_pool_create(&p, NULL) == APR_SUCCESS) {
+        chat_store_t *st = NULL;
+        if (chat_store_attach(&st, sh->base, sh->size, &sh->layout) == CHAT_OK) {
+            chat_store_recover(st, chatbot_now_ms());
+            chat_store_detach(st);
+        }
+        store_save(sh, p);
+        apr_pool_destroy(p);
+    }
+    g_shm = NULL;
+    return APR_SUCCESS;
+}
+
+static apr_status_t make_segment(chatbot_shm_t *sh, apr_pool_t *pproc, server_rec *s)
+{
+    apr_status_t rv;
+    apr_size_t size = chat_store_size(&sh->layout);
+
+    rv = apr_shm_create(&sh->shm, size, NULL, pproc);
+    if (rv == APR_ENOTIMPL) {
+        const char *fname = ap_runtime_dir_relative(pproc, "chatbot-store.shm");
+        apr_shm_remove(fname, pproc);
+        rv = apr_shm_create(&sh->shm, size, fname, pproc);
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, APLOGNO(10910)
+                     "chatbot: cannot create %" APR_SIZE_T_FMT " bytes of shared memory "
+                     "(lower ChatbotHistorySize/ChatbotMaxConversations?)",
+                     size);
+        return rv;
+    }
+    sh->base = apr_shm_baseaddr_get(sh->shm);
+    sh->size = apr_shm_size_get(sh->shm);
+    return APR_SUCCESS;
+}
+
+apr_status_t chatbot_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
+                                       server_rec *s)
+{
+    chatbot_srv_conf *sc = chatbot_srv(s);
+    apr_pool_t *pproc = s->process->pool;
+    chatbot_shm_t *sh = NULL;
+    apr_status_t rv;
+    int i, fresh = 0;
+    void *data = NULL;
+
+    apr_pool_userdata_get(&data, USERDATA_KEY, pproc);
+    sh = data;
+    if (!sh) {
+        sh = apr_pcalloc(pproc, sizeof(*sh));
+        sh->s = s;
+        sh->pid = getpid();
+        sh->layout = sc->layout;
+        sh->history_file = sc->history_file ? apr_pstrdup(pproc, sc->history_file) : NULL;
+        if ((rv = make_segment(sh, pproc, s)) != APR_SUCCESS) {
+            return rv;
+        }
+        /* One mutex for the life of the process: all generations share the
+         * segment, so they must share the lock. */
+        rv = ap_global_mutex_create(&sh->mutex, &sh->mutex_file, CHATBOT_MUTEX_TYPE, NULL,
+                                    s, pproc, 0);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        apr_pool_userdata_set(sh, USERDATA_KEY, apr_pool_cleanup_null, pproc);
+        apr_pool_cleanup_register(pproc, sh, store_cleanup, apr_pool_cleanup_null);
+        fresh = 1;
+    }
+    else if (!layout_eq(&sh->layout, &sc->layout)) {
+        /* Sizes changed on a restart: new segment, migrate. The old one is
+         * leaked deliberately to old-generation children still using it
+         * until the process ends (it is small and rare). */
+        chatbot_shm_t old = *sh;
+        chat_store_t *src = NULL, *dst = NULL;
+        sh->layout = sc->layout;
+        if ((rv = make_segment(sh, pproc, s)) != APR_SUCCESS) {
+            *sh = old;
+            return rv;
+        }
+        if (chat_store_format(&dst, sh->base, sh->size, &sh->layout, chatbot_now_ms()) ==
+                CHAT_OK &&
+            chat_store_attach(&src, old.base, old.size, &old.layout) == CHAT_OK) {
+            chat_store_migrate(dst, src, chatbot_now_ms());
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, APLOGNO(10911)
+                         "chatbot: store sizes changed; conversations migrated");
+        }
+        if (src) chat_store_detach(src);
+        if (dst) chat_store_detach(dst);
+    }
+    sh->history_file = sc->history_file ? apr_pstrdup(pproc, sc->history_file) : NULL;
+    sh->s = s;
+    sh->generation++;
+    g_shm = sh;
+
+    if (g_store) {
+        chat_store_detach(g_store);
+        g_store = NULL;
+    }
+    if (fresh) {
+        if (chat_store_format(&g_store, sh->base, sh->size, &sh->layout,
+                              chatbot_now_ms()) != CHAT_OK) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, APLOGNO(10912)
+                         "chatbot: cannot format the shared store");
+            return APR_EGENERAL;
+        }
+        chat_store_detach(g_store);
+        g_store = NULL;
+        if (sh->history_file) {
+            store_load(sh, ptemp);
+        }
+    }
+    if (chat_store_attach(&g_store, sh->base, sh->size, &sh->layout) != CHAT_OK) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, APLOGNO(10913)
+                     "chatbot: the shared store failed its consistency check; "
+                     "starting empty");
+        chat_store_format(&g_store, sh->base, sh->size, &sh->layout, chatbot_now_ms());
+    }
+    /* A restart may have interrupted answers: mark them so. */
+    chat_store_recover(g_store, chatbot_now_ms());
+    for (i = 0; i < sc->backends->nelts; i++) {
+        chatbot_backend_t *be = APR_ARRAY_IDX(sc->backends, i, chatbot_backend_t *);
+        be->index = chat_store_backend_register(g_store, be->name, (uint32_t)be->max_active);
+        if (be->index < 0) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, APLOGNO(10914)
+                         "chatbot: no room for backend %s in the shared store", be->name);
+            return APR_EGENERAL;
+        }
+    }
+    for (i = 0; i < sc->bots->nelts; i++) {
+        chatbot_bot_t *b = APR_ARRAY_IDX(sc->bots, i, chatbot_bot_t *);
+        int j;
+        b->series = apr_pcalloc(pconf, sizeof(int) * (apr_size_t)(b->backends->nelts + 1));
+        for (j = 0; j < b->backends->nelts; j++) {
+            chatbot_backend_t *be = APR_ARRAY_IDX(b->backends, j, chatbot_backend_t *);
+            b->series[j] = chat_store_series(g_store, b->name, be->name);
+        }
+    }
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, APLOGNO(10915)
+                 "chatbot: shared store %" APR_SIZE_T_FMT " bytes (%u conversations, "
+                 "%" APR_UINT64_T_FMT " bytes of history), generation %d",
+                 sh->size, sh->layout.max_conversations, sh->layout.history_bytes,
+                 sh->generation);
+    return APR_SUCCESS;
+}
+
+void chatbot_store_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    apr_status_t rv;
+
+    if (!g_shm || !g_shm->mutex) {
+        return;
+    }
+    rv = apr_global_mutex_child_init(&g_shm->mutex, g_shm->mutex_file, pchild);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, APLOGNO(10916)
+                     "chatbot: cannot attach the store mutex in the child");
+    }
+}

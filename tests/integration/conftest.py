@@ -1,0 +1,228 @@
+"""pytest harness: a real httpd with mod_chatbot from a generated ServerRoot,
+and the project's fake Ollama/OpenAI backend.
+
+Fixtures
+  fake      the fake backend (session scope): .url, .script(...), .requests()
+  httpd     a factory: httpd(extra="...", backend=url, ...) -> Server
+  server    a default Server (module scope) talking to `fake`
+Every Server's error_log is checked at teardown: an unexpected [error],
+[crit], [alert] or [emerg] line fails the test that owned the server.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+sys.path.insert(0, HERE)
+import serverroot  # noqa: E402
+
+APACHE = "/usr/sbin/apache2"
+FAKE = os.path.join(REPO, "tests", "fake_backend", "fake_backend.py")
+PY = "/usr/bin/python3"
+BAD_LEVELS = re.compile(r"\[(?:[a-z0-9_]+:)?(error|crit|alert|emerg)\]")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, timeout=15.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def test_root(name):
+    """A world-traversable directory for a ServerRoot (children run as an
+    unprivileged user when the tests run as root)."""
+    base = os.path.join(tempfile.gettempdir(), "chatbot-tests")
+    os.makedirs(base, exist_ok=True)
+    os.chmod(base, 0o755)
+    d = tempfile.mkdtemp(prefix=name + "-", dir=base)
+    os.chmod(d, 0o755)
+    return d
+
+
+class Fake:
+    """The fake backend process and its control API."""
+
+    def __init__(self, extra_args=()):
+        self.dir = test_root("fake")
+        self.portfile = os.path.join(self.dir, "port")
+        self.log = open(os.path.join(self.dir, "fake.log"), "w")
+        self.proc = subprocess.Popen(
+            [PY, FAKE, "--host", "127.0.0.1", "--port", "0", "--port-file", self.portfile,
+             "--token-delay-ms", "5", *extra_args],
+            stdout=self.log, stderr=self.log)
+        end = time.time() + 10
+        while not os.path.exists(self.portfile) and time.time() < end:
+            time.sleep(0.05)
+        if not os.path.exists(self.portfile):
+            raise RuntimeError("fake backend did not start")
+        self.port = int(open(self.portfile).read().strip())
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    def _call(self, method, path, body=None, timeout=10):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            raw = r.read()
+            return json.loads(raw) if raw else None
+
+    def script(self, *scripts):
+        return self._call("POST", "/_fake/script", list(scripts))
+
+    def reset(self):
+        return self._call("POST", "/_fake/reset", {})
+
+    def requests(self):
+        return self._call("GET", "/_fake/requests")
+
+    def wait_closed(self, rid, timeout=5):
+        return self._call("GET", "/_fake/requests/%s?wait_closed=1&timeout=%s" % (rid, timeout),
+                          timeout=timeout + 5)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+class Server:
+    """One httpd instance."""
+
+    def __init__(self, backend, extra="", name="httpd", allow_errors=(), **kw):
+        self.root = test_root(name)
+        self.port = free_port()
+        self.sslport = free_port()
+        self.allow_errors = [re.compile(p) for p in allow_errors]
+        self.conf = serverroot.render(self.root, self.port, self.sslport, backend,
+                                      kw.pop("model", "test-model"), extra=extra, **kw)
+        self.error_log = os.path.join(self.root, "logs", "error_log")
+        self.access_log = os.path.join(self.root, "logs", "access_log")
+        self.base = "http://127.0.0.1:%d" % self.port
+        self.sbase = "https://127.0.0.1:%d" % self.sslport
+        self.ws_url = "ws://127.0.0.1:%d/ws" % self.port
+        self.wss_url = "wss://127.0.0.1:%d/ws" % self.sslport
+        self.start()
+
+    def ctl(self, *args, check=True):
+        return subprocess.run([APACHE, "-f", self.conf, *args], capture_output=True,
+                              text=True, check=check, timeout=60)
+
+    def start(self):
+        r = self.ctl("-k", "start", check=False)
+        if r.returncode != 0 or not wait_port(self.port):
+            raise RuntimeError("httpd did not start: %s %s\n%s" % (
+                r.stdout, r.stderr, self.read_error_log()))
+
+    def pid(self):
+        try:
+            return int(open(os.path.join(self.root, "run", "httpd.pid")).read())
+        except (OSError, ValueError):
+            return None
+
+    def children(self):
+        ppid = self.pid()
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(ppid)], capture_output=True,
+                             text=True).stdout.split()
+        return [int(p) for p in out]
+
+    def graceful(self, wait=True):
+        self.ctl("-k", "graceful")
+        if wait:
+            time.sleep(1.0)
+            wait_port(self.port)
+
+    def stop(self):
+        pid = self.pid()
+        self.ctl("-k", "stop", check=False)
+        end = time.time() + 20
+        while pid and time.time() < end:
+            try:
+                os.kill(pid, 0)
+                time.sleep(0.05)
+            except OSError:
+                break
+
+    def read_error_log(self):
+        try:
+            with open(self.error_log, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def bad_log_lines(self):
+        bad = []
+        for line in self.read_error_log().splitlines():
+            if BAD_LEVELS.search(line) and not any(p.search(line) for p in self.allow_errors):
+                bad.append(line)
+        return bad
+
+    def access_lines(self):
+        with open(self.access_log, errors="replace") as f:
+            return f.read().splitlines()
+
+
+@pytest.fixture(scope="session")
+def fake():
+    f = Fake()
+    yield f
+    f.stop()
+
+
+@pytest.fixture
+def httpd(fake):
+    servers = []
+
+    def make(extra="", backend=None, **kw):
+        s = Server(backend or fake.url, extra=extra, **kw)
+        servers.append(s)
+        return s
+
+    yield make
+    problems = []
+    for s in servers:
+        s.stop()
+        problems += s.bad_log_lines()
+    assert not problems, "unexpected error-level lines in the error log:\n" + "\n".join(problems)
+    for s in servers:
+        shutil.rmtree(s.root, ignore_errors=True)
+
+
+DEFAULT_EXTRA = "ChatbotRateLimit off\n"
+
+
+@pytest.fixture(scope="module")
+def server(fake):
+    s = Server(fake.url, extra=DEFAULT_EXTRA, name="default")
+    yield s
+    s.stop()
+    bad = s.bad_log_lines()
+    shutil.rmtree(s.root, ignore_errors=True)
+    assert not bad, "unexpected error-level lines in the error log:\n" + "\n".join(bad)
