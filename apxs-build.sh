@@ -21,4 +21,12 @@ $APXS -c -o mod_chatbot.la \
 grep -E "(warning|error):" "$BUILD/apxs.log" || true
 mkdir -p "$BUILD"
 cp .libs/mod_chatbot.so "$BUILD/mod_chatbot.so"
+# Every core symbol must be resolved inside the module (the core is linked in
+# whole); an undefined chat_* means a missing core function.
+missing=$(nm -D --undefined-only "$BUILD/mod_chatbot.so" | awk '$2 ~ /^chat_/ {print $2}')
+if [ -n "$missing" ]; then
+    echo "apxs-build: undefined core symbols in the module: $missing" >&2
+    rm -f "$BUILD/mod_chatbot.so"
+    exit 1
+fi
 echo "built $BUILD/mod_chatbot.so"

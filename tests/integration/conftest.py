@@ -226,3 +226,24 @@ def server(fake):
     bad = s.bad_log_lines()
     shutil.rmtree(s.root, ignore_errors=True)
     assert not bad, "unexpected error-level lines in the error log:\n" + "\n".join(bad)
+
+
+# ---- conformance report ---------------------------------------------------------
+# Tests append (case, expectation, observed, passed) rows here; the table is
+# printed at the end of the run (issue 3: "the report of the conformance
+# cases is printed as a table by the test run").
+CONFORMANCE = []
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not CONFORMANCE:
+        return
+    tr = terminalreporter
+    tr.section("WebSocket conformance (Autobahn-style cases 1-7, 9)")
+    w1 = max(len(r[0]) for r in CONFORMANCE)
+    w2 = max(len(r[1]) for r in CONFORMANCE)
+    tr.write_line("%-*s  %-*s  %-22s  %s" % (w1, "case", w2, "expected", "observed", "result"))
+    for case, exp, got, ok in sorted(CONFORMANCE):
+        tr.write_line("%-*s  %-*s  %-22s  %s" % (w1, case, w2, exp, got, "PASS" if ok else "FAIL"))
+    npass = sum(1 for r in CONFORMANCE if r[3])
+    tr.write_line("%d/%d cases passed" % (npass, len(CONFORMANCE)))
