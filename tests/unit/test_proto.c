@@ -185,6 +185,13 @@ static void test_every_type_valid(void **state)
         assert_string_equal(M.id, "c7");
         check_field_values(ti);
     }
+    /* fields a type does not take are not even type-checked */
+    assert_int_equal(P("{\"type\":\"ping\",\"content\":5,\"index\":\"x\","
+                       "\"args\":{},\"bot_id\":[]}"),
+                     CHAT_OK);
+    assert_null(M.content);
+    assert_int_equal(M.index, -1);
+    assert_null(M.bot_id);
 }
 
 /* Only the required fields: everything optional is absent. */
