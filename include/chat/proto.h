@@ -68,7 +68,10 @@ void chat_cmsg_free(chat_cmsg_t *m);
 /* Parses one client frame. On failure returns CHAT_EPARSE (not JSON / not
  * an object / no string "type"), CHAT_EINVAL (a known field has the wrong
  * type or a required field is missing), or CHAT_ENOTFOUND (unknown type;
- * m->type_name is set). err (may be NULL) receives a short English reason. */
+ * m->type_name is set), or CHAT_ENOMEM. err (may be NULL) receives a short
+ * English reason. On CHAT_EINVAL / CHAT_ENOTFOUND the fields read before
+ * the bad one stay set (id and conversation_id first), so the error frame
+ * can echo them. Field rules (types, limits, null = absent): docs/protocol.md. */
 chat_status_t chat_cmsg_parse(chat_cmsg_t *m, const char *json, size_t len,
                               char *err, size_t errcap);
 
@@ -79,12 +82,16 @@ const char *chat_ctype_name(chat_ctype_t t);
 /* Appends JSON to a chat_buf_t. Strings are escaped for safe embedding:
  * control characters, '"', '\\', '<', '>', '&', U+2028, U+2029 become
  * escapes; invalid UTF-8 becomes U+FFFD. Commas are inserted automatically.
- * Errors (ENOMEM) are sticky: check chat_jw_status() at the end. */
+ * Errors (ENOMEM; EINVAL for misuse: a value without a key in an object, a
+ * key outside one, a mismatched end, more than CHAT_JW_DEPTH-1 levels, a
+ * second top-level value) are sticky: check chat_jw_status() at the end;
+ * it also returns CHAT_EINVAL while the document is unfinished. */
 #define CHAT_JW_DEPTH 16
 typedef struct {
     chat_buf_t *buf;
     int depth;
-    uint8_t first[CHAT_JW_DEPTH]; /* 1 = no element yet at this level */
+    uint8_t first[CHAT_JW_DEPTH]; /* bit 0: no element yet at this level;
+                                     bit 1: the level is an object */
     uint8_t after_key;
     chat_status_t status;
 } chat_jw_t;
@@ -98,7 +105,10 @@ void chat_jw_key(chat_jw_t *w, const char *key);
 void chat_jw_str(chat_jw_t *w, const char *s);            /* NULL -> null */
 void chat_jw_strn(chat_jw_t *w, const char *s, size_t n);
 void chat_jw_int(chat_jw_t *w, int64_t v);
-void chat_jw_double(chat_jw_t *w, double v);              /* non-finite -> null */
+/* Doubles get 6 significant digits, more to keep every integer digit
+ * (41.2, 89.6861, 1764134400000); below 1e-4 or from 1e17 with an exponent
+ * (1e-05); non-finite -> null. */
+void chat_jw_double(chat_jw_t *w, double v);
 void chat_jw_bool(chat_jw_t *w, int v);
 void chat_jw_null(chat_jw_t *w);
 /* Appends already-serialised JSON as a value (trusted input). */
@@ -111,18 +121,22 @@ void chat_jw_kdouble(chat_jw_t *w, const char *key, double v);
 void chat_jw_kbool(chat_jw_t *w, const char *key, int v);
 chat_status_t chat_jw_status(const chat_jw_t *w);
 
-/* Appends s escaped as the inside of a JSON string (no quotes). */
+/* Appends s escaped as the inside of a JSON string (no quotes). CHAT_OK,
+ * CHAT_ENOMEM, or CHAT_EINVAL if s is NULL and n > 0. */
 chat_status_t chat_json_escape(chat_buf_t *out, const char *s, size_t n);
 
 /* ---- hot-path frames ---------------------------------------------------- */
 
 /* {"type":"stream"|"thinking","content":<delta>,"conversation_id":..,"id":..}
- * conv_id / msg_id may be NULL (then omitted). Resets buf first. */
+ * conv_id / msg_id may be NULL (then omitted); delta is escaped like any
+ * writer string. Resets buf first (keeping its memory). CHAT_OK or
+ * CHAT_ENOMEM. */
 chat_status_t chat_frame_delta(chat_buf_t *buf, int thinking, const char *conv_id,
                                const char *msg_id, const char *delta, size_t len);
 
 /* {"type":"error","code":<code>,"message":<message>[,"conversation_id"]
- *  [,"id"][,"retry_after_ms"]} - retry_after_ms < 0 omits it. Resets buf. */
+ *  [,"id"][,"retry_after_ms"]} - retry_after_ms < 0 omits it; a NULL code
+ * is "internal", a NULL message "". Resets buf. CHAT_OK or CHAT_ENOMEM. */
 chat_status_t chat_frame_error(chat_buf_t *buf, const char *code, const char *message,
                                const char *conv_id, const char *msg_id,
                                int64_t retry_after_ms);
