@@ -31,6 +31,9 @@ CORE_OBJ  := $(CORE_SRC:mod_chatbot/core/%.c=$(BUILD)/core/%.o)
 CORE_LIB  := $(BUILD)/libchatcore.a
 ASAN_OBJ  := $(CORE_SRC:mod_chatbot/core/%.c=$(BUILD)/asan/core/%.o)
 ASAN_LIB  := $(BUILD)/asan/libchatcore.a
+# the core as seen by libFuzzer: coverage-instrumented (fuzzer-no-link)
+FZ_OBJ    := $(CORE_SRC:mod_chatbot/core/%.c=$(BUILD)/fz/core/%.o)
+FZ_LIB    := $(BUILD)/fz/libchatcore.a
 
 UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
@@ -66,6 +69,14 @@ $(BUILD)/asan/core/%.o: mod_chatbot/core/%.c $(CORE_HDR)
 	$(CLANG) $(CORE_CFLAGS) $(SAN_FLAGS) -O1 -c $< -o $@
 
 $(ASAN_LIB): $(ASAN_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/fz/core/%.o: mod_chatbot/core/%.c $(CORE_HDR)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(CORE_CFLAGS) $(SAN_FLAGS) -fsanitize=fuzzer-no-link -O1 -c $< -o $@
+
+$(FZ_LIB): $(FZ_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
@@ -122,9 +133,9 @@ unit-asan: $(UNIT_ASAN)
 
 # libFuzzer targets; the replay driver runs the checked-in corpus under
 # ASan/UBSan without libFuzzer's engine (fast, deterministic).
-$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(ASAN_LIB)
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FZ_LIB)
 	@mkdir -p $(dir $@)
-	$(CLANG) $(CORE_CFLAGS) $(SAN_FLAGS) -fsanitize=fuzzer -O1 $< -o $@ $(ASAN_LIB) $(CORE_LIBS)
+	$(CLANG) $(CORE_CFLAGS) $(SAN_FLAGS) -fsanitize=fuzzer -O1 $< -o $@ $(FZ_LIB) $(CORE_LIBS)
 
 $(BUILD)/fuzz/replay_fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(ASAN_LIB)
 	@mkdir -p $(dir $@)
