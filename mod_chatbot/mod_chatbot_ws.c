@@ -823,7 +823,8 @@ static void handle_message(wsc_t *w, const uint8_t *data, size_t len)
         send_error(w, rc == CHAT_EPARSE      ? CHAT_ERR_BAD_JSON
                       : rc == CHAT_ENOTFOUND ? CHAT_ERR_UNKNOWN_TYPE
                                              : CHAT_ERR_BAD_REQUEST,
-                   err, NULL, NULL, -1);
+                   err, rc == CHAT_EPARSE ? NULL : w->cm.conversation_id,
+                   rc == CHAT_EPARSE ? NULL : w->cm.id, -1);
         return;
     }
     chat_metrics_gauge_add(chatbot_store(), CHAT_G_MESSAGES_IN, 1);
