@@ -201,9 +201,11 @@ static void ws_fail(chat_ws_t *ws, uint16_t code)
 /* Close codes a peer may put on the wire (RFC 6455 7.4, IANA registry as
  * Autobahn checks it): 1004-1006 and 1015 are reserved, 1012-2999 are
  * unassigned or reserved for extensions, 3000-4999 are for applications. */
+/* Codes allowed on the wire: RFC 6455 7.4.1 plus the IANA-registered
+ * 1012 (service restart), 1013 (try again later), 1014 (bad gateway). */
 static int close_code_valid(uint16_t code)
 {
-    if (code >= 1000 && code <= 1011) {
+    if (code >= 1000 && code <= 1014) {
         return code != 1004 && code != 1005 && code != 1006;
     }
     return code >= 3000 && code <= 4999;

@@ -939,10 +939,10 @@ static void test_utf8_text(void **state)
 
 static void test_close(void **state)
 {
-    static const uint16_t good[] = {1000, 1001, 1002, 1003, 1007, 1008, 1009,
-                                    1010, 1011, 3000, 3999, 4000, 4999};
-    static const uint16_t bad[] = {0,    999,  1004, 1005, 1006, 1012, 1013, 1014,
-                                   1015, 1016, 1100, 2000, 2999, 5000, 65535};
+    static const uint16_t good[] = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010,
+                                    1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999};
+    static const uint16_t bad[] = {0,    999,  1004, 1005, 1006, 1015,
+                                   1016, 1100, 2000, 2999, 5000, 65535};
     char reason[130];
     size_t i;
     tc_t t;
