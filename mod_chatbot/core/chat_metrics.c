@@ -13,8 +13,8 @@ static const double bounds_ttft[CHAT_HIST_BUCKETS] = {
     50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, INFINITY};
 static const double bounds_duration[CHAT_HIST_BUCKETS] = {
     250, 500, 1000, 2500, 5000, 10000, 20000, 30000, 60000, 120000, 300000, INFINITY};
-static const double bounds_tps[CHAT_HIST_BUCKETS] = {
-    1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 250, INFINITY};
+static const double bounds_tps[CHAT_HIST_BUCKETS] = {1,  2,  5,   10,  20,  30,
+                                                     50, 75, 100, 150, 250, INFINITY};
 
 const double *chat_metrics_bounds(chat_hist_t h)
 {
@@ -48,7 +48,8 @@ int chat_store_series(chat_store_t *st, const char *bot, const char *backend)
     h = st->hdr;
     n = h->nseries;
     for (i = 0; i < n; i++) {
-        if (strcmp(st->series[i].bot, bot) == 0 && strcmp(st->series[i].backend, backend) == 0) {
+        if (strcmp(st->series[i].bot, bot) == 0 &&
+            strcmp(st->series[i].backend, backend) == 0) {
             return (int)i;
         }
     }

@@ -252,9 +252,10 @@ static chat_status_t check_header(const void *base, size_t size, chat_store_layo
         return CHAT_EPARSE;
     }
     if (memcmp(h->magic, CS_MAGIC, 8) != 0 || h->version != CS_VERSION ||
-        h->bom != CS_BOM || h->hdr_size != sizeof(cs_hdr_t) || h->block_size != CS_BLOCK ||
-        h->conv_size != sizeof(cs_conv_t) || h->user_size != sizeof(cs_user_t) ||
-        h->backend_size != sizeof(cs_backend_t) || h->series_size != sizeof(cs_series_t)) {
+        h->bom != CS_BOM || h->hdr_size != sizeof(cs_hdr_t) ||
+        h->block_size != CS_BLOCK || h->conv_size != sizeof(cs_conv_t) ||
+        h->user_size != sizeof(cs_user_t) || h->backend_size != sizeof(cs_backend_t) ||
+        h->series_size != sizeof(cs_series_t)) {
         return CHAT_EPARSE;
     }
     l->max_users = h->max_users;
@@ -277,7 +278,8 @@ static chat_status_t check_header(const void *base, size_t size, chat_store_layo
     return CHAT_OK;
 }
 
-chat_status_t chat_store_layout_of(const void *base, size_t size, chat_store_layout_t *out)
+chat_status_t chat_store_layout_of(const void *base, size_t size,
+                                   chat_store_layout_t *out)
 {
     cs_geom_t g;
     chat_store_layout_t l;
@@ -409,8 +411,8 @@ static int check_conv_lists(const chat_store_t *st, uint8_t *seen)
         prev = CS_NIL;
         for (i = st->heads[b]; i != CS_NIL; i = st->convs[i].own_next) {
             if (i >= nc || !st->convs[i].in_use || (seen[i] & SEEN_OWN) ||
-                st->convs[i].own_prev != prev || cs_head_of(st, st->convs[i].owner) != b ||
-                n >= h->nconv) {
+                st->convs[i].own_prev != prev ||
+                cs_head_of(st, st->convs[i].owner) != b || n >= h->nconv) {
                 return 0;
             }
             seen[i] |= SEEN_OWN;
@@ -428,8 +430,8 @@ static int check_messages(const chat_store_t *st, const cs_conv_t *c, uint8_t *b
     uint32_t nb = st->nblocks, m, prev = CS_NIL, n = 0, last_blk = CS_NIL;
     uint64_t bytes = 0, blocks = 0;
 
-    if (c->nmsgs == 0 && (c->first_msg != CS_NIL || c->last_msg != CS_NIL ||
-                          c->last_blk != CS_NIL)) {
+    if (c->nmsgs == 0 &&
+        (c->first_msg != CS_NIL || c->last_msg != CS_NIL || c->last_blk != CS_NIL)) {
         return 0;
     }
     for (m = c->first_msg; m != CS_NIL;) {
@@ -437,19 +439,21 @@ static int check_messages(const chat_store_t *st, const cs_conv_t *c, uint8_t *b
         uint64_t k, cnt = 1;
         uint32_t b;
 
-        if (n >= c->nmsgs || m >= nb || BIT_GET(bmap, m) || cs_bh(st, m)->kind != CS_BLK_HEAD) {
+        if (n >= c->nmsgs || m >= nb || BIT_GET(bmap, m) ||
+            cs_bh(st, m)->kind != CS_BLK_HEAD) {
             return 0;
         }
         mh = cs_mh(st, m);
-        if (mh->prev_msg != prev || mh->role > CHAT_ROLE_TOOL || (mh->flags & ~CS_MSG_FLAGS) ||
-            mh->len > st->l.max_message_bytes) {
+        if (mh->prev_msg != prev || mh->role > CHAT_ROLE_TOOL ||
+            (mh->flags & ~CS_MSG_FLAGS) || mh->len > st->l.max_message_bytes) {
             return 0;
         }
         BIT_SET(bmap, m);
         k = cs_blocks_for(mh->len);
         last_blk = m;
         for (b = cs_bh(st, m)->next; b != CS_NIL; b = cs_bh(st, b)->next) {
-            if (cnt >= k || b >= nb || BIT_GET(bmap, b) || cs_bh(st, b)->kind != CS_BLK_CONT) {
+            if (cnt >= k || b >= nb || BIT_GET(bmap, b) ||
+                cs_bh(st, b)->kind != CS_BLK_CONT) {
                 return 0;
             }
             BIT_SET(bmap, b);
@@ -490,10 +494,12 @@ static int check_convs(const chat_store_t *st, uint8_t *seen, uint8_t *bmap)
         if (!c->in_use) {
             continue;
         }
-        if (c->state > CHAT_CONV_GENERATING || (c->state == CHAT_CONV_IDLE) != (c->gen_token == 0) ||
-            (c->flags & ~CS_CONV_FLAGS) || c->queue_position < 0 || c->stop_requested > 1 ||
-            c->nmsgs > st->l.max_messages || c->nblocks > nb || !cs_strok(c->bot, CHAT_BOT_NAME_MAX + 1) ||
-            !c->bot[0] || !cs_strok(c->title, CHAT_TITLE_MAX + 1)) {
+        if (c->state > CHAT_CONV_GENERATING ||
+            (c->state == CHAT_CONV_IDLE) != (c->gen_token == 0) ||
+            (c->flags & ~CS_CONV_FLAGS) || c->queue_position < 0 ||
+            c->stop_requested > 1 || c->nmsgs > st->l.max_messages || c->nblocks > nb ||
+            !cs_strok(c->bot, CHAT_BOT_NAME_MAX + 1) || !c->bot[0] ||
+            !cs_strok(c->title, CHAT_TITLE_MAX + 1)) {
             return 0;
         }
         if (c->state != CHAT_CONV_IDLE) {
@@ -778,11 +784,13 @@ static void migrate_metrics(chat_store_t *dst, const chat_store_t *src)
         }
     }
     for (g = 0; g < CHAT_G_COUNT; g++) {
-        dst->hdr->gauges[g] = (int64_t)((uint64_t)dst->hdr->gauges[g] + (uint64_t)sh->gauges[g]);
+        dst->hdr->gauges[g] =
+            (int64_t)((uint64_t)dst->hdr->gauges[g] + (uint64_t)sh->gauges[g]);
     }
     for (i = 0; i < CHAT_ERRCODE_MAX; i++) {
         if (sh->errors[i].state == CS_ERR_READY) {
-            cs_metrics_error_add(dst, sh->errors[i].code, CS_LOAD64(&sh->errors[i].count));
+            cs_metrics_error_add(dst, sh->errors[i].code,
+                                 CS_LOAD64(&sh->errors[i].count));
         }
     }
     if (sh->started_ms && sh->started_ms < dst->hdr->started_ms) {

@@ -26,7 +26,8 @@ static cs_holder_t *holders_of(chat_store_t *st, int idx)
     return &st->holders[(size_t)idx * st->l.max_active];
 }
 
-static cs_waiter_t *waiter_at(chat_store_t *st, int idx, const cs_backend_t *b, uint32_t k)
+static cs_waiter_t *waiter_at(chat_store_t *st, int idx, const cs_backend_t *b,
+                              uint32_t k)
 {
     return &st->queue[(size_t)idx * st->l.queue_cap + (b->q_head + k) % st->l.queue_cap];
 }
@@ -35,7 +36,7 @@ static cs_waiter_t *waiter_at(chat_store_t *st, int idx, const cs_backend_t *b, 
 static uint32_t slot_limit(const chat_store_t *st, const cs_backend_t *b)
 {
     return (b->max_active == 0 || b->max_active > st->l.max_active) ? st->l.max_active
-                                                                      : b->max_active;
+                                                                    : b->max_active;
 }
 
 static int stale(uint64_t now_ms, uint64_t then_ms, uint64_t limit_ms)
@@ -307,7 +308,8 @@ void chat_store_breaker_result(chat_store_t *st, int idx, int ok, uint64_t now_m
     /* threshold 0 disables the breaker; a late failure while OPEN changes
      * nothing (the cooldown is not extended) */
     if (b->breaker == CHAT_BREAKER_HALF_OPEN ||
-        (b->breaker == CHAT_BREAKER_CLOSED && threshold > 0 && b->failures >= threshold)) {
+        (b->breaker == CHAT_BREAKER_CLOSED && threshold > 0 &&
+         b->failures >= threshold)) {
         b->breaker = CHAT_BREAKER_OPEN;
         b->open_until_ms = add_sat(now_ms, cooldown_ms);
     }

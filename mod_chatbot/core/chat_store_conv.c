@@ -95,8 +95,7 @@ static cs_conv_t *conv_peek(chat_store_t *st, const char *id)
     uint32_t slot;
     uint64_t tag;
 
-    if (!st || !parse_id(st, id, &slot, &tag) ||
-        CS_LOAD64(&st->convs[slot].tag) != tag) {
+    if (!st || !parse_id(st, id, &slot, &tag) || CS_LOAD64(&st->convs[slot].tag) != tag) {
         return NULL;
     }
     return &st->convs[slot];
@@ -415,7 +414,8 @@ int chat_store_conv_list(chat_store_t *st, const chat_owner_t *owner, const char
         return 0;
     }
     /* the owner chain is in touch order: most recently updated first */
-    for (i = st->heads[cs_head_of(st, owner->b)]; i != CS_NIL; i = st->convs[i].own_next) {
+    for (i = st->heads[cs_head_of(st, owner->b)]; i != CS_NIL;
+         i = st->convs[i].own_next) {
         const cs_conv_t *c = &st->convs[i];
         if (!conv_matches(c, owner, bot, archived)) {
             continue;
@@ -437,7 +437,8 @@ chat_status_t chat_store_conv_latest(chat_store_t *st, const chat_owner_t *owner
     if (!st || !owner) {
         return CHAT_ENOTFOUND;
     }
-    for (i = st->heads[cs_head_of(st, owner->b)]; i != CS_NIL; i = st->convs[i].own_next) {
+    for (i = st->heads[cs_head_of(st, owner->b)]; i != CS_NIL;
+         i = st->convs[i].own_next) {
         const cs_conv_t *c = &st->convs[i];
         if (conv_matches(c, owner, bot, 0)) {
             if (out) {
@@ -619,7 +620,8 @@ cs_user_t *cs_user_find(chat_store_t *st, const uint8_t *owner)
     return NULL;
 }
 
-cs_user_t *cs_user_get(chat_store_t *st, const uint8_t *owner, uint64_t seen_ms, int force)
+cs_user_t *cs_user_get(chat_store_t *st, const uint8_t *owner, uint64_t seen_ms,
+                       int force)
 {
     uint32_t home = user_home(st, owner), w = user_window(st), k;
     cs_user_t *u = cs_user_find(st, owner), *victim = NULL;

@@ -19,21 +19,21 @@
 
 #include "chat/store.h"
 
-#define CS_MAGIC "MODCHATS"      /* 8 bytes, no NUL */
+#define CS_MAGIC "MODCHATS" /* 8 bytes, no NUL */
 #define CS_VERSION 1u
-#define CS_BOM 0x01020304u       /* byte-order mark: rejects a foreign-endian file */
-#define CS_NIL 0xFFFFFFFFu       /* "no index" in every chain */
-#define CS_ALIGN 64u             /* every section starts on a cache line */
+#define CS_BOM 0x01020304u /* byte-order mark: rejects a foreign-endian file */
+#define CS_NIL 0xFFFFFFFFu /* "no index" in every chain */
+#define CS_ALIGN 64u       /* every section starts on a cache line */
 
 /* text arena */
 #define CS_BLOCK 256u
-#define CS_BLK_HDR 8u            /* cs_blkhdr_t */
-#define CS_MSG_HDR 32u           /* cs_msghdr_t, after the block header */
+#define CS_BLK_HDR 8u  /* cs_blkhdr_t */
+#define CS_MSG_HDR 32u /* cs_msghdr_t, after the block header */
 #define CS_CAP_FIRST (CS_BLOCK - CS_BLK_HDR - CS_MSG_HDR) /* 216 text bytes */
 #define CS_CAP_NEXT (CS_BLOCK - CS_BLK_HDR)               /* 248 text bytes */
-#define CS_BLK_FREE 0x45455246u  /* "FREE" */
-#define CS_BLK_HEAD 0x44414548u  /* "HEAD": first block of a message */
-#define CS_BLK_CONT 0x544E4F43u  /* "CONT": continuation block */
+#define CS_BLK_FREE 0x45455246u                           /* "FREE" */
+#define CS_BLK_HEAD 0x44414548u /* "HEAD": first block of a message */
+#define CS_BLK_CONT 0x544E4F43u /* "CONT": continuation block */
 
 /* user table probe window (open addressing) */
 #define CS_WINDOW 8u
@@ -54,18 +54,18 @@
 #define CS_MAX_ACTIVE 65536u
 #define CS_MAX_SERIES 4096u
 
-#define CS_NAME_SZ 72u           /* CHAT_BOT_NAME_MAX + 1, padded to 8 */
-#define CS_TITLE_SZ 136u         /* CHAT_TITLE_MAX + 1, padded to 8 */
+#define CS_NAME_SZ 72u   /* CHAT_BOT_NAME_MAX + 1, padded to 8 */
+#define CS_TITLE_SZ 136u /* CHAT_TITLE_MAX + 1, padded to 8 */
 
 /* conversation flag/state masks */
 #define CS_CONV_FLAGS (CHAT_CONV_ARCHIVED | CHAT_CONV_STOPPED)
-#define CS_MSG_FLAGS                                                            \
-    (CHAT_MSG_COMPLETE | CHAT_MSG_INTERRUPTED | CHAT_MSG_COMMAND | CHAT_MSG_ERROR | \
+#define CS_MSG_FLAGS                                                                     \
+    (CHAT_MSG_COMPLETE | CHAT_MSG_INTERRUPTED | CHAT_MSG_COMMAND | CHAT_MSG_ERROR |      \
      CHAT_MSG_STREAMING)
 
 /* user entry flags */
 #define CS_USER_USED 0x1u
-#define CS_USER_BUCKET 0x2u      /* the bucket has been initialised */
+#define CS_USER_BUCKET 0x2u /* the bucket has been initialised */
 
 /* error table entry states (claimed lock-free) */
 #define CS_ERR_EMPTY 0u
@@ -73,25 +73,25 @@
 #define CS_ERR_READY 2u
 
 typedef struct {
-    uint32_t next;               /* next block of the same chain, or CS_NIL */
-    uint32_t kind;               /* CS_BLK_* */
+    uint32_t next; /* next block of the same chain, or CS_NIL */
+    uint32_t kind; /* CS_BLK_* */
 } cs_blkhdr_t;
 
-typedef struct {                 /* follows the block header of a HEAD block */
+typedef struct { /* follows the block header of a HEAD block */
     uint64_t ts_ms;
-    uint32_t next_msg;           /* HEAD block of the next message, or CS_NIL */
-    uint32_t prev_msg;           /* HEAD block of the previous message, or CS_NIL */
-    uint32_t len;                /* text bytes */
-    uint32_t flags;              /* CHAT_MSG_* */
-    uint32_t role;               /* chat_role_t */
+    uint32_t next_msg; /* HEAD block of the next message, or CS_NIL */
+    uint32_t prev_msg; /* HEAD block of the previous message, or CS_NIL */
+    uint32_t len;      /* text bytes */
+    uint32_t flags;    /* CHAT_MSG_* */
+    uint32_t role;     /* chat_role_t */
     uint32_t reserved;
 } cs_msghdr_t;
 
 typedef struct {
     char code[32];
-    uint32_t state;              /* CS_ERR_* (atomic) */
+    uint32_t state; /* CS_ERR_* (atomic) */
     uint32_t pad;
-    uint64_t count;              /* atomic */
+    uint64_t count; /* atomic */
 } cs_errent_t;
 
 typedef struct {
@@ -128,54 +128,54 @@ typedef struct {
     uint64_t off_series;
     uint64_t off_arena;
     /* state, changed under the caller's lock */
-    uint32_t nconv;              /* conversations in use */
-    uint32_t conv_free;          /* free slot list head */
-    uint32_t lru_head;           /* most recently updated */
-    uint32_t lru_tail;           /* least recently updated */
+    uint32_t nconv;     /* conversations in use */
+    uint32_t conv_free; /* free slot list head */
+    uint32_t lru_head;  /* most recently updated */
+    uint32_t lru_tail;  /* least recently updated */
     uint32_t nusers;
     uint32_t nbackends;
-    uint32_t nseries;            /* written with release order */
-    uint32_t blk_free;           /* free block list head */
+    uint32_t nseries;  /* written with release order */
+    uint32_t blk_free; /* free block list head */
     uint32_t blk_nfree;
-    uint32_t busy_blocks;        /* blocks of QUEUED/GENERATING conversations */
+    uint32_t busy_blocks; /* blocks of QUEUED/GENERATING conversations */
     uint64_t started_ms;
-    uint64_t last_now_ms;        /* largest now_ms seen (for calls without a clock) */
+    uint64_t last_now_ms; /* largest now_ms seen (for calls without a clock) */
     /* lock-free */
-    uint64_t seq_clock;          /* source of every seq value */
-    int64_t gauges[8];           /* CHAT_G_* */
+    uint64_t seq_clock; /* source of every seq value */
+    int64_t gauges[8];  /* CHAT_G_* */
     uint64_t reserved[4];
     cs_errent_t errors[CHAT_ERRCODE_MAX];
 } cs_hdr_t;
 
 typedef struct {
     uint8_t owner[20];
-    uint32_t flags;              /* CS_USER_* */
-    uint64_t seq;                /* atomic: change counter for session lists */
+    uint32_t flags; /* CS_USER_* */
+    uint64_t seq;   /* atomic: change counter for session lists */
     uint64_t last_seen_ms;
-    chat_bucket_t bucket;        /* two 64-bit fields, no padding */
+    chat_bucket_t bucket; /* two 64-bit fields, no padding */
 } cs_user_t;
 
 typedef struct {
-    uint64_t tag;                /* caller's random tag; 0 = free slot (atomic) */
+    uint64_t tag; /* caller's random tag; 0 = free slot (atomic) */
     uint64_t created_ms;
     uint64_t updated_ms;
-    uint64_t bytes;              /* text bytes in all messages */
-    uint64_t seq;                /* atomic */
-    uint64_t gen_token;          /* atomic; 0 = nobody generating */
+    uint64_t bytes;     /* text bytes in all messages */
+    uint64_t seq;       /* atomic */
+    uint64_t gen_token; /* atomic; 0 = nobody generating */
     uint8_t owner[20];
     uint32_t in_use;
-    uint32_t flags;              /* CHAT_CONV_ARCHIVED/STOPPED */
-    uint32_t state;              /* CHAT_CONV_IDLE/QUEUED/GENERATING */
+    uint32_t flags; /* CHAT_CONV_ARCHIVED/STOPPED */
+    uint32_t state; /* CHAT_CONV_IDLE/QUEUED/GENERATING */
     int32_t queue_position;
-    uint32_t stop_requested;     /* atomic */
+    uint32_t stop_requested; /* atomic */
     uint32_t nmsgs;
-    uint32_t nblocks;            /* arena blocks held */
-    uint32_t first_msg;          /* HEAD block of the oldest message */
-    uint32_t last_msg;           /* HEAD block of the newest message */
-    uint32_t last_blk;           /* last block of the newest message (O(delta) extend) */
-    uint32_t lru_prev;           /* free slots: lru_prev/next link the free list */
+    uint32_t nblocks;   /* arena blocks held */
+    uint32_t first_msg; /* HEAD block of the oldest message */
+    uint32_t last_msg;  /* HEAD block of the newest message */
+    uint32_t last_blk;  /* last block of the newest message (O(delta) extend) */
+    uint32_t lru_prev;  /* free slots: lru_prev/next link the free list */
     uint32_t lru_next;
-    uint32_t own_prev;           /* chain of the owner hash bucket */
+    uint32_t own_prev; /* chain of the owner hash bucket */
     uint32_t own_next;
     uint32_t pad;
     char bot[CS_NAME_SZ];
@@ -186,12 +186,12 @@ typedef struct {
     char name[CS_NAME_SZ];
     char version[32];
     char detail[128];
-    uint64_t open_until_ms;      /* OPEN: cooldown end; HALF_OPEN: probe deadline */
+    uint64_t open_until_ms; /* OPEN: cooldown end; HALF_OPEN: probe deadline */
     uint64_t checked_ms;
     uint32_t used;
-    uint32_t max_active;         /* as registered (0 = unlimited) */
-    uint32_t nactive;            /* non-zero holder tickets */
-    uint32_t q_head;             /* ring of queue_cap waiters */
+    uint32_t max_active; /* as registered (0 = unlimited) */
+    uint32_t nactive;    /* non-zero holder tickets */
+    uint32_t q_head;     /* ring of queue_cap waiters */
     uint32_t q_count;
     int32_t breaker;
     uint32_t failures;
@@ -199,7 +199,7 @@ typedef struct {
 } cs_backend_t;
 
 typedef struct {
-    uint64_t ticket;             /* 0 = free */
+    uint64_t ticket; /* 0 = free */
     uint64_t beat_ms;
 } cs_holder_t;
 
@@ -251,8 +251,8 @@ struct chat_store {
     cs_conv_t *convs;
     uint32_t *heads;
     cs_backend_t *backends;
-    cs_holder_t *holders;        /* max_backends * max_active */
-    cs_waiter_t *queue;          /* max_backends * queue_cap */
+    cs_holder_t *holders; /* max_backends * max_active */
+    cs_waiter_t *queue;   /* max_backends * queue_cap */
     cs_series_t *series;
     uint8_t *arena;
     chat_store_layout_t l;
@@ -355,7 +355,8 @@ void cs_own_push_back(chat_store_t *st, cs_conv_t *c);
 cs_user_t *cs_user_find(chat_store_t *st, const uint8_t *owner);
 /* Finds or creates owner's entry; a full window replaces its least
  * recently seen entry (only if it was seen before seen_ms, unless force). */
-cs_user_t *cs_user_get(chat_store_t *st, const uint8_t *owner, uint64_t seen_ms, int force);
+cs_user_t *cs_user_get(chat_store_t *st, const uint8_t *owner, uint64_t seen_ms,
+                       int force);
 
 /* chat_store_msg.c */
 void cs_msg_free_all(chat_store_t *st, cs_conv_t *c);

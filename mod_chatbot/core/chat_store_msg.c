@@ -144,24 +144,33 @@ void cs_msg_write(chat_store_t *st, cs_conv_t *c, const char *text, size_t len)
     }
 }
 
+/* Whether need blocks can be made free for conversation c once its
+ * oldest messages holding capfree blocks are dropped (the per-conversation
+ * cap): free blocks + blocks of idle conversations other than c + blocks
+ * of c's messages except its last. */
+static int room_possible(const chat_store_t *st, const cs_conv_t *c, uint64_t need,
+                         uint64_t capfree, uint32_t capdrop)
+{
+    const cs_hdr_t *h = st->hdr;
+    uint64_t used = (uint64_t)st->nblocks - h->blk_nfree;
+    uint64_t idle_others =
+        used - h->busy_blocks - (c->state == CHAT_CONV_IDLE ? c->nblocks : 0);
+    uint64_t own = 0;
+
+    if (c->nmsgs > capdrop) {
+        own = c->nblocks - capfree - cs_blocks_for(cs_mh(st, c->last_msg)->len);
+    }
+    return h->blk_nfree + capfree + idle_others + own >= need;
+}
+
 /* Makes need blocks free for conversation c: evicts least recently
  * updated idle conversations of any owner (never c), then drops c's own
- * oldest messages (never its last). Checks first that it can succeed, so a
- * hopeless request evicts nothing. CHAT_OK or CHAT_EFULL. */
-static chat_status_t make_room(chat_store_t *st, cs_conv_t *c, uint64_t need)
+ * oldest messages (never its last). The caller has checked room_possible,
+ * so nothing is destroyed for a request that cannot succeed. */
+static void make_room(chat_store_t *st, cs_conv_t *c, uint64_t need)
 {
     cs_hdr_t *h = st->hdr;
-    uint64_t used, idle_others, own;
 
-    if (h->blk_nfree >= need) {
-        return CHAT_OK;
-    }
-    used = (uint64_t)st->nblocks - h->blk_nfree;
-    idle_others = used - h->busy_blocks - (c->state == CHAT_CONV_IDLE ? c->nblocks : 0);
-    own = c->nmsgs ? c->nblocks - cs_blocks_for(cs_mh(st, c->last_msg)->len) : 0;
-    if (h->blk_nfree + idle_others + own < need) {
-        return CHAT_EFULL;
-    }
     while (h->blk_nfree < need) {
         cs_conv_t *v = cs_conv_lru_victim(st, c);
         if (v) {
@@ -171,10 +180,9 @@ static chat_status_t make_room(chat_store_t *st, cs_conv_t *c, uint64_t need)
             drop_oldest(st, c);
         }
         else {
-            return CHAT_EFULL; /* not reached: counted above */
+            break; /* not reached after room_possible */
         }
     }
-    return CHAT_OK;
 }
 
 /* Copies len bytes of the message whose HEAD block is head, from offset. */
@@ -253,7 +261,8 @@ static uint32_t msg_at(const chat_store_t *st, const cs_conv_t *c, uint32_t inde
     return m;
 }
 
-/* ---- public API ---------------------------------------------------------------------- */
+/* ---- public API ----------------------------------------------------------------------
+ */
 
 chat_status_t chat_store_msg_append(chat_store_t *st, const chat_owner_t *owner,
                                     const char *id, chat_role_t role, uint32_t flags,
@@ -261,7 +270,8 @@ chat_status_t chat_store_msg_append(chat_store_t *st, const chat_owner_t *owner,
                                     uint32_t *index_out)
 {
     cs_conv_t *c;
-    chat_status_t rc;
+    uint64_t need, capfree = 0;
+    uint32_t capdrop = 0, m, k;
 
     if (!owner || !(c = cs_conv_find(st, owner, id))) {
         return CHAT_ENOTFOUND;
@@ -272,18 +282,22 @@ chat_status_t chat_store_msg_append(chat_store_t *st, const chat_owner_t *owner,
     if (len > st->l.max_message_bytes) {
         return CHAT_ETOOBIG;
     }
-    if (cs_blocks_for(len) > st->nblocks) {
+    need = cs_blocks_for(len);
+    /* the per-conversation cap drops the oldest messages first (they free
+     * blocks too); nothing is dropped if the append cannot succeed */
+    if (c->nmsgs >= st->l.max_messages) {
+        capdrop = c->nmsgs - st->l.max_messages + 1; /* <= nmsgs */
+        for (k = 0, m = c->first_msg; k < capdrop; k++, m = cs_mh(st, m)->next_msg) {
+            capfree += cs_blocks_for(cs_mh(st, m)->len);
+        }
+    }
+    if (need > st->nblocks || !room_possible(st, c, need, capfree, capdrop)) {
         return CHAT_EFULL;
     }
-    /* the per-conversation cap first: it frees blocks too */
     while (c->nmsgs >= st->l.max_messages) {
         drop_oldest(st, c);
     }
-    rc = make_room(st, c, cs_blocks_for(len));
-    if (rc != CHAT_OK) {
-        cs_conv_changed(st, c);
-        return rc;
-    }
+    make_room(st, c, need);
     cs_msg_push(st, c, (uint32_t)role, flags, now_ms);
     cs_msg_write(st, c, text, len);
     cs_conv_touch(st, c, now_ms);
@@ -298,8 +312,7 @@ chat_status_t chat_store_msg_extend(chat_store_t *st, const chat_owner_t *owner,
                                     uint64_t now_ms)
 {
     cs_conv_t *c;
-    uint64_t cur;
-    chat_status_t rc;
+    uint64_t cur, need;
 
     if (!owner || !(c = cs_conv_find(st, owner, id))) {
         return CHAT_ENOTFOUND;
@@ -314,10 +327,11 @@ chat_status_t chat_store_msg_extend(chat_store_t *st, const chat_owner_t *owner,
     if (len > st->l.max_message_bytes || cur + len > st->l.max_message_bytes) {
         return CHAT_ETOOBIG;
     }
-    rc = make_room(st, c, cs_blocks_for(cur + len) - cs_blocks_for(cur));
-    if (rc != CHAT_OK) {
-        return rc;
+    need = cs_blocks_for(cur + len) - cs_blocks_for(cur);
+    if (!room_possible(st, c, need, 0, 0)) {
+        return CHAT_EFULL;
     }
+    make_room(st, c, need);
     cs_msg_write(st, c, text, len);
     cs_conv_touch(st, c, now_ms);
     return CHAT_OK;
@@ -374,8 +388,8 @@ chat_status_t chat_store_msg_truncate(chat_store_t *st, const chat_owner_t *owne
 }
 
 int chat_store_msg_read(chat_store_t *st, const chat_owner_t *owner, const char *id,
-                        uint32_t start, uint32_t count, chat_buf_t *text,
-                        chat_msg_cb *cb, void *baton)
+                        uint32_t start, uint32_t count, chat_buf_t *text, chat_msg_cb *cb,
+                        void *baton)
 {
     cs_conv_t *c;
     chat_msg_info_t info;

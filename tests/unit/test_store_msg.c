@@ -215,6 +215,52 @@ static void test_message_cap(void **state)
     chat_buf_free(&buf);
 }
 
+/* A failing append loses nothing, not even to the message cap. */
+static void test_cap_no_loss(void **state)
+{
+    chat_store_layout_t l = msg_layout(16, 2, 4096);
+    tstore_t t;
+    chat_owner_t o = owner_of("u:alice");
+    chat_buf_t buf;
+    chat_msg_info_t mi;
+    chat_conv_info_t ci;
+    static char big[4096];
+    char id[25];
+    uint32_t idx;
+    (void)state;
+
+    chat_buf_init(&buf);
+    ts_open(&t, &l, 0);
+    mkconv(t.st, &o, "llama", 1, 100, id);
+    memset(big, 'b', sizeof(big));
+    assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0, "m0", 2, 101, NULL),
+                     CHAT_OK);
+    /* 10 blocks; 5 stay free */
+    assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_ASSISTANT, 0, big,
+                                           216 + 9 * 248, 102, NULL),
+                     CHAT_OK);
+    /* 16 blocks: 5 free + m0 (dropped by the cap) is not enough */
+    assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0, big,
+                                           216 + 15 * 248, 103, NULL),
+                     CHAT_EFULL);
+    assert_int_equal(chat_store_conv_get(t.st, &o, id, &ci), CHAT_OK);
+    assert_int_equal(ci.nmsgs, 2);
+    assert_int_equal(ci.updated_ms, 102);
+    assert_int_equal(chat_store_msg_get(t.st, &o, id, 0, 0, &buf, &mi), CHAT_OK);
+    assert_string_equal(buf.data, "m0");
+    CHECK(t.st);
+    /* 6 blocks: the cap drops m0, which makes just enough room */
+    assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0, big,
+                                           216 + 5 * 248, 104, &idx),
+                     CHAT_OK);
+    assert_int_equal(idx, 1);
+    assert_int_equal(chat_store_msg_get(t.st, &o, id, 0, 0, &buf, &mi), CHAT_OK);
+    assert_int_equal(mi.len, 216 + 9 * 248);
+    CHECK(t.st);
+    ts_close(&t);
+    chat_buf_free(&buf);
+}
+
 /* One conversation alone fills the arena: its own oldest messages go,
  * never the last; impossible requests change nothing. */
 static void test_arena_one_huge(void **state)
@@ -548,6 +594,7 @@ int main(void)
         cmocka_unit_test(test_extend_streaming),
         cmocka_unit_test(test_append_args),
         cmocka_unit_test(test_message_cap),
+        cmocka_unit_test(test_cap_no_loss),
         cmocka_unit_test(test_arena_one_huge),
         cmocka_unit_test(test_arena_eviction_order),
         cmocka_unit_test(test_tail),
