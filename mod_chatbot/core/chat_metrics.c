@@ -198,12 +198,14 @@ void chat_metrics_snapshot(chat_store_t *st, chat_metrics_snapshot_t *out)
         }
         out->errors[j].count += CS_LOAD64(&e->count);
     }
-    out->conversations = h->nconv;
+    /* usage counters are written under the lock; read them atomically so
+     * a snapshot taken without it sees whole values */
+    out->conversations = CS_LOAD32(&h->nconv);
     out->max_conversations = st->l.max_conversations;
-    out->users = h->nusers;
+    out->users = CS_LOAD32(&h->nusers);
     out->max_users = st->l.max_users;
     out->arena_size = (uint64_t)st->nblocks * CS_BLOCK;
-    out->arena_used = (uint64_t)(st->nblocks - h->blk_nfree) * CS_BLOCK;
+    out->arena_used = (uint64_t)(st->nblocks - CS_LOAD32(&h->blk_nfree)) * CS_BLOCK;
     out->started_ms = h->started_ms;
 }
 
