@@ -200,7 +200,9 @@ static void store_load(chatbot_shm_t *sh, apr_pool_t *ptemp)
     /* Another layout: attach with the layout recorded in the file itself is
      * done by trying the header's layout through chat_store_attach's check. */
     if (buf != sh->base) {
-        if (chat_store_attach_any(&src, buf, n) == CHAT_OK) {
+        chat_store_layout_t lay;
+        if (chat_store_layout_of(buf, n, &lay) == CHAT_OK &&
+            chat_store_attach(&src, buf, n, &lay) == CHAT_OK) {
             chat_store_t *dst = NULL;
             if (chat_store_attach(&dst, sh->base, sh->size, &sh->layout) == CHAT_OK) {
                 chat_store_migrate(dst, src, chatbot_now_ms());
