@@ -128,6 +128,9 @@ conn.addEventListener('close', () => {
         if (!t.m.content && !t.m.thinking) {
             chat.remove(t.m.key);
             S.turns.delete(k);
+        } else {
+            t.m.state = 'reconnecting';
+            chat.stream(t.m);
         }
     }
     if (S.pendingLaunch) {
@@ -395,7 +398,11 @@ function onResponse(f) {
     const t = S.turns.get(cid);
     S.turns.delete(cid);
     if (S.resumePending === cid) S.resumePending = null;
-    if (cid !== curKey()) { updateAll(); return; }
+    if (cid !== curKey()) {
+        if (t && !t.foreign && s) toast('Answer ready in "' + sessionTitle(s) + '"', { timeout: 4000 });
+        updateAll();
+        return;
+    }
     let m = t ? t.m : null;
     if (!m) {
         m = { key: newKey(), role: 'assistant', content: '', ts: Date.now() };
@@ -884,7 +891,7 @@ function selectBot(id) {
 }
 
 function selectConversation(id, { force = false } = {}) {
-    closeDrawers();
+    if (!force) closeDrawers();
     if (!force && id === S.convId && !S.awaitingHistory) { chat.focusInput(); return; }
     if (!conn.isOpen) return;
     const switching = id !== S.convId;

@@ -384,7 +384,7 @@ export class ChatView {
         body.append(it.indicator);
         it.foot = el('div.msg-foot');
         body.append(it.foot);
-        const avatar = el('div.avatar.' + (hueClass(this.botId) || 'hue-0'), { 'aria-hidden': 'true', text: initials(this.botId || name) });
+        const avatar = el('div.avatar.' + hueClass(this.botId), { 'aria-hidden': 'true', text: initials(this.botId || name) });
         it.node = el('article.msg.msg-' + (m.role === 'assistant' ? 'assistant' : 'other'), null, avatar, body);
         it.stream = null;
         if (m.live) {
@@ -416,7 +416,8 @@ export class ChatView {
     labelThinking(it, m) {
         if (!it.thinkLabel) return;
         if (m.live && !m.content) it.thinkLabel.textContent = 'Thinking…';
-        else if (m.thinkMs) it.thinkLabel.textContent = 'Thought for ' + fmtMs(m.thinkMs);
+        else if (m.thinkMs >= 1000) it.thinkLabel.textContent = 'Thought for ' + fmtMs(m.thinkMs);
+        else if (m.thinkMs) it.thinkLabel.textContent = 'Thought for a moment';
         else it.thinkLabel.textContent = 'Reasoning';
     }
 
@@ -428,8 +429,13 @@ export class ChatView {
             this.labelThinking(it, m);
         }
         if (m.content) {
-            it.indicator.hidden = true;
             it.stream.update(m.content);
+            // Content so far stays on screen while the socket is down; say so.
+            it.indicator.hidden = m.state !== 'reconnecting';
+            if (!it.indicator.hidden) {
+                it.indicator.replaceChildren(el('span.spinner', { 'aria-hidden': 'true' }),
+                    el('span', { text: 'Connection lost; the answer continues when reconnected…' }));
+            }
         } else {
             it.indicator.hidden = false;
             let label;
@@ -437,6 +443,7 @@ export class ChatView {
             else if (m.state === 'loading') label = 'Loading the model…';
             else if (m.thinking) label = 'Thinking…';
             else if (m.state === 'stopping') label = 'Stopping…';
+            else if (m.state === 'reconnecting') label = 'Connection lost; waiting to reconnect…';
             else label = '';
             it.indicator.replaceChildren(el('span.typing-dots', { 'aria-hidden': 'true' }, el('span'), el('span'), el('span')));
             it.indicator.append(el('span', { text: label || 'Writing…', class: label ? '' : 'sr-only' }));

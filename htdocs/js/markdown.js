@@ -111,11 +111,6 @@ export function toFragment(text) {
     return libs.purify.sanitize(html, PURIFY_CONFIG);
 }
 
-/** Sanitises an HTML string with the same policy (exported for tests). */
-export function sanitize(html) {
-    return libs ? libs.purify.sanitize(html, PURIFY_CONFIG) : null;
-}
-
 // ------------------------------------------------------------ code blocks
 /** Splits a command line like a shell would for words and simple quotes. */
 export function shellSplit(line) {
@@ -256,7 +251,8 @@ export class MarkdownStream {
         const frag = toFragment(tailText);
         const box = document.createElement('div');
         box.append(frag);
-        enhanceCode(box, { ...this.ctx, auto: false });
+        // Highlighting a huge unfinished block every frame is not worth it.
+        enhanceCode(box, { ...this.ctx, auto: false, highlight: tailText.length < 20000 });
         this.tail.replaceChildren(...box.childNodes);
         addCaret(this.tail);
     }

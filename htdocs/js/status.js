@@ -26,7 +26,7 @@ export function renderStatus(S) {
     set('st-conn', connText(S));
     set('st-server', S.server || (S.legacy ? 'basic (no hello)' : '—'));
     set('st-protocol', S.protocol !== null && S.protocol !== undefined ? String(S.protocol) : (S.legacy ? 'legacy' : '—'));
-    set('st-user', S.user ? S.user : (S.helloSeen ? 'cookie session' : '—'), S.user ? 'Authenticated by the web server' : 'Anonymous: conversations belong to this browser');
+    set('st-user', S.user ? S.user : (S.server ? 'cookie session' : '—'), S.user ? 'Authenticated by the web server' : 'Anonymous: conversations belong to this browser');
     set('st-rtt', S.rtt !== null && S.rtt !== undefined ? fmtMs(S.rtt) : '—');
 
     const bot = S.bots.find((b) => b.id === S.activeBotId);

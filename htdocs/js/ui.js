@@ -284,7 +284,7 @@ export function clockTime(ms) {
 export function hueClass(id) {
     let h = 0x811c9dc5; // FNV-1a
     for (const ch of String(id)) h = Math.imul(h ^ ch.codePointAt(0), 0x01000193) >>> 0;
-    return h % 6 ? 'hue-' + (h % 6) : '';
+    return 'hue-' + ((h >>> 8) % 6);
 }
 
 export function initials(name) {

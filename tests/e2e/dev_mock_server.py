@@ -12,7 +12,7 @@ It understands the fake backend's inline directives in user messages:
 and a small control API (like FAKE_URL) on --control-port:
   GET|POST /down  /up  /reset  /restart (close every socket with 1001)  /state
 
-Usage: dev_mock_server.py [--port 8765] [--control-port 8766] [--demo] [--legacy]
+Usage: dev_mock_server.py [--port 8765] [--control-port 8766] [--demo] [--legacy] [--no-csp]
 Needs Debian's python3-websockets (10.x legacy server API).
 """
 
@@ -639,8 +639,9 @@ def process_request(path, headers):
     if p == '/':
         p = '/index.html'
     f = os.path.normpath(os.path.join(ROOT, p.lstrip('/')))
-    base = [('Content-Security-Policy', CSP), ('X-Content-Type-Options', 'nosniff'),
-            ('Referrer-Policy', 'no-referrer'), ('Cache-Control', 'no-cache')]
+    base = [('X-Content-Type-Options', 'nosniff'), ('Referrer-Policy', 'no-referrer'), ('Cache-Control', 'no-cache')]
+    if not STATE.args.no_csp:
+        base.append(('Content-Security-Policy', CSP))
     if not cookie_sid(headers):
         base.append(('Set-Cookie', 'chatbot_sid=%s; Path=/; HttpOnly; SameSite=Strict' % secrets.token_hex(16)))
     if not f.startswith(ROOT) or not os.path.isfile(f):
@@ -707,6 +708,7 @@ async def main():
     ap.add_argument('--control-port', type=int, default=8766)
     ap.add_argument('--demo', action='store_true', help='announce a demo backend in hello')
     ap.add_argument('--legacy', action='store_true', help='behave like the old controller (no hello)')
+    ap.add_argument('--no-csp', action='store_true', help='omit the CSP header (checks the tests add it)')
     args = ap.parse_args()
     STATE = State(args)
     control_server(asyncio.get_running_loop(), args.control_port)

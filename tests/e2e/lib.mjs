@@ -3,7 +3,7 @@
 // a recorder of every WebSocket frame, the production CSP enforced on the page
 // even if the server under test forgot it, and the fake backend's controls.
 
-import { chromium } from 'playwright-core';
+import { chromium, request } from 'playwright-core';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -23,8 +23,12 @@ export const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img
 export async function launchBrowser() {
     return chromium.launch({
         executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+        // LocalNetworkAccessChecks off: when the harness has to add the CSP to a
+        // server's page (route.fulfill), Chromium would otherwise treat the
+        // synthesized document as public and block its socket to loopback.
         args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-            '--disable-sync', '--no-first-run', '--ignore-certificate-errors'],
+            '--disable-sync', '--no-first-run', '--ignore-certificate-errors',
+            '--disable-features=LocalNetworkAccessChecks'],
     });
 }
 
@@ -91,10 +95,10 @@ export async function openApp(browser, opts = {}) {
         reducedMotion: 'reduce',
     });
     const problems = [];
-    const serverCsp = { seen: null };
+    const cspInfo = { seen: null };
+    await enforceCsp(ctx, cspInfo);
     if (opts.beforeOpen) await opts.beforeOpen(ctx);
     const page = await ctx.newPage();
-    await enforceCsp(page, serverCsp);
     page.on('pageerror', (e) => problems.push('pageerror: ' + e.message));
     page.on('console', (m) => {
         const text = m.text();
@@ -105,34 +109,36 @@ export async function openApp(browser, opts = {}) {
     if (opts.beforeGoto) await opts.beforeGoto(page);
     await page.goto(BASE_URL, { waitUntil: 'domcontentloaded' });
     if (opts.wait !== false) await waitReady(page);
-    return { ctx, page, rec, problems, serverCsp };
+    return { ctx, page, rec, problems, serverCsp: cspInfo };
+}
+
+let serverCspCache;
+/** The CSP the server sends with the page ('' if none); asked once per run. */
+export async function serverCsp() {
+    if (serverCspCache === undefined) {
+        const rc = await request.newContext({ ignoreHTTPSErrors: true });
+        try {
+            const r = await rc.get(BASE_URL);
+            serverCspCache = r.headers()['content-security-policy'] || '';
+        } finally {
+            await rc.dispose();
+        }
+    }
+    return serverCspCache;
 }
 
 /**
- * Makes the document carry the production CSP even if the server under test
- * forgot it. Done with CDP Fetch.continueResponse (the real response with an
- * extra header) rather than route.fulfill: a synthesized document has no
- * address space and Chromium's local-network-access checks would then block
- * its WebSocket to a loopback server.
+ * Makes the document carry the production CSP if the server under test does
+ * not send one (then the tests still prove the page works under it).
  */
-async function enforceCsp(page, serverCsp) {
-    const cdp = await page.context().newCDPSession(page);
-    cdp.on('Fetch.requestPaused', async (e) => {
-        try {
-            const headers = e.responseHeaders || [];
-            const csp = headers.find((h) => h.name.toLowerCase() === 'content-security-policy');
-            serverCsp.seen = csp ? csp.value : '';
-            if (csp) {
-                await cdp.send('Fetch.continueRequest', { requestId: e.requestId });
-            } else {
-                await cdp.send('Fetch.continueResponse', {
-                    requestId: e.requestId, responseCode: e.responseStatusCode,
-                    responseHeaders: headers.concat([{ name: 'Content-Security-Policy', value: CSP }]),
-                });
-            }
-        } catch { /* the page went away */ }
+async function enforceCsp(ctx, info) {
+    info.seen = await serverCsp();
+    if (info.seen) return;
+    await ctx.route((u) => u.href === new URL(BASE_URL).href || u.pathname.endsWith('/index.html'), async (route) => {
+        if (route.request().resourceType() !== 'document') return route.continue();
+        const resp = await route.fetch();
+        return route.fulfill({ response: resp, headers: { ...resp.headers(), 'content-security-policy': CSP } });
     });
-    await cdp.send('Fetch.enable', { patterns: [{ urlPattern: '*', resourceType: 'Document', requestStage: 'Response' }] });
 }
 
 /** Waits until the app is connected and has a bot list (hello or legacy fallback). */

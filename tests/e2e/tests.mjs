@@ -33,6 +33,22 @@ async function turn(page, rec, text, timeout = 30000) {
     return r;
 }
 
+/** Until pred() holds, checks that the streamed answer on screen stays a prefix of full. */
+async function watchPrefix(page, full, pred, timeout = 30000) {
+    const end = Date.now() + timeout;
+    let samples = 0;
+    while (!(await pred())) {
+        if (Date.now() > end) throw new Error('timed out watching the stream');
+        const shown = norm(await page.locator('#msg-list .msg-assistant .md').last().innerText().catch(() => ''));
+        if (shown) {
+            samples++;
+            assert.ok(norm(full).startsWith(shown), 'streamed text is not a prefix of the answer (duplicated or lost bytes?):\n' + shown);
+        }
+        await sleep(40);
+    }
+    return samples;
+}
+
 export const tests = [
     {
         name: 'load',
@@ -61,6 +77,18 @@ export const tests = [
             // The product target is < 100 ms on loopback; test machines can be loaded, so only gross regressions fail.
             if (paint !== null) assert.ok(paint < 2000, 'first paint within 2 s even under test load, got ' + paint);
             if (serverCsp.seen) log('server CSP: ' + serverCsp.seen);
+            // The page runs under the strict CSP (served, or added by the harness):
+            // an inline event handler must not run.
+            const before = problems.length;
+            const inlineRan = await page.evaluate(() => new Promise((res) => {
+                window.__cspProbe = 0;
+                const d = document.createElement('div');
+                d.innerHTML = '<img src="data:," onerror="window.__cspProbe=1">';
+                document.body.append(d);
+                setTimeout(() => { d.remove(); res(window.__cspProbe); }, 300);
+            }));
+            assert.equal(inlineRan, 0, 'CSP in force (inline handler refused)');
+            problems.splice(before);
             await shot(page, 'desktop-light-empty');
             assertNoProblems(problems);
         },
@@ -297,7 +325,8 @@ export const tests = [
             // What was on screen right after the history is exactly the partial answer.
             const shown = norm(await lastAnswerText(page));
             assert.ok(norm(PLAIN_STORY).startsWith(shown.slice(0, Math.max(0, shown.length - 1)).trim()), 'partial answer shown: ' + shown.slice(0, 60));
-            await until(() => fresh().some((f) => f.type === 'response'), 30000, 'response after resume');
+            const samples = await watchPrefix(page, PLAIN_STORY, () => fresh().some((f) => f.type === 'response'));
+            assert.ok(samples >= 3, 'watched the resumed stream');
             await waitIdle(page);
             assert.equal(norm(await lastAnswerText(page)), norm(PLAIN_STORY), 'the answer is complete and not duplicated');
             assertNoProblems(problems);
@@ -335,12 +364,18 @@ export const tests = [
             await sendText(page, 'Story again ' + fake({ reply_b64: b64(PLAIN_STORY), delay_ms: 60 }));
             await until(() => cut, 20000, 'the cut');
             await until(async () => ['reconnecting', 'connecting'].includes(await page.locator('#conn-pill').getAttribute('data-state')), 3000, 'reconnecting state shown');
+            await shot(page, 'reconnecting');
             await until(() => connections >= 2, 15000, 'a new connection');
             const resume = await until(() => seen.find((x) => x.n >= 2 && x.dir === 'out' && x.f.type === 'resume'), 15000, 'resume');
             assert.ok(resume.f.offset > 0, 'resume from the bytes already shown');
-            const shownBefore = seen.filter((x) => x.n === 1 && x.f.type === 'stream').map((x) => x.f.content).join('');
-            assert.ok(resume.f.offset >= bytes(shownBefore) || resume.f.offset > 0);
-            await until(() => seen.some((x) => x.n >= 2 && x.f.type === 'response'), 30000, 'response after reconnect');
+            // The client shows the longer of what it had and what the history holds.
+            const had = seen.filter((x) => x.n === 1 && x.f.type === 'stream').map((x) => x.f.content).join('');
+            const hist = seen.filter((x) => x.n === resume.n && x.f.type === 'history').pop();
+            const last = hist && hist.f.messages[hist.f.messages.length - 1];
+            const histText = last && last.role === 'assistant' ? last.content : '';
+            const expected = histText.length >= had.length && histText.startsWith(had) ? histText : had;
+            assert.equal(resume.f.offset, bytes(expected), 'resume offset = UTF-8 bytes of the text on screen');
+            await watchPrefix(page, PLAIN_STORY, () => seen.some((x) => x.n >= 2 && x.f.type === 'response'));
             await waitIdle(page);
             assert.equal(await page.locator('#conn-pill').getAttribute('data-state'), 'open');
             assert.equal(norm(await lastAnswerText(page)), norm(PLAIN_STORY), 'complete, not duplicated');
@@ -455,6 +490,7 @@ export const tests = [
             assert.equal(norm(await d.locator('.thinking-body').textContent()), norm(th.map((f) => f.content).join('')));
             await d.locator('summary').click();
             assert.equal(await d.evaluate((n) => n.open), true);
+            await shot(page, 'thinking');
             assertNoProblems(problems);
         },
     },
