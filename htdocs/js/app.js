@@ -19,7 +19,7 @@ const LEGACY_BOT = {
     id: 'default', name: 'Assistant', model: '', commands: [], default: true,
     description: 'This server did not describe its bots; using its default.',
 };
-const HELLO_WAIT_MS = 1500;
+const HELLO_WAIT_MS = 2500; // no hello by then: an old server (message/stream/response only)
 const PING_EVERY_MS = 25000;
 const PONG_TIMEOUT_MS = 10000;
 const STATUS_EVERY_MS = 15000;
@@ -207,7 +207,7 @@ function onHello(h) {
     send({ type: 'sessions' });
     const target = (wasLegacy ? null : S.convId) || recall('session', 'chatbot.conv') || h.conversation_id || null;
     if (target) selectConversation(target, { force: true });
-    else if (!S.convId) showDraft(S.activeBotId);
+    else if (!S.convId && !chat.order.length) showDraft(S.activeBotId);
     requestStatusBoard();
     ping();
     renderNotice();
@@ -678,7 +678,33 @@ function onSession(f) {
     updateAll();
 }
 
+/** Highest message index on screen (-1 if none). */
+function shownMaxIndex() {
+    let max = -1;
+    for (const key of chat.order) {
+        const m = chat.items.get(key).m;
+        if (typeof m.index === 'number' && m.index > max) max = m.index;
+    }
+    return max;
+}
+
+/**
+ * Another tab (same identity) changed the conversation on screen: reload its
+ * history; the history handler resumes an answer that is still streaming.
+ */
+function maybeRefreshCurrent(prev) {
+    const cur = S.convId && S.sessions.get(S.convId);
+    if (!cur || !prev || S.awaitingHistory || S.pendingSelect || currentTurn() || !conn.isOpen) return;
+    const started = ACTIVE.has(cur.state) && !ACTIVE.has(prev.state);
+    const grew = typeof cur.messages === 'number' && cur.messages > shownMaxIndex() + 1 && cur.messages !== prev.messages;
+    if (!started && !grew) return;
+    S.awaitingHistory = true;
+    S.historyRetry = false;
+    send({ type: 'history', conversation_id: S.convId, limit: HISTORY_PAGE });
+}
+
 function onSessions(f) {
+    const prevCur = S.convId && S.sessions.get(S.convId) ? { ...S.sessions.get(S.convId) } : null;
     const list = Array.isArray(f.sessions) ? f.sessions.filter((s) => s && typeof s.conversation_id === 'string') : [];
     if (S.expectFullSessions) {
         S.expectFullSessions = false;
@@ -691,6 +717,7 @@ function onSessions(f) {
     if (cur) {
         S.convState = { ...(S.convState || {}), state: cur.state, position: cur.position, stopped: !!cur.stopped };
     }
+    maybeRefreshCurrent(prevCur);
     updateAll();
 }
 
@@ -748,7 +775,7 @@ function sendMessage(text) {
         toast('Not connected yet. Your message is still in the box.', { error: true });
         return false;
     }
-    if (currentTurn()) return false;
+    if (currentTurn() || S.awaitingHistory) return false; // wait for the history on screen first
     const s = S.convId && S.sessions.get(S.convId);
     if (s && s.stopped) return false;
     const clientId = newClientId();
@@ -1014,6 +1041,8 @@ function updateHeader() {
 function updateComposer() {
     const s = S.convId ? S.sessions.get(S.convId) : null;
     const bot = activeBot();
+    // No edit/regenerate on an old server or in a stopped session.
+    chat.canEdit = !S.legacy && !(s && s.stopped);
     chat.setComposer({
         connected: conn.isOpen && (S.helloSeen || S.legacy),
         busy: !!currentTurn(),

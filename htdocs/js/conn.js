@@ -98,7 +98,7 @@ export class Connection extends EventTarget {
             this.scheduleRetry(null);
             return;
         }
-        this.setState(this.attempt === 0 && !this.lastClose ? 'connecting' : 'connecting');
+        this.setState('connecting');
         let ws;
         try {
             ws = new WebSocket(this.url);
