@@ -147,6 +147,7 @@ export class ChatView {
         this.botId = bot ? bot.id : '';
         this.commands = bot && Array.isArray(bot.commands) ? bot.commands : [];
         this.model = bot ? bot.model : '';
+        this.$('composer-cmd-hint').hidden = !this.commands.length;
     }
 
     showEmpty(bot, suggestions) {
@@ -154,7 +155,7 @@ export class ChatView {
         box.hidden = false;
         const av = this.$('empty-avatar');
         av.className = 'empty-avatar avatar ' + hueClass(bot ? bot.id : '');
-        av.textContent = initials(bot ? bot.id : 'AI');
+        av.textContent = initials(bot ? bot.name || bot.id : 'AI');
         this.$('empty-title').textContent = bot ? 'Chat with ' + (bot.name || bot.id) : 'How can I help?';
         this.$('empty-desc').textContent = bot
             ? [bot.description, bot.model ? 'Model: ' + bot.model : ''].filter(Boolean).join(' · ')
@@ -384,7 +385,7 @@ export class ChatView {
         body.append(it.indicator);
         it.foot = el('div.msg-foot');
         body.append(it.foot);
-        const avatar = el('div.avatar.' + hueClass(this.botId), { 'aria-hidden': 'true', text: initials(this.botId || name) });
+        const avatar = el('div.avatar.' + hueClass(this.botId), { 'aria-hidden': 'true', text: initials(this.botName || name) });
         it.node = el('article.msg.msg-' + (m.role === 'assistant' ? 'assistant' : 'other'), null, avatar, body);
         it.stream = null;
         if (m.live) {

@@ -68,7 +68,7 @@ export class Sidebar {
                 title: b.description || '',
                 onclick: () => this.h.onSelectBot(b.id),
             },
-            el('span.bot-avatar.' + hueClass(b.id), { 'aria-hidden': 'true', text: initials(b.id) }),
+            el('span.bot-avatar.' + hueClass(b.id), { 'aria-hidden': 'true', text: initials(b.name || b.id) }),
             el('span.bot-text', null,
                 el('span.bot-name', { text: b.name || b.id }),
                 el('span.bot-model', { text: b.model || 'default model' }),

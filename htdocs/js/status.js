@@ -64,8 +64,9 @@ export function renderStatus(S) {
                 }),
                 detail ? el('span.backend-detail', { text: detail }) : null);
         }));
-    } else if (!list.querySelector('.muted')) {
-        list.replaceChildren(el('li.muted', { text: S.legacy ? 'Not reported by this server' : 'No data yet' }));
+    } else {
+        const text = S.legacy ? 'Not reported by this server' : 'No data yet';
+        if (list.textContent !== text) list.replaceChildren(el('li.muted', { text }));
     }
     set('st-connections', sb && sb.connections !== undefined ? String(sb.connections) : '—');
     set('st-generating', sb && sb.generating !== undefined ? String(sb.generating) : '—');
