@@ -476,13 +476,15 @@ function onError(f) {
 
     if (key !== curKey()) {
         if (t) S.turns.delete(key);
-        if (isTurn) toast((s ? sessionTitle(s) + ': ' : '') + (message || ERROR_TEXT[code] || code), { error: true });
-        else toast(message || ERROR_TEXT[code] || code, { error: true });
+        toast((s ? sessionTitle(s) + ': ' : '') + (message || ERROR_TEXT[code] || 'error') + ' (' + code + ')', { error: true });
         updateAll();
         return;
     }
     if (!isTurn) {
-        toast(message || ERROR_TEXT[code] || ('Error: ' + code), { error: true });
+        // Not about a chat turn (e.g. a rename of a vanished conversation): still
+        // shown in the conversation with its code, without a Retry.
+        chat.add({ key: newKey(), kind: 'error', code, message });
+        announce('Error: ' + (message || ERROR_TEXT[code] || code));
         return;
     }
     if (t) {

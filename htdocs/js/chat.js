@@ -482,10 +482,14 @@ export class ChatView {
         const refusal = m.code === 'command_denied';
         const title = ERROR_TITLE[m.code] || 'Something went wrong';
         let text = m.message || ERROR_TEXT[m.code] || 'Unknown error.';
+        const known = m.code === 'model_not_found' && this.model
+            ? ERROR_TEXT.model_not_found.replace('<model>', this.model) : ERROR_TEXT[m.code];
         if (m.code === 'rate_limited' && m.retryAfterMs) {
             text = (m.message ? m.message.replace(/\.?$/, '. ') : '') + 'Try again in ' + Math.ceil(m.retryAfterMs / 1000) + ' s.';
-        } else if (ERROR_TEXT[m.code] && m.message && !m.message.includes(ERROR_TEXT[m.code])) {
-            text = ERROR_TEXT[m.code] + ' (' + m.message + ')';
+        } else if (known && m.message && !m.message.includes(known)) {
+            text = known + ' (' + m.message + ')';
+        } else if (known && !m.message) {
+            text = known;
         }
         const errText = el('p.err-text', { text });
         const card = el('div.card-error' + (refusal ? '.refusal' : ''), { role: 'alert' },
