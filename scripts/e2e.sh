@@ -18,11 +18,12 @@ cleanup() {
 trap cleanup EXIT INT TERM
 mkdir -p "$ROOT/logs"
 $PY tests/fake_backend/fake_backend.py --host 127.0.0.1 --port 0 --port-file "$ROOT/fake.port" \
-    --token-delay-ms 20 >"$ROOT/logs/fake.log" 2>&1 &
+    --control-port-file "$ROOT/fake.ctl" --token-delay-ms 20 >"$ROOT/logs/fake.log" 2>&1 &
 fake_pid=$!
 i=0
 while [ ! -s "$ROOT/fake.port" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 FAKE_PORT=$(cat "$ROOT/fake.port")
+FAKE_CTL=$(cat "$ROOT/fake.ctl")
 port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PORT=$(port); SSLPORT=$(port)
 CONF=$($PY - "$ROOT" "$PORT" "$SSLPORT" "$FAKE_PORT" <<'PYEOF'
@@ -62,7 +63,9 @@ until curl -fsk "https://127.0.0.1:$SSLPORT/api/health" >/dev/null 2>&1 || [ $i 
 done
 export BASE_URL="https://127.0.0.1:$SSLPORT/"
 export STRICT_URL="https://127.0.0.1:$SSLPORT/strict/"
-export FAKE_URL="http://127.0.0.1:$FAKE_PORT"
+# the control API on its own port: it stays reachable while the chat port is
+# "down" (POST $FAKE_URL/down makes the backend refuse connections)
+export FAKE_URL="http://127.0.0.1:$FAKE_CTL/_fake/"
 export E2E_OUTPUT="$REPO/tests/output"
 echo "e2e: httpd at $BASE_URL, fake backend at $FAKE_URL, logs in $ROOT/logs"
 rc=0
