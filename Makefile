@@ -154,7 +154,7 @@ fuzz: $(FUZZ_BIN)
 	      $(BUILD)/fuzz/corpus-$$n tests/fuzz/corpus/$$n; done
 
 integration: all
-	$(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -q tests/fake_backend tests/integration $(PYTEST_ARGS)
 
 e2e: all
 	./scripts/e2e.sh

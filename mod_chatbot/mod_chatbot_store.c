@@ -355,12 +355,17 @@ apr_status_t chatbot_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
                      "starting empty");
         chat_store_format(&g_store, sh->base, sh->size, &sh->layout, chatbot_now_ms());
     }
-    /* A restart may have interrupted answers: mark them so. */
+    /* A restart may have interrupted answers: mark them so. Children of the
+     * previous generation may still be finishing, hence the lock. */
+    if (apr_global_mutex_lock(sh->mutex) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
     chat_store_recover(g_store, chatbot_now_ms());
     for (i = 0; i < sc->backends->nelts; i++) {
         chatbot_backend_t *be = APR_ARRAY_IDX(sc->backends, i, chatbot_backend_t *);
         be->index = chat_store_backend_register(g_store, be->name, (uint32_t)be->max_active);
         if (be->index < 0) {
+            apr_global_mutex_unlock(sh->mutex);
             ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, APLOGNO(10914)
                          "chatbot: no room for backend %s in the shared store", be->name);
             return APR_EGENERAL;
@@ -375,6 +380,7 @@ apr_status_t chatbot_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
             b->series[j] = chat_store_series(g_store, b->name, be->name);
         }
     }
+    apr_global_mutex_unlock(sh->mutex);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, APLOGNO(10915)
                  "chatbot: shared store %" APR_SIZE_T_FMT " bytes (%u conversations, "
                  "%" APR_UINT64_T_FMT " bytes of history), generation %d",

@@ -9,7 +9,8 @@
  * byte by byte and fuzzed.
  *
  * Reactions to a misbehaving peer (a close frame with the code is sent,
- * after which the connection is "closing" and further input is ignored):
+ * after which the connection has failed: the state is CHAT_WS_CLOSED, so the
+ * owner flushes and closes TCP, and further input is ignored):
  *   unmasked client frame, RSV bits, reserved opcode, control frame > 125
  *   bytes or fragmented, continuation without a message, new data frame
  *   inside a fragmented message, close payload of 1 byte, invalid close code
@@ -107,7 +108,9 @@ chat_status_t chat_ws_send_text(chat_ws_t *ws, const char *data, size_t len);
 chat_status_t chat_ws_send_ping(chat_ws_t *ws, const uint8_t *data, size_t len);
 /* Starts the close handshake with code (and an optional UTF-8 reason, at
  * most 123 bytes, truncated on a code point boundary). The state becomes
- * CHAT_WS_CLOSING. CHAT_OK or CHAT_ECLOSED if already closing/closed. */
+ * CHAT_WS_CLOSING. CHAT_OK, CHAT_ECLOSED if already closing/closed (or the
+ * send callback failed), CHAT_EINVAL if code may not be sent on the wire
+ * (valid: 1000-1003, 1007-1011, 3000-4999; never 1005/1006/1015). */
 chat_status_t chat_ws_close(chat_ws_t *ws, uint16_t code, const char *reason);
 
 chat_ws_state_t chat_ws_state(const chat_ws_t *ws);

@@ -145,11 +145,11 @@ def cases():
               [F(TEXT, b'{"type":"ping","x":"\xe2', fin=False), F(CONT, b'\x28"}')],
               ["close:1007"]))
     # 7.x  close
-    for code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000,
-                 4999):
+    for code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014,
+                 3000, 3999, 4000, 4999):
         c.append(("7.7.%d" % code, "close %d is echoed" % code,
                   [F(CLOSE, close_payload(code))], ["close:%d" % code]))
-    for code in (0, 999, 1004, 1005, 1006, 1016, 1100, 2000, 2999, 5000, 65535):
+    for code in (0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535):
         c.append(("7.9.%d" % code, "invalid close code %d" % code,
                   [F(CLOSE, close_payload(code))], ["close:1002"]))
     c.append(("7.1.1", "close without a code is echoed without one",
@@ -164,8 +164,10 @@ def cases():
     # misc: masking, sizes, floods
     c.append(("x.unmasked", "unmasked client frame", [F(TEXT, padded_ping(30), mask=False)],
               ["close:1002"]))
-    c.append(("9.too-big", "message over ChatbotMaxMessageBytes (header only)",
-              [F(TEXT, b"", length=65537)], ["close:1009"]))
+    # only the header and a few bytes are sent: the close must not wait for
+    # (or buffer) the 64 KiB payload
+    c.append(("9.too-big", "message over ChatbotMaxMessageBytes (header + 8 bytes)",
+              [F(TEXT, b"x" * 8, length=65537)], ["close:1009"]))
     c.append(("9.too-big-frag", "fragmented message growing over the cap",
               [F(TEXT, b"x" * 40000, fin=False), F(CONT, b"x" * 40000)], ["close:1009"]))
     flood = [F(TEXT, b"{", fin=False)] + [F(CONT, b" ", fin=False)] * 2000

@@ -1,0 +1,184 @@
+/* chat_utf8.c - UTF-8 validation (incremental, fail fast), code point
+ * boundaries and sanitising, as specified by RFC 3629: no overlongs, no
+ * surrogates (U+D800..U+DFFF), nothing above U+10FFFF.
+ *
+ * The validator keeps the number of continuation bytes still expected and
+ * the range the next one must fall in; the lead byte picks that range so
+ * overlongs, surrogates and out-of-range values are rejected at the first
+ * byte that proves them wrong (RFC 6455 "fail fast").
+ */
+#include <string.h>
+
+#include "chat/utf8.h"
+
+#define UTF8_INSIDE 2u
+
+/* Sets *need / *lo / *hi for lead byte b. Returns 0 if b cannot start a
+ * sequence (continuation byte, C0/C1, F5..FF). ASCII gives need 0. */
+static int utf8_lead(uint8_t b, uint32_t *need, uint32_t *lo, uint32_t *hi)
+{
+    *lo = 0x80;
+    *hi = 0xBF;
+    if (b < 0x80) {
+        *need = 0;
+        return 1;
+    }
+    if (b < 0xC2) {
+        return 0; /* continuation byte, or overlong 2-byte lead C0/C1 */
+    }
+    if (b < 0xE0) {
+        *need = 1;
+        return 1;
+    }
+    if (b < 0xF0) {
+        *need = 2;
+        if (b == 0xE0) {
+            *lo = 0xA0; /* below is an overlong 3-byte form */
+        }
+        else if (b == 0xED) {
+            *hi = 0x9F; /* above is a surrogate */
+        }
+        return 1;
+    }
+    if (b < 0xF5) {
+        *need = 3;
+        if (b == 0xF0) {
+            *lo = 0x90; /* below is an overlong 4-byte form */
+        }
+        else if (b == 0xF4) {
+            *hi = 0x8F; /* above is > U+10FFFF */
+        }
+        return 1;
+    }
+    return 0;
+}
+
+void chat_utf8_init(chat_utf8_t *u)
+{
+    u->state = CHAT_UTF8_ACCEPT;
+    u->need = 0;
+    u->lo = 0x80;
+    u->hi = 0xBF;
+}
+
+uint32_t chat_utf8_feed(chat_utf8_t *u, const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+
+    if (u->state == CHAT_UTF8_REJECT) {
+        return CHAT_UTF8_REJECT;
+    }
+    while (i < n) {
+        uint8_t b = p[i];
+
+        if (u->need == 0) {
+            /* Fast path: skip ASCII eight bytes at a time. */
+            while (n - i >= 8) {
+                uint64_t w;
+                memcpy(&w, p + i, 8);
+                if (w & 0x8080808080808080ull) {
+                    break;
+                }
+                i += 8;
+            }
+            if (i == n) {
+                break;
+            }
+            b = p[i];
+            if (!utf8_lead(b, &u->need, &u->lo, &u->hi)) {
+                u->state = CHAT_UTF8_REJECT;
+                return CHAT_UTF8_REJECT;
+            }
+        }
+        else {
+            if (b < u->lo || b > u->hi) {
+                u->state = CHAT_UTF8_REJECT;
+                return CHAT_UTF8_REJECT;
+            }
+            u->need--;
+            u->lo = 0x80;
+            u->hi = 0xBF;
+        }
+        i++;
+    }
+    u->state = u->need ? UTF8_INSIDE : CHAT_UTF8_ACCEPT;
+    return u->state;
+}
+
+int chat_utf8_valid(const uint8_t *p, size_t n)
+{
+    chat_utf8_t u;
+
+    chat_utf8_init(&u);
+    return chat_utf8_feed(&u, p, n) == CHAT_UTF8_ACCEPT;
+}
+
+size_t chat_utf8_complete_prefix(const uint8_t *p, size_t n)
+{
+    size_t i, stop = n > 4 ? n - 4 : 0;
+
+    /* Find the last non-continuation byte within the last 4 bytes. */
+    for (i = n; i > stop; i--) {
+        if ((p[i - 1] & 0xC0) != 0x80) {
+            chat_utf8_t u;
+            chat_utf8_init(&u);
+            /* Hold back only a genuine, valid but unfinished sequence;
+             * anything else cannot be completed by more bytes. */
+            if (chat_utf8_feed(&u, p + i - 1, n - (i - 1)) == UTF8_INSIDE) {
+                return i - 1;
+            }
+            return n;
+        }
+    }
+    return n;
+}
+
+size_t chat_utf8_sanitize(const uint8_t *p, size_t n, uint8_t *out, size_t outcap)
+{
+    static const uint8_t fffd[3] = {0xEF, 0xBF, 0xBD};
+    size_t i = 0, o = 0;
+
+    while (i < n) {
+        uint32_t need, lo, hi, k;
+
+        if (p[i] < 0x80) {
+            if (o >= outcap) {
+                break;
+            }
+            out[o++] = p[i++];
+            continue;
+        }
+        if (utf8_lead(p[i], &need, &lo, &hi)) {
+            /* Count the continuation bytes that fit; k = 1 + those. */
+            for (k = 1; k <= need && i + k < n; k++) {
+                if (p[i + k] < lo || p[i + k] > hi) {
+                    break;
+                }
+                lo = 0x80;
+                hi = 0xBF;
+            }
+            if (k == need + 1) {
+                if (outcap - o < k) {
+                    break;
+                }
+                memcpy(out + o, p + i, k);
+                o += k;
+                i += k;
+                continue;
+            }
+        }
+        else {
+            k = 1;
+        }
+        /* One U+FFFD per maximal invalid subpart (Unicode 3.9, "U+FFFD
+         * substitution of maximal subparts"): the offending byte that
+         * ended it is looked at again as a possible lead. */
+        if (outcap - o < 3) {
+            break;
+        }
+        memcpy(out + o, fffd, 3);
+        o += 3;
+        i += k;
+    }
+    return o;
+}

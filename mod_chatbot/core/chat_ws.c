@@ -1,0 +1,725 @@
+/* chat_ws.c - the RFC 6455 server-side message layer (see chat/ws.h).
+ *
+ * libwslay's frame codec (wslay_frame_recv/send) splits the byte stream into
+ * frames, checks the length encodings and unmasks payloads. Everything above
+ * single frames lives here: masking policy, RSV/opcode checks, control frame
+ * rules, fragmentation and reassembly, streaming UTF-8 validation, close code
+ * validation, the close handshake, size and fragment caps, and pausing.
+ *
+ * Input path: chat_ws_feed() points the ws at the caller's bytes; wslay pulls
+ * them through recv_cb() into its own 4 KiB buffer and hands back frame
+ * pieces (header + a chunk of payload). Only when on_message pauses do the
+ * unconsumed bytes get copied into ws->pend, to be pulled on resume.
+ * A message that arrives as one unfragmented frame in one piece is delivered
+ * straight from wslay's buffer; others are reassembled in ws->msg, which is
+ * reused and released after a message that made it grow beyond
+ * CHAT_WS_KEEP bytes.
+ *
+ * Failure handling ("fail the WebSocket connection", RFC 6455 7.1.7): the
+ * close frame with the error code is sent, the state becomes CHAT_WS_CLOSED
+ * at once (the owner flushes and closes TCP) and nothing after the bad frame
+ * is looked at. A close started by chat_ws_close() instead goes to
+ * CHAT_WS_CLOSING and input is still parsed, but only a close frame from the
+ * peer is acted upon (it moves the state to CHAT_WS_CLOSED).
+ *
+ * A close frame we send without a status code (the echo of a peer close
+ * that had none) is reported by chat_ws_sent_close_code() as 1005.
+ *
+ * Callbacks may call chat_ws_send_text/ping/close on the same ws, but not
+ * chat_ws_feed/resume (CHAT_EINVAL) nor chat_ws_destroy.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <wslay/wslay.h>
+
+#include "chat/common.h"
+#include "chat/utf8.h"
+#include "chat/ws.h"
+
+/* Reassembly / pending buffers bigger than this are released when idle. */
+#define CHAT_WS_KEEP 16384
+/* Longest close reason: 125 - 2 bytes of status code. */
+#define CHAT_WS_MAX_REASON 123
+
+enum {
+    ACT_SKIP = 0, /* payload ignored (closing: anything but a close) */
+    ACT_DATA,     /* text / binary / continuation payload */
+    ACT_CTRL      /* ping / pong / close payload, collected in ws->ctrl */
+};
+
+struct chat_ws {
+    chat_ws_callbacks_t cb;
+    void *baton;
+    chat_ws_limits_t lim;
+    wslay_frame_context_ptr fr;
+    chat_ws_state_t state;
+    uint16_t sent_code, recv_code;
+    unsigned paused : 1;   /* on_message asked to stop */
+    unsigned in_feed : 1;  /* guards against re-entrant feed/resume */
+    unsigned send_err : 1; /* the send callback failed */
+
+    /* Input not yet pulled by wslay: first pend[pend_off..], then src. */
+    const uint8_t *src;
+    size_t srclen;
+    chat_buf_t pend;
+    size_t pend_off;
+
+    /* The frame being received. */
+    int in_frame;
+    uint8_t fr_op, fr_fin, fr_act, fr_direct;
+    uint64_t fr_len, fr_off;
+
+    /* The data message being received. */
+    int msg_active;
+    uint8_t msg_op;
+    size_t msg_len, msg_frames;
+    chat_utf8_t u8;
+    chat_buf_t msg;
+
+    /* Control frame payload, NUL terminated for on_close's reason. */
+    uint8_t ctrl[126];
+    size_t ctrl_len;
+
+    chat_ws_stats_t st;
+};
+
+/* ---- wslay callbacks --------------------------------------------------- */
+
+/* Frame API contract (wslay.h): fill at most len bytes and return the
+ * count; -1 (or 0) means "nothing now", which wslay_frame_recv turns into
+ * WSLAY_ERR_WANT_READ. (WSLAY_ERR_WOULDBLOCK and wslay_event_set_error
+ * belong to the event API, which is not used.) */
+static ssize_t recv_cb(uint8_t *buf, size_t len, int flags, void *user)
+{
+    chat_ws_t *ws = user;
+    size_t n = 0, k;
+
+    if (ws->pend_off < ws->pend.len) {
+        k = ws->pend.len - ws->pend_off;
+        if (k > len) {
+            k = len;
+        }
+        memcpy(buf, ws->pend.data + ws->pend_off, k);
+        ws->pend_off += k;
+        n += k;
+    }
+    if (n < len && ws->srclen) {
+        k = ws->srclen;
+        if (k > len - n) {
+            k = len - n;
+        }
+        memcpy(buf + n, ws->src, k);
+        ws->src += k;
+        ws->srclen -= k;
+        n += k;
+    }
+    return n ? (ssize_t)n : -1;
+}
+
+/* wslay counts a short write as "want write"; the owner's send takes all. */
+static ssize_t send_cb(const uint8_t *data, size_t len, int flags, void *user)
+{
+    chat_ws_t *ws = user;
+
+    if (ws->send_err || ws->cb.send(ws->baton, data, len) != 0) {
+        ws->send_err = 1;
+        return -1;
+    }
+    ws->st.bytes_out += len;
+    return (ssize_t)len;
+}
+
+/* Server frames are never masked, so wslay must never ask for a key. */
+static int genmask_cb(uint8_t *buf, size_t len, void *user)
+{
+    return -1;
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+static size_t input_avail(const chat_ws_t *ws)
+{
+    return (ws->pend.len - ws->pend_off) + ws->srclen;
+}
+
+/* Sends one unmasked FIN frame. CHAT_OK, or CHAT_ECLOSED after a write
+ * error (the state is then CLOSED). */
+static chat_status_t send_frame(chat_ws_t *ws, uint8_t op, const uint8_t *data,
+                                size_t len)
+{
+    struct wslay_frame_iocb io;
+    ssize_t r;
+
+    memset(&io, 0, sizeof(io));
+    io.fin = 1;
+    io.opcode = op;
+    io.payload_length = len;
+    io.data = data;
+    io.data_length = len;
+    r = wslay_frame_send(ws->fr, &io);
+    if (r < 0 || (size_t)r != len || ws->send_err) {
+        ws->send_err = 1;
+        ws->state = CHAT_WS_CLOSED;
+        return CHAT_ECLOSED;
+    }
+    ws->st.frames_out++;
+    return CHAT_OK;
+}
+
+/* Sends a close frame: code 0 means no status code (empty payload). */
+static chat_status_t send_close(chat_ws_t *ws, uint16_t code, const uint8_t *reason,
+                                size_t rlen)
+{
+    uint8_t p[2 + CHAT_WS_MAX_REASON];
+
+    ws->sent_code = code ? code : CHAT_WS_CLOSE_NO_STATUS;
+    if (!code) {
+        return send_frame(ws, CHAT_WS_OP_CLOSE, NULL, 0);
+    }
+    p[0] = (uint8_t)(code >> 8);
+    p[1] = (uint8_t)code;
+    if (rlen) {
+        memcpy(p + 2, reason, rlen);
+    }
+    return send_frame(ws, CHAT_WS_OP_CLOSE, p, 2 + rlen);
+}
+
+/* Fails the connection: close frame with code, then CLOSED, input ignored. */
+static void ws_fail(chat_ws_t *ws, uint16_t code)
+{
+    if (ws->state == CHAT_WS_OPEN) {
+        chat_log(CHAT_LOG_DEBUG, "websocket: failing the connection with %u",
+                 (unsigned)code);
+        send_close(ws, code, NULL, 0);
+    }
+    ws->state = CHAT_WS_CLOSED;
+}
+
+/* ---- input -------------------------------------------------------------- */
+
+/* Close codes a peer may put on the wire (RFC 6455 7.4, IANA registry as
+ * Autobahn checks it): 1004-1006 and 1015 are reserved, 1012-2999 are
+ * unassigned or reserved for extensions, 3000-4999 are for applications. */
+/* Codes allowed on the wire: RFC 6455 7.4.1 plus the IANA-registered
+ * 1012 (service restart), 1013 (try again later), 1014 (bad gateway). */
+static int close_code_valid(uint16_t code)
+{
+    if (code >= 1000 && code <= 1014) {
+        return code != 1004 && code != 1005 && code != 1006;
+    }
+    return code >= 3000 && code <= 4999;
+}
+
+static void reset_message(chat_ws_t *ws)
+{
+    ws->msg_active = 0;
+    ws->msg_len = 0;
+    ws->msg_frames = 0;
+    chat_buf_reset(&ws->msg, CHAT_WS_KEEP);
+}
+
+/* A frame header arrived (with the first payload chunk, if any). Returns 0
+ * to go on, -1 if the connection was failed. */
+static int frame_start(chat_ws_t *ws, const struct wslay_frame_iocb *io)
+{
+    uint8_t op = io->opcode;
+
+    ws->st.frames_in++;
+    ws->in_frame = 1;
+    ws->fr_op = op;
+    ws->fr_fin = io->fin;
+    ws->fr_len = io->payload_length;
+    ws->fr_off = 0;
+    ws->fr_direct = 0;
+    ws->ctrl_len = 0;
+
+    if (ws->state != CHAT_WS_OPEN) {
+        /* Closing: only the peer's close matters. wslay already refused
+         * control frames that are long or fragmented. */
+        ws->fr_act = (op == CHAT_WS_OP_CLOSE) ? ACT_CTRL : ACT_SKIP;
+        return 0;
+    }
+    if (!io->mask) {
+        ws_fail(ws, CHAT_WS_CLOSE_PROTOCOL); /* 5.1: clients must mask */
+        return -1;
+    }
+    if (io->rsv) {
+        ws_fail(ws, CHAT_WS_CLOSE_PROTOCOL); /* no extension negotiated */
+        return -1;
+    }
+    switch (op) {
+    case CHAT_WS_OP_CLOSE:
+    case CHAT_WS_OP_PING:
+    case CHAT_WS_OP_PONG:
+        if (!io->fin || io->payload_length > 125) {
+            ws_fail(ws, CHAT_WS_CLOSE_PROTOCOL);
+            return -1;
+        }
+        ws->fr_act = ACT_CTRL;
+        return 0;
+    case CHAT_WS_OP_TEXT:
+    case CHAT_WS_OP_BINARY:
+        if (ws->msg_active) {
+            ws_fail(ws, CHAT_WS_CLOSE_PROTOCOL); /* previous one unfinished */
+            return -1;
+        }
+        break;
+    case CHAT_WS_OP_CONT:
+        if (!ws->msg_active) {
+            ws_fail(ws, CHAT_WS_CLOSE_PROTOCOL); /* nothing to continue */
+            return -1;
+        }
+        break;
+    default:
+        ws_fail(ws, CHAT_WS_CLOSE_PROTOCOL); /* reserved opcode */
+        return -1;
+    }
+    if (ws->msg_frames >= ws->lim.max_fragments) {
+        ws_fail(ws, CHAT_WS_CLOSE_POLICY);
+        return -1;
+    }
+    /* Decided on the header, before any of the payload is buffered. */
+    if (io->payload_length > (uint64_t)(ws->lim.max_message - ws->msg_len)) {
+        ws_fail(ws, CHAT_WS_CLOSE_TOO_BIG);
+        return -1;
+    }
+    if (op != CHAT_WS_OP_CONT) {
+        ws->msg_active = 1;
+        ws->msg_op = op;
+        chat_utf8_init(&ws->u8);
+        /* A whole single-frame message in one piece needs no copy. */
+        ws->fr_direct = io->fin && io->data_length == io->payload_length;
+    }
+    ws->msg_frames++;
+    ws->fr_act = ACT_DATA;
+    return 0;
+}
+
+/* Delivers the complete message. Returns 0, or -1 if the ws stopped. */
+static int deliver(chat_ws_t *ws, const uint8_t *data, size_t len)
+{
+    int rc;
+
+    if (ws->msg_op == CHAT_WS_OP_TEXT && ws->u8.state != CHAT_UTF8_ACCEPT) {
+        ws_fail(ws, CHAT_WS_CLOSE_INVALID_DATA); /* ends inside a sequence */
+        return -1;
+    }
+    ws->st.messages_in++;
+    rc = ws->cb.on_message(ws->baton, ws->msg_op, data ? data : (const uint8_t *)"", len);
+    reset_message(ws);
+    if (rc) {
+        ws->paused = 1;
+    }
+    return 0;
+}
+
+/* The peer's close frame is complete in ws->ctrl. */
+static void handle_close(chat_ws_t *ws)
+{
+    uint16_t code = CHAT_WS_CLOSE_NO_STATUS;
+    const char *reason = (const char *)ws->ctrl + 2;
+    size_t rlen = 0;
+    int valid = 1;
+
+    ws->ctrl[ws->ctrl_len] = '\0';
+    if (ws->ctrl_len == 1) {
+        valid = 0;
+        reason = "";
+        if (ws->state == CHAT_WS_OPEN) {
+            ws_fail(ws, CHAT_WS_CLOSE_PROTOCOL);
+            return;
+        }
+    }
+    else if (ws->ctrl_len >= 2) {
+        code = (uint16_t)((ws->ctrl[0] << 8) | ws->ctrl[1]);
+        rlen = ws->ctrl_len - 2;
+        if (!close_code_valid(code)) {
+            valid = 0;
+            if (ws->state == CHAT_WS_OPEN) {
+                ws_fail(ws, CHAT_WS_CLOSE_PROTOCOL);
+                return;
+            }
+        }
+        else if (!chat_utf8_valid(ws->ctrl + 2, rlen)) {
+            valid = 0;
+            if (ws->state == CHAT_WS_OPEN) {
+                ws_fail(ws, CHAT_WS_CLOSE_INVALID_DATA);
+                return;
+            }
+        }
+    }
+    else {
+        reason = "";
+    }
+    ws->recv_code = code;
+    if (valid && ws->cb.on_close) {
+        ws->cb.on_close(ws->baton, code, reason, rlen);
+    }
+    if (ws->state == CHAT_WS_OPEN) {
+        /* Echo the code (none if the peer sent none). */
+        send_close(ws, code == CHAT_WS_CLOSE_NO_STATUS ? 0 : code, NULL, 0);
+    }
+    ws->state = CHAT_WS_CLOSED;
+}
+
+/* One piece of a frame from wslay. Returns 0 to go on, -1 to stop. */
+static int frame_chunk(chat_ws_t *ws, const struct wslay_frame_iocb *io)
+{
+    const uint8_t *d = io->data;
+    size_t n = io->data_length;
+
+    if (!ws->in_frame && frame_start(ws, io) < 0) {
+        return -1;
+    }
+    ws->fr_off += n;
+    switch (ws->fr_act) {
+    case ACT_DATA:
+        if (ws->msg_op == CHAT_WS_OP_TEXT &&
+            chat_utf8_feed(&ws->u8, d, n) == CHAT_UTF8_REJECT) {
+            ws_fail(ws, CHAT_WS_CLOSE_INVALID_DATA); /* fail fast */
+            return -1;
+        }
+        if (!ws->fr_direct && n && chat_buf_append(&ws->msg, d, n) != CHAT_OK) {
+            ws_fail(ws, CHAT_WS_CLOSE_INTERNAL);
+            return -1;
+        }
+        ws->msg_len += n;
+        break;
+    case ACT_CTRL:
+        /* fr_len <= 125 was checked, so this fits. */
+        memcpy(ws->ctrl + ws->ctrl_len, d, n);
+        ws->ctrl_len += n;
+        break;
+    default:
+        break;
+    }
+    if (ws->fr_off < ws->fr_len) {
+        return 0;
+    }
+    /* The frame is complete. */
+    ws->in_frame = 0;
+    if (ws->fr_act == ACT_DATA) {
+        if (ws->fr_fin) {
+            return deliver(ws, ws->fr_direct ? d : (const uint8_t *)ws->msg.data,
+                           ws->msg_len);
+        }
+        return 0;
+    }
+    if (ws->fr_act != ACT_CTRL) {
+        return 0;
+    }
+    switch (ws->fr_op) {
+    case CHAT_WS_OP_PING:
+        ws->st.pings_in++;
+        if (ws->state == CHAT_WS_OPEN &&
+            send_frame(ws, CHAT_WS_OP_PONG, ws->ctrl, ws->ctrl_len) != CHAT_OK) {
+            return -1;
+        }
+        break;
+    case CHAT_WS_OP_PONG:
+        ws->st.pongs_in++;
+        if (ws->state == CHAT_WS_OPEN && ws->cb.on_pong) {
+            ws->cb.on_pong(ws->baton, ws->ctrl, ws->ctrl_len);
+        }
+        break;
+    case CHAT_WS_OP_CLOSE:
+        handle_close(ws);
+        break;
+    }
+    return 0;
+}
+
+/* Moves unconsumed caller bytes into ws->pend before feed returns. */
+static chat_status_t keep_rest(chat_ws_t *ws)
+{
+    if (ws->pend_off == ws->pend.len) {
+        chat_buf_reset(&ws->pend, CHAT_WS_KEEP);
+        ws->pend_off = 0;
+    }
+    if (ws->srclen) {
+        if (ws->pend_off) {
+            memmove(ws->pend.data, ws->pend.data + ws->pend_off,
+                    ws->pend.len - ws->pend_off);
+            ws->pend.len -= ws->pend_off;
+            ws->pend_off = 0;
+        }
+        if (chat_buf_append(&ws->pend, ws->src, ws->srclen) != CHAT_OK) {
+            ws->src = NULL;
+            ws->srclen = 0;
+            return CHAT_ENOMEM;
+        }
+    }
+    ws->src = NULL;
+    ws->srclen = 0;
+    return CHAT_OK;
+}
+
+/* Runs wslay over the available input until it runs dry, the ws pauses or
+ * the connection ends. */
+static chat_status_t run(chat_ws_t *ws)
+{
+    struct wslay_frame_iocb io;
+
+    ws->in_feed = 1;
+    ws->paused = 0;
+    while (ws->state != CHAT_WS_CLOSED && !ws->paused) {
+        ssize_t r = wslay_frame_recv(ws->fr, &io);
+        if (r == WSLAY_ERR_WANT_READ) {
+            if (input_avail(ws)) {
+                continue; /* wslay only stops when recv_cb had nothing */
+            }
+            break;
+        }
+        if (r < 0) {
+            /* WSLAY_ERR_PROTO: bad length encoding, or a control frame that
+             * is long or fragmented. Frame sync is lost either way. */
+            ws_fail(ws, CHAT_WS_CLOSE_PROTOCOL);
+            break;
+        }
+        if (frame_chunk(ws, &io) < 0) {
+            break;
+        }
+    }
+    if (ws->state == CHAT_WS_CLOSED) {
+        ws->src = NULL;
+        ws->srclen = 0;
+        chat_buf_free(&ws->pend);
+        ws->pend_off = 0;
+        reset_message(ws);
+        chat_buf_free(&ws->msg);
+    }
+    else if (keep_rest(ws) != CHAT_OK) {
+        ws_fail(ws, CHAT_WS_CLOSE_INTERNAL);
+        chat_buf_free(&ws->pend);
+        ws->pend_off = 0;
+    }
+    ws->in_feed = 0;
+    if (ws->state == CHAT_WS_CLOSED) {
+        return CHAT_ECLOSED;
+    }
+    if (ws->paused) {
+        return CHAT_EAGAIN;
+    }
+    return ws->state == CHAT_WS_OPEN ? CHAT_OK : CHAT_ECLOSED;
+}
+
+/* ---- public API --------------------------------------------------------- */
+
+chat_status_t chat_ws_create(chat_ws_t **pws, const chat_ws_callbacks_t *cb, void *baton,
+                             const chat_ws_limits_t *limits)
+{
+    struct wslay_frame_callbacks fcb;
+    chat_ws_t *ws;
+
+    if (!pws) {
+        return CHAT_EINVAL;
+    }
+    *pws = NULL;
+    if (!cb || !cb->send || !cb->on_message || !limits || !limits->max_message ||
+        !limits->max_fragments) {
+        return CHAT_EINVAL;
+    }
+    ws = calloc(1, sizeof(*ws));
+    if (!ws) {
+        return CHAT_ENOMEM;
+    }
+    fcb.send_callback = send_cb;
+    fcb.recv_callback = recv_cb;
+    fcb.genmask_callback = genmask_cb;
+    if (wslay_frame_context_init(&ws->fr, &fcb, ws) != 0) {
+        free(ws);
+        return CHAT_ENOMEM;
+    }
+    ws->cb = *cb;
+    ws->baton = baton;
+    ws->lim = *limits;
+    ws->state = CHAT_WS_OPEN;
+    chat_buf_init(&ws->pend);
+    chat_buf_init(&ws->msg);
+    chat_utf8_init(&ws->u8);
+    *pws = ws;
+    return CHAT_OK;
+}
+
+void chat_ws_destroy(chat_ws_t *ws)
+{
+    if (!ws) {
+        return;
+    }
+    wslay_frame_context_free(ws->fr);
+    chat_buf_free(&ws->pend);
+    chat_buf_free(&ws->msg);
+    free(ws);
+}
+
+chat_status_t chat_ws_feed(chat_ws_t *ws, const uint8_t *data, size_t len)
+{
+    if (!ws || (!data && len) || ws->in_feed) {
+        return CHAT_EINVAL;
+    }
+    ws->st.bytes_in += len;
+    if (ws->state == CHAT_WS_CLOSED) {
+        return CHAT_ECLOSED;
+    }
+    /* Bytes left by a pause come first; then the new ones. Feeding while
+     * paused continues processing, like chat_ws_resume(). */
+    ws->src = data;
+    ws->srclen = len;
+    return run(ws);
+}
+
+chat_status_t chat_ws_resume(chat_ws_t *ws)
+{
+    if (!ws || ws->in_feed) {
+        return CHAT_EINVAL;
+    }
+    if (ws->state == CHAT_WS_CLOSED) {
+        return CHAT_ECLOSED;
+    }
+    ws->src = NULL;
+    ws->srclen = 0;
+    return run(ws);
+}
+
+chat_status_t chat_ws_send_text(chat_ws_t *ws, const char *data, size_t len)
+{
+    chat_status_t st;
+
+    if (!ws || (!data && len)) {
+        return CHAT_EINVAL;
+    }
+    if (ws->state != CHAT_WS_OPEN) {
+        return CHAT_ECLOSED;
+    }
+    if ((uint64_t)len >= (1ull << 63)) {
+        return CHAT_ETOOBIG;
+    }
+    st = send_frame(ws, CHAT_WS_OP_TEXT, (const uint8_t *)data, len);
+    if (st == CHAT_OK) {
+        ws->st.messages_out++;
+    }
+    return st;
+}
+
+chat_status_t chat_ws_send_ping(chat_ws_t *ws, const uint8_t *data, size_t len)
+{
+    if (!ws || (!data && len) || len > 125) {
+        return CHAT_EINVAL;
+    }
+    if (ws->state != CHAT_WS_OPEN) {
+        return CHAT_ECLOSED;
+    }
+    return send_frame(ws, CHAT_WS_OP_PING, data, len);
+}
+
+chat_status_t chat_ws_close(chat_ws_t *ws, uint16_t code, const char *reason)
+{
+    size_t rlen = 0, good = 0;
+
+    if (!ws) {
+        return CHAT_EINVAL;
+    }
+    if (ws->state != CHAT_WS_OPEN) {
+        return CHAT_ECLOSED;
+    }
+    if (!close_code_valid(code)) {
+        return CHAT_EINVAL; /* e.g. 1005/1006/1015 must never be sent */
+    }
+    if (reason) {
+        chat_utf8_t u;
+        size_t i;
+
+        /* Keep the longest prefix of at most 123 bytes that is valid and
+         * ends on a code point boundary. */
+        rlen = strnlen(reason, CHAT_WS_MAX_REASON + 1);
+        if (rlen > CHAT_WS_MAX_REASON) {
+            rlen = CHAT_WS_MAX_REASON;
+        }
+        chat_utf8_init(&u);
+        for (i = 0; i < rlen; i++) {
+            uint32_t s = chat_utf8_feed(&u, (const uint8_t *)reason + i, 1);
+            if (s == CHAT_UTF8_REJECT) {
+                break;
+            }
+            if (s == CHAT_UTF8_ACCEPT) {
+                good = i + 1;
+            }
+        }
+    }
+    /* A half-received message is dropped and the rest of a frame under way
+     * skipped (frame sync with wslay is kept): only the peer's close counts
+     * from now on. */
+    if (ws->in_frame && !(ws->fr_act == ACT_CTRL && ws->fr_op == CHAT_WS_OP_CLOSE)) {
+        ws->fr_act = ACT_SKIP;
+    }
+    reset_message(ws);
+    ws->state = CHAT_WS_CLOSING;
+    if (send_close(ws, code, (const uint8_t *)reason, good) != CHAT_OK) {
+        return CHAT_ECLOSED;
+    }
+    return CHAT_OK;
+}
+
+chat_ws_state_t chat_ws_state(const chat_ws_t *ws)
+{
+    return ws ? ws->state : CHAT_WS_CLOSED;
+}
+
+uint16_t chat_ws_sent_close_code(const chat_ws_t *ws)
+{
+    return ws ? ws->sent_code : 0;
+}
+
+uint16_t chat_ws_recv_close_code(const chat_ws_t *ws)
+{
+    return ws ? ws->recv_code : 0;
+}
+
+void chat_ws_get_stats(const chat_ws_t *ws, chat_ws_stats_t *st)
+{
+    if (!st) {
+        return;
+    }
+    if (!ws) {
+        memset(st, 0, sizeof(*st));
+        return;
+    }
+    *st = ws->st;
+}
+
+chat_status_t chat_ws_accept_key(const char *key, char out[29])
+{
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    uint8_t raw[18], digest[20];
+    char canon[25];
+    chat_sha1_t sha;
+    size_t n;
+
+    if (!key || !out) {
+        return CHAT_EINVAL;
+    }
+    /* Tolerate optional whitespace around the header value. */
+    while (*key == ' ' || *key == '\t') {
+        key++;
+    }
+    n = strlen(key);
+    while (n && (key[n - 1] == ' ' || key[n - 1] == '\t')) {
+        n--;
+    }
+    /* 16 bytes encode to exactly 24 characters ending in "==". Reject
+     * non-canonical forms (stray bits in the last character) too. */
+    if (n != 24 || chat_base64_decode(key, n, raw, sizeof(raw)) != 16 ||
+        chat_base64_encode(raw, 16, canon, sizeof(canon)) != 24 ||
+        memcmp(canon, key, 24) != 0) {
+        return CHAT_EINVAL;
+    }
+    chat_sha1_init(&sha);
+    chat_sha1_update(&sha, key, 24);
+    chat_sha1_update(&sha, guid, sizeof(guid) - 1);
+    chat_sha1_final(&sha, digest);
+    if (chat_base64_encode(digest, 20, out, 29) != 28) {
+        return CHAT_EINTERNAL;
+    }
+    return CHAT_OK;
+}
