@@ -245,7 +245,8 @@ static int drain(int fd, chat_cmd_output_t *out, char *buf)
         if (k < 0 && errno == EINTR) {
             continue;
         }
-        return k == 0;
+        /* EOF, or a read error (not "nothing now"): stop reading */
+        return k == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
     }
 }
 
@@ -560,14 +561,14 @@ static chat_status_t store_msg(exec_t *x, chat_role_t role, uint32_t flags,
 
     if (len > max) {
         char *t = apr_palloc(x->p, max);
-        size_t keep = max - (sizeof(cut) - 1);
+        size_t keep = max > sizeof(cut) ? max - (sizeof(cut) - 1) : 0;
         while (keep > 0 && ((unsigned char)text[keep] & 0xc0) == 0x80) {
             keep--; /* not inside a UTF-8 sequence */
         }
         memcpy(t, text, keep);
-        memcpy(t + keep, cut, sizeof(cut) - 1);
+        memcpy(t + keep, cut, keep ? sizeof(cut) - 1 : 0);
         text = t;
-        len = keep + sizeof(cut) - 1;
+        len = keep ? keep + sizeof(cut) - 1 : 0;
     }
     rc = chat_store_msg_append(chatbot_store(), &x->id->owner, x->conv, role, flags, text,
                                len, chatbot_now_ms(), index);

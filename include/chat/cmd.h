@@ -33,7 +33,7 @@ typedef enum {
 #define CHAT_CMD_MAX_ARG_LEN 4096     /* upper bound of maxarglen= */
 #define CHAT_CMD_DEF_TIMEOUT_MS 10000
 #define CHAT_CMD_MIN_TIMEOUT_MS 100
-#define CHAT_CMD_MAX_TIMEOUT_MS 600000
+#define CHAT_CMD_MAX_TIMEOUT_MS 60000 /* below ChatbotIdleTimeout: see docs */
 #define CHAT_CMD_DEF_MAX_OUTPUT 65536
 #define CHAT_CMD_MIN_MAX_OUTPUT 256
 #define CHAT_CMD_MAX_MAX_OUTPUT (16u * 1024 * 1024)

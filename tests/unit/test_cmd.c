@@ -127,12 +127,12 @@ static void test_spec_full(void **state)
     must_parse(&sp, "cat /bin/cat args=one cwd=/srv paths=yes dashes=No", store, argv);
     assert_int_equal(sp.flags, CHAT_CMD_F_PATHS);
     /* limits at their bounds */
-    must_parse(&sp, "x /x args=many paths=off maxargs=64 maxarglen=4096 timeout=10m "
+    must_parse(&sp, "x /x args=many paths=off maxargs=64 maxarglen=4096 timeout=60s "
                     "maxoutput=16M",
                store, argv);
     assert_int_equal(sp.max_args, 64);
     assert_int_equal(sp.max_arg_len, 4096);
-    assert_int_equal(sp.timeout_ms, 600000);
+    assert_int_equal(sp.timeout_ms, 60000);
     assert_int_equal(sp.max_output, 16u * 1024 * 1024);
     must_parse(&sp, "x /x timeout=100ms maxoutput=256", store, argv);
     assert_int_equal(sp.timeout_ms, 100);
@@ -170,6 +170,7 @@ static void test_spec_errors(void **state)
     must_fail("ls /bin/ls timeout=0", "timeout=0:");
     must_fail("ls /bin/ls timeout=50ms", "timeout=50ms:");
     must_fail("ls /bin/ls timeout=2h", "timeout=2h:");
+    must_fail("ls /bin/ls timeout=61s", "timeout=61s:");
     must_fail("ls /bin/ls timeout=-1", "timeout=-1:");
     must_fail("ls /bin/ls maxoutput=xyz", "maxoutput=xyz: expected a size");
     must_fail("ls /bin/ls maxoutput=1", "maxoutput=1:");
