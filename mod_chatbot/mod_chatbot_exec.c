@@ -230,23 +230,28 @@ static apr_int64_t mono_ms(void)
     return (apr_int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Reads what is in the pipe now, without waiting. Returns 1 at EOF or when
- * the cap was passed, else 0. */
+#define DRAIN_MORE 0 /* nothing more to read now */
+#define DRAIN_EOF 1  /* every writer closed the pipe (or a read error) */
+#define DRAIN_CAP 2  /* output beyond maxoutput: stop the command */
+
+/* Reads what is in the pipe now, without waiting. */
 static int drain(int fd, chat_cmd_output_t *out, char *buf)
 {
     for (;;) {
         ssize_t k = read(fd, buf, READ_CHUNK);
         if (k > 0) {
             if (chat_cmd_output_add(out, buf, (size_t)k) != 0) {
-                return 1;
+                return DRAIN_CAP;
             }
             continue;
         }
         if (k < 0 && errno == EINTR) {
             continue;
         }
-        /* EOF, or a read error (not "nothing now"): stop reading */
-        return k == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return DRAIN_MORE;
+        }
+        return DRAIN_EOF;
     }
 }
 
@@ -283,7 +288,7 @@ static int run_program(const chatbot_command_t *c, const char *const *argv,
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t at;
     sigset_t none, all;
-    int pfd[2], rc, status = 0, done = 0, flags;
+    int pfd[2], rc, status = 0, eof = 0, flags;
     char *buf;
     pid_t pid;
     apr_int64_t start, deadline;
@@ -326,9 +331,10 @@ static int run_program(const chatbot_command_t *c, const char *const *argv,
     buf = malloc(READ_CHUNK);
     deadline = start + c->spec.timeout_ms;
 
-    /* Read until EOF, the cap, the deadline, a stop request, or the end of
-     * the program (its background children may hold the pipe open). */
-    while (!done && buf) {
+    /* Read until the program ends (its output may end earlier: programs
+     * close stdout/stderr before exiting; and background children may keep
+     * the pipe open after), the cap, the deadline, or a stop request. */
+    while (buf) {
         struct pollfd p;
         siginfo_t si;
         apr_int64_t now = mono_ms(), wait;
@@ -339,7 +345,10 @@ static int run_program(const chatbot_command_t *c, const char *const *argv,
             break;
         }
         wait = deadline - now < POLL_SLICE_MS ? deadline - now : POLL_SLICE_MS;
-        p.fd = pfd[0];
+        if (eof && wait > 2) {
+            wait = 2; /* output ended: the exit should follow at once */
+        }
+        p.fd = eof ? -1 : pfd[0]; /* poll ignores a negative fd */
         p.events = POLLIN;
         p.revents = 0;
         n = poll(&p, 1, (int)wait);
@@ -347,10 +356,11 @@ static int run_program(const chatbot_command_t *c, const char *const *argv,
             break;
         }
         if (n > 0) {
-            done = drain(pfd[0], out, buf);
-            if (done) {
+            int d = drain(pfd[0], out, buf);
+            if (d == DRAIN_CAP) {
                 break;
             }
+            eof = d == DRAIN_EOF;
         }
         if (should_stop && should_stop(baton)) {
             res->stopped = 1;
@@ -361,7 +371,9 @@ static int run_program(const chatbot_command_t *c, const char *const *argv,
         memset(&si, 0, sizeof(si));
         if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
             si.si_pid == pid) {
-            drain(pfd[0], out, buf);
+            if (!eof) {
+                drain(pfd[0], out, buf);
+            }
             break;
         }
     }
@@ -606,7 +618,8 @@ static void exec_run(exec_t *x)
                 continue; /* an option (dashes=on), checked to carry no path */
             }
             if ((bad = path_fs_check(x->p, x->cmd, x->args[i]))) {
-                refuse(x, CHAT_ERR_COMMAND_DENIED, "argument %zu refused: %s", i + 1, bad);
+                refuse(x, CHAT_ERR_COMMAND_DENIED, "argument %" APR_SIZE_T_FMT " refused: %s",
+                       (apr_size_t)(i + 1), bad);
                 return;
             }
         }
@@ -945,8 +958,10 @@ int chatbot_exec_api(request_rec *r, const chatbot_ident_t *id, void *body,
             if (strlen(args[i]) != (size_t)json_object_get_string_len(a)) {
                 x.args = args;
                 x.nargs = i;
-                refuse(&x, CHAT_ERR_COMMAND_DENIED, "argument %zu refused: an argument "
-                       "contains a control character (newline, NUL, escape...)", i + 1);
+                refuse(&x, CHAT_ERR_COMMAND_DENIED,
+                       "argument %" APR_SIZE_T_FMT " refused: an argument contains a "
+                       "control character (newline, NUL, escape...)",
+                       (apr_size_t)(i + 1));
             }
         }
         x.args = args;
