@@ -549,6 +549,37 @@ def test_api_shares_identity_and_rate_limit(httpd, fx):
     assert api(s, {"command": "exit7"}, cookie=other)[0] == 200
 
 
+def test_program_removed_after_start_gives_command_failed(httpd):
+    root = make_root("cmdgone")
+    try:
+        prog = os.path.join(root, "gone.sh")
+        _script(prog, "echo never\n")
+        s = httpd(extra="ChatbotRateLimit off\nChatbotCommand gone %s\n"
+                        "ChatbotBotCommands gone\n" % prog)
+        os.unlink(prog)
+        ws = connect(s)
+        try:
+            ws.send_json({"type": "message", "content": "!gone"})
+            m = ws.recv_json(skip_types=("status", "sessions", "ack"))
+            assert m["type"] == "error" and m["code"] == "command_failed", m
+            assert m["message"] == ("command 'gone' could not be started: No such file or "
+                                    "directory")
+            ws.send_json({"type": "history", "conversation_id": m["conversation_id"]})
+            h = ws.recv_json()
+        finally:
+            ws.close()
+        msgs = h["messages"]
+        assert [x["role"] for x in msgs] == ["user", "assistant"]
+        assert msgs[0]["content"] == "!gone" and msgs[0]["command"] is True
+        assert msgs[1]["error"] is True and msgs[1]["command"] is True
+        assert "could not be started" in msgs[1]["content"]
+        line = wait_log(s, r"\[chatbot:warn\].*chatbot: command failed user=\S+ bot=default "
+                           r"conversation=\S+ command=gone program=%s" % re.escape(prog))
+        assert "No such file or directory" in line
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def test_every_run_is_logged_at_notice(srv):
     bang(srv, "!args log-me \u00e9")
     line = wait_log(srv, r"command=args args=\[\"log-me\" \"\\\\xc3\\\\xa9\"\]")
