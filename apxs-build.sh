@@ -11,13 +11,16 @@ JSONC_CFLAGS=$(pkg-config --cflags json-c 2>/dev/null || true)
 JSONC_LIBS=$(pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
 CURL_LIBS=$(curl-config --libs 2>/dev/null || echo -lcurl)
 # -Wc passes flags to the compiler, -Wl to the linker (through libtool).
+# libtool moves plain -l flags before the -Wl ones; the core archive needs
+# its libraries after it (--as-needed), so they are passed as -Wl too.
 $APXS -c -o mod_chatbot.la \
     -Iinclude $JSONC_CFLAGS \
     -Wc,-std=gnu99 -Wc,-Wall -Wc,-Wextra -Wc,-Wno-unused-parameter \
     -Wc,-Wno-missing-field-initializers -Wc,-O2 -Wc,-g \
     mod_chatbot/*.c \
     -Wl,--whole-archive -Wl,"$BUILD/libchatcore.a" -Wl,--no-whole-archive \
-    $CURL_LIBS $JSONC_LIBS -lwslay >"$BUILD/apxs.log" 2>&1 || { cat "$BUILD/apxs.log"; exit 1; }
+    $(for l in $CURL_LIBS $JSONC_LIBS -lwslay; do printf -- '-Wl,%s ' "$l"; done) \
+    >"$BUILD/apxs.log" 2>&1 || { cat "$BUILD/apxs.log"; exit 1; }
 grep -E "(warning|error):" "$BUILD/apxs.log" || true
 mkdir -p "$BUILD"
 cp .libs/mod_chatbot.so "$BUILD/mod_chatbot.so"

@@ -233,9 +233,17 @@ static chatbot_backend_t *backend_find(chatbot_srv_conf *sc, const char *name)
     return NULL;
 }
 
+/* Bots, backends and store sizing are one per httpd (they live in shared
+ * memory): main server config only, also inside <ChatbotBot>. */
 static const char *check_server_scope(cmd_parms *cmd)
 {
-    return ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
+    const char *err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT | NOT_IN_VIRTUALHOST);
+
+    if (err && cmd->directive && cmd->directive->parent &&
+        !strcasecmp(cmd->directive->parent->directive, "<ChatbotBot")) {
+        return NULL;
+    }
+    return err;
 }
 
 /* ---- server-scope directives ---------------------------------------------- */

@@ -1020,6 +1020,19 @@ const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *re
     }
     rc = chat_store_gen_begin(st, &e->id.owner, p->conv_id, t->token, CHAT_CONV_QUEUED,
                               now);
+    if (rc == CHAT_EBUSY) {
+        /* A generator that has not written for longer than any answer may
+         * take is gone (its child crashed): take the conversation over. */
+        chat_conv_info_t ci;
+        if (chat_store_conv_get(st, &e->id.owner, p->conv_id, &ci) == CHAT_OK &&
+            now - ci.updated_ms > (apr_uint64_t)e->lim.total_timeout_ms + 60000) {
+            chat_store_gen_end(st, p->conv_id, ci.gen_token, now);
+            chat_store_msg_flags(st, &e->id.owner, p->conv_id, CHAT_MSG_INTERRUPTED,
+                                 CHAT_MSG_STREAMING, now);
+            rc = chat_store_gen_begin(st, &e->id.owner, p->conv_id, t->token,
+                                      CHAT_CONV_QUEUED, now);
+        }
+    }
     if (rc != CHAT_OK) {
         chatbot_unlock();
         if (rc == CHAT_EBUSY) {

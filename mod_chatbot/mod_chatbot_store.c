@@ -200,7 +200,9 @@ static void store_load(chatbot_shm_t *sh, apr_pool_t *ptemp)
     /* Another layout: attach with the layout recorded in the file itself is
      * done by trying the header's layout through chat_store_attach's check. */
     if (buf != sh->base) {
-        if (chat_store_attach_any(&src, buf, n) == CHAT_OK) {
+        chat_store_layout_t lay;
+        if (chat_store_layout_of(buf, n, &lay) == CHAT_OK &&
+            chat_store_attach(&src, buf, n, &lay) == CHAT_OK) {
             chat_store_t *dst = NULL;
             if (chat_store_attach(&dst, sh->base, sh->size, &sh->layout) == CHAT_OK) {
                 chat_store_migrate(dst, src, chatbot_now_ms());
@@ -281,7 +283,7 @@ apr_status_t chatbot_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
     apr_pool_t *pproc = s->process->pool;
     chatbot_shm_t *sh = NULL;
     apr_status_t rv;
-    int i, fresh = 0;
+    int i, fresh = 0, migrated = 0;
     void *data = NULL;
 
     apr_pool_userdata_get(&data, USERDATA_KEY, pproc);
@@ -321,6 +323,7 @@ apr_status_t chatbot_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
                 CHAT_OK &&
             chat_store_attach(&src, old.base, old.size, &old.layout) == CHAT_OK) {
             chat_store_migrate(dst, src, chatbot_now_ms());
+            migrated = 1;
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, APLOGNO(10911)
                          "chatbot: store sizes changed; conversations migrated");
         }
@@ -355,12 +358,17 @@ apr_status_t chatbot_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
                      "starting empty");
         chat_store_format(&g_store, sh->base, sh->size, &sh->layout, chatbot_now_ms());
     }
-    /* A restart may have interrupted answers: mark them so. Children of the
-     * previous generation may still be finishing, hence the lock. */
+    /* Registration happens on every generation; children of the previous
+     * generation may still be finishing, hence the lock. Answers cut by a
+     * full restart are marked interrupted - but not on a graceful restart,
+     * where old children are still streaming into this very segment (they
+     * end their own turns cleanly when they see the MPM stopping). */
     if (apr_global_mutex_lock(sh->mutex) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
-    chat_store_recover(g_store, chatbot_now_ms());
+    if (fresh || migrated) {
+        chat_store_recover(g_store, chatbot_now_ms());
+    }
     for (i = 0; i < sc->backends->nelts; i++) {
         chatbot_backend_t *be = APR_ARRAY_IDX(sc->backends, i, chatbot_backend_t *);
         be->index = chat_store_backend_register(g_store, be->name, (uint32_t)be->max_active);

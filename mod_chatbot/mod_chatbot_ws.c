@@ -1021,12 +1021,12 @@ static void on_ws_close(void *baton, uint16_t code, const char *reason, size_t l
 
 /* ---- input ------------------------------------------------------------------------- */
 
-/* Reads what the client sent, without blocking. */
+/* Reads what the client sent, without blocking, until the filters say
+ * EAGAIN: data already pulled off the socket by a filter (core, mod_ssl)
+ * would not wake the next poll, so nothing may be left behind. */
 static void read_client(wsc_t *w)
 {
-    apr_size_t total = 0;
-
-    while (!w->peer_gone && total < 4 * READ_CHUNK) {
+    while (!w->peer_gone) {
         apr_status_t rv;
         apr_bucket *b;
         int got = 0;
@@ -1066,7 +1066,6 @@ static void read_client(wsc_t *w)
                 continue;
             }
             got = 1;
-            total += n;
             w->last_rx = chatbot_now_ms();
             chat_ws_feed(w->ws, (const uint8_t *)data, n);
             ws_flush(w);

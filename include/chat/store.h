@@ -71,10 +71,12 @@ chat_status_t chat_store_format(chat_store_t **pst, void *base, size_t size,
 chat_status_t chat_store_attach(chat_store_t **pst, void *base, size_t size,
                                 const chat_store_layout_t *l);
 
-/* Like chat_store_attach, but takes the layout recorded in the image itself
- * (for a history file written with other sizing directives). Same checks
- * and returns as chat_store_attach (never CHAT_EINVAL). */
-chat_status_t chat_store_attach_any(chat_store_t **pst, void *base, size_t size);
+/* Reads the layout recorded in a region's header (checking only the magic,
+ * version and sizes), so that an image saved with other sizing directives
+ * can be attached with its own layout and migrated.
+ * CHAT_OK, CHAT_EPARSE (not a store image), CHAT_EINVAL (out NULL). */
+chat_status_t chat_store_layout_of(const void *base, size_t size,
+                                   chat_store_layout_t *out);
 
 /* Copies all conversations, users and backend health of src into dst (a
  * freshly formatted store with a possibly different layout), evicting the

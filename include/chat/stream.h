@@ -69,7 +69,8 @@ typedef int chat_event_cb(void *baton, const chat_event_t *ev);
 
 typedef struct chat_stream chat_stream_t;
 
-/* max_line caps one NDJSON line / SSE event (e.g. 1 MiB). */
+/* max_line caps one NDJSON line / SSE event (e.g. 1 MiB). CHAT_OK,
+ * CHAT_EINVAL (no cb, unknown wire, max_line 0 or > INT_MAX/2), CHAT_ENOMEM. */
 chat_status_t chat_stream_create(chat_stream_t **ps, chat_wire_t wire,
                                  size_t max_line, chat_event_cb *cb, void *baton);
 void chat_stream_destroy(chat_stream_t *s);
@@ -81,7 +82,8 @@ void chat_stream_reset(chat_stream_t *s);
  *   CHAT_ETOOBIG  a line exceeded max_line (the stream is unusable)
  *   CHAT_EPARSE   a line was not valid JSON / not the expected shape
  *                 (the message is in chat_stream_error())
- *   CHAT_ECLOSED  the callback aborted, or data came after the end */
+ *   CHAT_ECLOSED  the callback aborted, or data came after the end
+ *   CHAT_ENOMEM   out of memory */
 chat_status_t chat_stream_feed(chat_stream_t *s, const char *data, size_t len);
 /* The peer closed the stream. Processes a final unterminated line, then:
  *   CHAT_OK          a DONE event has been delivered (complete answer)
@@ -139,7 +141,8 @@ void chat_options_init(chat_options_t *o);
  *          "keep_alive","options":{...}}
  * OpenAI: {"model","messages",...,"stream","stream_options":
  *          {"include_usage":true},"temperature",...,"max_tokens"}
- * CHAT_OK or CHAT_ENOMEM. */
+ * CHAT_OK, CHAT_ENOMEM, or CHAT_EINVAL (NULL model/out, unknown role,
+ * NULL content with len > 0); on error out is left unchanged. */
 chat_status_t chat_request_build(chat_wire_t wire, const char *model,
                                  const chat_msg_t *msgs, size_t nmsgs,
                                  const chat_options_t *opts, int stream,

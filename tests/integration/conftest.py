@@ -241,9 +241,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     tr = terminalreporter
     tr.section("WebSocket conformance (Autobahn-style cases 1-7, 9)")
     w1 = max(len(r[0]) for r in CONFORMANCE)
-    w2 = max(len(r[1]) for r in CONFORMANCE)
-    tr.write_line("%-*s  %-*s  %-22s  %s" % (w1, "case", w2, "expected", "observed", "result"))
+    tr.write_line("%-*s  %-40s  %-40s  %s" % (w1, "case", "expected", "observed", "result"))
     for case, exp, got, ok in sorted(CONFORMANCE):
-        tr.write_line("%-*s  %-*s  %-22s  %s" % (w1, case, w2, exp, got, "PASS" if ok else "FAIL"))
+        exp = exp if len(exp) <= 40 else exp[:37] + "..."
+        got = got if len(got) <= 40 else got[:37] + "..."
+        tr.write_line("%-*s  %-40s  %-40s  %s" % (w1, case, exp, got, "PASS" if ok else "FAIL"))
     npass = sum(1 for r in CONFORMANCE if r[3])
     tr.write_line("%d/%d cases passed" % (npass, len(CONFORMANCE)))
