@@ -395,6 +395,14 @@ static int run_program(const chatbot_command_t *c, const char *const *argv,
     return 0;
 }
 
+/* strerror() for worker threads (apr_strerror is reentrant). */
+static const char *errtext(apr_pool_t *p, int err)
+{
+    char buf[128];
+
+    return apr_pstrdup(p, apr_strerror(APR_FROM_OS_ERROR(err), buf, sizeof(buf)));
+}
+
 /* The filesystem half of path confinement: the real path of the longest
  * existing prefix must lie under the command's (real) cwd; what follows it
  * must not exist yet (so it cannot be a symlink) and may not contain "..".
@@ -418,7 +426,7 @@ static const char *path_fs_check(apr_pool_t *p, const chatbot_command_t *c,
                            "symbolic link)";
     }
     if (errno != ENOENT && errno != ENOTDIR) {
-        return apr_psprintf(p, "the path cannot be checked (%s)", strerror(errno));
+        return apr_psprintf(p, "the path cannot be checked (%s)", errtext(p, errno));
     }
     prefix = apr_pstrdup(p, joined);
     k = strlen(prefix);
@@ -441,7 +449,7 @@ static const char *path_fs_check(apr_pool_t *p, const chatbot_command_t *c,
         real = realpath(prefix, NULL);
         if (!real) {
             if (errno != ENOENT && errno != ENOTDIR) {
-                return apr_psprintf(p, "the path cannot be checked (%s)", strerror(errno));
+                return apr_psprintf(p, "the path cannot be checked (%s)", errtext(p, errno));
             }
             k = strlen(prefix);
             continue;
@@ -676,7 +684,7 @@ static void exec_run(exec_t *x)
     if (err) {
         x->code = CHAT_ERR_COMMAND_FAILED;
         apr_snprintf(x->msg, sizeof(x->msg), "command '%s' could not be started: %s",
-                     x->name, strerror(err));
+                     x->name, errtext(x->p, err));
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, err, x->r, APLOGNO(10973)
                       "chatbot: command failed user=%s bot=%s conversation=%s command=%s "
                       "program=%s cwd=%s args=[%s]: cannot start it",
@@ -840,12 +848,20 @@ int chatbot_exec_ws(request_rec *r, const chatbot_ident_t *id, chatbot_bot_t *bo
 
 static int status_of(const char *code)
 {
-    if (!strcmp(code, CHAT_ERR_COMMAND_DENIED)) return 403;
-    if (!strcmp(code, CHAT_ERR_BAD_REQUEST)) return 400;
-    if (!strcmp(code, CHAT_ERR_NOT_FOUND)) return 404;
-    if (!strcmp(code, CHAT_ERR_BUSY)) return 409;
-    if (!strcmp(code, CHAT_ERR_STORAGE_FULL)) return 507;
-    return 500;
+    static const struct {
+        const char *code;
+        int status;
+    } map[] = {{CHAT_ERR_COMMAND_DENIED, 403}, {CHAT_ERR_BAD_REQUEST, 400},
+               {CHAT_ERR_NOT_FOUND, 404},      {CHAT_ERR_BUSY, 409},
+               {CHAT_ERR_STORAGE_FULL, 507},   {NULL, 0}};
+    int i;
+
+    for (i = 0; map[i].code; i++) {
+        if (!strcmp(map[i].code, code)) {
+            return map[i].status;
+        }
+    }
+    return 500; /* command_failed, internal */
 }
 
 static int api_error(chat_buf_t *out, int *status, const char *code, const char *msg)

@@ -26,18 +26,18 @@ typedef enum {
     CHAT_CMD_ARGS_MANY = 2
 } chat_cmd_mode_t;
 
-#define CHAT_CMD_MAX_FIXED 32         /* fixed arguments in a declaration */
-#define CHAT_CMD_MAX_USER_ARGS 64     /* upper bound of maxargs= */
-#define CHAT_CMD_DEF_MAX_ARGS 16      /* default maxargs= for args=many */
-#define CHAT_CMD_DEF_MAX_ARG_LEN 256  /* default maxarglen= (bytes) */
-#define CHAT_CMD_MAX_ARG_LEN 4096     /* upper bound of maxarglen= */
+#define CHAT_CMD_MAX_FIXED 32        /* fixed arguments in a declaration */
+#define CHAT_CMD_MAX_USER_ARGS 64    /* upper bound of maxargs= */
+#define CHAT_CMD_DEF_MAX_ARGS 16     /* default maxargs= for args=many */
+#define CHAT_CMD_DEF_MAX_ARG_LEN 256 /* default maxarglen= (bytes) */
+#define CHAT_CMD_MAX_ARG_LEN 4096    /* upper bound of maxarglen= */
 #define CHAT_CMD_DEF_TIMEOUT_MS 10000
 #define CHAT_CMD_MIN_TIMEOUT_MS 100
 #define CHAT_CMD_MAX_TIMEOUT_MS 60000 /* below ChatbotIdleTimeout: see docs */
 #define CHAT_CMD_DEF_MAX_OUTPUT 65536
 #define CHAT_CMD_MIN_MAX_OUTPUT 256
 #define CHAT_CMD_MAX_MAX_OUTPUT (16u * 1024 * 1024)
-#define CHAT_CMD_PATH_MAX 4096        /* longest cwd / joined path */
+#define CHAT_CMD_PATH_MAX 4096 /* longest cwd / joined path */
 
 /* spec flags */
 #define CHAT_CMD_F_PATHS 0x1u  /* arguments are paths confined under cwd */
@@ -47,16 +47,16 @@ typedef enum {
  * chat_cmd_spec_parse (the caller keeps it alive). */
 typedef struct {
     const char *name;
-    const char *path;                    /* absolute */
+    const char *path; /* absolute */
     const char *fixed[CHAT_CMD_MAX_FIXED];
     size_t nfixed;
     chat_cmd_mode_t mode;
     int64_t timeout_ms;
-    uint64_t max_output;                 /* bytes of output kept */
-    const char *cwd;                     /* absolute, or NULL (not given: "/") */
-    unsigned flags;                      /* CHAT_CMD_F_* */
-    uint32_t max_args;                   /* 0 (none), 1 (one), maxargs= (many) */
-    uint32_t max_arg_len;                /* bytes per user argument */
+    uint64_t max_output;  /* bytes of output kept */
+    const char *cwd;      /* absolute, or NULL (not given: "/") */
+    unsigned flags;       /* CHAT_CMD_F_* */
+    uint32_t max_args;    /* 0 (none), 1 (one), maxargs= (many) */
+    uint32_t max_arg_len; /* bytes per user argument */
 } chat_cmd_spec_t;
 
 /* Parses the arguments of
@@ -110,8 +110,8 @@ chat_status_t chat_cmd_split(const char *line, size_t len, char *buf, size_t buf
  *    no "..".
  * Returns CHAT_OK or CHAT_EDENIED with err (an English reason that quotes
  * nothing of the argument, so it is safe to show and log). */
-chat_status_t chat_cmd_check_arg(const chat_cmd_spec_t *spec, const char *arg,
-                                 size_t len, char *err, size_t errcap);
+chat_status_t chat_cmd_check_arg(const chat_cmd_spec_t *spec, const char *arg, size_t len,
+                                 char *err, size_t errcap);
 
 /* Checks the number of user arguments against the mode (none: 0, one:
  * exactly 1, many: 0..max_args), then each with chat_cmd_check_arg; err
@@ -154,7 +154,7 @@ int chat_cmd_build_argv(const chat_cmd_spec_t *spec, const char *const *args,
 typedef struct {
     chat_buf_t buf;
     uint64_t max;
-    uint64_t seen;  /* bytes the command wrote in total (as read) */
+    uint64_t seen; /* bytes the command wrote in total (as read) */
     int truncated;
     int finished;
 } chat_cmd_output_t;
@@ -185,11 +185,11 @@ chat_status_t chat_cmd_format_request(chat_buf_t *out, const char *name,
  * signal 9 · timed out after 10000 ms · 10001 ms". exit_code < 0 with
  * signal > 0 means killed. Reset first. CHAT_OK or CHAT_ENOMEM. */
 typedef struct {
-    int exit_code;     /* -1 if killed by a signal */
-    int signal;        /* 0 if it exited */
+    int exit_code; /* -1 if killed by a signal */
+    int signal;    /* 0 if it exited */
     int timed_out;
     int truncated;
-    int stopped;       /* stopped by the user */
+    int stopped; /* stopped by the user */
     int64_t timeout_ms;
     int64_t duration_ms;
 } chat_cmd_result_t;

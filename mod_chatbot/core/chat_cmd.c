@@ -44,15 +44,23 @@ static int has_ctl(const char *s)
 
 /* ---- declaration ------------------------------------------------------ */
 
-enum { O_ARGS, O_TIMEOUT, O_MAXOUTPUT, O_CWD, O_PATHS, O_DASHES, O_MAXARGS,
-       O_MAXARGLEN, O_COUNT };
+enum {
+    O_ARGS,
+    O_TIMEOUT,
+    O_MAXOUTPUT,
+    O_CWD,
+    O_PATHS,
+    O_DASHES,
+    O_MAXARGS,
+    O_MAXARGLEN,
+    O_COUNT
+};
 
-static const char *const opt_names[O_COUNT] = {"args",  "timeout", "maxoutput",
-                                               "cwd",   "paths",   "dashes",
-                                               "maxargs", "maxarglen"};
+static const char *const opt_names[O_COUNT] = {
+    "args", "timeout", "maxoutput", "cwd", "paths", "dashes", "maxargs", "maxarglen"};
 
-#define OPT_LIST                                                                        \
-    "args=none|one|many, timeout=<duration>, maxoutput=<size>, cwd=/dir, "              \
+#define OPT_LIST                                                                         \
+    "args=none|one|many, timeout=<duration>, maxoutput=<size>, cwd=/dir, "               \
     "paths=on|off, dashes=on|off, maxargs=N, maxarglen=N"
 
 chat_status_t chat_cmd_spec_parse(chat_cmd_spec_t *spec, int argc,
@@ -84,8 +92,7 @@ chat_status_t chat_cmd_spec_parse(chat_cmd_spec_t *spec, int argc,
         return CHAT_EINVAL;
     }
     spec->name = argv[0];
-    if (argv[1][0] != '/' || has_ctl(argv[1]) ||
-        strlen(argv[1]) >= CHAT_CMD_PATH_MAX) {
+    if (argv[1][0] != '/' || has_ctl(argv[1]) || strlen(argv[1]) >= CHAT_CMD_PATH_MAX) {
         seterr(err, errcap,
                "program '%s': expected an absolute path such as /usr/bin/ls (no "
                "search in PATH, no shell)%s",
@@ -139,8 +146,8 @@ chat_status_t chat_cmd_spec_parse(chat_cmd_spec_t *spec, int argc,
             }
             break;
         case O_TIMEOUT:
-            why = chat_parse_duration(val, CHAT_CMD_MIN_TIMEOUT_MS, CHAT_CMD_MAX_TIMEOUT_MS,
-                                      &spec->timeout_ms);
+            why = chat_parse_duration(val, CHAT_CMD_MIN_TIMEOUT_MS,
+                                      CHAT_CMD_MAX_TIMEOUT_MS, &spec->timeout_ms);
             break;
         case O_MAXOUTPUT:
             why = chat_parse_size(val, CHAT_CMD_MIN_MAX_OUTPUT, CHAT_CMD_MAX_MAX_OUTPUT,
@@ -352,15 +359,15 @@ static int is_dash_like(uint32_t c)
 static int is_path_lookalike(uint32_t c)
 {
     return (c >= 0xff01 && c <= 0xff5e) || (c >= 0xfe50 && c <= 0xfe6f) ||
-           (c >= 0xfe10 && c <= 0xfe19) || (c >= 0x2024 && c <= 0x2026) ||
-           c == 0x2044 || c == 0x2215 || c == 0x2216 || c == 0x2571 || c == 0x2572 ||
-           c == 0x29f5 || c == 0x29f8 || c == 0x29f9 || c == 0x27cb || c == 0x27cd ||
-           c == 0x0337 || c == 0x0338 || c == 0x1735 || c == 0x3033 || c == 0xff61 ||
-           c == 0x2e31 || c == 0x00b7 || c == 0x2027;
+           (c >= 0xfe10 && c <= 0xfe19) || (c >= 0x2024 && c <= 0x2026) || c == 0x2044 ||
+           c == 0x2215 || c == 0x2216 || c == 0x2571 || c == 0x2572 || c == 0x29f5 ||
+           c == 0x29f8 || c == 0x29f9 || c == 0x27cb || c == 0x27cd || c == 0x0337 ||
+           c == 0x0338 || c == 0x1735 || c == 0x3033 || c == 0xff61 || c == 0x2e31 ||
+           c == 0x00b7 || c == 0x2027;
 }
 
-chat_status_t chat_cmd_check_arg(const chat_cmd_spec_t *spec, const char *arg,
-                                 size_t len, char *err, size_t errcap)
+chat_status_t chat_cmd_check_arg(const chat_cmd_spec_t *spec, const char *arg, size_t len,
+                                 char *err, size_t errcap)
 {
     const unsigned char *s = (const unsigned char *)arg;
     size_t i = 0, k;
@@ -377,7 +384,8 @@ chat_status_t chat_cmd_check_arg(const chat_cmd_spec_t *spec, const char *arg,
     }
     if (len > spec->max_arg_len) {
         snprintf(num, sizeof(num), "%u", (unsigned)spec->max_arg_len);
-        seterr(err, errcap, "an argument is longer than %s bytes (maxarglen=)%s", num, NULL);
+        seterr(err, errcap, "an argument is longer than %s bytes (maxarglen=)%s", num,
+               NULL);
         return CHAT_EDENIED;
     }
     while (i < len) {
@@ -796,7 +804,8 @@ chat_status_t chat_cmd_format_result(chat_buf_t *out, const char *output, size_t
         st = chat_buf_puts(out, ", stopped by the user");
     }
     if (st == CHAT_OK && res->timed_out) {
-        st = chat_buf_printf(out, ", timed out after %lld ms", (long long)res->timeout_ms);
+        st =
+            chat_buf_printf(out, ", timed out after %lld ms", (long long)res->timeout_ms);
     }
     if (st == CHAT_OK && res->truncated) {
         st = chat_buf_puts(out, ", output truncated");

@@ -86,7 +86,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     if (chat_cmd_split((const char *)data, size, buf, size + 1, words,
-                       sizeof(words) / sizeof(words[0]), &n, err, sizeof(err)) == CHAT_OK) {
+                       sizeof(words) / sizeof(words[0]), &n, err,
+                       sizeof(err)) == CHAT_OK) {
         for (i = 0; i < n; i++) {
             size_t len = strlen(words[i]);
             if (len == 0) {
@@ -132,7 +133,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* output capping, in chunks of a size picked by the selector */
     chat_cmd_output_init(&out, 1 + ((sel >> 2) & 63));
     for (i = 0; i < size; i += 1 + (sel >> 4)) {
-        size_t len = size - i < 1 + (size_t)(sel >> 4) ? size - i : 1 + (size_t)(sel >> 4);
+        size_t len =
+            size - i < 1 + (size_t)(sel >> 4) ? size - i : 1 + (size_t)(sel >> 4);
         chat_cmd_output_add(&out, data + i, len);
     }
     chat_cmd_output_finish(&out);

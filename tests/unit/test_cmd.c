@@ -87,9 +87,10 @@ static void test_spec_full(void **state)
     const char *argv[32];
     (void)state;
 
-    must_parse(&sp, "files /usr/bin/ls -l --color=never args=many timeout=2500ms "
-                    "maxoutput=1M cwd=/srv/files paths=on dashes=on maxargs=5 "
-                    "maxarglen=100 -- ",
+    must_parse(&sp,
+               "files /usr/bin/ls -l --color=never args=many timeout=2500ms "
+               "maxoutput=1M cwd=/srv/files paths=on dashes=on maxargs=5 "
+               "maxarglen=100 -- ",
                store, argv);
     assert_string_equal(sp.name, "files");
     assert_string_equal(sp.path, "/usr/bin/ls");
@@ -127,8 +128,9 @@ static void test_spec_full(void **state)
     must_parse(&sp, "cat /bin/cat args=one cwd=/srv paths=yes dashes=No", store, argv);
     assert_int_equal(sp.flags, CHAT_CMD_F_PATHS);
     /* limits at their bounds */
-    must_parse(&sp, "x /x args=many paths=off maxargs=64 maxarglen=4096 timeout=60s "
-                    "maxoutput=16M",
+    must_parse(&sp,
+               "x /x args=many paths=off maxargs=64 maxarglen=4096 timeout=60s "
+               "maxoutput=16M",
                store, argv);
     assert_int_equal(sp.max_args, 64);
     assert_int_equal(sp.max_arg_len, 4096);
@@ -158,12 +160,14 @@ static void test_spec_errors(void **state)
     must_fail("ls bin/ls", "program 'bin/ls': expected an absolute path");
     must_fail("ls ls", "program 'ls': expected an absolute path");
     must_fail("ls ./ls", "program './ls': expected an absolute path");
-    must_fail("ls /bin/ls timout=5s", "unknown option 'timout='; allowed: args=none|one|many, "
-                                      "timeout=<duration>, maxoutput=<size>, cwd=/dir, "
-                                      "paths=on|off, dashes=on|off, maxargs=N, maxarglen=N");
+    must_fail("ls /bin/ls timout=5s",
+              "unknown option 'timout='; allowed: args=none|one|many, "
+              "timeout=<duration>, maxoutput=<size>, cwd=/dir, "
+              "paths=on|off, dashes=on|off, maxargs=N, maxarglen=N");
     must_fail("dd /bin/dd if=/dev/zero", "unknown option 'if='");
     must_fail("ls /bin/ls timeout=5s timeout=6s", "option 'timeout=' is given twice");
-    must_fail("ls /bin/ls args=all", "args=all: expected args=none, args=one or args=many");
+    must_fail("ls /bin/ls args=all",
+              "args=all: expected args=none, args=one or args=many");
     must_fail("ls /bin/ls args=", "args=: expected args=none");
     must_fail("ls /bin/ls args=MANY", "args=MANY: expected");
     must_fail("ls /bin/ls timeout=abc", "timeout=abc: expected a duration");
@@ -177,19 +181,24 @@ static void test_spec_errors(void **state)
     must_fail("ls /bin/ls maxoutput=1G", "maxoutput=1G:");
     must_fail("ls /bin/ls cwd=srv", "cwd=srv: expected an absolute directory");
     must_fail("ls /bin/ls cwd=", "cwd=: expected an absolute directory");
-    must_fail("ls /bin/ls args=one cwd=/srv paths=maybe", "paths=maybe: expected On or Off");
+    must_fail("ls /bin/ls args=one cwd=/srv paths=maybe",
+              "paths=maybe: expected On or Off");
     must_fail("ls /bin/ls args=one cwd=/srv dashes=2", "dashes=2: expected On or Off");
-    must_fail("ls /bin/ls args=many cwd=/srv maxargs=0", "maxargs=0: out of range: expected an integer between 1 and 64");
+    must_fail("ls /bin/ls args=many cwd=/srv maxargs=0",
+              "maxargs=0: out of range: expected an integer between 1 and 64");
     must_fail("ls /bin/ls args=many cwd=/srv maxargs=65", "maxargs=65:");
     must_fail("ls /bin/ls args=many cwd=/srv maxargs=x", "maxargs=x:");
     must_fail("ls /bin/ls args=one cwd=/srv maxarglen=4097", "maxarglen=4097:");
     must_fail("ls /bin/ls args=one cwd=/srv maxarglen=0", "maxarglen=0:");
-    must_fail("ls /bin/ls args=one cwd=/srv maxargs=3", "maxargs= only applies to args=many");
+    must_fail("ls /bin/ls args=one cwd=/srv maxargs=3",
+              "maxargs= only applies to args=many");
     must_fail("ls /bin/ls maxarglen=3", "maxarglen= only applies to user arguments");
     must_fail("ls /bin/ls paths=off", "paths= only applies to user arguments");
     must_fail("ls /bin/ls dashes=on", "dashes= only applies to user arguments");
-    must_fail("ls /bin/ls args=many", "args=many with paths=on (the default) needs cwd=/dir");
-    must_fail("ls /bin/ls args=one paths=on", "args=one with paths=on (the default) needs cwd");
+    must_fail("ls /bin/ls args=many",
+              "args=many with paths=on (the default) needs cwd=/dir");
+    must_fail("ls /bin/ls args=one paths=on",
+              "args=one with paths=on (the default) needs cwd");
 
     /* at most CHAT_CMD_MAX_FIXED fixed arguments */
     strcpy(fixed, "x /x");
@@ -259,7 +268,11 @@ static void test_split_words(void **state)
     expect_words("!ls *.txt ~ ?", 4, "ls", "*.txt", "~", "?");
     expect_words("!echo >/tmp/x <in 2>&1", 4, "echo", ">/tmp/x", "<in", "2>&1");
     /* non-ASCII spaces are not separators (the argument check decides) */
-    expect_words("!echo a\xc2\xa0" "b", 2, "echo", "a\xc2\xa0" "b");
+    expect_words("!echo a\xc2\xa0"
+                 "b",
+                 2, "echo",
+                 "a\xc2\xa0"
+                 "b");
 }
 
 static void test_split_refusals(void **state)
@@ -309,7 +322,8 @@ static void test_split_refusals(void **state)
         st = chat_cmd_split("!ls -l", 6, small, sizeof(small), w, N(w), &nw, err,
                             sizeof(err));
         assert_int_equal(st, CHAT_ETOOBIG);
-        st = chat_cmd_split("!ls", 3, small, sizeof(small), w, N(w), &nw, err, sizeof(err));
+        st = chat_cmd_split("!ls", 3, small, sizeof(small), w, N(w), &nw, err,
+                            sizeof(err));
         assert_int_equal(st, CHAT_OK);
         assert_string_equal(w[0], "ls");
     }
@@ -381,13 +395,15 @@ static void ok_arg(const chat_cmd_spec_t *sp, const char *a, size_t len)
     }
 }
 
-static void bad_arg(const chat_cmd_spec_t *sp, const char *a, size_t len, const char *needle)
+static void bad_arg(const chat_cmd_spec_t *sp, const char *a, size_t len,
+                    const char *needle)
 {
     char err[256];
 
     err[0] = '\0';
     if (chat_cmd_check_arg(sp, a, len, err, sizeof(err)) != CHAT_EDENIED) {
-        fail_msg("argument '%.*s' (len %zu) accepted", (int)(len > 40 ? 40 : len), a, len);
+        fail_msg("argument '%.*s' (len %zu) accepted", (int)(len > 40 ? 40 : len), a,
+                 len);
     }
     if (!strstr(err, needle)) {
         fail_msg("argument '%.*s': '%s' lacks '%s'", (int)(len > 40 ? 40 : len), a, err,
@@ -402,10 +418,33 @@ static void test_arg_injection_is_literal(void **state)
 {
     chat_cmd_spec_t paths = mkspec(CHAT_CMD_F_PATHS, "/srv/files");
     chat_cmd_spec_t plain = mkspec(0, NULL);
-    static const char *const literal[] = {
-        ";", "a;b", "&&", "||", "|", "&", "`id`", "$(id)", "${IFS}", "$HOME", "'",
-        "\"", "*", "?", "[a-z]", "~", "<in", ">out", "2>&1", "a b", "!", "#", "%s%n",
-        "$(touch marker)", "x;touch marker", "\\", "{a,b}"};
+    static const char *const literal[] = {";",
+                                          "a;b",
+                                          "&&",
+                                          "||",
+                                          "|",
+                                          "&",
+                                          "`id`",
+                                          "$(id)",
+                                          "${IFS}",
+                                          "$HOME",
+                                          "'",
+                                          "\"",
+                                          "*",
+                                          "?",
+                                          "[a-z]",
+                                          "~",
+                                          "<in",
+                                          ">out",
+                                          "2>&1",
+                                          "a b",
+                                          "!",
+                                          "#",
+                                          "%s%n",
+                                          "$(touch marker)",
+                                          "x;touch marker",
+                                          "\\",
+                                          "{a,b}"};
     size_t i;
     (void)state;
 
@@ -442,26 +481,59 @@ static void test_arg_controls(void **state)
         BAD(both[k], "\0", "control character");
         BAD(both[k], "a\tb", "control character");
         BAD(both[k], "\x1b]0;title\x07", "control character");
-        BAD(both[k], "a\xc2\x85" "b", "control character");     /* U+0085 NEL */
-        BAD(both[k], "a\xc2\x9b" "b", "control character");     /* U+009B CSI */
-        BAD(both[k], "a\xe2\x80\xa8" "b", "control character"); /* U+2028 */
-        BAD(both[k], "a\xe2\x80\xa9" "b", "control character"); /* U+2029 */
-        BAD(both[k], "a\xe2\x80\xae" "b", "formatting");        /* U+202E RLO */
-        BAD(both[k], "a\xe2\x81\xa6" "b", "formatting");        /* U+2066 LRI */
-        BAD(both[k], "a\xe2\x80\x8b" "b", "formatting");        /* U+200B ZWSP */
-        BAD(both[k], "\xef\xbb\xbf" "a", "formatting");         /* U+FEFF BOM */
-        BAD(both[k], "a\xc2\xad" "b", "formatting");            /* U+00AD SHY */
-        BAD(both[k], "a\xf3\xa0\x80\x81", "formatting");        /* U+E0001 TAG */
+        BAD(both[k],
+            "a\xc2\x85"
+            "b",
+            "control character"); /* U+0085 NEL */
+        BAD(both[k],
+            "a\xc2\x9b"
+            "b",
+            "control character"); /* U+009B CSI */
+        BAD(both[k],
+            "a\xe2\x80\xa8"
+            "b",
+            "control character"); /* U+2028 */
+        BAD(both[k],
+            "a\xe2\x80\xa9"
+            "b",
+            "control character"); /* U+2029 */
+        BAD(both[k],
+            "a\xe2\x80\xae"
+            "b",
+            "formatting"); /* U+202E RLO */
+        BAD(both[k],
+            "a\xe2\x81\xa6"
+            "b",
+            "formatting"); /* U+2066 LRI */
+        BAD(both[k],
+            "a\xe2\x80\x8b"
+            "b",
+            "formatting"); /* U+200B ZWSP */
+        BAD(both[k],
+            "\xef\xbb\xbf"
+            "a",
+            "formatting"); /* U+FEFF BOM */
+        BAD(both[k],
+            "a\xc2\xad"
+            "b",
+            "formatting");                               /* U+00AD SHY */
+        BAD(both[k], "a\xf3\xa0\x80\x81", "formatting"); /* U+E0001 TAG */
         /* invalid UTF-8, including overlong encodings of '/' and '.' */
         BAD(both[k], "\xff", "not valid UTF-8");
         BAD(both[k], "a\x80", "not valid UTF-8");
-        BAD(both[k], "..\xc0\xaf" "etc", "not valid UTF-8");      /* overlong '/' */
-        BAD(both[k], "\xe0\x80\xaf" "etc", "not valid UTF-8");    /* overlong '/' */
-        BAD(both[k], "\xf0\x80\x80\xaf", "not valid UTF-8");      /* overlong '/' */
-        BAD(both[k], "\xc0\xae\xc0\xae/x", "not valid UTF-8");    /* overlong '.' */
-        BAD(both[k], "\xed\xa0\x80", "not valid UTF-8");          /* surrogate */
-        BAD(both[k], "\xf4\x90\x80\x80", "not valid UTF-8");      /* > U+10FFFF */
-        BAD(both[k], "ab\xe2\x88", "not valid UTF-8");            /* truncated */
+        BAD(both[k],
+            "..\xc0\xaf"
+            "etc",
+            "not valid UTF-8"); /* overlong '/' */
+        BAD(both[k],
+            "\xe0\x80\xaf"
+            "etc",
+            "not valid UTF-8");                                /* overlong '/' */
+        BAD(both[k], "\xf0\x80\x80\xaf", "not valid UTF-8");   /* overlong '/' */
+        BAD(both[k], "\xc0\xae\xc0\xae/x", "not valid UTF-8"); /* overlong '.' */
+        BAD(both[k], "\xed\xa0\x80", "not valid UTF-8");       /* surrogate */
+        BAD(both[k], "\xf4\x90\x80\x80", "not valid UTF-8");   /* > U+10FFFF */
+        BAD(both[k], "ab\xe2\x88", "not valid UTF-8");         /* truncated */
         BAD(both[k], "", "empty");
         /* ordinary non-ASCII text is fine */
         OK(both[k], "r\xc3\xa9sum\xc3\xa9.txt");
@@ -509,11 +581,23 @@ static void test_arg_dashes(void **state)
     BAD(&off, "--output=/etc/x", "starts with '-'");
     BAD(&off, "-", "starts with '-'");
     BAD(&offplain, "--help", "starts with '-'");
-    BAD(&offplain, "\xe2\x88\x92rf", "dash look-alike");     /* U+2212 MINUS */
-    BAD(&offplain, "\xe2\x80\x90" "x", "dash look-alike");   /* U+2010 HYPHEN */
-    BAD(&offplain, "\xe2\x80\x94" "x", "dash look-alike");   /* U+2014 EM DASH */
-    BAD(&offplain, "\xef\xbc\x8d" "x", "dash look-alike");   /* U+FF0D */
-    BAD(&offplain, "\xef\xb9\xa3" "x", "dash look-alike");   /* U+FE63 */
+    BAD(&offplain, "\xe2\x88\x92rf", "dash look-alike"); /* U+2212 MINUS */
+    BAD(&offplain,
+        "\xe2\x80\x90"
+        "x",
+        "dash look-alike"); /* U+2010 HYPHEN */
+    BAD(&offplain,
+        "\xe2\x80\x94"
+        "x",
+        "dash look-alike"); /* U+2014 EM DASH */
+    BAD(&offplain,
+        "\xef\xbc\x8d"
+        "x",
+        "dash look-alike"); /* U+FF0D */
+    BAD(&offplain,
+        "\xef\xb9\xa3"
+        "x",
+        "dash look-alike"); /* U+FE63 */
     OK(&off, "a-b");
     OK(&off, "x--y");
     OK(&offplain, "a-");
@@ -526,7 +610,10 @@ static void test_arg_dashes(void **state)
     BAD(&on, "-o/etc/x", "an option may not carry a path");
     BAD(&on, "--file=../x", "an option may not carry a path");
     BAD(&on, "-d..", "an option may not carry a path");
-    BAD(&on, "-\xe2\x88\x95" "etc", "looks like path syntax");
+    BAD(&on,
+        "-\xe2\x88\x95"
+        "etc",
+        "looks like path syntax");
     /* paths=off: the admin declared the arguments are not file names */
     OK(&onplain, "--output=/etc/x");
     OK(&onplain, "-o/etc/x");
@@ -570,21 +657,42 @@ static void test_arg_paths(void **state)
     BAD(&sp, "/srv/files/../files/x", "'..' leads outside");
     BAD(&sp, "//etc/passwd", "absolute path outside");
     /* Unicode look-alikes of '/', '\\' and '.' are refused with paths=on */
-    BAD(&sp, "..\xe2\x88\x95..\xe2\x88\x95" "etc", "looks like path syntax"); /* U+2215 */
-    BAD(&sp, "\xef\xbc\x8f" "etc\xef\xbc\x8f" "passwd", "looks like path syntax"); /* U+FF0F */
-    BAD(&sp, "\xe2\x80\xa4\xe2\x80\xa4/x", "looks like path syntax");          /* U+2024 */
-    BAD(&sp, "\xe2\x80\xa5", "looks like path syntax");                         /* U+2025 */
-    BAD(&sp, "\xef\xbc\x8e\xef\xbc\x8e", "looks like path syntax");             /* U+FF0E */
-    BAD(&sp, "a\xe2\x81\x84" "b", "looks like path syntax");                    /* U+2044 */
-    BAD(&sp, "a\xef\xb9\xa8" "b", "looks like path syntax");                    /* U+FE68 */
-    BAD(&sp, "a\xef\xbc\xbc" "b", "looks like path syntax");                    /* U+FF3C */
-    BAD(&sp, "a\xe2\xa7\xb8" "b", "looks like path syntax");                    /* U+29F8 */
-    BAD(&sp, ".\xcc\xb8", "looks like path syntax");                            /* U+0338 */
-    BAD(&sp, "\xef\xb9\x92\xef\xb9\x92", "looks like path syntax");             /* U+FE52 */
+    BAD(&sp,
+        "..\xe2\x88\x95..\xe2\x88\x95"
+        "etc",
+        "looks like path syntax"); /* U+2215 */
+    BAD(&sp,
+        "\xef\xbc\x8f"
+        "etc\xef\xbc\x8f"
+        "passwd",
+        "looks like path syntax");                                    /* U+FF0F */
+    BAD(&sp, "\xe2\x80\xa4\xe2\x80\xa4/x", "looks like path syntax"); /* U+2024 */
+    BAD(&sp, "\xe2\x80\xa5", "looks like path syntax");               /* U+2025 */
+    BAD(&sp, "\xef\xbc\x8e\xef\xbc\x8e", "looks like path syntax");   /* U+FF0E */
+    BAD(&sp,
+        "a\xe2\x81\x84"
+        "b",
+        "looks like path syntax"); /* U+2044 */
+    BAD(&sp,
+        "a\xef\xb9\xa8"
+        "b",
+        "looks like path syntax"); /* U+FE68 */
+    BAD(&sp,
+        "a\xef\xbc\xbc"
+        "b",
+        "looks like path syntax"); /* U+FF3C */
+    BAD(&sp,
+        "a\xe2\xa7\xb8"
+        "b",
+        "looks like path syntax");                                  /* U+29F8 */
+    BAD(&sp, ".\xcc\xb8", "looks like path syntax");                /* U+0338 */
+    BAD(&sp, "\xef\xb9\x92\xef\xb9\x92", "looks like path syntax"); /* U+FE52 */
     /* With paths=off they are just characters: the kernel only splits on
      * the byte 0x2F, so they could never be a separator anyway. */
-    OK(&plain, "..\xe2\x88\x95..\xe2\x88\x95" "etc");
-    OK(&plain, "\xef\xbc\x8f" "etc");
+    OK(&plain, "..\xe2\x88\x95..\xe2\x88\x95"
+               "etc");
+    OK(&plain, "\xef\xbc\x8f"
+               "etc");
     OK(&plain, "/etc/passwd");
     OK(&plain, "../x");
     /* cwd "/" confines to the whole tree (documented: pointless but legal) */
@@ -607,7 +715,8 @@ static void test_arg_counts(void **state)
     assert_int_equal(chat_cmd_check_args(&sp, args, 5, err, sizeof(err)), CHAT_EDENIED);
     assert_string_equal(err, "'t' takes at most 4 arguments");
     assert_int_equal(chat_cmd_check_args(&sp, bad, 3, err, sizeof(err)), CHAT_EDENIED);
-    assert_string_equal(err, "argument 2 refused: '..' leads outside the command's directory");
+    assert_string_equal(err,
+                        "argument 2 refused: '..' leads outside the command's directory");
     assert_int_equal(chat_cmd_check_args(&sp, nl, 2, err, sizeof(err)), CHAT_EDENIED);
     assert_non_null(strstr(err, "argument 2 refused: an argument contains a control"));
 
@@ -633,41 +742,43 @@ static void test_path_lexical(void **state)
     char out[64], err[256];
     (void)state;
 
-    assert_int_equal(chat_cmd_path_lexical("/srv/files", "a/b", out, sizeof(out), err,
-                                           sizeof(err)),
-                     CHAT_OK);
+    assert_int_equal(
+        chat_cmd_path_lexical("/srv/files", "a/b", out, sizeof(out), err, sizeof(err)),
+        CHAT_OK);
     assert_string_equal(out, "/srv/files/a/b");
     /* the joined path is not normalised: the glue's realpath sees the
      * components (and symlinks) in the kernel's order */
-    assert_int_equal(chat_cmd_path_lexical("/srv/files", "link/../x", out, sizeof(out), err,
-                                           sizeof(err)),
+    assert_int_equal(chat_cmd_path_lexical("/srv/files", "link/../x", out, sizeof(out),
+                                           err, sizeof(err)),
                      CHAT_OK);
     assert_string_equal(out, "/srv/files/link/../x");
-    assert_int_equal(chat_cmd_path_lexical("/srv/files/", "x", out, sizeof(out), err,
-                                           sizeof(err)),
-                     CHAT_OK);
+    assert_int_equal(
+        chat_cmd_path_lexical("/srv/files/", "x", out, sizeof(out), err, sizeof(err)),
+        CHAT_OK);
     assert_string_equal(out, "/srv/files/x");
-    assert_int_equal(chat_cmd_path_lexical("/", "etc", out, sizeof(out), err, sizeof(err)),
-                     CHAT_OK);
+    assert_int_equal(
+        chat_cmd_path_lexical("/", "etc", out, sizeof(out), err, sizeof(err)), CHAT_OK);
     assert_string_equal(out, "/etc");
     assert_int_equal(chat_cmd_path_lexical("/srv/files", "/srv/files/x", out, sizeof(out),
                                            err, sizeof(err)),
                      CHAT_OK);
     assert_string_equal(out, "/srv/files/x");
-    assert_int_equal(chat_cmd_path_lexical("/srv/files", "", out, sizeof(out), err,
-                                           sizeof(err)),
-                     CHAT_EDENIED);
+    assert_int_equal(
+        chat_cmd_path_lexical("/srv/files", "", out, sizeof(out), err, sizeof(err)),
+        CHAT_EDENIED);
     assert_string_equal(err, "a file name is empty");
-    assert_int_equal(chat_cmd_path_lexical("/srv/files", "../files", out, sizeof(out), err,
-                                           sizeof(err)),
+    assert_int_equal(chat_cmd_path_lexical("/srv/files", "../files", out, sizeof(out),
+                                           err, sizeof(err)),
                      CHAT_EDENIED);
-    assert_int_equal(chat_cmd_path_lexical("/srv/files",
-                                           "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-                                           out, sizeof(out), err, sizeof(err)),
-                     CHAT_ETOOBIG);
+    assert_int_equal(
+        chat_cmd_path_lexical("/srv/files",
+                              "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                              out, sizeof(out), err, sizeof(err)),
+        CHAT_ETOOBIG);
     assert_string_equal(err, "a path is too long");
     /* exactly fitting */
-    assert_int_equal(chat_cmd_path_lexical("/a", "bc", out, 6, err, sizeof(err)), CHAT_OK);
+    assert_int_equal(chat_cmd_path_lexical("/a", "bc", out, 6, err, sizeof(err)),
+                     CHAT_OK);
     assert_string_equal(out, "/a/bc");
     assert_int_equal(chat_cmd_path_lexical("/a", "bcd", out, 6, err, sizeof(err)),
                      CHAT_ETOOBIG);
@@ -820,14 +931,21 @@ static void test_output_utf8_cut(void **state)
     /* "abcd" + EURO SIGN (3 bytes): a cut inside the euro drops its start */
     for (k = 5; k <= 6; k++) {
         chat_cmd_output_init(&o, (uint64_t)k);
-        assert_int_equal(chat_cmd_output_add(&o, "abcd\xe2\x82\xac" "z", 8), 1);
+        assert_int_equal(chat_cmd_output_add(&o,
+                                             "abcd\xe2\x82\xac"
+                                             "z",
+                                             8),
+                         1);
         chat_cmd_output_finish(&o);
         snprintf(expect, sizeof(expect), "abcd\n[output truncated at %d bytes]", k);
         assert_string_equal(o.buf.data, expect);
         chat_cmd_output_free(&o);
     }
     chat_cmd_output_init(&o, 7);
-    chat_cmd_output_add(&o, "abcd\xe2\x82\xac" "z", 8);
+    chat_cmd_output_add(&o,
+                        "abcd\xe2\x82\xac"
+                        "z",
+                        8);
     chat_cmd_output_finish(&o);
     assert_string_equal(o.buf.data, "abcd\xe2\x82\xac\n[output truncated at 7 bytes]");
     chat_cmd_output_free(&o);
@@ -842,9 +960,15 @@ static void test_output_utf8_cut(void **state)
     }
     /* invalid bytes are kept as they are (the JSON writer replaces them) */
     chat_cmd_output_init(&o, 4);
-    chat_cmd_output_add(&o, "\xff\xfe\x80" "abc", 6);
+    chat_cmd_output_add(&o,
+                        "\xff\xfe\x80"
+                        "abc",
+                        6);
     chat_cmd_output_finish(&o);
-    assert_memory_equal(o.buf.data, "\xff\xfe\x80" "a\n[output", 10);
+    assert_memory_equal(o.buf.data,
+                        "\xff\xfe\x80"
+                        "a\n[output",
+                        10);
     chat_cmd_output_free(&o);
 }
 
@@ -903,8 +1027,9 @@ static void test_format(void **state)
     r.truncated = 1;
     r.duration_ms = 1003;
     assert_int_equal(chat_cmd_format_result(&b, "x", 1, &r), CHAT_OK);
-    assert_string_equal(b.data, "```\nx\n```\nkilled by signal 9, timed out after 1000 ms, "
-                                "output truncated, 1003 ms");
+    assert_string_equal(b.data,
+                        "```\nx\n```\nkilled by signal 9, timed out after 1000 ms, "
+                        "output truncated, 1003 ms");
     r.timed_out = 0;
     r.truncated = 0;
     r.stopped = 1;
