@@ -845,7 +845,8 @@ static void handle_message(wsc_t *w, const uint8_t *data, size_t len)
                            -1);
                 break;
             }
-            chatbot_exec_ws(w->r, &w->id, bot, ci.id, w->cm.content, NULL, 0, &w->frame);
+            chatbot_exec_ws(w->r, &w->id, bot, ci.id, w->cm.content, NULL,
+                            w->cm.content_len, &w->frame);
             send_json(w);
             break;
         }
