@@ -33,12 +33,18 @@ import serverroot
 root, port, sslport, fport = sys.argv[1:5]
 extra = """
 ChatbotRateLimit 100/min burst=100
+ChatbotBackend local http://127.0.0.1:%s max=2
+ChatbotCommand date /usr/bin/date args=none timeout=5s
+ChatbotCommand uptime /usr/bin/uptime args=none timeout=5s
 <ChatbotBot coder>
+    ChatbotBotBackend local
+    ChatbotBotCommands date uptime
     ChatbotModel "qwen2.5-coder:7b"
     ChatbotDescription "Writes and explains code"
     ChatbotSystemPrompt "You are a coding assistant."
 </ChatbotBot>
 <ChatbotBot writer>
+    ChatbotBotBackend local
     ChatbotModel "llama3.2:latest"
     ChatbotDescription "Helps with prose"
 </ChatbotBot>
@@ -51,7 +57,7 @@ Alias /strict/ "%s/htdocs/"
     SetHandler chatbot
     ChatbotRateLimit 2/min burst=2
 </Location>
-""" % serverroot.REPO
+""" % (fport, serverroot.REPO)
 print(serverroot.render(root, int(port), int(sslport), "http://127.0.0.1:%s" % fport,
                         "qwen2.5-coder:7b", extra=extra))
 PYEOF
@@ -69,7 +75,7 @@ export FAKE_URL="http://127.0.0.1:$FAKE_CTL/_fake/"
 export E2E_OUTPUT="$REPO/tests/output"
 echo "e2e: httpd at $BASE_URL, fake backend at $FAKE_URL, logs in $ROOT/logs"
 rc=0
-./tests/e2e/run.sh || rc=$?
+./tests/e2e/run.sh "$@" || rc=$?
 if grep -E "\[(chatbot:)?(error|crit|alert|emerg)\]" "$ROOT/logs/error_log"; then
     echo "e2e: unexpected error-level lines in the error log (above)" >&2
     rc=1

@@ -549,6 +549,11 @@ function onCommandResult(f) {
 
 function fromHistory(h) {
     const role = h.role === 'user' || h.role === 'assistant' ? h.role : String(h.role || 'note');
+    if (h.error === true) {
+        // a failed turn kept in the conversation ("code" since protocol 1)
+        return { key: newKey(), kind: 'error', code: typeof h.code === 'string' ? h.code : 'error',
+            message: typeof h.content === 'string' ? h.content : '', index: typeof h.index === 'number' ? h.index : null };
+    }
     if (h.exit_code !== undefined && h.command) {
         return { key: newKey(), kind: 'command', command: h.command, args: h.args || [], exit_code: h.exit_code, output: h.output || h.content || '', truncated: !!h.truncated, timed_out: !!h.timed_out, duration_ms: h.duration_ms };
     }
@@ -632,6 +637,12 @@ function onHistory(f) {
         }
     } else if (t) {
         S.turns.delete(S.convId);
+    }
+    const tail = models[models.length - 1];
+    if (tail && tail.kind === 'error' && !active && !S.legacy &&
+        tail.code !== 'command_denied' && tail.code !== 'too_large') {
+        // the last turn failed: offer to try it again
+        tail.retry = () => { chat.remove(tail.key); regenerate(); };
     }
     chat.setItems(models);
     S.minIndex = models.reduce((a, m) => (typeof m.index === 'number' ? Math.min(a, m.index) : a), Infinity);

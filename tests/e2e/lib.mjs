@@ -107,7 +107,7 @@ export async function openApp(browser, opts = {}) {
     });
     const rec = recordSockets(page);
     if (opts.beforeGoto) await opts.beforeGoto(page);
-    await page.goto(BASE_URL, { waitUntil: 'domcontentloaded' });
+    await page.goto(opts.url || BASE_URL, { waitUntil: 'domcontentloaded' });
     if (opts.wait !== false) await waitReady(page);
     return { ctx, page, rec, problems, serverCsp: cspInfo };
 }

@@ -833,7 +833,7 @@ export const tests = [
             const { ctx, page, rec, problems } = await openApp(browser);
             cleanup(() => ctx.close());
             // First token after 2.5 s: the server says "loading" after 1.5 s.
-            await sendText(page, 'Slow start ' + fake({ tokens: 2, delay_ms: 2500 }));
+            await sendText(page, 'Slow start ' + fake({ tokens: 2, first_delay_ms: 2500 }));
             let st = null;
             try { st = await rec.waitGot('status', (f) => f.state === 'loading', 4000); } catch { /* below */ }
             if (!st) { await waitIdle(page, 20000); skip('no loading status (does the fake delay the first token?)'); }
@@ -849,7 +849,8 @@ export const tests = [
         // Last: it spends this identity's rate-limit budget.
         name: 'rate-limit',
         async fn({ browser, cleanup, skip }) {
-            const { ctx, page, rec, problems } = await openApp(browser);
+            // STRICT_URL: a location of the same server with a small rate limit
+            const { ctx, page, rec, problems } = await openApp(browser, { url: process.env.STRICT_URL || BASE_URL });
             cleanup(() => ctx.close());
             const hello = rec.got('hello')[0];
             const burst = (hello.limits && hello.limits.burst) || 10;
