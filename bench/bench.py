@@ -656,7 +656,7 @@ def scenario_mutex():
     """The store's global mutex mechanism (httpd's Mutex directive)."""
     fake = Fake()
     try:
-        for mech in ("default", "fcntl", "flock", "posixsem"):
+        for mech in ("default", "pthread", "fcntl", "flock", "posixsem"):
             conf = re.sub(r"(?m)^Mutex .*$", "Mutex %s chatbot-store" % mech, bench_conf())
             httpd = Httpd(fake.url + " max=10240", "httpd-mutex-" + mech, conf=conf)
             try:

@@ -1182,6 +1182,13 @@ apr_status_t chatbot_engine_poll(chatbot_engine_t *e, void *extra, unsigned next
     return mc == CURLM_OK ? APR_SUCCESS : APR_EGENERAL;
 }
 
+void chatbot_engine_wakeup(chatbot_engine_t *e)
+{
+    if (e && e->multi) {
+        curl_multi_wakeup(e->multi);
+    }
+}
+
 static void check_timeouts(turn_priv_t *t, apr_uint64_t now)
 {
     chatbot_engine_t *e = t->e;

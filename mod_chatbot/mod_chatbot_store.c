@@ -101,7 +101,7 @@ static void core_log(void *baton, chat_log_level_t level, const char *msg)
 
 int chatbot_store_pre_config(apr_pool_t *pconf)
 {
-    apr_status_t rv = ap_mutex_register(pconf, CHATBOT_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT,
+    apr_status_t rv = ap_mutex_register(pconf, CHATBOT_MUTEX_TYPE, NULL, APR_LOCK_FLOCK,
                                         0);
     chat_log_set(core_log, NULL);
     return rv == APR_SUCCESS ? OK : 500;

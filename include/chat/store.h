@@ -268,6 +268,9 @@ chat_status_t chat_store_rate_take(chat_store_t *st, const chat_owner_t *owner,
  * read lock-free by every connection of that user. */
 void chat_store_user_bump(chat_store_t *st, const chat_owner_t *owner);
 uint64_t chat_store_user_seq(chat_store_t *st, const chat_owner_t *owner);
+/* Lock-free: changes whenever any user's counter is bumped, so one watcher
+ * per process can tell cheaply that some connection may have news. */
+uint64_t chat_store_events(chat_store_t *st);
 
 /* ---- backends: capacity, fair queue, circuit breaker, health ------------- */
 
