@@ -26,7 +26,7 @@
 #define DEF_MAX_ANSWER (256u * 1024)
 #define DEF_MAX_BACKENDS 16
 #define DEF_QUEUE 64
-#define DEF_MAX_ACTIVE 64
+#define DEF_MAX_ACTIVE 256
 #define DEF_SERIES 64
 #define DEF_MODEL "qwen2.5-coder:7b"
 #define DEF_BACKEND_URL "http://127.0.0.1:11434"
@@ -1051,7 +1051,7 @@ const char *chatbot_config_finish(apr_pool_t *p, server_rec *s)
         be->defined_at = "(built-in default)";
         APR_ARRAY_PUSH(sc->backends, chatbot_backend_t *) = be;
     }
-    /* The store's slot table (64 per backend by default) must hold the
+    /* The store's slot table (256 per backend by default) must hold the
      * largest max=, or max=200 would silently mean 64. */
     for (i = 0; i < sc->backends->nelts; i++) {
         chatbot_backend_t *be = APR_ARRAY_IDX(sc->backends, i, chatbot_backend_t *);
