@@ -510,6 +510,179 @@ static int route_health(api_t *a)
     return finish(a, up ? 200 : 503);
 }
 
+/* ---- model lists ------------------------------------------------------------------ */
+
+#define MODELS_BODY_MAX (1024 * 1024)
+#define MODELS_TIMEOUT_MS 5000
+#define MODELS_MAX 1000
+
+typedef struct {
+    chatbot_backend_t *be;
+    CURL *h;
+    struct curl_slist *hd;
+    chat_buf_t body;
+    int overflow;
+    int done;
+    CURLcode res;
+} models_req_t;
+
+static size_t models_sink(char *d, size_t s, size_t n, void *baton)
+{
+    models_req_t *m = baton;
+
+    if (m->body.len + s * n > MODELS_BODY_MAX) {
+        m->overflow = 1;
+        return 0;
+    }
+    chat_buf_append(&m->body, d, s * n);
+    return s * n;
+}
+
+typedef struct {
+    chat_jw_t *jw;
+    int n;
+} models_out_t;
+
+static void model_name(void *baton, const char *name)
+{
+    models_out_t *o = baton;
+
+    if (o->n++ < MODELS_MAX) {
+        chat_jw_str(o->jw, name);
+    }
+}
+
+/* GET /api/models: the models of every backend (Ollama GET /api/tags,
+ * OpenAI-compatible GET /v1/models), fetched in parallel with a short
+ * timeout, for the bot picker. A backend that fails gets "error". */
+static int route_models(api_t *a)
+{
+    apr_array_header_t *bes = a->sc->backends;
+    models_req_t *reqs = apr_pcalloc(a->r->pool, sizeof(*reqs) * (bes->nelts + 1));
+    CURLM *multi = curl_multi_init();
+    long connect_ms = a->lim.connect_timeout_ms < MODELS_TIMEOUT_MS
+                          ? (long)a->lim.connect_timeout_ms : MODELS_TIMEOUT_MS;
+    int i, running = 1;
+
+    if (!multi) {
+        return send_error(a, CHAT_ERR_INTERNAL, "cannot create a backend client", 0);
+    }
+    for (i = 0; i < bes->nelts; i++) {
+        models_req_t *m = &reqs[i];
+        m->be = APR_ARRAY_IDX(bes, i, chatbot_backend_t *);
+        chat_buf_init(&m->body);
+        m->h = curl_easy_init();
+        if (!m->h) {
+            continue;
+        }
+        curl_easy_setopt(m->h, CURLOPT_URL,
+                         apr_pstrcat(a->r->pool, m->be->url,
+                                     m->be->wire == CHAT_WIRE_OLLAMA ? "/api/tags"
+                                                                     : "/v1/models",
+                                     NULL));
+        curl_easy_setopt(m->h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(m->h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+        curl_easy_setopt(m->h, CURLOPT_TIMEOUT_MS, (long)MODELS_TIMEOUT_MS);
+        curl_easy_setopt(m->h, CURLOPT_WRITEFUNCTION, models_sink);
+        curl_easy_setopt(m->h, CURLOPT_WRITEDATA, m);
+        curl_easy_setopt(m->h, CURLOPT_USERAGENT, CHATBOT_SERVER_ID);
+        curl_easy_setopt(m->h, CURLOPT_PROTOCOLS_STR, "http,https");
+        if (m->be->key) {
+            m->hd = curl_slist_append(
+                NULL, apr_pstrcat(a->r->pool, "Authorization: Bearer ", m->be->key, NULL));
+            curl_easy_setopt(m->h, CURLOPT_HTTPHEADER, m->hd);
+        }
+        curl_multi_add_handle(multi, m->h);
+    }
+    while (running) {
+        int numfds;
+        if (curl_multi_perform(multi, &running) != CURLM_OK ||
+            (running && curl_multi_poll(multi, NULL, 0, 200, &numfds) != CURLM_OK)) {
+            break;
+        }
+    }
+    {
+        CURLMsg *msg;
+        int left, k;
+        while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
+            for (k = 0; msg->msg == CURLMSG_DONE && k < bes->nelts; k++) {
+                if (reqs[k].h == msg->easy_handle) {
+                    reqs[k].res = msg->data.result;
+                    reqs[k].done = 1;
+                }
+            }
+        }
+    }
+    begin(a);
+    chat_jw_key(&a->jw, "backends");
+    chat_jw_arr_begin(&a->jw);
+    for (i = 0; i < bes->nelts; i++) {
+        models_req_t *m = &reqs[i];
+        const char *err = NULL;
+        long code = 0;
+        models_out_t o;
+        chat_buf_t names;
+
+        chat_jw_obj_begin(&a->jw);
+        chat_jw_kstr(&a->jw, "name", m->be->name);
+        chat_jw_kstr(&a->jw, "type", m->be->wire == CHAT_WIRE_OLLAMA ? "ollama" : "openai");
+        if (m->h) {
+            curl_easy_getinfo(m->h, CURLINFO_RESPONSE_CODE, &code);
+        }
+        if (!m->h || !m->done) {
+            err = "the request could not be made";
+        }
+        else if (m->overflow) {
+            err = "the model list is larger than 1 MiB";
+        }
+        else if (m->res != CURLE_OK) {
+            err = curl_easy_strerror(m->res);
+        }
+        else if (code != 200) {
+            err = apr_psprintf(a->r->pool, "HTTP %ld", code);
+        }
+        /* names go to a side buffer first: a parse error must not leave a
+         * half-written array */
+        chat_buf_init(&names);
+        if (!err) {
+            chat_jw_t nw;
+            int n;
+            chat_jw_init(&nw, &names);
+            chat_jw_arr_begin(&nw);
+            o.jw = &nw;
+            o.n = 0;
+            n = chat_models_parse(m->be->wire, m->body.data ? m->body.data : "", m->body.len,
+                                  model_name, &o);
+            chat_jw_arr_end(&nw);
+            if (n < 0 || chat_jw_status(&nw) != CHAT_OK) {
+                err = "the backend's model list is not valid JSON of the expected shape";
+            }
+        }
+        chat_jw_key(&a->jw, "models");
+        if (err) {
+            chat_jw_arr_begin(&a->jw);
+            chat_jw_arr_end(&a->jw);
+            chat_jw_kstr(&a->jw, "error", err);
+        }
+        else {
+            chat_jw_raw(&a->jw, names.data, names.len);
+        }
+        chat_buf_free(&names);
+        chat_jw_obj_end(&a->jw);
+    }
+    chat_jw_arr_end(&a->jw);
+    for (i = 0; i < bes->nelts; i++) {
+        if (reqs[i].h) {
+            curl_multi_remove_handle(multi, reqs[i].h);
+            curl_easy_cleanup(reqs[i].h);
+        }
+        curl_slist_free_all(reqs[i].hd);
+        chat_buf_free(&reqs[i].body);
+    }
+    curl_multi_cleanup(multi);
+    return finish(a, 200);
+}
+
 /* ---- routes ------------------------------------------------------------------------- */
 
 /* Splits the route into at most 4 segments. */
@@ -670,6 +843,12 @@ int chatbot_api_handler(request_rec *r, const char *route)
             return method_not_allowed(a, "GET, HEAD");
         }
         return route_health(a);
+    }
+    if (n == 1 && !strcmp(seg[0], "models")) {
+        if (r->method_number != M_GET) {
+            return method_not_allowed(a, "GET, HEAD");
+        }
+        return route_models(a);
     }
     chatbot_ident_get(r, &a->id);
 

@@ -814,6 +814,11 @@ static void turn_transfer_done(turn_priv_t *t, CURLcode res)
     char emsg[300];
     chat_status_t fin;
 
+    if (!t->hdr_checked) {
+        /* no body at all (Content-Length: 0, HEAD-like): the write callback
+         * never ran */
+        curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->http_status);
+    }
     if (t->abort_code) {
         /* We aborted from a callback: protocol error or storage limit. */
         int backend_fault = !strcmp(t->abort_code, CHAT_ERR_BACKEND_PROTOCOL);
