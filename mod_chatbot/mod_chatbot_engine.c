@@ -1188,6 +1188,12 @@ static void check_timeouts(turn_priv_t *t, apr_uint64_t now)
     chatbot_turn_t *p = &t->pub;
     chat_store_t *st = chatbot_store();
 
+    if (chat_store_gen_stop_requested(st, p->conv_id, t->token)) {
+        /* Stop from another connection (tab, child), queued or running */
+        p->stop_reason = "stopped";
+        turn_end(t, CHATBOT_OUT_STOPPED, NULL, NULL);
+        return;
+    }
     if (t->phase == PH_QUEUED) {
         if ((apr_int64_t)(now - t->t_start) > e->lim.total_timeout_ms) {
             turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_BACKEND_TIMEOUT,
@@ -1205,11 +1211,6 @@ static void check_timeouts(turn_priv_t *t, apr_uint64_t now)
         return;
     }
     if (t->phase != PH_RUNNING) {
-        return;
-    }
-    if (chat_store_gen_stop_requested(st, p->conv_id, t->token)) {
-        p->stop_reason = "stopped";
-        turn_end(t, CHATBOT_OUT_STOPPED, NULL, NULL);
         return;
     }
     if (!t->t_first) {

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from backends_util import (api, chat_requests_since, child_of_client, collect, connect,
+from backends_util import (api, new_sid, chat_requests_since, child_of_client, collect, connect,
                            last_id, metrics, run, status_auto, turn, wait_chat_request,
                            wait_ended, wait_for, wait_idle, wait_no_sockets, ws_local_port)
 
@@ -23,13 +23,13 @@ def closed_port():
     return port
 
 
-async def spread(server, n=2, tries=16):
+async def spread(server, n=2, tries=16, sid=None):
     """Opens WebSocket connections until n of them are served by different
     httpd children; returns ([ws, ...] one per child, [every ws opened])."""
     by_child = {}
     opened = []
     for _ in range(tries):
-        ws, _ = await connect(server)
+        ws, _ = await connect(server, sid=sid)
         opened.append(ws)
         pid = child_of_client(server, ws_local_port(ws))
         by_child.setdefault(pid, ws)
@@ -159,6 +159,48 @@ def test_stop_while_queued_leaves_the_queue(httpd, fake):
     order = [r["body"]["messages"][-1]["content"].split()[0]
              for r in chat_requests_since(fake, mark)]
     assert order == ["A", "C"]  # B never reached the backend
+    wait_idle(s)
+
+
+def test_stop_from_another_child(httpd, fake):
+    """Stop sent by another tab served by another child: a queued turn
+    leaves the queue, a running one closes its backend request."""
+    s = httpd(extra=QUEUE.format(url=fake.url), serverlimit=2, threads=16)
+    sid = new_sid()
+    mark = last_id(fake)
+
+    async def go():
+        (x, y), opened = await spread(s, 2, sid=sid)
+        other, _ = await connect(s)
+        opened.append(other)
+        # another user's long answer holds the slot; ours waits
+        await other.send(msg("O [[fake tokens=200 delay_ms=30]]"))
+        await wait_for(other, lambda m: m.get("type") == "stream")
+        await x.send(msg("Q [[fake tokens=3]]"))
+        ack = await wait_for(x, lambda m: m.get("type") == "ack")
+        await wait_for(x, is_status("queued", 1))
+        await y.send(json.dumps({"type": "stop", "conversation_id": ack["conversation_id"]}))
+        q_final = await wait_for(x, is_final, timeout=3)
+        # now a running one
+        await x.send(msg("R [[fake tokens=200 delay_ms=30]]"))
+        ack = await wait_for(x, lambda m: m.get("type") == "ack")
+        await other.send(json.dumps({"type": "stop"}))
+        await wait_for(other, is_final)
+        await wait_for(x, lambda m: m.get("type") == "stream")
+        t_stop = time.time()
+        await y.send(json.dumps({"type": "stop", "conversation_id": ack["conversation_id"]}))
+        r_final = await wait_for(x, is_final, timeout=3)
+        await close_all(opened)
+        return q_final, t_stop, r_final
+    q_final, t_stop, r_final = run(go())
+    assert q_final["type"] == "response" and q_final["interrupted"] is True
+    assert r_final["type"] == "response" and r_final["interrupted"] is True
+    reqs = chat_requests_since(fake, mark)
+    order = [r["body"]["messages"][-1]["content"].split()[0] for r in reqs]
+    assert order == ["O", "R"]
+    rec = wait_ended(fake, reqs[1]["id"])
+    took = rec["client_closed_at"] - t_stop
+    assert 0 <= took < 0.15, took  # the holder polls stop requests every 50 ms
     wait_idle(s)
 
 
