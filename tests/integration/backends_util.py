@@ -11,18 +11,21 @@ import urllib.request
 
 import websockets
 
-from wsclient import run  # noqa: F401  (re-exported for the tests)
+from wsclient import run, ssl_ctx  # noqa: F401  (run is re-exported for the tests)
 
 
 def new_sid():
     return os.urandom(16).hex()
 
 
-async def connect(server, sid=None, **kw):
-    """Opens /ws (with a fixed session cookie if sid) and returns (ws, hello)."""
+async def connect(server, sid=None, tls=False, **kw):
+    """Opens /ws (wss:// with tls; with a fixed session cookie if sid) and
+    returns (ws, hello)."""
     headers = {"Cookie": "chatbot_sid=%s" % sid} if sid else None
-    ws = await websockets.connect(server.ws_url, max_size=2 ** 24, extra_headers=headers,
-                                  **kw)
+    if tls:
+        kw["ssl"] = ssl_ctx()
+    ws = await websockets.connect(server.wss_url if tls else server.ws_url,
+                                  max_size=2 ** 24, extra_headers=headers, **kw)
     hello = json.loads(await ws.recv())
     assert hello["type"] == "hello"
     return ws, hello

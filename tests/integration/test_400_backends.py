@@ -9,8 +9,8 @@ import time
 import pytest
 
 from backends_util import (chat_requests_since, collect, connect, history, last_id, new_sid,
-                           ping, run, streams, turn, wait_chat_request, wait_ended,
-                           wait_for, wait_idle, wait_no_sockets)
+                           ping, run, streams, turn, wait_ended, wait_for, wait_idle,
+                           wait_no_sockets)
 
 OA = "ChatbotRateLimit off\n" \
      "ChatbotBackend oa {url} type=openai key=sk-test-123\n" \
@@ -184,10 +184,6 @@ def test_stats_in_final_frame_and_access_log_notes(httpd, fake):
 
 # ---- Stop and vanished clients --------------------------------------------------------
 
-def _stream_then(ws_frames_pred):
-    return ws_frames_pred
-
-
 def test_stop_closes_upstream_within_100ms(httpd, fake):
     s = httpd(extra="ChatbotRateLimit off")
     mark = last_id(fake)
@@ -257,7 +253,7 @@ def test_vanished_client_closes_upstream_when_not_continuing(httpd, fake, how):
     assert wait_no_sockets(s, fake.port) == []
 
 
-@pytest.mark.parametrize("how", ["tcp_drop", "close_frame"])
+@pytest.mark.parametrize("how", ["tcp_drop", "close_frame", "close_frame_tls"])
 def test_vanished_client_answer_completes_into_history(httpd, fake, how):
     """ChatbotContinueWithoutViewer on (the default): the answer goes on to
     the end and is stored whole; a reconnecting client finds it."""
@@ -266,7 +262,7 @@ def test_vanished_client_answer_completes_into_history(httpd, fake, how):
     mark = last_id(fake)
 
     async def go():
-        ws, _ = await connect(s, sid=sid)
+        ws, _ = await connect(s, sid=sid, tls=how.endswith("tls"))
         await ws.send(json.dumps({"type": "message", "content": "[[fake tokens=30 delay_ms=30]]"}))
         ack = await wait_for(ws, lambda m: m.get("type") == "ack")
         await wait_for(ws, lambda m: m.get("type") == "stream")
