@@ -11,7 +11,7 @@ import time
 import pytest
 
 from backends_util import (api, new_sid, chat_requests_since, child_of_client, collect, connect,
-                           last_id, metrics, run, status_auto, turn, wait_chat_request,
+                           last_id, metrics, run, status_auto, turn,
                            wait_ended, wait_for, wait_idle, wait_no_sockets, ws_local_port)
 
 
