@@ -81,6 +81,7 @@ struct chatbot_engine {
 
 static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code,
                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void breaker(turn_priv_t *t, int ok);
 
 /* Records a turn's outcome as the backend's health, keeping the version
  * the last probe found. Call with the lock held. */
@@ -458,6 +459,9 @@ static int on_event(void *baton, const chat_event_t *ev)
         if (!t->t_first) {
             t->t_first = now;
             p->ttft_ms = (double)(now - t->t_sent);
+            /* the backend works: a half-open breaker closes now, not at the
+             * end of a long answer */
+            breaker(t, 1);
             if (t->loading_sent && e->cb.on_status) {
                 e->cb.on_status(e->baton, p, "generating", 0);
             }

@@ -292,13 +292,16 @@ def test_circuit_breaker_shared_by_children(httpd, fake):
         # after the cooldown: one probe (half-open), the other child is refused
         await asyncio.sleep(2.1)
         mark = last_id(fake)
-        await x.send(msg("probe [[fake tokens=20 delay_ms=40]]"))
-        await wait_for(x, lambda m: m.get("type") == "stream")
+        await x.send(msg("probe [[fake tokens=20 delay_ms=40 first_delay_ms=1000]]"))
+        await wait_for(x, is_status("generating"))
+        await asyncio.sleep(0.1)
         out["state2"] = _breaker(s)
         out["during_probe"] = (await turn(y, "meanwhile"))[-1]
+        # the probe's first token closes the breaker, before its answer ends
+        await wait_for(x, lambda m: m.get("type") == "stream")
+        out["state3"] = _breaker(s)
         out["probe"] = await wait_for(x, is_final)
         out["probe_sent"] = len(chat_requests_since(fake, mark))
-        out["state3"] = _breaker(s)
         out["after"] = (await turn(y, "after [[fake tokens=2]]"))[-1]
         # a failed probe opens it again at once
         fake.script(*[{"status": 503}] * 5)
@@ -424,4 +427,22 @@ def test_models_route_times_out(httpd, fake):
     took = time.time() - t0
     assert code == 200 and "error" in m["backends"][0]
     assert 4.5 < took < 7
+    assert wait_no_sockets(s, fake.port) == []
+
+
+def test_health_probes_run_in_parallel(httpd, fake):
+    """Two hanging backends cost one probe timeout (connect timeout + 3 s),
+    not two."""
+    s = httpd(extra="ChatbotRateLimit off\nChatbotConnectTimeout 1s\n"
+                    "ChatbotBackend h1 {url}\nChatbotBackend h2 {url}\n".format(url=fake.url))
+    fake.script({"path": "/api/version", "fault": "hang_headers"},
+                {"path": "/api/version", "fault": "hang_headers"})
+    t0 = time.time()
+    code, h = api(s, "/api/health")
+    took = time.time() - t0
+    # three probes at once (default, h1, h2): two of them take the hangs
+    down = [b for b in h["backends"] if b["healthy"] is False]
+    assert len(down) == 2 and len(h["backends"]) == 3 and code == 200
+    assert all(b["detail"] == "Timeout was reached" for b in down), down
+    assert 3.9 < took < 6, took
     assert wait_no_sockets(s, fake.port) == []
