@@ -64,6 +64,7 @@ typedef struct turn_priv {
     int loading_sent;
     int series;
     int health_down;          /* the backend failed; detail not yet written */
+    apr_size_t stored;        /* bytes of pub.answer already in the store */
 } turn_priv_t;
 
 struct chatbot_engine {
@@ -77,10 +78,12 @@ struct chatbot_engine {
     CURLM *multi;
     turn_priv_t turns[CHATBOT_MAX_TURNS];
     chat_buf_t scratch;
+    char note_tokens[16], note_ttft[32]; /* access-log notes of the last turn */
 };
 
 static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code,
                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int turn_store_flush(turn_priv_t *t);
 static void breaker(turn_priv_t *t, int ok);
 
 /* Records a turn's outcome as the backend's health, keeping the version
@@ -333,6 +336,7 @@ static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code
         return;
     }
     turn_release_curl(t);
+    turn_store_flush(t); /* what chat_stream_finish or a stop left unstored */
     p->outcome = outcome;
     p->err_code = code;
     if (fmt) {
@@ -410,9 +414,12 @@ static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code
     /* Request notes for the access log (last turn wins). */
     apr_table_setn(e->r->notes, "chatbot-bot", p->bot->name);
     apr_table_setn(e->r->notes, "chatbot-model", p->bot->model);
-    apr_table_set(e->r->notes, "chatbot-tokens", apr_itoa(e->r->pool, p->tokens));
-    apr_table_set(e->r->notes, "chatbot-ttft-ms",
-                  apr_psprintf(e->r->pool, "%.0f", p->ttft_ms));
+    /* Formatted into the engine's own buffers: r->pool lives as long as the
+     * WebSocket, so an allocation per turn there would grow without bound. */
+    apr_snprintf(e->note_tokens, sizeof(e->note_tokens), "%d", p->tokens);
+    apr_snprintf(e->note_ttft, sizeof(e->note_ttft), "%.0f", p->ttft_ms);
+    apr_table_setn(e->r->notes, "chatbot-tokens", e->note_tokens);
+    apr_table_setn(e->r->notes, "chatbot-ttft-ms", e->note_ttft);
     t->phase = PH_IDLE;
     if (e->cb.on_done) {
         e->cb.on_done(e->baton, p);
@@ -449,7 +456,6 @@ static int on_event(void *baton, const chat_event_t *ev)
     turn_priv_t *t = baton;
     chatbot_engine_t *e = t->e;
     chatbot_turn_t *p = &t->pub;
-    chat_store_t *st = chatbot_store();
     apr_uint64_t now;
 
     switch (ev->type) {
@@ -474,33 +480,13 @@ static int on_event(void *baton, const chat_event_t *ev)
             return 0;
         }
         p->tokens++;
-        if (st && chatbot_lock() == APR_SUCCESS) {
-            chat_status_t rc;
-            if (!p->has_answer) {
-                rc = chat_store_msg_append(st, &e->id.owner, p->conv_id,
-                                           CHAT_ROLE_ASSISTANT, CHAT_MSG_STREAMING,
-                                           ev->text, ev->len, now, &p->answer_index);
-                if (rc == CHAT_OK) {
-                    p->has_answer = 1;
-                }
-            }
-            else {
-                rc = chat_store_msg_extend(st, &e->id.owner, p->conv_id, ev->text, ev->len,
-                                           now);
-            }
-            chatbot_unlock();
-            if (rc == CHAT_ETOOBIG) {
-                t->abort_code = CHAT_ERR_TOO_LARGE;
-                apr_snprintf(t->abort_msg, sizeof(t->abort_msg),
-                             "the answer exceeded ChatbotMaxAnswerBytes and was cut");
-                return 1;
-            }
-            if (rc != CHAT_OK) {
-                t->abort_code = CHAT_ERR_STORAGE_FULL;
-                apr_snprintf(t->abort_msg, sizeof(t->abort_msg),
-                             "history storage is full (%s)", chat_status_str(rc));
-                return 1;
-            }
+        /* The store's own limit, checked here so that a token it would
+         * refuse never reaches the client. */
+        if (p->answer.len + ev->len > e->sc->layout.max_message_bytes) {
+            t->abort_code = CHAT_ERR_TOO_LARGE;
+            apr_snprintf(t->abort_msg, sizeof(t->abort_msg),
+                         "the answer exceeded ChatbotMaxAnswerBytes and was cut");
+            return 1;
         }
         chat_buf_append(&p->answer, ev->text, ev->len);
         if (e->cb.on_delta) {
@@ -518,6 +504,54 @@ static int on_event(void *baton, const chat_event_t *ev)
         return 0;
     }
     return 0;
+}
+
+/* Writes the part of the answer not yet in the store, under one lock for
+ * everything a read from the backend brought (a lock per token made the
+ * global mutex the bottleneck). Returns 0, or -1 with abort_code set. */
+static int turn_store_flush(turn_priv_t *t)
+{
+    chatbot_engine_t *e = t->e;
+    chatbot_turn_t *p = &t->pub;
+    chat_store_t *st = chatbot_store();
+    apr_size_t n = p->answer.len - t->stored;
+    chat_status_t rc;
+
+    if (!n || !st) {
+        return 0;
+    }
+    if (chatbot_lock() != APR_SUCCESS) {
+        return 0; /* logged; the next read retries */
+    }
+    if (!p->has_answer) {
+        rc = chat_store_msg_append(st, &e->id.owner, p->conv_id, CHAT_ROLE_ASSISTANT,
+                                   CHAT_MSG_STREAMING, p->answer.data + t->stored, n,
+                                   chatbot_now_ms(), &p->answer_index);
+        if (rc == CHAT_OK) {
+            p->has_answer = 1;
+        }
+    }
+    else {
+        rc = chat_store_msg_extend(st, &e->id.owner, p->conv_id,
+                                   p->answer.data + t->stored, n, chatbot_now_ms());
+    }
+    chatbot_unlock();
+    if (rc == CHAT_OK) {
+        t->stored += n;
+        return 0;
+    }
+    if (!t->abort_code) {
+        t->abort_code = rc == CHAT_ETOOBIG ? CHAT_ERR_TOO_LARGE : CHAT_ERR_STORAGE_FULL;
+        if (rc == CHAT_ETOOBIG) {
+            apr_snprintf(t->abort_msg, sizeof(t->abort_msg),
+                         "the answer exceeded ChatbotMaxAnswerBytes and was cut");
+        }
+        else {
+            apr_snprintf(t->abort_msg, sizeof(t->abort_msg), "history storage is full (%s)",
+                         chat_status_str(rc));
+        }
+    }
+    return -1;
 }
 
 static size_t on_write(char *data, size_t size, size_t nmemb, void *baton)
@@ -557,6 +591,9 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *baton)
         return 0;
     }
     rc = chat_stream_feed(t->parser, data, n);
+    if (turn_store_flush(t) < 0) {
+        return 0;
+    }
     if (rc == CHAT_OK) {
         return n;
     }
@@ -1051,6 +1088,7 @@ const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *re
     p->stop_reason = NULL;
     p->ttft_ms = p->duration_ms = p->queue_ms = 0;
     p->tokens = 0;
+    t->stored = 0;
     t->token = chatbot_random64();
     t->ticket = chatbot_random64();
     t->backend_i = 0;

@@ -44,6 +44,11 @@
 #define FOLLOW_POLL_MS 25
 #define USER_POLL_MS 250
 #define MPM_POLL_MS 500
+/* A connection with no message and no turn for IDLE_AFTER_MS polls the
+ * store and the MPM state every IDLE_POLL_MS only: at 4 wake-ups a second,
+ * 10,000 idle WebSockets cost more than a core. */
+#define IDLE_AFTER_MS 10000
+#define IDLE_POLL_MS 2000
 #define CLOSE_LINGER_MS 2000
 
 typedef struct {
@@ -78,6 +83,9 @@ typedef struct {
     int peer_gone;               /* EOF / reset from the client */
     int write_failed;
     int going_away;              /* we sent 1001 because httpd is stopping */
+    int defer_flush;             /* frames are queued, flushed once per wake-up */
+    apr_uint64_t last_msg;       /* last client message or end of a turn */
+    char note_msgs[24];          /* the access log's chatbot-messages note */
     apr_uint64_t last_rx, last_ping, close_sent_at, last_user_poll, last_mpm_poll;
     apr_uint64_t user_seq;
     apr_uint64_t msgs_in;
@@ -267,7 +275,8 @@ static void send_json(wsc_t *w)
     if (w->peer_gone || w->write_failed || chat_ws_state(w->ws) != CHAT_WS_OPEN) {
         return;
     }
-    if (chat_ws_send_text(w->ws, w->frame.data, w->frame.len) == CHAT_OK) {
+    if (chat_ws_send_text(w->ws, w->frame.data, w->frame.len) == CHAT_OK &&
+        !w->defer_flush) {
         ws_flush(w);
     }
 }
@@ -414,8 +423,10 @@ static void on_done(void *baton, chatbot_turn_t *t)
     chat_jw_kstr(&jw, "state", "idle");
     frame_end(w, &jw);
     w->msgs_in++;
-    apr_table_set(w->r->notes, "chatbot-messages",
-                  apr_psprintf(w->r->pool, "%" APR_UINT64_T_FMT, w->msgs_in));
+    w->last_msg = chatbot_now_ms();
+    /* own buffer: nothing allocated from r->pool per turn */
+    apr_snprintf(w->note_msgs, sizeof(w->note_msgs), "%" APR_UINT64_T_FMT, w->msgs_in);
+    apr_table_setn(w->r->notes, "chatbot-messages", w->note_msgs);
 }
 
 /* ---- client messages ------------------------------------------------------------- */
@@ -1001,6 +1012,7 @@ static int on_ws_message(void *baton, int opcode, const uint8_t *data, size_t le
 {
     wsc_t *w = baton;
 
+    w->last_msg = chatbot_now_ms();
     if (opcode != CHAT_WS_OP_TEXT) {
         chat_ws_close(w->ws, CHAT_WS_CLOSE_UNSUPPORTED, "binary frames are not supported");
         w->close_why = "binary frame";
@@ -1295,6 +1307,7 @@ int chatbot_ws_handler(request_rec *r)
                   w->is_h2 ? "HTTP/2" : (ap_ssl_conn_is_ssl(c) ? "TLS" : "plain"));
 
     w->last_rx = w->last_ping = w->last_user_poll = w->last_mpm_poll = chatbot_now_ms();
+    w->last_msg = w->last_rx;
     w->user_seq = chat_store_user_seq(chatbot_store(), &w->id.owner);
     {
         /* the current session: the default bot's latest, if any */
@@ -1309,7 +1322,7 @@ int chatbot_ws_handler(request_rec *r)
     for (;;) {
         struct curl_waitfd wfd;
         apr_uint64_t now;
-        int timeout, ew;
+        int timeout, ew, idle;
         chat_ws_state_t wst = chat_ws_state(w->ws);
         int turns = chatbot_engine_active(w->eng);
 
@@ -1334,7 +1347,9 @@ int chatbot_ws_handler(request_rec *r)
         }
         now = chatbot_now_ms();
         /* httpd is stopping or restarting gracefully: tell the client. */
-        if (!w->going_away && now - w->last_mpm_poll >= MPM_POLL_MS) {
+        idle = !turns && !following(w) && now - w->last_msg > IDLE_AFTER_MS;
+        if (!w->going_away &&
+            now - w->last_mpm_poll >= (apr_uint64_t)(idle ? IDLE_POLL_MS : MPM_POLL_MS)) {
             w->last_mpm_poll = now;
             if (mpm_stopping()) {
                 w->going_away = 1;
@@ -1370,7 +1385,8 @@ int chatbot_ws_handler(request_rec *r)
                 ws_flush(w);
             }
         }
-        if (!w->peer_gone && now - w->last_user_poll >= USER_POLL_MS) {
+        if (!w->peer_gone &&
+            now - w->last_user_poll >= (apr_uint64_t)(idle ? IDLE_POLL_MS : USER_POLL_MS)) {
             apr_uint64_t seq = chat_store_user_seq(chatbot_store(), &w->id.owner);
             w->last_user_poll = now;
             if (seq != w->user_seq) {
@@ -1382,10 +1398,7 @@ int chatbot_ws_handler(request_rec *r)
             follow_run(w);
         }
 
-        timeout = MPM_POLL_MS;
-        if (USER_POLL_MS < timeout) {
-            timeout = USER_POLL_MS;
-        }
+        timeout = idle ? IDLE_POLL_MS : USER_POLL_MS;
         if (w->lim.ping_interval_ms > 0) {
             apr_int64_t left = w->lim.ping_interval_ms - (apr_int64_t)(now - w->last_ping);
             if (left < timeout) {
@@ -1410,10 +1423,17 @@ int chatbot_ws_handler(request_rec *r)
             w->close_why = "poll failed";
             break;
         }
+        /* Everything one wake-up produces (all the tokens one read from
+         * the backend brought, the response, the idle status) leaves in
+         * one write: a FLUSH per frame cost a syscall and a TCP segment
+         * per token. */
+        w->defer_flush = 1;
         if (!w->peer_gone && (w->fd < 0 || wfd.revents)) {
             read_client(w);
         }
         chatbot_engine_run(w->eng);
+        w->defer_flush = 0;
+        ws_flush(w);
     }
 
     /* Leaving: stop what must stop, say goodbye, let httpd close TCP. */
