@@ -435,21 +435,24 @@ static void refresh_health(api_t *a, int force)
         if (!(pr->h = curl_easy_init())) {
             continue;
         }
-        curl_easy_setopt(pr->h, CURLOPT_URL,
-                         apr_pstrcat(a->r->pool, pr->be->url,
-                                     pr->be->wire == CHAT_WIRE_OLLAMA ? "/api/version"
-                                                                      : "/v1/models",
-                                     NULL));
+        curl_easy_setopt(
+            pr->h, CURLOPT_URL,
+            apr_pstrcat(a->r->pool, pr->be->url,
+                        pr->be->wire == CHAT_WIRE_OLLAMA ? "/api/version" : "/v1/models",
+                        NULL));
         curl_easy_setopt(pr->h, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(pr->h, CURLOPT_CONNECTTIMEOUT_MS, (long)a->lim.connect_timeout_ms);
-        curl_easy_setopt(pr->h, CURLOPT_TIMEOUT_MS, (long)a->lim.connect_timeout_ms + 3000);
+        curl_easy_setopt(pr->h, CURLOPT_CONNECTTIMEOUT_MS,
+                         (long)a->lim.connect_timeout_ms);
+        curl_easy_setopt(pr->h, CURLOPT_TIMEOUT_MS,
+                         (long)a->lim.connect_timeout_ms + 3000);
         curl_easy_setopt(pr->h, CURLOPT_WRITEFUNCTION, probe_sink);
         curl_easy_setopt(pr->h, CURLOPT_WRITEDATA, pr);
         curl_easy_setopt(pr->h, CURLOPT_USERAGENT, CHATBOT_SERVER_ID);
         curl_easy_setopt(pr->h, CURLOPT_PROTOCOLS_STR, "http,https");
         if (pr->be->key) {
-            pr->hd = curl_slist_append(
-                NULL, apr_pstrcat(a->r->pool, "Authorization: Bearer ", pr->be->key, NULL));
+            pr->hd =
+                curl_slist_append(NULL, apr_pstrcat(a->r->pool, "Authorization: Bearer ",
+                                                    pr->be->key, NULL));
             curl_easy_setopt(pr->h, CURLOPT_HTTPHEADER, pr->hd);
         }
         curl_multi_add_handle(multi, pr->h);
@@ -603,7 +606,8 @@ static int route_models(api_t *a)
     models_req_t *reqs = apr_pcalloc(a->r->pool, sizeof(*reqs) * (bes->nelts + 1));
     CURLM *multi = curl_multi_init();
     long connect_ms = a->lim.connect_timeout_ms < MODELS_TIMEOUT_MS
-                          ? (long)a->lim.connect_timeout_ms : MODELS_TIMEOUT_MS;
+                          ? (long)a->lim.connect_timeout_ms
+                          : MODELS_TIMEOUT_MS;
     int i, running = 1;
 
     if (!multi) {
@@ -617,11 +621,11 @@ static int route_models(api_t *a)
         if (!m->h) {
             continue;
         }
-        curl_easy_setopt(m->h, CURLOPT_URL,
-                         apr_pstrcat(a->r->pool, m->be->url,
-                                     m->be->wire == CHAT_WIRE_OLLAMA ? "/api/tags"
-                                                                     : "/v1/models",
-                                     NULL));
+        curl_easy_setopt(
+            m->h, CURLOPT_URL,
+            apr_pstrcat(a->r->pool, m->be->url,
+                        m->be->wire == CHAT_WIRE_OLLAMA ? "/api/tags" : "/v1/models",
+                        NULL));
         curl_easy_setopt(m->h, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(m->h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
         curl_easy_setopt(m->h, CURLOPT_TIMEOUT_MS, (long)MODELS_TIMEOUT_MS);
@@ -630,8 +634,9 @@ static int route_models(api_t *a)
         curl_easy_setopt(m->h, CURLOPT_USERAGENT, CHATBOT_SERVER_ID);
         curl_easy_setopt(m->h, CURLOPT_PROTOCOLS_STR, "http,https");
         if (m->be->key) {
-            m->hd = curl_slist_append(
-                NULL, apr_pstrcat(a->r->pool, "Authorization: Bearer ", m->be->key, NULL));
+            m->hd =
+                curl_slist_append(NULL, apr_pstrcat(a->r->pool, "Authorization: Bearer ",
+                                                    m->be->key, NULL));
             curl_easy_setopt(m->h, CURLOPT_HTTPHEADER, m->hd);
         }
         curl_multi_add_handle(multi, m->h);
@@ -667,7 +672,8 @@ static int route_models(api_t *a)
 
         chat_jw_obj_begin(&a->jw);
         chat_jw_kstr(&a->jw, "name", m->be->name);
-        chat_jw_kstr(&a->jw, "type", m->be->wire == CHAT_WIRE_OLLAMA ? "ollama" : "openai");
+        chat_jw_kstr(&a->jw, "type",
+                     m->be->wire == CHAT_WIRE_OLLAMA ? "ollama" : "openai");
         if (m->h) {
             curl_easy_getinfo(m->h, CURLINFO_RESPONSE_CODE, &code);
         }
@@ -693,8 +699,8 @@ static int route_models(api_t *a)
             chat_jw_arr_begin(&nw);
             o.jw = &nw;
             o.n = 0;
-            n = chat_models_parse(m->be->wire, m->body.data ? m->body.data : "", m->body.len,
-                                  model_name, &o);
+            n = chat_models_parse(m->be->wire, m->body.data ? m->body.data : "",
+                                  m->body.len, model_name, &o);
             chat_jw_arr_end(&nw);
             if (n < 0 || chat_jw_status(&nw) != CHAT_OK) {
                 err = "the backend's model list is not valid JSON of the expected shape";

@@ -88,7 +88,8 @@ static void breaker(turn_priv_t *t, int ok);
 
 /* Records a turn's outcome as the backend's health, keeping the version
  * the last probe found. Call with the lock held. */
-static void health_note(chat_store_t *st, chatbot_backend_t *be, int ok, const char *detail)
+static void health_note(chat_store_t *st, chatbot_backend_t *be, int ok,
+                        const char *detail)
 {
     chat_backend_info_t bi;
 
