@@ -282,3 +282,26 @@ def test_connection_refused(httpd, fake):
     assert err["type"] == "error" and err["code"] == "backend_unreachable"
     assert "is the server running" in err["message"] and str(port) in err["message"]
     assert took < 0.5
+
+
+def test_endless_answer_is_cut_at_max_answer_bytes(httpd, fake):
+    """A backend that never stops: the answer is cut at ChatbotMaxAnswerBytes,
+    kept (interrupted), and the backend request closed."""
+    s = httpd(extra="ChatbotRateLimit off\nChatbotMaxAnswerBytes 8k")
+    mark = last_id(fake)
+
+    async def go():
+        ws, _ = await connect(s)
+        frames = await turn(ws, "[[fake tokens=100000 delay_ms=0]]", timeout=15)
+        h = await history(ws, frames[-1]["conversation_id"])
+        await ws.close()
+        return frames, h
+    frames, h = run(go())
+    err = frames[-1]
+    assert err["type"] == "error" and err["code"] == "too_large" and err["partial"]
+    kept = h["messages"][-1]
+    assert kept["interrupted"] is True and 0 < len(kept["content"]) <= 8192
+    (rec,) = chat_requests_since(fake, mark)
+    rec = wait_ended(fake, rec["id"])
+    assert rec["outcome"] == "client_closed" and rec["tokens_sent"] < 100000
+    assert wait_no_sockets(s, fake.port) == []
