@@ -63,6 +63,7 @@ typedef struct turn_priv {
     apr_uint64_t t_start, t_queued, t_sent, t_first, t_last, t_beat, t_queue_poll;
     int loading_sent;
     int series;
+    int health_down;          /* the backend failed; detail not yet written */
     apr_size_t stored;        /* bytes of pub.answer already in the store */
 } turn_priv_t;
 
@@ -83,6 +84,20 @@ struct chatbot_engine {
 static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code,
                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static int turn_store_flush(turn_priv_t *t);
+static void breaker(turn_priv_t *t, int ok);
+
+/* Records a turn's outcome as the backend's health, keeping the version
+ * the last probe found. Call with the lock held. */
+static void health_note(chat_store_t *st, chatbot_backend_t *be, int ok,
+                        const char *detail)
+{
+    chat_backend_info_t bi;
+
+    if (chat_store_backend_get(st, be->index, &bi) != CHAT_OK) {
+        return;
+    }
+    chat_store_backend_health(st, be->index, ok, bi.version, detail, chatbot_now_ms());
+}
 
 /* ---- helpers shared with the front ends ------------------------------------------ */
 
@@ -326,9 +341,12 @@ static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code
     p->outcome = outcome;
     p->err_code = code;
     if (fmt) {
+        /* via a copy: callers often pass p->err_msg itself as an argument */
+        char msg[sizeof(p->err_msg)];
         va_start(ap, fmt);
-        apr_vsnprintf(p->err_msg, sizeof(p->err_msg), fmt, ap);
+        apr_vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
+        apr_cpystrn(p->err_msg, msg, sizeof(p->err_msg));
     }
     p->duration_ms = (double)(now - t->t_start);
     if (outcome == CHATBOT_OUT_STOPPED) {
@@ -344,6 +362,9 @@ static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code
         }
         else if (t->phase == PH_QUEUED && p->backend) {
             chat_store_backend_cancel(st, p->backend->index, t->ticket);
+        }
+        if (t->health_down && p->backend) {
+            health_note(st, p->backend, 0, p->err_msg);
         }
         if (p->has_answer) {
             chat_store_msg_flags(st, &e->id.owner, p->conv_id,
@@ -365,6 +386,7 @@ static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code
         chatbot_unlock();
     }
     t->slot_held = 0;
+    t->health_down = 0;
     if (st) {
         if (was_running) {
             chat_metrics_gauge_add(st, CHAT_G_GENERATING, -1);
@@ -444,6 +466,9 @@ static int on_event(void *baton, const chat_event_t *ev)
         if (!t->t_first) {
             t->t_first = now;
             p->ttft_ms = (double)(now - t->t_sent);
+            /* the backend works: a half-open breaker closes now, not at the
+             * end of a long answer */
+            breaker(t, 1);
             if (t->loading_sent && e->cb.on_status) {
                 e->cb.on_status(e->baton, p, "generating", 0);
             }
@@ -730,15 +755,21 @@ static const char *turn_acquire(turn_priv_t *t)
         if (chatbot_lock() != APR_SUCCESS) {
             return CHAT_ERR_INTERNAL;
         }
-        allow = chat_store_breaker_allow(st, be->index, now,
-                                         (uint64_t)apr_time_as_msec(e->sc->breaker_cooldown));
-        if (!allow) {
-            chatbot_unlock();
-            open_seen = 1;
-            continue;
-        }
         rc = chat_store_backend_acquire(st, be->index, t->ticket, now, &pos);
-        if (rc == CHAT_EAGAIN) {
+        if (rc == CHAT_OK) {
+            /* The breaker is asked only when a request would go out: a
+             * half-open backend's single probe must be a real request, not
+             * a turn that then waits in the queue. */
+            allow = chat_store_breaker_allow(
+                st, be->index, now, (uint64_t)apr_time_as_msec(e->sc->breaker_cooldown));
+            if (!allow) {
+                chat_store_backend_release(st, be->index, t->ticket);
+                chatbot_unlock();
+                open_seen = 1;
+                continue;
+            }
+        }
+        else if (rc == CHAT_EAGAIN) {
             chat_store_gen_state(st, p->conv_id, t->token, CHAT_CONV_QUEUED, pos);
         }
         chatbot_unlock();
@@ -809,9 +840,13 @@ static int try_failover(turn_priv_t *t)
         if (t->slot_held) {
             chat_store_backend_release(st, t->pub.backend->index, t->ticket);
         }
+        if (t->health_down) {
+            health_note(st, t->pub.backend, 0, t->pub.err_msg);
+        }
         chatbot_unlock();
     }
     t->slot_held = 0;
+    t->health_down = 0;
     turn_release_curl(t);
     ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, t->e->r, APLOGNO(10932)
                   "chatbot: backend %s failed (%s); failing over to the next backend of "
@@ -830,6 +865,9 @@ static int try_failover(turn_priv_t *t)
     return 1;
 }
 
+/* Reports a success or failure of the current backend to its circuit
+ * breaker. A failure's health detail is written once the error message is
+ * known (turn_end, try_failover). */
 static void breaker(turn_priv_t *t, int ok)
 {
     chat_store_t *st = chatbot_store();
@@ -840,9 +878,11 @@ static void breaker(turn_priv_t *t, int ok)
     chat_store_breaker_result(st, t->pub.backend->index, ok, chatbot_now_ms(),
                               (uint32_t)t->e->sc->breaker_threshold,
                               (uint64_t)apr_time_as_msec(t->e->sc->breaker_cooldown));
-    chat_store_backend_health(st, t->pub.backend->index, ok, NULL,
-                              ok ? "" : t->pub.err_msg, chatbot_now_ms());
+    if (ok) {
+        health_note(st, t->pub.backend, 1, "");
+    }
     chatbot_unlock();
+    t->health_down = !ok;
 }
 
 /* The transfer of t finished with curl result res. */
@@ -853,6 +893,11 @@ static void turn_transfer_done(turn_priv_t *t, CURLcode res)
     char emsg[300];
     chat_status_t fin;
 
+    if (!t->hdr_checked) {
+        /* no body at all (Content-Length: 0, HEAD-like): the write callback
+         * never ran */
+        curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->http_status);
+    }
     if (t->abort_code) {
         /* We aborted from a callback: protocol error or storage limit. */
         int backend_fault = !strcmp(t->abort_code, CHAT_ERR_BACKEND_PROTOCOL);
@@ -1195,6 +1240,12 @@ static void check_timeouts(turn_priv_t *t, apr_uint64_t now)
     chatbot_turn_t *p = &t->pub;
     chat_store_t *st = chatbot_store();
 
+    if (chat_store_gen_stop_requested(st, p->conv_id, t->token)) {
+        /* Stop from another connection (tab, child), queued or running */
+        p->stop_reason = "stopped";
+        turn_end(t, CHATBOT_OUT_STOPPED, NULL, NULL);
+        return;
+    }
     if (t->phase == PH_QUEUED) {
         if ((apr_int64_t)(now - t->t_start) > e->lim.total_timeout_ms) {
             turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_BACKEND_TIMEOUT,
@@ -1212,11 +1263,6 @@ static void check_timeouts(turn_priv_t *t, apr_uint64_t now)
         return;
     }
     if (t->phase != PH_RUNNING) {
-        return;
-    }
-    if (chat_store_gen_stop_requested(st, p->conv_id, t->token)) {
-        p->stop_reason = "stopped";
-        turn_end(t, CHATBOT_OUT_STOPPED, NULL, NULL);
         return;
     }
     if (!t->t_first) {

@@ -1288,6 +1288,25 @@ static apr_status_t ws_cleanup(void *data)
     return APR_SUCCESS;
 }
 
+/* The viewer left (close handshake done, or writes failing) while answers
+ * are generated and ChatbotContinueWithoutViewer is on: they finish into
+ * history and nothing more is written. Over HTTP/1.1 the client's TCP
+ * connection is shut for writing now, so the client is not kept waiting
+ * for its end (RFC 6455 7.1.1: the server closes first). */
+static void detach_viewer(wsc_t *w)
+{
+    apr_socket_t *csd = ap_get_conn_socket(w->c);
+
+    w->peer_gone = 1;
+    if (csd && !w->is_h2) {
+        apr_socket_shutdown(csd, APR_SHUTDOWN_WRITE);
+        w->c->aborted = 1; /* nothing may be flushed at the end */
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, w->r, APLOGNO(10950)
+                  "chatbot: viewer gone (%s); finishing %d answer(s) into history",
+                  w->close_why ? w->close_why : "closed", chatbot_engine_active(w->eng));
+}
+
 int chatbot_ws_handler(request_rec *r)
 {
     conn_rec *c = r->connection;
@@ -1442,10 +1461,7 @@ int chatbot_ws_handler(request_rec *r)
                 break;
             }
             if (!w->peer_gone) {
-                w->peer_gone = 1;
-                ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, APLOGNO(10950)
-                              "chatbot: client left; finishing %d answer(s) into history",
-                              turns);
+                detach_viewer(w);
             }
         }
         if (c->aborted && !w->peer_gone) {
