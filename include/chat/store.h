@@ -51,6 +51,9 @@ typedef struct {
     uint32_t metric_series;      /* (bot, backend) pairs, e.g. 64 */
 } chat_store_layout_t;
 
+/* 1 if the two layouts are the same (a region made for one fits the other). */
+int chat_store_layout_equal(const chat_store_layout_t *a, const chat_store_layout_t *b);
+
 /* Bytes needed for a region with this layout (0 if the layout is invalid:
  * a zero count, or sizes over the supported maxima). */
 size_t chat_store_size(const chat_store_layout_t *l);
