@@ -23,7 +23,9 @@ $APXS -c -o mod_chatbot.la \
     >"$BUILD/apxs.log" 2>&1 || { cat "$BUILD/apxs.log"; exit 1; }
 grep -E "(warning|error):" "$BUILD/apxs.log" || true
 mkdir -p "$BUILD"
-cp .libs/mod_chatbot.so "$BUILD/mod_chatbot.so"
+# rename, never overwrite in place: a running httpd maps the old file
+cp .libs/mod_chatbot.so "$BUILD/mod_chatbot.so.tmp"
+mv -f "$BUILD/mod_chatbot.so.tmp" "$BUILD/mod_chatbot.so"
 # Every core symbol must be resolved inside the module (the core is linked in
 # whole); an undefined chat_* means a missing core function.
 missing=$(nm -D --undefined-only "$BUILD/mod_chatbot.so" | awk '$2 ~ /^chat_/ {print $2}')

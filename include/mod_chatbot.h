@@ -153,6 +153,7 @@ typedef struct {
     const char *user;   /* r->user, or NULL for anonymous cookie sessions */
     const char *label;  /* for logs: user name or "anon:<8 hex>" */
     int new_cookie;     /* a Set-Cookie was added */
+    int failed;         /* no identity could be made: answer 503 */
 } chatbot_ident_t;
 
 /* Identity of the request: r->user if set, else the session cookie, created

@@ -899,6 +899,9 @@ int chatbot_api_handler(request_rec *r, const char *route)
         return route_models(a);
     }
     chatbot_ident_get(r, &a->id);
+    if (a->id.failed) {
+        return send_error(a, CHAT_ERR_INTERNAL, "cannot create a session right now", 0);
+    }
 
     if (r->method_number == M_POST) {
         int rc = read_body(a, 0);

@@ -70,9 +70,12 @@ void chatbot_ident_get(request_rec *r, chatbot_ident_t *id)
         int secure = dc->cookie_secure != CHATBOT_UNSET ? dc->cookie_secure
                                                         : ap_ssl_conn_is_ssl(r->connection);
         if (apr_generate_random_bytes(raw, sizeof(raw)) != APR_SUCCESS) {
+            /* never a guessable or shared identity: refuse the request */
             ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, APLOGNO(10920)
                           "chatbot: no random bytes for a session id");
-            memset(raw, 0, sizeof(raw));
+            id->failed = 1;
+            id->label = "anon:-";
+            return;
         }
         chat_hex(raw, sizeof(raw), hex);
         sid = apr_pstrdup(r->pool, hex);

@@ -1350,6 +1350,9 @@ int chatbot_ws_handler(request_rec *r)
     w->is_h2 = c->master != NULL;
     chatbot_limits_get(r, &w->lim);
     chatbot_ident_get(r, &w->id);
+    if (w->id.failed) {
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
     chat_buf_init(&w->frame);
     chat_buf_init(&w->scratch);
     chat_cmsg_init(&w->cm);
