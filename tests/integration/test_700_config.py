@@ -585,3 +585,31 @@ def test_example_vhost_is_valid(tmp_path, example):
     if example == "vhost-tls-h2.conf":
         assert re.search(r"^\s*H2WebSockets on", text, re.M)
         assert re.search(r"^\s*Protocols h2 http/1.1", text, re.M)
+
+
+def _doc_examples():
+    text = open(DIRECTIVES_MD).read()
+    out = []
+    for name, body in doc_sections().items():
+        for i, ex in enumerate(re.findall(r"```apache\n(.*?)```", body, re.S)):
+            out.append(("%s-%d" % (name, i), ex))
+    return out
+
+
+@pytest.mark.parametrize("example", [e[1] for e in _doc_examples()],
+                         ids=[e[0] for e in _doc_examples()])
+def test_directive_doc_examples_pass_configtest(tmp_path, example):
+    """Every example in docs/directives.md is a valid configuration (with
+    the backends and bots it refers to declared around it)."""
+    pre = ""
+    for be, url in (("gpu1", "http://10.0.0.5:11434"), ("gpu2", "http://10.0.0.6:11434")):
+        if re.search(r"\b%s\b" % be, example) and "ChatbotBackend %s " % be not in example:
+            pre += "ChatbotBackend %s %s\n" % (be, url)
+    m = re.search(r"ChatbotDefaultBot (\S+)", example)
+    if m and "<ChatbotBot %s>" % m.group(1) not in example:
+        pre += "<ChatbotBot %s>\n</ChatbotBot>\n" % m.group(1)
+    conf = tmp_path / "httpd.conf"
+    conf.write_text(BASE_CONF.format(root=tmp_path, moddir=MODDIR) +
+                    "LoadModule chatbot_module %s/build/mod_chatbot.so\n" % REPO + pre + example)
+    r = subprocess.run([APACHE, "-t", "-f", str(conf)], capture_output=True, text=True)
+    assert r.returncode == 0, example + "\n" + r.stdout + r.stderr
