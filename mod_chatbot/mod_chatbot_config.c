@@ -275,30 +275,24 @@ static const char *check_scope(cmd_parms *cmd, int bot_ok)
     const char *sect = enclosing_section(cmd, &d);
     const char *name = cmd->cmd->name;
 
-    if (!sect) {
-        return NULL;
-    }
     if (name[0] == '<') {
         name = apr_pstrcat(cmd->pool, name, ">", NULL);
     }
-    if (!strcasecmp(d->directive, "<ChatbotBot")) {
-        if (bot_ok) {
-            return NULL;
+    if (!cmd->server->is_virtual && !cmd->path && cmd->limited == -1) {
+        if (sect && !bot_ok && in_bot_section(cmd)) {
+            return apr_psprintf(cmd->pool,
+                                "%s cannot occur within %s: it is global, not "
+                                "per bot; put it in the main server configuration",
+                                name, sect);
         }
-        return apr_psprintf(cmd->pool,
-                            "%s cannot occur within %s: it is global, not "
-                            "per bot; put it in the main server configuration",
-                            name, sect);
-    }
-    if (!cmd->server->is_virtual && !cmd->path && cmd->limited == -1 &&
-        !in_bot_section(cmd)) {
-        return NULL; /* e.g. inside <Macro> expansions or other transparent blocks */
+        return NULL;
     }
     return apr_psprintf(cmd->pool,
                         "%s cannot occur within %s: bots, backends and the "
                         "shared store are global to the server (shared by every virtual "
                         "host); put it in the main server configuration%s",
-                        name, sect, bot_ok ? " or in a <ChatbotBot> section" : "");
+                        name, sect ? sect : "an .htaccess file",
+                        bot_ok ? " or in a <ChatbotBot> section" : "");
 }
 
 static const char *check_server_scope(cmd_parms *cmd)

@@ -613,3 +613,32 @@ def test_directive_doc_examples_pass_configtest(tmp_path, example):
                     "LoadModule chatbot_module %s/build/mod_chatbot.so\n" % REPO + pre + example)
     r = subprocess.run([APACHE, "-t", "-f", str(conf)], capture_output=True, text=True)
     assert r.returncode == 0, example + "\n" + r.stdout + r.stderr
+
+
+def test_htaccess_cannot_change_server_scope(httpd):
+    """Even an AllowOverrideList naming it cannot let an .htaccess file
+    declare backends (global, shared memory) at request time."""
+    d = conftest.test_root("htaccess")
+    try:
+        with open(os.path.join(d, ".htaccess"), "w") as f:
+            f.write("ChatbotBackend sneaky http://127.0.0.1:9\n")
+        with open(os.path.join(d, "index.html"), "w") as f:
+            f.write("hi\n")
+        os.chmod(os.path.join(d, ".htaccess"), 0o644)
+        os.chmod(os.path.join(d, "index.html"), 0o644)
+        srv = httpd(extra='Alias /ht "%s"\n<Directory "%s">\n    Require all granted\n'
+                          '    AllowOverride None\n    AllowOverrideList ChatbotBackend\n'
+                          '</Directory>\n' % (d, d),
+                    allow_errors=[r"\.htaccess: ChatbotBackend cannot occur within an "
+                                  r"\.htaccess file"])
+        import urllib.request
+        import urllib.error
+        try:
+            urllib.request.urlopen(srv.base + "/ht/index.html", timeout=10)
+            status = 200
+        except urllib.error.HTTPError as e:
+            status = e.code
+        assert status == 500
+        assert "ChatbotBackend cannot occur within an .htaccess file" in srv.read_error_log()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
