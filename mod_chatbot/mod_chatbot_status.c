@@ -75,6 +75,15 @@ static const char *breaker_name(int breaker)
                                                : "closed";
 }
 
+/* Request slots a backend really has: max=, or the store's per-backend
+ * table size when max= is absent (0) or larger. */
+static unsigned slots(const chatbot_srv_conf *sc, const chat_backend_info_t *bi)
+{
+    return (bi->max_active == 0 || bi->max_active > sc->layout.max_active)
+               ? sc->layout.max_active
+               : bi->max_active;
+}
+
 static double hist_avg(const chat_series_snapshot_t *ss, chat_hist_t h)
 {
     return ss->hist_count[h] ? ss->hist_sum[h] / (double)ss->hist_count[h] : 0.0;
@@ -139,7 +148,7 @@ static void status_auto(request_rec *r, chatbot_srv_conf *sc, chat_store_t *st,
                    "ChatbotBackend[%s]Active: %u\nChatbotBackend[%s]MaxActive: %u\n"
                    "ChatbotBackend[%s]Queued: %u\nChatbotBackend[%s]Breaker: %s\n",
                    be->name, health_name(bi.healthy), be->name, bi.healthy, be->name,
-                   bi.active, be->name, bi.max_active, be->name, bi.queued, be->name,
+                   bi.active, be->name, slots(sc, &bi), be->name, bi.queued, be->name,
                    breaker_name(bi.breaker));
     }
     for (i = 0; i < rp->nseries; i++) {
@@ -209,11 +218,10 @@ static void status_html(request_rec *r, chatbot_srv_conf *sc, chat_store_t *st,
         }
         ap_rprintf(r,
                    "<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%u</td>"
-                   "<td>%s</td><td>%u</td><td>%s</td><td>%s</td><td>%s</td></tr>\n",
+                   "<td>%u</td><td>%u</td><td>%s</td><td>%s</td><td>%s</td></tr>\n",
                    ap_escape_html(r->pool, be->name), ap_escape_html(r->pool, be->url),
                    health_name(bi.healthy), ap_escape_html(r->pool, bi.version),
-                   bi.active, bi.max_active ? apr_itoa(r->pool, (int)bi.max_active) : "-",
-                   bi.queued, breaker_name(bi.breaker),
+                   bi.active, slots(sc, &bi), bi.queued, breaker_name(bi.breaker),
                    bi.checked_ms ? apr_psprintf(r->pool, "%" APR_UINT64_T_FMT "s ago",
                                                 (now - bi.checked_ms) / 1000)
                                  : "never",
@@ -439,13 +447,13 @@ static void prom_write(chat_buf_t *b, chatbot_srv_conf *sc, chat_store_t *st,
         }
     }
     prom_family(b, "chatbot_backend_max_requests", "gauge",
-                "Concurrent requests allowed to a backend (max=; 0 = unlimited).");
+                "Concurrent requests allowed to a backend (max=, default 256).");
     for (i = 0; i < sc->backends->nelts; i++) {
         chatbot_backend_t *be = APR_ARRAY_IDX(sc->backends, i, chatbot_backend_t *);
         chat_backend_info_t bi;
         if (chat_store_backend_get(st, be->index, &bi) == CHAT_OK) {
             prom_sample1(b, "chatbot_backend_max_requests", "backend", be->name);
-            chat_buf_printf(b, "%u\n", bi.max_active);
+            chat_buf_printf(b, "%u\n", slots(sc, &bi));
         }
     }
     prom_family(b, "chatbot_backend_queued_turns", "gauge",

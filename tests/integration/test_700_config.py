@@ -67,6 +67,8 @@ BAD = [
     ("backend-type", "ChatbotBackend gpu http://h type=grpc",
      ["ChatbotBackend", "'type=grpc'", "ollama", "openai"]),
     ("backend-max", "ChatbotBackend gpu http://h max=-1", ["ChatbotBackend", "'max=-1'"]),
+    ("backend-max-big", "ChatbotBackend gpu http://h max=70000",
+     ["ChatbotBackend", "'max=70000'", "65536"]),
     ("backend-option", "ChatbotBackend gpu http://h timeout=5",
      ["ChatbotBackend", "'timeout=5'", "type=, key=, max="]),
     ("backend-name", "ChatbotBackend 'g p u' http://h", ["ChatbotBackend", "'g p u'"]),

@@ -263,6 +263,7 @@ def test_metrics_exposition_is_valid_and_complete(httpd):
     assert total(fams, "chatbot_history_size_bytes") >= 1000000
     assert total(fams, "chatbot_shm_size_bytes") > total(fams, "chatbot_history_size_bytes")
     assert total(fams, "chatbot_conversations_max") == 1024
+    assert total(fams, "chatbot_backend_max_requests", backend="default") == 256
     states = [(lb["state"], v) for _, lb, v in fams["chatbot_backend_breaker_state"]["samples"]]
     assert sorted(states) == [("closed", 1), ("half_open", 0), ("open", 0)]
     # a chat moves the per-(bot, backend) series and the histograms
@@ -288,7 +289,7 @@ def test_metrics_exposition_is_valid_and_complete(httpd):
 
 def test_metrics_labels_per_bot_and_backend(httpd, fake):
     srv = httpd(extra="ChatbotRateLimit off\n"
-                      "ChatbotBackend second %s\n"
+                      "ChatbotBackend second %s max=3\n"
                       "<ChatbotBot alpha>\n    ChatbotBotBackend default\n</ChatbotBot>\n"
                       "<ChatbotBot beta>\n    ChatbotBotBackend second\n</ChatbotBot>\n"
                       % fake.url)
@@ -310,6 +311,7 @@ def test_metrics_labels_per_bot_and_backend(httpd, fake):
     assert total(fams, "chatbot_answers_total", bot="alpha", backend="default") == 2
     assert total(fams, "chatbot_answers_total", bot="beta", backend="second") == 1
     assert total(fams, "chatbot_tokens_total", bot="beta", backend="second") == 3
+    assert total(fams, "chatbot_backend_max_requests", backend="second") == 3
     backends = {lb["backend"] for _, lb, _ in fams["chatbot_backend_up"]["samples"]}
     assert backends == {"default", "second"}
 
