@@ -233,17 +233,102 @@ static chatbot_backend_t *backend_find(chatbot_srv_conf *sc, const char *name)
     return NULL;
 }
 
-/* Bots, backends and store sizing are one per httpd (they live in shared
- * memory): main server config only, also inside <ChatbotBot>. */
-static const char *check_server_scope(cmd_parms *cmd)
+/* The innermost section around the directive, as written ("<Location /x>"),
+ * or NULL at top level. Conditional sections (<IfModule>, <IfDefine>...)
+ * do not change where a directive applies and are skipped. */
+static const char *enclosing_section(cmd_parms *cmd, const ap_directive_t **out)
 {
-    const char *err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT | NOT_IN_VIRTUALHOST);
+    const ap_directive_t *d;
 
-    if (err && cmd->directive && cmd->directive->parent &&
-        !strcasecmp(cmd->directive->parent->directive, "<ChatbotBot")) {
+    for (d = cmd->directive ? cmd->directive->parent : NULL; d; d = d->parent) {
+        if (!strncasecmp(d->directive, "<If", 3) && d->directive[3]) {
+            continue; /* <IfModule>, <IfDefine>, <IfFile>, <IfVersion>... */
+        }
+        if (out) {
+            *out = d;
+        }
+        return apr_pstrcat(cmd->pool, d->directive, " ", d->args, NULL);
+    }
+    return NULL;
+}
+
+static int in_bot_section(cmd_parms *cmd)
+{
+    const ap_directive_t *d;
+
+    for (d = cmd->directive ? cmd->directive->parent : NULL; d; d = d->parent) {
+        if (!strcasecmp(d->directive, "<ChatbotBot")) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Bots, backends and store sizing are one per httpd (they live in shared
+ * memory): main server config only; bot settings also inside <ChatbotBot>.
+ * The command table allows these directives in directory context too, so
+ * that a misplaced one gets this explanation rather than httpd's terse
+ * "not allowed here". */
+static const char *check_scope(cmd_parms *cmd, int bot_ok)
+{
+    const ap_directive_t *d = NULL;
+    const char *sect = enclosing_section(cmd, &d);
+    const char *name = cmd->cmd->name;
+
+    if (name[0] == '<') {
+        name = apr_pstrcat(cmd->pool, name, ">", NULL);
+    }
+    if (!cmd->server->is_virtual && !cmd->path && cmd->limited == -1) {
+        if (sect && !bot_ok && in_bot_section(cmd)) {
+            return apr_psprintf(cmd->pool,
+                                "%s cannot occur within %s: it is global, not "
+                                "per bot; put it in the main server configuration",
+                                name, sect);
+        }
         return NULL;
     }
-    return err;
+    return apr_psprintf(cmd->pool,
+                        "%s cannot occur within %s: bots, backends and the "
+                        "shared store are global to the server (shared by every virtual "
+                        "host); put it in the main server configuration%s",
+                        name, sect ? sect : "an .htaccess file",
+                        bot_ok ? " or in a <ChatbotBot> section" : "");
+}
+
+static const char *check_server_scope(cmd_parms *cmd)
+{
+    return check_scope(cmd, 1);
+}
+
+static const char *check_global_only(cmd_parms *cmd)
+{
+    return check_scope(cmd, 0);
+}
+
+/* Per-directory settings apply to a whole <Location> or server: not per
+ * bot, not per method. */
+static const char *check_dir_scope(cmd_parms *cmd)
+{
+    const ap_directive_t *d = NULL;
+    const char *sect = enclosing_section(cmd, &d);
+
+    if (!sect) {
+        return NULL;
+    }
+    if (in_bot_section(cmd)) {
+        return apr_psprintf(
+            cmd->pool,
+            "%s cannot occur within %s: it is set per "
+            "<Location>, <Directory>, <VirtualHost> or server, not per bot",
+            cmd->cmd->name, sect);
+    }
+    if (cmd->limited != -1) {
+        return apr_psprintf(cmd->pool,
+                            "%s cannot occur within %s: it applies to every "
+                            "request method; put it directly in the enclosing section",
+                            cmd->cmd->name, sect);
+    }
+    return NULL;
 }
 
 /* ---- server-scope directives ---------------------------------------------- */
@@ -260,9 +345,11 @@ static const char *make_backend(cmd_parms *cmd, const char *name, const char *ur
     if ((err = chat_parse_name(name))) {
         return bad_value(cmd, name, apr_pstrcat(cmd->pool, "backend name: ", err, NULL));
     }
-    if (backend_find(sc, name)) {
-        return apr_psprintf(cmd->pool, "%s: backend '%s' is already defined",
-                            cmd->cmd->name, name);
+    if ((be = backend_find(sc, name)) != NULL) {
+        return apr_psprintf(cmd->pool,
+                            "%s: backend '%s' is already defined (at %s); "
+                            "backend names must be unique",
+                            cmd->cmd->name, name, be->defined_at);
     }
     if ((err = chat_parse_url(url, &u))) {
         return bad_value(cmd, url, err);
@@ -294,7 +381,7 @@ static const char *make_backend(cmd_parms *cmd, const char *name, const char *ur
                 be->wire = CHAT_WIRE_OPENAI;
             }
             else {
-                return bad_value(cmd, val, "type must be 'ollama' or 'openai'");
+                return bad_value(cmd, argv[i], "type must be 'ollama' or 'openai'");
             }
         }
         else if (!strcmp(key, "key")) {
@@ -305,7 +392,7 @@ static const char *make_backend(cmd_parms *cmd, const char *name, const char *ur
         }
         else if (!strcmp(key, "max")) {
             int64_t v;
-            if ((err = chat_parse_int(val, 0, 100000, &v))) {
+            if ((err = chat_parse_int(val, 0, 65536, &v))) { /* the store's bound */
                 return bad_value(cmd, argv[i], err);
             }
             be->max_active = (int)v;
@@ -561,11 +648,14 @@ static const char *bot_section(cmd_parms *cmd, void *mconfig, const char *arg)
 {
     chatbot_srv_conf *sc = chatbot_srv(cmd->server);
     const char *endp = ap_strrchr_c(arg, '>');
-    const char *err = check_server_scope(cmd);
+    const char *err;
     char *name;
     chatbot_bot_t *bot;
 
-    if (err) {
+    if (in_bot_section(cmd)) {
+        return "<ChatbotBot> sections cannot be nested";
+    }
+    if ((err = check_global_only(cmd))) {
         return err;
     }
     if (!endp) {
@@ -576,9 +666,11 @@ static const char *bot_section(cmd_parms *cmd, void *mconfig, const char *arg)
     if ((err = chat_parse_name(name))) {
         return bad_value(cmd, name, err);
     }
-    if (chatbot_bot_find(sc, name)) {
-        return apr_psprintf(cmd->pool, "<ChatbotBot %s>: a bot of that name is already "
-                            "defined", name);
+    if ((bot = chatbot_bot_find(sc, name)) != NULL) {
+        return apr_psprintf(cmd->pool,
+                            "<ChatbotBot %s>: a bot of that name is already "
+                            "defined (at %s); bot names must be unique",
+                            name, bot->defined_at);
     }
     bot = bot_new(cmd->pool, name);
     bot->defined_at = where(cmd);
@@ -605,7 +697,7 @@ static const char *set_default_bot(cmd_parms *cmd, void *dummy, const char *arg)
 static const char *set_store_size(cmd_parms *cmd, void *dummy, const char *arg)
 {
     chatbot_srv_conf *sc = chatbot_srv(cmd->server);
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    const char *err = check_global_only(cmd);
     const char *which = cmd->info;
     uint64_t v;
 
@@ -665,7 +757,7 @@ static const char *set_store_size(cmd_parms *cmd, void *dummy, const char *arg)
 
 static const char *set_history_file(cmd_parms *cmd, void *dummy, const char *arg)
 {
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    const char *err = check_global_only(cmd);
 
     if (err) {
         return err;
@@ -680,7 +772,7 @@ static const char *set_history_file(cmd_parms *cmd, void *dummy, const char *arg
 static const char *set_breaker(cmd_parms *cmd, void *dummy, int argc, char *const argv[])
 {
     chatbot_srv_conf *sc = chatbot_srv(cmd->server);
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    const char *err = check_global_only(cmd);
     int i;
 
     if (err) {
@@ -716,7 +808,7 @@ static const char *set_breaker(cmd_parms *cmd, void *dummy, int argc, char *cons
 static const char *set_srv_duration(cmd_parms *cmd, void *dummy, const char *arg)
 {
     chatbot_srv_conf *sc = chatbot_srv(cmd->server);
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    const char *err = check_global_only(cmd);
     int64_t ms;
 
     if (err) {
@@ -731,7 +823,7 @@ static const char *set_srv_duration(cmd_parms *cmd, void *dummy, const char *arg
 
 static const char *set_max_conns_ip(cmd_parms *cmd, void *dummy, const char *arg)
 {
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    const char *err = check_global_only(cmd);
     int64_t n;
 
     if (err) {
@@ -746,7 +838,7 @@ static const char *set_max_conns_ip(cmd_parms *cmd, void *dummy, const char *arg
 
 static const char *set_demo_notice(cmd_parms *cmd, void *dummy, const char *arg)
 {
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    const char *err = check_global_only(cmd);
 
     if (err) {
         return err;
@@ -760,8 +852,12 @@ static const char *set_demo_notice(cmd_parms *cmd, void *dummy, const char *arg)
 static const char *set_origins(cmd_parms *cmd, void *dcv, int argc, char *const argv[])
 {
     chatbot_dir_conf *dc = dcv;
+    const char *err = check_dir_scope(cmd);
     int i;
 
+    if (err) {
+        return err;
+    }
     if (argc < 1) {
         return "ChatbotAllowedOrigins: expected one or more origins "
                "(https://example.org), 'same' or '*'";
@@ -794,9 +890,12 @@ static const char *set_origins(cmd_parms *cmd, void *dcv, int argc, char *const 
 static const char *set_rate(cmd_parms *cmd, void *dcv, int argc, char *const argv[])
 {
     chatbot_dir_conf *dc = dcv;
-    const char *err;
+    const char *err = check_dir_scope(cmd);
     int i;
 
+    if (err) {
+        return err;
+    }
     if (argc < 1) {
         return "ChatbotRateLimit: expected a rate such as 10/min, optionally burst=N, "
                "or 'off'";
@@ -831,9 +930,12 @@ static const char *set_rate(cmd_parms *cmd, void *dcv, int argc, char *const arg
 static const char *set_dir_size(cmd_parms *cmd, void *dcv, const char *arg)
 {
     chatbot_dir_conf *dc = dcv;
-    const char *err;
+    const char *err = check_dir_scope(cmd);
     uint64_t v;
 
+    if (err) {
+        return err;
+    }
     if (!strcmp(cmd->info, "msg")) {
         if ((err = chat_parse_size(arg, 128, 16u << 20, &v))) {
             return bad_value(cmd, arg, err);
@@ -854,10 +956,13 @@ static const char *set_dir_duration(cmd_parms *cmd, void *dcv, const char *arg)
 {
     chatbot_dir_conf *dc = dcv;
     const char *which = cmd->info;
-    const char *err;
+    const char *err = check_dir_scope(cmd);
     int64_t ms;
     int64_t lo = 100, hi = 86400000;
 
+    if (err) {
+        return err;
+    }
     if (!strcmp(which, "ping") && (!strcasecmp(arg, "off") || !strcmp(arg, "0"))) {
         dc->ping_interval_ms = 0;
         return NULL;
@@ -889,10 +994,20 @@ static const char *set_dir_duration(cmd_parms *cmd, void *dcv, const char *arg)
     return NULL;
 }
 
-static const char *set_dir_flag(cmd_parms *cmd, void *dcv, int flag)
+/* on/off values are parsed here (not AP_INIT_FLAG) so that a bad value is
+ * quoted in the error message. */
+static const char *set_dir_flag(cmd_parms *cmd, void *dcv, const char *arg)
 {
     chatbot_dir_conf *dc = dcv;
+    const char *err = check_dir_scope(cmd);
+    int flag;
 
+    if (err) {
+        return err;
+    }
+    if ((err = chat_parse_bool(arg, &flag))) {
+        return bad_value(cmd, arg, err);
+    }
     if (!strcmp(cmd->info, "logcontent")) {
         dc->log_content = flag;
     }
@@ -909,7 +1024,7 @@ static const char *set_dir_flag(cmd_parms *cmd, void *dcv, int flag)
 const char *chatbot_exec_set_command(cmd_parms *cmd, void *dummy, int argc,
                                      char *const argv[]);
 
-#define SRV (RSRC_CONF)
+#define SRV (RSRC_CONF | ACCESS_CONF) /* scope checked by the setters */
 #define ANYDIR (RSRC_CONF | ACCESS_CONF)
 
 const command_rec chatbot_cmds[] = {
@@ -938,7 +1053,7 @@ const command_rec chatbot_cmds[] = {
                      "<ChatbotBot name> ... </ChatbotBot>: declares a bot"),
     AP_INIT_TAKE1("ChatbotDefaultBot", set_default_bot, NULL, SRV,
                   "name of the bot used when a client names none"),
-    AP_INIT_TAKE_ARGV("ChatbotCommand", chatbot_exec_set_command, NULL, SRV,
+    AP_INIT_TAKE_ARGV("ChatbotCommand", chatbot_exec_set_command, NULL, RSRC_CONF,
                       "name /abs/path [fixed args] [args=none|one|many] [timeout=10s] "
                       "[maxoutput=64k] [cwd=/dir] [paths=on] [dashes=on]"),
     /* shared store sizing */
@@ -987,12 +1102,13 @@ const command_rec chatbot_cmds[] = {
                   "close a WebSocket silent (no frame, no pong) for this long"),
     AP_INIT_TAKE1("ChatbotSendTimeout", set_dir_duration, "send", ANYDIR,
                   "close a client that does not read its socket for this long"),
-    AP_INIT_FLAG("ChatbotLogContent", set_dir_flag, "logcontent", ANYDIR,
-                 "log message text (default off)"),
-    AP_INIT_FLAG("ChatbotContinueWithoutViewer", set_dir_flag, "continue", ANYDIR,
-                 "finish an answer when its client disconnects (default on)"),
-    AP_INIT_FLAG("ChatbotCookieSecure", set_dir_flag, "secure", ANYDIR,
-                 "force the Secure flag on the session cookie (default: on https)"),
+    AP_INIT_TAKE1("ChatbotLogContent", set_dir_flag, "logcontent", ANYDIR,
+                  "on|off: log message text (default off)"),
+    AP_INIT_TAKE1("ChatbotContinueWithoutViewer", set_dir_flag, "continue", ANYDIR,
+                  "on|off: finish an answer when its client disconnects (default on)"),
+    AP_INIT_TAKE1(
+        "ChatbotCookieSecure", set_dir_flag, "secure", ANYDIR,
+        "on|off: force the Secure flag on the session cookie (default: on https)"),
     {NULL}};
 
 /* ---- post-parse check ------------------------------------------------------------ */
@@ -1035,6 +1151,31 @@ static void bot_defaults(chatbot_srv_conf *sc, chatbot_bot_t *b)
     }
 }
 
+static const char *backend_list(apr_pool_t *p, chatbot_srv_conf *sc)
+{
+    const char *out = "";
+    int i;
+
+    for (i = 0; i < sc->backends->nelts; i++) {
+        out =
+            apr_pstrcat(p, out, i ? ", " : "",
+                        APR_ARRAY_IDX(sc->backends, i, chatbot_backend_t *)->name, NULL);
+    }
+    return out;
+}
+
+static const char *bot_list(apr_pool_t *p, chatbot_srv_conf *sc)
+{
+    const char *out = "";
+    int i;
+
+    for (i = 0; i < sc->bots->nelts; i++) {
+        out = apr_pstrcat(p, out, i ? ", " : "",
+                          APR_ARRAY_IDX(sc->bots, i, chatbot_bot_t *)->name, NULL);
+    }
+    return out;
+}
+
 const char *chatbot_config_finish(apr_pool_t *p, server_rec *s)
 {
     chatbot_srv_conf *sc = chatbot_srv(s);
@@ -1048,7 +1189,7 @@ const char *chatbot_config_finish(apr_pool_t *p, server_rec *s)
         be->wire = CHAT_WIRE_OLLAMA;
         be->chat_url = DEF_BACKEND_URL "/api/chat";
         be->index = -1;
-        be->defined_at = "(built-in default)";
+        be->defined_at = "built-in default";
         APR_ARRAY_PUSH(sc->backends, chatbot_backend_t *) = be;
     }
     /* The store's slot table (256 per backend by default) must hold the
@@ -1065,7 +1206,7 @@ const char *chatbot_config_finish(apr_pool_t *p, server_rec *s)
     /* No bot declared: the implicit default bot from top-level directives. */
     if (sc->bots->nelts == 0) {
         APR_ARRAY_PUSH(sc->bots, chatbot_bot_t *) = sc->top;
-        sc->top->defined_at = "(top-level directives)";
+        sc->top->defined_at = "top-level directives";
     }
     for (i = 0; i < sc->bots->nelts; i++) {
         chatbot_bot_t *b = APR_ARRAY_IDX(sc->bots, i, chatbot_bot_t *);
@@ -1085,9 +1226,11 @@ const char *chatbot_config_finish(apr_pool_t *p, server_rec *s)
             const char *n = APR_ARRAY_IDX(b->backend_names, j, const char *);
             chatbot_backend_t *be = backend_find(sc, n);
             if (!be) {
-                return apr_psprintf(p, "bot '%s' (%s): backend '%s' is not defined; "
-                                    "declare it with ChatbotBackend %s <URL>",
-                                    b->name, b->defined_at, n, n);
+                return apr_psprintf(p,
+                                    "ChatbotBotBackend: bot '%s' (%s) uses backend "
+                                    "'%s', which is not declared; declare it with "
+                                    "ChatbotBackend %s <URL> (declared: %s)",
+                                    b->name, b->defined_at, n, n, backend_list(p, sc));
             }
             APR_ARRAY_PUSH(b->backends, chatbot_backend_t *) = be;
         }
@@ -1098,8 +1241,10 @@ const char *chatbot_config_finish(apr_pool_t *p, server_rec *s)
     if (sc->default_bot) {
         sc->default_bot_p = chatbot_bot_find(sc, sc->default_bot);
         if (!sc->default_bot_p) {
-            return apr_psprintf(p, "ChatbotDefaultBot: no bot named '%s' is declared",
-                                sc->default_bot);
+            return apr_psprintf(p,
+                                "ChatbotDefaultBot: no bot named '%s' is declared "
+                                "(declared: %s)",
+                                sc->default_bot, bot_list(p, sc));
         }
     }
     else {

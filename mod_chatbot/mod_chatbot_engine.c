@@ -31,6 +31,7 @@
 #define BEAT_EVERY_MS 1000
 #define ERRBODY_MAX 8192
 #define MAX_LINE (1024 * 1024)
+#define LOG_CONTENT_MAX 4000 /* bytes of prompt/answer logged with ChatbotLogContent */
 
 typedef enum {
     PH_IDLE = 0,
@@ -65,6 +66,7 @@ typedef struct turn_priv {
     int series;
     int health_down;          /* the backend failed; detail not yet written */
     apr_size_t stored;        /* bytes of pub.answer already in the store */
+    const char *log_prompt;   /* the user's text, kept only with ChatbotLogContent */
 } turn_priv_t;
 
 struct chatbot_engine {
@@ -323,6 +325,24 @@ static const char *outcome_name(chatbot_outcome_t o)
     }
 }
 
+/* Text for a key="value" field of the turn log line: only '"' and '\\' are
+ * escaped here, because the error log itself escapes control characters,
+ * non-ASCII bytes and (again) backslashes. */
+static const char *log_quote(apr_pool_t *p, const char *s, apr_size_t len)
+{
+    char *out = apr_palloc(p, 2 * len + 1), *o = out;
+    apr_size_t i;
+
+    for (i = 0; i < len; i++) {
+        if (s[i] == '"' || s[i] == '\\') {
+            *o++ = '\\';
+        }
+        *o++ = s[i] ? s[i] : ' ';
+    }
+    *o = '\0';
+    return out;
+}
+
 static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code,
                      const char *fmt, ...)
 {
@@ -399,18 +419,36 @@ static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code
         }
         turn_metrics(t, st);
     }
-    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, e->r, APLOGNO(10930)
-                  "chatbot: turn user=%s bot=%s model=%s backend=%s conversation=%s "
-                  "outcome=%s%s%s tokens=%d ttft_ms=%.1f duration_ms=%.1f queue_ms=%.1f%s%s",
-                  e->id.label, p->bot->name, p->bot->model,
-                  p->backend ? p->backend->name : "-", p->conv_id, outcome_name(outcome),
-                  code ? " code=" : "", code ? code : "", p->tokens, p->ttft_ms,
-                  p->duration_ms, p->queue_ms,
-                  (code && *p->err_msg) ? " error=" : "", code ? p->err_msg : "");
-    if (e->lim.log_content && p->answer.len) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, e->r, APLOGNO(10931)
-                      "chatbot: answer conversation=%s content=%.*s", p->conv_id,
-                      (int)(p->answer.len > 4000 ? 4000 : p->answer.len), p->answer.data);
+    /* One line per turn. Free text (backend errors, and the conversation
+     * itself only with ChatbotLogContent) is quoted so that it cannot pass
+     * for another field; httpd escapes newlines, so it cannot forge a line. */
+    if (APLOG_R_IS_LEVEL(e->r, APLOG_INFO)) {
+        const char *content = "";
+        if (e->lim.log_content) {
+            content = apr_psprintf(
+                t->pool, " prompt=\"%s\" answer=\"%s\"",
+                t->log_prompt ? log_quote(t->pool, t->log_prompt, strlen(t->log_prompt))
+                              : "",
+                log_quote(t->pool, p->answer.data ? p->answer.data : "",
+                          p->answer.len > LOG_CONTENT_MAX ? LOG_CONTENT_MAX
+                                                          : p->answer.len));
+        }
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, e->r, APLOGNO(10930)
+                      "chatbot: turn user=%s bot=%s model=%s backend=%s conversation=%s "
+                      "outcome=%s%s%s%s tokens=%d ttft_ms=%.1f duration_ms=%.1f "
+                      "queue_ms=%.1f%s%s%s%s",
+                      e->id.label, p->bot->name, p->bot->model,
+                      p->backend ? p->backend->name : "-", p->conv_id,
+                      outcome_name(outcome), code ? " code=" : "", code ? code : "",
+                      (outcome == CHATBOT_OUT_STOPPED && p->stop_reason)
+                          ? apr_pstrcat(t->pool, " reason=", p->stop_reason, NULL)
+                          : "",
+                      p->tokens, p->ttft_ms, p->duration_ms, p->queue_ms,
+                      (code && *p->err_msg) ? " error=\"" : "",
+                      (code && *p->err_msg)
+                          ? log_quote(t->pool, p->err_msg, strlen(p->err_msg))
+                          : "",
+                      (code && *p->err_msg) ? "\"" : "", content);
     }
     /* Request notes for the access log (last turn wins). */
     apr_table_setn(e->r->notes, "chatbot-bot", p->bot->name);
@@ -1099,6 +1137,7 @@ const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *re
     t->t_queued = t->t_sent = t->t_first = t->t_last = 0;
     t->t_beat = now;
     t->series = -1;
+    t->log_prompt = NULL;
 
     if (chatbot_lock() != APR_SUCCESS) {
         return CHAT_ERR_INTERNAL;
@@ -1179,6 +1218,14 @@ const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *re
     chat_store_user_bump(st, &e->id.owner);
     chatbot_unlock();
 
+    /* Copied only once the turn is sure to end in turn_end (which clears
+     * the pool). */
+    if (e->lim.log_content && req->content &&
+        (req->mode == CHATBOT_TURN_NEW || req->mode == CHATBOT_TURN_EDIT)) {
+        t->log_prompt =
+            apr_pstrmemdup(t->pool, req->content,
+                           req->len > LOG_CONTENT_MAX ? LOG_CONTENT_MAX : req->len);
+    }
     if (e->cb.on_accepted) {
         e->cb.on_accepted(e->baton, p);
     }

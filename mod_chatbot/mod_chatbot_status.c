@@ -1,8 +1,11 @@
 /* mod_chatbot_status.c - observability: a "Chatbot" section in
  * mod_status's /server-status (HTML and ?auto), and a Prometheus text
  * exposition at .../metrics. All numbers come from the shared store, so
- * they are summed across every httpd child.
+ * they are summed across every httpd child. The ?auto keys and the metric
+ * names are an interface: docs/operations.md lists each one, keep it in
+ * sync.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "httpd.h"
@@ -10,120 +13,272 @@
 #include "http_core.h"
 #include "http_log.h"
 #include "http_protocol.h"
+#include "http_request.h"
 #include "apr_strings.h"
 #include "apr_optional_hooks.h"
 #include "mod_status.h"
 
 #include "mod_chatbot.h"
 
-static const char *gauge_names[CHAT_G_COUNT] = {
-    "Connections", "Generating", "Queued", "ConnectionsTotal", "MessagesIn",
-    "RateLimited", "Evictions", "Commands"};
-
-static int status_hook(request_rec *r, int flags)
-{
-    chat_store_t *st = chatbot_store();
-    chatbot_srv_conf *sc = chatbot_srv(r->server);
+/* Everything one report needs, read once (the store keeps changing while we
+ * write; one snapshot keeps the report self-consistent enough). */
+typedef struct {
     chat_metrics_snapshot_t ms;
-    int i, j, nseries;
-    int autof = (flags & AP_STATUS_SHORT) != 0;
+    chat_series_snapshot_t *series;
+    int nseries;
+    uint64_t ctr[CHAT_CTR_COUNT]; /* summed over series */
+    uint64_t errors;              /* summed over codes */
+    int backends_up;
+    apr_size_t shm_bytes;
+} report_t;
 
-    if (!st) {
-        return OK;
+static void report_read(apr_pool_t *p, chat_store_t *st, chatbot_srv_conf *sc,
+                        report_t *rp)
+{
+    int i, j, n;
+
+    memset(rp, 0, sizeof(*rp));
+    chat_metrics_snapshot(st, &rp->ms);
+    n = chat_metrics_series_count(st);
+    rp->series = apr_pcalloc(p, sizeof(*rp->series) * (n > 0 ? n : 1));
+    for (i = 0; i < n; i++) {
+        if (chat_metrics_series_get(st, i, &rp->series[rp->nseries]) != CHAT_OK) {
+            continue;
+        }
+        for (j = 0; j < CHAT_CTR_COUNT; j++) {
+            rp->ctr[j] += rp->series[rp->nseries].counters[j];
+        }
+        rp->nseries++;
     }
-    chat_metrics_snapshot(st, &ms);
-    nseries = chat_metrics_series_count(st);
-    if (autof) {
-        for (i = 0; i < CHAT_G_COUNT; i++) {
-            ap_rprintf(r, "Chatbot%s: %" APR_INT64_T_FMT "\n", gauge_names[i], ms.gauges[i]);
-        }
-        ap_rprintf(r, "ChatbotConversations: %u\nChatbotConversationsMax: %u\n"
-                   "ChatbotHistoryBytesUsed: %" APR_UINT64_T_FMT "\n"
-                   "ChatbotHistoryBytes: %" APR_UINT64_T_FMT "\n",
-                   ms.conversations, ms.max_conversations, ms.arena_used, ms.arena_size);
-        for (i = 0; i < nseries; i++) {
-            chat_series_snapshot_t ss;
-            if (chat_metrics_series_get(st, i, &ss) != CHAT_OK) {
-                continue;
-            }
-            ap_rprintf(r, "ChatbotAnswers_%s_%s: %" APR_UINT64_T_FMT "\n"
-                       "ChatbotTokens_%s_%s: %" APR_UINT64_T_FMT "\n",
-                       ss.bot, ss.backend, ss.counters[CHAT_CTR_ANSWERS], ss.bot,
-                       ss.backend, ss.counters[CHAT_CTR_TOKENS]);
-        }
-        for (i = 0; i < ms.nerrors; i++) {
-            ap_rprintf(r, "ChatbotErrors_%s: %" APR_UINT64_T_FMT "\n", ms.errors[i].code,
-                       ms.errors[i].count);
-        }
-        for (i = 0; i < sc->backends->nelts; i++) {
-            chatbot_backend_t *be = APR_ARRAY_IDX(sc->backends, i, chatbot_backend_t *);
-            chat_backend_info_t bi;
-            if (chat_store_backend_get(st, be->index, &bi) == CHAT_OK) {
-                ap_rprintf(r, "ChatbotBackendUp_%s: %d\nChatbotBackendActive_%s: %u\n"
-                           "ChatbotBackendQueued_%s: %u\n",
-                           be->name, bi.healthy, be->name, bi.active, be->name, bi.queued);
-            }
-        }
-        return OK;
+    for (i = 0; i < rp->ms.nerrors; i++) {
+        rp->errors += rp->ms.errors[i].count;
     }
-    ap_rputs("<hr />\n<h2><a name=\"chatbot\">Chatbot</a></h2>\n<table border=\"1\">\n", r);
-    for (i = 0; i < CHAT_G_COUNT; i++) {
-        ap_rprintf(r, "<tr><th align=\"left\">%s</th><td>%" APR_INT64_T_FMT "</td></tr>\n",
-                   gauge_names[i], ms.gauges[i]);
+    for (i = 0; i < sc->backends->nelts; i++) {
+        chatbot_backend_t *be = APR_ARRAY_IDX(sc->backends, i, chatbot_backend_t *);
+        chat_backend_info_t bi;
+        if (chat_store_backend_get(st, be->index, &bi) == CHAT_OK && bi.healthy > 0) {
+            rp->backends_up++;
+        }
     }
-    ap_rprintf(r, "<tr><th align=\"left\">Conversations</th><td>%u of %u</td></tr>\n"
-               "<tr><th align=\"left\">History memory</th><td>%" APR_UINT64_T_FMT
-               " of %" APR_UINT64_T_FMT " bytes</td></tr>\n</table>\n",
-               ms.conversations, ms.max_conversations, ms.arena_used, ms.arena_size);
-    ap_rputs("<h3>Backends</h3>\n<table border=\"1\"><tr><th>Name</th><th>URL</th>"
-             "<th>Health</th><th>Version</th><th>Active</th><th>Queued</th>"
-             "<th>Breaker</th></tr>\n", r);
+    rp->shm_bytes = chat_store_size(&sc->layout);
+}
+
+static const char *health_name(int healthy)
+{
+    return healthy > 0 ? "up" : healthy == 0 ? "down" : "unknown";
+}
+
+static const char *breaker_name(int breaker)
+{
+    return breaker == CHAT_BREAKER_OPEN        ? "open"
+           : breaker == CHAT_BREAKER_HALF_OPEN ? "half-open"
+                                               : "closed";
+}
+
+/* Request slots a backend really has: max=, or the store's per-backend
+ * table size when max= is absent (0) or larger. */
+static unsigned slots(const chatbot_srv_conf *sc, const chat_backend_info_t *bi)
+{
+    return (bi->max_active == 0 || bi->max_active > sc->layout.max_active)
+               ? sc->layout.max_active
+               : bi->max_active;
+}
+
+static double hist_avg(const chat_series_snapshot_t *ss, chat_hist_t h)
+{
+    return ss->hist_count[h] ? ss->hist_sum[h] / (double)ss->hist_count[h] : 0.0;
+}
+
+/* ---- mod_status ----------------------------------------------------------------- */
+
+static void status_auto(request_rec *r, chatbot_srv_conf *sc, chat_store_t *st,
+                        const report_t *rp)
+{
+    const chat_metrics_snapshot_t *ms = &rp->ms;
+    int i;
+
+    ap_rprintf(r, "ChatbotVersion: %s\n", CHATBOT_VERSION);
+    ap_rprintf(r,
+               "ChatbotConnections: %" APR_INT64_T_FMT "\n"
+               "ChatbotConnectionsTotal: %" APR_INT64_T_FMT "\n"
+               "ChatbotGenerating: %" APR_INT64_T_FMT "\n"
+               "ChatbotQueued: %" APR_INT64_T_FMT "\n"
+               "ChatbotClientMessages: %" APR_INT64_T_FMT "\n",
+               ms->gauges[CHAT_G_CONNECTIONS], ms->gauges[CHAT_G_CONNECTIONS_TOTAL],
+               ms->gauges[CHAT_G_GENERATING], ms->gauges[CHAT_G_QUEUED],
+               ms->gauges[CHAT_G_MESSAGES_IN]);
+    ap_rprintf(r,
+               "ChatbotAnswers: %" APR_UINT64_T_FMT "\n"
+               "ChatbotAnswersInterrupted: %" APR_UINT64_T_FMT "\n"
+               "ChatbotTurnErrors: %" APR_UINT64_T_FMT "\n"
+               "ChatbotTokens: %" APR_UINT64_T_FMT "\n"
+               "ChatbotPromptTokens: %" APR_UINT64_T_FMT "\n"
+               "ChatbotErrors: %" APR_UINT64_T_FMT "\n",
+               rp->ctr[CHAT_CTR_ANSWERS], rp->ctr[CHAT_CTR_INTERRUPTED],
+               rp->ctr[CHAT_CTR_ERRORS], rp->ctr[CHAT_CTR_TOKENS],
+               rp->ctr[CHAT_CTR_PROMPT_TOKENS], rp->errors);
+    ap_rprintf(r,
+               "ChatbotRateLimited: %" APR_INT64_T_FMT "\n"
+               "ChatbotEvictions: %" APR_INT64_T_FMT "\n"
+               "ChatbotCommands: %" APR_INT64_T_FMT "\n",
+               ms->gauges[CHAT_G_RATE_LIMITED], ms->gauges[CHAT_G_EVICTIONS],
+               ms->gauges[CHAT_G_COMMANDS]);
+    ap_rprintf(r,
+               "ChatbotConversations: %u\nChatbotConversationsMax: %u\n"
+               "ChatbotUsers: %u\nChatbotUsersMax: %u\n"
+               "ChatbotHistoryBytesUsed: %" APR_UINT64_T_FMT "\n"
+               "ChatbotHistoryBytes: %" APR_UINT64_T_FMT "\n"
+               "ChatbotShmBytes: %" APR_SIZE_T_FMT "\n",
+               ms->conversations, ms->max_conversations, ms->users, ms->max_users,
+               ms->arena_used, ms->arena_size, rp->shm_bytes);
+    ap_rprintf(r, "ChatbotBackends: %d\nChatbotBackendsUp: %d\n", sc->backends->nelts,
+               rp->backends_up);
+    for (i = 0; i < ms->nerrors; i++) {
+        ap_rprintf(r, "ChatbotErrors[%s]: %" APR_UINT64_T_FMT "\n", ms->errors[i].code,
+                   ms->errors[i].count);
+    }
     for (i = 0; i < sc->backends->nelts; i++) {
         chatbot_backend_t *be = APR_ARRAY_IDX(sc->backends, i, chatbot_backend_t *);
         chat_backend_info_t bi;
         if (chat_store_backend_get(st, be->index, &bi) != CHAT_OK) {
             continue;
         }
-        ap_rprintf(r, "<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%u</td>"
-                   "<td>%u</td><td>%s</td></tr>\n",
-                   ap_escape_html(r->pool, be->name), ap_escape_html(r->pool, be->url),
-                   bi.healthy > 0 ? "up" : bi.healthy == 0 ? "down" : "unknown",
-                   ap_escape_html(r->pool, bi.version), bi.active, bi.queued,
-                   bi.breaker == CHAT_BREAKER_OPEN        ? "open"
-                   : bi.breaker == CHAT_BREAKER_HALF_OPEN ? "half-open"
-                                                          : "closed");
+        ap_rprintf(r,
+                   "ChatbotBackend[%s]Health: %s\nChatbotBackend[%s]Up: %d\n"
+                   "ChatbotBackend[%s]Active: %u\nChatbotBackend[%s]MaxActive: %u\n"
+                   "ChatbotBackend[%s]Queued: %u\nChatbotBackend[%s]Breaker: %s\n",
+                   be->name, health_name(bi.healthy), be->name, bi.healthy, be->name,
+                   bi.active, be->name, slots(sc, &bi), be->name, bi.queued, be->name,
+                   breaker_name(bi.breaker));
     }
-    ap_rputs("</table>\n<h3>Answers</h3>\n<table border=\"1\"><tr><th>Bot</th>"
-             "<th>Backend</th><th>Answers</th><th>Interrupted</th><th>Errors</th>"
-             "<th>Tokens</th></tr>\n", r);
-    for (i = 0; i < nseries; i++) {
-        chat_series_snapshot_t ss;
-        if (chat_metrics_series_get(st, i, &ss) != CHAT_OK) {
+    for (i = 0; i < rp->nseries; i++) {
+        const chat_series_snapshot_t *ss = &rp->series[i];
+        const char *k =
+            apr_psprintf(r->pool, "ChatbotBot[%s]Backend[%s]", ss->bot, ss->backend);
+        ap_rprintf(r,
+                   "%sAnswers: %" APR_UINT64_T_FMT "\n%sInterrupted: %" APR_UINT64_T_FMT
+                   "\n%sErrors: %" APR_UINT64_T_FMT "\n%sTokens: %" APR_UINT64_T_FMT "\n"
+                   "%sAvgTimeToFirstTokenMs: %.1f\n%sAvgTokensPerSecond: %.1f\n",
+                   k, ss->counters[CHAT_CTR_ANSWERS], k,
+                   ss->counters[CHAT_CTR_INTERRUPTED], k, ss->counters[CHAT_CTR_ERRORS],
+                   k, ss->counters[CHAT_CTR_TOKENS], k, hist_avg(ss, CHAT_HIST_TTFT), k,
+                   hist_avg(ss, CHAT_HIST_TPS));
+    }
+}
+
+/* HTML in the style of mod_status's own page: a <dl> summary, then plain
+ * tables with <th> headers. */
+static void status_html(request_rec *r, chatbot_srv_conf *sc, chat_store_t *st,
+                        const report_t *rp)
+{
+    const chat_metrics_snapshot_t *ms = &rp->ms;
+    apr_uint64_t now = chatbot_now_ms();
+    int i;
+
+    ap_rputs("<hr />\n<h2><a name=\"chatbot\">Chatbot</a></h2>\n<dl>\n", r);
+    ap_rprintf(r, "<dt>Server Version: %s</dt>\n", CHATBOT_SERVER_ID);
+    ap_rprintf(r,
+               "<dt>%" APR_INT64_T_FMT " WebSocket connections open (%" APR_INT64_T_FMT
+               " since start), %" APR_INT64_T_FMT " answers generating, %" APR_INT64_T_FMT
+               " turns queued</dt>\n",
+               ms->gauges[CHAT_G_CONNECTIONS], ms->gauges[CHAT_G_CONNECTIONS_TOTAL],
+               ms->gauges[CHAT_G_GENERATING], ms->gauges[CHAT_G_QUEUED]);
+    ap_rprintf(r,
+               "<dt>%" APR_UINT64_T_FMT " answers completed, %" APR_UINT64_T_FMT
+               " interrupted, %" APR_UINT64_T_FMT " turns failed; %" APR_UINT64_T_FMT
+               " tokens generated, %" APR_UINT64_T_FMT " prompt tokens</dt>\n",
+               rp->ctr[CHAT_CTR_ANSWERS], rp->ctr[CHAT_CTR_INTERRUPTED],
+               rp->ctr[CHAT_CTR_ERRORS], rp->ctr[CHAT_CTR_TOKENS],
+               rp->ctr[CHAT_CTR_PROMPT_TOKENS]);
+    ap_rprintf(r,
+               "<dt>%" APR_INT64_T_FMT " client messages, %" APR_INT64_T_FMT
+               " rate-limit rejections, %" APR_UINT64_T_FMT
+               " errors sent, %" APR_INT64_T_FMT " commands run</dt>\n",
+               ms->gauges[CHAT_G_MESSAGES_IN], ms->gauges[CHAT_G_RATE_LIMITED],
+               rp->errors, ms->gauges[CHAT_G_COMMANDS]);
+    ap_rprintf(
+        r,
+        "<dt>Shared memory: %" APR_SIZE_T_FMT " bytes; history %" APR_UINT64_T_FMT
+        " of %" APR_UINT64_T_FMT " bytes used (%.1f%%), %u of %u conversations, %u of "
+        "%u users, %" APR_INT64_T_FMT " conversations evicted</dt>\n</dl>\n",
+        rp->shm_bytes, ms->arena_used, ms->arena_size,
+        ms->arena_size ? 100.0 * (double)ms->arena_used / (double)ms->arena_size : 0.0,
+        ms->conversations, ms->max_conversations, ms->users, ms->max_users,
+        ms->gauges[CHAT_G_EVICTIONS]);
+
+    ap_rputs("<table border=\"0\"><tr><th>Backend</th><th>URL</th><th>Health</th>"
+             "<th>Version</th><th>Active</th><th>Max</th><th>Queued</th><th>Breaker</th>"
+             "<th>Checked</th><th>Detail</th></tr>\n",
+             r);
+    for (i = 0; i < sc->backends->nelts; i++) {
+        chatbot_backend_t *be = APR_ARRAY_IDX(sc->backends, i, chatbot_backend_t *);
+        chat_backend_info_t bi;
+        if (chat_store_backend_get(st, be->index, &bi) != CHAT_OK) {
             continue;
         }
-        ap_rprintf(r, "<tr><td>%s</td><td>%s</td>", ap_escape_html(r->pool, ss.bot),
-                   ap_escape_html(r->pool, ss.backend));
-        for (j = 0; j < CHAT_CTR_COUNT; j++) {
-            if (j == CHAT_CTR_PROMPT_TOKENS) {
-                continue;
-            }
-            ap_rprintf(r, "<td>%" APR_UINT64_T_FMT "</td>", ss.counters[j]);
-        }
-        ap_rputs("</tr>\n", r);
+        ap_rprintf(r,
+                   "<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%u</td>"
+                   "<td>%u</td><td>%u</td><td>%s</td><td>%s</td><td>%s</td></tr>\n",
+                   ap_escape_html(r->pool, be->name), ap_escape_html(r->pool, be->url),
+                   health_name(bi.healthy), ap_escape_html(r->pool, bi.version),
+                   bi.active, slots(sc, &bi), bi.queued, breaker_name(bi.breaker),
+                   bi.checked_ms ? apr_psprintf(r->pool, "%" APR_UINT64_T_FMT "s ago",
+                                                (now - bi.checked_ms) / 1000)
+                                 : "never",
+                   ap_escape_html(r->pool, bi.detail));
     }
     ap_rputs("</table>\n", r);
-    if (ms.nerrors) {
-        ap_rputs("<h3>Errors by code</h3>\n<table border=\"1\">\n", r);
-        for (i = 0; i < ms.nerrors; i++) {
-            ap_rprintf(r, "<tr><th align=\"left\">%s</th><td>%" APR_UINT64_T_FMT
-                       "</td></tr>\n",
-                       ap_escape_html(r->pool, ms.errors[i].code), ms.errors[i].count);
+
+    ap_rputs("<table border=\"0\"><tr><th>Bot</th><th>Backend</th><th>Answers</th>"
+             "<th>Interrupted</th><th>Errors</th><th>Tokens</th><th>Prompt tokens</th>"
+             "<th>Avg first token (ms)</th><th>Avg tokens/s</th></tr>\n",
+             r);
+    for (i = 0; i < rp->nseries; i++) {
+        const chat_series_snapshot_t *ss = &rp->series[i];
+        ap_rprintf(r,
+                   "<tr><td>%s</td><td>%s</td><td>%" APR_UINT64_T_FMT
+                   "</td><td>%" APR_UINT64_T_FMT "</td><td>%" APR_UINT64_T_FMT
+                   "</td><td>%" APR_UINT64_T_FMT "</td><td>%" APR_UINT64_T_FMT
+                   "</td><td>%.0f</td>"
+                   "<td>%.1f</td></tr>\n",
+                   ap_escape_html(r->pool, ss->bot), ap_escape_html(r->pool, ss->backend),
+                   ss->counters[CHAT_CTR_ANSWERS], ss->counters[CHAT_CTR_INTERRUPTED],
+                   ss->counters[CHAT_CTR_ERRORS], ss->counters[CHAT_CTR_TOKENS],
+                   ss->counters[CHAT_CTR_PROMPT_TOKENS], hist_avg(ss, CHAT_HIST_TTFT),
+                   hist_avg(ss, CHAT_HIST_TPS));
+    }
+    ap_rputs("</table>\n", r);
+
+    if (ms->nerrors) {
+        ap_rputs("<table border=\"0\"><tr><th>Error code</th><th>Count</th></tr>\n", r);
+        for (i = 0; i < ms->nerrors; i++) {
+            ap_rprintf(r, "<tr><td>%s</td><td>%" APR_UINT64_T_FMT "</td></tr>\n",
+                       ap_escape_html(r->pool, ms->errors[i].code), ms->errors[i].count);
         }
         ap_rputs("</table>\n", r);
+    }
+}
+
+static int status_hook(request_rec *r, int flags)
+{
+    chat_store_t *st = chatbot_store();
+    chatbot_srv_conf *sc = chatbot_srv(r->server);
+    report_t rp;
+
+    if (!st || !sc) {
+        return OK;
+    }
+    report_read(r->pool, st, sc, &rp);
+    if (flags & AP_STATUS_SHORT) {
+        status_auto(r, sc, st, &rp);
+    }
+    else {
+        status_html(r, sc, st, &rp);
     }
     return OK;
 }
 
+/* Optional hook: registering it costs nothing when mod_status is absent. */
 void chatbot_status_register(apr_pool_t *p)
 {
     APR_OPTIONAL_HOOK(ap, status_hook, status_hook, NULL, NULL, APR_HOOK_MIDDLE);
@@ -135,158 +290,259 @@ static const char *hist_names[CHAT_HIST_COUNT] = {
     "chatbot_time_to_first_token_seconds", "chatbot_answer_duration_seconds",
     "chatbot_tokens_per_second", "chatbot_queue_wait_seconds"};
 static const char *hist_help[CHAT_HIST_COUNT] = {
-    "Time from sending the request to the first token.",
-    "Time from the user's message to the end of the answer.",
-    "Generation speed of completed answers.",
-    "Time spent waiting for a backend slot."};
+    "Time from sending the request to the backend to the first token.",
+    "Time from the user's message to the end of a completed answer.",
+    "Generation speed of completed answers, in tokens per second.",
+    "Time a turn waited for a backend slot."};
 
+/* Label values: backslash, double quote and newline are escaped (text
+ * format 0.0.4). */
 static void prom_label(chat_buf_t *b, const char *v)
 {
     for (; *v; v++) {
-        if (*v == '\\' || *v == '"') {
-            chat_buf_append(b, "\\", 1);
+        if (*v == '\\') {
+            chat_buf_puts(b, "\\\\");
         }
-        if (*v == '\n') {
+        else if (*v == '"') {
+            chat_buf_puts(b, "\\\"");
+        }
+        else if (*v == '\n') {
             chat_buf_puts(b, "\\n");
-            continue;
         }
-        chat_buf_append(b, v, 1);
+        else {
+            chat_buf_append(b, v, 1);
+        }
     }
 }
 
-static void prom_series_labels(chat_buf_t *b, const chat_series_snapshot_t *ss)
+static void prom_family(chat_buf_t *b, const char *name, const char *type,
+                        const char *help)
 {
-    chat_buf_puts(b, "bot=\"");
+    chat_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* name{label="value"} */
+static void prom_sample1(chat_buf_t *b, const char *name, const char *label,
+                         const char *value)
+{
+    chat_buf_printf(b, "%s{%s=\"", name, label);
+    prom_label(b, value);
+    chat_buf_puts(b, "\"} ");
+}
+
+/* name[suffix]{bot="..",backend=".."[,extra] */
+static void prom_series(chat_buf_t *b, const char *name, const char *suffix,
+                        const chat_series_snapshot_t *ss)
+{
+    chat_buf_printf(b, "%s%s{bot=\"", name, suffix);
     prom_label(b, ss->bot);
     chat_buf_puts(b, "\",backend=\"");
     prom_label(b, ss->backend);
     chat_buf_puts(b, "\"");
 }
 
-int chatbot_metrics_handler(request_rec *r)
+static void prom_le(chat_buf_t *b, double bound)
 {
-    chat_store_t *st = chatbot_store();
-    chatbot_srv_conf *sc = chatbot_srv(r->server);
-    chat_metrics_snapshot_t ms;
-    chat_buf_t b;
-    int i, h, k, nseries;
+    char num[64];
+
+    /* C's %g: "0.05" and "600" (APR's %g would write ".05") */
+    snprintf(num, sizeof(num), "%g", bound);
+    chat_buf_printf(b, ",le=\"%s\"} ", num);
+}
+
+static void prom_write(chat_buf_t *b, chatbot_srv_conf *sc, chat_store_t *st,
+                       const report_t *rp)
+{
+    const chat_metrics_snapshot_t *ms = &rp->ms;
+    int i, h, k;
+    static const struct {
+        chat_gauge_t g;
+        const char *name, *type, *help;
+    } gauges[] = {
+        {CHAT_G_CONNECTIONS, "chatbot_websocket_connections_open", "gauge",
+         "Open WebSocket connections."},
+        {CHAT_G_CONNECTIONS_TOTAL, "chatbot_websocket_connections_total", "counter",
+         "WebSocket connections accepted."},
+        {CHAT_G_GENERATING, "chatbot_answers_generating", "gauge",
+         "Answers being generated now."},
+        {CHAT_G_QUEUED, "chatbot_turns_queued", "gauge",
+         "Turns waiting for a backend slot now."},
+        {CHAT_G_MESSAGES_IN, "chatbot_client_messages_total", "counter",
+         "Protocol messages received from clients."},
+        {CHAT_G_RATE_LIMITED, "chatbot_rate_limited_total", "counter",
+         "Messages refused by ChatbotRateLimit."},
+        {CHAT_G_EVICTIONS, "chatbot_evictions_total", "counter",
+         "Conversations evicted from shared memory to make room."},
+        {CHAT_G_COMMANDS, "chatbot_commands_total", "counter", "Commands run."},
+    };
     static const struct {
         chat_counter_t c;
         const char *name, *help;
     } ctrs[] = {
         {CHAT_CTR_ANSWERS, "chatbot_answers_total", "Answers completed."},
         {CHAT_CTR_INTERRUPTED, "chatbot_answers_interrupted_total",
-         "Answers stopped or failed part way."},
-        {CHAT_CTR_TOKENS, "chatbot_tokens_total", "Completion tokens generated."},
-        {CHAT_CTR_PROMPT_TOKENS, "chatbot_prompt_tokens_total", "Prompt tokens evaluated."},
+         "Answers stopped or failed part way (partial answer kept)."},
         {CHAT_CTR_ERRORS, "chatbot_turn_errors_total", "Turns that ended in an error."},
-    };
-    static const struct {
-        chat_gauge_t g;
-        const char *name, *type, *help;
-    } gauges[] = {
-        {CHAT_G_CONNECTIONS, "chatbot_websocket_connections", "gauge",
-         "Open WebSocket connections."},
-        {CHAT_G_GENERATING, "chatbot_generating", "gauge", "Answers being generated."},
-        {CHAT_G_QUEUED, "chatbot_queued", "gauge", "Turns waiting for a backend."},
-        {CHAT_G_CONNECTIONS_TOTAL, "chatbot_websocket_connections_total", "counter",
-         "WebSocket connections accepted."},
-        {CHAT_G_MESSAGES_IN, "chatbot_client_messages_total", "counter",
-         "Client protocol messages received."},
-        {CHAT_G_RATE_LIMITED, "chatbot_rate_limited_total", "counter",
-         "Messages refused by the rate limit."},
-        {CHAT_G_EVICTIONS, "chatbot_evictions_total", "counter",
-         "Conversations evicted from shared memory."},
-        {CHAT_G_COMMANDS, "chatbot_commands_total", "counter", "Commands run."},
+        {CHAT_CTR_TOKENS, "chatbot_tokens_total", "Completion tokens generated."},
+        {CHAT_CTR_PROMPT_TOKENS, "chatbot_prompt_tokens_total",
+         "Prompt tokens evaluated (as reported by the backend)."},
     };
 
-    if (r->method_number != M_GET) {
-        apr_table_setn(r->err_headers_out, "Allow", "GET, HEAD");
-        return HTTP_METHOD_NOT_ALLOWED;
-    }
-    if (!st) {
-        return HTTP_SERVICE_UNAVAILABLE;
-    }
-    chat_buf_init(&b);
-    chat_metrics_snapshot(st, &ms);
-    nseries = chat_metrics_series_count(st);
+    prom_family(b, "chatbot_info", "gauge", "mod_chatbot build information.");
+    prom_sample1(b, "chatbot_info", "version", CHATBOT_VERSION);
+    chat_buf_puts(b, "1\n");
     for (i = 0; i < (int)(sizeof(gauges) / sizeof(gauges[0])); i++) {
-        chat_buf_printf(&b, "# HELP %s %s\n# TYPE %s %s\n%s %" APR_INT64_T_FMT "\n",
-                        gauges[i].name, gauges[i].help, gauges[i].name, gauges[i].type,
-                        gauges[i].name, ms.gauges[gauges[i].g]);
+        prom_family(b, gauges[i].name, gauges[i].type, gauges[i].help);
+        chat_buf_printf(b, "%s %" APR_INT64_T_FMT "\n", gauges[i].name,
+                        ms->gauges[gauges[i].g]);
     }
-    chat_buf_printf(&b, "# HELP chatbot_conversations Conversations in shared memory.\n"
-                    "# TYPE chatbot_conversations gauge\nchatbot_conversations %u\n"
-                    "# HELP chatbot_history_bytes_used Bytes of history text stored.\n"
-                    "# TYPE chatbot_history_bytes_used gauge\n"
-                    "chatbot_history_bytes_used %" APR_UINT64_T_FMT "\n"
-                    "# HELP chatbot_history_bytes Size of the history arena.\n"
-                    "# TYPE chatbot_history_bytes gauge\n"
-                    "chatbot_history_bytes %" APR_UINT64_T_FMT "\n",
-                    ms.conversations, ms.arena_used, ms.arena_size);
-    chat_buf_puts(&b, "# HELP chatbot_errors_total Error frames sent, by code.\n"
-                      "# TYPE chatbot_errors_total counter\n");
-    for (i = 0; i < ms.nerrors; i++) {
-        chat_buf_puts(&b, "chatbot_errors_total{code=\"");
-        prom_label(&b, ms.errors[i].code);
-        chat_buf_printf(&b, "\"} %" APR_UINT64_T_FMT "\n", ms.errors[i].count);
+    prom_family(b, "chatbot_errors_total", "counter",
+                "Error messages sent, by error code.");
+    for (i = 0; i < ms->nerrors; i++) {
+        prom_sample1(b, "chatbot_errors_total", "code", ms->errors[i].code);
+        chat_buf_printf(b, "%" APR_UINT64_T_FMT "\n", ms->errors[i].count);
     }
-    chat_buf_puts(&b, "# HELP chatbot_backend_up Backend health (1 up, 0 down, -1 unknown).\n"
-                      "# TYPE chatbot_backend_up gauge\n");
+
+    /* shared memory */
+    prom_family(b, "chatbot_conversations", "gauge", "Conversations in shared memory.");
+    chat_buf_printf(b, "chatbot_conversations %u\n", ms->conversations);
+    prom_family(b, "chatbot_conversations_max", "gauge",
+                "Conversation slots (ChatbotMaxConversations).");
+    chat_buf_printf(b, "chatbot_conversations_max %u\n", ms->max_conversations);
+    prom_family(b, "chatbot_users", "gauge", "Identities tracked in shared memory.");
+    chat_buf_printf(b, "chatbot_users %u\n", ms->users);
+    prom_family(b, "chatbot_users_max", "gauge", "Identity slots (ChatbotMaxUsers).");
+    chat_buf_printf(b, "chatbot_users_max %u\n", ms->max_users);
+    prom_family(b, "chatbot_history_used_bytes", "gauge",
+                "Bytes of message text stored.");
+    chat_buf_printf(b, "chatbot_history_used_bytes %" APR_UINT64_T_FMT "\n",
+                    ms->arena_used);
+    prom_family(b, "chatbot_history_size_bytes", "gauge",
+                "Size of the message text arena (ChatbotHistorySize).");
+    chat_buf_printf(b, "chatbot_history_size_bytes %" APR_UINT64_T_FMT "\n",
+                    ms->arena_size);
+    prom_family(b, "chatbot_shm_size_bytes", "gauge",
+                "Size of the shared memory segment.");
+    chat_buf_printf(b, "chatbot_shm_size_bytes %" APR_SIZE_T_FMT "\n", rp->shm_bytes);
+
+    /* backends */
+    prom_family(b, "chatbot_backend_up", "gauge",
+                "Backend health from the last probe: 1 up, 0 down, -1 not probed yet.");
     for (i = 0; i < sc->backends->nelts; i++) {
         chatbot_backend_t *be = APR_ARRAY_IDX(sc->backends, i, chatbot_backend_t *);
         chat_backend_info_t bi;
         if (chat_store_backend_get(st, be->index, &bi) == CHAT_OK) {
-            chat_buf_puts(&b, "chatbot_backend_up{backend=\"");
-            prom_label(&b, be->name);
-            chat_buf_printf(&b, "\"} %d\n", bi.healthy);
+            prom_sample1(b, "chatbot_backend_up", "backend", be->name);
+            chat_buf_printf(b, "%d\n", bi.healthy);
         }
     }
+    prom_family(b, "chatbot_backend_active_requests", "gauge",
+                "Requests a backend is answering now.");
+    for (i = 0; i < sc->backends->nelts; i++) {
+        chatbot_backend_t *be = APR_ARRAY_IDX(sc->backends, i, chatbot_backend_t *);
+        chat_backend_info_t bi;
+        if (chat_store_backend_get(st, be->index, &bi) == CHAT_OK) {
+            prom_sample1(b, "chatbot_backend_active_requests", "backend", be->name);
+            chat_buf_printf(b, "%u\n", bi.active);
+        }
+    }
+    prom_family(b, "chatbot_backend_max_requests", "gauge",
+                "Concurrent requests allowed to a backend (max=, default 256).");
+    for (i = 0; i < sc->backends->nelts; i++) {
+        chatbot_backend_t *be = APR_ARRAY_IDX(sc->backends, i, chatbot_backend_t *);
+        chat_backend_info_t bi;
+        if (chat_store_backend_get(st, be->index, &bi) == CHAT_OK) {
+            prom_sample1(b, "chatbot_backend_max_requests", "backend", be->name);
+            chat_buf_printf(b, "%u\n", slots(sc, &bi));
+        }
+    }
+    prom_family(b, "chatbot_backend_queued_turns", "gauge",
+                "Turns waiting for a slot on a backend now.");
+    for (i = 0; i < sc->backends->nelts; i++) {
+        chatbot_backend_t *be = APR_ARRAY_IDX(sc->backends, i, chatbot_backend_t *);
+        chat_backend_info_t bi;
+        if (chat_store_backend_get(st, be->index, &bi) == CHAT_OK) {
+            prom_sample1(b, "chatbot_backend_queued_turns", "backend", be->name);
+            chat_buf_printf(b, "%u\n", bi.queued);
+        }
+    }
+    prom_family(b, "chatbot_backend_breaker_state", "gauge",
+                "Circuit breaker state of a backend (1 for the current state).");
+    for (i = 0; i < sc->backends->nelts; i++) {
+        chatbot_backend_t *be = APR_ARRAY_IDX(sc->backends, i, chatbot_backend_t *);
+        chat_backend_info_t bi;
+        static const struct {
+            int v;
+            const char *name;
+        } states[] = {{CHAT_BREAKER_CLOSED, "closed"},
+                      {CHAT_BREAKER_OPEN, "open"},
+                      {CHAT_BREAKER_HALF_OPEN, "half_open"}};
+        if (chat_store_backend_get(st, be->index, &bi) != CHAT_OK) {
+            continue;
+        }
+        for (k = 0; k < 3; k++) {
+            chat_buf_puts(b, "chatbot_backend_breaker_state{backend=\"");
+            prom_label(b, be->name);
+            chat_buf_printf(b, "\",state=\"%s\"} %d\n", states[k].name,
+                            bi.breaker == states[k].v);
+        }
+    }
+
+    /* per (bot, backend) series */
     for (k = 0; k < (int)(sizeof(ctrs) / sizeof(ctrs[0])); k++) {
-        chat_buf_printf(&b, "# HELP %s %s\n# TYPE %s counter\n", ctrs[k].name, ctrs[k].help,
-                        ctrs[k].name);
-        for (i = 0; i < nseries; i++) {
-            chat_series_snapshot_t ss;
-            if (chat_metrics_series_get(st, i, &ss) != CHAT_OK) {
-                continue;
-            }
-            chat_buf_printf(&b, "%s{", ctrs[k].name);
-            prom_series_labels(&b, &ss);
-            chat_buf_printf(&b, "} %" APR_UINT64_T_FMT "\n", ss.counters[ctrs[k].c]);
+        prom_family(b, ctrs[k].name, "counter", ctrs[k].help);
+        for (i = 0; i < rp->nseries; i++) {
+            prom_series(b, ctrs[k].name, "", &rp->series[i]);
+            chat_buf_printf(b, "} %" APR_UINT64_T_FMT "\n",
+                            rp->series[i].counters[ctrs[k].c]);
         }
     }
     for (h = 0; h < CHAT_HIST_COUNT; h++) {
         const double *bounds = chat_metrics_bounds((chat_hist_t)h);
         /* ms-based histograms are exported in seconds, as Prometheus wants */
         double scale = h == CHAT_HIST_TPS ? 1.0 : 0.001;
-        chat_buf_printf(&b, "# HELP %s %s\n# TYPE %s histogram\n", hist_names[h],
-                        hist_help[h], hist_names[h]);
-        for (i = 0; i < nseries; i++) {
-            chat_series_snapshot_t ss;
+        prom_family(b, hist_names[h], "histogram", hist_help[h]);
+        for (i = 0; i < rp->nseries; i++) {
+            const chat_series_snapshot_t *ss = &rp->series[i];
             uint64_t cum = 0;
-            if (chat_metrics_series_get(st, i, &ss) != CHAT_OK) {
-                continue;
-            }
             for (k = 0; k < CHAT_HIST_BUCKETS; k++) {
-                cum += ss.hist[h][k];
-                chat_buf_printf(&b, "%s_bucket{", hist_names[h]);
-                prom_series_labels(&b, &ss);
+                cum += ss->hist[h][k];
+                prom_series(b, hist_names[h], "_bucket", ss);
                 if (k == CHAT_HIST_BUCKETS - 1) {
-                    chat_buf_printf(&b, ",le=\"+Inf\"} %" APR_UINT64_T_FMT "\n", cum);
+                    chat_buf_puts(b, ",le=\"+Inf\"} ");
                 }
                 else {
-                    chat_buf_printf(&b, ",le=\"%g\"} %" APR_UINT64_T_FMT "\n",
-                                    bounds[k] * scale, cum);
+                    prom_le(b, bounds[k] * scale);
                 }
+                chat_buf_printf(b, "%" APR_UINT64_T_FMT "\n", cum);
             }
-            chat_buf_printf(&b, "%s_sum{", hist_names[h]);
-            prom_series_labels(&b, &ss);
-            chat_buf_printf(&b, "} %.6f\n", ss.hist_sum[h] * scale);
-            chat_buf_printf(&b, "%s_count{", hist_names[h]);
-            prom_series_labels(&b, &ss);
-            chat_buf_printf(&b, "} %" APR_UINT64_T_FMT "\n", ss.hist_count[h]);
+            prom_series(b, hist_names[h], "_sum", ss);
+            chat_buf_printf(b, "} %.6f\n", ss->hist_sum[h] * scale);
+            prom_series(b, hist_names[h], "_count", ss);
+            /* the +Inf bucket and _count must agree even if an observation
+             * lands between the reads of the two */
+            chat_buf_printf(b, "} %" APR_UINT64_T_FMT "\n", cum);
         }
     }
+}
+
+int chatbot_metrics_handler(request_rec *r)
+{
+    chat_store_t *st = chatbot_store();
+    chatbot_srv_conf *sc = chatbot_srv(r->server);
+    report_t rp;
+    chat_buf_t b;
+
+    if (r->method_number != M_GET) {
+        ap_allow_methods(r, REPLACE_ALLOW, "GET", NULL); /* httpd writes Allow */
+        return HTTP_METHOD_NOT_ALLOWED;
+    }
+    if (!st) {
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    report_read(r->pool, st, sc, &rp);
+    chat_buf_init(&b);
+    prom_write(&b, sc, st, &rp);
     ap_set_content_type(r, "text/plain; version=0.0.4; charset=utf-8");
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     ap_set_content_length(r, (apr_off_t)b.len);

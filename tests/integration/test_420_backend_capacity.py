@@ -254,7 +254,7 @@ def test_failover_on_refused_and_503_without_double_counting(httpd, fake):
     assert _m(m1, "chatbot_errors_total", code="backend_unreachable") == 0
     assert _m(m1, "chatbot_turn_errors_total", bot="busy", backend="b2") == 1
     assert _m(m1, "chatbot_turn_errors_total", bot="busy", backend="b1") == 0
-    assert m1["chatbot_generating"] == 0 and m1["chatbot_queued"] == 0
+    assert m1["chatbot_answers_generating"] == 0 and m1["chatbot_turns_queued"] == 0
 
 
 # ---- circuit breaker -------------------------------------------------------------------------
@@ -367,7 +367,7 @@ def test_health_version_status_board_and_mod_status(httpd, fake):
     assert bb["ol"]["healthy"] is True and bb["ol"]["version"] == "0.12.6"
     assert bb["dead"]["healthy"] is False
     sa = status_auto(s)
-    assert sa["ChatbotBackendUp_ol"] == "1" and sa["ChatbotBackendUp_dead"] == "0"
+    assert sa["ChatbotBackend[ol]Up"] == "1" and sa["ChatbotBackend[dead]Up"] == "0"
     mx = metrics(s)
     assert mx['chatbot_backend_up{backend="ol"}'] == 1
     assert mx['chatbot_backend_up{backend="dead"}'] == 0
