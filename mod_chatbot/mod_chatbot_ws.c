@@ -47,7 +47,7 @@
  * (curl_multi_wakeup) when their user's sessions change or httpd stops.
  * WATCH_MS is how often it looks; MAX_SLEEP_MS bounds any sleep anyway. */
 #define WATCH_MS 100
-#define MAX_SLEEP_MS 5000
+#define MAX_SLEEP_MS 60000
 #define CLOSE_LINGER_MS 2000
 
 typedef struct {
