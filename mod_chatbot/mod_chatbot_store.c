@@ -20,6 +20,7 @@
 #include "http_config.h"
 #include "http_log.h"
 #include "http_main.h"
+#include "http_core.h"
 #include "ap_mpm.h"
 #include "util_mutex.h"
 #include "apr_shm.h"
@@ -222,13 +223,18 @@ reformat:
     }
 }
 
+/* A cleanup on pconf (module code must never be called from the process
+ * pool: httpd unloads the module with pconf, before the process pool goes).
+ * It runs at every restart too; only the parent's final exit saves. */
 static apr_status_t store_cleanup(void *data)
 {
     chatbot_shm_t *sh = data;
     apr_pool_t *p;
 
-    /* Only the parent, at the real end (the process pool goes away);
-     * children run this too at exit (apr_terminate) and must not. */
+    if (ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_EXITING) {
+        return APR_SUCCESS; /* a restart: the segment lives on */
+    }
+    /* Only the parent; children run pool cleanups at exit too. */
     if (sh->pid == getpid() && sh->history_file && sh->base &&
         apr_pool_create(&p, NULL) == APR_SUCCESS) {
         chat_store_t *st = NULL;
@@ -239,7 +245,6 @@ static apr_status_t store_cleanup(void *data)
         store_save(sh, p);
         apr_pool_destroy(p);
     }
-    g_shm = NULL;
     return APR_SUCCESS;
 }
 
@@ -295,7 +300,6 @@ apr_status_t chatbot_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
             return rv;
         }
         apr_pool_userdata_set(sh, USERDATA_KEY, apr_pool_cleanup_null, pproc);
-        apr_pool_cleanup_register(pproc, sh, store_cleanup, apr_pool_cleanup_null);
         fresh = 1;
     }
     else if (!chat_store_layout_equal(&sh->layout, &sc->layout)) {
@@ -322,8 +326,10 @@ apr_status_t chatbot_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
     }
     sh->history_file = sc->history_file ? apr_pstrdup(pproc, sc->history_file) : NULL;
     sh->s = s;
+    sh->pid = getpid(); /* the parent (it may have daemonized since the first pass) */
     sh->generation++;
     g_shm = sh;
+    apr_pool_cleanup_register(pconf, sh, store_cleanup, apr_pool_cleanup_null);
 
     if (g_store) {
         chat_store_detach(g_store);
