@@ -215,12 +215,18 @@ typedef struct {
 
 typedef struct {
     chatbot_bot_t *bot;
-    const char *conv_id;  /* an existing conversation of the identity */
+    const char *conv_id;  /* an existing conversation of the identity, or NULL
+                           * for a stateless turn (below) */
     const char *msg_id;   /* may be NULL */
     const char *content;  /* NEW / EDIT */
     apr_size_t len;
     chatbot_turn_mode_t mode;
     apr_uint32_t edit_index;
+    /* Stateless turn (POST /api/chat; conv_id NULL, mode NEW): the context
+     * is these messages then content, bounded like a stored conversation
+     * (ChatbotContext); nothing is stored and no conversation exists. */
+    const chat_msg_t *history;
+    apr_size_t nhistory;
 } chatbot_turn_req_t;
 
 chatbot_engine_t *chatbot_engine_create(request_rec *r, const chatbot_limits_t *lim,
@@ -252,8 +258,10 @@ void chatbot_engine_run_all(chatbot_engine_t *e);
 /* Finds the bot by name (NULL name: the default bot). */
 chatbot_bot_t *chatbot_bot_get(server_rec *s, const char *name);
 /* Resolves conv_id (must be the identity's) or, if NULL, the identity's
- * latest conversation with bot, creating one if none. out gets the id.
- * Returns NULL or a CHAT_ERR_* code. */
+ * current conversation: its most recently used non-archived one with bot
+ * (any bot if bot is NULL), creating one (with bot, or the default bot) if
+ * none and create is set. out gets the id. Returns NULL or a CHAT_ERR_*
+ * code. */
 const char *chatbot_conv_resolve(request_rec *r, const chatbot_ident_t *id,
                                  chatbot_bot_t *bot, const char *conv_id, int create,
                                  chat_conv_info_t *out);

@@ -67,8 +67,10 @@ static int chatbot_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *
             return HTTP_INTERNAL_SERVER_ERROR;
         }
         curl_ready = 1;
-        apr_pool_cleanup_register(s->process->pool, NULL, curl_cleanup,
-                                  apr_pool_cleanup_null);
+        /* pconf, not the process pool: httpd unloads this module (and
+         * libcurl with it) when pconf goes, on every restart and at exit, and
+         * a process-pool cleanup would then call into unmapped code. */
+        apr_pool_cleanup_register(pconf, NULL, curl_cleanup, apr_pool_cleanup_null);
     }
     rv = chatbot_store_post_config(pconf, ptemp, s);
     if (rv != APR_SUCCESS) {

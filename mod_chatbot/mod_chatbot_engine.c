@@ -63,6 +63,9 @@ typedef struct turn_priv {
     apr_uint64_t t_start, t_queued, t_sent, t_first, t_last, t_beat, t_queue_poll;
     int loading_sent;
     int series;
+    int stateless;            /* no conversation: context in ctx, nothing stored */
+    chat_msg_t *ctx;          /* stateless context, oldest first (in pool) */
+    int nctx;
 } turn_priv_t;
 
 struct chatbot_engine {
@@ -107,8 +110,11 @@ const char *chatbot_conv_resolve(request_rec *r, const chatbot_ident_t *id,
         rc = chat_store_conv_get(st, &id->owner, conv_id, out);
     }
     else {
-        rc = chat_store_conv_latest(st, &id->owner, bot->name, out);
+        rc = chat_store_conv_latest(st, &id->owner, bot ? bot->name : NULL, out);
         if (rc == CHAT_ENOTFOUND && create) {
+            if (!bot) {
+                bot = chatbot_srv(r->server)->default_bot_p;
+            }
             rc = chat_store_conv_create(st, &id->owner, bot->name, NULL, chatbot_random64(),
                                         chatbot_now_ms(), out);
             if (rc == CHAT_OK) {
@@ -341,7 +347,10 @@ static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code
         else if (t->phase == PH_QUEUED && p->backend) {
             chat_store_backend_cancel(st, p->backend->index, t->ticket);
         }
-        if (p->has_answer) {
+        if (t->stateless) {
+            /* nothing stored */
+        }
+        else if (p->has_answer) {
             chat_store_msg_flags(st, &e->id.owner, p->conv_id,
                                  outcome == CHATBOT_OUT_COMPLETE ? CHAT_MSG_COMPLETE
                                                                  : CHAT_MSG_INTERRUPTED,
@@ -354,8 +363,10 @@ static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code
                                   CHAT_MSG_ERROR, p->err_msg, strlen(p->err_msg), now,
                                   NULL);
         }
-        chat_store_gen_end(st, p->conv_id, t->token, now);
-        chat_store_user_bump(st, &e->id.owner);
+        if (!t->stateless) {
+            chat_store_gen_end(st, p->conv_id, t->token, now);
+            chat_store_user_bump(st, &e->id.owner);
+        }
         chatbot_unlock();
     }
     t->slot_held = 0;
@@ -375,7 +386,8 @@ static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code
                   "chatbot: turn user=%s bot=%s model=%s backend=%s conversation=%s "
                   "outcome=%s%s%s tokens=%d ttft_ms=%.1f duration_ms=%.1f queue_ms=%.1f%s%s",
                   e->id.label, p->bot->name, p->bot->model,
-                  p->backend ? p->backend->name : "-", p->conv_id, outcome_name(outcome),
+                  p->backend ? p->backend->name : "-", t->stateless ? "-" : p->conv_id,
+                  outcome_name(outcome),
                   code ? " code=" : "", code ? code : "", p->tokens, p->ttft_ms,
                   p->duration_ms, p->queue_ms,
                   (code && *p->err_msg) ? " error=" : "", code ? p->err_msg : "");
@@ -448,7 +460,16 @@ static int on_event(void *baton, const chat_event_t *ev)
             return 0;
         }
         p->tokens++;
-        if (st && chatbot_lock() == APR_SUCCESS) {
+        if (t->stateless) {
+            if (p->answer.len + ev->len > chatbot_srv(e->r->server)->layout.max_message_bytes) {
+                t->abort_code = CHAT_ERR_TOO_LARGE;
+                apr_snprintf(t->abort_msg, sizeof(t->abort_msg),
+                             "the answer exceeded ChatbotMaxAnswerBytes and was cut");
+                return 1;
+            }
+            p->has_answer = 1;
+        }
+        else if (st && chatbot_lock() == APR_SUCCESS) {
             chat_status_t rc;
             if (!p->has_answer) {
                 rc = chat_store_msg_append(st, &e->id.owner, p->conv_id,
@@ -588,13 +609,22 @@ static const char *turn_send(turn_priv_t *t)
     sys->role = CHAT_ROLE_SYSTEM;
     sys->content = bot->system_prompt;
     sys->len = strlen(bot->system_prompt);
-    if (chatbot_lock() != APR_SUCCESS) {
-        return CHAT_ERR_INTERNAL;
+    if (t->stateless) {
+        for (n = 0; n < t->nctx; n++) {
+            *(chat_msg_t *)apr_array_push(cc.msgs) = t->ctx[n];
+        }
     }
-    n = chat_store_msg_tail(st, &e->id.owner, p->conv_id, (uint32_t)bot->context_messages,
-                            (size_t)bot->context_tokens * 4, &e->scratch, collect_msg, &cc);
-    chatbot_unlock();
-    chat_buf_reset(&e->scratch, 64 * 1024);
+    else {
+        if (chatbot_lock() != APR_SUCCESS) {
+            return CHAT_ERR_INTERNAL;
+        }
+        n = chat_store_msg_tail(st, &e->id.owner, p->conv_id,
+                                (uint32_t)bot->context_messages,
+                                (size_t)bot->context_tokens * 4, &e->scratch, collect_msg,
+                                &cc);
+        chatbot_unlock();
+        chat_buf_reset(&e->scratch, 64 * 1024);
+    }
     if (n < 0) {
         apr_snprintf(p->err_msg, sizeof(p->err_msg), "the conversation is gone");
         return CHAT_ERR_NOT_FOUND;
@@ -699,7 +729,7 @@ static const char *turn_acquire(turn_priv_t *t)
             continue;
         }
         rc = chat_store_backend_acquire(st, be->index, t->ticket, now, &pos);
-        if (rc == CHAT_EAGAIN) {
+        if (rc == CHAT_EAGAIN && !t->stateless) {
             chat_store_gen_state(st, p->conv_id, t->token, CHAT_CONV_QUEUED, pos);
         }
         chatbot_unlock();
@@ -711,7 +741,7 @@ static const char *turn_acquire(turn_priv_t *t)
             chat_metrics_gauge_add(st, CHAT_G_QUEUED, -1);
             chat_metrics_gauge_add(st, CHAT_G_GENERATING, 1);
             t->phase = PH_RUNNING;
-            if (chatbot_lock() == APR_SUCCESS) {
+            if (!t->stateless && chatbot_lock() == APR_SUCCESS) {
                 chat_store_gen_state(st, p->conv_id, t->token, CHAT_CONV_GENERATING, 0);
                 chat_store_user_bump(st, &e->id.owner);
                 chatbot_unlock();
@@ -727,7 +757,7 @@ static const char *turn_acquire(turn_priv_t *t)
         if (rc == CHAT_EAGAIN) {
             t->t_queue_poll = now;
             if (pos != t->queued_pos) {
-                if (chatbot_lock() == APR_SUCCESS) {
+                if (!t->stateless && chatbot_lock() == APR_SUCCESS) {
                     chat_store_user_bump(st, &e->id.owner);
                     chatbot_unlock();
                 }
@@ -958,6 +988,43 @@ static void find_last_user(void *baton, const chat_msg_info_t *info, const char 
     f->n++;
 }
 
+/* The context of a stateless turn: the caller's history then the new
+ * message, cut like chat_store_msg_tail cuts a stored conversation (the
+ * newest messages, at most context_messages of them and context_tokens * 4
+ * bytes, the newest always). The texts stay the caller's. */
+static void stateless_context(turn_priv_t *t, const chatbot_turn_req_t *req)
+{
+    chatbot_bot_t *bot = req->bot;
+    apr_size_t total = req->nhistory + 1, budget = (apr_size_t)bot->context_tokens * 4;
+    apr_size_t taken = 0, bytes = 0, i;
+
+    while (taken < total) {
+        apr_size_t k = total - 1 - taken;
+        apr_size_t len = k == req->nhistory ? req->len : req->history[k].len;
+        if (bot->context_messages > 0 && taken >= (apr_size_t)bot->context_messages) {
+            break;
+        }
+        if (taken > 0 && bytes + len > budget) {
+            break;
+        }
+        bytes += len;
+        taken++;
+    }
+    t->ctx = apr_palloc(t->pool, sizeof(chat_msg_t) * taken);
+    t->nctx = (int)taken;
+    for (i = 0; i < taken; i++) {
+        apr_size_t k = total - taken + i;
+        if (k == req->nhistory) {
+            t->ctx[i].role = CHAT_ROLE_USER;
+            t->ctx[i].content = req->content;
+            t->ctx[i].len = req->len;
+        }
+        else {
+            t->ctx[i] = req->history[k];
+        }
+    }
+}
+
 const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *req,
                                char *errmsg, apr_size_t errcap)
 {
@@ -973,8 +1040,13 @@ const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *re
         apr_cpystrn(errmsg, "the chat store is not available", errcap);
         return CHAT_ERR_INTERNAL;
     }
+    if (!req->conv_id && (req->mode != CHATBOT_TURN_NEW || !req->content)) {
+        apr_cpystrn(errmsg, "a stateless turn needs a new message", errcap);
+        return CHAT_ERR_BAD_REQUEST;
+    }
     for (i = 0; i < CHATBOT_MAX_TURNS; i++) {
-        if (e->turns[i].phase != PH_IDLE && !strcmp(e->turns[i].pub.conv_id, req->conv_id)) {
+        if (e->turns[i].phase != PH_IDLE && req->conv_id &&
+            !strcmp(e->turns[i].pub.conv_id, req->conv_id)) {
             apr_cpystrn(errmsg, "this conversation is already generating an answer; stop "
                         "it first", errcap);
             return CHAT_ERR_BUSY;
@@ -994,7 +1066,10 @@ const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *re
     p = &t->pub;
     memset(&p->stats, 0, sizeof(p->stats));
     chat_stats_init(&p->stats);
-    apr_cpystrn(p->conv_id, req->conv_id, sizeof(p->conv_id));
+    t->stateless = req->conv_id == NULL;
+    t->ctx = NULL;
+    t->nctx = 0;
+    apr_cpystrn(p->conv_id, req->conv_id ? req->conv_id : "", sizeof(p->conv_id));
     p->msg_id = req->msg_id ? apr_pstrdup(t->pool, req->msg_id) : NULL;
     p->bot = req->bot;
     p->backend = NULL;
@@ -1015,6 +1090,11 @@ const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *re
     t->t_beat = now;
     t->series = -1;
 
+    if (t->stateless) {
+        stateless_context(t, req);
+        p->user_index = (uint32_t)req->nhistory;
+        goto accepted;
+    }
     if (chatbot_lock() != APR_SUCCESS) {
         return CHAT_ERR_INTERNAL;
     }
@@ -1091,9 +1171,12 @@ const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *re
         chatbot_unlock();
         return code;
     }
+    /* a new turn revives a stopped bot session */
+    chat_store_conv_flags(st, &e->id.owner, p->conv_id, 0, CHAT_CONV_STOPPED, now);
     chat_store_user_bump(st, &e->id.owner);
     chatbot_unlock();
 
+accepted:
     if (e->cb.on_accepted) {
         e->cb.on_accepted(e->baton, p);
     }
@@ -1148,6 +1231,13 @@ static void check_timeouts(turn_priv_t *t, apr_uint64_t now)
     chatbot_turn_t *p = &t->pub;
     chat_store_t *st = chatbot_store();
 
+    /* A stop asked by another connection (tab, child) or a lost claim on
+     * the conversation; checked while queued too. */
+    if (!t->stateless && chat_store_gen_stop_requested(st, p->conv_id, t->token)) {
+        p->stop_reason = "stopped";
+        turn_end(t, CHATBOT_OUT_STOPPED, NULL, NULL);
+        return;
+    }
     if (t->phase == PH_QUEUED) {
         if ((apr_int64_t)(now - t->t_start) > e->lim.total_timeout_ms) {
             turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_BACKEND_TIMEOUT,
@@ -1165,11 +1255,6 @@ static void check_timeouts(turn_priv_t *t, apr_uint64_t now)
         return;
     }
     if (t->phase != PH_RUNNING) {
-        return;
-    }
-    if (chat_store_gen_stop_requested(st, p->conv_id, t->token)) {
-        p->stop_reason = "stopped";
-        turn_end(t, CHATBOT_OUT_STOPPED, NULL, NULL);
         return;
     }
     if (!t->t_first) {

@@ -8,9 +8,9 @@
  * finishing their connections use the very same segment and mutex; the
  * mod_slotmem_shm approach). If the sizing directives change, a new segment
  * is made and the conversations are migrated into it. With
- * ChatbotHistoryFile, the segment is written to the file when httpd stops
- * (process pool cleanup) and read back, after a full consistency check, at
- * the next start.
+ * ChatbotHistoryFile, the segment is written to the file by the parent when
+ * httpd stops (a pconf cleanup that acts only when httpd is exiting) and read
+ * back, after a full consistency check, at the next start.
  */
 #include <string.h>
 #include <stdio.h>
@@ -19,6 +19,7 @@
 #include "httpd.h"
 #include "http_config.h"
 #include "http_log.h"
+#include "http_core.h"
 #include "http_main.h"
 #include "ap_mpm.h"
 #include "util_mutex.h"
@@ -41,7 +42,8 @@ typedef struct {
     const char *history_file;
     server_rec *s;
     int generation; /* post_config count, for logs */
-    pid_t pid;      /* the parent that created it: only it saves the file */
+    pid_t pid;      /* the parent (the last to run post_config): only it saves
+                     * the file; children and the pre-detach process never */
 } chatbot_shm_t;
 
 static chatbot_shm_t *g_shm;     /* process-wide (survives generations) */
@@ -118,7 +120,7 @@ static int layout_eq(const chat_store_layout_t *a, const chat_store_layout_t *b)
 }
 
 /* Writes the segment to history_file atomically (tmp + rename). Called
- * from the process pool cleanup when httpd stops, in the parent, when no
+ * from store_save_at_exit when httpd stops, in the parent, when no
  * child runs any more. */
 static apr_status_t store_save(chatbot_shm_t *sh, apr_pool_t *p)
 {
@@ -232,24 +234,26 @@ reformat:
     }
 }
 
-static apr_status_t store_cleanup(void *data)
+/* pconf cleanup: when httpd stops (not on a restart), the parent saves
+ * the store. It must run from pconf, while this module is still loaded: a
+ * process-pool cleanup would be called after httpd has unloaded the DSO. */
+static apr_status_t store_save_at_exit(void *data)
 {
     chatbot_shm_t *sh = data;
     apr_pool_t *p;
+    chat_store_t *st = NULL;
 
-    /* Only the parent, at the real end (the process pool goes away);
-     * children run this too at exit (apr_terminate) and must not. */
-    if (sh->pid == getpid() && sh->history_file && sh->base &&
-        apr_pool_create(&p, NULL) == APR_SUCCESS) {
-        chat_store_t *st = NULL;
-        if (chat_store_attach(&st, sh->base, sh->size, &sh->layout) == CHAT_OK) {
-            chat_store_recover(st, chatbot_now_ms());
-            chat_store_detach(st);
-        }
-        store_save(sh, p);
-        apr_pool_destroy(p);
+    /* Only in the parent, at the real end; children never save. */
+    if (ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_EXITING || sh->pid != getpid() ||
+        !sh->history_file || !sh->base || apr_pool_create(&p, NULL) != APR_SUCCESS) {
+        return APR_SUCCESS;
     }
-    g_shm = NULL;
+    if (chat_store_attach(&st, sh->base, sh->size, &sh->layout) == CHAT_OK) {
+        chat_store_recover(st, chatbot_now_ms());
+        chat_store_detach(st);
+    }
+    store_save(sh, p);
+    apr_pool_destroy(p);
     return APR_SUCCESS;
 }
 
@@ -305,7 +309,6 @@ apr_status_t chatbot_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
             return rv;
         }
         apr_pool_userdata_set(sh, USERDATA_KEY, apr_pool_cleanup_null, pproc);
-        apr_pool_cleanup_register(pproc, sh, store_cleanup, apr_pool_cleanup_null);
         fresh = 1;
     }
     else if (!layout_eq(&sh->layout, &sc->layout)) {
@@ -332,8 +335,12 @@ apr_status_t chatbot_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
     }
     sh->history_file = sc->history_file ? apr_pstrdup(pproc, sc->history_file) : NULL;
     sh->s = s;
+    /* httpd detaches (forks) between its first and second configuration
+     * passes: the daemon is not the process that created the segment. */
+    sh->pid = getpid();
     sh->generation++;
     g_shm = sh;
+    apr_pool_cleanup_register(pconf, sh, store_save_at_exit, apr_pool_cleanup_null);
 
     if (g_store) {
         chat_store_detach(g_store);

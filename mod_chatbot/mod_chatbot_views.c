@@ -15,12 +15,14 @@
 
 #include "mod_chatbot.h"
 
-static const char *conv_state_name(uint32_t s)
+/* idle / queued / generating, or stopped: a session the user stopped and
+ * has not written to since (a new message revives it). */
+static const char *conv_state_name(const chat_conv_info_t *c)
 {
-    switch (s) {
+    switch (c->state) {
     case CHAT_CONV_QUEUED: return "queued";
     case CHAT_CONV_GENERATING: return "generating";
-    default: return "idle";
+    default: return (c->flags & CHAT_CONV_STOPPED) ? "stopped" : "idle";
     }
 }
 
@@ -55,7 +57,7 @@ void chatbot_view_session(chat_jw_t *w, server_rec *s, const chat_conv_info_t *c
     chat_jw_kstr(w, "conversation_id", c->id);
     chat_jw_kstr(w, "bot_id", c->bot);
     chat_jw_kstr(w, "title", c->title);
-    chat_jw_kstr(w, "state", conv_state_name(c->state));
+    chat_jw_kstr(w, "state", conv_state_name(c));
     if (c->state == CHAT_CONV_QUEUED && c->queue_position > 0) {
         chat_jw_kint(w, "position", c->queue_position);
     }
@@ -196,7 +198,7 @@ const char *chatbot_view_history(chat_jw_t *w, const chatbot_ident_t *id,
     chat_jw_kstr(w, "conversation_id", ci.id);
     chat_jw_kstr(w, "bot_id", ci.bot);
     chat_jw_kstr(w, "title", ci.title);
-    chat_jw_kstr(w, "state", conv_state_name(ci.state));
+    chat_jw_kstr(w, "state", conv_state_name(&ci));
     chat_jw_kint(w, "total", ci.nmsgs);
     chat_jw_kint(w, "offset", offset);
     chat_jw_kint(w, "limit", limit);
