@@ -210,7 +210,7 @@ static int read_body(api_t *a, int required)
     jerr = json_tokener_get_error(tok);
     if (a->body && jerr == json_tokener_success) {
         size_t off = json_tokener_get_parse_end(tok);
-        while (off < raw.len && strchr(" \t\r\n", raw.data[off])) {
+        while (off < raw.len && raw.data[off] && strchr(" \t\r\n", raw.data[off])) {
             off++;
         }
         if (off != raw.len) {

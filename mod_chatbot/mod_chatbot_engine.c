@@ -359,9 +359,11 @@ static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code
         else if (outcome == CHATBOT_OUT_FAILED) {
             /* Keep the failure visible in the conversation (it is skipped
              * when building the model's context). */
+            /* stored as "<code>: <message>"; views split the code out */
+            const char *txt = apr_pstrcat(t->pool, code ? code : CHAT_ERR_INTERNAL, ": ",
+                                          p->err_msg, NULL);
             chat_store_msg_append(st, &e->id.owner, p->conv_id, CHAT_ROLE_ASSISTANT,
-                                  CHAT_MSG_ERROR, p->err_msg, strlen(p->err_msg), now,
-                                  NULL);
+                                  CHAT_MSG_ERROR, txt, strlen(txt), now, NULL);
         }
         if (!t->stateless) {
             chat_store_gen_end(st, p->conv_id, t->token, now);

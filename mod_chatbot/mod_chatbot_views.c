@@ -156,6 +156,18 @@ static void emit_msg(void *baton, const chat_msg_info_t *m, const char *text, si
     chat_jw_obj_begin(w);
     chat_jw_kint(w, "index", m->index);
     chat_jw_kstr(w, "role", chat_role_name(m->role));
+    if (m->flags & CHAT_MSG_ERROR) {
+        /* error messages are stored as "<code>: <message>" */
+        size_t k = 0;
+        while (k < len && ((text[k] >= 'a' && text[k] <= 'z') || text[k] == '_')) {
+            k++;
+        }
+        if (k > 0 && k + 2 <= len && text[k] == ':' && text[k + 1] == ' ') {
+            chat_jw_kstrn(w, "code", text, k);
+            text += k + 2;
+            len -= k + 2;
+        }
+    }
     chat_jw_kstrn(w, "content", text, len);
     chat_jw_kint(w, "ts_ms", (int64_t)m->ts_ms);
     if (m->role == CHAT_ROLE_ASSISTANT) {

@@ -930,7 +930,8 @@ static void handle_message(wsc_t *w, const uint8_t *data, size_t len)
                            -1);
                 break;
             }
-            chatbot_exec_ws(w->r, &w->id, bot, ci.id, w->cm.content, NULL, 0, &w->frame);
+            chatbot_exec_ws(w->r, &w->id, bot, ci.id, w->cm.content, NULL,
+                            w->cm.content_len, &w->frame);
             send_json(w);
             break;
         }
@@ -1398,12 +1399,23 @@ int chatbot_ws_handler(request_rec *r)
         chat_ws_state_t wst = chat_ws_state(w->ws);
         int turns = chatbot_engine_active(w->eng);
 
-        if (wst == CHAT_WS_CLOSED || w->write_failed || (w->peer_gone && !turns)) {
-            break;
-        }
-        if (w->peer_gone && turns && !w->lim.continue_without_viewer) {
-            chatbot_engine_stop(w->eng, NULL, "client_gone");
-            break;
+        if (wst == CHAT_WS_CLOSED || w->write_failed || w->peer_gone) {
+            /* The client is gone (closed, vanished or unwritable). Answers
+             * in progress either finish into history, for the reloaded page
+             * to resume (ChatbotContinueWithoutViewer on), or stop now. */
+            if (!turns) {
+                break;
+            }
+            if (!w->lim.continue_without_viewer || w->going_away) {
+                chatbot_engine_stop(w->eng, NULL, "client_gone");
+                break;
+            }
+            if (!w->peer_gone) {
+                w->peer_gone = 1;
+                ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, APLOGNO(10950)
+                              "chatbot: client left; finishing %d answer(s) into history",
+                              turns);
+            }
         }
         if (c->aborted && !w->peer_gone) {
             w->peer_gone = 1;

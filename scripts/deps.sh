@@ -12,7 +12,7 @@ pkgs="apache2 apache2-dev libapr1-dev libaprutil1-dev libcurl4-openssl-dev
       libjson-c-dev libwslay-dev pkg-config make gcc openssl ca-certificates curl python3"
 if [ "$what" != run ]; then
     pkgs="$pkgs libcmocka-dev clang python3-pytest python3-websockets python3-requests
-          chromium fonts-dejavu-core"
+          python3-h2 chromium fonts-dejavu-core"
 fi
 if [ "$what" = bench ]; then
     pkgs="$pkgs wrk valgrind linux-perf"

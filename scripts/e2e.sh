@@ -18,11 +18,12 @@ cleanup() {
 trap cleanup EXIT INT TERM
 mkdir -p "$ROOT/logs"
 $PY tests/fake_backend/fake_backend.py --host 127.0.0.1 --port 0 --port-file "$ROOT/fake.port" \
-    --token-delay-ms 20 >"$ROOT/logs/fake.log" 2>&1 &
+    --control-port-file "$ROOT/fake.ctl" --token-delay-ms 20 >"$ROOT/logs/fake.log" 2>&1 &
 fake_pid=$!
 i=0
 while [ ! -s "$ROOT/fake.port" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 FAKE_PORT=$(cat "$ROOT/fake.port")
+FAKE_CTL=$(cat "$ROOT/fake.ctl")
 port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PORT=$(port); SSLPORT=$(port)
 CONF=$($PY - "$ROOT" "$PORT" "$SSLPORT" "$FAKE_PORT" <<'PYEOF'
@@ -32,12 +33,18 @@ import serverroot
 root, port, sslport, fport = sys.argv[1:5]
 extra = """
 ChatbotRateLimit 100/min burst=100
+ChatbotBackend local http://127.0.0.1:%s max=2
+ChatbotCommand date /usr/bin/date args=none timeout=5s
+ChatbotCommand uptime /usr/bin/uptime args=none timeout=5s
 <ChatbotBot coder>
+    ChatbotBotBackend local
+    ChatbotBotCommands date uptime
     ChatbotModel "qwen2.5-coder:7b"
     ChatbotDescription "Writes and explains code"
     ChatbotSystemPrompt "You are a coding assistant."
 </ChatbotBot>
 <ChatbotBot writer>
+    ChatbotBotBackend local
     ChatbotModel "llama3.2:latest"
     ChatbotDescription "Helps with prose"
 </ChatbotBot>
@@ -50,7 +57,7 @@ Alias /strict/ "%s/htdocs/"
     SetHandler chatbot
     ChatbotRateLimit 2/min burst=2
 </Location>
-""" % serverroot.REPO
+""" % (fport, serverroot.REPO)
 print(serverroot.render(root, int(port), int(sslport), "http://127.0.0.1:%s" % fport,
                         "qwen2.5-coder:7b", extra=extra))
 PYEOF
@@ -62,11 +69,13 @@ until curl -fsk "https://127.0.0.1:$SSLPORT/api/health" >/dev/null 2>&1 || [ $i 
 done
 export BASE_URL="https://127.0.0.1:$SSLPORT/"
 export STRICT_URL="https://127.0.0.1:$SSLPORT/strict/"
-export FAKE_URL="http://127.0.0.1:$FAKE_PORT"
+# the control API on its own port: it stays reachable while the chat port is
+# "down" (POST $FAKE_URL/down makes the backend refuse connections)
+export FAKE_URL="http://127.0.0.1:$FAKE_CTL/_fake/"
 export E2E_OUTPUT="$REPO/tests/output"
 echo "e2e: httpd at $BASE_URL, fake backend at $FAKE_URL, logs in $ROOT/logs"
 rc=0
-./tests/e2e/run.sh || rc=$?
+./tests/e2e/run.sh "$@" || rc=$?
 if grep -E "\[(chatbot:)?(error|crit|alert|emerg)\]" "$ROOT/logs/error_log"; then
     echo "e2e: unexpected error-level lines in the error log (above)" >&2
     rc=1

@@ -44,7 +44,7 @@ def ensure_cert(ssldir):
     os.makedirs(ssldir, exist_ok=True)
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
-         "-subj", "/CN=localhost", "-addext",
+         "-subj", "/CN=localhost", "-addext", "basicConstraints=critical,CA:FALSE", "-addext",
          "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1",
          "-keyout", key, "-out", cert],
         check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -43,6 +43,8 @@ Scripts choose the reply, timing and faults of one chat request:
 
 Control API on the same port:
   POST /_fake/script, POST /_fake/reset, GET /_fake/scripts, GET /_fake/info,
+  POST /_fake/down, POST /_fake/up (chat port stops/starts listening; use
+  --control-port-file to reach the control API meanwhile),
   GET /_fake/requests, GET /_fake/requests/<id>,
   GET /_fake/requests?wait_closed=<id>&timeout=5 (blocks until it ended).
 
@@ -1025,6 +1027,15 @@ class Conn:
                 return self.control_json(200, pending)
             if p == "/_fake/info" and m == "GET":
                 return self.control_json(200, self.srv.info())
+            if p in ("/_fake/down", "/_fake/up") and m == "POST":
+                # down: the chat port stops listening (new connections are
+                # refused, like a stopped Ollama); up: it listens again on the
+                # same port. Needs --control-port-file to be reachable while down.
+                if p == "/_fake/down":
+                    self.srv.go_down()
+                else:
+                    self.srv.go_up()
+                return self.control_json(200, {"listening": self.srv.lsock is not None})
             if p == "/_fake/requests" and m == "GET":
                 if "wait_closed" in req.query:
                     try:
@@ -1486,28 +1497,63 @@ class Server:
             except (OSError, ValueError):
                 pass
 
-    def bind(self):
+    def _listen(self, port):
         host = self.args.host
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.lsock = socket.socket(family, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind((host, self.args.port))
-        self.lsock.listen(1024)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+        sock.setblocking(False)
+        return sock
+
+    @staticmethod
+    def _write_port(path, port):
+        tmp = "%s.tmp.%d" % (path, os.getpid())
+        with open(tmp, "w") as f:
+            f.write("%d\n" % port)
+        os.replace(tmp, path)
+
+    def bind(self):
+        self.lsock = self._listen(self.args.port)
         self.port = self.lsock.getsockname()[1]
+        self.csock = None
+        self.wake_w = None
+        if self.args.control_port_file:
+            self.csock = self._listen(0)
+            self._write_port(self.args.control_port_file, self.csock.getsockname()[1])
         if self.args.port_file:
-            tmp = "%s.tmp.%d" % (self.args.port_file, os.getpid())
-            with open(tmp, "w") as f:
-                f.write("%d\n" % self.port)
-            os.replace(tmp, self.args.port_file)
+            self._write_port(self.args.port_file, self.port)
+
+    def _wake(self):
+        if self.wake_w is not None:
+            try:
+                os.write(self.wake_w, b"w")
+            except OSError:
+                pass
+
+    def go_down(self):
+        with self.log_lock:
+            sock, self.lsock = self.lsock, None
+        if sock is not None:
+            sock.close()
+        self._wake()
+
+    def go_up(self):
+        with self.log_lock:
+            if self.lsock is None:
+                self.lsock = self._listen(self.port)
+        self._wake()
 
     def serve_forever(self, wake_fd):
         """Accept until a signal handler sets self.stopping (it also writes
-        to wake_fd, so the select() below returns at once)."""
-        self.lsock.setblocking(False)
+        to wake_fd, so the select() below returns at once). The control
+        port, if any, is served the same way."""
         while not self.stopping:
+            listeners = [s for s in (self.lsock, self.csock) if s is not None]
             try:
-                ready, _, _ = select.select([self.lsock, wake_fd], [], [])
-            except InterruptedError:
+                ready, _, _ = select.select(listeners + [wake_fd], [], [])
+            except (InterruptedError, ValueError, OSError):
                 continue
             if wake_fd in ready:
                 try:
@@ -1515,17 +1561,18 @@ class Server:
                 except OSError:
                     pass
                 continue
-            try:
-                sock, addr = self.lsock.accept()
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                continue
-            except OSError as e:
-                self.log("accept failed: %s" % e)
-                time.sleep(0.05)
-                continue
-            sock.setblocking(True)
-            t = threading.Thread(target=Conn(self, sock, addr).serve, daemon=True)
-            t.start()
+            for ls in ready:
+                try:
+                    sock, addr = ls.accept()
+                except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                    continue
+                except OSError as e:
+                    self.log("accept failed: %s" % e)
+                    time.sleep(0.05)
+                    continue
+                sock.setblocking(True)
+                t = threading.Thread(target=Conn(self, sock, addr).serve, daemon=True)
+                t.start()
 
 
 def parse_args(argv):
@@ -1534,6 +1581,9 @@ def parse_args(argv):
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0, help="0 picks a free port")
     ap.add_argument("--port-file", help="write the bound port here (atomically)")
+    ap.add_argument("--control-port-file",
+                    help="also listen on a second port (written here) that serves the "
+                         "control API even while the chat port is down (POST /_fake/down)")
     ap.add_argument("--models", default=DEFAULT_MODELS, help="comma-separated model names")
     ap.add_argument("--token-delay-ms", type=float, default=15.0,
                     help="default delay between streamed lines")
@@ -1574,11 +1624,14 @@ def main(argv=None):
     sys.stderr.write("fake_backend: listening on %s:%d (%s mode, models %s)\n"
                      % (args.host, srv.port, mode, ",".join(srv.models)))
     sys.stderr.flush()
+    srv.wake_w = wake_w
     srv.serve_forever(wake_r)
-    try:
-        srv.lsock.close()
-    except OSError:
-        pass
+    for ls in (srv.lsock, srv.csock):
+        try:
+            if ls is not None:
+                ls.close()
+        except OSError:
+            pass
     if args.port_file:
         try:
             with open(args.port_file) as f:

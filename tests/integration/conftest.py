@@ -8,6 +8,7 @@ Fixtures
 Every Server's error_log is checked at teardown: an unexpected [error],
 [crit], [alert] or [emerg] line fails the test that owned the server.
 """
+import atexit
 import json
 import os
 import re
@@ -113,6 +114,16 @@ class Fake:
         self.log.close()
 
 
+_LIVE = set()
+
+
+@atexit.register
+def _stop_leftovers():
+    """Never leave an httpd behind, even if a test run is interrupted."""
+    for srv in list(_LIVE):
+        srv.stop()
+
+
 class Server:
     """One httpd instance."""
 
@@ -137,7 +148,9 @@ class Server:
 
     def start(self):
         r = self.ctl("-k", "start", check=False)
+        _LIVE.add(self)
         if r.returncode != 0 or not wait_port(self.port):
+            self.stop()
             raise RuntimeError("httpd did not start: %s %s\n%s" % (
                 r.stdout, r.stderr, self.read_error_log()))
 
@@ -160,6 +173,7 @@ class Server:
             wait_port(self.port)
 
     def stop(self):
+        _LIVE.discard(self)
         pid = self.pid()
         self.ctl("-k", "stop", check=False)
         end = time.time() + 20

@@ -220,3 +220,115 @@ def ssl_ctx():
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+class H2WS:
+    """A WebSocket over HTTP/2 (RFC 8441 extended CONNECT) using Debian's
+    python3-h2, over TLS with ALPN h2. Frames inside DATA are plain RFC 6455
+    frames (masked by the client)."""
+
+    def __init__(self, port, path="/ws", origin=None, timeout=5.0):
+        import h2.config
+        import h2.connection
+        import h2.events
+        import h2.settings
+        self.events = h2.events
+        ctx = ssl_ctx()
+        ctx.set_alpn_protocols(["h2"])
+        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock = ctx.wrap_socket(raw, server_hostname="localhost")
+        assert self.sock.selected_alpn_protocol() == "h2", "server did not negotiate h2"
+        self.conn = h2.connection.H2Connection(
+            config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        self.conn.initiate_connection()
+        self.sock.sendall(self.conn.data_to_send())
+        self.buf = b""
+        self.closed = False
+        self.connect_enabled = None
+        # wait for the server's SETTINGS: it must allow extended CONNECT
+        end = time.time() + timeout
+        while self.connect_enabled is None and time.time() < end:
+            self._pump()
+        assert self.connect_enabled, "server did not send SETTINGS_ENABLE_CONNECT_PROTOCOL=1"
+        self.sid = self.conn.get_next_available_stream_id()
+        headers = [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "https"),
+                   (":path", path), (":authority", "127.0.0.1:%d" % port),
+                   ("sec-websocket-version", "13")]
+        if origin:
+            headers.append(("origin", origin))
+        self.conn.send_headers(self.sid, headers, end_stream=False)
+        self.sock.sendall(self.conn.data_to_send())
+        self.status = None
+        while self.status is None and time.time() < end:
+            self._pump()
+
+    def _pump(self):
+        data = self.sock.recv(65536)
+        if not data:
+            self.closed = True
+            raise EOFError("h2 connection closed")
+        for ev in self.conn.receive_data(data):
+            if isinstance(ev, self.events.RemoteSettingsChanged):
+                s = ev.changed_settings.get(8)  # ENABLE_CONNECT_PROTOCOL
+                if s is not None:
+                    self.connect_enabled = bool(s.new_value)
+                elif self.connect_enabled is None:
+                    self.connect_enabled = False
+            elif isinstance(ev, self.events.ResponseReceived):
+                self.status = int(dict(ev.headers)[":status"])
+            elif isinstance(ev, self.events.DataReceived):
+                self.buf += ev.data
+                self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, (self.events.StreamEnded, self.events.StreamReset)):
+                self.closed = True
+        out = self.conn.data_to_send()
+        if out:
+            self.sock.sendall(out)
+
+    def send(self, opcode, payload=b""):
+        self.conn.send_data(self.sid, RawWS.frame(opcode, payload))
+        self.sock.sendall(self.conn.data_to_send())
+
+    def send_json(self, obj):
+        self.send(1, json.dumps(obj))
+
+    def recv_frame(self, timeout=5.0):
+        end = time.time() + timeout
+        while True:
+            if len(self.buf) >= 2:
+                b0, b1 = self.buf[0], self.buf[1]
+                n, off = b1 & 0x7F, 2
+                if n == 126 and len(self.buf) >= 4:
+                    n, off = struct.unpack("!H", self.buf[2:4])[0], 4
+                elif n == 127 and len(self.buf) >= 10:
+                    n, off = struct.unpack("!Q", self.buf[2:10])[0], 10
+                if (b1 & 0x7F) < 126 or off > 2:
+                    if b1 & 0x80:
+                        off += 4
+                    if len(self.buf) >= off + n:
+                        payload = self.buf[off:off + n]
+                        self.buf = self.buf[off + n:]
+                        return bool(b0 & 0x80), b0 & 0x0F, payload, bool(b1 & 0x80)
+            if time.time() > end:
+                raise TimeoutError("no frame")
+            self.sock.settimeout(max(0.05, end - time.time()))
+            self._pump()
+
+    def recv_json(self, skip_types=("status", "sessions", "hello", "ack")):
+        while True:
+            fin, op, payload, masked = self.recv_frame()
+            assert not masked
+            if op == 9:
+                self.send(10, payload)
+                continue
+            if op == 8:
+                raise EOFError("close %r" % payload)
+            msg = json.loads(payload)
+            if msg.get("type") not in skip_types:
+                return msg
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass

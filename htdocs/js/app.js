@@ -1,0 +1,1239 @@
+// mod_chatbot browser client: the protocol controller (docs/protocol.md).
+// Owns the application state, turns server frames into view updates and user
+// intents into client frames. Views: ChatView (chat.js), Sidebar
+// (sidebar.js), status board (status.js). Transport: Connection (conn.js).
+//
+// Live answers ("turns") are tracked per conversation in S.turns so that a
+// turn started on this connection keeps accumulating while another
+// conversation is shown. After a reconnect or reload the answer is picked up
+// with `resume` from the UTF-8 byte offset of what is already rendered.
+
+import { Connection, wsUrl } from './conn.js';
+import { ChatView, ERROR_TEXT } from './chat.js';
+import { Sidebar, sessionTitle } from './sidebar.js';
+import { renderStatus, connText } from './status.js';
+import { loadLibs } from './markdown.js';
+import { el, toast, confirmDialog, announce, downloadText, utf8Length, sliceUtf8, closeMenu, setIcon } from './ui.js';
+
+const LEGACY_BOT = {
+    id: 'default', name: 'Assistant', model: '', commands: [], default: true,
+    description: 'This server did not describe its bots; using its default.',
+};
+const HELLO_WAIT_MS = 2500; // no hello by then: an old server (message/stream/response only)
+const PING_EVERY_MS = 25000;
+const PONG_TIMEOUT_MS = 10000;
+const STATUS_EVERY_MS = 15000;
+const HISTORY_PAGE = 50;
+const ACTIVE = new Set(['queued', 'loading', 'generating']);
+// Errors that belong to a chat turn and are shown in the conversation.
+const TURN_ERRORS = new Set(['too_large', 'rate_limited', 'busy', 'backend_unreachable', 'backend_timeout',
+    'model_not_found', 'backend_busy', 'backend_bad_request', 'backend_error', 'backend_protocol',
+    'interrupted', 'queue_full', 'command_denied', 'command_failed', 'storage_full', 'internal']);
+
+// ------------------------------------------------------------------ state
+const S = {
+    conn: 'idle', retryAt: 0, helloSeen: false, legacy: false,
+    server: null, protocol: null, user: null, demo: false, notice: null, limits: null,
+    bots: [], activeBotId: null,
+    sessions: new Map(), showArchived: false, expectFullSessions: false,
+    convId: null, convState: null,
+    pendingSelect: null, awaitingHistory: false, historyRetry: false, loadingEarlier: false, minIndex: 0,
+    pendingLaunch: null,
+    turns: new Map(), // conversation id ('' without one) -> {m, bytes, attached, t0, tFirst, tThink, frames, foreign}
+    lastStats: null, statusBoard: null, rtt: null,
+    pingSent: 0, pongTimer: 0, legacyIgnore: false,
+};
+window.__chatbot = S; // for debugging and the e2e tests (read-only use)
+
+let keySeq = 0;
+const newKey = () => 'k' + (++keySeq);
+const tabId = Math.random().toString(36).slice(2, 8);
+let msgSeq = 0;
+const newClientId = () => tabId + '-' + (++msgSeq);
+const curKey = () => S.convId ?? '';
+const botById = (id) => S.bots.find((b) => b.id === id) || null;
+const activeBot = () => botById(S.activeBotId) || S.bots[0] || null;
+const currentTurn = () => S.turns.get(curKey()) || null;
+const $ = (id) => document.getElementById(id);
+
+function store(kind, key, value) {
+    try {
+        const st = kind === 'session' ? sessionStorage : localStorage;
+        if (value === null || value === undefined) st.removeItem(key); else st.setItem(key, value);
+    } catch { /* storage disabled */ }
+}
+function recall(kind, key) {
+    try { return (kind === 'session' ? sessionStorage : localStorage).getItem(key); } catch { return null; }
+}
+
+// ------------------------------------------------------------------ views
+const conn = new Connection(wsUrl());
+
+const chat = new ChatView({
+    onSend: (text) => sendMessage(text),
+    onStop: () => stop(),
+    onRegenerate: () => regenerate(),
+    onEdit: (m, text) => editMessage(m, text),
+    onRetry: (m) => retryFailed(m),
+    onRun: (cmd) => runCommand(cmd),
+    onLoadEarlier: () => loadEarlier(),
+});
+
+const sidebar = new Sidebar({
+    onSelectBot: (id) => selectBot(id),
+    onNewChat: () => newChat(),
+    onSelectSession: (id) => selectConversation(id),
+    onRename: (id, title) => rename(id, title),
+    onArchive: (id, v) => archive(id, v),
+    onDelete: (id) => del(id),
+    onExport: (id, fmt) => exportConv(id, fmt),
+    onStopSession: (id) => stopSession(id),
+    onToggleArchived: () => toggleArchived(),
+});
+
+function send(obj) {
+    if (conn.send(obj)) return true;
+    toast('Not connected to the server. Your action was not sent.', { error: true });
+    return false;
+}
+
+// ------------------------------------------------------------------ connection events
+conn.addEventListener('state', (e) => {
+    const d = e.detail;
+    S.conn = d.state;
+    S.retryAt = d.state === 'reconnecting' ? Date.now() + (d.retryInMs || 0) : 0;
+    if (d.state === 'reconnecting') startCountdown();
+    renderConn();
+    updateComposer();
+});
+
+conn.addEventListener('open', () => {
+    S.helloSeen = false;
+    clearTimeout(S.helloTimer);
+    S.helloTimer = setTimeout(() => { if (!S.helloSeen && !S.legacy) enterLegacy(); }, HELLO_WAIT_MS);
+    if (S.legacy) { renderConn(); updateComposer(); }
+});
+
+conn.addEventListener('close', () => {
+    clearTimeout(S.helloTimer);
+    clearTimeout(S.pongTimer);
+    S.helloSeen = false;
+    S.pendingSelect = null;
+    S.awaitingHistory = false;
+    S.loadingEarlier = false;
+    // Turns survive as "detached": the displayed one is resumed after the reconnect.
+    for (const [k, t] of S.turns) {
+        if (k !== curKey()) { S.turns.delete(k); continue; }
+        t.attached = false;
+        if (!t.m.content && !t.m.thinking) {
+            chat.remove(t.m.key);
+            S.turns.delete(k);
+        } else {
+            t.m.state = 'reconnecting';
+            chat.stream(t.m);
+        }
+    }
+    if (S.pendingLaunch) {
+        S.pendingLaunch = null;
+    }
+    // Messages the server never acknowledged may not have arrived.
+    for (const key of chat.order) {
+        const it = chat.items.get(key);
+        if (it && it.m.role === 'user' && it.m.pending) {
+            it.m.pending = false;
+            it.m.failed = true;
+            chat.update(it.m);
+        }
+    }
+    chat.setBusy(!!currentTurn());
+    updateAll();
+});
+
+conn.addEventListener('frame', (e) => onFrame(e.detail));
+
+let countdownTimer = 0;
+function startCountdown() {
+    clearInterval(countdownTimer);
+    countdownTimer = setInterval(() => {
+        if (S.conn !== 'reconnecting') { clearInterval(countdownTimer); return; }
+        renderConn();
+    }, 1000);
+}
+
+// ------------------------------------------------------------------ frames
+function onFrame(f) {
+    if (typeof f.type !== 'string') return;
+    if (!S.helloSeen && !S.legacy && f.type !== 'hello') enterLegacy();
+    switch (f.type) {
+    case 'hello': onHello(f); break;
+    case 'ack': onAck(f); break;
+    case 'status': onStatus(f); break;
+    case 'thinking': onThinking(f); break;
+    case 'stream': onStream(f); break;
+    case 'response': onResponse(f); break;
+    case 'error': onError(f); break;
+    case 'history': onHistory(f); break;
+    case 'session': onSession(f); break;
+    case 'sessions': onSessions(f); break;
+    case 'bots': onBots(f); break;
+    case 'ok': onOk(f); break;
+    case 'export': onExport(f); break;
+    case 'command_result': onCommandResult(f); break;
+    case 'status_board': S.statusBoard = f; applyBackendHealth(); renderStatus(S); sidebar.render(S); break;
+    case 'pong': onPong(); break;
+    default: break; // unknown frames are ignored (forward compatibility)
+    }
+}
+
+function onHello(h) {
+    clearTimeout(S.helloTimer);
+    const wasLegacy = S.legacy;
+    S.helloSeen = true;
+    S.legacy = false;
+    chat.canEdit = true;
+    S.server = typeof h.server === 'string' ? h.server : null;
+    S.protocol = h.protocol ?? null;
+    S.user = typeof h.user === 'string' ? h.user : null;
+    S.demo = h.demo === true;
+    S.notice = typeof h.notice === 'string' ? h.notice : null;
+    S.limits = h.limits && typeof h.limits === 'object' ? h.limits : null;
+    setBots(Array.isArray(h.bots) ? h.bots : []);
+    if (!botById(S.activeBotId)) {
+        const remembered = recall('local', 'chatbot.bot');
+        const def = S.bots.find((b) => b.default) || S.bots[0];
+        S.activeBotId = (botById(remembered) ? remembered : def && def.id) || null;
+    }
+    S.expectFullSessions = true;
+    send({ type: 'sessions' });
+    const target = (wasLegacy ? null : S.convId) || recall('session', 'chatbot.conv') || h.conversation_id || null;
+    if (target) selectConversation(target, { force: true });
+    else if (!S.convId && !chat.order.length) showDraft(S.activeBotId);
+    requestStatusBoard();
+    ping();
+    renderNotice();
+    updateAll();
+}
+
+function enterLegacy() {
+    if (S.legacy) return;
+    S.legacy = true;
+    S.helloSeen = false;
+    chat.canEdit = false;
+    S.bots = [LEGACY_BOT];
+    S.activeBotId = LEGACY_BOT.id;
+    S.convId = null;
+    chat.setBot(LEGACY_BOT);
+    if (!chat.order.length) showDraft(LEGACY_BOT.id);
+    updateAll();
+}
+
+function setBots(list) {
+    const prev = new Map(S.bots.map((b) => [b.id, b]));
+    S.bots = list.filter((b) => b && typeof b.id === 'string').map((b) => ({ ...prev.get(b.id), ...b }));
+    if (!S.bots.length) S.bots = [LEGACY_BOT];
+    applyBackendHealth();
+    const bot = activeBot();
+    if (bot) chat.setBot(bot);
+}
+
+function onBots(f) {
+    if (Array.isArray(f.bots)) setBots(f.bots);
+    updateAll();
+}
+
+function applyBackendHealth() {
+    const sb = S.statusBoard;
+    if (!sb || !Array.isArray(sb.backends)) return;
+    const byName = new Map(sb.backends.map((b) => [b.name, b]));
+    for (const bot of S.bots) {
+        if (bot.health && bot.healthFromBoard !== true) continue;
+        const names = Array.isArray(bot.backends) ? bot.backends : [];
+        const states = names.map((n) => byName.get(n)).filter(Boolean);
+        if (!states.length) continue;
+        bot.health = states.some((b) => b.healthy === true) ? 'up' : states.every((b) => b.healthy === false) ? 'down' : 'unknown';
+        bot.healthFromBoard = true;
+    }
+}
+
+function isCurrent(f) {
+    return (f.conversation_id ?? S.convId ?? '') === curKey();
+}
+
+function onAck(f) {
+    const cid = f.conversation_id ?? null;
+    if (cid && S.convId === null && !S.legacy) {
+        // The server created the conversation for us.
+        S.convId = cid;
+        store('session', 'chatbot.conv', cid);
+        const t = S.turns.get('');
+        if (t) { S.turns.delete(''); S.turns.set(cid, t); }
+    }
+    if (!isCurrent(f)) return;
+    const m = findUser((m) => f.id !== undefined && f.id !== null && m.clientId === String(f.id)) ||
+              findUser((m) => m.pending);
+    if (m) {
+        m.pending = false;
+        m.failed = false;
+        if (typeof f.index === 'number') m.index = f.index;
+        chat.update(m);
+        if (m.index === 0) autoTitle(m.content);
+    }
+}
+
+function findUser(pred) {
+    for (let i = chat.order.length - 1; i >= 0; i--) {
+        const it = chat.items.get(chat.order[i]);
+        if (it && it.m.role === 'user' && !it.m.kind && pred(it.m)) return it.m;
+    }
+    return null;
+}
+
+function onStatus(f) {
+    const cid = f.conversation_id ?? curKey();
+    const s = S.sessions.get(cid);
+    if (s) {
+        s.state = f.state;
+        s.position = f.position;
+        if (ACTIVE.has(f.state)) s.stopped = false;
+    }
+    if (cid === curKey()) {
+        S.convState = { state: f.state, position: f.position, stopped: s ? s.stopped : false };
+        let t = S.turns.get(cid);
+        if (!t && ACTIVE.has(f.state) && !S.awaitingHistory && !S.legacyIgnore) {
+            // A turn started elsewhere (another tab): show it as it comes.
+            t = startTurn(cid, { state: f.state, foreign: true });
+        }
+        if (t) {
+            if (f.state === 'idle') {
+                if (!t.m.content && !t.m.thinking) dropTurn(cid);
+                if (t.foreign && S.convId) send({ type: 'history', conversation_id: S.convId, limit: HISTORY_PAGE });
+            } else {
+                if (t.m.state !== 'stopping') t.m.state = f.state;
+                t.m.position = f.position;
+                chat.stream(t.m);
+            }
+        }
+    }
+    updateHeader();
+    renderStatus(S);
+    sidebar.render(S);
+}
+
+function startTurn(cid, opts = {}) {
+    const bot = activeBot();
+    const m = {
+        key: newKey(), role: 'assistant', content: opts.content || '', thinking: opts.thinking || '',
+        live: true, state: opts.state || 'waiting', ts: Date.now(), model: bot ? bot.model : '',
+    };
+    const t = {
+        m, bytes: utf8Length(m.content), attached: true, t0: performance.now(), tFirst: 0, tThink: 0,
+        frames: 0, foreign: !!opts.foreign,
+    };
+    S.turns.set(cid, t);
+    if (cid === curKey() && !opts.noShow) chat.add(m);
+    chat.setBusy(true);
+    updateComposer();
+    return t;
+}
+
+function dropTurn(cid) {
+    const t = S.turns.get(cid);
+    if (!t) return;
+    S.turns.delete(cid);
+    if (cid === curKey()) chat.remove(t.m.key);
+    chat.setBusy(!!currentTurn());
+    updateComposer();
+}
+
+/** Appends a chunk; honours an optional byte `offset` field to skip bytes already shown. */
+function appendChunk(t, chunk, offset) {
+    if (typeof offset === 'number' && offset !== t.bytes) {
+        const len = utf8Length(chunk);
+        if (offset + len <= t.bytes) return false;
+        if (offset < t.bytes) chunk = sliceUtf8(chunk, t.bytes - offset);
+    }
+    if (!t.tFirst) {
+        t.tFirst = performance.now();
+        if (t.tThink) t.m.thinkMs = t.tFirst - t.tThink;
+    }
+    t.frames++;
+    t.m.content += chunk;
+    t.bytes += utf8Length(chunk);
+    if (t.m.state !== 'stopping') t.m.state = 'generating';
+    return true;
+}
+
+function onStream(f) {
+    if (typeof f.content !== 'string') return;
+    if (S.legacyIgnore) return;
+    const cid = f.conversation_id ?? curKey();
+    let t = S.turns.get(cid);
+    if (!t) {
+        // Only adopt unknown streams for the conversation on screen, and not while
+        // its history is loading (the resume after it covers those bytes).
+        if (cid !== curKey() || S.awaitingHistory) return;
+        t = startTurn(cid, { state: 'generating', foreign: true });
+    }
+    if (appendChunk(t, f.content, f.offset) && cid === curKey()) chat.stream(t.m);
+}
+
+function onThinking(f) {
+    if (typeof f.content !== 'string' || S.legacyIgnore) return;
+    const cid = f.conversation_id ?? curKey();
+    let t = S.turns.get(cid);
+    if (!t) {
+        if (cid !== curKey() || S.awaitingHistory) return;
+        t = startTurn(cid, { state: 'generating', foreign: true });
+    }
+    if (!t.tThink) t.tThink = performance.now();
+    t.m.thinking += f.content;
+    if (cid === curKey()) chat.stream(t.m);
+}
+
+function onResponse(f) {
+    const cid = f.conversation_id ?? curKey();
+    const s = S.sessions.get(cid);
+    if (s) { s.state = 'idle'; s.position = undefined; s.updated_ms = Date.now(); }
+    if (S.legacyIgnore) { S.legacyIgnore = false; S.turns.delete(cid); updateAll(); return; }
+    const t = S.turns.get(cid);
+    S.turns.delete(cid);
+    if (S.resumePending === cid) S.resumePending = null;
+    if (cid !== curKey()) {
+        if (t && !t.foreign && s) toast('Answer ready in "' + sessionTitle(s) + '"', { timeout: 4000 });
+        updateAll();
+        return;
+    }
+    let m = t ? t.m : null;
+    if (!m) {
+        m = { key: newKey(), role: 'assistant', content: '', ts: Date.now() };
+        chat.add(m);
+    }
+    if (typeof f.content === 'string') m.content = f.content;
+    m.live = false;
+    m.state = undefined;
+    m.interrupted = f.interrupted === true;
+    if (typeof f.index === 'number') m.index = f.index;
+    const now = performance.now();
+    const stats = f.stats && typeof f.stats === 'object' ? { ...f.stats } : { clientMeasured: true, done_reason: m.interrupted ? 'stopped' : 'stop' };
+    if (t && t.tFirst) {
+        // Fill in what the server did not report, measured on this side.
+        if (stats.ttft_ms === undefined && !t.foreign && t.attached) stats.ttft_ms = t.tFirst - t.t0;
+        if (stats.duration_ms === undefined && !t.foreign) stats.duration_ms = now - t.t0;
+        if (stats.tokens === undefined) stats.tokens = t.frames;
+        if (stats.tokens_per_sec === undefined && now > t.tFirst) stats.tokens_per_sec = t.frames / ((now - t.tFirst) / 1000);
+    }
+    m.stats = stats;
+    if (t && t.tThink && !m.thinkMs) m.thinkMs = (t.tFirst || now) - t.tThink;
+    chat.finalize(m);
+    S.lastStats = stats;
+    const bot = activeBot();
+    const name = bot ? (bot.name || bot.id) : 'Assistant';
+    const snippet = m.content.replace(/\s+/g, ' ').trim().slice(0, 220);
+    announce(m.interrupted ? name + ' stopped. ' + snippet : name + ' answered: ' + snippet);
+    if (S.convState) { S.convState.state = 'idle'; S.convState.position = undefined; }
+    chat.setBusy(!!currentTurn());
+    requestStatusBoard();
+    updateAll();
+}
+
+function onError(f) {
+    const code = typeof f.code === 'string' ? f.code : 'error';
+    const message = typeof f.message === 'string' ? f.message : '';
+    const cid = f.conversation_id ?? null;
+
+    if (code === 'not_found' && S.pendingSelect && (cid === null || cid === S.pendingSelect)) {
+        // The conversation vanished (deleted elsewhere, or storage reset).
+        S.sessions.delete(S.pendingSelect);
+        S.pendingSelect = null;
+        S.awaitingHistory = false;
+        store('session', 'chatbot.conv', null);
+        toast('That conversation is no longer available.');
+        showDraft(S.activeBotId);
+        return;
+    }
+    if (S.resumePending && (cid === null || cid === S.resumePending) && (code === 'not_found' || code === 'bad_request')) {
+        // Nothing left to resume: the answer finished meanwhile; reload it.
+        const rc = S.resumePending;
+        S.resumePending = null;
+        S.turns.delete(rc);
+        if (rc === S.convId) send({ type: 'history', conversation_id: rc, limit: HISTORY_PAGE });
+        return;
+    }
+    if (S.pendingLaunch && (code === 'not_found' || code === 'bad_request' || code === 'storage_full' || code === 'rate_limited')) {
+        S.pendingLaunch = null;
+    }
+    const key = cid ?? curKey();
+    const t = S.turns.get(key);
+    let userM = null;
+    if (key === curKey()) {
+        userM = (f.id !== undefined && f.id !== null && findUser((m) => m.clientId === String(f.id))) ||
+                (cid === null ? findUser((m) => m.pending) : null) ||
+                (t ? findUser((m) => m.pending) : null);
+    }
+    const isTurn = TURN_ERRORS.has(code) || !!t || !!userM;
+    const s = cid ? S.sessions.get(cid) : null;
+    if (s && t) { s.state = 'idle'; }
+
+    if (key !== curKey()) {
+        if (t) S.turns.delete(key);
+        toast((s ? sessionTitle(s) + ': ' : '') + (message || ERROR_TEXT[code] || 'error') + ' (' + code + ')', { error: true });
+        updateAll();
+        return;
+    }
+    if (!isTurn) {
+        // Not about a chat turn (e.g. a rename of a vanished conversation): still
+        // shown in the conversation with its code, without a Retry.
+        chat.add({ key: newKey(), kind: 'error', code, message });
+        announce('Error: ' + (message || ERROR_TEXT[code] || code));
+        return;
+    }
+    if (t) {
+        S.turns.delete(key);
+        if (t.m.content) {
+            t.m.live = false;
+            t.m.interrupted = true;
+            t.m.state = undefined;
+            chat.finalize(t.m);
+        } else {
+            chat.remove(t.m.key);
+        }
+    }
+    let failed = null;
+    if (userM && userM.pending) {
+        userM.pending = false;
+        if (code === 'command_denied') {
+            userM.refused = true;
+        } else {
+            // Refused before it was stored: offer to send it again (from the card).
+            userM.failed = true;
+            userM.retryElsewhere = code !== 'too_large';
+            failed = userM;
+        }
+        chat.update(userM);
+    }
+    if (code.startsWith('backend_') || code === 'model_not_found' || code === 'queue_full') requestStatusBoard();
+    const card = {
+        key: newKey(), kind: 'error', code, message,
+        retryAfterMs: typeof f.retry_after_ms === 'number' ? f.retry_after_ms : null,
+        partial: f.partial === true,
+    };
+    if (code !== 'command_denied' && code !== 'too_large' && !S.legacy) {
+        card.retry = failed ? () => { chat.remove(card.key); retryFailed(failed); }
+            : () => { chat.remove(card.key); regenerate(); };
+    } else if (failed && code !== 'command_denied' && code !== 'too_large') {
+        card.retry = () => { chat.remove(card.key); retryFailed(failed); };
+    }
+    chat.add(card);
+    if (S.convState) S.convState.state = 'idle';
+    announce('Error: ' + (ERROR_TEXT[code] || message || code));
+    chat.setBusy(!!currentTurn());
+    updateAll();
+}
+
+function onCommandResult(f) {
+    const cid = f.conversation_id ?? curKey();
+    if (cid !== curKey()) return;
+    const t = S.turns.get(cid);
+    if (t && !t.m.content) dropTurn(cid);
+    const u = findUser((m) => m.pending);
+    if (u) { u.pending = false; chat.update(u); }
+    chat.add({
+        key: newKey(), kind: 'command', command: String(f.command ?? ''),
+        args: Array.isArray(f.args) ? f.args.map(String) : [],
+        exit_code: f.exit_code, output: typeof f.output === 'string' ? f.output : '',
+        truncated: f.truncated === true, timed_out: f.timed_out === true, duration_ms: f.duration_ms,
+    });
+    announce('Command ' + f.command + ' finished' + (typeof f.exit_code === 'number' ? ' with exit code ' + f.exit_code : ''));
+    updateAll();
+}
+
+function fromHistory(h) {
+    const role = h.role === 'user' || h.role === 'assistant' ? h.role : String(h.role || 'note');
+    if (h.error === true) {
+        // a failed turn kept in the conversation ("code" since protocol 1)
+        return { key: newKey(), kind: 'error', code: typeof h.code === 'string' ? h.code : 'error',
+            message: typeof h.content === 'string' ? h.content : '', index: typeof h.index === 'number' ? h.index : null };
+    }
+    if (h.exit_code !== undefined && h.command) {
+        return { key: newKey(), kind: 'command', command: h.command, args: h.args || [], exit_code: h.exit_code, output: h.output || h.content || '', truncated: !!h.truncated, timed_out: !!h.timed_out, duration_ms: h.duration_ms };
+    }
+    return {
+        key: newKey(), role, content: typeof h.content === 'string' ? h.content : '',
+        index: typeof h.index === 'number' ? h.index : null, ts: h.ts_ms, interrupted: h.interrupted === true,
+        stats: h.stats && typeof h.stats === 'object' ? h.stats : null,
+        thinking: typeof h.thinking === 'string' ? h.thinking : '', model: h.model,
+    };
+}
+
+function onHistory(f) {
+    if (!S.convId || f.conversation_id !== S.convId) return;
+    const msgs = Array.isArray(f.messages) ? f.messages.filter((m) => m && typeof m === 'object') : [];
+
+    if (S.loadingEarlier) {
+        S.loadingEarlier = false;
+        const older = msgs.filter((m) => typeof m.index === 'number' && m.index < S.minIndex);
+        if (older.length) {
+            chat.prepend(older.map(fromHistory));
+            S.minIndex = Math.min(...older.map((m) => m.index));
+        }
+        chat.showLoadEarlier(S.minIndex > 0);
+        return;
+    }
+    // We want the newest page; offset counts from the oldest message.
+    const total = typeof f.total === 'number' ? f.total : msgs.length;
+    const maxIdx = msgs.reduce((a, m) => Math.max(a, typeof m.index === 'number' ? m.index : -1), -1);
+    if (total > 0 && maxIdx >= 0 && maxIdx < total - 1 && !S.historyRetry) {
+        S.historyRetry = true;
+        const limit = f.limit || HISTORY_PAGE;
+        send({ type: 'history', conversation_id: S.convId, offset: Math.max(0, total - limit), limit });
+        return;
+    }
+    S.historyRetry = false;
+    S.awaitingHistory = false;
+    S.pendingSelect = null;
+    chat.showLoading(false);
+
+    const models = msgs.map(fromHistory);
+    const last = msgs[msgs.length - 1];
+    const sess = S.sessions.get(S.convId);
+    const active = sess && ACTIVE.has(sess.state) && !sess.stopped;
+    let t = S.turns.get(S.convId);
+    // A partial answer: marked streaming, or (if the server does not say) the
+    // last message is an answer while the session is still generating.
+    const partial = last && last.role === 'assistant' &&
+        (last.streaming === true || (active && last.streaming === undefined));
+    if (partial) {
+        models.pop();
+        const hist = typeof last.content === 'string' ? last.content : '';
+        let content = hist;
+        let needResume = true;
+        if (t && t.m.content.length >= hist.length && t.m.content.startsWith(hist)) {
+            content = t.m.content;
+            // Frames on one socket are ordered: if this connection kept receiving the
+            // answer, everything up to the history snapshot is already here.
+            if (t.attached) needResume = false;
+        }
+        const m = {
+            key: newKey(), role: 'assistant', content, thinking: (t && t.m.thinking) || last.thinking || '',
+            live: true, state: 'generating', ts: last.ts_ms, index: last.index,
+        };
+        const nt = {
+            m, bytes: utf8Length(content), attached: true, t0: t ? t.t0 : performance.now(),
+            tFirst: t ? t.tFirst : 0, tThink: t ? t.tThink : 0, frames: t ? t.frames : 0, foreign: t ? t.foreign : true,
+        };
+        S.turns.set(S.convId, nt);
+        models.push(m);
+        if (needResume) doResume(S.convId, nt.bytes);
+    } else if (active && (!last || last.role !== 'assistant')) {
+        // The answer has not produced anything yet.
+        if (t && t.attached) {
+            models.push(t.m);
+        } else {
+            const nt = { m: { key: newKey(), role: 'assistant', content: '', thinking: '', live: true, state: sess.state, position: sess.position, ts: Date.now() },
+                bytes: 0, attached: true, t0: performance.now(), tFirst: 0, tThink: 0, frames: 0, foreign: true };
+            S.turns.set(S.convId, nt);
+            models.push(nt.m);
+            doResume(S.convId, 0);
+        }
+    } else if (t) {
+        S.turns.delete(S.convId);
+    }
+    const tail = models[models.length - 1];
+    if (tail && tail.kind === 'error' && !active && !S.legacy &&
+        tail.code !== 'command_denied' && tail.code !== 'too_large') {
+        // the last turn failed: offer to try it again
+        tail.retry = () => { chat.remove(tail.key); regenerate(); };
+    }
+    chat.setItems(models);
+    S.minIndex = models.reduce((a, m) => (typeof m.index === 'number' ? Math.min(a, m.index) : a), Infinity);
+    if (!isFinite(S.minIndex)) S.minIndex = 0;
+    chat.showLoadEarlier(S.minIndex > 0);
+    if (!models.length) chat.showEmpty(activeBot(), suggestions());
+    chat.scrollToBottom(true);
+    chat.setBusy(!!currentTurn());
+    updateAll();
+}
+
+function doResume(cid, offset) {
+    S.resumePending = cid;
+    send({ type: 'resume', conversation_id: cid, offset });
+}
+
+function upsertSession(s) {
+    const prev = S.sessions.get(s.conversation_id);
+    S.sessions.set(s.conversation_id, { ...prev, ...s });
+}
+
+function onSession(f) {
+    const s = f.session;
+    if (!s || typeof s.conversation_id !== 'string') return;
+    upsertSession(s);
+    const id = s.conversation_id;
+    if (S.pendingSelect === id) {
+        if (s.bot_id && botById(s.bot_id)) {
+            S.activeBotId = s.bot_id;
+            chat.setBot(activeBot());
+        }
+        S.convState = { state: s.state, position: s.position, stopped: !!s.stopped };
+    } else if (S.pendingLaunch && (!s.bot_id || s.bot_id === S.pendingLaunch.botId)) {
+        const pl = S.pendingLaunch;
+        S.pendingLaunch = null;
+        const t = S.turns.get('');
+        if (t) { S.turns.delete(''); S.turns.set(id, t); }
+        S.convId = id;
+        S.convState = { state: s.state || 'idle', stopped: false };
+        store('session', 'chatbot.conv', id);
+        if (pl.send) {
+            pl.send.conversation_id = id;
+            send(pl.send);
+        }
+    }
+    updateAll();
+}
+
+/** Highest message index on screen (-1 if none). */
+function shownMaxIndex() {
+    let max = -1;
+    for (const key of chat.order) {
+        const m = chat.items.get(key).m;
+        if (typeof m.index === 'number' && m.index > max) max = m.index;
+    }
+    return max;
+}
+
+/**
+ * Another tab (same identity) changed the conversation on screen: reload its
+ * history; the history handler resumes an answer that is still streaming.
+ */
+function maybeRefreshCurrent(prev) {
+    const cur = S.convId && S.sessions.get(S.convId);
+    if (!cur || !prev || S.awaitingHistory || S.pendingSelect || currentTurn() || !conn.isOpen) return;
+    const started = ACTIVE.has(cur.state) && !ACTIVE.has(prev.state);
+    const grew = typeof cur.messages === 'number' && cur.messages > shownMaxIndex() + 1 && cur.messages !== prev.messages;
+    if (!started && !grew) return;
+    S.awaitingHistory = true;
+    S.historyRetry = false;
+    send({ type: 'history', conversation_id: S.convId, limit: HISTORY_PAGE });
+}
+
+function onSessions(f) {
+    const prevCur = S.convId && S.sessions.get(S.convId) ? { ...S.sessions.get(S.convId) } : null;
+    const list = Array.isArray(f.sessions) ? f.sessions.filter((s) => s && typeof s.conversation_id === 'string') : [];
+    if (S.expectFullSessions) {
+        S.expectFullSessions = false;
+        const keep = [...S.sessions.values()].filter((s) => s.archived && !list.some((x) => x.conversation_id === s.conversation_id));
+        S.sessions = new Map();
+        for (const s of keep) S.sessions.set(s.conversation_id, s);
+    }
+    for (const s of list) upsertSession(s);
+    const cur = S.convId && S.sessions.get(S.convId);
+    if (cur) {
+        S.convState = { ...(S.convState || {}), state: cur.state, position: cur.position, stopped: !!cur.stopped };
+    }
+    maybeRefreshCurrent(prevCur);
+    updateAll();
+}
+
+function onOk(f) {
+    const id = f.conversation_id;
+    if (f.op === 'delete' && id) {
+        S.sessions.delete(id);
+        if (id === S.convId) showDraft(S.activeBotId);
+    }
+    updateAll();
+}
+
+function onExport(f) {
+    const fmt = f.format === 'json' ? 'json' : 'markdown';
+    const ext = fmt === 'json' ? 'json' : 'md';
+    const content = typeof f.content === 'string' ? f.content : JSON.stringify(f.content, null, 2);
+    const name = typeof f.filename === 'string' && f.filename ? f.filename : 'chat-' + (f.conversation_id || 'export') + '.' + ext;
+    downloadText(name, content, fmt === 'json' ? 'application/json' : 'text/markdown');
+    toast('Exported ' + name);
+}
+
+// ------------------------------------------------------------------ keepalive / status board
+function ping() {
+    if (S.legacy || !conn.isOpen) return;
+    clearTimeout(S.pingTimer);
+    S.pingSent = performance.now();
+    if (conn.send({ type: 'ping' })) {
+        clearTimeout(S.pongTimer);
+        S.pongTimer = setTimeout(() => conn.forceReconnect(), PONG_TIMEOUT_MS);
+    }
+    S.pingTimer = setTimeout(ping, PING_EVERY_MS);
+}
+
+function onPong() {
+    clearTimeout(S.pongTimer);
+    if (S.pingSent) S.rtt = performance.now() - S.pingSent;
+    S.pingSent = 0;
+    renderStatus(S);
+}
+
+let statusTimer = 0;
+function requestStatusBoard() {
+    if (S.legacy || !conn.isOpen) return;
+    clearTimeout(statusTimer);
+    conn.send({ type: 'status' });
+    statusTimer = setTimeout(() => {
+        if (document.visibilityState === 'visible') requestStatusBoard();
+        else statusTimer = setTimeout(requestStatusBoard, STATUS_EVERY_MS);
+    }, STATUS_EVERY_MS);
+}
+
+// ------------------------------------------------------------------ user intents
+function sendMessage(text) {
+    if (!conn.isOpen || !(S.helloSeen || S.legacy)) {
+        toast('Not connected yet. Your message is still in the box.', { error: true });
+        return false;
+    }
+    if (currentTurn() || S.awaitingHistory) return false; // wait for the history on screen first
+    const s = S.convId && S.sessions.get(S.convId);
+    if (s && s.stopped) return false;
+    const clientId = newClientId();
+    const um = { key: newKey(), role: 'user', content: text, pending: true, clientId, ts: Date.now(), index: null };
+    chat.add(um);
+    startTurn(curKey(), { state: 'waiting' });
+    if (S.legacy) {
+        conn.send({ type: 'message', content: text, id: clientId });
+    } else if (!S.convId) {
+        S.pendingLaunch = { botId: S.activeBotId, send: { type: 'message', content: text, bot_id: S.activeBotId, id: clientId } };
+        conn.send({ type: 'launch', bot_id: S.activeBotId });
+    } else {
+        conn.send({ type: 'message', content: text, bot_id: S.activeBotId, conversation_id: S.convId, id: clientId });
+    }
+    updateAll();
+    return true;
+}
+
+function retryFailed(m) {
+    if (currentTurn()) return;
+    chat.truncateFrom(m.key);
+    sendMessage(m.content);
+}
+
+function stop() {
+    const t = currentTurn();
+    if (!t) return;
+    if (S.legacy) {
+        // A basic server may not know "stop": end the turn here, drop the rest.
+        conn.send({ type: 'stop' });
+        S.legacyIgnore = true;
+        S.turns.delete(curKey());
+        t.m.live = false;
+        t.m.interrupted = true;
+        t.m.stats = { done_reason: 'stopped', clientMeasured: true };
+        if (t.m.content) chat.finalize(t.m); else chat.remove(t.m.key);
+        chat.setBusy(false);
+        updateComposer();
+        return;
+    }
+    t.m.state = 'stopping';
+    chat.stream(t.m);
+    const msg = { type: 'stop' };
+    if (S.convId) msg.conversation_id = S.convId;
+    send(msg);
+}
+
+function regenerate() {
+    if (currentTurn() || S.legacy || !S.convId) return;
+    const s = S.sessions.get(S.convId);
+    if (s && s.stopped) return;
+    // Drop the last answer and whatever follows it (error cards).
+    let from = null;
+    for (let i = chat.order.length - 1; i >= 0; i--) {
+        const it = chat.items.get(chat.order[i]);
+        if (it.m.role === 'user' && !it.m.kind) break;
+        from = it.m.key;
+    }
+    if (from) chat.truncateFrom(from);
+    startTurn(S.convId, { state: 'waiting' });
+    send({ type: 'regenerate', conversation_id: S.convId });
+    updateAll();
+}
+
+function editMessage(m, text) {
+    if (currentTurn() || S.legacy || !S.convId || typeof m.index !== 'number') return;
+    chat.truncateFrom(m.key);
+    const um = { key: newKey(), role: 'user', content: text, pending: true, index: m.index, ts: Date.now() };
+    chat.add(um);
+    startTurn(S.convId, { state: 'waiting' });
+    send({ type: 'edit', conversation_id: S.convId, index: m.index, content: text });
+    updateAll();
+}
+
+async function runCommand(cmd) {
+    const bot = activeBot();
+    const body = el('div', null,
+        el('p', { text: 'Run this command on the server' + (bot ? ' as bot "' + (bot.name || bot.id) + '"' : '') + '?' }),
+        el('pre', { text: '$ ' + [cmd.command, ...cmd.args].join(' ') }),
+        el('p', { text: 'Its output will be added to this conversation.' }));
+    if (!await confirmDialog({ title: 'Run command?', body, ok: 'Run' })) return;
+    const msg = { type: 'run', command: cmd.command, args: cmd.args };
+    if (S.convId) msg.conversation_id = S.convId;
+    if (send(msg)) toast('Running ' + cmd.command + '…', { timeout: 2500 });
+}
+
+function newChat() {
+    closeDrawers();
+    if (!S.convId && !chat.order.length) { chat.focusInput(); return; }
+    if (S.legacy) {
+        toast('This server keeps a single conversation; the view was cleared.');
+    }
+    showDraft(S.activeBotId);
+    chat.focusInput();
+}
+
+function showDraft(botId) {
+    S.convId = null;
+    S.convState = null;
+    S.pendingSelect = null;
+    S.awaitingHistory = false;
+    store('session', 'chatbot.conv', null);
+    const bot = botById(botId) || activeBot();
+    if (bot) S.activeBotId = bot.id;
+    chat.setBot(bot);
+    chat.clear();
+    chat.showLoading(false);
+    chat.showLoadEarlier(false);
+    chat.showEmpty(bot, suggestions());
+    chat.setBusy(!!currentTurn());
+    updateAll();
+}
+
+function suggestions() {
+    const bot = activeBot();
+    const list = [
+        { title: 'Explain a concept', sub: 'like WebSockets, in plain words', text: 'Explain how WebSockets work, in plain words.' },
+        { title: 'Write some code', sub: 'a shell script with comments', text: 'Write a shell script that backs up a directory, with comments.' },
+        { title: 'Summarize', sub: 'paste a text to shorten', text: 'Summarize the following text in three bullet points:\n\n' },
+    ];
+    if (bot && Array.isArray(bot.commands) && bot.commands.length) {
+        list.push({ title: 'Run a command', sub: '!' + bot.commands[0] + ' on the server', text: '!' + bot.commands[0] });
+    }
+    return list.slice(0, 4);
+}
+
+function selectBot(id) {
+    closeDrawers();
+    const cur = S.convId && S.sessions.get(S.convId);
+    if (id === S.activeBotId && (!cur || cur.bot_id === id)) { chat.focusInput(); return; }
+    S.activeBotId = id;
+    store('local', 'chatbot.bot', id);
+    chat.setBot(activeBot());
+    if (S.legacy) { updateAll(); return; }
+    const recent = [...S.sessions.values()]
+        .filter((s) => s.bot_id === id && !s.archived)
+        .sort((a, b) => (b.updated_ms || 0) - (a.updated_ms || 0))[0];
+    if (recent) selectConversation(recent.conversation_id);
+    else showDraft(id);
+}
+
+function selectConversation(id, { force = false } = {}) {
+    if (!force) closeDrawers();
+    if (!force && id === S.convId && !S.awaitingHistory) { chat.focusInput(); return; }
+    if (!conn.isOpen) return;
+    const switching = id !== S.convId;
+    S.convId = id;
+    S.pendingSelect = id;
+    S.awaitingHistory = true;
+    S.historyRetry = false;
+    S.loadingEarlier = false;
+    store('session', 'chatbot.conv', id);
+    const s = S.sessions.get(id);
+    if (s && s.bot_id && botById(s.bot_id)) {
+        S.activeBotId = s.bot_id;
+        store('local', 'chatbot.bot', s.bot_id);
+    }
+    chat.setBot(activeBot());
+    S.convState = s ? { state: s.state, position: s.position, stopped: !!s.stopped } : null;
+    if (switching) {
+        chat.clear();
+        chat.hideEmpty();
+        chat.showLoadEarlier(false);
+        chat.showLoading(true);
+    }
+    conn.send({ type: 'select', conversation_id: id });
+    chat.setBusy(!!currentTurn());
+    updateAll();
+}
+
+function loadEarlier() {
+    if (!S.convId || S.minIndex <= 0 || S.loadingEarlier) return;
+    const offset = Math.max(0, S.minIndex - HISTORY_PAGE);
+    S.loadingEarlier = true;
+    send({ type: 'history', conversation_id: S.convId, offset, limit: S.minIndex - offset });
+}
+
+function autoTitle(text) {
+    const s = S.convId && S.sessions.get(S.convId);
+    if (!s || (s.title && s.title.trim())) return;
+    let t = text.replace(/\[\[[^\]]*\]\]/g, '').replace(/\s+/g, ' ').trim();
+    if (!t) return;
+    if (t.length > 60) t = t.slice(0, 57).replace(/\s+\S*$/, '') + '…';
+    rename(S.convId, t);
+}
+
+function rename(id, title) {
+    const s = S.sessions.get(id);
+    if (s) s.title = title;
+    send({ type: 'rename', conversation_id: id, title });
+    updateAll();
+}
+
+function archive(id, archived) {
+    const s = S.sessions.get(id);
+    if (s) s.archived = archived;
+    send({ type: 'archive', conversation_id: id, archived });
+    toast(archived ? 'Conversation archived' : 'Conversation restored');
+    updateAll();
+}
+
+async function del(id) {
+    const s = S.sessions.get(id);
+    const ok = await confirmDialog({
+        title: 'Delete conversation?',
+        body: '"' + (s ? sessionTitle(s) : id) + '" and its history will be deleted for good.',
+        ok: 'Delete', danger: true,
+    });
+    if (!ok) return;
+    if (!send({ type: 'delete', conversation_id: id })) return;
+    S.sessions.delete(id);
+    S.turns.delete(id);
+    if (id === S.convId) showDraft(S.activeBotId);
+    updateAll();
+}
+
+function exportConv(id, format) {
+    send({ type: 'export', conversation_id: id, format });
+}
+
+function stopSession(id) {
+    if (!send({ type: 'stop_session', conversation_id: id })) return;
+    const s = S.sessions.get(id);
+    if (s) s.stopped = true;
+    if (id === S.convId && S.convState) S.convState.stopped = true;
+    updateAll();
+}
+
+function toggleArchived() {
+    S.showArchived = !S.showArchived;
+    if (S.showArchived) send({ type: 'sessions', archived: true });
+    updateAll();
+}
+
+// ------------------------------------------------------------------ rendering glue
+function updateAll() {
+    updateHeader();
+    sidebar.render(S);
+    renderStatus(S);
+    updateComposer();
+    renderConn();
+}
+
+function updateHeader() {
+    const s = S.convId ? S.sessions.get(S.convId) : null;
+    const bot = activeBot();
+    const title = s ? sessionTitle(s) : 'New chat';
+    $('chat-title').textContent = title;
+    document.title = title + ' · mod_chatbot';
+    const sub = $('chat-subtitle');
+    const parts = [];
+    if (bot) parts.push(el('span', { text: (bot.name || bot.id) + (bot.model ? ' · ' + bot.model : '') }));
+    const cs = S.convState;
+    const state = cs && cs.stopped ? 'stopped' : cs && cs.state;
+    if (state && state !== 'idle') {
+        const label = state === 'queued' ? 'Queued' + (cs.position ? ' #' + cs.position : '')
+            : state === 'loading' ? 'Loading model' : state === 'generating' ? 'Generating' : state === 'stopped' ? 'Stopped' : state;
+        parts.push(el('span.state', { dataset: { state }, text: label }));
+    }
+    sub.replaceChildren(...parts);
+}
+
+function updateComposer() {
+    const s = S.convId ? S.sessions.get(S.convId) : null;
+    const bot = activeBot();
+    // No edit/regenerate on an old server or in a stopped session.
+    chat.canEdit = !S.legacy && !(s && s.stopped);
+    chat.setComposer({
+        connected: conn.isOpen && (S.helloSeen || S.legacy),
+        busy: !!currentTurn(),
+        stopped: !!(s && s.stopped),
+        placeholder: bot ? 'Message ' + (bot.name || bot.id) + '…' : 'Send a message…',
+        maxBytes: S.limits && S.limits.max_message_bytes,
+    });
+}
+
+function renderConn() {
+    const pill = $('conn-pill');
+    const state = S.conn === 'open' && S.legacy ? 'legacy' : S.conn === 'open' && !S.helloSeen ? 'connecting' : S.conn;
+    pill.dataset.state = state;
+    const text = connText(S);
+    $('conn-label').textContent = text;
+    pill.title = text;
+    $('conn-retry').hidden = S.conn !== 'reconnecting' && S.conn !== 'offline';
+    $('st-conn').textContent = text;
+}
+
+function renderNotice() {
+    const box = $('notice');
+    if (!S.demo && !S.notice) { box.hidden = true; return; }
+    box.hidden = false;
+    $('notice-badge').textContent = S.demo ? 'Demo backend:' : 'Notice:';
+    $('notice-text').textContent = S.notice || 'demo backend: canned replies; set OLLAMA_URL to use a real model';
+}
+
+// ------------------------------------------------------------------ drawers, theme, keys
+const mqPhone = window.matchMedia('(max-width: 760px)');
+const mqNarrow = window.matchMedia('(max-width: 1180px)');
+let openDrawerId = null;
+let drawerOpener = null;
+
+function openDrawer(id, opener) {
+    closeDrawers(false);
+    const d = $(id);
+    d.classList.add('open');
+    $('scrim').hidden = false;
+    openDrawerId = id;
+    drawerOpener = opener || null;
+    if (opener) opener.setAttribute('aria-expanded', 'true');
+    const first = d.querySelector('button:not([hidden]):not([disabled]), [href], input, [tabindex]:not([tabindex="-1"])');
+    // Wait for visibility to switch before moving focus in.
+    requestAnimationFrame(() => first && first.focus());
+}
+
+function closeDrawers(restore = true) {
+    if (!openDrawerId) return false;
+    $(openDrawerId).classList.remove('open');
+    $('scrim').hidden = true;
+    if (drawerOpener) {
+        drawerOpener.setAttribute('aria-expanded', 'false');
+        if (restore && drawerOpener.isConnected) drawerOpener.focus();
+    }
+    openDrawerId = null;
+    drawerOpener = null;
+    return true;
+}
+
+function layoutChanged() {
+    closeDrawers(false);
+    syncStatusToggle();
+}
+
+function syncStatusToggle() {
+    const btn = $('status-toggle');
+    if (mqNarrow.matches) {
+        btn.setAttribute('aria-expanded', openDrawerId === 'statusboard' ? 'true' : 'false');
+        btn.setAttribute('aria-label', 'Show status board');
+    } else {
+        const hidden = document.documentElement.hasAttribute('data-status-hidden');
+        btn.setAttribute('aria-expanded', hidden ? 'false' : 'true');
+        btn.setAttribute('aria-label', hidden ? 'Show status board' : 'Hide status board');
+    }
+}
+
+$('sidebar-toggle').addEventListener('click', (e) => openDrawer('sidebar', e.currentTarget));
+$('sidebar-close').addEventListener('click', () => closeDrawers());
+$('status-close').addEventListener('click', () => {
+    if (mqNarrow.matches) closeDrawers();
+    else toggleStatusPanel();
+});
+$('status-toggle').addEventListener('click', (e) => {
+    if (mqNarrow.matches) {
+        if (openDrawerId === 'statusboard') closeDrawers(); else openDrawer('statusboard', e.currentTarget);
+    } else {
+        toggleStatusPanel();
+    }
+});
+$('scrim').addEventListener('click', () => closeDrawers());
+$('conn-retry').addEventListener('click', () => conn.retryNow());
+$('stopped-new').addEventListener('click', () => newChat());
+$('open-shortcuts').addEventListener('click', () => openShortcuts());
+mqPhone.addEventListener('change', layoutChanged);
+mqNarrow.addEventListener('change', layoutChanged);
+
+function toggleStatusPanel() {
+    const root = document.documentElement;
+    const hide = !root.hasAttribute('data-status-hidden');
+    root.toggleAttribute('data-status-hidden', hide);
+    store('local', 'chatbot.status-hidden', hide ? '1' : null);
+    syncStatusToggle();
+    if (!hide) requestStatusBoard();
+}
+
+function openShortcuts() {
+    closeDrawers(false);
+    const d = $('shortcuts-dialog');
+    if (!d.open) d.showModal();
+}
+
+const THEMES = ['system', 'light', 'dark'];
+function currentTheme() {
+    return document.documentElement.getAttribute('data-theme') || 'system';
+}
+function applyTheme(t) {
+    const root = document.documentElement;
+    if (t === 'system') root.removeAttribute('data-theme'); else root.setAttribute('data-theme', t);
+    store('local', 'chatbot.theme', t === 'system' ? null : t);
+    const btn = $('theme-toggle');
+    const next = THEMES[(THEMES.indexOf(t) + 1) % THEMES.length];
+    btn.setAttribute('aria-label', 'Theme: ' + t + '. Switch to ' + next);
+    btn.title = 'Theme: ' + t;
+    setIcon(btn.querySelector('svg'), t === 'light' ? 'sun' : t === 'dark' ? 'moon' : 'monitor');
+}
+$('theme-toggle').addEventListener('click', () => {
+    applyTheme(THEMES[(THEMES.indexOf(currentTheme()) + 1) % THEMES.length]);
+});
+
+function isTyping(target) {
+    return target instanceof HTMLElement && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
+}
+
+document.addEventListener('keydown', (e) => {
+    if (e.defaultPrevented) return;
+    const mod = e.ctrlKey || e.metaKey;
+    if (e.key === 'Escape') {
+        if (closeMenu()) { e.preventDefault(); return; }
+        if (document.querySelector('dialog[open]')) return; // the dialog closes itself
+        if (closeDrawers()) { e.preventDefault(); return; }
+        if (currentTurn()) { e.preventDefault(); stop(); }
+        return;
+    }
+    if (document.querySelector('dialog[open]')) return;
+    const typing = isTyping(e.target);
+    const composerEmpty = e.target === chat.input && chat.input.value === '';
+    if (e.key === '/' && !typing && !mod && !e.altKey) {
+        e.preventDefault();
+        closeDrawers(false);
+        chat.focusInput();
+    } else if (e.key === '?' && !typing && !mod) {
+        e.preventDefault();
+        openShortcuts();
+    } else if (mod && e.shiftKey && (e.key === 'O' || e.key === 'o' || e.code === 'KeyO')) {
+        e.preventDefault();
+        newChat();
+    } else if (e.altKey && !mod && (e.code === 'KeyR') && (!typing || composerEmpty)) {
+        e.preventDefault();
+        regenerate();
+    } else if (e.altKey && !mod && (e.key === 'ArrowUp' || e.key === 'ArrowDown') && (!typing || composerEmpty)) {
+        const ids = sidebar.visibleIds();
+        if (!ids.length) return;
+        e.preventDefault();
+        let i = ids.indexOf(S.convId);
+        i = e.key === 'ArrowUp' ? (i <= 0 ? ids.length - 1 : i - 1) : (i + 1) % ids.length;
+        selectConversation(ids[i]);
+    }
+});
+
+// ------------------------------------------------------------------ start
+applyTheme(currentTheme());
+syncStatusToggle();
+chat.setBot(null);
+showDraft(null);
+renderConn();
+conn.start();
+// The Markdown/highlighting libraries are not needed for the first paint.
+(window.requestIdleCallback || ((cb) => setTimeout(cb, 1)))(() => loadLibs().catch(() => {
+    toast('Could not load the Markdown renderer; answers are shown as plain text.', { error: true });
+}));

@@ -1,0 +1,168 @@
+// The left panel: declared bots (with health and activity) and the user's
+// conversations with the active bot (live state, select, rename, archive,
+// delete, export, stop session). Re-renders from the app state and keeps
+// keyboard focus on the same control across re-renders (pushed `sessions`
+// frames arrive at any time).
+
+import { el, iconButton, showMenu, relTime, hueClass, initials } from './ui.js';
+
+const STATE_LABEL = { idle: 'Idle', queued: 'Queued', loading: 'Loading', generating: 'Generating', stopped: 'Stopped' };
+
+export function sessionState(s) {
+    if (s.stopped) return 'stopped';
+    return STATE_LABEL[s.state] ? s.state : 'idle';
+}
+
+export function sessionTitle(s) {
+    const t = (s.title || '').trim();
+    return t || 'New chat';
+}
+
+export class Sidebar {
+    constructor(h) {
+        this.h = h;
+        this.botList = document.getElementById('bot-list');
+        this.sessionList = document.getElementById('session-list');
+        this.empty = document.getElementById('session-empty');
+        this.archBtn = document.getElementById('toggle-archived');
+        this.renaming = null;
+        this.last = null;
+        document.getElementById('new-chat').addEventListener('click', () => this.h.onNewChat());
+        this.archBtn.addEventListener('click', () => this.h.onToggleArchived());
+        setInterval(() => { if (this.last) this.render(this.last); }, 60000);
+    }
+
+    render(S) {
+        this.last = S;
+        if (this.renaming) return; // do not yank the input away while the user types
+        const focusKey = document.activeElement && document.activeElement.dataset
+            ? document.activeElement.dataset.fkey : null;
+        this.renderBots(S);
+        this.renderSessions(S);
+        if (focusKey) {
+            const again = document.querySelector('[data-fkey="' + CSS.escape(focusKey) + '"]');
+            if (again && again !== document.activeElement) again.focus();
+        }
+    }
+
+    renderBots(S) {
+        const counts = new Map();
+        const busy = new Set();
+        for (const s of S.sessions.values()) {
+            if (s.archived) continue;
+            counts.set(s.bot_id, (counts.get(s.bot_id) || 0) + 1);
+            if (s.state === 'generating' || s.state === 'queued' || s.state === 'loading') busy.add(s.bot_id);
+        }
+        const items = S.bots.map((b) => {
+            const current = b.id === S.activeBotId;
+            const n = counts.get(b.id) || 0;
+            const health = b.health || (S.statusHealth && S.statusHealth(b)) || 'unknown';
+            const meta = el('span.bot-meta', null,
+                el('span.health', { dataset: { health }, title: 'Backend ' + health }),
+                el('span', { text: health === 'down' ? 'backend down' : (S.legacy ? 'default bot' : n + (n === 1 ? ' chat' : ' chats')) }));
+            if (busy.has(b.id)) meta.append(el('span.state', { dataset: { state: 'generating' }, text: 'busy' }));
+            const btn = el('button.bot-item', {
+                type: 'button', 'aria-current': current ? 'true' : 'false',
+                'data-fkey': 'b:' + b.id,
+                'aria-label': (b.name || b.id) + (b.model ? ', model ' + b.model : '') + (b.description ? '. ' + b.description : '') + (current ? ' (selected)' : ''),
+                title: b.description || '',
+                onclick: () => this.h.onSelectBot(b.id),
+            },
+            el('span.bot-avatar.' + hueClass(b.id), { 'aria-hidden': 'true', text: initials(b.name || b.id) }),
+            el('span.bot-text', null,
+                el('span.bot-name', { text: b.name || b.id }),
+                el('span.bot-model', { text: b.model || 'default model' }),
+                meta));
+            return el('li', null, btn);
+        });
+        this.botList.replaceChildren(...items);
+    }
+
+    renderSessions(S) {
+        this.archBtn.setAttribute('aria-pressed', S.showArchived ? 'true' : 'false');
+        this.archBtn.textContent = S.showArchived ? 'Hide archived' : 'Show archived';
+        this.archBtn.hidden = S.legacy;
+        const list = [...S.sessions.values()]
+            .filter((s) => s.bot_id === S.activeBotId && (S.showArchived ? true : !s.archived))
+            .sort((a, b) => (b.archived === a.archived ? 0 : a.archived ? 1 : -1) ||
+                (b.updated_ms || 0) - (a.updated_ms || 0));
+        this.empty.hidden = list.length > 0;
+        this.empty.textContent = S.legacy ? 'This server keeps no conversation list.' : 'No conversations with this bot yet.';
+        const rows = list.map((s) => this.row(S, s));
+        this.sessionList.replaceChildren(...rows);
+    }
+
+    row(S, s) {
+        const id = s.conversation_id;
+        const st = sessionState(s);
+        const current = id === S.convId;
+        const title = sessionTitle(s);
+        const sub = el('span.session-sub', null,
+            el('span.state', { dataset: { state: st }, text: st === 'queued' && s.position ? 'Queued #' + s.position : STATE_LABEL[st] }));
+        if (s.updated_ms) sub.append(el('span', { text: relTime(s.updated_ms) }));
+        if (s.archived) sub.append(el('span.badge', { text: 'archived' }));
+        const main = el('button.session-main', {
+            type: 'button', 'data-fkey': 's:' + id + ':main',
+            'aria-current': current ? 'page' : 'false',
+            'aria-label': title + ', ' + STATE_LABEL[st] + (s.archived ? ', archived' : '') + (current ? ' (open)' : ''),
+            onclick: () => this.h.onSelectSession(id),
+        }, el('span.session-title', { text: title, title }), sub);
+        const more = iconButton('more', 'Actions for ' + title, null, 'session-more');
+        more.dataset.fkey = 's:' + id + ':more';
+        more.setAttribute('aria-haspopup', 'menu');
+        more.setAttribute('aria-expanded', 'false');
+        more.addEventListener('click', () => this.menu(more, s));
+        const li = el('li.session-row', { 'aria-current': current ? 'true' : 'false' }, main, more);
+        li.dataset.id = id;
+        return li;
+    }
+
+    menu(button, s) {
+        const id = s.conversation_id;
+        const items = [
+            { label: 'Rename', icon: 'rename', onSelect: () => this.startRename(id), keepFocus: true },
+            { label: 'Export as Markdown', icon: 'download', onSelect: () => this.h.onExport(id, 'markdown') },
+            { label: 'Export as JSON', icon: 'download', onSelect: () => this.h.onExport(id, 'json') },
+        ];
+        if (!s.stopped) items.push({ label: 'Stop session', icon: 'power', onSelect: () => this.h.onStopSession(id) });
+        items.push(s.archived
+            ? { label: 'Unarchive', icon: 'unarchive', onSelect: () => this.h.onArchive(id, false) }
+            : { label: 'Archive', icon: 'archive', onSelect: () => this.h.onArchive(id, true) });
+        items.push('sep', { label: 'Delete…', icon: 'trash', danger: true, onSelect: () => this.h.onDelete(id) });
+        showMenu(button, items, 'Conversation actions');
+    }
+
+    startRename(id) {
+        const li = this.sessionList.querySelector('li[data-id="' + CSS.escape(id) + '"]');
+        const s = this.last && this.last.sessions.get(id);
+        if (!li || !s) return;
+        this.renaming = id;
+        const input = el('input.rename-input', { type: 'text', 'aria-label': 'New title', maxlength: '200' });
+        input.value = s.title || '';
+        let done = false;
+        const finish = (commit) => {
+            if (done) return;
+            done = true;
+            this.renaming = null;
+            const v = input.value.trim();
+            if (commit && v && v !== s.title) this.h.onRename(id, v);
+            this.render(this.last);
+            const again = document.querySelector('[data-fkey="' + CSS.escape('s:' + id + ':main') + '"]');
+            if (again) again.focus();
+        };
+        input.addEventListener('keydown', (e) => {
+            if (e.key === 'Enter') { e.preventDefault(); finish(true); }
+            else if (e.key === 'Escape') { e.preventDefault(); e.stopPropagation(); finish(false); }
+        });
+        input.addEventListener('blur', () => finish(true));
+        li.replaceChildren(input);
+        input.focus();
+        input.select();
+    }
+
+    /** Ids of visible conversations in display order (for Alt+Up/Down). */
+    visibleIds() {
+        return [...this.sessionList.querySelectorAll('li[data-id]')].map((li) => li.dataset.id);
+    }
+}
+

@@ -1,0 +1,184 @@
+"""WebSocket lifecycle inside httpd: graceful restart and stop, slow
+readers, per-IP caps, bounded memory, no buffering between backend and
+client, content filters left alone (issue 3)."""
+import json
+import os
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from wsclient import RawWS, handshake
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_graceful_restart_sends_1001_and_clients_reconnect(httpd):
+    s = httpd(extra="ChatbotRateLimit off")
+    ws = RawWS(s.port)
+    ws.send_json({"type": "ping"})
+    assert ws.recv_json()["type"] == "pong"
+    t0 = time.time()
+    s.graceful(wait=False)
+    code = ws.close_code(timeout=10)
+    took = time.time() - t0
+    ws.close()
+    assert code == 1001
+    assert took < 3.0
+    # clients can reconnect at once, to the new generation
+    time.sleep(0.3)
+    ws2 = RawWS(s.port)
+    ws2.send_json({"type": "ping"})
+    assert ws2.recv_json()["type"] == "pong"
+    ws2.close()
+
+
+def test_graceful_stop_sends_1001(httpd):
+    s = httpd(extra="ChatbotRateLimit off")
+    ws = RawWS(s.port)
+    ws.send_json({"type": "ping"})
+    assert ws.recv_json()["type"] == "pong"
+    s.ctl("-k", "graceful-stop")
+    code = ws.close_code(timeout=10)
+    ws.close()
+    assert code == 1001
+
+
+def test_stop_closes_connections_promptly(httpd):
+    s = httpd(extra="ChatbotRateLimit off")
+    ws = RawWS(s.port)
+    ws.send_json({"type": "ping"})
+    assert ws.recv_json()["type"] == "pong"
+    t0 = time.time()
+    threading.Thread(target=s.stop).start()
+    code = ws.close_code(timeout=10)
+    ws.close()
+    # an immediate stop kills connections (1001 if the thread got to it first)
+    assert code in (1001, "eof")
+    assert time.time() - t0 < 5
+
+
+def test_slow_reader_is_closed_after_send_timeout(httpd, fake):
+    # answers big enough to overflow every kernel buffer (~25 MB of frames)
+    s = httpd(extra='ChatbotRateLimit off\nChatbotHistorySize 64M\n'
+                    'ChatbotMaxAnswerBytes 16M\n<Location "/ws">\nChatbotSendTimeout 2s\n'
+                    '</Location>', serverlimit=1)
+    status, hdrs, sock, rest, key = handshake(s.port)
+    assert status == 101
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    msg = json.dumps({"type": "message",
+                      "content": "flood [[fake tokens=300000 delay_ms=0]]"}).encode()
+    sock.sendall(RawWS.frame(1, msg))
+    # never read; the server must give up within send timeout (+ slack)
+    t0 = time.time()
+    deadline = t0 + 30
+    closed = False
+    while time.time() < deadline:
+        time.sleep(1)
+        if "write failed" in s.read_error_log() or _conn_gone(s.port):
+            closed = True
+            break
+    sock.close()
+    assert closed, "the server kept a slow reader forever"
+    assert time.time() - t0 < 20
+    # the backend request was closed too
+    reqs = [r for r in fake.requests() if "flood" in json.dumps(r.get("body"))]
+    assert reqs and reqs[-1]["outcome"] in ("client_closed", "complete")
+
+
+def _conn_gone(port):
+    """True when no ESTABLISHED connection to the server's port remains."""
+    with open("/proc/net/tcp") as f:
+        rows = f.read().splitlines()[1:]
+    hexport = "%04X" % port
+    for r in rows:
+        parts = r.split()
+        if parts[1].endswith(":" + hexport) and parts[3] == "01":
+            return False
+    return True
+
+
+def test_max_connections_per_ip(httpd):
+    s = httpd(extra="ChatbotRateLimit off\nChatbotMaxConnectionsPerIP 2", serverlimit=1)
+    a = RawWS(s.port)
+    b = RawWS(s.port)
+    status, hdrs, sock, _, _ = handshake(s.port)
+    sock.close()
+    assert status == 429
+    assert hdrs.get("retry-after")
+    a.close()
+    time.sleep(0.5)
+    c = RawWS(s.port)  # a slot is free again
+    c.close()
+    b.close()
+
+
+def test_memory_does_not_grow_with_messages(httpd):
+    """100,000 messages on one connection: the child's RSS stays flat."""
+    s = httpd(extra="ChatbotRateLimit off", serverlimit=1, threads=8)
+    ws = RawWS(s.port, timeout=30)
+    ping = RawWS.frame(1, b'{"type":"ping"}')
+
+    def burst(n):
+        chunk = ping * 1000
+        for _ in range(n // 1000):
+            ws.send_raw(chunk)
+            got = 0
+            while got < 1000:
+                fin, op, payload, masked = ws.recv_frame()
+                if op == 1 and b'"pong"' in payload:
+                    got += 1
+    burst(10000)  # warm up
+    child = s.children()[0]
+    before = rss_kb(child)
+    burst(100000)
+    after = rss_kb(child)
+    ws.close()
+    assert after - before < 1024, "RSS grew by %d KiB over 100k messages" % (after - before)
+
+
+def test_tokens_are_not_buffered(server):
+    """A token reaches the client before the backend sends the next one."""
+    ws = RawWS(server.port)
+    try:
+        ws.send_json({"type": "message", "content": "slow [[fake tokens=4 delay_ms=400]]"})
+        times = []
+        while True:
+            m = ws.recv_json(skip_types=("status", "sessions", "ack"))
+            if m["type"] == "stream":
+                times.append(time.time())
+            if m["type"] in ("response", "error"):
+                break
+        assert len(times) == 4
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        assert all(g > 0.3 for g in gaps), gaps
+    finally:
+        ws.close()
+
+
+def test_deflate_does_not_touch_frames(httpd):
+    s = httpd(extra='ChatbotRateLimit off\n<Location "/ws">\nSetOutputFilter DEFLATE\n'
+                    '</Location>')
+    ws = RawWS(s.port)
+    try:
+        ws.send_json({"type": "message", "content": "deflate? [[fake tokens=3 delay_ms=300]]"})
+        times, frames = [], []
+        while True:
+            m = ws.recv_json(skip_types=("status", "sessions", "ack"))
+            frames.append(m)
+            if m["type"] == "stream":
+                times.append(time.time())
+            if m["type"] in ("response", "error"):
+                break
+        assert frames[-1]["type"] == "response"
+        assert all(b - a > 0.2 for a, b in zip(times, times[1:]))
+    finally:
+        ws.close()
