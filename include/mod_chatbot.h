@@ -156,8 +156,10 @@ typedef struct {
 } chatbot_ident_t;
 
 /* Identity of the request: r->user if set, else the session cookie, created
- * (and Set-Cookie added to r->headers_out / err_headers_out) if absent. */
-void chatbot_ident_get(request_rec *r, chatbot_ident_t *id);
+ * (and Set-Cookie added to r->headers_out / err_headers_out) if absent.
+ * Returns APR_SUCCESS, or an error when no random bytes were available for
+ * a new cookie (the request must then be refused: no shared identity). */
+apr_status_t chatbot_ident_get(request_rec *r, chatbot_ident_t *id);
 
 /* ---- chat turn engine (mod_chatbot_engine.c) ----------------------------- */
 
@@ -275,6 +277,9 @@ void chatbot_view_session(chat_jw_t *w, server_rec *s, const chat_conv_info_t *c
 /* Writes a JSON array of the identity's sessions; returns how many. */
 int chatbot_view_sessions(chat_jw_t *w, request_rec *r, const chatbot_ident_t *id,
                           const char *bot, int archived);
+/* A failed turn's message is stored as "<code>: <message>": the length of
+ * the code (lowercase letters and '_'), or 0 if text has no such prefix. */
+apr_size_t chatbot_error_code_len(const char *text, apr_size_t len);
 void chatbot_view_bot(chat_jw_t *w, chatbot_srv_conf *sc, chatbot_bot_t *b);
 void chatbot_view_bots(chat_jw_t *w, chatbot_srv_conf *sc);
 /* Writes the history members (conversation_id ... messages) into an open

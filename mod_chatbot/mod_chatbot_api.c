@@ -242,7 +242,9 @@ static const char *jstr(api_t *a, const char *key, int *bad)
         json_object_is_type(v, json_type_null)) {
         return NULL;
     }
-    if (!json_object_is_type(v, json_type_string)) {
+    /* a string with U+0000 would be cut at it: refused, as on the WebSocket */
+    if (!json_object_is_type(v, json_type_string) ||
+        strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v)) {
         *bad = 1;
         return NULL;
     }
@@ -344,6 +346,17 @@ static apr_status_t collect_cleanup(void *data)
     return APR_SUCCESS;
 }
 
+/* The text of a rate_limited error (the WebSocket's wording). */
+static const char *rate_msg(api_t *a, apr_int64_t retry_ms)
+{
+    return apr_psprintf(a->r->pool, "rate limit exceeded (%u messages per %s); retry in "
+                        "%.1f s", a->lim.rate.count,
+                        a->lim.rate.period_ms == 60000 ? "minute"
+                        : a->lim.rate.period_ms == 1000 ? "second"
+                                                        : "period",
+                        retry_ms / 1000.0);
+}
+
 /* Runs one turn to completion and writes the answer object. conv_id NULL:
  * a stateless turn over hist (nothing stored). */
 static int run_turn(api_t *a, chatbot_bot_t *bot, const char *conv_id,
@@ -359,7 +372,7 @@ static int run_turn(api_t *a, chatbot_bot_t *bot, const char *conv_id,
     apr_int64_t retry;
 
     if ((err = chatbot_rate_check(&a->id, &a->lim, &retry))) {
-        return send_error(a, err, "rate limit exceeded", retry);
+        return send_error(a, err, rate_msg(a, retry), retry);
     }
     if (len > a->lim.max_message_bytes) {
         return send_error(a, CHAT_ERR_TOO_LARGE, "the message is larger than "
@@ -668,7 +681,10 @@ static int conv_flag_op(api_t *a, const char *conv, const char *op)
     }
     chatbot_unlock();
     if (rc == CHAT_EBUSY) {
-        return send_error(a, CHAT_ERR_BUSY, "the session is generating an answer", 0);
+        /* delete while another request generates: that answer has been
+         * asked to stop */
+        return send_error(a, CHAT_ERR_BUSY, "the session was generating an answer; it is "
+                          "being stopped, delete again in a moment", 0);
     }
     if (rc != CHAT_OK) {
         return send_error(a, CHAT_ERR_NOT_FOUND, "no such session", 0);
@@ -710,7 +726,9 @@ int chatbot_api_handler(request_rec *r, const char *route)
         }
         return route_health(a);
     }
-    chatbot_ident_get(r, &a->id);
+    if (chatbot_ident_get(r, &a->id) != APR_SUCCESS) {
+        return send_error(a, CHAT_ERR_INTERNAL, "cannot create a session id", 0);
+    }
 
     if (r->method_number == M_POST) {
         int rc = read_body(a, 0);
@@ -889,6 +907,11 @@ int chatbot_api_handler(request_rec *r, const char *route)
                                       "\"content\": string}", 0);
                 }
                 rs = json_object_get_string(role);
+                if (strlen(json_object_get_string(content)) !=
+                    (size_t)json_object_get_string_len(content)) {
+                    return send_error(a, CHAT_ERR_BAD_REQUEST,
+                                      "history contents must not contain U+0000", 0);
+                }
                 if (strcmp(rs, "user") && strcmp(rs, "assistant")) {
                     return send_error(a, CHAT_ERR_BAD_REQUEST,
                                       "history roles must be \"user\" or \"assistant\"", 0);
@@ -958,7 +981,7 @@ int chatbot_api_handler(request_rec *r, const char *route)
         const char *e;
         if (r->method_number != M_POST) return method_not_allowed(a, "POST");
         if ((e = chatbot_rate_check(&a->id, &a->lim, &retry))) {
-            return send_error(a, e, "rate limit exceeded", retry);
+            return send_error(a, e, rate_msg(a, retry), retry);
         }
         chat_buf_reset(&a->out, 0);
         chatbot_exec_api(r, &a->id, a->body, &a->lim, &a->out, &status);

@@ -148,6 +148,16 @@ typedef struct {
     chat_jw_t *w;
 } hist_ctx_t;
 
+apr_size_t chatbot_error_code_len(const char *text, apr_size_t len)
+{
+    apr_size_t k = 0;
+
+    while (k < len && ((text[k] >= 'a' && text[k] <= 'z') || text[k] == '_')) {
+        k++;
+    }
+    return (k > 0 && k + 2 <= len && text[k] == ':' && text[k + 1] == ' ') ? k : 0;
+}
+
 static void emit_msg(void *baton, const chat_msg_info_t *m, const char *text, size_t len)
 {
     hist_ctx_t *hc = baton;
@@ -157,12 +167,8 @@ static void emit_msg(void *baton, const chat_msg_info_t *m, const char *text, si
     chat_jw_kint(w, "index", m->index);
     chat_jw_kstr(w, "role", chat_role_name(m->role));
     if (m->flags & CHAT_MSG_ERROR) {
-        /* error messages are stored as "<code>: <message>" */
-        size_t k = 0;
-        while (k < len && ((text[k] >= 'a' && text[k] <= 'z') || text[k] == '_')) {
-            k++;
-        }
-        if (k > 0 && k + 2 <= len && text[k] == ':' && text[k + 1] == ' ') {
+        size_t k = chatbot_error_code_len(text, len);
+        if (k > 0) {
             chat_jw_kstrn(w, "code", text, k);
             text += k + 2;
             len -= k + 2;
@@ -246,7 +252,15 @@ static void export_msg(void *baton, const chat_msg_info_t *m, const char *text, 
         return;
     }
     if (m->flags & CHAT_MSG_ERROR) {
-        chat_buf_puts(ec->out, "> **Error:** ");
+        size_t k = chatbot_error_code_len(text, len);
+        if (k > 0) {
+            chat_buf_printf(ec->out, "> **Error (%.*s):** ", (int)k, text);
+            text += k + 2;
+            len -= k + 2;
+        }
+        else {
+            chat_buf_puts(ec->out, "> **Error:** ");
+        }
         chat_buf_append(ec->out, text, len);
         chat_buf_puts(ec->out, "\n\n");
         return;

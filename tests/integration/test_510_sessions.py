@@ -359,3 +359,94 @@ def test_history_pagination_has_more(srv, fake):
     assert h["has_more"] is True and [x["index"] for x in h["messages"]] == [0, 1]
     h = rest.get("/api/chat/history", params={"conversation_id": conv, "offset": 10}).json()
     assert h["messages"] == [] and h["has_more"] is False
+
+
+def test_streaming_answer_is_in_history_while_it_grows(srv):
+    """The UI draws a reloaded page from history: the answer being written
+    is there already, role assistant, "streaming": true, growing."""
+    me = new_cookie()
+    gen = Conn(srv, cookie=me)
+    other = Conn(srv, cookie=me)
+    try:
+        conv = gen.launch("other")
+        gen.send_json({"type": "message", "content": "grow [[fake tokens=30 delay_ms=40]]",
+                       "conversation_id": conv, "id": "g"})
+        for _ in range(3):
+            gen.wait("stream")
+        seen = []
+        for _ in range(2):
+            h = other.request({"type": "history", "conversation_id": conv}, "history")
+            assert h["state"] == "generating" and h["total"] == 2
+            last = h["messages"][-1]
+            assert last["role"] == "assistant" and last["streaming"] is True
+            assert last["interrupted"] is False and last["index"] == 1
+            seen.append(last["content"])
+            time.sleep(0.3)
+        full = " ".join("t%d" % i for i in range(30))
+        assert full.startswith(seen[0]) and full.startswith(seen[1])
+        assert 0 < len(seen[0]) < len(seen[1]) < len(full)
+        resp, _ = gen.wait(lambda m: m.get("id") == "g" and m["type"] == "response", 10)
+        assert resp["content"] == full
+        last = other.request({"type": "history", "conversation_id": conv},
+                             "history")["messages"][-1]
+        assert last["streaming"] is False and last["content"] == full
+    finally:
+        gen.close()
+        other.close()
+
+
+def test_regenerate_after_an_error_and_after_a_lone_user_message(srv, fake):
+    """regenerate re-runs the last user message whether history ends with
+    an answer, an error or the user message itself."""
+    me = new_cookie()
+    c = Conn(srv, cookie=me)
+    try:
+        conv = c.launch("other")
+        fake.script({"status": 500})
+        f = c.turn("please work", conversation_id=conv)
+        assert f[-1]["type"] == "error"
+        h = c.request({"type": "history", "conversation_id": conv}, "history")
+        assert h["messages"][-1]["error"] is True and h["messages"][-1]["code"]
+        since = last_request_id(fake)
+        c.send_json({"type": "regenerate", "conversation_id": conv})
+        resp, _ = c.wait(lambda m: m.get("type") in ("response", "error"))
+        assert resp["type"] == "response" and resp["content"] == "Echo: please work"
+        assert chat_requests(fake, since)[-1]["body"]["messages"][-1] == {
+            "role": "user", "content": "please work"}
+        h = c.request({"type": "history", "conversation_id": conv}, "history")
+        assert [(m["role"], m["content"]) for m in h["messages"]] == [
+            ("user", "please work"), ("assistant", "Echo: please work")]
+        # again, over a normal answer: replaced, not appended
+        c.send_json({"type": "regenerate", "conversation_id": conv})
+        resp, _ = c.wait(lambda m: m.get("type") in ("response", "error"))
+        assert resp["type"] == "response"
+        assert c.request({"type": "history", "conversation_id": conv},
+                         "history")["total"] == 2
+    finally:
+        c.close()
+    # history ending with the user's message (stopped before any token)
+    c = Conn(srv, cookie=me)
+    try:
+        conv = c.launch("other")
+        c.send_json({"type": "message", "id": "w", "conversation_id": conv,
+                     "content": "wait for me [[fake first_delay_ms=3000 tokens=2]]"})
+        c.wait("ack")
+        c.send_json({"type": "stop", "conversation_id": conv})
+        resp, _ = c.wait(lambda m: m.get("id") == "w" and m["type"] in ("response", "error"))
+        assert resp["interrupted"] is True and resp["content"] == ""
+        h = c.request({"type": "history", "conversation_id": conv}, "history")
+        assert [m["role"] for m in h["messages"]] == ["user"]
+        fake.script({"reply": "finally"})
+        c.send_json({"type": "regenerate", "conversation_id": conv})
+        resp, _ = c.wait(lambda m: m.get("type") in ("response", "error"))
+        assert resp["type"] == "response" and resp["content"] == "finally"
+        h = c.request({"type": "history", "conversation_id": conv}, "history")
+        assert [(m["role"], m["content"]) for m in h["messages"]] == [
+            ("user", "wait for me [[fake first_delay_ms=3000 tokens=2]]"),
+            ("assistant", "finally")]
+        # nothing to regenerate in an empty conversation
+        empty = c.launch("other")
+        m = c.request({"type": "regenerate", "conversation_id": empty}, "response")
+        assert m["type"] == "error" and m["code"] == "bad_request"
+    finally:
+        c.close()

@@ -217,7 +217,8 @@ def test_resume_of_a_failed_turn_reports_the_error(three):
         reader.send_json({"type": "resume", "conversation_id": conv})
         m, _ = reader.wait(lambda m: m.get("type") in ("response", "error"), 10)
         assert m["type"] == "error" and m["conversation_id"] == conv
-        assert "busy" in m["message"]
+        assert m["code"] == "backend_busy" and "busy" in m["message"]
+        assert not m["message"].startswith("backend_busy")
         g, _ = gen.wait(lambda m: m.get("type") in ("response", "error"), 10)
         assert g["type"] == "error" and g["code"] == "backend_busy"
     finally:

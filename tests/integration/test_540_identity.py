@@ -189,6 +189,7 @@ def rest_attacks(rest, conv):
         ("POST", "/api/bot/stop/%s" % conv, None),
         ("POST", "/api/export/session", {"conversation_id": conv}),
         ("POST", "/api/export/session", {"conversation_id": conv, "format": "json"}),
+        ("POST", "/api/execute", {"command": "ls", "conversation_id": conv}),
     ] + [("POST", "/api/session/%s/%s" % (conv, op), {"title": "pwned"})
          for op in ("select", "archive", "unarchive", "rename", "stop", "delete")]
     out = []

@@ -53,6 +53,8 @@ def test_exact_across_children(httpd):
         body = r.json()
         assert body["error"] == "rate_limited" and 0 < body["retry_after_ms"] <= 12000
         assert 1 <= int(r.headers["Retry-After"]) <= 12
+        assert body["message"].startswith("rate limit exceeded (5 messages per minute); "
+                                          "retry in ")
         # another identity has its own bucket
         other = Conn(s, cookie=new_cookie())
         try:

@@ -200,6 +200,19 @@ def test_export(rest):
     assert r.json()["messages"][1]["content"] == "t0 t1"
 
 
+def test_export_of_a_failed_turn(rest, fake):
+    conv = session(rest, title="failing")
+    fake.script({"status": 503})
+    fail = rest.post("/api/bot/%s/task" % conv, {"message": "q"}).json()
+    assert fail["error"] == "backend_busy"
+    md = rest.post("/api/export/session", {"conversation_id": conv}).text
+    assert md.endswith("### You\n\nq\n\n> **Error (backend_busy):** %s\n\n" % fail["message"])
+    doc = rest.post("/api/export/session", {"conversation_id": conv, "format": "json"}).json()
+    last = doc["messages"][-1]
+    assert last["error"] is True and last["code"] == "backend_busy"
+    assert last["content"] == fail["message"]
+
+
 # ---- refusals ----------------------------------------------------------------------------
 
 POST_ROUTES = ["/api/bot/launch", "/api/session/create", "/api/chat",
@@ -240,6 +253,9 @@ def test_bad_json_is_400(rest, path, raw, code):
     ("/api/chat", {"message": "x", "history": [["user", "x"]]}),
     ("/api/chat", {"message": "x", "history": [{"role": "user", "content": "c"}] * 201}),
     ("/api/chat", {"message": "x", "bot_id": 1}),
+    ("/api/chat", {"message": "cut\u0000here"}),
+    ("/api/chat", {"message": "x", "history": [{"role": "user", "content": "a\u0000b"}]}),
+    ("/api/bot/%(id)s/task", {"message": "cut\u0000here"}),
     ("/api/export/session", {}),
     ("/api/export/session", {"conversation_id": 5}),
     ("/api/export/session", {"conversation_id": "%(id)s", "format": "pdf"}),
@@ -372,6 +388,8 @@ def test_backend_failure_is_a_json_error(rest, fake):
     assert "busy" in body["message"]
     h = rest.get("/api/chat/history", params={"conversation_id": conv}).json()
     assert h["messages"][-1]["error"] is True
+    assert h["messages"][-1]["code"] == "backend_busy"
+    assert h["messages"][-1]["content"] == body["message"]
 
 
 def test_wrong_content_type_is_400(rest):
