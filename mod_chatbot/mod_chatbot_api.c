@@ -840,15 +840,17 @@ int chatbot_api_handler(request_rec *r, const char *route)
         if (bot_id && !(bot = chatbot_bot_get(r->server, bot_id))) {
             return send_error(a, CHAT_ERR_NOT_FOUND, "unknown bot", 0);
         }
-        /* without conversation_id: the identity's current session (of
-         * bot_id if given) */
+        /* without conversation_id: the bot's latest session */
+        if (!bot) {
+            bot = a->sc->default_bot_p;
+        }
         e = chatbot_conv_resolve(r, &a->id, bot, conv, 0, &ci);
         if (e) {
             if (!conv && !strcmp(e, CHAT_ERR_NOT_FOUND)) {
                 /* no conversation yet: an empty history */
                 begin(a);
                 chat_jw_kstr(&a->jw, "conversation_id", NULL);
-                chat_jw_kstr(&a->jw, "bot_id", bot ? bot->name : a->sc->default_bot_p->name);
+                chat_jw_kstr(&a->jw, "bot_id", bot->name);
                 chat_jw_kint(&a->jw, "total", 0);
                 chat_jw_kint(&a->jw, "offset", offset);
                 chat_jw_kint(&a->jw, "limit", limit);

@@ -1025,15 +1025,6 @@ static void handle_message(wsc_t *w, const uint8_t *data, size_t len)
         }
         w->cur_bot = chatbot_bot_get(w->r->server, ci.bot);
         apr_cpystrn(w->cur_conv, ci.id, sizeof(w->cur_conv));
-        /* selecting is using: it becomes the identity's current session */
-        if (chatbot_lock() == APR_SUCCESS) {
-            if (chat_store_conv_flags(chatbot_store(), &w->id.owner, ci.id, 0, 0,
-                                      chatbot_now_ms()) == CHAT_OK) {
-                chat_store_user_bump(chatbot_store(), &w->id.owner);
-                chat_store_conv_get(chatbot_store(), &w->id.owner, ci.id, &ci);
-            }
-            chatbot_unlock();
-        }
         send_session(w, &ci);
         send_history(w, ci.id, w->cm.limit, w->cm.offset);
         break;
@@ -1390,16 +1381,12 @@ int chatbot_ws_handler(request_rec *r)
     w->last_rx = w->last_ping = w->last_user_poll = w->last_mpm_poll = chatbot_now_ms();
     w->user_seq = chat_store_user_seq(chatbot_store(), &w->id.owner);
     {
-        /* the identity's current session: its most recently used one */
+        /* the current session: the default bot's latest, if any (what a
+         * client that knows no ids, such as the old one, talks to) */
         chat_conv_info_t ci;
         w->cur_bot = sc->default_bot_p;
-        if (chatbot_conv_resolve(r, &w->id, NULL, NULL, 0, &ci) == NULL) {
+        if (chatbot_conv_resolve(r, &w->id, w->cur_bot, NULL, 0, &ci) == NULL) {
             apr_cpystrn(w->cur_conv, ci.id, sizeof(w->cur_conv));
-            w->cur_bot = chatbot_bot_get(r->server, ci.bot);
-            if (!w->cur_bot) {
-                w->cur_bot = sc->default_bot_p;
-                w->cur_conv[0] = '\0';
-            }
         }
     }
     send_hello(w);

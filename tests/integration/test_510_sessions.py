@@ -197,13 +197,21 @@ def test_switch_select_and_current_session(srv):
         assert frames[0]["conversation_id"] == s1 and frames[0]["bot_id"] == "other"
     finally:
         c.close()
-    # a new connection starts on the identity's current session
+    # a new connection starts on the default bot's latest session (q is the
+    # default here: the first declared bot)
     c = Conn(srv, cookie=me)
     try:
-        assert c.hello["conversation_id"] == s1 and c.hello["bot_id"] == "other"
+        assert c.hello["conversation_id"] == s2 and c.hello["bot_id"] == "q"
+        s3 = c.launch("q", title="three")
     finally:
         c.close()
-    # REST select makes a session the current one for calls without an id
+    c = Conn(srv, cookie=me)
+    try:
+        assert c.hello["conversation_id"] == s3
+    finally:
+        c.close()
+    # REST select makes a session its bot's latest: calls without an id
+    # (and new connections) use it
     r = rest.post("/api/session/%s/select" % s2)
     assert r.status_code == 200 and r.json()["conversation_id"] == s2
     h = rest.get("/api/chat/history").json()
@@ -214,11 +222,9 @@ def test_switch_select_and_current_session(srv):
         assert c.hello["conversation_id"] == s2 and c.hello["bot_id"] == "q"
     finally:
         c.close()
-    rest.post("/api/session/%s/select" % s1)
-    assert rest.get("/api/chat/history").json()["conversation_id"] == s1
-    # bot_id narrows "current" to that bot's latest session
-    h = rest.get("/api/chat/history", params={"bot_id": "q"}).json()
-    assert h["conversation_id"] == s2
+    # bot_id picks that bot's latest session
+    h = rest.get("/api/chat/history", params={"bot_id": "other"}).json()
+    assert h["conversation_id"] == s1 and h["total"] == 4
 
 
 def test_rename_archive_delete_over_websocket(srv):
