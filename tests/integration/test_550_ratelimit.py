@@ -12,7 +12,9 @@ BUSY = (r"AH00484", r"AH10159")
 
 
 def test_exact_across_children(httpd):
-    s = httpd(extra="ChatbotRateLimit 5/min burst=5\n", serverlimit=3, threads=7,
+    # 24 workers for 20 WebSockets: a REST call and one more connection must
+    # still find a free worker (one held per open WebSocket)
+    s = httpd(extra="ChatbotRateLimit 5/min burst=5\n", serverlimit=3, threads=8,
               name="rate", allow_errors=BUSY)
     me = new_cookie()
     conns = [Conn(s, cookie=me) for _ in range(20)]
