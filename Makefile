@@ -50,7 +50,7 @@ GLUE_HDR  := $(wildcard include/*.h) $(wildcard mod_chatbot/*.h)
 MODULE    := $(BUILD)/mod_chatbot.so
 
 .PHONY: all core module ui deps run test check-boundary unit unit-asan \
-        fuzz-replay fuzz integration e2e bench install clean format format-check
+        fuzz-replay fuzz integration e2e bench bench-bin install clean format format-check
 
 all: module ui
 
@@ -159,7 +159,18 @@ integration: all
 e2e: all
 	./scripts/e2e.sh
 
-bench: all
+# Benchmark tools (load generator, fast fake backend): built for `make bench`
+# only, standalone C (no project headers), warnings are errors.
+BENCH_CFLAGS = -std=c11 -O2 -g $(WARN) -Werror
+BENCH_BIN := $(BUILD)/bench/loadgen $(BUILD)/bench/fakebackend
+
+$(BUILD)/bench/%: bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) $< -o $@
+
+bench-bin: $(BENCH_BIN)
+
+bench: all bench-bin
 	./bench/run.sh
 
 install: all

@@ -251,6 +251,9 @@ int chatbot_engine_wait_ms(chatbot_engine_t *e);
  * header). Returns APR_SUCCESS or an error. */
 apr_status_t chatbot_engine_poll(chatbot_engine_t *e, void *extra, unsigned nextra,
                                  int timeout_ms);
+/* Makes a chatbot_engine_poll in progress (or the next one) return at once.
+ * Safe from any thread. */
+void chatbot_engine_wakeup(chatbot_engine_t *e);
 /* Moves every turn forward: transfers, parsing, timeouts, queue, stops. */
 void chatbot_engine_run(chatbot_engine_t *e);
 /* Runs until no turn is active (REST). */

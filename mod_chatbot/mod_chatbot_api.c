@@ -429,91 +429,45 @@ static int run_turn(api_t *a, chatbot_bot_t *bot, const char *conv_id,
 
 /* ---- health --------------------------------------------------------------------- */
 
-static size_t sink(char *d, size_t s, size_t n, void *baton)
-{
-    chat_buf_t *b = baton;
+typedef struct {
+    chatbot_backend_t *be;
+    CURL *h;
+    struct curl_slist *hd;
+    chat_buf_t body;
+    int done;
+    CURLcode res;
+} probe_t;
 
-    if (b->len < 65536) {
-        chat_buf_append(b, d, s * n);
+static size_t probe_sink(char *d, size_t s, size_t n, void *baton)
+{
+    probe_t *pr = baton;
+
+    if (pr->body.len < 65536) {
+        chat_buf_append(&pr->body, d, s * n);
     }
     return s * n;
 }
 
-/* Probes one backend now (GET /api/version or /v1/models) and records the
- * result in the store. */
-static void probe_backend(api_t *a, chatbot_backend_t *be)
-{
-    CURL *h = curl_easy_init();
-    chat_buf_t body;
-    char version[32] = "";
-    char detail[128] = "";
-    long code = 0;
-    CURLcode res;
-    int ok = 0;
-
-    if (!h) {
-        return;
-    }
-    chat_buf_init(&body);
-    curl_easy_setopt(h, CURLOPT_URL,
-                     apr_pstrcat(a->r->pool, be->url,
-                                 be->wire == CHAT_WIRE_OLLAMA ? "/api/version" : "/v1/models",
-                                 NULL));
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)a->lim.connect_timeout_ms);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)a->lim.connect_timeout_ms + 3000);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, CHATBOT_SERVER_ID);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (be->key) {
-        struct curl_slist *hd = curl_slist_append(
-            NULL, apr_pstrcat(a->r->pool, "Authorization: Bearer ", be->key, NULL));
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
-        res = curl_easy_perform(h);
-        curl_slist_free_all(hd);
-    }
-    else {
-        res = curl_easy_perform(h);
-    }
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-    if (res == CURLE_OK && code == 200) {
-        ok = 1;
-        if (be->wire == CHAT_WIRE_OLLAMA && body.len) {
-            json_object *o = json_tokener_parse(body.data), *v;
-            if (o && json_object_object_get_ex(o, "version", &v) &&
-                json_object_is_type(v, json_type_string)) {
-                apr_cpystrn(version, json_object_get_string(v), sizeof(version));
-            }
-            if (o) {
-                json_object_put(o);
-            }
-        }
-    }
-    else if (res != CURLE_OK) {
-        apr_cpystrn(detail, curl_easy_strerror(res), sizeof(detail));
-    }
-    else {
-        apr_snprintf(detail, sizeof(detail), "HTTP %ld", code);
-    }
-    curl_easy_cleanup(h);
-    chat_buf_free(&body);
-    if (chatbot_lock() == APR_SUCCESS) {
-        chat_store_backend_health(chatbot_store(), be->index, ok, version, detail,
-                                  chatbot_now_ms());
-        chatbot_unlock();
-    }
-}
-
-/* Probes every backend whose last check is older than the interval. */
+/* Probes every backend whose last check is older than the interval (GET
+ * /api/version, or /v1/models for OpenAI-compatible servers), all at once,
+ * and records the results in the store: the wait is one probe's timeout,
+ * not the sum of them. */
 static void refresh_health(api_t *a, int force)
 {
     chat_store_t *st = chatbot_store();
+    apr_array_header_t *bes = a->sc->backends;
     apr_uint64_t now = chatbot_now_ms();
-    int i;
+    probe_t *prs;
+    CURLM *multi;
+    CURLMsg *msg;
+    int i, n = 0, running = 1, left;
 
-    for (i = 0; st && i < a->sc->backends->nelts; i++) {
-        chatbot_backend_t *be = APR_ARRAY_IDX(a->sc->backends, i, chatbot_backend_t *);
+    if (!st) {
+        return;
+    }
+    prs = apr_pcalloc(a->r->pool, sizeof(*prs) * (bes->nelts + 1));
+    for (i = 0; i < bes->nelts; i++) {
+        chatbot_backend_t *be = APR_ARRAY_IDX(bes, i, chatbot_backend_t *);
         chat_backend_info_t bi;
         if (chat_store_backend_get(st, be->index, &bi) != CHAT_OK) {
             continue;
@@ -521,9 +475,100 @@ static void refresh_health(api_t *a, int force)
         if (force || bi.healthy < 0 ||
             now - bi.checked_ms >= (apr_uint64_t)apr_time_as_msec(a->sc->health_interval) ||
             (bi.healthy == 0 && now - bi.checked_ms >= 2000)) {
-            probe_backend(a, be);
+            prs[n++].be = be;
         }
     }
+    if (!n || !(multi = curl_multi_init())) {
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        probe_t *pr = &prs[i];
+        chat_buf_init(&pr->body);
+        if (!(pr->h = curl_easy_init())) {
+            continue;
+        }
+        curl_easy_setopt(
+            pr->h, CURLOPT_URL,
+            apr_pstrcat(a->r->pool, pr->be->url,
+                        pr->be->wire == CHAT_WIRE_OLLAMA ? "/api/version" : "/v1/models",
+                        NULL));
+        curl_easy_setopt(pr->h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(pr->h, CURLOPT_CONNECTTIMEOUT_MS,
+                         (long)a->lim.connect_timeout_ms);
+        curl_easy_setopt(pr->h, CURLOPT_TIMEOUT_MS,
+                         (long)a->lim.connect_timeout_ms + 3000);
+        curl_easy_setopt(pr->h, CURLOPT_WRITEFUNCTION, probe_sink);
+        curl_easy_setopt(pr->h, CURLOPT_WRITEDATA, pr);
+        curl_easy_setopt(pr->h, CURLOPT_USERAGENT, CHATBOT_SERVER_ID);
+        curl_easy_setopt(pr->h, CURLOPT_PROTOCOLS_STR, "http,https");
+        if (pr->be->key) {
+            pr->hd =
+                curl_slist_append(NULL, apr_pstrcat(a->r->pool, "Authorization: Bearer ",
+                                                    pr->be->key, NULL));
+            curl_easy_setopt(pr->h, CURLOPT_HTTPHEADER, pr->hd);
+        }
+        curl_multi_add_handle(multi, pr->h);
+    }
+    while (running) {
+        int numfds;
+        if (curl_multi_perform(multi, &running) != CURLM_OK ||
+            (running && curl_multi_poll(multi, NULL, 0, 200, &numfds) != CURLM_OK)) {
+            break;
+        }
+    }
+    while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
+        for (i = 0; msg->msg == CURLMSG_DONE && i < n; i++) {
+            if (prs[i].h == msg->easy_handle) {
+                prs[i].res = msg->data.result;
+                prs[i].done = 1;
+            }
+        }
+    }
+    for (i = 0; i < n; i++) {
+        probe_t *pr = &prs[i];
+        char version[32] = "";
+        char detail[128] = "";
+        long code = 0;
+        int ok = 0;
+
+        if (pr->h) {
+            curl_easy_getinfo(pr->h, CURLINFO_RESPONSE_CODE, &code);
+        }
+        if (!pr->h || !pr->done) {
+            apr_cpystrn(detail, "the probe could not be made", sizeof(detail));
+        }
+        else if (pr->res != CURLE_OK) {
+            apr_cpystrn(detail, curl_easy_strerror(pr->res), sizeof(detail));
+        }
+        else if (code != 200) {
+            apr_snprintf(detail, sizeof(detail), "HTTP %ld", code);
+        }
+        else {
+            ok = 1;
+            if (pr->be->wire == CHAT_WIRE_OLLAMA && pr->body.len) {
+                json_object *o = json_tokener_parse(pr->body.data), *v;
+                if (o && json_object_object_get_ex(o, "version", &v) &&
+                    json_object_is_type(v, json_type_string)) {
+                    apr_cpystrn(version, json_object_get_string(v), sizeof(version));
+                }
+                if (o) {
+                    json_object_put(o);
+                }
+            }
+        }
+        if (pr->h) {
+            curl_multi_remove_handle(multi, pr->h);
+            curl_easy_cleanup(pr->h);
+        }
+        curl_slist_free_all(pr->hd);
+        chat_buf_free(&pr->body);
+        if (chatbot_lock() == APR_SUCCESS) {
+            chat_store_backend_health(st, pr->be->index, ok, version, detail,
+                                      chatbot_now_ms());
+            chatbot_unlock();
+        }
+    }
+    curl_multi_cleanup(multi);
 }
 
 static int route_health(api_t *a)
@@ -560,6 +605,182 @@ static int route_health(api_t *a)
         chat_jw_kint(&a->jw, "generating", ms.gauges[CHAT_G_GENERATING]);
     }
     return finish(a, up ? 200 : 503);
+}
+
+/* ---- model lists ------------------------------------------------------------------ */
+
+#define MODELS_BODY_MAX (1024 * 1024)
+#define MODELS_TIMEOUT_MS 5000
+#define MODELS_MAX 1000
+
+typedef struct {
+    chatbot_backend_t *be;
+    CURL *h;
+    struct curl_slist *hd;
+    chat_buf_t body;
+    int overflow;
+    int done;
+    CURLcode res;
+} models_req_t;
+
+static size_t models_sink(char *d, size_t s, size_t n, void *baton)
+{
+    models_req_t *m = baton;
+
+    if (m->body.len + s * n > MODELS_BODY_MAX) {
+        m->overflow = 1;
+        return 0;
+    }
+    chat_buf_append(&m->body, d, s * n);
+    return s * n;
+}
+
+typedef struct {
+    chat_jw_t *jw;
+    int n;
+} models_out_t;
+
+static void model_name(void *baton, const char *name)
+{
+    models_out_t *o = baton;
+
+    if (o->n++ < MODELS_MAX) {
+        chat_jw_str(o->jw, name);
+    }
+}
+
+/* GET /api/models: the models of every backend (Ollama GET /api/tags,
+ * OpenAI-compatible GET /v1/models), fetched in parallel with a short
+ * timeout, for the bot picker. A backend that fails gets "error". */
+static int route_models(api_t *a)
+{
+    apr_array_header_t *bes = a->sc->backends;
+    models_req_t *reqs = apr_pcalloc(a->r->pool, sizeof(*reqs) * (bes->nelts + 1));
+    CURLM *multi = curl_multi_init();
+    long connect_ms = a->lim.connect_timeout_ms < MODELS_TIMEOUT_MS
+                          ? (long)a->lim.connect_timeout_ms
+                          : MODELS_TIMEOUT_MS;
+    int i, running = 1;
+
+    if (!multi) {
+        return send_error(a, CHAT_ERR_INTERNAL, "cannot create a backend client", 0);
+    }
+    for (i = 0; i < bes->nelts; i++) {
+        models_req_t *m = &reqs[i];
+        m->be = APR_ARRAY_IDX(bes, i, chatbot_backend_t *);
+        chat_buf_init(&m->body);
+        m->h = curl_easy_init();
+        if (!m->h) {
+            continue;
+        }
+        curl_easy_setopt(
+            m->h, CURLOPT_URL,
+            apr_pstrcat(a->r->pool, m->be->url,
+                        m->be->wire == CHAT_WIRE_OLLAMA ? "/api/tags" : "/v1/models",
+                        NULL));
+        curl_easy_setopt(m->h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(m->h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+        curl_easy_setopt(m->h, CURLOPT_TIMEOUT_MS, (long)MODELS_TIMEOUT_MS);
+        curl_easy_setopt(m->h, CURLOPT_WRITEFUNCTION, models_sink);
+        curl_easy_setopt(m->h, CURLOPT_WRITEDATA, m);
+        curl_easy_setopt(m->h, CURLOPT_USERAGENT, CHATBOT_SERVER_ID);
+        curl_easy_setopt(m->h, CURLOPT_PROTOCOLS_STR, "http,https");
+        if (m->be->key) {
+            m->hd =
+                curl_slist_append(NULL, apr_pstrcat(a->r->pool, "Authorization: Bearer ",
+                                                    m->be->key, NULL));
+            curl_easy_setopt(m->h, CURLOPT_HTTPHEADER, m->hd);
+        }
+        curl_multi_add_handle(multi, m->h);
+    }
+    while (running) {
+        int numfds;
+        if (curl_multi_perform(multi, &running) != CURLM_OK ||
+            (running && curl_multi_poll(multi, NULL, 0, 200, &numfds) != CURLM_OK)) {
+            break;
+        }
+    }
+    {
+        CURLMsg *msg;
+        int left, k;
+        while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
+            for (k = 0; msg->msg == CURLMSG_DONE && k < bes->nelts; k++) {
+                if (reqs[k].h == msg->easy_handle) {
+                    reqs[k].res = msg->data.result;
+                    reqs[k].done = 1;
+                }
+            }
+        }
+    }
+    begin(a);
+    chat_jw_key(&a->jw, "backends");
+    chat_jw_arr_begin(&a->jw);
+    for (i = 0; i < bes->nelts; i++) {
+        models_req_t *m = &reqs[i];
+        const char *err = NULL;
+        long code = 0;
+        models_out_t o;
+        chat_buf_t names;
+
+        chat_jw_obj_begin(&a->jw);
+        chat_jw_kstr(&a->jw, "name", m->be->name);
+        chat_jw_kstr(&a->jw, "type",
+                     m->be->wire == CHAT_WIRE_OLLAMA ? "ollama" : "openai");
+        if (m->h) {
+            curl_easy_getinfo(m->h, CURLINFO_RESPONSE_CODE, &code);
+        }
+        if (!m->h || !m->done) {
+            err = "the request could not be made";
+        }
+        else if (m->overflow) {
+            err = "the model list is larger than 1 MiB";
+        }
+        else if (m->res != CURLE_OK) {
+            err = curl_easy_strerror(m->res);
+        }
+        else if (code != 200) {
+            err = apr_psprintf(a->r->pool, "HTTP %ld", code);
+        }
+        /* names go to a side buffer first: a parse error must not leave a
+         * half-written array */
+        chat_buf_init(&names);
+        if (!err) {
+            chat_jw_t nw;
+            int n;
+            chat_jw_init(&nw, &names);
+            chat_jw_arr_begin(&nw);
+            o.jw = &nw;
+            o.n = 0;
+            n = chat_models_parse(m->be->wire, m->body.data ? m->body.data : "",
+                                  m->body.len, model_name, &o);
+            chat_jw_arr_end(&nw);
+            if (n < 0 || chat_jw_status(&nw) != CHAT_OK) {
+                err = "the backend's model list is not valid JSON of the expected shape";
+            }
+        }
+        chat_jw_key(&a->jw, "models");
+        if (err) {
+            chat_jw_arr_begin(&a->jw);
+            chat_jw_arr_end(&a->jw);
+            chat_jw_kstr(&a->jw, "error", err);
+        }
+        else {
+            chat_jw_raw(&a->jw, names.data, names.len);
+        }
+        chat_buf_free(&names);
+        chat_jw_obj_end(&a->jw);
+    }
+    chat_jw_arr_end(&a->jw);
+    for (i = 0; i < bes->nelts; i++) {
+        if (reqs[i].h) {
+            curl_multi_remove_handle(multi, reqs[i].h);
+            curl_easy_cleanup(reqs[i].h);
+        }
+        curl_slist_free_all(reqs[i].hd);
+        chat_buf_free(&reqs[i].body);
+    }
+    curl_multi_cleanup(multi);
+    return finish(a, 200);
 }
 
 /* ---- routes ------------------------------------------------------------------------- */
@@ -725,6 +946,12 @@ int chatbot_api_handler(request_rec *r, const char *route)
             return method_not_allowed(a, "GET, HEAD");
         }
         return route_health(a);
+    }
+    if (n == 1 && !strcmp(seg[0], "models")) {
+        if (r->method_number != M_GET) {
+            return method_not_allowed(a, "GET, HEAD");
+        }
+        return route_models(a);
     }
     if (chatbot_ident_get(r, &a->id) != APR_SUCCESS) {
         return send_error(a, CHAT_ERR_INTERNAL, "cannot create a session id", 0);

@@ -26,7 +26,7 @@
 #define DEF_MAX_ANSWER (256u * 1024)
 #define DEF_MAX_BACKENDS 16
 #define DEF_QUEUE 64
-#define DEF_MAX_ACTIVE 64
+#define DEF_MAX_ACTIVE 256
 #define DEF_SERIES 64
 #define DEF_MODEL "qwen2.5-coder:7b"
 #define DEF_BACKEND_URL "http://127.0.0.1:11434"
@@ -1050,6 +1050,17 @@ const char *chatbot_config_finish(apr_pool_t *p, server_rec *s)
         be->index = -1;
         be->defined_at = "(built-in default)";
         APR_ARRAY_PUSH(sc->backends, chatbot_backend_t *) = be;
+    }
+    /* The store's slot table (256 per backend by default) must hold the
+     * largest max=, or max=200 would silently mean 64. */
+    for (i = 0; i < sc->backends->nelts; i++) {
+        chatbot_backend_t *be = APR_ARRAY_IDX(sc->backends, i, chatbot_backend_t *);
+        if (be->max_active > 0 && (uint32_t)be->max_active > sc->layout.max_active) {
+            sc->layout.max_active = (uint32_t)be->max_active;
+        }
+    }
+    if (sc->layout.max_active > 65536) {
+        sc->layout.max_active = 65536; /* the store's own bound */
     }
     /* No bot declared: the implicit default bot from top-level directives. */
     if (sc->bots->nelts == 0) {

@@ -63,6 +63,8 @@ typedef struct turn_priv {
     apr_uint64_t t_start, t_queued, t_sent, t_first, t_last, t_beat, t_queue_poll;
     int loading_sent;
     int series;
+    int health_down;          /* the backend failed; detail not yet written */
+    apr_size_t stored;        /* bytes of pub.answer already in the store */
     int stateless;            /* no conversation: context in ctx, nothing stored */
     chat_msg_t *ctx;          /* stateless context, oldest first (in pool) */
     int nctx;
@@ -79,10 +81,26 @@ struct chatbot_engine {
     CURLM *multi;
     turn_priv_t turns[CHATBOT_MAX_TURNS];
     chat_buf_t scratch;
+    char note_tokens[16], note_ttft[32]; /* access-log notes of the last turn */
 };
 
 static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code,
                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int turn_store_flush(turn_priv_t *t);
+static void breaker(turn_priv_t *t, int ok);
+
+/* Records a turn's outcome as the backend's health, keeping the version
+ * the last probe found. Call with the lock held. */
+static void health_note(chat_store_t *st, chatbot_backend_t *be, int ok,
+                        const char *detail)
+{
+    chat_backend_info_t bi;
+
+    if (chat_store_backend_get(st, be->index, &bi) != CHAT_OK) {
+        return;
+    }
+    chat_store_backend_health(st, be->index, ok, bi.version, detail, chatbot_now_ms());
+}
 
 /* ---- helpers shared with the front ends ------------------------------------------ */
 
@@ -325,12 +343,16 @@ static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code
         return;
     }
     turn_release_curl(t);
+    turn_store_flush(t); /* what chat_stream_finish or a stop left unstored */
     p->outcome = outcome;
     p->err_code = code;
     if (fmt) {
+        /* via a copy: callers often pass p->err_msg itself as an argument */
+        char msg[sizeof(p->err_msg)];
         va_start(ap, fmt);
-        apr_vsnprintf(p->err_msg, sizeof(p->err_msg), fmt, ap);
+        apr_vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
+        apr_cpystrn(p->err_msg, msg, sizeof(p->err_msg));
     }
     p->duration_ms = (double)(now - t->t_start);
     if (outcome == CHATBOT_OUT_STOPPED) {
@@ -346,6 +368,9 @@ static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code
         }
         else if (t->phase == PH_QUEUED && p->backend) {
             chat_store_backend_cancel(st, p->backend->index, t->ticket);
+        }
+        if (t->health_down && p->backend) {
+            health_note(st, p->backend, 0, p->err_msg);
         }
         if (t->stateless) {
             /* nothing stored */
@@ -372,6 +397,7 @@ static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code
         chatbot_unlock();
     }
     t->slot_held = 0;
+    t->health_down = 0;
     if (st) {
         if (was_running) {
             chat_metrics_gauge_add(st, CHAT_G_GENERATING, -1);
@@ -401,9 +427,12 @@ static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code
     /* Request notes for the access log (last turn wins). */
     apr_table_setn(e->r->notes, "chatbot-bot", p->bot->name);
     apr_table_setn(e->r->notes, "chatbot-model", p->bot->model);
-    apr_table_set(e->r->notes, "chatbot-tokens", apr_itoa(e->r->pool, p->tokens));
-    apr_table_set(e->r->notes, "chatbot-ttft-ms",
-                  apr_psprintf(e->r->pool, "%.0f", p->ttft_ms));
+    /* Formatted into the engine's own buffers: r->pool lives as long as the
+     * WebSocket, so an allocation per turn there would grow without bound. */
+    apr_snprintf(e->note_tokens, sizeof(e->note_tokens), "%d", p->tokens);
+    apr_snprintf(e->note_ttft, sizeof(e->note_ttft), "%.0f", p->ttft_ms);
+    apr_table_setn(e->r->notes, "chatbot-tokens", e->note_tokens);
+    apr_table_setn(e->r->notes, "chatbot-ttft-ms", e->note_ttft);
     t->phase = PH_IDLE;
     if (e->cb.on_done) {
         e->cb.on_done(e->baton, p);
@@ -440,7 +469,6 @@ static int on_event(void *baton, const chat_event_t *ev)
     turn_priv_t *t = baton;
     chatbot_engine_t *e = t->e;
     chatbot_turn_t *p = &t->pub;
-    chat_store_t *st = chatbot_store();
     apr_uint64_t now;
 
     switch (ev->type) {
@@ -450,6 +478,9 @@ static int on_event(void *baton, const chat_event_t *ev)
         if (!t->t_first) {
             t->t_first = now;
             p->ttft_ms = (double)(now - t->t_sent);
+            /* the backend works: a half-open breaker closes now, not at the
+             * end of a long answer */
+            breaker(t, 1);
             if (t->loading_sent && e->cb.on_status) {
                 e->cb.on_status(e->baton, p, "generating", 0);
             }
@@ -462,42 +493,16 @@ static int on_event(void *baton, const chat_event_t *ev)
             return 0;
         }
         p->tokens++;
-        if (t->stateless) {
-            if (p->answer.len + ev->len > chatbot_srv(e->r->server)->layout.max_message_bytes) {
-                t->abort_code = CHAT_ERR_TOO_LARGE;
-                apr_snprintf(t->abort_msg, sizeof(t->abort_msg),
-                             "the answer exceeded ChatbotMaxAnswerBytes and was cut");
-                return 1;
-            }
-            p->has_answer = 1;
+        /* The store's own limit, checked here so that a token it would
+         * refuse never reaches the client (a stateless answer obeys it too). */
+        if (p->answer.len + ev->len > e->sc->layout.max_message_bytes) {
+            t->abort_code = CHAT_ERR_TOO_LARGE;
+            apr_snprintf(t->abort_msg, sizeof(t->abort_msg),
+                         "the answer exceeded ChatbotMaxAnswerBytes and was cut");
+            return 1;
         }
-        else if (st && chatbot_lock() == APR_SUCCESS) {
-            chat_status_t rc;
-            if (!p->has_answer) {
-                rc = chat_store_msg_append(st, &e->id.owner, p->conv_id,
-                                           CHAT_ROLE_ASSISTANT, CHAT_MSG_STREAMING,
-                                           ev->text, ev->len, now, &p->answer_index);
-                if (rc == CHAT_OK) {
-                    p->has_answer = 1;
-                }
-            }
-            else {
-                rc = chat_store_msg_extend(st, &e->id.owner, p->conv_id, ev->text, ev->len,
-                                           now);
-            }
-            chatbot_unlock();
-            if (rc == CHAT_ETOOBIG) {
-                t->abort_code = CHAT_ERR_TOO_LARGE;
-                apr_snprintf(t->abort_msg, sizeof(t->abort_msg),
-                             "the answer exceeded ChatbotMaxAnswerBytes and was cut");
-                return 1;
-            }
-            if (rc != CHAT_OK) {
-                t->abort_code = CHAT_ERR_STORAGE_FULL;
-                apr_snprintf(t->abort_msg, sizeof(t->abort_msg),
-                             "history storage is full (%s)", chat_status_str(rc));
-                return 1;
-            }
+        if (t->stateless) {
+            p->has_answer = 1;
         }
         chat_buf_append(&p->answer, ev->text, ev->len);
         if (e->cb.on_delta) {
@@ -515,6 +520,54 @@ static int on_event(void *baton, const chat_event_t *ev)
         return 0;
     }
     return 0;
+}
+
+/* Writes the part of the answer not yet in the store, under one lock for
+ * everything a read from the backend brought (a lock per token made the
+ * global mutex the bottleneck). Returns 0, or -1 with abort_code set. */
+static int turn_store_flush(turn_priv_t *t)
+{
+    chatbot_engine_t *e = t->e;
+    chatbot_turn_t *p = &t->pub;
+    chat_store_t *st = chatbot_store();
+    apr_size_t n = p->answer.len - t->stored;
+    chat_status_t rc;
+
+    if (!n || !st || t->stateless) {
+        return 0;
+    }
+    if (chatbot_lock() != APR_SUCCESS) {
+        return 0; /* logged; the next read retries */
+    }
+    if (!p->has_answer) {
+        rc = chat_store_msg_append(st, &e->id.owner, p->conv_id, CHAT_ROLE_ASSISTANT,
+                                   CHAT_MSG_STREAMING, p->answer.data + t->stored, n,
+                                   chatbot_now_ms(), &p->answer_index);
+        if (rc == CHAT_OK) {
+            p->has_answer = 1;
+        }
+    }
+    else {
+        rc = chat_store_msg_extend(st, &e->id.owner, p->conv_id,
+                                   p->answer.data + t->stored, n, chatbot_now_ms());
+    }
+    chatbot_unlock();
+    if (rc == CHAT_OK) {
+        t->stored += n;
+        return 0;
+    }
+    if (!t->abort_code) {
+        t->abort_code = rc == CHAT_ETOOBIG ? CHAT_ERR_TOO_LARGE : CHAT_ERR_STORAGE_FULL;
+        if (rc == CHAT_ETOOBIG) {
+            apr_snprintf(t->abort_msg, sizeof(t->abort_msg),
+                         "the answer exceeded ChatbotMaxAnswerBytes and was cut");
+        }
+        else {
+            apr_snprintf(t->abort_msg, sizeof(t->abort_msg), "history storage is full (%s)",
+                         chat_status_str(rc));
+        }
+    }
+    return -1;
 }
 
 static size_t on_write(char *data, size_t size, size_t nmemb, void *baton)
@@ -554,6 +607,9 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *baton)
         return 0;
     }
     rc = chat_stream_feed(t->parser, data, n);
+    if (turn_store_flush(t) < 0) {
+        return 0;
+    }
     if (rc == CHAT_OK) {
         return n;
     }
@@ -723,15 +779,21 @@ static const char *turn_acquire(turn_priv_t *t)
         if (chatbot_lock() != APR_SUCCESS) {
             return CHAT_ERR_INTERNAL;
         }
-        allow = chat_store_breaker_allow(st, be->index, now,
-                                         (uint64_t)apr_time_as_msec(e->sc->breaker_cooldown));
-        if (!allow) {
-            chatbot_unlock();
-            open_seen = 1;
-            continue;
-        }
         rc = chat_store_backend_acquire(st, be->index, t->ticket, now, &pos);
-        if (rc == CHAT_EAGAIN && !t->stateless) {
+        if (rc == CHAT_OK) {
+            /* The breaker is asked only when a request would go out: a
+             * half-open backend's single probe must be a real request, not
+             * a turn that then waits in the queue. */
+            allow = chat_store_breaker_allow(
+                st, be->index, now, (uint64_t)apr_time_as_msec(e->sc->breaker_cooldown));
+            if (!allow) {
+                chat_store_backend_release(st, be->index, t->ticket);
+                chatbot_unlock();
+                open_seen = 1;
+                continue;
+            }
+        }
+        else if (rc == CHAT_EAGAIN && !t->stateless) {
             chat_store_gen_state(st, p->conv_id, t->token, CHAT_CONV_QUEUED, pos);
         }
         chatbot_unlock();
@@ -802,9 +864,13 @@ static int try_failover(turn_priv_t *t)
         if (t->slot_held) {
             chat_store_backend_release(st, t->pub.backend->index, t->ticket);
         }
+        if (t->health_down) {
+            health_note(st, t->pub.backend, 0, t->pub.err_msg);
+        }
         chatbot_unlock();
     }
     t->slot_held = 0;
+    t->health_down = 0;
     turn_release_curl(t);
     ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, t->e->r, APLOGNO(10932)
                   "chatbot: backend %s failed (%s); failing over to the next backend of "
@@ -823,6 +889,9 @@ static int try_failover(turn_priv_t *t)
     return 1;
 }
 
+/* Reports a success or failure of the current backend to its circuit
+ * breaker. A failure's health detail is written once the error message is
+ * known (turn_end, try_failover). */
 static void breaker(turn_priv_t *t, int ok)
 {
     chat_store_t *st = chatbot_store();
@@ -833,9 +902,11 @@ static void breaker(turn_priv_t *t, int ok)
     chat_store_breaker_result(st, t->pub.backend->index, ok, chatbot_now_ms(),
                               (uint32_t)t->e->sc->breaker_threshold,
                               (uint64_t)apr_time_as_msec(t->e->sc->breaker_cooldown));
-    chat_store_backend_health(st, t->pub.backend->index, ok, NULL,
-                              ok ? "" : t->pub.err_msg, chatbot_now_ms());
+    if (ok) {
+        health_note(st, t->pub.backend, 1, "");
+    }
     chatbot_unlock();
+    t->health_down = !ok;
 }
 
 /* The transfer of t finished with curl result res. */
@@ -846,6 +917,11 @@ static void turn_transfer_done(turn_priv_t *t, CURLcode res)
     char emsg[300];
     chat_status_t fin;
 
+    if (!t->hdr_checked) {
+        /* no body at all (Content-Length: 0, HEAD-like): the write callback
+         * never ran */
+        curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->http_status);
+    }
     if (t->abort_code) {
         /* We aborted from a callback: protocol error or storage limit. */
         int backend_fault = !strcmp(t->abort_code, CHAT_ERR_BACKEND_PROTOCOL);
@@ -1082,6 +1158,7 @@ const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *re
     p->stop_reason = NULL;
     p->ttft_ms = p->duration_ms = p->queue_ms = 0;
     p->tokens = 0;
+    t->stored = 0;
     t->token = chatbot_random64();
     t->ticket = chatbot_random64();
     t->backend_i = 0;
@@ -1227,14 +1304,21 @@ apr_status_t chatbot_engine_poll(chatbot_engine_t *e, void *extra, unsigned next
     return mc == CURLM_OK ? APR_SUCCESS : APR_EGENERAL;
 }
 
+void chatbot_engine_wakeup(chatbot_engine_t *e)
+{
+    if (e && e->multi) {
+        curl_multi_wakeup(e->multi);
+    }
+}
+
 static void check_timeouts(turn_priv_t *t, apr_uint64_t now)
 {
     chatbot_engine_t *e = t->e;
     chatbot_turn_t *p = &t->pub;
     chat_store_t *st = chatbot_store();
 
-    /* A stop asked by another connection (tab, child) or a lost claim on
-     * the conversation; checked while queued too. */
+    /* Stop from another connection (tab, child), queued or running, or a
+     * lost claim on the conversation */
     if (!t->stateless && chat_store_gen_stop_requested(st, p->conv_id, t->token)) {
         p->stop_reason = "stopped";
         turn_end(t, CHATBOT_OUT_STOPPED, NULL, NULL);

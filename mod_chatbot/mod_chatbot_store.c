@@ -103,20 +103,10 @@ static void core_log(void *baton, chat_log_level_t level, const char *msg)
 
 int chatbot_store_pre_config(apr_pool_t *pconf)
 {
-    apr_status_t rv = ap_mutex_register(pconf, CHATBOT_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT,
+    apr_status_t rv = ap_mutex_register(pconf, CHATBOT_MUTEX_TYPE, NULL, APR_LOCK_FLOCK,
                                         0);
     chat_log_set(core_log, NULL);
     return rv == APR_SUCCESS ? OK : 500;
-}
-
-static int layout_eq(const chat_store_layout_t *a, const chat_store_layout_t *b)
-{
-    return a->max_users == b->max_users && a->max_conversations == b->max_conversations &&
-           a->max_messages == b->max_messages &&
-           a->max_message_bytes == b->max_message_bytes &&
-           a->history_bytes == b->history_bytes && a->max_backends == b->max_backends &&
-           a->queue_cap == b->queue_cap && a->max_active == b->max_active &&
-           a->metric_series == b->metric_series;
 }
 
 /* Writes the segment to history_file atomically (tmp + rename). Called
@@ -311,7 +301,7 @@ apr_status_t chatbot_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
         apr_pool_userdata_set(sh, USERDATA_KEY, apr_pool_cleanup_null, pproc);
         fresh = 1;
     }
-    else if (!layout_eq(&sh->layout, &sc->layout)) {
+    else if (!chat_store_layout_equal(&sh->layout, &sc->layout)) {
         /* Sizes changed on a restart: new segment, migrate. The old one is
          * leaked deliberately to old-generation children still using it
          * until the process ends (it is small and rare). */

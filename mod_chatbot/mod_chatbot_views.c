@@ -89,12 +89,20 @@ int chatbot_view_sessions(chat_jw_t *w, request_rec *r, const chatbot_ident_t *i
 {
     chat_store_t *st = chatbot_store();
     list_ctx_t lc;
-    int i;
+    apr_pool_t *tmp;
+    int i, n;
 
+    /* A WebSocket sends this on every change of the user's sessions for as
+     * long as it is open: the list must not live in r->pool. */
+    if (apr_pool_create(&tmp, r->pool) != APR_SUCCESS) {
+        chat_jw_arr_begin(w);
+        chat_jw_arr_end(w);
+        return 0;
+    }
     lc.w = w;
     lc.s = r->server;
-    lc.p = r->pool;
-    lc.list = apr_array_make(r->pool, 16, sizeof(chat_conv_info_t));
+    lc.p = tmp;
+    lc.list = apr_array_make(tmp, 16, sizeof(chat_conv_info_t));
     if (st && chatbot_lock() == APR_SUCCESS) {
         chat_store_conv_list(st, &id->owner, bot, archived, collect_conv, &lc);
         chatbot_unlock();
@@ -104,7 +112,9 @@ int chatbot_view_sessions(chat_jw_t *w, request_rec *r, const chatbot_ident_t *i
         chatbot_view_session(w, r->server, &APR_ARRAY_IDX(lc.list, i, chat_conv_info_t));
     }
     chat_jw_arr_end(w);
-    return lc.list->nelts;
+    n = lc.list->nelts;
+    apr_pool_destroy(tmp);
+    return n;
 }
 
 void chatbot_view_bot(chat_jw_t *w, chatbot_srv_conf *sc, chatbot_bot_t *b)

@@ -27,6 +27,7 @@
 #include "http_connection.h"
 #include "http_core.h"
 #include "http_log.h"
+#include "http_main.h"
 #include "http_protocol.h"
 #include "http_request.h"
 #include "http_ssl.h"
@@ -42,8 +43,11 @@
 #define READ_CHUNK 16384
 #define MAX_FOLLOW 4
 #define FOLLOW_POLL_MS 25
-#define USER_POLL_MS 250
-#define MPM_POLL_MS 500
+/* Idle connections do not poll: one watcher thread per child wakes them
+ * (curl_multi_wakeup) when their user's sessions change or httpd stops.
+ * WATCH_MS is how often it looks; MAX_SLEEP_MS bounds any sleep anyway. */
+#define WATCH_MS 100
+#define MAX_SLEEP_MS 5000
 #define CLOSE_LINGER_MS 2000
 
 /* An answer followed for `resume` (written by another connection, maybe
@@ -58,7 +62,7 @@ typedef struct {
     apr_uint64_t seq;  /* the conversation's change counter last seen */
 } follow_t;
 
-typedef struct {
+typedef struct wsc_s {
     request_rec *r;
     conn_rec *c;
     chatbot_srv_conf *sc;
@@ -80,7 +84,13 @@ typedef struct {
     int peer_gone;               /* EOF / reset from the client */
     int write_failed;
     int going_away;              /* we sent 1001 because httpd is stopping */
-    apr_uint64_t last_rx, last_ping, close_sent_at, last_user_poll, last_mpm_poll;
+    int defer_flush;             /* frames are queued, flushed once per wake-up */
+    apr_uint64_t last_msg;       /* last client message or end of a turn */
+    /* the child's registry of open WebSockets (see the watcher) */
+    struct wsc_s *reg_prev, *reg_next;
+    apr_uint64_t watched_seq;    /* user seq the watcher last woke us for */
+    char note_msgs[24];          /* the access log's chatbot-messages note */
+    apr_uint64_t last_rx, last_ping, close_sent_at;
     apr_uint64_t user_seq;
     apr_uint64_t msgs_in;
     const char *close_why;
@@ -271,7 +281,8 @@ static void send_json(wsc_t *w)
     if (w->peer_gone || w->write_failed || chat_ws_state(w->ws) != CHAT_WS_OPEN) {
         return;
     }
-    if (chat_ws_send_text(w->ws, w->frame.data, w->frame.len) == CHAT_OK) {
+    if (chat_ws_send_text(w->ws, w->frame.data, w->frame.len) == CHAT_OK &&
+        !w->defer_flush) {
         ws_flush(w);
     }
 }
@@ -418,8 +429,10 @@ static void on_done(void *baton, chatbot_turn_t *t)
     chat_jw_kstr(&jw, "state", "idle");
     frame_end(w, &jw);
     w->msgs_in++;
-    apr_table_set(w->r->notes, "chatbot-messages",
-                  apr_psprintf(w->r->pool, "%" APR_UINT64_T_FMT, w->msgs_in));
+    w->last_msg = chatbot_now_ms();
+    /* own buffer: nothing allocated from r->pool per turn */
+    apr_snprintf(w->note_msgs, sizeof(w->note_msgs), "%" APR_UINT64_T_FMT, w->msgs_in);
+    apr_table_setn(w->r->notes, "chatbot-messages", w->note_msgs);
 }
 
 /* ---- client messages ------------------------------------------------------------- */
@@ -1102,6 +1115,7 @@ static int on_ws_message(void *baton, int opcode, const uint8_t *data, size_t le
 {
     wsc_t *w = baton;
 
+    w->last_msg = chatbot_now_ms();
     if (opcode != CHAT_WS_OP_TEXT) {
         chat_ws_close(w->ws, CHAT_WS_CLOSE_UNSUPPORTED, "binary frames are not supported");
         w->close_why = "binary frame";
@@ -1185,16 +1199,126 @@ static void read_client(wsc_t *w)
 
 /* Counts WebSocket connections per client address in this child process
  * (a small table; httpd's own per-IP limits work per child too). */
-#define IPTAB 256
+#define IPTAB 2048
 static struct {
     char ip[48];
     apr_uint32_t n;
 } iptab[IPTAB];
 static apr_thread_mutex_t *ipmutex;
 
+/* ---- the watcher: wakes idle connections only when there is news ----------------- */
+
+/* Every open WebSocket of this child is in a list; one thread looks at the
+ * store's global event counter and the MPM state every WATCH_MS and, when
+ * something changed, wakes exactly the connections concerned (their user's
+ * sessions changed, or httpd is stopping). Idle connections thus sleep
+ * until a ping is due instead of polling. */
+static apr_thread_mutex_t *reg_mutex;
+static wsc_t *reg_head;
+static apr_thread_t *watcher;
+static volatile int watcher_exit;
+
+static int mpm_stopping(void);
+
+static void * APR_THREAD_FUNC watch(apr_thread_t *thd, void *data)
+{
+    apr_uint64_t seen = 0;
+    int stop_told = 0;
+
+    while (!watcher_exit) {
+        chat_store_t *st = chatbot_store();
+        apr_uint64_t ev;
+        int stopping;
+        wsc_t *w;
+
+        apr_sleep(apr_time_from_msec(WATCH_MS));
+        if (!st) {
+            continue;
+        }
+        ev = chat_store_events(st);
+        stopping = !stop_told && mpm_stopping();
+        if (ev == seen && !stopping) {
+            continue;
+        }
+        seen = ev;
+        apr_thread_mutex_lock(reg_mutex);
+        for (w = reg_head; w; w = w->reg_next) {
+            apr_uint64_t seq = chat_store_user_seq(st, &w->id.owner);
+            if (stopping || seq != w->watched_seq) {
+                w->watched_seq = seq;
+                chatbot_engine_wakeup(w->eng);
+            }
+        }
+        apr_thread_mutex_unlock(reg_mutex);
+        stop_told |= stopping;
+    }
+    return NULL;
+}
+
+static apr_status_t watcher_stop(void *data)
+{
+    apr_status_t rv;
+
+    watcher_exit = 1;
+    if (watcher) {
+        apr_thread_join(&rv, watcher);
+        watcher = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t reg_remove(void *data)
+{
+    wsc_t *w = data;
+
+    apr_thread_mutex_lock(reg_mutex);
+    if (w->reg_prev) {
+        w->reg_prev->reg_next = w->reg_next;
+    }
+    else if (reg_head == w) {
+        reg_head = w->reg_next;
+    }
+    if (w->reg_next) {
+        w->reg_next->reg_prev = w->reg_prev;
+    }
+    w->reg_prev = w->reg_next = NULL;
+    apr_thread_mutex_unlock(reg_mutex);
+    return APR_SUCCESS;
+}
+
+/* Registers w; unregistered by a cleanup that runs before the engine's
+ * (so the watcher never wakes a destroyed curl handle). */
+static void reg_add(wsc_t *w)
+{
+    if (!reg_mutex) {
+        return;
+    }
+    w->watched_seq = w->user_seq;
+    apr_thread_mutex_lock(reg_mutex);
+    w->reg_prev = NULL;
+    w->reg_next = reg_head;
+    if (reg_head) {
+        reg_head->reg_prev = w;
+    }
+    reg_head = w;
+    apr_thread_mutex_unlock(reg_mutex);
+    apr_pool_cleanup_register(w->r->pool, w, reg_remove, apr_pool_cleanup_null);
+}
+
 void chatbot_ws_child_init(apr_pool_t *p)
 {
     apr_thread_mutex_create(&ipmutex, APR_THREAD_MUTEX_DEFAULT, p);
+    apr_thread_mutex_create(&reg_mutex, APR_THREAD_MUTEX_DEFAULT, p);
+    watcher_exit = 0;
+    if (apr_thread_create(&watcher, NULL, watch, NULL, p) == APR_SUCCESS) {
+        apr_pool_cleanup_register(p, NULL, watcher_stop, apr_pool_cleanup_null);
+    }
+    else {
+        watcher = NULL;
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf, APLOGNO(10951)
+                     "chatbot: cannot start the watcher thread; idle WebSockets will "
+                     "notice session changes only when they wake for a ping");
+    }
 }
 
 static apr_uint32_t ip_conns_get(conn_rec *c, int delta)
@@ -1241,11 +1365,13 @@ static int mpm_stopping(void)
 
 static apr_status_t conn_gone(void *data)
 {
-    chat_store_t *st = chatbot_store();
-    conn_rec *c = data;
+    chat_metrics_gauge_add(chatbot_store(), CHAT_G_CONNECTIONS, -1);
+    return APR_SUCCESS;
+}
 
-    chat_metrics_gauge_add(st, CHAT_G_CONNECTIONS, -1);
-    ip_conns_get(c, -1);
+static apr_status_t ip_slot_release(void *data)
+{
+    ip_conns_get(data, -1);
     return APR_SUCCESS;
 }
 
@@ -1261,6 +1387,25 @@ static apr_status_t ws_cleanup(void *data)
     chat_buf_free(&w->scratch);
     chat_cmsg_free(&w->cm);
     return APR_SUCCESS;
+}
+
+/* The viewer left (close handshake done, or writes failing) while answers
+ * are generated and ChatbotContinueWithoutViewer is on: they finish into
+ * history and nothing more is written. Over HTTP/1.1 the client's TCP
+ * connection is shut for writing now, so the client is not kept waiting
+ * for its end (RFC 6455 7.1.1: the server closes first). */
+static void detach_viewer(wsc_t *w)
+{
+    apr_socket_t *csd = ap_get_conn_socket(w->c);
+
+    w->peer_gone = 1;
+    if (csd && !w->is_h2) {
+        apr_socket_shutdown(csd, APR_SHUTDOWN_WRITE);
+        w->c->aborted = 1; /* nothing may be flushed at the end */
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, w->r, APLOGNO(10950)
+                  "chatbot: viewer gone (%s); finishing %d answer(s) into history",
+                  w->close_why ? w->close_why : "closed", chatbot_engine_active(w->eng));
 }
 
 int chatbot_ws_handler(request_rec *r)
@@ -1284,8 +1429,11 @@ int chatbot_ws_handler(request_rec *r)
     if (!chatbot_store()) {
         return HTTP_SERVICE_UNAVAILABLE;
     }
-    if (sc->max_conns_per_ip > 0 &&
-        ip_conns_get(c, 0) >= (apr_uint32_t)sc->max_conns_per_ip) {
+    /* Reserve this address's slot before the 101, so that a client
+     * opening sockets back to back can never get past the cap. */
+    if (ip_conns_get(c, 1) > (apr_uint32_t)sc->max_conns_per_ip &&
+        sc->max_conns_per_ip > 0) {
+        ip_conns_get(c, -1);
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, APLOGNO(10947)
                       "chatbot: %s has %d WebSocket connections already "
                       "(ChatbotMaxConnectionsPerIP)",
@@ -1293,6 +1441,7 @@ int chatbot_ws_handler(request_rec *r)
         apr_table_setn(r->err_headers_out, "Retry-After", "10");
         return HTTP_TOO_MANY_REQUESTS;
     }
+    apr_pool_cleanup_register(r->pool, c, ip_slot_release, apr_pool_cleanup_null);
 
     w = apr_pcalloc(r->pool, sizeof(*w));
     w->r = r;
@@ -1372,14 +1521,15 @@ int chatbot_ws_handler(request_rec *r)
 
     chat_metrics_gauge_add(chatbot_store(), CHAT_G_CONNECTIONS, 1);
     chat_metrics_gauge_add(chatbot_store(), CHAT_G_CONNECTIONS_TOTAL, 1);
-    ip_conns_get(c, 1);
     apr_pool_cleanup_register(r->pool, c, conn_gone, apr_pool_cleanup_null);
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, APLOGNO(10948)
                   "chatbot: WebSocket open for %s (%s)", w->id.label,
                   w->is_h2 ? "HTTP/2" : (ap_ssl_conn_is_ssl(c) ? "TLS" : "plain"));
 
-    w->last_rx = w->last_ping = w->last_user_poll = w->last_mpm_poll = chatbot_now_ms();
+    w->last_rx = w->last_ping = chatbot_now_ms();
+    w->last_msg = w->last_rx;
     w->user_seq = chat_store_user_seq(chatbot_store(), &w->id.owner);
+    reg_add(w);
     {
         /* the current session: the default bot's latest, if any (what a
          * client that knows no ids, such as the old one, talks to) */
@@ -1405,15 +1555,17 @@ int chatbot_ws_handler(request_rec *r)
             if (!turns) {
                 break;
             }
-            if (!w->lim.continue_without_viewer || w->going_away) {
-                chatbot_engine_stop(w->eng, NULL, "client_gone");
+            /* (a stopping child must not outlive its pools: never keep
+             * generating then; the MPM state is checked right here, not on
+             * the periodic poll, because a stop closes sockets first) */
+            if (!w->lim.continue_without_viewer || w->going_away || mpm_stopping()) {
+                chatbot_engine_stop(w->eng, NULL,
+                                    w->going_away || mpm_stopping() ? "shutdown"
+                                                                    : "client_gone");
                 break;
             }
             if (!w->peer_gone) {
-                w->peer_gone = 1;
-                ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, APLOGNO(10950)
-                              "chatbot: client left; finishing %d answer(s) into history",
-                              turns);
+                detach_viewer(w);
             }
         }
         if (c->aborted && !w->peer_gone) {
@@ -1422,18 +1574,15 @@ int chatbot_ws_handler(request_rec *r)
         }
         now = chatbot_now_ms();
         /* httpd is stopping or restarting gracefully: tell the client. */
-        if (!w->going_away && now - w->last_mpm_poll >= MPM_POLL_MS) {
-            w->last_mpm_poll = now;
-            if (mpm_stopping()) {
-                w->going_away = 1;
-                chatbot_engine_stop(w->eng, NULL, "shutdown");
-                if (wst == CHAT_WS_OPEN) {
-                    chat_ws_close(w->ws, CHAT_WS_CLOSE_GOING_AWAY, "server restarting");
-                    ws_flush(w);
-                    w->close_sent_at = now;
-                }
-                w->close_why = "server stopping";
+        if (!w->going_away && mpm_stopping()) {
+            w->going_away = 1;
+            chatbot_engine_stop(w->eng, NULL, "shutdown");
+            if (wst == CHAT_WS_OPEN) {
+                chat_ws_close(w->ws, CHAT_WS_CLOSE_GOING_AWAY, "server restarting");
+                ws_flush(w);
+                w->close_sent_at = now;
             }
+            w->close_why = "server stopping";
         }
         if (wst == CHAT_WS_CLOSING) {
             if (!w->close_sent_at) {
@@ -1458,9 +1607,9 @@ int chatbot_ws_handler(request_rec *r)
                 ws_flush(w);
             }
         }
-        if (!w->peer_gone && now - w->last_user_poll >= USER_POLL_MS) {
+        if (!w->peer_gone) {
+            /* one atomic read: push the session list when it changed */
             apr_uint64_t seq = chat_store_user_seq(chatbot_store(), &w->id.owner);
-            w->last_user_poll = now;
             if (seq != w->user_seq) {
                 w->user_seq = seq;
                 send_sessions(w, NULL, 0);
@@ -1470,14 +1619,22 @@ int chatbot_ws_handler(request_rec *r)
             follow_run(w);
         }
 
-        timeout = MPM_POLL_MS;
-        if (USER_POLL_MS < timeout) {
-            timeout = USER_POLL_MS;
+        /* Sleep until the client or a backend speaks, a timer is due, or
+         * the watcher wakes us. */
+        timeout = MAX_SLEEP_MS;
+        if (wst == CHAT_WS_CLOSING) {
+            timeout = CLOSE_LINGER_MS / 4;
         }
-        if (w->lim.ping_interval_ms > 0) {
-            apr_int64_t left = w->lim.ping_interval_ms - (apr_int64_t)(now - w->last_ping);
+        else if (!w->peer_gone) {
+            apr_int64_t left = w->lim.idle_timeout_ms - (apr_int64_t)(now - w->last_rx) + 1;
             if (left < timeout) {
                 timeout = left < 1 ? 1 : (int)left;
+            }
+            if (w->lim.ping_interval_ms > 0) {
+                left = w->lim.ping_interval_ms - (apr_int64_t)(now - w->last_ping);
+                if (left < timeout) {
+                    timeout = left < 1 ? 1 : (int)left;
+                }
             }
         }
         ew = chatbot_engine_wait_ms(w->eng);
@@ -1498,10 +1655,17 @@ int chatbot_ws_handler(request_rec *r)
             w->close_why = "poll failed";
             break;
         }
+        /* Everything one wake-up produces (all the tokens one read from
+         * the backend brought, the response, the idle status) leaves in
+         * one write: a FLUSH per frame cost a syscall and a TCP segment
+         * per token. */
+        w->defer_flush = 1;
         if (!w->peer_gone && (w->fd < 0 || wfd.revents)) {
             read_client(w);
         }
         chatbot_engine_run(w->eng);
+        w->defer_flush = 0;
+        ws_flush(w);
     }
 
     /* Leaving: stop what must stop, say goodbye, let httpd close TCP. */

@@ -547,8 +547,32 @@ function onCommandResult(f) {
     updateAll();
 }
 
-function fromHistory(h) {
+// A command result as stored in history (Markdown the model also sees): the
+// output in a fenced block, then a status line such as "exit code 0 · 12 ms".
+// The request is the user message before it ("!name args").
+function commandFromHistory(h, prev) {
+    const text = typeof h.content === 'string' ? h.content : '';
+    const m = text.match(/^(`{3,})\n([\s\S]*?)\n?\1\n([^\n]*)\s*$/);
+    let output = text, status = text.split('\n').pop() || '';
+    if (m) { output = m[2]; status = m[3]; } else if (text.startsWith('(no output)')) { output = ''; }
+    const words = prev && typeof prev.content === 'string' && prev.content.startsWith('!')
+        ? prev.content.slice(1).trim().split(/\s+/) : ['command'];
+    const exit = status.match(/exit code (-?\d+)/);
+    const sig = status.match(/signal (\d+)/);
+    const dur = status.match(/(\d+) ms\s*$/);
+    return {
+        key: newKey(), kind: 'command', command: words[0] || 'command', args: words.slice(1),
+        exit_code: exit ? Number(exit[1]) : null, signal: sig ? Number(sig[1]) : null, output,
+        truncated: /\[output truncated at \d+ bytes\]\s*$/.test(output), timed_out: /timed out/.test(status),
+        duration_ms: dur ? Number(dur[1]) : undefined, index: typeof h.index === 'number' ? h.index : null,
+    };
+}
+
+function fromHistory(h, i, all) {
     const role = h.role === 'user' || h.role === 'assistant' ? h.role : String(h.role || 'note');
+    if (h.command === true && role === 'assistant' && h.error !== true) {
+        return commandFromHistory(h, all && i > 0 ? all[i - 1] : null);
+    }
     if (h.error === true) {
         // a failed turn kept in the conversation ("code" since protocol 1)
         return { key: newKey(), kind: 'error', code: typeof h.code === 'string' ? h.code : 'error',

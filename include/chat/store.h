@@ -51,6 +51,9 @@ typedef struct {
     uint32_t metric_series;      /* (bot, backend) pairs, e.g. 64 */
 } chat_store_layout_t;
 
+/* 1 if the two layouts are the same (a region made for one fits the other). */
+int chat_store_layout_equal(const chat_store_layout_t *a, const chat_store_layout_t *b);
+
 /* Bytes needed for a region with this layout (0 if the layout is invalid:
  * a zero count, or sizes over the supported maxima). */
 size_t chat_store_size(const chat_store_layout_t *l);
@@ -268,6 +271,9 @@ chat_status_t chat_store_rate_take(chat_store_t *st, const chat_owner_t *owner,
  * read lock-free by every connection of that user. */
 void chat_store_user_bump(chat_store_t *st, const chat_owner_t *owner);
 uint64_t chat_store_user_seq(chat_store_t *st, const chat_owner_t *owner);
+/* Lock-free: changes whenever any user's counter is bumped, so one watcher
+ * per process can tell cheaply that some connection may have news. */
+uint64_t chat_store_events(chat_store_t *st);
 
 /* ---- backends: capacity, fair queue, circuit breaker, health ------------- */
 

@@ -31,6 +31,13 @@ void chat_utf8_init(chat_utf8_t *u);
  * ("inside a sequence, so far valid"). Once rejected, stays rejected. */
 uint32_t chat_utf8_feed(chat_utf8_t *u, const uint8_t *p, size_t n);
 
+/* The length (1..4) of the well-formed UTF-8 sequence that starts p[0..n)
+ * (n >= 1), or 0 if there is none: then *bad (if not NULL) is the length
+ * (1..3) of the maximal ill-formed subpart, which Unicode recommends to
+ * replace by one U+FFFD. The one decoding rule every unit of the core uses
+ * (RFC 3629: no overlongs, surrogates or code points above U+10FFFF). */
+size_t chat_utf8_seq(const uint8_t *p, size_t n, size_t *bad);
+
 /* 1 if p[0..n) is entirely valid UTF-8, else 0. */
 int chat_utf8_valid(const uint8_t *p, size_t n);
 

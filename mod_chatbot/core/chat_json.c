@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "chat/proto.h"
+#include "chat/utf8.h"
 
 /* Bits of chat_jw_t.first[level]. */
 #define LV_FIRST 1u  /* no element written yet at this level */
@@ -37,47 +38,13 @@ static const uint8_t esc_class[256] = {
 
 static const char hexd[] = "0123456789abcdef";
 
-/* Length of the well-formed UTF-8 sequence at p (2..4 bytes, RFC 3629: no
- * overlongs, surrogates or code points above U+10FFFF), or minus the length
- * of its maximal ill-formed prefix (>= 1), which is replaced by one U+FFFD
- * as Unicode recommends. */
+/* Length of the well-formed UTF-8 sequence at p, or minus the length of
+ * its maximal ill-formed prefix (replaced by one U+FFFD). */
 static int utf8_seq(const uint8_t *p, size_t avail)
 {
-    uint8_t c = p[0], lo = 0x80, hi = 0xBF;
-    int need, i;
+    size_t bad = 1, k = chat_utf8_seq(p, avail, &bad);
 
-    if (c >= 0xC2 && c <= 0xDF) {
-        need = 1;
-    }
-    else if (c >= 0xE0 && c <= 0xEF) {
-        need = 2;
-        if (c == 0xE0) {
-            lo = 0xA0; /* overlong */
-        }
-        else if (c == 0xED) {
-            hi = 0x9F; /* surrogates */
-        }
-    }
-    else if (c >= 0xF0 && c <= 0xF4) {
-        need = 3;
-        if (c == 0xF0) {
-            lo = 0x90; /* overlong */
-        }
-        else if (c == 0xF4) {
-            hi = 0x8F; /* above U+10FFFF */
-        }
-    }
-    else {
-        return -1;
-    }
-    for (i = 1; i <= need; i++) {
-        if ((size_t)i >= avail || p[i] < lo || p[i] > hi) {
-            return -i;
-        }
-        lo = 0x80;
-        hi = 0xBF;
-    }
-    return need + 1;
+    return k ? (int)k : -(int)bad;
 }
 
 chat_status_t chat_json_escape(chat_buf_t *out, const char *s, size_t n)

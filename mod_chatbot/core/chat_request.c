@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "chat/stream.h"
+#include "chat/utf8.h"
 
 const char *chat_role_name(chat_role_t r)
 {
@@ -55,44 +56,6 @@ void chat_options_init(chat_options_t *o)
     o->keep_alive = NULL;
 }
 
-/* Length of the well-formed UTF-8 sequence at p[0..n) (1..4), or 0; then
- * *bad is the maximal ill-formed subpart to replace by U+FFFD. (The same
- * rules as chat_utf8_sanitize; local so this unit links on its own.) */
-static size_t utf8_seq(const unsigned char *p, size_t n, size_t *bad)
-{
-    unsigned char b = p[0], lo = 0x80, hi = 0xBF;
-    size_t need, i;
-
-    *bad = 1;
-    if (b < 0x80) {
-        return 1;
-    }
-    if (b >= 0xC2 && b <= 0xDF) {
-        need = 1;
-    }
-    else if (b >= 0xE0 && b <= 0xEF) {
-        need = 2;
-        lo = b == 0xE0 ? 0xA0 : 0x80;
-        hi = b == 0xED ? 0x9F : 0xBF;
-    }
-    else if (b >= 0xF0 && b <= 0xF4) {
-        need = 3;
-        lo = b == 0xF0 ? 0x90 : 0x80;
-        hi = b == 0xF4 ? 0x8F : 0xBF;
-    }
-    else {
-        return 0;
-    }
-    for (i = 1; i <= need; i++) {
-        if (i >= n || p[i] < lo || p[i] > hi) {
-            *bad = i;
-            return 0;
-        }
-        lo = 0x80;
-        hi = 0xBF;
-    }
-    return need + 1;
-}
 
 /* Appends s[0..n) as a JSON string literal. */
 static chat_status_t put_str(chat_buf_t *out, const char *s, size_t n)
@@ -114,7 +77,7 @@ static chat_status_t put_str(chat_buf_t *out, const char *s, size_t n)
             continue;
         }
         if (c >= 0x80) {
-            k = utf8_seq(p + i, n - i, &bad);
+            k = chat_utf8_seq(p + i, n - i, &bad);
             if (k) {
                 i += k;
                 continue;

@@ -294,7 +294,7 @@ chat_status_t chat_store_layout_of(const void *base, size_t size,
     return CHAT_OK;
 }
 
-static int layout_equal(const chat_store_layout_t *a, const chat_store_layout_t *b)
+int chat_store_layout_equal(const chat_store_layout_t *a, const chat_store_layout_t *b)
 {
     return a->max_users == b->max_users && a->max_conversations == b->max_conversations &&
            a->max_messages == b->max_messages &&
@@ -322,7 +322,7 @@ chat_status_t chat_store_attach(chat_store_t **pst, void *base, size_t size,
     if (rc != CHAT_OK) {
         return rc;
     }
-    if (!layout_equal(&rec, l)) {
+    if (!chat_store_layout_equal(&rec, l)) {
         return CHAT_EINVAL;
     }
     st = bind(base, size, &rec, &g);

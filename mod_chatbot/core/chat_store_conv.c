@@ -683,12 +683,20 @@ chat_status_t chat_store_rate_take(chat_store_t *st, const chat_owner_t *owner,
 void chat_store_user_bump(chat_store_t *st, const chat_owner_t *owner)
 {
     cs_user_t *u;
+    uint64_t seq;
 
     if (!st || !owner) {
         return;
     }
     u = cs_user_get(st, owner->b, st->hdr->last_now_ms, 1);
-    CS_STORE64(&u->seq, cs_next_seq(st));
+    seq = cs_next_seq(st);
+    CS_STORE64(&u->seq, seq);
+    CS_STORE64(&st->hdr->user_events, seq);
+}
+
+uint64_t chat_store_events(chat_store_t *st)
+{
+    return st ? CS_LOAD64(&st->hdr->user_events) : 0;
 }
 
 uint64_t chat_store_user_seq(chat_store_t *st, const chat_owner_t *owner)

@@ -143,7 +143,8 @@ typedef struct {
     /* lock-free */
     uint64_t seq_clock; /* source of every seq value */
     int64_t gauges[8];  /* CHAT_G_* */
-    uint64_t reserved[4];
+    uint64_t user_events; /* seq of the latest chat_store_user_bump (any user) */
+    uint64_t reserved[3];
     cs_errent_t errors[CHAT_ERRCODE_MAX];
 } cs_hdr_t;
 

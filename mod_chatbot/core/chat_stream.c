@@ -41,6 +41,7 @@
 #include <json-c/json.h>
 
 #include "chat/stream.h"
+#include "chat/utf8.h"
 
 #define JSON_DEPTH 64             /* nesting allowed in one reply */
 #define KEEP_ON_RESET (64 * 1024) /* buffer memory kept by reset */
@@ -49,54 +50,15 @@
 
 /* ---- UTF-8 ------------------------------------------------------------ */
 
-/* The length (1..4) of the well-formed UTF-8 sequence at p[0..n), or 0 if
- * there is none; *bad is then the length of the maximal ill-formed subpart,
- * which is replaced by one U+FFFD (Unicode's recommended practice). NUL
- * counts as ill-formed so that emitted texts are safe C strings. Kept local
- * (same rules as chat_utf8_sanitize) so this unit links on its own. */
+/* chat_utf8_seq, except that NUL counts as ill-formed: emitted texts are
+ * then safe C strings. */
 static size_t utf8_seq(const unsigned char *p, size_t n, size_t *bad)
 {
-    unsigned char b = p[0], lo = 0x80, hi = 0xBF;
-    size_t need, i;
-
-    if (b < 0x80) {
-        *bad = 1;
-        return b ? 1 : 0;
-    }
-    if (b >= 0xC2 && b <= 0xDF) {
-        need = 1;
-    }
-    else if (b >= 0xE0 && b <= 0xEF) {
-        need = 2;
-        if (b == 0xE0) {
-            lo = 0xA0;
-        }
-        else if (b == 0xED) {
-            hi = 0x9F; /* no UTF-16 surrogates */
-        }
-    }
-    else if (b >= 0xF0 && b <= 0xF4) {
-        need = 3;
-        if (b == 0xF0) {
-            lo = 0x90;
-        }
-        else if (b == 0xF4) {
-            hi = 0x8F; /* nothing above U+10FFFF */
-        }
-    }
-    else {
+    if (p[0] == 0) {
         *bad = 1;
         return 0;
     }
-    for (i = 1; i <= need; i++) {
-        if (i >= n || p[i] < lo || p[i] > hi) {
-            *bad = i;
-            return 0;
-        }
-        lo = 0x80;
-        hi = 0xBF;
-    }
-    return need + 1;
+    return chat_utf8_seq(p, n, bad);
 }
 
 /* 1 if p[0..n) is valid UTF-8 without NUL. */

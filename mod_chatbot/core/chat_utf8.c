@@ -53,6 +53,29 @@ static int utf8_lead(uint8_t b, uint32_t *need, uint32_t *lo, uint32_t *hi)
     return 0;
 }
 
+size_t chat_utf8_seq(const uint8_t *p, size_t n, size_t *bad)
+{
+    uint32_t need, lo, hi, i;
+
+    if (!utf8_lead(p[0], &need, &lo, &hi)) {
+        if (bad) {
+            *bad = 1;
+        }
+        return 0;
+    }
+    for (i = 1; i <= need; i++) {
+        if (i >= n || p[i] < lo || p[i] > hi) {
+            if (bad) {
+                *bad = i;
+            }
+            return 0;
+        }
+        lo = 0x80;
+        hi = 0xBF;
+    }
+    return need + 1;
+}
+
 void chat_utf8_init(chat_utf8_t *u)
 {
     u->state = CHAT_UTF8_ACCEPT;

@@ -102,7 +102,7 @@ class Fake:
         return self._call("GET", "/_fake/requests")
 
     def wait_closed(self, rid, timeout=5):
-        return self._call("GET", "/_fake/requests/%s?wait_closed=1&timeout=%s" % (rid, timeout),
+        return self._call("GET", "/_fake/requests?wait_closed=%s&timeout=%s" % (rid, timeout),
                           timeout=timeout + 5)
 
     def stop(self):

@@ -489,12 +489,16 @@ static void test_user_seq(void **state)
 
     ts_open(&t, &l, 0);
     assert_int_equal(chat_store_user_seq(t.st, &o), 0);
+    assert_int_equal(chat_store_events(t.st), 0);
     chat_store_user_bump(t.st, &o);
     a0 = chat_store_user_seq(t.st, &o);
     assert_true(a0 > 0);
+    /* the global event counter follows every user's bump */
+    assert_int_equal(chat_store_events(t.st), a0);
     chat_store_user_bump(t.st, &p);
     b0 = chat_store_user_seq(t.st, &p);
     assert_true(b0 > a0);
+    assert_int_equal(chat_store_events(t.st), b0);
     assert_int_equal(chat_store_user_seq(t.st, &o), a0);
     chat_store_user_bump(t.st, &o);
     a1 = chat_store_user_seq(t.st, &o);

@@ -349,9 +349,46 @@ static void test_sanitize(void **state)
     assert_int_equal(chat_utf8_sanitize((const uint8_t *)"ab", 2, out, 0), 0);
 }
 
+
+/* chat_utf8_seq: the shared decoding rule (length, or the ill-formed part). */
+static void test_seq(void **state)
+{
+    static const struct {
+        const char *in;
+        size_t n, len, bad;
+    } seqs[] = {
+        {"a", 1, 1, 0},
+        {"\0", 1, 1, 0},
+        {"\xc3\xa9", 2, 2, 0},          /* U+00E9 */
+        {"\xe2\x82\xac", 3, 3, 0},      /* U+20AC */
+        {"\xf0\x9f\x98\x80", 4, 4, 0},  /* U+1F600 */
+        {"\xf4\x8f\xbf\xbf", 4, 4, 0},  /* U+10FFFF */
+        {"\x80", 1, 0, 1},              /* lone continuation */
+        {"\xc0\xaf", 2, 0, 1},          /* overlong lead */
+        {"\xe0\x80\xaf", 3, 0, 1},      /* overlong 3-byte */
+        {"\xed\xa0\x80", 3, 0, 1},      /* surrogate */
+        {"\xf4\x90\x80\x80", 4, 0, 1},  /* > U+10FFFF */
+        {"\xe2\x82", 2, 0, 2},          /* truncated: maximal subpart of 2 */
+        {"\xf0\x9f\x98", 3, 0, 3},      /* truncated 4-byte */
+        {"\xe2\x28\xa1", 3, 0, 1},      /* bad second byte */
+        {"\xf5\x80\x80\x80", 4, 0, 1},  /* F5 never starts a sequence */
+    };
+    size_t i;
+    (void)state;
+    for (i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
+        size_t bad = 99;
+        size_t len = chat_utf8_seq((const uint8_t *)seqs[i].in, seqs[i].n, &bad);
+        assert_int_equal(len, seqs[i].len);
+        if (!len) {
+            assert_int_equal(bad, seqs[i].bad);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_seq),
         cmocka_unit_test(test_cases_whole),
         cmocka_unit_test(test_cases_bytewise),
         cmocka_unit_test(test_cases_split),
