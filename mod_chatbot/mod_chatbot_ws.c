@@ -447,11 +447,17 @@ static void send_session(wsc_t *w, const chat_conv_info_t *ci)
     frame_end(w, &jw);
 }
 
-static void send_sessions(wsc_t *w, const char *bot, int archived)
+/* The session list: a reply (id: the request's, or NULL) or a push (no
+ * id, never archived), told apart by the id. */
+static void send_sessions(wsc_t *w, const char *bot, int archived, const char *id)
 {
     chat_jw_t jw;
 
     frame_begin(w, &jw, "sessions");
+    if (id) {
+        chat_jw_kstr(&jw, "id", id);
+    }
+    chat_jw_kbool(&jw, "archived", archived);
     chat_jw_key(&jw, "sessions");
     chatbot_view_sessions(&jw, w->r, &w->id, bot, archived);
     frame_end(w, &jw);
@@ -1049,7 +1055,7 @@ static void handle_message(wsc_t *w, const uint8_t *data, size_t len)
         conv_op(w);
         break;
     case CHAT_C_SESSIONS:
-        send_sessions(w, w->cm.bot_id, w->cm.archived < 0 ? 0 : w->cm.archived);
+        send_sessions(w, w->cm.bot_id, w->cm.archived < 0 ? 0 : w->cm.archived, w->cm.id);
         break;
     case CHAT_C_BOTS:
         frame_begin(w, &jw, "bots");
@@ -1612,7 +1618,7 @@ int chatbot_ws_handler(request_rec *r)
             apr_uint64_t seq = chat_store_user_seq(chatbot_store(), &w->id.owner);
             if (seq != w->user_seq) {
                 w->user_seq = seq;
-                send_sessions(w, NULL, 0);
+                send_sessions(w, NULL, 0, NULL);
             }
         }
         if (following(w)) {

@@ -84,16 +84,26 @@ class Conn(RawWS):
             before.append(m)
 
     def request(self, obj, reply, timeout=10.0):
+        """Sends obj; returns its reply (or an error). A `sessions` reply is
+        told from a pushed list by the request's id, which it echoes."""
+        if "id" not in obj:
+            self.nreq = getattr(self, "nreq", 0) + 1
+            obj = dict(obj, id="req%d" % self.nreq)
+        rid = obj["id"]
         self.send_json(obj)
-        return self.wait(lambda m: m.get("type") in (reply, "error"), timeout)[0]
+        return self.wait(lambda m: m.get("type") == "error" or (
+            m.get("type") == reply and (reply != "sessions" or m.get("id") == rid)),
+            timeout)[0]
 
     def turn(self, content, timeout=30.0, **fields):
-        """Sends a message; returns the frames up to the response/error."""
+        """Sends a message; returns the turn's frames up to the
+        response/error (pushed `sessions` lists left out; self.frames has
+        them)."""
         obj = {"type": "message", "content": content}
         obj.update(fields)
         self.send_json(obj)
         final, before = self.wait(lambda m: m.get("type") in ("response", "error"), timeout)
-        return before + [final]
+        return [m for m in before if m.get("type") != "sessions"] + [final]
 
     def quiet(self, seconds):
         """Frames that arrive within `seconds` (reading stops at a timeout)."""
@@ -192,3 +202,79 @@ def chat_requests(fake, since=0):
 def last_request_id(fake):
     reqs = fake.requests()
     return reqs[-1]["id"] if reqs else 0
+
+
+def wait_ready(server, processes, threads, timeout=10.0):
+    """Waits until every child has started all its workers and they are
+    idle (but for the status request itself), so that connections opened
+    next spread over all children."""
+    end = time.time() + timeout
+    st = {}
+    while time.time() < end:
+        st = status_auto(server)
+        try:
+            busy, idle = int(st.get("BusyWorkers", -1)), int(st.get("IdleWorkers", -1))
+            procs = int(st.get("Processes", -1))
+        except ValueError:
+            busy = idle = procs = -1
+        if procs == processes and busy + idle == processes * threads and busy <= 1:
+            return st
+        time.sleep(0.1)
+    raise RuntimeError("server not ready: %r" % st)
+
+
+def live_pids(server):
+    """{tag: pid} of the WebSocket connections open now, from mod_status'
+    worker table (each worker row shows its child's pid and its request)."""
+    text = requests.get(server.base + "/server-status", timeout=10).text
+    out = {}
+    for row in text.split("<tr>"):
+        m = re.search(r"<td><b>\d+-\d+</b></td><td>(\d+)</td>.*GET /ws\?c=([0-9A-Za-z_-]+) HTTP",
+                      row, re.S)
+        if m:
+            out[m.group(2)] = int(m.group(1))
+    return out
+
+
+def live_pid(server, tag, timeout=5.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        pid = live_pids(server).get(tag)
+        if pid:
+            return pid
+        time.sleep(0.05)
+    raise RuntimeError("connection %s not in server-status" % tag)
+
+
+def open_spread(server, make, need, extra=0, limit=40):
+    """Opens connections (make(tag) returns an open Conn) until need[pid]
+    of them are in each child pid, and `extra` more in any child. The
+    kernel picks the child: connections that land where none is needed
+    any more are closed again. Returns (kept connections in the order
+    opened, {tag: pid})."""
+    need = dict(need)
+    kept, spare, pid_of = [], [], {}
+    try:
+        while any(v > 0 for v in need.values()) or extra > 0:
+            limit -= 1
+            if limit < 0:
+                raise RuntimeError("could not spread connections: %r" % need)
+            c = make(os.urandom(6).hex())
+            pid = live_pid(server, c.tag)
+            if need.get(pid, 0) > 0:
+                need[pid] -= 1
+            elif extra > 0:
+                extra -= 1
+            else:
+                spare.append(c)
+                continue
+            kept.append(c)
+            pid_of[c.tag] = pid
+    except Exception:
+        for c in kept:
+            c.close()
+        raise
+    finally:
+        for c in spare:
+            c.close()
+    return kept, pid_of

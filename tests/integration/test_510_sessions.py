@@ -50,6 +50,8 @@ def pushed(conn, conv, pred, timeout=1.0):
         return session_of(last[-1], conv), 0.0
     m, _ = conn.wait(lambda m: m.get("type") == "sessions" and session_of(m, conv) is not None
                      and pred(session_of(m, conv)), timeout)
+    # a push: no request id, the non-archived list
+    assert "id" not in m and m["archived"] is False, m
     return session_of(m, conv), time.time() - t0
 
 
@@ -239,7 +241,8 @@ def test_rename_archive_delete_over_websocket(srv):
         m = c.request({"type": "archive", "conversation_id": conv}, "ok")
         assert m["op"] == "archive"
         assert session_of(c.request({"type": "sessions"}, "sessions"), conv) is None
-        arch = c.request({"type": "sessions", "archived": True}, "sessions")
+        arch = c.request({"type": "sessions", "archived": True, "id": "arch"}, "sessions")
+        assert arch["id"] == "arch" and arch["archived"] is True
         assert session_of(arch, conv)["archived"] is True
         m = c.request({"type": "archive", "conversation_id": conv, "archived": False}, "ok")
         assert session_of(c.request({"type": "sessions"}, "sessions"), conv)["archived"] is False

@@ -2,11 +2,12 @@
 through one child continues through another, and an answer being written
 by one child can be resumed from any other, mid-answer.
 
-The servers here run 3 children of 2 worker threads. A WebSocket holds its
-worker for as long as it is open and a child accepts a connection only when
-it has an idle worker, so 6 open connections are spread 2 + 2 + 2 over the
-three children. Which child served a connection is read back from the
-access log (pid=%P), each connection being tagged in its query string.
+The servers here run 3 children of 5 worker threads; a WebSocket holds its
+worker for as long as it is open. The kernel decides which child accepts a
+connection, so the tests open connections and look each one up in
+mod_status' worker table (pid and request line, the request tagged in its
+query string) until they have the ones they need in the children they
+need; the access log (pid=%P) must then agree.
 """
 import json
 import threading
@@ -14,18 +15,26 @@ import time
 
 import pytest
 
-from histutil import (Conn, chat_requests, last_request_id, new_cookie, streams,
-                      wait_logged)
+from histutil import (Conn, chat_requests, last_request_id, live_pid, new_cookie,
+                      open_spread, streams, wait_logged, wait_ready)
 
 FULL40 = " ".join("t%d" % i for i in range(40))
-# all six workers busy: the MPM says so at level error
+# every child at its limit: the MPM says so at level error
 BUSY = (r"AH00484", r"AH10159")
 
 
 @pytest.fixture
 def three(httpd):
-    return httpd(extra="ChatbotRateLimit off\n", serverlimit=3, threads=2, name="three",
-                 allow_errors=BUSY)
+    s = httpd(extra="ChatbotRateLimit off\n", serverlimit=3, threads=5, name="three",
+              allow_errors=BUSY)
+    wait_ready(s, 3, 5)
+    return s
+
+
+def two_per_child(server, cookie):
+    """Six connections of one identity, two in each child."""
+    return open_spread(server, lambda tag: Conn(server, cookie=cookie, tag=tag),
+                       {p: 2 for p in server.children()})
 
 
 def close_all(conns):
@@ -33,24 +42,28 @@ def close_all(conns):
         c.close()
 
 
-def test_six_connections_land_two_per_child(three):
-    conns = [Conn(three, cookie=new_cookie()) for _ in range(6)]
+def test_connections_are_spread_over_the_children(three):
+    children = three.children()
+    assert len(children) == 3
+    conns, live = two_per_child(three, new_cookie())
     try:
         for c in conns:
             assert c.request({"type": "ping"}, "pong")["type"] == "pong"
     finally:
         close_all(conns)
+    # the access log names the same children
     pids = wait_logged(three, [c.tag for c in conns])
+    assert {c.tag: pids[c.tag] for c in conns} == live
     per = {}
     for c in conns:
         per.setdefault(pids[c.tag], []).append(c.tag)
+    assert sorted(per) == sorted(children)
     assert sorted(len(v) for v in per.values()) == [2, 2, 2], per
-    assert set(per) <= set(three.children()) | set(per)  # pids are children
 
 
 def test_conversation_continues_through_other_children(three, fake):
     me = new_cookie()
-    conns = [Conn(three, cookie=me) for _ in range(6)]
+    conns, _ = two_per_child(three, me)
     try:
         conv = conns[0].launch()
         fake.script({"reply": "reply 0"})
@@ -89,21 +102,28 @@ def collect_resume(conn, conv, offset, out, key):
         out[key] = ([], {"type": "exception", "error": repr(e)})
 
 
+def readers_elsewhere(server, cookie, gen_pid):
+    """Five connections of the identity: two in each child but gen_pid's,
+    one more anywhere."""
+    return open_spread(server, lambda tag: Conn(server, cookie=cookie, tag=tag),
+                       {p: 2 for p in server.children() if p != gen_pid}, extra=1)
+
+
 def test_resume_mid_answer_from_other_children(three):
     me = new_cookie()
     gen = Conn(three, cookie=me, tag="gen")
     readers = []
     try:
+        gen_pid = live_pid(three, "gen")
         conv = gen.launch()
+        readers, live = readers_elsewhere(three, me, gen_pid)
         gen.send_json({"type": "message", "content": "slow [[fake tokens=40 delay_ms=50]]",
                        "conversation_id": conv, "id": "g"})
         gen.wait("stream")
         out = {}
         threads = []
         # five readers join at different moments, with different offsets
-        for i, offset in enumerate((0, 0, 7, 0, 10 ** 6)):
-            r = Conn(three, cookie=me, tag="r%d" % i)
-            readers.append(r)
+        for i, (r, offset) in enumerate(zip(readers, (0, 0, 7, 0, 10 ** 6))):
             if i:
                 time.sleep(0.25)
             t = threading.Thread(target=collect_resume, args=(r, conv, offset, out, r.tag))
@@ -133,8 +153,12 @@ def test_resume_mid_answer_from_other_children(three):
     finally:
         close_all([gen] + readers)
     pids = wait_logged(three, ["gen"] + [r.tag for r in readers])
+    assert {r.tag: pids[r.tag] for r in readers} == live and pids["gen"] == gen_pid
     others = [r.tag for r in readers if pids[r.tag] != pids["gen"]]
-    assert len(others) >= 4, pids
+    assert len(others) >= 4 and len({pids[t] for t in others}) == 2, pids
+
+
+FULL60 = " ".join("t%d" % i for i in range(60))
 
 
 def test_reload_mid_answer_then_resume_elsewhere(three, fake):
@@ -143,19 +167,19 @@ def test_reload_mid_answer_then_resume_elsewhere(three, fake):
     then the rest live, whichever child it lands in."""
     me = new_cookie()
     gen = Conn(three, cookie=me, tag="gen")
+    gen_pid = live_pid(three, "gen")
     conv = gen.launch()
-    gen.send_json({"type": "message", "content": "reload [[fake tokens=40 delay_ms=50]]",
+    gen.send_json({"type": "message", "content": "reload [[fake tokens=60 delay_ms=80]]",
                    "conversation_id": conv})
     for _ in range(5):
         gen.wait("stream")
     gen.close()                                   # the reload
     readers = []
     try:
+        readers, live = readers_elsewhere(three, me, gen_pid)
         out = {}
         threads = []
-        for i in range(5):
-            r = Conn(three, cookie=me, tag="n%d" % i)
-            readers.append(r)
+        for r in readers:
             assert r.hello["conversation_id"] == conv   # the page finds its session
             t = threading.Thread(target=collect_resume, args=(r, conv, 0, out, r.tag))
             t.start()
@@ -165,16 +189,19 @@ def test_reload_mid_answer_then_resume_elsewhere(three, fake):
         for r in readers:
             before, resp = out[r.tag]
             assert resp["type"] == "response", resp
-            assert resp["content"] == FULL40 and resp["interrupted"] is False
-            assert streams(before, conv) == FULL40
+            assert resp["content"] == FULL60 and resp["interrupted"] is False
+            assert streams(before, conv) == FULL60
+            # the reader came in mid-answer: part caught up, part live
+            assert len([f for f in before if f["type"] == "stream"]) > 1
         h = readers[0].request({"type": "history", "conversation_id": conv}, "history")
-        assert h["messages"][-1]["content"] == FULL40
+        assert h["messages"][-1]["content"] == FULL60
         assert h["messages"][-1]["interrupted"] is False
         assert h["messages"][-1]["streaming"] is False
     finally:
         close_all(readers)
     pids = wait_logged(three, ["gen"] + [r.tag for r in readers])
-    assert sum(1 for r in readers if pids[r.tag] != pids["gen"]) >= 4, pids
+    assert {r.tag: pids[r.tag] for r in readers} == live and pids["gen"] == gen_pid
+    assert sum(1 for r in readers if pids[r.tag] != gen_pid) >= 4, pids
 
 
 def test_resume_before_the_first_token_and_after_the_end(three):
