@@ -153,12 +153,13 @@ typedef struct {
     const char *user;   /* r->user, or NULL for anonymous cookie sessions */
     const char *label;  /* for logs: user name or "anon:<8 hex>" */
     int new_cookie;     /* a Set-Cookie was added */
-    int failed;         /* no identity could be made: answer 503 */
 } chatbot_ident_t;
 
 /* Identity of the request: r->user if set, else the session cookie, created
- * (and Set-Cookie added to r->headers_out / err_headers_out) if absent. */
-void chatbot_ident_get(request_rec *r, chatbot_ident_t *id);
+ * (and Set-Cookie added to r->headers_out / err_headers_out) if absent.
+ * Returns APR_SUCCESS, or an error when no random bytes were available for
+ * a new cookie (the request must then be refused: no shared identity). */
+apr_status_t chatbot_ident_get(request_rec *r, chatbot_ident_t *id);
 
 /* ---- chat turn engine (mod_chatbot_engine.c) ----------------------------- */
 
@@ -216,12 +217,18 @@ typedef struct {
 
 typedef struct {
     chatbot_bot_t *bot;
-    const char *conv_id;  /* an existing conversation of the identity */
+    const char *conv_id;  /* an existing conversation of the identity, or NULL
+                           * for a stateless turn (below) */
     const char *msg_id;   /* may be NULL */
     const char *content;  /* NEW / EDIT */
     apr_size_t len;
     chatbot_turn_mode_t mode;
     apr_uint32_t edit_index;
+    /* Stateless turn (POST /api/chat; conv_id NULL, mode NEW): the context
+     * is these messages then content, bounded like a stored conversation
+     * (ChatbotContext); nothing is stored and no conversation exists. */
+    const chat_msg_t *history;
+    apr_size_t nhistory;
 } chatbot_turn_req_t;
 
 chatbot_engine_t *chatbot_engine_create(request_rec *r, const chatbot_limits_t *lim,
@@ -256,8 +263,10 @@ void chatbot_engine_run_all(chatbot_engine_t *e);
 /* Finds the bot by name (NULL name: the default bot). */
 chatbot_bot_t *chatbot_bot_get(server_rec *s, const char *name);
 /* Resolves conv_id (must be the identity's) or, if NULL, the identity's
- * latest conversation with bot, creating one if none. out gets the id.
- * Returns NULL or a CHAT_ERR_* code. */
+ * current conversation: its most recently used non-archived one with bot
+ * (any bot if bot is NULL), creating one (with bot, or the default bot) if
+ * none and create is set. out gets the id. Returns NULL or a CHAT_ERR_*
+ * code. */
 const char *chatbot_conv_resolve(request_rec *r, const chatbot_ident_t *id,
                                  chatbot_bot_t *bot, const char *conv_id, int create,
                                  chat_conv_info_t *out);
@@ -271,6 +280,9 @@ void chatbot_view_session(chat_jw_t *w, server_rec *s, const chat_conv_info_t *c
 /* Writes a JSON array of the identity's sessions; returns how many. */
 int chatbot_view_sessions(chat_jw_t *w, request_rec *r, const chatbot_ident_t *id,
                           const char *bot, int archived);
+/* A failed turn's message is stored as "<code>: <message>": the length of
+ * the code (lowercase letters and '_'), or 0 if text has no such prefix. */
+apr_size_t chatbot_error_code_len(const char *text, apr_size_t len);
 void chatbot_view_bot(chat_jw_t *w, chatbot_srv_conf *sc, chatbot_bot_t *b);
 void chatbot_view_bots(chat_jw_t *w, chatbot_srv_conf *sc);
 /* Writes the history members (conversation_id ... messages) into an open

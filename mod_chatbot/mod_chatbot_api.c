@@ -127,6 +127,32 @@ static int finish(api_t *a, int status)
     return send_json(a, status);
 }
 
+/* 1 if the text has a single quote outside strings: json-c accepts
+ * 'single-quoted' object keys even in strict mode; RFC 8259 does not. */
+static int has_bare_quote(const char *s, size_t n)
+{
+    size_t i;
+    int in_str = 0;
+
+    for (i = 0; i < n; i++) {
+        if (in_str) {
+            if (s[i] == '\\') {
+                i++;
+            }
+            else if (s[i] == '"') {
+                in_str = 0;
+            }
+        }
+        else if (s[i] == '"') {
+            in_str = 1;
+        }
+        else if (s[i] == '\'') {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Reads and parses a JSON object body. Returns OK, or sends the error. */
 static int read_body(api_t *a, int required)
 {
@@ -174,6 +200,12 @@ static int read_body(api_t *a, int required)
                           "the body must be JSON (Content-Type: application/json)", 0);
     }
     tok = json_tokener_new_ex(32);
+    if (!tok) {
+        chat_buf_free(&raw);
+        return send_error(a, CHAT_ERR_INTERNAL, "out of memory", 0);
+    }
+    /* RFC 8259 only (no trailing commas, single quotes...), valid UTF-8 */
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     a->body = json_tokener_parse_ex(tok, raw.data, (int)raw.len);
     jerr = json_tokener_get_error(tok);
     if (a->body && jerr == json_tokener_success) {
@@ -184,6 +216,9 @@ static int read_body(api_t *a, int required)
         if (off != raw.len) {
             jerr = json_tokener_error_parse_unexpected;
         }
+    }
+    if (a->body && jerr == json_tokener_success && has_bare_quote(raw.data, raw.len)) {
+        jerr = json_tokener_error_parse_unexpected;
     }
     json_tokener_free(tok);
     chat_buf_free(&raw);
@@ -207,7 +242,9 @@ static const char *jstr(api_t *a, const char *key, int *bad)
         json_object_is_type(v, json_type_null)) {
         return NULL;
     }
-    if (!json_object_is_type(v, json_type_string)) {
+    /* a string with U+0000 would be cut at it: refused, as on the WebSocket */
+    if (!json_object_is_type(v, json_type_string) ||
+        strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v)) {
         *bad = 1;
         return NULL;
     }
@@ -309,9 +346,22 @@ static apr_status_t collect_cleanup(void *data)
     return APR_SUCCESS;
 }
 
-/* Runs one turn to completion and writes the answer object. */
+/* The text of a rate_limited error (the WebSocket's wording). */
+static const char *rate_msg(api_t *a, apr_int64_t retry_ms)
+{
+    return apr_psprintf(a->r->pool, "rate limit exceeded (%u messages per %s); retry in "
+                        "%.1f s", a->lim.rate.count,
+                        a->lim.rate.period_ms == 60000 ? "minute"
+                        : a->lim.rate.period_ms == 1000 ? "second"
+                                                        : "period",
+                        retry_ms / 1000.0);
+}
+
+/* Runs one turn to completion and writes the answer object. conv_id NULL:
+ * a stateless turn over hist (nothing stored). */
 static int run_turn(api_t *a, chatbot_bot_t *bot, const char *conv_id,
-                    const char *content, apr_size_t len)
+                    const char *content, apr_size_t len, const chat_msg_t *hist,
+                    apr_size_t nhist)
 {
     chatbot_turn_cb_t cb;
     chatbot_engine_t *e;
@@ -322,7 +372,7 @@ static int run_turn(api_t *a, chatbot_bot_t *bot, const char *conv_id,
     apr_int64_t retry;
 
     if ((err = chatbot_rate_check(&a->id, &a->lim, &retry))) {
-        return send_error(a, err, "rate limit exceeded", retry);
+        return send_error(a, err, rate_msg(a, retry), retry);
     }
     if (len > a->lim.max_message_bytes) {
         return send_error(a, CHAT_ERR_TOO_LARGE, "the message is larger than "
@@ -344,6 +394,8 @@ static int run_turn(api_t *a, chatbot_bot_t *bot, const char *conv_id,
     req.content = content;
     req.len = len;
     req.mode = CHATBOT_TURN_NEW;
+    req.history = hist;
+    req.nhistory = nhist;
     if ((err = chatbot_turn_start(e, &req, msg, sizeof(msg)))) {
         return send_error(a, err, msg, 0);
     }
@@ -352,7 +404,7 @@ static int run_turn(api_t *a, chatbot_bot_t *bot, const char *conv_id,
         return send_error(a, c->code ? c->code : CHAT_ERR_INTERNAL, c->msg, 0);
     }
     begin(a);
-    chat_jw_kstr(&a->jw, "conversation_id", c->conv);
+    chat_jw_kstr(&a->jw, "conversation_id", c->conv[0] ? c->conv : NULL);
     chat_jw_kstr(&a->jw, "bot_id", bot->name);
     chat_jw_kstrn(&a->jw, "response", c->answer.data ? c->answer.data : "", c->answer.len);
     chat_jw_kstrn(&a->jw, "content", c->answer.data ? c->answer.data : "", c->answer.len);
@@ -850,7 +902,10 @@ static int conv_flag_op(api_t *a, const char *conv, const char *op)
     }
     chatbot_unlock();
     if (rc == CHAT_EBUSY) {
-        return send_error(a, CHAT_ERR_BUSY, "the session is generating an answer", 0);
+        /* delete while another request generates: that answer has been
+         * asked to stop */
+        return send_error(a, CHAT_ERR_BUSY, "the session was generating an answer; it is "
+                          "being stopped, delete again in a moment", 0);
     }
     if (rc != CHAT_OK) {
         return send_error(a, CHAT_ERR_NOT_FOUND, "no such session", 0);
@@ -898,9 +953,8 @@ int chatbot_api_handler(request_rec *r, const char *route)
         }
         return route_models(a);
     }
-    chatbot_ident_get(r, &a->id);
-    if (a->id.failed) {
-        return send_error(a, CHAT_ERR_INTERNAL, "cannot create a session right now", 0);
+    if (chatbot_ident_get(r, &a->id) != APR_SUCCESS) {
+        return send_error(a, CHAT_ERR_INTERNAL, "cannot create a session id", 0);
     }
 
     if (r->method_number == M_POST) {
@@ -983,16 +1037,16 @@ int chatbot_api_handler(request_rec *r, const char *route)
         if (!bot) {
             return send_error(a, CHAT_ERR_NOT_FOUND, "the session's bot no longer exists", 0);
         }
-        return run_turn(a, bot, ci.id, msg, strlen(msg));
+        return run_turn(a, bot, ci.id, msg, strlen(msg), NULL, 0);
     }
     /* POST /api/session/{id}/select|archive|unarchive|rename|delete|stop */
     if (n == 3 && !strcmp(seg[0], "session")) {
-        if (r->method_number != M_POST) return method_not_allowed(a, "POST");
         if (strcmp(seg[2], "select") && strcmp(seg[2], "archive") &&
             strcmp(seg[2], "unarchive") && strcmp(seg[2], "rename") &&
             strcmp(seg[2], "delete") && strcmp(seg[2], "stop")) {
             return send_error(a, CHAT_ERR_NOT_FOUND, "no such API route", 0);
         }
+        if (r->method_number != M_POST) return method_not_allowed(a, "POST");
         return conv_flag_op(a, seg[1], seg[2]);
     }
     /* GET /api/chat/history?bot_id=&conversation_id=&limit=&offset= */
@@ -1013,6 +1067,7 @@ int chatbot_api_handler(request_rec *r, const char *route)
         if (bot_id && !(bot = chatbot_bot_get(r->server, bot_id))) {
             return send_error(a, CHAT_ERR_NOT_FOUND, "unknown bot", 0);
         }
+        /* without conversation_id: the bot's latest session */
         if (!bot) {
             bot = a->sc->default_bot_p;
         }
@@ -1048,10 +1103,8 @@ int chatbot_api_handler(request_rec *r, const char *route)
         json_object *hist = NULL;
         const char *msg, *bot_id;
         chatbot_bot_t *bot;
-        chat_conv_info_t ci;
-        chat_status_t rc = CHAT_EINTERNAL;
+        chat_msg_t *msgs;
         size_t i, hn = 0;
-        int status;
         if (r->method_number != M_POST) return method_not_allowed(a, "POST");
         msg = jstr(a, "message", &bad);
         if (!msg && !bad) msg = jstr(a, "content", &bad);
@@ -1083,6 +1136,11 @@ int chatbot_api_handler(request_rec *r, const char *route)
                                       "\"content\": string}", 0);
                 }
                 rs = json_object_get_string(role);
+                if (strlen(json_object_get_string(content)) !=
+                    (size_t)json_object_get_string_len(content)) {
+                    return send_error(a, CHAT_ERR_BAD_REQUEST,
+                                      "history contents must not contain U+0000", 0);
+                }
                 if (strcmp(rs, "user") && strcmp(rs, "assistant")) {
                     return send_error(a, CHAT_ERR_BAD_REQUEST,
                                       "history roles must be \"user\" or \"assistant\"", 0);
@@ -1093,40 +1151,19 @@ int chatbot_api_handler(request_rec *r, const char *route)
         if (!bot) {
             return send_error(a, CHAT_ERR_NOT_FOUND, "unknown bot", 0);
         }
-        /* A scratch conversation (archived, deleted afterwards) carries the
-         * given history through the same engine. */
-        if (chatbot_lock() == APR_SUCCESS) {
-            apr_uint64_t now = chatbot_now_ms();
-            rc = chat_store_conv_create(chatbot_store(), &a->id.owner, bot->name,
-                                        "(stateless request)", chatbot_random64(), now, &ci);
-            if (rc == CHAT_OK) {
-                chat_store_conv_flags(chatbot_store(), &a->id.owner, ci.id,
-                                      CHAT_CONV_ARCHIVED, 0, now);
-                for (i = 0; i < hn && rc == CHAT_OK; i++) {
-                    json_object *m = json_object_array_get_idx(hist, i), *role, *content;
-                    json_object_object_get_ex(m, "role", &role);
-                    json_object_object_get_ex(m, "content", &content);
-                    rc = chat_store_msg_append(
-                        chatbot_store(), &a->id.owner, ci.id,
-                        strcmp(json_object_get_string(role), "user") ? CHAT_ROLE_ASSISTANT
-                                                                     : CHAT_ROLE_USER,
-                        CHAT_MSG_COMPLETE, json_object_get_string(content),
-                        (size_t)json_object_get_string_len(content), now, NULL);
-                }
-            }
-            chatbot_unlock();
+        /* Stateless: the given history goes to the model as context and
+         * nothing is stored (no conversation is created, none can leak). */
+        msgs = apr_palloc(r->pool, sizeof(chat_msg_t) * (hn ? hn : 1));
+        for (i = 0; i < hn; i++) {
+            json_object *m = json_object_array_get_idx(hist, i), *role, *content;
+            json_object_object_get_ex(m, "role", &role);
+            json_object_object_get_ex(m, "content", &content);
+            msgs[i].role = strcmp(json_object_get_string(role), "user") ? CHAT_ROLE_ASSISTANT
+                                                                        : CHAT_ROLE_USER;
+            msgs[i].content = json_object_get_string(content);
+            msgs[i].len = (size_t)json_object_get_string_len(content);
         }
-        if (rc != CHAT_OK) {
-            return send_error(a, rc == CHAT_ETOOBIG ? CHAT_ERR_TOO_LARGE
-                                                    : CHAT_ERR_STORAGE_FULL,
-                              "cannot hold the request's history", 0);
-        }
-        status = run_turn(a, bot, ci.id, msg, strlen(msg));
-        if (chatbot_lock() == APR_SUCCESS) {
-            chat_store_conv_delete(chatbot_store(), &a->id.owner, ci.id);
-            chatbot_unlock();
-        }
-        return status;
+        return run_turn(a, bot, NULL, msg, strlen(msg), msgs, hn);
     }
     /* POST /api/export/session {"conversation_id","format":"markdown"|"json"} */
     if (n == 2 && !strcmp(seg[0], "export") && !strcmp(seg[1], "session")) {
@@ -1173,7 +1210,7 @@ int chatbot_api_handler(request_rec *r, const char *route)
         const char *e;
         if (r->method_number != M_POST) return method_not_allowed(a, "POST");
         if ((e = chatbot_rate_check(&a->id, &a->lim, &retry))) {
-            return send_error(a, e, "rate limit exceeded", retry);
+            return send_error(a, e, rate_msg(a, retry), retry);
         }
         chat_buf_reset(&a->out, 0);
         chatbot_exec_api(r, &a->id, a->body, &a->lim, &a->out, &status);

@@ -67,6 +67,9 @@ typedef struct turn_priv {
     int health_down;          /* the backend failed; detail not yet written */
     apr_size_t stored;        /* bytes of pub.answer already in the store */
     const char *log_prompt;   /* the user's text, kept only with ChatbotLogContent */
+    int stateless;            /* no conversation: context in ctx, nothing stored */
+    chat_msg_t *ctx;          /* stateless context, oldest first (in pool) */
+    int nctx;
 } turn_priv_t;
 
 struct chatbot_engine {
@@ -127,8 +130,11 @@ const char *chatbot_conv_resolve(request_rec *r, const chatbot_ident_t *id,
         rc = chat_store_conv_get(st, &id->owner, conv_id, out);
     }
     else {
-        rc = chat_store_conv_latest(st, &id->owner, bot->name, out);
+        rc = chat_store_conv_latest(st, &id->owner, bot ? bot->name : NULL, out);
         if (rc == CHAT_ENOTFOUND && create) {
+            if (!bot) {
+                bot = chatbot_srv(r->server)->default_bot_p;
+            }
             rc = chat_store_conv_create(st, &id->owner, bot->name, NULL, chatbot_random64(),
                                         chatbot_now_ms(), out);
             if (rc == CHAT_OK) {
@@ -386,7 +392,10 @@ static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code
         if (t->health_down && p->backend) {
             health_note(st, p->backend, 0, p->err_msg);
         }
-        if (p->has_answer) {
+        if (t->stateless) {
+            /* nothing stored */
+        }
+        else if (p->has_answer) {
             chat_store_msg_flags(st, &e->id.owner, p->conv_id,
                                  outcome == CHATBOT_OUT_COMPLETE ? CHAT_MSG_COMPLETE
                                                                  : CHAT_MSG_INTERRUPTED,
@@ -401,8 +410,10 @@ static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code
             chat_store_msg_append(st, &e->id.owner, p->conv_id, CHAT_ROLE_ASSISTANT,
                                   CHAT_MSG_ERROR, txt, strlen(txt), now, NULL);
         }
-        chat_store_gen_end(st, p->conv_id, t->token, now);
-        chat_store_user_bump(st, &e->id.owner);
+        if (!t->stateless) {
+            chat_store_gen_end(st, p->conv_id, t->token, now);
+            chat_store_user_bump(st, &e->id.owner);
+        }
         chatbot_unlock();
     }
     t->slot_held = 0;
@@ -438,7 +449,7 @@ static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code
                       "outcome=%s%s%s%s tokens=%d ttft_ms=%.1f duration_ms=%.1f "
                       "queue_ms=%.1f%s%s%s%s",
                       e->id.label, p->bot->name, p->bot->model,
-                      p->backend ? p->backend->name : "-", p->conv_id,
+                      p->backend ? p->backend->name : "-", t->stateless ? "-" : p->conv_id,
                       outcome_name(outcome), code ? " code=" : "", code ? code : "",
                       (outcome == CHATBOT_OUT_STOPPED && p->stop_reason)
                           ? apr_pstrcat(t->pool, " reason=", p->stop_reason, NULL)
@@ -520,12 +531,15 @@ static int on_event(void *baton, const chat_event_t *ev)
         }
         p->tokens++;
         /* The store's own limit, checked here so that a token it would
-         * refuse never reaches the client. */
+         * refuse never reaches the client (a stateless answer obeys it too). */
         if (p->answer.len + ev->len > e->sc->layout.max_message_bytes) {
             t->abort_code = CHAT_ERR_TOO_LARGE;
             apr_snprintf(t->abort_msg, sizeof(t->abort_msg),
                          "the answer exceeded ChatbotMaxAnswerBytes and was cut");
             return 1;
+        }
+        if (t->stateless) {
+            p->has_answer = 1;
         }
         chat_buf_append(&p->answer, ev->text, ev->len);
         if (e->cb.on_delta) {
@@ -556,7 +570,7 @@ static int turn_store_flush(turn_priv_t *t)
     apr_size_t n = p->answer.len - t->stored;
     chat_status_t rc;
 
-    if (!n || !st) {
+    if (!n || !st || t->stateless) {
         return 0;
     }
     if (chatbot_lock() != APR_SUCCESS) {
@@ -690,13 +704,22 @@ static const char *turn_send(turn_priv_t *t)
     sys->role = CHAT_ROLE_SYSTEM;
     sys->content = bot->system_prompt;
     sys->len = strlen(bot->system_prompt);
-    if (chatbot_lock() != APR_SUCCESS) {
-        return CHAT_ERR_INTERNAL;
+    if (t->stateless) {
+        for (n = 0; n < t->nctx; n++) {
+            *(chat_msg_t *)apr_array_push(cc.msgs) = t->ctx[n];
+        }
     }
-    n = chat_store_msg_tail(st, &e->id.owner, p->conv_id, (uint32_t)bot->context_messages,
-                            (size_t)bot->context_tokens * 4, &e->scratch, collect_msg, &cc);
-    chatbot_unlock();
-    chat_buf_reset(&e->scratch, 64 * 1024);
+    else {
+        if (chatbot_lock() != APR_SUCCESS) {
+            return CHAT_ERR_INTERNAL;
+        }
+        n = chat_store_msg_tail(st, &e->id.owner, p->conv_id,
+                                (uint32_t)bot->context_messages,
+                                (size_t)bot->context_tokens * 4, &e->scratch, collect_msg,
+                                &cc);
+        chatbot_unlock();
+        chat_buf_reset(&e->scratch, 64 * 1024);
+    }
     if (n < 0) {
         apr_snprintf(p->err_msg, sizeof(p->err_msg), "the conversation is gone");
         return CHAT_ERR_NOT_FOUND;
@@ -807,7 +830,7 @@ static const char *turn_acquire(turn_priv_t *t)
                 continue;
             }
         }
-        else if (rc == CHAT_EAGAIN) {
+        else if (rc == CHAT_EAGAIN && !t->stateless) {
             chat_store_gen_state(st, p->conv_id, t->token, CHAT_CONV_QUEUED, pos);
         }
         chatbot_unlock();
@@ -819,7 +842,7 @@ static const char *turn_acquire(turn_priv_t *t)
             chat_metrics_gauge_add(st, CHAT_G_QUEUED, -1);
             chat_metrics_gauge_add(st, CHAT_G_GENERATING, 1);
             t->phase = PH_RUNNING;
-            if (chatbot_lock() == APR_SUCCESS) {
+            if (!t->stateless && chatbot_lock() == APR_SUCCESS) {
                 chat_store_gen_state(st, p->conv_id, t->token, CHAT_CONV_GENERATING, 0);
                 chat_store_user_bump(st, &e->id.owner);
                 chatbot_unlock();
@@ -835,7 +858,7 @@ static const char *turn_acquire(turn_priv_t *t)
         if (rc == CHAT_EAGAIN) {
             t->t_queue_poll = now;
             if (pos != t->queued_pos) {
-                if (chatbot_lock() == APR_SUCCESS) {
+                if (!t->stateless && chatbot_lock() == APR_SUCCESS) {
                     chat_store_user_bump(st, &e->id.owner);
                     chatbot_unlock();
                 }
@@ -1080,6 +1103,43 @@ static void find_last_user(void *baton, const chat_msg_info_t *info, const char 
     f->n++;
 }
 
+/* The context of a stateless turn: the caller's history then the new
+ * message, cut like chat_store_msg_tail cuts a stored conversation (the
+ * newest messages, at most context_messages of them and context_tokens * 4
+ * bytes, the newest always). The texts stay the caller's. */
+static void stateless_context(turn_priv_t *t, const chatbot_turn_req_t *req)
+{
+    chatbot_bot_t *bot = req->bot;
+    apr_size_t total = req->nhistory + 1, budget = (apr_size_t)bot->context_tokens * 4;
+    apr_size_t taken = 0, bytes = 0, i;
+
+    while (taken < total) {
+        apr_size_t k = total - 1 - taken;
+        apr_size_t len = k == req->nhistory ? req->len : req->history[k].len;
+        if (bot->context_messages > 0 && taken >= (apr_size_t)bot->context_messages) {
+            break;
+        }
+        if (taken > 0 && bytes + len > budget) {
+            break;
+        }
+        bytes += len;
+        taken++;
+    }
+    t->ctx = apr_palloc(t->pool, sizeof(chat_msg_t) * taken);
+    t->nctx = (int)taken;
+    for (i = 0; i < taken; i++) {
+        apr_size_t k = total - taken + i;
+        if (k == req->nhistory) {
+            t->ctx[i].role = CHAT_ROLE_USER;
+            t->ctx[i].content = req->content;
+            t->ctx[i].len = req->len;
+        }
+        else {
+            t->ctx[i] = req->history[k];
+        }
+    }
+}
+
 const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *req,
                                char *errmsg, apr_size_t errcap)
 {
@@ -1095,8 +1155,13 @@ const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *re
         apr_cpystrn(errmsg, "the chat store is not available", errcap);
         return CHAT_ERR_INTERNAL;
     }
+    if (!req->conv_id && (req->mode != CHATBOT_TURN_NEW || !req->content)) {
+        apr_cpystrn(errmsg, "a stateless turn needs a new message", errcap);
+        return CHAT_ERR_BAD_REQUEST;
+    }
     for (i = 0; i < CHATBOT_MAX_TURNS; i++) {
-        if (e->turns[i].phase != PH_IDLE && !strcmp(e->turns[i].pub.conv_id, req->conv_id)) {
+        if (e->turns[i].phase != PH_IDLE && req->conv_id &&
+            !strcmp(e->turns[i].pub.conv_id, req->conv_id)) {
             apr_cpystrn(errmsg, "this conversation is already generating an answer; stop "
                         "it first", errcap);
             return CHAT_ERR_BUSY;
@@ -1116,7 +1181,10 @@ const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *re
     p = &t->pub;
     memset(&p->stats, 0, sizeof(p->stats));
     chat_stats_init(&p->stats);
-    apr_cpystrn(p->conv_id, req->conv_id, sizeof(p->conv_id));
+    t->stateless = req->conv_id == NULL;
+    t->ctx = NULL;
+    t->nctx = 0;
+    apr_cpystrn(p->conv_id, req->conv_id ? req->conv_id : "", sizeof(p->conv_id));
     p->msg_id = req->msg_id ? apr_pstrdup(t->pool, req->msg_id) : NULL;
     p->bot = req->bot;
     p->backend = NULL;
@@ -1139,6 +1207,11 @@ const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *re
     t->series = -1;
     t->log_prompt = NULL;
 
+    if (t->stateless) {
+        stateless_context(t, req);
+        p->user_index = (uint32_t)req->nhistory;
+        goto accepted;
+    }
     if (chatbot_lock() != APR_SUCCESS) {
         return CHAT_ERR_INTERNAL;
     }
@@ -1215,9 +1288,12 @@ const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *re
         chatbot_unlock();
         return code;
     }
+    /* a new turn revives a stopped bot session */
+    chat_store_conv_flags(st, &e->id.owner, p->conv_id, 0, CHAT_CONV_STOPPED, now);
     chat_store_user_bump(st, &e->id.owner);
     chatbot_unlock();
 
+accepted:
     /* Copied only once the turn is sure to end in turn_end (which clears
      * the pool). */
     if (e->lim.log_content && req->content &&
@@ -1287,8 +1363,9 @@ static void check_timeouts(turn_priv_t *t, apr_uint64_t now)
     chatbot_turn_t *p = &t->pub;
     chat_store_t *st = chatbot_store();
 
-    if (chat_store_gen_stop_requested(st, p->conv_id, t->token)) {
-        /* Stop from another connection (tab, child), queued or running */
+    /* Stop from another connection (tab, child), queued or running, or a
+     * lost claim on the conversation */
+    if (!t->stateless && chat_store_gen_stop_requested(st, p->conv_id, t->token)) {
         p->stop_reason = "stopped";
         turn_end(t, CHATBOT_OUT_STOPPED, NULL, NULL);
         return;

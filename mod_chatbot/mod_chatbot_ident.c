@@ -49,7 +49,7 @@ static const char *find_sid(request_rec *r)
     return NULL;
 }
 
-void chatbot_ident_get(request_rec *r, chatbot_ident_t *id)
+apr_status_t chatbot_ident_get(request_rec *r, chatbot_ident_t *id)
 {
     chatbot_dir_conf *dc = ap_get_module_config(r->per_dir_config, &chatbot_module);
     const char *sid;
@@ -61,7 +61,7 @@ void chatbot_ident_get(request_rec *r, chatbot_ident_t *id)
         id->label = r->user;
         key = apr_pstrcat(r->pool, "u:", r->user, NULL);
         chat_owner_from(&id->owner, key, strlen(key));
-        return;
+        return APR_SUCCESS;
     }
     sid = find_sid(r);
     if (!sid) {
@@ -69,13 +69,12 @@ void chatbot_ident_get(request_rec *r, chatbot_ident_t *id)
         char hex[SID_HEX + 1];
         int secure = dc->cookie_secure != CHATBOT_UNSET ? dc->cookie_secure
                                                         : ap_ssl_conn_is_ssl(r->connection);
-        if (apr_generate_random_bytes(raw, sizeof(raw)) != APR_SUCCESS) {
-            /* never a guessable or shared identity: refuse the request */
-            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, APLOGNO(10920)
+        apr_status_t rv = apr_generate_random_bytes(raw, sizeof(raw));
+        if (rv != APR_SUCCESS) {
+            /* never a guessable or shared id */
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, APLOGNO(10920)
                           "chatbot: no random bytes for a session id");
-            id->failed = 1;
-            id->label = "anon:-";
-            return;
+            return rv;
         }
         chat_hex(raw, sizeof(raw), hex);
         sid = apr_pstrdup(r->pool, hex);
@@ -89,4 +88,5 @@ void chatbot_ident_get(request_rec *r, chatbot_ident_t *id)
     key = apr_pstrcat(r->pool, "s:", sid, NULL);
     chat_owner_from(&id->owner, key, strlen(key));
     id->label = apr_pstrcat(r->pool, "anon:", apr_pstrndup(r->pool, sid, 8), NULL);
+    return APR_SUCCESS;
 }

@@ -8,9 +8,9 @@
  * finishing their connections use the very same segment and mutex; the
  * mod_slotmem_shm approach). If the sizing directives change, a new segment
  * is made and the conversations are migrated into it. With
- * ChatbotHistoryFile, the segment is written to the file when httpd stops
- * (process pool cleanup) and read back, after a full consistency check, at
- * the next start.
+ * ChatbotHistoryFile, the segment is written to the file by the parent when
+ * httpd stops (a pconf cleanup that acts only when httpd is exiting) and read
+ * back, after a full consistency check, at the next start.
  */
 #include <string.h>
 #include <stdio.h>
@@ -19,8 +19,8 @@
 #include "httpd.h"
 #include "http_config.h"
 #include "http_log.h"
-#include "http_main.h"
 #include "http_core.h"
+#include "http_main.h"
 #include "ap_mpm.h"
 #include "util_mutex.h"
 #include "apr_shm.h"
@@ -42,7 +42,8 @@ typedef struct {
     const char *history_file;
     server_rec *s;
     int generation; /* post_config count, for logs */
-    pid_t pid;      /* the parent that created it: only it saves the file */
+    pid_t pid;      /* the parent (the last to run post_config): only it saves
+                     * the file; children and the pre-detach process never */
 } chatbot_shm_t;
 
 static chatbot_shm_t *g_shm;     /* process-wide (survives generations) */
@@ -109,7 +110,7 @@ int chatbot_store_pre_config(apr_pool_t *pconf)
 }
 
 /* Writes the segment to history_file atomically (tmp + rename). Called
- * from the process pool cleanup when httpd stops, in the parent, when no
+ * from store_save_at_exit when httpd stops, in the parent, when no
  * child runs any more. */
 static apr_status_t store_save(chatbot_shm_t *sh, apr_pool_t *p)
 {

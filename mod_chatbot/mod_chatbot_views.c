@@ -15,12 +15,14 @@
 
 #include "mod_chatbot.h"
 
-static const char *conv_state_name(uint32_t s)
+/* idle / queued / generating, or stopped: a session the user stopped and
+ * has not written to since (a new message revives it). */
+static const char *conv_state_name(const chat_conv_info_t *c)
 {
-    switch (s) {
+    switch (c->state) {
     case CHAT_CONV_QUEUED: return "queued";
     case CHAT_CONV_GENERATING: return "generating";
-    default: return "idle";
+    default: return (c->flags & CHAT_CONV_STOPPED) ? "stopped" : "idle";
     }
 }
 
@@ -55,7 +57,7 @@ void chatbot_view_session(chat_jw_t *w, server_rec *s, const chat_conv_info_t *c
     chat_jw_kstr(w, "conversation_id", c->id);
     chat_jw_kstr(w, "bot_id", c->bot);
     chat_jw_kstr(w, "title", c->title);
-    chat_jw_kstr(w, "state", conv_state_name(c->state));
+    chat_jw_kstr(w, "state", conv_state_name(c));
     if (c->state == CHAT_CONV_QUEUED && c->queue_position > 0) {
         chat_jw_kint(w, "position", c->queue_position);
     }
@@ -156,6 +158,16 @@ typedef struct {
     chat_jw_t *w;
 } hist_ctx_t;
 
+apr_size_t chatbot_error_code_len(const char *text, apr_size_t len)
+{
+    apr_size_t k = 0;
+
+    while (k < len && ((text[k] >= 'a' && text[k] <= 'z') || text[k] == '_')) {
+        k++;
+    }
+    return (k > 0 && k + 2 <= len && text[k] == ':' && text[k + 1] == ' ') ? k : 0;
+}
+
 static void emit_msg(void *baton, const chat_msg_info_t *m, const char *text, size_t len)
 {
     hist_ctx_t *hc = baton;
@@ -165,12 +177,8 @@ static void emit_msg(void *baton, const chat_msg_info_t *m, const char *text, si
     chat_jw_kint(w, "index", m->index);
     chat_jw_kstr(w, "role", chat_role_name(m->role));
     if (m->flags & CHAT_MSG_ERROR) {
-        /* error messages are stored as "<code>: <message>" */
-        size_t k = 0;
-        while (k < len && ((text[k] >= 'a' && text[k] <= 'z') || text[k] == '_')) {
-            k++;
-        }
-        if (k > 0 && k + 2 <= len && text[k] == ':' && text[k + 1] == ' ') {
+        size_t k = chatbot_error_code_len(text, len);
+        if (k > 0) {
             chat_jw_kstrn(w, "code", text, k);
             text += k + 2;
             len -= k + 2;
@@ -218,7 +226,7 @@ const char *chatbot_view_history(chat_jw_t *w, const chatbot_ident_t *id,
     chat_jw_kstr(w, "conversation_id", ci.id);
     chat_jw_kstr(w, "bot_id", ci.bot);
     chat_jw_kstr(w, "title", ci.title);
-    chat_jw_kstr(w, "state", conv_state_name(ci.state));
+    chat_jw_kstr(w, "state", conv_state_name(&ci));
     chat_jw_kint(w, "total", ci.nmsgs);
     chat_jw_kint(w, "offset", offset);
     chat_jw_kint(w, "limit", limit);
@@ -254,7 +262,15 @@ static void export_msg(void *baton, const chat_msg_info_t *m, const char *text, 
         return;
     }
     if (m->flags & CHAT_MSG_ERROR) {
-        chat_buf_puts(ec->out, "> **Error:** ");
+        size_t k = chatbot_error_code_len(text, len);
+        if (k > 0) {
+            chat_buf_printf(ec->out, "> **Error (%.*s):** ", (int)k, text);
+            text += k + 2;
+            len -= k + 2;
+        }
+        else {
+            chat_buf_puts(ec->out, "> **Error:** ");
+        }
         chat_buf_append(ec->out, text, len);
         chat_buf_puts(ec->out, "\n\n");
         return;

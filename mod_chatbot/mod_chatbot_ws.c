@@ -50,14 +50,16 @@
 #define MAX_SLEEP_MS 60000
 #define CLOSE_LINGER_MS 2000
 
+/* An answer followed for `resume` (written by another connection, maybe
+ * in another child), read back from the shared store as it grows. */
 typedef struct {
     int active;
     char conv[CHAT_CONV_ID_LEN + 1];
-    uint32_t index;    /* the answer being followed */
-    int wait_new;      /* the answer does not exist yet: index = nmsgs expected */
+    uint32_t index;    /* where the answer was last seen */
+    apr_uint64_t ts;   /* its creation time: with the role, its identity */
+    int wait_new;      /* the answer has not started yet */
     apr_size_t offset; /* bytes already sent */
-    apr_uint64_t seq;
-    char *msg_id;
+    apr_uint64_t seq;  /* the conversation's change counter last seen */
 } follow_t;
 
 typedef struct wsc_s {
@@ -93,6 +95,8 @@ typedef struct wsc_s {
     apr_uint64_t msgs_in;
     const char *close_why;
 } wsc_t;
+
+static void follow_drop(wsc_t *w, const char *conv);
 
 /* ---- handshake --------------------------------------------------------------- */
 
@@ -443,11 +447,17 @@ static void send_session(wsc_t *w, const chat_conv_info_t *ci)
     frame_end(w, &jw);
 }
 
-static void send_sessions(wsc_t *w, const char *bot, int archived)
+/* The session list: a reply (id: the request's, or NULL) or a push (no
+ * id, never archived), told apart by the id. */
+static void send_sessions(wsc_t *w, const char *bot, int archived, const char *id)
 {
     chat_jw_t jw;
 
     frame_begin(w, &jw, "sessions");
+    if (id) {
+        chat_jw_kstr(&jw, "id", id);
+    }
+    chat_jw_kbool(&jw, "archived", archived);
     chat_jw_key(&jw, "sessions");
     chatbot_view_sessions(&jw, w->r, &w->id, bot, archived);
     frame_end(w, &jw);
@@ -513,12 +523,15 @@ static void send_hello(wsc_t *w)
     frame_end(w, &jw);
 }
 
-/* Picks bot + conversation for a message: explicit ids, else the current
- * ones, else the default bot's latest session (created if none). */
+/* Picks bot + conversation for a message: explicit ids, else the
+ * connection's current ones, else the bot's latest session (created if
+ * none). A current conversation deleted meanwhile (another tab) is
+ * forgotten, not an error. */
 static const char *resolve(wsc_t *w, const char *bot_id, const char *conv_id,
                            chatbot_bot_t **bot, chat_conv_info_t *ci)
 {
     const char *err;
+    int implicit = 0;
 
     *bot = NULL;
     if (bot_id) {
@@ -529,11 +542,17 @@ static const char *resolve(wsc_t *w, const char *bot_id, const char *conv_id,
     }
     if (!conv_id && (!*bot || *bot == w->cur_bot) && w->cur_conv[0]) {
         conv_id = w->cur_conv;
+        implicit = 1;
     }
     if (!*bot) {
         *bot = w->cur_bot ? w->cur_bot : w->sc->default_bot_p;
     }
     err = chatbot_conv_resolve(w->r, &w->id, *bot, conv_id, 1, ci);
+    if (err && implicit) {
+        w->cur_conv[0] = '\0';
+        conv_id = NULL;
+        err = chatbot_conv_resolve(w->r, &w->id, *bot, NULL, 1, ci);
+    }
     if (err) {
         return err;
     }
@@ -590,17 +609,74 @@ static void start_turn(wsc_t *w, chatbot_turn_mode_t mode)
     req.len = w->cm.content_len;
     req.mode = mode;
     req.edit_index = (apr_uint32_t)(w->cm.index < 0 ? 0 : w->cm.index);
-    if (ci.flags & CHAT_CONV_STOPPED) {
-        /* a new message revives a stopped bot session */
-        if (chatbot_lock() == APR_SUCCESS) {
-            chat_store_conv_flags(chatbot_store(), &w->id.owner, ci.id, 0,
-                                  CHAT_CONV_STOPPED, chatbot_now_ms());
-            chatbot_unlock();
-        }
-    }
     err = chatbot_turn_start(w->eng, &req, msg, sizeof(msg));
     if (err) {
         send_error(w, err, msg, ci.id, w->cm.id, -1);
+        return;
+    }
+    /* this connection now streams the answer itself */
+    follow_drop(w, ci.id);
+}
+
+/* ---- resume: following an answer written by another connection --------------- */
+
+/* An answer is identified by its role (assistant) and creation time; its
+ * index may move while it streams (a conversation at its message limit, or
+ * short of arena, drops its oldest messages), so it is looked up again
+ * among the last messages when the remembered index no longer holds it. */
+typedef struct {
+    apr_uint64_t ts;
+    int found;
+    uint32_t index;
+} find_answer_t;
+
+static void find_answer_cb(void *baton, const chat_msg_info_t *info, const char *text,
+                           size_t len)
+{
+    find_answer_t *fa = baton;
+
+    if (info->role == CHAT_ROLE_ASSISTANT && info->ts_ms == fa->ts) {
+        fa->found = 1;
+        fa->index = info->index;
+    }
+}
+
+/* Under the lock: bytes [f->offset, len) of the followed answer into
+ * w->scratch. CHAT_OK or CHAT_ENOTFOUND (the answer is gone). */
+static chat_status_t follow_read(wsc_t *w, follow_t *f, const chat_conv_info_t *ci,
+                                 chat_msg_info_t *mi)
+{
+    chat_store_t *st = chatbot_store();
+    find_answer_t fa;
+    uint32_t start;
+    chat_status_t rc;
+
+    rc = chat_store_msg_get(st, &w->id.owner, f->conv, f->index, f->offset, &w->scratch, mi);
+    if (rc == CHAT_OK && mi->role == CHAT_ROLE_ASSISTANT && mi->ts_ms == f->ts) {
+        return CHAT_OK;
+    }
+    fa.ts = f->ts;
+    fa.found = 0;
+    fa.index = 0;
+    start = ci->nmsgs > 8 ? ci->nmsgs - 8 : 0;
+    chat_store_msg_read(st, &w->id.owner, f->conv, start, 0, &w->scratch, find_answer_cb,
+                        &fa);
+    if (!fa.found) {
+        return CHAT_ENOTFOUND;
+    }
+    f->index = fa.index;
+    rc = chat_store_msg_get(st, &w->id.owner, f->conv, f->index, f->offset, &w->scratch, mi);
+    return rc == CHAT_OK ? CHAT_OK : CHAT_ENOTFOUND;
+}
+
+static void follow_drop(wsc_t *w, const char *conv)
+{
+    int i;
+
+    for (i = 0; i < MAX_FOLLOW; i++) {
+        if (w->follow[i].active && !strcmp(w->follow[i].conv, conv)) {
+            w->follow[i].active = 0;
+        }
     }
 }
 
@@ -612,29 +688,28 @@ static void handle_resume(wsc_t *w)
     follow_t *f = NULL;
     apr_size_t offset = w->cm.offset > 0 ? (apr_size_t)w->cm.offset : 0;
     chat_status_t rc;
-    int i, streaming = 0, found = 0;
+    int i, found = 0;
 
     if (chatbot_lock() != APR_SUCCESS) {
+        send_error(w, CHAT_ERR_INTERNAL, "the chat store is not available",
+                   w->cm.conversation_id, w->cm.id, -1);
         return;
     }
     rc = chat_store_conv_get(st, &w->id.owner, w->cm.conversation_id, &ci);
     if (rc == CHAT_OK && ci.nmsgs > 0) {
-        rc = chat_store_msg_get(st, &w->id.owner, ci.id, ci.nmsgs - 1, 0, &w->scratch, &mi);
-        found = rc == CHAT_OK;
+        found = chat_store_msg_get(st, &w->id.owner, ci.id, ci.nmsgs - 1, 0, &w->scratch,
+                                   &mi) == CHAT_OK;
     }
     chatbot_unlock();
+    chat_buf_reset(&w->scratch, 64 * 1024);
     if (rc != CHAT_OK) {
         send_error(w, CHAT_ERR_NOT_FOUND, "no such conversation", w->cm.conversation_id,
-                   NULL, -1);
+                   w->cm.id, -1);
         return;
     }
     apr_cpystrn(w->cur_conv, ci.id, sizeof(w->cur_conv));
     w->cur_bot = chatbot_bot_get(w->r->server, ci.bot);
-    for (i = 0; i < MAX_FOLLOW; i++) {
-        if (w->follow[i].active && !strcmp(w->follow[i].conv, ci.id)) {
-            w->follow[i].active = 0;
-        }
-    }
+    follow_drop(w, ci.id);
     if (chatbot_engine_has(w->eng, ci.id)) {
         /* our own turn: it is already streaming to this connection */
         return;
@@ -645,35 +720,33 @@ static void handle_resume(wsc_t *w)
         }
     }
     if (!f) {
-        send_error(w, CHAT_ERR_BUSY, "too many answers followed at once", ci.id, NULL, -1);
+        send_error(w, CHAT_ERR_BUSY, "too many answers followed at once", ci.id, w->cm.id,
+                   -1);
         return;
     }
     memset(f, 0, sizeof(*f));
     apr_cpystrn(f->conv, ci.id, sizeof(f->conv));
-    if (found && mi.role == CHAT_ROLE_ASSISTANT) {
+    if (found && mi.role == CHAT_ROLE_ASSISTANT && !(mi.flags & CHAT_MSG_ERROR)) {
+        /* the answer being written, or the last one */
         f->index = mi.index;
-        streaming = (mi.flags & CHAT_MSG_STREAMING) != 0;
-        if (offset > mi.len) {
-            offset = mi.len;
-        }
+        f->ts = mi.ts_ms;
+        f->offset = offset > mi.len ? mi.len : offset;
     }
     else if (ci.state != CHAT_CONV_IDLE) {
-        f->index = ci.nmsgs; /* the answer has not started yet */
+        /* queued, or no token yet: the answer will be the next message */
         f->wait_new = 1;
-        streaming = 1;
-        offset = 0;
     }
     else {
-        send_error(w, CHAT_ERR_NOT_FOUND, "there is no answer to resume", ci.id, NULL, -1);
+        send_error(w, CHAT_ERR_NOT_FOUND, "there is no answer to resume", ci.id, w->cm.id,
+                   -1);
         return;
     }
-    f->offset = offset;
-    f->seq = 0; /* force a first read */
+    f->seq = 0; /* read at once */
     f->active = 1;
-    (void)streaming;
 }
 
-/* Sends new bytes of followed answers; ends a follow with the response. */
+/* Sends what is new in the followed answers; a finished one ends with a
+ * response (or an error when the turn produced nothing). */
 static void follow_run(wsc_t *w)
 {
     chat_store_t *st = chatbot_store();
@@ -685,6 +758,7 @@ static void follow_run(wsc_t *w)
         chat_conv_info_t ci;
         chat_status_t rc;
         apr_uint64_t seq;
+        const char *end_code = NULL, *end_msg = NULL;
         size_t n;
 
         if (!f->active) {
@@ -700,28 +774,50 @@ static void follow_run(wsc_t *w)
         }
         rc = chat_store_conv_get(st, &w->id.owner, f->conv, &ci);
         if (rc == CHAT_OK && f->wait_new) {
-            if (ci.nmsgs > f->index) {
+            rc = CHAT_ENOTFOUND;
+            if (ci.nmsgs > 0) {
+                rc = chat_store_msg_get(st, &w->id.owner, f->conv, ci.nmsgs - 1, 0,
+                                        &w->scratch, &mi);
+            }
+            if (rc == CHAT_OK && mi.role == CHAT_ROLE_ASSISTANT) {
                 f->wait_new = 0;
+                f->index = mi.index;
+                f->ts = mi.ts_ms;
+                if (mi.flags & CHAT_MSG_ERROR) {
+                    /* the turn failed: its stored "<code>: <message>" */
+                    apr_size_t k = chatbot_error_code_len(w->scratch.data, w->scratch.len);
+                    end_code = k ? apr_pstrndup(w->msgpool, w->scratch.data, k)
+                                 : CHAT_ERR_BACKEND_ERROR;
+                    end_msg = apr_pstrndup(w->msgpool, w->scratch.data + (k ? k + 2 : 0),
+                                           w->scratch.len - (k ? k + 2 : 0));
+                }
             }
             else if (ci.state == CHAT_CONV_IDLE) {
-                chatbot_unlock();
-                f->active = 0;
-                send_error(w, CHAT_ERR_INTERRUPTED, "the answer ended without content",
-                           f->conv, NULL, -1);
-                continue;
+                end_code = CHAT_ERR_INTERRUPTED;
+                end_msg = "the answer ended without content";
             }
             else {
                 chatbot_unlock();
-                continue;
+                chat_buf_reset(&w->scratch, 64 * 1024);
+                continue; /* still waiting for the first token */
             }
         }
-        if (rc == CHAT_OK) {
-            rc = chat_store_msg_get(st, &w->id.owner, f->conv, f->index, f->offset,
-                                    &w->scratch, &mi);
+        else if (rc == CHAT_OK) {
+            rc = follow_read(w, f, &ci, &mi);
+            if (rc != CHAT_OK) {
+                end_code = CHAT_ERR_NOT_FOUND;
+                end_msg = "the answer is no longer in history";
+            }
+        }
+        else {
+            end_code = CHAT_ERR_NOT_FOUND;
+            end_msg = "the conversation was deleted";
         }
         chatbot_unlock();
-        if (rc != CHAT_OK) {
+        if (end_code) {
             f->active = 0;
+            send_error(w, end_code, end_msg, f->conv, NULL, -1);
+            chat_buf_reset(&w->scratch, 64 * 1024);
             continue;
         }
         n = chat_utf8_complete_prefix((const uint8_t *)w->scratch.data, w->scratch.len);
@@ -733,23 +829,26 @@ static void follow_run(wsc_t *w)
         }
         if (!(mi.flags & CHAT_MSG_STREAMING)) {
             chat_jw_t jw;
-            rc = CHAT_EINVAL;
+            f->active = 0;
+            rc = CHAT_ENOTFOUND;
             if (chatbot_lock() == APR_SUCCESS) {
                 rc = chat_store_msg_get(st, &w->id.owner, f->conv, f->index, 0, &w->scratch,
                                         &mi);
                 chatbot_unlock();
             }
-            f->active = 0;
-            if (rc != CHAT_OK) {
-                continue;
+            if (rc == CHAT_OK) {
+                frame_begin(w, &jw, "response");
+                chat_jw_kstrn(&jw, "content", w->scratch.data, w->scratch.len);
+                chat_jw_kstr(&jw, "conversation_id", f->conv);
+                chat_jw_kint(&jw, "index", mi.index);
+                chat_jw_kbool(&jw, "interrupted", (mi.flags & CHAT_MSG_COMPLETE) == 0);
+                chat_jw_kbool(&jw, "resumed", 1);
+                frame_end(w, &jw);
             }
-            frame_begin(w, &jw, "response");
-            chat_jw_kstrn(&jw, "content", w->scratch.data, w->scratch.len);
-            chat_jw_kstr(&jw, "conversation_id", f->conv);
-            chat_jw_kint(&jw, "index", mi.index);
-            chat_jw_kbool(&jw, "interrupted", (mi.flags & CHAT_MSG_COMPLETE) == 0);
-            chat_jw_kbool(&jw, "resumed", 1);
-            frame_end(w, &jw);
+            else {
+                send_error(w, CHAT_ERR_NOT_FOUND, "the answer is no longer in history",
+                           f->conv, NULL, -1);
+            }
         }
         chat_buf_reset(&w->scratch, 64 * 1024);
     }
@@ -807,12 +906,14 @@ static void conv_op(wsc_t *w)
     }
     chatbot_unlock();
     if (rc == CHAT_EBUSY) {
-        send_error(w, CHAT_ERR_BUSY, "the conversation is generating an answer; stop it "
-                   "first", conv, NULL, -1);
+        /* only delete gets here: the answer (generated by another
+         * connection) has been asked to stop */
+        send_error(w, CHAT_ERR_BUSY, "the conversation was generating an answer; it is "
+                   "being stopped, delete again in a moment", conv, w->cm.id, -1);
         return;
     }
     if (rc != CHAT_OK) {
-        send_error(w, CHAT_ERR_NOT_FOUND, "no such conversation", conv, NULL, -1);
+        send_error(w, CHAT_ERR_NOT_FOUND, "no such conversation", conv, w->cm.id, -1);
         return;
     }
     if (w->cm.type == CHAT_C_DELETE && !strcmp(w->cur_conv, conv)) {
@@ -873,16 +974,22 @@ static void handle_message(wsc_t *w, const uint8_t *data, size_t len)
         break;
     case CHAT_C_STOP: {
         const char *conv = w->cm.conversation_id ? w->cm.conversation_id : w->cur_conv;
+        chat_status_t src = CHAT_EINTERNAL;
         if (!*conv) {
             break;
         }
         if (chatbot_engine_has(w->eng, conv)) {
             chatbot_engine_stop(w->eng, conv, "stopped");
+            break;
         }
-        else if (chatbot_lock() == APR_SUCCESS) {
-            /* generated by another connection (another tab or child) */
-            chat_store_gen_request_stop(chatbot_store(), &w->id.owner, conv);
+        if (chatbot_lock() == APR_SUCCESS) {
+            /* generated by another connection (another tab or child), or
+             * idle: nothing to do */
+            src = chat_store_gen_request_stop(chatbot_store(), &w->id.owner, conv);
             chatbot_unlock();
+        }
+        if (src == CHAT_ENOTFOUND) {
+            send_error(w, CHAT_ERR_NOT_FOUND, "no such conversation", conv, w->cm.id, -1);
         }
         break;
     }
@@ -948,7 +1055,7 @@ static void handle_message(wsc_t *w, const uint8_t *data, size_t len)
         conv_op(w);
         break;
     case CHAT_C_SESSIONS:
-        send_sessions(w, w->cm.bot_id, w->cm.archived < 0 ? 0 : w->cm.archived);
+        send_sessions(w, w->cm.bot_id, w->cm.archived < 0 ? 0 : w->cm.archived, w->cm.id);
         break;
     case CHAT_C_BOTS:
         frame_begin(w, &jw, "bots");
@@ -1349,8 +1456,7 @@ int chatbot_ws_handler(request_rec *r)
     w->fd = -1;
     w->is_h2 = c->master != NULL;
     chatbot_limits_get(r, &w->lim);
-    chatbot_ident_get(r, &w->id);
-    if (w->id.failed) {
+    if (chatbot_ident_get(r, &w->id) != APR_SUCCESS) {
         return HTTP_SERVICE_UNAVAILABLE;
     }
     chat_buf_init(&w->frame);
@@ -1431,7 +1537,8 @@ int chatbot_ws_handler(request_rec *r)
     w->user_seq = chat_store_user_seq(chatbot_store(), &w->id.owner);
     reg_add(w);
     {
-        /* the current session: the default bot's latest, if any */
+        /* the current session: the default bot's latest, if any (what a
+         * client that knows no ids, such as the old one, talks to) */
         chat_conv_info_t ci;
         w->cur_bot = sc->default_bot_p;
         if (chatbot_conv_resolve(r, &w->id, w->cur_bot, NULL, 0, &ci) == NULL) {
@@ -1511,7 +1618,7 @@ int chatbot_ws_handler(request_rec *r)
             apr_uint64_t seq = chat_store_user_seq(chatbot_store(), &w->id.owner);
             if (seq != w->user_seq) {
                 w->user_seq = seq;
-                send_sessions(w, NULL, 0);
+                send_sessions(w, NULL, 0, NULL);
             }
         }
         if (following(w)) {
