@@ -7,8 +7,10 @@ backend records when its upstream request was closed."""
 import json
 import os
 import re
+import shutil
 import socket
 import ssl
+import subprocess
 import time
 
 import pytest
@@ -351,3 +353,26 @@ def test_pipelined_request_is_not_a_disconnect(srv, fake):
     assert b'"interrupted":false' in first and b" t29" in first
     rec = upstream(fake, tag)
     assert fake.wait_closed(rec["id"], timeout=10)["outcome"] == "complete"
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="needs curl (HTTP/2 client)")
+def test_stateless_chat_cancelled_when_h2_client_leaves(srv, fake):
+    """Over HTTP/2 there is no socket of the request's own: mod_http2 marks
+    the stream's connection aborted when the client goes."""
+    tag = "h2gone-%s" % os.urandom(4).hex()
+    body = json.dumps({"message": "%s [[fake tokens=400 delay_ms=20]]" % tag})
+    p = subprocess.Popen(["curl", "-sk", "--http2", "-o", "/dev/null", "-w", "%{http_version}",
+                          "-H", "Content-Type: application/json", "-d", body,
+                          "https://127.0.0.1:%d/api/chat" % srv.sslport],
+                         stdout=subprocess.PIPE)
+    rec = upstream(fake, tag)
+    p.kill()
+    p.wait()
+    t0 = time.time()
+    rec = fake.wait_closed(rec["id"], timeout=10)
+    assert rec["outcome"] == "client_closed", rec
+    assert rec["t_end"] - t0 < 1.5
+    end = time.time() + 5
+    while not any('"POST /api/chat HTTP/2.0" 408' in l for l in srv.access_lines()):
+        assert time.time() < end, "no 408 for the HTTP/2 request in the access log"
+        time.sleep(0.1)
