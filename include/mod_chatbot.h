@@ -301,6 +301,9 @@ void chatbot_view_status(chat_jw_t *w, chatbot_srv_conf *sc);
 /* ---- handlers -------------------------------------------------------------------- */
 
 int chatbot_ws_handler(request_rec *r);      /* mod_chatbot_ws.c */
+/* 1 if a request with this Origin header (NULL: none) may open a WebSocket
+ * or change state over REST (ChatbotAllowedOrigins). mod_chatbot_ws.c */
+int chatbot_origin_allowed(request_rec *r, const char *origin);
 int chatbot_api_handler(request_rec *r, const char *route); /* mod_chatbot_api.c */
 int chatbot_metrics_handler(request_rec *r); /* mod_chatbot_status.c */
 void chatbot_status_register(apr_pool_t *p); /* mod_status hook */

@@ -11,11 +11,15 @@
 
 #include "httpd.h"
 #include "http_config.h"
+#include "http_connection.h"
 #include "http_core.h"
 #include "http_log.h"
 #include "http_protocol.h"
 #include "http_request.h"
+#include "ap_mpm.h"
+#include "util_filter.h"
 #include "apr_strings.h"
+#include "apr_portable.h"
 
 #include "mod_chatbot.h"
 
@@ -27,6 +31,7 @@ typedef struct {
     chatbot_limits_t lim;
     chatbot_ident_t id;
     json_object *body;  /* parsed request body (POST) */
+    int query_bad;      /* a query parameter repeated or badly encoded */
     chat_buf_t out;
     chat_jw_t jw;
 } api_t;
@@ -80,6 +85,7 @@ static int http_status_of(const char *code)
                {CHAT_ERR_INTERRUPTED, 502},
                {CHAT_ERR_QUEUE_FULL, 503},
                {CHAT_ERR_COMMAND_DENIED, 403},
+               {CHAT_ERR_FORBIDDEN, 403},
                {CHAT_ERR_COMMAND_FAILED, 500},
                {CHAT_ERR_STORAGE_FULL, 507},
                {NULL, 0}};
@@ -153,6 +159,33 @@ static int has_bare_quote(const char *s, size_t n)
     return 0;
 }
 
+/* 1 if the Content-Type names JSON: the media type (parameters and case
+ * aside) is application/json or some application/<x>+json. A mere "json"
+ * somewhere (text/plain; charset=json, a type a cross-site form can send
+ * without a CORS preflight) is not enough. */
+static int is_json_type(apr_pool_t *p, const char *ct)
+{
+    char *t = apr_pstrdup(p, ct), *semi = strchr(t, ';');
+    size_t n;
+
+    if (semi) {
+        *semi = '\0';
+    }
+    while (*t == ' ' || *t == '\t') {
+        t++;
+    }
+    n = strlen(t);
+    while (n && (t[n - 1] == ' ' || t[n - 1] == '\t')) {
+        t[--n] = '\0';
+    }
+    ap_str_tolower(t);
+    if (!strcmp(t, "application/json")) {
+        return 1;
+    }
+    return !strncmp(t, "application/", 12) && n > 17 && !strcmp(t + n - 5, "+json") &&
+           !strchr(t + 12, '/');
+}
+
 /* Reads and parses a JSON object body. Returns OK, or sends the error. */
 static int read_body(api_t *a, int required)
 {
@@ -164,6 +197,11 @@ static int read_body(api_t *a, int required)
     int rc;
 
     if ((rc = ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK)) != OK) {
+        /* a Content-Length over LimitRequestBody is refused right here */
+        if (rc == HTTP_REQUEST_ENTITY_TOO_LARGE) {
+            return send_error(a, CHAT_ERR_TOO_LARGE,
+                              "the request body is larger than 1 MiB", 0);
+        }
         return send_error(a, CHAT_ERR_BAD_REQUEST, "cannot read the request body", 0);
     }
     if (r->remaining > BODY_MAX) {
@@ -194,7 +232,7 @@ static int read_body(api_t *a, int required)
         a->body = json_object_new_object();
         return OK;
     }
-    if (ct && !strstr(ct, "json")) {
+    if (ct && !is_json_type(r->pool, ct)) {
         chat_buf_free(&raw);
         return send_error(a, CHAT_ERR_BAD_REQUEST,
                           "the body must be JSON (Content-Type: application/json)", 0);
@@ -251,9 +289,13 @@ static const char *jstr(api_t *a, const char *key, int *bad)
     return json_object_get_string(v);
 }
 
-static const char *query_arg(request_rec *r, const char *name)
+/* The value of query parameter name, NULL if absent. A value that is
+ * badly %-encoded or decodes to a NUL, or a parameter given twice, sets
+ * a->query_bad (400: no guessing which one was meant). */
+static const char *query_arg(api_t *a, const char *name)
 {
-    const char *q = r->args;
+    request_rec *r = a->r;
+    const char *q = r->args, *found = NULL;
     size_t n = strlen(name);
 
     while (q && *q) {
@@ -262,27 +304,35 @@ static const char *query_arg(request_rec *r, const char *name)
         if (len > n && !strncmp(q, name, n) && q[n] == '=') {
             char *v = apr_pstrndup(r->pool, q + n + 1, len - n - 1);
             char *p;
+            if (found) {
+                a->query_bad = 1;
+                return NULL;
+            }
             for (p = v; *p; p++) {
                 if (*p == '+') {
                     *p = ' ';
                 }
             }
             if (ap_unescape_url(v) != OK) {
+                a->query_bad = 1;
                 return NULL;
             }
-            return v;
+            found = v;
         }
         q = amp ? amp + 1 : NULL;
     }
-    return NULL;
+    return found;
 }
 
-static int query_int(request_rec *r, const char *name, apr_int64_t dflt, apr_int64_t *out)
+static int query_int(api_t *a, const char *name, apr_int64_t dflt, apr_int64_t *out)
 {
-    const char *v = query_arg(r, name);
+    const char *v = query_arg(a, name);
     int64_t n;
 
     *out = dflt;
+    if (a->query_bad) {
+        return 0;
+    }
     if (!v || !*v) {
         return 1;
     }
@@ -357,6 +407,144 @@ static const char *rate_msg(api_t *a, apr_int64_t retry_ms)
                         retry_ms / 1000.0);
 }
 
+/* ---- the client of a blocking turn ---------------------------------------------- */
+
+#define WATCH_MAX_SLEEP_MS 250
+
+typedef struct {
+    conn_rec *c;
+    int fd;          /* client descriptor to poll for input/hang-up, -1 if none */
+    int watching;    /* 0 once gone, or once it has sent more (pipelining) */
+    int h2;
+} client_watch_t;
+
+static void watch_init(client_watch_t *cw, request_rec *r)
+{
+    conn_rec *c = r->connection;
+    apr_pollfd_t pfd;
+    apr_interval_time_t ptimeout;
+
+    memset(cw, 0, sizeof(*cw));
+    cw->c = c;
+    cw->fd = -1;
+    cw->watching = 1;
+    cw->h2 = c->master != NULL;
+    memset(&pfd, 0, sizeof(pfd));
+    pfd.p = r->pool;
+    /* the socket over HTTP/1.x (TLS or not); over HTTP/2 mod_http2's pipe
+     * for this stream, which only says "input", so there c->aborted (set
+     * by mod_http2 when the stream is reset or the connection goes) is
+     * what tells */
+    if (ap_get_pollfd_from_conn(c, &pfd, &ptimeout) == APR_SUCCESS) {
+        if (pfd.desc_type == APR_POLL_SOCKET) {
+            apr_os_sock_t fd;
+            if (apr_os_sock_get(&fd, pfd.desc.s) == APR_SUCCESS) {
+                cw->fd = fd;
+            }
+        }
+        else if (pfd.desc_type == APR_POLL_FILE) {
+            apr_os_file_t fd;
+            if (apr_os_file_get(&fd, pfd.desc.f) == APR_SUCCESS) {
+                cw->fd = fd;
+            }
+        }
+    }
+}
+
+/* 1 if the client is gone: the connection was aborted, or (HTTP/1.x) a
+ * non-blocking peek through the connection's input filters, as httpd's own
+ * pipelining check does, finds the end of the stream or an error (a FIN,
+ * a reset, a TLS close_notify). Data (a pipelined next request) means the
+ * client is there; it is left for httpd and the descriptor no longer
+ * polled (it would stay readable). */
+static int watch_gone(client_watch_t *cw)
+{
+    apr_bucket_brigade *bb;
+    apr_status_t rv;
+    int gone = 0;
+
+    if (cw->c->aborted) {
+        return 1;
+    }
+    if (cw->h2) {
+        return 0;
+    }
+    bb = apr_brigade_create(cw->c->pool, cw->c->bucket_alloc);
+    rv = ap_get_brigade(cw->c->input_filters, bb, AP_MODE_SPECULATIVE, APR_NONBLOCK_READ, 1);
+    if (APR_STATUS_IS_EAGAIN(rv)) {
+        gone = 0;
+    }
+    else if (rv != APR_SUCCESS) {
+        gone = 1; /* EOF, reset, TLS alert */
+    }
+    else if (APR_BRIGADE_EMPTY(bb) || APR_BUCKET_IS_EOS(APR_BRIGADE_FIRST(bb))) {
+        gone = 1;
+    }
+    else {
+        cw->watching = 0; /* pipelined data: the client is alive */
+    }
+    apr_brigade_destroy(bb);
+    return gone;
+}
+
+static int mpm_stopping(void)
+{
+    int state = AP_MPMQ_RUNNING;
+
+    ap_mpm_query(AP_MPMQ_MPM_STATE, &state);
+    return state == AP_MPMQ_STOPPING;
+}
+
+/* Runs the engine until the turn ends, watching the client meanwhile (as
+ * the WebSocket loop does: its socket is polled with the backend's). If it
+ * disconnects: a stateless answer (nobody could ever read it) is cancelled
+ * at once; a conversation turn follows ChatbotContinueWithoutViewer (on:
+ * finish into history; off: stop, the partial answer kept, interrupted).
+ * Returns 1 if the client went away. */
+static int wait_turn(api_t *a, chatbot_engine_t *e, int stateless)
+{
+    client_watch_t cw;
+    int gone = 0;
+
+    watch_init(&cw, a->r);
+    while (chatbot_engine_active(e)) {
+        struct curl_waitfd wfd;
+        int w = chatbot_engine_wait_ms(e), poll_fd = cw.watching && cw.fd >= 0;
+        int timeout = w < 0 || w > WATCH_MAX_SLEEP_MS ? WATCH_MAX_SLEEP_MS : w;
+
+        memset(&wfd, 0, sizeof(wfd));
+        wfd.fd = cw.fd;
+        wfd.events = CURL_WAIT_POLLIN;
+        chatbot_engine_poll(e, poll_fd ? &wfd : NULL, poll_fd ? 1 : 0, timeout);
+        chatbot_engine_run(e);
+        if (!chatbot_engine_active(e)) {
+            break;
+        }
+        if (!gone && (cw.c->aborted || (poll_fd && wfd.revents) || (cw.watching && cw.h2))) {
+            gone = watch_gone(&cw);
+            if (gone) {
+                cw.watching = 0;
+                /* nothing more may be written on this connection */
+                cw.c->keepalive = AP_CONN_CLOSE;
+                ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, a->r, APLOGNO(10976)
+                              "chatbot: API client gone mid-answer; %s",
+                              stateless || !a->lim.continue_without_viewer
+                                  ? "stopping the answer"
+                                  : "finishing it into history");
+                if (stateless || !a->lim.continue_without_viewer) {
+                    chatbot_engine_stop(e, NULL, "client_gone");
+                    break;
+                }
+            }
+        }
+        if (gone && mpm_stopping()) {
+            chatbot_engine_stop(e, NULL, "shutdown");
+            break;
+        }
+    }
+    return gone;
+}
+
 /* Runs one turn to completion and writes the answer object. conv_id NULL:
  * a stateless turn over hist (nothing stored). */
 static int run_turn(api_t *a, chatbot_bot_t *bot, const char *conv_id,
@@ -399,7 +587,12 @@ static int run_turn(api_t *a, chatbot_bot_t *bot, const char *conv_id,
     if ((err = chatbot_turn_start(e, &req, msg, sizeof(msg)))) {
         return send_error(a, err, msg, 0);
     }
-    chatbot_engine_run_all(e);
+    if (wait_turn(a, e, conv_id == NULL)) {
+        /* nobody to answer; the access log shows the status */
+        a->r->status = HTTP_REQUEST_TIME_OUT;
+        a->r->connection->aborted = 1;
+        return OK;
+    }
     if (c->outcome == CHATBOT_OUT_FAILED) {
         return send_error(a, c->code ? c->code : CHAT_ERR_INTERNAL, c->msg, 0);
     }
@@ -810,6 +1003,51 @@ static int method_not_allowed(api_t *a, const char *allow)
     return send_json(a, HTTP_METHOD_NOT_ALLOWED);
 }
 
+/* The methods route seg[0..n-1] takes ("GET, HEAD" or "POST"), NULL if
+ * there is no such route. Must agree with the dispatch below. */
+static const char *route_allow(const char **seg, int n)
+{
+    static const char *const get1[] = {"health", "models", "bots", "status", "sessions",
+                                       NULL};
+    static const char *const conv_ops[] = {"select", "archive", "unarchive", "rename",
+                                           "delete", "stop", NULL};
+    int i;
+
+    if (n == 1) {
+        for (i = 0; get1[i]; i++) {
+            if (!strcmp(seg[0], get1[i])) {
+                return "GET, HEAD";
+            }
+        }
+        return !strcmp(seg[0], "chat") || !strcmp(seg[0], "execute") ? "POST" : NULL;
+    }
+    if (n == 2) {
+        if (!strcmp(seg[0], "chat") && !strcmp(seg[1], "history")) {
+            return "GET, HEAD";
+        }
+        if ((!strcmp(seg[0], "bot") && !strcmp(seg[1], "launch")) ||
+            (!strcmp(seg[0], "session") && !strcmp(seg[1], "create")) ||
+            (!strcmp(seg[0], "export") && !strcmp(seg[1], "session"))) {
+            return "POST";
+        }
+        return NULL;
+    }
+    if (n == 3 && !strcmp(seg[0], "bot")) {
+        if (!strcmp(seg[1], "stop") || !strcmp(seg[2], "task")) {
+            return "POST";
+        }
+        return !strcmp(seg[2], "status") ? "GET, HEAD" : NULL;
+    }
+    if (n == 3 && !strcmp(seg[0], "session")) {
+        for (i = 0; conv_ops[i]; i++) {
+            if (!strcmp(seg[2], conv_ops[i])) {
+                return "POST";
+            }
+        }
+    }
+    return NULL;
+}
+
 static int session_reply(api_t *a, const chat_conv_info_t *ci, int status)
 {
     begin(a);
@@ -926,6 +1164,7 @@ int chatbot_api_handler(request_rec *r, const char *route)
 {
     api_t *a = apr_pcalloc(r->pool, sizeof(*a));
     const char *seg[5];
+    const char *allow;
     int n, bad = 0;
 
     a->r = r;
@@ -937,8 +1176,27 @@ int chatbot_api_handler(request_rec *r, const char *route)
         return send_error(a, CHAT_ERR_INTERNAL, "the chat store is not available", 0);
     }
     n = split(r->pool, route, seg, 4);
-    if (n == 0 || n > 4) {
+    if (n == 0 || n > 4 || !(allow = route_allow(seg, n))) {
         return send_error(a, CHAT_ERR_NOT_FOUND, "no such API route", 0);
+    }
+    /* The method, before anything else (no body read, no cookie set):
+     * 405 with the route's own Allow. HEAD is a GET (r->header_only). */
+    if (r->method_number != (strcmp(allow, "POST") ? M_GET : M_POST)) {
+        return method_not_allowed(a, allow);
+    }
+    /* Cross-site request forgery: a browser sends the cookie (same-site
+     * pages) or cached HTTP credentials (any page) with a POST another
+     * site's page makes. Browsers always send Origin on a POST, so a POST
+     * from an origin the WebSocket would refuse (ChatbotAllowedOrigins) is
+     * refused too; clients without Origin (scripts, curl) are not browsers. */
+    if (r->method_number == M_POST &&
+        !chatbot_origin_allowed(r, apr_table_get(r->headers_in, "Origin"))) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, APLOGNO(10975)
+                      "chatbot: API POST from origin %s refused (host %s); see "
+                      "ChatbotAllowedOrigins", apr_table_get(r->headers_in, "Origin"),
+                      apr_table_get(r->headers_in, "Host"));
+        return send_error(a, CHAT_ERR_FORBIDDEN, "cross-origin request refused "
+                          "(ChatbotAllowedOrigins)", 0);
     }
     /* Health first: no identity needed, no cookie set (load balancers). */
     if (n == 1 && !strcmp(seg[0], "health")) {
@@ -963,9 +1221,6 @@ int chatbot_api_handler(request_rec *r, const char *route)
             return rc;
         }
     }
-    else if (r->method_number != M_GET) {
-        return method_not_allowed(a, "GET, HEAD, POST");
-    }
 
     /* GET /api/bots */
     if (n == 1 && !strcmp(seg[0], "bots")) {
@@ -986,11 +1241,16 @@ int chatbot_api_handler(request_rec *r, const char *route)
     }
     /* GET /api/sessions[?bot_id=&archived=1] */
     if (n == 1 && !strcmp(seg[0], "sessions")) {
-        const char *arch = query_arg(r, "archived");
+        const char *arch = query_arg(a, "archived");
+        const char *bot_id = query_arg(a, "bot_id");
         if (r->method_number != M_GET) return method_not_allowed(a, "GET, HEAD");
+        if (a->query_bad) {
+            return send_error(a, CHAT_ERR_BAD_REQUEST, "a query parameter is repeated or "
+                              "badly encoded", 0);
+        }
         begin(a);
         chat_jw_key(&a->jw, "sessions");
-        chatbot_view_sessions(&a->jw, r, &a->id, query_arg(r, "bot_id"),
+        chatbot_view_sessions(&a->jw, r, &a->id, bot_id,
                               arch && (!strcmp(arch, "1") || !strcmp(arch, "true")) ? 1 : 0);
         return finish(a, 200);
     }
@@ -1055,14 +1315,21 @@ int chatbot_api_handler(request_rec *r, const char *route)
         chat_conv_info_t ci;
         chat_buf_t scratch;
         chatbot_bot_t *bot = NULL;
-        const char *bot_id = query_arg(r, "bot_id");
-        const char *conv = query_arg(r, "conversation_id");
+        const char *bot_id = query_arg(a, "bot_id");
+        const char *conv = query_arg(a, "conversation_id");
+        const char *sid = query_arg(a, "session_id");
         const char *e;
         if (r->method_number != M_GET) return method_not_allowed(a, "GET, HEAD");
-        if (!conv) conv = query_arg(r, "session_id");
-        if (!query_int(r, "limit", 50, &limit) || !query_int(r, "offset", 0, &offset)) {
+        if (a->query_bad) {
+            return send_error(a, CHAT_ERR_BAD_REQUEST, "a query parameter is repeated or "
+                              "badly encoded", 0);
+        }
+        if (!conv) conv = sid;
+        if (!query_int(a, "limit", 50, &limit) || !query_int(a, "offset", 0, &offset)) {
             return send_error(a, CHAT_ERR_BAD_REQUEST,
-                              "limit and offset must be non-negative integers", 0);
+                              a->query_bad ? "a query parameter is repeated or badly encoded"
+                                           : "limit and offset must be non-negative integers",
+                              0);
         }
         if (bot_id && !(bot = chatbot_bot_get(r->server, bot_id))) {
             return send_error(a, CHAT_ERR_NOT_FOUND, "unknown bot", 0);

@@ -133,8 +133,9 @@ static const char *norm_hostport(apr_pool_t *p, const char *hp, int is_https)
     return s;
 }
 
-/* Returns 1 if the Origin may open a WebSocket here. */
-static int origin_allowed(request_rec *r, const char *origin)
+/* Returns 1 if the Origin may open a WebSocket here, or (REST API) make a
+ * state-changing request: one rule and one directive for both. */
+int chatbot_origin_allowed(request_rec *r, const char *origin)
 {
     chatbot_dir_conf *dc = ap_get_module_config(r->per_dir_config, &chatbot_module);
     const char *host = apr_table_get(r->headers_in, "Host");
@@ -229,7 +230,7 @@ static int handshake(request_rec *r, const char **accept)
                       "chatbot: missing or malformed Sec-WebSocket-Key");
         return HTTP_BAD_REQUEST;
     }
-    if (!origin_allowed(r, origin)) {
+    if (!chatbot_origin_allowed(r, origin)) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, APLOGNO(10945)
                       "chatbot: WebSocket from origin %s refused (host %s); see "
                       "ChatbotAllowedOrigins", origin,

@@ -161,6 +161,7 @@ chat_status_t chat_frame_error(chat_buf_t *buf, const char *code, const char *me
 #define CHAT_ERR_COMMAND_DENIED "command_denied"
 #define CHAT_ERR_COMMAND_FAILED "command_failed"
 #define CHAT_ERR_STORAGE_FULL "storage_full"
+#define CHAT_ERR_FORBIDDEN "forbidden" /* REST: a cross-origin POST */
 #define CHAT_ERR_INTERNAL "internal"
 
 #ifdef __cplusplus
