@@ -1038,7 +1038,8 @@ static void turn_transfer_done(turn_priv_t *t, CURLcode res)
             turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_BACKEND_ERROR,
                      "backend '%s' has no %s endpoint at %s (HTTP 404%s%s); check the "
                      "URL's path prefix and type= of ChatbotBackend",
-                     be->name, be->wire == CHAT_WIRE_OLLAMA ? "Ollama" : "OpenAI-compatible",
+                     be->name,
+                     be->wire == CHAT_WIRE_OLLAMA ? "Ollama" : "OpenAI-compatible",
                      be->chat_url, *emsg ? ": " : "", emsg);
             return;
         }

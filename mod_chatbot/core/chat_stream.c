@@ -531,10 +531,10 @@ struct chat_stream {
     int ev_error;    /* the event carried an "error:" field (llama.cpp) */
     char evtype[16];
     size_t evlen;
-    int started;     /* SSE: a byte other than BOM / whitespace was seen */
-    int json_body;   /* SSE: the reply is one JSON object, not SSE (below) */
-    int known_line;  /* SSE: a data/event/error/id/retry or comment line came */
-    int unknown_line;/* SSE: a line with an unknown field name came */
+    int started;      /* SSE: a byte other than BOM / whitespace was seen */
+    int json_body;    /* SSE: the reply is one JSON object, not SSE (below) */
+    int known_line;   /* SSE: a data/event/error/id/retry or comment line came */
+    int unknown_line; /* SSE: a line with an unknown field name came */
     char err[256];
 };
 
@@ -973,7 +973,8 @@ static chat_status_t sse_feed(chat_stream_t *s, const char *p, size_t n)
                 line_clear(s);
             }
             else if (c == '<') {
-                return fail(s, CHAT_EPARSE, "the reply is HTML or XML, not an SSE stream");
+                return fail(s, CHAT_EPARSE,
+                            "the reply is HTML or XML, not an SSE stream");
             }
         }
         if (s->json_body) {
@@ -1078,8 +1079,8 @@ static chat_status_t sse_json_body(chat_stream_t *s)
         if (truncated) {
             return fail(s, CHAT_EINCOMPLETE, "the stream ended inside the JSON reply");
         }
-        return fail(s, CHAT_EPARSE, "the reply is neither SSE nor a JSON chat completion: %s",
-                    whybuf);
+        return fail(s, CHAT_EPARSE,
+                    "the reply is neither SSE nor a JSON chat completion: %s", whybuf);
     }
     if (error_message(o, 0, &msg, &mlen)) {
         st = emit_error(s, msg, mlen);
@@ -1268,7 +1269,8 @@ chat_status_t chat_stream_finish(chat_stream_t *s)
         else if (s->wire == CHAT_WIRE_OPENAI && !s->known_line && s->unknown_line) {
             /* bytes came, but not one SSE field we know: not an SSE stream
              * (a plain-text or otherwise foreign body), not a cut answer */
-            st = fail(s, CHAT_EPARSE, "the reply is not an SSE stream (no \"data:\" line)");
+            st = fail(s, CHAT_EPARSE,
+                      "the reply is not an SSE stream (no \"data:\" line)");
         }
         else {
             st = fail(s, CHAT_EINCOMPLETE, "the stream ended before %s",

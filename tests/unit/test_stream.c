@@ -1353,7 +1353,8 @@ static void test_sse_openai_shapes(void **state)
         "id: 1\n"
         "event: message\n"
         "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,"
-        "\"model\":\"gpt-4o-mini\",\"system_fingerprint\":\"fp_1\",\"choices\":[{\"index\":0,"
+        "\"model\":\"gpt-4o-mini\",\"system_fingerprint\":\"fp_1\",\"choices\":[{"
+        "\"index\":0,"
         "\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null},"
         "\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n"
         "data:{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[{"
@@ -1397,11 +1398,11 @@ static void test_sse_openai_shapes(void **state)
                "\"tool_calls\"}]}\n\ndata: [DONE]\n\n",
                4096, "D:|=0:");
     /* an error object as a data event (OpenAI, LiteLLM) mid-stream */
-    check_sse_all_eols("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"
-                       "data: {\"error\":{\"message\":\"Rate limit reached\",\"type\":"
-                       "\"requests\",\"param\":null,\"code\":\"rate_limit_exceeded\"}}\n\n",
-                       4096,
-                       "C:a|E:Rate limit reached|=-23:backend error: Rate limit reached");
+    check_sse_all_eols(
+        "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"
+        "data: {\"error\":{\"message\":\"Rate limit reached\",\"type\":"
+        "\"requests\",\"param\":null,\"code\":\"rate_limit_exceeded\"}}\n\n",
+        4096, "C:a|E:Rate limit reached|=-23:backend error: Rate limit reached");
 }
 
 static void test_sse_json_body(void **state)
@@ -1423,7 +1424,8 @@ static void test_sse_json_body(void **state)
                "\"finish_reason\": \"stop\"\n    }\n  ]\n}\n",
                4096, "C:a\nb|D:|=0:");
     rec_init(&r);
-    assert_int_equal(run_whole(CHAT_WIRE_OPENAI, whole, strlen(whole), 4096, &r), CHAT_OK);
+    assert_int_equal(run_whole(CHAT_WIRE_OPENAI, whole, strlen(whole), 4096, &r),
+                     CHAT_OK);
     assert_string_equal(r.done_stats.done_reason, "stop");
     assert_string_equal(r.done_stats.model, "Qwen/Qwen2.5-7B-Instruct");
     assert_int_equal(r.done_stats.prompt_tokens, 5);
@@ -1438,24 +1440,27 @@ static void test_sse_json_body(void **state)
                4096,
                "E:This model's maximum context length is 8192 tokens|=-23:backend error: "
                "This model's maximum context length is 8192 tokens");
-    check_case(CHAT_WIRE_OPENAI,
-               "{\"object\":\"error\",\"message\":\"The model `x` does not exist.\","
-               "\"type\":\"NotFoundError\",\"param\":null,\"code\":404}",
-               4096,
-               "E:The model `x` does not exist.|=-23:backend error: The model `x` does not "
-               "exist.");
+    check_case(
+        CHAT_WIRE_OPENAI,
+        "{\"object\":\"error\",\"message\":\"The model `x` does not exist.\","
+        "\"type\":\"NotFoundError\",\"param\":null,\"code\":404}",
+        4096,
+        "E:The model `x` does not exist.|=-23:backend error: The model `x` does not "
+        "exist.");
     /* cut inside the object: interrupted; other JSON: protocol error */
     check_case(CHAT_WIRE_OPENAI, "{\"choices\":[{\"message\":{\"content\":\"ab", 4096,
                "=-23:the stream ended inside the JSON reply");
-    check_case(CHAT_WIRE_OPENAI, "{\"status\":\"ok\"}", 4096,
-               "=-20:the reply is neither SSE nor a JSON chat completion (no \"choices\")");
+    check_case(
+        CHAT_WIRE_OPENAI, "{\"status\":\"ok\"}", 4096,
+        "=-20:the reply is neither SSE nor a JSON chat completion (no \"choices\")");
     check_case(CHAT_WIRE_OPENAI, "{\"choices\":[]} x", 4096,
                "=-20:the reply is neither SSE nor a JSON chat completion: invalid JSON "
                "(unexpected character) at byte 15");
     check_case(CHAT_WIRE_OPENAI, "{\"choices\":[{\"message\":{\"content\":7}}]}", 4096,
                "=-20:JSON reply: \"content\" is not a string");
     /* the whole body is capped by max_line */
-    check_case(CHAT_WIRE_OPENAI, whole, 64, "=-40:the JSON reply is longer than 64 bytes");
+    check_case(CHAT_WIRE_OPENAI, whole, 64,
+               "=-40:the JSON reply is longer than 64 bytes");
 }
 
 static void test_sse_not_sse(void **state)
@@ -1488,18 +1493,22 @@ static void test_ndjson_ollama_shapes(void **state)
         "{\"role\":\"assistant\",\"content\":\"\",\"thinking\":\"need the weather\"},"
         "\"done\":false}\r\n"
         "{\"model\":\"qwen3:8b\",\"created_at\":\"2025-10-20T10:00:00.2Z\",\"message\":"
-        "{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"function\":{\"name\":"
+        "{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"function\":{"
+        "\"name\":"
         "\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}}]},\"done\":false}\r\n"
         "\r\n"
         "{\"model\":\"qwen3:8b\",\"created_at\":\"2025-10-20T10:00:00.3Z\",\"message\":"
-        "{\"role\":\"assistant\",\"content\":\"\"},\"done_reason\":\"length\",\"done\":true,"
+        "{\"role\":\"assistant\",\"content\":\"\"},\"done_reason\":\"length\",\"done\":"
+        "true,"
         "\"total_duration\":3000000000,\"load_duration\":1500000000,"
         "\"prompt_eval_count\":12,\"prompt_eval_duration\":250000000,\"eval_count\":40,"
         "\"eval_duration\":1000000000}\r\n";
     (void)state;
-    check_splits(CHAT_WIRE_OLLAMA, tools, strlen(tools), 4096, "T:need the weather|D:|=0:");
+    check_splits(CHAT_WIRE_OLLAMA, tools, strlen(tools), 4096,
+                 "T:need the weather|D:|=0:");
     rec_init(&r);
-    assert_int_equal(run_whole(CHAT_WIRE_OLLAMA, tools, strlen(tools), 4096, &r), CHAT_OK);
+    assert_int_equal(run_whole(CHAT_WIRE_OLLAMA, tools, strlen(tools), 4096, &r),
+                     CHAT_OK);
     assert_string_equal(r.done_stats.done_reason, "length");
     assert_string_equal(r.done_stats.model, "qwen3:8b");
     assert_int_equal(r.done_stats.prompt_tokens, 12);
@@ -1511,27 +1520,30 @@ static void test_ndjson_ollama_shapes(void **state)
     MS_EQ(r.done_stats.tokens_per_sec, 40.0);
     chat_buf_free(&r.log);
     /* the "load" reply to an empty conversation is a (content-less) done */
-    check_case(CHAT_WIRE_OLLAMA,
-               "{\"model\":\"llama3.2\",\"created_at\":\"2025-10-20T10:00:00Z\",\"message\":"
-               "{\"role\":\"assistant\",\"content\":\"\"},\"done_reason\":\"load\","
-               "\"done\":true}\n",
-               4096, "D:|=0:");
+    check_case(
+        CHAT_WIRE_OLLAMA,
+        "{\"model\":\"llama3.2\",\"created_at\":\"2025-10-20T10:00:00Z\",\"message\":"
+        "{\"role\":\"assistant\",\"content\":\"\"},\"done_reason\":\"load\","
+        "\"done\":true}\n",
+        4096, "D:|=0:");
     /* the 404 body of a missing model, as a 200 line: an error */
     check_case(CHAT_WIRE_OLLAMA,
                "{\"error\":\"model \\\"x\\\" not found, try pulling it first\"}\n", 4096,
                "E:model \"x\" not found, try pulling it first|=-23:backend error: model "
                "\"x\" not found, try pulling it first");
     /* a number where a string belongs: a clear protocol error */
-    check_case(CHAT_WIRE_OLLAMA, "{\"message\":{\"role\":\"assistant\",\"content\":42}}\n",
-               4096, "=-20:NDJSON line 1: \"message.content\" is not a string");
     check_case(CHAT_WIRE_OLLAMA,
-               "{\"message\":{\"content\":\"a\"},\"done\":\"true\"}\n", 4096,
-               "=-20:NDJSON line 1: \"done\" is not a boolean");
+               "{\"message\":{\"role\":\"assistant\",\"content\":42}}\n", 4096,
+               "=-20:NDJSON line 1: \"message.content\" is not a string");
+    check_case(CHAT_WIRE_OLLAMA, "{\"message\":{\"content\":\"a\"},\"done\":\"true\"}\n",
+               4096, "=-20:NDJSON line 1: \"done\" is not a boolean");
     /* raw invalid UTF-8 in content never reaches the caller */
     check_case(CHAT_WIRE_OLLAMA,
                "{\"message\":{\"content\":\"a\xC3\"}}\n{\"message\":{\"content\":\"\xA9"
                "b\xED\xA0\x80\"},\"done\":true}\n",
-               4096, "C:a\xEF\xBF\xBD|C:\xEF\xBF\xBD" "b\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD|D:|=0:");
+               4096,
+               "C:a\xEF\xBF\xBD|C:\xEF\xBF\xBD"
+               "b\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD|D:|=0:");
 }
 
 static void test_error_text_sse_body(void **state)
