@@ -401,6 +401,15 @@ static const char *make_backend(cmd_parms *cmd, const char *name, const char *ur
             return bad_value(cmd, argv[i], "unknown option; allowed: type=, key=, max=");
         }
     }
+    if (be->wire == CHAT_WIRE_OPENAI) {
+        /* OpenAI clients take a base URL that ends in /v1
+         * (https://api.openai.com/v1, http://vllm:8000/v1): accept it as well
+         * as the bare server URL rather than asking for /v1/v1/... */
+        size_t ul = strlen(be->url);
+        if (ul >= 3 && !strcasecmp(be->url + ul - 3, "/v1")) {
+            be->url = apr_pstrmemdup(cmd->pool, be->url, ul - 3);
+        }
+    }
     be->chat_url = apr_pstrcat(cmd->pool, be->url,
                                be->wire == CHAT_WIRE_OLLAMA ? "/api/chat"
                                                             : "/v1/chat/completions",

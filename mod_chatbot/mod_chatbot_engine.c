@@ -29,6 +29,7 @@
 #define ACTIVE_POLL_MS 50
 #define LOADING_AFTER_MS 1500
 #define BEAT_EVERY_MS 1000
+#define DONE_GRACE_MS 1000 /* after DONE, the body may take this long to end */
 #define ERRBODY_MAX 8192
 #define MAX_LINE (1024 * 1024)
 #define LOG_CONTENT_MAX 4000 /* bytes of prompt/answer logged with ChatbotLogContent */
@@ -781,6 +782,10 @@ static const char *turn_send(turn_priv_t *t)
     curl_easy_setopt(t->easy, CURLOPT_BUFFERSIZE, 16384L);
     curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(t->easy, CURLOPT_FOLLOWLOCATION, 0L);
+    /* Ask for no compression (a compressing proxy may hold tokens back),
+     * but decode a gzip/deflate/br/zstd body a server sends anyway: with
+     * any CURLOPT_ACCEPT_ENCODING set libcurl decodes what it supports. */
+    curl_easy_setopt(t->easy, CURLOPT_ACCEPT_ENCODING, "identity");
     t->http_status = 0;
     t->hdr_checked = 0;
     t->backend_error = 0;
@@ -946,6 +951,14 @@ static void breaker(turn_priv_t *t, int ok)
     t->health_down = !ok;
 }
 
+/* 1 if a 404's error text is about the model (Ollama: 'model "x" not
+ * found, try pulling it first'; OpenAI/vLLM: 'The model `x` does not
+ * exist'), 0 if it is a plain "not found" of the path. */
+static int error_names_model(const char *msg)
+{
+    return ap_strcasestr(msg, "model") != NULL;
+}
+
 /* The transfer of t finished with curl result res. */
 static void turn_transfer_done(turn_priv_t *t, CURLcode res)
 {
@@ -969,9 +982,23 @@ static void turn_transfer_done(turn_priv_t *t, CURLcode res)
         turn_end(t, CHATBOT_OUT_FAILED, t->abort_code, "%s", t->abort_msg);
         return;
     }
+    if (t->http_status >= 200 && t->http_status < 300 && res != CURLE_OK &&
+        res != CURLE_OPERATION_TIMEDOUT) {
+        /* The connection broke after a 2xx: the answer may have been
+         * complete already (done:true / [DONE] / a finish_reason came, then
+         * the server dropped the connection without ending the body). */
+        fin = chat_stream_finish(t->parser);
+        if ((fin == CHAT_OK || chat_stream_is_done(t->parser)) && !t->backend_error) {
+            breaker(t, 1);
+            turn_end(t, CHATBOT_OUT_COMPLETE, NULL, NULL);
+            return;
+        }
+    }
     if (res == CURLE_OK && t->http_status >= 200 && t->http_status < 300) {
         fin = chat_stream_finish(t->parser);
-        if (fin == CHAT_OK && !t->backend_error) {
+        /* once the server said the answer is done, bytes it sent after
+         * that (a keep-alive comment after [DONE]...) are ignored */
+        if ((fin == CHAT_OK || chat_stream_is_done(t->parser)) && !t->backend_error) {
             breaker(t, 1);
             turn_end(t, CHATBOT_OUT_COMPLETE, NULL, NULL);
             return;
@@ -1003,6 +1030,19 @@ static void turn_transfer_done(turn_priv_t *t, CURLcode res)
         long st = t->http_status;
         chat_backend_error_text(t->errbody.data ? t->errbody.data : "", t->errbody.len,
                                 emsg, sizeof(emsg));
+        if (st == 404 && !error_names_model(emsg)) {
+            /* Not "model not found" but no such endpoint: a wrong path
+             * prefix, type= or port (Ollama's mux says "404 page not
+             * found", FastAPI {"detail":"Not Found"}, nginx an HTML page) */
+            breaker(t, 1);
+            turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_BACKEND_ERROR,
+                     "backend '%s' has no %s endpoint at %s (HTTP 404%s%s); check the "
+                     "URL's path prefix and type= of ChatbotBackend",
+                     be->name,
+                     be->wire == CHAT_WIRE_OLLAMA ? "Ollama" : "OpenAI-compatible",
+                     be->chat_url, *emsg ? ": " : "", emsg);
+            return;
+        }
         if (st == 404) {
             breaker(t, 1);
             turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_MODEL_NOT_FOUND,
@@ -1387,6 +1427,16 @@ static void check_timeouts(turn_priv_t *t, apr_uint64_t now)
         return;
     }
     if (t->phase != PH_RUNNING) {
+        return;
+    }
+    if (t->parser && chat_stream_is_done(t->parser) && !t->backend_error &&
+        !t->abort_code && now - t->t_sent >= DONE_GRACE_MS &&
+        (!t->t_last || now - t->t_last >= DONE_GRACE_MS)) {
+        /* The server said the answer is done but keeps the response open
+         * (pings after [DONE], a proxy holding the body): the answer is
+         * complete; closing the request is all that is left. */
+        breaker(t, 1);
+        turn_end(t, CHATBOT_OUT_COMPLETE, NULL, NULL);
         return;
     }
     if (!t->t_first) {

@@ -531,6 +531,10 @@ struct chat_stream {
     int ev_error;    /* the event carried an "error:" field (llama.cpp) */
     char evtype[16];
     size_t evlen;
+    int started;      /* SSE: a byte other than BOM / whitespace was seen */
+    int json_body;    /* SSE: the reply is one JSON object, not SSE (below) */
+    int known_line;   /* SSE: a data/event/error/id/retry or comment line came */
+    int unknown_line; /* SSE: a line with an unknown field name came */
     char err[256];
 };
 
@@ -859,7 +863,11 @@ static chat_status_t sse_dispatch(chat_stream_t *s, int final)
 static chat_status_t sse_field(chat_stream_t *s)
 {
     s->kind = F_IGNORE; /* "id", "retry" (we do not reconnect), unknown */
-    if (s->fieldlen == 4 && memcmp(s->field, "data", 4) == 0) {
+    if ((s->fieldlen == 2 && memcmp(s->field, "id", 2) == 0) ||
+        (s->fieldlen == 5 && memcmp(s->field, "retry", 5) == 0)) {
+        s->known_line = 1;
+    }
+    else if (s->fieldlen == 4 && memcmp(s->field, "data", 4) == 0) {
         s->kind = F_DATA;
     }
     else if (s->fieldlen == 5 && memcmp(s->field, "event", 5) == 0) {
@@ -869,6 +877,12 @@ static chat_status_t sse_field(chat_stream_t *s)
     else if (s->fieldlen == 5 && memcmp(s->field, "error", 5) == 0) {
         s->kind = F_ERROR;
         s->ev_error = 1;
+    }
+    if (s->kind != F_IGNORE) {
+        s->known_line = 1;
+    }
+    else if (!s->known_line) {
+        s->unknown_line = 1;
     }
     if (s->kind == F_DATA || s->kind == F_ERROR) {
         /* lines of one event are joined with "\n" */
@@ -944,6 +958,36 @@ static chat_status_t sse_feed(chat_stream_t *s, const char *p, size_t n)
             }
             continue;
         }
+        if (!s->started && !is_ws(c)) {
+            s->started = 1;
+            if (c == '{') {
+                /* Not SSE but one JSON object: a server that ignored
+                 * "stream":true (a chat.completion) or answered an error
+                 * object with a 2xx status. Kept whole, parsed by finish. */
+                s->json_body = 1;
+                s->sse = SSE_FIELD;
+                s->fieldlen = 0;
+                s->linelen = 0;
+                s->kind = F_IGNORE;
+                s->has_data = 0;
+                line_clear(s);
+            }
+            else if (c == '<') {
+                return fail(s, CHAT_EPARSE,
+                            "the reply is HTML or XML, not an SSE stream");
+            }
+        }
+        if (s->json_body) {
+            n = (size_t)(end - p);
+            if (n > s->max_line || s->line.len > s->max_line - n) {
+                return fail(s, CHAT_ETOOBIG, "the JSON reply is longer than %zu bytes",
+                            s->max_line);
+            }
+            if (chat_buf_append(&s->line, p, n) != CHAT_OK) {
+                return fail(s, CHAT_ENOMEM, "out of memory");
+            }
+            return CHAT_OK;
+        }
         if (s->cr) {
             s->cr = 0;
             if (c == '\n') {
@@ -966,6 +1010,7 @@ static chat_status_t sse_feed(chat_stream_t *s, const char *p, size_t n)
             if (c == ':') {
                 if (s->fieldlen == 0) {
                     s->kind = F_IGNORE; /* a comment (keep-alive ping) */
+                    s->known_line = 1;
                     s->sse = SSE_VALUE;
                 }
                 else {
@@ -1007,6 +1052,59 @@ static chat_status_t sse_feed(chat_stream_t *s, const char *p, size_t n)
         }
     }
     return CHAT_OK;
+}
+
+/* finish for a reply that was one JSON object instead of SSE: an error
+ * object is the backend's error; a chat.completion is the whole answer
+ * (THINKING, CONTENT, DONE); anything else is a protocol error. */
+static chat_status_t sse_json_body(chat_stream_t *s)
+{
+    json_object *o, *ch;
+    reply_t r;
+    const char *why = NULL, *msg;
+    size_t mlen;
+    chat_status_t st = CHAT_OK;
+    const char *p = s->line.data ? s->line.data : "";
+    size_t n = s->line.len;
+
+    char whybuf[160];
+    int truncated, nomem;
+
+    s->count++;
+    p = trim(p, &n);
+    if (!(o = stream_parse(s, p, n, whybuf, sizeof(whybuf), &truncated, &nomem))) {
+        if (nomem) {
+            return fail(s, CHAT_ENOMEM, "out of memory");
+        }
+        if (truncated) {
+            return fail(s, CHAT_EINCOMPLETE, "the stream ended inside the JSON reply");
+        }
+        return fail(s, CHAT_EPARSE,
+                    "the reply is neither SSE nor a JSON chat completion: %s", whybuf);
+    }
+    if (error_message(o, 0, &msg, &mlen)) {
+        st = emit_error(s, msg, mlen);
+    }
+    else if (!(ch = jget(o, "choices")) || !json_object_is_type(ch, json_type_array) ||
+             json_object_array_length(ch) == 0) {
+        st = fail(s, CHAT_EPARSE,
+                  "the reply is neither SSE nor a JSON chat completion (no \"choices\")");
+    }
+    else if (openai_reply(o, "message", &r, &why) < 0) {
+        st = fail(s, CHAT_EPARSE, "JSON reply: %s", why);
+    }
+    else {
+        openai_stats(o, &r, &s->stats);
+        st = emit_text(s, CHAT_EV_THINKING, r.thinking, r.thinking_len);
+        if (st == CHAT_OK) {
+            st = emit_text(s, CHAT_EV_CONTENT, r.content, r.content_len);
+        }
+        if (st == CHAT_OK) {
+            st = deliver_done(s); /* a whole reply is complete by nature */
+        }
+    }
+    json_object_put(o);
+    return st;
 }
 
 /* ---- public: stream ------------------------------------------------------------ */
@@ -1097,6 +1195,10 @@ void chat_stream_reset(chat_stream_t *s)
     s->has_data = 0;
     s->ev_error = 0;
     s->evlen = 0;
+    s->started = 0;
+    s->json_body = 0;
+    s->known_line = 0;
+    s->unknown_line = 0;
     s->err[0] = '\0';
 }
 
@@ -1138,6 +1240,10 @@ chat_status_t chat_stream_finish(chat_stream_t *s)
                 line_clear(s);
             }
         }
+        else if (s->json_body) {
+            st = sse_json_body(s);
+            line_clear(s);
+        }
         else {
             if (s->bom > 0 && s->bom < 3) {
                 size_t held = (size_t)s->bom;
@@ -1159,6 +1265,12 @@ chat_status_t chat_stream_finish(chat_stream_t *s)
         }
         else if (s->ended == END_ERROR) {
             st = CHAT_EINCOMPLETE; /* s->err already holds the message */
+        }
+        else if (s->wire == CHAT_WIRE_OPENAI && !s->known_line && s->unknown_line) {
+            /* bytes came, but not one SSE field we know: not an SSE stream
+             * (a plain-text or otherwise foreign body), not a cut answer */
+            st = fail(s, CHAT_EPARSE,
+                      "the reply is not an SSE stream (no \"data:\" line)");
         }
         else {
             st = fail(s, CHAT_EINCOMPLETE, "the stream ended before %s",
@@ -1307,6 +1419,25 @@ size_t chat_backend_error_text(const char *body, size_t len, char *out, size_t o
         return 0;
     }
     body = trim(body, &len);
+    if (len && (ci_prefix(body, len, "data:") || ci_prefix(body, len, "event:") ||
+                ci_prefix(body, len, "error:"))) {
+        /* an error sent as SSE: the JSON of its first data/error line */
+        const char *l = body, *e = body + len, *v;
+        while (l < e) {
+            const char *nl = memchr(l, '\n', (size_t)(e - l));
+            size_t ll = nl ? (size_t)(nl - l) : (size_t)(e - l);
+            if (ci_prefix(l, ll, "data:") || ci_prefix(l, ll, "error:")) {
+                size_t vn = ll - (l[0] == 'd' || l[0] == 'D' ? 5 : 6);
+                v = trim(l + (ll - vn), &vn);
+                if (vn && v[0] == '{') {
+                    body = v;
+                    len = vn;
+                    break;
+                }
+            }
+            l = nl ? nl + 1 : e;
+        }
+    }
     if (len && body[0] == '{' && (o = parse_body(body, len)) != NULL) {
         n = 0;
         if (error_message(o, 1, &msg, &mlen) ||

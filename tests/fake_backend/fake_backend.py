@@ -37,9 +37,12 @@ Scripts choose the reply, timing and faults of one chat request:
 
   Keys: reply, reply_b64, tokens, delay_ms, first_delay_ms, think, fault,
   after, status, error, split_utf8, last_has_content, done_reason, huge_kb,
-  flavor (ollama|llamacpp, for /v1), path (queued scripts only).
+  flavor (ollama|llamacpp, for /v1), path (queued scripts only),
+  ignore_stream, gzip, eol (lf|crlf|cr), content_type, after_done,
+  hold_after_done_ms.
   Faults: refuse, hang_headers, hang_mid, slow, drop, drop_rst, error_line,
-  garbage, invalid_json, huge_line, wrong_content_type, no_done, empty.
+  garbage, invalid_json, huge_line, wrong_content_type, no_done, empty,
+  drop_after_done.
 
 Control API on the same port:
   POST /_fake/script, POST /_fake/reset, GET /_fake/scripts, GET /_fake/info,
@@ -70,6 +73,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import zlib
 from http import HTTPStatus
 
 OLLAMA_VERSION = "0.12.6"
@@ -89,14 +93,15 @@ RUNNER_ERROR_MSG = "llama runner process has terminated: exit status 2"
 FAULTS = frozenset((
     "refuse", "hang_headers", "hang_mid", "slow", "drop", "drop_rst",
     "error_line", "garbage", "invalid_json", "huge_line",
-    "wrong_content_type", "no_done", "empty"))
+    "wrong_content_type", "no_done", "empty", "drop_after_done"))
 # Faults that fire after `after` tokens and end the response.
 MID_FAULTS = frozenset(("hang_mid", "drop", "drop_rst", "error_line",
                         "invalid_json", "huge_line"))
 INT_KEYS = frozenset(("tokens", "delay_ms", "first_delay_ms", "after", "think",
-                      "status", "split_utf8", "last_has_content", "huge_kb"))
+                      "status", "split_utf8", "last_has_content", "huge_kb",
+                      "ignore_stream", "gzip", "hold_after_done_ms"))
 STR_KEYS = frozenset(("reply", "reply_b64", "fault", "done_reason", "error",
-                      "flavor", "path"))
+                      "flavor", "path", "eol", "content_type", "after_done"))
 # Faults a script for a non-chat path (e.g. /api/tags) can use.
 PLAIN_FAULTS = frozenset(("refuse", "hang_headers", "drop", "drop_rst", "garbage",
                           "wrong_content_type", "empty"))
@@ -295,7 +300,7 @@ def normalize_script(raw, inline):
         elif key in STR_KEYS:
             if not isinstance(val, str):
                 raise ScriptError("%s: must be a string" % key)
-            if inline and key in ("reply", "error"):
+            if inline and key in ("reply", "error", "after_done", "content_type"):
                 try:
                     val = urllib.parse.unquote(val, errors="strict")
                 except UnicodeDecodeError:
@@ -314,6 +319,10 @@ def normalize_script(raw, inline):
             raise ScriptError("reply_b64: not base64 of UTF-8 text")
     if "fault" in out and out["fault"] not in FAULTS:
         raise ScriptError("unknown fault '%s'" % out["fault"])
+    if "eol" in out and out["eol"] not in ("lf", "crlf", "cr"):
+        raise ScriptError("eol: lf, crlf or cr")
+    if "content_type" in out and not re.fullmatch(r"[\x20-\x7e]{1,200}", out["content_type"]):
+        raise ScriptError("content_type: one printable ASCII header value")
     if "flavor" in out and out["flavor"] not in ("ollama", "llamacpp"):
         raise ScriptError("flavor: ollama or llamacpp")
     if "done_reason" in out and not re.fullmatch(r"[a-z_]{1,32}", out["done_reason"]):
@@ -654,7 +663,8 @@ class Request:
 class Plan:
     """What one chat request will send."""
     __slots__ = ("thinking", "content", "delay", "fault", "after", "error", "split",
-                 "last_has_content", "done_reason", "huge_kb", "stream", "prompt_n")
+                 "last_has_content", "done_reason", "huge_kb", "stream", "prompt_n",
+                 "gzip", "eol", "content_type", "after_done", "hold_after_done")
 
 
 class Conn:
@@ -874,13 +884,14 @@ class Conn:
 
     # -- response primitives -------------------------------------------------
 
-    def head(self, status, ctype, length=None, chunked=False):
+    def head(self, status, ctype, length=None, chunked=False, extra=()):
         """Status line and headers in Go net/http's order: the handler's
         headers, then Date, Content-Length, Connection, Transfer-Encoding."""
         self.status = status
         lines = ["HTTP/1.1 %d %s" % (status, reason_phrase(status))]
         if ctype:
             lines.append("Content-Type: " + ctype)
+        lines.extend(extra)
         lines.append("Date: " + http_date())
         if length is not None:
             lines.append("Content-Length: %d" % length)
@@ -932,6 +943,13 @@ class Conn:
         self.chunked = req.version == "HTTP/1.1"
         self.status = None
         self.ready_ns = None
+        prefix = self.srv.path_prefix
+        if prefix and not (req.path == "/_fake" or req.path.startswith("/_fake/")):
+            # served behind a reverse proxy under a path prefix
+            if req.path.startswith(prefix + "/"):
+                req.path = req.path[len(prefix):]
+            else:
+                req.path = "/_no_such_path"
         if req.path == "/_fake" or req.path.startswith("/_fake/"):
             self.rec = None
             self.control(req)
@@ -1108,7 +1126,7 @@ class Conn:
             return outcome
         if self.srv.bench and not script:
             self.bench_reply(rec, fmt, plan)
-        elif stream:
+        elif stream and not script.get("ignore_stream"):
             self.stream_reply(rec, fmt, plan)
         else:
             self.json_reply(rec, fmt, plan)
@@ -1191,6 +1209,11 @@ class Conn:
         p.done_reason = script.get("done_reason", "stop")
         p.huge_kb = script.get("huge_kb", DEFAULT_HUGE_KB)
         p.thinking = counted_tokens(script.get("think", 0), "think")
+        p.gzip = bool(script.get("gzip"))
+        p.eol = {"crlf": b"\r\n", "cr": b"\r"}.get(script.get("eol"), b"\n")
+        p.content_type = script.get("content_type")
+        p.after_done = script.get("after_done", "").encode()
+        p.hold_after_done = script.get("hold_after_done_ms", 0) / 1000.0
         if "reply" in script:
             p.content = tokenize(script["reply"])
         elif "tokens" in script:
@@ -1268,12 +1291,23 @@ class Conn:
     def stream_reply(self, rec, fmt, plan):
         state = self.srv.state
         started = [False]
-        head = self.head(200, fmt.stream_ctype, chunked=self.chunked)
+        head = self.head(200, plan.content_type or fmt.stream_ctype, chunked=self.chunked,
+                         extra=("Content-Encoding: gzip",) if plan.gzip else ())
+        # gzip: one member, flushed after every write so that tokens still
+        # stream (what a compressing server or proxy does at best)
+        gz = zlib.compressobj(6, zlib.DEFLATED, 31) if plan.gzip else None
+
+        def encode(data):
+            if plan.eol != b"\n":
+                data = data.replace(b"\n", plan.eol)
+            if gz:
+                data = gz.compress(data) + gz.flush(zlib.Z_SYNC_FLUSH)
+            return data
 
         def write(data, split=False):
             pieces = split_points(data) if split else [data]
             for i, piece in enumerate(pieces):
-                frame = self._frame(piece)
+                frame = self._frame(encode(piece))
                 if not started[0]:
                     frame = head + frame
                     started[0] = True
@@ -1288,6 +1322,10 @@ class Conn:
 
         def end():
             start()
+            if gz:
+                tail = gz.flush(zlib.Z_FINISH)
+                if tail:
+                    self.send(self._frame(tail))
             if self.chunked:
                 self.send(b"0\r\n\r\n")
             else:
@@ -1326,6 +1364,13 @@ class Conn:
                              t_first_token=rec["t_first_token"] or time.time())
             st = self.stats(rec, plan, len(events))
             write(fmt.done(st, plan.done_reason, events[-1][1] if last_in_done else None))
+            if plan.after_done:
+                write(plan.after_done)
+            if plan.hold_after_done and not self.wait(plan.hold_after_done):
+                raise ClientGone()
+            if plan.fault == "drop_after_done":
+                self.abort(rst=False)
+                raise ConnClosed("fault:drop_after_done")
         end()
         return None
 
@@ -1448,6 +1493,7 @@ class Server:
         self.bench = args.bench
         self.bench_tokens_list = counted_tokens(args.bench_tokens)
         self.strict_models = args.strict_models
+        self.path_prefix = getattr(args, "path_prefix", "")
         self.quiet = args.quiet or (args.bench and not args.verbose)
         self.verbose = args.verbose
         self.log_lock = threading.Lock()
@@ -1594,9 +1640,15 @@ def parse_args(argv):
     ap.add_argument("--bench", action="store_true",
                     help="answer at once with --bench-tokens tokens, no delays, quiet")
     ap.add_argument("--bench-tokens", type=int, default=100)
+    ap.add_argument("--path-prefix", default="",
+                    help="serve the API under this path (e.g. /ollama), as behind a "
+                         "reverse proxy; other paths get 404")
     ap.add_argument("--quiet", action="store_true", help="no per-request log lines")
     ap.add_argument("--verbose", action="store_true", help="tracebacks for internal errors")
     args = ap.parse_args(argv)
+    args.path_prefix = args.path_prefix.rstrip("/")
+    if args.path_prefix and not args.path_prefix.startswith("/"):
+        ap.error("--path-prefix must start with /")
     if args.token_delay_ms < 0 or args.bench_tokens < 0:
         ap.error("delays and token counts must be >= 0")
     return args

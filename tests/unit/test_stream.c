@@ -789,7 +789,7 @@ static void test_sse_fields(void **state)
     check_case(CHAT_WIRE_OPENAI,
                "\xEF\xBB"
                "data: [DONE]\n\n",
-               4096, "=-23:the stream ended before [DONE]");
+               4096, "=-20:the reply is not an SSE stream (no \"data:\" line)");
     /* empty events and data-less events dispatch nothing */
     check_case(CHAT_WIRE_OPENAI, "data:\n\ndata\n\nevent: x\n\ndata: [DONE]\n\n", 4096,
                "D:|=0:");
@@ -1321,6 +1321,244 @@ static void test_request_escaping(void **state)
     chat_buf_free(&b);
 }
 
+/* ---- review of real-world shapes (OpenAI / vLLM / llama.cpp / Ollama) ---------- */
+
+/* Every SSE vector also with "\r\n" and lone "\r" line ends. */
+static void check_sse_all_eols(const char *data, size_t max_line, const char *want)
+{
+    size_t cn;
+    char *v;
+    int cr_only;
+
+    check_splits(CHAT_WIRE_OPENAI, data, strlen(data), max_line, want);
+    for (cr_only = 0; cr_only < 2; cr_only++) {
+        v = to_crlf(data, strlen(data), &cn, cr_only);
+        check_splits(CHAT_WIRE_OPENAI, v, cn, max_line, want);
+        free(v);
+    }
+}
+
+static void test_sse_openai_shapes(void **state)
+{
+    rec_t r;
+    (void)state;
+    /* OpenAI with stream_options.include_usage: a role-only first chunk with
+     * "content":"" and refusal null, "usage":null on every chunk, a finish
+     * chunk with an empty delta, then the usage chunk with "choices":[],
+     * [DONE]; preceded by a BOM, "event:"/"id:"/"retry:" fields and
+     * comments, with and without the space after the colon */
+    const char *oa =
+        "\xEF\xBB\xBF: OPENROUTER PROCESSING\n\n"
+        "retry: 3000\n"
+        "id: 1\n"
+        "event: message\n"
+        "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,"
+        "\"model\":\"gpt-4o-mini\",\"system_fingerprint\":\"fp_1\",\"choices\":[{"
+        "\"index\":0,"
+        "\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null},"
+        "\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n"
+        "data:{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[{"
+        "\"index\":0,\"delta\":{\"content\":\"Hel\"},\"finish_reason\":null}],"
+        "\"usage\":null}\n\n"
+        ":\n"
+        "data: {\"id\":\"chatcmpl-1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":"
+        "null,\"reasoning_content\":null},\"finish_reason\":null}],\"usage\":null}\n\n"
+        "id: 2\n"
+        "data: {\"id\":\"chatcmpl-1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":"
+        "\"lo \\ud83d\\ude00\"},\"finish_reason\":null}],\"usage\":null}\n\n"
+        "data: {\"id\":\"chatcmpl-1\",\"choices\":[{\"index\":0,\"delta\":{},"
+        "\"logprobs\":null,\"finish_reason\":\"length\"}],\"usage\":null}\n\n"
+        "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"model\":"
+        "\"gpt-4o-mini\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,"
+        "\"completion_tokens\":3,\"total_tokens\":12,\"completion_tokens_details\":"
+        "{\"reasoning_tokens\":0}}}\n\n"
+        "data: [DONE]\n\n";
+
+    check_sse_all_eols(oa, 4096, "C:Hel|C:lo \xF0\x9F\x98\x80|D:|=0:");
+    rec_init(&r);
+    assert_int_equal(run_whole(CHAT_WIRE_OPENAI, oa, strlen(oa), 4096, &r), CHAT_OK);
+    assert_string_equal(r.done_stats.done_reason, "length");
+    assert_string_equal(r.done_stats.model, "gpt-4o-mini");
+    assert_int_equal(r.done_stats.prompt_tokens, 9);
+    assert_int_equal(r.done_stats.completion_tokens, 3);
+    chat_buf_free(&r.log);
+
+    /* every finish_reason is relayed as done_reason */
+    check_case(CHAT_WIRE_OPENAI,
+               "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"},"
+               "\"finish_reason\":\"content_filter\"}]}\n\ndata: [DONE]\n\n",
+               4096, "C:x|D:|=0:");
+    /* a tool-call answer: no text, complete */
+    check_case(CHAT_WIRE_OPENAI,
+               "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\","
+               "\"content\":null,\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":"
+               "\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]},"
+               "\"finish_reason\":null}]}\n\n"
+               "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":"
+               "\"tool_calls\"}]}\n\ndata: [DONE]\n\n",
+               4096, "D:|=0:");
+    /* an error object as a data event (OpenAI, LiteLLM) mid-stream */
+    check_sse_all_eols(
+        "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"
+        "data: {\"error\":{\"message\":\"Rate limit reached\",\"type\":"
+        "\"requests\",\"param\":null,\"code\":\"rate_limit_exceeded\"}}\n\n",
+        4096, "C:a|E:Rate limit reached|=-23:backend error: Rate limit reached");
+}
+
+static void test_sse_json_body(void **state)
+{
+    rec_t r;
+    const char *whole =
+        "{\"id\":\"chatcmpl-2\",\"object\":\"chat.completion\",\"created\":1,"
+        "\"model\":\"Qwen/Qwen2.5-7B-Instruct\",\"choices\":[{\"index\":0,\"message\":{"
+        "\"role\":\"assistant\",\"reasoning_content\":\"think\",\"content\":\"Hi "
+        "\\u00e9\",\"tool_calls\":[]},\"logprobs\":null,\"finish_reason\":\"stop\"}],"
+        "\"usage\":{\"prompt_tokens\":5,\"total_tokens\":7,\"completion_tokens\":2}}\n";
+    (void)state;
+    /* a server that ignored "stream":true answers one chat.completion
+     * (pretty-printed by some proxies): the whole answer, complete */
+    check_case(CHAT_WIRE_OPENAI, whole, 4096, "T:think|C:Hi \xC3\xA9|D:|=0:");
+    check_case(CHAT_WIRE_OPENAI,
+               "\r\n{\n  \"choices\": [\n    {\n      \"index\": 0,\n      \"message\": "
+               "{\"role\": \"assistant\", \"content\": \"a\\nb\"},\n      "
+               "\"finish_reason\": \"stop\"\n    }\n  ]\n}\n",
+               4096, "C:a\nb|D:|=0:");
+    rec_init(&r);
+    assert_int_equal(run_whole(CHAT_WIRE_OPENAI, whole, strlen(whole), 4096, &r),
+                     CHAT_OK);
+    assert_string_equal(r.done_stats.done_reason, "stop");
+    assert_string_equal(r.done_stats.model, "Qwen/Qwen2.5-7B-Instruct");
+    assert_int_equal(r.done_stats.prompt_tokens, 5);
+    assert_int_equal(r.done_stats.completion_tokens, 2);
+    chat_buf_free(&r.log);
+    /* an error object with a 2xx status: the backend's error, not a cut
+     * answer (OpenAI, vLLM, llama.cpp shapes) */
+    check_case(CHAT_WIRE_OPENAI,
+               "{\"error\":{\"message\":\"This model's maximum context length is 8192 "
+               "tokens\",\"type\":\"invalid_request_error\",\"param\":\"messages\","
+               "\"code\":\"context_length_exceeded\"}}",
+               4096,
+               "E:This model's maximum context length is 8192 tokens|=-23:backend error: "
+               "This model's maximum context length is 8192 tokens");
+    check_case(
+        CHAT_WIRE_OPENAI,
+        "{\"object\":\"error\",\"message\":\"The model `x` does not exist.\","
+        "\"type\":\"NotFoundError\",\"param\":null,\"code\":404}",
+        4096,
+        "E:The model `x` does not exist.|=-23:backend error: The model `x` does not "
+        "exist.");
+    /* cut inside the object: interrupted; other JSON: protocol error */
+    check_case(CHAT_WIRE_OPENAI, "{\"choices\":[{\"message\":{\"content\":\"ab", 4096,
+               "=-23:the stream ended inside the JSON reply");
+    check_case(
+        CHAT_WIRE_OPENAI, "{\"status\":\"ok\"}", 4096,
+        "=-20:the reply is neither SSE nor a JSON chat completion (no \"choices\")");
+    check_case(CHAT_WIRE_OPENAI, "{\"choices\":[]} x", 4096,
+               "=-20:the reply is neither SSE nor a JSON chat completion: invalid JSON "
+               "(unexpected character) at byte 15");
+    check_case(CHAT_WIRE_OPENAI, "{\"choices\":[{\"message\":{\"content\":7}}]}", 4096,
+               "=-20:JSON reply: \"content\" is not a string");
+    /* the whole body is capped by max_line */
+    check_case(CHAT_WIRE_OPENAI, whole, 64,
+               "=-40:the JSON reply is longer than 64 bytes");
+}
+
+static void test_sse_not_sse(void **state)
+{
+    (void)state;
+    /* a 2xx body that is not SSE at all is a protocol error, not an
+     * interrupted answer */
+    check_case(CHAT_WIRE_OPENAI, "Hello, this is not an event stream\n", 4096,
+               "=-20:the reply is not an SSE stream (no \"data:\" line)");
+    check_case(CHAT_WIRE_OPENAI, "OK", 4096,
+               "=-20:the reply is not an SSE stream (no \"data:\" line)");
+    check_case(CHAT_WIRE_OPENAI, "\n<!DOCTYPE html><html><body>login</body></html>", 4096,
+               "=-20:the reply is HTML or XML, not an SSE stream");
+    /* but only comments, or nothing, is a cut answer */
+    check_case(CHAT_WIRE_OPENAI, ": ping\n\n: ping\n\n", 4096,
+               "=-23:the stream ended before [DONE]");
+    check_case(CHAT_WIRE_OPENAI, "\r\n\r\n", 4096, "=-23:the stream ended before [DONE]");
+    /* and an unknown field next to real events is ignored (the spec) */
+    check_case(CHAT_WIRE_OPENAI,
+               "x-vendor: 1\ndata: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"
+               "data: [DONE]\n\n",
+               4096, "C:a|D:|=0:");
+}
+
+static void test_ndjson_ollama_shapes(void **state)
+{
+    rec_t r;
+    const char *tools =
+        "{\"model\":\"qwen3:8b\",\"created_at\":\"2025-10-20T10:00:00.1Z\",\"message\":"
+        "{\"role\":\"assistant\",\"content\":\"\",\"thinking\":\"need the weather\"},"
+        "\"done\":false}\r\n"
+        "{\"model\":\"qwen3:8b\",\"created_at\":\"2025-10-20T10:00:00.2Z\",\"message\":"
+        "{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"function\":{"
+        "\"name\":"
+        "\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}}]},\"done\":false}\r\n"
+        "\r\n"
+        "{\"model\":\"qwen3:8b\",\"created_at\":\"2025-10-20T10:00:00.3Z\",\"message\":"
+        "{\"role\":\"assistant\",\"content\":\"\"},\"done_reason\":\"length\",\"done\":"
+        "true,"
+        "\"total_duration\":3000000000,\"load_duration\":1500000000,"
+        "\"prompt_eval_count\":12,\"prompt_eval_duration\":250000000,\"eval_count\":40,"
+        "\"eval_duration\":1000000000}\r\n";
+    (void)state;
+    check_splits(CHAT_WIRE_OLLAMA, tools, strlen(tools), 4096,
+                 "T:need the weather|D:|=0:");
+    rec_init(&r);
+    assert_int_equal(run_whole(CHAT_WIRE_OLLAMA, tools, strlen(tools), 4096, &r),
+                     CHAT_OK);
+    assert_string_equal(r.done_stats.done_reason, "length");
+    assert_string_equal(r.done_stats.model, "qwen3:8b");
+    assert_int_equal(r.done_stats.prompt_tokens, 12);
+    assert_int_equal(r.done_stats.completion_tokens, 40);
+    MS_EQ(r.done_stats.total_ms, 3000.0);
+    MS_EQ(r.done_stats.load_ms, 1500.0);
+    MS_EQ(r.done_stats.prompt_ms, 250.0);
+    MS_EQ(r.done_stats.eval_ms, 1000.0);
+    MS_EQ(r.done_stats.tokens_per_sec, 40.0);
+    chat_buf_free(&r.log);
+    /* the "load" reply to an empty conversation is a (content-less) done */
+    check_case(
+        CHAT_WIRE_OLLAMA,
+        "{\"model\":\"llama3.2\",\"created_at\":\"2025-10-20T10:00:00Z\",\"message\":"
+        "{\"role\":\"assistant\",\"content\":\"\"},\"done_reason\":\"load\","
+        "\"done\":true}\n",
+        4096, "D:|=0:");
+    /* the 404 body of a missing model, as a 200 line: an error */
+    check_case(CHAT_WIRE_OLLAMA,
+               "{\"error\":\"model \\\"x\\\" not found, try pulling it first\"}\n", 4096,
+               "E:model \"x\" not found, try pulling it first|=-23:backend error: model "
+               "\"x\" not found, try pulling it first");
+    /* a number where a string belongs: a clear protocol error */
+    check_case(CHAT_WIRE_OLLAMA,
+               "{\"message\":{\"role\":\"assistant\",\"content\":42}}\n", 4096,
+               "=-20:NDJSON line 1: \"message.content\" is not a string");
+    check_case(CHAT_WIRE_OLLAMA, "{\"message\":{\"content\":\"a\"},\"done\":\"true\"}\n",
+               4096, "=-20:NDJSON line 1: \"done\" is not a boolean");
+    /* raw invalid UTF-8 in content never reaches the caller */
+    check_case(CHAT_WIRE_OLLAMA,
+               "{\"message\":{\"content\":\"a\xC3\"}}\n{\"message\":{\"content\":\"\xA9"
+               "b\xED\xA0\x80\"},\"done\":true}\n",
+               4096,
+               "C:a\xEF\xBF\xBD|C:\xEF\xBF\xBD"
+               "b\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD|D:|=0:");
+}
+
+static void test_error_text_sse_body(void **state)
+{
+    (void)state;
+    /* some servers answer a 4xx/5xx with their error as an SSE event */
+    check_error_text(LIT("data: {\"error\":{\"message\":\"Invalid API key\"}}\n\n"), 400,
+                     "Invalid API key");
+    check_error_text(LIT("event: error\ndata: {\"error\":\"model not loaded\"}\n\n"), 400,
+                     "model not loaded");
+    check_error_text(LIT("error: {\"code\":503,\"message\":\"Loading model\",\"type\":"
+                         "\"unavailable_error\"}\n\n"),
+                     400, "Loading model");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1351,6 +1589,11 @@ int main(void)
         cmocka_unit_test(test_request_ollama),
         cmocka_unit_test(test_request_openai),
         cmocka_unit_test(test_request_escaping),
+        cmocka_unit_test(test_sse_openai_shapes),
+        cmocka_unit_test(test_sse_json_body),
+        cmocka_unit_test(test_sse_not_sse),
+        cmocka_unit_test(test_ndjson_ollama_shapes),
+        cmocka_unit_test(test_error_text_sse_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
