@@ -197,8 +197,13 @@ static int handshake(request_rec *r, const char **accept)
     const char *origin = apr_table_get(r->headers_in, "Origin");
     char acc[29];
 
-    if (r->method_number != M_GET) {
-        apr_table_setn(r->headers_out, "Allow", "GET");
+    /* RFC 6455 4.1: the handshake is a GET. httpd gives HEAD the method
+     * number of GET (r->header_only): a HEAD may be answered like the GET
+     * when it is not an upgrade, but it never switches protocols. The
+     * Allow header of a 405 is made by httpd from the allowed methods. */
+    ap_allow_standard_methods(r, MERGE_ALLOW, M_GET, -1);
+    if (r->method_number != M_GET ||
+        (r->header_only && has_token(r->pool, upgrade, "websocket"))) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, APLOGNO(10940)
                       "chatbot: WebSocket handshake with method %s refused", r->method);
         return HTTP_METHOD_NOT_ALLOWED;

@@ -1,0 +1,132 @@
+"""WebSocket review: handshake details (RFC 6455 4.2, httpd conventions),
+and frames judged on their header alone."""
+import json
+import struct
+import time
+
+import pytest
+import websockets
+
+from wsclient import RawWS, accept_for, collect_turn, handshake, run
+
+
+# ---- handshake ------------------------------------------------------------------------
+
+def test_head_upgrade_is_refused_with_405(server):
+    """httpd gives HEAD the method number of GET: it must not switch
+    protocols (RFC 6455 4.1: the handshake is a GET)."""
+    status, hdrs, s, rest, key = handshake(server.port, method="HEAD")
+    s.close()
+    assert status == 405
+    assert "sec-websocket-accept" not in hdrs
+    assert "GET" in [m.strip() for m in hdrs.get("allow", "").split(",")]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
+def test_other_methods_get_405_allowing_get(server, method):
+    status, hdrs, s, rest, key = handshake(server.port, method=method)
+    s.close()
+    assert status == 405
+    assert "GET" in [m.strip() for m in hdrs.get("allow", "").split(",")], hdrs
+
+
+def test_head_without_upgrade_is_not_a_hang(server):
+    t0 = time.time()
+    status, hdrs, s, rest, key = handshake(server.port, method="HEAD",
+                                           drop=("Upgrade", "Sec-WebSocket-Key"))
+    s.close()
+    assert status == 426
+    assert time.time() - t0 < 3
+
+
+@pytest.mark.parametrize("case,headers", [
+    ("connection token list", {"Connection": "keep-alive, Upgrade"}),
+    ("connection token list, no space, upper case", {"Connection": "keep-alive,UPGRADE"}),
+    ("Upgrade: WebSocket", {"Upgrade": "WebSocket"}),
+    ("permessage-deflate offered", {
+        "Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"}),
+    ("subprotocols offered", {"Sec-WebSocket-Protocol": "chat, superchat"}),
+])
+def test_accepted_handshakes_negotiate_nothing(server, case, headers):
+    """Token lists and casing are accepted; an extension or subprotocol we
+    do not implement is never echoed (RFC 6455 4.2.2)."""
+    status, hdrs, s, rest, key = handshake(server.port, headers=headers)
+    try:
+        assert status == 101, case
+        assert hdrs["sec-websocket-accept"] == accept_for(key)
+        assert "sec-websocket-extensions" not in hdrs
+        assert "sec-websocket-protocol" not in hdrs
+    finally:
+        s.close()
+
+
+def test_default_websockets_client_offering_compression_chats(server):
+    """python websockets offers permessage-deflate by default; the server
+    declines it and the chat works uncompressed."""
+    async def go():
+        async with websockets.connect(server.ws_url) as ws:
+            assert ws.extensions == []
+            hello = json.loads(await ws.recv())
+            await ws.send(json.dumps({"type": "message", "content": "hi [[fake tokens=4]]"}))
+            frames = await collect_turn(ws)
+            return hello, frames
+    hello, frames = run(go())
+    assert hello["type"] == "hello"
+    assert frames[-1]["type"] == "response"
+    assert frames[-1]["content"] == "t0 t1 t2 t3"
+
+
+# ---- frames judged on the header -------------------------------------------------------
+
+def _close_code_quickly(ws, timeout=2.0):
+    t0 = time.time()
+    code = ws.close_code(timeout=timeout)
+    return code, time.time() - t0
+
+
+@pytest.mark.parametrize("case,header,code", [
+    # 2^32 bytes announced, nothing more sent: 1009 at once (not after 4 GiB)
+    ("huge text frame header", struct.pack("!BBQ", 0x81, 0xFF, 1 << 32) + b"\1\2\3\4", 1009),
+    ("70000-byte text header", struct.pack("!BBQ", 0x81, 0xFF, 70000) + b"\1\2\3\4", 1009),
+    ("unmasked header", struct.pack("!BB", 0x81, 10), 1002),
+    ("reserved opcode header", struct.pack("!BB", 0x83, 0x8A) + b"\1\2\3\4", 1002),
+    ("RSV1 header (no deflate negotiated)", struct.pack("!BB", 0xC1, 0x8A) + b"\1\2\3\4",
+     1002),
+])
+def test_bad_frame_header_alone_is_refused_at_once(server, case, header, code):
+    ws = RawWS(server.port)
+    try:
+        ws.recv_frame()  # hello
+        ws.send_raw(header)
+        got, took = _close_code_quickly(ws)
+        assert got == code, case
+        assert took < 1.5, "%s: answered after %.1f s" % (case, took)
+        assert ws.wait_eof(3)
+    finally:
+        ws.close()
+
+
+def test_continuation_header_over_the_limit_is_refused_at_once(server):
+    ws = RawWS(server.port)
+    try:
+        ws.recv_frame()
+        ws.send(1, b"{" + b" " * 60000, fin=False)
+        ws.send_raw(struct.pack("!BBH", 0x80, 0xFE, 6000) + b"\1\2\3\4")  # 66001 > 65536
+        got, took = _close_code_quickly(ws)
+        assert got == 1009 and took < 1.5
+    finally:
+        ws.close()
+
+
+def test_valid_header_alone_waits_for_its_payload(server):
+    ws = RawWS(server.port)
+    try:
+        ws.recv_frame()
+        msg = json.dumps({"type": "ping"}).encode()
+        frame = RawWS.frame(1, msg)
+        ws.send_raw(frame[:6])
+        time.sleep(0.5)
+        ws.send_raw(frame[6:])
+        assert ws.recv_json()["type"] == "pong"
+    finally:
+        ws.close()
