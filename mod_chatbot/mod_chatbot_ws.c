@@ -82,6 +82,7 @@ typedef struct wsc_s {
     int fd;                      /* descriptor to poll for input, -1 if none */
     int is_h2;
     int peer_gone;               /* EOF / reset from the client */
+    int detached;                /* the client was let go, answers go on */
     int write_failed;
     int going_away;              /* we sent 1001 because httpd is stopping */
     int defer_flush;             /* frames are queued, flushed once per wake-up */
@@ -1400,17 +1401,32 @@ static apr_status_t ws_cleanup(void *data)
     return APR_SUCCESS;
 }
 
-/* The viewer left (close handshake done, or writes failing) while answers
- * are generated and ChatbotContinueWithoutViewer is on: they finish into
- * history and nothing more is written. Over HTTP/1.1 the client's TCP
- * connection is shut for writing now, so the client is not kept waiting
- * for its end (RFC 6455 7.1.1: the server closes first). */
+/* The viewer left (close handshake done, the client's TCP FIN, HTTP/2
+ * END_STREAM or reset, or writes failing) while answers are generated and
+ * ChatbotContinueWithoutViewer is on: they finish into history and nothing
+ * more is written. The client is not kept waiting for the end of the
+ * answer (RFC 6455 7.1.1: the server closes first): over HTTP/1.1 the TCP
+ * connection is shut for writing now; over HTTP/2 the stream is ended now
+ * (an EOS: mod_http2 sends END_STREAM, RFC 8441 section 5) instead of when
+ * the handler returns. */
 static void detach_viewer(wsc_t *w)
 {
     apr_socket_t *csd = ap_get_conn_socket(w->c);
 
+    w->detached = 1;
     w->peer_gone = 1;
-    if (csd && !w->is_h2) {
+    apr_brigade_cleanup(w->bb_out);
+    if (w->is_h2) {
+        if (!w->c->aborted) {
+            APR_BRIGADE_INSERT_TAIL(w->bb_out, apr_bucket_eos_create(w->c->bucket_alloc));
+            APR_BRIGADE_INSERT_TAIL(w->bb_out,
+                                    apr_bucket_flush_create(w->c->bucket_alloc));
+            ap_pass_brigade(w->c->output_filters, w->bb_out);
+            apr_brigade_cleanup(w->bb_out);
+        }
+        w->r->eos_sent = 1; /* the request's end sends no second one */
+    }
+    else if (csd) {
         apr_socket_shutdown(csd, APR_SHUTDOWN_WRITE);
         w->c->aborted = 1; /* nothing may be flushed at the end */
     }
@@ -1575,7 +1591,7 @@ int chatbot_ws_handler(request_rec *r)
                                                                     : "client_gone");
                 break;
             }
-            if (!w->peer_gone) {
+            if (!w->detached) {
                 detach_viewer(w);
             }
         }
