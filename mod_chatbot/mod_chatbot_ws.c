@@ -1567,6 +1567,12 @@ int chatbot_ws_handler(request_rec *r)
         }
     }
     send_hello(w);
+    /* Bytes that came with the handshake (a client that did not wait for
+     * the 101, or frames in the same TCP segment / TLS record) were read
+     * off the socket by httpd already and wait in the connection's
+     * filters: the poll below would never report them. */
+    read_client(w);
+    ws_flush(w);
 
     for (;;) {
         struct curl_waitfd wfd;

@@ -13,7 +13,7 @@ import pytest
 import websockets
 
 from backends_util import chat_requests_since, history, last_id, new_sid, wait_ended
-from wsclient import H2WS, RawWS, accept_for, collect_turn, handshake, run
+from wsclient import H2WS, RawWS, accept_for, collect_turn, handshake, run, ssl_ctx
 
 
 # ---- handshake ------------------------------------------------------------------------
@@ -80,6 +80,36 @@ def test_default_websockets_client_offering_compression_chats(server):
     assert hello["type"] == "hello"
     assert frames[-1]["type"] == "response"
     assert frames[-1]["content"] == "t0 t1 t2 t3"
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_frames_sent_with_the_handshake_are_answered(server, tls):
+    """Frames that arrive with the upgrade request (same TCP segment / TLS
+    record) were read by httpd with the request: they must be processed at
+    once, not when the client next sends something."""
+    port = server.sslport if tls else server.port
+    key = base64.b64encode(os.urandom(16)).decode()
+    req = ("GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+           "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+           "\r\n" % (port, key)).encode()
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    if tls:
+        s = ssl_ctx().wrap_socket(s, server_hostname="localhost")
+    try:
+        s.sendall(req + RawWS.frame(1, b'{"type":"ping"}') + RawWS.frame(9, b"early"))
+        s.settimeout(3)
+        buf = b""
+        while b'{"type":"pong"}' not in buf or b"early" not in buf:
+            try:
+                d = s.recv(65536)
+            except socket.timeout:
+                pytest.fail("frames sent with the handshake were not answered: %r" % buf[-200:])
+            if not d:
+                pytest.fail("connection closed")
+            buf += d
+        assert buf.startswith(b"HTTP/1.1 101 ")
+    finally:
+        s.close()
 
 
 # ---- frames judged on the header -------------------------------------------------------
