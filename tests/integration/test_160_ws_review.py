@@ -288,3 +288,108 @@ def test_h2_close_mid_answer_without_continuing_ends_the_stream(httpd, fake):
     (rec,) = chat_requests_since(fake, mark)
     rec = wait_ended(fake, rec["id"], timeout=5)
     assert rec["outcome"] == "client_closed"
+
+
+# ---- frame and close edge cases (regressions) -----------------------------------------
+
+def _reactions(ws, timeout=2.0):
+    """What the server sends until it ends the connection: a list of
+    'close:<code>', 'pong:<hex>', 'json:<type>' items, then 'eof' or 'open'."""
+    out = []
+    ws.sock.settimeout(timeout)
+    try:
+        while True:
+            fin, op, payload, masked = ws.recv_frame()
+            if op == 8:
+                out.append("close:%s" % (struct.unpack("!H", payload[:2])[0]
+                                         if len(payload) >= 2 else None))
+                out.append("eof" if ws.wait_eof(3) else "open")
+                return out
+            if op == 10:
+                out.append("pong:" + payload.hex())
+            elif op == 1:
+                m = json.loads(payload)
+                out.append("json:" + m["type"] + (":" + m["code"] if "code" in m else ""))
+    except socket.timeout:
+        out.append("open")
+    except (EOFError, ConnectionResetError):
+        out.append("eof")
+    return out
+
+
+@pytest.mark.parametrize("case,data,expect", [
+    ("64-bit length with the most significant bit set",
+     struct.pack("!BBQ", 0x81, 0xFF, (1 << 63) | 5) + b"\1\2\3\4" + b"x" * 5,
+     ["close:1002", "eof"]),
+    ("16-bit length used for 5 bytes (not minimal)",
+     struct.pack("!BBH", 0x81, 0xFE, 5) + b"\0\0\0\0" + b"xxxxx", ["close:1002", "eof"]),
+    ("close with a 123-byte reason is echoed",
+     RawWS.frame(8, struct.pack("!H", 1000) + b"r" * 123), ["close:1000", "eof"]),
+    ("close with a 124-byte reason (control frame over 125)",
+     RawWS.frame(8, struct.pack("!H", 1000) + b"r" * 124), ["close:1002", "eof"]),
+    ("close after close: one echo",
+     RawWS.frame(8, struct.pack("!H", 4001)) + RawWS.frame(8, struct.pack("!H", 1000)),
+     ["close:4001", "eof"]),
+    ("data and ping after close are ignored",
+     RawWS.frame(8, struct.pack("!H", 1000)) + RawWS.frame(1, b'{"type":"ping"}')
+     + RawWS.frame(9, b"late"), ["close:1000", "eof"]),
+    ("zero-length fragmented text is one empty message",
+     RawWS.frame(1, b"", fin=False) + RawWS.frame(0, b"", fin=False) + RawWS.frame(0, b""),
+     ["json:error:bad_json", "open"]),
+    ("control frames between fragments",
+     RawWS.frame(1, b'{"type"', fin=False) + RawWS.frame(9, b"a") + RawWS.frame(10, b"b")
+     + RawWS.frame(0, b':"ping"}'), ["pong:61", "json:pong", "open"]),
+])
+def test_frame_and_close_edge_cases(server, case, data, expect):
+    ws = RawWS(server.port)
+    try:
+        ws.recv_frame()
+        ws.send_raw(data)
+        assert _reactions(ws, timeout=1.0) == expect, case
+    finally:
+        ws.close()
+
+
+def test_h2_close_handshake_when_idle_ends_the_stream(server):
+    ws = H2WS(server.sslport)
+    try:
+        ws.recv_json(skip_types=())
+        t0 = time.time()
+        ws.send(8, struct.pack("!H", 1000) + b"bye")
+        fin, op, payload, masked = ws.recv_frame(timeout=3)
+        assert op == 8 and struct.unpack("!H", payload[:2])[0] == 1000
+        assert ws.wait_stream_end(3) and time.time() - t0 < 1.0
+    finally:
+        ws.close()
+
+
+def test_silent_idle_longer_than_timeout_and_reqtimeout(httpd):
+    """No traffic at all (no pings) for longer than httpd's Timeout and
+    mod_reqtimeout's limits: the chat is still there, over ws://, wss://
+    and HTTP/2."""
+    s = httpd(extra="ChatbotRateLimit off\nTimeout 2\nKeepAliveTimeout 2\n"
+                    "RequestReadTimeout header=2 body=2\n"
+                    '<Location "/ws">\nChatbotPingInterval off\n</Location>')
+
+    async def one(url, **kw):
+        async with websockets.connect(url, ping_interval=None, **kw) as ws:
+            await ws.recv()
+            try:
+                m = await asyncio.wait_for(ws.recv(), 6)
+                return "unexpected frame %r" % m
+            except asyncio.TimeoutError:
+                pass
+            await ws.send(json.dumps({"type": "ping"}))
+            return json.loads(await asyncio.wait_for(ws.recv(), 5))["type"]
+
+    async def both():
+        return await asyncio.gather(one(s.ws_url), one(s.wss_url, ssl=ssl_ctx()),
+                                    return_exceptions=True)
+    h2 = H2WS(s.sslport)
+    try:
+        h2.recv_json(skip_types=())
+        assert run(both()) == ["pong", "pong"]
+        h2.send_json({"type": "ping"})
+        assert h2.recv_json()["type"] == "pong"
+    finally:
+        h2.close()
