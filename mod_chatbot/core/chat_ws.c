@@ -117,7 +117,10 @@ static void shadow_scan(chat_ws_t *ws, const uint8_t *p, size_t n)
         n--;
         if (ws->sh_hlen == 2) {
             uint8_t l7 = ws->sh_hdr[1] & 0x7f;
-            ws->sh_need = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) +
+            ws->sh_need = 2 +
+                          (l7 == 126   ? 2
+                           : l7 == 127 ? 8
+                                       : 0) +
                           ((ws->sh_hdr[1] & 0x80) ? 4 : 0);
         }
         if (ws->sh_need && ws->sh_hlen == ws->sh_need) {
@@ -282,8 +285,8 @@ static void reset_message(chat_ws_t *ws)
  * it, else the close code to fail the connection with. Used when wslay
  * reports the frame, and earlier on a header whose payload has not come
  * yet (run()), so that nothing is waited for that would be refused. */
-static uint16_t header_verdict(const chat_ws_t *ws, int fin, int rsv, int mask, uint8_t op,
-                               uint64_t len)
+static uint16_t header_verdict(const chat_ws_t *ws, int fin, int rsv, int mask,
+                               uint8_t op, uint64_t len)
 {
     if (!mask) {
         return CHAT_WS_CLOSE_PROTOCOL; /* 5.1: clients must mask */
