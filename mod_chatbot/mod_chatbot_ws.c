@@ -82,6 +82,7 @@ typedef struct wsc_s {
     int fd;                      /* descriptor to poll for input, -1 if none */
     int is_h2;
     int peer_gone;               /* EOF / reset from the client */
+    int detached;                /* the client was let go, answers go on */
     int write_failed;
     int going_away;              /* we sent 1001 because httpd is stopping */
     int defer_flush;             /* frames are queued, flushed once per wake-up */
@@ -198,8 +199,13 @@ static int handshake(request_rec *r, const char **accept)
     const char *origin = apr_table_get(r->headers_in, "Origin");
     char acc[29];
 
-    if (r->method_number != M_GET) {
-        apr_table_setn(r->headers_out, "Allow", "GET");
+    /* RFC 6455 4.1: the handshake is a GET. httpd gives HEAD the method
+     * number of GET (r->header_only): a HEAD may be answered like the GET
+     * when it is not an upgrade, but it never switches protocols. The
+     * Allow header of a 405 is made by httpd from the allowed methods. */
+    ap_allow_standard_methods(r, MERGE_ALLOW, M_GET, -1);
+    if (r->method_number != M_GET ||
+        (r->header_only && has_token(r->pool, upgrade, "websocket"))) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, APLOGNO(10940)
                       "chatbot: WebSocket handshake with method %s refused", r->method);
         return HTTP_METHOD_NOT_ALLOWED;
@@ -1396,17 +1402,32 @@ static apr_status_t ws_cleanup(void *data)
     return APR_SUCCESS;
 }
 
-/* The viewer left (close handshake done, or writes failing) while answers
- * are generated and ChatbotContinueWithoutViewer is on: they finish into
- * history and nothing more is written. Over HTTP/1.1 the client's TCP
- * connection is shut for writing now, so the client is not kept waiting
- * for its end (RFC 6455 7.1.1: the server closes first). */
+/* The viewer left (close handshake done, the client's TCP FIN, HTTP/2
+ * END_STREAM or reset, or writes failing) while answers are generated and
+ * ChatbotContinueWithoutViewer is on: they finish into history and nothing
+ * more is written. The client is not kept waiting for the end of the
+ * answer (RFC 6455 7.1.1: the server closes first): over HTTP/1.1 the TCP
+ * connection is shut for writing now; over HTTP/2 the stream is ended now
+ * (an EOS: mod_http2 sends END_STREAM, RFC 8441 section 5) instead of when
+ * the handler returns. */
 static void detach_viewer(wsc_t *w)
 {
     apr_socket_t *csd = ap_get_conn_socket(w->c);
 
+    w->detached = 1;
     w->peer_gone = 1;
-    if (csd && !w->is_h2) {
+    apr_brigade_cleanup(w->bb_out);
+    if (w->is_h2) {
+        if (!w->c->aborted) {
+            APR_BRIGADE_INSERT_TAIL(w->bb_out, apr_bucket_eos_create(w->c->bucket_alloc));
+            APR_BRIGADE_INSERT_TAIL(w->bb_out,
+                                    apr_bucket_flush_create(w->c->bucket_alloc));
+            ap_pass_brigade(w->c->output_filters, w->bb_out);
+            apr_brigade_cleanup(w->bb_out);
+        }
+        w->r->eos_sent = 1; /* the request's end sends no second one */
+    }
+    else if (csd) {
         apr_socket_shutdown(csd, APR_SHUTDOWN_WRITE);
         w->c->aborted = 1; /* nothing may be flushed at the end */
     }
@@ -1547,6 +1568,12 @@ int chatbot_ws_handler(request_rec *r)
         }
     }
     send_hello(w);
+    /* Bytes that came with the handshake (a client that did not wait for
+     * the 101, or frames in the same TCP segment / TLS record) were read
+     * off the socket by httpd already and wait in the connection's
+     * filters: the poll below would never report them. */
+    read_client(w);
+    ws_flush(w);
 
     for (;;) {
         struct curl_waitfd wfd;
@@ -1571,7 +1598,7 @@ int chatbot_ws_handler(request_rec *r)
                                                                     : "client_gone");
                 break;
             }
-            if (!w->peer_gone) {
+            if (!w->detached) {
                 detach_viewer(w);
             }
         }

@@ -81,10 +81,69 @@ struct chat_ws {
     uint8_t ctrl[126];
     size_t ctrl_len;
 
+    /* A shadow of wslay's position in the input, kept from the bytes
+     * recv_cb hands it: wslay reports a frame only together with its first
+     * payload byte, so a header that arrives alone (a client announcing a
+     * huge frame, then waiting) is judged from here. */
+    uint8_t sh_hdr[14];
+    uint8_t sh_hlen, sh_need;  /* header bytes seen / needed (0: not known) */
+    int sh_in_payload;         /* the header is complete, payload follows */
+    uint64_t sh_plen, sh_seen; /* its payload length / bytes handed so far */
+
     chat_ws_stats_t st;
 };
 
 /* ---- wslay callbacks --------------------------------------------------- */
+
+/* Follows the frame boundaries in the bytes handed to wslay (see sh_*). */
+static void shadow_scan(chat_ws_t *ws, const uint8_t *p, size_t n)
+{
+    while (n) {
+        if (ws->sh_in_payload) {
+            uint64_t k = ws->sh_plen - ws->sh_seen;
+            if (k > n) {
+                k = n;
+            }
+            ws->sh_seen += k;
+            p += k;
+            n -= (size_t)k;
+            if (ws->sh_seen == ws->sh_plen) {
+                ws->sh_in_payload = 0;
+                ws->sh_hlen = ws->sh_need = 0;
+            }
+            continue;
+        }
+        ws->sh_hdr[ws->sh_hlen++] = *p++;
+        n--;
+        if (ws->sh_hlen == 2) {
+            uint8_t l7 = ws->sh_hdr[1] & 0x7f;
+            ws->sh_need = 2 +
+                          (l7 == 126   ? 2
+                           : l7 == 127 ? 8
+                                       : 0) +
+                          ((ws->sh_hdr[1] & 0x80) ? 4 : 0);
+        }
+        if (ws->sh_need && ws->sh_hlen == ws->sh_need) {
+            uint8_t l7 = ws->sh_hdr[1] & 0x7f;
+            uint64_t len = l7;
+            int i;
+            if (l7 == 126) {
+                len = ((uint64_t)ws->sh_hdr[2] << 8) | ws->sh_hdr[3];
+            }
+            else if (l7 == 127) {
+                for (len = 0, i = 2; i < 10; i++) {
+                    len = (len << 8) | ws->sh_hdr[i];
+                }
+            }
+            ws->sh_plen = len;
+            ws->sh_seen = 0;
+            ws->sh_in_payload = len > 0;
+            if (!len) {
+                ws->sh_hlen = ws->sh_need = 0;
+            }
+        }
+    }
+}
 
 /* Frame API contract (wslay.h): fill at most len bytes and return the
  * count; -1 (or 0) means "nothing now", which wslay_frame_recv turns into
@@ -113,6 +172,9 @@ static ssize_t recv_cb(uint8_t *buf, size_t len, int flags, void *user)
         ws->src += k;
         ws->srclen -= k;
         n += k;
+    }
+    if (n) {
+        shadow_scan(ws, buf, n);
     }
     return n ? (ssize_t)n : -1;
 }
@@ -219,11 +281,57 @@ static void reset_message(chat_ws_t *ws)
     chat_buf_reset(&ws->msg, CHAT_WS_KEEP);
 }
 
+/* The verdict on a data or control frame header while OPEN: 0 to accept
+ * it, else the close code to fail the connection with. Used when wslay
+ * reports the frame, and earlier on a header whose payload has not come
+ * yet (run()), so that nothing is waited for that would be refused. */
+static uint16_t header_verdict(const chat_ws_t *ws, int fin, int rsv, int mask,
+                               uint8_t op, uint64_t len)
+{
+    if (!mask) {
+        return CHAT_WS_CLOSE_PROTOCOL; /* 5.1: clients must mask */
+    }
+    if (rsv) {
+        return CHAT_WS_CLOSE_PROTOCOL; /* no extension negotiated */
+    }
+    switch (op) {
+    case CHAT_WS_OP_CLOSE:
+    case CHAT_WS_OP_PING:
+    case CHAT_WS_OP_PONG:
+        if (!fin || len > 125) {
+            return CHAT_WS_CLOSE_PROTOCOL;
+        }
+        return 0;
+    case CHAT_WS_OP_TEXT:
+    case CHAT_WS_OP_BINARY:
+        if (ws->msg_active) {
+            return CHAT_WS_CLOSE_PROTOCOL; /* previous one unfinished */
+        }
+        break;
+    case CHAT_WS_OP_CONT:
+        if (!ws->msg_active) {
+            return CHAT_WS_CLOSE_PROTOCOL; /* nothing to continue */
+        }
+        break;
+    default:
+        return CHAT_WS_CLOSE_PROTOCOL; /* reserved opcode */
+    }
+    if (ws->msg_frames >= ws->lim.max_fragments) {
+        return CHAT_WS_CLOSE_POLICY;
+    }
+    /* Decided on the header, before any of the payload is buffered. */
+    if (len > (uint64_t)(ws->lim.max_message - ws->msg_len)) {
+        return CHAT_WS_CLOSE_TOO_BIG;
+    }
+    return 0;
+}
+
 /* A frame header arrived (with the first payload chunk, if any). Returns 0
  * to go on, -1 if the connection was failed. */
 static int frame_start(chat_ws_t *ws, const struct wslay_frame_iocb *io)
 {
     uint8_t op = io->opcode;
+    uint16_t code;
 
     ws->st.frames_in++;
     ws->in_frame = 1;
@@ -240,49 +348,14 @@ static int frame_start(chat_ws_t *ws, const struct wslay_frame_iocb *io)
         ws->fr_act = (op == CHAT_WS_OP_CLOSE) ? ACT_CTRL : ACT_SKIP;
         return 0;
     }
-    if (!io->mask) {
-        ws_fail(ws, CHAT_WS_CLOSE_PROTOCOL); /* 5.1: clients must mask */
+    code = header_verdict(ws, io->fin, io->rsv, io->mask, op, io->payload_length);
+    if (code) {
+        ws_fail(ws, code);
         return -1;
     }
-    if (io->rsv) {
-        ws_fail(ws, CHAT_WS_CLOSE_PROTOCOL); /* no extension negotiated */
-        return -1;
-    }
-    switch (op) {
-    case CHAT_WS_OP_CLOSE:
-    case CHAT_WS_OP_PING:
-    case CHAT_WS_OP_PONG:
-        if (!io->fin || io->payload_length > 125) {
-            ws_fail(ws, CHAT_WS_CLOSE_PROTOCOL);
-            return -1;
-        }
+    if (op & 0x8) {
         ws->fr_act = ACT_CTRL;
         return 0;
-    case CHAT_WS_OP_TEXT:
-    case CHAT_WS_OP_BINARY:
-        if (ws->msg_active) {
-            ws_fail(ws, CHAT_WS_CLOSE_PROTOCOL); /* previous one unfinished */
-            return -1;
-        }
-        break;
-    case CHAT_WS_OP_CONT:
-        if (!ws->msg_active) {
-            ws_fail(ws, CHAT_WS_CLOSE_PROTOCOL); /* nothing to continue */
-            return -1;
-        }
-        break;
-    default:
-        ws_fail(ws, CHAT_WS_CLOSE_PROTOCOL); /* reserved opcode */
-        return -1;
-    }
-    if (ws->msg_frames >= ws->lim.max_fragments) {
-        ws_fail(ws, CHAT_WS_CLOSE_POLICY);
-        return -1;
-    }
-    /* Decided on the header, before any of the payload is buffered. */
-    if (io->payload_length > (uint64_t)(ws->lim.max_message - ws->msg_len)) {
-        ws_fail(ws, CHAT_WS_CLOSE_TOO_BIG);
-        return -1;
     }
     if (op != CHAT_WS_OP_CONT) {
         ws->msg_active = 1;
@@ -294,6 +367,26 @@ static int frame_start(chat_ws_t *ws, const struct wslay_frame_iocb *io)
     ws->msg_frames++;
     ws->fr_act = ACT_DATA;
     return 0;
+}
+
+/* wslay ran dry: if it holds a complete header whose payload has not
+ * started (so it has not reported the frame), judge the header now. */
+static int pending_header_check(chat_ws_t *ws)
+{
+    const uint8_t *h = ws->sh_hdr;
+    uint16_t code;
+
+    if (ws->state != CHAT_WS_OPEN || !ws->sh_in_payload || ws->sh_seen || ws->in_frame) {
+        return 0;
+    }
+    code = header_verdict(ws, h[0] & 0x80, h[0] & 0x70, h[1] & 0x80, h[0] & 0x0f,
+                          ws->sh_plen);
+    if (!code) {
+        return 0;
+    }
+    ws->st.frames_in++;
+    ws_fail(ws, code);
+    return -1;
 }
 
 /* Delivers the complete message. Returns 0, or -1 if the ws stopped. */
@@ -469,6 +562,7 @@ static chat_status_t run(chat_ws_t *ws)
             if (input_avail(ws)) {
                 continue; /* wslay only stops when recv_cb had nothing */
             }
+            pending_header_check(ws);
             break;
         }
         if (r < 0) {

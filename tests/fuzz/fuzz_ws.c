@@ -87,9 +87,11 @@ static void f_close(void *baton, uint16_t code, const char *reason, size_t len)
 
 static const chat_ws_callbacks_t CB = {f_send, f_message, f_pong, f_close};
 
+/* RFC 6455 7.4.1 plus the IANA-registered 1012-1014, which the layer
+ * accepts (and so echoes) since d6515c2. */
 static int code_ok(unsigned c)
 {
-    return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1011) ||
+    return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) ||
            (c >= 3000 && c <= 4999);
 }
 

@@ -227,7 +227,7 @@ class H2WS:
     python3-h2, over TLS with ALPN h2. Frames inside DATA are plain RFC 6455
     frames (masked by the client)."""
 
-    def __init__(self, port, path="/ws", origin=None, timeout=5.0):
+    def __init__(self, port, path="/ws", origin=None, timeout=5.0, headers=()):
         import h2.config
         import h2.connection
         import h2.events
@@ -251,11 +251,13 @@ class H2WS:
             self._pump()
         assert self.connect_enabled, "server did not send SETTINGS_ENABLE_CONNECT_PROTOCOL=1"
         self.sid = self.conn.get_next_available_stream_id()
+        extra = list(headers)
         headers = [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "https"),
                    (":path", path), (":authority", "127.0.0.1:%d" % port),
                    ("sec-websocket-version", "13")]
         if origin:
             headers.append(("origin", origin))
+        headers.extend(extra)
         self.conn.send_headers(self.sid, headers, end_stream=False)
         self.sock.sendall(self.conn.data_to_send())
         self.status = None
@@ -291,6 +293,24 @@ class H2WS:
 
     def send_json(self, obj):
         self.send(1, json.dumps(obj))
+
+    def end_stream(self):
+        """Ends our side of the stream (END_STREAM): the h2 "TCP FIN"."""
+        self.conn.end_stream(self.sid)
+        self.sock.sendall(self.conn.data_to_send())
+
+    def wait_stream_end(self, timeout=5.0):
+        """True if the server ends (or resets) the stream within timeout."""
+        end = time.time() + timeout
+        while not self.closed and time.time() < end:
+            self.sock.settimeout(max(0.05, min(0.2, end - time.time())))
+            try:
+                self._pump()
+            except (socket.timeout, ssl.SSLError):
+                continue
+            except EOFError:
+                break
+        return self.closed
 
     def recv_frame(self, timeout=5.0):
         end = time.time() + timeout

@@ -419,6 +419,50 @@ static void test_size_limits(void **state)
     tc_fail(&t, 1009);
     tc_run(&t);
 
+    /* ... and also when the header arrives alone: a client announcing a
+     * big frame and then waiting must not be left hanging. */
+    tc_init(&t, "1009 on the header alone");
+    {
+        uint8_t h[14] = {0x81, 0xFF, 0, 0, 0, 0, 0, 1, 0, 1, 1, 2, 3, 4};
+        chat_buf_append(&t.in, h, 14);
+    }
+    tc_fail(&t, 1009);
+    tc_run(&t);
+
+    tc_init(&t, "1009 on a continuation header alone");
+    t.lim.max_message = 5000;
+    cf(&t.in, 0, 0, 1, p, 3000);
+    {
+        uint8_t h[8] = {0x80, 0xFE, 0x07, 0xD1, 1, 2, 3, 4}; /* 2001 bytes */
+        chat_buf_append(&t.in, h, 8);
+    }
+    tc_fail(&t, 1009);
+    tc_run(&t);
+
+    tc_init(&t, "1002 on an unmasked header alone");
+    {
+        uint8_t h[2] = {0x81, 0x05};
+        chat_buf_append(&t.in, h, 2);
+    }
+    tc_fail(&t, 1002);
+    tc_run(&t);
+
+    tc_init(&t, "1002 on a reserved opcode header alone");
+    {
+        uint8_t h[6] = {0x83, 0x85, 1, 2, 3, 4};
+        chat_buf_append(&t.in, h, 6);
+    }
+    tc_fail(&t, 1002);
+    tc_run(&t);
+
+    /* A header within the limits waits for its payload. */
+    tc_init(&t, "header alone within limits waits");
+    {
+        uint8_t h[6] = {0x81, 0x85, 1, 2, 3, 4};
+        chat_buf_append(&t.in, h, 6);
+    }
+    tc_run(&t);
+
     /* A 2^62 byte frame is refused without trying to buffer it. */
     tc_init(&t, "1009 huge frame");
     {
