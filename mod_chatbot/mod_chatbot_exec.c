@@ -991,6 +991,9 @@ int chatbot_exec_ws(request_rec *r, const chatbot_ident_t *id, chatbot_bot_t *bo
     }
     if (x.code) {
         chat_frame_error(frame, x.code, x.msg, conv_id, NULL, -1);
+        /* an error frame like any other: counted by code (chatbot_errors_total,
+         * ChatbotErrors[code]), so storage_full or internal alerts see it */
+        chat_metrics_error(chatbot_store(), x.code);
         exec_done(&x);
         return 0;
     }

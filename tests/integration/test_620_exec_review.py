@@ -269,3 +269,22 @@ def test_bad_command_name_message_is_clean(fx):
     assert rc != 0, out
     # no stray "ChatbotCommand : " when the name itself is what is wrong
     assert "ChatbotCommand: command name 'a;b': expected a name" in out, out
+
+
+def _errors_total(srv, code):
+    import urllib.request
+    with urllib.request.urlopen(srv.base + "/metrics", timeout=5) as r:
+        text = r.read().decode()
+    mm = re.search(r'^chatbot_errors_total\{code="%s"\} (\d+)$' % code, text, re.M)
+    return int(mm.group(1)) if mm else 0
+
+
+def test_command_error_frames_are_counted_by_code(srv):
+    """A refused command over the WebSocket is an error frame like any
+    other; it was missing from chatbot_errors_total / ChatbotErrors[code]."""
+    before = _errors_total(srv, "command_denied")
+    m = bang(srv, "!nope")
+    assert m["type"] == "error" and m["code"] == "command_denied", m
+    m = bang(srv, "!showd -- -esc")
+    assert m["type"] == "error", m
+    assert _errors_total(srv, "command_denied") == before + 2
