@@ -21,8 +21,10 @@
 #define _GNU_SOURCE 1
 #endif
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -31,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -50,6 +53,8 @@
 #define POLL_SLICE_MS 100  /* how often a run checks for a stop request */
 #define REAP_WAIT_MS 5000  /* longest wait for a killed child to be reaped */
 #define MAX_WORDS (1 + CHAT_CMD_MAX_USER_ARGS)
+#define HOLDER_ROUNDS 5    /* scans for processes still holding the pipe */
+#define HOLDER_WAIT_MS 50  /* how long the group kill gets to close the pipe */
 
 /* A declared command. */
 struct chatbot_command {
@@ -97,8 +102,9 @@ const char *chatbot_exec_set_command(cmd_parms *cmd, void *dummy, int argc,
     }
     c = apr_pcalloc(cmd->pool, sizeof(*c));
     if (chat_cmd_spec_parse(&c->spec, argc, copy, why, sizeof(why)) != CHAT_OK) {
-        return apr_psprintf(cmd->pool, "ChatbotCommand%s%s: %s", argc ? " " : "",
-                            argc && !chat_parse_name(copy[0]) ? copy[0] : "", why);
+        int named = argc && !chat_parse_name(copy[0]);
+        return apr_psprintf(cmd->pool, "ChatbotCommand%s%s: %s", named ? " " : "",
+                            named ? copy[0] : "", why);
     }
     if ((prev = apr_hash_get(sc->commands, c->spec.name, APR_HASH_KEY_STRING))) {
         return apr_psprintf(cmd->pool, "ChatbotCommand %s: already declared at %s",
@@ -217,6 +223,7 @@ typedef struct {
     int truncated;
     int stopped;
     int reaped;
+    int escaped;          /* processes outside the group killed for holding the pipe */
     apr_int64_t duration_ms;
 } run_result_t;
 
@@ -278,6 +285,135 @@ static int reap(pid_t pid, int *status)
     }
 }
 
+/* pidfd_open(2) and pidfd_send_signal(2) (Linux 5.3+) through syscall():
+ * the wrappers are recent in glibc. -1 with ENOSYS elsewhere. */
+static int pidfd_open_(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    (void)pid;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+static int pidfd_kill(int pidfd)
+{
+#ifdef SYS_pidfd_send_signal
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+#else
+    (void)pidfd;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+/* Does process pid have a descriptor open on the pipe named link
+ * ("pipe:[inode]")? Only processes of our own user can be looked at, which
+ * is every process the command can have started. */
+static int holds_pipe(pid_t pid, const char *link)
+{
+    char dir[64], got[64];
+    struct dirent *e;
+    DIR *d;
+    int found = 0;
+
+    snprintf(dir, sizeof(dir), "/proc/%ld/fd", (long)pid);
+    if (!(d = opendir(dir))) {
+        return 0;
+    }
+    while (!found && (e = readdir(d)) != NULL) {
+        ssize_t n;
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') {
+            continue;
+        }
+        n = readlinkat(dirfd(d), e->d_name, got, sizeof(got) - 1);
+        if (n > 0) {
+            got[n] = '\0';
+            found = !strcmp(got, link);
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+/* Is the write end of the pipe closed everywhere? Waits up to ms for it,
+ * discarding what is still written (the output is complete by now). */
+static int pipe_hung_up(int rfd, char *buf, int ms)
+{
+    apr_int64_t until = mono_ms() + ms;
+
+    for (;;) {
+        struct pollfd p = {rfd, POLLIN, 0};
+        apr_int64_t left = until - mono_ms();
+        if (poll(&p, 1, left > 0 ? (int)left : 0) < 0 && errno != EINTR) {
+            return 1;
+        }
+        if (p.revents & (POLLHUP | POLLERR | POLLNVAL)) {
+            return 1;
+        }
+        if (p.revents & POLLIN) {
+            while (read(rfd, buf, READ_CHUNK) > 0) {
+            }
+        }
+        if (left <= 0) {
+            return 0;
+        }
+    }
+}
+
+/* The command's process group is gone, but something still holds the
+ * pipe: a process that left the group (setsid, a daemonising double
+ * fork) while keeping stdout or stderr. Finds every such process through
+ * /proc and kills it (a pidfd makes sure the process checked is the one
+ * signalled). Returns how many were killed. A process that left the group
+ * *and* closed the pipe cannot be found this way (docs/commands.md). */
+static int kill_pipe_holders(int rfd, char *buf)
+{
+    char link[64];
+    struct stat st;
+    pid_t self = getpid();
+    int round, killed = 0;
+
+    if (fstat(rfd, &st) != 0) {
+        return 0;
+    }
+    snprintf(link, sizeof(link), "pipe:[%lu]", (unsigned long)st.st_ino);
+    for (round = 0; round < HOLDER_ROUNDS; round++) {
+        struct dirent *e;
+        DIR *d;
+
+        if (pipe_hung_up(rfd, buf, HOLDER_WAIT_MS)) {
+            break;
+        }
+        if (!(d = opendir("/proc"))) {
+            break;
+        }
+        while ((e = readdir(d)) != NULL) {
+            char *end;
+            long pid = strtol(e->d_name, &end, 10);
+            int pidfd;
+            if (*end || pid <= 1 || pid == (long)self || !holds_pipe((pid_t)pid, link)) {
+                continue;
+            }
+            pidfd = pidfd_open_((pid_t)pid);
+            if (pidfd >= 0) {
+                /* the pidfd pins this process: check it, then signal it */
+                if (holds_pipe((pid_t)pid, link) && pidfd_kill(pidfd) == 0) {
+                    killed++;
+                }
+                close(pidfd);
+            }
+            else if (errno == ENOSYS && kill((pid_t)pid, SIGKILL) == 0) {
+                killed++;
+            }
+        }
+        closedir(d);
+    }
+    return killed;
+}
+
 /* Runs argv without a shell. Returns 0 when the program ran (res filled),
  * else an errno value (it could not be started). */
 static int run_program(const chatbot_command_t *c, const char *const *argv,
@@ -288,7 +424,7 @@ static int run_program(const chatbot_command_t *c, const char *const *argv,
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t at;
     sigset_t none, all;
-    int pfd[2], rc, status = 0, eof = 0, flags;
+    int pfd[2], rc, status = 0, eof = 0, flags, pidfd;
     char *buf;
     pid_t pid;
     apr_int64_t start, deadline;
@@ -330,12 +466,19 @@ static int run_program(const chatbot_command_t *c, const char *const *argv,
     fcntl(pfd[0], F_SETFL, flags | O_NONBLOCK);
     buf = malloc(READ_CHUNK);
     deadline = start + c->spec.timeout_ms;
+    /* Readable when the program ends: its exit is seen at once, even when
+     * the output ended earlier or a background process keeps the pipe
+     * open (without it, -1: the exit is polled for). */
+    pidfd = pidfd_open_(pid);
+    if (pidfd >= 0) {
+        fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+    }
 
     /* Read until the program ends (its output may end earlier: programs
      * close stdout/stderr before exiting; and background children may keep
      * the pipe open after), the cap, the deadline, or a stop request. */
     while (buf) {
-        struct pollfd p;
+        struct pollfd p[2];
         siginfo_t si;
         apr_int64_t now = mono_ms(), wait;
         int n;
@@ -345,17 +488,20 @@ static int run_program(const chatbot_command_t *c, const char *const *argv,
             break;
         }
         wait = deadline - now < POLL_SLICE_MS ? deadline - now : POLL_SLICE_MS;
-        if (eof && wait > 2) {
+        if (eof && pidfd < 0 && wait > 2) {
             wait = 2; /* output ended: the exit should follow at once */
         }
-        p.fd = eof ? -1 : pfd[0]; /* poll ignores a negative fd */
-        p.events = POLLIN;
-        p.revents = 0;
-        n = poll(&p, 1, (int)wait);
+        p[0].fd = eof ? -1 : pfd[0]; /* poll ignores a negative fd */
+        p[0].events = POLLIN;
+        p[0].revents = 0;
+        p[1].fd = pidfd;
+        p[1].events = POLLIN;
+        p[1].revents = 0;
+        n = poll(p, 2, (int)wait);
         if (n < 0 && errno != EINTR) {
             break;
         }
-        if (n > 0) {
+        if (n > 0 && p[0].revents) {
             int d = drain(pfd[0], out, buf);
             if (d == DRAIN_CAP) {
                 break;
@@ -382,6 +528,13 @@ static int run_program(const chatbot_command_t *c, const char *const *argv,
     kill(-pid, SIGKILL);
     res->reaped = reap(pid, &status);
     res->duration_ms = mono_ms() - start;
+    if (pidfd >= 0) {
+        close(pidfd);
+    }
+    /* Anything that left the group but still holds the pipe goes too. */
+    if (!eof && buf) {
+        res->escaped = kill_pipe_holders(pfd[0], buf);
+    }
     close(pfd[0]);
     free(buf);
     if (res->reaped) {
@@ -622,9 +775,11 @@ static void exec_run(exec_t *x)
     if (x->cmd->spec.flags & CHAT_CMD_F_PATHS) {
         for (i = 0; i < x->nargs; i++) {
             const char *bad;
-            if (x->args[i][0] == '-') {
-                continue; /* an option (dashes=on), checked to carry no path */
-            }
+            /* Options (dashes=on) are checked too: the core made sure they
+             * carry no '/' or '..', but after a "--" the program takes
+             * "-name" as a file in cwd, which may be a symbolic link that
+             * leads out. Checking an option as a name in cwd costs nothing
+             * ("-l" does not exist there, so it passes). */
             if ((bad = path_fs_check(x->p, x->cmd, x->args[i]))) {
                 refuse(x, CHAT_ERR_COMMAND_DENIED, "argument %" APR_SIZE_T_FMT " refused: %s",
                        (apr_size_t)(i + 1), bad);
@@ -711,12 +866,15 @@ static void exec_run(exec_t *x)
                       "chatbot: command user=%s bot=%s conversation=%s command=%s "
                       "args=[%s] exit=%d signal=%d duration_ms=%" APR_INT64_T_FMT
                       " output_bytes=%" APR_UINT64_T_FMT " truncated=%d timed_out=%d"
-                      "%s%s",
+                      "%s%s%s",
                       x->id->label, x->bot->name, x->conv, x->name,
                       log_args(x->p, x->args, x->nargs), x->res.exit_code, x->res.signal,
                       x->res.duration_ms, (apr_uint64_t)x->out.seen, x->res.truncated,
                       x->res.timed_out, x->res.stopped ? " stopped=1" : "",
-                      x->res.reaped ? "" : " unreaped=1");
+                      x->res.reaped ? "" : " unreaped=1",
+                      x->res.escaped ? apr_psprintf(x->p, " escaped_killed=%d",
+                                                    x->res.escaped)
+                                     : "");
     }
     /* The result (or the failure) goes into the conversation. */
     if (chatbot_lock() == APR_SUCCESS) {
@@ -833,6 +991,9 @@ int chatbot_exec_ws(request_rec *r, const chatbot_ident_t *id, chatbot_bot_t *bo
     }
     if (x.code) {
         chat_frame_error(frame, x.code, x.msg, conv_id, NULL, -1);
+        /* an error frame like any other: counted by code (chatbot_errors_total,
+         * ChatbotErrors[code]), so storage_full or internal alerts see it */
+        chat_metrics_error(chatbot_store(), x.code);
         exec_done(&x);
         return 0;
     }
