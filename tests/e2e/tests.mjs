@@ -716,7 +716,8 @@ export const tests = [
                     };
                     const sel = ['.md p', '.msg-meta', '.side-heading', '.bot-model', '.session-sub', '.chat-subtitle',
                         '.btn-primary', '.link-btn', '.md a', '.kv dt', '.metric-label', '.codeblock-lang', '.hljs-keyword',
-                        '.hljs-string', '.hljs-comment', '.hljs-number', '.bubble', '.send-btn:not([hidden])'];
+                        '.hljs-string', '.hljs-comment', '.hljs-number', '.bubble', '.send-btn:not([hidden])',
+                        '#st-backends .badge-ok', '.conn-label', '.composer-hint', '.state'];
                     const out = [];
                     for (const s of sel) {
                         const el = document.querySelector(s);
