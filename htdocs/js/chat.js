@@ -98,11 +98,14 @@ export class ChatView {
         const ta = this.input;
         ta.style.height = 'auto';
         ta.style.height = Math.min(ta.scrollHeight, window.innerHeight * 0.4) + 'px';
-        const n = utf8Length(ta.value);
+        // The server limits the whole WebSocket message (JSON envelope and
+        // escapes included), not just the text: measure what will be sent.
+        const n = this.h.measure ? this.h.measure(ta.value) : utf8Length(ta.value);
         const over = n > this.maxBytes;
         if (n > this.maxBytes * 0.8) {
             this.count.hidden = false;
-            this.count.textContent = (n / 1024).toFixed(1) + ' / ' + Math.round(this.maxBytes / 1024) + ' KB';
+            const size = (over ? Math.ceil(n / 102.4) / 10 : Math.floor(n / 102.4) / 10).toFixed(1);
+            this.count.textContent = (over ? 'Too long: ' : '') + size + ' / ' + Math.round(this.maxBytes / 1024) + ' KiB';
             this.count.classList.toggle('over', over);
         } else {
             this.count.hidden = true;
@@ -112,7 +115,7 @@ export class ChatView {
 
     submit() {
         const text = this.input.value;
-        if (this.busy || this.composerDisabled || text.trim() === '' || utf8Length(text) > this.maxBytes) return;
+        if (this.busy || this.composerDisabled || text.trim() === '') return;
         if (this.h.onSend(text) !== false) {
             this.input.value = '';
             this.onInput();
@@ -356,7 +359,7 @@ export class ChatView {
         const save = () => {
             const v = ta.value;
             if (v.trim() === '' || this.busy) return;
-            this.h.onEdit(m, v);
+            this.h.onEdit(m, v); // false (e.g. too long): the edit box stays open
         };
         ta.addEventListener('keydown', (e) => {
             if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); save(); }

@@ -847,6 +847,81 @@ export const tests = [
         },
     },
     {
+        name: 'message-size',
+        async fn({ browser, cleanup }) {
+            // hello.limits.max_message_bytes limits the whole WebSocket message
+            // (server closes 1009 beyond it), JSON envelope and escapes included.
+            const { ctx, page, rec, problems } = await openApp(browser);
+            cleanup(() => ctx.close());
+            const max = rec.got('hello')[0].limits.max_message_bytes;
+            assert.ok(max > 1000, 'the server announces its limit');
+            const box = page.locator('#composer-input');
+            // Text under the limit, frame over it: refused here, kept in the box.
+            for (const text of ['q'.repeat(max - 40), '"'.repeat(Math.ceil(max / 2) + 10)]) {
+                await box.fill(text);
+                assert.ok(await page.locator('#send-btn').isDisabled(), 'Send disabled for ' + text.length + ' chars of ' + text[0]);
+                assert.match(await page.locator('#composer-count').innerText(), /Too long/);
+                await box.press('Enter');
+                await sleep(300);
+                assert.equal(rec.put('message').length + rec.put('launch').length, 0, 'nothing sent');
+                assert.equal(await box.inputValue(), text, 'the text stays in the box');
+            }
+            assert.equal(rec.closes.length, 0, 'the socket was never closed by the server');
+            // Just under the limit, envelope included: sent and answered.
+            const d = fake({ tokens: 3, delay_ms: 1 }) + ' ';
+            let fits = d + 'f'.repeat(max - 400);
+            await box.fill(fits);
+            const n = await page.evaluate(() => {
+                const t = document.getElementById('composer-input').value;
+                return new TextEncoder().encode(t).length;
+            });
+            assert.ok(n > max - 500);
+            assert.equal(await page.locator('#send-btn').isDisabled(), false, 'Send enabled when the frame fits');
+            await box.press('Enter');
+            const m = await rec.waitPut('message');
+            assert.equal(m.content, fits);
+            await rec.waitGot('response', undefined, 20000);
+            await waitIdle(page);
+            assert.equal(rec.closes.length, 0, 'no close 1009');
+            assert.equal(await page.locator('#msg-list .msg-user').count(), 1, 'the long message is on screen');
+            assertNoProblems(problems);
+        },
+    },
+    {
+        name: 'message-size-1009',
+        async fn({ browser, cleanup }) {
+            // A server that closes 1009 below what it announced (or an old one
+            // without limits): the refused text comes back into the box.
+            const wsUrl = new URL('ws', BASE_URL);
+            wsUrl.protocol = wsUrl.protocol === 'https:' ? 'wss:' : 'ws:';
+            const { ctx, page, rec, problems } = await openApp(browser, {
+                beforeGoto: (p) => p.routeWebSocket(wsUrl.href, (ws) => {
+                    const server = ws.connectToServer();
+                    ws.onMessage((m) => server.send(m));
+                    server.onMessage((m) => {
+                        const f = JSON.parse(m);
+                        if (f.type === 'hello' && f.limits) { f.limits.max_message_bytes = 1 << 20; m = JSON.stringify(f); }
+                        ws.send(m);
+                    });
+                    server.onClose((code, reason) => ws.close({ code, reason }));
+                }),
+            });
+            cleanup(() => ctx.close());
+            // a short first turn so the conversation exists
+            await sendText(page, 'hi ' + fake({ tokens: 2, delay_ms: 1 }));
+            await rec.waitGot('response', undefined, 20000);
+            await waitIdle(page);
+            const big = 'z'.repeat(70000);
+            await sendText(page, big);
+            await until(() => rec.closes.length >= 1, 10000, 'the server closes the socket');
+            await waitReady(page);
+            await until(async () => (await page.locator('#composer-input').inputValue()) === big, 5000, 'text back in the box');
+            assert.ok(await page.locator('.toast.error', { hasText: 'too long' }).isVisible(), 'says why');
+            await waitIdle(page);
+            assertNoProblems(problems);
+        },
+    },
+    {
         // Last: it spends this identity's rate-limit budget.
         name: 'rate-limit',
         async fn({ browser, cleanup, skip }) {
