@@ -119,6 +119,8 @@ export class ChatView {
         if (this.h.onSend(text) !== false) {
             this.input.value = '';
             this.onInput();
+            // Sent with the button: it is replaced by Stop, keep the focus in the box.
+            this.focusInput();
         }
     }
 
@@ -128,8 +130,12 @@ export class ChatView {
         this.composerDisabled = !connected || !!stopped;
         this.input.disabled = !!stopped;
         this.input.placeholder = stopped ? 'This session is stopped' : (placeholder || 'Send a message…');
+        const focused = document.activeElement;
         this.sendBtn.hidden = this.busy;
         this.stopBtn.hidden = !this.busy;
+        // Send and Stop take turns in one place: focus on the one that goes
+        // away would fall to <body>; it belongs in the message box.
+        if ((focused === this.sendBtn || focused === this.stopBtn) && focused.hidden) this.focusInput();
         this.$('session-stopped').hidden = !stopped;
         this.onInput();
         this.refreshLast();

@@ -922,6 +922,26 @@ export const tests = [
         },
     },
     {
+        name: 'focus-after-send',
+        async fn({ browser, cleanup }) {
+            const { ctx, page, rec, problems } = await openApp(browser);
+            cleanup(() => ctx.close());
+            const focused = () => page.evaluate(() => document.activeElement && (document.activeElement.id || document.activeElement.tagName));
+            // Send with the button: it turns into Stop; focus stays in the box.
+            await page.locator('#composer-input').fill('Long one ' + fake({ tokens: 200, delay_ms: 30 }));
+            await page.locator('#send-btn').click();
+            await until(() => rec.got('stream').length >= 2, 15000, 'streaming');
+            assert.equal(await focused(), 'composer-input', 'focus in the message box after Send');
+            // Stop with the button: when the answer ends it turns back into Send.
+            await page.locator('#stop-btn').click();
+            await rec.waitGot('response', undefined, 10000);
+            await waitIdle(page);
+            await sleep(100);
+            assert.equal(await focused(), 'composer-input', 'focus in the message box after Stop');
+            assertNoProblems(problems);
+        },
+    },
+    {
         // Last: it spends this identity's rate-limit budget.
         name: 'rate-limit',
         async fn({ browser, cleanup, skip }) {
