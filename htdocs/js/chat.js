@@ -327,8 +327,8 @@ export class ChatView {
     buildUser(m) {
         const isCmd = m.content.startsWith('!');
         const bubble = isCmd
-            ? el('div.bubble.bubble-cmd', { 'aria-label': 'Command request' }, icon('terminal'), el('span', { text: m.content }))
-            : el('div.bubble', { text: m.content });
+            ? el('div.bubble.bubble-cmd', { 'aria-label': 'Command request' }, icon('terminal'), el('span', { text: m.content, dir: 'auto' }))
+            : el('div.bubble', { text: m.content, dir: 'auto' });
         const actions = el('div.msg-actions');
         const copy = iconButton('copy', 'Copy message', async () => flashCopied(copy, await copyText(m.content)));
         actions.append(copy);
@@ -359,7 +359,7 @@ export class ChatView {
     startEdit(it) {
         if (this.busy || !this.canEdit) return;
         const m = it.m;
-        const ta = el('textarea', { 'aria-label': 'Edit message', rows: '3' });
+        const ta = el('textarea', { 'aria-label': 'Edit message', rows: '3', dir: 'auto' });
         ta.value = m.content;
         const cancel = () => { this.update(m); this.items.get(m.key)?.edit?.focus(); };
         const save = () => {
@@ -414,7 +414,7 @@ export class ChatView {
 
     buildThinking(it, m) {
         const summary = el('summary', null, icon('bulb'), el('span', { text: 'Reasoning' }));
-        const bodyEl = el('div.thinking-body', { text: m.thinking });
+        const bodyEl = el('div.thinking-body', { text: m.thinking, dir: 'auto' });
         const d = el('details.thinking', null, summary, bodyEl);
         it.thinkBox = d;
         it.thinkLabel = summary.lastChild;

@@ -104,12 +104,17 @@ export function onReady(cb) { if (libs) cb(); else readyCallbacks.push(cb); }
 export function toFragment(text) {
     if (!libs) {
         const frag = document.createDocumentFragment();
-        frag.append(el('p.md-plain', { text }));
+        frag.append(el('p.md-plain', { text, dir: 'auto' }));
         return frag;
     }
     const html = libs.marked.parse(text);
-    return libs.purify.sanitize(html, PURIFY_CONFIG);
+    const frag = libs.purify.sanitize(html, PURIFY_CONFIG);
+    // Each block takes its direction from its own text (Arabic, Hebrew… read
+    // right to left, punctuation on the correct side); code stays left to right.
+    for (const b of frag.querySelectorAll(TEXT_BLOCKS)) b.setAttribute('dir', 'auto');
+    return frag;
 }
+const TEXT_BLOCKS = 'p, li, h1, h2, h3, h4, h5, h6, blockquote, th, td';
 
 // ------------------------------------------------------------ code blocks
 /** Splits a command line like a shell would for words and simple quotes. */

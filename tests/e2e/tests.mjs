@@ -942,6 +942,49 @@ export const tests = [
         },
     },
     {
+        name: 'rtl',
+        async fn({ browser, cleanup }) {
+            const { ctx, page, rec, problems } = await openApp(browser);
+            cleanup(() => ctx.close());
+            const ar = '\u0645\u0631\u062d\u0628\u0627 \u0628\u0627\u0644\u0639\u0627\u0644\u0645\u061f';
+            const he = '\u05e9\u05dc\u05d5\u05dd \u05e2\u05d5\u05dc\u05dd!';
+            const reply = he + ' abc\n\n- ' + ar + '\n- English item\n\n```\necho ' + he + '\n```\n\nPlain English.';
+            await turn(page, rec, ar + ' ' + fake({ reply_b64: b64(reply), delay_ms: 2 }));
+            const dirs = await page.evaluate(() => {
+                const d = (el) => el && getComputedStyle(el).direction;
+                const md = [...document.querySelectorAll('#msg-list .msg-assistant .md')].pop();
+                return {
+                    bubble: d(document.querySelector('#msg-list .msg-user .bubble')),
+                    p: d(md.querySelector('p')),
+                    li: [...md.querySelectorAll('li')].map(d),
+                    pre: d(md.querySelector('pre')),
+                    last: d([...md.querySelectorAll('p')].pop()),
+                    session: d(document.querySelector('#session-list .session-title')),
+                };
+            });
+            assert.deepEqual(dirs, { bubble: 'rtl', p: 'rtl', li: ['rtl', 'ltr'], pre: 'ltr', last: 'ltr', session: 'rtl' },
+                'each block follows its own text direction');
+            // The title is laid out right to left (its "?" first on the left) but
+            // stays at the left of the header, under nothing else.
+            const title = await page.evaluate(() => {
+                const h = document.getElementById('chat-title');
+                const r = document.createRange();
+                r.selectNodeContents(h);
+                const rects = [...r.getClientRects()];
+                return { text: h.textContent, gap: rects[0].left - h.getBoundingClientRect().left,
+                    q: (() => { r.setStart(h.firstChild, h.textContent.length - 1); return r.getBoundingClientRect().left - h.getBoundingClientRect().left; })() };
+            });
+            assert.ok(title.text.endsWith('؟'), 'title from the first message: ' + title.text);
+            assert.ok(title.gap < 2, 'title text starts at the left edge, gap ' + title.gap);
+            assert.ok(title.q < 4, 'the final "?" of an Arabic title is shown leftmost, at ' + title.q);
+            await page.locator('#composer-input').fill(he);
+            assert.equal(await page.evaluate(() => document.getElementById('composer-input').matches(':dir(rtl)')), true,
+                'the message box follows what is typed');
+            await shot(page, 'rtl');
+            assertNoProblems(problems);
+        },
+    },
+    {
         // Last: it spends this identity's rate-limit budget.
         name: 'rate-limit',
         async fn({ browser, cleanup, skip }) {
