@@ -927,11 +927,16 @@ function editMessage(m, text) {
     updateAll();
 }
 
+/** An argument as a shell would need it written (shows "a | b" as one word). */
+function shellQuote(w) {
+    return /^[A-Za-z0-9_@%+=:,./-]+$/.test(w) ? w : "'" + w.replace(/'/g, "'\\''") + "'";
+}
+
 async function runCommand(cmd) {
     const bot = activeBot();
     const body = el('div', null,
         el('p', { text: 'Run this command on the server' + (bot ? ' as bot "' + (bot.name || bot.id) + '"' : '') + '?' }),
-        el('pre', { text: '$ ' + [cmd.command, ...cmd.args].join(' ') }),
+        el('pre', { text: '$ ' + [cmd.command, ...cmd.args].map(shellQuote).join(' ') }),
         el('p', { text: 'Its output will be added to this conversation.' }));
     if (!await confirmDialog({ title: 'Run command?', body, ok: 'Run' })) return;
     const msg = { type: 'run', command: cmd.command, args: cmd.args };

