@@ -70,6 +70,7 @@ function recall(kind, key) {
 const conn = new Connection(wsUrl());
 
 const chat = new ChatView({
+    measure: (text) => messageBytes(text),
     onSend: (text) => sendMessage(text),
     onStop: () => stop(),
     onRegenerate: () => regenerate(),
@@ -114,7 +115,16 @@ conn.addEventListener('open', () => {
     if (S.legacy) { renderConn(); updateComposer(); }
 });
 
-conn.addEventListener('close', () => {
+conn.addEventListener('close', (e) => {
+    if (e.detail && e.detail.code === 1009) {
+        // The server refused a message as too large (an older server that
+        // announced no limit, or a smaller one than announced): the message was
+        // not stored, so give its text back instead of losing it.
+        const lost = findUser((m) => m.pending);
+        if (lost && chat.input.value === '') chat.setInput(lost.content);
+        toast('The server refused the message as too long; it is back in the box. Shorten it and send again.',
+            { error: true, timeout: 10000 });
+    }
     clearTimeout(S.helloTimer);
     clearTimeout(S.pongTimer);
     S.helloSeen = false;
@@ -807,6 +817,34 @@ function requestStatusBoard() {
 }
 
 // ------------------------------------------------------------------ user intents
+/** Most bytes one client WebSocket message may have (hello.limits; 64 KiB by default). */
+function maxMessageBytes() {
+    const n = S.limits && S.limits.max_message_bytes;
+    return typeof n === 'number' && n > 0 ? n : 65536;
+}
+
+/**
+ * UTF-8 size of the frame that sending `text` produces: the server's limit is
+ * on the whole message (envelope and JSON escapes included) and a bigger one
+ * closes the socket (1009), so the check has to be on this, not on the text.
+ * A new chat gets its conversation id only later: a long stand-in counts it.
+ */
+function messageBytes(text) {
+    const f = { type: 'message', content: text, id: tabId + '-' + (msgSeq + 1) };
+    if (!S.legacy) {
+        f.bot_id = S.activeBotId;
+        f.conversation_id = S.convId || '0'.repeat(48);
+    }
+    return utf8Length(JSON.stringify(f));
+}
+
+function tooLarge(bytes) {
+    if (bytes <= maxMessageBytes()) return false;
+    toast('The message is too long for this server (' + bytes + ' of at most ' + maxMessageBytes() +
+        ' bytes). Shorten it and send again.', { error: true, timeout: 8000 });
+    return true;
+}
+
 function sendMessage(text) {
     if (!conn.isOpen || !(S.helloSeen || S.legacy)) {
         toast('Not connected yet. Your message is still in the box.', { error: true });
@@ -815,6 +853,7 @@ function sendMessage(text) {
     if (currentTurn() || S.awaitingHistory) return false; // wait for the history on screen first
     const s = S.convId && S.sessions.get(S.convId);
     if (s && s.stopped) return false;
+    if (tooLarge(messageBytes(text))) return false;
     const clientId = newClientId();
     const um = { key: newKey(), role: 'user', content: text, pending: true, clientId, ts: Date.now(), index: null };
     chat.add(um);
@@ -832,7 +871,7 @@ function sendMessage(text) {
 }
 
 function retryFailed(m) {
-    if (currentTurn()) return;
+    if (currentTurn() || tooLarge(messageBytes(m.content))) return;
     chat.truncateFrom(m.key);
     sendMessage(m.content);
 }
@@ -878,7 +917,8 @@ function regenerate() {
 }
 
 function editMessage(m, text) {
-    if (currentTurn() || S.legacy || !S.convId || typeof m.index !== 'number') return;
+    if (currentTurn() || S.legacy || !S.convId || typeof m.index !== 'number') return false;
+    if (tooLarge(utf8Length(JSON.stringify({ type: 'edit', conversation_id: S.convId, index: m.index, content: text })))) return false;
     chat.truncateFrom(m.key);
     const um = { key: newKey(), role: 'user', content: text, pending: true, index: m.index, ts: Date.now() };
     chat.add(um);
@@ -887,11 +927,16 @@ function editMessage(m, text) {
     updateAll();
 }
 
+/** An argument as a shell would need it written (shows "a | b" as one word). */
+function shellQuote(w) {
+    return /^[A-Za-z0-9_@%+=:,./-]+$/.test(w) ? w : "'" + w.replace(/'/g, "'\\''") + "'";
+}
+
 async function runCommand(cmd) {
     const bot = activeBot();
     const body = el('div', null,
         el('p', { text: 'Run this command on the server' + (bot ? ' as bot "' + (bot.name || bot.id) + '"' : '') + '?' }),
-        el('pre', { text: '$ ' + [cmd.command, ...cmd.args].join(' ') }),
+        el('pre', { text: '$ ' + [cmd.command, ...cmd.args].map(shellQuote).join(' ') }),
         el('p', { text: 'Its output will be added to this conversation.' }));
     if (!await confirmDialog({ title: 'Run command?', body, ok: 'Run' })) return;
     const msg = { type: 'run', command: cmd.command, args: cmd.args };

@@ -98,11 +98,14 @@ export class ChatView {
         const ta = this.input;
         ta.style.height = 'auto';
         ta.style.height = Math.min(ta.scrollHeight, window.innerHeight * 0.4) + 'px';
-        const n = utf8Length(ta.value);
+        // The server limits the whole WebSocket message (JSON envelope and
+        // escapes included), not just the text: measure what will be sent.
+        const n = this.h.measure ? this.h.measure(ta.value) : utf8Length(ta.value);
         const over = n > this.maxBytes;
         if (n > this.maxBytes * 0.8) {
             this.count.hidden = false;
-            this.count.textContent = (n / 1024).toFixed(1) + ' / ' + Math.round(this.maxBytes / 1024) + ' KB';
+            const size = (over ? Math.ceil(n / 102.4) / 10 : Math.floor(n / 102.4) / 10).toFixed(1);
+            this.count.textContent = (over ? 'Too long: ' : '') + size + ' / ' + Math.round(this.maxBytes / 1024) + ' KiB';
             this.count.classList.toggle('over', over);
         } else {
             this.count.hidden = true;
@@ -112,10 +115,12 @@ export class ChatView {
 
     submit() {
         const text = this.input.value;
-        if (this.busy || this.composerDisabled || text.trim() === '' || utf8Length(text) > this.maxBytes) return;
+        if (this.busy || this.composerDisabled || text.trim() === '') return;
         if (this.h.onSend(text) !== false) {
             this.input.value = '';
             this.onInput();
+            // Sent with the button: it is replaced by Stop, keep the focus in the box.
+            this.focusInput();
         }
     }
 
@@ -125,8 +130,12 @@ export class ChatView {
         this.composerDisabled = !connected || !!stopped;
         this.input.disabled = !!stopped;
         this.input.placeholder = stopped ? 'This session is stopped' : (placeholder || 'Send a message…');
+        const focused = document.activeElement;
         this.sendBtn.hidden = this.busy;
         this.stopBtn.hidden = !this.busy;
+        // Send and Stop take turns in one place: focus on the one that goes
+        // away would fall to <body>; it belongs in the message box.
+        if ((focused === this.sendBtn || focused === this.stopBtn) && focused.hidden) this.focusInput();
         this.$('session-stopped').hidden = !stopped;
         this.onInput();
         this.refreshLast();
@@ -318,8 +327,8 @@ export class ChatView {
     buildUser(m) {
         const isCmd = m.content.startsWith('!');
         const bubble = isCmd
-            ? el('div.bubble.bubble-cmd', { 'aria-label': 'Command request' }, icon('terminal'), el('span', { text: m.content }))
-            : el('div.bubble', { text: m.content });
+            ? el('div.bubble.bubble-cmd', { 'aria-label': 'Command request' }, icon('terminal'), el('span', { text: m.content, dir: 'auto' }))
+            : el('div.bubble', { text: m.content, dir: 'auto' });
         const actions = el('div.msg-actions');
         const copy = iconButton('copy', 'Copy message', async () => flashCopied(copy, await copyText(m.content)));
         actions.append(copy);
@@ -350,13 +359,13 @@ export class ChatView {
     startEdit(it) {
         if (this.busy || !this.canEdit) return;
         const m = it.m;
-        const ta = el('textarea', { 'aria-label': 'Edit message', rows: '3' });
+        const ta = el('textarea', { 'aria-label': 'Edit message', rows: '3', dir: 'auto' });
         ta.value = m.content;
         const cancel = () => { this.update(m); this.items.get(m.key)?.edit?.focus(); };
         const save = () => {
             const v = ta.value;
             if (v.trim() === '' || this.busy) return;
-            this.h.onEdit(m, v);
+            this.h.onEdit(m, v); // false (e.g. too long): the edit box stays open
         };
         ta.addEventListener('keydown', (e) => {
             if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); save(); }
@@ -405,7 +414,7 @@ export class ChatView {
 
     buildThinking(it, m) {
         const summary = el('summary', null, icon('bulb'), el('span', { text: 'Reasoning' }));
-        const bodyEl = el('div.thinking-body', { text: m.thinking });
+        const bodyEl = el('div.thinking-body', { text: m.thinking, dir: 'auto' });
         const d = el('details.thinking', null, summary, bodyEl);
         it.thinkBox = d;
         it.thinkLabel = summary.lastChild;

