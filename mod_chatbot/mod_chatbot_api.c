@@ -99,7 +99,10 @@ static int http_status_of(const char *code)
     return 500;
 }
 
-static int send_error(api_t *a, const char *code, const char *msg, apr_int64_t retry_ms)
+/* Writes an error reply without counting it: for a failed turn, which the
+ * engine has counted already (as it does for the WebSocket). */
+static int send_error_counted(api_t *a, const char *code, const char *msg,
+                              apr_int64_t retry_ms)
 {
     chat_buf_reset(&a->out, 0);
     chat_jw_init(&a->jw, &a->out);
@@ -115,6 +118,14 @@ static int send_error(api_t *a, const char *code, const char *msg, apr_int64_t r
     }
     chat_jw_obj_end(&a->jw);
     return send_json(a, http_status_of(code));
+}
+
+/* Every error the API returns is counted once, by code, like the error
+ * frames of the WebSocket (chatbot_errors_total, ChatbotErrors[code]). */
+static int send_error(api_t *a, const char *code, const char *msg, apr_int64_t retry_ms)
+{
+    chat_metrics_error(chatbot_store(), code);
+    return send_error_counted(a, code, msg, retry_ms);
 }
 
 static void begin(api_t *a)
@@ -594,7 +605,8 @@ static int run_turn(api_t *a, chatbot_bot_t *bot, const char *conv_id,
         return OK;
     }
     if (c->outcome == CHATBOT_OUT_FAILED) {
-        return send_error(a, c->code ? c->code : CHAT_ERR_INTERNAL, c->msg, 0);
+        /* counted by the engine when the turn ended */
+        return send_error_counted(a, c->code ? c->code : CHAT_ERR_INTERNAL, c->msg, 0);
     }
     begin(a);
     chat_jw_kstr(&a->jw, "conversation_id", c->conv[0] ? c->conv : NULL);
@@ -1000,6 +1012,7 @@ static int method_not_allowed(api_t *a, const char *allow)
     chat_jw_kstr(&a->jw, "message", "method not allowed");
     chat_jw_kstr(&a->jw, "detail", "method not allowed");
     chat_jw_obj_end(&a->jw);
+    chat_metrics_error(chatbot_store(), CHAT_ERR_BAD_REQUEST);
     return send_json(a, HTTP_METHOD_NOT_ALLOWED);
 }
 

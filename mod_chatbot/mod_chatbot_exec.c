@@ -644,6 +644,10 @@ typedef struct {
     const char *name;
     const char *const *args;
     size_t nargs;
+    const char *line;            /* the chat line "!name args" as sent, if any */
+    size_t line_len;
+    int split;                   /* name/args come from the request (not refused
+                                  * while splitting the line) */
     chatbot_command_t *cmd;
     /* out */
     const char *code;            /* CHAT_ERR_* or NULL */
@@ -748,6 +752,79 @@ static chat_status_t store_msg(exec_t *x, chat_role_t role, uint32_t flags,
     return rc;
 }
 
+/* Under the lock, right after the request was stored at index: a
+ * conversation that starts with a command gets its title from the command
+ * line (as the UI titles one from a first chat message), unless it has one.
+ * The caller bumps the user, which pushes the new title to every tab. */
+static void auto_title(exec_t *x, uint32_t index, const char *text, size_t len)
+{
+    chat_store_t *st = chatbot_store();
+    chat_conv_info_t ci;
+    char title[CHAT_TITLE_MAX + 1];
+
+    if (index != 0 || chat_store_conv_get(st, &x->id->owner, x->conv, &ci) != CHAT_OK ||
+        ci.title[0] || chat_cmd_title(title, sizeof(title), text, len) == 0) {
+        return;
+    }
+    chat_store_conv_rename(st, &x->id->owner, x->conv, title, chatbot_now_ms());
+}
+
+/* A command refused for what it is (command_denied: not declared, not
+ * allowed for the bot, an argument refused) is kept in the conversation
+ * like a command that ran: the request as a user message and the refusal
+ * as an assistant message "command_denied: <reason>", both flagged
+ * command + refused (the refusal also error), so history, resume, export
+ * and the UI still show them later; neither is sent to the model. Not
+ * stored when the conversation is busy (an answer or a command is being
+ * written into it): the refusal is still answered. */
+static void store_refusal(exec_t *x)
+{
+    chat_store_t *st = chatbot_store();
+    chat_buf_t text;
+    uint32_t index;
+    chat_status_t rc;
+
+    if (!st || !x->conv || !x->code || strcmp(x->code, CHAT_ERR_COMMAND_DENIED)) {
+        return;
+    }
+    chat_buf_init(&text);
+    if (x->split || !x->line) {
+        rc = chat_cmd_format_request(&text, x->name, x->args, x->nargs);
+    }
+    else {
+        chat_buf_reset(&text, 0);
+        rc = chat_buf_append(&text, x->line, x->line_len);
+    }
+    if (rc != CHAT_OK || chatbot_lock() != APR_SUCCESS) {
+        chat_buf_free(&text);
+        return;
+    }
+    x->token = chatbot_random64();
+    rc = chat_store_gen_begin(st, &x->id->owner, x->conv, x->token, CHAT_CONV_GENERATING,
+                              chatbot_now_ms());
+    if (rc == CHAT_OK) {
+        rc = store_msg(x, CHAT_ROLE_USER, CHAT_MSG_COMMAND | CHAT_MSG_REFUSED,
+                       text.data ? text.data : "", text.len, &index);
+        if (rc == CHAT_OK) {
+            const char *t = apr_pstrcat(x->p, x->code, ": ", x->msg, NULL);
+            auto_title(x, index, text.data ? text.data : "", text.len);
+            rc = store_msg(x, CHAT_ROLE_ASSISTANT,
+                           CHAT_MSG_COMMAND | CHAT_MSG_ERROR | CHAT_MSG_REFUSED, t,
+                           strlen(t), &x->result_index);
+            x->has_index = rc == CHAT_OK;
+        }
+        chat_store_gen_end(st, x->conv, x->token, chatbot_now_ms());
+        chat_store_user_bump(st, &x->id->owner);
+    }
+    chatbot_unlock();
+    if (rc != CHAT_OK) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, x->r,
+                      "chatbot: refused command not stored in conversation %s (%s)",
+                      x->conv, chat_status_str(rc));
+    }
+    chat_buf_free(&text);
+}
+
 /* Checks, claims the conversation, stores the request, runs, stores the
  * result, logs. On return either x->code is set (refused / failed) or the
  * command ran (x->res, x->out). */
@@ -804,8 +881,12 @@ static void exec_run(exec_t *x)
     rc = chat_store_gen_begin(st, &x->id->owner, x->conv, x->token, CHAT_CONV_GENERATING,
                               chatbot_now_ms());
     if (rc == CHAT_OK) {
+        uint32_t index;
         if (chat_cmd_format_request(&text, x->name, x->args, x->nargs) == CHAT_OK) {
-            rc = store_msg(x, CHAT_ROLE_USER, CHAT_MSG_COMMAND, text.data, text.len, NULL);
+            rc = store_msg(x, CHAT_ROLE_USER, CHAT_MSG_COMMAND, text.data, text.len, &index);
+            if (rc == CHAT_OK) {
+                auto_title(x, index, text.data, text.len);
+            }
         }
         else {
             rc = CHAT_ENOMEM;
@@ -957,6 +1038,8 @@ static int exec_split(exec_t *x, const char *line, size_t len)
     char why[256];
     chat_status_t rc;
 
+    x->line = line;
+    x->line_len = len;
     rc = chat_cmd_split(line, len, buf, len + 1, words, MAX_WORDS, &n, why, sizeof(why));
     if (rc != CHAT_OK) {
         refuse(x, CHAT_ERR_COMMAND_DENIED, "%s", why);
@@ -965,6 +1048,7 @@ static int exec_split(exec_t *x, const char *line, size_t len)
     x->name = words[0];
     x->args = words + 1;
     x->nargs = n - 1;
+    x->split = 1;
     return 0;
 }
 
@@ -987,9 +1071,11 @@ int chatbot_exec_ws(request_rec *r, const chatbot_ident_t *id, chatbot_bot_t *bo
         x.name = command ? command : "";
         x.args = args;
         x.nargs = nargs;
+        x.split = 1;
         exec_run(&x);
     }
     if (x.code) {
+        store_refusal(&x);
         chat_frame_error(frame, x.code, x.msg, conv_id, NULL, -1);
         /* an error frame like any other: counted by code (chatbot_errors_total,
          * ChatbotErrors[code]), so storage_full or internal alerts see it */
@@ -1025,7 +1111,11 @@ static int status_of(const char *code)
     return 500; /* command_failed, internal */
 }
 
-static int api_error(chat_buf_t *out, int *status, const char *code, const char *msg)
+/* An error reply, counted by code like every error the API returns
+ * (chatbot_errors_total, ChatbotErrors[code]). x: the refusal stored in a
+ * conversation, whose id and index are added (else NULL). */
+static int api_error_x(chat_buf_t *out, int *status, const char *code, const char *msg,
+                       const exec_t *x)
 {
     chat_jw_t w;
 
@@ -1035,9 +1125,21 @@ static int api_error(chat_buf_t *out, int *status, const char *code, const char 
     chat_jw_kstr(&w, "error", code);
     chat_jw_kstr(&w, "message", msg);
     chat_jw_kstr(&w, "detail", msg);
+    if (x && x->conv) {
+        chat_jw_kstr(&w, "conversation_id", x->conv);
+        if (x->has_index) {
+            chat_jw_kint(&w, "index", x->result_index);
+        }
+    }
     chat_jw_obj_end(&w);
     *status = status_of(code);
+    chat_metrics_error(chatbot_store(), code);
     return 0;
+}
+
+static int api_error(chat_buf_t *out, int *status, const char *code, const char *msg)
+{
+    return api_error_x(out, status, code, msg, NULL);
 }
 
 /* POST /api/execute {"command": name, "args": [strings], "bot_id"?,
@@ -1088,9 +1190,6 @@ int chatbot_exec_api(request_rec *r, const chatbot_ident_t *id, void *body,
                              "args must be an array of strings");
         }
         nargs = json_object_array_length(jargs);
-        if (nargs > CHAT_CMD_MAX_USER_ARGS) {
-            return api_error(out, status, CHAT_ERR_COMMAND_DENIED, "too many arguments");
-        }
     }
     else {
         jargs = NULL;
@@ -1119,8 +1218,15 @@ int chatbot_exec_api(request_rec *r, const chatbot_ident_t *id, void *body,
     }
     else {
         x.name = command;
+        x.split = 1;
         if (strlen(command) != clen) {
             refuse(&x, CHAT_ERR_COMMAND_DENIED, "the command name contains a NUL character");
+        }
+        else if (nargs > CHAT_CMD_MAX_USER_ARGS) {
+            /* refused before the arguments are looked at; stored as the
+             * name alone */
+            refuse(&x, CHAT_ERR_COMMAND_DENIED, "too many arguments");
+            nargs = 0;
         }
         if (nargs) {
             args = apr_pcalloc(x.p, sizeof(*args) * nargs);
@@ -1142,13 +1248,14 @@ int chatbot_exec_api(request_rec *r, const chatbot_ident_t *id, void *body,
             }
         }
         x.args = args;
-        x.nargs = nargs;
+        x.nargs = x.code ? i : nargs; /* a refusal is stored with the arguments read */
         if (!x.code) {
             exec_run(&x);
         }
     }
     if (x.code) {
-        api_error(out, status, x.code, x.msg);
+        store_refusal(&x);
+        api_error_x(out, status, x.code, x.msg, &x);
         exec_done(&x);
         return 0;
     }

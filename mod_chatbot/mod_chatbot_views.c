@@ -196,6 +196,9 @@ static void emit_msg(void *baton, const chat_msg_info_t *m, const char *text, si
     if (m->flags & CHAT_MSG_ERROR) {
         chat_jw_kbool(w, "error", 1);
     }
+    if (m->flags & CHAT_MSG_REFUSED) {
+        chat_jw_kbool(w, "refused", 1);
+    }
     chat_jw_obj_end(w);
 }
 
@@ -264,7 +267,8 @@ static void export_msg(void *baton, const chat_msg_info_t *m, const char *text, 
     if (m->flags & CHAT_MSG_ERROR) {
         size_t k = chatbot_error_code_len(text, len);
         if (k > 0) {
-            chat_buf_printf(ec->out, "> **Error (%.*s):** ", (int)k, text);
+            chat_buf_printf(ec->out, "> **%s (%.*s):** ",
+                            (m->flags & CHAT_MSG_REFUSED) ? "Refused" : "Error", (int)k, text);
             text += k + 2;
             len -= k + 2;
         }

@@ -594,6 +594,8 @@ function fromHistory(h, i, all) {
     return {
         key: newKey(), role, content: typeof h.content === 'string' ? h.content : '',
         index: typeof h.index === 'number' ? h.index : null, ts: h.ts_ms, interrupted: h.interrupted === true,
+        // a refused command request, stored with its refusal (the error card after it)
+        refused: role === 'user' && h.refused === true,
         stats: h.stats && typeof h.stats === 'object' ? h.stats : null,
         thinking: typeof h.thinking === 'string' ? h.thinking : '', model: h.model,
     };

@@ -174,6 +174,14 @@ chat_status_t chat_cmd_output_finish(chat_cmd_output_t *o);
 
 /* ---- history text ---------------------------------------------------- */
 
+/* The automatic title of a conversation whose first message is the
+ * command line (text, len): made like the UI makes one from a first chat
+ * message: white space runs become one space, ends trimmed, and a line
+ * longer than 60 characters is cut to at most 57 at a word boundary and
+ * ends with U+2026. Always valid UTF-8 of at most outsz - 1 bytes (outsz
+ * should be CHAT_TITLE_MAX + 1). Returns its length (0 if blank). */
+size_t chat_cmd_title(char *out, size_t outsz, const char *text, size_t len);
+
 /* The request as stored in the conversation: "!name arg1 arg2" (reset
  * first). CHAT_OK or CHAT_ENOMEM. */
 chat_status_t chat_cmd_format_request(chat_buf_t *out, const char *name,

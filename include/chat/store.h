@@ -196,6 +196,9 @@ uint64_t chat_store_conv_seq(chat_store_t *st, const char *id);
 #define CHAT_MSG_COMMAND 0x4u     /* a command request or its result */
 #define CHAT_MSG_ERROR 0x8u       /* an error shown in the conversation */
 #define CHAT_MSG_STREAMING 0x10u  /* being written right now */
+#define CHAT_MSG_REFUSED 0x20u    /* a refused command request or its refusal
+                                   * (with CHAT_MSG_COMMAND; never sent to the
+                                   * model, like CHAT_MSG_ERROR) */
 
 typedef struct {
     uint32_t index; /* 0-based position among the stored messages */

@@ -11,6 +11,7 @@
 
 #include "chat/cmd.h"
 #include "chat/confparse.h"
+#include "chat/utf8.h"
 
 static void seterr(char *err, size_t cap, const char *fmt, const char *a, const char *b)
 {
@@ -735,6 +736,74 @@ chat_status_t chat_cmd_output_finish(chat_cmd_output_t *o)
 }
 
 /* ---- history text ------------------------------------------------------ */
+
+#define TITLE_LONG 60 /* longer lines are cut (app.js autoTitle) */
+#define TITLE_CUT 57
+
+size_t chat_cmd_title(char *out, size_t outsz, const char *text, size_t len)
+{
+    /* the first TITLE_LONG + 1 characters, white space collapsed */
+    char buf[(TITLE_LONG + 1) * 4];
+    size_t off[TITLE_LONG + 2];
+    size_t i = 0, n = 0, cps = 0, cut, k, bad;
+    int space = 0;
+
+    if (!out || outsz == 0) {
+        return 0;
+    }
+    out[0] = '\0';
+    while (i < len && cps <= TITLE_LONG) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v') {
+            space = cps > 0;
+            i++;
+            continue;
+        }
+        k = chat_utf8_seq((const uint8_t *)text + i, len - i, &bad);
+        if (k == 0) {
+            i += bad ? bad : 1; /* not text: left out */
+            continue;
+        }
+        if (space) {
+            off[cps++] = n;
+            buf[n++] = ' ';
+            space = 0;
+            if (cps > TITLE_LONG) {
+                break;
+            }
+        }
+        off[cps++] = n;
+        memcpy(buf + n, text + i, k);
+        n += k;
+        i += k;
+    }
+    off[cps] = n;
+    if (cps <= TITLE_LONG && n < outsz) {
+        memcpy(out, buf, n);
+        out[n] = '\0';
+        return n;
+    }
+    /* too long: TITLE_CUT characters (fewer if they do not fit), the last
+     * partial word dropped, then an ellipsis */
+    cut = cps < TITLE_CUT ? cps : TITLE_CUT;
+    while (cut > 0 && (outsz < 4 || off[cut] > outsz - 4)) {
+        cut--;
+    }
+    n = off[cut];
+    for (k = n; k > 0; k--) {
+        if (buf[k - 1] == ' ') {
+            n = k - 1;
+            break;
+        }
+    }
+    if (outsz < 4) {
+        return 0;
+    }
+    memcpy(out, buf, n);
+    memcpy(out + n, "\xe2\x80\xa6", 3);
+    out[n + 3] = '\0';
+    return n + 3;
+}
 
 chat_status_t chat_cmd_format_request(chat_buf_t *out, const char *name,
                                       const char *const *args, size_t nargs)

@@ -61,7 +61,7 @@
 #define CS_CONV_FLAGS (CHAT_CONV_ARCHIVED | CHAT_CONV_STOPPED)
 #define CS_MSG_FLAGS                                                                     \
     (CHAT_MSG_COMPLETE | CHAT_MSG_INTERRUPTED | CHAT_MSG_COMMAND | CHAT_MSG_ERROR |      \
-     CHAT_MSG_STREAMING)
+     CHAT_MSG_STREAMING | CHAT_MSG_REFUSED)
 
 /* user entry flags */
 #define CS_USER_USED 0x1u

@@ -435,11 +435,12 @@ int chat_store_msg_tail(chat_store_t *st, const chat_owner_t *owner, const char 
     if (!text) {
         return CHAT_EINVAL;
     }
-    /* newest to oldest: a contiguous run of the history, errors skipped;
+    /* newest to oldest: a contiguous run of the history, errors and refused
+     * commands skipped;
      * the newest usable message is taken whatever its size */
     for (m = c->last_msg; m != CS_NIL; m = cs_mh(st, m)->prev_msg, back++) {
         const cs_msghdr_t *mh = cs_mh(st, m);
-        if (mh->flags & CHAT_MSG_ERROR) {
+        if (mh->flags & (CHAT_MSG_ERROR | CHAT_MSG_REFUSED)) {
             continue;
         }
         if (max_msgs && taken >= max_msgs) {
@@ -454,7 +455,7 @@ int chat_store_msg_tail(chat_store_t *st, const chat_owner_t *owner, const char 
         first_index = c->nmsgs - 1 - back;
     }
     for (m = first; m != CS_NIL; m = cs_mh(st, m)->next_msg, first_index++) {
-        if (cs_mh(st, m)->flags & CHAT_MSG_ERROR) {
+        if (cs_mh(st, m)->flags & (CHAT_MSG_ERROR | CHAT_MSG_REFUSED)) {
             continue;
         }
         if (msg_fill(st, m, 0, text) != CHAT_OK) {

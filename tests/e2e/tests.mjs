@@ -542,6 +542,18 @@ export const tests = [
             assert.ok(denied);
             await until(async () => (await page.locator('#msg-list .card-error.refusal').count()) === 1, 5000, 'refusal card');
             assert.ok((await page.locator('#msg-list .card-error.refusal').innerText()).includes('command_denied'));
+            // ... is kept in the conversation: after a reload (history replaces the
+            // list) the request and its refusal are still there, as a refusal card
+            await waitIdle(page);
+            await page.reload();
+            await until(async () => (await page.locator('#msg-list .card-error.refusal').count()) === 1, 10000, 'refusal card after reload');
+            assert.ok((await page.locator('#msg-list .card-error.refusal').innerText()).includes('command_denied'));
+            const reqs = page.locator('#msg-list .bubble-cmd');
+            await until(async () => (await reqs.count()) === 2, 5000, 'both command requests after reload');
+            assert.ok((await reqs.last().innerText()).includes('!definitely_not_allowed_cmd --now'), 'the refused request after reload');
+            assert.ok((await page.locator('#msg-list .msg-user').last().innerText()).includes('Refused'), 'marked refused');
+            // a conversation started by a command is titled from it
+            await until(async () => (await page.locator('#chat-title').innerText()) === '!' + cmd, 5000, 'title from the first command');
             // 3. the Run button on a code block naming a declared command
             await waitIdle(page);
             await turn(page, rec, 'Suggest ' + fake({ reply_b64: b64('Try this:\n\n```sh\n' + cmd + '\n```\n'), delay_ms: 5 }));

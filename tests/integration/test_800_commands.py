@@ -470,12 +470,14 @@ def test_request_and_result_are_stored_in_history(srv):
     finally:
         ws.close()
     msgs = h["messages"]
-    assert len(msgs) == 2, msgs  # refusals are not stored
+    assert len(msgs) == 4, msgs  # the refusal is stored too (test_810)
     assert msgs[0]["role"] == "user" and msgs[0]["content"] == "!args one two"
     assert msgs[0]["command"] is True
     assert msgs[1]["role"] == "assistant" and msgs[1]["command"] is True
     assert msgs[1]["content"].startswith("```\n[one]\n[two]\n```\nexit code 0, ")
     assert res["index"] == 1
+    assert msgs[2]["content"] == "!nope" and msgs[2]["refused"] is True
+    assert msgs[3]["code"] == "command_denied" and msgs[3]["refused"] is True
 
 
 def test_command_results_are_part_of_the_model_context(srv, fake):

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "chat/cmd.h"
+#include "chat/utf8.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -1039,6 +1040,52 @@ static void test_format(void **state)
     chat_buf_free(&b);
 }
 
+/* Automatic titles from a first command line, made like app.js autoTitle. */
+static void test_title(void **state)
+{
+    char t[129];
+    char longl[400];
+    size_t n;
+    int i;
+
+    (void)state;
+    assert_int_equal(chat_cmd_title(t, sizeof(t), "!date", 5), 5);
+    assert_string_equal(t, "!date");
+    n = chat_cmd_title(t, sizeof(t), "  !ls \t -l\n  a  ", 16);
+    assert_string_equal(t, "!ls -l a");
+    assert_int_equal(n, 8);
+    assert_int_equal(chat_cmd_title(t, sizeof(t), " \t ", 3), 0);
+    assert_string_equal(t, "");
+    /* 60 characters: kept whole */
+    memset(longl, 'a', 60);
+    longl[0] = '!';
+    assert_int_equal(chat_cmd_title(t, sizeof(t), longl, 60), 60);
+    /* longer: cut at 57 at a word boundary, then an ellipsis */
+    strcpy(longl, "!show ");
+    for (i = 0; i < 10; i++) {
+        strcat(longl, "word12345 ");
+    }
+    n = chat_cmd_title(t, sizeof(t), longl, strlen(longl));
+    assert_string_equal(t, "!show word12345 word12345 word12345 word12345 word12345\xe2\x80\xa6");
+    assert_int_equal(n, strlen(t));
+    /* one long word: cut at 57 characters */
+    memset(longl, 'x', 100);
+    n = chat_cmd_title(t, sizeof(t), longl, 100);
+    assert_int_equal(n, 57 + 3);
+    /* multibyte characters: never cut inside one, never over the buffer */
+    longl[0] = '!';
+    for (i = 0; i < 90; i++) {
+        memcpy(longl + 1 + 4 * i, "\xf0\x9f\x98\x80", 4);
+    }
+    n = chat_cmd_title(t, sizeof(t), longl, 1 + 4 * 90);
+    assert_true(n < sizeof(t));
+    assert_true(chat_utf8_valid((const uint8_t *)t, n));
+    assert_int_equal(memcmp(t + n - 3, "\xe2\x80\xa6", 3), 0);
+    /* invalid bytes are left out */
+    assert_int_equal(chat_cmd_title(t, sizeof(t), "!a\xff" "b", 4), 3);
+    assert_string_equal(t, "!ab");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1062,6 +1109,7 @@ int main(void)
         cmocka_unit_test(test_output_utf8_cut),
         cmocka_unit_test(test_output_flood),
         cmocka_unit_test(test_format),
+        cmocka_unit_test(test_title),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -154,7 +154,7 @@ static void test_append_args(void **state)
     memset(big, 'x', sizeof(big));
     assert_int_equal(chat_store_msg_append(t.st, &o, id, (chat_role_t)4, 0, "x", 1, 1, NULL),
                      CHAT_EINVAL);
-    assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0x20, "x", 1, 1, NULL),
+    assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0x40, "x", 1, 1, NULL),
                      CHAT_EINVAL);
     assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0, NULL, 1, 1, NULL),
                      CHAT_EINVAL);
@@ -501,6 +501,18 @@ static void test_tail(void **state)
                      CHAT_OK);
     assert_int_equal(TAIL(1, 0), 1);
     assert_int_equal(ms.info[0].index, 5);
+    assert_int_equal(TAIL(2, 100000), 2);
+    assert_int_equal(ms.info[0].index, 4);
+    assert_int_equal(ms.info[1].index, 5);
+    /* a refused command (request and refusal) is never sent to the model */
+    assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER,
+                                           CHAT_MSG_COMMAND | CHAT_MSG_REFUSED, "!rm x", 5,
+                                           301, NULL),
+                     CHAT_OK);
+    assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_ASSISTANT,
+                                           CHAT_MSG_COMMAND | CHAT_MSG_ERROR | CHAT_MSG_REFUSED,
+                                           "command_denied: no", 18, 302, NULL),
+                     CHAT_OK);
     assert_int_equal(TAIL(2, 100000), 2);
     assert_int_equal(ms.info[0].index, 4);
     assert_int_equal(ms.info[1].index, 5);
