@@ -175,7 +175,16 @@ class Server:
     def stop(self):
         _LIVE.discard(self)
         pid = self.pid()
-        self.ctl("-k", "stop", check=False)
+        kids = self.children() if pid else []
+        r = self.ctl("-k", "stop", check=False)
+        if pid and r.returncode != 0:
+            # `-k stop` parses the configuration again, which fails when a
+            # test changed what it refers to (a deleted command program):
+            # SIGTERM is what it would have sent.
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
         end = time.time() + 20
         while pid and time.time() < end:
             try:
@@ -183,6 +192,13 @@ class Server:
                 time.sleep(0.05)
             except OSError:
                 break
+        else:
+            # never leave a server behind: it would hold its ports and CPU
+            for p in ([pid] if pid else []) + kids:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except OSError:
+                    pass
 
     def read_error_log(self):
         try:
