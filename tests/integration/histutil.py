@@ -21,6 +21,22 @@ def new_cookie():
     return "chatbot_sid=" + os.urandom(16).hex()
 
 
+def module_server(fake, extra, name, no_500=True):
+    """A generator for a module-scoped server fixture: one httpd for the
+    file's tests; at the end no error-level log line and (no_500) no 500
+    in the access log."""
+    from conftest import Server
+    s = Server(fake.url, extra=extra, name=name)
+    yield s
+    s.stop()
+    if no_500:
+        statuses = [int(m.group(1)) for m in
+                    (re.search(r'" (\d{3}) ', ln) for ln in s.access_lines()) if m]
+        assert statuses and 500 not in statuses, "a 500 was sent"
+    bad = s.bad_log_lines()
+    assert not bad, "\n".join(bad)
+
+
 class Conn(RawWS):
     """One WebSocket connection. `tag` goes into the request's query string
     so the connection can be found in the access log (pid=%P)."""

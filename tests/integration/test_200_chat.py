@@ -1,6 +1,5 @@
 """The walking skeleton end to end: a browser-style client chats through
 httpd with a streamed answer from the fake Ollama backend (issue 2)."""
-import asyncio
 import json
 import time
 

@@ -1,6 +1,5 @@
 """WebSockets over TLS (mod_ssl, wss://) and over HTTP/2 (RFC 8441,
 `H2WebSockets on`): the same chat works through both (issue 3)."""
-import asyncio
 import json
 import struct
 

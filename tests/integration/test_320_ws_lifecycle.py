@@ -3,13 +3,10 @@ readers, per-IP caps, bounded memory, no buffering between backend and
 client, content filters left alone (issue 3)."""
 import json
 import urllib.request
-import os
 import socket
-import struct
 import threading
 import time
 
-import pytest
 
 from wsclient import RawWS, handshake
 

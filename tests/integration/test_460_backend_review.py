@@ -5,7 +5,6 @@ charset in the content type, bytes or a dropped connection or a held-open
 response after the end of the answer, a non-SSE body, base URLs ending in
 /v1 or with a path prefix (and a wrong prefix, which is not "model not
 found"), and what the request carries (escaping, headers)."""
-import json
 import time
 
 import pytest

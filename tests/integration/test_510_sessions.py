@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from histutil import Conn, Rest, chat_requests, last_request_id, new_cookie
+from histutil import Conn, Rest, chat_requests, last_request_id, module_server, new_cookie
 
 EXTRA = """
 ChatbotRateLimit off
@@ -25,12 +25,7 @@ ChatbotBackend one %(url)s max=1
 
 @pytest.fixture(scope="module")
 def srv(fake):
-    from conftest import Server
-    s = Server(fake.url, extra=EXTRA % {"url": fake.url}, name="sessions")
-    yield s
-    s.stop()
-    bad = s.bad_log_lines()
-    assert not bad, "\n".join(bad)
+    yield from module_server(fake, EXTRA % {"url": fake.url}, "sessions", no_500=False)
 
 
 def session_of(frame, conv):

@@ -9,7 +9,6 @@ mod_status' worker table (pid and request line, the request tagged in its
 query string) until they have the ones they need in the children they
 need; the access log (pid=%P) must then agree.
 """
-import json
 import threading
 import time
 

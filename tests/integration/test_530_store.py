@@ -2,7 +2,6 @@
 other conversations intact), the context sent to the model, sizes checked
 at startup, and history surviving a graceful restart and, with
 ChatbotHistoryFile, a full stop/start (a damaged file is set aside)."""
-import json
 import os
 import re
 import subprocess

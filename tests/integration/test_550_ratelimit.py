@@ -4,7 +4,6 @@ REST API shares the same bucket."""
 import threading
 import time
 
-import pytest
 
 from histutil import Conn, Rest, new_cookie, wait_logged
 

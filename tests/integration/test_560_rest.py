@@ -4,13 +4,12 @@ refusal is a 4xx with a JSON error body, never a 500 (the access log is
 checked at the end, the error log by the fixture). Same identity and rate
 limits as the WebSocket. docs/api.md describes every route."""
 import json
-import re
 import socket
 
 import pytest
 import requests
 
-from histutil import Conn, Rest, new_cookie
+from histutil import Conn, Rest, module_server, new_cookie
 
 EXTRA = """
 ChatbotRateLimit off
@@ -26,15 +25,7 @@ ChatbotRateLimit off
 
 @pytest.fixture(scope="module")
 def srv(fake):
-    from conftest import Server
-    s = Server(fake.url, extra=EXTRA, name="rest")
-    yield s
-    s.stop()
-    statuses = [int(m.group(1)) for m in
-                (re.search(r'" (\d{3}) ', l) for l in s.access_lines()) if m]
-    assert statuses and 500 not in statuses, "a 500 was sent"
-    bad = s.bad_log_lines()
-    assert not bad, "\n".join(bad)
+    yield from module_server(fake, EXTRA, "rest")
 
 
 @pytest.fixture

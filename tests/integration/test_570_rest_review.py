@@ -16,7 +16,7 @@ import time
 import pytest
 import requests
 
-from histutil import Rest, new_cookie
+from histutil import Rest, module_server, new_cookie
 
 EXTRA = """
 ChatbotRateLimit off
@@ -28,15 +28,7 @@ ChatbotRateLimit off
 
 @pytest.fixture(scope="module")
 def srv(fake):
-    from conftest import Server
-    s = Server(fake.url, extra=EXTRA, name="restrev")
-    yield s
-    s.stop()
-    statuses = [int(m.group(1)) for m in
-                (re.search(r'" (\d{3}) ', l) for l in s.access_lines()) if m]
-    assert statuses and 500 not in statuses, "a 500 was sent"
-    bad = s.bad_log_lines()
-    assert not bad, "\n".join(bad)
+    yield from module_server(fake, EXTRA, "restrev")
 
 
 @pytest.fixture

@@ -14,8 +14,6 @@ import json
 import os
 import re
 import shutil
-import socket
-import stat
 import subprocess
 import time
 import urllib.error
