@@ -1,0 +1,227 @@
+"""Review of the history store (issue 5, second pass): the store is never
+re-checked or migrated while other processes write into it, a history file
+written with other per-message limits is migrated rather than discarded, the
+file is written safely (mode 0600, never through a planted link), and
+exports keep their structure whatever the stored text."""
+import json
+import os
+import re
+import stat
+import threading
+import time
+
+import pytest
+import requests
+
+from histutil import Conn, Rest, new_cookie, status_auto
+
+
+def history(conn, conv):
+    return conn.request({"type": "history", "conversation_id": conv, "limit": 1000},
+                        "history")
+
+
+def set_directive(server, name, value):
+    """Rewrites (or adds) a server-config directive in the rendered config."""
+    text = open(server.conf).read()
+    pat = re.compile(r"^%s .*$" % re.escape(name), re.M)
+    if pat.search(text):
+        text = pat.sub("%s %s" % (name, value), text)
+    else:
+        text += "\n%s %s\n" % (name, value)
+    open(server.conf, "w").write(text)
+
+
+# ---- graceful restart while answers stream ------------------------------------
+
+
+def _stream_forever(server, cookie, stop, errors):
+    try:
+        c = Conn(server, cookie=cookie, timeout=20)
+    except Exception as e:  # pragma: no cover - reported below
+        errors.append(repr(e))
+        return
+    try:
+        conv = c.launch()
+        while not stop.is_set():
+            c.send_json({"type": "message", "conversation_id": conv,
+                         "content": "go [[fake tokens=3000 delay_ms=0]]"})
+            try:
+                c.wait(lambda m: m.get("type") in ("response", "error"), 20)
+            except EOFError:
+                return  # closed by the graceful restart: expected
+    except (EOFError, OSError):
+        return
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("resize", [False, True])
+def test_graceful_restart_while_answers_stream_never_wipes_the_store(httpd, fake, resize):
+    s = httpd(extra="ChatbotRateLimit off\nChatbotHistorySize 4M\n", name="gracestream")
+    me = new_cookie()
+    c = Conn(s, cookie=me)
+    keep = c.launch(title="keep me")
+    c.turn("a turn to keep [[fake tokens=3]]", conversation_id=keep)
+    c.close()
+    for i in range(8):
+        stop, errors = threading.Event(), []
+        th = [threading.Thread(target=_stream_forever, args=(s, new_cookie(), stop, errors))
+              for _ in range(4)]
+        for t in th:
+            t.start()
+        time.sleep(0.4)
+        if resize:
+            set_directive(s, "ChatbotHistorySize", "%dM" % (4 + (i % 2)))
+        s.graceful(wait=False)
+        time.sleep(0.6)
+        stop.set()
+        for t in th:
+            t.join(30)
+    s.graceful()
+    log = s.read_error_log()
+    assert "AH10913" not in log, log[-3000:]
+    c = Conn(s, cookie=me)
+    try:
+        h = history(c, keep)
+        assert h.get("title") == "keep me", h
+        assert h["messages"][0]["content"].startswith("a turn to keep")
+    finally:
+        c.close()
+
+
+# ---- ChatbotHistoryFile --------------------------------------------------------
+
+
+HIST = "ChatbotRateLimit off\nChatbotHistoryFile history.bin\n"
+
+
+def _one_turn(s, me, title="persisted"):
+    c = Conn(s, cookie=me)
+    try:
+        conv = c.launch(title=title)
+        c.turn("keep me [[fake tokens=2]]", conversation_id=conv)
+    finally:
+        c.close()
+    return conv
+
+
+@pytest.mark.parametrize("directive,value", [
+    ("ChatbotMaxMessagesPerConversation", "100"),
+    ("ChatbotMaxAnswerBytes", "128k"),
+])
+def test_history_file_of_other_message_limits_is_migrated(httpd, fake, directive, value):
+    """The per-message limits are part of the layout but cost no memory:
+    an image saved under other values has exactly the size of the new
+    segment and must still be migrated, not thrown away as corrupt."""
+    s = httpd(extra=HIST, name="histlimits")
+    me = new_cookie()
+    conv = _one_turn(s, me)
+    s.stop()
+    path = os.path.join(s.root, "history.bin")
+    size = os.path.getsize(path)
+    set_directive(s, directive, value)
+    s.start()
+    log = s.read_error_log()
+    assert "not a valid history image" not in log, log[-2000:]
+    assert not os.path.exists(path + ".bad")
+    assert "migrated to the new sizes" in log
+    c = Conn(s, cookie=me)
+    try:
+        h = history(c, conv)
+        assert h.get("title") == "persisted", h
+        assert [m["content"] for m in h["messages"]][0] == "keep me [[fake tokens=2]]"
+    finally:
+        c.close()
+    s.stop()
+    assert os.path.getsize(path) == size  # same size, new layout, saved again
+
+
+def test_history_save_is_private_and_never_follows_a_planted_link(httpd, fake):
+    s = httpd(extra=HIST, name="histlink")
+    _one_turn(s, new_cookie())
+    path = os.path.join(s.root, "history.bin")
+    victim = os.path.join(s.root, "victim.txt")
+    with open(victim, "w") as f:
+        f.write("precious\n")
+    os.chmod(victim, 0o644)
+    os.symlink(victim, path + ".tmp")       # left by someone who can write the dir
+    open(path, "wb").write(b"old")
+    os.chmod(path, 0o644)
+    s.stop()
+    assert open(victim).read() == "precious\n"
+    st = os.lstat(path)
+    assert stat.S_ISREG(st.st_mode)
+    assert st.st_mode & 0o077 == 0, oct(st.st_mode)
+    assert st.st_size > 1000
+    assert not os.path.lexists(path + ".tmp")
+    assert "history saved to" in s.read_error_log()
+
+
+def test_history_save_over_a_stale_tmp_file_is_private(httpd, fake):
+    s = httpd(extra=HIST, name="histtmp")
+    _one_turn(s, new_cookie())
+    path = os.path.join(s.root, "history.bin")
+    with open(path + ".tmp", "w") as f:
+        f.write("stale")
+    os.chmod(path + ".tmp", 0o666)
+    s.stop()
+    assert os.stat(path).st_mode & 0o077 == 0, oct(os.stat(path).st_mode)
+    assert not os.path.lexists(path + ".tmp")
+
+
+def _damage(path, how):
+    if how == "empty":
+        open(path, "wb").close()
+    elif how == "directory":
+        os.unlink(path)
+        os.mkdir(path)
+    elif how == "version":
+        data = bytearray(open(path, "rb").read())
+        data[8] ^= 0x01                      # the format version after the magic
+        open(path, "wb").write(bytes(data))
+    elif how == "extended":
+        with open(path, "ab") as f:
+            f.write(b"\0" * 4096)
+    elif how == "header-only":
+        data = open(path, "rb").read()[:4096]
+        open(path, "wb").write(data)
+    elif how == "tiny":
+        open(path, "wb").write(b"MODCHATS")
+
+
+@pytest.mark.parametrize("how,logged", [
+    ("empty", "is empty; starting empty"),
+    ("directory", "is not a regular file"),
+    ("version", "not a history image, or from another version"),
+    ("extended", "truncated or extended"),
+    ("header-only", "truncated or extended"),
+    ("tiny", "not a history image"),
+])
+def test_unusable_history_file_starts_empty_with_a_clear_line(httpd, fake, how, logged):
+    s = httpd(extra=HIST, name="histbad",
+              allow_errors=(r"AH10909", r"AH10905", r"AH10902"))
+    me = new_cookie()
+    conv = _one_turn(s, me)
+    s.stop()
+    path = os.path.join(s.root, "history.bin")
+    _damage(path, how)
+    s.start()
+    log = s.read_error_log()
+    assert logged in log, log[-2000:]
+    c = Conn(s, cookie=me)
+    try:
+        m = history(c, conv)
+        assert m["type"] == "error" and m["code"] == "not_found"
+        f = c.turn("a fresh start [[fake tokens=2]]")
+        assert f[-1]["type"] == "response"
+    finally:
+        c.close()
+    if how not in ("empty", "directory"):
+        assert os.path.exists(path + ".bad")
+    s.stop()
+    if how == "directory":
+        assert os.path.isdir(path)
+        assert "could not save the history" in s.read_error_log()
+    else:
+        assert os.path.isfile(path) and os.path.getsize(path) > 4096
