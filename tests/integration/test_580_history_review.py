@@ -290,3 +290,79 @@ def test_titles_are_one_line_everywhere(httpd, fake):
     lst = Rest(s, cookie=me).get("/api/sessions").json()
     titles = json.dumps(lst)
     assert "a b c" in titles and "a\\tb" not in titles
+
+
+# ---- eviction under pressure from many users in several children ---------------
+
+
+def test_eviction_under_concurrent_pressure_keeps_every_survivor_exact(httpd, fake):
+    s = httpd(extra="ChatbotRateLimit off\nChatbotMaxConversations 8\n"
+                    "ChatbotHistorySize 64k\nChatbotMaxAnswerBytes 8k\n",
+              serverlimit=3, threads=8, name="evictmp")
+    nusers, rounds = 12, 4
+    written = {}                 # conv -> [contents], as each user wrote them
+    errors = []
+    lock = threading.Lock()
+
+    def user(u):
+        me = new_cookie()
+        try:
+            c = Conn(s, cookie=me, timeout=20)
+            rest = Rest(s, cookie=me)
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+            return
+        try:
+            for k in range(rounds):
+                r = rest.post("/api/bot/launch", {"bot_id": "default",
+                                                  "title": "u%d-%d" % (u, k)})
+                if r.status_code not in (200, 201):
+                    # every slot busy generating: refused, documented
+                    if r.json().get("error") != "storage_full":
+                        errors.append(r.text)
+                    continue
+                conv = r.json()["conversation_id"]
+                text = ("u%d k%d " % (u, k)) + "\u00e9" * (300 + 97 * u)
+                f = c.turn(text + " [[fake tokens=40]]", conversation_id=conv, timeout=30)
+                if f[-1]["type"] == "response":
+                    with lock:
+                        written[conv] = (me, [text + " [[fake tokens=40]]",
+                                              f[-1]["content"]])
+                elif f[-1].get("code") not in ("not_found", "storage_full"):
+                    errors.append(f[-1])
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+        finally:
+            c.close()
+
+    th = [threading.Thread(target=user, args=(u,)) for u in range(nusers)]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join(120)
+    assert not errors, errors[:5]
+    st = status_auto(s)
+    assert int(st["ChatbotConversations"]) <= 8
+    assert int(st["ChatbotEvictions"]) >= len(written) - 8
+    nlog = len([l for l in s.read_error_log().splitlines() if "evicted conversation" in l])
+    assert nlog == int(st["ChatbotEvictions"])
+    # every conversation still there is exactly what its user wrote; every
+    # other one is gone for its owner, and nobody else sees it
+    alive = 0
+    for conv, (me, contents) in written.items():
+        r = Rest(s, cookie=me).get("/api/chat/history", params={"conversation_id": conv,
+                                                                "limit": 100})
+        if r.status_code == 404:
+            continue
+        assert r.status_code == 200, r.text
+        alive += 1
+        assert [m["content"] for m in r.json()["messages"]] == contents
+        other = Rest(s, cookie=new_cookie()).get(
+            "/api/chat/history", params={"conversation_id": conv})
+        assert other.status_code == 404
+    assert alive <= 8
+    assert "AH10913" not in s.read_error_log()
+    # the store is still consistent: a graceful restart re-checks it whole
+    s.graceful()
+    assert "AH10913" not in s.read_error_log()
+    assert status_auto(s)["ChatbotConversations"] == st["ChatbotConversations"]
