@@ -12,6 +12,7 @@
  * httpd stops (a pconf cleanup that acts only when httpd is exiting) and read
  * back, after a full consistency check, at the next start.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -150,6 +151,23 @@ static apr_status_t store_save(chatbot_shm_t *sh, apr_pool_t *p)
     return rv;
 }
 
+static apr_status_t free_cleanup(void *p)
+{
+    free(p);
+    return APR_SUCCESS;
+}
+
+/* n bytes from the heap, freed with pool p; NULL if there is not enough. */
+static void *load_buffer(apr_pool_t *p, apr_size_t n)
+{
+    void *b = malloc(n);
+
+    if (b) {
+        apr_pool_cleanup_register(p, b, free_cleanup, apr_pool_cleanup_null);
+    }
+    return b;
+}
+
 /* Reads history_file into the freshly formatted segment if it is a valid
  * store image; a valid image of another layout is migrated (also when it
  * happens to have the same size: the per-message limits change the layout,
@@ -215,7 +233,15 @@ static void store_load(chatbot_shm_t *sh, apr_pool_t *ptemp)
         buf = sh->base; /* read straight into the segment, then verify */
     }
     else {
-        buf = apr_palloc(ptemp, want);
+        /* an image of other sizes, as large as it says: the heap, so that
+         * not having that much memory is an error, not an abort */
+        if (!(buf = load_buffer(ptemp, want))) {
+            apr_file_close(f);
+            ap_log_error(APLOG_MARK, APLOG_ERR, APR_ENOMEM, sh->s, APLOGNO(10906)
+                         "chatbot: no memory to read history file %s (%" APR_SIZE_T_FMT
+                         " bytes); starting empty", sh->history_file, want);
+            return;
+        }
     }
     rv = apr_file_seek(f, APR_SET, &(apr_off_t){0});
     n = want;
@@ -244,7 +270,13 @@ static void store_load(chatbot_shm_t *sh, apr_pool_t *ptemp)
     /* Another layout: attach with the layout recorded in the image, then
      * migrate into the freshly formatted segment. */
     if (buf == sh->base) {
-        buf = apr_pmemdup(ptemp, sh->base, n);
+        if (!(buf = load_buffer(ptemp, n))) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, APR_ENOMEM, sh->s, APLOGNO(10906)
+                         "chatbot: no memory to migrate history file %s; starting empty",
+                         sh->history_file);
+            goto reformat;
+        }
+        memcpy(buf, sh->base, n);
     }
     if (chat_store_attach(&src, buf, n, &lay) == CHAT_OK) {
         chat_store_t *dst = NULL;
