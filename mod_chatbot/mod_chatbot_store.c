@@ -351,8 +351,17 @@ static apr_status_t store_cleanup(void *data)
         if (chat_store_attach(&st, sh->base, sh->size, &sh->layout) == CHAT_OK) {
             chat_store_recover(st, chatbot_now_ms());
             chat_store_detach(st);
+            store_save(sh, p);
         }
-        store_save(sh, p);
+        else {
+            /* A child killed in the middle of an update (httpd gives up
+             * waiting for it): an image that would be refused at the next
+             * start must not replace the last good file. */
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, sh->s, APLOGNO(10918)
+                         "chatbot: the shared store failed its consistency check at "
+                         "stop; history not saved, %s keeps the previous copy",
+                         sh->history_file);
+        }
         apr_pool_destroy(p);
     }
     return APR_SUCCESS;
