@@ -81,6 +81,12 @@ def test_graceful_restart_while_answers_stream_never_wipes_the_store(httpd, fake
     s.graceful()
     log = s.read_error_log()
     assert "AH10913" not in log, log[-3000:]
+    if resize:
+        # every resize made a new segment of the new layout; never re-used
+        assert log.count("store sizes changed; conversations migrated") == 7  # 4M->5M->4M...
+        sizes = re.findall(r"shared store (\d+) bytes \(\d+ conversations, (\d+) bytes of "
+                           r"history\)", log)
+        assert {h for _, h in sizes} == {str(4 << 20), str(5 << 20)}
     c = Conn(s, cookie=me)
     try:
         h = history(c, keep)
