@@ -372,3 +372,39 @@ def test_eviction_under_concurrent_pressure_keeps_every_survivor_exact(httpd, fa
     s.graceful()
     assert "AH10913" not in s.read_error_log()
     assert status_auto(s)["ChatbotConversations"] == st["ChatbotConversations"]
+
+
+# ---- an answer at exactly ChatbotMaxAnswerBytes ----------------------------------
+
+
+def test_answer_at_exactly_the_cap_is_complete_one_byte_more_is_cut_whole(httpd, fake):
+    s = httpd(extra="ChatbotRateLimit off\nChatbotMaxAnswerBytes 8k\n", name="cap")
+    c = Conn(s, cookie=new_cookie())
+    try:
+        conv = c.launch()
+        # 2-, 3- and 4-byte characters; exactly 8192 bytes
+        exact = ("\u00e9\u65e5\U0001F600" * 1000)[:900]
+        exact = exact + "x" * (8192 - len(exact.encode()))
+        assert len(exact.encode()) == 8192
+        fake.script({"reply": exact})
+        f = c.turn("exact", conversation_id=conv)
+        assert f[-1]["type"] == "response" and f[-1]["content"] == exact
+        h = history(c, conv)
+        assert h["messages"][-1]["content"] == exact
+        assert h["messages"][-1]["interrupted"] is False
+        # one byte more: the token that would cross the cap is not taken,
+        # whatever the characters: history is what the client was sent
+        over = "\U0001F600 " * 1638                    # 8190 bytes, 1638 tokens
+        over += "\u65e5"                               # a 3-byte char across 8192
+        assert len(over.encode()) == 8193
+        fake.script({"reply": over})
+        f = c.turn("over", conversation_id=conv)
+        assert f[-1]["type"] == "error" and f[-1]["code"] == "too_large"
+        sent = "".join(x["content"] for x in f if x.get("type") == "stream")
+        h = history(c, conv)
+        answer = [m for m in h["messages"] if m["role"] == "assistant"][-1]
+        kept = answer["content"]
+        assert kept == sent and over.startswith(kept) and 8185 <= len(kept.encode()) <= 8192
+        assert answer["interrupted"] is True
+    finally:
+        c.close()
