@@ -12,6 +12,7 @@
  * httpd stops (a pconf cleanup that acts only when httpd is exiting) and read
  * back, after a full consistency check, at the next start.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -111,7 +112,10 @@ int chatbot_store_pre_config(apr_pool_t *pconf)
 
 /* Writes the segment to history_file atomically (tmp + rename). Called
  * from store_save_at_exit when httpd stops, in the parent, when no
- * child runs any more. */
+ * child runs any more. The parent may be root and the directory writable by
+ * others: a leftover or planted <file>.tmp (a symbolic link, a file of other
+ * permissions) is removed and the temporary file created anew, exclusively
+ * (O_EXCL never follows a link), mode 0600; a failed save removes it. */
 static apr_status_t store_save(chatbot_shm_t *sh, apr_pool_t *p)
 {
     apr_file_t *f;
@@ -119,7 +123,8 @@ static apr_status_t store_save(chatbot_shm_t *sh, apr_pool_t *p)
     apr_size_t n = sh->size;
     const char *tmp = apr_pstrcat(p, sh->history_file, ".tmp", NULL);
 
-    rv = apr_file_open(&f, tmp, APR_FOPEN_WRITE | APR_FOPEN_CREATE | APR_FOPEN_TRUNCATE |
+    apr_file_remove(tmp, p);
+    rv = apr_file_open(&f, tmp, APR_FOPEN_WRITE | APR_FOPEN_CREATE | APR_FOPEN_EXCL |
                        APR_FOPEN_BINARY, APR_FPROT_UREAD | APR_FPROT_UWRITE, p);
     if (rv == APR_SUCCESS) {
         rv = apr_file_write_full(f, sh->base, n, &n);
@@ -129,6 +134,9 @@ static apr_status_t store_save(chatbot_shm_t *sh, apr_pool_t *p)
         apr_file_close(f);
         if (rv == APR_SUCCESS) {
             rv = apr_file_rename(tmp, sh->history_file, p);
+        }
+        if (rv != APR_SUCCESS) {
+            apr_file_remove(tmp, p);
         }
     }
     if (rv != APR_SUCCESS) {
@@ -143,75 +151,152 @@ static apr_status_t store_save(chatbot_shm_t *sh, apr_pool_t *p)
     return rv;
 }
 
+static apr_status_t free_cleanup(void *p)
+{
+    free(p);
+    return APR_SUCCESS;
+}
+
+/* n bytes from the heap, freed with pool p; NULL if there is not enough. */
+static void *load_buffer(apr_pool_t *p, apr_size_t n)
+{
+    void *b = malloc(n);
+
+    if (b) {
+        apr_pool_cleanup_register(p, b, free_cleanup, apr_pool_cleanup_null);
+    }
+    return b;
+}
+
 /* Reads history_file into the freshly formatted segment if it is a valid
- * store image; a store of another layout is migrated. */
+ * store image; a valid image of another layout is migrated (also when it
+ * happens to have the same size: the per-message limits change the layout,
+ * not the size). Anything else is set aside as <file>.bad and the store
+ * starts empty. Only as many bytes as the image's own header announces are
+ * ever allocated, whatever the size of the file. */
 static void store_load(chatbot_shm_t *sh, apr_pool_t *ptemp)
 {
     apr_finfo_t fi;
-    apr_file_t *f;
+    apr_file_t *f = NULL;
     apr_status_t rv;
     void *buf;
-    apr_size_t n;
+    apr_size_t n, want;
     chat_store_t *src = NULL;
+    chat_store_layout_t lay;
+    const char *why = "corrupt or from another version";
 
-    rv = apr_stat(&fi, sh->history_file, APR_FINFO_SIZE, ptemp);
+    rv = apr_stat(&fi, sh->history_file, APR_FINFO_SIZE | APR_FINFO_TYPE, ptemp);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, sh->s, APLOGNO(10904)
                      "chatbot: no history file %s yet", sh->history_file);
         return;
     }
-    if (fi.size <= 0 || fi.size > (apr_off_t)((apr_size_t)8 << 30)) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, sh->s, APLOGNO(10905)
-                     "chatbot: ignoring history file %s of %" APR_OFF_T_FMT " bytes",
-                     sh->history_file, fi.size);
+    if (fi.filetype != APR_REG) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, sh->s, APLOGNO(10905)
+                     "chatbot: ChatbotHistoryFile %s is not a regular file; starting "
+                     "empty (the history cannot be saved there either)",
+                     sh->history_file);
         return;
     }
-    n = (apr_size_t)fi.size;
-    if (n == sh->size) {
+    if (fi.size <= 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, sh->s, APLOGNO(10905)
+                     "chatbot: history file %s is empty; starting empty",
+                     sh->history_file);
+        return;
+    }
+    rv = apr_file_open(&f, sh->history_file, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, ptemp);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, sh->s, APLOGNO(10906)
+                     "chatbot: cannot read history file %s; starting empty",
+                     sh->history_file);
+        return;
+    }
+    /* The header first: it tells how large the image is. */
+    n = CHAT_STORE_HEADER_BYTES;
+    buf = apr_palloc(ptemp, n);
+    rv = apr_file_read_full(f, buf, n, &n);
+    if (rv != APR_SUCCESS && rv != APR_EOF) {
+        apr_file_close(f);
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, sh->s, APLOGNO(10906)
+                     "chatbot: cannot read history file %s; starting empty",
+                     sh->history_file);
+        return;
+    }
+    want = chat_store_image_size(buf, n);
+    if (want == 0 || (apr_off_t)want != fi.size) {
+        apr_file_close(f);
+        why = want == 0 ? "not a history image, or from another version"
+                        : "truncated or extended";
+        goto bad;
+    }
+    if (want == sh->size) {
         buf = sh->base; /* read straight into the segment, then verify */
     }
     else {
-        buf = apr_palloc(ptemp, n);
-    }
-    rv = apr_file_open(&f, sh->history_file, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, ptemp);
-    if (rv == APR_SUCCESS) {
-        rv = apr_file_read_full(f, buf, n, &n);
-        apr_file_close(f);
-    }
-    if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, rv, sh->s, APLOGNO(10906)
-                     "chatbot: cannot read history file %s", sh->history_file);
-        goto reformat;
-    }
-    if (buf == sh->base && chat_store_attach(&src, buf, n, &sh->layout) == CHAT_OK) {
-        chat_store_detach(src);
-        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sh->s, APLOGNO(10907)
-                     "chatbot: history loaded from %s", sh->history_file);
-        return;
-    }
-    /* Another layout: attach with the layout recorded in the file itself is
-     * done by trying the header's layout through chat_store_attach's check. */
-    if (buf != sh->base) {
-        chat_store_layout_t lay;
-        if (chat_store_layout_of(buf, n, &lay) == CHAT_OK &&
-            chat_store_attach(&src, buf, n, &lay) == CHAT_OK) {
-            chat_store_t *dst = NULL;
-            if (chat_store_attach(&dst, sh->base, sh->size, &sh->layout) == CHAT_OK) {
-                chat_store_migrate(dst, src, chatbot_now_ms());
-                chat_store_detach(dst);
-                chat_store_detach(src);
-                ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sh->s, APLOGNO(10908)
-                             "chatbot: history loaded from %s and migrated to the new "
-                             "sizes", sh->history_file);
-                return;
-            }
-            chat_store_detach(src);
+        /* an image of other sizes, as large as it says: the heap, so that
+         * not having that much memory is an error, not an abort */
+        if (!(buf = load_buffer(ptemp, want))) {
+            apr_file_close(f);
+            ap_log_error(APLOG_MARK, APLOG_ERR, APR_ENOMEM, sh->s, APLOGNO(10906)
+                         "chatbot: no memory to read history file %s (%" APR_SIZE_T_FMT
+                         " bytes); starting empty", sh->history_file, want);
+            return;
         }
     }
+    rv = apr_file_seek(f, APR_SET, &(apr_off_t){0});
+    n = want;
+    if (rv == APR_SUCCESS) {
+        rv = apr_file_read_full(f, buf, n, &n);
+    }
+    apr_file_close(f);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, sh->s, APLOGNO(10906)
+                     "chatbot: cannot read history file %s; starting empty",
+                     sh->history_file);
+        goto reformat;
+    }
+    if (chat_store_layout_of(buf, n, &lay) != CHAT_OK) {
+        goto bad;
+    }
+    if (buf == sh->base && chat_store_layout_equal(&lay, &sh->layout)) {
+        if (chat_store_attach(&src, buf, n, &sh->layout) == CHAT_OK) {
+            chat_store_detach(src);
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sh->s, APLOGNO(10907)
+                         "chatbot: history loaded from %s", sh->history_file);
+            return;
+        }
+        goto bad;
+    }
+    /* Another layout: attach with the layout recorded in the image, then
+     * migrate into the freshly formatted segment. */
+    if (buf == sh->base) {
+        if (!(buf = load_buffer(ptemp, n))) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, APR_ENOMEM, sh->s, APLOGNO(10906)
+                         "chatbot: no memory to migrate history file %s; starting empty",
+                         sh->history_file);
+            goto reformat;
+        }
+        memcpy(buf, sh->base, n);
+    }
+    if (chat_store_attach(&src, buf, n, &lay) == CHAT_OK) {
+        chat_store_t *dst = NULL;
+        if (chat_store_format(&dst, sh->base, sh->size, &sh->layout, chatbot_now_ms()) ==
+            CHAT_OK) {
+            chat_store_migrate(dst, src, chatbot_now_ms());
+            chat_store_detach(dst);
+            chat_store_detach(src);
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sh->s, APLOGNO(10908)
+                         "chatbot: history loaded from %s and migrated to the new "
+                         "sizes", sh->history_file);
+            return;
+        }
+        chat_store_detach(src);
+    }
+bad:
     ap_log_error(APLOG_MARK, APLOG_ERR, 0, sh->s, APLOGNO(10909)
-                 "chatbot: history file %s is not a valid history image (corrupt or "
-                 "from another version); starting empty and keeping it as %s.bad",
-                 sh->history_file, sh->history_file);
+                 "chatbot: history file %s is not a valid history image (%s); "
+                 "starting empty and keeping it as %s.bad",
+                 sh->history_file, why, sh->history_file);
     apr_file_rename(sh->history_file, apr_pstrcat(ptemp, sh->history_file, ".bad", NULL),
                     ptemp);
 reformat:
@@ -221,6 +306,30 @@ reformat:
             CHAT_OK) {
             chat_store_detach(st);
         }
+    }
+}
+
+/* Tells at start, rather than only when httpd stops, that the history
+ * cannot be saved: the file's directory must be writable by the parent
+ * (it writes <file>.tmp there and renames it). */
+static void check_history_dir(chatbot_shm_t *sh, apr_pool_t *ptemp)
+{
+    char *dir = apr_pstrdup(ptemp, sh->history_file);
+    char *slash = strrchr(dir, '/');
+
+    if (!slash) {
+        dir = ".";
+    }
+    else if (slash == dir) {
+        dir[1] = '\0';
+    }
+    else {
+        *slash = '\0';
+    }
+    if (access(dir, W_OK | X_OK) != 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, sh->s, APLOGNO(10917)
+                     "chatbot: the directory %s of ChatbotHistoryFile is not writable: "
+                     "the history will not be saved when httpd stops", dir);
     }
 }
 
@@ -242,8 +351,17 @@ static apr_status_t store_cleanup(void *data)
         if (chat_store_attach(&st, sh->base, sh->size, &sh->layout) == CHAT_OK) {
             chat_store_recover(st, chatbot_now_ms());
             chat_store_detach(st);
+            store_save(sh, p);
         }
-        store_save(sh, p);
+        else {
+            /* A child killed in the middle of an update (httpd gives up
+             * waiting for it): an image that would be refused at the next
+             * start must not replace the last good file. */
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, sh->s, APLOGNO(10918)
+                         "chatbot: the shared store failed its consistency check at "
+                         "stop; history not saved, %s keeps the previous copy",
+                         sh->history_file);
+        }
         apr_pool_destroy(p);
     }
     return APR_SUCCESS;
@@ -314,6 +432,12 @@ apr_status_t chatbot_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
             *sh = old;
             return rv;
         }
+        /* The old generation's children are still writing into the old
+         * segment: check and copy it under the store mutex only. */
+        if ((rv = apr_global_mutex_lock(sh->mutex)) != APR_SUCCESS) {
+            *sh = old;
+            return rv;
+        }
         if (chat_store_format(&dst, sh->base, sh->size, &sh->layout, chatbot_now_ms()) ==
                 CHAT_OK &&
             chat_store_attach(&src, old.base, old.size, &old.layout) == CHAT_OK) {
@@ -322,6 +446,7 @@ apr_status_t chatbot_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, APLOGNO(10911)
                          "chatbot: store sizes changed; conversations migrated");
         }
+        apr_global_mutex_unlock(sh->mutex);
         if (src) chat_store_detach(src);
         if (dst) chat_store_detach(dst);
     }
@@ -349,19 +474,25 @@ apr_status_t chatbot_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
             store_load(sh, ptemp);
         }
     }
+    if (sh->history_file) {
+        check_history_dir(sh, ptemp);
+    }
+    /* On a graceful restart the children of the previous generation are
+     * still running (streaming answers into this very segment) while the
+     * parent re-reads the configuration: the consistency check below must
+     * not see a half-done update - it would find the store "corrupt" and
+     * wipe it under their feet - so it runs under the store mutex, like the
+     * registration that follows. Answers cut by a full restart are marked
+     * interrupted - but not on a graceful restart, where old children end
+     * their own turns cleanly when they see the MPM stopping. */
+    if (apr_global_mutex_lock(sh->mutex) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
     if (chat_store_attach(&g_store, sh->base, sh->size, &sh->layout) != CHAT_OK) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, APLOGNO(10913)
                      "chatbot: the shared store failed its consistency check; "
                      "starting empty");
         chat_store_format(&g_store, sh->base, sh->size, &sh->layout, chatbot_now_ms());
-    }
-    /* Registration happens on every generation; children of the previous
-     * generation may still be finishing, hence the lock. Answers cut by a
-     * full restart are marked interrupted - but not on a graceful restart,
-     * where old children are still streaming into this very segment (they
-     * end their own turns cleanly when they see the MPM stopping). */
-    if (apr_global_mutex_lock(sh->mutex) != APR_SUCCESS) {
-        return APR_EGENERAL;
     }
     if (fresh || migrated) {
         chat_store_recover(g_store, chatbot_now_ms());

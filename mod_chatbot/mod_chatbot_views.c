@@ -14,6 +14,7 @@
 #include "apr_time.h"
 
 #include "mod_chatbot.h"
+#include "chat/markdown.h"
 
 /* idle / queued / generating, or stopped: a session the user stopped and
  * has not written to since (a new message revives it). */
@@ -256,6 +257,22 @@ typedef struct {
     int json;
 } exp_ctx_t;
 
+/* A message that leaves a code fence open (an answer stopped inside a code
+ * block, a user pasting half a block) would swallow every later heading of
+ * the export into it: close it where the message ends. */
+static void close_fence(chat_buf_t *out, const char *text, size_t len)
+{
+    char ch;
+    size_t k = chat_md_open_fence(text, len, &ch);
+
+    if (k) {
+        chat_buf_puts(out, len && text[len - 1] == '\n' ? "" : "\n");
+        while (k--) {
+            chat_buf_append(out, &ch, 1);
+        }
+    }
+}
+
 static void export_msg(void *baton, const chat_msg_info_t *m, const char *text, size_t len)
 {
     exp_ctx_t *ec = baton;
@@ -285,6 +302,7 @@ static void export_msg(void *baton, const chat_msg_info_t *m, const char *text, 
                                                      : chat_role_name(m->role),
                     (m->flags & CHAT_MSG_INTERRUPTED) ? " (interrupted)" : "");
     chat_buf_append(ec->out, text, len);
+    close_fence(ec->out, text, len);
     chat_buf_puts(ec->out, "\n\n");
 }
 
@@ -324,6 +342,7 @@ const char *chatbot_view_export(request_rec *r, const chatbot_ident_t *id,
         chat_jw_arr_begin(&w);
     }
     else {
+        chat_one_line(ci.title); /* titles stored before they were kept to one line */
         chat_buf_printf(out, "# %s\n\n*Bot:* %s  \n*Started:* %s  \n*Messages:* %u\n\n",
                         ci.title[0] ? ci.title : "Conversation", ci.bot, date, ci.nmsgs);
     }

@@ -81,6 +81,17 @@ chat_status_t chat_store_attach(chat_store_t **pst, void *base, size_t size,
 chat_status_t chat_store_layout_of(const void *base, size_t size,
                                    chat_store_layout_t *out);
 
+/* Bytes of a region's header: reading this many bytes of a saved image
+ * (or all of it, if shorter) is enough for chat_store_image_size. */
+#define CHAT_STORE_HEADER_BYTES 4096
+
+/* The total size of the image whose first len bytes are at hdr, as its
+ * header records it (after the same identification checks as
+ * chat_store_layout_of), or 0 if hdr does not start a store image of this
+ * format version. Lets a loader size its buffer from a file's header before
+ * reading the rest. */
+size_t chat_store_image_size(const void *hdr, size_t len);
+
 /* Copies all conversations, users and backend health of src into dst (a
  * freshly formatted store with a possibly different layout), evicting the
  * least recently used conversations if dst is smaller. Used when a restart

@@ -243,8 +243,8 @@ chat_status_t chat_store_format(chat_store_t **pst, void *base, size_t size,
 
 /* Checks the identification part of a header and returns the recorded
  * layout and its geometry. CHAT_OK or CHAT_EPARSE. */
-static chat_status_t check_header(const void *base, size_t size, chat_store_layout_t *l,
-                                  cs_geom_t *g)
+static chat_status_t check_header_only(const void *base, size_t size,
+                                       chat_store_layout_t *l, cs_geom_t *g)
 {
     const cs_hdr_t *h = base;
 
@@ -267,15 +267,38 @@ static chat_status_t check_header(const void *base, size_t size, chat_store_layo
     l->queue_cap = h->queue_cap;
     l->max_active = h->max_active;
     l->metric_series = h->metric_series;
-    if (!geometry(l, g) || h->total_size != g->total || size < g->total ||
-        h->nblocks != g->nblocks || h->nheads != g->nheads ||
-        h->off_users != g->off_users || h->off_convs != g->off_convs ||
-        h->off_heads != g->off_heads || h->off_backends != g->off_backends ||
-        h->off_holders != g->off_holders || h->off_queue != g->off_queue ||
-        h->off_series != g->off_series || h->off_arena != g->off_arena) {
+    if (!geometry(l, g) || h->total_size != g->total || h->nblocks != g->nblocks ||
+        h->nheads != g->nheads || h->off_users != g->off_users ||
+        h->off_convs != g->off_convs || h->off_heads != g->off_heads ||
+        h->off_backends != g->off_backends || h->off_holders != g->off_holders ||
+        h->off_queue != g->off_queue || h->off_series != g->off_series ||
+        h->off_arena != g->off_arena) {
         return CHAT_EPARSE;
     }
     return CHAT_OK;
+}
+
+/* As check_header_only, and the region must hold the whole image. */
+static chat_status_t check_header(const void *base, size_t size, chat_store_layout_t *l,
+                                  cs_geom_t *g)
+{
+    chat_status_t rc = check_header_only(base, size, l, g);
+
+    if (rc == CHAT_OK && size < g->total) {
+        return CHAT_EPARSE;
+    }
+    return rc;
+}
+
+size_t chat_store_image_size(const void *hdr, size_t len)
+{
+    chat_store_layout_t l;
+    cs_geom_t g;
+
+    if (check_header_only(hdr, len, &l, &g) != CHAT_OK) {
+        return 0;
+    }
+    return (size_t)g.total;
 }
 
 chat_status_t chat_store_layout_of(const void *base, size_t size,

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "chat/markdown.h"
 #include "chat_store_int.h"
 
 /* ---- helpers ------------------------------------------------------------------ */
@@ -354,6 +355,7 @@ chat_status_t chat_store_conv_create(chat_store_t *st, const chat_owner_t *owner
     memcpy(c->owner, owner->b, sizeof(owner->b));
     cs_copy_trunc(c->bot, CS_NAME_SZ, CHAT_BOT_NAME_MAX, bot);
     cs_copy_trunc(c->title, CS_TITLE_SZ, CHAT_TITLE_MAX, title);
+    chat_one_line(c->title); /* a title is one line of text, whoever reads it */
     c->created_ms = now_ms;
     c->state = CHAT_CONV_IDLE;
     lru_push_front(st, c);
@@ -459,6 +461,7 @@ chat_status_t chat_store_conv_rename(chat_store_t *st, const chat_owner_t *owner
         return CHAT_ENOTFOUND;
     }
     cs_copy_trunc(c->title, CS_TITLE_SZ, CHAT_TITLE_MAX, title);
+    chat_one_line(c->title); /* a title is one line of text, whoever reads it */
     cs_conv_touch(st, c, now_ms);
     return CHAT_OK;
 }

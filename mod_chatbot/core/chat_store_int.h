@@ -226,6 +226,7 @@ CS_STATIC_ASSERT(blkhdr, sizeof(cs_blkhdr_t) == CS_BLK_HDR);
 CS_STATIC_ASSERT(msghdr, sizeof(cs_msghdr_t) == CS_MSG_HDR);
 CS_STATIC_ASSERT(errent, sizeof(cs_errent_t) == 48);
 CS_STATIC_ASSERT(hdr, sizeof(cs_hdr_t) == 1472);
+CS_STATIC_ASSERT(hdr_probe, sizeof(cs_hdr_t) <= CHAT_STORE_HEADER_BYTES);
 CS_STATIC_ASSERT(hdr_errors, offsetof(cs_hdr_t, errors) == 320);
 CS_STATIC_ASSERT(hdr_gauges, offsetof(cs_hdr_t, gauges) == 224);
 CS_STATIC_ASSERT(user, sizeof(cs_user_t) == 56);

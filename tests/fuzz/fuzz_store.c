@@ -264,6 +264,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (n) {
             memcpy(img, data, n);
         }
+        {
+            /* the loader's first look: the size from the header alone is
+             * the size layout_of accepts, for a whole image */
+            size_t want = chat_store_image_size(img, n);
+            chat_store_layout_t rec;
+            if (chat_store_layout_of(img, n, &rec) == CHAT_OK &&
+                want != chat_store_size(&rec)) {
+                abort();
+            }
+        }
         if (mode % 4 == 1 && chat_store_layout_of(img, n, &l) != CHAT_OK) {
             free(img);
             return 0;

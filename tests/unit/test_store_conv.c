@@ -117,6 +117,33 @@ static void test_title_truncation(void **state)
     ts_close(&t);
 }
 
+/* A title is kept to one line: control characters (line breaks, tab, ESC,
+ * DEL, C1) become spaces, on create and rename; everything else, other
+ * scripts and the UTF-8 of every other character included, is kept. */
+static void test_title_one_line(void **state)
+{
+    chat_store_layout_t l = small_layout();
+    tstore_t t;
+    chat_owner_t o = owner_of("u:alice");
+    chat_conv_info_t ci;
+    (void)state;
+
+    ts_open(&t, &l, 0);
+    assert_int_equal(chat_store_conv_create(t.st, &o, "b", "a\nb\r\tc", 1, 0, &ci),
+                     CHAT_OK);
+    assert_string_equal(ci.title, "a b  c");
+    assert_int_equal(chat_store_conv_rename(t.st, &o, ci.id,
+                                            "\x1b[31mred\x7f \xc2\x85nel \xc2\xa0nbsp "
+                                            "\xc3\xa9\xe2\x80\xae\xf0\x9f\x98\x80",
+                                            1),
+                     CHAT_OK);
+    assert_int_equal(chat_store_conv_get(t.st, &o, ci.id, &ci), CHAT_OK);
+    assert_string_equal(ci.title, " [31mred    nel \xc2\xa0nbsp "
+                                  "\xc3\xa9\xe2\x80\xae\xf0\x9f\x98\x80");
+    CHECK(t.st);
+    ts_close(&t);
+}
+
 static void count_cb(void *baton, const chat_msg_info_t *info, const char *text, size_t len)
 {
     (void)info;
@@ -599,6 +626,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ids),
         cmocka_unit_test(test_title_truncation),
+        cmocka_unit_test(test_title_one_line),
         cmocka_unit_test(test_isolation),
         cmocka_unit_test(test_list_latest),
         cmocka_unit_test(test_id_reuse),

@@ -305,6 +305,57 @@ static void test_attach_identity(void **state)
     ts_close(&a);
 }
 
+/* chat_store_image_size: a loader sizes its buffer from the header alone,
+ * so a huge or foreign file is never read whole. */
+static void test_image_size(void **state)
+{
+    chat_store_layout_t l = small_layout(), l2 = small_layout();
+    tstore_t a, b;
+    uint8_t *img;
+    size_t n;
+    (void)state;
+
+    ts_open(&a, &l, 0);
+    n = a.size;
+    img = calloc(1, CHAT_STORE_HEADER_BYTES);
+    memcpy(img, a.mem, CHAT_STORE_HEADER_BYTES < n ? CHAT_STORE_HEADER_BYTES : n);
+    /* the header alone is enough, whatever the rest */
+    assert_int_equal(chat_store_image_size(img, CHAT_STORE_HEADER_BYTES),
+                     chat_store_size(&l));
+    assert_int_equal(chat_store_image_size(img, sizeof(cs_hdr_t)), chat_store_size(&l));
+    assert_int_equal(chat_store_image_size(img, sizeof(cs_hdr_t) - 1), 0);
+    assert_int_equal(chat_store_image_size(NULL, CHAT_STORE_HEADER_BYTES), 0);
+    /* but a full check is still needed to use it */
+    assert_int_equal(chat_store_layout_of(img, sizeof(cs_hdr_t), &l2), CHAT_EPARSE);
+    /* another layout of the very same size (the per-message limits cost
+     * nothing): same image size, recorded layout differs */
+    l2 = l;
+    l2.max_messages = l.max_messages * 2;
+    l2.max_message_bytes = l.max_message_bytes / 2;
+    assert_int_equal(chat_store_size(&l2), chat_store_size(&l));
+    ts_open(&b, &l2, 0);
+    assert_int_equal(chat_store_image_size(b.mem, b.size), chat_store_size(&l));
+    {
+        chat_store_layout_t got;
+        chat_store_t *st = NULL;
+        assert_int_equal(chat_store_layout_of(b.mem, b.size, &got), CHAT_OK);
+        assert_int_equal(got.max_messages, l2.max_messages);
+        assert_int_equal(chat_store_attach(&st, b.mem, b.size, &l), CHAT_EINVAL);
+    }
+    /* a wrong version, a header whose sizes disagree with its layout */
+    ((cs_hdr_t *)img)->version++;
+    assert_int_equal(chat_store_image_size(img, CHAT_STORE_HEADER_BYTES), 0);
+    ((cs_hdr_t *)img)->version--;
+    ((cs_hdr_t *)img)->total_size += 256;
+    assert_int_equal(chat_store_image_size(img, CHAT_STORE_HEADER_BYTES), 0);
+    ((cs_hdr_t *)img)->total_size -= 256;
+    ((cs_hdr_t *)img)->history_bytes = (uint64_t)1 << 62; /* absurd arena */
+    assert_int_equal(chat_store_image_size(img, CHAT_STORE_HEADER_BYTES), 0);
+    free(img);
+    ts_close(&b);
+    ts_close(&a);
+}
+
 /* ---- corruption classes ------------------------------------------------------ */
 
 typedef void corrupt_fn(chat_store_t *st, const pop_t *p);
@@ -845,6 +896,7 @@ int main(void)
         cmocka_unit_test(test_format_args),
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_attach_identity),
+        cmocka_unit_test(test_image_size),
         cmocka_unit_test(test_attach_corrupt),
         cmocka_unit_test(test_attach_every_byte),
         cmocka_unit_test(test_recover),
