@@ -32,7 +32,10 @@ import serverroot  # noqa: E402
 APACHE = "/usr/sbin/apache2"
 FAKE = os.path.join(REPO, "tests", "fake_backend", "fake_backend.py")
 PY = "/usr/bin/python3"
-BAD_LEVELS = re.compile(r"\[(?:[a-z0-9_]+:)?(error|crit|alert|emerg)\]")
+BAD_LEVELS = re.compile(r"\[(?:[a-z0-9_]+:)?(error|crit|alert|emerg)\]"
+                        # a crashed child is logged at notice (AH00052)
+                        r"|exit signal (?:Segmentation fault|Aborted|Bus error|"
+                        r"Illegal instruction|Floating point exception)")
 
 
 def free_port():

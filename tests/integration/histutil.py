@@ -158,6 +158,10 @@ class Rest:
         self.base = base or server.base
         self.s = requests.Session()
         self.s.verify = verify
+        # one connection per call: a kept-alive one may be closed by httpd
+        # (KeepAliveTimeout) just as the next POST goes out on a loaded
+        # machine, and a POST is not retried
+        self.s.headers["Connection"] = "close"
         if cookie:
             self.s.headers["Cookie"] = cookie
         if auth:
