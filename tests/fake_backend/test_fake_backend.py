@@ -795,6 +795,7 @@ def test_fault_hang_mid_and_rst_detection(fake):
 @pytest.mark.parametrize("path,stream", [("/api/chat", True), ("/v1/chat/completions", True),
                                          ("/api/chat", False)])
 def test_client_close_mid_stream_detected_within_100ms(fake, path, stream):
+    seen = {r["id"] for r in fake.requests()}
     s = connect(fake.port)
     s.sendall(http_request("POST", path, chat_body("[[fake tokens=50 delay_ms=500]]",
                                                    stream=stream)))
@@ -802,7 +803,15 @@ def test_client_close_mid_stream_detected_within_100ms(fake, path, stream):
         buf = b""
         while b"t0" not in buf:
             buf += s.recv(65536)
-    rid = fake.requests()[-1]["id"]
+    # (not streamed: nothing comes back to wait for) the fake has taken
+    # this request in once it is recorded (bounded wait)
+    end = time.time() + 5
+    mine = []
+    while not mine and time.time() < end:
+        mine = [r["id"] for r in fake.requests() if r["id"] not in seen]
+        time.sleep(0 if mine else 0.01)
+    assert mine, "the fake never recorded the request"
+    rid = mine[-1]
     time.sleep(0.05)
     t_close = time.time()
     s.close()
