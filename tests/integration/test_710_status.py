@@ -278,6 +278,12 @@ def test_metrics_exposition_is_valid_and_complete(httpd):
     assert total(fams, "chatbot_conversations") == 1
     assert total(fams, "chatbot_history_used_bytes") > 0
     assert total(fams, "chatbot_websocket_connections_total") == 1
+    # the gauge drops when the handler has finished, just after the client
+    # saw its socket close: give it a moment (bounded)
+    end = time.time() + 5
+    while total(fams, "chatbot_websocket_connections_open") != 0 and time.time() < end:
+        time.sleep(0.05)
+        fams = metrics(srv)
     assert total(fams, "chatbot_websocket_connections_open") == 0
     # HEAD: same headers, no body; other methods refused
     status, hdrs, body = get(srv.base + "/metrics", method="HEAD")
