@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from array import array
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -165,6 +166,7 @@ class Httpd:
         os.chmod(self.root, 0o755)
         s = socketpair_port()
         self.port = s
+        self.url = "http://127.0.0.1:%d" % s
         extra = conf if conf is not None else bench_conf()
         self.serverlimit = conf_value(extra, "ServerLimit")
         self.threads = conf_value(extra, "ThreadsPerChild")
@@ -226,7 +228,26 @@ class Httpd:
             pass
         return bad
 
+    def busy_workers(self):
+        try:
+            with urllib.request.urlopen(self.url + "/server-status?auto", timeout=5) as r:
+                m = re.search(r"(?m)^BusyWorkers: (\d+)", r.read().decode())
+                return int(m.group(1)) if m else None
+        except (OSError, ValueError):
+            return None
+
     def stop(self):
+        # Let the connections a scenario just dropped finish closing first:
+        # an immediate stop while hundreds of workers are freeing their
+        # connections can crash a child inside httpd's event MPM (its
+        # close_worker_sockets() reads sockets being freed; see
+        # docs/performance.md). Only the status request itself is busy.
+        end = time.time() + 60
+        while time.time() < end:
+            n = self.busy_workers()
+            if n is None or n <= 1:
+                break
+            time.sleep(0.5)
         pid = self.pid()
         subprocess.run([APACHE, "-f", self.conf, "-k", "stop"], capture_output=True)
         end = time.time() + 30

@@ -142,6 +142,15 @@ chat_store_t *chatbot_store(void);
 apr_status_t chatbot_lock(void);
 void chatbot_unlock(void);
 
+/* 1 once this child is stopping (graceful or not): connections then end
+ * their turns and say goodbye. With a threaded MPM that announces it
+ * through the child_stopping hook (event, worker) that hook is the signal,
+ * not the MPM state: the state turns STOPPING *before* an ungraceful stop
+ * closes every worker's socket, and a handler that returned in between
+ * would free the socket under the MPM's loop (it reads freed memory and
+ * the child dies with SIGSEGV). Other MPMs: the MPM state. */
+int chatbot_child_stopping(void);
+
 apr_uint64_t chatbot_now_ms(void);
 /* 64 random bits from the CSPRNG (never 0). */
 apr_uint64_t chatbot_random64(void);

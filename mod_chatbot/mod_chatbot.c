@@ -17,6 +17,8 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "ap_mpm.h"
+#include "mpm_common.h"
+#include "apr_atomic.h"
 #include "apr_strings.h"
 
 #define CHATBOT_MODULE_MAIN /* AP_DECLARE_MODULE below does APLOG_USE_MODULE */
@@ -79,8 +81,35 @@ static int chatbot_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *
     return OK;
 }
 
+/* See chatbot_child_stopping() in mod_chatbot.h. */
+static volatile apr_uint32_t stopping_told;
+static int stopping_hook_mpm;
+
+static void chatbot_child_stopping_hook(apr_pool_t *pchild, int graceful)
+{
+    apr_atomic_set32(&stopping_told, 1);
+}
+
+int chatbot_child_stopping(void)
+{
+    int state = AP_MPMQ_RUNNING;
+
+    if (apr_atomic_read32(&stopping_told)) {
+        return 1;
+    }
+    if (stopping_hook_mpm) {
+        return 0;
+    }
+    ap_mpm_query(AP_MPMQ_MPM_STATE, &state);
+    return state == AP_MPMQ_STOPPING;
+}
+
 static void chatbot_child_init(apr_pool_t *p, server_rec *s)
 {
+    const char *mpm = ap_show_mpm();
+
+    apr_atomic_set32(&stopping_told, 0);
+    stopping_hook_mpm = mpm && (!strcmp(mpm, "event") || !strcmp(mpm, "worker"));
     chatbot_store_child_init(p, s);
     chatbot_ws_child_init(p);
 }
@@ -121,6 +150,7 @@ static void chatbot_register_hooks(apr_pool_t *p)
     ap_hook_check_config(chatbot_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(chatbot_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(chatbot_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_stopping(chatbot_child_stopping_hook, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(chatbot_handler, NULL, NULL, APR_HOOK_MIDDLE);
     chatbot_status_register(p);
 }

@@ -498,14 +498,6 @@ static int watch_gone(client_watch_t *cw)
     return gone;
 }
 
-static int mpm_stopping(void)
-{
-    int state = AP_MPMQ_RUNNING;
-
-    ap_mpm_query(AP_MPMQ_MPM_STATE, &state);
-    return state == AP_MPMQ_STOPPING;
-}
-
 /* Runs the engine until the turn ends, watching the client meanwhile (as
  * the WebSocket loop does: its socket is polled with the backend's). If it
  * disconnects: a stateless answer (nobody could ever read it) is cancelled
@@ -548,7 +540,7 @@ static int wait_turn(api_t *a, chatbot_engine_t *e, int stateless)
                 }
             }
         }
-        if (gone && mpm_stopping()) {
+        if (gone && chatbot_child_stopping()) {
             chatbot_engine_stop(e, NULL, "shutdown");
             break;
         }

@@ -1231,7 +1231,6 @@ static wsc_t *reg_head;
 static apr_thread_t *watcher;
 static volatile int watcher_exit;
 
-static int mpm_stopping(void);
 
 static void * APR_THREAD_FUNC watch(apr_thread_t *thd, void *data)
 {
@@ -1249,7 +1248,7 @@ static void * APR_THREAD_FUNC watch(apr_thread_t *thd, void *data)
             continue;
         }
         ev = chat_store_events(st);
-        stopping = !stop_told && mpm_stopping();
+        stopping = !stop_told && chatbot_child_stopping();
         if (ev == seen && !stopping) {
             continue;
         }
@@ -1367,14 +1366,6 @@ static apr_uint32_t ip_conns_get(conn_rec *c, int delta)
 }
 
 /* ---- the handler ------------------------------------------------------------------- */
-
-static int mpm_stopping(void)
-{
-    int state = AP_MPMQ_RUNNING;
-
-    ap_mpm_query(AP_MPMQ_MPM_STATE, &state);
-    return state == AP_MPMQ_STOPPING;
-}
 
 static apr_status_t conn_gone(void *data)
 {
@@ -1592,9 +1583,9 @@ int chatbot_ws_handler(request_rec *r)
             /* (a stopping child must not outlive its pools: never keep
              * generating then; the MPM state is checked right here, not on
              * the periodic poll, because a stop closes sockets first) */
-            if (!w->lim.continue_without_viewer || w->going_away || mpm_stopping()) {
+            if (!w->lim.continue_without_viewer || w->going_away || chatbot_child_stopping()) {
                 chatbot_engine_stop(w->eng, NULL,
-                                    w->going_away || mpm_stopping() ? "shutdown"
+                                    w->going_away || chatbot_child_stopping() ? "shutdown"
                                                                     : "client_gone");
                 break;
             }
@@ -1608,7 +1599,7 @@ int chatbot_ws_handler(request_rec *r)
         }
         now = chatbot_now_ms();
         /* httpd is stopping or restarting gracefully: tell the client. */
-        if (!w->going_away && mpm_stopping()) {
+        if (!w->going_away && chatbot_child_stopping()) {
             w->going_away = 1;
             chatbot_engine_stop(w->eng, NULL, "shutdown");
             if (wst == CHAT_WS_OPEN) {

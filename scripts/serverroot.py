@@ -52,6 +52,17 @@ def ensure_cert(ssldir):
     return cert, key
 
 
+def coredump_directive():
+    """CHATBOT_COREDIR=/dir makes crashed children leave a core there (for
+    a backtrace with gdb); the shell must also allow it (ulimit -c)."""
+    d = os.environ.get("CHATBOT_COREDIR")
+    if not d:
+        return ""
+    os.makedirs(d, exist_ok=True)
+    os.chmod(d, 0o1777)
+    return "\nCoreDumpDirectory %s\n" % d
+
+
 def render(root, port, sslport, backend, model, module=None, htdocs=None,
            listen="127.0.0.1", demo=False, extra="", status=True, servername="localhost",
            serverlimit=2, threads=64, loglevel="info",
@@ -99,7 +110,7 @@ def render(root, port, sslport, backend, model, module=None, htdocs=None,
                            if status else "",
         "SERVERLIMIT": str(serverlimit), "THREADS": str(threads),
         "MAXWORKERS": str(serverlimit * threads), "CHATBOT_LOGLEVEL": loglevel,
-        "EXTRA": extra,
+        "EXTRA": extra + coredump_directive(),
     }
     for k, v in subst.items():
         text = text.replace("@%s@" % k, v)

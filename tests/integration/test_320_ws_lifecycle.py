@@ -64,6 +64,35 @@ def test_stop_closes_connections_promptly(httpd):
     assert time.time() - t0 < 5
 
 
+def test_stop_during_many_answers_crashes_no_child(httpd):
+    """An ungraceful stop closes every worker's socket from the child's main
+    thread; a handler that returned in the middle of that (on seeing the MPM
+    state turn STOPPING) freed its socket under the MPM's loop and the child
+    died with SIGSEGV. Answers with and without a viewer are running."""
+    from histutil import Conn, new_cookie
+    for rnd in range(6):
+        s = httpd(extra="ChatbotRateLimit off\nChatbotHistoryFile history.bin\n",
+                  name="stopmany")
+        conns = []
+        for i in range(40):
+            c = Conn(s, cookie=new_cookie())
+            c.send_json({"type": "message", "content": "x [[fake tokens=400 delay_ms=10]]"})
+            conns.append(c)
+        for c in conns:
+            c.wait("stream")
+        for c in conns[::2]:
+            c.close()       # these answers go on without a viewer
+        time.sleep(0.1)
+        t0 = time.time()
+        s.stop()
+        assert time.time() - t0 < 10
+        for c in conns[1::2]:
+            c.close()
+        bad = s.bad_log_lines()
+        assert not bad, "round %d: %s" % (rnd, bad)
+        assert "history saved to" in s.read_error_log()
+
+
 def test_slow_reader_is_closed_after_send_timeout(httpd, fake):
     # answers big enough to overflow every kernel buffer (~25 MB of frames)
     s = httpd(extra='ChatbotRateLimit off\nChatbotHistorySize 64M\n'
