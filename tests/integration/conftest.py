@@ -150,9 +150,20 @@ class Server:
                               text=True, check=check, timeout=60)
 
     def start(self):
+        ready = self.read_error_log().count("AH00489")
         r = self.ctl("-k", "start", check=False)
         _LIVE.add(self)
-        if r.returncode != 0 or not wait_port(self.port):
+        # `-k start` returns after the first configuration pass, with the
+        # port already listening; the daemon then reads the configuration
+        # again. Ready means that pass is done too (its "resuming normal
+        # operations" line): a test that changes a file the configuration
+        # refers to (a command's program) must not race with it.
+        end = time.time() + 15
+        while r.returncode == 0 and time.time() < end and \
+                self.read_error_log().count("AH00489") <= ready:
+            time.sleep(0.05)
+        if r.returncode != 0 or self.read_error_log().count("AH00489") <= ready or \
+                not wait_port(self.port):
             self.stop()
             raise RuntimeError("httpd did not start: %s %s\n%s" % (
                 r.stdout, r.stderr, self.read_error_log()))
@@ -229,8 +240,17 @@ def fake():
     f.stop()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keeps each phase's report on the test item (the httpd fixture looks
+    at it to tell whether the test failed)."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
 @pytest.fixture
-def httpd(fake):
+def httpd(fake, request):
     servers = []
 
     def make(extra="", backend=None, **kw):
@@ -243,6 +263,14 @@ def httpd(fake):
     for s in servers:
         s.stop()
         problems += s.bad_log_lines()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        # shown with the failure ("Captured stdout teardown"); the server
+        # root is kept for a look at the rest
+        for s in servers:
+            print("== %s: last lines of %s" % (request.node.name, s.error_log))
+            print("\n".join(s.read_error_log().splitlines()[-40:]))
+        return
     assert not problems, "unexpected error-level lines in the error log:\n" + "\n".join(problems)
     for s in servers:
         shutil.rmtree(s.root, ignore_errors=True)
