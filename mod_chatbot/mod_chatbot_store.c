@@ -484,7 +484,7 @@ apr_status_t chatbot_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
      * wipe it under their feet - so it runs under the store mutex, like the
      * registration that follows. Answers cut by a full restart are marked
      * interrupted - but not on a graceful restart, where old children end
-     * their own turns cleanly when they see the MPM stopping. */
+     * their own turns cleanly when they see their child stopping. */
     if (apr_global_mutex_lock(sh->mutex) != APR_SUCCESS) {
         return APR_EGENERAL;
     }

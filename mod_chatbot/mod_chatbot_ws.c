@@ -1222,15 +1222,14 @@ static apr_thread_mutex_t *ipmutex;
 /* ---- the watcher: wakes idle connections only when there is news ----------------- */
 
 /* Every open WebSocket of this child is in a list; one thread looks at the
- * store's global event counter and the MPM state every WATCH_MS and, when
- * something changed, wakes exactly the connections concerned (their user's
- * sessions changed, or httpd is stopping). Idle connections thus sleep
- * until a ping is due instead of polling. */
+ * store's global event counter and whether the child is stopping every
+ * WATCH_MS and, when something changed, wakes exactly the connections
+ * concerned (their user's sessions changed, or httpd is stopping). Idle
+ * connections thus sleep until a ping is due instead of polling. */
 static apr_thread_mutex_t *reg_mutex;
 static wsc_t *reg_head;
 static apr_thread_t *watcher;
 static volatile int watcher_exit;
-
 
 static void * APR_THREAD_FUNC watch(apr_thread_t *thd, void *data)
 {
@@ -1574,6 +1573,7 @@ int chatbot_ws_handler(request_rec *r)
         int turns = chatbot_engine_active(w->eng);
 
         if (wst == CHAT_WS_CLOSED || w->write_failed || w->peer_gone) {
+            int stopping;
             /* The client is gone (closed, vanished or unwritable). Answers
              * in progress either finish into history, for the reloaded page
              * to resume (ChatbotContinueWithoutViewer on), or stop now. */
@@ -1581,12 +1581,11 @@ int chatbot_ws_handler(request_rec *r)
                 break;
             }
             /* (a stopping child must not outlive its pools: never keep
-             * generating then; the MPM state is checked right here, not on
-             * the periodic poll, because a stop closes sockets first) */
-            if (!w->lim.continue_without_viewer || w->going_away || chatbot_child_stopping()) {
-                chatbot_engine_stop(w->eng, NULL,
-                                    w->going_away || chatbot_child_stopping() ? "shutdown"
-                                                                    : "client_gone");
+             * generating then; whether it stops is checked right here, not
+             * on the periodic poll, because a stop closes sockets first) */
+            stopping = w->going_away || chatbot_child_stopping();
+            if (!w->lim.continue_without_viewer || stopping) {
+                chatbot_engine_stop(w->eng, NULL, stopping ? "shutdown" : "client_gone");
                 break;
             }
             if (!w->detached) {
