@@ -39,6 +39,7 @@ UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 UNIT_ASAN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/unit/%)
 UNIT_COMMON := $(wildcard tests/unit/common/*.c)
+UNIT_HDR  := $(wildcard tests/unit/*.h)
 
 FUZZ_SRC  := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN  := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
@@ -115,11 +116,11 @@ test: deps
 check-boundary:
 	./scripts/check-boundary.sh
 
-$(BUILD)/unit/%: tests/unit/%.c $(CORE_LIB) $(UNIT_COMMON)
+$(BUILD)/unit/%: tests/unit/%.c $(CORE_LIB) $(UNIT_COMMON) $(UNIT_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CORE_CFLAGS) -Itests/unit $< $(UNIT_COMMON) -o $@ $(CORE_LIB) $(CORE_LIBS) -lcmocka
 
-$(BUILD)/asan/unit/%: tests/unit/%.c $(ASAN_LIB) $(UNIT_COMMON)
+$(BUILD)/asan/unit/%: tests/unit/%.c $(ASAN_LIB) $(UNIT_COMMON) $(UNIT_HDR)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(CORE_CFLAGS) $(SAN_FLAGS) -O1 -Itests/unit $< $(UNIT_COMMON) -o $@ $(ASAN_LIB) $(CORE_LIBS) -lcmocka
 

@@ -19,7 +19,7 @@ $APXS -c -o mod_chatbot.la \
     -Wc,-Wno-missing-field-initializers -Wc,-O2 -Wc,-g \
     mod_chatbot/*.c \
     -Wl,--whole-archive -Wl,"$BUILD/libchatcore.a" -Wl,--no-whole-archive \
-    $(for l in $CURL_LIBS $JSONC_LIBS -lwslay; do printf -- '-Wl,%s ' "$l"; done) \
+    $(for l in $CURL_LIBS $JSONC_LIBS -lwslay -lhiredis -lcrypto; do printf -- '-Wl,%s ' "$l"; done) \
     >"$BUILD/apxs.log" 2>&1 || { cat "$BUILD/apxs.log"; exit 1; }
 grep -E "(warning|error):" "$BUILD/apxs.log" || true
 mkdir -p "$BUILD"

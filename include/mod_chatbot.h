@@ -20,6 +20,7 @@
 #include "chat/proto.h"
 #include "chat/ratelimit.h"
 #include "chat/store.h"
+#include "chat/storeurl.h"
 #include "chat/stream.h"
 
 #define CHATBOT_VERSION "0.1.0"
@@ -67,6 +68,7 @@ typedef struct chatbot_bot {
 
 typedef struct {
     chat_store_layout_t layout;
+    chat_store_policy_t policy; /* ChatbotQuota */
     const char *history_file;
     apr_array_header_t *backends; /* chatbot_backend_t * */
     apr_array_header_t *bots;     /* chatbot_bot_t * */
@@ -78,8 +80,15 @@ typedef struct {
     apr_interval_time_t breaker_cooldown;
     apr_interval_time_t health_interval;
     int max_conns_per_ip;
+    int max_workers;          /* ChatbotMaxWorkers, CHATBOT_UNSET: auto */
+    int max_answers_per_ip;   /* ChatbotMaxAnswersPerIP, CHATBOT_UNSET: auto */
     const char *demo_notice;
     int configured;           /* any Chatbot* directive seen */
+    const char *cookie_secret_file; /* ChatbotCookieSecretFile, NULL if unset */
+    const char *store_url;          /* ChatbotStore as written; NULL: shm */
+    chat_storeurl_t *store;         /* ChatbotStore parsed; NULL: shm */
+    apr_interval_time_t store_ttl;     /* ChatbotStoreTTL, -1: unset (30 days) */
+    apr_interval_time_t store_timeout; /* ChatbotStoreTimeout, -1: unset (1 s) */
 } chatbot_srv_conf;
 
 #define CHATBOT_UNSET -1
@@ -102,6 +111,14 @@ typedef struct {
     int log_content;                  /* CHATBOT_UNSET */
     int continue_without_viewer;      /* CHATBOT_UNSET */
     int cookie_secure;                /* CHATBOT_UNSET: auto (https) */
+    int cookie_host_prefix;           /* CHATBOT_UNSET: on (__Host- over https) */
+    int show_details;                 /* CHATBOT_UNSET: off */
+    chat_rate_t anon_rate;            /* ChatbotAnonymousRateLimit, per address */
+    int anon_rate_set;
+    int user_settings;                /* ChatbotUserSettings bits, CHATBOT_UNSET */
+    double temp_min, temp_max;        /* ChatbotTemperatureRange, if temp_set */
+    int temp_set;
+    apr_int64_t system_prompt_max;    /* ChatbotSystemPromptMax, CHATBOT_UNSET */
 } chatbot_dir_conf;
 
 /* Effective values (defaults applied). */
@@ -112,6 +129,11 @@ typedef struct {
         total_timeout_ms, ping_interval_ms, idle_timeout_ms, send_timeout_ms;
     int log_content, continue_without_viewer;
     chat_rate_t rate;
+    chat_rate_t anon_rate; /* shared by the anonymous identities of one address */
+    int show_details;      /* ChatbotShowDetails: backend URLs, health details */
+    int user_settings;     /* ChatbotUserSettings: CHATBOT_SET_* bits */
+    double temp_min, temp_max;       /* ChatbotTemperatureRange */
+    apr_size_t system_prompt_max;    /* ChatbotSystemPromptMax */
 } chatbot_limits_t;
 
 extern const command_rec chatbot_cmds[];
@@ -128,19 +150,80 @@ chatbot_bot_t *chatbot_bot_find(chatbot_srv_conf *sc, const char *name);
 
 /* ---- shared store (mod_chatbot_store.c) ---------------------------------- */
 
-/* Creates or re-attaches the segment (kept across graceful restarts in the
- * process pool; loaded from ChatbotHistoryFile on a full start). */
+/* A store provider's glue, found as mod_socache's providers are: registered
+ * with ap_register_provider(p, CHATBOT_STORE_PROVIDER_GROUP, name,
+ * CHATBOT_STORE_PROVIDER_VERSION, &provider) and looked up by name at
+ * post_config. Its handles dispatch the chat_store_*() operations to the
+ * provider's core half (chat_store_provider_t in chat/store.h). */
+#define CHATBOT_STORE_PROVIDER_GROUP "chatbot_store"
+#define CHATBOT_STORE_PROVIDER_VERSION "0"
+#define CHATBOT_STORE_DEFAULT "shm"
+
+typedef struct chatbot_store_provider {
+    const char *name;
+    /* post_config, in the parent, at every start and restart: makes, finds
+     * or connects the storage the configuration of s describes and returns
+     * this process's handle (children inherit it). APR_SUCCESS, or an error
+     * already logged: httpd does not start. The caller then sets the quota
+     * policy and registers backends and metric series through the handle. */
+    apr_status_t (*init)(chat_store_t **out, server_rec *s, apr_pool_t *pconf,
+                         apr_pool_t *ptemp);
+    /* child_init, before the child registers with the store (NULL: nothing
+     * to do): what a child needs of its own, e.g. its connections.
+     * APR_SUCCESS, or an error already logged (the child then does not
+     * register: its crashes are noticed by timeouts only). */
+    apr_status_t (*child_init)(chat_store_t *st, apr_pool_t *pchild, server_rec *s);
+} chatbot_store_provider_t;
+
+/* The shared-memory provider (mod_chatbot_store_shm.c), for one host. */
+extern const chatbot_store_provider_t chatbot_store_shm;
+/* The redis provider (mod_chatbot_store_redis.c), for several hosts. */
+extern const chatbot_store_provider_t chatbot_store_redis;
+
+/* A remote store's health, latency and errors (mod_chatbot_store_redis.c),
+ * for /api/health, mod_status and /metrics. */
+typedef struct {
+    int up;                   /* 1 reachable at the last call, 0 not */
+    apr_uint64_t calls;       /* commands sent */
+    apr_uint64_t errors;      /* calls that failed (no reply, timeout, refused) */
+    apr_uint64_t reconnects;  /* connections made */
+    apr_uint64_t usec_total;  /* latency of the calls that succeeded */
+    apr_uint64_t usec_max;
+    apr_uint64_t hist[8];     /* <= 0.25 0.5 1 2 5 10 50 ms, +Inf */
+    char last_error[128];
+    apr_uint64_t down_since_ms;
+} chatbot_store_stats_t;
+/* 1 and *out filled if st is a remote (redis) store, else 0. */
+int chatbot_store_remote_stats(chat_store_t *st, chatbot_store_stats_t *out);
+/* A remote store answers now: 1 yes, 0 no (within its timeout; at once
+ * during a reconnection backoff), -1 the store is local (shm). */
+int chatbot_store_ping(chat_store_t *st);
+/* Store calls that failed (redis unreachable or timed out) in this thread
+ * so far: a request compares it before and after its work (no ping first). */
+apr_uint32_t chatbot_store_failures(void);
+
+/* Something changed in the store outside this process (mod_chatbot_ws_watch.c):
+ * the watcher looks at once instead of at its next tick. */
+void chatbot_ws_watch_news(void);
+
+/* Finds the provider and its storage (for shm: creates or re-attaches the
+ * segment, kept across graceful restarts in the process pool, loaded from
+ * ChatbotHistoryFile on a full start). */
 apr_status_t chatbot_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
                                        server_rec *s);
 void chatbot_store_child_init(apr_pool_t *pchild, server_rec *s);
 int chatbot_store_pre_config(apr_pool_t *pconf);
 
-/* The process-local handle; NULL if the store is unavailable. */
+/* The process-local handle; NULL if the store is unavailable. The store
+ * locks internally (robust mutexes in the segment): no lock around calls. */
 chat_store_t *chatbot_store(void);
-/* Global mutex around store calls. lock returns APR_SUCCESS or an error
- * (logged); every lock must be paired with unlock. */
-apr_status_t chatbot_lock(void);
-void chatbot_unlock(void);
+/* The parent's upkeep hooks (dead children's locks, generations, slots). */
+void chatbot_store_register_hooks(apr_pool_t *p);
+/* The stable error code for the status of a store call that creates or
+ * writes (storage_full, quota_exceeded, rate_limited, too_large, not_found,
+ * internal), and a sentence for users that goes with a code. */
+const char *chatbot_store_err(chat_status_t rc);
+const char *chatbot_store_err_text(const char *code);
 
 /* 1 once this child is stopping (graceful or not): connections then end
  * their turns and say goodbye. With a threaded MPM that announces it
@@ -150,6 +233,12 @@ void chatbot_unlock(void);
  * would free the socket under the MPM's loop (it reads freed memory and
  * the child dies with SIGSEGV). Other MPMs: the MPM state. */
 int chatbot_child_stopping(void);
+/* Called before a worker ends a connection: if an ungraceful stop is
+ * closing the workers' sockets right now (MPM state STOPPING, the hook not
+ * run yet), waits until it is done (the hook follows at once; 1 s at most),
+ * so that no connection of the module ends inside that loop - whatever
+ * ended it (a socket the loop closed reads as a vanished client). */
+void chatbot_child_stopping_settle(void);
 
 apr_uint64_t chatbot_now_ms(void);
 /* 64 random bits from the CSPRNG (never 0). */
@@ -162,21 +251,35 @@ typedef struct {
     const char *user;   /* r->user, or NULL for anonymous cookie sessions */
     const char *label;  /* for logs: user name or "anon:<8 hex>" */
     int new_cookie;     /* a Set-Cookie was added */
+    int anonymous;      /* no r->user: addr's budget applies too */
+    chat_owner_t addr;  /* the client address's rate key (anonymous only) */
+    int none;           /* chatbot_ident_find found no valid cookie: owns nothing */
 } chatbot_ident_t;
 
-/* Identity of the request: r->user if set, else the session cookie, created
- * (and Set-Cookie added to r->headers_out / err_headers_out) if absent.
- * Returns APR_SUCCESS, or an error when no random bytes were available for
- * a new cookie (the request must then be refused: no shared identity). */
+/* Identity of the request: r->user if set, else the signed session cookie;
+ * a request without one that verifies (absent, forged, unsigned) gets a new
+ * identity and a Set-Cookie (in r->err_headers_out). Returns APR_SUCCESS,
+ * or an error when no random bytes were available for a new cookie (the
+ * request must then be refused: no shared identity). */
 apr_status_t chatbot_ident_get(request_rec *r, chatbot_ident_t *id);
+/* The same for read-only routes: without a valid cookie, an identity that
+ * owns nothing (id->none) and no Set-Cookie. */
+apr_status_t chatbot_ident_find(request_rec *r, chatbot_ident_t *id);
+/* Loads or makes the cookie secret (see mod_chatbot_ident.c). */
+apr_status_t chatbot_ident_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
+                                       server_rec *s);
+const char *chatbot_ident_set_secret_file(cmd_parms *cmd, void *dummy, const char *arg);
 
 /* ---- chat turn engine (mod_chatbot_engine.c) ----------------------------- */
 
-/* One engine per WebSocket connection (or REST request). It owns a libcurl
- * multi handle and runs up to CHATBOT_MAX_TURNS answers at once, each in its
- * own conversation; the driver (the connection loop) waits with
- * chatbot_engine_poll() on the backend sockets and its own fds together and
- * calls chatbot_engine_run() after every wake-up. */
+/* An engine runs up to CHATBOT_MAX_TURNS answers at once, each in its own
+ * conversation, for a WebSocket connection while it has turns (it is
+ * destroyed when they end: an idle connection holds no libcurl handle) or
+ * for a REST request. It owns a libcurl multi handle, taken from a small
+ * per-child cache (which keeps the backend connections alive between
+ * engines); the driver waits with chatbot_engine_poll() on the backend
+ * sockets and its own fds together and calls chatbot_engine_run() after
+ * every wake-up. */
 #define CHATBOT_MAX_TURNS 4
 
 typedef enum {
@@ -199,6 +302,7 @@ typedef struct chatbot_turn {
     char conv_id[CHAT_CONV_ID_LEN + 1];
     const char *msg_id;         /* the client's id, or NULL */
     chatbot_bot_t *bot;
+    const char *model;          /* the model asked: the conversation's or the bot's */
     chatbot_backend_t *backend; /* the one answering (after failover) */
     uint32_t user_index;        /* index of the user message in history */
     uint32_t answer_index;      /* index of the answer (valid if has_answer) */
@@ -206,7 +310,8 @@ typedef struct chatbot_turn {
     chat_buf_t answer;          /* the full answer so far */
     chatbot_outcome_t outcome;
     const char *err_code;       /* CHAT_ERR_* when FAILED */
-    char err_msg[512];
+    char err_msg[512];          /* for the user: no URL, path or backend reply */
+    char err_detail[512];       /* for the operator (logs, health): the details */
     const char *stop_reason;    /* "stopped", "client_gone", "shutdown" */
     chat_stats_t stats;
     double ttft_ms, duration_ms, queue_ms;
@@ -233,6 +338,9 @@ typedef struct {
     apr_size_t len;
     chatbot_turn_mode_t mode;
     apr_uint32_t edit_index;
+    apr_uint32_t msg_flags; /* NEW / EDIT: more CHAT_MSG_* of the user message
+                             * (CHAT_MSG_ATTACH: content is in the stored form
+                             * of chat/attach.h) */
     /* Stateless turn (POST /api/chat; conv_id NULL, mode NEW): the context
      * is these messages then content, bounded like a stored conversation
      * (ChatbotContext); nothing is stored and no conversation exists. */
@@ -240,9 +348,16 @@ typedef struct {
     apr_size_t nhistory;
 } chatbot_turn_req_t;
 
+/* The engine lives in a pool of its own: it goes with the request at the
+ * latest, or earlier with chatbot_engine_destroy (turns still running are
+ * ended, without callbacks). */
 chatbot_engine_t *chatbot_engine_create(request_rec *r, const chatbot_limits_t *lim,
                                         const chatbot_ident_t *id,
                                         const chatbot_turn_cb_t *cb, void *baton);
+void chatbot_engine_destroy(chatbot_engine_t *e);
+/* Closes the cached multi handles (and their backend connections) that
+ * were not used for idle_ms. Safe from any thread. */
+void chatbot_engine_prune(apr_uint64_t idle_ms);
 /* Starts a turn. Returns NULL, or a CHAT_ERR_* code with errmsg filled
  * (busy, not_found, bad_request, storage_full, too_large...). */
 const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *req,
@@ -283,6 +398,40 @@ const char *chatbot_conv_resolve(request_rec *r, const chatbot_ident_t *id,
 const char *chatbot_rate_check(const chatbot_ident_t *id, const chatbot_limits_t *lim,
                                apr_int64_t *retry_ms);
 
+/* ---- answer versions and branches (mod_chatbot_versions.c) -------------- */
+
+/* A conversation's messages as a tree (chat/versions.h): per stored index
+ * its parent, flags and role; the active path (indexes, oldest first) and
+ * each index's place on it (CHAT_MSG_NO_PARENT: off the path). */
+typedef struct {
+    uint32_t n, npath;
+    uint32_t *parent, *flags, *role, *path, *pos_of;
+} chatbot_tree_t;
+/* Reads the tree of a conversation of owner (malloc'ed: chatbot_tree_free).
+ * CHAT_OK, CHAT_ENOTFOUND, CHAT_ENOMEM or the store's error. */
+chat_status_t chatbot_tree_load(chat_store_t *st, const chat_owner_t *owner,
+                                const char *conv_id, chat_buf_t *scratch,
+                                chatbot_tree_t *t);
+/* The same for a conversation already read (nmsgs: its count then; the
+ * messages stored after it are not part of the tree). One store read. */
+chat_status_t chatbot_tree_load_n(chat_store_t *st, const chat_owner_t *owner,
+                                  const char *conv_id, uint32_t nmsgs,
+                                  chat_buf_t *scratch, chatbot_tree_t *t);
+void chatbot_tree_free(chatbot_tree_t *t);
+/* The last user message on the active path, or CHAT_MSG_NO_PARENT. */
+uint32_t chatbot_tree_last_user(const chatbot_tree_t *t);
+/* 1 if the store keeps versions (every provider does; a provider without
+ * them would make regenerate and edit replace, as before versions). */
+int chatbot_store_has_versions(chat_store_t *st);
+/* Writes "versions", "version" (1-based) and, with more than one,
+ * "siblings" (their indexes, in order) of message index into an open
+ * object; with tree also "parent" (index or null) and "active". */
+void chatbot_ver_members(chat_jw_t *w, const chatbot_tree_t *t, uint32_t index, int tree);
+/* Makes message index the chosen version (WebSocket select_version, REST
+ * POST .../versions): NULL, or a CHAT_ERR_* code with *emsg. */
+const char *chatbot_ver_select(chat_store_t *st, const chatbot_ident_t *id,
+                               const char *conv_id, apr_int64_t index, const char **emsg);
+
 /* ---- views shared by WebSocket and REST (mod_chatbot_views.c) ------------ */
 
 void chatbot_view_session(chat_jw_t *w, server_rec *s, const chat_conv_info_t *c);
@@ -299,22 +448,106 @@ void chatbot_view_bots(chat_jw_t *w, chatbot_srv_conf *sc);
 const char *chatbot_view_history(chat_jw_t *w, const chatbot_ident_t *id,
                                  const char *conv_id, apr_int64_t limit,
                                  apr_int64_t offset, chat_buf_t *scratch);
+/* The same with the port-8000 client's fields in every message: timestamp
+ * (ISO 8601 UTC), bot_id (compat_id; "" = the session's own: its title if
+ * that can be an old-style id, else its conversation id) and session_id.
+ * compat_id NULL: none of them (chatbot_view_history). known: the
+ * conversation as the caller has just read it (its owner's), or NULL to
+ * read it here; each read is a round trip on a shared store. */
+const char *chatbot_view_history_compat(chat_jw_t *w, const chatbot_ident_t *id,
+                                        const char *conv_id, apr_int64_t limit,
+                                        apr_int64_t offset, chat_buf_t *scratch,
+                                        const char *compat_id,
+                                        const chat_conv_info_t *known);
+/* Search of the identity's own conversations (mod_chatbot_search.c): writes
+ * the members query, limit, searched, conversations, truncated and results
+ * into an open object. limit <= 0: the default. Returns NULL, or a CHAT_ERR_*
+ * code with *emsg the sentence for the user (nothing written then). */
+const char *chatbot_view_search(chat_jw_t *w, request_rec *r, const chatbot_ident_t *id,
+                                const char *query, const char *bot, apr_int64_t limit,
+                                chat_buf_t *scratch, const char **emsg);
+/* The health of a bot's backends: 1 one is up, 0 all are down, -1 unknown. */
+int chatbot_view_bot_health(chatbot_bot_t *b);
 /* Markdown (json=0) or JSON export of a conversation into out. */
 const char *chatbot_view_export(request_rec *r, const chatbot_ident_t *id,
                                 const char *conv_id, int json, chat_buf_t *out,
                                 const char **filename);
-void chatbot_view_backends(chat_jw_t *w, chatbot_srv_conf *sc);
+/* details (ChatbotShowDetails): also each backend's URL, server version and
+ * last health error, which are for operators only. */
+void chatbot_view_backends(chat_jw_t *w, chatbot_srv_conf *sc, int details);
 /* Members of the status board (backends, connections...) into an open object. */
-void chatbot_view_status(chat_jw_t *w, chatbot_srv_conf *sc);
+void chatbot_view_status(chat_jw_t *w, chatbot_srv_conf *sc, int details);
+
+/* ---- the port-8000 controller's clients (mod_chatbot_compat.c) ------------ */
+
+/* The caller's session an old-style bot id names: the one with that
+ * conversation id, else the most recently used one titled so (running
+ * before stopped, unarchived before archived). NULL or a CHAT_ERR_* code. */
+const char *chatbot_compat_find(request_rec *r, const chatbot_ident_t *id,
+                                const char *name, chat_conv_info_t *out);
+/* The same, but only a running (not stopped, not archived) session; else
+ * not_found with *msg "Bot <id> is not running". */
+const char *chatbot_compat_running(request_rec *r, const chatbot_ident_t *id,
+                                   const char *name, chat_conv_info_t *out,
+                                   const char **msg);
+/* 1 if an old-style route answers this error code with 200 and "success":
+ * false (what happened), 0 if with its HTTP status (a request it cannot read). */
+int chatbot_compat_outcome(const char *code);
+/* GET /api/bots ({"bots":{<id>:{status,current_task,pid,port,...}}}) or, with
+ * as_list, GET /api/bots/status ([{id,port,running,status,pid,...}]). */
+void chatbot_compat_bots(chat_jw_t *w, request_rec *r, const chatbot_ident_t *id,
+                         int as_list);
+/* POST /api/bot/launch, POST /api/bot/stop/{id}, POST /api/chat/message
+ * (role "user" or "assistant"; bot_id or session_id): NULL with the reply's
+ * members written into w's open object, or a CHAT_ERR_* code and *msg. */
+const char *chatbot_compat_launch(chat_jw_t *w, request_rec *r, const chatbot_ident_t *id,
+                                  const char *name, const char *bot_type,
+                                  const char **msg);
+const char *chatbot_compat_stop(chat_jw_t *w, request_rec *r, const chatbot_ident_t *id,
+                                const char *name, const char **msg);
+const char *chatbot_compat_store_message(chat_jw_t *w, request_rec *r,
+                                         const chatbot_ident_t *id, const char *role,
+                                         const char *content, apr_size_t len,
+                                         const char *bot_id, const char *session_id,
+                                         const char **msg);
+/* The WebSocket "command" frame {"type":"command","bot_id","command"}: points
+ * cm at the running session bot_id names (or leaves a declared bot's name
+ * for the message path) and writes {"type":"typing"} into frame; or returns
+ * a CHAT_ERR_* code and *msg (allocated from p). */
+const char *chatbot_compat_ws_command(request_rec *r, const chatbot_ident_t *id,
+                                      chat_cmsg_t *cm, apr_pool_t *p, chat_buf_t *frame,
+                                      const char **msg);
+/* Adds "success":false and "error":<msg> to the error frame in frame, as the
+ * old client tells failures (on connections that sent a "command" frame). */
+void chatbot_compat_error_frame(chat_buf_t *frame, const char *msg);
 
 /* ---- handlers -------------------------------------------------------------------- */
 
-int chatbot_ws_handler(request_rec *r);      /* mod_chatbot_ws.c */
+int chatbot_ws_handler(request_rec *r);      /* mod_chatbot_ws_handshake.c */
 /* 1 if a request with this Origin header (NULL: none) may open a WebSocket
- * or change state over REST (ChatbotAllowedOrigins). mod_chatbot_ws.c */
+ * or change state over REST (ChatbotAllowedOrigins).
+ * mod_chatbot_ws_handshake.c */
 int chatbot_origin_allowed(request_rec *r, const char *origin);
 int chatbot_api_handler(request_rec *r, const char *route); /* mod_chatbot_api.c */
 int chatbot_metrics_handler(request_rec *r); /* mod_chatbot_status.c */
 void chatbot_status_register(apr_pool_t *p); /* mod_status hook */
+
+/* ---- the WebSocket connection model (mod_chatbot_ws_watch.c) ------------- */
+
+void chatbot_ws_register(apr_pool_t *p);
+apr_status_t chatbot_ws_post_config(apr_pool_t *pconf, server_rec *s);
+void chatbot_ws_child_init(apr_pool_t *p, server_rec *s);
+void chatbot_ws_child_stopping(int graceful);
+/* Summed over the live children. */
+typedef struct {
+    apr_int64_t parked;   /* idle, in the event MPM: no thread */
+    apr_int64_t active;   /* streaming or following an answer: a worker held */
+    apr_int64_t waiting;  /* a turn waits for a worker (ChatbotMaxWorkers) */
+    apr_int64_t blocking; /* hold a thread for their whole life (HTTP/2, MPMs
+                           * that cannot park) */
+    int workers_max;      /* ChatbotMaxWorkers in effect (per child) */
+    int can_park;
+} chatbot_ws_counts_t;
+void chatbot_ws_counts(chatbot_ws_counts_t *out);
 
 #endif /* MOD_CHATBOT_H */

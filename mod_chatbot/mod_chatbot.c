@@ -1,7 +1,7 @@
 /* mod_chatbot.c - the module declaration, hooks and request dispatch.
  *
  * Routes, relative to wherever `SetHandler chatbot` applies:
- *   .../ws          WebSocket chat endpoint   (mod_chatbot_ws.c)
+ *   .../ws          WebSocket chat endpoint   (mod_chatbot_ws_*.c)
  *   .../api/<route> REST API                  (mod_chatbot_api.c)
  *   .../metrics     Prometheus exposition     (mod_chatbot_status.c)
  * anything else is declined, so the UI's static files can live under the
@@ -23,8 +23,6 @@
 
 #define CHATBOT_MODULE_MAIN /* AP_DECLARE_MODULE below does APLOG_USE_MODULE */
 #include "mod_chatbot.h"
-
-void chatbot_ws_child_init(apr_pool_t *p);
 
 static int curl_ready;
 
@@ -74,9 +72,13 @@ static int chatbot_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *
         apr_pool_cleanup_register(pconf, NULL, curl_cleanup, apr_pool_cleanup_null);
     }
     rv = chatbot_store_post_config(pconf, ptemp, s);
+    if (rv == APR_SUCCESS) {
+        rv = chatbot_ident_post_config(pconf, ptemp, s);
+    }
     if (rv != APR_SUCCESS) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    chatbot_ws_post_config(pconf, s);
     ap_add_version_component(pconf, CHATBOT_SERVER_ID);
     return OK;
 }
@@ -88,6 +90,8 @@ static int stopping_hook_mpm;
 static void chatbot_child_stopping_hook(apr_pool_t *pchild, int graceful)
 {
     apr_atomic_set32(&stopping_told, 1);
+    /* parked WebSockets have no thread to notice: they are kicked */
+    chatbot_ws_child_stopping(graceful);
 }
 
 int chatbot_child_stopping(void)
@@ -104,6 +108,20 @@ int chatbot_child_stopping(void)
     return state == AP_MPMQ_STOPPING;
 }
 
+void chatbot_child_stopping_settle(void)
+{
+    int state = AP_MPMQ_RUNNING, i;
+
+    if (!stopping_hook_mpm || apr_atomic_read32(&stopping_told) ||
+        ap_mpm_query(AP_MPMQ_MPM_STATE, &state) != APR_SUCCESS ||
+        state != AP_MPMQ_STOPPING) {
+        return;
+    }
+    for (i = 0; i < 1000 && !apr_atomic_read32(&stopping_told); i++) {
+        apr_sleep(apr_time_from_msec(1));
+    }
+}
+
 static void chatbot_child_init(apr_pool_t *p, server_rec *s)
 {
     const char *mpm = ap_show_mpm();
@@ -111,7 +129,7 @@ static void chatbot_child_init(apr_pool_t *p, server_rec *s)
     apr_atomic_set32(&stopping_told, 0);
     stopping_hook_mpm = mpm && (!strcmp(mpm, "event") || !strcmp(mpm, "worker"));
     chatbot_store_child_init(p, s);
-    chatbot_ws_child_init(p);
+    chatbot_ws_child_init(p, s);
 }
 
 static int ends_with(const char *s, const char *suffix)
@@ -152,7 +170,9 @@ static void chatbot_register_hooks(apr_pool_t *p)
     ap_hook_child_init(chatbot_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_stopping(chatbot_child_stopping_hook, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(chatbot_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    chatbot_ws_register(p);
     chatbot_status_register(p);
+    chatbot_store_register_hooks(p);
 }
 
 AP_DECLARE_MODULE(chatbot) = {

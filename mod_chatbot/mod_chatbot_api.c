@@ -21,9 +21,15 @@
 #include "apr_strings.h"
 #include "apr_portable.h"
 
+#include "chat/compat.h"
+#include "chat/jsoncheck.h"
+#include "chat/utf8.h"
 #include "mod_chatbot.h"
+#include "mod_chatbot_settings.h"
 
 #define BODY_MAX (1024 * 1024)
+#define BODY_DEPTH 32 /* nesting accepted in a request body */
+#define OFFSET_MAX 1000000
 
 typedef struct {
     request_rec *r;
@@ -32,8 +38,17 @@ typedef struct {
     chatbot_ident_t id;
     json_object *body;  /* parsed request body (POST) */
     int query_bad;      /* a query parameter repeated or badly encoded */
+    /* a route of the port-8000 controller (mod_chatbot_compat.c): its
+     * replies and errors take the old shapes; legacy_id is the bot id the
+     * route names (task: the answer's "bot_id") */
+    int legacy;
+    const char *legacy_id;
     chat_buf_t out;
     chat_jw_t jw;
+    /* the store failed during the request (chatbot_store_failures moved):
+     * whatever the route found, the answer is 503 store_unavailable */
+    int store_watch;
+    apr_uint32_t store_fail0;
 } api_t;
 
 static apr_status_t api_cleanup(void *data)
@@ -48,14 +63,31 @@ static apr_status_t api_cleanup(void *data)
     return APR_SUCCESS;
 }
 
+/* X-Content-Type-Options, once: in err_headers_out, where a `Header always
+ * set X-Content-Type-Options nosniff` (conf/chatbot-csp.conf) replaces it
+ * instead of adding a second copy. */
+static void set_nosniff(request_rec *r)
+{
+    apr_table_unset(r->headers_out, "X-Content-Type-Options");
+    apr_table_setn(r->err_headers_out, "X-Content-Type-Options", "nosniff");
+}
+
+static int send_error(api_t *a, const char *code, const char *msg, apr_int64_t retry_ms);
+static const char *store_down_text(void);
+
 static int send_json(api_t *a, int status)
 {
     request_rec *r = a->r;
 
+    if (a->store_watch && status < 500 && chatbot_store_failures() != a->store_fail0) {
+        a->store_watch = 0;
+        return send_error(a, CHAT_ERR_STORE_UNAVAILABLE, store_down_text(), 0);
+    }
+
     r->status = status;
     ap_set_content_type(r, "application/json; charset=utf-8");
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
-    apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
+    set_nosniff(r);
     ap_set_content_length(r, (apr_off_t)a->out.len);
     if (!r->header_only) {
         ap_rwrite(a->out.data ? a->out.data : "", (int)a->out.len, r);
@@ -88,6 +120,9 @@ static int http_status_of(const char *code)
                {CHAT_ERR_FORBIDDEN, 403},
                {CHAT_ERR_COMMAND_FAILED, 500},
                {CHAT_ERR_STORAGE_FULL, 507},
+               {CHAT_ERR_STORE_UNAVAILABLE, 503},
+               {CHAT_ERR_QUOTA_EXCEEDED, 507},
+               {CHAT_ERR_SETTING_REFUSED, 400},
                {NULL, 0}};
     int i;
 
@@ -107,7 +142,19 @@ static int send_error_counted(api_t *a, const char *code, const char *msg,
     chat_buf_reset(&a->out, 0);
     chat_jw_init(&a->jw, &a->out);
     chat_jw_obj_begin(&a->jw);
-    chat_jw_kstr(&a->jw, "error", code);
+    if (a->legacy) {
+        /* the old controller's shape: "error" is the text, "code" ours */
+        chat_jw_kbool(&a->jw, "success", 0);
+        chat_jw_kstr(&a->jw, "error", msg);
+        chat_jw_kstr(&a->jw, "code", code);
+        if (a->legacy_id) {
+            chat_jw_key(&a->jw, "response");
+            chat_jw_null(&a->jw);
+        }
+    }
+    else {
+        chat_jw_kstr(&a->jw, "error", code);
+    }
     chat_jw_kstr(&a->jw, "message", msg);
     chat_jw_kstr(&a->jw, "detail", msg);
     if (retry_ms > 0) {
@@ -117,11 +164,17 @@ static int send_error_counted(api_t *a, const char *code, const char *msg,
                                     (retry_ms + 999) / 1000));
     }
     chat_jw_obj_end(&a->jw);
-    return send_json(a, http_status_of(code));
+    return send_json(a, a->legacy && chatbot_compat_outcome(code) ? HTTP_OK
+                                                                  : http_status_of(code));
 }
 
 /* Every error the API returns is counted once, by code, like the error
  * frames of the WebSocket (chatbot_errors_total, ChatbotErrors[code]). */
+static const char *store_down_text(void)
+{
+    return chatbot_store_err_text(CHAT_ERR_STORE_UNAVAILABLE);
+}
+
 static int send_error(api_t *a, const char *code, const char *msg, apr_int64_t retry_ms)
 {
     chat_metrics_error(chatbot_store(), code);
@@ -142,32 +195,6 @@ static int finish(api_t *a, int status)
         return send_error(a, CHAT_ERR_INTERNAL, "out of memory", 0);
     }
     return send_json(a, status);
-}
-
-/* 1 if the text has a single quote outside strings: json-c accepts
- * 'single-quoted' object keys even in strict mode; RFC 8259 does not. */
-static int has_bare_quote(const char *s, size_t n)
-{
-    size_t i;
-    int in_str = 0;
-
-    for (i = 0; i < n; i++) {
-        if (in_str) {
-            if (s[i] == '\\') {
-                i++;
-            }
-            else if (s[i] == '"') {
-                in_str = 0;
-            }
-        }
-        else if (s[i] == '"') {
-            in_str = 1;
-        }
-        else if (s[i] == '\'') {
-            return 1;
-        }
-    }
-    return 0;
 }
 
 /* 1 if the Content-Type names JSON: the media type (parameters and case
@@ -205,6 +232,7 @@ static int read_body(api_t *a, int required)
     json_tokener *tok;
     enum json_tokener_error jerr;
     const char *ct = apr_table_get(r->headers_in, "Content-Type");
+    char why[160];
     int rc;
 
     if ((rc = ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK)) != OK) {
@@ -248,12 +276,19 @@ static int read_body(api_t *a, int required)
         return send_error(a, CHAT_ERR_BAD_REQUEST,
                           "the body must be JSON (Content-Type: application/json)", 0);
     }
-    tok = json_tokener_new_ex(32);
+    /* RFC 8259 exactly, valid UTF-8 everywhere: json-c alone lets raw
+     * control characters, single quotes, NaN and overlong UTF-8 through */
+    if (chat_json_check(raw.data, raw.len, BODY_DEPTH, why, sizeof(why)) != CHAT_OK) {
+        chat_buf_free(&raw);
+        return send_error(
+            a, CHAT_ERR_BAD_JSON,
+            apr_pstrcat(r->pool, "the body is not a JSON object: ", why, NULL), 0);
+    }
+    tok = json_tokener_new_ex(BODY_DEPTH);
     if (!tok) {
         chat_buf_free(&raw);
         return send_error(a, CHAT_ERR_INTERNAL, "out of memory", 0);
     }
-    /* RFC 8259 only (no trailing commas, single quotes...), valid UTF-8 */
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     a->body = json_tokener_parse_ex(tok, raw.data, (int)raw.len);
     jerr = json_tokener_get_error(tok);
@@ -265,9 +300,6 @@ static int read_body(api_t *a, int required)
         if (off != raw.len) {
             jerr = json_tokener_error_parse_unexpected;
         }
-    }
-    if (a->body && jerr == json_tokener_success && has_bare_quote(raw.data, raw.len)) {
-        jerr = json_tokener_error_parse_unexpected;
     }
     json_tokener_free(tok);
     chat_buf_free(&raw);
@@ -324,7 +356,8 @@ static const char *query_arg(api_t *a, const char *name)
                     *p = ' ';
                 }
             }
-            if (ap_unescape_url(v) != OK) {
+            if (ap_unescape_url(v) != OK ||
+                !chat_utf8_valid((const uint8_t *)v, strlen(v))) {
                 a->query_bad = 1;
                 return NULL;
             }
@@ -335,7 +368,8 @@ static const char *query_arg(api_t *a, const char *name)
     return found;
 }
 
-static int query_int(api_t *a, const char *name, apr_int64_t dflt, apr_int64_t *out)
+static int query_int(api_t *a, const char *name, apr_int64_t dflt, apr_int64_t max,
+                     apr_int64_t *out)
 {
     const char *v = query_arg(a, name);
     int64_t n;
@@ -347,7 +381,7 @@ static int query_int(api_t *a, const char *name, apr_int64_t dflt, apr_int64_t *
     if (!v || !*v) {
         return 1;
     }
-    if (chat_parse_int(v, 0, 1000000, &n)) {
+    if (chat_parse_int(v, 0, max, &n)) {
         return 0;
     }
     *out = n;
@@ -410,11 +444,14 @@ static apr_status_t collect_cleanup(void *data)
 /* The text of a rate_limited error (the WebSocket's wording). */
 static const char *rate_msg(api_t *a, apr_int64_t retry_ms)
 {
-    return apr_psprintf(a->r->pool, "rate limit exceeded (%u messages per %s); retry in "
-                        "%.1f s", a->lim.rate.count,
-                        a->lim.rate.period_ms == 60000 ? "minute"
-                        : a->lim.rate.period_ms == 1000 ? "second"
-                                                        : "period",
+    return apr_psprintf(a->r->pool,
+                        "rate limit exceeded (%u messages per %s); retry in "
+                        "%.1f s",
+                        a->lim.rate.count,
+                        a->lim.rate.period_ms == 60000     ? "minute"
+                        : a->lim.rate.period_ms == 1000    ? "second"
+                        : a->lim.rate.period_ms == 3600000 ? "hour"
+                                                           : "period",
                         retry_ms / 1000.0);
 }
 
@@ -601,6 +638,16 @@ static int run_turn(api_t *a, chatbot_bot_t *bot, const char *conv_id,
         return send_error_counted(a, c->code ? c->code : CHAT_ERR_INTERNAL, c->msg, 0);
     }
     begin(a);
+    if (a->legacy) {
+        /* the old controller's {"success": true, "response": ...} */
+        chat_jw_kbool(&a->jw, "success", 1);
+        chat_jw_kstr(&a->jw, "bot_id", a->legacy_id);
+        chat_jw_kstrn(&a->jw, "response", c->answer.data ? c->answer.data : "",
+                      c->answer.len);
+        chat_jw_kstr(&a->jw, "conversation_id", c->conv);
+        chat_jw_kbool(&a->jw, "interrupted", c->outcome != CHATBOT_OUT_COMPLETE);
+        return finish(a, 200);
+    }
     chat_jw_kstr(&a->jw, "conversation_id", c->conv[0] ? c->conv : NULL);
     chat_jw_kstr(&a->jw, "bot_id", bot->name);
     chat_jw_kstrn(&a->jw, "response", c->answer.data ? c->answer.data : "", c->answer.len);
@@ -759,11 +806,8 @@ static void refresh_health(api_t *a, int force)
         }
         curl_slist_free_all(pr->hd);
         chat_buf_free(&pr->body);
-        if (chatbot_lock() == APR_SUCCESS) {
-            chat_store_backend_health(st, pr->be->index, ok, version, detail,
-                                      chatbot_now_ms());
-            chatbot_unlock();
-        }
+        chat_store_backend_health(st, pr->be->index, ok, version, detail,
+                                  chatbot_now_ms());
     }
     curl_multi_cleanup(multi);
 }
@@ -772,7 +816,8 @@ static int route_health(api_t *a)
 {
     chat_store_t *st = chatbot_store();
     chat_metrics_snapshot_t ms;
-    int i, up = 0;
+    chatbot_store_stats_t ss;
+    int i, up = 0, store_up;
 
     refresh_health(a, 0);
     for (i = 0; st && i < a->sc->backends->nelts; i++) {
@@ -782,12 +827,23 @@ static int route_health(api_t *a)
             up++;
         }
     }
+    /* a store on redis that does not answer: this host cannot serve chats */
+    store_up = chatbot_store_ping(st) != 0;
+    up = up && store_up;
     begin(a);
     chat_jw_kstr(&a->jw, "status", up ? "ok" : "unavailable");
+    if (!store_up) {
+        chat_jw_kstr(&a->jw, "error", CHAT_ERR_STORE_UNAVAILABLE);
+    }
+    if (!a->lim.show_details) {
+        /* what a load balancer needs; the rest is for operators
+         * (ChatbotShowDetails, docs/security.md) */
+        return finish(a, up ? 200 : 503);
+    }
     chat_jw_kstr(&a->jw, "server", CHATBOT_SERVER_ID);
     chat_jw_kbool(&a->jw, "demo", a->sc->demo_notice != NULL);
     chat_jw_key(&a->jw, "backends");
-    chatbot_view_backends(&a->jw, a->sc);
+    chatbot_view_backends(&a->jw, a->sc, 1);
     if (st) {
         chat_metrics_snapshot(st, &ms);
         chat_jw_key(&a->jw, "store");
@@ -797,6 +853,20 @@ static int route_health(api_t *a)
         chat_jw_kint(&a->jw, "history_bytes_used", (int64_t)ms.arena_used);
         chat_jw_kint(&a->jw, "history_bytes", (int64_t)ms.arena_size);
         chat_jw_kint(&a->jw, "evictions", ms.gauges[CHAT_G_EVICTIONS]);
+        chat_jw_kstr(&a->jw, "provider", chat_store_provider_name(st));
+        if (chatbot_store_remote_stats(st, &ss)) {
+            chat_jw_kbool(&a->jw, "reachable", store_up);
+            chat_jw_kint(&a->jw, "calls", (int64_t)ss.calls);
+            chat_jw_kint(&a->jw, "errors", (int64_t)ss.errors);
+            apr_uint64_t ok = 0;
+            for (i = 0; i < 8; i++) {
+                ok += ss.hist[i];
+            }
+            chat_jw_kint(&a->jw, "latency_avg_us", ok ? (int64_t)(ss.usec_total / ok) : 0);
+            if (!store_up) {
+                chat_jw_kstr(&a->jw, "detail", ss.last_error);
+            }
+        }
         chat_jw_obj_end(&a->jw);
         chat_jw_kint(&a->jw, "connections", ms.gauges[CHAT_G_CONNECTIONS]);
         chat_jw_kint(&a->jw, "generating", ms.gauges[CHAT_G_GENERATING]);
@@ -1013,9 +1083,10 @@ static int method_not_allowed(api_t *a, const char *allow)
 static const char *route_allow(const char **seg, int n)
 {
     static const char *const get1[] = {"health", "models", "bots", "status", "sessions",
-                                       NULL};
-    static const char *const conv_ops[] = {"select", "archive", "unarchive", "rename",
-                                           "delete", "stop", NULL};
+                                       "search", NULL};
+    static const char *const conv_ops[] = {"select", "archive", "unarchive",
+                                           "rename", "delete",  "stop",
+                                           "task",   "version", NULL};
     int i;
 
     if (n == 1) {
@@ -1027,10 +1098,13 @@ static const char *route_allow(const char **seg, int n)
         return !strcmp(seg[0], "chat") || !strcmp(seg[0], "execute") ? "POST" : NULL;
     }
     if (n == 2) {
-        if (!strcmp(seg[0], "chat") && !strcmp(seg[1], "history")) {
+        if ((!strcmp(seg[0], "chat") && !strcmp(seg[1], "history")) ||
+            (!strcmp(seg[0], "bots") &&
+             (!strcmp(seg[1], "status") || !strcmp(seg[1], "declared")))) {
             return "GET, HEAD";
         }
         if ((!strcmp(seg[0], "bot") && !strcmp(seg[1], "launch")) ||
+            (!strcmp(seg[0], "chat") && !strcmp(seg[1], "message")) ||
             (!strcmp(seg[0], "session") && !strcmp(seg[1], "create")) ||
             (!strcmp(seg[0], "export") && !strcmp(seg[1], "session"))) {
             return "POST";
@@ -1043,6 +1117,9 @@ static const char *route_allow(const char **seg, int n)
         }
         return !strcmp(seg[2], "status") ? "GET, HEAD" : NULL;
     }
+    if (n == 3 && !strcmp(seg[0], "session") && !strcmp(seg[2], "settings")) {
+        return "GET, HEAD, POST";
+    }
     if (n == 3 && !strcmp(seg[0], "session")) {
         for (i = 0; conv_ops[i]; i++) {
             if (!strcmp(seg[2], conv_ops[i])) {
@@ -1051,6 +1128,33 @@ static const char *route_allow(const char **seg, int n)
         }
     }
     return NULL;
+}
+
+/* 1 if seg[0..n-1] is a route of the port-8000 controller, whose replies
+ * keep its shapes (mod_chatbot_compat.c). */
+static int legacy_route(const char **seg, int n)
+{
+    if (!strcmp(seg[0], "bots")) {
+        return n == 1 || (n == 2 && !strcmp(seg[1], "status"));
+    }
+    if (n == 2 && !strcmp(seg[0], "chat")) {
+        return !strcmp(seg[1], "message");
+    }
+    if (!strcmp(seg[0], "bot")) {
+        return (n == 2 && !strcmp(seg[1], "launch")) ||
+               (n == 3 && (!strcmp(seg[1], "stop") || !strcmp(seg[2], "task")));
+    }
+    return 0;
+}
+
+/* NULL if title is a usable title, else why not: 1 to 128 bytes, not
+ * blank (chat_title_is_blank), as on the WebSocket. */
+static const char *title_error(const char *title)
+{
+    if (strlen(title) > CHAT_TITLE_MAX) {
+        return "title is longer than 128 bytes";
+    }
+    return chat_title_is_blank(title) ? "title must not be empty or blank" : NULL;
 }
 
 static int session_reply(api_t *a, const chat_conv_info_t *ci, int status)
@@ -1064,7 +1168,7 @@ static int session_reply(api_t *a, const chat_conv_info_t *ci, int status)
     return finish(a, status);
 }
 
-static int create_session(api_t *a, int launched)
+static int create_session(api_t *a)
 {
     int bad = 0;
     const char *bot_id = jstr(a, "bot_id", &bad);
@@ -1072,6 +1176,8 @@ static int create_session(api_t *a, int launched)
     chatbot_bot_t *bot;
     chat_conv_info_t ci;
     chat_status_t rc = CHAT_EINTERNAL;
+    const char *err;
+    apr_int64_t retry;
 
     if (!bot_id && !bad) {
         bot_id = jstr(a, "bot", &bad);
@@ -1079,25 +1185,61 @@ static int create_session(api_t *a, int launched)
     if (bad) {
         return send_error(a, CHAT_ERR_BAD_REQUEST, "bot_id and title must be strings", 0);
     }
-    if (title && strlen(title) > CHAT_TITLE_MAX) {
-        return send_error(a, CHAT_ERR_BAD_REQUEST, "title is longer than 128 bytes", 0);
+    if (title && (err = title_error(title))) {
+        return send_error(a, CHAT_ERR_BAD_REQUEST, err, 0);
     }
     bot = chatbot_bot_get(a->r->server, bot_id);
     if (!bot) {
         return send_error(a, CHAT_ERR_NOT_FOUND, "unknown bot", 0);
     }
-    if (chatbot_lock() == APR_SUCCESS) {
-        rc = chat_store_conv_create(chatbot_store(), &a->id.owner, bot->name, title,
-                                    chatbot_random64(), chatbot_now_ms(), &ci);
-        if (rc == CHAT_OK) {
-            chat_store_user_bump(chatbot_store(), &a->id.owner);
-        }
-        chatbot_unlock();
+    /* creating takes a rate token, like a message: a loop of launches
+     * must not be free (issue 14) */
+    if ((err = chatbot_rate_check(&a->id, &a->lim, &retry))) {
+        return send_error(a, err, rate_msg(a, retry), retry);
     }
-    if (rc != CHAT_OK) {
-        return send_error(a, CHAT_ERR_STORAGE_FULL, "cannot create a session now", 0);
+    rc = chat_store_conv_create(chatbot_store(), &a->id.owner, bot->name, title,
+                                chatbot_random64(), chatbot_now_ms(), &ci);
+    if (rc == CHAT_OK) {
+        chat_store_user_bump(chatbot_store(), &a->id.owner);
     }
-    return session_reply(a, &ci, launched ? 201 : 201);
+    else {
+        const char *code = chatbot_store_err(rc);
+        return send_error(a, code, chatbot_store_err_text(code),
+                          rc == CHAT_ELIMIT
+                              ? chat_store_create_retry_ms(chatbot_store(), &a->id.owner,
+                                                           chatbot_now_ms())
+                              : 0);
+    }
+    return session_reply(a, &ci, 201);
+}
+
+/* POST /api/session/{id}/version {"index": N}: makes message N the chosen
+ * version of its siblings; answers the new active path as chat/history
+ * does (its first page). */
+static int version_op(api_t *a, const char *conv)
+{
+    json_object *v;
+    chat_buf_t scratch;
+    const char *e, *emsg = NULL;
+
+    if (!a->body || !json_object_object_get_ex(a->body, "index", &v) ||
+        !json_object_is_type(v, json_type_int)) {
+        return send_error(a, CHAT_ERR_BAD_REQUEST,
+                          "\"index\" (the index of a stored message) is required", 0);
+    }
+    e = chatbot_ver_select(chatbot_store(), &a->id, conv, json_object_get_int64(v),
+                           &emsg);
+    if (e) {
+        return send_error(a, e, emsg, 0);
+    }
+    begin(a);
+    chat_buf_init(&scratch);
+    e = chatbot_view_history(&a->jw, &a->id, conv, CHAT_HISTORY_LIMIT_MAX, 0, &scratch);
+    chat_buf_free(&scratch);
+    if (e) {
+        return send_error(a, e, "no such conversation", 0);
+    }
+    return finish(a, 200);
 }
 
 static int conv_flag_op(api_t *a, const char *conv, const char *op)
@@ -1107,7 +1249,7 @@ static int conv_flag_op(api_t *a, const char *conv, const char *op)
     chat_status_t rc = CHAT_EINTERNAL;
     chat_conv_info_t ci;
 
-    if (chatbot_lock() != APR_SUCCESS) {
+    if (!st) {
         return send_error(a, CHAT_ERR_INTERNAL, "store unavailable", 0);
     }
     if (!strcmp(op, "archive")) {
@@ -1130,10 +1272,12 @@ static int conv_flag_op(api_t *a, const char *conv, const char *op)
     else if (!strcmp(op, "rename")) {
         int bad = 0;
         const char *title = jstr(a, "title", &bad);
-        if (!title || bad || strlen(title) > CHAT_TITLE_MAX) {
-            chatbot_unlock();
+        if (!title || bad || title_error(title)) {
             return send_error(a, CHAT_ERR_BAD_REQUEST,
-                              "title (a string of at most 128 bytes) is required", 0);
+                              title && !bad ? title_error(title)
+                                            : "title (a string of 1 to 128 bytes) is "
+                                              "required",
+                              0);
         }
         rc = chat_store_conv_rename(st, &a->id.owner, conv, title, now);
     }
@@ -1143,7 +1287,6 @@ static int conv_flag_op(api_t *a, const char *conv, const char *op)
             rc = chat_store_conv_get(st, &a->id.owner, conv, &ci);
         }
     }
-    chatbot_unlock();
     if (rc == CHAT_EBUSY) {
         /* delete while another request generates: that answer has been
          * asked to stop */
@@ -1160,6 +1303,43 @@ static int conv_flag_op(api_t *a, const char *conv, const char *op)
         return finish(a, 200);
     }
     return session_reply(a, &ci, 200);
+}
+
+/* GET /api/session/{id}/settings: the conversation's settings; POST with
+ * {"model","system","temperature","reset"} changes them first. */
+static int route_settings(api_t *a, const char *conv)
+{
+    chat_conv_info_t ci;
+    chatbot_bot_t *bot;
+    chatbot_settings_t s;
+    chat_status_t rc = chat_store_conv_get(chatbot_store(), &a->id.owner, conv, &ci);
+    char msg[256];
+
+    if (rc != CHAT_OK) {
+        const char *code = chatbot_store_err(rc);
+        return send_error(a, code, chatbot_store_err_text(code), 0);
+    }
+    bot = chatbot_bot_get(a->r->server, ci.bot);
+    if (!bot) {
+        return send_error(a, CHAT_ERR_NOT_FOUND, "the session's bot no longer exists", 0);
+    }
+    if (a->r->method_number == M_POST) {
+        chatbot_settings_req_t req;
+        const char *err = chatbot_settings_req_from_json(a->body, &req);
+        if (err) {
+            return send_error(a, CHAT_ERR_BAD_REQUEST, err, 0);
+        }
+        err = chatbot_settings_change(a->r->pool, &a->lim, bot, &a->id.owner, conv, &req,
+                                      msg, sizeof(msg));
+        if (err) {
+            return send_error(a, err, msg, 0);
+        }
+    }
+    chatbot_settings_load(a->r->pool, &a->lim, &a->id.owner, conv, &s);
+    begin(a);
+    chat_jw_kstr(&a->jw, "conversation_id", conv);
+    chatbot_settings_view(&a->jw, a->r->pool, &a->lim, bot, &s);
+    return finish(a, 200);
 }
 
 int chatbot_exec_api(request_rec *r, const chatbot_ident_t *id, void *body,
@@ -1184,9 +1364,15 @@ int chatbot_api_handler(request_rec *r, const char *route)
     if (n == 0 || n > 4 || !(allow = route_allow(seg, n))) {
         return send_error(a, CHAT_ERR_NOT_FOUND, "no such API route", 0);
     }
+    if ((a->legacy = legacy_route(seg, n)) && n == 3 && !strcmp(seg[2], "task") &&
+        strcmp(seg[1], "stop")) {
+        a->legacy_id = seg[1];
+    }
     /* The method, before anything else (no body read, no cookie set):
      * 405 with the route's own Allow. HEAD is a GET (r->header_only). */
-    if (r->method_number != (strcmp(allow, "POST") ? M_GET : M_POST)) {
+    if (!strcmp(allow, "GET, HEAD, POST")
+            ? r->method_number != M_GET && r->method_number != M_POST
+            : r->method_number != (strcmp(allow, "POST") ? M_GET : M_POST)) {
         return method_not_allowed(a, allow);
     }
     /* Cross-site request forgery: a browser sends the cookie (same-site
@@ -1216,7 +1402,16 @@ int chatbot_api_handler(request_rec *r, const char *route)
         }
         return route_models(a);
     }
-    if (chatbot_ident_get(r, &a->id) != APR_SUCCESS) {
+    /* Everything below reads or writes conversations: with the store on
+     * redis unreachable, say so (503) rather than show an empty history.
+     * No ping first (a round trip per request): a store call that fails
+     * during the route turns its answer into the 503 (send_json). */
+    a->store_fail0 = chatbot_store_failures();
+    a->store_watch = 1;
+    /* Reading never creates state: a GET without a valid cookie reads as an
+     * identity that owns nothing, and gets no cookie. */
+    if ((r->method_number == M_GET ? chatbot_ident_find(r, &a->id)
+                                   : chatbot_ident_get(r, &a->id)) != APR_SUCCESS) {
         return send_error(a, CHAT_ERR_INTERNAL, "cannot create a session id", 0);
     }
 
@@ -1227,8 +1422,21 @@ int chatbot_api_handler(request_rec *r, const char *route)
         }
     }
 
-    /* GET /api/bots */
-    if (n == 1 && !strcmp(seg[0], "bots")) {
+    /* GET /api/bots, GET /api/bots/status: the old controller's running
+     * bots, as an object keyed by bot id and as the status board's list */
+    if (a->legacy && !strcmp(seg[0], "bots")) {
+        if (r->method_number != M_GET) return method_not_allowed(a, "GET, HEAD");
+        refresh_health(a, 0);
+        chat_buf_reset(&a->out, 0);
+        chat_jw_init(&a->jw, &a->out);
+        chatbot_compat_bots(&a->jw, r, &a->id, n == 2);
+        if (chat_jw_status(&a->jw) != CHAT_OK) {
+            return send_error(a, CHAT_ERR_INTERNAL, "out of memory", 0);
+        }
+        return send_json(a, 200);
+    }
+    /* GET /api/bots/declared: the bots of the configuration */
+    if (n == 2 && !strcmp(seg[0], "bots") && !strcmp(seg[1], "declared")) {
         if (r->method_number != M_GET) return method_not_allowed(a, "GET, HEAD");
         refresh_health(a, 0);
         begin(a);
@@ -1241,7 +1449,7 @@ int chatbot_api_handler(request_rec *r, const char *route)
     if (n == 1 && !strcmp(seg[0], "status")) {
         if (r->method_number != M_GET) return method_not_allowed(a, "GET, HEAD");
         begin(a);
-        chatbot_view_status(&a->jw, a->sc);
+        chatbot_view_status(&a->jw, a->sc, a->lim.show_details);
         return finish(a, 200);
     }
     /* GET /api/sessions[?bot_id=&archived=1] */
@@ -1259,50 +1467,105 @@ int chatbot_api_handler(request_rec *r, const char *route)
                               arch && (!strcmp(arch, "1") || !strcmp(arch, "true")) ? 1 : 0);
         return finish(a, 200);
     }
-    /* POST /api/bot/launch, POST /api/session/create */
-    if ((n == 2 && !strcmp(seg[0], "bot") && !strcmp(seg[1], "launch")) ||
-        (n == 2 && !strcmp(seg[0], "session") && !strcmp(seg[1], "create"))) {
-        if (r->method_number != M_POST) return method_not_allowed(a, "POST");
-        return create_session(a, seg[0][0] == 'b');
+    /* GET /api/search?q=&bot_id=&limit=: the caller's own conversations */
+    if (n == 1 && !strcmp(seg[0], "search")) {
+        apr_int64_t limit;
+        const char *e, *emsg;
+        const char *q = query_arg(a, "q");
+        const char *bot_id = query_arg(a, "bot_id");
+        chat_buf_t scratch;
+        if (r->method_number != M_GET) return method_not_allowed(a, "GET, HEAD");
+        if (!query_int(a, "limit", 0, 1000000, &limit) || a->query_bad) {
+            return send_error(a, CHAT_ERR_BAD_REQUEST, "a query parameter is repeated, "
+                              "badly encoded or not a number", 0);
+        }
+        begin(a);
+        chat_buf_init(&scratch);
+        e = chatbot_view_search(&a->jw, r, &a->id, q, bot_id, limit, &scratch, &emsg);
+        chat_buf_free(&scratch);
+        if (e) {
+            return send_error(a, e, emsg ? emsg : "search failed", 0);
+        }
+        return finish(a, 200);
     }
-    /* POST /api/bot/stop/{id} */
-    if (n == 3 && !strcmp(seg[0], "bot") && !strcmp(seg[1], "stop")) {
+    /* POST /api/session/create: a new session of a declared bot */
+    if (n == 2 && !strcmp(seg[0], "session") && !strcmp(seg[1], "create")) {
         if (r->method_number != M_POST) return method_not_allowed(a, "POST");
-        return conv_flag_op(a, seg[2], "stop");
+        return create_session(a);
     }
-    /* GET /api/bot/{id}/status */
+    /* POST /api/bot/launch {"bot_id","bot_type"}, POST /api/bot/stop/{id}:
+     * the old controller's bots (an id names a session) */
+    if (a->legacy && !strcmp(seg[0], "bot") &&
+        !strcmp(seg[1], n == 2 ? "launch" : "stop")) {
+        const char *name = n == 2 ? jstr(a, "bot_id", &bad) : seg[2];
+        const char *type = n == 2 ? jstr(a, "bot_type", &bad) : NULL;
+        const char *e, *emsg = NULL;
+        apr_int64_t retry;
+        if (r->method_number != M_POST) return method_not_allowed(a, "POST");
+        if (bad) {
+            return send_error(a, CHAT_ERR_BAD_REQUEST,
+                              "bot_id and bot_type must be strings", 0);
+        }
+        /* a launch takes a rate token, like create (issue 14); a request
+         * refused for its id (400) does not */
+        if (n == 2 && name && chat_compat_id_valid(name, strlen(name)) &&
+            (e = chatbot_rate_check(&a->id, &a->lim, &retry))) {
+            return send_error(a, e, rate_msg(a, retry), retry);
+        }
+        begin(a);
+        e = n == 2 ? chatbot_compat_launch(&a->jw, r, &a->id, name, type, &emsg)
+                   : chatbot_compat_stop(&a->jw, r, &a->id, name, &emsg);
+        return e ? send_error(a, e, emsg, 0) : finish(a, 200);
+    }
+    /* GET /api/bot/{id}/status: the session an id (old or conversation) names */
     if (n == 3 && !strcmp(seg[0], "bot") && !strcmp(seg[2], "status")) {
         chat_conv_info_t ci;
         const char *e;
         if (r->method_number != M_GET) return method_not_allowed(a, "GET, HEAD");
-        e = chatbot_conv_resolve(r, &a->id, NULL, seg[1], 0, &ci);
+        e = chatbot_compat_find(r, &a->id, seg[1], &ci);
         if (e) {
             return send_error(a, e, "no such session", 0);
         }
         return session_reply(a, &ci, 200);
     }
-    /* POST /api/bot/{id}/task {"message"|"content"|"task": "..."} */
-    if (n == 3 && !strcmp(seg[0], "bot") && !strcmp(seg[2], "task")) {
+    /* POST /api/bot/{id}/task (the old controller's: {"command"}, a running
+     * bot) and POST /api/session/{id}/task: one turn, the whole answer */
+    if (n == 3 && (!strcmp(seg[0], "bot") || !strcmp(seg[0], "session")) &&
+        !strcmp(seg[2], "task")) {
         chat_conv_info_t ci;
-        const char *e, *msg;
+        const char *e, *msg, *emsg = "no such session";
         chatbot_bot_t *bot;
         if (r->method_number != M_POST) return method_not_allowed(a, "POST");
         msg = jstr(a, "message", &bad);
         if (!msg && !bad) msg = jstr(a, "content", &bad);
         if (!msg && !bad) msg = jstr(a, "task", &bad);
+        if (!msg && !bad) msg = jstr(a, "command", &bad);
         if (bad || !msg || !*msg) {
             return send_error(a, CHAT_ERR_BAD_REQUEST,
-                              "a non-empty string \"message\" is required", 0);
+                              a->legacy ? "a non-empty string \"command\" is required"
+                                        : "a non-empty string \"message\" is required",
+                              0);
         }
-        e = chatbot_conv_resolve(r, &a->id, NULL, seg[1], 0, &ci);
+        e = a->legacy ? chatbot_compat_running(r, &a->id, seg[1], &ci, &emsg)
+                      : chatbot_conv_resolve(r, &a->id, NULL, seg[1], 0, &ci);
         if (e) {
-            return send_error(a, e, "no such session", 0);
+            return send_error(a, e, emsg, 0);
         }
         bot = chatbot_bot_get(r->server, ci.bot);
         if (!bot) {
             return send_error(a, CHAT_ERR_NOT_FOUND, "the session's bot no longer exists", 0);
         }
         return run_turn(a, bot, ci.id, msg, strlen(msg), NULL, 0);
+    }
+    /* GET|POST /api/session/{id}/settings */
+    if (n == 3 && !strcmp(seg[0], "session") && !strcmp(seg[2], "settings")) {
+        return route_settings(a, seg[1]);
+    }
+    /* POST /api/session/{id}/version {"index": N}: choose a version */
+    if (n == 3 && !strcmp(seg[0], "session") && !strcmp(seg[2], "version")) {
+        if (r->method_number != M_POST)
+            return method_not_allowed(a, "POST");
+        return version_op(a, seg[1]);
     }
     /* POST /api/session/{id}/select|archive|unarchive|rename|delete|stop */
     if (n == 3 && !strcmp(seg[0], "session")) {
@@ -1329,14 +1592,25 @@ int chatbot_api_handler(request_rec *r, const char *route)
             return send_error(a, CHAT_ERR_BAD_REQUEST, "a query parameter is repeated or "
                               "badly encoded", 0);
         }
+        const char *compat_id = "";
+        chat_conv_info_t fi;
         if (!conv) conv = sid;
-        if (!query_int(a, "limit", 50, &limit) || !query_int(a, "offset", 0, &offset)) {
+        if (!query_int(a, "limit", 50, CHAT_HISTORY_LIMIT_MAX, &limit) ||
+            !query_int(a, "offset", 0, OFFSET_MAX, &offset)) {
             return send_error(a, CHAT_ERR_BAD_REQUEST,
-                              a->query_bad ? "a query parameter is repeated or badly encoded"
-                                           : "limit and offset must be non-negative integers",
+                              a->query_bad
+                                  ? "a query parameter is repeated or badly encoded"
+                                  : "limit must be an integer from 0 to 1000 and "
+                                    "offset one from 0 to 1000000",
                               0);
         }
-        if (bot_id && !(bot = chatbot_bot_get(r->server, bot_id))) {
+        /* bot_id: an old-style bot id (a session, see mod_chatbot_compat.c),
+         * else a declared bot (its latest session) */
+        if (!conv && bot_id && !chatbot_compat_find(r, &a->id, bot_id, &fi)) {
+            conv = apr_pstrdup(r->pool, fi.id);
+            compat_id = bot_id;
+        }
+        else if (!conv && bot_id && !(bot = chatbot_bot_get(r->server, bot_id))) {
             return send_error(a, CHAT_ERR_NOT_FOUND, "unknown bot", 0);
         }
         /* without conversation_id: the bot's latest session */
@@ -1363,12 +1637,46 @@ int chatbot_api_handler(request_rec *r, const char *route)
         }
         begin(a);
         chat_buf_init(&scratch);
-        e = chatbot_view_history(&a->jw, &a->id, ci.id, limit, offset, &scratch);
+        e = chatbot_view_history_compat(&a->jw, &a->id, ci.id, limit, offset, &scratch,
+                                        compat_id, &ci);
         chat_buf_free(&scratch);
         if (e) {
             return send_error(a, e, "no such conversation", 0);
         }
         return finish(a, 200);
+    }
+    /* POST /api/chat/message {"role","content","bot_id"|"session_id"}: stores
+     * a message (the old controller's history API) */
+    if (a->legacy && !strcmp(seg[0], "chat")) {
+        const char *role, *content, *bid, *sid, *e, *emsg = NULL;
+        apr_int64_t retry;
+        if (r->method_number != M_POST) return method_not_allowed(a, "POST");
+        role = jstr(a, "role", &bad);
+        content = jstr(a, "content", &bad);
+        bid = jstr(a, "bot_id", &bad);
+        sid = jstr(a, "session_id", &bad);
+        if (!sid && !bad) sid = jstr(a, "conversation_id", &bad);
+        if (bad || !role || !content || !*content || (!bid && !sid)) {
+            return send_error(a, CHAT_ERR_BAD_REQUEST, "role, a non-empty content and "
+                              "bot_id or session_id are required, as strings", 0);
+        }
+        if (strcmp(role, "user") && strcmp(role, "assistant")) {
+            return send_error(a, CHAT_ERR_BAD_REQUEST,
+                              "role must be \"user\" or \"assistant\"", 0);
+        }
+        if (strlen(content) > a->lim.max_message_bytes) {
+            return send_error(a, CHAT_ERR_TOO_LARGE, "the message is larger than "
+                              "ChatbotMaxMessageBytes", 0);
+        }
+        /* a token, as a message takes (an invalid bot_id is a 400 first) */
+        if ((sid || chat_compat_id_valid(bid, strlen(bid))) &&
+            (e = chatbot_rate_check(&a->id, &a->lim, &retry))) {
+            return send_error(a, e, rate_msg(a, retry), retry);
+        }
+        begin(a);
+        e = chatbot_compat_store_message(&a->jw, r, &a->id, role, content,
+                                         strlen(content), bid, sid, &emsg);
+        return e ? send_error(a, e, emsg, 0) : finish(a, 200);
     }
     /* POST /api/chat {"message", "history":[{role,content}], "bot_id"} (stateless) */
     if (n == 1 && !strcmp(seg[0], "chat")) {
@@ -1466,7 +1774,7 @@ int chatbot_api_handler(request_rec *r, const char *route)
                                     : "text/markdown; charset=utf-8");
         apr_table_setn(r->headers_out, "Content-Disposition",
                        apr_psprintf(r->pool, "attachment; filename=\"%s\"", fname));
-        apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
+        set_nosniff(r);
         apr_table_setn(r->headers_out, "Cache-Control", "no-store");
         ap_set_content_length(r, (apr_off_t)out.len);
         if (!r->header_only) {

@@ -17,6 +17,7 @@
 #include "apr_lib.h"
 
 #include "mod_chatbot.h"
+#include "mod_chatbot_settings.h"
 
 /* Defaults */
 #define DEF_HISTORY_BYTES (16u * 1024 * 1024)
@@ -28,6 +29,14 @@
 #define DEF_QUEUE 64
 #define DEF_MAX_ACTIVE 256
 #define DEF_SERIES 64
+/* Per-identity quotas (ChatbotQuota) and the anonymous share */
+#define DEF_ANON_CONVS 32
+#define DEF_ANON_HISTORY (1024u * 1024)
+#define DEF_ANON_SESSIONS 20
+#define DEF_AUTH_CONVS 200
+#define DEF_AUTH_HISTORY (4u * 1024 * 1024)
+#define DEF_AUTH_SESSIONS 60
+#define DEF_ANON_SHARE 50
 #define DEF_MODEL "qwen2.5-coder:7b"
 #define DEF_BACKEND_URL "http://127.0.0.1:11434"
 #define DEF_SYSTEM_PROMPT "You are a helpful assistant."
@@ -79,6 +88,17 @@ void *chatbot_create_srv_conf(apr_pool_t *p, server_rec *s)
     sc->layout.queue_cap = DEF_QUEUE;
     sc->layout.max_active = DEF_MAX_ACTIVE;
     sc->layout.metric_series = DEF_SERIES;
+    sc->policy.anon.conversations = DEF_ANON_CONVS;
+    sc->policy.anon.history_bytes = DEF_ANON_HISTORY;
+    sc->policy.anon.create.count = DEF_ANON_SESSIONS;
+    sc->policy.anon.create.period_ms = 60000;
+    sc->policy.anon.create.burst = DEF_ANON_SESSIONS;
+    sc->policy.auth.conversations = DEF_AUTH_CONVS;
+    sc->policy.auth.history_bytes = DEF_AUTH_HISTORY;
+    sc->policy.auth.create.count = DEF_AUTH_SESSIONS;
+    sc->policy.auth.create.period_ms = 60000;
+    sc->policy.auth.create.burst = DEF_AUTH_SESSIONS;
+    sc->policy.anon_share_pct = DEF_ANON_SHARE;
     sc->backends = apr_array_make(p, 4, sizeof(chatbot_backend_t *));
     sc->bots = apr_array_make(p, 4, sizeof(chatbot_bot_t *));
     sc->commands = apr_hash_make(p);
@@ -87,7 +107,11 @@ void *chatbot_create_srv_conf(apr_pool_t *p, server_rec *s)
     sc->breaker_threshold = 5;
     sc->breaker_cooldown = apr_time_from_sec(60);
     sc->health_interval = apr_time_from_sec(30);
+    sc->store_ttl = -1;
+    sc->store_timeout = -1;
     sc->max_conns_per_ip = 0;
+    sc->max_workers = CHATBOT_UNSET;
+    sc->max_answers_per_ip = CHATBOT_UNSET;
     return sc;
 }
 
@@ -115,6 +139,10 @@ void *chatbot_create_dir_conf(apr_pool_t *p, char *dir)
     dc->log_content = CHATBOT_UNSET;
     dc->continue_without_viewer = CHATBOT_UNSET;
     dc->cookie_secure = CHATBOT_UNSET;
+    dc->cookie_host_prefix = CHATBOT_UNSET;
+    dc->show_details = CHATBOT_UNSET;
+    dc->user_settings = CHATBOT_UNSET;
+    dc->system_prompt_max = CHATBOT_UNSET;
     return dc;
 }
 
@@ -142,6 +170,15 @@ void *chatbot_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     MERGE(log_content);
     MERGE(continue_without_viewer);
     MERGE(cookie_secure);
+    MERGE(cookie_host_prefix);
+    MERGE(show_details);
+    MERGE(user_settings);
+    MERGE(system_prompt_max);
+    n->temp_set = a->temp_set || b->temp_set;
+    n->temp_min = a->temp_set ? a->temp_min : b->temp_min;
+    n->temp_max = a->temp_set ? a->temp_max : b->temp_max;
+    n->anon_rate = a->anon_rate_set ? a->anon_rate : b->anon_rate;
+    n->anon_rate_set = a->anon_rate_set || b->anon_rate_set;
     return n;
 }
 
@@ -172,6 +209,15 @@ void chatbot_limits_get(request_rec *r, chatbot_limits_t *lim)
         lim->rate.period_ms = 60000;
         lim->rate.burst = 10;
     }
+    /* by default all anonymous identities of one address share what one
+     * identity may do: a new cookie is not a new budget */
+    lim->anon_rate = dc->anon_rate_set ? dc->anon_rate : lim->rate;
+    lim->show_details = PICK(dc->show_details, 0);
+    lim->user_settings = PICK(dc->user_settings, CHATBOT_SET_DEFAULT);
+    lim->temp_min = dc->temp_set ? dc->temp_min : CHATBOT_TEMP_MIN_DEFAULT;
+    lim->temp_max = dc->temp_set ? dc->temp_max : CHATBOT_TEMP_MAX_DEFAULT;
+    lim->system_prompt_max =
+        (apr_size_t)PICK(dc->system_prompt_max, CHATBOT_SYSTEM_MAX_DEFAULT);
 }
 
 #undef PICK
@@ -329,6 +375,11 @@ static const char *check_dir_scope(cmd_parms *cmd)
                             cmd->cmd->name, sect);
     }
     return NULL;
+}
+
+const char *chatbot_check_dir_scope(cmd_parms *cmd)
+{
+    return check_dir_scope(cmd);
 }
 
 /* ---- server-scope directives ---------------------------------------------- */
@@ -764,6 +815,93 @@ static const char *set_store_size(cmd_parms *cmd, void *dummy, const char *arg)
     return NULL;
 }
 
+/* ChatbotQuota anonymous|authenticated [conversations=N] [history=SIZE]
+ *              [sessions=N/min|off] [share=P%] (share: anonymous only) */
+static const char *set_quota(cmd_parms *cmd, void *dummy, int argc, char *const argv[])
+{
+    chatbot_srv_conf *sc = chatbot_srv(cmd->server);
+    const char *err = check_global_only(cmd);
+    chat_quota_t q, *dst;
+    uint32_t share;
+    int i, anon;
+
+    if (err) {
+        return err;
+    }
+    if (argc < 2) {
+        return "ChatbotQuota: expected 'anonymous' or 'authenticated' and at least one of "
+               "conversations=N, history=SIZE, sessions=N/min, share=P% (0 or off: no "
+               "limit)";
+    }
+    if (!strcasecmp(argv[0], "anonymous")) {
+        anon = 1;
+    }
+    else if (!strcasecmp(argv[0], "authenticated")) {
+        anon = 0;
+    }
+    else {
+        return bad_value(cmd, argv[0], "expected 'anonymous' or 'authenticated'");
+    }
+    dst = anon ? &sc->policy.anon : &sc->policy.auth;
+    q = *dst;
+    share = sc->policy.anon_share_pct;
+    for (i = 1; i < argc; i++) {
+        char key[32];
+        const char *val;
+        int off;
+        if (!chat_parse_kv(argv[i], key, sizeof(key), &val)) {
+            return bad_value(cmd, argv[i],
+                             "expected conversations=N, history=SIZE, sessions=N/min or "
+                             "share=P%");
+        }
+        off = !strcasecmp(val, "off") || !strcmp(val, "0");
+        if (!strcmp(key, "conversations")) {
+            int64_t n = 0;
+            if (!off && (err = chat_parse_int(val, 1, 1000000, &n))) {
+                return bad_value(cmd, argv[i], err);
+            }
+            q.conversations = (uint32_t)n;
+        }
+        else if (!strcmp(key, "history")) {
+            uint64_t v = 0;
+            if (!off && (err = chat_parse_size(val, 4096, (uint64_t)4 << 30, &v))) {
+                return bad_value(cmd, argv[i], err);
+            }
+            q.history_bytes = v;
+        }
+        else if (!strcmp(key, "sessions")) {
+            memset(&q.create, 0, sizeof(q.create));
+            q.create.period_ms = 60000;
+            if (!off) {
+                if ((err = chat_parse_rate(val, &q.create.count, &q.create.period_ms))) {
+                    return bad_value(cmd, argv[i], err);
+                }
+                q.create.burst = q.create.count;
+            }
+        }
+        else if (!strcmp(key, "share") && anon) {
+            int64_t n;
+            size_t len = strlen(val);
+            const char *num = len && val[len - 1] == '%' ? apr_pstrndup(cmd->temp_pool, val,
+                                                                        len - 1)
+                                                         : val;
+            if ((err = chat_parse_int(num, 1, 100, &n))) {
+                return bad_value(cmd, argv[i], "expected a percentage from 1% to 100%");
+            }
+            share = (uint32_t)n;
+        }
+        else {
+            return bad_value(cmd, argv[i],
+                             anon ? "unknown key (conversations, history, sessions, share)"
+                                  : "unknown key (conversations, history, sessions; share "
+                                    "is set on the anonymous line)");
+        }
+    }
+    *dst = q;
+    sc->policy.anon_share_pct = share;
+    return NULL;
+}
+
 static const char *set_history_file(cmd_parms *cmd, void *dummy, const char *arg)
 {
     const char *err = check_global_only(cmd);
@@ -775,6 +913,49 @@ static const char *set_history_file(cmd_parms *cmd, void *dummy, const char *arg
     if (!chatbot_srv(cmd->server)->history_file) {
         return bad_value(cmd, arg, "not a valid path");
     }
+    return NULL;
+}
+
+/* ChatbotStore shm | redis://... | unix:/path[?db=N] (chat/storeurl.h) */
+static const char *set_store(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    chatbot_srv_conf *sc = chatbot_srv(cmd->server);
+    const char *err = check_global_only(cmd);
+    chat_storeurl_t *u;
+
+    if (err) {
+        return err;
+    }
+    u = apr_pcalloc(cmd->pool, sizeof(*u));
+    if ((err = chat_storeurl_parse(arg, u))) {
+        /* the value may hold a password: never echo it back */
+        return apr_psprintf(cmd->pool, "ChatbotStore: %s", err);
+    }
+    sc->store_url = apr_pstrdup(cmd->pool, arg);
+    sc->store = u->kind == CHAT_STOREURL_SHM ? NULL : u;
+    return NULL;
+}
+
+/* ChatbotStoreTTL <duration>|off, ChatbotStoreTimeout <duration> */
+static const char *set_store_time(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    chatbot_srv_conf *sc = chatbot_srv(cmd->server);
+    const char *err = check_global_only(cmd);
+    int ttl = cmd->info != NULL;
+    int64_t ms;
+
+    if (err) {
+        return err;
+    }
+    if (ttl && !strcasecmp(arg, "off")) {
+        sc->store_ttl = 0;
+        return NULL;
+    }
+    if ((err = ttl ? chat_parse_duration(arg, 60000, INT64_C(3650) * 86400000, &ms)
+                   : chat_parse_duration(arg, 10, 60000, &ms))) {
+        return bad_value(cmd, arg, err);
+    }
+    *(ttl ? &sc->store_ttl : &sc->store_timeout) = (apr_interval_time_t)ms * 1000;
     return NULL;
 }
 
@@ -845,6 +1026,35 @@ static const char *set_max_conns_ip(cmd_parms *cmd, void *dummy, const char *arg
     return NULL;
 }
 
+/* ChatbotMaxWorkers auto|N, ChatbotMaxAnswersPerIP auto|off|N */
+static const char *set_ws_bound(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    chatbot_srv_conf *sc = chatbot_srv(cmd->server);
+    int workers = !strcmp((const char *)cmd->info, "workers");
+    const char *err = check_global_only(cmd);
+    int64_t n;
+
+    if (err) {
+        return err;
+    }
+    if (!strcasecmp(arg, "auto")) {
+        n = CHATBOT_UNSET;
+    }
+    else if (!workers && !strcasecmp(arg, "off")) {
+        n = 0;
+    }
+    else if ((err = chat_parse_int(arg, 1, 100000, &n))) {
+        return bad_value(cmd, arg, err);
+    }
+    if (workers) {
+        sc->max_workers = (int)n;
+    }
+    else {
+        sc->max_answers_per_ip = (int)n;
+    }
+    return NULL;
+}
+
 static const char *set_demo_notice(cmd_parms *cmd, void *dummy, const char *arg)
 {
     const char *err = check_global_only(cmd);
@@ -896,30 +1106,41 @@ static const char *set_origins(cmd_parms *cmd, void *dcv, int argc, char *const 
     return NULL;
 }
 
+/* ChatbotRateLimit (per identity) and ChatbotAnonymousRateLimit (per
+ * address, cmd->info "anon"): the same syntax. */
 static const char *set_rate(cmd_parms *cmd, void *dcv, int argc, char *const argv[])
 {
     chatbot_dir_conf *dc = dcv;
     const char *err = check_dir_scope(cmd);
+    int anon = cmd->info && !strcmp(cmd->info, "anon");
+    chat_rate_t *rate = anon ? &dc->anon_rate : &dc->rate;
     int i;
 
     if (err) {
         return err;
     }
     if (argc < 1) {
-        return "ChatbotRateLimit: expected a rate such as 10/min, optionally burst=N, "
-               "or 'off'";
+        return apr_pstrcat(cmd->pool, cmd->cmd->name,
+                           ": expected a rate such as 10/min, "
+                           "optionally burst=N, or 'off'",
+                           NULL);
+    }
+    if (anon) {
+        dc->anon_rate_set = 1;
+    }
+    else {
+        dc->rate_set = 1;
     }
     if (!strcasecmp(argv[0], "off") || !strcmp(argv[0], "0")) {
-        dc->rate.count = 0;
-        dc->rate.period_ms = 60000;
-        dc->rate.burst = 0;
-        dc->rate_set = 1;
-        return NULL;
+        rate->count = 0;
+        rate->period_ms = 60000;
+        rate->burst = 0;
+        return argc > 1 ? bad_value(cmd, argv[1], "nothing may follow 'off'") : NULL;
     }
-    if ((err = chat_parse_rate(argv[0], &dc->rate.count, &dc->rate.period_ms))) {
+    if ((err = chat_parse_rate(argv[0], &rate->count, &rate->period_ms))) {
         return bad_value(cmd, argv[0], err);
     }
-    dc->rate.burst = dc->rate.count;
+    rate->burst = rate->count;
     for (i = 1; i < argc; i++) {
         char key[32];
         const char *val;
@@ -930,9 +1151,8 @@ static const char *set_rate(cmd_parms *cmd, void *dcv, int argc, char *const arg
         if ((err = chat_parse_int(val, 1, 1000000, &n))) {
             return bad_value(cmd, argv[i], err);
         }
-        dc->rate.burst = (uint32_t)n;
+        rate->burst = (uint32_t)n;
     }
-    dc->rate_set = 1;
     return NULL;
 }
 
@@ -1026,6 +1246,12 @@ static const char *set_dir_flag(cmd_parms *cmd, void *dcv, const char *arg)
     else if (!strcmp(cmd->info, "secure")) {
         dc->cookie_secure = flag;
     }
+    else if (!strcmp(cmd->info, "hostprefix")) {
+        dc->cookie_host_prefix = flag;
+    }
+    else if (!strcmp(cmd->info, "details")) {
+        dc->show_details = flag;
+    }
     return NULL;
 }
 
@@ -1078,6 +1304,17 @@ const command_rec chatbot_cmds[] = {
                   "largest stored message (an answer is cut there)"),
     AP_INIT_TAKE1("ChatbotQueueSize", set_store_size, "queue", SRV,
                   "turns that may wait for a busy backend"),
+    AP_INIT_TAKE_ARGV("ChatbotQuota", set_quota, NULL, SRV,
+                      "anonymous|authenticated conversations=N history=SIZE "
+                      "sessions=N/min [share=P%]: what one identity may hold"),
+    AP_INIT_TAKE1("ChatbotStore", set_store, NULL, SRV,
+                  "shm | redis://[user:password@]host:port/db | "
+                  "unix:/path/to/redis.sock[?db=N]: where the chat store lives"),
+    AP_INIT_TAKE1("ChatbotStoreTTL", set_store_time, "ttl", SRV,
+                  "<duration>|off: idle conversations on redis older than this go "
+                  "(default 720h)"),
+    AP_INIT_TAKE1("ChatbotStoreTimeout", set_store_time, NULL, SRV,
+                  "<duration>: connect and command timeout for redis (default 1s)"),
     AP_INIT_TAKE1("ChatbotHistoryFile", set_history_file, NULL, SRV,
                   "file the history is saved to at stop and loaded from at start"),
     AP_INIT_TAKE_ARGV("ChatbotCircuitBreaker", set_breaker, NULL, SRV,
@@ -1086,6 +1323,12 @@ const command_rec chatbot_cmds[] = {
                   "how often backends are probed (GET /api/version)"),
     AP_INIT_TAKE1("ChatbotMaxConnectionsPerIP", set_max_conns_ip, NULL, SRV,
                   "WebSocket connections allowed per client address (0 = no limit)"),
+    AP_INIT_TAKE1("ChatbotMaxWorkers", set_ws_bound, "workers", SRV,
+                  "worker threads of a child that WebSockets may hold at once: auto "
+                  "(half of ThreadsPerChild) or a number"),
+    AP_INIT_TAKE1("ChatbotMaxAnswersPerIP", set_ws_bound, "answers", SRV,
+                  "answers generating at once per client address and child: auto "
+                  "(half of ChatbotMaxWorkers, at least 2), off or a number"),
     AP_INIT_TAKE1("ChatbotDemoNotice", set_demo_notice, NULL, SRV,
                   "a notice shown to users (e.g. that the backend is a demo)"),
     /* per directory */
@@ -1118,6 +1361,22 @@ const command_rec chatbot_cmds[] = {
     AP_INIT_TAKE1(
         "ChatbotCookieSecure", set_dir_flag, "secure", ANYDIR,
         "on|off: force the Secure flag on the session cookie (default: on https)"),
+    /* security (mod_chatbot_ident.c, docs/security.md) */
+    AP_INIT_TAKE1("ChatbotCookieSecretFile", chatbot_ident_set_secret_file, NULL,
+                  RSRC_CONF, "file with the key(s) that sign session cookies"),
+    AP_INIT_TAKE1("ChatbotCookieHostPrefix", set_dir_flag, "hostprefix", ANYDIR,
+                  "on|off: name the cookie __Host-chatbot_sid over https (default on)"),
+    AP_INIT_TAKE_ARGV("ChatbotAnonymousRateLimit", set_rate, "anon", ANYDIR,
+                      "messages per client address shared by anonymous identities"),
+    AP_INIT_TAKE1("ChatbotShowDetails", set_dir_flag, "details", ANYDIR,
+                  "on|off: show backend URLs and health details here (default off)"),
+    AP_INIT_TAKE_ARGV("ChatbotUserSettings", chatbot_set_user_settings, NULL, ANYDIR,
+                      "none | any of model system temperature: what users may set "
+                      "per conversation (default model temperature)"),
+    AP_INIT_TAKE2("ChatbotTemperatureRange", chatbot_set_temperature_range, NULL, ANYDIR,
+                  "min max: the temperatures users may choose, within 0..2 (default 0 2)"),
+    AP_INIT_TAKE1("ChatbotSystemPromptMax", chatbot_set_system_prompt_max, NULL, ANYDIR,
+                  "longest system prompt a user may set, e.g. 4096 or 4K (default 4096)"),
     {NULL}};
 
 /* ---- post-parse check ------------------------------------------------------------ */

@@ -21,9 +21,11 @@
 #include "http_config.h"
 #include "http_log.h"
 #include "http_protocol.h"
+#include "apr_atomic.h"
 #include "apr_strings.h"
 
 #include "mod_chatbot.h"
+#include "mod_chatbot_settings.h"
 
 #define QUEUE_POLL_MS 50
 #define ACTIVE_POLL_MS 50
@@ -41,35 +43,38 @@ typedef enum {
 } phase_t;
 
 typedef struct turn_priv {
-    chatbot_turn_t pub;       /* first: drivers see this part */
+    chatbot_turn_t pub; /* first: drivers see this part */
     chatbot_engine_t *e;
     phase_t phase;
-    apr_pool_t *pool;         /* cleared after every turn */
-    apr_uint64_t token;       /* generation token in the store */
-    apr_uint64_t ticket;      /* backend queue ticket */
-    int backend_i;            /* index in bot->backends */
+    apr_pool_t *pool;    /* cleared after every turn */
+    apr_uint64_t token;  /* generation token in the store */
+    apr_uint64_t ticket; /* backend queue ticket */
+    int backend_i;       /* index in bot->backends */
     int slot_held;
     int queued_pos;
     CURL *easy;
     struct curl_slist *headers;
     chat_stream_t *parser;
     chat_wire_t parser_wire;
-    chat_buf_t body;          /* request JSON */
-    chat_buf_t errbody;       /* non-2xx reply body */
+    chat_buf_t body;    /* request JSON */
+    chat_buf_t errbody; /* non-2xx reply body */
     long http_status;
     int hdr_checked;
-    int backend_error;        /* an error line/event arrived */
+    int backend_error; /* an error line/event arrived */
     char backend_msg[300];
-    const char *abort_code;   /* set when we abort from the write callback */
+    const char *abort_code; /* set when we abort from the write callback */
     char abort_msg[300];
     apr_uint64_t t_start, t_queued, t_sent, t_first, t_last, t_beat, t_queue_poll;
     int loading_sent;
     int series;
-    int health_down;          /* the backend failed; detail not yet written */
-    apr_size_t stored;        /* bytes of pub.answer already in the store */
-    const char *log_prompt;   /* the user's text, kept only with ChatbotLogContent */
-    int stateless;            /* no conversation: context in ctx, nothing stored */
-    chat_msg_t *ctx;          /* stateless context, oldest first (in pool) */
+    int health_down;        /* the backend failed; detail not yet written */
+    apr_size_t stored;      /* bytes of pub.answer already in the store */
+    apr_uint64_t t_stored;  /* when they were last written */
+    const char *log_prompt; /* the user's text, kept only with ChatbotLogContent */
+    int stateless;          /* no conversation: context in ctx, nothing stored */
+    int branch_answer;      /* regenerate: the answer is a new version under
+                             * pub.user_index (chat_store_msg_branch) */
+    chat_msg_t *ctx;        /* stateless context, oldest first (in pool) */
     int nctx;
 } turn_priv_t;
 
@@ -84,25 +89,97 @@ struct chatbot_engine {
     CURLM *multi;
     turn_priv_t turns[CHATBOT_MAX_TURNS];
     chat_buf_t scratch;
-    char note_tokens[16], note_ttft[32]; /* access-log notes of the last turn */
+    struct engine_notes *notes; /* the request's, outlives the engine */
 };
+
+/* The access-log notes of the last turn, in buffers of the request (one
+ * set per request, whatever the number of engines and turns: r->pool
+ * lives as long as a WebSocket, an allocation per turn there would grow
+ * without bound; the engine itself may be gone when the line is logged). */
+struct engine_notes {
+    char tokens[16], ttft[32];
+    char model[CHAT_MODEL_NAME_MAX + 1]; /* a conversation's own model */
+};
+
+static struct engine_notes *engine_notes(request_rec *r)
+{
+    void *data = NULL;
+
+    apr_pool_userdata_get(&data, "chatbot-engine-notes", r->pool);
+    if (!data) {
+        data = apr_pcalloc(r->pool, sizeof(struct engine_notes));
+        apr_pool_userdata_setn(data, "chatbot-engine-notes", apr_pool_cleanup_null,
+                               r->pool);
+    }
+    return data;
+}
+
+/* Multi handles are kept between engines (lock-free, a few per child): a
+ * connection that is idle holds none, and a turn that comes soon after
+ * another finds the backend connection it left open. The watcher closes
+ * the ones left unused for a second (chatbot_engine_prune), so that no
+ * backend connection outlives the chats that used it for long. */
+#define MULTI_CACHE 64
+static struct {
+    void *volatile m;
+    volatile apr_uint64_t since;
+} multi_cache[MULTI_CACHE];
+
+static CURLM *multi_get(void)
+{
+    int i;
+
+    for (i = 0; i < MULTI_CACHE; i++) {
+        CURLM *m = apr_atomic_xchgptr((volatile void **)&multi_cache[i].m, NULL);
+        if (m) {
+            return m;
+        }
+    }
+    return curl_multi_init();
+}
+
+static void multi_put(CURLM *m)
+{
+    apr_uint64_t now = chatbot_now_ms();
+    int i;
+
+    for (i = 0; i < MULTI_CACHE; i++) {
+        if (!multi_cache[i].m) {
+            multi_cache[i].since = now;
+            if (!apr_atomic_casptr((volatile void **)&multi_cache[i].m, m, NULL)) {
+                return;
+            }
+        }
+    }
+    curl_multi_cleanup(m);
+}
+
+void chatbot_engine_prune(apr_uint64_t idle_ms)
+{
+    apr_uint64_t now = chatbot_now_ms();
+    int i;
+
+    for (i = 0; i < MULTI_CACHE; i++) {
+        if (multi_cache[i].m && now - multi_cache[i].since >= idle_ms) {
+            CURLM *m = apr_atomic_xchgptr((volatile void **)&multi_cache[i].m, NULL);
+            if (m) {
+                curl_multi_cleanup(m);
+            }
+        }
+    }
+}
 
 static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code,
                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int turn_store_flush(turn_priv_t *t);
+static int turn_store_flush(turn_priv_t *t, int all);
 static void breaker(turn_priv_t *t, int ok);
 
 /* Records a turn's outcome as the backend's health, keeping the version
- * the last probe found. Call with the lock held. */
+ * the last probe found. */
 static void health_note(chat_store_t *st, chatbot_backend_t *be, int ok,
                         const char *detail)
 {
-    chat_backend_info_t bi;
-
-    if (chat_store_backend_get(st, be->index, &bi) != CHAT_OK) {
-        return;
-    }
-    chat_store_backend_health(st, be->index, ok, bi.version, detail, chatbot_now_ms());
+    chat_store_backend_health(st, be->index, ok, NULL, detail, chatbot_now_ms());
 }
 
 /* ---- helpers shared with the front ends ------------------------------------------ */
@@ -124,7 +201,7 @@ const char *chatbot_conv_resolve(request_rec *r, const chatbot_ident_t *id,
     chat_store_t *st = chatbot_store();
     chat_status_t rc;
 
-    if (!st || chatbot_lock() != APR_SUCCESS) {
+    if (!st) {
         return CHAT_ERR_INTERNAL;
     }
     if (conv_id) {
@@ -136,21 +213,17 @@ const char *chatbot_conv_resolve(request_rec *r, const chatbot_ident_t *id,
             if (!bot) {
                 bot = chatbot_srv(r->server)->default_bot_p;
             }
-            rc = chat_store_conv_create(st, &id->owner, bot->name, NULL, chatbot_random64(),
-                                        chatbot_now_ms(), out);
+            rc = chat_store_conv_create(st, &id->owner, bot->name, NULL,
+                                        chatbot_random64(), chatbot_now_ms(), out);
             if (rc == CHAT_OK) {
                 chat_store_user_bump(st, &id->owner);
             }
         }
     }
-    chatbot_unlock();
     if (rc == CHAT_OK) {
         return NULL;
     }
-    if (rc == CHAT_EFULL) {
-        return CHAT_ERR_STORAGE_FULL;
-    }
-    return CHAT_ERR_NOT_FOUND;
+    return chatbot_store_err(rc);
 }
 
 const char *chatbot_rate_check(const chatbot_ident_t *id, const chatbot_limits_t *lim,
@@ -161,14 +234,19 @@ const char *chatbot_rate_check(const chatbot_ident_t *id, const chatbot_limits_t
     chat_status_t rc;
 
     *retry_ms = 0;
-    if (lim->rate.count == 0 || !st) {
+    if (!st || (lim->rate.count == 0 && (!id->anonymous || lim->anon_rate.count == 0))) {
         return NULL;
     }
-    if (chatbot_lock() != APR_SUCCESS) {
-        return NULL; /* fail open: the lock error is logged */
+    /* The identity's own bucket first (a refused message then takes nothing
+     * from its neighbours'), then, for anonymous identities, the budget of
+     * the client's address, which a new cookie does not refill. */
+    rc = lim->rate.count
+             ? chat_store_rate_take(st, &id->owner, &lim->rate, chatbot_now_ms(), &retry)
+             : CHAT_OK;
+    if (rc == CHAT_OK && id->anonymous && lim->anon_rate.count) {
+        rc = chat_store_rate_take(st, &id->addr, &lim->anon_rate, chatbot_now_ms(),
+                                  &retry);
     }
-    rc = chat_store_rate_take(st, &id->owner, &lim->rate, chatbot_now_ms(), &retry);
-    chatbot_unlock();
     if (rc == CHAT_ELIMIT) {
         *retry_ms = retry;
         chat_metrics_gauge_add(st, CHAT_G_RATE_LIMITED, 1);
@@ -220,10 +298,16 @@ static apr_status_t engine_cleanup(void *data)
         chat_buf_free(&t->pub.answer);
     }
     if (e->multi) {
-        curl_multi_cleanup(e->multi);
+        multi_put(e->multi);
         e->multi = NULL;
     }
     chat_buf_free(&e->scratch);
+    return APR_SUCCESS;
+}
+
+static apr_status_t engine_pool_kill(void *data)
+{
+    apr_pool_destroy(data);
     return APR_SUCCESS;
 }
 
@@ -231,18 +315,35 @@ chatbot_engine_t *chatbot_engine_create(request_rec *r, const chatbot_limits_t *
                                         const chatbot_ident_t *id,
                                         const chatbot_turn_cb_t *cb, void *baton)
 {
-    chatbot_engine_t *e = apr_pcalloc(r->pool, sizeof(*e));
+    apr_allocator_t *al = NULL;
+    apr_pool_t *pool = NULL;
+    chatbot_engine_t *e;
     int i;
 
+    /* Its own allocator: what the turns allocated is freed with the engine,
+     * instead of staying with the connection (a request's allocator keeps
+     * every block it ever gave out for as long as the connection lives). */
+    if (apr_allocator_create(&al) != APR_SUCCESS ||
+        apr_pool_create_unmanaged_ex(&pool, NULL, al) != APR_SUCCESS) {
+        if (al) {
+            apr_allocator_destroy(al);
+        }
+        return NULL;
+    }
+    apr_allocator_owner_set(al, pool);
+    apr_pool_cleanup_register(r->pool, pool, engine_pool_kill, apr_pool_cleanup_null);
+    e = apr_pcalloc(pool, sizeof(*e));
     e->r = r;
-    e->pool = r->pool;
+    e->pool = pool;
+    e->notes = engine_notes(r);
     e->sc = chatbot_srv(r->server);
     e->lim = *lim;
     e->id = *id;
     e->cb = *cb;
     e->baton = baton;
-    e->multi = curl_multi_init();
+    e->multi = multi_get();
     if (!e->multi) {
+        chatbot_engine_destroy(e);
         return NULL;
     }
     /* Keep a few connections to the backends alive between turns. */
@@ -254,8 +355,16 @@ chatbot_engine_t *chatbot_engine_create(request_rec *r, const chatbot_limits_t *
         chat_buf_init(&e->turns[i].errbody);
         chat_buf_init(&e->turns[i].pub.answer);
     }
-    apr_pool_cleanup_register(r->pool, e, engine_cleanup, apr_pool_cleanup_null);
+    apr_pool_cleanup_register(pool, e, engine_cleanup, apr_pool_cleanup_null);
     return e;
+}
+
+void chatbot_engine_destroy(chatbot_engine_t *e)
+{
+    if (e) {
+        apr_pool_cleanup_kill(e->r->pool, e->pool, engine_pool_kill);
+        apr_pool_destroy(e->pool);
+    }
 }
 
 int chatbot_engine_active(chatbot_engine_t *e)
@@ -325,10 +434,14 @@ static void turn_metrics(turn_priv_t *t, chat_store_t *st)
 static const char *outcome_name(chatbot_outcome_t o)
 {
     switch (o) {
-    case CHATBOT_OUT_COMPLETE: return "complete";
-    case CHATBOT_OUT_STOPPED: return "stopped";
-    case CHATBOT_OUT_FAILED: return "failed";
-    default: return "none";
+    case CHATBOT_OUT_COMPLETE:
+        return "complete";
+    case CHATBOT_OUT_STOPPED:
+        return "stopped";
+    case CHATBOT_OUT_FAILED:
+        return "failed";
+    default:
+        return "none";
     }
 }
 
@@ -350,6 +463,46 @@ static const char *log_quote(apr_pool_t *p, const char *s, apr_size_t len)
     return out;
 }
 
+/* 1 for the codes of a failing backend (not of the user's request). */
+static int backend_failure(const char *code)
+{
+    return code && (!strcmp(code, CHAT_ERR_BACKEND_UNREACHABLE) ||
+                    !strcmp(code, CHAT_ERR_BACKEND_TIMEOUT) ||
+                    !strcmp(code, CHAT_ERR_MODEL_NOT_FOUND) ||
+                    !strcmp(code, CHAT_ERR_BACKEND_BUSY) ||
+                    !strcmp(code, CHAT_ERR_BACKEND_ERROR) ||
+                    !strcmp(code, CHAT_ERR_BACKEND_PROTOCOL) ||
+                    !strcmp(code, CHAT_ERR_BACKEND_BAD_REQUEST) ||
+                    !strcmp(code, CHAT_ERR_INTERRUPTED));
+}
+
+/* What the user is told about a failed turn (p->err_msg): for backend
+ * failures and internal errors a fixed sentence, never the URL, the
+ * backend's reply or a path (those stay in p->err_detail for the log and
+ * the health status). Other codes' messages are the module's own words. */
+static void user_error_text(chatbot_turn_t *p, const char *code)
+{
+    const char *text = chat_error_public_text(code ? code : CHAT_ERR_INTERNAL);
+
+    if (!text) {
+        return;
+    }
+    if (code && !strcmp(code, CHAT_ERR_MODEL_NOT_FOUND)) {
+        /* the model's name is public (hello, bots): say which */
+        apr_snprintf(p->err_msg, sizeof(p->err_msg),
+                     "The model '%s' of bot '%s' is not available on its server. Please "
+                     "tell the administrator.",
+                     p->model, p->bot->name);
+    }
+    else {
+        apr_cpystrn(p->err_msg, text, sizeof(p->err_msg));
+    }
+    if (p->has_answer || p->tokens > 0) {
+        apr_cpystrn(p->err_msg + strlen(p->err_msg), " The partial answer is kept.",
+                    sizeof(p->err_msg) - strlen(p->err_msg));
+    }
+}
+
 static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code,
                      const char *fmt, ...)
 {
@@ -364,7 +517,7 @@ static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code
         return;
     }
     turn_release_curl(t);
-    turn_store_flush(t); /* what chat_stream_finish or a stop left unstored */
+    turn_store_flush(t, 1); /* what chat_stream_finish or a stop left unstored */
     p->outcome = outcome;
     p->err_code = code;
     if (fmt) {
@@ -373,7 +526,11 @@ static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code
         va_start(ap, fmt);
         apr_vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
+        apr_cpystrn(p->err_detail, msg, sizeof(p->err_detail));
         apr_cpystrn(p->err_msg, msg, sizeof(p->err_msg));
+    }
+    if (outcome == CHATBOT_OUT_FAILED) {
+        user_error_text(p, code);
     }
     p->duration_ms = (double)(now - t->t_start);
     if (outcome == CHATBOT_OUT_STOPPED) {
@@ -383,7 +540,7 @@ static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code
     if (p->stats.tokens_per_sec <= 0 && p->tokens > 1 && t->t_first && now > t->t_first) {
         p->stats.tokens_per_sec = (p->tokens - 1) * 1000.0 / (double)(now - t->t_first);
     }
-    if (st && chatbot_lock() == APR_SUCCESS) {
+    if (st) {
         if (t->slot_held) {
             chat_store_backend_release(st, p->backend->index, t->ticket);
         }
@@ -391,31 +548,34 @@ static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code
             chat_store_backend_cancel(st, p->backend->index, t->ticket);
         }
         if (t->health_down && p->backend) {
-            health_note(st, p->backend, 0, p->err_msg);
+            health_note(st, p->backend, 0, p->err_detail);
         }
         if (t->stateless) {
             /* nothing stored */
         }
-        else if (p->has_answer) {
-            chat_store_msg_flags(st, &e->id.owner, p->conv_id,
-                                 outcome == CHATBOT_OUT_COMPLETE ? CHAT_MSG_COMPLETE
-                                                                 : CHAT_MSG_INTERRUPTED,
-                                 CHAT_MSG_STREAMING, now);
+        else {
+            /* Keep a failure and its reason in the conversation (it is
+             * skipped when building the model's context). After a partial
+             * answer it is that answer's reason: history shows the answer
+             * as failed with this code and sentence, not as a Stop.
+             * Stored as "<code>: <message>"; views split the code out. */
+            const char *txt = outcome == CHATBOT_OUT_FAILED
+                                  ? apr_pstrcat(t->pool, code ? code : CHAT_ERR_INTERNAL,
+                                                ": ", p->err_msg, NULL)
+                                  : NULL;
+            uint32_t set = !p->has_answer                    ? 0
+                           : outcome == CHATBOT_OUT_COMPLETE ? CHAT_MSG_COMPLETE
+                                                             : CHAT_MSG_INTERRUPTED;
+            if (txt && t->branch_answer && !p->has_answer) {
+                /* a regenerate that failed at once: a version of its own */
+                chat_store_msg_branch(st, &e->id.owner, p->conv_id, p->user_index,
+                                      CHAT_ROLE_ASSISTANT, CHAT_MSG_ERROR, txt,
+                                      strlen(txt), now, NULL);
+                txt = NULL;
+            }
+            chat_store_turn_finish(st, &e->id.owner, p->conv_id, t->token, set, txt,
+                                   txt ? strlen(txt) : 0, now);
         }
-        else if (outcome == CHATBOT_OUT_FAILED) {
-            /* Keep the failure visible in the conversation (it is skipped
-             * when building the model's context). */
-            /* stored as "<code>: <message>"; views split the code out */
-            const char *txt = apr_pstrcat(t->pool, code ? code : CHAT_ERR_INTERNAL, ": ",
-                                          p->err_msg, NULL);
-            chat_store_msg_append(st, &e->id.owner, p->conv_id, CHAT_ROLE_ASSISTANT,
-                                  CHAT_MSG_ERROR, txt, strlen(txt), now, NULL);
-        }
-        if (!t->stateless) {
-            chat_store_gen_end(st, p->conv_id, t->token, now);
-            chat_store_user_bump(st, &e->id.owner);
-        }
-        chatbot_unlock();
     }
     t->slot_held = 0;
     t->health_down = 0;
@@ -433,8 +593,12 @@ static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code
     }
     /* One line per turn. Free text (backend errors, and the conversation
      * itself only with ChatbotLogContent) is quoted so that it cannot pass
-     * for another field; httpd escapes newlines, so it cannot forge a line. */
-    if (APLOG_R_IS_LEVEL(e->r, APLOG_INFO)) {
+     * for another field; httpd escapes newlines, so it cannot forge a line.
+     * A turn the backend failed is a warning: its details (URL, status,
+     * the backend's own words) are in this line and nowhere users see. */
+    if (APLOG_R_IS_LEVEL(e->r, APLOG_INFO) ||
+        (outcome == CHATBOT_OUT_FAILED && APLOG_R_IS_LEVEL(e->r, APLOG_WARNING) &&
+         backend_failure(code))) {
         const char *content = "";
         if (e->lim.log_content) {
             content = apr_psprintf(
@@ -445,32 +609,42 @@ static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code
                           p->answer.len > LOG_CONTENT_MAX ? LOG_CONTENT_MAX
                                                           : p->answer.len));
         }
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, e->r, APLOGNO(10930)
-                      "chatbot: turn user=%s bot=%s model=%s backend=%s conversation=%s "
-                      "outcome=%s%s%s%s tokens=%d ttft_ms=%.1f duration_ms=%.1f "
-                      "queue_ms=%.1f%s%s%s%s",
-                      e->id.label, p->bot->name, p->bot->model,
-                      p->backend ? p->backend->name : "-", t->stateless ? "-" : p->conv_id,
-                      outcome_name(outcome), code ? " code=" : "", code ? code : "",
-                      (outcome == CHATBOT_OUT_STOPPED && p->stop_reason)
-                          ? apr_pstrcat(t->pool, " reason=", p->stop_reason, NULL)
-                          : "",
-                      p->tokens, p->ttft_ms, p->duration_ms, p->queue_ms,
-                      (code && *p->err_msg) ? " error=\"" : "",
-                      (code && *p->err_msg)
-                          ? log_quote(t->pool, p->err_msg, strlen(p->err_msg))
-                          : "",
-                      (code && *p->err_msg) ? "\"" : "", content);
+        ap_log_rerror(
+            APLOG_MARK,
+            outcome == CHATBOT_OUT_FAILED && backend_failure(code) ? APLOG_WARNING
+                                                                   : APLOG_INFO,
+            0, e->r,
+            APLOGNO(
+                10930) "chatbot: turn user=%s bot=%s model=%s backend=%s conversation=%s "
+                       "outcome=%s%s%s%s tokens=%d ttft_ms=%.1f duration_ms=%.1f "
+                       "queue_ms=%.1f%s%s%s%s",
+            e->id.label, p->bot->name, p->model, p->backend ? p->backend->name : "-",
+            t->stateless ? "-" : p->conv_id, outcome_name(outcome), code ? " code=" : "",
+            code ? code : "",
+            (outcome == CHATBOT_OUT_STOPPED && p->stop_reason)
+                ? apr_pstrcat(t->pool, " reason=", p->stop_reason, NULL)
+                : "",
+            p->tokens, p->ttft_ms, p->duration_ms, p->queue_ms,
+            (code && *p->err_detail) ? " error=\"" : "",
+            (code && *p->err_detail)
+                ? log_quote(t->pool, p->err_detail, strlen(p->err_detail))
+                : "",
+            (code && *p->err_detail) ? "\"" : "", content);
     }
     /* Request notes for the access log (last turn wins). */
     apr_table_setn(e->r->notes, "chatbot-bot", p->bot->name);
-    apr_table_setn(e->r->notes, "chatbot-model", p->bot->model);
-    /* Formatted into the engine's own buffers: r->pool lives as long as the
-     * WebSocket, so an allocation per turn there would grow without bound. */
-    apr_snprintf(e->note_tokens, sizeof(e->note_tokens), "%d", p->tokens);
-    apr_snprintf(e->note_ttft, sizeof(e->note_ttft), "%.0f", p->ttft_ms);
-    apr_table_setn(e->r->notes, "chatbot-tokens", e->note_tokens);
-    apr_table_setn(e->r->notes, "chatbot-ttft-ms", e->note_ttft);
+    if (p->model == p->bot->model) {
+        apr_table_setn(e->r->notes, "chatbot-model", p->model);
+    }
+    else {
+        apr_cpystrn(e->notes->model, p->model, sizeof(e->notes->model));
+        apr_table_setn(e->r->notes, "chatbot-model", e->notes->model);
+    }
+    /* Formatted into the request's note buffers (engine_notes). */
+    apr_snprintf(e->notes->tokens, sizeof(e->notes->tokens), "%d", p->tokens);
+    apr_snprintf(e->notes->ttft, sizeof(e->notes->ttft), "%.0f", p->ttft_ms);
+    apr_table_setn(e->r->notes, "chatbot-tokens", e->notes->tokens);
+    apr_table_setn(e->r->notes, "chatbot-ttft-ms", e->notes->ttft);
     t->phase = PH_IDLE;
     if (e->cb.on_done) {
         e->cb.on_done(e->baton, p);
@@ -484,6 +658,7 @@ static void turn_end(turn_priv_t *t, chatbot_outcome_t outcome, const char *code
     if (t->pool) {
         apr_pool_clear(t->pool);
     }
+    p->model = p->bot ? p->bot->model : NULL; /* a conversation's was in t->pool */
 }
 
 void chatbot_engine_stop(chatbot_engine_t *e, const char *conv_id, const char *reason)
@@ -560,24 +735,44 @@ static int on_event(void *baton, const chat_event_t *ev)
     return 0;
 }
 
+/* With the store in another process (redis), an answer's pieces are
+ * written together: at most every STORE_COALESCE_MS or STORE_COALESCE_BYTES,
+ * and all of it when the turn ends. */
+#define STORE_COALESCE_MS 20
+#define STORE_COALESCE_BYTES 4096
+
 /* Writes the part of the answer not yet in the store, under one lock for
  * everything a read from the backend brought (a lock per token made the
- * global mutex the bottleneck). Returns 0, or -1 with abort_code set. */
-static int turn_store_flush(turn_priv_t *t)
+ * global mutex the bottleneck); all: everything now (the turn ends).
+ * Returns 0, or -1 with abort_code set. */
+static int turn_store_flush(turn_priv_t *t, int all)
 {
     chatbot_engine_t *e = t->e;
     chatbot_turn_t *p = &t->pub;
     chat_store_t *st = chatbot_store();
     apr_size_t n = p->answer.len - t->stored;
+    apr_uint64_t now = chatbot_now_ms();
     chat_status_t rc;
 
     if (!n || !st || t->stateless) {
         return 0;
     }
-    if (chatbot_lock() != APR_SUCCESS) {
-        return 0; /* logged; the next read retries */
+    if (!all && p->has_answer && n < STORE_COALESCE_BYTES &&
+        now - t->t_stored < STORE_COALESCE_MS &&
+        strcmp(chat_store_provider_name(st), CHATBOT_STORE_DEFAULT) != 0) {
+        return 0; /* a round trip per token would be the bottleneck */
     }
-    if (!p->has_answer) {
+    t->t_stored = now;
+    if (!p->has_answer && t->branch_answer) {
+        rc = chat_store_msg_branch(st, &e->id.owner, p->conv_id, p->user_index,
+                                   CHAT_ROLE_ASSISTANT, CHAT_MSG_STREAMING,
+                                   p->answer.data + t->stored, n, chatbot_now_ms(),
+                                   &p->answer_index);
+        if (rc == CHAT_OK) {
+            p->has_answer = 1;
+        }
+    }
+    else if (!p->has_answer) {
         rc = chat_store_msg_append(st, &e->id.owner, p->conv_id, CHAT_ROLE_ASSISTANT,
                                    CHAT_MSG_STREAMING, p->answer.data + t->stored, n,
                                    chatbot_now_ms(), &p->answer_index);
@@ -589,20 +784,30 @@ static int turn_store_flush(turn_priv_t *t)
         rc = chat_store_msg_extend(st, &e->id.owner, p->conv_id,
                                    p->answer.data + t->stored, n, chatbot_now_ms());
     }
-    chatbot_unlock();
     if (rc == CHAT_OK) {
         t->stored += n;
         return 0;
     }
     if (!t->abort_code) {
-        t->abort_code = rc == CHAT_ETOOBIG ? CHAT_ERR_TOO_LARGE : CHAT_ERR_STORAGE_FULL;
-        if (rc == CHAT_ETOOBIG) {
+        t->abort_code = rc == CHAT_ETOOBIG    ? CHAT_ERR_TOO_LARGE
+                        : rc == CHAT_EQUOTA   ? CHAT_ERR_QUOTA_EXCEEDED
+                        : rc == CHAT_EUNAVAIL ? CHAT_ERR_STORE_UNAVAILABLE
+                                              : CHAT_ERR_STORAGE_FULL;
+        if (rc == CHAT_EUNAVAIL) {
+            apr_snprintf(t->abort_msg, sizeof(t->abort_msg), "%s",
+                         chatbot_store_err_text(CHAT_ERR_STORE_UNAVAILABLE));
+        }
+        else if (rc == CHAT_ETOOBIG) {
             apr_snprintf(t->abort_msg, sizeof(t->abort_msg),
                          "the answer exceeded ChatbotMaxAnswerBytes and was cut");
         }
+        else if (rc == CHAT_EQUOTA) {
+            apr_snprintf(t->abort_msg, sizeof(t->abort_msg), "%s",
+                         chatbot_store_err_text(CHAT_ERR_QUOTA_EXCEEDED));
+        }
         else {
-            apr_snprintf(t->abort_msg, sizeof(t->abort_msg), "history storage is full (%s)",
-                         chat_status_str(rc));
+            apr_snprintf(t->abort_msg, sizeof(t->abort_msg),
+                         "history storage is full (%s)", chat_status_str(rc));
         }
     }
     return -1;
@@ -636,7 +841,8 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *baton)
     }
     if (t->http_status < 200 || t->http_status >= 300) {
         if (t->errbody.len < ERRBODY_MAX) {
-            size_t k = n < ERRBODY_MAX - t->errbody.len ? n : ERRBODY_MAX - t->errbody.len;
+            size_t k =
+                n < ERRBODY_MAX - t->errbody.len ? n : ERRBODY_MAX - t->errbody.len;
             chat_buf_append(&t->errbody, data, k);
         }
         return n;
@@ -645,7 +851,7 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *baton)
         return 0;
     }
     rc = chat_stream_feed(t->parser, data, n);
-    if (turn_store_flush(t) < 0) {
+    if (turn_store_flush(t, 0) < 0) {
         return 0;
     }
     if (rc == CHAT_OK) {
@@ -656,12 +862,11 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *baton)
     }
     t->abort_code = CHAT_ERR_BACKEND_PROTOCOL;
     if (rc != CHAT_ETOOBIG) {
-        apr_snprintf(t->abort_msg, sizeof(t->abort_msg),
-                     "backend '%s' sent a reply that is not valid %s: %s",
-                     t->pub.backend->name,
-                     t->pub.backend->wire == CHAT_WIRE_OLLAMA ? "Ollama NDJSON"
-                                                              : "OpenAI SSE",
-                     chat_stream_error(t->parser));
+        apr_snprintf(
+            t->abort_msg, sizeof(t->abort_msg),
+            "backend '%s' sent a reply that is not valid %s: %s", t->pub.backend->name,
+            t->pub.backend->wire == CHAT_WIRE_OLLAMA ? "Ollama NDJSON" : "OpenAI SSE",
+            chat_stream_error(t->parser));
     }
     else {
         apr_snprintf(t->abort_msg, sizeof(t->abort_msg),
@@ -697,6 +902,7 @@ static const char *turn_send(turn_priv_t *t)
     chat_store_t *st = chatbot_store();
     ctx_collect_t cc;
     chat_msg_t *sys;
+    chat_options_t opts;
     int n;
 
     cc.p = t->pool;
@@ -705,20 +911,32 @@ static const char *turn_send(turn_priv_t *t)
     sys->role = CHAT_ROLE_SYSTEM;
     sys->content = bot->system_prompt;
     sys->len = strlen(bot->system_prompt);
+    opts = bot->options;
+    p->model = bot->model;
+    if (!t->stateless) {
+        /* the conversation's own settings, as far as they are allowed now */
+        chatbot_settings_t cs;
+        chatbot_settings_load(t->pool, &e->lim, &e->id.owner, p->conv_id, &cs);
+        if (cs.model) {
+            p->model = cs.model;
+        }
+        if (cs.system) {
+            sys->content = cs.system;
+            sys->len = cs.system_len;
+        }
+        if (cs.has_temperature) {
+            opts.temperature = cs.temperature;
+        }
+    }
     if (t->stateless) {
         for (n = 0; n < t->nctx; n++) {
             *(chat_msg_t *)apr_array_push(cc.msgs) = t->ctx[n];
         }
     }
     else {
-        if (chatbot_lock() != APR_SUCCESS) {
-            return CHAT_ERR_INTERNAL;
-        }
-        n = chat_store_msg_tail(st, &e->id.owner, p->conv_id,
-                                (uint32_t)bot->context_messages,
-                                (size_t)bot->context_tokens * 4, &e->scratch, collect_msg,
-                                &cc);
-        chatbot_unlock();
+        n = chat_store_msg_tail(
+            st, &e->id.owner, p->conv_id, (uint32_t)bot->context_messages,
+            (size_t)bot->context_tokens * 4, &e->scratch, collect_msg, &cc);
         chat_buf_reset(&e->scratch, 64 * 1024);
     }
     if (n < 0) {
@@ -731,8 +949,8 @@ static const char *turn_send(turn_priv_t *t)
         cc.msgs->nelts--;
     }
     chat_buf_reset(&t->body, 64 * 1024);
-    if (chat_request_build(be->wire, bot->model, (const chat_msg_t *)cc.msgs->elts,
-                           (size_t)cc.msgs->nelts, &bot->options, 1, &t->body) != CHAT_OK) {
+    if (chat_request_build(be->wire, p->model, (const chat_msg_t *)cc.msgs->elts,
+                           (size_t)cc.msgs->nelts, &opts, 1, &t->body) != CHAT_OK) {
         return CHAT_ERR_INTERNAL;
     }
     if (!t->parser || t->parser_wire != be->wire) {
@@ -818,9 +1036,6 @@ static const char *turn_acquire(turn_priv_t *t)
         int allow;
         apr_uint64_t now = chatbot_now_ms();
 
-        if (chatbot_lock() != APR_SUCCESS) {
-            return CHAT_ERR_INTERNAL;
-        }
         rc = chat_store_backend_acquire(st, be->index, t->ticket, now, &pos);
         if (rc == CHAT_OK) {
             /* The breaker is asked only when a request would go out: a
@@ -830,15 +1045,13 @@ static const char *turn_acquire(turn_priv_t *t)
                 st, be->index, now, (uint64_t)apr_time_as_msec(e->sc->breaker_cooldown));
             if (!allow) {
                 chat_store_backend_release(st, be->index, t->ticket);
-                chatbot_unlock();
                 open_seen = 1;
                 continue;
             }
         }
-        else if (rc == CHAT_EAGAIN && !t->stateless) {
+        else if (rc == CHAT_EAGAIN && !t->stateless && pos != t->queued_pos) {
             chat_store_gen_state(st, p->conv_id, t->token, CHAT_CONV_QUEUED, pos);
         }
-        chatbot_unlock();
         p->backend = be;
         t->series = p->bot->series ? p->bot->series[t->backend_i] : -1;
         if (rc == CHAT_OK) {
@@ -847,10 +1060,9 @@ static const char *turn_acquire(turn_priv_t *t)
             chat_metrics_gauge_add(st, CHAT_G_QUEUED, -1);
             chat_metrics_gauge_add(st, CHAT_G_GENERATING, 1);
             t->phase = PH_RUNNING;
-            if (!t->stateless && chatbot_lock() == APR_SUCCESS) {
+            if (!t->stateless) {
                 chat_store_gen_state(st, p->conv_id, t->token, CHAT_CONV_GENERATING, 0);
                 chat_store_user_bump(st, &e->id.owner);
-                chatbot_unlock();
             }
             if (e->cb.on_status) {
                 e->cb.on_status(e->baton, p, "generating", 0);
@@ -863,9 +1075,8 @@ static const char *turn_acquire(turn_priv_t *t)
         if (rc == CHAT_EAGAIN) {
             t->t_queue_poll = now;
             if (pos != t->queued_pos) {
-                if (!t->stateless && chatbot_lock() == APR_SUCCESS) {
+                if (!t->stateless) {
                     chat_store_user_bump(st, &e->id.owner);
-                    chatbot_unlock();
                 }
                 t->queued_pos = pos;
                 if (e->cb.on_status) {
@@ -879,7 +1090,8 @@ static const char *turn_acquire(turn_priv_t *t)
     if (full_seen) {
         apr_snprintf(p->err_msg, sizeof(p->err_msg),
                      "every backend of bot '%s' is busy and its waiting queue is full; "
-                     "please retry in a moment", p->bot->name);
+                     "please retry in a moment",
+                     p->bot->name);
         return CHAT_ERR_QUEUE_FULL;
     }
     if (open_seen) {
@@ -902,21 +1114,21 @@ static int try_failover(turn_priv_t *t)
     if (t->pub.tokens > 0 || t->backend_i + 1 >= t->pub.bot->backends->nelts) {
         return 0;
     }
-    if (chatbot_lock() == APR_SUCCESS) {
-        if (t->slot_held) {
-            chat_store_backend_release(st, t->pub.backend->index, t->ticket);
-        }
-        if (t->health_down) {
-            health_note(st, t->pub.backend, 0, t->pub.err_msg);
-        }
-        chatbot_unlock();
+    if (t->slot_held) {
+        chat_store_backend_release(st, t->pub.backend->index, t->ticket);
+    }
+    if (t->health_down) {
+        health_note(st, t->pub.backend, 0, t->pub.err_msg);
     }
     t->slot_held = 0;
     t->health_down = 0;
     turn_release_curl(t);
-    ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, t->e->r, APLOGNO(10932)
-                  "chatbot: backend %s failed (%s); failing over to the next backend of "
-                  "bot %s", t->pub.backend->name, t->pub.err_msg, t->pub.bot->name);
+    ap_log_rerror(
+        APLOG_MARK, APLOG_NOTICE, 0, t->e->r,
+        APLOGNO(
+            10932) "chatbot: backend %s failed (%s); failing over to the next backend of "
+                   "bot %s",
+        t->pub.backend->name, t->pub.err_msg, t->pub.bot->name);
     chat_metrics_gauge_add(st, CHAT_G_GENERATING, -1);
     chat_metrics_gauge_add(st, CHAT_G_QUEUED, 1);
     t->phase = PH_QUEUED;
@@ -938,7 +1150,7 @@ static void breaker(turn_priv_t *t, int ok)
 {
     chat_store_t *st = chatbot_store();
 
-    if (!t->pub.backend || chatbot_lock() != APR_SUCCESS) {
+    if (!t->pub.backend) {
         return;
     }
     chat_store_breaker_result(st, t->pub.backend->index, ok, chatbot_now_ms(),
@@ -947,7 +1159,6 @@ static void breaker(turn_priv_t *t, int ok)
     if (ok) {
         health_note(st, t->pub.backend, 1, "");
     }
-    chatbot_unlock();
     t->health_down = !ok;
 }
 
@@ -1008,7 +1219,8 @@ static void turn_transfer_done(turn_priv_t *t, CURLcode res)
             breaker(t, 1);
             turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_BACKEND_ERROR,
                      "backend '%s' reported an error%s: %s", be->name,
-                     p->tokens ? " mid-answer (partial answer kept)" : "", t->backend_msg);
+                     p->tokens ? " mid-answer (partial answer kept)" : "",
+                     t->backend_msg);
             return;
         }
         if (fin == CHAT_EINCOMPLETE) {
@@ -1048,7 +1260,7 @@ static void turn_transfer_done(turn_priv_t *t, CURLcode res)
             turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_MODEL_NOT_FOUND,
                      "model '%s' is not available on backend '%s'%s%s; pull it first "
                      "(ollama pull %s) or fix ChatbotModel",
-                     p->bot->model, be->name, *emsg ? ": " : "", emsg, p->bot->model);
+                     p->model, be->name, *emsg ? ": " : "", emsg, p->model);
             return;
         }
         if (st == 503 || st == 429) {
@@ -1072,7 +1284,8 @@ static void turn_transfer_done(turn_priv_t *t, CURLcode res)
         breaker(t, st < 500);
         turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_BACKEND_ERROR,
                  "backend '%s' answered HTTP %ld%s%s%s", be->name, st, *emsg ? ": " : "",
-                 emsg, (st == 401 || st == 403) ? " (check the key= of ChatbotBackend)" : "");
+                 emsg,
+                 (st == 401 || st == 403) ? " (check the key= of ChatbotBackend)" : "");
         return;
     }
     switch (res) {
@@ -1114,7 +1327,8 @@ static void turn_transfer_done(turn_priv_t *t, CURLcode res)
         if (p->tokens > 0) {
             turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_INTERRUPTED,
                      "the connection to backend '%s' was lost mid-answer (%s); the "
-                     "partial answer is kept", be->name, curl_easy_strerror(res));
+                     "partial answer is kept",
+                     be->name, curl_easy_strerror(res));
         }
         else {
             turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_BACKEND_ERROR,
@@ -1125,23 +1339,8 @@ static void turn_transfer_done(turn_priv_t *t, CURLcode res)
     }
 }
 
-/* ---- starting a turn ---------------------------------------------------------------- */
-
-typedef struct {
-    int last_user;
-    int n;
-} find_user_t;
-
-static void find_last_user(void *baton, const chat_msg_info_t *info, const char *text,
-                           size_t len)
-{
-    find_user_t *f = baton;
-
-    if (info->role == CHAT_ROLE_USER) {
-        f->last_user = (int)info->index;
-    }
-    f->n++;
-}
+/* ---- starting a turn ----------------------------------------------------------------
+ */
 
 /* The context of a stateless turn: the caller's history then the new
  * message, cut like chat_store_msg_tail cuts a stored conversation (the
@@ -1180,6 +1379,17 @@ static void stateless_context(turn_priv_t *t, const chatbot_turn_req_t *req)
     }
 }
 
+/* A new message's turn in the store: generation, message, list at once. */
+static chat_status_t turn_start(turn_priv_t *t, const chatbot_turn_req_t *req,
+                                apr_uint64_t now)
+{
+    return chat_store_turn_start(chatbot_store(), &t->e->id.owner, t->pub.conv_id,
+                                 t->token, CHAT_CONV_QUEUED, req->content, req->len,
+                                 (req->content[0] == '!' ? CHAT_MSG_COMMAND : 0) |
+                                     req->msg_flags,
+                                 now, &t->pub.user_index);
+}
+
 const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *req,
                                char *errmsg, apr_size_t errcap)
 {
@@ -1189,7 +1399,7 @@ const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *re
     chat_status_t rc;
     apr_uint64_t now = chatbot_now_ms();
     const char *code;
-    int i;
+    int i, one_step;
 
     if (!st) {
         apr_cpystrn(errmsg, "the chat store is not available", errcap);
@@ -1202,8 +1412,10 @@ const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *re
     for (i = 0; i < CHATBOT_MAX_TURNS; i++) {
         if (e->turns[i].phase != PH_IDLE && req->conv_id &&
             !strcmp(e->turns[i].pub.conv_id, req->conv_id)) {
-            apr_cpystrn(errmsg, "this conversation is already generating an answer; stop "
-                        "it first", errcap);
+            apr_cpystrn(errmsg,
+                        "this conversation is already generating an answer; stop "
+                        "it first",
+                        errcap);
             return CHAT_ERR_BUSY;
         }
         if (!t && e->turns[i].phase == PH_IDLE) {
@@ -1211,8 +1423,10 @@ const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *re
         }
     }
     if (!t) {
-        apr_snprintf(errmsg, errcap, "at most %d answers can be generated at once per "
-                     "connection", CHATBOT_MAX_TURNS);
+        apr_snprintf(errmsg, errcap,
+                     "at most %d answers can be generated at once per "
+                     "connection",
+                     CHATBOT_MAX_TURNS);
         return CHAT_ERR_BUSY;
     }
     if (!t->pool && apr_pool_create(&t->pool, e->pool) != APR_SUCCESS) {
@@ -1222,20 +1436,24 @@ const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *re
     memset(&p->stats, 0, sizeof(p->stats));
     chat_stats_init(&p->stats);
     t->stateless = req->conv_id == NULL;
+    t->branch_answer = 0;
     t->ctx = NULL;
     t->nctx = 0;
     apr_cpystrn(p->conv_id, req->conv_id ? req->conv_id : "", sizeof(p->conv_id));
     p->msg_id = req->msg_id ? apr_pstrdup(t->pool, req->msg_id) : NULL;
     p->bot = req->bot;
+    p->model = req->bot->model;
     p->backend = NULL;
     p->has_answer = 0;
     p->outcome = CHATBOT_OUT_NONE;
     p->err_code = NULL;
     p->err_msg[0] = '\0';
+    p->err_detail[0] = '\0';
     p->stop_reason = NULL;
     p->ttft_ms = p->duration_ms = p->queue_ms = 0;
     p->tokens = 0;
     t->stored = 0;
+    t->t_stored = 0;
     t->token = chatbot_random64();
     t->ticket = chatbot_random64();
     t->backend_i = 0;
@@ -1252,86 +1470,136 @@ const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *re
         p->user_index = (uint32_t)req->nhistory;
         goto accepted;
     }
-    if (chatbot_lock() != APR_SUCCESS) {
-        return CHAT_ERR_INTERNAL;
-    }
-    rc = chat_store_gen_begin(st, &e->id.owner, p->conv_id, t->token, CHAT_CONV_QUEUED,
-                              now);
+    /* a new message: the generation, the message and the list in one call */
+    one_step = req->mode == CHATBOT_TURN_NEW;
+    rc = one_step ? turn_start(t, req, now)
+                  : chat_store_gen_begin(st, &e->id.owner, p->conv_id, t->token,
+                                         CHAT_CONV_QUEUED, now);
     if (rc == CHAT_EBUSY) {
-        /* A generator that has not written for longer than any answer may
-         * take is gone (its child crashed): take the conversation over. */
+        /* The store takes a conversation over at once when the process
+         * generating in it died. A generator of unknown process that has
+         * not written for longer than any answer may take is gone too. */
         chat_conv_info_t ci;
         if (chat_store_conv_get(st, &e->id.owner, p->conv_id, &ci) == CHAT_OK &&
             now - ci.updated_ms > (apr_uint64_t)e->lim.total_timeout_ms + 60000) {
             chat_store_gen_end(st, p->conv_id, ci.gen_token, now);
             chat_store_msg_flags(st, &e->id.owner, p->conv_id, CHAT_MSG_INTERRUPTED,
                                  CHAT_MSG_STREAMING, now);
-            rc = chat_store_gen_begin(st, &e->id.owner, p->conv_id, t->token,
-                                      CHAT_CONV_QUEUED, now);
+            rc = one_step ? turn_start(t, req, now)
+                          : chat_store_gen_begin(st, &e->id.owner, p->conv_id, t->token,
+                                                 CHAT_CONV_QUEUED, now);
         }
     }
+    if (rc != CHAT_OK && rc != CHAT_EBUSY && rc != CHAT_ENOTFOUND) {
+        code = chatbot_store_err(rc); /* the message could not be stored */
+        apr_cpystrn(errmsg, chatbot_store_err_text(code), errcap);
+        return code;
+    }
     if (rc != CHAT_OK) {
-        chatbot_unlock();
         if (rc == CHAT_EBUSY) {
-            apr_cpystrn(errmsg, "this conversation is already generating an answer "
-                        "(in another tab?); stop it first", errcap);
+            apr_cpystrn(errmsg,
+                        "this conversation is already generating an answer "
+                        "(in another tab?); stop it first",
+                        errcap);
             return CHAT_ERR_BUSY;
         }
         apr_cpystrn(errmsg, "no such conversation", errcap);
         return CHAT_ERR_NOT_FOUND;
     }
     code = NULL;
+    if (one_step) {
+        goto accepted;
+    }
     if (req->mode == CHATBOT_TURN_NEW || req->mode == CHATBOT_TURN_EDIT) {
+        uint32_t parent = CHAT_MSG_NO_PARENT;
+        int branch = 0;
         if (req->mode == CHATBOT_TURN_EDIT) {
-            chat_conv_info_t ci;
-            chat_store_conv_get(st, &e->id.owner, p->conv_id, &ci);
-            if (req->edit_index >= ci.nmsgs) {
+            /* an edit starts a branch: the new question is a version of the
+             * edited one (same parent); the old turns stay, reachable by
+             * selecting the earlier version */
+            chatbot_tree_t tr;
+            if (chatbot_tree_load(st, &e->id.owner, p->conv_id, &e->scratch, &tr) !=
+                    CHAT_OK ||
+                req->edit_index >= tr.n) {
                 code = CHAT_ERR_NOT_FOUND;
-                apr_snprintf(errmsg, errcap, "message %u does not exist", req->edit_index);
+                apr_snprintf(errmsg, errcap, "message %u does not exist",
+                             req->edit_index);
+            }
+            else if (tr.role[req->edit_index] != CHAT_ROLE_USER) {
+                code = CHAT_ERR_BAD_REQUEST;
+                apr_snprintf(errmsg, errcap, "message %u is not a user message",
+                             req->edit_index);
+            }
+            else if (!chatbot_store_has_versions(st)) {
+                /* a store without versions: the later turns are replaced */
+                chat_store_msg_truncate(st, &e->id.owner, p->conv_id, req->edit_index,
+                                        now);
             }
             else {
-                chat_store_msg_truncate(st, &e->id.owner, p->conv_id, req->edit_index, now);
+                parent = tr.parent[req->edit_index];
+                branch = 1;
             }
+            chatbot_tree_free(&tr);
         }
         if (!code) {
-            rc = chat_store_msg_append(st, &e->id.owner, p->conv_id, CHAT_ROLE_USER,
-                                       req->content[0] == '!' ? CHAT_MSG_COMMAND : 0,
-                                       req->content, req->len, now, &p->user_index);
-            if (rc == CHAT_ETOOBIG) {
+            uint32_t fl =
+                (req->content[0] == '!' ? CHAT_MSG_COMMAND : 0) | req->msg_flags;
+            rc = branch ? chat_store_msg_branch(st, &e->id.owner, p->conv_id, parent,
+                                                CHAT_ROLE_USER, fl, req->content,
+                                                req->len, now, &p->user_index)
+                        : chat_store_msg_append(st, &e->id.owner, p->conv_id,
+                                                CHAT_ROLE_USER, fl, req->content,
+                                                req->len, now, &p->user_index);
+            if (rc == CHAT_ELIMIT && branch) {
                 code = CHAT_ERR_TOO_LARGE;
-                apr_cpystrn(errmsg, "the message is too large to store", errcap);
+                apr_snprintf(errmsg, errcap, "a message keeps at most %u versions",
+                             CHAT_MSG_MAX_VERSIONS);
             }
             else if (rc != CHAT_OK) {
-                code = CHAT_ERR_STORAGE_FULL;
-                apr_snprintf(errmsg, errcap, "cannot store the message (%s)",
-                             chat_status_str(rc));
+                code = chatbot_store_err(rc);
+                apr_cpystrn(errmsg, chatbot_store_err_text(code), errcap);
             }
         }
     }
-    else { /* regenerate: keep everything up to the last user message */
-        find_user_t f = {-1, 0};
-        chat_store_msg_read(st, &e->id.owner, p->conv_id, 0, 0, &e->scratch,
-                            find_last_user, &f);
-        if (f.last_user < 0) {
+    else { /* regenerate: a new version of the answer to the active path's
+            * last user message (after an answer, an error, or nothing) */
+        chatbot_tree_t tr;
+        uint32_t u = CHAT_MSG_NO_PARENT, nsib = 0;
+        if (chatbot_tree_load(st, &e->id.owner, p->conv_id, &e->scratch, &tr) ==
+            CHAT_OK) {
+            u = chatbot_tree_last_user(&tr);
+            for (i = 0; u != CHAT_MSG_NO_PARENT && i < (int)tr.n; i++) {
+                nsib += tr.parent[i] == u;
+            }
+            chatbot_tree_free(&tr);
+        }
+        if (u == CHAT_MSG_NO_PARENT) {
             code = CHAT_ERR_BAD_REQUEST;
-            apr_cpystrn(errmsg, "there is no message to regenerate an answer for", errcap);
+            apr_cpystrn(errmsg, "there is no message to regenerate an answer for",
+                        errcap);
+        }
+        else if (!chatbot_store_has_versions(st)) {
+            chat_store_msg_truncate(st, &e->id.owner, p->conv_id, u + 1, now);
+            p->user_index = u;
+        }
+        else if (nsib >= CHAT_MSG_MAX_VERSIONS) {
+            code = CHAT_ERR_TOO_LARGE;
+            apr_snprintf(errmsg, errcap, "an answer keeps at most %u versions",
+                         CHAT_MSG_MAX_VERSIONS);
         }
         else {
-            chat_store_msg_truncate(st, &e->id.owner, p->conv_id, (uint32_t)f.last_user + 1,
-                                    now);
-            p->user_index = (uint32_t)f.last_user;
+            p->user_index = u;
+            t->branch_answer = 1;
         }
         chat_buf_reset(&e->scratch, 64 * 1024);
     }
     if (code) {
         chat_store_gen_end(st, p->conv_id, t->token, now);
-        chatbot_unlock();
         return code;
     }
     /* a new turn revives a stopped bot session */
     chat_store_conv_flags(st, &e->id.owner, p->conv_id, 0, CHAT_CONV_STOPPED, now);
     chat_store_user_bump(st, &e->id.owner);
-    chatbot_unlock();
 
 accepted:
     /* Copied only once the turn is sure to end in turn_end (which clears
@@ -1357,7 +1625,8 @@ accepted:
     return NULL;
 }
 
-/* ---- driving ------------------------------------------------------------------------ */
+/* ---- driving ------------------------------------------------------------------------
+ */
 
 int chatbot_engine_wait_ms(chatbot_engine_t *e)
 {
@@ -1446,7 +1715,7 @@ static void check_timeouts(turn_priv_t *t, apr_uint64_t now)
                      "backend '%s' produced no answer within %d s (model '%s' still "
                      "loading? see ChatbotFirstTokenTimeout)",
                      p->backend->name, (int)(e->lim.first_token_timeout_ms / 1000),
-                     p->bot->model);
+                     p->model);
             return;
         }
         if (!t->loading_sent && now - t->t_sent >= LOADING_AFTER_MS) {
@@ -1466,15 +1735,13 @@ static void check_timeouts(turn_priv_t *t, apr_uint64_t now)
     if ((apr_int64_t)(now - t->t_start) > e->lim.total_timeout_ms) {
         turn_end(t, CHATBOT_OUT_FAILED, CHAT_ERR_BACKEND_TIMEOUT,
                  "the answer took longer than %d s (ChatbotTotalTimeout); partial answer "
-                 "kept", (int)(e->lim.total_timeout_ms / 1000));
+                 "kept",
+                 (int)(e->lim.total_timeout_ms / 1000));
         return;
     }
     if (now - t->t_beat >= BEAT_EVERY_MS && t->slot_held) {
         t->t_beat = now;
-        if (chatbot_lock() == APR_SUCCESS) {
-            chat_store_backend_beat(st, p->backend->index, t->ticket, now);
-            chatbot_unlock();
-        }
+        chat_store_backend_beat(st, p->backend->index, t->ticket, now);
     }
 }
 

@@ -147,6 +147,22 @@ const char *chatbot_exec_set_command(cmd_parms *cmd, void *dummy, int argc,
         c->cwd_real = "/";
     }
     c->defined_at = where(cmd);
+    /* Allowed, since the sysadmin listed it, but worth a word: the program
+     * follows links that the path check refused to let users name. */
+    for (i = 0; i < (int)c->spec.noptions; i++) {
+        if ((c->spec.flags & CHAT_CMD_F_PATHS) &&
+            chat_cmd_option_risky(&c->spec.options[i])) {
+            ap_log_error(
+                APLOG_MARK, APLOG_STARTUP | APLOG_WARNING, 0, NULL,
+                APLOGNO(
+                    10990) "chatbot: ChatbotCommand %s (%s): options= allows %.*s, which "
+                           "may recurse or follow symbolic links out of cwd=%s in some "
+                           "programs; path confinement cannot stop that (see "
+                           "docs/commands.md)",
+                c->spec.name, c->defined_at, (int)c->spec.options[i].len,
+                c->spec.options[i].name, c->cwd_real);
+        }
+    }
     apr_hash_set(sc->commands, c->spec.name, APR_HASH_KEY_STRING, c);
     sc->configured = 1;
     return NULL;
@@ -795,7 +811,7 @@ static void store_refusal(exec_t *x)
         chat_buf_reset(&text, 0);
         rc = chat_buf_append(&text, x->line, x->line_len);
     }
-    if (rc != CHAT_OK || chatbot_lock() != APR_SUCCESS) {
+    if (rc != CHAT_OK) {
         chat_buf_free(&text);
         return;
     }
@@ -816,7 +832,6 @@ static void store_refusal(exec_t *x)
         chat_store_gen_end(st, x->conv, x->token, chatbot_now_ms());
         chat_store_user_bump(st, &x->id->owner);
     }
-    chatbot_unlock();
     if (rc != CHAT_OK) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, x->r,
                       "chatbot: refused command not stored in conversation %s (%s)",
@@ -874,10 +889,6 @@ static void exec_run(exec_t *x)
      * it meanwhile and a Stop from another tab reaches this run. */
     chat_buf_init(&text);
     x->token = chatbot_random64();
-    if (chatbot_lock() != APR_SUCCESS) {
-        refuse(x, CHAT_ERR_INTERNAL, "the chat store is not available");
-        return;
-    }
     rc = chat_store_gen_begin(st, &x->id->owner, x->conv, x->token, CHAT_CONV_GENERATING,
                               chatbot_now_ms());
     if (rc == CHAT_OK) {
@@ -898,7 +909,6 @@ static void exec_run(exec_t *x)
             chat_store_user_bump(st, &x->id->owner);
         }
     }
-    chatbot_unlock();
     if (rc != CHAT_OK) {
         chat_buf_free(&text);
         if (rc == CHAT_EBUSY) {
@@ -909,8 +919,8 @@ static void exec_run(exec_t *x)
             refuse(x, CHAT_ERR_NOT_FOUND, "no such conversation");
         }
         else {
-            refuse(x, CHAT_ERR_STORAGE_FULL, "cannot store the command (%s)",
-                   chat_status_str(rc));
+            const char *code = chatbot_store_err(rc);
+            refuse(x, code, "cannot store the command: %s", chatbot_store_err_text(code));
         }
         return;
     }
@@ -958,15 +968,12 @@ static void exec_run(exec_t *x)
                                      : "");
     }
     /* The result (or the failure) goes into the conversation. */
-    if (chatbot_lock() == APR_SUCCESS) {
-        rc = store_msg(x, CHAT_ROLE_ASSISTANT,
-                       CHAT_MSG_COMMAND | (err ? CHAT_MSG_ERROR : CHAT_MSG_COMPLETE),
-                       text.data ? text.data : "", text.len, &x->result_index);
-        x->has_index = rc == CHAT_OK;
-        chat_store_gen_end(st, x->conv, x->token, chatbot_now_ms());
-        chat_store_user_bump(st, &x->id->owner);
-        chatbot_unlock();
-    }
+    rc = store_msg(x, CHAT_ROLE_ASSISTANT,
+                   CHAT_MSG_COMMAND | (err ? CHAT_MSG_ERROR : CHAT_MSG_COMPLETE),
+                   text.data ? text.data : "", text.len, &x->result_index);
+    x->has_index = rc == CHAT_OK;
+    chat_store_gen_end(st, x->conv, x->token, chatbot_now_ms());
+    chat_store_user_bump(st, &x->id->owner);
     chat_buf_free(&text);
 }
 
@@ -1100,7 +1107,8 @@ static int status_of(const char *code)
         int status;
     } map[] = {{CHAT_ERR_COMMAND_DENIED, 403}, {CHAT_ERR_BAD_REQUEST, 400},
                {CHAT_ERR_NOT_FOUND, 404},      {CHAT_ERR_BUSY, 409},
-               {CHAT_ERR_STORAGE_FULL, 507},   {NULL, 0}};
+               {CHAT_ERR_STORAGE_FULL, 507},   {CHAT_ERR_QUOTA_EXCEEDED, 507},
+               {NULL, 0}};
     int i;
 
     for (i = 0; map[i].code; i++) {

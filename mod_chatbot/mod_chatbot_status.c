@@ -30,6 +30,7 @@ typedef struct {
     uint64_t errors;              /* summed over codes */
     int backends_up;
     apr_size_t shm_bytes;
+    chatbot_ws_counts_t ws; /* the connection model, from every child */
 } report_t;
 
 static void report_read(apr_pool_t *p, chat_store_t *st, chatbot_srv_conf *sc,
@@ -39,6 +40,7 @@ static void report_read(apr_pool_t *p, chat_store_t *st, chatbot_srv_conf *sc,
 
     memset(rp, 0, sizeof(*rp));
     chat_metrics_snapshot(st, &rp->ms);
+    chatbot_ws_counts(&rp->ws);
     n = chat_metrics_series_count(st);
     rp->series = apr_pcalloc(p, sizeof(*rp->series) * (n > 0 ? n : 1));
     for (i = 0; i < n; i++) {
@@ -84,6 +86,25 @@ static unsigned slots(const chatbot_srv_conf *sc, const chat_backend_info_t *bi)
                : bi->max_active;
 }
 
+/* The store on redis as this child sees it (calls, errors, latency), and
+ * whether it answers now. 0 if the store is local (shm). */
+static int store_remote(chat_store_t *st, chatbot_store_stats_t *ss, int *up,
+                        apr_uint64_t *avg_us)
+{
+    apr_uint64_t ok = 0;
+    int i;
+
+    if (!chatbot_store_remote_stats(st, ss)) {
+        return 0;
+    }
+    *up = chatbot_store_ping(st) > 0;
+    for (i = 0; i < 8; i++) {
+        ok += ss->hist[i];
+    }
+    *avg_us = ok ? ss->usec_total / ok : 0;
+    return 1;
+}
+
 static double hist_avg(const chat_series_snapshot_t *ss, chat_hist_t h)
 {
     return ss->hist_count[h] ? ss->hist_sum[h] / (double)ss->hist_count[h] : 0.0;
@@ -108,6 +129,14 @@ static void status_auto(request_rec *r, chatbot_srv_conf *sc, chat_store_t *st,
                ms->gauges[CHAT_G_GENERATING], ms->gauges[CHAT_G_QUEUED],
                ms->gauges[CHAT_G_MESSAGES_IN]);
     ap_rprintf(r,
+               "ChatbotConnectionsParked: %" APR_INT64_T_FMT "\n"
+               "ChatbotConnectionsActive: %" APR_INT64_T_FMT "\n"
+               "ChatbotConnectionsWaiting: %" APR_INT64_T_FMT "\n"
+               "ChatbotConnectionsHoldingThread: %" APR_INT64_T_FMT "\n"
+               "ChatbotMaxWorkers: %d\n",
+               rp->ws.parked, rp->ws.active, rp->ws.waiting, rp->ws.blocking,
+               rp->ws.workers_max);
+    ap_rprintf(r,
                "ChatbotAnswers: %" APR_UINT64_T_FMT "\n"
                "ChatbotAnswersInterrupted: %" APR_UINT64_T_FMT "\n"
                "ChatbotTurnErrors: %" APR_UINT64_T_FMT "\n"
@@ -131,6 +160,27 @@ static void status_auto(request_rec *r, chatbot_srv_conf *sc, chat_store_t *st,
                "ChatbotShmBytes: %" APR_SIZE_T_FMT "\n",
                ms->conversations, ms->max_conversations, ms->users, ms->max_users,
                ms->arena_used, ms->arena_size, rp->shm_bytes);
+    ap_rprintf(r,
+               "ChatbotConversationsAnonymous: %u\n"
+               "ChatbotHistoryBytesAnonymous: %" APR_UINT64_T_FMT "\n"
+               "ChatbotStoreRecoveries: %" APR_UINT64_T_FMT "\n"
+               "ChatbotStoreProcessesReaped: %" APR_UINT64_T_FMT "\n",
+               ms->anon_conversations, ms->anon_arena_used, ms->recoveries,
+               ms->procs_reaped);
+    {
+        chatbot_store_stats_t ss;
+        apr_uint64_t avg;
+        int sup;
+        if (store_remote(st, &ss, &sup, &avg)) {
+            ap_rprintf(r,
+                       "ChatbotStore: redis %s\n"
+                       "ChatbotStoreCalls: %" APR_UINT64_T_FMT "\n"
+                       "ChatbotStoreErrors: %" APR_UINT64_T_FMT "\n"
+                       "ChatbotStoreLatencyAvgUs: %" APR_UINT64_T_FMT "\n"
+                       "ChatbotStoreLatencyMaxUs: %" APR_UINT64_T_FMT "\n",
+                       sup ? "up" : "down", ss.calls, ss.errors, avg, ss.usec_max);
+        }
+    }
     ap_rprintf(r, "ChatbotBackends: %d\nChatbotBackendsUp: %d\n", sc->backends->nelts,
                rp->backends_up);
     for (i = 0; i < ms->nerrors; i++) {
@@ -184,6 +234,15 @@ static void status_html(request_rec *r, chatbot_srv_conf *sc, chat_store_t *st,
                ms->gauges[CHAT_G_CONNECTIONS], ms->gauges[CHAT_G_CONNECTIONS_TOTAL],
                ms->gauges[CHAT_G_GENERATING], ms->gauges[CHAT_G_QUEUED]);
     ap_rprintf(r,
+               "<dt>%" APR_INT64_T_FMT " parked in the MPM (no thread), %" APR_INT64_T_FMT
+               " streaming or following an answer, %" APR_INT64_T_FMT
+               " waiting for a worker, %" APR_INT64_T_FMT
+               " holding a thread for their whole life; at most %d worker(s) per child "
+               "for WebSockets (ChatbotMaxWorkers)%s</dt>\n",
+               rp->ws.parked, rp->ws.active, rp->ws.waiting, rp->ws.blocking,
+               rp->ws.workers_max,
+               rp->ws.can_park ? "" : "; this MPM cannot park connections");
+    ap_rprintf(r,
                "<dt>%" APR_UINT64_T_FMT " answers completed, %" APR_UINT64_T_FMT
                " interrupted, %" APR_UINT64_T_FMT " turns failed; %" APR_UINT64_T_FMT
                " tokens generated, %" APR_UINT64_T_FMT " prompt tokens</dt>\n",
@@ -206,6 +265,21 @@ static void status_html(request_rec *r, chatbot_srv_conf *sc, chat_store_t *st,
         ms->conversations, ms->max_conversations, ms->users, ms->max_users,
         ms->gauges[CHAT_G_EVICTIONS]);
 
+    {
+        chatbot_store_stats_t ss;
+        apr_uint64_t avg;
+        int sup;
+        if (store_remote(st, &ss, &sup, &avg)) {
+            ap_rprintf(r,
+                       "<dl><dt>Store on redis: <b>%s</b>; this child: %" APR_UINT64_T_FMT
+                       " calls, %" APR_UINT64_T_FMT " errors, latency avg %"
+                       APR_UINT64_T_FMT " &micro;s, max %" APR_UINT64_T_FMT
+                       " &micro;s%s%s</dt></dl>\n",
+                       sup ? "up" : "DOWN", ss.calls, ss.errors, avg, ss.usec_max,
+                       sup ? "" : "; last error: ",
+                       sup ? "" : ap_escape_html(r->pool, ss.last_error));
+        }
+    }
     ap_rputs("<table border=\"0\"><tr><th>Backend</th><th>URL</th><th>Health</th>"
              "<th>Version</th><th>Active</th><th>Max</th><th>Queued</th><th>Breaker</th>"
              "<th>Checked</th><th>Detail</th></tr>\n",
@@ -396,6 +470,32 @@ static void prom_write(chat_buf_t *b, chatbot_srv_conf *sc, chat_store_t *st,
         chat_buf_printf(b, "%s %" APR_INT64_T_FMT "\n", gauges[i].name,
                         ms->gauges[gauges[i].g]);
     }
+    {
+        const struct {
+            const char *name, *help;
+            apr_int64_t v;
+        } conn[] = {
+            {"chatbot_websocket_connections_parked",
+             "Idle WebSockets parked in the event MPM: they hold no thread.",
+             rp->ws.parked},
+            {"chatbot_websocket_connections_active",
+             "WebSockets streaming or following an answer: each holds a worker.",
+             rp->ws.active},
+            {"chatbot_websocket_connections_waiting",
+             "WebSockets whose turn waits for a worker (ChatbotMaxWorkers, "
+             "ChatbotMaxAnswersPerIP).", rp->ws.waiting},
+            {"chatbot_websocket_connections_holding_thread",
+             "WebSockets that hold a thread for their whole life (HTTP/2 streams, "
+             "MPMs that cannot park).", rp->ws.blocking},
+            {"chatbot_websocket_workers_max",
+             "Worker threads per child that WebSockets may hold (ChatbotMaxWorkers).",
+             rp->ws.workers_max},
+        };
+        for (i = 0; i < (int)(sizeof(conn) / sizeof(conn[0])); i++) {
+            prom_family(b, conn[i].name, "gauge", conn[i].help);
+            chat_buf_printf(b, "%s %" APR_INT64_T_FMT "\n", conn[i].name, conn[i].v);
+        }
+    }
     prom_family(b, "chatbot_errors_total", "counter",
                 "Error messages sent, by error code.");
     for (i = 0; i < ms->nerrors; i++) {
@@ -424,6 +524,56 @@ static void prom_write(chat_buf_t *b, chatbot_srv_conf *sc, chat_store_t *st,
     prom_family(b, "chatbot_shm_size_bytes", "gauge",
                 "Size of the shared memory segment.");
     chat_buf_printf(b, "chatbot_shm_size_bytes %" APR_SIZE_T_FMT "\n", rp->shm_bytes);
+    prom_family(b, "chatbot_conversations_anonymous", "gauge",
+                "Conversations of anonymous identities.");
+    chat_buf_printf(b, "chatbot_conversations_anonymous %u\n", ms->anon_conversations);
+    prom_family(b, "chatbot_history_anonymous_bytes", "gauge",
+                "History arena bytes held by anonymous identities.");
+    chat_buf_printf(b, "chatbot_history_anonymous_bytes %" APR_UINT64_T_FMT "\n",
+                    ms->anon_arena_used);
+    prom_family(b, "chatbot_store_recoveries_total", "counter",
+                "Store locks taken over from a process that died holding them (its "
+                "unfinished update rolled back).");
+    chat_buf_printf(b, "chatbot_store_recoveries_total %" APR_UINT64_T_FMT "\n",
+                    ms->recoveries);
+    prom_family(b, "chatbot_store_processes_reaped_total", "counter",
+                "Processes found dead whose answers and backend slots were released.");
+    chat_buf_printf(b, "chatbot_store_processes_reaped_total %" APR_UINT64_T_FMT "\n",
+                    ms->procs_reaped);
+    {
+        static const double sb[7] = {0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05};
+        chatbot_store_stats_t ss;
+        apr_uint64_t avg, cum = 0;
+        int sup, k;
+        if (store_remote(st, &ss, &sup, &avg)) {
+            prom_family(b, "chatbot_store_up", "gauge",
+                        "1 if the store on redis answers, 0 if not.");
+            chat_buf_printf(b, "chatbot_store_up %d\n", sup);
+            prom_family(b, "chatbot_store_calls_total", "counter",
+                        "Calls to the store on redis (this child).");
+            chat_buf_printf(b, "chatbot_store_calls_total %" APR_UINT64_T_FMT "\n",
+                            ss.calls);
+            prom_family(b, "chatbot_store_errors_total", "counter",
+                        "Store calls that failed: unreachable, timeout, pool busy (this "
+                        "child).");
+            chat_buf_printf(b, "chatbot_store_errors_total %" APR_UINT64_T_FMT "\n",
+                            ss.errors);
+            prom_family(b, "chatbot_store_latency_seconds", "histogram",
+                        "Latency of store calls that succeeded (this child).");
+            for (k = 0; k < 7; k++) {
+                cum += ss.hist[k];
+                chat_buf_printf(b, "chatbot_store_latency_seconds_bucket{le=\"%g\"} %"
+                                APR_UINT64_T_FMT "\n", sb[k], cum);
+            }
+            cum += ss.hist[7];
+            chat_buf_printf(b, "chatbot_store_latency_seconds_bucket{le=\"+Inf\"} %"
+                            APR_UINT64_T_FMT "\n", cum);
+            chat_buf_printf(b, "chatbot_store_latency_seconds_sum %.6f\n",
+                            (double)ss.usec_total / 1e6);
+            chat_buf_printf(b, "chatbot_store_latency_seconds_count %" APR_UINT64_T_FMT
+                            "\n", cum);
+        }
+    }
 
     /* backends */
     prom_family(b, "chatbot_backend_up", "gauge",

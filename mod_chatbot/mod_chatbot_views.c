@@ -14,7 +14,10 @@
 #include "apr_time.h"
 
 #include "mod_chatbot.h"
+#include "chat/versions.h"
+#include "chat/compat.h"
 #include "chat/markdown.h"
+#include "chat/attach.h"
 
 /* idle / queued / generating, or stopped: a session the user stopped and
  * has not written to since (a new message revives it). */
@@ -48,6 +51,11 @@ static int backend_health(chatbot_bot_t *b)
         }
     }
     return best;
+}
+
+int chatbot_view_bot_health(chatbot_bot_t *b)
+{
+    return backend_health(b);
 }
 
 void chatbot_view_session(chat_jw_t *w, server_rec *s, const chat_conv_info_t *c)
@@ -104,9 +112,8 @@ int chatbot_view_sessions(chat_jw_t *w, request_rec *r, const chatbot_ident_t *i
     lc.s = r->server;
     lc.p = tmp;
     lc.list = apr_array_make(tmp, 16, sizeof(chat_conv_info_t));
-    if (st && chatbot_lock() == APR_SUCCESS) {
+    if (st) {
         chat_store_conv_list(st, &id->owner, bot, archived, collect_conv, &lc);
-        chatbot_unlock();
     }
     chat_jw_arr_begin(w);
     for (i = 0; i < lc.list->nelts; i++) {
@@ -157,7 +164,152 @@ void chatbot_view_bots(chat_jw_t *w, chatbot_srv_conf *sc)
 
 typedef struct {
     chat_jw_t *w;
+    const char *compat_id; /* port-8000 fields: the bot id old clients know */
+    const char *conv_id;
+    const char *err_code; /* the reason of the message being emitted, or NULL */
+    const char *err_msg;
+    size_t err_code_len, err_msg_len;
+    const chatbot_tree_t *tree; /* versions (NULL: none written) */
+    int whole_tree;             /* also "parent" and "active" (JSON export) */
 } hist_ctx_t;
+
+/* Which messages a read passes on: the active path's positions [from, to)
+ * (path 1), the messages off it (path 2), or all (path 0). */
+typedef struct {
+    const chatbot_tree_t *tree;
+    int path;
+    uint32_t from, to;
+    chat_msg_cb *next;
+    void *baton;
+} path_filter_t;
+
+static void path_cb(void *baton, const chat_msg_info_t *m, const char *text, size_t len)
+{
+    path_filter_t *pf = baton;
+    uint32_t pos =
+        m->index < pf->tree->n ? pf->tree->pos_of[m->index] : CHAT_MSG_NO_PARENT;
+
+    if (m->index >= pf->tree->n) {
+        return; /* stored after the tree was read */
+    }
+    if (pf->path == 1 && (pos == CHAT_MSG_NO_PARENT || pos < pf->from || pos >= pf->to)) {
+        return;
+    }
+    if (pf->path == 2 && pos != CHAT_MSG_NO_PARENT) {
+        return;
+    }
+    pf->next(pf->baton, m, text, len);
+}
+
+/* Messages pass through a one-message lookahead so that an answer cut off
+ * part-way is told apart from a user's Stop: the engine stores a failure's
+ * reason as an error record ("<code>: <sentence>", CHAT_MSG_ERROR) right
+ * after the partial answer, so an interrupted answer followed by such a
+ * record failed for that reason. */
+typedef struct {
+    chat_msg_cb *emit; /* the view's own callback */
+    void *baton;
+    int held; /* an interrupted answer waits for what follows it */
+    chat_msg_info_t info;
+    chat_buf_t text;
+    uint32_t left; /* messages still to emit (the last read is a peek) */
+    int emitted;
+    const char **err_code, **err_msg; /* where the view reads the reason */
+    size_t *err_code_len, *err_msg_len;
+} reason_la_t;
+
+static int is_error_record(const chat_msg_info_t *m)
+{
+    return m->role == CHAT_ROLE_ASSISTANT && (m->flags & CHAT_MSG_ERROR) &&
+           !(m->flags & CHAT_MSG_COMMAND);
+}
+
+static void la_emit(reason_la_t *la, const chat_msg_info_t *m, const char *text,
+                    size_t len)
+{
+    if (la->left == 0) {
+        return;
+    }
+    la->left--;
+    la->emitted++;
+    la->emit(la->baton, m, text, len);
+}
+
+static void la_flush(reason_la_t *la, const chat_msg_info_t *next, const char *text,
+                     size_t len)
+{
+    if (!la->held) {
+        return;
+    }
+    la->held = 0;
+    if (next && is_error_record(next)) {
+        size_t k = chatbot_error_code_len(text, len);
+        *la->err_code = k ? text : "backend_error";
+        *la->err_code_len = k ? k : strlen("backend_error");
+        *la->err_msg = k ? text + k + 2 : text;
+        *la->err_msg_len = k ? len - k - 2 : len;
+    }
+    la_emit(la, &la->info, la->text.data ? la->text.data : "", la->text.len);
+    *la->err_code = NULL;
+}
+
+static void la_cb(void *baton, const chat_msg_info_t *m, const char *text, size_t len)
+{
+    reason_la_t *la = baton;
+
+    la_flush(la, m, text, len);
+    if (m->role == CHAT_ROLE_ASSISTANT && (m->flags & CHAT_MSG_INTERRUPTED) &&
+        !(m->flags & (CHAT_MSG_ERROR | CHAT_MSG_COMMAND))) {
+        la->held = 1;
+        la->info = *m;
+        chat_buf_reset(&la->text, 64 * 1024);
+        chat_buf_append(&la->text, text, len);
+        return;
+    }
+    la_emit(la, m, text, len);
+}
+
+/* Reads messages [start, start+count) (count 0: all) into emit, telling
+ * each interrupted answer its failure's reason (la->err_* set while it is
+ * emitted). Reads one message more than asked to see a reason that follows
+ * the last one. Returns the number emitted or a negative status. */
+static int read_with_reasons(chat_store_t *st, const chatbot_ident_t *id,
+                             const char *conv_id, uint32_t start, uint32_t count,
+                             chat_buf_t *scratch, chat_msg_cb *emit, void *baton,
+                             hist_ctx_t *hc, path_filter_t *pf)
+{
+    reason_la_t la;
+    int n;
+
+    memset(&la, 0, sizeof(la));
+    la.emit = emit;
+    la.baton = baton;
+    la.left = count ? count : UINT32_MAX;
+    la.err_code = &hc->err_code;
+    la.err_msg = &hc->err_msg;
+    la.err_code_len = &hc->err_code_len;
+    la.err_msg_len = &hc->err_msg_len;
+    hc->err_code = NULL;
+    chat_buf_init(&la.text);
+    if (pf) {
+        /* start and count are positions on the active path (pf->path 1),
+         * or nothing (the messages off it) */
+        if (pf->path == 1) {
+            pf->from = start;
+            pf->to = count && start + count + 1 > start ? start + count + 1 : UINT32_MAX;
+        }
+        pf->next = la_cb;
+        pf->baton = &la;
+        n = chat_store_msg_read(st, &id->owner, conv_id, 0, 0, scratch, path_cb, pf);
+    }
+    else {
+        n = chat_store_msg_read(st, &id->owner, conv_id, start, count ? count + 1 : 0,
+                                scratch, la_cb, &la);
+    }
+    la_flush(&la, NULL, NULL, 0);
+    chat_buf_free(&la.text);
+    return n < 0 ? n : la.emitted;
+}
 
 apr_size_t chatbot_error_code_len(const char *text, apr_size_t len)
 {
@@ -167,6 +319,29 @@ apr_size_t chatbot_error_code_len(const char *text, apr_size_t len)
         k++;
     }
     return (k > 0 && k + 2 <= len && text[k] == ':' && text[k + 1] == ' ') ? k : 0;
+}
+
+/* The attachments of a message stored with CHAT_MSG_ATTACH, as
+ * "attachments": [{"name","bytes","content"}]; *text / *len become the
+ * user's own text. A record not in the stored form is shown as it is. */
+static void emit_attachments(chat_jw_t *w, const char **text, size_t *len)
+{
+    chat_attach_t at[CHAT_ATTACH_MAX];
+    size_t i, n;
+
+    if (chat_attach_decode(*text, *len, at, CHAT_ATTACH_MAX, &n, text, len) != CHAT_OK) {
+        return;
+    }
+    chat_jw_key(w, "attachments");
+    chat_jw_arr_begin(w);
+    for (i = 0; i < n; i++) {
+        chat_jw_obj_begin(w);
+        chat_jw_kstrn(w, "name", at[i].name, at[i].name_len);
+        chat_jw_kint(w, "bytes", (int64_t)at[i].len);
+        chat_jw_kstrn(w, "content", at[i].content, at[i].len);
+        chat_jw_obj_end(w);
+    }
+    chat_jw_arr_end(w);
 }
 
 static void emit_msg(void *baton, const chat_msg_info_t *m, const char *text, size_t len)
@@ -185,11 +360,29 @@ static void emit_msg(void *baton, const chat_msg_info_t *m, const char *text, si
             len -= k + 2;
         }
     }
+    if (m->flags & CHAT_MSG_ATTACH) {
+        emit_attachments(w, &text, &len);
+    }
     chat_jw_kstrn(w, "content", text, len);
     chat_jw_kint(w, "ts_ms", (int64_t)m->ts_ms);
     if (m->role == CHAT_ROLE_ASSISTANT) {
         chat_jw_kbool(w, "interrupted", (m->flags & CHAT_MSG_INTERRUPTED) != 0);
         chat_jw_kbool(w, "streaming", (m->flags & CHAT_MSG_STREAMING) != 0);
+    }
+    if (hc->err_code) {
+        /* an answer cut off by a failure: its reason (a Stop has none) */
+        chat_jw_key(w, "error");
+        chat_jw_obj_begin(w);
+        chat_jw_kstrn(w, "code", hc->err_code, hc->err_code_len);
+        chat_jw_kstrn(w, "message", hc->err_msg, hc->err_msg_len);
+        chat_jw_obj_end(w);
+    }
+    if (hc->tree) {
+        if (m->index < hc->tree->n && hc->tree->pos_of[m->index] != CHAT_MSG_NO_PARENT) {
+            /* its place on the active path (history offsets count these) */
+            chat_jw_kint(w, "position", hc->tree->pos_of[m->index]);
+        }
+        chatbot_ver_members(w, hc->tree, m->index, hc->whole_tree);
     }
     if (m->flags & CHAT_MSG_COMMAND) {
         chat_jw_kbool(w, "command", 1);
@@ -200,6 +393,13 @@ static void emit_msg(void *baton, const chat_msg_info_t *m, const char *text, si
     if (m->flags & CHAT_MSG_REFUSED) {
         chat_jw_kbool(w, "refused", 1);
     }
+    if (hc->compat_id) {
+        char ts[CHAT_COMPAT_TS_SIZE];
+        chat_compat_timestamp(m->ts_ms, ts);
+        chat_jw_kstr(w, "timestamp", ts);
+        chat_jw_kstr(w, "bot_id", hc->compat_id);
+        chat_jw_kstr(w, "session_id", hc->conv_id);
+    }
     chat_jw_obj_end(w);
 }
 
@@ -207,8 +407,19 @@ const char *chatbot_view_history(chat_jw_t *w, const chatbot_ident_t *id,
                                  const char *conv_id, apr_int64_t limit,
                                  apr_int64_t offset, chat_buf_t *scratch)
 {
+    return chatbot_view_history_compat(w, id, conv_id, limit, offset, scratch, NULL, NULL);
+}
+
+const char *chatbot_view_history_compat(chat_jw_t *w, const chatbot_ident_t *id,
+                                        const char *conv_id, apr_int64_t limit,
+                                        apr_int64_t offset, chat_buf_t *scratch,
+                                        const char *compat_id,
+                                        const chat_conv_info_t *known)
+{
     chat_store_t *st = chatbot_store();
     chat_conv_info_t ci;
+    chatbot_tree_t tree;
+    path_filter_t pf;
     hist_ctx_t hc;
     chat_status_t rc;
     int n;
@@ -219,31 +430,49 @@ const char *chatbot_view_history(chat_jw_t *w, const chatbot_ident_t *id,
     if (offset < 0) {
         offset = 0;
     }
-    if (!st || chatbot_lock() != APR_SUCCESS) {
+    if (!st) {
         return CHAT_ERR_INTERNAL;
     }
-    rc = chat_store_conv_get(st, &id->owner, conv_id, &ci);
-    if (rc != CHAT_OK) {
-        chatbot_unlock();
+    if (known) {
+        ci = *known;
+    }
+    else if (chat_store_conv_get(st, &id->owner, conv_id, &ci) != CHAT_OK) {
         return CHAT_ERR_NOT_FOUND;
+    }
+    /* the active path: what the conversation shows (chat/versions.h) */
+    rc = chatbot_tree_load_n(st, &id->owner, conv_id, ci.nmsgs, scratch, &tree);
+    if (rc != CHAT_OK) {
+        return rc == CHAT_ENOTFOUND ? CHAT_ERR_NOT_FOUND : CHAT_ERR_INTERNAL;
     }
     chat_jw_kstr(w, "conversation_id", ci.id);
     chat_jw_kstr(w, "bot_id", ci.bot);
     chat_jw_kstr(w, "title", ci.title);
     chat_jw_kstr(w, "state", conv_state_name(&ci));
-    chat_jw_kint(w, "total", ci.nmsgs);
+    chat_jw_kint(w, "total", tree.npath);
+    chat_jw_kint(w, "stored", tree.n);
     chat_jw_kint(w, "offset", offset);
     chat_jw_kint(w, "limit", limit);
-    chat_jw_kbool(w, "has_more", (uint64_t)offset + (uint64_t)limit < ci.nmsgs);
+    chat_jw_kbool(w, "has_more", (uint64_t)offset + (uint64_t)limit < tree.npath);
     chat_jw_key(w, "messages");
     chat_jw_arr_begin(w);
+    memset(&hc, 0, sizeof(hc));
     hc.w = w;
+    hc.conv_id = ci.id;
+    hc.tree = &tree;
+    /* the id an old client knows the session by: the one it asked for,
+     * else its title if that can be one, else its conversation id */
+    hc.compat_id = !compat_id || *compat_id                           ? compat_id
+                   : chat_compat_id_valid(ci.title, strlen(ci.title)) ? ci.title
+                                                                      : ci.id;
     n = 0;
-    if ((uint64_t)offset < ci.nmsgs) {
-        n = chat_store_msg_read(st, &id->owner, conv_id, (uint32_t)offset, (uint32_t)limit,
-                                scratch, emit_msg, &hc);
+    memset(&pf, 0, sizeof(pf));
+    pf.tree = &tree;
+    pf.path = 1;
+    if ((uint64_t)offset < tree.npath) {
+        n = read_with_reasons(st, id, conv_id, (uint32_t)offset, (uint32_t)limit, scratch,
+                              emit_msg, &hc, &hc, &pf);
     }
-    chatbot_unlock();
+    chatbot_tree_free(&tree);
     chat_buf_reset(scratch, 64 * 1024);
     chat_jw_arr_end(w);
     return n < 0 ? CHAT_ERR_INTERNAL : NULL;
@@ -255,6 +484,8 @@ typedef struct {
     chat_buf_t *out;
     chat_jw_t *w;
     int json;
+    hist_ctx_t hc; /* for JSON messages, and the reason of a failed answer */
+    int off_path;  /* Markdown: writing the versions off the active path */
 } exp_ctx_t;
 
 /* A message that leaves a code fence open (an answer stopped inside a code
@@ -273,13 +504,58 @@ static void close_fence(chat_buf_t *out, const char *text, size_t len)
     }
 }
 
+/* The attachments of a message in a Markdown export: each in a fence
+ * longer than any run of backticks in it, so nothing in a file can end it. */
+static void export_attachments(chat_buf_t *out, const char **text, size_t *len)
+{
+    chat_attach_t at[CHAT_ATTACH_MAX];
+    size_t i, j, n;
+
+    if (chat_attach_decode(*text, *len, at, CHAT_ATTACH_MAX, &n, text, len) != CHAT_OK) {
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        size_t run = 0, longest = 0, k;
+        for (j = 0; j < at[i].len; j++) {
+            run = at[i].content[j] == '`' ? run + 1 : 0;
+            longest = run > longest ? run : longest;
+        }
+        chat_buf_printf(out, "**Attachment: %.*s** (%zu bytes)\n\n", (int)at[i].name_len,
+                        at[i].name, at[i].len);
+        for (k = 0; k < (longest < 3 ? 3 : longest + 1); k++) {
+            chat_buf_append(out, "`", 1);
+        }
+        chat_buf_puts(out, "\n");
+        chat_buf_append(out, at[i].content, at[i].len);
+        chat_buf_puts(out, at[i].len && at[i].content[at[i].len - 1] == '\n' ? "" : "\n");
+        for (k = 0; k < (longest < 3 ? 3 : longest + 1); k++) {
+            chat_buf_append(out, "`", 1);
+        }
+        chat_buf_puts(out, "\n\n");
+    }
+}
+
 static void export_msg(void *baton, const chat_msg_info_t *m, const char *text, size_t len)
 {
     exp_ctx_t *ec = baton;
+    uint32_t nver = 1, pos = 0;
 
     if (ec->json) {
-        emit_msg(&(hist_ctx_t){ec->w}, m, text, len);
+        emit_msg(&ec->hc, m, text, len);
         return;
+    }
+    if (ec->hc.tree && m->index < ec->hc.tree->n) {
+        nver = chat_ver_siblings(ec->hc.tree->parent, ec->hc.tree->n, m->index, NULL, 0,
+                                 &pos);
+    }
+    if (ec->off_path) {
+        /* the versions not shown: each under a heading naming its place */
+        chat_buf_printf(ec->out, "#### Message %u, version %u of %u", m->index, pos + 1,
+                        nver);
+        if (m->parent != CHAT_MSG_NO_PARENT) {
+            chat_buf_printf(ec->out, " (after message %u)", m->parent);
+        }
+        chat_buf_puts(ec->out, "\n\n");
     }
     if (m->flags & CHAT_MSG_ERROR) {
         size_t k = chatbot_error_code_len(text, len);
@@ -296,11 +572,20 @@ static void export_msg(void *baton, const chat_msg_info_t *m, const char *text, 
         chat_buf_puts(ec->out, "\n\n");
         return;
     }
-    chat_buf_printf(ec->out, "### %s%s\n\n",
+    chat_buf_printf(ec->out, "%s %s%s", ec->off_path ? "#####" : "###",
                     m->role == CHAT_ROLE_USER        ? "You"
                     : m->role == CHAT_ROLE_ASSISTANT ? "Assistant"
                                                      : chat_role_name(m->role),
-                    (m->flags & CHAT_MSG_INTERRUPTED) ? " (interrupted)" : "");
+                    ec->hc.err_code                     ? " (failed)"
+                    : (m->flags & CHAT_MSG_INTERRUPTED) ? " (interrupted)"
+                                                        : "");
+    if (nver > 1 && !ec->off_path) {
+        chat_buf_printf(ec->out, " (version %u of %u)", pos + 1, nver);
+    }
+    chat_buf_puts(ec->out, "\n\n");
+    if (m->flags & CHAT_MSG_ATTACH) {
+        export_attachments(ec->out, &text, &len);
+    }
     chat_buf_append(ec->out, text, len);
     close_fence(ec->out, text, len);
     chat_buf_puts(ec->out, "\n\n");
@@ -312,23 +597,35 @@ const char *chatbot_view_export(request_rec *r, const chatbot_ident_t *id,
 {
     chat_store_t *st = chatbot_store();
     chat_conv_info_t ci;
+    chatbot_tree_t tree;
+    path_filter_t pf;
     chat_buf_t scratch;
     chat_jw_t w;
     exp_ctx_t ec;
     char date[APR_CTIME_LEN];
     int n;
 
-    if (!st || chatbot_lock() != APR_SUCCESS) {
+    if (!st) {
         return CHAT_ERR_INTERNAL;
     }
     if (chat_store_conv_get(st, &id->owner, conv_id, &ci) != CHAT_OK) {
-        chatbot_unlock();
         return CHAT_ERR_NOT_FOUND;
     }
     chat_buf_init(&scratch);
+    if (chatbot_tree_load(st, &id->owner, conv_id, &scratch, &tree) != CHAT_OK) {
+        chat_buf_free(&scratch);
+        return CHAT_ERR_NOT_FOUND;
+    }
     ec.out = out;
     ec.json = json;
     ec.w = &w;
+    ec.off_path = 0;
+    memset(&ec.hc, 0, sizeof(ec.hc));
+    ec.hc.w = &w;
+    ec.hc.tree = &tree;
+    ec.hc.whole_tree = 1;
+    memset(&pf, 0, sizeof(pf));
+    pf.tree = &tree;
     apr_ctime(date, (apr_time_t)ci.created_ms * 1000);
     if (json) {
         chat_jw_init(&w, out);
@@ -344,10 +641,23 @@ const char *chatbot_view_export(request_rec *r, const chatbot_ident_t *id,
     else {
         chat_one_line(ci.title); /* titles stored before they were kept to one line */
         chat_buf_printf(out, "# %s\n\n*Bot:* %s  \n*Started:* %s  \n*Messages:* %u\n\n",
-                        ci.title[0] ? ci.title : "Conversation", ci.bot, date, ci.nmsgs);
+                        ci.title[0] ? ci.title : "Conversation", ci.bot, date,
+                        tree.npath);
     }
-    n = chat_store_msg_read(st, &id->owner, conv_id, 0, 0, &scratch, export_msg, &ec);
-    chatbot_unlock();
+    /* JSON: every message, each with its parent and whether it is on the
+     * active path (the whole tree). Markdown: the active path, then the
+     * other versions. */
+    pf.path = json ? 0 : 1;
+    n = read_with_reasons(st, id, conv_id, 0, 0, &scratch, export_msg, &ec, &ec.hc, &pf);
+    if (!json && n >= 0 && tree.n > tree.npath) {
+        chat_buf_printf(out, "---\n\n## Other versions (%u messages)\n\n",
+                        tree.n - tree.npath);
+        ec.off_path = 1;
+        pf.path = 2;
+        n = read_with_reasons(st, id, conv_id, 0, 0, &scratch, export_msg, &ec, &ec.hc,
+                              &pf);
+    }
+    chatbot_tree_free(&tree);
     chat_buf_free(&scratch);
     if (json) {
         chat_jw_arr_end(&w);
@@ -366,7 +676,7 @@ static const char *breaker_name(int b)
                                                                          : "closed";
 }
 
-void chatbot_view_backends(chat_jw_t *w, chatbot_srv_conf *sc)
+void chatbot_view_backends(chat_jw_t *w, chatbot_srv_conf *sc, int details)
 {
     chat_store_t *st = chatbot_store();
     int i;
@@ -381,7 +691,9 @@ void chatbot_view_backends(chat_jw_t *w, chatbot_srv_conf *sc)
         chat_jw_obj_begin(w);
         chat_jw_kstr(w, "name", be->name);
         chat_jw_kstr(w, "type", be->wire == CHAT_WIRE_OLLAMA ? "ollama" : "openai");
-        chat_jw_kstr(w, "url", be->url);
+        if (details) {
+            chat_jw_kstr(w, "url", be->url);
+        }
         if (bi.healthy < 0) {
             chat_jw_key(w, "healthy");
             chat_jw_null(w);
@@ -389,8 +701,10 @@ void chatbot_view_backends(chat_jw_t *w, chatbot_srv_conf *sc)
         else {
             chat_jw_kbool(w, "healthy", bi.healthy);
         }
-        chat_jw_kstr(w, "version", bi.version[0] ? bi.version : NULL);
-        chat_jw_kstr(w, "detail", bi.detail);
+        if (details) {
+            chat_jw_kstr(w, "version", bi.version[0] ? bi.version : NULL);
+            chat_jw_kstr(w, "detail", bi.detail);
+        }
         chat_jw_kint(w, "active", bi.active);
         chat_jw_kint(w, "max", bi.max_active);
         chat_jw_kint(w, "queued", bi.queued);
@@ -401,13 +715,13 @@ void chatbot_view_backends(chat_jw_t *w, chatbot_srv_conf *sc)
     chat_jw_arr_end(w);
 }
 
-void chatbot_view_status(chat_jw_t *w, chatbot_srv_conf *sc)
+void chatbot_view_status(chat_jw_t *w, chatbot_srv_conf *sc, int details)
 {
     chat_store_t *st = chatbot_store();
     chat_metrics_snapshot_t ms;
 
     chat_jw_key(w, "backends");
-    chatbot_view_backends(w, sc);
+    chatbot_view_backends(w, sc, details);
     if (st) {
         chat_metrics_snapshot(st, &ms);
         chat_jw_kint(w, "connections", ms.gauges[CHAT_G_CONNECTIONS]);

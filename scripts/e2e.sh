@@ -2,7 +2,8 @@
 # `make e2e`: start the fake backend and an httpd with mod_chatbot from a
 # private ServerRoot, then run the browser tests (tests/e2e/run.sh) against
 # them over https/wss. BASE_URL, STRICT_URL (a location with a 2/min rate
-# limit) and FAKE_URL are exported for the tests.
+# limit), FAKE_URL and E2E_HTTPD_CONF (to restart the server) are exported
+# for the tests.
 set -eu
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -33,6 +34,7 @@ import serverroot
 root, port, sslport, fport = sys.argv[1:5]
 extra = """
 ChatbotRateLimit 100/min burst=100
+ChatbotUserSettings model system temperature
 ChatbotBackend local http://127.0.0.1:%s max=2
 ChatbotCommand date /usr/bin/date args=none timeout=5s
 ChatbotCommand uptime /usr/bin/uptime args=none timeout=5s
@@ -48,7 +50,7 @@ ChatbotCommand uptime /usr/bin/uptime args=none timeout=5s
     ChatbotModel "llama3.2:latest"
     ChatbotDescription "Helps with prose"
 </ChatbotBot>
-Alias /strict/ "%s/htdocs/"
+Alias /strict/ "@HTDOCS@/"
 <Location "/strict/ws">
     SetHandler chatbot
     ChatbotRateLimit 2/min burst=2
@@ -57,7 +59,7 @@ Alias /strict/ "%s/htdocs/"
     SetHandler chatbot
     ChatbotRateLimit 2/min burst=2
 </Location>
-""" % (fport, serverroot.REPO)
+""" % fport
 print(serverroot.render(root, int(port), int(sslport), "http://127.0.0.1:%s" % fport,
                         "qwen2.5-coder:7b", extra=extra))
 PYEOF
@@ -72,6 +74,8 @@ export STRICT_URL="https://127.0.0.1:$SSLPORT/strict/"
 # the control API on its own port: it stays reachable while the chat port is
 # "down" (POST $FAKE_URL/down makes the backend refuse connections)
 export FAKE_URL="http://127.0.0.1:$FAKE_CTL/_fake/"
+# the server's configuration: conversation-gone-restart stops and starts it
+export E2E_HTTPD_CONF="$CONF"
 export E2E_OUTPUT="$REPO/tests/output"
 echo "e2e: httpd at $BASE_URL, fake backend at $FAKE_URL, logs in $ROOT/logs"
 rc=0

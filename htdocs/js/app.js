@@ -11,9 +11,13 @@
 import { Connection, wsUrl } from './conn.js';
 import { ChatView, ERROR_TEXT } from './chat.js';
 import { Sidebar, sessionTitle } from './sidebar.js';
-import { renderStatus, connText } from './status.js';
+import { renderStatus, connText, botHealth } from './status.js';
 import { loadLibs } from './markdown.js';
-import { el, toast, confirmDialog, announce, downloadText, utf8Length, sliceUtf8, closeMenu, setIcon } from './ui.js';
+import { rememberEnding, recallEnding } from './endings.js';
+import { storedBytes } from './attach.js';
+import { Settings } from './settings.js';
+import { versionInfo, restoreVersionFocus } from './versions.js';
+import { el, toast, confirmDialog, announce, downloadText, utf8Length, sliceUtf8, closeMenu, setIcon, tokenRate, safeFilename } from './ui.js';
 
 const LEGACY_BOT = {
     id: 'default', name: 'Assistant', model: '', commands: [], default: true,
@@ -40,7 +44,11 @@ const S = {
     pendingSelect: null, awaitingHistory: false, historyRetry: false, loadingEarlier: false, minIndex: 0,
     pendingLaunch: null,
     turns: new Map(), // conversation id ('' without one) -> {m, bytes, attached, t0, tFirst, tThink, frames, foreign}
-    lastStats: null, statusBoard: null, rtt: null,
+    statsByConv: new Map(), // conversation id -> stats of its last answer seen by this page
+    statusBoard: null, rtt: null,
+    gone: null, // {id, title}: the conversation on screen no longer exists on the server
+    shownTitle: '', // the open conversation's title as last shown
+    verifyGone: null, lostCount: 0,
     pingSent: 0, pongTimer: 0, legacyIgnore: false,
 };
 window.__chatbot = S; // for debugging and the e2e tests (read-only use)
@@ -70,11 +78,12 @@ function recall(kind, key) {
 const conn = new Connection(wsUrl());
 
 const chat = new ChatView({
-    measure: (text) => messageBytes(text),
-    onSend: (text) => sendMessage(text),
+    measure: (text, atts) => messageBytes(text, atts),
+    onSend: (text, atts) => sendMessage(text, atts),
     onStop: () => stop(),
     onRegenerate: () => regenerate(),
     onEdit: (m, text) => editMessage(m, text),
+    onSelectVersion: (m, index, dir) => selectVersion(m, index, dir),
     onRetry: (m) => retryFailed(m),
     onRun: (cmd) => runCommand(cmd),
     onLoadEarlier: () => loadEarlier(),
@@ -90,6 +99,15 @@ const sidebar = new Sidebar({
     onExport: (id, fmt) => exportConv(id, fmt),
     onStopSession: (id) => stopSession(id),
     onToggleArchived: () => toggleArchived(),
+    onSearch: (q) => send({ type: 'search', query: q, id: 'search' }),
+    onOpenHit: (id, index) => openHit(id, index),
+});
+
+const settings = new Settings({
+    send: (obj) => send(obj),
+    quiet: (obj) => conn.send(obj),
+    currentConv: () => (S.legacy || S.gone ? null : S.convId),
+    onChange: () => updateHeader(),
 });
 
 function send(obj) {
@@ -189,7 +207,9 @@ function onFrame(f) {
     case 'ok': onOk(f); break;
     case 'export': onExport(f); break;
     case 'command_result': onCommandResult(f); break;
-    case 'status_board': S.statusBoard = f; applyBackendHealth(); renderStatus(S); sidebar.render(S); break;
+    case 'search_results': sidebar.showResults(f); break;
+    case 'settings': settings.onFrame(f); break;
+    case 'status_board': S.statusBoard = f; S.statusBoardAt = Date.now(); renderStatus(S); sidebar.render(S); break;
     case 'pong': onPong(); break;
     default: break; // unknown frames are ignored (forward compatibility)
     }
@@ -201,12 +221,15 @@ function onHello(h) {
     S.helloSeen = true;
     S.legacy = false;
     chat.canEdit = true;
+    // the server keeps versions: regenerate and edit delete nothing
+    S.versions = h.versions === true;
     S.server = typeof h.server === 'string' ? h.server : null;
     S.protocol = h.protocol ?? null;
     S.user = typeof h.user === 'string' ? h.user : null;
     S.demo = h.demo === true;
     S.notice = typeof h.notice === 'string' ? h.notice : null;
     S.limits = h.limits && typeof h.limits === 'object' ? h.limits : null;
+    settings.setPolicy(h.settings);
     setBots(Array.isArray(h.bots) ? h.bots : []);
     if (!botById(S.activeBotId)) {
         const remembered = recall('local', 'chatbot.bot');
@@ -215,9 +238,10 @@ function onHello(h) {
     }
     S.expectFullSessions = true;
     send({ type: 'sessions' });
-    const target = (wasLegacy ? null : S.convId) || recall('session', 'chatbot.conv') || h.conversation_id || null;
+    // (a conversation already known to be gone stays on screen as it is)
+    const target = S.gone ? null : (wasLegacy ? null : S.convId) || recall('session', 'chatbot.conv') || h.conversation_id || null;
     if (target) selectConversation(target, { force: true });
-    else if (!S.convId && !chat.order.length) showDraft(S.activeBotId);
+    else if (!S.convId && !chat.order.length && !S.gone) showDraft(S.activeBotId);
     requestStatusBoard();
     ping();
     renderNotice();
@@ -241,9 +265,9 @@ function setBots(list) {
     const prev = new Map(S.bots.map((b) => [b.id, b]));
     S.bots = list.filter((b) => b && typeof b.id === 'string').map((b) => ({ ...prev.get(b.id), ...b }));
     if (!S.bots.length) S.bots = [LEGACY_BOT];
-    applyBackendHealth();
     const bot = activeBot();
     if (bot) chat.setBot(bot);
+    checkHealthSource();
 }
 
 function onBots(f) {
@@ -251,17 +275,23 @@ function onBots(f) {
     updateAll();
 }
 
-function applyBackendHealth() {
+/**
+ * Backend health has one source in the page: the status board (per backend,
+ * refreshed every 15 s and after backend errors); the bots' own `health`
+ * (hello, bots) only fills in until the first board arrives. When they
+ * disagree the board is asked again rather than showing both.
+ */
+let healthCheckAt = 0;
+function checkHealthSource() {
     const sb = S.statusBoard;
     if (!sb || !Array.isArray(sb.backends)) return;
-    const byName = new Map(sb.backends.map((b) => [b.name, b]));
-    for (const bot of S.bots) {
-        if (bot.health && bot.healthFromBoard !== true) continue;
-        const names = Array.isArray(bot.backends) ? bot.backends : [];
-        const states = names.map((n) => byName.get(n)).filter(Boolean);
-        if (!states.length) continue;
-        bot.health = states.some((b) => b.healthy === true) ? 'up' : states.every((b) => b.healthy === false) ? 'down' : 'unknown';
-        bot.healthFromBoard = true;
+    const stale = S.bots.some((b) => {
+        const h = botHealth(S, b, true);
+        return b.health && h && h !== b.health;
+    });
+    if (stale && Date.now() - healthCheckAt > 2000) {
+        healthCheckAt = Date.now();
+        requestStatusBoard();
     }
 }
 
@@ -288,6 +318,85 @@ function onAck(f) {
         chat.update(m);
         if (m.index === 0) autoTitle(m.content);
     }
+}
+
+/** The "Last answer" card shows the open conversation's last answer only. */
+function setStats(cid, stats) {
+    if (!cid) return;
+    S.statsByConv.delete(cid);
+    S.statsByConv.set(cid, stats);
+    if (S.statsByConv.size > 200) S.statsByConv.delete(S.statsByConv.keys().next().value);
+}
+
+// ------------------------------------------------------------------ a conversation that is gone
+/**
+ * The conversation on screen does not exist on the server (any more): it was
+ * deleted elsewhere, evicted to make room, or lost in a restart without a
+ * history file. Nothing is removed from the screen: the page says so, keeps
+ * the messages (they can be saved), puts an unsent message back into the box
+ * and offers a new chat.
+ */
+function markGone(id) {
+    const s = S.sessions.get(id);
+    const title = s ? sessionTitle(s) : (id === S.convId ? S.shownTitle : '');
+    S.sessions.delete(id);
+    if (S.pendingSelect === id) S.pendingSelect = null;
+    if (S.verifyGone === id) S.verifyGone = null;
+    if (id !== S.convId) { updateAll(); return; }
+    S.awaitingHistory = false;
+    S.historyRetry = false;
+    S.convState = null;
+    store('session', 'chatbot.conv', null);
+    const t = S.turns.get(id);
+    if (t) {
+        S.turns.delete(id);
+        if (t.m.content) {
+            t.m.live = false;
+            t.m.interrupted = true;
+            t.m.state = undefined;
+            chat.finalize(t.m);
+        } else {
+            chat.remove(t.m.key);
+        }
+    }
+    for (const key of [...chat.order]) {
+        const it = chat.items.get(key);
+        if (it && it.m.role === 'user' && !it.m.kind && (it.m.pending || it.m.failed)) {
+            if (chat.input.value === '') chat.setInput(it.m.content);
+            chat.remove(key);
+        }
+    }
+    S.gone = { id, title: title && title !== 'New chat' ? title : '' };
+    chat.showLoading(false);
+    chat.showLoadEarlier(false);
+    chat.hideEmpty();
+    chat.setBusy(false);
+    $('conv-gone-text').textContent = (S.gone.title ? '"' + S.gone.title + '" no' : 'This conversation no') +
+        ' longer exists on the server: it was deleted, removed to make room, or lost when the server restarted' +
+        ' without keeping its history.' + (chat.order.length ? ' What is shown here is only in this page.' : '');
+    $('conv-gone-save').hidden = !chat.order.length;
+    announce('This conversation no longer exists on the server.');
+    updateAll();
+}
+
+/** Markdown of what the page shows (for a conversation the server lost). */
+function screenMarkdown() {
+    const bot = activeBot();
+    const name = bot ? (bot.name || bot.id) : 'Assistant';
+    const parts = ['# ' + ((S.gone && S.gone.title) || 'Conversation'), ''];
+    for (const key of chat.order) {
+        const m = chat.items.get(key).m;
+        if (m.kind === 'error') parts.push('> **Error** `' + m.code + '`: ' + (m.message || ERROR_TEXT[m.code] || ''), '');
+        else if (m.kind === 'command') parts.push('**$ ' + [m.command, ...(m.args || [])].join(' ') + '**', '', '```', m.output || '', '```', '');
+        else if (m.role === 'user') parts.push('**You:**', '', m.content, '');
+        else parts.push('**' + name + ':**', '', m.content || '', '');
+    }
+    return parts.join('\n');
+}
+
+function saveScreen() {
+    const title = (S.gone && S.gone.title) || 'conversation';
+    downloadText(title + '.md', screenMarkdown(), 'text/markdown');
 }
 
 function findUser(pred) {
@@ -408,8 +517,21 @@ function onResponse(f) {
     const t = S.turns.get(cid);
     S.turns.delete(cid);
     if (S.resumePending === cid) S.resumePending = null;
+    // An answer came from the bot's backend: it is up now, whatever the last
+    // board said (the board is asked again).
+    const answered = botById(s && s.bot_id) || (cid === curKey() ? activeBot() : null);
+    if (answered) {
+        answered.health = 'up';
+        answered.upAt = Date.now();
+        // a bot with one backend: that backend is up, for every bot using it
+        if (Array.isArray(answered.backends) && answered.backends.length === 1) {
+            S.backendUpAt = S.backendUpAt || new Map();
+            S.backendUpAt.set(answered.backends[0], answered.upAt);
+        }
+    }
     if (cid !== curKey()) {
         if (t && !t.foreign && s) toast('Answer ready in "' + sessionTitle(s) + '"', { timeout: 4000 });
+        requestStatusBoard();
         updateAll();
         return;
     }
@@ -425,17 +547,26 @@ function onResponse(f) {
     if (typeof f.index === 'number') m.index = f.index;
     const now = performance.now();
     const stats = f.stats && typeof f.stats === 'object' ? { ...f.stats } : { clientMeasured: true, done_reason: m.interrupted ? 'stopped' : 'stop' };
+    // This page saw every token arrive (not a resumed or another tab's answer):
+    // its own clock measures the wall time since the first token.
+    const watched = t && t.tFirst && !t.foreign && !t.resumed && t.attached;
     if (t && t.tFirst) {
         // Fill in what the server did not report, measured on this side.
-        if (stats.ttft_ms === undefined && !t.foreign && t.attached) stats.ttft_ms = t.tFirst - t.t0;
+        if (stats.ttft_ms === undefined && watched) stats.ttft_ms = t.tFirst - t.t0;
         if (stats.duration_ms === undefined && !t.foreign) stats.duration_ms = now - t.t0;
         if (stats.tokens === undefined) stats.tokens = t.frames;
-        if (stats.tokens_per_sec === undefined && now > t.tFirst) stats.tokens_per_sec = t.frames / ((now - t.tFirst) / 1000);
+    } else if (stats.tokens === undefined) {
+        stats.tokens = m.content ? undefined : 0;
     }
+    stats.rate = tokenRate(stats, watched ? now - t.tFirst : undefined);
     m.stats = stats;
+    if (m.interrupted && stats.done_reason === 'stopped' && typeof m.index === 'number') {
+        rememberEnding(cid, m.index, { stopped: true }, m.content);
+        m.stoppedByUser = true;
+    }
     if (t && t.tThink && !m.thinkMs) m.thinkMs = (t.tFirst || now) - t.tThink;
     chat.finalize(m);
-    S.lastStats = stats;
+    setStats(cid, stats);
     const bot = activeBot();
     const name = bot ? (bot.name || bot.id) : 'Assistant';
     const snippet = m.content.replace(/\s+/g, ' ').trim().slice(0, 220);
@@ -443,6 +574,13 @@ function onResponse(f) {
     if (S.convState) { S.convState.state = 'idle'; S.convState.position = undefined; }
     chat.setBusy(!!currentTurn());
     requestStatusBoard();
+    if (t && t.versions && conn.isOpen) {
+        // a regenerated answer or an edit is a new version: the history has
+        // its "‹ n/n ›" switch
+        S.awaitingHistory = true;
+        S.historyRetry = false;
+        send({ type: 'history', conversation_id: cid, limit: HISTORY_PAGE });
+    }
     updateAll();
 }
 
@@ -451,23 +589,40 @@ function onError(f) {
     const message = typeof f.message === 'string' ? f.message : '';
     const cid = f.conversation_id ?? null;
 
-    if (code === 'not_found' && S.pendingSelect && (cid === null || cid === S.pendingSelect)) {
-        // The conversation vanished (deleted elsewhere, or storage reset).
-        S.sessions.delete(S.pendingSelect);
-        S.pendingSelect = null;
+    if (f.id === 'search') { sidebar.searchFailed(message); return; }
+    if (settings.onError(f)) return;
+    if (f.id === 'version') {
+        // a version switch that could not be made (busy, gone): say why
         S.awaitingHistory = false;
-        store('session', 'chatbot.conv', null);
-        toast('That conversation is no longer available.');
-        showDraft(S.activeBotId);
+        S.versionFocus = null;
+        toast(message || 'The version could not be shown.', { error: true });
+        return;
+    }
+    if (code === 'not_found' && S.pendingSelect && (cid === null || cid === S.pendingSelect)) {
+        // The conversation vanished (deleted elsewhere, evicted, or the server
+        // restarted without keeping history): say so, keep what is on screen.
+        markGone(S.pendingSelect);
         return;
     }
     if (S.resumePending && (cid === null || cid === S.resumePending) && (code === 'not_found' || code === 'bad_request')) {
         // Nothing left to resume: the answer finished meanwhile; reload it.
+        // (If the conversation itself is gone, that reload says so.)
         const rc = S.resumePending;
         S.resumePending = null;
         S.turns.delete(rc);
         if (rc === S.convId) send({ type: 'history', conversation_id: rc, limit: HISTORY_PAGE });
         return;
+    }
+    if (code === 'not_found' && cid !== null && message !== 'unknown bot') {
+        if (cid === S.verifyGone) S.verifyGone = null;
+        if (cid === S.convId) { markGone(cid); return; }
+        if (S.sessions.delete(cid)) {
+            // an action on a conversation of the list that no longer exists
+            S.turns.delete(cid);
+            toast('That conversation no longer exists on the server.', { error: true });
+            updateAll();
+            return;
+        }
     }
     if (S.pendingLaunch && (code === 'not_found' || code === 'bad_request' || code === 'storage_full' || code === 'rate_limited')) {
         S.pendingLaunch = null;
@@ -497,12 +652,29 @@ function onError(f) {
         announce('Error: ' + (message || ERROR_TEXT[code] || code));
         return;
     }
+    const partial = !!(t && t.m.content);
+    if (t || code.startsWith('backend_') || code === 'model_not_found' || code === 'interrupted' || code === 'queue_full') {
+        // The "Last answer" card describes this failed answer, not the last
+        // good one: no first-token time when no token came (issue 19).
+        const st = { failed: true, done_reason: 'failed (' + code + ')', tokens: t ? t.frames || 0 : 0, rate: null };
+        if (t && t.t0) st.duration_ms = performance.now() - t.t0;
+        if (t && t.tFirst && t.attached && !t.foreign && !t.resumed) st.ttft_ms = t.tFirst - t.t0;
+        setStats(key, st);
+    }
     if (t) {
         S.turns.delete(key);
-        if (t.m.content) {
+        if (partial) {
+            // Cut off by an error: the answer stays, marked as failed (not as
+            // a Stop), and the card with the reason follows it. The reason is
+            // remembered here so that a reload of the history keeps it.
             t.m.live = false;
             t.m.interrupted = true;
             t.m.state = undefined;
+            t.m.failure = { code, message };
+            if (typeof f.index === 'number') {
+                t.m.index = f.index;
+                if (cid) rememberEnding(cid, f.index, { code, message }, t.m.content);
+            }
             chat.finalize(t.m);
         } else {
             chat.remove(t.m.key);
@@ -524,8 +696,8 @@ function onError(f) {
     if (code.startsWith('backend_') || code === 'model_not_found' || code === 'queue_full') requestStatusBoard();
     const card = {
         key: newKey(), kind: 'error', code, message,
-        retryAfterMs: typeof f.retry_after_ms === 'number' ? f.retry_after_ms : null,
-        partial: f.partial === true,
+        retryAfterMs: typeof f.retry_after_ms === 'number' ? f.retry_after_ms : null, receivedAt: Date.now(),
+        partial: partial || f.partial === true,
     };
     if (code !== 'command_denied' && code !== 'too_large' && !S.legacy) {
         card.retry = failed ? () => { chat.remove(card.key); retryFailed(failed); }
@@ -578,6 +750,12 @@ function commandFromHistory(h, prev) {
     };
 }
 
+/** A history message's place in the conversation as shown (its active
+ * path: "position"; servers without versions: the stored index). */
+function posOf(h) {
+    return typeof h.position === 'number' ? h.position : typeof h.index === 'number' ? h.index : null;
+}
+
 function fromHistory(h, i, all) {
     const role = h.role === 'user' || h.role === 'assistant' ? h.role : String(h.role || 'note');
     if (h.command === true && role === 'assistant' && h.error !== true) {
@@ -586,7 +764,8 @@ function fromHistory(h, i, all) {
     if (h.error === true) {
         // a failed turn kept in the conversation ("code" since protocol 1)
         return { key: newKey(), kind: 'error', code: typeof h.code === 'string' ? h.code : 'error',
-            message: typeof h.content === 'string' ? h.content : '', index: typeof h.index === 'number' ? h.index : null };
+            message: typeof h.content === 'string' ? h.content : '', index: typeof h.index === 'number' ? h.index : null,
+            pos: posOf(h), ver: versionInfo(h) };
     }
     if (h.exit_code !== undefined && h.command) {
         return { key: newKey(), kind: 'command', command: h.command, args: h.args || [], exit_code: h.exit_code, output: h.output || h.content || '', truncated: !!h.truncated, timed_out: !!h.timed_out, duration_ms: h.duration_ms };
@@ -594,30 +773,80 @@ function fromHistory(h, i, all) {
     return {
         key: newKey(), role, content: typeof h.content === 'string' ? h.content : '',
         index: typeof h.index === 'number' ? h.index : null, ts: h.ts_ms, interrupted: h.interrupted === true,
+        // its versions (a regenerated answer, an edited question): "‹ 2/3 ›"
+        pos: posOf(h), ver: versionInfo(h),
         // a refused command request, stored with its refusal (the error card after it)
         refused: role === 'user' && h.refused === true,
         stats: h.stats && typeof h.stats === 'object' ? h.stats : null,
         thinking: typeof h.thinking === 'string' ? h.thinking : '', model: h.model,
+        attachments: role === 'user' && Array.isArray(h.attachments)
+            ? h.attachments.filter((a) => a && typeof a.name === 'string' && typeof a.content === 'string') : undefined,
+        // an answer cut off by a failure carries its reason (a Stop has none)
+        failure: role === 'assistant' && h.error && typeof h.error === 'object' && typeof h.error.code === 'string'
+            ? { code: h.error.code, message: typeof h.error.message === 'string' ? h.error.message : '' } : undefined,
     };
+}
+
+/**
+ * History messages -> view models. An answer cut off by a failure carries
+ * its reason ("error": {code, message}) and is followed by the stored error
+ * record, shown as the card after it. Older servers mark an answer cut
+ * short only as "interrupted"; then how it ended is what this browser
+ * remembered when it saw it happen (rememberEnding). A Stop is a Stop.
+ */
+function viewModels(cid, msgs) {
+    const out = [];
+    msgs.forEach((h, i) => {
+        const m = fromHistory(h, i, msgs);
+        const prev = out[out.length - 1];
+        if (m.kind === 'error' && prev && prev.failure && prev.role === 'assistant' && !prev.kind) {
+            m.partial = true; // the reason of the answer before it
+        }
+        out.push(m);
+        if (m.failure) {
+            const next = msgs[i + 1];
+            if (!next || next.error !== true) {
+                // its error record is on another page: show the reason here
+                out.push({ key: newKey(), kind: 'error', code: m.failure.code, message: m.failure.message, partial: true });
+            }
+            return;
+        }
+        if (m.kind || m.role !== 'assistant' || !m.interrupted || h.streaming === true) return;
+        const known = recallEnding(cid, m.index, m.content);
+        if (!known) return;
+        if (known.stopped) { m.stoppedByUser = true; return; }
+        m.failure = { code: known.code, message: known.message || '' };
+        out.push({ key: newKey(), kind: 'error', code: known.code, message: known.message || '', partial: true });
+    });
+    return out;
 }
 
 function onHistory(f) {
     if (!S.convId || f.conversation_id !== S.convId) return;
+    if (S.verifyGone === f.conversation_id) {
+        // the check of a conversation missing from a pushed list: it exists
+        // (archived in another tab): fetch the archived list for its entry
+        S.verifyGone = null;
+        send({ type: 'sessions', archived: true });
+        return;
+    }
     const msgs = Array.isArray(f.messages) ? f.messages.filter((m) => m && typeof m === 'object') : [];
+    if (S.gone && S.gone.id === S.convId) { S.gone = null; }
 
     if (S.loadingEarlier) {
         S.loadingEarlier = false;
-        const older = msgs.filter((m) => typeof m.index === 'number' && m.index < S.minIndex);
+        const older = msgs.filter((m) => typeof posOf(m) === 'number' && posOf(m) < S.minIndex);
         if (older.length) {
-            chat.prepend(older.map(fromHistory));
-            S.minIndex = Math.min(...older.map((m) => m.index));
+            chat.prepend(viewModels(S.convId, older));
+            S.minIndex = Math.min(...older.map(posOf));
         }
         chat.showLoadEarlier(S.minIndex > 0);
+        revealHit();
         return;
     }
     // We want the newest page; offset counts from the oldest message.
     const total = typeof f.total === 'number' ? f.total : msgs.length;
-    const maxIdx = msgs.reduce((a, m) => Math.max(a, typeof m.index === 'number' ? m.index : -1), -1);
+    const maxIdx = msgs.reduce((a, m) => Math.max(a, typeof posOf(m) === 'number' ? posOf(m) : -1), -1);
     if (total > 0 && maxIdx >= 0 && maxIdx < total - 1 && !S.historyRetry) {
         S.historyRetry = true;
         const limit = f.limit || HISTORY_PAGE;
@@ -629,8 +858,12 @@ function onHistory(f) {
     S.pendingSelect = null;
     chat.showLoading(false);
 
-    const models = msgs.map(fromHistory);
+    const models = viewModels(S.convId, msgs);
     const last = msgs[msgs.length - 1];
+    // a redraw while a version switch has the focus keeps it there
+    const ae = document.activeElement;
+    const onNav = ae && ae.closest && ae.closest('.ver-nav') && ae.closest('[data-index]');
+    if (!S.versionFocus && onNav) S.versionFocus = { index: Number(onNav.dataset.index), dir: Number(ae.dataset.dir || 1) };
     const sess = S.sessions.get(S.convId);
     const active = sess && ACTIVE.has(sess.state) && !sess.stopped;
     let t = S.turns.get(S.convId);
@@ -656,6 +889,7 @@ function onHistory(f) {
         const nt = {
             m, bytes: utf8Length(content), attached: true, t0: t ? t.t0 : performance.now(),
             tFirst: t ? t.tFirst : 0, tThink: t ? t.tThink : 0, frames: t ? t.frames : 0, foreign: t ? t.foreign : true,
+            resumed: needResume || !!(t && t.resumed),
         };
         S.turns.set(S.convId, nt);
         models.push(m);
@@ -666,7 +900,7 @@ function onHistory(f) {
             models.push(t.m);
         } else {
             const nt = { m: { key: newKey(), role: 'assistant', content: '', thinking: '', live: true, state: sess.state, position: sess.position, ts: Date.now() },
-                bytes: 0, attached: true, t0: performance.now(), tFirst: 0, tThink: 0, frames: 0, foreign: true };
+                bytes: 0, attached: true, t0: performance.now(), tFirst: 0, tThink: 0, frames: 0, foreign: true, resumed: true };
             S.turns.set(S.convId, nt);
             models.push(nt.m);
             doResume(S.convId, 0);
@@ -681,12 +915,22 @@ function onHistory(f) {
         tail.retry = () => { chat.remove(tail.key); regenerate(); };
     }
     chat.setItems(models);
-    S.minIndex = models.reduce((a, m) => (typeof m.index === 'number' ? Math.min(a, m.index) : a), Infinity);
+    if (!S.statsByConv.has(S.convId)) {
+        const lastAnswer = [...models].reverse().find((m) => m.role === 'assistant' && !m.kind && !m.live);
+        if (lastAnswer && lastAnswer.stats) setStats(S.convId, lastAnswer.stats);
+    }
+    S.minIndex = msgs.reduce((a, m) => (typeof posOf(m) === 'number' ? Math.min(a, posOf(m)) : a), Infinity);
     if (!isFinite(S.minIndex)) S.minIndex = 0;
     chat.showLoadEarlier(S.minIndex > 0);
+    if (S.versionFocus) {
+        const vf = S.versionFocus;
+        S.versionFocus = null;
+        restoreVersionFocus(chat.list, vf.index, vf.dir);
+    }
     if (!models.length) chat.showEmpty(activeBot(), suggestions());
     chat.scrollToBottom(true);
     chat.setBusy(!!currentTurn());
+    revealHit();
     updateAll();
 }
 
@@ -746,7 +990,10 @@ function maybeRefreshCurrent(prev) {
     if (!cur || !prev || S.awaitingHistory || S.pendingSelect || currentTurn() || !conn.isOpen) return;
     const started = ACTIVE.has(cur.state) && !ACTIVE.has(prev.state);
     const grew = typeof cur.messages === 'number' && cur.messages > shownMaxIndex() + 1 && cur.messages !== prev.messages;
-    if (!started && !grew) return;
+    // another version chosen in another tab: same messages, newer activity
+    const switched = S.versions && cur.updated_ms !== prev.updated_ms && cur.messages === prev.messages &&
+        !ACTIVE.has(cur.state) && !ACTIVE.has(prev.state);
+    if (!started && !grew && !switched) return;
     S.awaitingHistory = true;
     S.historyRetry = false;
     send({ type: 'history', conversation_id: S.convId, limit: HISTORY_PAGE });
@@ -755,18 +1002,33 @@ function maybeRefreshCurrent(prev) {
 function onSessions(f) {
     const prevCur = S.convId && S.sessions.get(S.convId) ? { ...S.sessions.get(S.convId) } : null;
     const list = Array.isArray(f.sessions) ? f.sessions.filter((s) => s && typeof s.conversation_id === 'string') : [];
-    if (S.expectFullSessions) {
+    // Every `sessions` frame is the whole list of one kind (archived or not;
+    // a pushed one is the non-archived list): entries of that kind missing
+    // from it are gone (deleted in another tab, evicted, lost in a restart).
+    const archived = f.archived === true;
+    const listed = new Set(list.map((s) => s.conversation_id));
+    const missing = [...S.sessions.values()].filter((s) => !!s.archived === archived && !listed.has(s.conversation_id));
+    for (const s of missing) S.sessions.delete(s.conversation_id);
+    if (S.expectFullSessions && !archived) {
         S.expectFullSessions = false;
-        const keep = [...S.sessions.values()].filter((s) => s.archived && !list.some((x) => x.conversation_id === s.conversation_id));
-        S.sessions = new Map();
-        for (const s of keep) S.sessions.set(s.conversation_id, s);
+        // After a reconnect: conversations this page listed before and the
+        // server no longer has (a restart without history) are not dropped
+        // without a word.
+        const lost = missing.filter((s) => s.conversation_id !== S.convId).length;
+        if (lost) S.lostCount = lost;
     }
     for (const s of list) upsertSession(s);
     const cur = S.convId && S.sessions.get(S.convId);
     if (cur) {
         S.convState = { ...(S.convState || {}), state: cur.state, position: cur.position, stopped: !!cur.stopped };
+    } else if (prevCur && !archived && !prevCur.archived && !S.pendingSelect && !S.awaitingHistory && conn.isOpen) {
+        // The open conversation left the list: archived elsewhere, or gone.
+        // Its history tells (not_found: gone).
+        S.verifyGone = S.convId;
+        send({ type: 'history', conversation_id: S.convId, limit: 1 });
     }
     maybeRefreshCurrent(prevCur);
+    if (S.bots.some((b) => b.health) || list.some((x) => x.backend_health)) checkHealthSource();
     updateAll();
 }
 
@@ -783,7 +1045,13 @@ function onExport(f) {
     const fmt = f.format === 'json' ? 'json' : 'markdown';
     const ext = fmt === 'json' ? 'json' : 'md';
     const content = typeof f.content === 'string' ? f.content : JSON.stringify(f.content, null, 2);
-    const name = typeof f.filename === 'string' && f.filename ? f.filename : 'chat-' + (f.conversation_id || 'export') + '.' + ext;
+    // Named after the conversation's title ("Trip to Lisbon.md"); the
+    // server's id-based name only for an untitled one.
+    const s = f.conversation_id && S.sessions.get(f.conversation_id);
+    const title = s && typeof s.title === 'string'
+        ? s.title.replace(/[\\/:*?"<>|\u0000-\u001f\u007f]+/g, ' ').replace(/\s+/g, ' ').trim().replace(/^\.+/, '') : '';
+    const name = title ? safeFilename(title.slice(0, 100) + '.' + ext)
+        : typeof f.filename === 'string' && f.filename ? f.filename : 'chat-' + (f.conversation_id || 'export') + '.' + ext;
     downloadText(name, content, fmt === 'json' ? 'application/json' : 'text/markdown');
     toast('Exported ' + name);
 }
@@ -831,13 +1099,16 @@ function maxMessageBytes() {
  * closes the socket (1009), so the check has to be on this, not on the text.
  * A new chat gets its conversation id only later: a long stand-in counts it.
  */
-function messageBytes(text) {
+function messageBytes(text, atts) {
     const f = { type: 'message', content: text, id: tabId + '-' + (msgSeq + 1) };
     if (!S.legacy) {
         f.bot_id = S.activeBotId;
         f.conversation_id = S.convId || '0'.repeat(48);
     }
-    return utf8Length(JSON.stringify(f));
+    if (!atts || !atts.length) return utf8Length(JSON.stringify(f));
+    f.attachments = atts.map((a) => ({ name: a.name, content: a.content }));
+    // both the frame and the message stored with its quoted files must fit
+    return Math.max(utf8Length(JSON.stringify(f)), storedBytes(text, atts));
 }
 
 function tooLarge(bytes) {
@@ -847,7 +1118,8 @@ function tooLarge(bytes) {
     return true;
 }
 
-function sendMessage(text) {
+function sendMessage(text, atts) {
+    atts = Array.isArray(atts) ? atts : [];
     if (!conn.isOpen || !(S.helloSeen || S.legacy)) {
         toast('Not connected yet. Your message is still in the box.', { error: true });
         return false;
@@ -855,27 +1127,35 @@ function sendMessage(text) {
     if (currentTurn() || S.awaitingHistory) return false; // wait for the history on screen first
     const s = S.convId && S.sessions.get(S.convId);
     if (s && s.stopped) return false;
-    if (tooLarge(messageBytes(text))) return false;
+    if (atts.length && S.legacy) {
+        toast('This server does not take attachments.', { error: true });
+        return false;
+    }
+    if (tooLarge(messageBytes(text, atts))) return false;
     const clientId = newClientId();
-    const um = { key: newKey(), role: 'user', content: text, pending: true, clientId, ts: Date.now(), index: null };
+    const um = { key: newKey(), role: 'user', content: text, pending: true, clientId, ts: Date.now(), index: null,
+        attachments: atts.length ? atts.map((a) => ({ name: a.name, content: a.content })) : undefined };
     chat.add(um);
     startTurn(curKey(), { state: 'waiting' });
+    const frame = { type: 'message', id: clientId };
+    if (text !== '' || !atts.length) frame.content = text;
+    if (atts.length) frame.attachments = um.attachments;
     if (S.legacy) {
-        conn.send({ type: 'message', content: text, id: clientId });
+        conn.send(frame);
     } else if (!S.convId) {
-        S.pendingLaunch = { botId: S.activeBotId, send: { type: 'message', content: text, bot_id: S.activeBotId, id: clientId } };
+        S.pendingLaunch = { botId: S.activeBotId, send: { ...frame, bot_id: S.activeBotId } };
         conn.send({ type: 'launch', bot_id: S.activeBotId });
     } else {
-        conn.send({ type: 'message', content: text, bot_id: S.activeBotId, conversation_id: S.convId, id: clientId });
+        conn.send({ ...frame, bot_id: S.activeBotId, conversation_id: S.convId });
     }
     updateAll();
     return true;
 }
 
 function retryFailed(m) {
-    if (currentTurn() || tooLarge(messageBytes(m.content))) return;
+    if (currentTurn() || tooLarge(messageBytes(m.content, m.attachments))) return;
     chat.truncateFrom(m.key);
-    sendMessage(m.content);
+    sendMessage(m.content, m.attachments);
 }
 
 function stop() {
@@ -901,8 +1181,20 @@ function stop() {
     send(msg);
 }
 
+/** Shows another version of message m: the stored message index becomes
+ * the chosen one; the server answers with the new active path (a history
+ * frame) and tells the other tabs. */
+function selectVersion(m, index, dir) {
+    if (currentTurn() || S.legacy || !S.convId || S.gone || !conn.isOpen) return;
+    S.awaitingHistory = true;
+    S.historyRetry = false;
+    S.versionFocus = { index, dir };
+    send({ type: 'select_version', id: 'version', conversation_id: S.convId, index, limit: HISTORY_PAGE });
+    announce('Showing version ' + ((m.ver ? m.ver.siblings.indexOf(index) : -1) + 1) + ' of ' + (m.ver ? m.ver.versions : '?'));
+}
+
 function regenerate() {
-    if (currentTurn() || S.legacy || !S.convId) return;
+    if (currentTurn() || S.legacy || !S.convId || S.gone) return;
     const s = S.sessions.get(S.convId);
     if (s && s.stopped) return;
     // Drop the last answer and whatever follows it (error cards).
@@ -914,18 +1206,50 @@ function regenerate() {
     }
     if (from) chat.truncateFrom(from);
     startTurn(S.convId, { state: 'waiting' });
+    const rt = S.turns.get(S.convId);
+    if (rt && S.versions) rt.versions = true; // reload at the end: the new "‹ n/n ›"
     send({ type: 'regenerate', conversation_id: S.convId });
     updateAll();
 }
 
-function editMessage(m, text) {
-    if (currentTurn() || S.legacy || !S.convId || typeof m.index !== 'number') return false;
-    if (tooLarge(utf8Length(JSON.stringify({ type: 'edit', conversation_id: S.convId, index: m.index, content: text })))) return false;
+/** The real messages shown after the one with key (the turns an edit of it replaces). */
+function laterMessages(key) {
+    const at = chat.order.indexOf(key);
+    if (at < 0) return [];
+    return chat.order.slice(at + 1).map((k) => chat.items.get(k)?.m).filter((x) => x && !x.kind && typeof x.index === 'number');
+}
+
+async function editMessage(m, text) {
+    if (currentTurn() || S.legacy || !S.convId || S.gone || typeof m.index !== 'number') return false;
+    // the files of the edited message go with it again
+    const atts = Array.isArray(m.attachments) && m.attachments.length ? m.attachments : null;
+    const frame = { type: 'edit', conversation_id: S.convId, index: m.index, content: text };
+    if (atts) frame.attachments = atts.map((a) => ({ name: a.name, content: a.content }));
+    if (text === '' && atts) delete frame.content;
+    if (tooLarge(Math.max(utf8Length(JSON.stringify(frame)), atts ? storedBytes(text, atts) : 0))) return false;
+    // An edit answers the message again: its answer is replaced, and any
+    // later turns are deleted by the server. Nothing goes without asking.
+    // With versions (hello.versions) the edit starts a branch: the later
+    // turns stay, one "‹ 1/2 ›" away, and nothing is asked.
+    const later = laterMessages(m.key);
+    const laterTurns = later.filter((x) => x.role === 'user').length;
+    if (laterTurns > 0 && !S.versions) {
+        const cid = S.convId;
+        const ok = await confirmDialog({
+            title: 'Delete the later messages?',
+            body: 'Sending this edit deletes the ' + later.length + ' message' + (later.length === 1 ? '' : 's') +
+                ' after it (' + laterTurns + ' later turn' + (laterTurns === 1 ? '' : 's') + ' and their answers). This cannot be undone.',
+            ok: 'Edit and delete', danger: true,
+        });
+        if (!ok || cid !== S.convId || currentTurn() || S.gone) return false;
+    }
     chat.truncateFrom(m.key);
-    const um = { key: newKey(), role: 'user', content: text, pending: true, index: m.index, ts: Date.now() };
+    const um = { key: newKey(), role: 'user', content: text, pending: true, index: m.index, ts: Date.now(), attachments: frame.attachments };
     chat.add(um);
     startTurn(S.convId, { state: 'waiting' });
-    send({ type: 'edit', conversation_id: S.convId, index: m.index, content: text });
+    const et = S.turns.get(S.convId);
+    if (et && S.versions) et.versions = true; // reload at the end: the new "‹ 2/2 ›"
+    send(frame);
     updateAll();
 }
 
@@ -948,7 +1272,7 @@ async function runCommand(cmd) {
 
 function newChat() {
     closeDrawers();
-    if (!S.convId && !chat.order.length) { chat.focusInput(); return; }
+    if (!S.convId && !chat.order.length && !S.gone) { chat.focusInput(); return; }
     if (S.legacy) {
         toast('This server keeps a single conversation; the view was cleared.');
     }
@@ -957,6 +1281,7 @@ function newChat() {
 }
 
 function showDraft(botId) {
+    S.gone = null;
     S.convId = null;
     S.convState = null;
     S.pendingSelect = null;
@@ -1005,7 +1330,8 @@ function selectConversation(id, { force = false } = {}) {
     if (!force) closeDrawers();
     if (!force && id === S.convId && !S.awaitingHistory) { chat.focusInput(); return; }
     if (!conn.isOpen) return;
-    const switching = id !== S.convId;
+    const switching = id !== S.convId || !!S.gone;
+    if (S.gone) S.gone = null;
     S.convId = id;
     S.pendingSelect = id;
     S.awaitingHistory = true;
@@ -1013,6 +1339,7 @@ function selectConversation(id, { force = false } = {}) {
     S.loadingEarlier = false;
     store('session', 'chatbot.conv', id);
     const s = S.sessions.get(id);
+    if (switching) S.shownTitle = s ? sessionTitle(s) : '';
     if (s && s.bot_id && botById(s.bot_id)) {
         S.activeBotId = s.bot_id;
         store('local', 'chatbot.bot', s.bot_id);
@@ -1028,6 +1355,33 @@ function selectConversation(id, { force = false } = {}) {
     conn.send({ type: 'select', conversation_id: id });
     chat.setBusy(!!currentTurn());
     updateAll();
+}
+
+// A search hit: open its conversation, then show the message (loading the
+// older page it is on if needed) and mark it for a moment.
+function openHit(id, index) {
+    S.jumpTo = Number.isInteger(index) ? { id, index } : null;
+    if (id === S.convId && !S.awaitingHistory) {
+        closeDrawers();
+        revealHit();
+        return;
+    }
+    selectConversation(id);
+}
+
+function revealHit() {
+    const j = S.jumpTo;
+    if (!j || j.id !== S.convId || S.awaitingHistory) return;
+    if (j.index < S.minIndex) {
+        if (S.loadingEarlier) return;
+        if (j.tried) { S.jumpTo = null; return; } // gone meanwhile (trimmed history)
+        j.tried = true;
+        S.loadingEarlier = true;
+        send({ type: 'history', conversation_id: S.convId, offset: j.index, limit: S.minIndex - j.index });
+        return;
+    }
+    S.jumpTo = null;
+    chat.reveal(j.index);
 }
 
 function loadEarlier() {
@@ -1053,11 +1407,21 @@ function rename(id, title) {
     updateAll();
 }
 
-function archive(id, archived) {
+function archive(id, archived, { undo = true } = {}) {
     const s = S.sessions.get(id);
+    if (!send({ type: 'archive', conversation_id: id, archived })) return;
     if (s) s.archived = archived;
-    send({ type: 'archive', conversation_id: id, archived });
-    toast(archived ? 'Conversation archived' : 'Conversation restored');
+    const wasOpen = archived && id === S.convId;
+    // Archiving puts a conversation away: the open one is left for a new chat.
+    if (wasOpen) { closeDrawers(false); showDraft(S.activeBotId); }
+    const title = s ? '"' + sessionTitle(s) + '"' : 'Conversation';
+    toast(archived ? title + ' archived' : title + ' restored', {
+        action: archived && undo ? {
+            label: 'Undo',
+            run: () => { archive(id, false, { undo: false }); if (wasOpen && !S.convId && !chat.order.length) selectConversation(id); },
+        } : null,
+        timeout: archived ? 8000 : 4000,
+    });
     updateAll();
 }
 
@@ -1104,17 +1468,25 @@ function updateAll() {
 }
 
 function updateHeader() {
+    settings.setConversation(S.legacy || S.gone ? null : S.convId);
     const s = S.convId ? S.sessions.get(S.convId) : null;
     const bot = activeBot();
-    const title = s ? sessionTitle(s) : 'New chat';
+    // (the title of a conversation that just left the list stays until the page knows why)
+    if (s) S.shownTitle = sessionTitle(s);
+    else if (!S.convId) S.shownTitle = '';
+    const title = S.gone ? (S.gone.title || 'Conversation no longer available')
+        : s ? sessionTitle(s) : S.convId && S.shownTitle ? S.shownTitle : 'New chat';
     $('chat-title').textContent = title;
     document.title = title + ' · mod_chatbot';
     const sub = $('chat-subtitle');
     const parts = [];
-    if (bot) parts.push(el('span', { text: (bot.name || bot.id) + (bot.model ? ' · ' + bot.model : '') }));
+    const model = settings.model() || (bot && bot.model);
+    if (bot) parts.push(el('span', { text: (bot.name || bot.id) + (model ? ' · ' + model : '') }));
     const cs = S.convState;
-    const state = cs && cs.stopped ? 'stopped' : cs && cs.state;
-    if (state && state !== 'idle') {
+    const state = S.gone ? 'gone' : cs && cs.stopped ? 'stopped' : cs && cs.state;
+    if (state === 'gone') {
+        parts.push(el('span.state', { dataset: { state: 'stopped' }, text: 'Not on the server' }));
+    } else if (state && state !== 'idle') {
         const label = state === 'queued' ? 'Queued' + (cs.position ? ' #' + cs.position : '')
             : state === 'loading' ? 'Loading model' : state === 'generating' ? 'Generating' : state === 'stopped' ? 'Stopped' : state;
         parts.push(el('span.state', { dataset: { state }, text: label }));
@@ -1126,11 +1498,12 @@ function updateComposer() {
     const s = S.convId ? S.sessions.get(S.convId) : null;
     const bot = activeBot();
     // No edit/regenerate on an old server or in a stopped session.
-    chat.canEdit = !S.legacy && !(s && s.stopped);
+    chat.canEdit = !S.legacy && !(s && s.stopped) && !S.gone;
     chat.setComposer({
         connected: conn.isOpen && (S.helloSeen || S.legacy),
         busy: !!currentTurn(),
         stopped: !!(s && s.stopped),
+        gone: !!S.gone,
         placeholder: bot ? 'Message ' + (bot.name || bot.id) + '…' : 'Send a message…',
         maxBytes: S.limits && S.limits.max_message_bytes,
     });
@@ -1220,6 +1593,9 @@ $('status-toggle').addEventListener('click', (e) => {
 $('scrim').addEventListener('click', () => closeDrawers());
 $('conn-retry').addEventListener('click', () => conn.retryNow());
 $('stopped-new').addEventListener('click', () => newChat());
+$('conv-gone-new').addEventListener('click', () => newChat());
+$('conv-gone-save').addEventListener('click', () => saveScreen());
+$('lost-dismiss').addEventListener('click', () => { S.lostCount = 0; sidebar.render(S); });
 $('open-shortcuts').addEventListener('click', () => openShortcuts());
 mqPhone.addEventListener('change', layoutChanged);
 mqNarrow.addEventListener('change', layoutChanged);
@@ -1228,7 +1604,8 @@ function toggleStatusPanel() {
     const root = document.documentElement;
     const hide = !root.hasAttribute('data-status-hidden');
     root.toggleAttribute('data-status-hidden', hide);
-    store('local', 'chatbot.status-hidden', hide ? '1' : null);
+    // Closed until the user opens it once (theme-init.js reads this first).
+    store('local', 'chatbot.status-hidden', hide ? '1' : '0');
     syncStatusToggle();
     if (!hide) requestStatusBoard();
 }
@@ -1284,6 +1661,17 @@ document.addEventListener('keydown', (e) => {
     } else if (mod && e.shiftKey && (e.key === 'O' || e.key === 'o' || e.code === 'KeyO')) {
         e.preventDefault();
         newChat();
+    } else if (mod && !e.shiftKey && !e.altKey && (e.key === 'k' || e.key === 'K')) {
+        e.preventDefault();
+        const input = $('search-input');
+        const focusSearch = () => { input.focus(); input.select(); };
+        if (mqPhone.matches) {
+            // the drawer's button says it is open, and gets focus back when it closes
+            if (openDrawerId !== 'sidebar') openDrawer('sidebar', $('sidebar-toggle'));
+            requestAnimationFrame(focusSearch); // after the drawer's own focus move
+        } else {
+            focusSearch();
+        }
     } else if (e.altKey && !mod && (e.code === 'KeyR') && (!typing || composerEmpty)) {
         e.preventDefault();
         regenerate();
@@ -1296,6 +1684,13 @@ document.addEventListener('keydown', (e) => {
         selectConversation(ids[i]);
     }
 });
+
+// Notifications and "Jump to latest" sit just above the message box, whatever its height.
+if (window.ResizeObserver) {
+    new ResizeObserver(() => {
+        $('main').style.setProperty('--composer-h', $('composer').offsetHeight + 'px');
+    }).observe($('composer'));
+}
 
 // ------------------------------------------------------------------ start
 applyTheme(currentTheme());

@@ -4,8 +4,10 @@
 // It renders what the app tells it and reports user intents through the
 // handlers passed to the constructor; it never talks to the socket itself.
 
-import { el, icon, iconButton, copyText, flashCopied, clockTime, fmtNum, fmtMs, utf8Length, hueClass, initials } from './ui.js';
-import { MarkdownStream, renderInto, onReady } from './markdown.js';
+import { AttachTray, attachmentNodes } from './attach.js';
+import { el, icon, iconButton, copyText, flashCopied, clockTime, fmtNum, fmtMs, utf8Length, hueClass, initials, tokenRate, firstTokenMs } from './ui.js';
+import { MarkdownStream, renderInto, onReady, followFootnote } from './markdown.js';
+import { versionNav } from './versions.js';
 
 const NEAR_BOTTOM_PX = 96;
 
@@ -41,6 +43,11 @@ const ERROR_TITLE = {
     command_denied: 'Command refused',
     command_failed: 'Command failed',
     interrupted: 'Answer interrupted',
+    backend_error: 'Backend error',
+    backend_protocol: 'Unexpected backend reply',
+    backend_bad_request: 'Backend refused the request',
+    storage_full: 'History storage full',
+    internal: 'Server error',
     too_large: 'Message too long',
     busy: 'Still answering',
     queue_full: 'Queue full',
@@ -68,11 +75,13 @@ export class ChatView {
         this.count = this.$('composer-count');
         this.jump = this.$('jump-latest');
         this.bindComposer();
+        this.tray = new AttachTray(this);
         this.scroller.addEventListener('scroll', () => {
             if (this.nearBottom()) this.jump.hidden = true;
         }, { passive: true });
         this.jump.addEventListener('click', () => { this.scrollToBottom(true); this.input.focus(); });
         this.$('load-earlier-btn').addEventListener('click', () => this.h.onLoadEarlier());
+        this.list.addEventListener('click', followFootnote);
         onReady(() => this.rerenderAll());
     }
 
@@ -84,7 +93,9 @@ export class ChatView {
             if (e.key === 'Enter' && !e.shiftKey && !e.ctrlKey && !e.altKey && !e.metaKey && !e.isComposing) {
                 e.preventDefault();
                 this.submit();
-            } else if (e.key === 'ArrowUp' && this.input.value === '' && !this.busy) {
+            } else if (e.key === 'ArrowUp' && !e.altKey && !e.ctrlKey && !e.metaKey && !e.shiftKey &&
+                       this.input.value === '' && !this.busy) {
+                // (Alt+Up is "previous conversation", handled by the app)
                 const last = [...this.order].reverse().map((k) => this.items.get(k))
                     .find((it) => it.m.role === 'user' && it.m.index !== null && it.m.index !== undefined);
                 if (last && this.canEdit) { e.preventDefault(); this.startEdit(last); }
@@ -100,7 +111,8 @@ export class ChatView {
         ta.style.height = Math.min(ta.scrollHeight, window.innerHeight * 0.4) + 'px';
         // The server limits the whole WebSocket message (JSON envelope and
         // escapes included), not just the text: measure what will be sent.
-        const n = this.h.measure ? this.h.measure(ta.value) : utf8Length(ta.value);
+        const atts = this.tray ? this.tray.items : [];
+        const n = this.h.measure ? this.h.measure(ta.value, atts) : utf8Length(ta.value);
         const over = n > this.maxBytes;
         if (n > this.maxBytes * 0.8) {
             this.count.hidden = false;
@@ -110,33 +122,37 @@ export class ChatView {
         } else {
             this.count.hidden = true;
         }
-        this.sendBtn.disabled = this.composerDisabled || over || ta.value.trim() === '';
+        this.sendBtn.disabled = this.composerDisabled || over || (ta.value.trim() === '' && !atts.length);
     }
 
     submit() {
         const text = this.input.value;
-        if (this.busy || this.composerDisabled || text.trim() === '') return;
-        if (this.h.onSend(text) !== false) {
+        const atts = this.tray.items.slice();
+        if (this.busy || this.composerDisabled || (text.trim() === '' && !atts.length)) return;
+        if (this.h.onSend(text, atts) !== false) {
             this.input.value = '';
+            this.tray.clear();
             this.onInput();
             // Sent with the button: it is replaced by Stop, keep the focus in the box.
             this.focusInput();
         }
     }
 
-    setComposer({ connected, busy, stopped, placeholder, maxBytes }) {
+    setComposer({ connected, busy, stopped, gone, placeholder, maxBytes }) {
         this.busy = !!busy;
         if (maxBytes) this.maxBytes = maxBytes;
-        this.composerDisabled = !connected || !!stopped;
-        this.input.disabled = !!stopped;
-        this.input.placeholder = stopped ? 'This session is stopped' : (placeholder || 'Send a message…');
+        this.composerDisabled = !connected || !!stopped || !!gone;
+        this.input.disabled = !!stopped || !!gone;
+        this.input.placeholder = gone ? 'No longer on the server'
+            : stopped ? 'This session is stopped' : (placeholder || 'Send a message…');
         const focused = document.activeElement;
         this.sendBtn.hidden = this.busy;
         this.stopBtn.hidden = !this.busy;
         // Send and Stop take turns in one place: focus on the one that goes
         // away would fall to <body>; it belongs in the message box.
         if ((focused === this.sendBtn || focused === this.stopBtn) && focused.hidden) this.focusInput();
-        this.$('session-stopped').hidden = !stopped;
+        this.$('session-stopped').hidden = !stopped || !!gone;
+        this.$('conv-gone').hidden = !gone;
         this.onInput();
         this.refreshLast();
     }
@@ -196,6 +212,18 @@ export class ChatView {
         this.list.append(frag);
         this.refreshLast();
         this.hideEmpty();
+    }
+
+    /** Scrolls to the stored message index (a search hit) and marks it. */
+    reveal(index) {
+        const node = this.list.querySelector('[data-index="' + Number(index) + '"]');
+        if (!node) return false;
+        node.scrollIntoView({ block: 'center' });
+        node.classList.remove('hit-flash');
+        void node.offsetWidth; // restart the animation
+        node.classList.add('hit-flash');
+        setTimeout(() => node.classList.remove('hit-flash'), 2600);
+        return true;
     }
 
     prepend(models) {
@@ -319,6 +347,7 @@ export class ChatView {
         else it = this.buildAssistant(m);
         it.m = m;
         it.node.dataset.key = m.key;
+        if (typeof m.index === 'number') it.node.dataset.index = String(m.index);
         this.items.set(m.key, it);
         if (!replace) this.order.push(m.key);
         return it;
@@ -348,8 +377,11 @@ export class ChatView {
         } else if (m.ts) {
             foot.append(el('span.msg-meta', { text: clockTime(m.ts), title: new Date(m.ts).toLocaleString() }));
         }
+        const nav = versionNav(m, (idx, d) => this.h.onSelectVersion(m, idx, d));
+        if (nav) foot.append(nav);
         foot.append(actions);
-        const body = el('div.msg-body', null, el('h3.sr-only', { text: isCmd ? 'You ran a command' : 'You said' }), bubble, foot);
+        const body = el('div.msg-body', null, el('h3.sr-only', { text: isCmd ? 'You ran a command' : 'You said' }),
+            attachmentNodes(m.attachments), m.content || !m.attachments || !m.attachments.length ? bubble : null, foot);
         it.node = el('article.msg.msg-user' + (m.pending ? '.pending' : '') + (m.failed ? '.failed' : ''), null, body);
         it.bubble = bubble;
         it.body = body;
@@ -359,8 +391,14 @@ export class ChatView {
     startEdit(it) {
         if (this.busy || !this.canEdit) return;
         const m = it.m;
-        const ta = el('textarea', { 'aria-label': 'Edit message', rows: '3', dir: 'auto' });
+        const ta = el('textarea', { 'aria-label': 'Edit message', rows: '1', dir: 'auto' });
         ta.value = m.content;
+        // As high as its text (up to 60% of the window), like the message box.
+        const fit = () => {
+            ta.style.height = 'auto';
+            ta.style.height = Math.min(ta.scrollHeight + ta.offsetHeight - ta.clientHeight, Math.round(window.innerHeight * 0.6)) + 'px';
+        };
+        ta.addEventListener('input', fit);
         const cancel = () => { this.update(m); this.items.get(m.key)?.edit?.focus(); };
         const save = () => {
             const v = ta.value;
@@ -375,6 +413,7 @@ export class ChatView {
             el('button.btn.btn-sm.btn-ghost', { type: 'button', onclick: cancel }, 'Cancel'),
             el('button.btn.btn-sm.btn-primary', { type: 'button', onclick: save }, 'Save & send')));
         it.body.replaceChildren(box);
+        fit();
         ta.focus();
         ta.setSelectionRange(ta.value.length, ta.value.length);
     }
@@ -463,19 +502,31 @@ export class ChatView {
     buildFoot(it, m) {
         const foot = it.foot;
         foot.replaceChildren();
-        if (m.interrupted) {
-            const stopped = m.stats && m.stats.done_reason === 'stopped';
-            foot.append(el('span.msg-flag.badge', { text: stopped ? 'Stopped' : 'Interrupted' }));
+        // How the answer ended: a failure (its reason is in the card after
+        // it), the user's Stop, or cut short for a reason this page does not
+        // know (stopped in another browser, a server restart...).
+        if (m.failure) {
+            foot.append(el('span.msg-flag.badge.badge-danger', {
+                text: 'Failed', title: 'The answer was cut off by an error: ' + m.failure.code,
+            }));
+        } else if (m.interrupted) {
+            const stopped = m.stoppedByUser || (m.stats && m.stats.done_reason === 'stopped');
+            foot.append(el('span.msg-flag.badge', stopped ? { text: 'Stopped', title: 'Stopped by you' }
+                : { text: 'Interrupted', title: 'The answer ended before the model finished it' }));
         }
         const meta = [];
         if (m.ts) meta.push(clockTime(m.ts));
         const s = m.stats;
         if (s) {
-            if (s.tokens_per_sec) meta.push(fmtNum(s.tokens_per_sec) + ' tok/s');
-            if (s.tokens) meta.push(s.tokens + ' tokens');
-            if (s.ttft_ms !== undefined && s.ttft_ms !== null) meta.push('TTFT ' + fmtMs(s.ttft_ms));
+            const rate = tokenRate(s);
+            if (rate !== null) meta.push(fmtNum(rate) + ' tok/s');
+            if (s.tokens) meta.push(s.tokens + (s.tokens === 1 ? ' token' : ' tokens'));
+            const ttft = firstTokenMs(s);
+            if (ttft !== null) meta.push('TTFT ' + fmtMs(ttft));
         }
         if (meta.length) foot.append(el('span.msg-meta', { text: meta.join(' · ') }));
+        const nav = m.live ? null : versionNav(m, (idx, d) => this.h.onSelectVersion(m, idx, d));
+        if (nav) foot.append(nav);
         const actions = el('div.msg-actions');
         const copy = iconButton('copy', 'Copy answer', async () => flashCopied(copy, await copyText(m.content || '')));
         actions.append(copy);
@@ -489,40 +540,56 @@ export class ChatView {
 
     buildError(m) {
         const refusal = m.code === 'command_denied';
-        const title = ERROR_TITLE[m.code] || 'Something went wrong';
+        const title = m.partial ? 'Answer cut off' : ERROR_TITLE[m.code] || 'Something went wrong';
         let text = m.message || ERROR_TEXT[m.code] || 'Unknown error.';
         const known = m.code === 'model_not_found' && this.model
             ? ERROR_TEXT.model_not_found.replace('<model>', this.model) : ERROR_TEXT[m.code];
-        if (m.code === 'rate_limited' && m.retryAfterMs) {
-            text = (m.message ? m.message.replace(/\.?$/, '. ') : '') + 'Try again in ' + Math.ceil(m.retryAfterMs / 1000) + ' s.';
-        } else if (known && m.message && !m.message.includes(known)) {
-            text = known + ' (' + m.message + ')';
-        } else if (known && !m.message) {
+        const rateLimited = m.code === 'rate_limited' && m.retryAfterMs > 0;
+        if (rateLimited) {
+            // One timer only: the countdown below (the server's sentence says
+            // "retry in 29.6 s" at the time it was written: that part goes).
+            text = (m.message || ERROR_TEXT.rate_limited).replace(/[;,.]?\s*retry in [\d.]+\s*s\.?\s*$/i, '').replace(/\.?$/, '.');
+            text = text.charAt(0).toUpperCase() + text.slice(1);
+        } else if (m.code === 'model_not_found' && known) {
             text = known;
         }
+        // Otherwise one sentence (issue 19): the server's own reason when it
+        // gave one, else the page's; the code stays in the title line.
         const errText = el('p.err-text', { text });
         const card = el('div.card-error' + (refusal ? '.refusal' : ''), { role: 'alert' },
-            icon(refusal ? 'alert' : 'alert'),
+            icon('alert'),
             el('div', null,
                 el('div.err-title', null, el('span', { text: title }), el('code.err-code', { text: m.code || 'error' })),
                 errText));
         const it = { node: card };
+        let wait = null;
+        if (rateLimited) {
+            wait = el('span.err-wait');
+            errText.append(' ', wait);
+        }
+        let btn = null;
         if (m.retry) {
-            const btn = el('button.btn.btn-sm', { type: 'button', onclick: () => m.retry() }, icon('refresh'), 'Retry');
+            btn = el('button.btn.btn-sm', { type: 'button', onclick: () => m.retry() }, icon('refresh'), 'Retry');
             card.lastChild.append(el('div.err-actions', null, btn));
-            if (m.code === 'rate_limited' && m.retryAfterMs) {
-                // Count down until retrying makes sense.
-                btn.disabled = true;
-                const until = Date.now() + m.retryAfterMs;
-                const tick = () => {
-                    const left = Math.ceil((until - Date.now()) / 1000);
-                    if (!card.isConnected && left < 0) return;
-                    if (left <= 0) { btn.disabled = false; btn.lastChild.textContent = 'Retry'; return; }
-                    btn.lastChild.textContent = 'Retry in ' + left + ' s';
-                    setTimeout(tick, 500);
-                };
-                tick();
-            }
+        }
+        // a failed regenerate is a version of the answer too
+        const nav = versionNav(m, (idx, d) => this.h.onSelectVersion(m, idx, d), 'answer');
+        if (nav) card.lastChild.append(nav);
+        if (wait) {
+            // Count down until retrying makes sense; Retry waits for it.
+            const until = (m.receivedAt || Date.now()) + m.retryAfterMs;
+            const tick = () => {
+                const left = Math.ceil((until - Date.now()) / 1000);
+                if (left <= 0) {
+                    wait.textContent = 'You can try again now.';
+                    if (btn) btn.disabled = false;
+                    return;
+                }
+                wait.textContent = 'Try again in ' + left + ' s.';
+                if (btn) btn.disabled = true;
+                if (card.isConnected || Date.now() - (m.receivedAt || 0) < 2000) setTimeout(tick, 250);
+            };
+            tick();
         }
         return it;
     }

@@ -5,6 +5,7 @@
 // frames arrive at any time).
 
 import { el, iconButton, showMenu, relTime, hueClass, initials } from './ui.js';
+import { botHealth } from './status.js';
 
 const STATE_LABEL = { idle: 'Idle', queued: 'Queued', loading: 'Loading', generating: 'Generating', stopped: 'Stopped' };
 
@@ -18,6 +19,27 @@ export function sessionTitle(s) {
     return t || 'New chat';
 }
 
+/** The sidebar group of a conversation last active at ms (local days). */
+export function dateGroup(ms, now = Date.now()) {
+    if (!ms) return 'Older';
+    const d = new Date(now);
+    const today = new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
+    const day = 86400000;
+    if (ms >= today) return 'Today';
+    if (ms >= today - day) return 'Yesterday';
+    if (ms >= today - 7 * day) return 'Previous 7 days';
+    return 'Older';
+}
+
+/** A snippet with its match marked (text nodes only: nothing is parsed). */
+function snippetNode(h, spec = 'span.search-snippet') {
+    const s = typeof h.snippet === 'string' ? h.snippet : '';
+    const off = Number.isInteger(h.match_offset) ? h.match_offset : 0;
+    const len = Number.isInteger(h.match_length) ? h.match_length : 0;
+    return el(spec, { dir: 'auto' },
+        s.slice(0, off), el('mark', { text: s.slice(off, off + len) }), s.slice(off + len));
+}
+
 export class Sidebar {
     constructor(h) {
         this.h = h;
@@ -28,6 +50,30 @@ export class Sidebar {
         this.renaming = null;
         this.last = null;
         document.getElementById('new-chat').addEventListener('click', () => this.h.onNewChat());
+        this.searchInput = document.getElementById('search-input');
+        this.searchPanel = document.getElementById('search-panel');
+        this.searchStatus = document.getElementById('search-status');
+        this.searchList = document.getElementById('search-results');
+        this.searchTimer = 0;
+        this.searchSent = '';
+        document.getElementById('search-form').addEventListener('submit', (e) => {
+            e.preventDefault();
+            this.runSearch(true);
+        });
+        this.searchInput.addEventListener('input', () => {
+            clearTimeout(this.searchTimer);
+            this.searchTimer = setTimeout(() => this.runSearch(false), 250);
+        });
+        this.searchInput.addEventListener('keydown', (e) => {
+            if (e.key === 'Escape' && this.searchInput.value) {
+                e.preventDefault();
+                e.stopPropagation();
+                this.clearSearch();
+            } else if (e.key === 'ArrowDown') {
+                const first = this.searchList.querySelector('button');
+                if (first) { e.preventDefault(); first.focus(); }
+            }
+        });
         this.archBtn.addEventListener('click', () => this.h.onToggleArchived());
         setInterval(() => { if (this.last) this.render(this.last); }, 60000);
     }
@@ -56,7 +102,7 @@ export class Sidebar {
         const items = S.bots.map((b) => {
             const current = b.id === S.activeBotId;
             const n = counts.get(b.id) || 0;
-            const health = b.health || (S.statusHealth && S.statusHealth(b)) || 'unknown';
+            const health = botHealth(S, b);
             const meta = el('span.bot-meta', null,
                 el('span.health', { dataset: { health }, title: 'Backend ' + health }),
                 el('span', { text: health === 'down' ? 'backend down' : (S.legacy ? 'default bot' : n + (n === 1 ? ' chat' : ' chats')) }));
@@ -87,9 +133,32 @@ export class Sidebar {
             .sort((a, b) => (b.archived === a.archived ? 0 : a.archived ? 1 : -1) ||
                 (b.updated_ms || 0) - (a.updated_ms || 0));
         this.empty.hidden = list.length > 0;
+        // Conversations this page listed before a reconnect and the server no
+        // longer has (a restart without a history file, eviction).
+        const lost = document.getElementById('lost-note');
+        lost.hidden = !S.lostCount;
+        if (S.lostCount) {
+            document.getElementById('lost-text').textContent = S.lostCount === 1
+                ? '1 conversation listed before is no longer on the server.'
+                : S.lostCount + ' conversations listed before are no longer on the server.';
+        }
         this.empty.textContent = S.legacy ? 'This server keeps no conversation list.' : 'No conversations with this bot yet.';
-        const rows = list.map((s) => this.row(S, s));
-        this.sessionList.replaceChildren(...rows);
+        // grouped by the day of the last activity: Today, Yesterday,
+        // Previous 7 days, Older (archived ones last, as their own group)
+        const groups = new Map();
+        for (const s of list) {
+            const g = s.archived ? 'Archived' : dateGroup(s.updated_ms);
+            if (!groups.has(g)) groups.set(g, []);
+            groups.get(g).push(this.row(S, s));
+        }
+        const items = [];
+        for (const [label, rows] of groups) {
+            const gid = 'sg-' + label.replace(/\W+/g, '-').toLowerCase();
+            items.push(el('li.session-group', null,
+                el('h3.session-group-label', { id: gid, text: label }),
+                el('ul.session-sublist', { 'aria-labelledby': gid }, ...rows)));
+        }
+        this.sessionList.replaceChildren(...items);
     }
 
     row(S, s) {
@@ -158,6 +227,73 @@ export class Sidebar {
         li.replaceChildren(input);
         input.focus();
         input.select();
+    }
+
+    // ------------------------------------------------------------- search
+    runSearch(force) {
+        const q = this.searchInput.value.trim();
+        if (!q) { this.clearSearch(false); return; }
+        if (!force && q === this.searchSent) return;
+        const bytes = new TextEncoder().encode(q).length;
+        this.searchPanel.hidden = false;
+        this.sessionList.hidden = true;
+        this.empty.hidden = true;
+        if (bytes > 256) {
+            this.searchStatus.textContent = 'The search is too long (at most 256 bytes).';
+            this.searchList.replaceChildren();
+            return;
+        }
+        this.searchSent = q;
+        this.searchStatus.textContent = 'Searching…';
+        if (!this.h.onSearch(q)) this.searchStatus.textContent = 'Not connected: search when the connection is back.';
+    }
+
+    clearSearch(resetInput = true) {
+        clearTimeout(this.searchTimer);
+        if (resetInput) this.searchInput.value = '';
+        this.searchSent = '';
+        this.searchPanel.hidden = true;
+        this.sessionList.hidden = false;
+        this.searchList.replaceChildren();
+        if (this.last) this.render(this.last);
+    }
+
+    /** A `search_results` frame (or an error for the search). */
+    showResults(f) {
+        if (typeof f.query !== 'string' || f.query !== this.searchSent) return; // stale
+        const hits = Array.isArray(f.results) ? f.results.filter((h) => h && typeof h === 'object') : [];
+        const n = hits.length;
+        this.searchStatus.textContent = n === 0 ? 'No conversation contains “' + f.query + '”.'
+            : n + (n === 1 ? ' result' : ' results') + (f.truncated ? ' (more exist: refine the search)' : '');
+        const bots = this.last ? this.last.bots : [];
+        const rows = hits.map((h, i) => {
+            const title = sessionTitle(h);
+            const bot = bots.find((b) => b.id === h.bot_id);
+            const where = h.field === 'title' ? 'Title' : (h.role === 'assistant' ? 'Answer' : 'You');
+            const btn = el('button.search-hit', {
+                type: 'button', 'data-fkey': 'q:' + i,
+                onclick: () => this.h.onOpenHit(h.conversation_id, h.field === 'message' ? h.index : null),
+                onkeydown: (e) => {
+                    const sib = e.key === 'ArrowDown' ? btn.parentElement.nextElementSibling
+                        : e.key === 'ArrowUp' ? btn.parentElement.previousElementSibling : null;
+                    if (sib) { e.preventDefault(); sib.querySelector('button').focus(); }
+                    else if (e.key === 'ArrowUp') { e.preventDefault(); this.searchInput.focus(); }
+                },
+            },
+            h.field === 'title' ? snippetNode(h, 'span.search-hit-title')
+                : el('span.search-hit-title', { text: title, dir: 'auto' }),
+            el('span.search-hit-meta', { text: where + ' · ' + ((bot && bot.name) || h.bot_id || '') +
+                (h.updated_ms ? ' · ' + relTime(h.ts_ms || h.updated_ms) : '') + (h.archived ? ' · archived' : '') }),
+            h.field === 'message' ? snippetNode(h) : null);
+            return el('li', null, btn);
+        });
+        this.searchList.replaceChildren(...rows);
+    }
+
+    searchFailed(message) {
+        if (!this.searchSent) return;
+        this.searchStatus.textContent = message || 'The search failed.';
+        this.searchList.replaceChildren();
     }
 
     /** Ids of visible conversations in display order (for Alt+Up/Down). */

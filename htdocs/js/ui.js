@@ -53,13 +53,29 @@ export function iconButton(name, label, onclick, cls) {
 }
 
 // ---------------------------------------------------------------- toasts
-export function toast(message, { error = false, timeout = 5000 } = {}) {
+const TOASTS_MAX = 3;
+
+/**
+ * A short notification above the message box (never over the header). The
+ * same message again replaces the one shown instead of stacking; at most
+ * TOASTS_MAX are shown. action: {label, run} adds a button (e.g. Undo).
+ */
+export function toast(message, { error = false, timeout = 5000, action = null } = {}) {
     const host = document.getElementById('toasts');
-    const t = el('div.toast' + (error ? '.error' : ''), null, el('span', { text: message }));
+    for (const old of [...host.children]) {
+        if (old.dataset.message === message) old.remove();
+    }
+    const t = el('div.toast' + (error ? '.error' : ''), { role: error ? 'alert' : null }, el('span', { text: message }));
+    t.dataset.message = message;
+    if (action) {
+        t.append(el('button.toast-action', {
+            type: 'button', onclick: () => { t.remove(); action.run(); },
+        }, action.label));
+    }
     const close = iconButton('x', 'Dismiss', () => t.remove());
     t.append(close);
     host.append(t);
-    while (host.children.length > 3) host.firstChild.remove();
+    while (host.children.length > TOASTS_MAX) host.firstChild.remove();
     if (timeout) setTimeout(() => t.remove(), timeout);
     return t;
 }
@@ -254,6 +270,34 @@ export function fmtMs(ms) {
     if (ms < 1000) return Math.round(ms) + ' ms';
     if (ms < 60000) return (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + ' s';
     return Math.floor(ms / 60000) + ' min ' + Math.round((ms % 60000) / 1000) + ' s';
+}
+
+// Answer speed: what the page can stand behind. A backend's own tokens/s
+// (eval_count over eval_duration) is not shown: some report a duration of a
+// few nanoseconds ("8000000.0 tok/s"). Shown instead: the tokens after the
+// first over the wall time since the first one (the server's own fallback
+// formula), from this page's clock when it saw the whole answer arrive, else
+// from the server's (duration - queue - time to first token). Under 2 tokens
+// or RATE_MIN_WALL_MS of streaming there is nothing meaningful to show.
+export const RATE_MIN_WALL_MS = 50;
+
+/** Tokens per second of an answer, or null (see above). wallMs: measured here. */
+export function tokenRate(stats, wallMs) {
+    if (!stats) return null;
+    if ('rate' in stats) return typeof stats.rate === 'number' ? stats.rate : null; // decided when it ended
+    const tokens = stats.tokens;
+    let wall = wallMs;
+    if (!(wall > 0) && typeof stats.duration_ms === 'number' && typeof stats.ttft_ms === 'number') {
+        wall = stats.duration_ms - stats.ttft_ms - (typeof stats.queue_ms === 'number' ? stats.queue_ms : 0);
+    }
+    if (!(tokens >= 2) || !(wall >= RATE_MIN_WALL_MS)) return null;
+    return ((tokens - 1) * 1000) / wall;
+}
+
+/** Time to the first token, or null when no token arrived. */
+export function firstTokenMs(stats) {
+    if (!stats || !(stats.tokens > 0) || typeof stats.ttft_ms !== 'number' || !(stats.ttft_ms >= 0)) return null;
+    return stats.ttft_ms;
 }
 
 export function fmtNum(n, digits = 1) {

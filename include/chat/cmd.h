@@ -41,7 +41,18 @@ typedef enum {
 
 /* spec flags */
 #define CHAT_CMD_F_PATHS 0x1u  /* arguments are paths confined under cwd */
-#define CHAT_CMD_F_DASHES 0x2u /* arguments may start with '-' */
+#define CHAT_CMD_F_DASHES 0x2u /* arguments may be options (from spec->options) */
+
+#define CHAT_CMD_MAX_OPTIONS 64 /* entries in options= */
+
+/* One option users may pass, from options=: "-l", "--all", "--" (end of
+ * options), or with a trailing '=' in the declaration ("-n=", "--lines=")
+ * an option that takes a value. Points into the declaration's text. */
+typedef struct {
+    const char *name; /* "-n", "--lines" (not NUL-terminated) */
+    size_t len;
+    int takes_value;
+} chat_cmd_opt_t;
 
 /* A parsed declaration. The strings point into the argv given to
  * chat_cmd_spec_parse (the caller keeps it alive). */
@@ -57,20 +68,28 @@ typedef struct {
     unsigned flags;       /* CHAT_CMD_F_* */
     uint32_t max_args;    /* 0 (none), 1 (one), maxargs= (many) */
     uint32_t max_arg_len; /* bytes per user argument */
+    chat_cmd_opt_t options[CHAT_CMD_MAX_OPTIONS]; /* options= (allowed options) */
+    size_t noptions;
+    const char *options_text; /* options= as declared, for messages */
 } chat_cmd_spec_t;
 
 /* Parses the arguments of
  *   ChatbotCommand name /abs/path [fixed args...] [args=none|one|many]
  *       [timeout=10s] [maxoutput=64k] [cwd=/dir] [paths=on|off]
- *       [dashes=on|off] [maxargs=N] [maxarglen=N]
+ *       [options=-l,-a,-n=,--color=] [maxargs=N] [maxarglen=N]
  * argv[0] is the name. Every token of the form lowercase_key=value is an
  * option (an unknown key is an error); every other token after the path is
  * a fixed argument, passed to the program before the user's arguments.
  * Defaults: args=none, timeout=10s, maxoutput=64k, no cwd ("/"),
- * paths=on, dashes=off, maxargs=16, maxarglen=256. paths=on with
+ * paths=on, no options, maxargs=16, maxarglen=256. paths=on with
  * args=one|many requires cwd= (the directory path arguments are confined
- * to). Only the syntax is checked here: that the program and cwd exist is
- * the glue's job.
+ * to). options= lists every option a user may pass (comma-separated, each
+ * "-x" with x a letter or digit, or "--name", or "--"; a trailing '='
+ * declares an option that takes a value); dashes=on is accepted only
+ * together with options= (an option allowed just because it starts with
+ * '-' let "-lRL" read through symbolic links), dashes=off only without.
+ * Only the syntax is checked here: that the program and cwd exist is the
+ * glue's job.
  * Returns CHAT_OK, or CHAT_EINVAL with err (an English sentence naming the
  * bad token and what is allowed; the caller prefixes the directive name). */
 chat_status_t chat_cmd_spec_parse(chat_cmd_spec_t *spec, int argc,
@@ -99,7 +118,8 @@ chat_status_t chat_cmd_split(const char *line, size_t len, char *buf, size_t buf
  *    Unicode line/paragraph separators, bidirectional and zero-width
  *    format characters (which could disguise an argument in logs or UI);
  *  - no leading '-' (nor a Unicode dash or minus look-alike) unless
- *    CHAT_CMD_F_DASHES;
+ *    CHAT_CMD_F_DASHES (then an argument starting with ASCII '-' is an
+ *    option and is checked by chat_cmd_check_args against spec->options);
  *  - with CHAT_CMD_F_PATHS: no character that looks like or normalises
  *    (NFKC) to path syntax ('/', '\\', '.'): fullwidth and small forms,
  *    U+2215 DIVISION SLASH, U+2044 FRACTION SLASH, U+2024 ONE DOT LEADER...
@@ -115,10 +135,29 @@ chat_status_t chat_cmd_check_arg(const chat_cmd_spec_t *spec, const char *arg, s
 
 /* Checks the number of user arguments against the mode (none: 0, one:
  * exactly 1, many: 0..max_args), then each with chat_cmd_check_arg; err
- * names the argument's position (1-based).
- * Returns CHAT_OK or CHAT_EDENIED. */
+ * names the argument's position (1-based). An argument starting with '-'
+ * is an option wherever it stands (GNU programs take options after file
+ * names too), until a "--" that options= allows:
+ *  - "--name" must be listed; "--name=value" needs "--name=" listed;
+ *  - "-abc" is the short options -a, -b and -c, each of which must be
+ *    listed; one that takes a value ends the group and the rest of the
+ *    argument is its value ("-n5");
+ *  - a listed option that takes a value and has none attached takes the
+ *    next argument as its value (which may not be missing);
+ *  - a value may not carry a path ('/' or "..") when paths=on.
+ * A lone "-" and the arguments after an allowed "--" are file names.
+ * Returns CHAT_OK or CHAT_EDENIED. The reason never quotes the argument;
+ * it lists the declared options instead. */
 chat_status_t chat_cmd_check_args(const chat_cmd_spec_t *spec, const char *const *args,
                                   size_t nargs, char *err, size_t errcap);
+
+/* 1 if a listed option is known, for some common program, to follow
+ * symbolic links or to recurse into directories ("-R", "-L",
+ * "--dereference"...): with paths=on such an option reads what the path
+ * check refused (a link inside cwd that leads out), so the glue warns at
+ * start-up when options= lists one. The letters mean different things in
+ * different programs; this errs on the side of warning. */
+int chat_cmd_option_risky(const chat_cmd_opt_t *opt);
 
 /* The lexical part of path confinement. base is an absolute, normalised
  * directory (no "." or ".." components, no trailing '/' except "/" itself:

@@ -34,10 +34,12 @@ typedef enum {
     CHAT_ETOOBIG = -40,     /* a size limit was exceeded */
     CHAT_EFULL = -41,       /* a table or queue is full */
     CHAT_ELIMIT = -42,      /* a rate limit was hit */
+    CHAT_EQUOTA = -43,      /* an identity's quota is used up */
     CHAT_ENOTFOUND = -60,   /* unknown id (or not owned by the caller) */
     CHAT_ECLOSED = -61,     /* the object is closed / finished */
     CHAT_EBUSY = -62,       /* the object is busy (e.g. already generating) */
-    CHAT_EDENIED = -63      /* not allowed */
+    CHAT_EDENIED = -63,     /* not allowed */
+    CHAT_EUNAVAIL = -64     /* a remote store is unreachable (try again later) */
 } chat_status_t;
 
 /* A short, stable, human readable name for a status ("ok", "parse", ...). */

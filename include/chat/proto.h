@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "chat/common.h"
+#include "chat/attach.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -21,7 +22,7 @@ extern "C" {
 
 typedef enum {
     CHAT_C_UNKNOWN = 0,
-    CHAT_C_MESSAGE,     /* content, [bot_id], [conversation_id], [id] */
+    CHAT_C_MESSAGE,     /* content, [bot_id], [conversation_id], [id], [attachments] */
     CHAT_C_STOP,        /* [conversation_id]: stop the answer being generated */
     CHAT_C_REGENERATE,  /* [conversation_id]: replace the last answer */
     CHAT_C_EDIT,        /* conversation_id, index, content: edit message and resend */
@@ -38,10 +39,22 @@ typedef enum {
     CHAT_C_EXPORT,      /* conversation_id, [format=markdown|json] */
     CHAT_C_RUN,         /* command, [args]: run a declared command */
     CHAT_C_PING,        /* application level ping -> {"type":"pong"} */
-    CHAT_C_STATUS       /* status board snapshot */
+    CHAT_C_STATUS,      /* status board snapshot */
+    CHAT_C_COMMAND,     /* command, [bot_id], [conversation_id]: the port-8000
+                         * client's chat line (its text is in content) */
+    CHAT_C_SEARCH,      /* query, [bot_id], [limit]: search one's own conversations */
+    CHAT_C_SETTINGS,    /* conversation_id, [model], [system], [temperature], [reset]:
+                         * read or change a conversation's settings */
+    CHAT_C_SELECT_VERSION /* conversation_id, index: make that message the
+                           * chosen version (chat/versions.h) */
 } chat_ctype_t;
 
+/* Longest model name a client may send (settings). */
+#define CHAT_MODEL_NAME_MAX 200
+
 #define CHAT_MAX_ARGS 32
+/* Most messages one history request (WebSocket or REST) may ask for. */
+#define CHAT_HISTORY_LIMIT_MAX 1000
 
 /* A parsed client message. Strings point into the parser's storage and are
  * valid until the next chat_cmsg_parse() / chat_cmsg_free() on the same
@@ -57,8 +70,17 @@ typedef struct {
     const char *format;
     const char *command;
     const char *args[CHAT_MAX_ARGS]; size_t nargs;
+    const char *query;           /* search: the words looked for */
+    chat_attach_t attach[CHAT_ATTACH_MAX]; /* message, edit: text attachments */
+    size_t nattach;
     int64_t index, limit, offset;
     int archived;                /* -1 absent, 0/1 */
+    /* settings: "model" and "system" may be "" (back to the bot's own) */
+    const char *model;
+    const char *system; size_t system_len;
+    double temperature;          /* valid if has_temperature */
+    int has_temperature;
+    int reset;                   /* "reset": true: every setting back to the bot's */
     void *priv_;                 /* parser storage (json-c object) */
 } chat_cmsg_t;
 
@@ -76,6 +98,11 @@ chat_status_t chat_cmsg_parse(chat_cmsg_t *m, const char *json, size_t len,
                               char *err, size_t errcap);
 
 const char *chat_ctype_name(chat_ctype_t t);
+
+/* 1 if a title has no visible character: only white space, control
+ * characters (a title stores them as spaces) and no-break spaces. Such a
+ * title is refused like an empty one. */
+int chat_title_is_blank(const char *title);
 
 /* ---- JSON writer ------------------------------------------------------ */
 
@@ -125,6 +152,11 @@ chat_status_t chat_jw_status(const chat_jw_t *w);
  * CHAT_ENOMEM, or CHAT_EINVAL if s is NULL and n > 0. */
 chat_status_t chat_json_escape(chat_buf_t *out, const char *s, size_t n);
 
+/* Length of the longest prefix of s[0..n) that a JSON string holds byte
+ * for byte: printable ASCII other than '"' and '\\'. Scans 8 bytes at a
+ * time (the hot paths: request bodies, backend lines). */
+size_t chat_json_plain(const char *s, size_t n);
+
 /* ---- hot-path frames ---------------------------------------------------- */
 
 /* {"type":"stream"|"thinking","content":<delta>,"conversation_id":..,"id":..}
@@ -161,8 +193,19 @@ chat_status_t chat_frame_error(chat_buf_t *buf, const char *code, const char *me
 #define CHAT_ERR_COMMAND_DENIED "command_denied"
 #define CHAT_ERR_COMMAND_FAILED "command_failed"
 #define CHAT_ERR_STORAGE_FULL "storage_full"
+#define CHAT_ERR_QUOTA_EXCEEDED "quota_exceeded" /* an identity's share of the store */
 #define CHAT_ERR_FORBIDDEN "forbidden" /* REST: a cross-origin POST */
 #define CHAT_ERR_INTERNAL "internal"
+#define CHAT_ERR_STORE_UNAVAILABLE "store_unavailable" /* ChatbotStore unreachable */
+#define CHAT_ERR_SETTING_REFUSED "setting_refused" /* a conversation setting the
+                                                    administrator does not allow */
+
+/* The sentence users are shown for a failure whose details are for the
+ * operator only (backend failures, internal errors): it names no URL,
+ * path, host or backend reply. NULL for codes whose own message is
+ * already written for users (rate_limited, not_found, too_large...). The
+ * details go to the error log, /metrics and the status pages instead. */
+const char *chat_error_public_text(const char *code);
 
 #ifdef __cplusplus
 }

@@ -1,18 +1,28 @@
-/* chat/store.h - conversations, history, users, rate limits, backend
- * capacity/queue/breaker state and metrics, kept in one caller-given
- * memory region (an APR shared-memory segment in the module, a malloc'ed
- * buffer in the unit tests).
+/* chat/store.h - conversations, history, users, rate limits, quotas,
+ * backend capacity/queue/breaker state and metrics: the chat store.
  *
- * Everything inside the region is addressed by offsets/indexes, never
- * pointers, because httpd children may map the segment at different
- * addresses and because the region is written to a file verbatim
- * (ChatbotHistoryFile) and read back.
+ * The store is reached through a provider (chat_store_provider_t), the way
+ * httpd's mod_socache reaches shmcb, redis or memcache through
+ * ap_socache_provider_t: every chat_store_*() call below dispatches to the
+ * provider of the handle. The core implements one provider, shared memory
+ * ("shm"): one caller-given memory region (an APR shared-memory segment in
+ * the module, a malloc'ed or mmap'ed buffer in the unit tests), set up with
+ * chat_store_format/attach/load below. Inside the region everything is
+ * addressed by offsets/indexes, never pointers, because httpd children map
+ * the segment at different addresses and because the region is written to
+ * a file verbatim (ChatbotHistoryFile) and read back.
  *
- * LOCKING: the store does no locking. The caller holds one global mutex
- * around every call except the ones marked "lock-free" (atomic counters).
+ * LOCKING: the store locks internally; callers never hold a lock. The shm
+ * provider's locks are robust process-shared mutexes inside the region,
+ * striped by identity (a shard), plus one short pool lock for free space
+ * and one per backend: a child killed at any moment leaves no lock taken
+ * and no half-made change (its work is rolled back by the next one to take
+ * the lock). Functions marked "lock-free" only read or add atomically.
+ * Callbacks (list, read, tail) run under a lock: they must not call back
+ * into the store.
  *
  * The detailed layout is documented with an ASCII diagram in
- * mod_chatbot/core/chat_store.c.
+ * mod_chatbot/core/chat_store.c; docs/storage.md explains it for operators.
  */
 #ifndef CHAT_STORE_H
 #define CHAT_STORE_H
@@ -29,13 +39,39 @@ extern "C" {
 
 /* ---- identity ----------------------------------------------------------- */
 
-/* A user's identity as stored: SHA-1 of "u:<r->user>" or "s:<cookie>". */
+/* A user's identity as stored: SHA-1 of "u:<r->user>" or "s:<cookie>",
+ * and whether it is an authenticated one ("u:"): quotas and eviction treat
+ * the two classes differently. */
 typedef struct {
     uint8_t b[20];
+    uint32_t auth; /* 1 for "u:" identities */
 } chat_owner_t;
 
-/* Derives the stored owner key from an identity string. */
+/* Derives the stored owner key from an identity string ("u:..." counts as
+ * authenticated, anything else as anonymous). */
 void chat_owner_from(chat_owner_t *o, const char *identity, size_t len);
+
+/* ---- quotas ----------------------------------------------------------------- */
+
+/* What one identity of a class may hold. 0 = no limit. */
+typedef struct {
+    uint32_t conversations; /* conversations kept */
+    uint64_t history_bytes; /* arena bytes its conversations take (256-byte blocks) */
+    chat_rate_t create;     /* conversations created (count 0 = unlimited) */
+} chat_quota_t;
+
+/* How the store is divided. Anonymous identities may fill free space, but
+ * together they are entitled to anon_share_pct percent of the conversation
+ * slots and of the arena only: beyond it, authenticated identities take the
+ * difference back when they need room (100 = no reservation). */
+typedef struct {
+    chat_quota_t anon;
+    chat_quota_t auth;
+    uint32_t anon_share_pct; /* 1..100 */
+} chat_store_policy_t;
+
+/* No quota, no reservation: what a handle starts with. */
+void chat_store_policy_default(chat_store_policy_t *p);
 
 /* ---- layout --------------------------------------------------------------- */
 
@@ -49,6 +85,9 @@ typedef struct {
     uint32_t queue_cap;          /* per backend waiting queue, e.g. 64 */
     uint32_t max_active;         /* per backend concurrent-request slots, e.g. 64 */
     uint32_t metric_series;      /* (bot, backend) pairs, e.g. 64 */
+    uint32_t max_procs;          /* processes using the store at once (the
+                                  * process table: children of the current
+                                  * and of older generations), e.g. 64 */
 } chat_store_layout_t;
 
 /* 1 if the two layouts are the same (a region made for one fits the other). */
@@ -65,14 +104,21 @@ typedef struct chat_store chat_store_t; /* process-local handle */
 chat_status_t chat_store_format(chat_store_t **pst, void *base, size_t size,
                                 const chat_store_layout_t *l, uint64_t now_ms);
 
-/* Attaches to a region formatted earlier (another process, a graceful
- * restart, or bytes read back from a file). Verifies the magic, version and
- * that the layout matches l exactly, then checks every table and chain for
- * consistency (offsets in range, chains end, counts agree) so a corrupted
- * file can never crash the server.
+/* Attaches to a live region formatted earlier, one that other processes
+ * may be using right now (a graceful restart). Verifies the magic, version
+ * and that the layout matches l exactly, then, holding every lock (so that
+ * no half-done update is seen; a holder that died is rolled back first),
+ * gives back what dead holders leaked and checks every table and chain.
  * CHAT_OK, CHAT_EPARSE (not a store / corrupt), CHAT_EINVAL (layout differs). */
 chat_status_t chat_store_attach(chat_store_t **pst, void *base, size_t size,
                                 const chat_store_layout_t *l);
+
+/* Attaches to an image nobody uses: bytes read back from a file, or a copy.
+ * Its locks and process table are reset (what they held died with the
+ * writer), then it is checked as by attach: a corrupted or hostile file can
+ * never crash the server. Same returns as attach. */
+chat_status_t chat_store_load(chat_store_t **pst, void *base, size_t size,
+                              const chat_store_layout_t *l);
 
 /* Reads the layout recorded in a region's header (checking only the magic,
  * version and sizes), so that an image saved with other sizing directives
@@ -105,6 +151,49 @@ chat_status_t chat_store_migrate(chat_store_t *dst, const chat_store_t *src,
 void chat_store_recover(chat_store_t *st, uint64_t now_ms);
 
 void chat_store_detach(chat_store_t *st); /* frees the handle only */
+
+/* ---- the provider interface -------------------------------------------------- */
+
+/* What every store provider implements. A provider's handle starts with a
+ * chat_store_head_t; the functions of this header dispatch through it.
+ * Lifecycle (creating, finding, saving the storage) is provider-specific:
+ * for shm it is chat_store_format/attach/load above. Each operation has the
+ * contract of the chat_store_* function of the same name. */
+typedef struct chat_store_provider chat_store_provider_t;
+typedef struct {
+    const chat_store_provider_t *provider;
+} chat_store_head_t;
+
+/* The provider's name ("shm"). */
+const char *chat_store_provider_name(chat_store_t *st);
+
+/* ---- processes and upkeep ------------------------------------------------------ */
+
+/* Sets this process's quotas and division of the store (process-local: the
+ * parent sets it after reading the configuration, children inherit it). */
+void chat_store_set_policy(chat_store_t *st, const chat_store_policy_t *p);
+
+/* Registers the calling process (an httpd child, from its main thread, once)
+ * so that other processes can tell when it dies: conversations it was
+ * generating and backend slots it held are then released within a second
+ * instead of after a timeout. CHAT_OK, or CHAT_EFULL (table full: the
+ * process works, its crashes are noticed by timeouts only). */
+chat_status_t chat_store_proc_attach(chat_store_t *st, int pid, uint64_t now_ms);
+/* Unregisters at a clean exit (same thread as attach). */
+void chat_store_proc_detach(chat_store_t *st);
+
+/* Upkeep, cheap enough to call every second and after every child exit:
+ * takes over locks whose holder died (rolling its work back), ends the
+ * generations and frees the backend slots of processes that died, and
+ * gives back what they leaked. Returns the number of dead processes
+ * cleaned up. */
+int chat_store_maintain(chat_store_t *st, uint64_t now_ms);
+
+/* Test seam: fn (NULL: none) is called at every point of an update where a
+ * process killed right there must leave the store consistent (before and
+ * after each undo-log entry, at each commit). Crash tests stop or pause
+ * there; production never sets it. Process-wide, not thread safe. */
+void chat_store_set_crash_hook(void (*fn)(void));
 
 /* ---- conversations ("bot sessions") -------------------------------------- */
 
@@ -139,13 +228,41 @@ typedef struct {
 
 /* Creates a conversation owned by owner with bot and title (title may be
  * NULL: empty). tag must be 64 random bits (non-zero) from the caller's
- * CSPRNG: it makes ids unguessable. When the table is full the least
- * recently used IDLE conversation (of any user) is evicted and counted.
- * CHAT_OK, CHAT_EINVAL, CHAT_EFULL (every slot is busy generating). */
+ * CSPRNG: it makes ids unguessable. Spends one token of the identity's
+ * creation rate (chat_quota_t.create). An identity at its conversation
+ * quota gives up its own least recently used idle conversation. When the
+ * store is full, the least recently used idle conversation of an identity
+ * that holds at least as many conversations as owner will is evicted and
+ * counted (owner's own if nobody else does) - an anonymous owner never
+ * evicts an authenticated identity, and an authenticated owner takes back
+ * the part of the anonymous share's excess (chat_store_policy_t) first.
+ * CHAT_OK, CHAT_EINVAL, CHAT_ELIMIT (creation rate: see
+ * chat_store_create_retry_ms), CHAT_EQUOTA (at its quota and all of its
+ * conversations busy), CHAT_EFULL (nothing may be evicted for it). */
 chat_status_t chat_store_conv_create(chat_store_t *st, const chat_owner_t *owner,
                                      const char *bot, const char *title,
                                      uint64_t tag, uint64_t now_ms,
                                      chat_conv_info_t *out);
+
+/* The conversation of owner titled exactly title, or a new one: the first
+ * of owner's conversations with that title in this order - neither stopped
+ * nor archived, stopped, archived, both - most recently updated first
+ * within each; when there is none, one is created as chat_store_conv_create
+ * does, with flags (CHAT_CONV_STOPPED, CHAT_CONV_ARCHIVED) set. *created
+ * says which. The look-up and the creation are one step for the shm
+ * provider: two concurrent calls of one owner with one title make one
+ * conversation (a provider without conv_find_or_create gets a look-up
+ * followed by a creation). Returns what chat_store_conv_create returns. */
+chat_status_t chat_store_conv_find_or_create(chat_store_t *st, const chat_owner_t *owner,
+                                             const char *bot, const char *title,
+                                             uint32_t flags, uint64_t tag,
+                                             uint64_t now_ms, chat_conv_info_t *out,
+                                             int *created);
+
+/* After CHAT_ELIMIT from conv_create: milliseconds until owner may create
+ * a conversation again (>= 1), 0 if it may now. */
+int64_t chat_store_create_retry_ms(chat_store_t *st, const chat_owner_t *owner,
+                                   uint64_t now_ms);
 
 /* Looks up a conversation by id, for its owner only: a wrong owner, a
  * malformed id or a stale id all give CHAT_ENOTFOUND (never revealing that
@@ -176,6 +293,22 @@ chat_status_t chat_store_conv_flags(chat_store_t *st, const chat_owner_t *owner,
 chat_status_t chat_store_conv_delete(chat_store_t *st, const chat_owner_t *owner,
                                      const char *id);
 
+/* A conversation's settings: an opaque blob of at most CHAT_CONV_META_MAX
+ * bytes (mod_chatbot keeps a small JSON object there: model, system prompt,
+ * temperature), owner-checked like every conversation op, counted against
+ * the owner's quota, removed with the conversation, kept in the history
+ * file. get appends the blob to out (nothing if none was set) and returns
+ * CHAT_OK or CHAT_ENOTFOUND. set replaces it (len 0 removes it): CHAT_OK,
+ * CHAT_ENOTFOUND, CHAT_ETOOBIG, CHAT_EQUOTA, CHAT_EFULL, CHAT_EINTERNAL (a
+ * provider without settings). Neither changes the conversation's place in
+ * the most-recently-used order; set bumps its change counter. */
+#define CHAT_CONV_META_MAX 8192
+chat_status_t chat_store_conv_meta_get(chat_store_t *st, const chat_owner_t *owner,
+                                       const char *id, chat_buf_t *out);
+chat_status_t chat_store_conv_meta_set(chat_store_t *st, const chat_owner_t *owner,
+                                       const char *id, const char *data, size_t len,
+                                       uint64_t now_ms);
+
 /* Generation ownership, so that exactly one connection streams into a
  * conversation at a time and any other connection (in any child) can ask
  * it to stop:
@@ -196,6 +329,26 @@ chat_status_t chat_store_gen_request_stop(chat_store_t *st, const chat_owner_t *
                                           const char *id);
 int chat_store_gen_stop_requested(chat_store_t *st, const char *id, uint64_t token);
 
+/* A turn's bookkeeping in one call (with the store on redis, one round
+ * trip instead of four; a provider without it gets the calls one by one):
+ *  turn_start: gen_begin(token, state); then, if text is not NULL, appends
+ *    it as the user's message (flags, *index_out) and clears
+ *    CHAT_CONV_STOPPED; bumps the owner's list. CHAT_EBUSY / CHAT_ENOTFOUND
+ *    as gen_begin (nothing changed); if the append fails (CHAT_EFULL,
+ *    CHAT_EQUOTA, CHAT_ETOOBIG...) the generation is ended again and that
+ *    status returned.
+ *  turn_finish: if answer_set is not 0, sets it on the last (assistant)
+ *    message and clears CHAT_MSG_STREAMING; if err is not NULL, appends it
+ *    as an assistant message flagged CHAT_MSG_ERROR; gen_end(token); bumps
+ *    the owner's list. */
+chat_status_t chat_store_turn_start(chat_store_t *st, const chat_owner_t *owner,
+                                    const char *id, uint64_t token, uint32_t state,
+                                    const char *text, size_t len, uint32_t flags,
+                                    uint64_t now_ms, uint32_t *index_out);
+chat_status_t chat_store_turn_finish(chat_store_t *st, const chat_owner_t *owner,
+                                     const char *id, uint64_t token, uint32_t answer_set,
+                                     const char *err, size_t err_len, uint64_t now_ms);
+
 /* Lock-free: the conversation's change counter (0 if the id is invalid).
  * Followers poll it to learn that something new was written. */
 uint64_t chat_store_conv_seq(chat_store_t *st, const char *id);
@@ -210,6 +363,20 @@ uint64_t chat_store_conv_seq(chat_store_t *st, const char *id);
 #define CHAT_MSG_REFUSED 0x20u    /* a refused command request or its refusal
                                    * (with CHAT_MSG_COMMAND; never sent to the
                                    * model, like CHAT_MSG_ERROR) */
+#define CHAT_MSG_ATTACH 0x1000u   /* a user message whose text starts with
+                                   * attachments in the form of chat/attach.h */
+#define CHAT_MSG_ALT 0x2000u /* another version: not the chosen one among its
+                              * siblings (chat/versions.h) */
+
+/* Versions and branches: every message has a parent (an earlier message,
+ * or none for the first messages). Messages with the same parent are
+ * versions of one another (a regenerated answer, an edited question);
+ * exactly one of them is chosen, the others carry CHAT_MSG_ALT. The active
+ * path runs from the chosen root through each chosen child; it is what a
+ * conversation shows and what the model is sent. Nothing is deleted when
+ * a version is added or chosen. */
+#define CHAT_MSG_NO_PARENT 0xFFFFFFFFu
+#define CHAT_MSG_MAX_VERSIONS 32u /* versions (siblings) of one message */
 
 typedef struct {
     uint32_t index; /* 0-based position among the stored messages */
@@ -217,22 +384,49 @@ typedef struct {
     uint32_t flags;
     uint64_t ts_ms;
     size_t len;
+    uint32_t parent; /* index of the parent, or CHAT_MSG_NO_PARENT */
 } chat_msg_info_t;
 
-/* Appends a message. If the conversation already holds max_messages, the
- * oldest is dropped. If the arena is full, LRU conversations of any user
- * are evicted (never one that is QUEUED/GENERATING, never this one); then
- * this conversation's own oldest messages. CHAT_OK, CHAT_ENOTFOUND,
- * CHAT_ETOOBIG (len > max_message_bytes), CHAT_EFULL (no room at all).
- * index_out (may be NULL) gets the new message's index. */
+/* Appends a message as a child of the last message of the active path
+ * (chat/versions.h). If the conversation already holds max_messages, the
+ * oldest is dropped. If the owner would exceed its history quota, its own
+ * least recently used idle conversations go, then this conversation's
+ * oldest messages. If the arena is full, idle
+ * conversations are evicted as for conv_create (measured in arena bytes),
+ * never one that is QUEUED/GENERATING, never this one; then this
+ * conversation's own oldest messages. CHAT_OK, CHAT_ENOTFOUND, CHAT_ETOOBIG
+ * (len > max_message_bytes), CHAT_EQUOTA (larger than the owner's quota),
+ * CHAT_EFULL (no room at all). index_out (may be NULL) gets the new
+ * message's index. */
 chat_status_t chat_store_msg_append(chat_store_t *st, const chat_owner_t *owner,
                                     const char *id, chat_role_t role, uint32_t flags,
                                     const char *text, size_t len, uint64_t now_ms,
                                     uint32_t *index_out);
 
+/* Appends a message as a new version among the children of parent (an
+ * index, or CHAT_MSG_NO_PARENT for a new first message): it becomes the
+ * chosen one, its siblings get CHAT_MSG_ALT; nothing is deleted. Regenerate
+ * adds an answer under the same question, an edit adds a question under
+ * the edited one's parent. Room is made as for chat_store_msg_append (a
+ * parent dropped by it makes the message a root). Returns what append
+ * returns, and CHAT_ENOTFOUND (parent >= the number of messages),
+ * CHAT_ELIMIT (parent has CHAT_MSG_MAX_VERSIONS children already). */
+chat_status_t chat_store_msg_branch(chat_store_t *st, const chat_owner_t *owner,
+                                    const char *id, uint32_t parent, chat_role_t role,
+                                    uint32_t flags, const char *text, size_t len,
+                                    uint64_t now_ms, uint32_t *index_out);
+
+/* Makes message index the chosen version among its siblings (clearing
+ * its CHAT_MSG_ALT and setting the others'): the active path then runs
+ * through it and its own chosen descendants. CHAT_OK (also if it already
+ * was), CHAT_ENOTFOUND, CHAT_EBUSY (the conversation is generating). */
+chat_status_t chat_store_msg_select(chat_store_t *st, const chat_owner_t *owner,
+                                    const char *id, uint32_t index, uint64_t now_ms);
+
 /* Appends text to the last message (streaming an answer into history).
  * CHAT_OK, CHAT_ENOTFOUND, CHAT_EINVAL (no message), CHAT_ETOOBIG (the
- * message would exceed max_message_bytes: nothing appended), CHAT_EFULL. */
+ * message would exceed max_message_bytes: nothing appended), CHAT_EQUOTA,
+ * CHAT_EFULL. */
 chat_status_t chat_store_msg_extend(chat_store_t *st, const chat_owner_t *owner,
                                     const char *id, const char *text, size_t len,
                                     uint64_t now_ms);
@@ -256,7 +450,8 @@ int chat_store_msg_read(chat_store_t *st, const chat_owner_t *owner, const char 
                         uint32_t start, uint32_t count, chat_buf_t *text,
                         chat_msg_cb *cb, void *baton);
 
-/* The context to send to a model: the most recent messages, oldest first,
+/* The context to send to a model: the most recent messages of the active
+ * path (chat/versions.h), oldest first,
  * at most max_msgs of them and at most max_bytes of text in total (the
  * newest message is always included, even if larger), skipping messages
  * flagged CHAT_MSG_ERROR. Same callback contract and return as read. */
@@ -338,6 +533,8 @@ int chat_store_breaker_allow(chat_store_t *st, int idx, uint64_t now_ms,
 void chat_store_breaker_result(chat_store_t *st, int idx, int ok, uint64_t now_ms,
                                uint32_t threshold, uint64_t cooldown_ms);
 
+/* Records the backend's health (version NULL: keep the known one). A report
+ * that changes nothing within a second of the last one takes no lock. */
 void chat_store_backend_health(chat_store_t *st, int idx, int healthy,
                                const char *version, const char *detail, uint64_t now_ms);
 chat_status_t chat_store_backend_get(chat_store_t *st, int idx, chat_backend_info_t *out);
@@ -406,13 +603,139 @@ typedef struct {
     /* store usage */
     uint32_t conversations, max_conversations, users, max_users;
     uint64_t arena_used, arena_size;
+    uint32_t anon_conversations; /* of anonymous identities */
+    uint64_t anon_arena_used;
     uint64_t started_ms;
+    /* crash safety */
+    uint64_t recoveries;   /* locks taken over from a process that died */
+    uint64_t procs_reaped; /* dead processes whose generations were ended */
 } chat_metrics_snapshot_t;
 
 void chat_metrics_snapshot(chat_store_t *st, chat_metrics_snapshot_t *out);
 int chat_metrics_series_count(chat_store_t *st);
 chat_status_t chat_metrics_series_get(chat_store_t *st, int series,
                                       chat_series_snapshot_t *out);
+
+/* ---- the provider's operations --------------------------------------------- */
+
+struct chat_store_provider {
+    const char *name;
+    void (*detach)(chat_store_t *st);
+    void (*set_policy)(chat_store_t *st, const chat_store_policy_t *p);
+    chat_status_t (*proc_attach)(chat_store_t *st, int pid, uint64_t now_ms);
+    void (*proc_detach)(chat_store_t *st);
+    int (*maintain)(chat_store_t *st, uint64_t now_ms);
+    /* conversations */
+    chat_status_t (*conv_create)(chat_store_t *st, const chat_owner_t *owner,
+                                 const char *bot, const char *title, uint64_t tag,
+                                 uint64_t now_ms, chat_conv_info_t *out);
+    int64_t (*create_retry_ms)(chat_store_t *st, const chat_owner_t *owner,
+                               uint64_t now_ms);
+    chat_status_t (*conv_get)(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                              chat_conv_info_t *out);
+    int (*conv_list)(chat_store_t *st, const chat_owner_t *owner, const char *bot,
+                     int archived, void (*cb)(void *baton, const chat_conv_info_t *c),
+                     void *baton);
+    chat_status_t (*conv_latest)(chat_store_t *st, const chat_owner_t *owner,
+                                 const char *bot, chat_conv_info_t *out);
+    chat_status_t (*conv_rename)(chat_store_t *st, const chat_owner_t *owner,
+                                 const char *id, const char *title, uint64_t now_ms);
+    chat_status_t (*conv_flags)(chat_store_t *st, const chat_owner_t *owner,
+                                const char *id, uint32_t set, uint32_t clear,
+                                uint64_t now_ms);
+    chat_status_t (*conv_delete)(chat_store_t *st, const chat_owner_t *owner,
+                                 const char *id);
+    chat_status_t (*gen_begin)(chat_store_t *st, const chat_owner_t *owner,
+                               const char *id, uint64_t token, uint32_t state,
+                               uint64_t now_ms);
+    chat_status_t (*gen_state)(chat_store_t *st, const char *id, uint64_t token,
+                               uint32_t state, int32_t queue_position);
+    chat_status_t (*gen_end)(chat_store_t *st, const char *id, uint64_t token,
+                             uint64_t now_ms);
+    chat_status_t (*gen_request_stop)(chat_store_t *st, const chat_owner_t *owner,
+                                      const char *id);
+    int (*gen_stop_requested)(chat_store_t *st, const char *id, uint64_t token);
+    uint64_t (*conv_seq)(chat_store_t *st, const char *id);
+    /* messages */
+    chat_status_t (*msg_append)(chat_store_t *st, const chat_owner_t *owner,
+                                const char *id, chat_role_t role, uint32_t flags,
+                                const char *text, size_t len, uint64_t now_ms,
+                                uint32_t *index_out);
+    chat_status_t (*msg_extend)(chat_store_t *st, const chat_owner_t *owner,
+                                const char *id, const char *text, size_t len,
+                                uint64_t now_ms);
+    chat_status_t (*msg_flags)(chat_store_t *st, const chat_owner_t *owner,
+                               const char *id, uint32_t set, uint32_t clear,
+                               uint64_t now_ms);
+    chat_status_t (*msg_truncate)(chat_store_t *st, const chat_owner_t *owner,
+                                  const char *id, uint32_t keep, uint64_t now_ms);
+    int (*msg_read)(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                    uint32_t start, uint32_t count, chat_buf_t *text, chat_msg_cb *cb,
+                    void *baton);
+    int (*msg_tail)(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                    uint32_t max_msgs, size_t max_bytes, chat_buf_t *text,
+                    chat_msg_cb *cb, void *baton);
+    chat_status_t (*msg_branch)(chat_store_t *st, const chat_owner_t *owner,
+                                const char *id, uint32_t parent, chat_role_t role,
+                                uint32_t flags, const char *text, size_t len,
+                                uint64_t now_ms, uint32_t *index_out);
+    chat_status_t (*msg_select)(chat_store_t *st, const chat_owner_t *owner,
+                                const char *id, uint32_t index, uint64_t now_ms);
+    chat_status_t (*msg_get)(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                             uint32_t index, size_t offset, chat_buf_t *text,
+                             chat_msg_info_t *info);
+    /* users */
+    chat_status_t (*rate_take)(chat_store_t *st, const chat_owner_t *owner,
+                               const chat_rate_t *rate, uint64_t now_ms,
+                               int64_t *retry_after_ms);
+    void (*user_bump)(chat_store_t *st, const chat_owner_t *owner);
+    uint64_t (*user_seq)(chat_store_t *st, const chat_owner_t *owner);
+    uint64_t (*events)(chat_store_t *st);
+    /* backends */
+    int (*backend_register)(chat_store_t *st, const char *name, uint32_t max_active);
+    chat_status_t (*backend_acquire)(chat_store_t *st, int idx, uint64_t ticket,
+                                     uint64_t now_ms, int32_t *position);
+    void (*backend_cancel)(chat_store_t *st, int idx, uint64_t ticket);
+    void (*backend_release)(chat_store_t *st, int idx, uint64_t ticket);
+    void (*backend_beat)(chat_store_t *st, int idx, uint64_t ticket, uint64_t now_ms);
+    int (*breaker_allow)(chat_store_t *st, int idx, uint64_t now_ms,
+                         uint64_t cooldown_ms);
+    void (*breaker_result)(chat_store_t *st, int idx, int ok, uint64_t now_ms,
+                           uint32_t threshold, uint64_t cooldown_ms);
+    void (*backend_health)(chat_store_t *st, int idx, int healthy, const char *version,
+                           const char *detail, uint64_t now_ms);
+    chat_status_t (*backend_get)(chat_store_t *st, int idx, chat_backend_info_t *out);
+    int (*backend_count)(chat_store_t *st);
+    /* metrics */
+    int (*series)(chat_store_t *st, const char *bot, const char *backend);
+    void (*metrics_add)(chat_store_t *st, int series, chat_counter_t c, uint64_t v);
+    void (*metrics_observe)(chat_store_t *st, int series, chat_hist_t h, double v);
+    void (*metrics_gauge_add)(chat_store_t *st, chat_gauge_t g, int64_t delta);
+    void (*metrics_error)(chat_store_t *st, const char *code);
+    void (*metrics_snapshot)(chat_store_t *st, chat_metrics_snapshot_t *out);
+    int (*metrics_series_count)(chat_store_t *st);
+    chat_status_t (*metrics_series_get)(chat_store_t *st, int series,
+                                        chat_series_snapshot_t *out);
+    /* optional (NULL: the calls one by one): chat_store_turn_start / _finish */
+    chat_status_t (*turn_start)(chat_store_t *st, const chat_owner_t *owner,
+                                const char *id, uint64_t token, uint32_t state,
+                                const char *text, size_t len, uint32_t flags,
+                                uint64_t now_ms, uint32_t *index_out);
+    chat_status_t (*turn_finish)(chat_store_t *st, const chat_owner_t *owner,
+                                 const char *id, uint64_t token, uint32_t answer_set,
+                                 const char *err, size_t err_len, uint64_t now_ms);
+    /* optional (NULL: a look-up then a creation): chat_store_conv_find_or_create */
+    chat_status_t (*conv_find_or_create)(chat_store_t *st, const chat_owner_t *owner,
+                                         const char *bot, const char *title,
+                                         uint32_t flags, uint64_t tag, uint64_t now_ms,
+                                         chat_conv_info_t *out, int *created);
+    /* optional (NULL: CHAT_EINTERNAL): chat_store_conv_meta_get/set */
+    chat_status_t (*conv_meta_get)(chat_store_t *st, const chat_owner_t *owner,
+                                   const char *id, chat_buf_t *out);
+    chat_status_t (*conv_meta_set)(chat_store_t *st, const chat_owner_t *owner,
+                                   const char *id, const char *data, size_t len,
+                                   uint64_t now_ms);
+};
 
 #ifdef __cplusplus
 }

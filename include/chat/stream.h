@@ -96,6 +96,11 @@ int chat_stream_is_done(const chat_stream_t *s);
 const char *chat_stream_error(const chat_stream_t *s);
 /* Stats accumulated so far. */
 const chat_stats_t *chat_stream_stats(const chat_stream_t *s);
+/* Test seam: on (the default) Ollama's ordinary token lines are read in
+ * place, without json-c; off, every line goes through json-c. Both give the
+ * same events (the unit tests and the NDJSON fuzzer compare them).
+ * Process-wide, not thread safe: tests only. */
+void chat_stream_set_fast_path(int on);
 
 /* Parses a complete non-streamed reply (Ollama stream:false object, or an
  * OpenAI chat.completion object): appends the answer to content (and the

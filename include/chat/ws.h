@@ -114,6 +114,11 @@ chat_status_t chat_ws_send_ping(chat_ws_t *ws, const uint8_t *data, size_t len);
 chat_status_t chat_ws_close(chat_ws_t *ws, uint16_t code, const char *reason);
 
 chat_ws_state_t chat_ws_state(const chat_ws_t *ws);
+/* 1 if the layer is open and holds nothing half received (no partial
+ * frame, no fragmented message, no input left by a pause): destroying it
+ * now and creating a new one later loses only its counters. An owner that
+ * keeps many idle connections uses this to hold no decoder for them. */
+int chat_ws_at_rest(const chat_ws_t *ws);
 /* The code of the close frame we sent (0 if none yet). */
 uint16_t chat_ws_sent_close_code(const chat_ws_t *ws);
 /* The code the peer sent (0 if none yet, 1005 if its close had no code). */

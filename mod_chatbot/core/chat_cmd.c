@@ -54,15 +54,106 @@ enum {
     O_DASHES,
     O_MAXARGS,
     O_MAXARGLEN,
+    O_OPTIONS,
     O_COUNT
 };
 
-static const char *const opt_names[O_COUNT] = {
-    "args", "timeout", "maxoutput", "cwd", "paths", "dashes", "maxargs", "maxarglen"};
+static const char *const opt_names[O_COUNT] = {"args",    "timeout",   "maxoutput",
+                                               "cwd",     "paths",     "dashes",
+                                               "maxargs", "maxarglen", "options"};
 
 #define OPT_LIST                                                                         \
     "args=none|one|many, timeout=<duration>, maxoutput=<size>, cwd=/dir, "               \
-    "paths=on|off, dashes=on|off, maxargs=N, maxarglen=N"
+    "paths=on|off, options=-a,-b,--name,-n=, maxargs=N, maxarglen=N"
+
+static int is_alnum(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* Parses the value of options= into spec->options. Returns NULL or why. */
+static const char *parse_options(chat_cmd_spec_t *spec, const char *val)
+{
+    const char *p = val;
+
+    if (!*val) {
+        return "expected a comma-separated list such as options=-l,-a,--color=,-n=";
+    }
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p), k, j;
+        int takes = 0;
+
+        if (len > 1 && p[len - 1] == '=') {
+            takes = 1;
+            len--;
+        }
+        if (len == 2 && p[0] == '-' && p[1] == '-') {
+            if (takes) {
+                return "'--' (end of options) takes no value";
+            }
+        }
+        else if (len == 2 && p[0] == '-' && is_alnum((unsigned char)p[1])) {
+            /* -x */
+        }
+        else if (len > 2 && p[0] == '-' && p[1] == '-' && is_alnum((unsigned char)p[2])) {
+            for (k = 3; k < len; k++) {
+                if (!is_alnum((unsigned char)p[k]) && p[k] != '-' && p[k] != '_') {
+                    return "a long option is --name: letters, digits, '-' and '_'";
+                }
+            }
+        }
+        else {
+            return "each entry is -x (one letter or digit), --name or --, with a "
+                   "trailing '=' for an option that takes a value (-n=, --lines=)";
+        }
+        for (j = 0; j < spec->noptions; j++) {
+            if (spec->options[j].len == len && !memcmp(spec->options[j].name, p, len)) {
+                return "an option is listed twice";
+            }
+        }
+        if (spec->noptions == CHAT_CMD_MAX_OPTIONS) {
+            return "too many options (at most 64)";
+        }
+        spec->options[spec->noptions].name = p;
+        spec->options[spec->noptions].len = len;
+        spec->options[spec->noptions].takes_value = takes;
+        spec->noptions++;
+        if (!e) {
+            break;
+        }
+        p = e + 1;
+        if (!*p) {
+            return "an empty entry (a comma at the end)";
+        }
+    }
+    return NULL;
+}
+
+int chat_cmd_option_risky(const chat_cmd_opt_t *opt)
+{
+    /* -R: recursion that follows links (grep -R) or walks into linked
+     * directories with -L (ls, du, cp); -L: dereference (ls, du, find);
+     * and the GNU long names */
+    static const char *const risky[] = {"-R",
+                                        "-L",
+                                        "--recursive",
+                                        "--dereference",
+                                        "--dereference-recursive",
+                                        "--dereference-command-line",
+                                        "--dereference-command-line-symlink-to-dir"};
+    size_t i;
+
+    if (!opt || !opt->name) {
+        return 0;
+    }
+    for (i = 0; i < sizeof(risky) / sizeof(risky[0]); i++) {
+        if (strlen(risky[i]) == opt->len && !memcmp(risky[i], opt->name, opt->len)) {
+            return 1;
+        }
+    }
+    return 0;
+}
 
 chat_status_t chat_cmd_spec_parse(chat_cmd_spec_t *spec, int argc,
                                   const char *const *argv, char *err, size_t errcap)
@@ -172,6 +263,10 @@ chat_status_t chat_cmd_spec_parse(chat_cmd_spec_t *spec, int argc,
         case O_MAXARGLEN:
             why = chat_parse_int(val, 1, CHAT_CMD_MAX_ARG_LEN, &maxarglen);
             break;
+        case O_OPTIONS:
+            why = parse_options(spec, val);
+            spec->options_text = val;
+            break;
         }
         if (why) {
             seterr(err, errcap, "%s: %s", argv[i], why);
@@ -180,7 +275,7 @@ chat_status_t chat_cmd_spec_parse(chat_cmd_spec_t *spec, int argc,
     }
 
     if (spec->mode == CHAT_CMD_ARGS_NONE) {
-        for (i = O_PATHS; i <= O_MAXARGLEN; i++) {
+        for (i = O_PATHS; i <= O_OPTIONS; i++) {
             if (seen[i]) {
                 seterr(err, errcap,
                        "%s= only applies to user arguments, and args=none (the default) "
@@ -202,6 +297,22 @@ chat_status_t chat_cmd_spec_parse(chat_cmd_spec_t *spec, int argc,
                chat_cmd_mode_name(spec->mode), NULL);
         return CHAT_EINVAL;
     }
+    if (seen[O_DASHES] && dashes && !spec->noptions) {
+        seterr(err, errcap,
+               "dashes=on needs options=: list the options users may pass, e.g. "
+               "options=-l,-a,-h (any option was dangerous: -lRL or --dereference read "
+               "through symbolic links out of cwd=)%s%s",
+               NULL, NULL);
+        return CHAT_EINVAL;
+    }
+    if (seen[O_DASHES] && !dashes && spec->noptions) {
+        seterr(err, errcap,
+               "dashes=off contradicts options=: options= alone allows the listed "
+               "options%s%s",
+               NULL, NULL);
+        return CHAT_EINVAL;
+    }
+    dashes = spec->noptions > 0;
     spec->flags = (paths ? CHAT_CMD_F_PATHS : 0) | (dashes ? CHAT_CMD_F_DASHES : 0);
     if (spec->mode == CHAT_CMD_ARGS_NONE) {
         spec->flags = 0;
@@ -367,14 +478,113 @@ static int is_path_lookalike(uint32_t c)
            c == 0x00b7 || c == 0x2027;
 }
 
-chat_status_t chat_cmd_check_arg(const chat_cmd_spec_t *spec, const char *arg, size_t len,
+/* How an argument is read: AUTO (an option if it starts with '-', else a
+ * file name), VALUE (the value of the option before it), OPERAND (a file
+ * name even if it starts with '-': after "--"). */
+typedef enum { ROLE_AUTO, ROLE_VALUE, ROLE_OPERAND } role_t;
+
+/* What an option argument asks of the next one. */
+typedef enum { OPT_DONE, OPT_WANTS_VALUE, OPT_END } optres_t;
+
+static chat_status_t deny_option(const chat_cmd_spec_t *spec, char *err, size_t errcap)
+{
+    seterr(err, errcap, "an option is not one this command allows (allowed: %s)",
+           spec->options_text && *spec->options_text ? spec->options_text : "none", NULL);
+    return CHAT_EDENIED;
+}
+
+static const chat_cmd_opt_t *find_option(const chat_cmd_spec_t *spec, const char *name,
+                                         size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < spec->noptions; i++) {
+        if (spec->options[i].len == len && !memcmp(spec->options[i].name, name, len)) {
+            return &spec->options[i];
+        }
+    }
+    return NULL;
+}
+
+/* An option's value ("-n5", "--lines=5", or the argument after "-n"): with
+ * paths=on it may not carry a path past the confinement
+ * ("--output=/etc/x", "-o/etc/x", "-d.."). */
+static chat_status_t check_value(const chat_cmd_spec_t *spec, const char *v, size_t len,
                                  char *err, size_t errcap)
 {
+    size_t k;
+
+    if (!(spec->flags & CHAT_CMD_F_PATHS)) {
+        return CHAT_OK;
+    }
+    for (k = 0; k < len; k++) {
+        if (v[k] == '/' || (v[k] == '.' && k + 1 < len && v[k + 1] == '.')) {
+            seterr(err, errcap,
+                   "an option's value may not carry a path ('/' or '..'); give the file "
+                   "as a separate argument%s%s",
+                   NULL, NULL);
+            return CHAT_EDENIED;
+        }
+    }
+    return CHAT_OK;
+}
+
+/* s[0..len) starts with '-' and is longer than that: an option, or a
+ * group of short options, checked against spec->options. */
+static chat_status_t check_option(const chat_cmd_spec_t *spec, const char *s, size_t len,
+                                  optres_t *res, char *err, size_t errcap)
+{
+    const chat_cmd_opt_t *o;
+    size_t k;
+
+    *res = OPT_DONE;
+    if (s[1] == '-') {
+        const char *eq = memchr(s, '=', len);
+        size_t nlen = eq ? (size_t)(eq - s) : len;
+        if (len == 2) {
+            if (!find_option(spec, s, 2)) {
+                return deny_option(spec, err, errcap);
+            }
+            *res = OPT_END;
+            return CHAT_OK;
+        }
+        o = find_option(spec, s, nlen);
+        if (!o || (eq && !o->takes_value)) {
+            return deny_option(spec, err, errcap);
+        }
+        if (eq) {
+            return check_value(spec, eq + 1, len - nlen - 1, err, errcap);
+        }
+        *res = o->takes_value ? OPT_WANTS_VALUE : OPT_DONE;
+        return CHAT_OK;
+    }
+    for (k = 1; k < len; k++) {
+        char name[2];
+        name[0] = '-';
+        name[1] = s[k];
+        if (!is_alnum((unsigned char)s[k]) || !(o = find_option(spec, name, 2))) {
+            return deny_option(spec, err, errcap);
+        }
+        if (o->takes_value) {
+            if (k + 1 < len) {
+                return check_value(spec, s + k + 1, len - k - 1, err, errcap);
+            }
+            *res = OPT_WANTS_VALUE;
+            return CHAT_OK;
+        }
+    }
+    return CHAT_OK;
+}
+
+static chat_status_t check_one(const chat_cmd_spec_t *spec, const char *arg, size_t len,
+                               role_t role, optres_t *res, char *err, size_t errcap)
+{
     const unsigned char *s = (const unsigned char *)arg;
-    size_t i = 0, k;
+    size_t i = 0;
     char num[24];
     int first = 1, option = 0;
 
+    *res = OPT_DONE;
     if (!spec || !arg) {
         seterr(err, errcap, "internal: bad arguments%s%s", NULL, NULL);
         return CHAT_EDENIED;
@@ -411,15 +621,17 @@ chat_status_t chat_cmd_check_arg(const chat_cmd_spec_t *spec, const char *arg, s
                    NULL, NULL);
             return CHAT_EDENIED;
         }
-        if (first && is_dash_like(c)) {
+        if (first && is_dash_like(c) && role != ROLE_VALUE) {
             if (!(spec->flags & CHAT_CMD_F_DASHES)) {
                 seterr(err, errcap,
                        "an argument starts with '-' (or a dash look-alike): options are "
-                       "not allowed for this command (dashes=off)%s%s",
+                       "not allowed for this command (no options=)%s%s",
                        NULL, NULL);
                 return CHAT_EDENIED;
             }
-            option = c == '-';
+            /* ASCII '-' starts an option (a lone "-" is a file name); a
+             * Unicode dash is no option to any program: a file name */
+            option = c == '-' && len > 1 && role == ROLE_AUTO;
         }
         if ((spec->flags & CHAT_CMD_F_PATHS) && is_path_lookalike(c)) {
             seterr(err, errcap,
@@ -431,21 +643,13 @@ chat_status_t chat_cmd_check_arg(const chat_cmd_spec_t *spec, const char *arg, s
         first = 0;
         i += n;
     }
-    if (!(spec->flags & CHAT_CMD_F_PATHS)) {
-        return CHAT_OK;
-    }
     if (option) {
-        /* "--output=/etc/x", "-o/etc/x", "-d..": an option must not smuggle
-         * a path past the confinement. */
-        for (k = 0; k < len; k++) {
-            if (s[k] == '/' || (s[k] == '.' && k + 1 < len && s[k + 1] == '.')) {
-                seterr(err, errcap,
-                       "an option may not carry a path ('/' or '..'); give the file "
-                       "as a separate argument%s%s",
-                       NULL, NULL);
-                return CHAT_EDENIED;
-            }
-        }
+        return check_option(spec, arg, len, res, err, errcap);
+    }
+    if (role == ROLE_VALUE) {
+        return check_value(spec, arg, len, err, errcap);
+    }
+    if (!(spec->flags & CHAT_CMD_F_PATHS)) {
         return CHAT_OK;
     }
     if (len > CHAT_CMD_MAX_ARG_LEN) {
@@ -464,10 +668,20 @@ chat_status_t chat_cmd_check_arg(const chat_cmd_spec_t *spec, const char *arg, s
     }
 }
 
+chat_status_t chat_cmd_check_arg(const chat_cmd_spec_t *spec, const char *arg, size_t len,
+                                 char *err, size_t errcap)
+{
+    optres_t res;
+
+    return check_one(spec, arg, len, ROLE_AUTO, &res, err, errcap);
+}
+
 chat_status_t chat_cmd_check_args(const chat_cmd_spec_t *spec, const char *const *args,
                                   size_t nargs, char *err, size_t errcap)
 {
-    char num[24], sub[192];
+    char num[24], sub[256];
+    role_t role = ROLE_AUTO;
+    int operands = 0;
     size_t i;
 
     if (!spec || (nargs && !args)) {
@@ -496,13 +710,22 @@ chat_status_t chat_cmd_check_args(const chat_cmd_spec_t *spec, const char *const
         break;
     }
     for (i = 0; i < nargs; i++) {
-        if (!args[i] || chat_cmd_check_arg(spec, args[i], strlen(args[i]), sub,
-                                           sizeof(sub)) != CHAT_OK) {
+        optres_t res = OPT_DONE;
+        if (!args[i] || check_one(spec, args[i], strlen(args[i]), role, &res, sub,
+                                  sizeof(sub)) != CHAT_OK) {
             snprintf(num, sizeof(num), "%zu", i + 1);
             seterr(err, errcap, "argument %s refused: %s", num,
                    args[i] ? sub : "missing");
             return CHAT_EDENIED;
         }
+        if (res == OPT_END) {
+            operands = 1;
+        }
+        role = res == OPT_WANTS_VALUE ? ROLE_VALUE : operands ? ROLE_OPERAND : ROLE_AUTO;
+    }
+    if (role == ROLE_VALUE) {
+        seterr(err, errcap, "the last option needs a value%s%s", NULL, NULL);
+        return CHAT_EDENIED;
     }
     return CHAT_OK;
 }

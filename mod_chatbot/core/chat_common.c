@@ -24,9 +24,11 @@ const char *chat_status_str(chat_status_t st)
     case CHAT_ETOOBIG: return "too big";
     case CHAT_EFULL: return "full";
     case CHAT_ELIMIT: return "rate limited";
+    case CHAT_EQUOTA: return "quota exceeded";
     case CHAT_ENOTFOUND: return "not found";
     case CHAT_ECLOSED: return "closed";
     case CHAT_EBUSY: return "busy";
+    case CHAT_EUNAVAIL: return "store unavailable";
     case CHAT_EDENIED: return "denied";
     }
     return "unknown status";

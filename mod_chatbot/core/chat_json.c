@@ -47,6 +47,29 @@ static int utf8_seq(const uint8_t *p, size_t avail)
     return k ? (int)k : -(int)bad;
 }
 
+size_t chat_json_plain(const char *s, size_t n)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    const uint8_t *p = (const uint8_t *)s;
+    size_t i = 0;
+
+    /* a word with a byte < 0x20, '"', '\\' or >= 0x80 ends the fast part
+     * (the classic "has a byte less than / equal to" bit tricks) */
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w, q, b;
+        memcpy(&w, p + i, 8);
+        q = w ^ (ones * '"');
+        b = w ^ (ones * '\\');
+        if ((((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b) | w) & high) {
+            break;
+        }
+    }
+    while (i < n && p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\') {
+        i++;
+    }
+    return i;
+}
+
 chat_status_t chat_json_escape(chat_buf_t *out, const char *s, size_t n)
 {
     const uint8_t *p = (const uint8_t *)s, *end, *run;

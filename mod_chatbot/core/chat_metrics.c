@@ -1,7 +1,7 @@
 /* chat_metrics.c - counters, histograms, gauges and error-code counts kept
  * in the shared store. Updates are lock-free (GCC/Clang __atomic builtins
  * on naturally aligned 64-bit fields), so the hot path of every answer
- * never takes the global mutex; only creating a series needs the lock.
+ * takes no lock for them; only creating a series takes the misc lock.
  */
 #include <math.h>
 #include <string.h>
@@ -31,11 +31,44 @@ const double *chat_metrics_bounds(chat_hist_t h)
     }
 }
 
-int chat_store_series(chat_store_t *st, const char *bot, const char *backend)
+void cs_misc_repair(chat_store_t *st)
+{
+    cs_hdr_t *h = st->hdr;
+    uint32_t i, n = 0;
+
+    /* series and backends are published by their count, written last: an
+     * entry past the count is not in use */
+    while (n < st->l.metric_series && n < CS_LOAD32(&h->nseries) && st->series[n].used &&
+           cs_strok(st->series[n].bot, CHAT_BOT_NAME_MAX + 1) &&
+           cs_strok(st->series[n].backend, CHAT_BOT_NAME_MAX + 1)) {
+        n++;
+    }
+    for (i = n; i < st->l.metric_series; i++) {
+        st->series[i].used = 0;
+    }
+    CS_STORE32(&h->nseries, n);
+    n = 0;
+    while (n < st->l.max_backends && n < CS_LOAD32(&h->nbackends) &&
+           st->backends[n].used &&
+           cs_strok(st->backends[n].name, CHAT_BOT_NAME_MAX + 1) &&
+           st->backends[n].name[0]) {
+        n++;
+    }
+    for (i = n; i < st->l.max_backends; i++) {
+        if (i >= CS_LOAD32(&h->nbackends) || !st->backends[i].used) {
+            continue;
+        }
+        memset(&st->backends[i], 0, sizeof(cs_backend_t));
+    }
+    CS_STORE32(&h->nbackends, n);
+}
+
+int cs_shm_series(chat_store_t *st, const char *bot, const char *backend)
 {
     cs_hdr_t *h;
     cs_series_t *s;
     uint32_t i, n;
+    int rc;
 
     if (!st) {
         return CHAT_EINVAL;
@@ -45,15 +78,20 @@ int chat_store_series(chat_store_t *st, const char *bot, const char *backend)
     if (strlen(bot) > CHAT_BOT_NAME_MAX || strlen(backend) > CHAT_BOT_NAME_MAX) {
         return CHAT_EINVAL;
     }
+    if (cs_lock(st, cs_misc_lock(st)) != CHAT_OK) {
+        return CHAT_EINTERNAL;
+    }
     h = st->hdr;
     n = h->nseries;
     for (i = 0; i < n; i++) {
         if (strcmp(st->series[i].bot, bot) == 0 &&
             strcmp(st->series[i].backend, backend) == 0) {
+            cs_unlock(st, cs_misc_lock(st));
             return (int)i;
         }
     }
     if (n >= st->l.metric_series) {
+        cs_unlock(st, cs_misc_lock(st));
         return CHAT_EFULL;
     }
     s = &st->series[n];
@@ -63,7 +101,9 @@ int chat_store_series(chat_store_t *st, const char *bot, const char *backend)
     s->used = 1;
     /* publish after the names: lock-free readers use nseries as the bound */
     CS_STORE32(&h->nseries, n + 1);
-    return (int)n;
+    rc = (int)n;
+    cs_unlock(st, cs_misc_lock(st));
+    return rc;
 }
 
 static cs_series_t *series_at(chat_store_t *st, int series)
@@ -74,7 +114,7 @@ static cs_series_t *series_at(chat_store_t *st, int series)
     return &st->series[series];
 }
 
-void chat_metrics_add(chat_store_t *st, int series, chat_counter_t c, uint64_t v)
+void cs_shm_metrics_add(chat_store_t *st, int series, chat_counter_t c, uint64_t v)
 {
     cs_series_t *s = series_at(st, series);
 
@@ -83,7 +123,7 @@ void chat_metrics_add(chat_store_t *st, int series, chat_counter_t c, uint64_t v
     }
 }
 
-void chat_metrics_observe(chat_store_t *st, int series, chat_hist_t h, double v)
+void cs_shm_metrics_observe(chat_store_t *st, int series, chat_hist_t h, double v)
 {
     cs_series_t *s = series_at(st, series);
     const double *b;
@@ -109,7 +149,7 @@ void chat_metrics_observe(chat_store_t *st, int series, chat_hist_t h, double v)
                                           __ATOMIC_RELAXED));
 }
 
-void chat_metrics_gauge_add(chat_store_t *st, chat_gauge_t g, int64_t delta)
+void cs_shm_metrics_gauge_add(chat_store_t *st, chat_gauge_t g, int64_t delta)
 {
     if (st && (unsigned)g < CHAT_G_COUNT) {
         __atomic_add_fetch(&st->hdr->gauges[g], delta, __ATOMIC_RELAXED);
@@ -150,14 +190,14 @@ void cs_metrics_error_add(chat_store_t *st, const char *code, uint64_t n)
     }
 }
 
-void chat_metrics_error(chat_store_t *st, const char *code)
+void cs_shm_metrics_error(chat_store_t *st, const char *code)
 {
     if (st) {
         cs_metrics_error_add(st, code, 1);
     }
 }
 
-void chat_metrics_snapshot(chat_store_t *st, chat_metrics_snapshot_t *out)
+void cs_shm_metrics_snapshot(chat_store_t *st, chat_metrics_snapshot_t *out)
 {
     cs_hdr_t *h;
     int i, j;
@@ -200,22 +240,28 @@ void chat_metrics_snapshot(chat_store_t *st, chat_metrics_snapshot_t *out)
     }
     /* usage counters are written under the lock; read them atomically so
      * a snapshot taken without it sees whole values */
-    out->conversations = CS_LOAD32(&h->nconv);
+    out->conversations = CS_LOAD32(&h->pool.nconv);
     out->max_conversations = st->l.max_conversations;
-    out->users = CS_LOAD32(&h->nusers);
+    for (i = 0; i < (int)st->nshards; i++) {
+        out->users += CS_LOAD32(&st->shards[i].nusers);
+    }
     out->max_users = st->l.max_users;
     out->arena_size = (uint64_t)st->nblocks * CS_BLOCK;
-    out->arena_used = (uint64_t)(st->nblocks - CS_LOAD32(&h->blk_nfree)) * CS_BLOCK;
+    out->arena_used = (uint64_t)(st->nblocks - CS_LOAD32(&h->pool.blk_nfree)) * CS_BLOCK;
+    out->anon_conversations = CS_LOAD32(&h->pool.anon_convs);
+    out->anon_arena_used = CS_LOAD64(&h->pool.anon_blocks) * CS_BLOCK;
     out->started_ms = h->started_ms;
+    out->recoveries = CS_LOAD64(&h->recoveries);
+    out->procs_reaped = CS_LOAD64(&h->proc_reaped);
 }
 
-int chat_metrics_series_count(chat_store_t *st)
+int cs_shm_metrics_series_count(chat_store_t *st)
 {
     return st ? (int)CS_LOAD32(&st->hdr->nseries) : 0;
 }
 
-chat_status_t chat_metrics_series_get(chat_store_t *st, int series,
-                                      chat_series_snapshot_t *out)
+chat_status_t cs_shm_metrics_series_get(chat_store_t *st, int series,
+                                        chat_series_snapshot_t *out)
 {
     cs_series_t *s = series_at(st, series);
     int i, k;

@@ -7,6 +7,7 @@
  * each type takes, their types and limits) are in docs/protocol.md.
  */
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 
 #include <json-c/json.h>
 
+#include "chat/jsoncheck.h"
 #include "chat/proto.h"
 
 #define MAX_NESTING 16  /* nested arrays/objects accepted in a client frame */
@@ -42,7 +44,11 @@ enum {
     F_INDEX = 1u << 8,
     F_LIMIT = 1u << 9,
     F_OFFSET = 1u << 10,
-    F_ARCHIVED = 1u << 11
+    F_ARCHIVED = 1u << 11,
+    F_LINE = 1u << 12, /* "command" as a chat line, read into content */
+    F_QUERY = 1u << 13,
+    F_ATTACH = 1u << 14,
+    F_SETTINGS = 1u << 15 /* model, system, temperature, reset */
 };
 
 typedef struct {
@@ -54,10 +60,10 @@ typedef struct {
 /* Indexed by chat_ctype_t. */
 static const ctype_def_t ctypes[] = {
     {"unknown", 0, 0},
-    {"message", F_CONTENT | F_BOT_ID | F_CONV_ID, F_CONTENT},
+    {"message", F_CONTENT | F_BOT_ID | F_CONV_ID | F_ATTACH, F_CONTENT},
     {"stop", F_CONV_ID, 0},
     {"regenerate", F_CONV_ID, 0},
-    {"edit", F_CONV_ID | F_INDEX | F_CONTENT, F_CONV_ID | F_INDEX | F_CONTENT},
+    {"edit", F_CONV_ID | F_INDEX | F_CONTENT | F_ATTACH, F_CONV_ID | F_INDEX | F_CONTENT},
     {"history", F_CONV_ID | F_BOT_ID | F_LIMIT | F_OFFSET, 0},
     {"resume", F_CONV_ID | F_OFFSET, F_CONV_ID},
     {"launch", F_BOT_ID | F_TITLE, F_BOT_ID},
@@ -72,12 +78,16 @@ static const ctype_def_t ctypes[] = {
     {"run", F_COMMAND | F_ARGS | F_CONV_ID, F_COMMAND},
     {"ping", 0, 0},
     {"status", 0, 0},
+    {"command", F_LINE | F_BOT_ID | F_CONV_ID, F_LINE},
+    {"search", F_QUERY | F_BOT_ID | F_LIMIT, F_QUERY},
+    {"settings", F_CONV_ID | F_SETTINGS, F_CONV_ID},
+    {"select_version", F_CONV_ID | F_INDEX | F_LIMIT, F_CONV_ID | F_INDEX},
 };
 
 #define NCTYPES (sizeof(ctypes) / sizeof(ctypes[0]))
 
 /* compile-time check: one entry per chat_ctype_t, in order */
-typedef char ctypes_table_matches_enum[NCTYPES == CHAT_C_STATUS + 1 ? 1 : -1];
+typedef char ctypes_table_matches_enum[NCTYPES == CHAT_C_SELECT_VERSION + 1 ? 1 : -1];
 
 const char *chat_ctype_name(chat_ctype_t t)
 {
@@ -237,6 +247,21 @@ static chat_status_t check_count(json_object *v, const char *field, int64_t *out
     return CHAT_OK;
 }
 
+int chat_title_is_blank(const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c > 0x20 && c != 0x7f) {
+            if (c == 0xc2 && (unsigned char)s[1] >= 0x80 && (unsigned char)s[1] <= 0xa0) {
+                s++; /* C1 controls and NO-BREAK SPACE: blank too */
+                continue;
+            }
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* Looks up a field; JSON null counts as absent. */
 static json_object *field(json_object *root, const char *name)
 {
@@ -334,6 +359,100 @@ static chat_status_t parse_args(chat_cmsg_t *m, json_object *v, char *err, size_
     return CHAT_OK;
 }
 
+/* "attachments": [{"name": string, "content": string}, ...]: text files of
+ * a message (chat/attach.h). */
+static chat_status_t parse_attach(chat_cmsg_t *m, json_object *v, char *err,
+                                  size_t errcap)
+{
+    size_t i, n;
+
+    if (!json_object_is_type(v, json_type_array)) {
+        seterr(err, errcap, "field 'attachments' must be an array of objects");
+        return CHAT_EINVAL;
+    }
+    n = json_object_array_length(v);
+    if (n > CHAT_ATTACH_MAX) {
+        seterr(err, errcap, "field 'attachments' has too many elements (at most %d)",
+               CHAT_ATTACH_MAX);
+        return CHAT_EINVAL;
+    }
+    for (i = 0; i < n; i++) {
+        json_object *a = json_object_array_get_idx(v, i), *nv, *cv;
+        chat_attach_t *at = &m->attach[i];
+        const char *why;
+        if (!a || !json_object_is_type(a, json_type_object) ||
+            !json_object_object_get_ex(a, "name", &nv) ||
+            !json_object_is_type(nv, json_type_string) ||
+            !json_object_object_get_ex(a, "content", &cv) ||
+            !json_object_is_type(cv, json_type_string)) {
+            seterr(err, errcap,
+                   "each attachment must be an object with a string 'name' "
+                   "and a string 'content'");
+            return CHAT_EINVAL;
+        }
+        at->name = json_object_get_string(nv);
+        at->name_len = (size_t)json_object_get_string_len(nv);
+        at->content = json_object_get_string(cv);
+        at->len = (size_t)json_object_get_string_len(cv);
+        if ((why = chat_attach_name_error(at->name, at->name_len)) != NULL) {
+            seterr(err, errcap, "%s", why);
+            return CHAT_EINVAL;
+        }
+        if (!chat_attach_is_text(at->content, at->len)) {
+            seterr(err, errcap,
+                   "attachment '%.*s' is not text (a NUL byte or invalid "
+                   "UTF-8): binary files cannot be attached",
+                   (int)at->name_len, at->name);
+            return CHAT_EINVAL;
+        }
+    }
+    m->nattach = n;
+    return CHAT_OK;
+}
+
+/* settings: "model" (string, "" = the bot's), "system" (string, "" = the
+ * bot's), "temperature" (a finite number), "reset" (boolean). The bounds
+ * the administrator sets are checked by the module, not here. */
+static chat_status_t parse_settings(chat_cmsg_t *m, json_object *root, char *err,
+                                    size_t errcap)
+{
+    json_object *v;
+
+    if ((v = field(root, "model")) != NULL &&
+        check_str(v, "model", 0, CHAT_MODEL_NAME_MAX, &m->model, NULL, err, errcap) !=
+            CHAT_OK) {
+        return CHAT_EINVAL;
+    }
+    if ((v = field(root, "system")) != NULL &&
+        check_str(v, "system", 0, 0, &m->system, &m->system_len, err, errcap) !=
+            CHAT_OK) {
+        return CHAT_EINVAL;
+    }
+    if ((v = field(root, "temperature")) != NULL) {
+        double t;
+        if (!json_object_is_type(v, json_type_double) &&
+            !json_object_is_type(v, json_type_int)) {
+            seterr(err, errcap, "field 'temperature' must be a number");
+            return CHAT_EINVAL;
+        }
+        t = json_object_get_double(v);
+        if (!isfinite(t)) {
+            seterr(err, errcap, "field 'temperature' must be a finite number");
+            return CHAT_EINVAL;
+        }
+        m->temperature = t;
+        m->has_temperature = 1;
+    }
+    if ((v = field(root, "reset")) != NULL) {
+        if (!json_object_is_type(v, json_type_boolean)) {
+            seterr(err, errcap, "field 'reset' must be a boolean");
+            return CHAT_EINVAL;
+        }
+        m->reset = json_object_get_boolean(v) ? 1 : 0;
+    }
+    return CHAT_OK;
+}
+
 /* Reads the fields the type takes, in a fixed order. */
 static chat_status_t parse_fields(chat_cmsg_t *m, json_object *root, unsigned allowed,
                                   char *err, size_t errcap)
@@ -357,15 +476,27 @@ static chat_status_t parse_fields(chat_cmsg_t *m, json_object *root, unsigned al
     STRFIELD(F_CONTENT, "content", 1, 0, m->content, &m->content_len)
     STRFIELD(F_TITLE, "title", 1, MAX_TITLE_BYTES, m->title, NULL)
     STRFIELD(F_COMMAND, "command", 1, MAX_ID_BYTES, m->command, NULL)
+    STRFIELD(F_LINE, "command", 1, 0, m->content, &m->content_len)
     STRFIELD(F_FORMAT, "format", 1, 0, m->format, NULL)
+    STRFIELD(F_QUERY, "query", 1, 0, m->query, NULL)
     if (m->format && strcmp(m->format, "markdown") != 0 &&
         strcmp(m->format, "json") != 0) {
         m->format = NULL;
         seterr(err, errcap, "field 'format' must be \"markdown\" or \"json\"");
         return CHAT_EINVAL;
     }
+    if (m->title && chat_title_is_blank(m->title)) {
+        m->title = NULL;
+        seterr(err, errcap, "field 'title' must not be blank");
+        return CHAT_EINVAL;
+    }
     CNTFIELD(F_INDEX, "index", m->index)
     CNTFIELD(F_LIMIT, "limit", m->limit)
+    if (m->limit > CHAT_HISTORY_LIMIT_MAX) {
+        m->limit = -1;
+        seterr(err, errcap, "field 'limit' must be at most %d", CHAT_HISTORY_LIMIT_MAX);
+        return CHAT_EINVAL;
+    }
     CNTFIELD(F_OFFSET, "offset", m->offset)
     if ((allowed & F_ARCHIVED) && (v = field(root, "archived")) != NULL) {
         if (!json_object_is_type(v, json_type_boolean)) {
@@ -376,6 +507,13 @@ static chat_status_t parse_fields(chat_cmsg_t *m, json_object *root, unsigned al
     }
     if ((allowed & F_ARGS) && (v = field(root, "args")) != NULL &&
         parse_args(m, v, err, errcap) != CHAT_OK) {
+        return CHAT_EINVAL;
+    }
+    if ((allowed & F_ATTACH) && (v = field(root, "attachments")) != NULL &&
+        parse_attach(m, v, err, errcap) != CHAT_OK) {
+        return CHAT_EINVAL;
+    }
+    if ((allowed & F_SETTINGS) && parse_settings(m, root, err, errcap) != CHAT_OK) {
         return CHAT_EINVAL;
     }
 #undef STRFIELD
@@ -394,7 +532,7 @@ static chat_status_t check_required(const chat_cmsg_t *m, unsigned required, cha
     else if ((required & F_BOT_ID) && !m->bot_id) {
         missing = "bot_id";
     }
-    else if ((required & F_CONTENT) && !m->content) {
+    else if ((required & F_CONTENT) && !m->content && !m->nattach) {
         missing = "content";
     }
     else if ((required & F_INDEX) && m->index < 0) {
@@ -405,6 +543,12 @@ static chat_status_t check_required(const chat_cmsg_t *m, unsigned required, cha
     }
     else if ((required & F_COMMAND) && !m->command) {
         missing = "command";
+    }
+    else if ((required & F_LINE) && !m->content) {
+        missing = "command";
+    }
+    else if ((required & F_QUERY) && !m->query) {
+        missing = "query";
     }
     if (missing) {
         seterr(err, errcap, "missing field '%s'", missing);
@@ -445,6 +589,11 @@ chat_status_t chat_cmsg_parse(chat_cmsg_t *m, const char *json, size_t len, char
     }
     if (i == len || json[i] != '{') {
         seterr(err, errcap, "the message must be a JSON object");
+        return CHAT_EPARSE;
+    }
+    /* RFC 8259 exactly (json-c lets raw control characters in strings,
+     * single quotes, NaN and bad UTF-8 through) */
+    if (chat_json_check(json, len, MAX_NESTING, err, errcap) != CHAT_OK) {
         return CHAT_EPARSE;
     }
     if (!pv) {
@@ -588,4 +737,37 @@ chat_status_t chat_frame_error(chat_buf_t *buf, const char *code, const char *me
         return CHAT_ENOMEM;
     }
     return PUTLIT(buf, "}");
+}
+
+const char *chat_error_public_text(const char *code)
+{
+    static const struct {
+        const char *code;
+        const char *text;
+    } texts[] = {
+        {CHAT_ERR_BACKEND_UNREACHABLE, "The language model server cannot be reached "
+                                       "right now. Please try again later."},
+        {CHAT_ERR_BACKEND_TIMEOUT,
+         "The language model server took too long to answer. Please try again."},
+        {CHAT_ERR_MODEL_NOT_FOUND,
+         "The model of this bot is not available on its server. Please tell the "
+         "administrator."},
+        {CHAT_ERR_BACKEND_BUSY,
+         "The language model server is busy. Please retry in a moment."},
+        {CHAT_ERR_BACKEND_ERROR, "The language model server reported an error."},
+        {CHAT_ERR_BACKEND_PROTOCOL,
+         "The language model server sent a reply that could not be read."},
+        {CHAT_ERR_BACKEND_BAD_REQUEST,
+         "The language model server could not process this request."},
+        {CHAT_ERR_INTERRUPTED, "The answer ended before it was complete."},
+        {CHAT_ERR_INTERNAL, "The server hit an internal error."},
+    };
+    size_t i;
+
+    for (i = 0; code && i < sizeof(texts) / sizeof(texts[0]); i++) {
+        if (!strcmp(texts[i].code, code)) {
+            return texts[i].text;
+        }
+    }
+    return NULL;
 }

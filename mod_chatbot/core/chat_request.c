@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chat/proto.h"
 #include "chat/stream.h"
 #include "chat/utf8.h"
 
@@ -71,11 +72,12 @@ static chat_status_t put_str(chat_buf_t *out, const char *s, size_t n)
         return CHAT_ENOMEM;
     }
     while (i < n) {
-        unsigned char c = p[i];
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-            i++;
-            continue;
+        unsigned char c;
+        i += chat_json_plain(s + i, n - i);
+        if (i >= n) {
+            break;
         }
+        c = p[i];
         if (c >= 0x80) {
             k = chat_utf8_seq(p + i, n - i, &bad);
             if (k) {
@@ -207,8 +209,12 @@ static chat_status_t build(chat_wire_t wire, const char *model, const chat_msg_t
         return CHAT_ENOMEM;
     }
     for (i = 0; i < nmsgs; i++) {
-        if (chat_buf_printf(out, "%s{\"role\":\"%s\",\"content\":", i ? "," : "",
-                            chat_role_name(msgs[i].role)) != CHAT_OK ||
+        /* no printf per message: this runs for every message of the
+         * context on every turn */
+        if ((i && chat_buf_append(out, ",", 1) != CHAT_OK) ||
+            chat_buf_puts(out, "{\"role\":\"") != CHAT_OK ||
+            chat_buf_puts(out, chat_role_name(msgs[i].role)) != CHAT_OK ||
+            chat_buf_puts(out, "\",\"content\":") != CHAT_OK ||
             put_str(out, msgs[i].content ? msgs[i].content : "", msgs[i].len) !=
                 CHAT_OK ||
             chat_buf_puts(out, "}") != CHAT_OK) {

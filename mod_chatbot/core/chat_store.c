@@ -1,10 +1,12 @@
-/* chat_store.c - the shared store region: layout, format, attach (with a
- * full consistency check), migrate between layouts, recover after a
- * restart, and owner keys.
+/* chat_store.c - the shared-memory store provider's region: layout, format,
+ * attach and load (with a full consistency check), sweep, migrate between
+ * layouts, recover after a restart, and owner keys.
  *
- * Conversations and users are in chat_store_conv.c, the text arena in
- * chat_store_msg.c, backends in chat_store_backend.c, metrics in
- * chat_metrics.c; the structures are in chat_store_int.h.
+ * Conversations and identities are in chat_store_conv.c, quotas and
+ * eviction in chat_store_evict.c, the text arena in chat_store_msg.c,
+ * backends in chat_store_backend.c, metrics in chat_metrics.c, locks and
+ * the process table in chat_store_lock.c, the provider table in
+ * chat_store_api.c; the structures are in chat_store_int.h.
  *
  * The region is one caller-given block of memory: an APR shared memory
  * segment mapped by every httpd child (possibly at different addresses),
@@ -16,57 +18,78 @@
  *
  *   offset 0
  *   +--------------------------------------------------------------------+
- *   | cs_hdr_t (1472 bytes)                                              |
- *   |   magic "MODCHATS", version, byte-order mark, structure sizes,     |
- *   |   total size, the layout, section offsets, list heads & counts,    |
- *   |   seq clock, gauges[8], error-code table[24] (48 bytes each)       |
+ *   | cs_hdr_t: magic "MODCHATS", version, byte-order mark, structure    |
+ *   |   sizes, the layout, section offsets, the pool (free lists, class  |
+ *   |   usage: pool lock), seq clock, gauges, error-code table           |
  *   +--------------------------------------------------------------------+ 64-aligned
- *   | user table: max_users x cs_user_t (56)                             |
- *   |   open addressing, key = owner (SHA-1), probe window 8 from        |
- *   |   hash % max_users; holds the token bucket and the change seq      |
+ *   | locks: nlocks x cs_lock_t (128): robust process-shared mutexes     |
+ *   |   [0, S) shards | S pool | S+1 misc | S+2+i backend i              |
+ *   +--------------------------------------------------------------------+
+ *   | undo logs: (S + 1) x 8 KiB, one per shard lock and the pool lock   |
+ *   +--------------------------------------------------------------------+
+ *   | processes: max_procs x cs_proc_t (128): a life mutex each child    |
+ *   |   holds while it lives, epoch, pid                                 |
+ *   +--------------------------------------------------------------------+
+ *   | shard counters: S x 64                                             |
+ *   +--------------------------------------------------------------------+
+ *   | user table: max_users x cs_user_t (72), split in S equal parts;    |
+ *   |   part = shard of the owner, open addressing in a window of 8;     |
+ *   |   rate-limit and creation buckets, change seq                      |
+ *   +--------------------------------------------------------------------+
+ *   | owner records: S x P x cs_owner_t (48), P = 4 x conversations / S  |
+ *   |   (>= 32); identities holding conversations: quota usage and their |
+ *   |   conversations (doubly linked, most recently touched first)       |
  *   +--------------------------------------------------------------------+
  *   | conversation slots: max_conversations x cs_conv_t (336)            |
- *   |   id = hex8(slot) hex16(tag); in-use slots are on two doubly       |
- *   |   linked lists: the global LRU (lru_prev/next, head = most         |
- *   |   recently updated) and their owner-hash chain (own_prev/next);    |
- *   |   free slots are on the free list (lru_prev/next)                  |
+ *   |   id = hex8(slot) hex16(tag); in use: on the owner's list, under   |
+ *   |   the owner's shard; free: on the pool's free list (own_next)      |
  *   +--------------------------------------------------------------------+
- *   | owner-hash heads: nheads x uint32 (nheads = 2^k >= max_convs)      |
+ *   | slot info: max_conversations x {updated, owner, flags} (16): the   |
+ *   |   packed index a victim search scans                               |
  *   +--------------------------------------------------------------------+
- *   | backends: max_backends x cs_backend_t (280)                        |
- *   +--------------------------------------------------------------------+
- *   | holders: max_backends x max_active x {ticket, beat_ms} (16)        |
- *   +--------------------------------------------------------------------+
- *   | queues: max_backends x queue_cap x {ticket, poll_ms} (16), rings   |
+ *   | backends: max_backends x cs_backend_t (288)                        |
+ *   | holders: max_backends x max_active x {ticket, beat, proc} (24),    |
+ *   |   dense: [0, nactive) in use                                       |
+ *   | queues: max_backends x queue_cap x {ticket, poll, proc} (24), rings|
  *   +--------------------------------------------------------------------+
  *   | metric series: metric_series x cs_series_t (640)                   |
  *   +--------------------------------------------------------------------+
  *   | text arena: nblocks = history_bytes / 256 blocks of 256 bytes      |
  *   +--------------------------------------------------------------------+
  *
- * A message is a chain of blocks; the messages of a conversation form a
- * doubly linked list of their first (HEAD) blocks:
+ * The blocks of a conversation form ONE chain, message after message; each
+ * message's first block (HEAD) carries its header, and the messages are
+ * also linked head to head (next_msg/prev_msg) to walk them quickly:
  *
- *   conv.first_msg                               conv.last_msg  conv.last_blk
- *        |                                            |              |
- *        v                                            v              v
- *   +-----------+---------+      +------+        +-----------+    +------+
- *   |next |HEAD |msghdr   |      |next  |        |next |HEAD |    |next  |
- *   |-----+-----| ts,len, |----->|CONT  |        |-----+-----|--->|CONT  |
- *   | 216 text bytes      |      |248 B |        | ...       |    |248 B |
- *   +-----------+---------+      +------+        +-----------+    +------+
- *         msghdr.next_msg  -------------------------->  (prev_msg <-)
+ *   conv.first_msg                     conv.last_msg         conv.last_blk
+ *        |                                  |                      |
+ *        v                                  v                      v
+ *   +----------+      +------+        +----------+           +------+
+ *   |HEAD msg 0|----->|CONT  |------->|HEAD msg 1|---------->|CONT  |--> NIL
+ *   | hdr, 216 |      | 248  |        | hdr, 216 |           | 248  |
+ *   +----------+      +------+        +----------+           +------+
+ *        next_msg ------------------------> (<- prev_msg)
  *
- * Free blocks are singly linked from hdr.blk_free (kind FREE). A message of
- * len bytes always occupies exactly cs_blocks_for(len) blocks, so the fill
- * of the last block follows from len and extending it is O(delta).
+ * A message of len bytes always occupies exactly cs_blocks_for(len) blocks,
+ * so extending the newest message is O(delta), and freeing any run of
+ * messages - the oldest, the newest few, the whole conversation - splices
+ * one piece of the chain onto the free list in O(1) writes.
  *
- * Eviction: when a conversation slot or arena blocks are needed and none are
- * free, the least recently updated IDLE conversation (any owner, never the
- * one being written) is evicted whole; if none is left, the oldest messages
- * of the conversation being written are dropped (never its last message).
- * Before evicting anything the arena path checks that enough blocks can be
- * reclaimed, so a request that cannot succeed destroys nothing.
+ * Locking (chat_store_lock.c has the mechanics). An identity's user entry,
+ * owner record, conversations and their blocks are all under the lock of
+ * its shard (a hash of the identity, 64 shards by default), so a chat turn
+ * takes its own shard's lock and, a few times per answer, the pool lock
+ * for a short pop or push of free space. Nothing on that path is global
+ * except the pool lock's few instructions. Lock order: a thread may wait
+ * only for a lock of higher index than every lock it holds (shards in
+ * index order, then pool, misc, backends); a lower shard is only ever
+ * tried (a victim search skips a busy one).
+ *
+ * Crash safety: shard and pool updates are undo-logged, backend and
+ * registration state is repaired; a resource handed between the pool and
+ * a shard is committed by its giver first, so a kill between the two
+ * commits leaks it until the next sweep instead of giving it to two
+ * owners. Attach and load check everything below with every lock held.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -74,14 +97,19 @@
 #include "chat_store_int.h"
 
 typedef struct {
-    uint64_t off_users, off_convs, off_heads, off_backends, off_holders, off_queue,
-        off_series, off_arena, total;
-    uint32_t nblocks, nheads;
+    uint64_t off_locks, off_logs, off_procs, off_shards, off_users, off_owners, off_convs,
+        off_slots, off_backends, off_holders, off_queue, off_series, off_arena, total;
+    uint32_t nblocks, nshards, nlocks, owners_per_shard, max_procs;
 } cs_geom_t;
 
 static uint64_t align_up(uint64_t v)
 {
     return (v + CS_ALIGN - 1) & ~(uint64_t)(CS_ALIGN - 1);
+}
+
+static uint32_t procs_of(const chat_store_layout_t *l)
+{
+    return l->max_procs ? l->max_procs : 64;
 }
 
 static int layout_ok(const chat_store_layout_t *l)
@@ -94,29 +122,54 @@ static int layout_ok(const chat_store_layout_t *l)
            l->max_backends > 0 && l->max_backends <= CS_MAX_BACKENDS &&
            l->queue_cap > 0 && l->queue_cap <= CS_MAX_QUEUE && l->max_active > 0 &&
            l->max_active <= CS_MAX_ACTIVE && l->metric_series > 0 &&
-           l->metric_series <= CS_MAX_SERIES;
+           l->metric_series <= CS_MAX_SERIES && procs_of(l) <= CS_MAX_PROCS;
+}
+
+/* Shards: a power of two, at most 64, with at least 4 conversations and a
+ * full user window each. */
+static uint32_t shards_for(const chat_store_layout_t *l)
+{
+    uint32_t n = 1;
+
+    while (n * 2 <= CS_MAX_SHARDS && n * 2 * 4 <= l->max_conversations &&
+           n * 2 * CS_WINDOW <= l->max_users) {
+        n *= 2;
+    }
+    return n;
 }
 
 /* Section offsets for a layout; returns the total size or 0 if invalid. */
 static uint64_t geometry(const chat_store_layout_t *l, cs_geom_t *g)
 {
-    uint64_t off;
+    uint64_t off, per;
 
     if (!layout_ok(l)) {
         return 0;
     }
     g->nblocks = (uint32_t)(l->history_bytes / CS_BLOCK);
-    g->nheads = 1;
-    while (g->nheads < l->max_conversations) {
-        g->nheads <<= 1;
-    }
+    g->nshards = shards_for(l);
+    per = ((uint64_t)l->max_conversations + g->nshards - 1) / g->nshards;
+    g->owners_per_shard =
+        (uint32_t)(4 * per < CS_OWNER_WINDOW ? CS_OWNER_WINDOW : 4 * per);
+    g->nlocks = g->nshards + 2 + l->max_backends;
+    g->max_procs = procs_of(l);
     off = align_up(sizeof(cs_hdr_t));
+    g->off_locks = off;
+    off = align_up(off + (uint64_t)g->nlocks * sizeof(cs_lock_t));
+    g->off_logs = off;
+    off = align_up(off + (uint64_t)(g->nshards + 1) * CS_LOG_BYTES);
+    g->off_procs = off;
+    off = align_up(off + (uint64_t)g->max_procs * sizeof(cs_proc_t));
+    g->off_shards = off;
+    off = align_up(off + (uint64_t)g->nshards * sizeof(cs_shard_t));
     g->off_users = off;
     off = align_up(off + (uint64_t)l->max_users * sizeof(cs_user_t));
+    g->off_owners = off;
+    off = align_up(off + (uint64_t)g->nshards * g->owners_per_shard * sizeof(cs_owner_t));
     g->off_convs = off;
     off = align_up(off + (uint64_t)l->max_conversations * sizeof(cs_conv_t));
-    g->off_heads = off;
-    off = align_up(off + (uint64_t)g->nheads * sizeof(uint32_t));
+    g->off_slots = off;
+    off = align_up(off + (uint64_t)l->max_conversations * sizeof(cs_slotinfo_t));
     g->off_backends = off;
     off = align_up(off + (uint64_t)l->max_backends * sizeof(cs_backend_t));
     g->off_holders = off;
@@ -147,20 +200,30 @@ static chat_store_t *bind(void *base, size_t size, const chat_store_layout_t *l,
     if (!st) {
         return NULL;
     }
+    st->head.provider = &cs_shm_provider;
     st->base = base;
     st->size = size;
     st->hdr = base;
+    st->locks = (cs_lock_t *)(void *)(st->base + g->off_locks);
+    st->logs = st->base + g->off_logs;
+    st->procs = (cs_proc_t *)(void *)(st->base + g->off_procs);
+    st->shards = (cs_shard_t *)(void *)(st->base + g->off_shards);
     st->users = (cs_user_t *)(void *)(st->base + g->off_users);
+    st->owners = (cs_owner_t *)(void *)(st->base + g->off_owners);
     st->convs = (cs_conv_t *)(void *)(st->base + g->off_convs);
-    st->heads = (uint32_t *)(void *)(st->base + g->off_heads);
+    st->slots = (cs_slotinfo_t *)(void *)(st->base + g->off_slots);
     st->backends = (cs_backend_t *)(void *)(st->base + g->off_backends);
     st->holders = (cs_holder_t *)(void *)(st->base + g->off_holders);
     st->queue = (cs_waiter_t *)(void *)(st->base + g->off_queue);
     st->series = (cs_series_t *)(void *)(st->base + g->off_series);
     st->arena = st->base + g->off_arena;
     st->l = *l;
+    st->l.max_procs = g->max_procs;
     st->nblocks = g->nblocks;
-    st->nheads = g->nheads;
+    st->nshards = g->nshards;
+    st->owners_per_shard = g->owners_per_shard;
+    st->proc_slot = -1;
+    chat_store_policy_default(&st->policy);
     return st;
 }
 
@@ -193,6 +256,10 @@ chat_status_t chat_store_format(chat_store_t **pst, void *base, size_t size,
     h->user_size = sizeof(cs_user_t);
     h->backend_size = sizeof(cs_backend_t);
     h->series_size = sizeof(cs_series_t);
+    h->lock_size = sizeof(cs_lock_t);
+    h->mutex_size = sizeof(pthread_mutex_t);
+    h->owner_size = sizeof(cs_owner_t);
+    h->proc_size = sizeof(cs_proc_t);
     h->total_size = g.total;
     h->max_users = l->max_users;
     h->max_conversations = l->max_conversations;
@@ -203,11 +270,19 @@ chat_status_t chat_store_format(chat_store_t **pst, void *base, size_t size,
     h->queue_cap = l->queue_cap;
     h->max_active = l->max_active;
     h->metric_series = l->metric_series;
+    h->max_procs = g.max_procs;
     h->nblocks = g.nblocks;
-    h->nheads = g.nheads;
+    h->nshards = g.nshards;
+    h->nlocks = g.nlocks;
+    h->owners_per_shard = g.owners_per_shard;
+    h->off_locks = g.off_locks;
+    h->off_logs = g.off_logs;
+    h->off_procs = g.off_procs;
+    h->off_shards = g.off_shards;
     h->off_users = g.off_users;
+    h->off_owners = g.off_owners;
     h->off_convs = g.off_convs;
-    h->off_heads = g.off_heads;
+    h->off_slots = g.off_slots;
     h->off_backends = g.off_backends;
     h->off_holders = g.off_holders;
     h->off_queue = g.off_queue;
@@ -215,28 +290,21 @@ chat_status_t chat_store_format(chat_store_t **pst, void *base, size_t size,
     h->off_arena = g.off_arena;
     h->started_ms = now_ms;
     h->last_now_ms = now_ms;
-    h->lru_head = h->lru_tail = CS_NIL;
-
-    /* every conversation slot on the free list, in order */
     for (i = 0; i < l->max_conversations; i++) {
         cs_conv_t *c = &st->convs[i];
-        c->lru_prev = i ? i - 1 : CS_NIL;
-        c->lru_next = i + 1 < l->max_conversations ? i + 1 : CS_NIL;
         c->own_prev = c->own_next = CS_NIL;
         c->first_msg = c->last_msg = c->last_blk = CS_NIL;
+        c->owner_ref = CS_NIL;
+        st->slots[i].owner_ref = CS_NIL;
     }
-    h->conv_free = 0;
-    for (i = 0; i < g.nheads; i++) {
-        st->heads[i] = CS_NIL;
+    for (i = 0; i < g.nshards * g.owners_per_shard; i++) {
+        st->owners[i].head = st->owners[i].tail = CS_NIL;
     }
-    /* every block on the free list, in order */
-    for (i = 0; i < g.nblocks; i++) {
-        cs_blkhdr_t *b = cs_bh(st, i);
-        b->next = i + 1 < g.nblocks ? i + 1 : CS_NIL;
-        b->kind = CS_BLK_FREE;
+    cs_free_lists_rebuild(st);
+    if (cs_locks_init(st) != CHAT_OK) {
+        free(st);
+        return CHAT_EINTERNAL;
     }
-    h->blk_free = 0;
-    h->blk_nfree = g.nblocks;
     *pst = st;
     return CHAT_OK;
 }
@@ -255,7 +323,9 @@ static chat_status_t check_header_only(const void *base, size_t size,
         h->bom != CS_BOM || h->hdr_size != sizeof(cs_hdr_t) ||
         h->block_size != CS_BLOCK || h->conv_size != sizeof(cs_conv_t) ||
         h->user_size != sizeof(cs_user_t) || h->backend_size != sizeof(cs_backend_t) ||
-        h->series_size != sizeof(cs_series_t)) {
+        h->series_size != sizeof(cs_series_t) || h->lock_size != sizeof(cs_lock_t) ||
+        h->mutex_size != sizeof(pthread_mutex_t) || h->owner_size != sizeof(cs_owner_t) ||
+        h->proc_size != sizeof(cs_proc_t) || h->max_procs == 0) {
         return CHAT_EPARSE;
     }
     l->max_users = h->max_users;
@@ -267,12 +337,16 @@ static chat_status_t check_header_only(const void *base, size_t size,
     l->queue_cap = h->queue_cap;
     l->max_active = h->max_active;
     l->metric_series = h->metric_series;
+    l->max_procs = h->max_procs;
     if (!geometry(l, g) || h->total_size != g->total || h->nblocks != g->nblocks ||
-        h->nheads != g->nheads || h->off_users != g->off_users ||
-        h->off_convs != g->off_convs || h->off_heads != g->off_heads ||
-        h->off_backends != g->off_backends || h->off_holders != g->off_holders ||
-        h->off_queue != g->off_queue || h->off_series != g->off_series ||
-        h->off_arena != g->off_arena) {
+        h->nshards != g->nshards || h->nlocks != g->nlocks ||
+        h->owners_per_shard != g->owners_per_shard || h->off_locks != g->off_locks ||
+        h->off_logs != g->off_logs || h->off_procs != g->off_procs ||
+        h->off_shards != g->off_shards || h->off_users != g->off_users ||
+        h->off_owners != g->off_owners || h->off_convs != g->off_convs ||
+        h->off_slots != g->off_slots || h->off_backends != g->off_backends ||
+        h->off_holders != g->off_holders || h->off_queue != g->off_queue ||
+        h->off_series != g->off_series || h->off_arena != g->off_arena) {
         return CHAT_EPARSE;
     }
     return CHAT_OK;
@@ -324,16 +398,41 @@ int chat_store_layout_equal(const chat_store_layout_t *a, const chat_store_layou
            a->max_message_bytes == b->max_message_bytes &&
            a->history_bytes == b->history_bytes && a->max_backends == b->max_backends &&
            a->queue_cap == b->queue_cap && a->max_active == b->max_active &&
-           a->metric_series == b->metric_series;
+           a->metric_series == b->metric_series && procs_of(a) == procs_of(b);
 }
 
-chat_status_t chat_store_attach(chat_store_t **pst, void *base, size_t size,
-                                const chat_store_layout_t *l)
+/* Finds leaks and checks everything, holding every lock. */
+static chat_status_t check_and_sweep(chat_store_t *st)
+{
+    uint64_t leaked = 0;
+    chat_status_t rc;
+
+    if (cs_lock_all(st) != CHAT_OK) {
+        return CHAT_EINTERNAL;
+    }
+    rc = cs_validate_ex(st, &leaked);
+    if (rc == CHAT_OK && leaked) {
+        cs_sweep(st);
+        rc = cs_validate(st);
+    }
+    if (rc == CHAT_OK) {
+        CS_STORE32(&st->hdr->sweep_needed, 0);
+    }
+    cs_unlock_all(st);
+    return rc;
+}
+
+/* attach and load: the region's header must match l; image: reset the
+ * locks and the process table first (a saved image has no update in
+ * progress). Then everything is checked, holding every lock. */
+static chat_status_t open_region(chat_store_t **pst, void *base, size_t size,
+                                 const chat_store_layout_t *l, int image)
 {
     chat_store_layout_t rec;
     cs_geom_t g;
     chat_store_t *st;
     chat_status_t rc;
+    uint32_t i;
 
     if (pst) {
         *pst = NULL;
@@ -352,7 +451,20 @@ chat_status_t chat_store_attach(chat_store_t **pst, void *base, size_t size,
     if (!st) {
         return CHAT_ENOMEM;
     }
-    rc = cs_validate(st);
+    if (image) {
+        /* a saved image is written with every lock held and every log empty */
+        for (i = 0; i < g.nlocks; i++) {
+            if (st->locks[i].log_len != 0) {
+                free(st);
+                return CHAT_EPARSE;
+            }
+        }
+        if (cs_locks_init(st) != CHAT_OK) {
+            free(st);
+            return CHAT_EINTERNAL;
+        }
+    }
+    rc = check_and_sweep(st);
     if (rc != CHAT_OK) {
         free(st);
         return rc;
@@ -361,7 +473,19 @@ chat_status_t chat_store_attach(chat_store_t **pst, void *base, size_t size,
     return CHAT_OK;
 }
 
-void chat_store_detach(chat_store_t *st)
+chat_status_t chat_store_attach(chat_store_t **pst, void *base, size_t size,
+                                const chat_store_layout_t *l)
+{
+    return open_region(pst, base, size, l, 0);
+}
+
+chat_status_t chat_store_load(chat_store_t **pst, void *base, size_t size,
+                              const chat_store_layout_t *l)
+{
+    return open_region(pst, base, size, l, 1);
+}
+
+void cs_shm_detach(chat_store_t *st)
 {
     free(st);
 }
@@ -373,314 +497,29 @@ uint64_t cs_next_seq(chat_store_t *st)
 
 void cs_note_now(chat_store_t *st, uint64_t now_ms)
 {
-    if (now_ms > st->hdr->last_now_ms) {
-        st->hdr->last_now_ms = now_ms;
+    uint64_t cur = CS_PEEK64(&st->hdr->last_now_ms);
+
+    while (now_ms > cur &&
+           !__atomic_compare_exchange_n(&st->hdr->last_now_ms, &cur, now_ms, 0,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
     }
+}
+
+uint64_t cs_now(chat_store_t *st)
+{
+    return CS_PEEK64(&st->hdr->last_now_ms);
 }
 
 void chat_owner_from(chat_owner_t *o, const char *identity, size_t len)
 {
     chat_sha1(identity ? identity : "", identity ? len : 0, o->b);
+    o->auth = identity && len >= 2 && identity[0] == 'u' && identity[1] == ':';
 }
 
-/* ---- validation ----------------------------------------------------------- */
-
-#define BIT_SET(m, i) ((m)[(i) >> 3] |= (uint8_t)(1u << ((i)&7)))
-#define BIT_GET(m, i) (((m)[(i) >> 3] >> ((i)&7)) & 1u)
-
-#define SEEN_LRU 1u
-#define SEEN_FREE 2u
-#define SEEN_OWN 4u
-
-/* Walks the conversation lists; marks seen[] bits. */
-static int check_conv_lists(const chat_store_t *st, uint8_t *seen)
+void chat_store_policy_default(chat_store_policy_t *p)
 {
-    const cs_hdr_t *h = st->hdr;
-    uint32_t nc = st->l.max_conversations, i, prev, n, b;
-
-    /* LRU list: exactly the in-use slots, prev links consistent */
-    prev = CS_NIL;
-    n = 0;
-    for (i = h->lru_head; i != CS_NIL; i = st->convs[i].lru_next) {
-        if (i >= nc || !st->convs[i].in_use || (seen[i] & SEEN_LRU) ||
-            st->convs[i].lru_prev != prev || n >= h->nconv) {
-            return 0;
-        }
-        seen[i] |= SEEN_LRU;
-        prev = i;
-        n++;
-    }
-    if (n != h->nconv || prev != h->lru_tail) {
-        return 0;
-    }
-    /* free list: exactly the free slots */
-    prev = CS_NIL;
-    n = 0;
-    for (i = h->conv_free; i != CS_NIL; i = st->convs[i].lru_next) {
-        if (i >= nc || st->convs[i].in_use || (seen[i] & SEEN_FREE) ||
-            st->convs[i].lru_prev != prev || n >= nc - h->nconv) {
-            return 0;
-        }
-        seen[i] |= SEEN_FREE;
-        prev = i;
-        n++;
-    }
-    if (n != nc - h->nconv) {
-        return 0;
-    }
-    /* owner chains: every in-use slot once, in the chain of its hash */
-    n = 0;
-    for (b = 0; b < st->nheads; b++) {
-        prev = CS_NIL;
-        for (i = st->heads[b]; i != CS_NIL; i = st->convs[i].own_next) {
-            if (i >= nc || !st->convs[i].in_use || (seen[i] & SEEN_OWN) ||
-                st->convs[i].own_prev != prev ||
-                cs_head_of(st, st->convs[i].owner) != b || n >= h->nconv) {
-                return 0;
-            }
-            seen[i] |= SEEN_OWN;
-            prev = i;
-            n++;
-        }
-    }
-    return n == h->nconv;
-}
-
-/* Walks the messages of c, marking their blocks; checks every count. */
-static int check_messages(const chat_store_t *st, const cs_conv_t *c, uint8_t *bmap,
-                          uint64_t *nused)
-{
-    uint32_t nb = st->nblocks, m, prev = CS_NIL, n = 0, last_blk = CS_NIL;
-    uint64_t bytes = 0, blocks = 0;
-
-    if (c->nmsgs == 0 &&
-        (c->first_msg != CS_NIL || c->last_msg != CS_NIL || c->last_blk != CS_NIL)) {
-        return 0;
-    }
-    for (m = c->first_msg; m != CS_NIL;) {
-        const cs_msghdr_t *mh;
-        uint64_t k, cnt = 1;
-        uint32_t b;
-
-        if (n >= c->nmsgs || m >= nb || BIT_GET(bmap, m) ||
-            cs_bh(st, m)->kind != CS_BLK_HEAD) {
-            return 0;
-        }
-        mh = cs_mh(st, m);
-        if (mh->prev_msg != prev || mh->role > CHAT_ROLE_TOOL ||
-            (mh->flags & ~CS_MSG_FLAGS) || mh->len > st->l.max_message_bytes) {
-            return 0;
-        }
-        BIT_SET(bmap, m);
-        k = cs_blocks_for(mh->len);
-        last_blk = m;
-        for (b = cs_bh(st, m)->next; b != CS_NIL; b = cs_bh(st, b)->next) {
-            if (cnt >= k || b >= nb || BIT_GET(bmap, b) ||
-                cs_bh(st, b)->kind != CS_BLK_CONT) {
-                return 0;
-            }
-            BIT_SET(bmap, b);
-            last_blk = b;
-            cnt++;
-        }
-        if (cnt != k) {
-            return 0;
-        }
-        bytes += mh->len;
-        blocks += k;
-        n++;
-        prev = m;
-        m = mh->next_msg;
-    }
-    if (n != c->nmsgs || prev != c->last_msg || last_blk != c->last_blk ||
-        bytes != c->bytes || blocks != c->nblocks) {
-        return 0;
-    }
-    *nused += blocks;
-    return 1;
-}
-
-static int check_convs(const chat_store_t *st, uint8_t *seen, uint8_t *bmap)
-{
-    const cs_hdr_t *h = st->hdr;
-    uint32_t nc = st->l.max_conversations, nb = st->nblocks, i, n = 0;
-    uint64_t busy = 0, nused = 0, nfree = 0;
-
-    if (h->nconv > nc || h->blk_nfree > nb || h->busy_blocks > nb) {
-        return 0;
-    }
-    for (i = 0; i < nc; i++) {
-        const cs_conv_t *c = &st->convs[i];
-        if (c->in_use > 1 || (c->in_use != 0) != (c->tag != 0)) {
-            return 0;
-        }
-        if (!c->in_use) {
-            continue;
-        }
-        if (c->state > CHAT_CONV_GENERATING ||
-            (c->state == CHAT_CONV_IDLE) != (c->gen_token == 0) ||
-            (c->flags & ~CS_CONV_FLAGS) || c->queue_position < 0 ||
-            c->stop_requested > 1 || c->nmsgs > st->l.max_messages || c->nblocks > nb ||
-            !cs_strok(c->bot, CHAT_BOT_NAME_MAX + 1) || !c->bot[0] ||
-            !cs_strok(c->title, CHAT_TITLE_MAX + 1)) {
-            return 0;
-        }
-        if (c->state != CHAT_CONV_IDLE) {
-            busy += c->nblocks;
-        }
-        n++;
-    }
-    if (n != h->nconv || busy != h->busy_blocks || !check_conv_lists(st, seen)) {
-        return 0;
-    }
-    /* block free list */
-    for (i = h->blk_free; i != CS_NIL; i = cs_bh(st, i)->next) {
-        if (i >= nb || nfree >= h->blk_nfree || BIT_GET(bmap, i) ||
-            cs_bh(st, i)->kind != CS_BLK_FREE) {
-            return 0;
-        }
-        BIT_SET(bmap, i);
-        nfree++;
-    }
-    if (nfree != h->blk_nfree) {
-        return 0;
-    }
-    for (i = 0; i < nc; i++) {
-        if (st->convs[i].in_use && !check_messages(st, &st->convs[i], bmap, &nused)) {
-            return 0;
-        }
-    }
-    /* no leaked block */
-    return nused + nfree == nb;
-}
-
-static int check_users(const chat_store_t *st)
-{
-    uint32_t nu = st->l.max_users, win = nu < CS_WINDOW ? nu : CS_WINDOW, i, k, n = 0;
-    const int64_t maxtok = (int64_t)UINT32_MAX * 1000000;
-
-    for (i = 0; i < nu; i++) {
-        const cs_user_t *u = &st->users[i];
-        uint32_t home;
-        int inwin = 0;
-        if (u->flags & ~(CS_USER_USED | CS_USER_BUCKET)) {
-            return 0;
-        }
-        if (!(u->flags & CS_USER_USED)) {
-            continue;
-        }
-        if (u->bucket.utokens < 0 || u->bucket.utokens > maxtok) {
-            return 0;
-        }
-        home = cs_owner_hash(u->owner, 4) % nu;
-        for (k = 0; k < win; k++) {
-            uint32_t j = (home + k) % nu;
-            if (j == i) {
-                inwin = 1;
-            }
-            else if ((st->users[j].flags & CS_USER_USED) &&
-                     memcmp(st->users[j].owner, u->owner, 20) == 0) {
-                return 0; /* duplicate key */
-            }
-        }
-        if (!inwin) {
-            return 0;
-        }
-        n++;
-    }
-    return n == st->hdr->nusers;
-}
-
-static int check_backends(const chat_store_t *st)
-{
-    const cs_hdr_t *h = st->hdr;
-    uint32_t i, k;
-
-    if (h->nbackends > st->l.max_backends) {
-        return 0;
-    }
-    for (i = 0; i < st->l.max_backends; i++) {
-        const cs_backend_t *b = &st->backends[i];
-        const cs_holder_t *ho = &st->holders[(size_t)i * st->l.max_active];
-        const cs_waiter_t *q = &st->queue[(size_t)i * st->l.queue_cap];
-        uint32_t n = 0;
-
-        if (b->used != (i < h->nbackends ? 1u : 0u)) {
-            return 0;
-        }
-        for (k = 0; k < st->l.max_active; k++) {
-            n += ho[k].ticket != 0;
-        }
-        if (n != b->nactive || b->q_count > st->l.queue_cap ||
-            b->q_head >= st->l.queue_cap) {
-            return 0;
-        }
-        for (k = 0; k < b->q_count; k++) {
-            if (q[(b->q_head + k) % st->l.queue_cap].ticket == 0) {
-                return 0;
-            }
-        }
-        if (!b->used) {
-            if (b->nactive || b->q_count) {
-                return 0;
-            }
-            continue;
-        }
-        if (!cs_strok(b->name, CHAT_BOT_NAME_MAX + 1) || !b->name[0] ||
-            !cs_strok(b->version, sizeof(b->version)) ||
-            !cs_strok(b->detail, sizeof(b->detail)) || b->breaker < CHAT_BREAKER_CLOSED ||
-            b->breaker > CHAT_BREAKER_HALF_OPEN || b->healthy < -1 || b->healthy > 1) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-static int check_metrics(const chat_store_t *st)
-{
-    const cs_hdr_t *h = st->hdr;
-    uint32_t i, nseries = CS_LOAD32(&h->nseries);
-
-    if (nseries > st->l.metric_series) {
-        return 0;
-    }
-    for (i = 0; i < st->l.metric_series; i++) {
-        const cs_series_t *s = &st->series[i];
-        if (s->used != (i < nseries ? 1u : 0u)) {
-            return 0;
-        }
-        if (s->used && (!cs_strok(s->bot, CHAT_BOT_NAME_MAX + 1) ||
-                        !cs_strok(s->backend, CHAT_BOT_NAME_MAX + 1))) {
-            return 0;
-        }
-    }
-    for (i = 0; i < CHAT_ERRCODE_MAX; i++) {
-        uint32_t state = CS_LOAD32(&h->errors[i].state);
-        if (state > CS_ERR_READY ||
-            (state == CS_ERR_READY && !cs_strok(h->errors[i].code, 32))) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-chat_status_t cs_validate(const chat_store_t *st)
-{
-    uint8_t *seen, *bmap;
-    int ok;
-
-    seen = calloc(st->l.max_conversations, 1);
-    bmap = calloc(((size_t)st->nblocks + 7) / 8, 1);
-    if (!seen || !bmap) {
-        free(seen);
-        free(bmap);
-        return CHAT_ENOMEM;
-    }
-    ok = st->hdr->nusers <= st->l.max_users && check_convs(st, seen, bmap) &&
-         check_users(st) && check_backends(st) && check_metrics(st);
-    free(seen);
-    free(bmap);
-    return ok ? CHAT_OK : CHAT_EPARSE;
+    memset(p, 0, sizeof(*p));
+    p->anon_share_pct = 100;
 }
 
 /* ---- recover ----------------------------------------------------------------- */
@@ -708,11 +547,12 @@ void chat_store_recover(chat_store_t *st, uint64_t now_ms)
             mh->flags &= ~CHAT_MSG_STREAMING;
         }
         if (busy) {
-            h->busy_blocks -= c->nblocks;
             c->state = CHAT_CONV_IDLE;
             c->queue_position = 0;
+            c->gen_proc = 0;
             CS_STORE64(&c->gen_token, 0);
             CS_STORE32(&c->stop_requested, 0);
+            st->slots[i].flags |= CS_SI_IDLE;
             cs_conv_changed(st, c);
         }
     }
@@ -720,6 +560,8 @@ void chat_store_recover(chat_store_t *st, uint64_t now_ms)
         cs_backend_t *b = &st->backends[i];
         memset(&st->holders[(size_t)i * st->l.max_active], 0,
                (size_t)st->l.max_active * sizeof(cs_holder_t));
+        memset(&st->queue[(size_t)i * st->l.queue_cap], 0,
+               (size_t)st->l.queue_cap * sizeof(cs_waiter_t));
         b->nactive = 0;
         b->q_head = 0;
         b->q_count = 0;
@@ -739,20 +581,25 @@ void chat_store_recover(chat_store_t *st, uint64_t now_ms)
 
 static void migrate_users(chat_store_t *dst, const chat_store_t *src)
 {
+    cs_tx_t tx;
     uint32_t i;
+
     for (i = 0; i < src->l.max_users; i++) {
         const cs_user_t *su = &src->users[i];
         cs_user_t *du;
         if (!(su->flags & CS_USER_USED)) {
             continue;
         }
-        du = cs_user_get(dst, su->owner, su->last_seen_ms, 0);
+        cs_tx_begin(&tx, dst, cs_shard_lock(dst, cs_shard_of(dst, su->owner)));
+        du = cs_user_get(&tx, su->owner, su->last_seen_ms, 0);
         if (du) {
             du->flags = su->flags;
             du->seq = su->seq;
             du->last_seen_ms = su->last_seen_ms;
             du->bucket = su->bucket;
+            du->create = su->create;
         }
+        cs_tx_commit(&tx);
     }
 }
 
@@ -819,41 +666,32 @@ static void migrate_metrics(chat_store_t *dst, const chat_store_t *src)
     if (sh->started_ms && sh->started_ms < dst->hdr->started_ms) {
         dst->hdr->started_ms = sh->started_ms;
     }
+    dst->hdr->recoveries = sh->recoveries;
+    dst->hdr->proc_reaped = sh->proc_reaped;
 }
 
-/* Copies message head of src into a new last message of dc. The caller
- * has checked that the blocks are free. */
-static void migrate_message(chat_store_t *dst, cs_conv_t *dc, const chat_store_t *src,
-                            uint32_t head)
-{
-    const cs_msghdr_t *mh = cs_mh(src, head);
-    uint32_t b = head;
-    size_t off = 0, len = mh->len;
+/* qsort has no context argument: the parent migrates single-threaded */
+static const chat_store_t *sort_src;
 
-    cs_msg_push(dst, dc, mh->role, mh->flags, mh->ts_ms);
-    while (off < len) {
-        const uint8_t *p;
-        size_t cap, n;
-        if (b == head) {
-            p = cs_blk(src, b) + CS_BLK_HDR + CS_MSG_HDR;
-            cap = CS_CAP_FIRST;
-        }
-        else {
-            p = cs_blk(src, b) + CS_BLK_HDR;
-            cap = CS_CAP_NEXT;
-        }
-        n = len - off < cap ? len - off : cap;
-        cs_msg_write(dst, dc, (const char *)p, n);
-        off += n;
-        b = cs_bh(src, b)->next;
+/* Most recently updated first, then by slot. */
+static int cmp_updated(const void *a, const void *b)
+{
+    const chat_store_t *src = sort_src;
+    const cs_conv_t *x = &src->convs[*(const uint32_t *)a];
+    const cs_conv_t *y = &src->convs[*(const uint32_t *)b];
+
+    if (x->updated_ms != y->updated_ms) {
+        return x->updated_ms > y->updated_ms ? -1 : 1;
     }
+    return *(const uint32_t *)a < *(const uint32_t *)b ? -1 : 1;
 }
 
 chat_status_t chat_store_migrate(chat_store_t *dst, const chat_store_t *src,
                                  uint64_t now_ms)
 {
-    uint32_t snc, i, kept = 0, budget;
-    uint32_t *start, *slot;
+    uint32_t snc, i, n = 0, kept = 0, budget, cursor = 0;
+    uint32_t *order, *start, *slot;
+    uint8_t *meta;
     int pass;
 
     if (!dst || !src || dst == src || dst->base == src->base) {
@@ -861,11 +699,15 @@ chat_status_t chat_store_migrate(chat_store_t *dst, const chat_store_t *src,
     }
     cs_note_now(dst, now_ms);
     snc = src->l.max_conversations;
+    order = malloc((size_t)snc * sizeof(uint32_t));
     start = malloc((size_t)snc * sizeof(uint32_t));
     slot = malloc((size_t)snc * sizeof(uint32_t));
-    if (!start || !slot) {
+    meta = calloc(snc ? snc : 1, 1);
+    if (!order || !start || !slot || !meta) {
+        free(order);
         free(start);
         free(slot);
+        free(meta);
         return CHAT_ENOMEM;
     }
     if (CS_LOAD64(&src->hdr->seq_clock) > dst->hdr->seq_clock) {
@@ -875,19 +717,24 @@ chat_status_t chat_store_migrate(chat_store_t *dst, const chat_store_t *src,
     migrate_backends(dst, src);
     migrate_metrics(dst, src);
 
-    /* 1. choose, newest first, the conversations and the newest messages of
-     *    each that fit dst's limits; stop at the first that cannot fit */
     for (i = 0; i < snc; i++) {
         start[i] = CS_NIL;
         slot[i] = CS_NIL;
+        if (src->convs[i].in_use) {
+            order[n++] = i;
+        }
     }
-    budget = dst->hdr->blk_nfree;
-    for (i = src->hdr->lru_head; i != CS_NIL && kept < dst->l.max_conversations;
-         i = src->convs[i].lru_next) {
-        const cs_conv_t *c = &src->convs[i];
-        uint32_t m, first = CS_NIL, n = 0;
+    sort_src = src;
+    qsort(order, n, sizeof(uint32_t), cmp_updated);
+
+    /* 1. choose, newest first, the conversations and the newest messages of
+     *    each that fit dst's limits; stop at the first that cannot fit */
+    budget = dst->nblocks;
+    for (i = 0; i < n && kept < dst->l.max_conversations; i++) {
+        const cs_conv_t *c = &src->convs[order[i]];
+        uint32_t m, first = CS_NIL, cnt = 0;
         uint64_t need = 0;
-        for (m = c->last_msg; m != CS_NIL && n < dst->l.max_messages;
+        for (m = c->last_msg; m != CS_NIL && cnt < dst->l.max_messages;
              m = cs_mh(src, m)->prev_msg) {
             uint64_t k = cs_blocks_for(cs_mh(src, m)->len);
             if (cs_mh(src, m)->len > dst->l.max_message_bytes || need + k > budget) {
@@ -895,58 +742,111 @@ chat_status_t chat_store_migrate(chat_store_t *dst, const chat_store_t *src,
             }
             need += k;
             first = m;
-            n++;
+            cnt++;
         }
-        if (c->nmsgs > 0 && n == 0) {
+        if (c->nmsgs > 0 && cnt == 0) {
             break; /* dst is full */
         }
         budget -= (uint32_t)need;
-        start[i] = first;
-        slot[i] = CS_NIL - 1; /* chosen, slot not yet assigned */
+        /* the settings blob comes along if it fits */
+        if (c->meta_len && c->meta_len <= CHAT_CONV_META_MAX &&
+            cs_meta_blocks(c->meta_len) <= budget) {
+            budget -= cs_meta_blocks(c->meta_len);
+            meta[order[i]] = 1;
+        }
+        start[order[i]] = first;
+        slot[order[i]] = CS_NIL - 1; /* chosen, slot not yet assigned */
         kept++;
     }
     /* 2. keep ids valid: a conversation keeps its slot if dst has it, the
-     *    others take the remaining free slots */
-    for (pass = 1; pass <= 2; pass++) {
-        for (i = src->hdr->lru_head; i != CS_NIL; i = src->convs[i].lru_next) {
-            cs_conv_t *dc;
-            if (slot[i] != CS_NIL - 1 || (pass == 1 && i >= dst->l.max_conversations)) {
-                continue;
-            }
-            dc = cs_conv_alloc(dst, pass == 1 ? i : CS_NIL);
-            if (dc) {
-                slot[i] = cs_conv_index(dst, dc);
+     *    others take the remaining slots (lowest first) */
+    {
+        uint8_t *taken = calloc(dst->l.max_conversations, 1);
+        uint32_t next = 0;
+        if (!taken) {
+            free(order);
+            free(start);
+            free(slot);
+            free(meta);
+            return CHAT_ENOMEM;
+        }
+        for (pass = 1; pass <= 2; pass++) {
+            for (i = 0; i < n; i++) {
+                uint32_t si = order[i];
+                if (slot[si] != CS_NIL - 1) {
+                    continue;
+                }
+                if (pass == 1) {
+                    if (si < dst->l.max_conversations && !taken[si]) {
+                        slot[si] = si;
+                        taken[si] = 1;
+                    }
+                    continue;
+                }
+                while (next < dst->l.max_conversations && taken[next]) {
+                    next++;
+                }
+                if (next < dst->l.max_conversations) {
+                    slot[si] = next;
+                    taken[next] = 1;
+                }
             }
         }
+        free(taken);
     }
-    /* 3. fill the slots in LRU order (newest first) */
-    for (i = src->hdr->lru_head; i != CS_NIL; i = src->convs[i].lru_next) {
-        const cs_conv_t *sc = &src->convs[i];
+    /* 3. fill the slots newest first (each owner's list then runs newest
+     *    first as well); dst is fresh, so blocks are taken in index order and
+     *    the free lists are rebuilt at the end */
+    for (i = 0; i < n; i++) {
+        const cs_conv_t *sc = &src->convs[order[i]];
         cs_conv_t *dc;
+        cs_owner_t *o;
         uint32_t m;
-        if (slot[i] >= CS_NIL - 1) {
+        int auth;
+        if (slot[order[i]] >= CS_NIL - 1) {
             continue;
         }
-        dc = &dst->convs[slot[i]];
+        auth = sc->owner_ref < src->nshards * src->owners_per_shard &&
+               (src->owners[sc->owner_ref].flags & CS_OWN_AUTH);
+        {
+            cs_tx_t tx;
+            cs_tx_begin(&tx, dst, cs_shard_lock(dst, cs_shard_of(dst, sc->owner)));
+            o = cs_owner_get(&tx, sc->owner, auth);
+            cs_tx_commit(&tx);
+        }
+        if (!o) {
+            continue;
+        }
+        dc = &dst->convs[slot[order[i]]];
+        memset(dc, 0, sizeof(*dc));
+        dc->first_msg = dc->last_msg = dc->last_blk = CS_NIL;
+        dc->in_use = 1;
         dc->created_ms = sc->created_ms;
         dc->updated_ms = sc->updated_ms;
         dc->seq = CS_LOAD64(&sc->seq);
         dc->gen_token = sc->gen_token;
+        dc->gen_proc = sc->gen_proc;
         memcpy(dc->owner, sc->owner, 20);
         dc->flags = sc->flags;
         dc->state = sc->state;
         dc->queue_position = sc->queue_position;
         dc->stop_requested = sc->stop_requested;
-        memcpy(dc->bot, sc->bot, CS_NAME_SZ);
-        memcpy(dc->title, sc->title, CS_TITLE_SZ);
-        for (m = start[i]; m != CS_NIL; m = cs_mh(src, m)->next_msg) {
-            migrate_message(dst, dc, src, m);
+        memcpy(dc->bot, sc->bot, sizeof(dc->bot));
+        memcpy(dc->title, sc->title, sizeof(dc->title));
+        dc->owner_ref = (uint32_t)(o - dst->owners);
+        for (m = start[order[i]]; m != CS_NIL; m = cs_mh(src, m)->next_msg) {
+            cs_msg_copy_raw(dst, dc, src, m, &cursor);
         }
-        cs_lru_push_back(dst, dc);
-        cs_own_push_back(dst, dc);
+        if (meta[order[i]]) {
+            cs_meta_copy_raw(dst, dc, src, sc, &cursor);
+        }
+        cs_conv_link_raw(dst, dc, auth);
         CS_STORE64(&dc->tag, sc->tag);
     }
+    cs_free_lists_rebuild(dst);
+    free(order);
     free(start);
     free(slot);
+    free(meta);
     return CHAT_OK;
 }

@@ -1,9 +1,11 @@
-/* chat_store_conv.c - conversation slots (ids, owner checks, LRU and owner
- * lists, eviction, generation ownership) and the user table (rate-limit
- * buckets and per-user change counters) of the shared store.
+/* chat_store_conv.c - conversation slots (ids, owner checks, owner records
+ * and lists, generation ownership) and the user table (rate-limit and
+ * creation buckets, per-user change counters) of the shared store.
  *
- * Every lookup checks the owner: a wrong owner is reported exactly like a
- * missing id (CHAT_ENOTFOUND), so ids never leak between users.
+ * Everything an identity owns is under the lock of its shard: callers pass
+ * the owner, so the lock is known before the slot is looked at. Every
+ * lookup checks the owner: a wrong owner is reported exactly like a missing
+ * id (CHAT_ENOTFOUND), so ids never leak between users.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -31,15 +33,19 @@ void cs_copy_trunc(char *dst, size_t cap, size_t maxlen, const char *src)
     memset(dst + n, 0, cap - n);
 }
 
+/* Lower-case hex digit values, 0xFF for anything else (ids are parsed on
+ * every store call: a table, not a chain of comparisons). */
+static const uint8_t hexv[256] = {
+    ['0'] = 0,  ['1'] = 1,  ['2'] = 2,  ['3'] = 3,  ['4'] = 4,  ['5'] = 5,
+    ['6'] = 6,  ['7'] = 7,  ['8'] = 8,  ['9'] = 9,  ['a'] = 10, ['b'] = 11,
+    ['c'] = 12, ['d'] = 13, ['e'] = 14, ['f'] = 15,
+};
+
 static int hexval(char ch)
 {
-    if (ch >= '0' && ch <= '9') {
-        return ch - '0';
-    }
-    if (ch >= 'a' && ch <= 'f') {
-        return ch - 'a' + 10;
-    }
-    return -1;
+    unsigned char c = (unsigned char)ch;
+    /* the table's zeroes are digits only for '0' */
+    return (hexv[c] || c == '0') ? hexv[c] : -1;
 }
 
 /* Parses "<8 hex slot><16 hex tag>" (lower case, exactly 24 digits). */
@@ -81,7 +87,7 @@ cs_conv_t *cs_conv_find(chat_store_t *st, const chat_owner_t *owner, const char 
         return NULL;
     }
     c = &st->convs[slot];
-    if (!c->in_use || c->tag != tag) {
+    if (CS_LOAD64(&c->tag) != tag || !c->in_use) {
         return NULL;
     }
     if (owner && memcmp(c->owner, owner->b, sizeof(owner->b)) != 0) {
@@ -126,151 +132,178 @@ void cs_conv_info(const chat_store_t *st, const cs_conv_t *c, chat_conv_info_t *
     out->stop_requested = CS_LOAD32(&c->stop_requested) != 0;
 }
 
-/* ---- lists ---------------------------------------------------------------------- */
-
-static void lru_unlink(chat_store_t *st, cs_conv_t *c)
+/* Locks the shard of owner. */
+static chat_status_t lock_owner(chat_store_t *st, const uint8_t *owner, cs_tx_t *tx)
 {
-    cs_hdr_t *h = st->hdr;
-    if (c->lru_prev != CS_NIL) {
-        st->convs[c->lru_prev].lru_next = c->lru_next;
+    cs_lock_t *lk = cs_shard_lock(st, cs_shard_of(st, owner));
+
+    if (cs_lock(st, lk) != CHAT_OK) {
+        return CHAT_EINTERNAL;
     }
-    else {
-        h->lru_head = c->lru_next;
-    }
-    if (c->lru_next != CS_NIL) {
-        st->convs[c->lru_next].lru_prev = c->lru_prev;
-    }
-    else {
-        h->lru_tail = c->lru_prev;
-    }
-    c->lru_prev = c->lru_next = CS_NIL;
+    cs_tx_begin(tx, st, lk);
+    return CHAT_OK;
 }
 
-static void lru_push_front(chat_store_t *st, cs_conv_t *c)
+static void unlock_tx(cs_tx_t *tx)
 {
-    cs_hdr_t *h = st->hdr;
-    uint32_t i = cs_conv_index(st, c);
-    c->lru_prev = CS_NIL;
-    c->lru_next = h->lru_head;
-    if (h->lru_head != CS_NIL) {
-        st->convs[h->lru_head].lru_prev = i;
-    }
-    else {
-        h->lru_tail = i;
-    }
-    h->lru_head = i;
+    cs_unlock(tx->st, tx->lk);
 }
 
-void cs_lru_push_back(chat_store_t *st, cs_conv_t *c)
+/* Finds a conversation by id alone and locks the shard of its owner (the
+ * owner is read before the lock and checked again under it). */
+static cs_conv_t *find_locked(chat_store_t *st, const char *id, cs_tx_t *tx)
 {
-    cs_hdr_t *h = st->hdr;
-    uint32_t i = cs_conv_index(st, c);
-    c->lru_next = CS_NIL;
-    c->lru_prev = h->lru_tail;
-    if (h->lru_tail != CS_NIL) {
-        st->convs[h->lru_tail].lru_next = i;
+    int tries;
+
+    for (tries = 0; tries < 4; tries++) {
+        cs_conv_t *c = conv_peek(st, id);
+        uint8_t owner[20];
+        if (!c) {
+            return NULL;
+        }
+        memcpy(owner, c->owner, sizeof(owner));
+        if (lock_owner(st, owner, tx) != CHAT_OK) {
+            return NULL;
+        }
+        c = cs_conv_find(st, NULL, id);
+        if (c && memcmp(c->owner, owner, sizeof(owner)) == 0) {
+            return c;
+        }
+        unlock_tx(tx);
+        if (!c) {
+            return NULL;
+        }
     }
-    else {
-        h->lru_head = i;
-    }
-    h->lru_tail = i;
+    return NULL;
 }
 
-static void own_unlink(chat_store_t *st, cs_conv_t *c)
+/* ---- owner records ------------------------------------------------------------- */
+
+cs_owner_t *cs_owner_find(chat_store_t *st, const uint8_t *key)
 {
+    uint32_t P = st->owners_per_shard, base = cs_shard_of(st, key) * P;
+    uint32_t home = cs_owner_hash(key, 12) % P, k;
+
+    for (k = 0; k < CS_OWNER_WINDOW && k < P; k++) {
+        cs_owner_t *o = &st->owners[base + (home + k) % P];
+        if ((o->flags & CS_OWN_USED) && memcmp(o->key, key, 20) == 0) {
+            return o;
+        }
+    }
+    return NULL;
+}
+
+cs_owner_t *cs_owner_get(cs_tx_t *tx, const uint8_t *key, int auth)
+{
+    chat_store_t *st = tx->st;
+    uint32_t s = cs_shard_of(st, key), P = st->owners_per_shard, base = s * P;
+    uint32_t home = cs_owner_hash(key, 12) % P, k;
+    cs_owner_t *o = cs_owner_find(st, key);
+
+    if (o) {
+        return o;
+    }
+    for (k = 0; k < CS_OWNER_WINDOW && k < P; k++) {
+        o = &st->owners[base + (home + k) % P];
+        if (!(o->flags & CS_OWN_USED)) {
+            cs_snap(tx, o, sizeof(*o));
+            cs_snap(tx, &st->shards[s], sizeof(cs_shard_t));
+            memcpy(o->key, key, 20);
+            o->flags = CS_OWN_USED | (auth ? CS_OWN_AUTH : 0);
+            o->nconv = 0;
+            o->nblocks = 0;
+            o->head = o->tail = CS_NIL;
+            st->shards[s].nowners++;
+            return o;
+        }
+    }
+    return NULL;
+}
+
+void cs_owner_list_unlink(cs_tx_t *tx, cs_owner_t *o, cs_conv_t *c)
+{
+    chat_store_t *st = tx->st;
+
+    cs_snap(tx, o, sizeof(*o));
+    cs_snap(tx, c, sizeof(*c));
     if (c->own_prev != CS_NIL) {
-        st->convs[c->own_prev].own_next = c->own_next;
+        cs_conv_t *p = &st->convs[c->own_prev];
+        cs_snap(tx, p, sizeof(*p));
+        p->own_next = c->own_next;
     }
     else {
-        st->heads[cs_head_of(st, c->owner)] = c->own_next;
+        o->head = c->own_next;
     }
     if (c->own_next != CS_NIL) {
-        st->convs[c->own_next].own_prev = c->own_prev;
-    }
-    c->own_prev = c->own_next = CS_NIL;
-}
-
-static void own_push_front(chat_store_t *st, cs_conv_t *c)
-{
-    uint32_t *head = &st->heads[cs_head_of(st, c->owner)];
-    uint32_t i = cs_conv_index(st, c);
-    c->own_prev = CS_NIL;
-    c->own_next = *head;
-    if (*head != CS_NIL) {
-        st->convs[*head].own_prev = i;
-    }
-    *head = i;
-}
-
-void cs_own_push_back(chat_store_t *st, cs_conv_t *c)
-{
-    uint32_t *head = &st->heads[cs_head_of(st, c->owner)];
-    uint32_t i = cs_conv_index(st, c), last = *head;
-
-    /* only used by migrate, once per conversation: walking is fine */
-    c->own_next = CS_NIL;
-    if (last == CS_NIL) {
-        c->own_prev = CS_NIL;
-        *head = i;
-        return;
-    }
-    while (st->convs[last].own_next != CS_NIL) {
-        last = st->convs[last].own_next;
-    }
-    st->convs[last].own_next = i;
-    c->own_prev = last;
-}
-
-cs_conv_t *cs_conv_alloc(chat_store_t *st, uint32_t want)
-{
-    cs_hdr_t *h = st->hdr;
-    cs_conv_t *c;
-    uint32_t i = want == CS_NIL ? h->conv_free : want;
-
-    if (i == CS_NIL || i >= st->l.max_conversations || st->convs[i].in_use) {
-        return NULL;
-    }
-    c = &st->convs[i];
-    /* unlink from the (doubly linked) free list */
-    if (c->lru_prev != CS_NIL) {
-        st->convs[c->lru_prev].lru_next = c->lru_next;
+        cs_conv_t *n = &st->convs[c->own_next];
+        cs_snap(tx, n, sizeof(*n));
+        n->own_prev = c->own_prev;
     }
     else {
-        h->conv_free = c->lru_next;
+        o->tail = c->own_prev;
     }
-    if (c->lru_next != CS_NIL) {
-        st->convs[c->lru_next].lru_prev = c->lru_prev;
-    }
-    memset(c, 0, sizeof(*c));
-    c->in_use = 1;
-    c->lru_prev = c->lru_next = CS_NIL;
     c->own_prev = c->own_next = CS_NIL;
-    c->first_msg = c->last_msg = c->last_blk = CS_NIL;
-    h->nconv++;
-    return c;
 }
 
-/* Frees a slot whole: text, lists, tag (so stale ids stop matching). */
-static void conv_release(chat_store_t *st, cs_conv_t *c)
+static void list_push_front(cs_tx_t *tx, cs_owner_t *o, cs_conv_t *c)
 {
-    cs_hdr_t *h = st->hdr;
+    chat_store_t *st = tx->st;
     uint32_t i = cs_conv_index(st, c);
 
-    cs_msg_free_all(st, c);
-    lru_unlink(st, c);
-    own_unlink(st, c);
-    CS_STORE64(&c->tag, 0);
-    CS_STORE64(&c->gen_token, 0);
-    CS_STORE64(&c->seq, cs_next_seq(st));
-    c->in_use = 0;
-    c->state = CHAT_CONV_IDLE;
-    c->lru_prev = CS_NIL;
-    c->lru_next = h->conv_free;
-    if (h->conv_free != CS_NIL) {
-        st->convs[h->conv_free].lru_prev = i;
+    cs_snap(tx, o, sizeof(*o));
+    cs_snap(tx, c, sizeof(*c));
+    c->own_prev = CS_NIL;
+    c->own_next = o->head;
+    if (o->head != CS_NIL) {
+        cs_conv_t *h = &st->convs[o->head];
+        cs_snap(tx, h, sizeof(*h));
+        h->own_prev = i;
     }
-    h->conv_free = i;
-    h->nconv--;
+    else {
+        o->tail = i;
+    }
+    o->head = i;
+}
+
+/* The slot info of c from its state (caller snapped nothing of it). */
+static void slot_update(cs_tx_t *tx, cs_conv_t *c)
+{
+    chat_store_t *st = tx->st;
+    cs_slotinfo_t *si = &st->slots[cs_conv_index(st, c)];
+    uint32_t flags = CS_SI_USED | (c->state == CHAT_CONV_IDLE ? CS_SI_IDLE : 0) |
+                     ((st->owners[c->owner_ref].flags & CS_OWN_AUTH) ? CS_SI_AUTH : 0);
+
+    if (si->flags == flags && si->owner_ref == c->owner_ref &&
+        si->updated_ms == c->updated_ms) {
+        return;
+    }
+    cs_snap(tx, si, sizeof(*si));
+    __atomic_store_n(&si->updated_ms, c->updated_ms, __ATOMIC_RELAXED);
+    __atomic_store_n(&si->owner_ref, c->owner_ref, __ATOMIC_RELAXED);
+    __atomic_store_n(&si->flags, flags, __ATOMIC_RELAXED);
+}
+
+void cs_conv_link_raw(chat_store_t *st, cs_conv_t *c, int auth)
+{
+    cs_owner_t *o = &st->owners[c->owner_ref];
+    cs_slotinfo_t *si = &st->slots[cs_conv_index(st, c)];
+    uint32_t i = cs_conv_index(st, c);
+
+    c->own_next = CS_NIL;
+    c->own_prev = o->tail;
+    if (o->tail != CS_NIL) {
+        st->convs[o->tail].own_next = i;
+    }
+    else {
+        o->head = i;
+    }
+    o->tail = i;
+    o->nconv++;
+    o->nblocks += c->nblocks + cs_meta_blocks(c->meta_len);
+    si->updated_ms = c->updated_ms;
+    si->owner_ref = c->owner_ref;
+    si->flags = CS_SI_USED | (c->state == CHAT_CONV_IDLE ? CS_SI_IDLE : 0) |
+                (auth ? CS_SI_AUTH : 0);
 }
 
 void cs_conv_changed(chat_store_t *st, cs_conv_t *c)
@@ -278,112 +311,366 @@ void cs_conv_changed(chat_store_t *st, cs_conv_t *c)
     CS_STORE64(&c->seq, cs_next_seq(st));
 }
 
-void cs_conv_touch(chat_store_t *st, cs_conv_t *c, uint64_t now_ms)
+void cs_conv_touch(cs_tx_t *tx, cs_conv_t *c, uint64_t now_ms)
 {
+    chat_store_t *st = tx->st;
+    cs_owner_t *o = &st->owners[c->owner_ref];
+
     cs_note_now(st, now_ms);
+    cs_snap(tx, c, sizeof(*c));
     c->updated_ms = now_ms;
-    if (st->hdr->lru_head != cs_conv_index(st, c)) {
-        lru_unlink(st, c);
-        lru_push_front(st, c);
+    if (o->head != cs_conv_index(st, c)) {
+        cs_owner_list_unlink(tx, o, c);
+        list_push_front(tx, o, c);
     }
-    if (c->own_prev != CS_NIL) {
-        own_unlink(st, c);
-        own_push_front(st, c);
-    }
+    slot_update(tx, c);
     cs_conv_changed(st, c);
 }
 
-cs_conv_t *cs_conv_lru_victim(chat_store_t *st, const cs_conv_t *self)
+/* ---- users ---------------------------------------------------------------------- */
+
+static void user_range(const chat_store_t *st, uint32_t s, uint32_t *u0, uint32_t *un)
 {
-    uint32_t i;
-    for (i = st->hdr->lru_tail; i != CS_NIL; i = st->convs[i].lru_prev) {
-        cs_conv_t *c = &st->convs[i];
-        if (c != self && c->state == CHAT_CONV_IDLE) {
-            return c;
+    uint64_t a = (uint64_t)s * st->l.max_users / st->nshards;
+    uint64_t b = (uint64_t)(s + 1) * st->l.max_users / st->nshards;
+    *u0 = (uint32_t)a;
+    *un = (uint32_t)(b - a);
+}
+
+cs_user_t *cs_user_find(chat_store_t *st, const uint8_t *owner)
+{
+    uint32_t u0, un, home, k;
+
+    user_range(st, cs_shard_of(st, owner), &u0, &un);
+    home = cs_owner_hash(owner, 4) % un;
+    for (k = 0; k < CS_WINDOW && k < un; k++) {
+        cs_user_t *u = &st->users[u0 + (home + k) % un];
+        if ((CS_LOAD32(&u->flags) & CS_USER_USED) && memcmp(u->owner, owner, 20) == 0) {
+            return u;
         }
     }
     return NULL;
 }
 
-void cs_conv_evict(chat_store_t *st, cs_conv_t *c)
+cs_user_t *cs_user_get(cs_tx_t *tx, const uint8_t *owner, uint64_t seen_ms, int force)
 {
-    char id[CHAT_CONV_ID_LEN + 1];
+    chat_store_t *st = tx->st;
+    uint32_t s = cs_shard_of(st, owner), u0, un, home, k;
+    cs_user_t *u = cs_user_find(st, owner), *victim = NULL;
+    int fresh = 0;
+
+    if (u) {
+        if (seen_ms > u->last_seen_ms) {
+            cs_snap(tx, u, sizeof(*u));
+            u->last_seen_ms = seen_ms;
+        }
+        return u;
+    }
+    user_range(st, s, &u0, &un);
+    home = cs_owner_hash(owner, 4) % un;
+    for (k = 0; k < CS_WINDOW && k < un; k++) {
+        cs_user_t *e = &st->users[u0 + (home + k) % un];
+        if (!(e->flags & CS_USER_USED)) {
+            victim = e;
+            fresh = 1;
+            break;
+        }
+        if (!victim || e->last_seen_ms < victim->last_seen_ms) {
+            victim = e;
+        }
+    }
+    if (!fresh && !force && victim->last_seen_ms > seen_ms) {
+        return NULL;
+    }
+    cs_snap(tx, victim, sizeof(*victim));
+    if (fresh) {
+        cs_snap(tx, &st->shards[s], sizeof(cs_shard_t));
+        st->shards[s].nusers++;
+    }
+    /* the new entry's seq comes from the global clock, so a tab that saw
+     * the replaced entry's value still notices a change */
+    memset(victim, 0, sizeof(*victim));
+    memcpy(victim->owner, owner, 20);
+    victim->last_seen_ms = seen_ms;
+    CS_STORE64(&victim->seq, cs_next_seq(st));
+    CS_STORE32(&victim->flags, CS_USER_USED);
+    return victim;
+}
+
+chat_status_t cs_shm_rate_take(chat_store_t *st, const chat_owner_t *owner,
+                               const chat_rate_t *rate, uint64_t now_ms,
+                               int64_t *retry_after_ms)
+{
+    cs_user_t *u;
+    cs_tx_t tx;
+    chat_status_t rc;
+
+    if (retry_after_ms) {
+        *retry_after_ms = 0;
+    }
+    if (!st || !owner || !rate) {
+        return CHAT_EINVAL;
+    }
+    if (rate->count == 0) {
+        return CHAT_OK; /* unlimited: no need to track the user */
+    }
+    cs_note_now(st, now_ms);
+    if (lock_owner(st, owner->b, &tx) != CHAT_OK) {
+        return CHAT_OK; /* fail open: logged */
+    }
+    u = cs_user_get(&tx, owner->b, now_ms, 1);
+    cs_snap(&tx, u, sizeof(*u));
+    if (!(u->flags & CS_USER_BUCKET)) {
+        chat_bucket_init(&u->bucket, rate, now_ms);
+        u->flags |= CS_USER_BUCKET;
+    }
+    rc = chat_bucket_take(&u->bucket, rate, now_ms, retry_after_ms);
+    unlock_tx(&tx);
+    return rc;
+}
+
+void cs_shm_user_bump(chat_store_t *st, const chat_owner_t *owner)
+{
+    cs_user_t *u;
+    cs_tx_t tx;
+    uint64_t seq;
+
+    if (!st || !owner) {
+        return;
+    }
+    u = cs_user_find(st, owner->b);
+    if (!u) {
+        if (lock_owner(st, owner->b, &tx) != CHAT_OK) {
+            return;
+        }
+        u = cs_user_get(&tx, owner->b, cs_now(st), 1);
+        seq = cs_next_seq(st);
+        CS_STORE64(&u->seq, seq);
+        unlock_tx(&tx);
+    }
+    else {
+        /* an existing entry: the counter is atomic, no lock needed (if the
+         * entry is being replaced right now, the extra bump is harmless) */
+        seq = cs_next_seq(st);
+        CS_STORE64(&u->seq, seq);
+    }
+    CS_STORE64(&st->hdr->user_events, seq);
+}
+
+uint64_t cs_shm_events(chat_store_t *st)
+{
+    return st ? CS_LOAD64(&st->hdr->user_events) : 0;
+}
+
+uint64_t cs_shm_user_seq(chat_store_t *st, const chat_owner_t *owner)
+{
     cs_user_t *u;
 
-    cs_conv_format_id(st, c, id);
-    chat_log(CHAT_LOG_NOTICE,
-             "chatbot store: evicted conversation %s (bot %s, %" PRIu32
-             " messages, %" PRIu64 " bytes) to make room",
-             id, c->bot, c->nmsgs, c->bytes);
-    __atomic_add_fetch(&st->hdr->gauges[CHAT_G_EVICTIONS], 1, __ATOMIC_RELAXED);
-    /* the owner's session list changed */
-    u = cs_user_find(st, c->owner);
-    if (u) {
-        CS_STORE64(&u->seq, cs_next_seq(st));
+    if (!st || !owner) {
+        return 0;
     }
-    conv_release(st, c);
+    u = cs_user_find(st, owner->b);
+    return u ? CS_LOAD64(&u->seq) : 0;
 }
 
 /* ---- conversations: public API ------------------------------------------------ */
 
-chat_status_t chat_store_conv_create(chat_store_t *st, const chat_owner_t *owner,
-                                     const char *bot, const char *title, uint64_t tag,
-                                     uint64_t now_ms, chat_conv_info_t *out)
+/* Spends one creation token of owner. CHAT_OK or CHAT_ELIMIT. */
+static chat_status_t take_create(cs_tx_t *tx, const chat_owner_t *owner, uint64_t now_ms)
 {
-    cs_conv_t *c;
-    size_t blen;
+    const chat_quota_t *q = cs_quota(tx->st, owner->auth);
+    cs_user_t *u;
+    int64_t retry;
 
-    if (!st || !owner || !bot || tag == 0) {
+    if (q->create.count == 0) {
+        return CHAT_OK;
+    }
+    u = cs_user_get(tx, owner->b, now_ms, 1);
+    cs_snap(tx, u, sizeof(*u));
+    if (!(u->flags & CS_USER_CBUCKET)) {
+        chat_bucket_init(&u->create, &q->create, now_ms);
+        u->flags |= CS_USER_CBUCKET;
+    }
+    return chat_bucket_take(&u->create, &q->create, now_ms, &retry);
+}
+
+/* Under the owner's lock: owner's conversation titled title, the first of
+ * rank 0 (neither stopped nor archived) .. 3 (both) in touch order. */
+static cs_conv_t *find_titled(chat_store_t *st, const chat_owner_t *owner,
+                              const char *title)
+{
+    cs_owner_t *o = cs_owner_find(st, owner->b);
+    cs_conv_t *best = NULL;
+    int best_rank = 4;
+    uint32_t i;
+
+    for (i = o ? o->head : CS_NIL; i != CS_NIL && best_rank > 0;
+         i = st->convs[i].own_next) {
+        cs_conv_t *c = &st->convs[i];
+        int rank = ((c->flags & CHAT_CONV_ARCHIVED) ? 2 : 0) +
+                   ((c->flags & CHAT_CONV_STOPPED) ? 1 : 0);
+        if (rank < best_rank && memcmp(c->owner, owner->b, sizeof(owner->b)) == 0 &&
+            strcmp(c->title, title) == 0) {
+            best = c;
+            best_rank = rank;
+        }
+    }
+    return best;
+}
+
+/* find: look for title first (chat_store_conv_find_or_create) */
+static chat_status_t conv_create(chat_store_t *st, const chat_owner_t *owner,
+                                 const char *bot, const char *title, uint32_t flags,
+                                 int find, uint64_t tag, uint64_t now_ms,
+                                 chat_conv_info_t *out, int *created)
+{
+    cs_owner_t *o;
+    cs_conv_t *c;
+    cs_tx_t tx;
+    chat_status_t rc;
+    uint32_t slot = CS_NIL;
+    size_t blen;
+    int tries, auth;
+
+    if (created) {
+        *created = 0;
+    }
+    if (!st || !owner || !bot || tag == 0 || (flags & ~CS_CONV_FLAGS) ||
+        (find && !title)) {
         return CHAT_EINVAL;
     }
     blen = strlen(bot);
     if (blen == 0 || blen > CHAT_BOT_NAME_MAX) {
         return CHAT_EINVAL;
     }
-    c = cs_conv_alloc(st, CS_NIL);
-    if (!c) {
-        cs_conv_t *v = cs_conv_lru_victim(st, NULL);
-        if (!v) {
-            return CHAT_EFULL;
+    auth = owner->auth != 0;
+    cs_note_now(st, now_ms);
+    if (lock_owner(st, owner->b, &tx) != CHAT_OK) {
+        return CHAT_EINTERNAL;
+    }
+    if (find && (c = find_titled(st, owner, title)) != NULL) {
+        if (out) {
+            cs_conv_info(st, c, out);
         }
-        cs_conv_evict(st, v);
-        c = cs_conv_alloc(st, CS_NIL);
-        if (!c) {
-            return CHAT_EINTERNAL;
+        unlock_tx(&tx);
+        return CHAT_OK;
+    }
+    rc = take_create(&tx, owner, now_ms);
+    if (rc != CHAT_OK) {
+        unlock_tx(&tx);
+        return rc;
+    }
+    cs_tx_commit(&tx); /* the token stays spent */
+    /* room for one slot, then take it: another child may take the room
+     * first, so try a few times */
+    for (tries = 0; tries < 4 && slot == CS_NIL; tries++) {
+        rc = cs_make_room(&tx, cs_owner_find(st, owner->b), auth, NULL, CS_RES_SLOTS, 1);
+        if (rc != CHAT_OK) {
+            unlock_tx(&tx);
+            return rc;
+        }
+        if (!cs_pool_take_slot(st, auth, &slot)) {
+            slot = CS_NIL;
         }
     }
+    if (slot == CS_NIL) {
+        unlock_tx(&tx);
+        return CHAT_EFULL;
+    }
+    o = cs_owner_get(&tx, owner->b, auth);
+    if (!o) {
+        /* no room for one more identity in this shard's owner table: the
+         * slot goes back */
+        unlock_tx(&tx);
+        cs_pool_give_slot(st, slot, auth);
+        return CHAT_EFULL;
+    }
+    c = &st->convs[slot];
+    cs_snap(&tx, c, sizeof(*c));
+    memset(c, 0, sizeof(*c));
+    c->first_msg = c->last_msg = c->last_blk = CS_NIL;
     memcpy(c->owner, owner->b, sizeof(owner->b));
-    cs_copy_trunc(c->bot, CS_NAME_SZ, CHAT_BOT_NAME_MAX, bot);
-    cs_copy_trunc(c->title, CS_TITLE_SZ, CHAT_TITLE_MAX, title);
+    cs_copy_trunc(c->bot, sizeof(c->bot), CHAT_BOT_NAME_MAX, bot);
+    cs_copy_trunc(c->title, sizeof(c->title), CHAT_TITLE_MAX, title);
     chat_one_line(c->title); /* a title is one line of text, whoever reads it */
     c->created_ms = now_ms;
+    c->updated_ms = now_ms;
     c->state = CHAT_CONV_IDLE;
-    lru_push_front(st, c);
-    own_push_front(st, c);
-    cs_conv_touch(st, c, now_ms);
+    c->flags = flags;
+    c->owner_ref = (uint32_t)(o - st->owners);
+    c->in_use = 1;
+    list_push_front(&tx, o, c);
+    o->nconv++;
+    slot_update(&tx, c);
+    cs_conv_changed(st, c);
     CS_STORE64(&c->tag, tag);
     if (out) {
         cs_conv_info(st, c, out);
     }
+    unlock_tx(&tx);
+    if (created) {
+        *created = 1;
+    }
     return CHAT_OK;
 }
 
-chat_status_t chat_store_conv_get(chat_store_t *st, const chat_owner_t *owner,
-                                  const char *id, chat_conv_info_t *out)
+chat_status_t cs_shm_conv_create(chat_store_t *st, const chat_owner_t *owner,
+                                 const char *bot, const char *title, uint64_t tag,
+                                 uint64_t now_ms, chat_conv_info_t *out)
+{
+    return conv_create(st, owner, bot, title, 0, 0, tag, now_ms, out, NULL);
+}
+
+chat_status_t cs_shm_conv_find_or_create(chat_store_t *st, const chat_owner_t *owner,
+                                         const char *bot, const char *title,
+                                         uint32_t flags, uint64_t tag, uint64_t now_ms,
+                                         chat_conv_info_t *out, int *created)
+{
+    return conv_create(st, owner, bot, title, flags, 1, tag, now_ms, out, created);
+}
+
+int64_t cs_shm_create_retry_ms(chat_store_t *st, const chat_owner_t *owner,
+                               uint64_t now_ms)
+{
+    const chat_quota_t *q;
+    chat_bucket_t b;
+    cs_user_t *u;
+    cs_tx_t tx;
+    int64_t retry = 0;
+
+    if (!st || !owner) {
+        return 0;
+    }
+    q = cs_quota(st, owner->auth);
+    if (q->create.count == 0 || lock_owner(st, owner->b, &tx) != CHAT_OK) {
+        return 0;
+    }
+    u = cs_user_find(st, owner->b);
+    if (u && (u->flags & CS_USER_CBUCKET)) {
+        b = u->create; /* a copy: asking does not spend */
+        if (chat_bucket_take(&b, &q->create, now_ms, &retry) == CHAT_OK) {
+            retry = 0;
+        }
+    }
+    unlock_tx(&tx);
+    return retry;
+}
+
+chat_status_t cs_shm_conv_get(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                              chat_conv_info_t *out)
 {
     cs_conv_t *c;
+    cs_tx_t tx;
 
-    if (!owner) {
+    if (!st || !owner || lock_owner(st, owner->b, &tx) != CHAT_OK) {
         return CHAT_ENOTFOUND;
     }
     c = cs_conv_find(st, owner, id);
-    if (!c) {
-        return CHAT_ENOTFOUND;
-    }
-    if (out) {
+    if (c && out) {
         cs_conv_info(st, c, out);
     }
-    return CHAT_OK;
+    unlock_tx(&tx);
+    return c ? CHAT_OK : CHAT_ENOTFOUND;
 }
 
 static int conv_matches(const cs_conv_t *c, const chat_owner_t *owner, const char *bot,
@@ -404,20 +691,22 @@ static int conv_matches(const cs_conv_t *c, const chat_owner_t *owner, const cha
     return 1;
 }
 
-int chat_store_conv_list(chat_store_t *st, const chat_owner_t *owner, const char *bot,
-                         int archived, void (*cb)(void *baton, const chat_conv_info_t *c),
-                         void *baton)
+int cs_shm_conv_list(chat_store_t *st, const chat_owner_t *owner, const char *bot,
+                     int archived, void (*cb)(void *baton, const chat_conv_info_t *c),
+                     void *baton)
 {
     chat_conv_info_t info;
+    cs_owner_t *o;
+    cs_tx_t tx;
     uint32_t i;
     int n = 0;
 
-    if (!st || !owner) {
+    if (!st || !owner || lock_owner(st, owner->b, &tx) != CHAT_OK) {
         return 0;
     }
-    /* the owner chain is in touch order: most recently updated first */
-    for (i = st->heads[cs_head_of(st, owner->b)]; i != CS_NIL;
-         i = st->convs[i].own_next) {
+    o = cs_owner_find(st, owner->b);
+    /* the owner's list is in touch order: most recently updated first */
+    for (i = o ? o->head : CS_NIL; i != CS_NIL; i = st->convs[i].own_next) {
         const cs_conv_t *c = &st->convs[i];
         if (!conv_matches(c, owner, bot, archived)) {
             continue;
@@ -428,73 +717,101 @@ int chat_store_conv_list(chat_store_t *st, const chat_owner_t *owner, const char
         }
         n++;
     }
+    unlock_tx(&tx);
     return n;
 }
 
-chat_status_t chat_store_conv_latest(chat_store_t *st, const chat_owner_t *owner,
-                                     const char *bot, chat_conv_info_t *out)
+chat_status_t cs_shm_conv_latest(chat_store_t *st, const chat_owner_t *owner,
+                                 const char *bot, chat_conv_info_t *out)
 {
+    chat_status_t rc = CHAT_ENOTFOUND;
+    cs_owner_t *o;
+    cs_tx_t tx;
     uint32_t i;
 
-    if (!st || !owner) {
+    if (!st || !owner || lock_owner(st, owner->b, &tx) != CHAT_OK) {
         return CHAT_ENOTFOUND;
     }
-    for (i = st->heads[cs_head_of(st, owner->b)]; i != CS_NIL;
-         i = st->convs[i].own_next) {
+    o = cs_owner_find(st, owner->b);
+    for (i = o ? o->head : CS_NIL; i != CS_NIL; i = st->convs[i].own_next) {
         const cs_conv_t *c = &st->convs[i];
         if (conv_matches(c, owner, bot, 0)) {
             if (out) {
                 cs_conv_info(st, c, out);
             }
-            return CHAT_OK;
+            rc = CHAT_OK;
+            break;
         }
     }
-    return CHAT_ENOTFOUND;
+    unlock_tx(&tx);
+    return rc;
 }
 
-chat_status_t chat_store_conv_rename(chat_store_t *st, const chat_owner_t *owner,
-                                     const char *id, const char *title, uint64_t now_ms)
+chat_status_t cs_shm_conv_rename(chat_store_t *st, const chat_owner_t *owner,
+                                 const char *id, const char *title, uint64_t now_ms)
 {
     cs_conv_t *c;
+    cs_tx_t tx;
 
-    if (!owner || !(c = cs_conv_find(st, owner, id))) {
+    if (!st || !owner || lock_owner(st, owner->b, &tx) != CHAT_OK) {
         return CHAT_ENOTFOUND;
     }
-    cs_copy_trunc(c->title, CS_TITLE_SZ, CHAT_TITLE_MAX, title);
+    if (!(c = cs_conv_find(st, owner, id))) {
+        unlock_tx(&tx);
+        return CHAT_ENOTFOUND;
+    }
+    cs_snap(&tx, c, sizeof(*c));
+    cs_copy_trunc(c->title, sizeof(c->title), CHAT_TITLE_MAX, title);
     chat_one_line(c->title); /* a title is one line of text, whoever reads it */
-    cs_conv_touch(st, c, now_ms);
+    cs_conv_touch(&tx, c, now_ms);
+    unlock_tx(&tx);
     return CHAT_OK;
 }
 
-chat_status_t chat_store_conv_flags(chat_store_t *st, const chat_owner_t *owner,
-                                    const char *id, uint32_t set, uint32_t clear,
-                                    uint64_t now_ms)
+chat_status_t cs_shm_conv_flags(chat_store_t *st, const chat_owner_t *owner,
+                                const char *id, uint32_t set, uint32_t clear,
+                                uint64_t now_ms)
 {
     cs_conv_t *c;
+    cs_tx_t tx;
 
-    if (!owner || !(c = cs_conv_find(st, owner, id))) {
+    if (!st || !owner || lock_owner(st, owner->b, &tx) != CHAT_OK) {
+        return CHAT_ENOTFOUND;
+    }
+    if (!(c = cs_conv_find(st, owner, id))) {
+        unlock_tx(&tx);
         return CHAT_ENOTFOUND;
     }
     if ((set | clear) & ~CS_CONV_FLAGS) {
+        unlock_tx(&tx);
         return CHAT_EINVAL;
     }
+    cs_snap(&tx, c, sizeof(*c));
     c->flags = (c->flags | set) & ~clear;
-    cs_conv_touch(st, c, now_ms);
+    cs_conv_touch(&tx, c, now_ms);
+    unlock_tx(&tx);
     return CHAT_OK;
 }
 
-chat_status_t chat_store_conv_delete(chat_store_t *st, const chat_owner_t *owner,
-                                     const char *id)
+chat_status_t cs_shm_conv_delete(chat_store_t *st, const chat_owner_t *owner,
+                                 const char *id)
 {
     cs_conv_t *c;
+    cs_tx_t tx;
 
-    if (!owner || !(c = cs_conv_find(st, owner, id))) {
+    if (!st || !owner || lock_owner(st, owner->b, &tx) != CHAT_OK) {
+        return CHAT_ENOTFOUND;
+    }
+    if (!(c = cs_conv_find(st, owner, id))) {
+        unlock_tx(&tx);
         return CHAT_ENOTFOUND;
     }
     if (c->state != CHAT_CONV_IDLE) {
+        unlock_tx(&tx);
         return CHAT_EBUSY;
     }
-    conv_release(st, c);
+    cs_conv_release(&tx, c);
+    unlock_tx(&tx);
     return CHAT_OK;
 }
 
@@ -505,83 +822,187 @@ static int gen_state_ok(uint32_t state)
     return state == CHAT_CONV_QUEUED || state == CHAT_CONV_GENERATING;
 }
 
-chat_status_t chat_store_gen_begin(chat_store_t *st, const chat_owner_t *owner,
-                                   const char *id, uint64_t token, uint32_t state,
-                                   uint64_t now_ms)
+void cs_gen_abandon(cs_tx_t *tx, cs_conv_t *c)
+{
+    chat_store_t *st = tx->st;
+    char id[CHAT_CONV_ID_LEN + 1];
+
+    cs_snap(tx, c, sizeof(*c));
+    if (c->last_msg != CS_NIL) {
+        cs_msghdr_t *mh = cs_mh(st, c->last_msg);
+        cs_snap(tx, mh, sizeof(*mh));
+        if (((mh->flags & CHAT_MSG_STREAMING) || mh->role == CHAT_ROLE_ASSISTANT) &&
+            !(mh->flags & CHAT_MSG_COMPLETE)) {
+            mh->flags |= CHAT_MSG_INTERRUPTED;
+        }
+        mh->flags &= ~CHAT_MSG_STREAMING;
+    }
+    c->state = CHAT_CONV_IDLE;
+    c->queue_position = 0;
+    c->gen_proc = 0;
+    CS_STORE64(&c->gen_token, 0);
+    CS_STORE32(&c->stop_requested, 0);
+    slot_update(tx, c);
+    cs_conv_changed(st, c);
+    cs_conv_format_id(st, c, id);
+    chat_log(CHAT_LOG_NOTICE,
+             "chatbot store: conversation %s: the process generating its answer died; "
+             "the answer is kept, marked interrupted",
+             id);
+}
+
+int cs_conv_reap_dead(chat_store_t *st)
+{
+    uint32_t i;
+    int n = 0;
+
+    for (i = 0; i < st->l.max_conversations; i++) {
+        cs_conv_t *c = &st->convs[i];
+        uint32_t flags = CS_PEEK32(&st->slots[i].flags);
+        uint64_t gp, tag;
+        uint8_t owner[20];
+        cs_tx_t tx;
+        if ((flags & (CS_SI_USED | CS_SI_IDLE)) != CS_SI_USED) {
+            continue;
+        }
+        gp = CS_PEEK64(&c->gen_proc);
+        tag = CS_LOAD64(&c->tag);
+        if (!gp || !tag || cs_proc_alive(st, gp)) {
+            continue;
+        }
+        memcpy(owner, c->owner, sizeof(owner));
+        if (lock_owner(st, owner, &tx) != CHAT_OK) {
+            continue;
+        }
+        if (c->in_use && c->tag == tag && memcmp(c->owner, owner, 20) == 0 &&
+            c->state != CHAT_CONV_IDLE && c->gen_proc == gp) {
+            cs_gen_abandon(&tx, c);
+            n++;
+        }
+        unlock_tx(&tx);
+    }
+    return n;
+}
+
+chat_status_t cs_shm_gen_begin(chat_store_t *st, const chat_owner_t *owner,
+                               const char *id, uint64_t token, uint32_t state,
+                               uint64_t now_ms)
 {
     cs_conv_t *c;
+    cs_tx_t tx;
 
-    if (!owner || !(c = cs_conv_find(st, owner, id))) {
+    if (!st || !owner || lock_owner(st, owner->b, &tx) != CHAT_OK) {
+        return CHAT_ENOTFOUND;
+    }
+    if (!(c = cs_conv_find(st, owner, id))) {
+        unlock_tx(&tx);
         return CHAT_ENOTFOUND;
     }
     if (token == 0 || !gen_state_ok(state)) {
+        unlock_tx(&tx);
         return CHAT_EINVAL;
     }
     if (c->gen_token != 0 && c->gen_token != token) {
-        return CHAT_EBUSY;
+        if (cs_proc_alive(st, c->gen_proc)) {
+            unlock_tx(&tx);
+            return CHAT_EBUSY;
+        }
+        /* its process died: take the conversation over */
+        cs_gen_abandon(&tx, c);
     }
+    cs_snap(&tx, c, sizeof(*c));
     if (c->state == CHAT_CONV_IDLE) {
-        st->hdr->busy_blocks += c->nblocks;
         CS_STORE32(&c->stop_requested, 0);
         CS_STORE64(&c->gen_token, token);
+        c->gen_proc = st->proc_tag;
     }
     c->state = state;
     c->queue_position = 0;
-    cs_conv_touch(st, c, now_ms);
+    cs_conv_touch(&tx, c, now_ms);
+    unlock_tx(&tx);
     return CHAT_OK;
 }
 
-chat_status_t chat_store_gen_state(chat_store_t *st, const char *id, uint64_t token,
-                                   uint32_t state, int32_t queue_position)
+/* The conversation generated with token, its owner's shard locked. */
+static cs_conv_t *find_generating(chat_store_t *st, const char *id, uint64_t token,
+                                  cs_tx_t *tx)
 {
-    cs_conv_t *c = cs_conv_find(st, NULL, id);
+    cs_conv_t *c;
 
-    if (!c || token == 0 || c->gen_token != token) {
+    if (!st || token == 0 || !(c = find_locked(st, id, tx))) {
+        return NULL;
+    }
+    if (c->gen_token != token) {
+        unlock_tx(tx);
+        return NULL;
+    }
+    return c;
+}
+
+chat_status_t cs_shm_gen_state(chat_store_t *st, const char *id, uint64_t token,
+                               uint32_t state, int32_t queue_position)
+{
+    cs_conv_t *c;
+    cs_tx_t tx;
+
+    if (!(c = find_generating(st, id, token, &tx))) {
         return CHAT_ENOTFOUND;
     }
     if (!gen_state_ok(state)) {
+        unlock_tx(&tx);
         return CHAT_EINVAL;
     }
+    cs_snap(&tx, c, sizeof(*c));
     c->state = state;
     c->queue_position =
         (state == CHAT_CONV_QUEUED && queue_position > 0) ? queue_position : 0;
     cs_conv_changed(st, c);
+    unlock_tx(&tx);
     return CHAT_OK;
 }
 
-chat_status_t chat_store_gen_end(chat_store_t *st, const char *id, uint64_t token,
-                                 uint64_t now_ms)
-{
-    cs_conv_t *c = cs_conv_find(st, NULL, id);
-
-    if (!c || token == 0 || c->gen_token != token) {
-        return CHAT_ENOTFOUND;
-    }
-    st->hdr->busy_blocks -= c->nblocks;
-    c->state = CHAT_CONV_IDLE;
-    c->queue_position = 0;
-    CS_STORE64(&c->gen_token, 0);
-    CS_STORE32(&c->stop_requested, 0);
-    cs_conv_touch(st, c, now_ms);
-    return CHAT_OK;
-}
-
-chat_status_t chat_store_gen_request_stop(chat_store_t *st, const chat_owner_t *owner,
-                                          const char *id)
+chat_status_t cs_shm_gen_end(chat_store_t *st, const char *id, uint64_t token,
+                             uint64_t now_ms)
 {
     cs_conv_t *c;
+    cs_tx_t tx;
 
-    if (!owner || !(c = cs_conv_find(st, owner, id))) {
+    if (!(c = find_generating(st, id, token, &tx))) {
+        return CHAT_ENOTFOUND;
+    }
+    cs_snap(&tx, c, sizeof(*c));
+    c->state = CHAT_CONV_IDLE;
+    c->queue_position = 0;
+    c->gen_proc = 0;
+    CS_STORE64(&c->gen_token, 0);
+    CS_STORE32(&c->stop_requested, 0);
+    cs_conv_touch(&tx, c, now_ms);
+    unlock_tx(&tx);
+    return CHAT_OK;
+}
+
+chat_status_t cs_shm_gen_request_stop(chat_store_t *st, const chat_owner_t *owner,
+                                      const char *id)
+{
+    cs_conv_t *c;
+    cs_tx_t tx;
+
+    if (!st || !owner || lock_owner(st, owner->b, &tx) != CHAT_OK) {
+        return CHAT_ENOTFOUND;
+    }
+    if (!(c = cs_conv_find(st, owner, id))) {
+        unlock_tx(&tx);
         return CHAT_ENOTFOUND;
     }
     if (c->state != CHAT_CONV_IDLE) {
         CS_STORE32(&c->stop_requested, 1);
         cs_conv_changed(st, c);
     }
+    unlock_tx(&tx);
     return CHAT_OK;
 }
 
-int chat_store_gen_stop_requested(chat_store_t *st, const char *id, uint64_t token)
+int cs_shm_gen_stop_requested(chat_store_t *st, const char *id, uint64_t token)
 {
     cs_conv_t *c = conv_peek(st, id);
 
@@ -592,123 +1013,8 @@ int chat_store_gen_stop_requested(chat_store_t *st, const char *id, uint64_t tok
     return CS_LOAD32(&c->stop_requested) != 0;
 }
 
-uint64_t chat_store_conv_seq(chat_store_t *st, const char *id)
+uint64_t cs_shm_conv_seq(chat_store_t *st, const char *id)
 {
     cs_conv_t *c = conv_peek(st, id);
     return c ? CS_LOAD64(&c->seq) : 0;
-}
-
-/* ---- users ---------------------------------------------------------------------- */
-
-static uint32_t user_home(const chat_store_t *st, const uint8_t *owner)
-{
-    return cs_owner_hash(owner, 4) % st->l.max_users;
-}
-
-static uint32_t user_window(const chat_store_t *st)
-{
-    return st->l.max_users < CS_WINDOW ? st->l.max_users : CS_WINDOW;
-}
-
-cs_user_t *cs_user_find(chat_store_t *st, const uint8_t *owner)
-{
-    uint32_t home = user_home(st, owner), w = user_window(st), k;
-
-    for (k = 0; k < w; k++) {
-        cs_user_t *u = &st->users[(home + k) % st->l.max_users];
-        if ((CS_LOAD32(&u->flags) & CS_USER_USED) && memcmp(u->owner, owner, 20) == 0) {
-            return u;
-        }
-    }
-    return NULL;
-}
-
-cs_user_t *cs_user_get(chat_store_t *st, const uint8_t *owner, uint64_t seen_ms,
-                       int force)
-{
-    uint32_t home = user_home(st, owner), w = user_window(st), k;
-    cs_user_t *u = cs_user_find(st, owner), *victim = NULL;
-
-    if (u) {
-        if (seen_ms > u->last_seen_ms) {
-            u->last_seen_ms = seen_ms;
-        }
-        return u;
-    }
-    for (k = 0; k < w; k++) {
-        cs_user_t *e = &st->users[(home + k) % st->l.max_users];
-        if (!(e->flags & CS_USER_USED)) {
-            victim = e;
-            st->hdr->nusers++;
-            break;
-        }
-        if (!victim || e->last_seen_ms < victim->last_seen_ms) {
-            victim = e;
-        }
-    }
-    if ((victim->flags & CS_USER_USED) && !force && victim->last_seen_ms > seen_ms) {
-        return NULL;
-    }
-    /* the new entry's seq comes from the global clock, so a tab that saw
-     * the replaced entry's value still notices a change */
-    memset(victim, 0, sizeof(*victim));
-    memcpy(victim->owner, owner, 20);
-    victim->last_seen_ms = seen_ms;
-    CS_STORE64(&victim->seq, cs_next_seq(st));
-    CS_STORE32(&victim->flags, CS_USER_USED);
-    return victim;
-}
-
-chat_status_t chat_store_rate_take(chat_store_t *st, const chat_owner_t *owner,
-                                   const chat_rate_t *rate, uint64_t now_ms,
-                                   int64_t *retry_after_ms)
-{
-    cs_user_t *u;
-
-    if (retry_after_ms) {
-        *retry_after_ms = 0;
-    }
-    if (!st || !owner || !rate) {
-        return CHAT_EINVAL;
-    }
-    if (rate->count == 0) {
-        return CHAT_OK; /* unlimited: no need to track the user */
-    }
-    cs_note_now(st, now_ms);
-    u = cs_user_get(st, owner->b, now_ms, 1);
-    if (!(u->flags & CS_USER_BUCKET)) {
-        chat_bucket_init(&u->bucket, rate, now_ms);
-        u->flags |= CS_USER_BUCKET;
-    }
-    return chat_bucket_take(&u->bucket, rate, now_ms, retry_after_ms);
-}
-
-void chat_store_user_bump(chat_store_t *st, const chat_owner_t *owner)
-{
-    cs_user_t *u;
-    uint64_t seq;
-
-    if (!st || !owner) {
-        return;
-    }
-    u = cs_user_get(st, owner->b, st->hdr->last_now_ms, 1);
-    seq = cs_next_seq(st);
-    CS_STORE64(&u->seq, seq);
-    CS_STORE64(&st->hdr->user_events, seq);
-}
-
-uint64_t chat_store_events(chat_store_t *st)
-{
-    return st ? CS_LOAD64(&st->hdr->user_events) : 0;
-}
-
-uint64_t chat_store_user_seq(chat_store_t *st, const chat_owner_t *owner)
-{
-    cs_user_t *u;
-
-    if (!st || !owner) {
-        return 0;
-    }
-    u = cs_user_find(st, owner->b);
-    return u ? CS_LOAD64(&u->seq) : 0;
 }

@@ -760,6 +760,15 @@ chat_ws_state_t chat_ws_state(const chat_ws_t *ws)
     return ws ? ws->state : CHAT_WS_CLOSED;
 }
 
+int chat_ws_at_rest(const chat_ws_t *ws)
+{
+    /* The shadow is at a frame boundary only when every byte handed to
+     * wslay belongs to frames it has delivered whole. */
+    return ws && ws->state == CHAT_WS_OPEN && !ws->in_feed && !ws->paused &&
+           !ws->in_frame && !ws->msg_active && !ws->sh_hlen && !ws->sh_in_payload &&
+           ws->pend_off >= ws->pend.len && !ws->srclen;
+}
+
 uint16_t chat_ws_sent_close_code(const chat_ws_t *ws)
 {
     return ws ? ws->sent_code : 0;

@@ -164,6 +164,16 @@ export async function waitIdle(page, timeout = 20000) {
     await page.waitForFunction(() => window.__chatbot && window.__chatbot.turns.size === 0, null, { timeout });
 }
 
+/** Sends text and waits for its response (or error) frame, then for the page to be idle; returns the frame. */
+export async function turn(page, rec, text, timeout = 30000) {
+    const before = rec.received.length;
+    await sendText(page, text);
+    const r = await until(() => rec.received.slice(before).map((x) => x.f)
+        .find((f) => f.type === 'response' || f.type === 'error'), timeout, 'response to "' + text.slice(0, 30) + '"');
+    await waitIdle(page);
+    return r;
+}
+
 export async function shot(page, name) {
     mkdirSync(SHOT_DIR, { recursive: true });
     const file = path.join(SHOT_DIR, name + '.png');
@@ -184,8 +194,29 @@ export async function fakeControl(action) {
     if (!r.ok) throw new Error('fake control ' + action + ': HTTP ' + r.status);
 }
 
+/** Queues scripts for the fake backend's next chat requests (POST FAKE_URL/script). */
+export async function fakeScript(scripts) {
+    if (!FAKE_URL) throw new Error('FAKE_URL is not set: this test scripts the fake backend');
+    const url = new URL('script', FAKE_URL.endsWith('/') ? FAKE_URL : FAKE_URL + '/').href;
+    const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(scripts) });
+    if (!r.ok) throw new Error('fake script: HTTP ' + r.status + ' ' + await r.text());
+}
+
 export function assertNoProblems(problems) {
     assert.deepEqual(problems, [], 'page errors or CSP violations:\n' + problems.join('\n'));
+}
+
+/** Contrast of an element's text against the first opaque background behind it. */
+export async function textContrast(locator) {
+    const c = await locator.evaluate((n) => {
+        let bg = null;
+        for (let p = n; p && !bg; p = p.parentElement) {
+            const b = getComputedStyle(p).backgroundColor;
+            if (b && b !== 'transparent' && !/, 0\)$/.test(b)) bg = b;
+        }
+        return { fg: getComputedStyle(n).color, bg: bg || getComputedStyle(document.body).backgroundColor };
+    });
+    return { ...c, ratio: contrast(c.fg, c.bg) };
 }
 
 /** WCAG relative luminance contrast between two CSS colours "rgb(a)(...)". */
@@ -197,4 +228,100 @@ export function contrast(fg, bg) {
     };
     const a = lum(parse(fg)), b = lum(parse(bg));
     return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+}
+
+// ------------------------------------------------------------------ looks
+/**
+ * The four ways the page is checked for the issue 19 points: a 1280x800
+ * desktop and a 390x844 phone, each in the light and the dark scheme.
+ */
+export const LOOKS = [
+    { name: 'desktop-light', phone: false, opts: { viewport: { width: 1280, height: 800 }, colorScheme: 'light' } },
+    { name: 'desktop-dark', phone: false, opts: { viewport: { width: 1280, height: 800 }, colorScheme: 'dark' } },
+    { name: 'phone-light', phone: true, opts: { viewport: { width: 390, height: 844 }, colorScheme: 'light', isMobile: true, hasTouch: true, deviceScaleFactor: 2 } },
+    { name: 'phone-dark', phone: true, opts: { viewport: { width: 390, height: 844 }, colorScheme: 'dark', isMobile: true, hasTouch: true, deviceScaleFactor: 2 } },
+];
+
+/** One test per look, named "<name>@<look>"; fn gets ctx plus {look}. */
+export function perLook(name, fn, looks = LOOKS) {
+    return looks.map((look) => ({ name: name + '@' + look.name, fn: (ctx) => fn({ ...ctx, look }) }));
+}
+
+/** Opens the app in a look (extra openApp options merged in). */
+export function openLook(browser, look, extra = {}) {
+    return openApp(browser, { ...look.opts, ...extra });
+}
+
+/** Makes the conversation list visible (a drawer on a phone). */
+export async function showSidebar(page, look) {
+    if (!look.phone || await page.locator('#sidebar').isVisible()) return;
+    await page.locator('#sidebar-toggle').click();
+    await until(() => page.locator('#sidebar').isVisible(), 3000, 'sidebar drawer');
+    await sleep(250); // the slide-in
+}
+
+/** Closes a drawer if one is open (phone; Esc closes drawers). */
+export async function closeDrawer(page) {
+    if (await page.locator('#scrim').isVisible()) {
+        await page.keyboard.press('Escape');
+        await until(async () => !(await page.locator('#scrim').isVisible()), 3000, 'drawer closed');
+        await sleep(300); // the slide-out (the drawer stays visible until it ends)
+    }
+}
+
+/** Makes the status board visible (closed on a first visit; a drawer on a phone). */
+export async function showStatus(page) {
+    if (await page.locator('#statusboard').isVisible()) return;
+    await page.locator('#status-toggle').click();
+    await until(() => page.locator('#statusboard').isVisible(), 3000, 'status board');
+    await sleep(250);
+}
+
+/** Screenshot named after the test and the look. */
+export function lookShot(page, name, look) {
+    return shot(page, name + '-' + look.name);
+}
+
+// ------------------------------------------------------------------ the server under test
+/** httpd.conf of the server under test (scripts/e2e.sh exports it), or ''. */
+export const HTTPD_CONF = process.env.E2E_HTTPD_CONF || '';
+
+/**
+ * Stops and starts the server under test (a full stop: a graceful restart
+ * keeps the shared memory and the history). Needs E2E_HTTPD_CONF.
+ */
+export async function restartServer() {
+    const { execFileSync } = await import('node:child_process');
+    const { existsSync, readFileSync } = await import('node:fs');
+    const pid = path.join(path.dirname(path.dirname(HTTPD_CONF)), 'run', 'httpd.pid');
+    const old = Number(readFileSync(pid, 'utf8').trim());
+    execFileSync('/usr/sbin/apache2', ['-f', HTTPD_CONF, '-k', 'stop'], { stdio: 'ignore' });
+    await until(() => !existsSync(pid), 30000, 'httpd to stop');
+    // httpd removes its pid file before its main process has exited (and
+    // let go of the listening sockets): wait for the process itself (gone,
+    // or a zombie nobody reaps), then start; a start that still finds the
+    // port taken (a loaded machine) is tried again, within the same bound
+    const alive = () => {
+        try {
+            return readFileSync('/proc/' + old + '/stat', 'utf8').split(') ')[1][0] !== 'Z';
+        } catch { return false; }
+    };
+    await until(() => !alive(), 30000, 'httpd ' + old + ' to exit');
+    await until(async () => {
+        try {
+            execFileSync('/usr/sbin/apache2', ['-f', HTTPD_CONF, '-k', 'start'],
+                { stdio: ['ignore', 'ignore', 'pipe'] });
+            return true;
+        } catch (e) {
+            await sleep(250);
+            throw new Error(String(e.stderr || e.message).trim());
+        }
+    }, 30000, 'httpd to start again');
+    const { connect } = await import('node:net');
+    const u = new URL(BASE_URL);
+    const port = Number(u.port || (u.protocol === 'https:' ? 443 : 80));
+    await until(() => new Promise((res) => {
+        const sock = connect(port, u.hostname, () => { sock.destroy(); res(true); });
+        sock.on('error', () => res(false));
+    }), 30000, 'httpd to start');
 }

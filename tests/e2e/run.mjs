@@ -8,7 +8,17 @@
 import { writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { launchBrowser, BASE_URL, FAKE_URL, OUT_DIR } from './lib.mjs';
-import { tests } from './tests.mjs';
+import { tests as basic } from './tests.mjs';
+import { tests as answers } from './tests_answers.mjs';
+import { tests as conversations, rateLimitTests } from './tests_conversations.mjs';
+import { tests as find } from './tests_find.mjs';
+import { tests as settings } from './tests_settings.mjs';
+import { tests as versions } from './tests_versions.mjs';
+
+// rate-limit tests spend their identity's budget: they run last
+const isRate = (t) => t.name.startsWith('rate-limit');
+const tests = [...basic.filter((t) => !isRate(t)), ...answers, ...conversations, ...find, ...settings, ...versions,
+    ...basic.filter(isRate), ...rateLimitTests];
 
 if (!BASE_URL) {
     console.log('e2e: BASE_URL not set, skipped');

@@ -1,11 +1,14 @@
 /* fuzz_cmd.c - libFuzzer target for the command core (chat/cmd.h).
  *
- * Input: byte 0 picks the spec flags (paths, dashes) and the output cap;
+ * Input: byte 0 picks the spec flags (paths, options) and the output cap;
  * the rest is a chat line. Invariants checked on every input:
  *  - split words never contain a blank or a control byte;
  *  - an accepted argument has no control byte, no leading '-' unless
- *    dashes are on, and with paths on, once normalised independently here,
- *    it lies inside cwd (and an accepted option carries no '/' or "..");
+ *    options are declared, and with paths on, once normalised
+ *    independently here, it lies inside cwd (and an accepted option
+ *    carries no '/' or "..");
+ *  - an accepted option is made of declared ones only (-l -a -n= --color=
+ *    --): never -R, -L or --dereference, alone or grouped;
  *  - the declaration parser never crashes on the same words;
  *  - the output cap holds whatever the chunking.
  */
@@ -16,6 +19,28 @@
 #include "chat/cmd.h"
 
 #define CWD "/srv/files"
+
+static const chat_cmd_opt_t OPTS[] = {
+    {"-l", 2, 0}, {"-a", 2, 0}, {"-n", 2, 1}, {"--color", 7, 1}, {"--", 2, 0}};
+
+/* 1 if an accepted option word is made of the declared options only. */
+static int declared_only(const char *w)
+{
+    size_t k;
+
+    if (w[1] == '-') {
+        return !strcmp(w, "--") || !strncmp(w, "--color=", 8) || !strcmp(w, "--color");
+    }
+    for (k = 1; w[k]; k++) {
+        if (w[k] == 'n') {
+            return 1; /* the rest is its value */
+        }
+        if (w[k] != 'l' && w[k] != 'a') {
+            return 0;
+        }
+    }
+    return 1;
+}
 
 /* Walks an accepted, joined path lexically: 1 if, once its first two
  * components are "srv" and "files", it never goes above them. */
@@ -80,6 +105,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     spec.max_arg_len = CHAT_CMD_DEF_MAX_ARG_LEN;
     spec.cwd = CWD;
     spec.flags = ((sel & 1) ? CHAT_CMD_F_PATHS : 0) | ((sel & 2) ? CHAT_CMD_F_DASHES : 0);
+    if (sel & 2) {
+        memcpy(spec.options, OPTS, sizeof(OPTS));
+        spec.noptions = sizeof(OPTS) / sizeof(OPTS[0]);
+        spec.options_text = "-l,-a,-n=,--color=,--";
+    }
 
     buf = malloc(size + 1);
     if (!buf) {
@@ -105,6 +135,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (words[i][0] == '-' && !(spec.flags & CHAT_CMD_F_DASHES)) {
                 abort();
             }
+            if (words[i][0] == '-' && words[i][1] && !declared_only(words[i])) {
+                abort();
+            }
             if (!(spec.flags & CHAT_CMD_F_PATHS)) {
                 continue;
             }
@@ -122,6 +155,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
             }
         }
+        /* the whole list (values after -n, file names after --) */
+        chat_cmd_check_args(&spec, words, n, err, sizeof(err));
         /* the same words as a declaration: must never crash */
         {
             chat_cmd_spec_t d;

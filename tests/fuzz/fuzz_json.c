@@ -3,7 +3,8 @@
  * Each input byte selects a writer call (begin/end, key, string from the
  * input, int, double, bool, null, raw). Whatever the sequence, the writer
  * must not crash, and whenever chat_jw_status() reports CHAT_OK the output
- * must be strict JSON that json-c parses completely.
+ * must be strict JSON that json-c parses completely and that passes
+ * chat_json_check.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 
 #include <json-c/json.h>
 
+#include "chat/jsoncheck.h"
 #include "chat/proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -83,6 +85,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (chat_jw_status(&w) == CHAT_OK) {
         struct json_tokener *tok = json_tokener_new_ex(64);
         json_object *o;
+
+        /* what the writer makes passes the strict check clients' JSON gets */
+        if (chat_json_check(b.data, b.len, 64, NULL, 0) != CHAT_OK) {
+            abort();
+        }
 
         json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
         /* +1: the terminating NUL ends a top-level number */

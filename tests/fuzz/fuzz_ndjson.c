@@ -8,8 +8,10 @@
  * must give the same events and status (split invariance). Invariants
  * checked on every event: texts are valid UTF-8 without NUL, NUL terminated
  * at len, CONTENT/THINKING non-empty, at most one DONE, nothing after DONE
- * or ERROR, finish() == CHAT_OK exactly when DONE was delivered. The same
- * bytes also go through parse_whole, backend_error_text and models_parse.
+ * or ERROR, finish() == CHAT_OK exactly when DONE was delivered; with
+ * every line through json-c (chat_stream_set_fast_path(0)) the events are
+ * the same. The same bytes also go through parse_whole, backend_error_text
+ * and models_parse.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -220,6 +222,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(chat_stream_create(&s, FUZZ_WIRE, max_line, fz_cb, &a) == CHAT_OK);
     fz_run(s, &a, p, n, 0);
     chat_stream_destroy(s);
+
+    /* every line through json-c (no in-place reading of token lines): the
+     * same events, status and error */
+    CHECK(chat_stream_create(&s, FUZZ_WIRE, max_line, fz_cb, &b) == CHAT_OK);
+    chat_stream_set_fast_path(0);
+    fz_run(s, &b, p, n, 0);
+    chat_stream_set_fast_path(1);
+    CHECK(a.log.len == b.log.len && memcmp(a.log.data, b.log.data, a.log.len) == 0);
+    chat_stream_destroy(s);
+    b.log.len = 0;
+    b.nev = b.ndone = b.nerror = 0;
 
     /* chunks chosen by the input */
     CHECK(chat_stream_create(&s, FUZZ_WIRE, max_line, fz_cb, &b) == CHAT_OK);

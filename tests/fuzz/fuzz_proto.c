@@ -67,7 +67,9 @@ static void serialise(const chat_cmsg_t *m, chat_buf_t *b)
     chat_jw_obj_begin(&w);
     chat_jw_kstr(&w, "type", m->type_name);
     if (m->content) {
-        chat_jw_kstrn(&w, "content", m->content, m->content_len);
+        /* the port-8000 client's "command" frame carries its text there */
+        chat_jw_kstrn(&w, m->type == CHAT_C_COMMAND ? "command" : "content", m->content,
+                      m->content_len);
     }
 #define OPT(k, v)                                                                      \
     if (v) {                                                                           \
@@ -122,6 +124,7 @@ static void check_accepted(const chat_cmsg_t *m)
     case CHAT_C_LAUNCH: CHECK(m->bot_id); break;
     case CHAT_C_RENAME: CHECK(m->conversation_id && m->title); break;
     case CHAT_C_RUN: CHECK(m->command); break;
+    case CHAT_C_COMMAND: CHECK(m->content && !m->command); break;
     case CHAT_C_RESUME:
     case CHAT_C_SELECT:
     case CHAT_C_STOP_SESSION:
@@ -137,12 +140,14 @@ static void check_accepted(const chat_cmsg_t *m)
     o = parse_strict(b.data, b.len);
     CHECK(o != NULL);
     same_str(o, "type", m->type_name);
-    same_str(o, "content", m->content);
+    same_str(o, m->type == CHAT_C_COMMAND ? "command" : "content", m->content);
     same_str(o, "bot_id", m->bot_id);
     same_str(o, "conversation_id", m->conversation_id);
     same_str(o, "id", m->id);
     same_str(o, "title", m->title);
-    same_str(o, "command", m->command);
+    if (m->type != CHAT_C_COMMAND) {
+        same_str(o, "command", m->command);
+    }
     if (m->nargs) {
         CHECK(json_object_object_get_ex(o, "args", &v));
         CHECK(json_object_array_length(v) == m->nargs);

@@ -3,19 +3,24 @@
  * whatever attaches must stay consistent under every operation.
  *
  * Input: byte 0 selects the mode, the rest is the payload.
- *   mode % 4 == 0  payload = a raw region image, attached with FUZZ_LAYOUT
- *   mode % 4 == 1  payload = a raw image, attached with the layout it records
+ *   mode % 4 == 0  payload = a raw region image, loaded with FUZZ_LAYOUT
+ *   mode % 4 == 1  payload = a raw image, loaded with the layout it records
  *   mode % 4 >= 2  a valid populated image is built, then the payload is
- *                  read as (offset lo, offset hi, xor) triples applied to it
+ *                  read as (offset lo, mid, hi, xor) quads applied to it
  *                  (this gets past the header checks quickly)
- * Anything that attaches is then exercised through the public API with the
+ * Anything that loads is then exercised through the public API with the
  * owners and ids found in it, recovered, migrated, and re-validated: a
  * failed validation after operations on a valid store is a store bug and
- * aborts.
+ * aborts. With mode bit 7, one of those operations is cut short at a crash
+ * point chosen by the mode's other bits (as if its process were killed
+ * there): the locks it held are recovered as their next holder would, and
+ * the store must still validate and take updates.
  *
  * Built with -DFUZZ_STORE_GEN_MAIN this file is a program that writes the
  * seed corpus: fuzz_store_gen <dir>.
  */
+#include <pthread.h>
+#include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +42,7 @@ static chat_store_layout_t fuzz_layout(void)
     l.queue_cap = 2;
     l.max_active = 2;
     l.metric_series = 2;
+    l.max_procs = 2;
     return l;
 }
 
@@ -45,6 +51,35 @@ static chat_owner_t owner(const char *s)
     chat_owner_t o;
     chat_owner_from(&o, s, strlen(s));
     return o;
+}
+
+/* ---- crash points --------------------------------------------------------------- */
+
+static int crash_count, crash_at;
+static jmp_buf crash_jmp;
+
+static void crash_hook(void)
+{
+    if (crash_at && ++crash_count == crash_at) {
+        longjmp(crash_jmp, 1);
+    }
+}
+
+/* The locks the cut-short operation held, recovered as if its process had
+ * died (this thread holds them: trylock says busy). */
+static void abandon_all(chat_store_t *st)
+{
+    uint32_t i;
+
+    for (i = 0; i < st->hdr->nlocks; i++) {
+        cs_lock_t *lk = &st->locks[i];
+        if (pthread_mutex_trylock(&lk->m.mu) == 0) {
+            pthread_mutex_unlock(&lk->m.mu);
+        }
+        else {
+            cs_lock_abandon(st, lk);
+        }
+    }
 }
 
 /* A deterministic store with something in every table. */
@@ -101,10 +136,12 @@ static void must_be_valid(chat_store_t *st)
     }
 }
 
-/* Every public operation on everything found in the store. */
+/* Every public operation on everything found in the store. The read
+ * buffer is global: a cut-short pass (longjmp) must not leak it. */
+static chat_buf_t buf;
+
 static void exercise(chat_store_t *st, uint8_t seed)
 {
-    chat_buf_t buf;
     chat_conv_info_t ci;
     chat_msg_info_t mi;
     chat_metrics_snapshot_t snap;
@@ -118,7 +155,6 @@ static void exercise(chat_store_t *st, uint8_t seed)
     int32_t pos;
     uint64_t now = 1000 + seed;
 
-    chat_buf_init(&buf);
     memset(text, 'f', sizeof(text));
     for (i = 0; i < n; i++) {
         cs_conv_t *c = &st->convs[i];
@@ -128,6 +164,8 @@ static void exercise(chat_store_t *st, uint8_t seed)
             continue;
         }
         memcpy(o.b, c->owner, sizeof(o.b));
+        o.auth = c->owner_ref < st->nshards * st->owners_per_shard &&
+                 (st->owners[c->owner_ref].flags & CS_OWN_AUTH);
         cs_conv_format_id(st, c, id);
         chat_store_conv_get(st, &o, id, &ci);
         chat_store_conv_list(st, &o, NULL, -1, noop_conv, NULL);
@@ -210,7 +248,6 @@ static void exercise(chat_store_t *st, uint8_t seed)
     must_be_valid(st);
     chat_store_recover(st, now);
     must_be_valid(st);
-    chat_buf_free(&buf);
 }
 
 /* Migrates into a fresh store of a different (smaller) layout. */
@@ -289,16 +326,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         populate(fresh);
         chat_store_detach(fresh);
-        for (i = 0; i + 3 <= size; i += 3) {
-            size_t off = ((size_t)data[i] | ((size_t)data[i + 1] << 8)) % n;
-            ((uint8_t *)img)[off] ^= data[i + 2];
+        for (i = 0; i + 4 <= size; i += 4) {
+            size_t off = ((size_t)data[i] | ((size_t)data[i + 1] << 8) |
+                          ((size_t)data[i + 2] << 16)) %
+                         n;
+            ((uint8_t *)img)[off] ^= data[i + 3];
         }
     }
-    if (chat_store_attach(&st, img, n, &l) == CHAT_OK) {
+    if (chat_store_load(&st, img, n, &l) == CHAT_OK) {
         must_be_valid(st);
+        if (mode & 0x80) {
+            /* cut one pass of operations short at crash point 1..32 */
+            crash_count = 0;
+            crash_at = 1 + ((mode >> 2) & 31);
+            chat_store_crash_hook = crash_hook;
+            if (!setjmp(crash_jmp)) {
+                exercise(st, (uint8_t)(mode >> 2));
+            }
+            chat_store_crash_hook = NULL;
+            crash_at = 0;
+            abandon_all(st);
+            chat_store_maintain(st, 5000);
+            must_be_valid(st);
+        }
         exercise(st, (uint8_t)(mode >> 2));
         migrate_smaller(st);
         chat_store_detach(st);
+        chat_buf_free(&buf);
     }
     free(img);
     return 0;
@@ -327,7 +381,8 @@ int main(int argc, char **argv)
     chat_store_t *st;
     size_t n = chat_store_size(&l);
     void *mem = malloc(n);
-    static const uint8_t flips[] = {0x40, 0x00, 0x01, 0x10, 0x01, 0x80, 0x00, 0x02, 0xff};
+    static const uint8_t flips[] = {0x40, 0x00, 0x00, 0x01, 0x10, 0x01,
+                                    0x00, 0x80, 0x00, 0x02, 0x00, 0xff};
 
     if (argc != 2 || !mem) {
         fprintf(stderr, "usage: %s <corpus dir>\n", argv[0]);
@@ -341,6 +396,9 @@ int main(int argc, char **argv)
     put(argv[1], "truncated.img", 0, mem, n - 100);
     put(argv[1], "mutate-none", 2, "", 0);
     put(argv[1], "mutate-some", 6, flips, sizeof(flips));
+    put(argv[1], "cut-early", 0x82, "", 0);
+    put(argv[1], "cut-late", 0xFE, "", 0);
+    put(argv[1], "cut-mutated", 0x96, flips, sizeof(flips));
     chat_store_detach(st);
     free(mem);
     return 0;

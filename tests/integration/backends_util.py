@@ -21,7 +21,10 @@ def new_sid():
 async def connect(server, sid=None, tls=False, **kw):
     """Opens /ws (wss:// with tls; with a fixed session cookie if sid) and
     returns (ws, hello)."""
-    headers = {"Cookie": "chatbot_sid=%s" % sid} if sid else None
+    from conftest import sign_sid
+    # over https the cookie is __Host-chatbot_sid (ChatbotCookieHostPrefix)
+    headers = {"Cookie": "%s=%s" % ("__Host-chatbot_sid" if tls else "chatbot_sid",
+                                    sign_sid(sid))} if sid else None
     if tls:
         kw["ssl"] = ssl_ctx()
     ws = await websockets.connect(server.wss_url if tls else server.ws_url,
@@ -241,3 +244,28 @@ def wait_idle(server, timeout=5.0):
             return st, sa
         time.sleep(0.05)
     raise AssertionError("httpd not idle: %r %r" % (st, sa))
+
+
+def failed_turn_line(server, conv, code, timeout=5.0):
+    """The error log's line for the failed turn of conversation conv (its
+    details: URL, HTTP status, the backend's words), which users never see
+    (docs/security.md)."""
+    rx = re.compile(r"\[chatbot:warn\] .* chatbot: turn .*conversation=%s outcome=failed "
+                    r"code=%s " % (re.escape(conv), re.escape(code)))
+    end = time.time() + timeout
+    while True:
+        with open(server.error_log, errors="replace") as f:
+            for line in f:
+                if rx.search(line):
+                    return line
+        if time.time() > end:
+            raise AssertionError("no failed-turn line for %s %s" % (conv, code))
+        time.sleep(0.05)
+
+
+def assert_quiet(message, *details):
+    """An error message for users: none of the details, no URL, no status."""
+    for d in details:
+        assert str(d) not in message, (d, message)
+    assert "://" not in message and "HTTP" not in message and "127.0.0.1" not in message, \
+        message

@@ -5,10 +5,15 @@ Fixtures
   fake      the fake backend (session scope): .url, .script(...), .requests()
   httpd     a factory: httpd(extra="...", backend=url, ...) -> Server
   server    a default Server (module scope) talking to `fake`
+Helpers: sign_sid / new_sid_cookie (identities), configtest (`apache2 -t`
+on a rendered ServerRoot), Server, Fake, free_port, test_root.
 Every Server's error_log is checked at teardown: an unexpected [error],
 [crit], [alert] or [emerg] line fails the test that owned the server.
 """
 import atexit
+import base64
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -28,6 +33,26 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 sys.path.insert(0, HERE)
 import serverroot  # noqa: E402
+
+# Servers started by the tests sign session cookies with this key
+# (ChatbotCookieSecretFile), so a test can make as many identities as it
+# needs without a round trip: sign_sid() below. A test that wants the
+# module's own generated secret passes cookie_secret=None to Server.
+TEST_COOKIE_SECRET = "mod-chatbot-integration-tests-" + "5a" * 20
+
+
+def sign_sid(sid_hex, secret=TEST_COOKIE_SECRET):
+    """The cookie value the server issues for id sid_hex (32 lowercase hex
+    digits): "<id>.<base64url HMAC-SHA256 of 'chatbot-sid/1:' + id>"."""
+    mac = hmac.new(secret.encode(), b"chatbot-sid/1:" + sid_hex.encode(),
+                   hashlib.sha256).digest()
+    return sid_hex + "." + base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+
+def new_sid_cookie(name="chatbot_sid"):
+    """A Cookie header value with a new, validly signed identity."""
+    return "%s=%s" % (name, sign_sid(os.urandom(16).hex()))
+
 
 APACHE = "/usr/sbin/apache2"
 FAKE = os.path.join(REPO, "tests", "fake_backend", "fake_backend.py")
@@ -57,15 +82,39 @@ def wait_port(port, timeout=15.0):
     return False
 
 
-def test_root(name):
-    """A world-traversable directory for a ServerRoot (children run as an
+def test_base():
+    """The directory the test ServerRoots go to: /tmp/chatbot-tests for
+    root, /tmp/chatbot-tests-<uid> for anyone else (so that root's and a
+    user's runs never share it), world-traversable (children run as an
     unprivileged user when the tests run as root)."""
-    base = os.path.join(tempfile.gettempdir(), "chatbot-tests")
+    name = "chatbot-tests" if os.geteuid() == 0 else "chatbot-tests-%d" % os.geteuid()
+    base = os.path.join(tempfile.gettempdir(), name)
     os.makedirs(base, exist_ok=True)
+    if os.lstat(base).st_uid != os.geteuid() or os.path.islink(base):
+        raise RuntimeError("%s belongs to another user" % base)
     os.chmod(base, 0o755)
-    d = tempfile.mkdtemp(prefix=name + "-", dir=base)
+    return base
+
+
+def test_root(name):
+    """A world-traversable directory for a ServerRoot."""
+    d = tempfile.mkdtemp(prefix=name + "-", dir=test_base())
     os.chmod(d, 0o755)
     return d
+
+
+def configtest(extra, **kw):
+    """Renders a ServerRoot with `extra` appended and runs `apache2 -t` on
+    it; returns (exit status, stdout + stderr)."""
+    root = test_root("conftest")
+    try:
+        conf = serverroot.render(root, 1, 2, kw.pop("backend", "http://127.0.0.1:9"),
+                                 "test-model", extra=extra, **kw)
+        r = subprocess.run([APACHE, "-t", "-f", conf], capture_output=True, text=True,
+                           timeout=60)
+        return r.returncode, r.stdout + r.stderr
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 class Fake:
@@ -135,6 +184,7 @@ class Server:
         self.port = free_port()
         self.sslport = free_port()
         self.allow_errors = [re.compile(p) for p in allow_errors]
+        kw.setdefault("cookie_secret", TEST_COOKIE_SECRET)
         self.conf = serverroot.render(self.root, self.port, self.sslport, backend,
                                       kw.pop("model", "test-model"), extra=extra, **kw)
         self.error_log = os.path.join(self.root, "logs", "error_log")
@@ -150,7 +200,7 @@ class Server:
                               text=True, check=check, timeout=60)
 
     def start(self):
-        ready = self.read_error_log().count("AH00489")
+        ready = self.ready_count()
         r = self.ctl("-k", "start", check=False)
         _LIVE.add(self)
         # `-k start` returns after the first configuration pass, with the
@@ -160,13 +210,19 @@ class Server:
         # refers to (a command's program) must not race with it.
         end = time.time() + 15
         while r.returncode == 0 and time.time() < end and \
-                self.read_error_log().count("AH00489") <= ready:
+                self.ready_count() <= ready:
             time.sleep(0.05)
-        if r.returncode != 0 or self.read_error_log().count("AH00489") <= ready or \
+        if r.returncode != 0 or self.ready_count() <= ready or \
                 not wait_port(self.port):
             self.stop()
             raise RuntimeError("httpd did not start: %s %s\n%s" % (
                 r.stdout, r.stderr, self.read_error_log()))
+
+    def ready_count(self):
+        """How often the daemon said "resuming normal operations" (AH00489
+        with the event MPM, AH00292 with worker)."""
+        log = self.read_error_log()
+        return log.count("AH00489") + log.count("AH00292")
 
     def pid(self):
         try:

@@ -2,9 +2,9 @@
 a blocking WebSocket client that keeps every frame it reads, identities as
 cookies, a REST client, and which httpd child served which connection.
 
-Identities: the server takes any `chatbot_sid` of 32 lowercase hex digits
-as an anonymous identity, so a test makes as many as it needs with
-new_cookie() and can open several connections (tabs) of one identity.
+Identities: the test servers sign cookies with a key the tests know
+(conftest.TEST_COOKIE_SECRET), so a test makes as many identities as it
+needs with new_cookie() and can open several connections (tabs) of one.
 """
 import json
 import os
@@ -18,7 +18,21 @@ from wsclient import RawWS, handshake
 
 
 def new_cookie():
-    return "chatbot_sid=" + os.urandom(16).hex()
+    from conftest import new_sid_cookie
+    return new_sid_cookie()
+
+
+def htpasswd(**users):
+    """A Basic-auth password file (user=password) readable by httpd's
+    children; returns its path."""
+    import subprocess
+    from conftest import test_root
+    path = os.path.join(test_root("htpasswd"), "users")
+    for i, (user, pw) in enumerate(sorted(users.items())):
+        subprocess.run(["htpasswd", "-bB"] + (["-c"] if i == 0 else []) +
+                       [path, user, pw], check=True, capture_output=True)
+    os.chmod(path, 0o644)
+    return path
 
 
 def module_server(fake, extra, name, no_500=True):
@@ -37,12 +51,16 @@ def module_server(fake, extra, name, no_500=True):
     assert not bad, "\n".join(bad)
 
 
+_LOCAL_PORT = {}  # Conn tag -> the local port of its socket (live_pids)
+
+
 class Conn(RawWS):
     """One WebSocket connection. `tag` goes into the request's query string
-    so the connection can be found in the access log (pid=%P)."""
+    so the connection can be found in the access log (pid=%P); `path` is
+    the endpoint (another <Location>, e.g. one behind authentication)."""
 
     def __init__(self, server, cookie=None, tag=None, headers=None, timeout=10.0,
-                 auth=None):
+                 auth=None, path="/ws"):
         h = dict(headers or {})
         if cookie:
             h["Cookie"] = cookie
@@ -51,12 +69,13 @@ class Conn(RawWS):
             h["Authorization"] = "Basic " + base64.b64encode(
                 ("%s:%s" % auth).encode()).decode()
         self.tag = tag or os.urandom(6).hex()
-        status, hdrs, s, rest, key = handshake(server.port, "/ws?c=" + self.tag, h,
+        status, hdrs, s, rest, key = handshake(server.port, path + "?c=" + self.tag, h,
                                                timeout=timeout)
         if status != 101:
             s.close()
             raise RuntimeError("handshake failed: %d %r" % (status, hdrs))
         self.sock = s
+        _LOCAL_PORT[self.tag] = s.getsockname()[1]
         self.buf = rest
         self.headers = hdrs
         self.sock.settimeout(timeout)
@@ -244,16 +263,18 @@ def wait_ready(server, processes, threads, timeout=10.0):
 
 
 def live_pids(server):
-    """{tag: pid} of the WebSocket connections open now, from mod_status'
-    worker table (each worker row shows its child's pid and its request)."""
-    text = requests.get(server.base + "/server-status", timeout=10).text
-    out = {}
-    for row in text.split("<tr>"):
-        m = re.search(r"<td><b>\d+-\d+</b></td><td>(\d+)</td>.*GET /ws\?c=([0-9A-Za-z_-]+) HTTP",
-                      row, re.S)
-        if m:
-            out[m.group(2)] = int(m.group(1))
-    return out
+    """{tag: pid} of the Conns open now: the child whose socket each one
+    talks to (`ss -p`; a WebSocket parked in the event MPM is on no worker,
+    so mod_status' worker table does not show it)."""
+    from backends_util import _SS_PID, ss_lines
+    by_port = {}
+    for line in ss_lines():
+        cols = line.split()
+        if len(cols) >= 5 and cols[0] == "ESTAB" and cols[3].endswith(":%d" % server.port):
+            m = _SS_PID.search(line)
+            if m:
+                by_port[int(cols[4].rsplit(":", 1)[1])] = int(m.group(1))
+    return {tag: by_port[p] for tag, p in list(_LOCAL_PORT.items()) if p in by_port}
 
 
 def live_pid(server, tag, timeout=5.0):
@@ -263,14 +284,15 @@ def live_pid(server, tag, timeout=5.0):
         if pid:
             return pid
         time.sleep(0.05)
-    raise RuntimeError("connection %s not in server-status" % tag)
+    raise RuntimeError("connection %s not found among the children's sockets" % tag)
 
 
-def open_spread(server, make, need, extra=0, limit=40):
+def open_spread(server, make, need, extra=0, limit=200):
     """Opens connections (make(tag) returns an open Conn) until need[pid]
     of them are in each child pid, and `extra` more in any child. The
-    kernel picks the child: connections that land where none is needed
-    any more are closed again. Returns (kept connections in the order
+    kernel picks the child (unevenly: idle WebSockets are parked, so no
+    child runs out of threads and stops accepting): connections that land
+    where none is needed any more are closed again. Returns (kept connections in the order
     opened, {tag: pid})."""
     need = dict(need)
     kept, spare, pid_of = [], [], {}

@@ -140,7 +140,11 @@ def test_model_not_found_names_the_model(httpd, fake):
         return frames
     err = run(go())[-1]
     assert err["code"] == "model_not_found"
-    assert "nosuchmodel" in err["message"] and "pull" in err["message"]
+    # the user learns which model is missing; how to pull it is in the log
+    assert "nosuchmodel" in err["message"] and "administrator" in err["message"]
+    from backends_util import failed_turn_line
+    assert "ollama pull nosuchmodel" in failed_turn_line(s, err["conversation_id"],
+                                                         "model_not_found")
 
 
 def test_backend_refused_gives_error_within_connect_timeout(httpd):

@@ -8,16 +8,22 @@ mod_chatbot is not an echo server: a text message is a JSON protocol
 message. "Handled" therefore means: a padded {"type":"ping"} of exactly N
 bytes gets {"type":"pong"}; an empty or non-JSON text gets a bad_json error
 frame; binary messages are refused with close 1003 (RFC 6455 7.4.1).
+
+Then frames judged on their header alone (refused at once, not after the
+announced payload), frame and close edge cases, server pings, and an idle
+chat that outlives httpd's Timeout and mod_reqtimeout's limits.
 """
+import asyncio
 import json
 import socket
 import struct
 import time
 
 import pytest
+import websockets
 
 from conftest import CONFORMANCE
-from wsclient import RawWS
+from wsclient import H2WS, RawWS, run, ssl_ctx
 
 F = RawWS.frame
 TEXT, BIN, CONT, CLOSE, PING, PONG = 1, 2, 0, 8, 9, 10
@@ -212,6 +218,122 @@ def test_conformance(server, case, mode):
         ws.close()
 
 
+# ---- frames judged on the header; frame and close edge cases -------------------------------
+
+def _close_code_quickly(ws, timeout=2.0):
+    t0 = time.time()
+    code = ws.close_code(timeout=timeout)
+    return code, time.time() - t0
+
+
+@pytest.mark.parametrize("case,header,code", [
+    # 2^32 bytes announced, nothing more sent: 1009 at once (not after 4 GiB)
+    ("huge text frame header", struct.pack("!BBQ", 0x81, 0xFF, 1 << 32) + b"\1\2\3\4", 1009),
+    ("70000-byte text header", struct.pack("!BBQ", 0x81, 0xFF, 70000) + b"\1\2\3\4", 1009),
+    ("unmasked header", struct.pack("!BB", 0x81, 10), 1002),
+    ("reserved opcode header", struct.pack("!BB", 0x83, 0x8A) + b"\1\2\3\4", 1002),
+    ("RSV1 header (no deflate negotiated)", struct.pack("!BB", 0xC1, 0x8A) + b"\1\2\3\4",
+     1002),
+])
+def test_bad_frame_header_alone_is_refused_at_once(server, case, header, code):
+    ws = RawWS(server.port)
+    try:
+        ws.recv_frame()  # hello
+        ws.send_raw(header)
+        got, took = _close_code_quickly(ws)
+        assert got == code, case
+        assert took < 1.5, "%s: answered after %.1f s" % (case, took)
+        assert ws.wait_eof(3)
+    finally:
+        ws.close()
+
+
+def test_continuation_header_over_the_limit_is_refused_at_once(server):
+    ws = RawWS(server.port)
+    try:
+        ws.recv_frame()
+        ws.send(1, b"{" + b" " * 60000, fin=False)
+        ws.send_raw(struct.pack("!BBH", 0x80, 0xFE, 6000) + b"\1\2\3\4")  # 66001 > 65536
+        got, took = _close_code_quickly(ws)
+        assert got == 1009 and took < 1.5
+    finally:
+        ws.close()
+
+
+def test_valid_header_alone_waits_for_its_payload(server):
+    ws = RawWS(server.port)
+    try:
+        ws.recv_frame()
+        msg = json.dumps({"type": "ping"}).encode()
+        frame = RawWS.frame(1, msg)
+        ws.send_raw(frame[:6])
+        time.sleep(0.5)
+        ws.send_raw(frame[6:])
+        assert ws.recv_json()["type"] == "pong"
+    finally:
+        ws.close()
+
+
+def _reactions(ws, timeout=2.0):
+    """What the server sends until it ends the connection: a list of
+    'close:<code>', 'pong:<hex>', 'json:<type>' items, then 'eof' or 'open'."""
+    out = []
+    ws.sock.settimeout(timeout)
+    try:
+        while True:
+            fin, op, payload, masked = ws.recv_frame()
+            if op == 8:
+                out.append("close:%s" % (struct.unpack("!H", payload[:2])[0]
+                                         if len(payload) >= 2 else None))
+                out.append("eof" if ws.wait_eof(3) else "open")
+                return out
+            if op == 10:
+                out.append("pong:" + payload.hex())
+            elif op == 1:
+                m = json.loads(payload)
+                out.append("json:" + m["type"] + (":" + m["code"] if "code" in m else ""))
+    except socket.timeout:
+        out.append("open")
+    except (EOFError, ConnectionResetError):
+        out.append("eof")
+    return out
+
+
+@pytest.mark.parametrize("case,data,expect", [
+    ("64-bit length with the most significant bit set",
+     struct.pack("!BBQ", 0x81, 0xFF, (1 << 63) | 5) + b"\1\2\3\4" + b"x" * 5,
+     ["close:1002", "eof"]),
+    ("16-bit length used for 5 bytes (not minimal)",
+     struct.pack("!BBH", 0x81, 0xFE, 5) + b"\0\0\0\0" + b"xxxxx", ["close:1002", "eof"]),
+    ("close with a 123-byte reason is echoed",
+     RawWS.frame(8, struct.pack("!H", 1000) + b"r" * 123), ["close:1000", "eof"]),
+    ("close with a 124-byte reason (control frame over 125)",
+     RawWS.frame(8, struct.pack("!H", 1000) + b"r" * 124), ["close:1002", "eof"]),
+    ("close after close: one echo",
+     RawWS.frame(8, struct.pack("!H", 4001)) + RawWS.frame(8, struct.pack("!H", 1000)),
+     ["close:4001", "eof"]),
+    ("data and ping after close are ignored",
+     RawWS.frame(8, struct.pack("!H", 1000)) + RawWS.frame(1, b'{"type":"ping"}')
+     + RawWS.frame(9, b"late"), ["close:1000", "eof"]),
+    ("zero-length fragmented text is one empty message",
+     RawWS.frame(1, b"", fin=False) + RawWS.frame(0, b"", fin=False) + RawWS.frame(0, b""),
+     ["json:error:bad_json", "open"]),
+    ("control frames between fragments",
+     RawWS.frame(1, b'{"type"', fin=False) + RawWS.frame(9, b"a") + RawWS.frame(10, b"b")
+     + RawWS.frame(0, b':"ping"}'), ["pong:61", "json:pong", "open"]),
+])
+def test_frame_and_close_edge_cases(server, case, data, expect):
+    ws = RawWS(server.port)
+    try:
+        ws.recv_frame()
+        ws.send_raw(data)
+        assert _reactions(ws, timeout=1.0) == expect, case
+    finally:
+        ws.close()
+
+
+# ---- idle chats --------------------------------------------------------------------------
+
 def test_server_pings_idle_client(httpd):
     s = httpd(extra='ChatbotRateLimit off\n<Location "/ws">\nChatbotPingInterval 1s\n'
                     'ChatbotIdleTimeout 30s\n</Location>')
@@ -275,3 +397,37 @@ def test_idle_chat_survives_reqtimeout_and_timeout(httpd):
         assert ws.recv_json()["type"] == "pong"
     finally:
         ws.close()
+
+
+def test_silent_idle_longer_than_timeout_and_reqtimeout(httpd):
+    """Nothing from the client for longer than httpd's Timeout and
+    mod_reqtimeout's limits, with ChatbotPingInterval off: the chat is still
+    there, over ws://, wss:// and HTTP/2. (A parked connection is still
+    pinged twice per Timeout, which the event MPM applies to it; the
+    client library answers those pings by itself.)"""
+    s = httpd(extra="ChatbotRateLimit off\nTimeout 2\nKeepAliveTimeout 2\n"
+                    "H2WebSockets on\nRequestReadTimeout header=2 body=2\n"
+                    '<Location "/ws">\nChatbotPingInterval off\n</Location>')
+
+    async def one(url, **kw):
+        async with websockets.connect(url, ping_interval=None, **kw) as ws:
+            await ws.recv()
+            try:
+                m = await asyncio.wait_for(ws.recv(), 6)
+                return "unexpected frame %r" % m
+            except asyncio.TimeoutError:
+                pass
+            await ws.send(json.dumps({"type": "ping"}))
+            return json.loads(await asyncio.wait_for(ws.recv(), 5))["type"]
+
+    async def both():
+        return await asyncio.gather(one(s.ws_url), one(s.wss_url, ssl=ssl_ctx()),
+                                    return_exceptions=True)
+    h2 = H2WS(s.sslport)
+    try:
+        h2.recv_json(skip_types=())
+        assert run(both()) == ["pong", "pong"]
+        h2.send_json({"type": "ping"})
+        assert h2.recv_json()["type"] == "pong"
+    finally:
+        h2.close()

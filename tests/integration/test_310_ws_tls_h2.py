@@ -1,11 +1,23 @@
 """WebSockets over TLS (mod_ssl, wss://) and over HTTP/2 (RFC 8441,
-`H2WebSockets on`): the same chat works through both (issue 3)."""
+`H2WebSockets on`): the same chat works through both (issue 3), and a
+close handshake ends an idle HTTP/2 stream at once."""
 import json
 import struct
+import time
 
+import pytest
 import websockets
 
+from conftest import DEFAULT_EXTRA
+from histutil import module_server
 from wsclient import H2WS, collect_turn, run, ssl_ctx
+
+
+@pytest.fixture(scope="module")
+def server(fake):
+    """The default server with WebSockets over HTTP/2 on: the shipped
+    configuration leaves them off (docs/websocket.md, "HTTP/2")."""
+    yield from module_server(fake, DEFAULT_EXTRA + "H2WebSockets on\n", "tlsh2")
 
 
 def test_wss_chat_through_mod_ssl(server):
@@ -72,5 +84,18 @@ def test_http2_cross_origin_refused(server):
     ws = H2WS(server.sslport, origin="https://evil.example")
     try:
         assert ws.status == 403
+    finally:
+        ws.close()
+
+
+def test_h2_close_handshake_when_idle_ends_the_stream(server):
+    ws = H2WS(server.sslport)
+    try:
+        ws.recv_json(skip_types=())
+        t0 = time.time()
+        ws.send(8, struct.pack("!H", 1000) + b"bye")
+        fin, op, payload, masked = ws.recv_frame(timeout=3)
+        assert op == 8 and struct.unpack("!H", payload[:2])[0] == 1000
+        assert ws.wait_stream_end(3) and time.time() - t0 < 1.0
     finally:
         ws.close()

@@ -1,14 +1,29 @@
 """WebSocket lifecycle inside httpd: graceful restart and stop, slow
 readers, per-IP caps, bounded memory, no buffering between backend and
-client, content filters left alone (issue 3)."""
+client, content filters left alone (issue 3); and a client that leaves
+mid-answer (close handshake, HTTP/2 END_STREAM, TCP FIN) is let go at once
+while the answer finishes into history."""
 import json
 import urllib.request
 import socket
+import struct
 import threading
 import time
 
+import pytest
+import websockets
 
-from wsclient import RawWS, handshake
+from backends_util import chat_requests_since, history, last_id, new_sid, wait_ended
+from conftest import DEFAULT_EXTRA, sign_sid
+from histutil import module_server
+from wsclient import H2WS, RawWS, handshake, run
+
+
+@pytest.fixture(scope="module")
+def server(fake):
+    """The default server with WebSockets over HTTP/2 on: the shipped
+    configuration leaves them off (docs/websocket.md, "HTTP/2")."""
+    yield from module_server(fake, DEFAULT_EXTRA + "H2WebSockets on\n", "wslife")
 
 
 def rss_kb(pid):
@@ -215,3 +230,126 @@ def test_deflate_does_not_touch_frames(httpd):
         assert all(b - a > 0.2 for a, b in zip(times, times[1:]))
     finally:
         ws.close()
+
+
+# ---- the client leaves mid-answer: let it go at once, finish into history ------------------
+
+SLOW = "slow [[fake tokens=30 delay_ms=100]]"  # about 3 s of answer
+WHOLE = " ".join("t%d" % i for i in range(30))
+
+
+def _history_last(server, sid, conv):
+    async def back():
+        ws = await websockets.connect(server.ws_url,
+                                      extra_headers={"Cookie": "chatbot_sid=%s" % sign_sid(sid)})
+        await ws.recv()
+        h = await history(ws, conv)
+        await ws.close()
+        return h
+    return run(back())["messages"][-1]
+
+
+def _check_finished_into_history(server, fake, mark, sid, conv):
+    (rec,) = chat_requests_since(fake, mark)
+    rec = wait_ended(fake, rec["id"], timeout=10)
+    assert rec["outcome"] == "complete" and rec["tokens_sent"] == 30
+    time.sleep(0.2)
+    last = _history_last(server, sid, conv)
+    assert last["role"] == "assistant" and last["content"] == WHOLE
+    assert last["interrupted"] is False
+
+
+def _h2_start_answer(server, sid):
+    ws = H2WS(server.sslport, headers=[("cookie", "__Host-chatbot_sid=%s" % sign_sid(sid))])
+    assert ws.status == 200
+    ws.recv_json(skip_types=())  # hello
+    ws.send_json({"type": "message", "content": SLOW})
+    conv = None
+    while True:
+        m = ws.recv_json(skip_types=("status", "sessions", "hello"))
+        if m["type"] == "ack":
+            conv = m["conversation_id"]
+        if m["type"] == "stream":
+            return ws, conv
+
+
+def test_h2_close_handshake_mid_answer_ends_the_stream_promptly(server, fake):
+    """RFC 8441: after the close handshake the stream ends (END_STREAM) at
+    once; the answer still finishes into history (ContinueWithoutViewer)."""
+    sid = new_sid()
+    mark = last_id(fake)
+    ws, conv = _h2_start_answer(server, sid)
+    try:
+        t0 = time.time()
+        ws.send(8, struct.pack("!H", 1000))
+        while True:
+            fin, op, payload, masked = ws.recv_frame(timeout=3)
+            if op == 8:
+                assert struct.unpack("!H", payload[:2])[0] == 1000
+                break
+        assert ws.wait_stream_end(5)
+        took = time.time() - t0
+        assert took < 1.0, "stream ended %.1f s after the close handshake" % took
+    finally:
+        ws.close()
+    _check_finished_into_history(server, fake, mark, sid, conv)
+
+
+def test_h2_end_stream_mid_answer_ends_the_stream_promptly(server, fake):
+    """The client half-closes its stream without a close frame (the h2
+    equivalent of a TCP FIN): the server ends its side at once too."""
+    sid = new_sid()
+    mark = last_id(fake)
+    ws, conv = _h2_start_answer(server, sid)
+    try:
+        t0 = time.time()
+        ws.end_stream()
+        assert ws.wait_stream_end(5)
+        took = time.time() - t0
+        assert took < 1.0, "stream ended %.1f s after the client's END_STREAM" % took
+    finally:
+        ws.close()
+    _check_finished_into_history(server, fake, mark, sid, conv)
+
+
+def test_tcp_fin_mid_answer_closes_the_connection_promptly(server, fake):
+    """A TCP FIN without a close frame mid-answer: the server closes its
+    side at once (it does not keep the half-closed socket until the answer
+    ends) and finishes the answer into history."""
+    sid = new_sid()
+    mark = last_id(fake)
+    ws = RawWS(server.port, headers={"Cookie": "chatbot_sid=%s" % sign_sid(sid)})
+    try:
+        ws.send_json({"type": "message", "content": SLOW})
+        conv = None
+        while True:
+            m = ws.recv_json(skip_types=("status", "sessions"))
+            if m["type"] == "ack":
+                conv = m["conversation_id"]
+            if m["type"] == "stream":
+                break
+        t0 = time.time()
+        ws.sock.shutdown(socket.SHUT_WR)
+        assert ws.wait_eof(5)
+        took = time.time() - t0
+        assert took < 1.0, "TCP closed %.1f s after the client's FIN" % took
+    finally:
+        ws.close()
+    _check_finished_into_history(server, fake, mark, sid, conv)
+
+
+def test_h2_close_mid_answer_without_continuing_ends_the_stream(httpd, fake):
+    s = httpd(extra="ChatbotRateLimit off\nChatbotContinueWithoutViewer off\n"
+                    "H2WebSockets on")
+    mark = last_id(fake)
+    ws, conv = _h2_start_answer(s, new_sid())
+    try:
+        t0 = time.time()
+        ws.send(8, struct.pack("!H", 1000))
+        assert ws.wait_stream_end(5)
+        assert time.time() - t0 < 1.0
+    finally:
+        ws.close()
+    (rec,) = chat_requests_since(fake, mark)
+    rec = wait_ended(fake, rec["id"], timeout=5)
+    assert rec["outcome"] == "client_closed"

@@ -249,7 +249,10 @@ def test_vanished_client_closes_upstream_when_not_continuing(httpd, fake, how):
     rec = wait_ended(fake, rec["id"])
     assert rec["outcome"] == "client_closed"
     took = rec["client_closed_at"] - t_gone
-    assert 0 <= took < 0.1, "upstream closed %.3f s after the client left" % took
+    # at once: the next token write (30 ms apart) or the client socket's
+    # error ends it; 0.3 s leaves room for a busy 2-core machine, far under
+    # the 1 s pings or timeouts that a missed drop would wait for
+    assert 0 <= took < 0.3, "upstream closed %.3f s after the client left" % took
     assert wait_no_sockets(s, fake.port) == []
 
 

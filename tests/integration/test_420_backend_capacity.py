@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from backends_util import (api, new_sid, chat_requests_since, child_of_client, collect, connect,
+from backends_util import (api, failed_turn_line, new_sid, chat_requests_since,
+                           child_of_client, collect, connect,
                            last_id, metrics, run, status_auto, turn,
                            wait_ended, wait_for, wait_idle, wait_no_sockets, ws_local_port)
 
@@ -238,7 +239,10 @@ def test_failover_on_refused_and_503_without_double_counting(httpd, fake):
     assert b[-1]["type"] == "response" and b[-1]["content"] == "from the second"
     assert b[-1]["stats"]["backend"] == "b2"
     assert c[-1]["type"] == "error" and c[-1]["code"] == "backend_busy"
-    assert "'b2'" in c[-1]["message"]
+    # which backend said what: in the log, not in the user's message
+    assert "'b2'" not in c[-1]["message"]
+    assert "backend 'b2' is busy (HTTP 503" in failed_turn_line(
+        s, c[-1]["conversation_id"], "backend_busy")
     reqs = chat_requests_since(fake, mark)
     assert len(reqs) == 1 + 2 + 2
     m1 = metrics(s)
@@ -321,7 +325,9 @@ def test_circuit_breaker_shared_by_children(httpd, fake):
     assert o["state1"] == "open"
     for f in o["fast"]:
         assert f["type"] == "error" and f["code"] == "backend_unreachable"
-        assert "circuit breaker" in f["message"]
+        assert "circuit breaker" not in f["message"]
+    assert "circuit breaker open" in failed_turn_line(s, o["fast"][0]["conversation_id"],
+                                                      "backend_unreachable")
     assert o["fast_sent"] == 0 and o["fast_took"] < 0.5
     assert o["state2"] == "half-open"
     assert o["during_probe"]["code"] == "backend_unreachable"

@@ -30,7 +30,7 @@ def bots_server(httpd, fake):
 
 
 def test_declared_bots_are_listed_in_order_with_their_settings(bots_server):
-    r = Rest(bots_server, cookie=new_cookie()).get("/api/bots")
+    r = Rest(bots_server, cookie=new_cookie()).get("/api/bots/declared")
     assert r.status_code == 200
     body = r.json()
     assert [b["id"] for b in body["bots"]] == ["coder", "writer"]
@@ -111,14 +111,14 @@ def test_unknown_bot_is_not_found(bots_server):
     finally:
         c.close()
     rest = Rest(bots_server, cookie=new_cookie())
-    r = rest.post("/api/bot/launch", {"bot_id": "nosuchbot"})
+    r = rest.post("/api/session/create", {"bot_id": "nosuchbot"})
     assert r.status_code == 404 and r.json()["error"] == "not_found"
     r = rest.post("/api/chat", {"message": "x", "bot_id": "nosuchbot"})
     assert r.status_code == 404
 
 
 def test_implicit_default_bot_without_sections(server, fake):
-    body = Rest(server, cookie=new_cookie()).get("/api/bots").json()
+    body = Rest(server, cookie=new_cookie()).get("/api/bots/declared").json()
     assert len(body["bots"]) == 1
     bot = body["bots"][0]
     assert bot["id"] == "default" and body["default"] == "default"

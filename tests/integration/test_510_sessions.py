@@ -132,7 +132,7 @@ def test_rest_stop_of_an_answer_generated_over_websocket(srv):
         c.send_json({"type": "message", "content": "long [[fake tokens=60 delay_ms=50]]",
                      "conversation_id": conv})
         c.wait(lambda m: m.get("type") == "stream")
-        r = Rest(srv, cookie=me).post("/api/bot/stop/%s" % conv)
+        r = Rest(srv, cookie=me).post("/api/session/%s/stop" % conv)
         assert r.status_code == 200, r.text
         assert r.json()["session"]["stopped"] is True
         resp, _ = c.wait(lambda m: m.get("type") in ("response", "error"), 3)

@@ -24,8 +24,10 @@ BUSY = (r"AH00484", r"AH10159")
 
 @pytest.fixture
 def three(httpd):
-    s = httpd(extra="ChatbotRateLimit off\n", serverlimit=3, threads=5, name="three",
-              allow_errors=BUSY)
+    # up to 3 followers of one answer in a child, all from one address:
+    # more than the default worker budget (half of 5 threads) and address cap
+    s = httpd(extra="ChatbotRateLimit off\nChatbotMaxWorkers 4\nChatbotMaxAnswersPerIP off\n",
+              serverlimit=3, threads=5, name="three", allow_errors=BUSY)
     wait_ready(s, 3, 5)
     return s
 

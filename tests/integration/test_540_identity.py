@@ -1,41 +1,57 @@
 """Identity and isolation (issue 5): the anonymous session cookie (128
-random bits, HttpOnly, SameSite=Strict, Secure over https), r->user from an
+random bits signed by the server, HttpOnly, SameSite=Strict, Secure and
+__Host- over https; the signature itself: test_545), r->user from an
 httpd auth module, and attacks: another identity sending the victim's
 conversation ids to every WebSocket message type and every REST route gets
 not_found (exactly what an unknown id gets) and changes nothing."""
 import os
 import re
-import subprocess
 
 import pytest
 import requests
 
-from histutil import Conn, Rest, new_cookie, streams
+from histutil import Conn, Rest, htpasswd, new_cookie, streams
 from wsclient import handshake
 
 FULL40 = " ".join("t%d" % i for i in range(40))
-COOKIE_RE = re.compile(r"^chatbot_sid=([0-9a-f]{32}); Path=/; HttpOnly; SameSite=Strict"
-                       r"(; Secure)?; Max-Age=31536000$")
+COOKIE_RE = re.compile(r"^(?:__Host-)?chatbot_sid=([0-9a-f]{32})\.[A-Za-z0-9_-]{43}; Path=/; "
+                       r"HttpOnly; SameSite=Strict(; Secure)?; Max-Age=31536000$")
 
 
 # ---- the anonymous cookie -------------------------------------------------------
 
 
 def test_cookie_attributes_over_http_and_https(server):
-    r = requests.get(server.base + "/api/sessions", timeout=10)
-    assert r.status_code == 200
+    r = requests.post(server.base + "/api/session/create", json={}, timeout=10)
+    assert r.status_code == 201
     m = COOKIE_RE.match(r.headers["Set-Cookie"])
     assert m and not m.group(2), r.headers["Set-Cookie"]        # no Secure over http
-    r2 = requests.get(server.base + "/api/sessions", timeout=10)
+    assert r.headers["Set-Cookie"].startswith("chatbot_sid=")
+    r2 = requests.post(server.base + "/api/session/create", json={}, timeout=10)
     assert COOKIE_RE.match(r2.headers["Set-Cookie"]).group(1) != m.group(1)
-    r = requests.get(server.sbase + "/api/sessions", timeout=10, verify=False)
+    r = requests.post(server.sbase + "/api/session/create", json={}, timeout=10,
+                      verify=False)
     m = COOKIE_RE.match(r.headers["Set-Cookie"])
     assert m and m.group(2) == "; Secure", r.headers["Set-Cookie"]
-    # a known cookie is kept; health checks never get one
-    r = requests.get(server.base + "/api/sessions", timeout=10,
-                     headers={"Cookie": new_cookie()})
-    assert "Set-Cookie" not in r.headers
+    assert r.headers["Set-Cookie"].startswith("__Host-chatbot_sid=")
+    # the old controller's launch (docs/api.md, compatibility) issues the
+    # same cookie, under the same names
+    for base, prefix, secure in ((server.base, "chatbot_sid=", None),
+                                 (server.sbase, "__Host-chatbot_sid=", "; Secure")):
+        r = requests.post(base + "/api/bot/launch", json={"bot_id": "BOT-001"}, timeout=10,
+                          verify=False)
+        assert r.status_code == 200 and r.json()["success"] is True, r.text
+        m = COOKIE_RE.match(r.headers["Set-Cookie"])
+        assert m and m.group(2) == secure and r.headers["Set-Cookie"].startswith(prefix)
+    # a known cookie is kept; health checks and reads never get one
+    r = requests.post(server.base + "/api/session/create", json={}, timeout=10,
+                      headers={"Cookie": new_cookie()})
+    assert r.status_code == 201 and "Set-Cookie" not in r.headers
+    r = requests.post(server.base + "/api/bot/launch", json={"bot_id": "BOT-001"},
+                      timeout=10, headers={"Cookie": new_cookie()})
+    assert r.status_code == 200 and "Set-Cookie" not in r.headers
     assert "Set-Cookie" not in requests.get(server.base + "/api/health", timeout=10).headers
+    assert "Set-Cookie" not in requests.get(server.base + "/api/sessions", timeout=10).headers
 
 
 def test_cookie_on_the_websocket_handshake(server):
@@ -54,11 +70,15 @@ def test_cookie_on_the_websocket_handshake(server):
     "0123456789abcdef0123456789abcde",         # 31 digits
     "0123456789abcdef0123456789abcdef0",       # 33 digits
     "0123456789abcdef0123456789abcdeg",        # not hex
+    "0123456789abcdef0123456789abcdef",        # the old unsigned form
 ])
 def test_malformed_cookie_gets_a_fresh_identity(server, value):
-    r = requests.get(server.base + "/api/sessions", timeout=10,
-                     headers={"Cookie": "chatbot_sid=" + value})
-    assert COOKIE_RE.match(r.headers["Set-Cookie"])
+    status, hdrs, s, rest, key = handshake(server.port,
+                                           headers={"Cookie": "chatbot_sid=" + value})
+    s.close()
+    assert status == 101
+    m = COOKIE_RE.match(hdrs["set-cookie"])
+    assert m and m.group(1) != value
 
 
 def test_the_cookie_is_the_identity(server):
@@ -84,13 +104,7 @@ def test_the_cookie_is_the_identity(server):
 
 @pytest.fixture
 def authsrv(httpd, tmp_path):
-    from conftest import test_root
-    d = test_root("htpasswd")
-    pw = os.path.join(d, "users")
-    subprocess.run(["htpasswd", "-cbB", pw, "alice", "alice-pw"], check=True,
-                   capture_output=True)
-    subprocess.run(["htpasswd", "-bB", pw, "bob", "bob-pw"], check=True, capture_output=True)
-    os.chmod(pw, 0o644)
+    pw = htpasswd(alice="alice-pw", bob="bob-pw")
     auth = ("    AuthType Basic\n    AuthName chat\n    AuthBasicProvider file\n"
             "    AuthUserFile %s\n    Require valid-user\n" % pw)
     extra = ("ChatbotRateLimit off\n<Location \"/ws\">\n%s</Location>\n"
@@ -185,8 +199,7 @@ def rest_attacks(rest, conv):
     calls = [
         ("GET", "/api/chat/history?conversation_id=%s" % conv, None),
         ("GET", "/api/bot/%s/status" % conv, None),
-        ("POST", "/api/bot/%s/task" % conv, {"message": "steal"}),
-        ("POST", "/api/bot/stop/%s" % conv, None),
+        ("POST", "/api/session/%s/task" % conv, {"message": "steal"}),
         ("POST", "/api/export/session", {"conversation_id": conv}),
         ("POST", "/api/export/session", {"conversation_id": conv, "format": "json"}),
         ("POST", "/api/execute", {"command": "ls", "conversation_id": conv}),
@@ -253,8 +266,7 @@ def test_attacks_while_the_victim_is_generating(server):
                     {"type": "delete", "conversation_id": conv}):
             m = attacker.request(msg, "never")
             assert m["type"] == "error" and m["code"] == "not_found", (msg, m)
-        for path in ("/api/bot/stop/%s" % conv, "/api/session/%s/stop" % conv,
-                     "/api/session/%s/delete" % conv):
+        for path in ("/api/session/%s/stop" % conv, "/api/session/%s/delete" % conv):
             assert arest.post(path).status_code == 404
         # the attacker got no piece of the answer
         assert streams(attacker.frames) == ""

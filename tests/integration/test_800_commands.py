@@ -9,7 +9,17 @@ POST /api/execute with fixture programs made in a temp dir:
   exit7.sh   exits with status 7
   bytes.sh   writes invalid UTF-8
 and a data directory with a symlink pointing outside it.
+
+A refused command is kept in the conversation like one that ran (history,
+export, not in the model's context), a conversation that starts with a
+command gets a title from it, and REST errors are counted in
+chatbot_errors_total like WebSocket ones.
+
+A second server (`exec_srv`, its programs made by ExecFixture) takes
+hostile arguments through every entry point, programs whose processes leave
+the command's process group, and checks the state the child starts with.
 """
+import concurrent.futures
 import json
 import os
 import re
@@ -22,9 +32,9 @@ import urllib.request
 import pytest
 
 import serverroot
+from cmdutil import api, argv_lines, bang, connect, new_cookie, pid_gone, wait_log, ws_send
 from conftest import APACHE, Server, free_port
 from conftest import test_root as make_root
-from wsclient import RawWS
 
 MARKER_NAME = "INJECTED"
 TRUNC = "\n[output truncated at 65536 bytes]"
@@ -83,9 +93,10 @@ class Fixture:
         b = self.bin
         return "\n".join([
             rate,
-            "ChatbotCommand args %s/argv.sh args=many paths=off dashes=on" % b,
+            "ChatbotCommand args %s/argv.sh args=many paths=off options=-x,--opt=" % b,
             "ChatbotCommand show /bin/cat args=many cwd=%s" % self.data,
-            "ChatbotCommand list /bin/ls -1 args=many cwd=%s dashes=on" % self.data,
+            "ChatbotCommand list /bin/ls -1 args=many cwd=%s options=-a,--hide=,-I=,--color="
+            % self.data,
             "ChatbotCommand envfd %s/envfd.sh cwd=%s" % (b, self.data),
             "ChatbotCommand hang %s/hang.sh %s timeout=1s" % (b, self.state),
             "ChatbotCommand slow %s/hang.sh %s timeout=20s" % (b, self.state),
@@ -121,70 +132,6 @@ def srv(fake, fx):
     bad = s.bad_log_lines()
     shutil.rmtree(s.root, ignore_errors=True)
     assert not bad, "unexpected error-level lines in the error log:\n" + "\n".join(bad)
-
-
-def new_cookie():
-    return "chatbot_sid=" + os.urandom(16).hex()
-
-
-COOKIE = new_cookie()  # one identity for the module's requests
-
-
-def connect(server, timeout=15.0, cookie=None):
-    return RawWS(server.port, timeout=timeout, headers={"Cookie": cookie or COOKIE})
-
-
-def ws_send(server, payload, timeout=15.0, skip=("status", "sessions", "ack"), cookie=None):
-    """Sends one message on a fresh connection; returns the first reply."""
-    ws = connect(server, timeout, cookie)
-    try:
-        ws.send_json(payload)
-        return ws.recv_json(skip_types=skip)
-    finally:
-        ws.close()
-
-
-def bang(server, line, cookie=None, **kw):
-    msg = {"type": "message", "content": line}
-    msg.update(kw)
-    return ws_send(server, msg, cookie=cookie)
-
-
-def api(server, body, raw=None, cookie=None):
-    data = raw if raw is not None else json.dumps(body).encode()
-    req = urllib.request.Request(server.base + "/api/execute", data=data, method="POST",
-                                 headers={"Content-Type": "application/json",
-                                          "Cookie": cookie or COOKIE})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
-def argv_lines(output):
-    return [l[1:-1] for l in output.splitlines()]
-
-
-def wait_log(server, pattern, timeout=5.0):
-    rx = re.compile(pattern)
-    end = time.time() + timeout
-    while time.time() < end:
-        for line in server.read_error_log().splitlines():
-            if rx.search(line):
-                return line
-        time.sleep(0.1)
-    raise AssertionError("no log line matches %r:\n%s" % (pattern, server.read_error_log()[-3000:]))
-
-
-def pid_gone(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            st = f.read()
-    except OSError:
-        return True
-    # a zombie is dead (only waiting for its parent, or init, to reap it)
-    return st[st.rindex(")") + 2] == "Z"
 
 
 # ---- the chat line and the frame -----------------------------------------------------
@@ -339,13 +286,13 @@ def test_paths_that_escape_are_refused(srv, fx, arg, why):
     assert "SECRET" not in json.dumps(m)
 
 
-def test_options_with_dashes_on_cannot_carry_paths(srv):
+def test_listed_options_cannot_carry_paths(srv):
     m = bang(srv, "!list -a sub")
     assert m["type"] == "command_result" and m["output"].split() == [".", "..", "b.txt"]
     for opt in ("--hide=/etc", "-I../x", "--color=/x"):
         m = bang(srv, "!list " + opt)
         assert m["code"] == "command_denied", (opt, m)
-        assert "an option may not carry a path" in m["message"]
+        assert "an option's value may not carry a path" in m["message"]
 
 
 # ---- the child's world ------------------------------------------------------------------
@@ -468,7 +415,7 @@ def test_request_and_result_are_stored_in_history(srv):
     finally:
         ws.close()
     msgs = h["messages"]
-    assert len(msgs) == 4, msgs  # the refusal is stored too (test_810)
+    assert len(msgs) == 4, msgs  # the refusal is stored too (below: "refusals are stored")
     assert msgs[0]["role"] == "user" and msgs[0]["content"] == "!args one two"
     assert msgs[0]["command"] is True
     assert msgs[1]["role"] == "assistant" and msgs[1]["command"] is True
@@ -537,7 +484,8 @@ def test_api_execute_refusals(srv, body, status, code, msg):
 
 
 def test_api_shares_identity_and_rate_limit(httpd, fx):
-    s = httpd(extra=fx.conf(rate="ChatbotRateLimit 2/min"))
+    # per identity (two identities of one address: not its shared budget)
+    s = httpd(extra=fx.conf(rate="ChatbotRateLimit 2/min\nChatbotAnonymousRateLimit off"))
     me, other = new_cookie(), new_cookie()
     assert api(s, {"command": "exit7"}, cookie=me)[0] == 200
     assert bang(s, "!exit7", cookie=me)["type"] == "command_result"
@@ -656,3 +604,561 @@ def test_configtest_rejects_bad_declarations(fx, decl, needle):
     rc, out = _configtest(fx, decl)
     assert rc != 0, out
     assert needle.replace("{BIN}", fx.bin) in out, out
+
+
+# ==== commands in conversations: stored, titled, counted ======================================
+
+SKIP = ("status", "sessions", "ack")
+
+
+def launch(ws, bot="tools", title=None):
+    m = {"type": "launch", "bot_id": bot}
+    if title is not None:
+        m["title"] = title
+    ws.send_json(m)
+    return ws.recv_json(skip_types=SKIP)["session"]
+
+
+def history(ws, conv):
+    ws.send_json({"type": "history", "conversation_id": conv})
+    h = ws.recv_json(skip_types=SKIP)
+    assert h["type"] == "history", h
+    return h
+
+
+def send(ws, conv, line):
+    ws.send_json({"type": "message", "content": line, "conversation_id": conv})
+    return ws.recv_json(skip_types=SKIP)
+
+
+# ---- refusals are stored -----------------------------------------------------------------
+
+def test_refused_commands_are_stored_like_runs(srv):
+    ws = connect(srv)
+    try:
+        conv = launch(ws)["conversation_id"]
+        assert send(ws, conv, "!args ok")["type"] == "command_result"
+        refusals = []
+        for line in ("!nope  a   b", "!show ../outside/secret.txt", "!args x\ntouch y"):
+            m = send(ws, conv, line)
+            assert m["type"] == "error" and m["code"] == "command_denied", m
+            assert m["conversation_id"] == conv
+            refusals.append((line, m["message"]))
+        ws.send_json({"type": "run", "command": "nope", "args": ["q"], "conversation_id": conv})
+        m = ws.recv_json(skip_types=SKIP)
+        assert m["code"] == "command_denied", m
+        refusals.append(("!nope q", m["message"]))
+        h = history(ws, conv)
+    finally:
+        ws.close()
+    msgs = h["messages"]
+    assert h["total"] == 2 + 2 * len(refusals), msgs
+    assert "refused" not in msgs[0] and "refused" not in msgs[1]
+    for i, (line, reason) in enumerate(refusals):
+        req, res = msgs[2 + 2 * i], msgs[3 + 2 * i]
+        # the request as a command message (split and joined like a run's,
+        # or the line as sent when it could not be split)
+        expect = {"!nope  a   b": "!nope a b"}.get(line, line)
+        assert req["role"] == "user" and req["content"] == expect, req
+        assert req["command"] is True and req["refused"] is True
+        assert "error" not in req
+        # the refusal: command + error + refused, the code split out
+        assert res["role"] == "assistant", res
+        assert res["command"] is True and res["error"] is True and res["refused"] is True
+        assert res["code"] == "command_denied"
+        assert res["content"] == reason
+
+
+def test_refusal_is_in_exports_but_not_in_the_model_context(srv, fake):
+    ws = connect(srv, timeout=20)
+    try:
+        conv = launch(ws)["conversation_id"]
+        assert send(ws, conv, "!nope-ctx")["code"] == "command_denied"
+        ws.send_json({"type": "message", "content": "after the refusal", "conversation_id": conv})
+        while ws.recv_json(skip_types=SKIP + ("stream",))["type"] not in ("response", "error"):
+            pass
+        ws.send_json({"type": "export", "conversation_id": conv})
+        md = ws.recv_json(skip_types=SKIP)
+        ws.send_json({"type": "export", "conversation_id": conv, "format": "json"})
+        js = ws.recv_json(skip_types=SKIP)
+    finally:
+        ws.close()
+    body = [r for r in fake.requests() if r["path"] == "/api/chat"][-1]["body"]
+    texts = [m["content"] for m in body["messages"]]
+    assert texts[-1] == "after the refusal"
+    assert not any("nope-ctx" in t or "command_denied" in t for t in texts), texts
+    assert "!nope-ctx" in md["content"]
+    assert "**Refused (command_denied):** 'nope-ctx' is not a command" in md["content"], md
+    doc = json.loads(js["content"])
+    refused = [m for m in doc["messages"] if m.get("refused")]
+    assert [m["role"] for m in refused] == ["user", "assistant"], doc
+    assert refused[1]["code"] == "command_denied"
+
+
+def test_refusals_not_about_the_command_are_not_stored(srv, fx):
+    ws = connect(srv, timeout=20)
+    ws2 = connect(srv, timeout=20)
+    try:
+        conv = launch(ws)["conversation_id"]
+        # unknown conversation: nothing created, nothing stored
+        m = send(ws, "000000000000000000000000", "!nope")
+        assert m["code"] == "not_found", m
+        # busy: a command runs in the conversation; a refused one from another
+        # tab is answered but not written into it
+        ws.send_json({"type": "message", "content": "!slow", "conversation_id": conv})
+        time.sleep(0.5)
+        m = send(ws2, conv, "!nope")
+        assert m["code"] == "command_denied", m
+        ws2.send_json({"type": "stop", "conversation_id": conv})
+        r = ws.recv_json(skip_types=SKIP)
+        assert r["type"] == "command_result", r
+        h = history(ws, conv)
+    finally:
+        ws.close()
+        ws2.close()
+    assert [m["content"] for m in h["messages"]][0] == "!slow"
+    assert h["total"] == 2, h
+
+
+def test_rate_limited_command_is_not_stored(httpd, fx):
+    # 3 tokens: the launch and two commands
+    s = httpd(extra=fx.conf(rate="ChatbotRateLimit 3/min"))
+    cookie = new_cookie()
+    ws = connect(s, cookie=cookie)
+    try:
+        conv = launch(ws)["conversation_id"]
+        assert send(ws, conv, "!nope")["code"] == "command_denied"
+        assert send(ws, conv, "!nope")["code"] == "command_denied"
+        assert send(ws, conv, "!nope")["code"] == "rate_limited"
+        h = history(ws, conv)
+    finally:
+        ws.close()
+    assert h["total"] == 4, h
+
+
+def test_api_execute_refusal_is_stored(srv):
+    cookie = new_cookie()
+    ws = connect(srv, cookie=cookie)
+    try:
+        conv = launch(ws)["conversation_id"]
+        st, b = api(srv, {"command": "rm", "args": ["-rf", "/"], "conversation_id": conv},
+                    cookie=cookie)
+        assert st == 403 and b["error"] == "command_denied", b
+        assert b["conversation_id"] == conv and b["index"] == 1, b
+        # too many arguments: stored with the name alone
+        st, b = api(srv, {"command": "args", "args": ["a"] * 100, "conversation_id": conv},
+                    cookie=cookie)
+        assert st == 403 and b["error"] == "command_denied" and b["index"] == 3, b
+        # not about the command: not stored
+        st, b = api(srv, {"command": "args", "args": [1], "conversation_id": conv},
+                    cookie=cookie)
+        assert st == 400, b
+        h = history(ws, conv)
+    finally:
+        ws.close()
+    msgs = h["messages"]
+    assert [m["content"] for m in msgs[0::2]] == ["!rm -rf /", "!args"], msgs
+    assert all(m["refused"] is True and m["command"] is True for m in msgs)
+    assert msgs[1]["code"] == "command_denied" and "'rm' is not a command" in msgs[1]["content"]
+    assert msgs[3]["content"] == "too many arguments"
+    assert h["title"] == "!rm -rf /"
+    # without conversation_id: the implied one (the bot's latest) keeps it
+    st, b = api(srv, {"command": "nope"}, cookie=cookie)
+    assert st == 403 and b["conversation_id"] == conv and b["index"] == 5, b
+    # a new identity: the conversation created for it keeps it, and is titled
+    cookie = new_cookie()
+    st, b = api(srv, {"command": "nope"}, cookie=cookie)
+    assert st == 403 and re.fullmatch(r"[0-9a-f]{24}", b["conversation_id"]), b
+    ws = connect(srv, cookie=cookie)
+    try:
+        h = history(ws, b["conversation_id"])
+    finally:
+        ws.close()
+    assert [m["content"] for m in h["messages"]] == ["!nope", b["message"]]
+    assert h["title"] == "!nope"
+
+
+# ---- automatic title -----------------------------------------------------------------------
+
+def _wait_title(ws, conv, timeout=5.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        m = ws.recv_json(skip_types=("status", "ack"))
+        if m["type"] == "sessions":
+            for s in m["sessions"]:
+                if s["conversation_id"] == conv and s["title"]:
+                    return s["title"]
+    raise AssertionError("no title pushed")
+
+
+@pytest.mark.parametrize("line,title", [
+    ("!args   hello \t world", "!args hello world"),
+    ("!nope please", "!nope please"),
+    ("!args " + "word1234 " * 10,
+     "!args word1234 word1234 word1234 word1234 word1234\u2026"),
+])
+def test_first_command_titles_the_conversation(srv, line, title):
+    cookie = new_cookie()
+    ws = connect(srv, cookie=cookie)
+    other = connect(srv, cookie=cookie)
+    try:
+        other.send_json({"type": "ping"})
+        assert other.recv_json(skip_types=SKIP)["type"] == "pong"
+        s = launch(ws)
+        assert s["title"] == ""
+        conv = s["conversation_id"]
+        send(ws, conv, line)
+        # pushed to the user's other tabs like a rename
+        assert _wait_title(other, conv) == title
+        # a second command does not change it
+        send(ws, conv, "!args later")
+        h = history(ws, conv)
+    finally:
+        ws.close()
+        other.close()
+    assert h["title"] == title
+
+
+def test_command_does_not_replace_a_title(srv):
+    cookie = new_cookie()
+    ws = connect(srv, cookie=cookie)
+    try:
+        conv = launch(ws, title="mine")["conversation_id"]
+        assert send(ws, conv, "!args x")["type"] == "command_result"
+        h = history(ws, conv)
+    finally:
+        ws.close()
+    assert h["title"] == "mine"
+
+
+def test_api_execute_titles_its_conversation(srv):
+    cookie = new_cookie()
+    st, b = api(srv, {"command": "args", "args": ["t1"]}, cookie=cookie)
+    assert st == 200, b
+    ws = connect(srv, cookie=cookie)
+    try:
+        h = history(ws, b["conversation_id"])
+    finally:
+        ws.close()
+    assert h["title"] == "!args t1"
+
+
+# ---- REST errors counted -------------------------------------------------------------------
+
+def _errors(srv):
+    with urllib.request.urlopen(srv.base + "/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return {m.group(1): int(m.group(2)) for m in
+            re.finditer(r'^chatbot_errors_total\{code="([a-z_]+)"\} (\d+)$', text, re.M)}
+
+
+def _req(srv, path, body=None, method=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(srv.base + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json",
+                                          "Cookie": new_cookie()})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def _delta(before, after):
+    return {k: after.get(k, 0) - before.get(k, 0) for k in set(before) | set(after)
+            if after.get(k, 0) != before.get(k, 0)}
+
+
+def test_rest_errors_are_counted_once_by_code(srv):
+    before = _errors(srv)
+    assert _req(srv, "/api/nosuchroute")[0] == 404
+    assert _req(srv, "/api/execute", {})[0] == 400
+    assert _req(srv, "/api/execute", {"command": "nope"})[0] == 403
+    assert _req(srv, "/api/execute", method="GET")[0] == 405
+    assert _req(srv, "/api/chat/history?conversation_id=000000000000000000000000")[0] == 404
+    after = _errors(srv)
+    assert _delta(before, after) == {"not_found": 2, "bad_request": 2, "command_denied": 1}
+
+
+def test_failed_rest_turn_is_counted_once(srv):
+    before = _errors(srv)
+    st, b = _req(srv, "/api/chat", {"message": "[[fake status=500 error=boom]]",
+                                   "bot_id": "plain"})
+    assert st >= 500 and b["error"].startswith("backend_"), b
+    after = _errors(srv)
+    assert _delta(before, after) == {b["error"]: 1}, (before, after)
+
+
+# ==== hostile arguments, escaping processes, the child's state (a server of its own) ====
+
+class ExecFixture:
+    """Programs for the second server (exec_srv): argv.sh, daemon.sh and
+    daemonhang.sh (a setsid'd child keeps stdout while the program exits at
+    once, or hangs past its timeout), err.sh (stderr only, exit 3),
+    closeout.sh (closes its output, then exits 5), and a data directory
+    with a link named like an option ("-esc") that leads out of it."""
+
+    def __init__(self):
+        self.root = make_root("cmdexec")
+        self.bin = os.path.join(self.root, "bin")
+        self.data = os.path.join(self.root, "data")
+        self.state = os.path.join(self.root, "state")
+        self.outside = os.path.join(self.root, "outside")
+        for d in (self.bin, self.data, self.outside):
+            os.makedirs(d)
+            os.chmod(d, 0o755)
+        os.makedirs(self.state)
+        os.chmod(self.state, 0o777)
+        _script(os.path.join(self.bin, "argv.sh"),
+                'for a in "$@"; do printf "[%s]\\n" "$a"; done\n')
+        # leaves the process group with setsid, keeps stdout, then the
+        # program itself exits (at once, or after hanging past its timeout)
+        daemon = ('setsid sh -c \'echo $$ > "$0/$1.pid"; exec sleep 60\' "%s" "$1" &\n'
+                  'while [ ! -s "%s/$1.pid" ]; do sleep 0.02; done\n'
+                  'echo started\n' % (self.state, self.state))
+        _script(os.path.join(self.bin, "daemon.sh"), daemon)
+        _script(os.path.join(self.bin, "daemonhang.sh"), daemon + "exec sleep 60\n")
+        _script(os.path.join(self.bin, "err.sh"), "echo only-err >&2\nexit 3\n")
+        _script(os.path.join(self.bin, "closeout.sh"),
+                "echo bye\nexec >&- 2>&-\nsleep 0.4\nexit 5\n")
+        with open(os.path.join(self.outside, "secret.txt"), "w") as f:
+            f.write("SECRET\n")
+        os.chmod(os.path.join(self.outside, "secret.txt"), 0o644)
+        with open(os.path.join(self.data, "a.txt"), "w") as f:
+            f.write("hello\n")
+        os.chmod(os.path.join(self.data, "a.txt"), 0o644)
+        # a name that reads as an option, leading out of the directory
+        os.symlink(os.path.join(self.outside, "secret.txt"), os.path.join(self.data, "-esc"))
+
+    def conf(self):
+        b, d = self.bin, self.data
+        return "\n".join([
+            "ChatbotRateLimit off",
+            "ChatbotCommand args %s/argv.sh args=many paths=off" % b,
+            "ChatbotCommand show /bin/cat args=many cwd=%s" % d,
+            "ChatbotCommand showd /bin/cat args=many cwd=%s options=-n,--" % d,
+            "ChatbotCommand daemon %s/daemon.sh d1 timeout=5s" % b,
+            "ChatbotCommand daemonhang %s/daemonhang.sh d2 timeout=1s" % b,
+            "ChatbotCommand err %s/err.sh" % b,
+            "ChatbotCommand closeout %s/closeout.sh timeout=5s" % b,
+            "ChatbotCommand status /bin/cat /proc/self/status",
+            "ChatbotCommand fds /bin/ls /proc/self/fd",
+            "ChatbotCommand umask /bin/sh -c umask",
+            "ChatbotCommand quick /bin/true",
+            "ChatbotBotCommands args show showd daemon daemonhang err closeout status fds "
+            "umask quick",
+            "",
+        ])
+
+
+@pytest.fixture(scope="module")
+def exec_fx():
+    f = ExecFixture()
+    yield f
+    shutil.rmtree(f.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def exec_srv(fake, exec_fx):
+    s = Server(fake.url, extra=exec_fx.conf(), name="cmdexec")
+    yield s
+    s.stop()
+    bad = s.bad_log_lines()
+    shutil.rmtree(s.root, ignore_errors=True)
+    assert not bad, "unexpected error-level lines in the error log:\n" + "\n".join(bad)
+
+
+def _wait_gone(pid, timeout=3.0):
+    end = time.time() + timeout
+    while time.time() < end and not pid_gone(pid):
+        time.sleep(0.05)
+    return pid_gone(pid)
+
+
+def _kill(pid):
+    try:
+        os.kill(pid, 9)
+    except OSError:
+        pass
+
+
+# ---- hostile arguments ----------------------------------------------------------------
+
+NASTY = ["a;touch /tmp/x", "a && id", "a|id", "`id`", "$(id)", "${IFS}", ">out", "<(id)",
+         "*", "'quoted'", "a\\ b", "\uff1bid", "..\u2215etc", "x" * 256]
+
+
+def test_hostile_arguments_reach_the_program_verbatim(exec_srv):
+    """Through the REST API (an argument array), shell syntax and look-alikes
+    are single argv entries of a declared program (paths=off, dashes=off)."""
+    status, m = api(exec_srv, {"command": "args", "args": NASTY})
+    assert status == 200, m
+    assert argv_lines(m["output"]) == NASTY
+    assert m["exit_code"] == 0
+
+
+@pytest.mark.parametrize("args,why", [
+    (["-"], "starts with '-'"),
+    (["--"], "starts with '-'"),
+    (["--output=/etc/x"], "starts with '-'"),
+    (["-oProxyCommand=id"], "starts with '-'"),
+    (["\u2212x"], "dash look-alike"),
+    (["a\nb"], "control character"),
+    (["a\rb"], "control character"),
+    (["x" * 257], "longer than 256 bytes"),
+    (["a\u202eb"], "bidirectional"),
+])
+def test_refused_arguments(exec_srv, args, why):
+    status, m = api(exec_srv, {"command": "args", "args": args})
+    assert status == 403 and m["error"] == "command_denied", m
+    assert why in m["message"], m
+
+
+@pytest.mark.parametrize("arg,why", [
+    ("../outside/secret.txt", "outside"),
+    ("/etc/passwd", "absolute path outside"),
+    ("..\u2215outside", "looks like path syntax"),
+    ("\uff0e\uff0e/x", "looks like path syntax"),
+    ("\u2024\u2024/x", "looks like path syntax"),
+])
+def test_paths_cannot_leave_cwd(exec_srv, arg, why):
+    status, m = api(exec_srv, {"command": "show", "args": [arg]})
+    assert status == 403, m
+    assert why in m["message"], m
+
+
+def test_nul_in_an_api_argument_is_refused(exec_srv):
+    raw = b'{"command":"args","args":["a\\u0000b"]}'
+    status, m = api(exec_srv, None, raw=raw)
+    assert status == 403 and "control character" in m["message"], m
+
+
+def test_option_after_double_dash_cannot_follow_a_symlink_out(exec_srv):
+    """options=-n,--: after "--", cat reads "-esc" as a file; it is a symbolic
+    link in cwd that leads outside. It used to print the secret, because
+    arguments starting with '-' skipped the filesystem check."""
+    m = bang(exec_srv, "!showd -- -esc")
+    assert m["type"] == "error" and m["code"] == "command_denied", m
+    assert "outside the command's directory" in m["message"], m
+    status, m = api(exec_srv, {"command": "showd", "args": ["--", "-esc"]})
+    assert status == 403, m
+    # ordinary options and files still work
+    m = bang(exec_srv, "!showd -n -- a.txt")
+    assert m["type"] == "command_result" and m["output"].strip() == "1\thello", m
+
+
+# ---- processes that leave the group ---------------------------------------------------
+
+def test_daemon_holding_the_pipe_is_killed_when_the_program_exits(exec_srv, exec_fx):
+    """The program exits at once; a setsid'd child keeps stdout. The result
+    comes at once (no wait for EOF) and the escaped process is killed."""
+    t0 = time.time()
+    m = bang(exec_srv, "!daemon")
+    took = time.time() - t0
+    pid = int(open(os.path.join(exec_fx.state, "d1.pid")).read())
+    try:
+        assert m["type"] == "command_result", m
+        assert m["exit_code"] == 0 and m["output"] == "started\n", m
+        assert not m["timed_out"]
+        assert took < 3, took
+        assert _wait_gone(pid), "a process that left the group kept running"
+        line = wait_log(exec_srv, r"command=daemon .*escaped_killed=")
+        assert re.search(r"escaped_killed=[1-9]", line), line
+    finally:
+        _kill(pid)
+
+
+def test_daemon_holding_the_pipe_is_killed_on_timeout(exec_srv, exec_fx):
+    t0 = time.time()
+    m = bang(exec_srv, "!daemonhang")
+    took = time.time() - t0
+    pid = int(open(os.path.join(exec_fx.state, "d2.pid")).read())
+    try:
+        assert m["type"] == "command_result", m
+        assert m["timed_out"] is True and m["signal"] == 9, m
+        assert took < 4, took
+        assert _wait_gone(pid), "a process that left the group survived the timeout"
+    finally:
+        _kill(pid)
+
+
+def test_program_that_closes_its_output_is_waited_for_without_spinning(exec_srv):
+    m = bang(exec_srv, "!closeout")
+    assert m["type"] == "command_result", m
+    assert m["output"] == "bye\n" and m["exit_code"] == 5, m
+    assert 350 <= m["duration_ms"] < 2000, m
+
+
+# ---- the child's state ----------------------------------------------------------------
+
+def test_stderr_only_output_and_exit_code(exec_srv):
+    m = bang(exec_srv, "!err")
+    assert m["output"] == "only-err\n" and m["exit_code"] == 3 and m["signal"] is None, m
+
+
+def test_only_stdio_descriptors_are_inherited(exec_srv):
+    m = bang(exec_srv, "!fds")
+    assert m["type"] == "command_result", m
+    # ls itself opens /proc/self/fd as 3 to list it
+    assert sorted(int(x) for x in m["output"].split()) == [0, 1, 2, 3], m["output"]
+
+
+def test_signal_state_uid_and_umask(exec_srv):
+    m = bang(exec_srv, "!status")
+    st = dict(l.split(":\t", 1) for l in m["output"].splitlines() if ":\t" in l)
+    assert int(st["SigBlk"], 16) == 0, st["SigBlk"]
+    # nothing httpd ignores (SIGPIPE above all) stays ignored; glibc keeps its
+    # two internal real-time signals (32, 33) out of reach of posix_spawn
+    assert int(st["SigIgn"], 16) & ~((1 << 31) | (1 << 32)) == 0, st["SigIgn"]
+    assert int(st["SigCgt"], 16) == 0
+    if os.geteuid() == 0:
+        # httpd's User (www-data in the test configuration), never root
+        assert st["Uid"].split()[0] != "0", st["Uid"]
+    m = bang(exec_srv, "!umask")
+    assert m["output"].strip() == "%04o" % _httpd_umask(exec_srv), m
+
+
+def _httpd_umask(exec_srv):
+    with open("/proc/%d/status" % exec_srv.pid()) as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    raise AssertionError("no Umask in /proc/<httpd>/status")
+
+
+def test_many_concurrent_commands_leave_no_zombies(exec_srv):
+    with concurrent.futures.ThreadPoolExecutor(16) as ex:
+        res = list(ex.map(lambda i: api(exec_srv, {"command": "quick"}, cookie=new_cookie()),
+                          range(48)))
+    assert all(s == 200 and m["exit_code"] == 0 for s, m in res), res
+    time.sleep(0.2)
+    for child in exec_srv.children():
+        out = subprocess.run(["ps", "-o", "pid=,stat=", "--ppid", str(child)],
+                             capture_output=True, text=True).stdout.strip()
+        assert out == "", "httpd child %d still has children: %s" % (child, out)
+
+
+def test_bad_command_name_message_is_clean(exec_fx):
+    rc, out = _configtest(exec_fx, 'ChatbotCommand "a;b" /bin/ls')
+    assert rc != 0, out
+    # no stray "ChatbotCommand : " when the name itself is what is wrong
+    assert "ChatbotCommand: command name 'a;b': expected a name" in out, out
+
+
+def _errors_total(exec_srv, code):
+    import urllib.request
+    with urllib.request.urlopen(exec_srv.base + "/metrics", timeout=5) as r:
+        text = r.read().decode()
+    mm = re.search(r'^chatbot_errors_total\{code="%s"\} (\d+)$' % code, text, re.M)
+    return int(mm.group(1)) if mm else 0
+
+
+def test_command_error_frames_are_counted_by_code(exec_srv):
+    """A refused command over the WebSocket is an error frame like any
+    other; it was missing from chatbot_errors_total / ChatbotErrors[code]."""
+    before = _errors_total(exec_srv, "command_denied")
+    m = bang(exec_srv, "!nope")
+    assert m["type"] == "error" and m["code"] == "command_denied", m
+    m = bang(exec_srv, "!showd -- -esc")
+    assert m["type"] == "error", m
+    assert _errors_total(exec_srv, "command_denied") == before + 2

@@ -91,7 +91,7 @@ static void test_spec_full(void **state)
     must_parse(&sp,
                "files /usr/bin/ls -l --color=never args=many timeout=2500ms "
                "maxoutput=1M cwd=/srv/files paths=on dashes=on maxargs=5 "
-               "maxarglen=100 -- ",
+               "maxarglen=100 options=-a,-n=,--sort=,--reverse,-- -- ",
                store, argv);
     assert_string_equal(sp.name, "files");
     assert_string_equal(sp.path, "/usr/bin/ls");
@@ -106,6 +106,17 @@ static void test_spec_full(void **state)
     assert_int_equal(sp.flags, CHAT_CMD_F_PATHS | CHAT_CMD_F_DASHES);
     assert_int_equal(sp.max_args, 5);
     assert_int_equal(sp.max_arg_len, 100);
+    assert_int_equal(sp.noptions, 5);
+    assert_string_equal(sp.options_text, "-a,-n=,--sort=,--reverse,--");
+    assert_int_equal(sp.options[1].len, 2);
+    assert_memory_equal(sp.options[1].name, "-n", 2);
+    assert_true(sp.options[1].takes_value);
+    assert_int_equal(sp.options[2].len, 6);
+    assert_memory_equal(sp.options[2].name, "--sort", 6);
+    assert_true(sp.options[2].takes_value);
+    assert_false(sp.options[3].takes_value);
+    assert_int_equal(sp.options[4].len, 2);
+    assert_false(sp.options[4].takes_value);
 
     /* options and fixed arguments may be mixed in any order */
     must_parse(&sp, "echo /bin/echo args=one hello paths=off world", store, argv);
@@ -164,7 +175,7 @@ static void test_spec_errors(void **state)
     must_fail("ls /bin/ls timout=5s",
               "unknown option 'timout='; allowed: args=none|one|many, "
               "timeout=<duration>, maxoutput=<size>, cwd=/dir, "
-              "paths=on|off, dashes=on|off, maxargs=N, maxarglen=N");
+              "paths=on|off, options=-a,-b,--name,-n=, maxargs=N, maxarglen=N");
     must_fail("dd /bin/dd if=/dev/zero", "unknown option 'if='");
     must_fail("ls /bin/ls timeout=5s timeout=6s", "option 'timeout=' is given twice");
     must_fail("ls /bin/ls args=all",
@@ -196,6 +207,7 @@ static void test_spec_errors(void **state)
     must_fail("ls /bin/ls maxarglen=3", "maxarglen= only applies to user arguments");
     must_fail("ls /bin/ls paths=off", "paths= only applies to user arguments");
     must_fail("ls /bin/ls dashes=on", "dashes= only applies to user arguments");
+    must_fail("ls /bin/ls options=-l", "options= only applies to user arguments");
     must_fail("ls /bin/ls args=many",
               "args=many with paths=on (the default) needs cwd=/dir");
     must_fail("ls /bin/ls args=one paths=on",
@@ -570,11 +582,26 @@ static void test_arg_length(void **state)
     BAD(&sp, "\xc3\xa9\xc3\xa9", "longer than 3 bytes");
 }
 
+/* A spec parsed from a declaration (options= needs the parser). */
+static chat_cmd_spec_t optspec(const char *decl, char *store, const char **argv)
+{
+    chat_cmd_spec_t sp;
+
+    must_parse(&sp, decl, store, argv);
+    return sp;
+}
+
 static void test_arg_dashes(void **state)
 {
+    char st1[256], st2[256];
+    const char *av1[16], *av2[16];
     chat_cmd_spec_t off = mkspec(CHAT_CMD_F_PATHS, "/srv/files");
-    chat_cmd_spec_t on = mkspec(CHAT_CMD_F_PATHS | CHAT_CMD_F_DASHES, "/srv/files");
-    chat_cmd_spec_t onplain = mkspec(CHAT_CMD_F_DASHES, NULL);
+    chat_cmd_spec_t on =
+        optspec("t /bin/t args=many cwd=/srv/files options=-l,-n=,-o=,-d=,--color=,"
+                "--output=,--file=",
+                st1, av1);
+    chat_cmd_spec_t onplain =
+        optspec("t /bin/t args=many paths=off options=-o=,--output=", st2, av2);
     chat_cmd_spec_t offplain = mkspec(0, NULL);
     (void)state;
 
@@ -603,14 +630,14 @@ static void test_arg_dashes(void **state)
     OK(&off, "x--y");
     OK(&offplain, "a-");
 
-    /* dashes=on lets options through, but with paths=on they carry no path */
+    /* listed options pass, but with paths=on their values carry no path */
     OK(&on, "-l");
     OK(&on, "--color=never");
     OK(&on, "-n5");
-    BAD(&on, "--output=/etc/x", "an option may not carry a path");
-    BAD(&on, "-o/etc/x", "an option may not carry a path");
-    BAD(&on, "--file=../x", "an option may not carry a path");
-    BAD(&on, "-d..", "an option may not carry a path");
+    BAD(&on, "--output=/etc/x", "an option's value may not carry a path");
+    BAD(&on, "-o/etc/x", "an option's value may not carry a path");
+    BAD(&on, "--file=../x", "an option's value may not carry a path");
+    BAD(&on, "-d..", "an option's value may not carry a path");
     BAD(&on,
         "-\xe2\x88\x95"
         "etc",
@@ -618,6 +645,181 @@ static void test_arg_dashes(void **state)
     /* paths=off: the admin declared the arguments are not file names */
     OK(&onplain, "--output=/etc/x");
     OK(&onplain, "-o/etc/x");
+}
+
+/* options=: declarations and their errors */
+static void test_spec_options(void **state)
+{
+    chat_cmd_spec_t sp;
+    char store[2048];
+    const char *argv[16];
+    char big[1024];
+    size_t i, o;
+    (void)state;
+
+    must_parse(&sp,
+               "ls /bin/ls args=many cwd=/srv options=-l,-a,-h,-1,--all,--width=", store,
+               argv);
+    assert_int_equal(sp.noptions, 6);
+    assert_int_equal(sp.flags, CHAT_CMD_F_PATHS | CHAT_CMD_F_DASHES);
+    assert_true(sp.options[5].takes_value);
+    /* dashes=on is redundant with options=, and harmless */
+    must_parse(&sp, "ls /bin/ls args=one cwd=/srv options=-l dashes=on", store, argv);
+    assert_int_equal(sp.flags, CHAT_CMD_F_PATHS | CHAT_CMD_F_DASHES);
+    /* without options= no option is allowed, whatever else is said */
+    must_parse(&sp, "ls /bin/ls args=one cwd=/srv dashes=off", store, argv);
+    assert_int_equal(sp.flags, CHAT_CMD_F_PATHS);
+
+    /* the finding: dashes=on alone let -lRL through */
+    must_fail("ls /bin/ls args=many cwd=/srv dashes=on", "dashes=on needs options=");
+    must_fail("ls /bin/ls args=many cwd=/srv options=-l dashes=off",
+              "dashes=off contradicts options=");
+    must_fail("ls /bin/ls args=many cwd=/srv options=",
+              "expected a comma-separated list");
+    must_fail("ls /bin/ls args=many cwd=/srv options=-lR", "each entry is -x");
+    must_fail("ls /bin/ls args=many cwd=/srv options=l", "each entry is -x");
+    must_fail("ls /bin/ls args=many cwd=/srv options=-", "each entry is -x");
+    must_fail("ls /bin/ls args=many cwd=/srv options=---x", "each entry is -x");
+    must_fail("ls /bin/ls args=many cwd=/srv options=-=", "each entry is -x");
+    must_fail("ls /bin/ls args=many cwd=/srv options=-\xc3\xa9", "each entry is -x");
+    must_fail("ls /bin/ls args=many cwd=/srv options=--a/b", "a long option is --name");
+    must_fail("ls /bin/ls args=many cwd=/srv options=--a.b", "a long option is --name");
+    must_fail("ls /bin/ls args=many cwd=/srv options=--=", "takes no value");
+    must_fail("ls /bin/ls args=many cwd=/srv options=-l,,-a", "each entry is -x");
+    must_fail("ls /bin/ls args=many cwd=/srv options=-l,", "a comma at the end");
+    must_fail("ls /bin/ls args=many cwd=/srv options=-l,-a,-l", "listed twice");
+    must_fail("ls /bin/ls args=many cwd=/srv options=-n,-n=", "listed twice");
+    must_fail("ls /bin/ls args=many cwd=/srv options=-l options=-a",
+              "option 'options=' is given twice");
+    /* at most 64 entries */
+    o = (size_t)snprintf(big, sizeof(big), "ls /bin/ls args=many cwd=/srv options=");
+    for (i = 0; i < 65; i++) {
+        o += (size_t)snprintf(big + o, sizeof(big) - o, "%s--o%zu", i ? "," : "", i);
+    }
+    must_fail(big, "too many options");
+}
+
+static void test_option_risky(void **state)
+{
+    chat_cmd_spec_t sp;
+    char store[512];
+    const char *argv[16];
+    size_t i;
+    int risky = 0;
+    (void)state;
+
+    must_parse(&sp,
+               "ls /bin/ls args=many cwd=/srv options=-l,-R,-L,-a,--dereference,--all,"
+               "--recursive,--dereference-recursive,-r",
+               store, argv);
+    for (i = 0; i < sp.noptions; i++) {
+        risky |= chat_cmd_option_risky(&sp.options[i]) << i;
+    }
+    /* -R, -L, --dereference, --recursive, --dereference-recursive; not -l,
+     * -a, --all, or -r (reverse order for ls) */
+    assert_int_equal(risky, (1 << 1) | (1 << 2) | (1 << 4) | (1 << 6) | (1 << 7));
+    assert_false(chat_cmd_option_risky(NULL));
+}
+
+static chat_status_t args_check(const chat_cmd_spec_t *sp, char *err, size_t cap, ...)
+{
+    const char *a[16];
+    size_t n = 0;
+    va_list ap;
+
+    va_start(ap, cap);
+    while (n < 16 && (a[n] = va_arg(ap, const char *)) != NULL) {
+        n++;
+    }
+    va_end(ap);
+    err[0] = '\0';
+    return chat_cmd_check_args(sp, a, n, err, cap);
+}
+
+#define ARGS_OK(sp, ...)                                                                 \
+    do {                                                                                 \
+        char e_[256];                                                                    \
+        if (args_check(sp, e_, sizeof(e_), __VA_ARGS__, (const char *)NULL) != CHAT_OK)  \
+            fail_msg("refused: %s", e_);                                                 \
+    } while (0)
+#define ARGS_BAD(sp, needle, ...)                                                        \
+    do {                                                                                 \
+        char e_[256];                                                                    \
+        if (args_check(sp, e_, sizeof(e_), __VA_ARGS__, (const char *)NULL) !=           \
+            CHAT_EDENIED)                                                                \
+            fail_msg("accepted (expected '%s')", needle);                                \
+        if (!strstr(e_, needle))                                                         \
+            fail_msg("'%s' lacks '%s'", e_, needle);                                     \
+    } while (0)
+
+/* Options from the list only: recursion and link-following (-R, -L,
+ * --dereference) are refused unless listed, alone or combined (-lRL). */
+static void test_arg_options(void **state)
+{
+    char store[512], store2[512];
+    const char *argv[16], *argv2[16];
+    chat_cmd_spec_t ls = optspec(
+        "ls /bin/ls args=many maxargs=16 cwd=/srv/files options=-l,-a,-h,-1,--all,"
+        "--color=,-w=,--",
+        store, argv);
+    chat_cmd_spec_t grep = optspec(
+        "grep /bin/grep args=many maxargs=16 paths=off options=-i,-n,-e=,-m=", store2,
+        argv2);
+    (void)state;
+
+    ARGS_OK(&ls, "-l");
+    ARGS_OK(&ls, "-la", "-h");
+    ARGS_OK(&ls, "-lah1", "notes.txt");
+    ARGS_OK(&ls, "notes.txt", "-l"); /* GNU: options after file names */
+    ARGS_OK(&ls, "--all", "--color=never");
+    ARGS_OK(&ls, "--color=");         /* an empty value */
+    ARGS_OK(&ls, "-w", "80", "x");    /* value in the next argument */
+    ARGS_OK(&ls, "-w80");             /* attached */
+    ARGS_OK(&ls, "-lw80");            /* at the end of a group */
+    ARGS_OK(&ls, "--color", "auto");  /* --name value */
+    ARGS_OK(&ls, "-w", "-5");         /* a value may start with '-' */
+    ARGS_OK(&ls, "-");                /* a file name */
+    ARGS_OK(&ls, "--", "-R", "-lRL"); /* after "--": file names */
+
+    ARGS_BAD(&ls,
+             "not one this command allows (allowed: -l,-a,-h,-1,--all,--color=,-w=,--)",
+             "-R");
+    ARGS_BAD(&ls, "argument 1 refused: an option is not one", "-L");
+    ARGS_BAD(&ls, "argument 2 refused: an option is not one", "x", "-lRL");
+    ARGS_BAD(&ls, "an option is not one", "-lR");
+    ARGS_BAD(&ls, "an option is not one", "-Rl");
+    ARGS_BAD(&ls, "an option is not one", "--dereference");
+    ARGS_BAD(&ls, "an option is not one", "--deref"); /* GNU abbreviations too */
+    ARGS_BAD(&ls, "an option is not one", "--dereference-command-line");
+    ARGS_BAD(&ls, "an option is not one", "--recursive");
+    ARGS_BAD(&ls, "an option is not one", "--all=yes"); /* takes no value */
+    ARGS_BAD(&ls, "an option is not one", "--al");
+    ARGS_BAD(&ls, "an option is not one", "-l-");
+    ARGS_BAD(&ls, "an option is not one", "-l\xc3\xa9");
+    ARGS_BAD(&ls, "an option is not one", "--ALL"); /* names are exact */
+    ARGS_BAD(&ls, "the last option needs a value", "-w");
+    ARGS_BAD(&ls, "the last option needs a value", "-l", "--color");
+    ARGS_BAD(&ls, "may not carry a path", "-w", "../x");
+    ARGS_BAD(&ls, "may not carry a path", "-w/etc");
+    ARGS_BAD(&ls, "may not carry a path", "--color=a/b");
+    /* after "--" the arguments are file names, still confined */
+    ARGS_BAD(&ls, "'..' leads outside", "--", "../x");
+    ARGS_BAD(&ls, "absolute path outside", "--", "/etc/passwd");
+    /* the error never quotes the argument */
+    {
+        char e[256];
+        args_check(&ls, e, sizeof(e), "-lQZ", (const char *)NULL);
+        assert_null(strstr(e, "QZ"));
+    }
+
+    /* paths=off: values are words (patterns), but options still come from
+     * the list only */
+    ARGS_OK(&grep, "-i", "-e", "a/b", "-m", "3", "notes");
+    ARGS_OK(&grep, "-in", "-e../x");
+    ARGS_BAD(&grep, "an option is not one", "-R", "x");
+    ARGS_BAD(&grep, "an option is not one", "-ri", "x");
+    ARGS_BAD(&grep, "an option is not one", "--dereference-recursive");
+    ARGS_BAD(&grep, "an option is not one", "--", "x"); /* "--" is not listed */
 }
 
 static void test_arg_paths(void **state)
@@ -1099,6 +1301,9 @@ int main(void)
         cmocka_unit_test(test_arg_controls),
         cmocka_unit_test(test_arg_length),
         cmocka_unit_test(test_arg_dashes),
+        cmocka_unit_test(test_spec_options),
+        cmocka_unit_test(test_option_risky),
+        cmocka_unit_test(test_arg_options),
         cmocka_unit_test(test_arg_paths),
         cmocka_unit_test(test_arg_counts),
         cmocka_unit_test(test_path_lexical),

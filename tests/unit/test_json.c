@@ -776,9 +776,51 @@ static void test_frame_error(void **state)
     chat_buf_free(&b);
 }
 
+/* chat_json_plain against a byte-by-byte definition: every special byte
+ * (control, '"', '\\', DEL is not special, >= 0x80) at every position of
+ * buffers around the 8-byte word size, alone and after other specials. */
+static size_t plain_ref(const unsigned char *p, size_t n)
+{
+    size_t i = 0;
+
+    while (i < n && p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\') {
+        i++;
+    }
+    return i;
+}
+
+static void test_json_plain(void **state)
+{
+    static const unsigned char special[] = {0x00, 0x01, 0x1f, '"', '\\', 0x80, 0xc3, 0xff};
+    static const unsigned char ordinary[] = {0x20, '!', '#', '[', ']', '~', 0x7f, 'a'};
+    unsigned char buf[40];
+    size_t n, at, k, j;
+    (void)state;
+
+    assert_int_equal(chat_json_plain("", 0), 0);
+    for (n = 1; n <= sizeof(buf); n++) {
+        for (j = 0; j < sizeof(ordinary); j++) {
+            memset(buf, ordinary[j], n);
+            assert_int_equal(chat_json_plain((const char *)buf, n), n);
+        }
+        for (at = 0; at < n; at++) {
+            for (k = 0; k < sizeof(special); k++) {
+                memset(buf, 'x', n);
+                buf[at] = special[k];
+                if (at + 3 < n) {
+                    buf[at + 3] = special[(k + 1) % sizeof(special)];
+                }
+                assert_int_equal(chat_json_plain((const char *)buf, n), plain_ref(buf, n));
+                assert_int_equal(chat_json_plain((const char *)buf, n), at);
+            }
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_json_plain),
         cmocka_unit_test(test_escape_ascii_table),
         cmocka_unit_test(test_escape_unicode),
         cmocka_unit_test(test_escape_invalid_utf8),

@@ -457,8 +457,15 @@ static void test_numbers(void **state)
     assert_int_equal(M.offset, 12345);
     assert_int_equal(P("{\"type\":\"history\",\"offset\":-1}"), CHAT_EINVAL);
     assert_string_equal(E, "field 'offset' must be a non-negative integer");
-    assert_int_equal(P("{\"type\":\"history\",\"limit\":NaN}"), CHAT_EINVAL);
-    assert_int_equal(P("{\"type\":\"history\",\"limit\":Infinity}"), CHAT_EINVAL);
+    /* not JSON at all (json-c would read them as doubles) */
+    assert_int_equal(P("{\"type\":\"history\",\"limit\":NaN}"), CHAT_EPARSE);
+    assert_int_equal(P("{\"type\":\"history\",\"limit\":Infinity}"), CHAT_EPARSE);
+    /* documented range: at most 1000 messages per history request */
+    assert_int_equal(P("{\"type\":\"history\",\"limit\":1000}"), CHAT_OK);
+    assert_int_equal(M.limit, 1000);
+    assert_int_equal(P("{\"type\":\"history\",\"limit\":1001}"), CHAT_EINVAL);
+    assert_string_equal(E, "field 'limit' must be at most 1000");
+    assert_int_equal(M.limit, -1);
     assert_int_equal(P("{\"type\":\"history\",\"limit\":01}"), CHAT_EPARSE);
     assert_int_equal(P("{\"type\":\"history\",\"limit\":+1}"), CHAT_EPARSE);
     assert_int_equal(P("{\"type\":\"archive\",\"conversation_id\":\"c\",\"archived\":false}"),
@@ -522,15 +529,64 @@ static void test_content(void **state)
     /* raw invalid UTF-8 */
     assert_int_equal(P("{\"type\":\"message\",\"content\":\"\xff\"}"), CHAT_EPARSE);
     assert_int_equal(P("{\"type\":\"message\",\"content\":\"\xc3\"}"), CHAT_EPARSE);
-    /* an encoded surrogate gets past json-c's check, not ours */
-    assert_int_equal(P("{\"type\":\"message\",\"content\":\"\xed\xa0\x80\"}"), CHAT_EINVAL);
-    assert_string_equal(E, "field 'content' is not valid UTF-8");
-    assert_int_equal(P("{\"type\":\"launch\",\"bot_id\":\"\xed\xbf\xbf\"}"), CHAT_EINVAL);
-    assert_string_equal(E, "field 'bot_id' is not valid UTF-8");
+    /* an encoded surrogate gets past json-c's check, not ours: the text
+     * is not UTF-8, so not JSON */
+    assert_int_equal(P("{\"type\":\"message\",\"content\":\"\xed\xa0\x80\"}"),
+                     CHAT_EPARSE);
+    assert_err_has("invalid UTF-8");
+    assert_int_equal(P("{\"type\":\"launch\",\"bot_id\":\"\xed\xbf\xbf\"}"), CHAT_EPARSE);
+    assert_err_has("invalid UTF-8");
     /* the last of duplicate keys wins (json-c) */
     assert_int_equal(P("{\"type\":\"message\",\"content\":\"a\",\"content\":\"b\"}"),
                      CHAT_OK);
     assert_string_equal(M.content, "b");
+}
+
+/* The port-8000 client's chat line: {"type":"command","bot_id","command"}.
+ * Its text is free (no length cap but the message limit, unlike run's
+ * command name) and lands in content; bot_id and conversation_id are
+ * optional. */
+static void test_command_line(void **state)
+{
+    char big[600];
+    (void)state;
+    assert_int_equal(P("{\"type\":\"command\",\"bot_id\":\"BOT-001\","
+                       "\"command\":\"what is 2+2?\"}"),
+                     CHAT_OK);
+    assert_int_equal(M.type, CHAT_C_COMMAND);
+    assert_string_equal(chat_ctype_name(M.type), "command");
+    assert_string_equal(M.content, "what is 2+2?");
+    assert_int_equal(M.content_len, 12);
+    assert_string_equal(M.bot_id, "BOT-001");
+    assert_null(M.command);
+    assert_null(M.conversation_id);
+    assert_int_equal(P("{\"type\":\"command\",\"command\":\"x\",\"conversation_id\":"
+                       "\"c1\",\"id\":7,\"args\":[\"ignored\"]}"),
+                     CHAT_OK);
+    assert_string_equal(M.conversation_id, "c1");
+    assert_string_equal(M.id, "7");
+    assert_null(M.bot_id);
+    assert_int_equal(M.nargs, 0);
+    /* longer than any id: a chat line, not a command name */
+    snprintf(big, sizeof(big), "{\"type\":\"command\",\"command\":\"%0500d\"}", 1);
+    assert_int_equal(P(big), CHAT_OK);
+    assert_int_equal(M.content_len, 500);
+    /* required, a non-empty string */
+    assert_int_equal(P("{\"type\":\"command\",\"bot_id\":\"B\"}"), CHAT_EINVAL);
+    assert_string_equal(E, "missing field 'command'");
+    assert_string_equal(M.bot_id, "B"); /* kept for the error frame */
+    assert_int_equal(P("{\"type\":\"command\",\"command\":\"\"}"), CHAT_EINVAL);
+    assert_err_has("'command' must not be empty");
+    assert_int_equal(P("{\"type\":\"command\",\"command\":[\"ls\"]}"), CHAT_EINVAL);
+    assert_err_has("'command' must be a string");
+    assert_int_equal(P("{\"type\":\"command\",\"command\":\"a\\u0000b\"}"), CHAT_EINVAL);
+    assert_err_has("NUL");
+    assert_int_equal(P("{\"type\":\"command\",\"command\":\"x\",\"bot_id\":5}"),
+                     CHAT_EINVAL);
+    assert_err_has("'bot_id' must be a string");
+    /* "content" is not read for this type */
+    assert_int_equal(P("{\"type\":\"command\",\"content\":\"x\"}"), CHAT_EINVAL);
+    assert_string_equal(E, "missing field 'command'");
 }
 
 static void test_bad_json(void **state)
@@ -572,6 +628,91 @@ static void test_bad_json(void **state)
     assert_int_equal(chat_cmsg_parse(&M, NULL, 5, E, sizeof(E)), CHAT_EPARSE);
 }
 
+/* What json-c accepts in strict mode and RFC 8259 does not (issue 14). */
+static void test_strict_json(void **state)
+{
+    static const char *const bad[] = {
+        "{\"type\":\"message\",\"content\":\"a\tb\"}",         /* raw TAB */
+        "{\"type\":\"message\",\"content\":\"a\nb\"}",         /* raw LF */
+        "{\"type\":\"message\",\"content\":\"a\x01b\"}",       /* raw 0x01 */
+        "{\"type\":\"message\",\"con\ttent\":\"x\"}",          /* in a key */
+        "{\"type\":\"message\",\"content\":\"\xc0\xaf\"}",     /* overlong */
+        "{\"type\":\"message\",\"content\":\"\xed\xa0\x80\"}", /* surrogate */
+        "{\"type\":\"message\",\"content\":\"\xf4\x90\x80\x80\"}",
+        "{\"type\":\"message\",\"\xc0\xaf\":1,\"content\":\"x\"}",
+        "{'type':'ping'}",
+        "{\"type\":\"ping\",\"x\":-Infinity}",
+    };
+    size_t i;
+    (void)state;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        chat_status_t st = P(bad[i]);
+        if (st != CHAT_EPARSE) {
+            fail_msg("'%s': expected CHAT_EPARSE (bad_json), got %d", bad[i], st);
+        }
+        assert_err_has("invalid JSON");
+    }
+    /* the same characters escaped are fine */
+    assert_int_equal(P("{\"type\":\"message\",\"content\":\"a\\tb\\nc\\u0001\"}"),
+                     CHAT_OK);
+    assert_string_equal(M.content, "a\tb\nc\x01");
+}
+
+static void test_blank_title(void **state)
+{
+    static const char *const blank[] = {"\" \"",       "\"   \"",     "\"\\t\"",
+                                        "\"\\n \\r\"", "\"\\u00a0\"", "\"\\u0085 \"",
+                                        "\"\\u007f\""};
+    char buf[256];
+    size_t i;
+    (void)state;
+
+    for (i = 0; i < sizeof(blank) / sizeof(blank[0]); i++) {
+        snprintf(buf, sizeof(buf),
+                 "{\"type\":\"rename\",\"conversation_id\":\"c\","
+                 "\"title\":%s}",
+                 blank[i]);
+        assert_int_equal(P(buf), CHAT_EINVAL);
+        assert_string_equal(E, "field 'title' must not be blank");
+        assert_null(M.title);
+        snprintf(buf, sizeof(buf), "{\"type\":\"launch\",\"bot_id\":\"b\",\"title\":%s}",
+                 blank[i]);
+        assert_int_equal(P(buf), CHAT_EINVAL);
+    }
+    assert_int_equal(
+        P("{\"type\":\"rename\",\"conversation_id\":\"c\",\"title\":\" x \"}"), CHAT_OK);
+    assert_int_equal(
+        P("{\"type\":\"rename\",\"conversation_id\":\"c\",\"title\":\"\\u00e9\"}"),
+        CHAT_OK);
+    assert_true(chat_title_is_blank(""));
+    assert_false(chat_title_is_blank("\xe2\x80\x83x"));
+}
+
+static void test_public_error_text(void **state)
+{
+    static const char *const quiet[] = {
+        CHAT_ERR_BACKEND_UNREACHABLE, CHAT_ERR_BACKEND_TIMEOUT, CHAT_ERR_MODEL_NOT_FOUND,
+        CHAT_ERR_BACKEND_BUSY,        CHAT_ERR_BACKEND_ERROR,   CHAT_ERR_BACKEND_PROTOCOL,
+        CHAT_ERR_BACKEND_BAD_REQUEST, CHAT_ERR_INTERRUPTED,     CHAT_ERR_INTERNAL};
+    size_t i;
+    (void)state;
+
+    for (i = 0; i < sizeof(quiet) / sizeof(quiet[0]); i++) {
+        const char *t = chat_error_public_text(quiet[i]);
+        assert_non_null(t);
+        /* a sentence for people: no URL, path, status line or code */
+        assert_null(strstr(t, "://"));
+        assert_null(strchr(t, '/'));
+        assert_null(strstr(t, "HTTP"));
+        assert_null(strchr(t, '_'));
+        assert_true(t[strlen(t) - 1] == '.');
+    }
+    assert_null(chat_error_public_text(CHAT_ERR_RATE_LIMITED));
+    assert_null(chat_error_public_text(CHAT_ERR_NOT_FOUND));
+    assert_null(chat_error_public_text(NULL));
+}
+
 static void test_nesting(void **state)
 {
     char buf[256];
@@ -595,10 +736,10 @@ static void test_nesting(void **state)
             fail_msg("depth %d: %s", depth, E);
         }
     }
-    assert_err_has("nesting");
+    assert_err_has("nested too deep");
 
-    /* json-c counts values, not containers: an empty innermost container is
-     * one level less deep, so 17 fit; 18 never do */
+    /* containers are counted, whatever is innermost (json-c alone counted
+     * values, and let 17 containers through when the innermost was empty) */
     for (depth = 15; depth <= 18; depth++) {
         size_t n = (size_t)snprintf(buf, sizeof(buf), "{\"type\":\"ping\",\"x\":");
         int i;
@@ -611,7 +752,7 @@ static void test_nesting(void **state)
         }
         buf[n++] = '}';
         buf[n] = '\0';
-        if (P(buf) != (depth <= 17 ? CHAT_OK : CHAT_EPARSE)) {
+        if (P(buf) != (depth <= 16 ? CHAT_OK : CHAT_EPARSE)) {
             fail_msg("depth %d: %s (%s)", depth, E, buf);
         }
     }
@@ -722,6 +863,74 @@ static void test_ctype_names(void **state)
     assert_string_equal(chat_ctype_name((chat_ctype_t)-1), "unknown");
 }
 
+/* "settings": conversation_id required; model, system, temperature, reset
+ * optional with their types; "" allowed for model and system. */
+static void test_settings(void **state)
+{
+    (void)state;
+    assert_int_equal(P("{\"type\":\"settings\",\"conversation_id\":\"c1\"}"), CHAT_OK);
+    assert_int_equal(M.type, CHAT_C_SETTINGS);
+    assert_string_equal(chat_ctype_name(CHAT_C_SETTINGS), "settings");
+    assert_null(M.model);
+    assert_null(M.system);
+    assert_int_equal(M.has_temperature, 0);
+    assert_int_equal(M.reset, 0);
+
+    assert_int_equal(
+        P("{\"type\":\"settings\",\"conversation_id\":\"c1\",\"model\":\"m:7b\","
+          "\"system\":\"a\\nb\",\"temperature\":0.25,\"reset\":true}"),
+        CHAT_OK);
+    assert_string_equal(M.model, "m:7b");
+    assert_int_equal(M.system_len, 3);
+    assert_memory_equal(M.system, "a\nb", 3);
+    assert_int_equal(M.has_temperature, 1);
+    assert_true(M.temperature > 0.2499 && M.temperature < 0.2501);
+    assert_int_equal(M.reset, 1);
+
+    /* integers are numbers too; "" and null */
+    assert_int_equal(
+        P("{\"type\":\"settings\",\"conversation_id\":\"c1\",\"temperature\":1,"
+          "\"model\":\"\",\"system\":\"\",\"reset\":null}"),
+        CHAT_OK);
+    assert_int_equal(M.has_temperature, 1);
+    assert_true(M.temperature == 1.0);
+    assert_string_equal(M.model, "");
+    assert_int_equal(M.system_len, 0);
+    assert_int_equal(M.reset, 0);
+
+    /* wrong types, missing id, too long a model, a huge exponent */
+    assert_int_equal(P("{\"type\":\"settings\"}"), CHAT_EINVAL);
+    assert_string_equal(E, "missing field 'conversation_id'");
+    assert_int_equal(
+        P("{\"type\":\"settings\",\"conversation_id\":\"c1\",\"temperature\":\"1\"}"),
+        CHAT_EINVAL);
+    assert_string_equal(E, "field 'temperature' must be a number");
+    assert_int_equal(
+        P("{\"type\":\"settings\",\"conversation_id\":\"c1\",\"temperature\":1e400}"),
+        CHAT_EINVAL);
+    assert_int_equal(P("{\"type\":\"settings\",\"conversation_id\":\"c1\",\"model\":5}"),
+                     CHAT_EINVAL);
+    assert_string_equal(E, "field 'model' must be a string");
+    assert_int_equal(P("{\"type\":\"settings\",\"conversation_id\":\"c1\",\"reset\":1}"),
+                     CHAT_EINVAL);
+    assert_string_equal(E, "field 'reset' must be a boolean");
+    assert_int_equal(
+        P("{\"type\":\"settings\",\"conversation_id\":\"c1\",\"system\":\"a\\u0000\"}"),
+        CHAT_EINVAL);
+    {
+        char buf[400];
+        memset(buf, 0, sizeof(buf));
+        strcpy(buf, "{\"type\":\"settings\",\"conversation_id\":\"c1\",\"model\":\"");
+        memset(buf + strlen(buf), 'm', CHAT_MODEL_NAME_MAX + 1);
+        strcat(buf, "\"}");
+        assert_int_equal(P(buf), CHAT_EINVAL);
+    }
+    /* other types do not read these fields */
+    assert_int_equal(P("{\"type\":\"ping\",\"temperature\":\"x\",\"model\":1}"), CHAT_OK);
+    assert_null(M.model);
+    assert_int_equal(M.has_temperature, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -736,12 +945,17 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_numbers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_args, setup, teardown),
         cmocka_unit_test_setup_teardown(test_content, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_command_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nesting, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_strict_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_blank_title, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_public_error_text, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_type, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_prefixes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reuse_and_err, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ctype_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
     };
     return cmocka_run_group_tests_name("proto", tests, NULL, NULL);
 }

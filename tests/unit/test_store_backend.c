@@ -328,8 +328,21 @@ static void test_health(void **state)
     chat_store_backend_health(t.st, be, 0, NULL, detail, 2000);
     assert_int_equal(chat_store_backend_get(t.st, be, &bi), CHAT_OK);
     assert_int_equal(bi.healthy, 0);
-    assert_string_equal(bi.version, "");
+    assert_string_equal(bi.version, "0.5.7"); /* NULL keeps the version */
     assert_int_equal(strlen(bi.detail), 126);
+    /* a turn's "still fine" within a second of the last report changes
+     * nothing (and takes no lock); later it is recorded */
+    chat_store_backend_health(t.st, be, 1, NULL, "", 2100);
+    chat_store_backend_health(t.st, be, 1, NULL, "", 2500);
+    assert_int_equal(chat_store_backend_get(t.st, be, &bi), CHAT_OK);
+    assert_int_equal(bi.healthy, 1);
+    assert_int_equal(bi.checked_ms, 2100);
+    chat_store_backend_health(t.st, be, 1, NULL, "", 3200);
+    assert_int_equal(chat_store_backend_get(t.st, be, &bi), CHAT_OK);
+    assert_int_equal(bi.checked_ms, 3200);
+    chat_store_backend_health(t.st, be, 0, "", "", 3300);
+    assert_int_equal(chat_store_backend_get(t.st, be, &bi), CHAT_OK);
+    assert_string_equal(bi.version, "");
     chat_store_backend_health(t.st, be, -5, "v", "d", 3000);
     assert_int_equal(chat_store_backend_get(t.st, be, &bi), CHAT_OK);
     assert_int_equal(bi.healthy, -1);

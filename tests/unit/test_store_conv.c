@@ -389,41 +389,60 @@ static void test_table_eviction(void **state)
         assert_int_equal(chat_store_conv_rename(t.st, &o, ids[i], "t", 200 + (uint64_t)i),
                          CHAT_OK);
     }
-    /* LRU order now (oldest first): 0(108), 1(50->touched at begin), ... */
+    /* LRU order now (oldest first): 0 (bob's, 108), 3..7 (alice's, 203..207);
+     * 1 and 2 are busy. Alice holds 7 and would hold 8: bob, holding one,
+     * holds less than she will, so her own least recently used idle
+     * conversation goes, never his. */
     mkconv(t.st, &o, "llama", 0x900, 300, x);
-    /* the oldest idle was ids[0] (bob's, 108) */
-    assert_int_equal(chat_store_conv_get(t.st, &p, ids[0], NULL), CHAT_ENOTFOUND);
-    assert_true(chat_store_user_seq(t.st, &p) > bob_seq); /* his list changed */
-    assert_int_equal(chat_store_conv_get(t.st, &o, ids[1], NULL), CHAT_OK);
-    assert_int_equal(chat_store_conv_get(t.st, &o, ids[2], NULL), CHAT_OK);
-    mkconv(t.st, &o, "llama", 0x901, 301, y);
+    assert_int_equal(chat_store_conv_get(t.st, &p, ids[0], NULL), CHAT_OK);
+    assert_int_equal(chat_store_user_seq(t.st, &p), bob_seq); /* his list is untouched */
     assert_int_equal(chat_store_conv_get(t.st, &o, ids[3], NULL), CHAT_ENOTFOUND);
     assert_int_equal(chat_store_conv_get(t.st, &o, ids[1], NULL), CHAT_OK);
     assert_int_equal(chat_store_conv_get(t.st, &o, ids[2], NULL), CHAT_OK);
+    mkconv(t.st, &o, "llama", 0x901, 301, y);
+    assert_int_equal(chat_store_conv_get(t.st, &o, ids[4], NULL), CHAT_ENOTFOUND);
+    assert_int_equal(chat_store_conv_get(t.st, &p, ids[0], NULL), CHAT_OK);
     chat_metrics_snapshot(t.st, &snap);
     assert_int_equal(snap.gauges[CHAT_G_EVICTIONS], 2);
     assert_int_equal(snap.conversations, 8);
     /* logged at NOTICE with the id and bot, never the content */
     assert_int_equal(lg.n, 2);
     assert_int_equal(lg.level[0], CHAT_LOG_NOTICE);
-    assert_non_null(strstr(lg.msg[0], ids[0]));
+    assert_non_null(strstr(lg.msg[0], ids[3]));
     assert_non_null(strstr(lg.msg[0], "llama"));
     assert_null(strstr(lg.msg[0], "private"));
-    assert_non_null(strstr(lg.msg[1], ids[3]));
+    assert_non_null(strstr(lg.msg[1], ids[4]));
 
-    /* everything busy: EFULL, nothing evicted */
-    for (i = 4; i < 8; i++) {
+    /* bob, holding fewer than alice, may take her least recently used idle
+     * conversation (5, 205) */
+    {
+        char z[25];
+        mkconv(t.st, &p, "llama", 0x902, 302, z);
+        assert_int_equal(chat_store_conv_get(t.st, &o, ids[5], NULL), CHAT_ENOTFOUND);
+        assert_int_equal(chat_store_conv_delete(t.st, &p, z), CHAT_OK);
+    }
+
+    /* everything of alice's busy, bob's one protected: EFULL, nothing
+     * evicted */
+    for (i = 6; i < 8; i++) {
         assert_int_equal(chat_store_gen_begin(t.st, &o, ids[i], 20 + (uint64_t)i,
                                               CHAT_CONV_GENERATING, 400),
                          CHAT_OK);
     }
     assert_int_equal(chat_store_gen_begin(t.st, &o, x, 30, CHAT_CONV_QUEUED, 400), CHAT_OK);
     assert_int_equal(chat_store_gen_begin(t.st, &o, y, 31, CHAT_CONV_QUEUED, 400), CHAT_OK);
+    {
+        char z[25];
+        mkconv(t.st, &o, "llama", 0x903, 402, z); /* the slot bob freed */
+        assert_int_equal(chat_store_gen_begin(t.st, &o, z, 32, CHAT_CONV_QUEUED, 403),
+                         CHAT_OK);
+    }
     assert_int_equal(chat_store_conv_create(t.st, &o, "llama", NULL, 0x999, 500, NULL),
                      CHAT_EFULL);
     chat_metrics_snapshot(t.st, &snap);
-    assert_int_equal(snap.gauges[CHAT_G_EVICTIONS], 2);
+    assert_int_equal(snap.gauges[CHAT_G_EVICTIONS], 3);
     assert_int_equal(snap.conversations, 8);
+    assert_int_equal(chat_store_conv_get(t.st, &p, ids[0], NULL), CHAT_OK);
     /* one finishes: its slot can be taken */
     assert_int_equal(chat_store_gen_end(t.st, x, 30, 600), CHAT_OK);
     assert_int_equal(chat_store_conv_create(t.st, &o, "llama", NULL, 0x999, 601, NULL), CHAT_OK);

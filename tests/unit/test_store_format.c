@@ -145,9 +145,13 @@ static void test_size(void **state)
     b.queue_cap = 64;
     b.max_active = 64;
     b.metric_series = 64;
+    b.max_procs = 0; /* 64 */
+    /* header 1616 -> 1664; 64 shards (82 locks, 65 undo logs), 64 owner
+     * records per shard */
     assert_int_equal(chat_store_size(&b),
-                     1472 + 4096 * 56 + 1024 * 336 + 1024 * 4 + 16 * 280 + 16 * 64 * 16 +
-                         16 * 64 * 16 + 64 * 640 + (16u << 20));
+                     1664 + 82 * 128 + 65 * 8192 + 64 * 128 + 64 * 64 + 4096 * 72 +
+                         64 * 64 * 48 + 1024 * 336 + 1024 * 16 + 16 * 288 + 16 * 64 * 24 +
+                         16 * 64 * 24 + 64 * 640 + (16u << 20));
 }
 
 static void test_format_args(void **state)
@@ -287,7 +291,8 @@ static void test_attach_identity(void **state)
     assert_int_equal(chat_store_attach(&st, img, n, &other), CHAT_EINVAL);
     /* layout_of reports the recorded layout */
     assert_int_equal(chat_store_layout_of(img, n, &got), CHAT_OK);
-    assert_memory_equal(&got, &l, sizeof(l));
+    assert_true(chat_store_layout_equal(&got, &l)); /* fields: padding differs */
+    assert_int_equal(got.max_procs, l.max_procs);
     assert_int_equal(chat_store_layout_of(img, 100, &got), CHAT_EPARSE);
     assert_int_equal(chat_store_layout_of(img, n, NULL), CHAT_EINVAL);
     /* truncated */
@@ -386,35 +391,44 @@ static uint32_t second_block(chat_store_t *st, const pop_t *p)
     }
 
 CORRUPT(c_magic, h->magic[3] ^= 1)
-CORRUPT(c_version, h->version = 2)
+CORRUPT(c_version, h->version = 3)
 CORRUPT(c_bom, h->bom = 0x04030201)
 CORRUPT(c_hdrsize, h->hdr_size++)
 CORRUPT(c_convsize, h->conv_size = 320)
 CORRUPT(c_blocksize, h->block_size = 512)
+CORRUPT(c_locksize, h->lock_size++)
+CORRUPT(c_mutexsize, h->mutex_size = 24)
 CORRUPT(c_total, h->total_size--)
 CORRUPT(c_offarena, h->off_arena += 64)
 CORRUPT(c_offconvs, h->off_convs = 0)
+CORRUPT(c_offlogs, h->off_logs += 64)
 CORRUPT(c_nblocks, h->nblocks++)
-CORRUPT(c_nheads, h->nheads = 16)
-CORRUPT(c_nconv, h->nconv++)
-CORRUPT(c_nconv_big, h->nconv = 0xFFFFFFFF)
-CORRUPT(c_lru_head_range, h->lru_head = st->l.max_conversations)
-CORRUPT(c_lru_tail, h->lru_tail = h->lru_head)
-CORRUPT(c_lru_cycle, st->convs[h->lru_tail].lru_next = h->lru_head)
-CORRUPT(c_lru_self, st->convs[h->lru_head].lru_next = h->lru_head)
-CORRUPT(c_lru_prev, a1->lru_prev = CS_NIL)
-CORRUPT(c_lru_skip, st->convs[h->lru_head].lru_next = h->lru_tail;
-        st->convs[h->lru_tail].lru_prev = h->lru_head)
-CORRUPT(c_free_cycle, st->convs[h->conv_free].lru_next = h->conv_free)
-CORRUPT(c_free_range, st->convs[h->conv_free].lru_next = 1000)
-CORRUPT(c_free_head_used, h->conv_free = h->lru_head)
-CORRUPT(c_own_missing, st->heads[cs_head_of(st, b1->owner)] = CS_NIL)
-CORRUPT(c_own_bucket, b1->owner[0] ^= 1)
-CORRUPT(c_own_cycle, st->convs[st->heads[cs_head_of(st, a1->owner)]].own_next =
-                         st->heads[cs_head_of(st, a1->owner)])
-CORRUPT(c_own_range, st->heads[0] = 12345)
+CORRUPT(c_nshards, h->nshards = 4)
+CORRUPT(c_procs, h->max_procs = 0)
+CORRUPT(c_nconv, h->pool.nconv++)
+CORRUPT(c_nconv_big, h->pool.nconv = 0xFFFFFFFF)
+CORRUPT(c_anon_convs, h->pool.anon_convs++)
+CORRUPT(c_anon_blocks, h->pool.anon_blocks++)
+CORRUPT(c_free_cycle, st->convs[h->pool.conv_free].own_next = h->pool.conv_free)
+CORRUPT(c_free_range, st->convs[h->pool.conv_free].own_next = 1000)
+CORRUPT(c_free_head_used, h->pool.conv_free = cs_conv_index(st, a1))
+CORRUPT(c_lock_pending, st->locks[st->nshards].log_len = 24)
+CORRUPT(c_own_missing, st->owners[b1->owner_ref].flags = 0)
+CORRUPT(c_own_key, b1->owner[0] ^= 1)
+CORRUPT(c_own_cycle, st->convs[st->owners[a1->owner_ref].tail].own_next =
+                         st->owners[a1->owner_ref].head)
+CORRUPT(c_own_nconv, st->owners[a1->owner_ref].nconv++)
+CORRUPT(c_own_nblocks, st->owners[a1->owner_ref].nblocks++)
+CORRUPT(c_own_flags, st->owners[a1->owner_ref].flags |= 0x10)
+CORRUPT(c_own_ref, a1->owner_ref = b1->owner_ref)
+CORRUPT(c_own_tail, st->owners[a1->owner_ref].tail = CS_NIL)
+CORRUPT(c_nowners, st->shards[0].nowners++)
+CORRUPT(c_si_idle, st->slots[cs_conv_index(st, a1)].flags ^= CS_SI_IDLE)
+CORRUPT(c_si_auth, st->slots[cs_conv_index(st, a1)].flags ^= CS_SI_AUTH)
+CORRUPT(c_si_updated, st->slots[cs_conv_index(st, a1)].updated_ms++)
+CORRUPT(c_si_free, st->slots[h->pool.conv_free].flags = CS_SI_USED)
 CORRUPT(c_in_use, a1->in_use = 2)
-CORRUPT(c_tag_free, st->convs[h->conv_free].tag = 5)
+CORRUPT(c_tag_free, st->convs[h->pool.conv_free].tag = 5)
 CORRUPT(c_tag_zero, a1->tag = 0)
 CORRUPT(c_state, a1->state = 7)
 CORRUPT(c_state_token, b1->gen_token = 0)
@@ -431,7 +445,6 @@ CORRUPT(c_nmsgs_less, a1->nmsgs--)
 CORRUPT(c_nmsgs_cap, a1->nmsgs = st->l.max_messages + 1)
 CORRUPT(c_bytes, a1->bytes++)
 CORRUPT(c_cnblocks, a1->nblocks++)
-CORRUPT(c_busy, h->busy_blocks++)
 CORRUPT(c_first_range, a1->first_msg = st->nblocks)
 CORRUPT(c_first_nil, a1->first_msg = CS_NIL)
 CORRUPT(c_last_msg, a1->last_msg = a1->first_msg)
@@ -455,16 +468,11 @@ CORRUPT(c_blk_short, {
     uint32_t b2 = second_block(st, p);
     cs_bh(st, b2)->next = CS_NIL;
 })
-CORRUPT(c_bfree_range, h->blk_free = st->nblocks)
-CORRUPT(c_bfree_count, h->blk_nfree++)
-CORRUPT(c_bfree_less, h->blk_nfree--)
-CORRUPT(c_bfree_cycle, cs_bh(st, h->blk_free)->next = h->blk_free)
-CORRUPT(c_bfree_kind, cs_bh(st, h->blk_free)->kind = CS_BLK_HEAD)
-CORRUPT(c_bfree_shared, h->blk_free = second_block(st, p))
-CORRUPT(c_bfree_leak, {
-    h->blk_free = cs_bh(st, h->blk_free)->next;
-    h->blk_nfree--;
-})
+CORRUPT(c_bfree_range, h->pool.blk_free = st->nblocks)
+CORRUPT(c_bfree_count, h->pool.blk_nfree++)
+CORRUPT(c_bfree_less, h->pool.blk_nfree--)
+CORRUPT(c_bfree_cycle, cs_bh(st, h->pool.blk_free)->next = h->pool.blk_free)
+CORRUPT(c_bfree_shared, h->pool.blk_free = second_block(st, p))
 CORRUPT(c_user_flags, {
     cs_user_t *u = cs_user_find(st, p->alice.b);
     u->flags |= 0x10;
@@ -473,30 +481,50 @@ CORRUPT(c_user_tokens, {
     cs_user_t *u = cs_user_find(st, p->alice.b);
     u->bucket.utokens = -1;
 })
-CORRUPT(c_user_window, {
-    /* move alice's entry outside her probe window */
+CORRUPT(c_user_create_tokens, {
     cs_user_t *u = cs_user_find(st, p->alice.b);
-    uint32_t home = cs_owner_hash(p->alice.b, 4) % st->l.max_users;
-    cs_user_t *far = &st->users[(home + CS_WINDOW) % st->l.max_users];
+    u->create.utokens = -1;
+})
+CORRUPT(c_user_window, {
+    /* move alice's entry outside her probe window (within her shard's part) */
+    cs_user_t *u = cs_user_find(st, p->alice.b);
+    uint32_t s = cs_shard_of(st, p->alice.b);
+    uint32_t u0 = s * st->l.max_users / st->nshards;
+    uint32_t un = (s + 1) * st->l.max_users / st->nshards - u0;
+    uint32_t home = cs_owner_hash(p->alice.b, 4) % un;
+    cs_user_t *far = &st->users[u0 + (home + CS_WINDOW) % un];
     if (far->flags) {
-        far = &st->users[(home + CS_WINDOW + 1) % st->l.max_users];
+        far = &st->users[u0 + (home + CS_WINDOW + 1) % un];
     }
     *far = *u;
     memset(u, 0, sizeof(*u));
 })
+CORRUPT(c_user_shard, {
+    /* alice's entry in the other shard's part of the table */
+    cs_user_t *u = cs_user_find(st, p->alice.b);
+    uint32_t s = cs_shard_of(st, p->alice.b) ^ 1;
+    uint32_t u0 = s * st->l.max_users / st->nshards;
+    st->users[u0] = *u;
+    memset(u, 0, sizeof(*u));
+    st->shards[s].nusers++;
+    st->shards[s ^ 1].nusers--;
+})
 CORRUPT(c_user_dup, {
     cs_user_t *u = cs_user_find(st, p->alice.b);
-    uint32_t home = cs_owner_hash(p->alice.b, 4) % st->l.max_users, k;
+    uint32_t s = cs_shard_of(st, p->alice.b);
+    uint32_t u0 = s * st->l.max_users / st->nshards;
+    uint32_t un = (s + 1) * st->l.max_users / st->nshards - u0;
+    uint32_t home = cs_owner_hash(p->alice.b, 4) % un, k;
     for (k = 0; k < CS_WINDOW; k++) {
-        cs_user_t *e = &st->users[(home + k) % st->l.max_users];
+        cs_user_t *e = &st->users[u0 + (home + k) % un];
         if (!e->flags) {
             *e = *u;
-            h->nusers++;
+            st->shards[s].nusers++;
             break;
         }
     }
 })
-CORRUPT(c_nusers, h->nusers++)
+CORRUPT(c_nusers, st->shards[1].nusers++)
 CORRUPT(c_nbackends, h->nbackends++)
 CORRUPT(c_nbackends_big, h->nbackends = 1000)
 CORRUPT(c_be_name, memset(st->backends[0].name, 'x', sizeof(st->backends[0].name)))
@@ -519,22 +547,24 @@ CORRUPT(c_err_state, h->errors[0].state = 3)
 CORRUPT(c_err_code, memset(h->errors[0].code, 'x', sizeof(h->errors[0].code)))
 
 static corrupt_fn *const corruptions[] = {
-    c_magic, c_version, c_bom, c_hdrsize, c_convsize, c_blocksize, c_total, c_offarena,
-    c_offconvs, c_nblocks, c_nheads, c_nconv, c_nconv_big, c_lru_head_range, c_lru_tail,
-    c_lru_cycle, c_lru_self, c_lru_prev, c_lru_skip, c_free_cycle, c_free_range,
-    c_free_head_used, c_own_missing, c_own_bucket, c_own_cycle, c_own_range, c_in_use,
-    c_tag_free, c_tag_zero, c_state, c_state_token, c_idle_token, c_flags, c_qpos, c_stopreq,
-    c_bot_unterminated, c_bot_long, c_bot_empty, c_title_unterminated, c_nmsgs_more,
-    c_nmsgs_less, c_nmsgs_cap, c_bytes, c_cnblocks, c_busy, c_first_range, c_first_nil,
-    c_last_msg, c_last_blk, c_last_blk_range, c_msg_len_blocks, c_msg_len_same,
-    c_msg_len_huge, c_msg_role, c_msg_flags, c_msg_prev, c_msg_next_cycle, c_msg_next_self,
-    c_msg_next_range, c_msg_cross, c_blk_cycle, c_blk_range, c_blk_kind, c_head_kind,
-    c_blk_short, c_bfree_range, c_bfree_count, c_bfree_less, c_bfree_cycle, c_bfree_kind,
-    c_bfree_shared, c_bfree_leak, c_user_flags, c_user_tokens, c_user_window, c_user_dup,
-    c_nusers, c_nbackends, c_nbackends_big, c_be_name, c_be_noname, c_be_version,
-    c_be_detail, c_be_breaker, c_be_healthy, c_be_qcount, c_be_qhead, c_be_nactive,
-    c_be_holder, c_be_waiter, c_be_unused, c_nseries, c_nseries_big, c_series_name,
-    c_series_used, c_err_state, c_err_code,
+    c_magic, c_version, c_bom, c_hdrsize, c_convsize, c_blocksize, c_locksize, c_mutexsize,
+    c_total, c_offarena, c_offconvs, c_offlogs, c_nblocks, c_nshards, c_procs, c_nconv,
+    c_nconv_big, c_anon_convs, c_anon_blocks, c_free_cycle, c_free_range, c_free_head_used,
+    c_lock_pending, c_own_missing, c_own_key,
+    c_own_cycle, c_own_nconv, c_own_nblocks, c_own_flags, c_own_ref, c_own_tail, c_nowners,
+    c_si_idle, c_si_auth, c_si_updated, c_si_free, c_in_use, c_tag_free, c_tag_zero, c_state,
+    c_state_token, c_idle_token, c_flags, c_qpos, c_stopreq, c_bot_unterminated, c_bot_long,
+    c_bot_empty, c_title_unterminated, c_nmsgs_more, c_nmsgs_less, c_nmsgs_cap, c_bytes,
+    c_cnblocks, c_first_range, c_first_nil, c_last_msg, c_last_blk, c_last_blk_range,
+    c_msg_len_blocks, c_msg_len_same, c_msg_len_huge, c_msg_role, c_msg_flags, c_msg_prev,
+    c_msg_next_cycle, c_msg_next_self, c_msg_next_range, c_msg_cross, c_blk_cycle,
+    c_blk_range, c_blk_kind, c_head_kind, c_blk_short, c_bfree_range, c_bfree_count,
+    c_bfree_less, c_bfree_cycle, c_bfree_shared, c_user_flags, c_user_tokens,
+    c_user_create_tokens, c_user_window, c_user_shard, c_user_dup, c_nusers, c_nbackends,
+    c_nbackends_big, c_be_name, c_be_noname, c_be_version, c_be_detail, c_be_breaker,
+    c_be_healthy, c_be_qcount, c_be_qhead, c_be_nactive, c_be_holder, c_be_waiter,
+    c_be_unused, c_nseries, c_nseries_big, c_series_name, c_series_used, c_err_state,
+    c_err_code,
 };
 
 static void test_attach_corrupt(void **state)
@@ -552,7 +582,7 @@ static void test_attach_corrupt(void **state)
         chat_status_t rc;
         ts_clone(&b, &a);
         corruptions[i](b.st, &p);
-        rc = chat_store_attach(&st2, b.mem, b.size, &l);
+        rc = chat_store_load(&st2, b.mem, b.size, &l);
         if (rc != CHAT_EPARSE) {
             print_error("corruption #%zu attached with %d\n", i, (int)rc);
         }
@@ -641,7 +671,7 @@ static void test_attach_every_byte(void **state)
             chat_status_t rc;
             memcpy(img, a.mem, a.size);
             img[off] ^= masks[m];
-            rc = chat_store_attach(&st, img, a.size, &l);
+            rc = chat_store_load(&st, img, a.size, &l);
             if (rc == CHAT_OK) {
                 ok++;
                 /* only bytes without structure (text, times, counters,

@@ -164,7 +164,7 @@ static void test_gauges_errors_snapshot(void **state)
     assert_int_equal(snap.started_ms, 777);
     assert_int_equal(snap.conversations, 0);
     assert_int_equal(snap.max_conversations, 8);
-    assert_int_equal(snap.max_users, 16);
+    assert_int_equal(snap.max_users, 32);
     assert_int_equal(snap.arena_size, 64 * 256);
     assert_int_equal(snap.arena_used, 0);
     mkconv(t.st, &o, "llama", 1, 1000, id);

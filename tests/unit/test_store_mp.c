@@ -1,7 +1,9 @@
 /* Unit test: several processes share one store region (an anonymous
- * MAP_SHARED mapping, as httpd children share the APR segment) under a
- * process-shared mutex, with the lock-free metrics updated concurrently.
- * Afterwards the region must be consistent and every count exact. */
+ * MAP_SHARED mapping, as httpd children share the APR segment) and call the
+ * store concurrently with no lock of their own: the store's locks (robust
+ * mutexes inside the region) alone keep it consistent, and the lock-free
+ * metrics are updated at the same time. Afterwards the region must be
+ * consistent and every count exact. */
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -15,11 +17,10 @@
 #define SLOTS 2
 
 typedef struct {
-    pthread_mutex_t mu;
     uint64_t rate_ok;      /* atomic: rate-limit tokens granted */
     uint64_t acquired;     /* atomic: backend slots obtained */
-    uint64_t max_seen;     /* highest concurrent holders seen (under lock) */
-    uint64_t now;          /* shared fake clock, under lock */
+    uint64_t max_seen;     /* highest concurrent holders seen (atomic) */
+    uint64_t now;          /* shared fake clock (atomic) */
     char ids[NPROC][25];
     char shared_id[25];
     int be, series;
@@ -35,11 +36,9 @@ static void child(shared_t *sh, void *region, size_t size, const chat_store_layo
 
     snprintf(name, sizeof(name), "u:child%d", n);
     me = owner_of(name);
-    pthread_mutex_lock(&sh->mu);
     if (chat_store_attach(&st, region, size, l) != CHAT_OK) {
         _exit(10);
     }
-    pthread_mutex_unlock(&sh->mu);
 
     for (k = 0; k < ITER; k++) {
         int64_t retry;
@@ -48,17 +47,19 @@ static void child(shared_t *sh, void *region, size_t size, const chat_store_layo
         chat_status_t rc;
         size_t len = (size_t)snprintf(txt, sizeof(txt), "child %d message %d", n, k);
 
-        pthread_mutex_lock(&sh->mu);
         if (chat_store_rate_take(st, &common, &rate, 1000, &retry) == CHAT_OK) {
             __atomic_add_fetch(&sh->rate_ok, 1, __ATOMIC_SEQ_CST);
         }
         fails += chat_store_msg_append(st, &me, sh->ids[n], CHAT_ROLE_USER, 0, txt, len,
-                                       ++sh->now, NULL) != CHAT_OK;
-        fails += chat_store_msg_extend(st, &me, sh->ids[n], "!", 1, ++sh->now) != CHAT_OK;
+                                       __atomic_add_fetch(&sh->now, 1, __ATOMIC_SEQ_CST),
+                                       NULL) != CHAT_OK;
+        fails += chat_store_msg_extend(st, &me, sh->ids[n], "!", 1,
+                                       __atomic_add_fetch(&sh->now, 1, __ATOMIC_SEQ_CST)) !=
+                 CHAT_OK;
         fails += chat_store_msg_append(st, &common, sh->shared_id, CHAT_ROLE_USER, 0, txt, len,
-                                       ++sh->now, NULL) != CHAT_OK;
+                                       __atomic_add_fetch(&sh->now, 1, __ATOMIC_SEQ_CST),
+                                       NULL) != CHAT_OK;
         chat_store_user_bump(st, &me);
-        pthread_mutex_unlock(&sh->mu);
 
         /* lock-free */
         chat_metrics_add(st, sh->series, CHAT_CTR_TOKENS, 1);
@@ -70,16 +71,18 @@ static void child(shared_t *sh, void *region, size_t size, const chat_store_layo
         /* a backend slot, fairly queued; poll until served */
         for (;;) {
             chat_backend_info_t bi;
-            pthread_mutex_lock(&sh->mu);
-            rc = chat_store_backend_acquire(st, sh->be, ticket, sh->now, &pos);
+            rc = chat_store_backend_acquire(st, sh->be, ticket,
+                                            __atomic_load_n(&sh->now, __ATOMIC_SEQ_CST), &pos);
             if (rc == CHAT_OK) {
+                uint64_t seen;
                 chat_store_backend_get(st, sh->be, &bi);
-                if (bi.active > sh->max_seen) {
-                    sh->max_seen = bi.active;
+                seen = __atomic_load_n(&sh->max_seen, __ATOMIC_SEQ_CST);
+                while (bi.active > seen &&
+                       !__atomic_compare_exchange_n(&sh->max_seen, &seen, bi.active, 0,
+                                                    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
                 }
                 chat_store_backend_release(st, sh->be, ticket);
             }
-            pthread_mutex_unlock(&sh->mu);
             if (rc == CHAT_OK) {
                 __atomic_add_fetch(&sh->acquired, 1, __ATOMIC_SEQ_CST);
                 break;
@@ -91,9 +94,6 @@ static void child(shared_t *sh, void *region, size_t size, const chat_store_layo
             usleep(50);
         }
     }
-    pthread_mutex_lock(&sh->mu);
-    fails += cs_validate(st) != CHAT_OK;
-    pthread_mutex_unlock(&sh->mu);
     chat_store_detach(st);
     _exit(fails ? 1 : 0);
 }
@@ -105,7 +105,6 @@ static void test_multiprocess(void **state)
     shared_t *sh;
     void *region;
     chat_store_t *st;
-    pthread_mutexattr_t ma;
     chat_owner_t common = owner_of("u:shared");
     chat_series_snapshot_t ss;
     chat_metrics_snapshot_t snap;
@@ -116,6 +115,9 @@ static void test_multiprocess(void **state)
     (void)state;
 
     l.max_conversations = NPROC + 2;
+    /* every child may wait for a backend slot at once: with a shorter queue
+     * the last ones are told CHAT_EFULL (right, but not what this tests) */
+    l.queue_cap = NPROC;
     l.max_messages = 1000;
     l.history_bytes = 4096 * 256;
     size = chat_store_size(&l);
@@ -123,10 +125,6 @@ static void test_multiprocess(void **state)
     region = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     assert_true(sh != MAP_FAILED && region != MAP_FAILED);
     memset(sh, 0, sizeof(*sh));
-    pthread_mutexattr_init(&ma);
-    assert_int_equal(pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED), 0);
-    assert_int_equal(pthread_mutex_init(&sh->mu, &ma), 0);
-    pthread_mutexattr_destroy(&ma);
 
     assert_int_equal(chat_store_format(&st, region, size, &l, 0), CHAT_OK);
     for (i = 0; i < NPROC; i++) {
@@ -189,15 +187,110 @@ static void test_multiprocess(void **state)
     assert_int_equal(snap.errors[0].count + snap.errors[1].count, NPROC * ITER);
     chat_buf_free(&buf);
     chat_store_detach(st);
-    pthread_mutex_destroy(&sh->mu);
     munmap(region, size);
     munmap(sh, sizeof(*sh));
+}
+
+/* The old controller's launch and chat/message find a session by its title
+ * or create it: processes racing on the same new titles make one session per
+ * title, and every racer gets that one. */
+#define RACE_TITLES 96
+
+typedef struct {
+    int go;                                 /* atomic: the start line */
+    uint32_t created[RACE_TITLES];          /* atomic */
+    char ids[NPROC][RACE_TITLES][25];
+} race_t;
+
+static void racer(race_t *rc, void *region, size_t size, const chat_store_layout_t *l,
+                  int n)
+{
+    chat_store_t *st;
+    chat_owner_t o = owner_of("u:racer");
+    int t, created;
+
+    if (chat_store_attach(&st, region, size, l) != CHAT_OK) {
+        _exit(10);
+    }
+    while (!__atomic_load_n(&rc->go, __ATOMIC_SEQ_CST)) {
+    }
+    for (t = 0; t < RACE_TITLES; t++) {
+        char title[16];
+        chat_conv_info_t ci;
+        snprintf(title, sizeof(title), "bot-%d", t);
+        if (chat_store_conv_find_or_create(st, &o, "llama", title, CHAT_CONV_STOPPED,
+                                           0x1000 + (uint64_t)(n * RACE_TITLES + t), 10,
+                                           &ci, &created) != CHAT_OK ||
+            !(ci.flags & CHAT_CONV_STOPPED) || strcmp(ci.title, title) != 0) {
+            _exit(2);
+        }
+        if (created) {
+            __atomic_add_fetch(&rc->created[t], 1, __ATOMIC_SEQ_CST);
+        }
+        memcpy(rc->ids[n][t], ci.id, sizeof(rc->ids[n][t]));
+    }
+    chat_store_detach(st);
+    _exit(0);
+}
+
+static void count_cb(void *baton, const chat_conv_info_t *c)
+{
+    (void)c;
+    (*(int *)baton)++;
+}
+
+static void test_find_or_create_race(void **state)
+{
+    chat_store_layout_t l = small_layout();
+    chat_owner_t o = owner_of("u:racer");
+    chat_store_t *st;
+    race_t *rc;
+    void *region;
+    size_t size;
+    pid_t pids[NPROC];
+    int i, t, status, n = 0;
+    (void)state;
+
+    l.max_conversations = RACE_TITLES * 2;
+    size = chat_store_size(&l);
+    rc = mmap(NULL, sizeof(*rc), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    region = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(rc != MAP_FAILED && region != MAP_FAILED);
+    memset(rc, 0, sizeof(*rc));
+    assert_int_equal(chat_store_format(&st, region, size, &l, 0), CHAT_OK);
+    fflush(NULL);
+    for (i = 0; i < NPROC; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            racer(rc, region, size, &l, i);
+        }
+    }
+    __atomic_store_n(&rc->go, 1, __ATOMIC_SEQ_CST);
+    for (i = 0; i < NPROC; i++) {
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    CHECK(st);
+    for (t = 0; t < RACE_TITLES; t++) {
+        assert_int_equal(rc->created[t], 1);
+        for (i = 1; i < NPROC; i++) {
+            assert_string_equal(rc->ids[i][t], rc->ids[0][t]);
+        }
+    }
+    chat_store_conv_list(st, &o, NULL, -1, count_cb, &n);
+    assert_int_equal(n, RACE_TITLES);
+    chat_store_detach(st);
+    munmap(region, size);
+    munmap(rc, sizeof(*rc));
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_multiprocess),
+        cmocka_unit_test(test_find_or_create_race),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -348,8 +348,10 @@ static void add_blocks(chat_store_t *st, const chat_owner_t *o, const char *id, 
     }
 }
 
-/* Arena full: least recently updated idle conversations of any owner are
- * evicted first (counted, logged), never a busy one, never the writer. */
+/* Arena full: the least recently updated idle conversations of owners that
+ * hold at least as much as the writer will are evicted first (counted,
+ * logged), never a busy one, never the writer; a writer holding the most
+ * pays with its own oldest messages. */
 static void test_arena_eviction_order(void **state)
 {
     chat_store_layout_t l = msg_layout(64, 64, 65536);
@@ -386,56 +388,72 @@ static void test_arena_eviction_order(void **state)
     assert_non_null(strstr(lg.msg[0], "bot-b"));
     assert_null(strstr(lg.msg[0], "ppp"));
     CHECK(t.st);
-    /* 19 free: 4 more messages need 20 -> a goes; c (generating) stays */
+    /* 19 free: three more messages of d fit; the fourth would make d hold
+     * 25 blocks, more than a's 20: a is protected and d gives up its own
+     * oldest message instead */
     add_blocks(t.st, &d, idd, 4, 600);
-    assert_int_equal(chat_store_conv_get(t.st, &a, ia, NULL), CHAT_ENOTFOUND);
+    assert_int_equal(chat_store_conv_get(t.st, &a, ia, NULL), CHAT_OK);
+    assert_int_equal(chat_store_conv_get(t.st, &d, idd, &ci), CHAT_OK);
+    assert_int_equal(ci.nmsgs, 4);
     assert_int_equal(chat_store_conv_get(t.st, &c, ic, &ci), CHAT_OK);
     assert_int_equal(ci.nmsgs, 4);
     chat_metrics_snapshot(t.st, &snap);
-    assert_int_equal(snap.gauges[CHAT_G_EVICTIONS], 2);
+    assert_int_equal(snap.gauges[CHAT_G_EVICTIONS], 1);
+    assert_int_equal(snap.arena_used, 60 * 256);
     CHECK(t.st);
-    /* now only c (busy) and d: d drops its own oldest messages */
-    add_blocks(t.st, &d, idd, 6, 700);
-    assert_int_equal(chat_store_conv_get(t.st, &d, idd, &ci), CHAT_OK);
-    assert_int_equal(ci.nmsgs, 8);
-    assert_int_equal(chat_store_conv_get(t.st, &c, ic, &ci), CHAT_OK);
-    assert_int_equal(ci.nmsgs, 4);
+    /* a newcomer holding less may take from the larger ones: the least
+     * recently updated idle one (a, 303) goes, not d (603) */
+    {
+        chat_owner_t e = owner_of("u:e");
+        char ie[25];
+        mkconv(t.st, &e, "bot-e", 5, 650, ie);
+        add_blocks(t.st, &e, ie, 1, 660);
+        assert_int_equal(chat_store_conv_get(t.st, &a, ia, NULL), CHAT_ENOTFOUND);
+        assert_int_equal(chat_store_conv_get(t.st, &d, idd, NULL), CHAT_OK);
+        assert_int_equal(chat_store_conv_get(t.st, &e, ie, NULL), CHAT_OK);
+    }
+    chat_metrics_snapshot(t.st, &snap);
+    assert_int_equal(snap.gauges[CHAT_G_EVICTIONS], 2);
+    assert_int_equal(snap.arena_used, 45 * 256);
+    CHECK(t.st);
+    /* d busy too: c, streaming and the largest, can only drop its own
+     * older messages */
+    assert_int_equal(chat_store_gen_begin(t.st, &d, idd, 10, CHAT_CONV_QUEUED, 800), CHAT_OK);
+    {
+        static char chunk[248 * 40];
+        memset(chunk, 'q', sizeof(chunk));
+        /* 1000 + 6200 bytes need 25 more blocks: 19 free, two of its own
+         * 5-block messages dropped */
+        assert_int_equal(chat_store_msg_extend(t.st, &c, ic, chunk, 248 * 25, 900),
+                         CHAT_OK);
+        assert_int_equal(chat_store_conv_get(t.st, &c, ic, &ci), CHAT_OK);
+        assert_int_equal(ci.nmsgs, 2);
+        assert_int_equal(ci.bytes, 2000 + 248 * 25);
+        /* 40 more: 4 free + 5 droppable is hopeless: nothing dropped */
+        assert_int_equal(chat_store_msg_extend(t.st, &c, ic, chunk, 248 * 40, 901),
+                         CHAT_EFULL);
+        assert_int_equal(chat_store_conv_get(t.st, &c, ic, &ci), CHAT_OK);
+        assert_int_equal(ci.nmsgs, 2);
+        assert_int_equal(chat_store_conv_get(t.st, &d, idd, &ci), CHAT_OK);
+        assert_int_equal(ci.nmsgs, 4);
+    }
     chat_metrics_snapshot(t.st, &snap);
     assert_int_equal(snap.gauges[CHAT_G_EVICTIONS], 2);
     assert_int_equal(snap.arena_used, 60 * 256);
     CHECK(t.st);
-    /* both busy: c, streaming, can only drop its own older messages */
-    assert_int_equal(chat_store_gen_begin(t.st, &d, idd, 10, CHAT_CONV_QUEUED, 800), CHAT_OK);
-    {
-        static char chunk[248 * 20];
-        memset(chunk, 'q', sizeof(chunk));
-        /* 1000 + 4960 bytes need 20 more blocks: 4 free + 15 droppable */
-        assert_int_equal(chat_store_msg_extend(t.st, &c, ic, chunk, 248 * 20, 900), CHAT_EFULL);
-        assert_int_equal(chat_store_conv_get(t.st, &c, ic, &ci), CHAT_OK);
-        assert_int_equal(ci.nmsgs, 4); /* hopeless: nothing dropped */
-        assert_int_equal(chat_store_msg_extend(t.st, &c, ic, chunk, 248 * 19, 900), CHAT_OK);
-        assert_int_equal(chat_store_conv_get(t.st, &c, ic, &ci), CHAT_OK);
-        assert_int_equal(ci.nmsgs, 1);
-        assert_int_equal(ci.bytes, 1000 + 248 * 19);
-        assert_int_equal(chat_store_msg_extend(t.st, &c, ic, chunk, 248, 901), CHAT_EFULL);
-        assert_int_equal(chat_store_conv_get(t.st, &d, idd, &ci), CHAT_OK);
-        assert_int_equal(ci.nmsgs, 8);
-    }
-    chat_metrics_snapshot(t.st, &snap);
-    assert_int_equal(snap.gauges[CHAT_G_EVICTIONS], 2);
-    CHECK(t.st);
-    /* d finishes: c may now evict it */
+    /* d finishes: still smaller than c, so c keeps paying with its own */
     assert_int_equal(chat_store_gen_end(t.st, idd, 10, 950), CHAT_OK);
-    assert_int_equal(chat_store_msg_extend(t.st, &c, ic, "x", 1, 951), CHAT_OK); /* no block */
-    assert_int_equal(chat_store_conv_get(t.st, &d, idd, NULL), CHAT_OK);
+    assert_int_equal(chat_store_gen_end(t.st, ic, 9, 951), CHAT_OK);
     {
-        char blk[248];
+        char blk[248 * 5];
         memset(blk, 'r', sizeof(blk));
         assert_int_equal(chat_store_msg_extend(t.st, &c, ic, blk, sizeof(blk), 952), CHAT_OK);
     }
-    assert_int_equal(chat_store_conv_get(t.st, &d, idd, NULL), CHAT_ENOTFOUND);
+    assert_int_equal(chat_store_conv_get(t.st, &d, idd, NULL), CHAT_OK);
+    assert_int_equal(chat_store_conv_get(t.st, &c, ic, &ci), CHAT_OK);
+    assert_int_equal(ci.nmsgs, 1);
     chat_metrics_snapshot(t.st, &snap);
-    assert_int_equal(snap.gauges[CHAT_G_EVICTIONS], 3);
+    assert_int_equal(snap.gauges[CHAT_G_EVICTIONS], 2);
     CHECK(t.st);
     chat_log_set(NULL, NULL);
     ts_close(&t);

@@ -20,7 +20,7 @@ static inline chat_store_layout_t small_layout(void)
 {
     chat_store_layout_t l;
     memset(&l, 0, sizeof(l));
-    l.max_users = 16;
+    l.max_users = 32;
     l.max_conversations = 8;
     l.max_messages = 16;
     l.max_message_bytes = 4096;
@@ -29,6 +29,7 @@ static inline chat_store_layout_t small_layout(void)
     l.queue_cap = 4;
     l.max_active = 4;
     l.metric_series = 4;
+    l.max_procs = 4;
     return l;
 }
 
@@ -69,7 +70,7 @@ static inline void ts_clone(tstore_t *dst, const tstore_t *src)
     dst->mem = malloc(src->size);
     assert_non_null(dst->mem);
     memcpy(dst->mem, src->mem, src->size);
-    assert_int_equal(chat_store_attach(&dst->st, dst->mem, dst->size, &dst->l), CHAT_OK);
+    assert_int_equal(chat_store_load(&dst->st, dst->mem, dst->size, &dst->l), CHAT_OK);
 }
 
 static inline chat_owner_t owner_of(const char *name)

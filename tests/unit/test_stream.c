@@ -1485,6 +1485,118 @@ static void test_sse_not_sse(void **state)
                4096, "C:a|D:|=0:");
 }
 
+/* The in-place reader of ordinary token lines gives exactly what json-c
+ * gives, line shape by line shape (and declines whatever it does not
+ * expect, which then fails or succeeds as json-c says). */
+static void fast_vs_json_c(const char *line)
+{
+    static const char done[] = "{\"model\":\"m\",\"message\":{\"role\":\"assistant\","
+                               "\"content\":\"\"},\"done\":true,\"eval_count\":2}\n";
+    chat_buf_t in;
+    rec_t fast, slow;
+
+    chat_buf_init(&in);
+    chat_buf_puts(&in, line);
+    chat_buf_puts(&in, "\n");
+    chat_buf_puts(&in, done);
+    rec_init(&fast);
+    rec_init(&slow);
+    chat_stream_set_fast_path(1);
+    run_whole(CHAT_WIRE_OLLAMA, in.data, in.len, 4096, &fast);
+    chat_stream_set_fast_path(0);
+    run_whole(CHAT_WIRE_OLLAMA, in.data, in.len, 4096, &slow);
+    chat_stream_set_fast_path(1);
+    if (strcmp(fast.log.data, slow.log.data) != 0) {
+        fail_msg("line %s:\n fast   %s\n json-c %s", line, fast.log.data, slow.log.data);
+    }
+    assert_string_equal(fast.done_stats.model, slow.done_stats.model);
+    chat_buf_free(&fast.log);
+    chat_buf_free(&slow.log);
+    chat_buf_free(&in);
+}
+
+static void test_ndjson_fast_path_same_as_json_c(void **state)
+{
+    static const char *const lines[] = {
+        /* ordinary token lines (read in place) */
+        "{\"model\":\"llama3.2\",\"created_at\":\"2025-10-20T10:00:00.1Z\",\"message\":"
+        "{\"role\":\"assistant\",\"content\":\"Hello\"},\"done\":false}",
+        "{ \"message\" : { \"content\" : \"a b\" , \"role\" : \"assistant\" } , "
+        "\"done\" : false }",
+        "{\"message\":{\"role\":\"assistant\",\"content\":\"\",\"thinking\":\"hmm\"},"
+        "\"done\":false}",
+        "{\"message\":{\"content\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"}}",
+        "{\"message\":{\"content\":\"bad \xff\xfe utf8 \xc3\"},\"done\":false}",
+        "{\"message\":{\"content\":\"x\",\"images\":null,\"tool_calls\":[{\"a\":[1,2.5e3,"
+        "-0.1E-2,true,false,null,{}]},[]]},\"n\":-12,\"done\":false}",
+        "{\"model\":\"\",\"message\":{\"content\":\"no model\"}}",
+        "{\"other\":\"with \\\"escapes\\\" \\u00e9 \\ud83d\\ude00\",\"message\":"
+        "{\"content\":\"ok\"}}",
+        /* declined: json-c decides */
+        "{\"message\":{\"content\":\"line\\nbreak \\\"q\\\" \\u00e9 \\ud83d\\ude00\"}}",
+        "{\"message\":{\"content\":\"lone \\ud800 surrogate\"}}",
+        "{\"message\":{\"content\":\"nul \\u0000 byte\"}}",
+        "{\"message\":{\"content\":\"raw\ttab\"}}",
+        "{\"message\":{\"content\":\"one\",\"content\":\"two\"}}",
+        "{\"message\":{\"content\":\"a\"},\"message\":{\"content\":\"b\"}}",
+        "{\"message\":{\"content\":\"a\"},\"done\":false,\"done\":true}",
+        "{\"mess\\u0061ge\":{\"content\":\"escaped key\"}}",
+        "{\"message\":{\"cont\\u0065nt\":\"escaped inner key\"}}",
+        "{\"message\":{\"content\":null}}",
+        "{\"message\":{\"content\":42}}",
+        "{\"message\":\"not an object\"}",
+        "{\"message\":{\"content\":\"x\"},\"done\":\"false\"}",
+        "{\"message\":{\"content\":\"x\"},\"done\":0}",
+        "{\"error\":\"model 'x' not found\"}",
+        "{\"error\":{\"message\":\"nested\"},\"message\":{\"content\":\"x\"}}",
+        "{\"object\":\"error\",\"message\":\"vllm style\"}",
+        "{\"model\":\"m\\u00e9\",\"message\":{\"content\":\"escaped model\"}}",
+        "{\"model\":7,\"message\":{\"content\":\"numeric model\"}}",
+        "{\"message\":{\"content\":\"x\"},\"n\":01}",
+        "{\"message\":{\"content\":\"x\"},\"n\":1.}",
+        "{\"message\":{\"content\":\"x\"},\"n\":NaN}",
+        "{\"message\":{\"content\":\"x\"},\"n\":[1,]}",
+        "{\"message\":{\"content\":\"x\"},}",
+        "{\"message\":{\"content\":\"x\"}} trailing",
+        "{\"message\":{\"content\":\"x\"}\f}",
+        "{\"message\":{\"content\":\"x\"},\"deep\":[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]}",
+        "{\"message\":{\"content\":\"x\"},\"s\":\"bad \\q escape\"}",
+        "{\"message\":{\"content\":\"x\"},\"s\":\"short \\u12\"}",
+        "{\"message\":{\"content\":\"unterminated}}",
+        "{\"message\":{\"content\":\"x\"}",
+        "{'message':{'content':'single quotes'}}",
+    };
+    size_t i;
+    (void)state;
+
+    for (i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+        fast_vs_json_c(lines[i]);
+    }
+    /* and every Ollama vector */
+    {
+        static const char *const vec[] = {
+            "chat_stream.ndjson", "chat_stream_last_has_content.ndjson",
+            "chat_stream_midstream_error.ndjson", "chat_stream_thinking.ndjson",
+            "chat_stream_truncated.ndjson", "chat_stream_unicode.ndjson"};
+        for (i = 0; i < sizeof(vec) / sizeof(vec[0]); i++) {
+            size_t n;
+            char *data = load_vector(vec[i], &n);
+            rec_t fast, slow;
+            rec_init(&fast);
+            rec_init(&slow);
+            run_whole(CHAT_WIRE_OLLAMA, data, n, 4096, &fast);
+            chat_stream_set_fast_path(0);
+            run_whole(CHAT_WIRE_OLLAMA, data, n, 4096, &slow);
+            chat_stream_set_fast_path(1);
+            assert_string_equal(fast.log.data, slow.log.data);
+            assert_string_equal(fast.done_stats.model, slow.done_stats.model);
+            chat_buf_free(&fast.log);
+            chat_buf_free(&slow.log);
+            free(data);
+        }
+    }
+}
+
 static void test_ndjson_ollama_shapes(void **state)
 {
     rec_t r;
@@ -1593,6 +1705,7 @@ int main(void)
         cmocka_unit_test(test_sse_json_body),
         cmocka_unit_test(test_sse_not_sse),
         cmocka_unit_test(test_ndjson_ollama_shapes),
+        cmocka_unit_test(test_ndjson_fast_path_same_as_json_c),
         cmocka_unit_test(test_error_text_sse_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1216,6 +1216,73 @@ static void test_pause_resume(void **state)
     chat_buf_free(&r.ev);
 }
 
+/* At rest only between whole frames and messages: a header or part of a
+ * payload, the first fragment of a message, or input left by a pause all
+ * keep the layer busy. */
+static void test_at_rest(void **state)
+{
+    chat_ws_limits_t lim = {65536, 16};
+    chat_buf_t in;
+    rec_t r;
+    size_t i;
+    (void)state;
+
+    memset(&r, 0, sizeof(r));
+    chat_buf_init(&in);
+    assert_false(chat_ws_at_rest(NULL));
+    assert_int_equal(chat_ws_create(&r.ws, &CB, &r, &lim), CHAT_OK);
+    assert_true(chat_ws_at_rest(r.ws));
+
+    /* one text frame byte by byte: busy until its last byte */
+    cf(&in, 1, 0, 1, "hello", 5);
+    for (i = 0; i + 1 < in.len; i++) {
+        assert_int_equal(chat_ws_feed(r.ws, (const uint8_t *)in.data + i, 1), CHAT_OK);
+        assert_false(chat_ws_at_rest(r.ws));
+    }
+    assert_int_equal(chat_ws_feed(r.ws, (const uint8_t *)in.data + i, 1), CHAT_OK);
+    assert_true(chat_ws_at_rest(r.ws));
+    assert_int_equal(r.nmsg, 1);
+
+    /* a fragmented message: busy between its frames */
+    in.len = 0;
+    cf(&in, 0, 0, 1, "ab", 2);
+    assert_int_equal(chat_ws_feed(r.ws, (const uint8_t *)in.data, in.len), CHAT_OK);
+    assert_false(chat_ws_at_rest(r.ws));
+    in.len = 0;
+    cf(&in, 1, 0, 0, "c", 1);
+    assert_int_equal(chat_ws_feed(r.ws, (const uint8_t *)in.data, in.len), CHAT_OK);
+    assert_true(chat_ws_at_rest(r.ws));
+
+    /* a header alone (its payload not sent yet) */
+    in.len = 0;
+    cf(&in, 1, 0, 1, "xyz", 3);
+    assert_int_equal(chat_ws_feed(r.ws, (const uint8_t *)in.data, 6), CHAT_OK);
+    assert_false(chat_ws_at_rest(r.ws));
+    assert_int_equal(chat_ws_feed(r.ws, (const uint8_t *)in.data + 6, in.len - 6), CHAT_OK);
+    assert_true(chat_ws_at_rest(r.ws));
+
+    /* paused with a message still buffered */
+    r.pause = 1;
+    in.len = 0;
+    cf(&in, 1, 0, 1, "one", 3);
+    cf(&in, 1, 0, 1, "two", 3);
+    assert_int_equal(chat_ws_feed(r.ws, (const uint8_t *)in.data, in.len), CHAT_EAGAIN);
+    assert_false(chat_ws_at_rest(r.ws));
+    r.pause = 0;
+    assert_int_equal(chat_ws_resume(r.ws), CHAT_OK);
+    assert_true(chat_ws_at_rest(r.ws));
+    assert_int_equal(r.nmsg, 5);
+
+    /* closing is not rest */
+    assert_int_equal(chat_ws_close(r.ws, 1000, NULL), CHAT_OK);
+    assert_false(chat_ws_at_rest(r.ws));
+
+    chat_ws_destroy(r.ws);
+    chat_buf_free(&in);
+    chat_buf_free(&r.out);
+    chat_buf_free(&r.ev);
+}
+
 /* ---- what the server sends ----------------------------------------------------- */
 
 static void expect_out(rec_t *r, const void *bytes, size_t n)
@@ -1591,6 +1658,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_at_rest),
         cmocka_unit_test(test_size_limits),
         cmocka_unit_test(test_framing),
         cmocka_unit_test(test_ping_pong),

@@ -1,0 +1,228 @@
+/* mod_chatbot_search.c - search across one's own conversations (issue 19
+ * part 4): titles and message text, for GET /api/search and the WebSocket
+ * op "search" (docs/api.md, docs/protocol.md).
+ *
+ * Only the caller's conversations are listed (chat_store_conv_list by
+ * owner) and read (chat_store_msg_read checks the owner again), so another
+ * user's text can never be reached. Every request is bounded: the query
+ * (CHAT_SEARCH_QUERY_MAX bytes), the hits (limit, CHAT_SEARCH_PER_CONV per
+ * conversation), the text read (CHAT_SEARCH_SCAN_MAX bytes, judged from
+ * each conversation's size before it is read) and the time (SEARCH_TIME):
+ * a search that stops early says so ("truncated": true).
+ */
+#include <string.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "apr_strings.h"
+#include "apr_time.h"
+
+#include "mod_chatbot.h"
+#include "chat/search.h"
+#include "chat/utf8.h"
+
+#define SEARCH_TIME apr_time_from_msec(1500)
+
+typedef struct {
+    apr_array_header_t *list; /* chat_conv_info_t */
+} conv_list_t;
+
+typedef struct {
+    apr_pool_t *p;
+    const char *q;
+    size_t qlen;
+    const chat_conv_info_t *ci;
+    apr_array_header_t *hits; /* hit_t */
+    int conv_hits;            /* hits from the current conversation */
+    int limit;
+} search_ctx_t;
+
+typedef struct {
+    const chat_conv_info_t *ci;
+    int index; /* -1: the title */
+    chat_role_t role;
+    uint64_t ts_ms;
+    const char *snippet;
+    size_t snippet_len;
+    size_t match_off, match_len; /* bytes, within the snippet */
+} hit_t;
+
+static void collect(void *baton, const chat_conv_info_t *c)
+{
+    conv_list_t *cl = baton;
+    *(chat_conv_info_t *)apr_array_push(cl->list) = *c;
+}
+
+/* UTF-16 code units of valid UTF-8 p[0..n): the unit JavaScript strings
+ * (and JSON's \u escapes) count in, so the page can slice the snippet. */
+static size_t utf16_units(const char *p, size_t n)
+{
+    size_t i, u = 0;
+
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if ((c & 0xC0) != 0x80) {
+            u += c >= 0xF0 ? 2 : 1;
+        }
+    }
+    return u;
+}
+
+static void add_hit(search_ctx_t *sc, int index, chat_role_t role, uint64_t ts,
+                    const char *text, size_t len, size_t pos)
+{
+    hit_t *h = apr_array_push(sc->hits);
+    size_t s, e;
+
+    chat_search_snippet(text, len, pos, sc->qlen, CHAT_SEARCH_SNIPPET, &s, &e);
+    h->ci = sc->ci;
+    h->index = index;
+    h->role = role;
+    h->ts_ms = ts;
+    h->snippet = apr_pstrmemdup(sc->p, text + s, e - s);
+    h->snippet_len = e - s;
+    h->match_off = pos - s;
+    h->match_len = sc->qlen;
+    sc->conv_hits++;
+}
+
+static int full(const search_ctx_t *sc)
+{
+    return sc->hits->nelts >= sc->limit || sc->conv_hits >= CHAT_SEARCH_PER_CONV;
+}
+
+/* Runs under the store's lock: no store calls, no allocation beyond the
+ * snippet. One hit per message (its first match). */
+static void search_msg(void *baton, const chat_msg_info_t *m, const char *text,
+                       size_t len)
+{
+    search_ctx_t *sc = baton;
+    long pos;
+
+    if (full(sc)) {
+        return;
+    }
+    pos = chat_search_find(text, len, 0, sc->q, sc->qlen);
+    if (pos >= 0) {
+        add_hit(sc, (int)m->index, m->role, m->ts_ms, text, len, (size_t)pos);
+    }
+}
+
+const char *chatbot_view_search(chat_jw_t *w, request_rec *r, const chatbot_ident_t *id,
+                                const char *query, const char *bot, apr_int64_t limit,
+                                chat_buf_t *scratch, const char **emsg)
+{
+    chat_store_t *st = chatbot_store();
+    apr_pool_t *tmp;
+    conv_list_t cl;
+    search_ctx_t sc;
+    apr_time_t start = apr_time_now();
+    uint64_t scanned = 0;
+    int i, searched = 0, truncated = 0;
+    const char *q = query;
+    size_t qlen;
+
+    *emsg = NULL;
+    if (!q) {
+        *emsg = "a query \"q\" is required";
+        return CHAT_ERR_BAD_REQUEST;
+    }
+    qlen = chat_search_trim(&q, strlen(q));
+    if (qlen == 0) {
+        *emsg = "the search query is empty";
+        return CHAT_ERR_BAD_REQUEST;
+    }
+    if (qlen > CHAT_SEARCH_QUERY_MAX) {
+        *emsg = "the search query is longer than 256 bytes";
+        return CHAT_ERR_BAD_REQUEST;
+    }
+    if (!chat_utf8_valid((const uint8_t *)q, qlen) || memchr(q, 0, qlen)) {
+        *emsg = "the search query is not valid UTF-8 text";
+        return CHAT_ERR_BAD_REQUEST;
+    }
+    if (limit <= 0) {
+        limit = CHAT_SEARCH_LIMIT_DEFAULT;
+    }
+    if (limit > CHAT_SEARCH_LIMIT_MAX) {
+        *emsg = "limit must be between 1 and 100";
+        return CHAT_ERR_BAD_REQUEST;
+    }
+    if (!st) {
+        return CHAT_ERR_INTERNAL;
+    }
+    /* a WebSocket may search many times: nothing may stay in r->pool */
+    if (apr_pool_create(&tmp, r->pool) != APR_SUCCESS) {
+        return CHAT_ERR_INTERNAL;
+    }
+    cl.list = apr_array_make(tmp, 16, sizeof(chat_conv_info_t));
+    chat_store_conv_list(st, &id->owner, bot, -1, collect, &cl);
+
+    memset(&sc, 0, sizeof(sc));
+    sc.p = tmp;
+    sc.q = apr_pstrmemdup(tmp, q, qlen);
+    sc.qlen = qlen;
+    sc.limit = (int)limit;
+    sc.hits = apr_array_make(tmp, 16, sizeof(hit_t));
+    for (i = 0; i < cl.list->nelts && sc.hits->nelts < sc.limit; i++) {
+        const chat_conv_info_t *ci = &APR_ARRAY_IDX(cl.list, i, chat_conv_info_t);
+        long pos;
+
+        if (scanned + ci->bytes > CHAT_SEARCH_SCAN_MAX ||
+            apr_time_now() - start > SEARCH_TIME) {
+            truncated = 1;
+            break;
+        }
+        sc.ci = ci;
+        sc.conv_hits = 0;
+        pos = chat_search_find(ci->title, strlen(ci->title), 0, sc.q, sc.qlen);
+        if (pos >= 0) {
+            add_hit(&sc, -1, CHAT_ROLE_USER, ci->updated_ms, ci->title, strlen(ci->title),
+                    (size_t)pos);
+        }
+        if (ci->nmsgs > 0 && !full(&sc)) {
+            /* a conversation that went away since the list: skipped */
+            chat_store_msg_read(st, &id->owner, ci->id, 0, 0, scratch, search_msg, &sc);
+            chat_buf_reset(scratch, 64 * 1024);
+        }
+        scanned += ci->bytes;
+        searched++;
+    }
+    if (i < cl.list->nelts && !truncated) {
+        truncated = 1; /* the limit of hits was reached first */
+    }
+
+    chat_jw_kstrn(w, "query", sc.q, sc.qlen);
+    chat_jw_kint(w, "limit", limit);
+    chat_jw_kint(w, "searched", searched);
+    chat_jw_kint(w, "conversations", cl.list->nelts);
+    chat_jw_kbool(w, "truncated", truncated);
+    chat_jw_key(w, "results");
+    chat_jw_arr_begin(w);
+    for (i = 0; i < sc.hits->nelts; i++) {
+        const hit_t *h = &APR_ARRAY_IDX(sc.hits, i, hit_t);
+        chat_jw_obj_begin(w);
+        chat_jw_kstr(w, "conversation_id", h->ci->id);
+        chat_jw_kstr(w, "bot_id", h->ci->bot);
+        chat_jw_kstr(w, "title", h->ci->title);
+        chat_jw_kbool(w, "archived", (h->ci->flags & CHAT_CONV_ARCHIVED) != 0);
+        chat_jw_kint(w, "updated_ms", (int64_t)h->ci->updated_ms);
+        chat_jw_kstr(w, "field", h->index < 0 ? "title" : "message");
+        if (h->index < 0) {
+            chat_jw_kstr(w, "index", NULL);
+            chat_jw_kstr(w, "role", NULL);
+        }
+        else {
+            chat_jw_kint(w, "index", h->index);
+            chat_jw_kstr(w, "role", chat_role_name(h->role));
+            chat_jw_kint(w, "ts_ms", (int64_t)h->ts_ms);
+        }
+        chat_jw_kstrn(w, "snippet", h->snippet, h->snippet_len);
+        chat_jw_kint(w, "match_offset", (int64_t)utf16_units(h->snippet, h->match_off));
+        chat_jw_kint(w, "match_length",
+                     (int64_t)utf16_units(h->snippet + h->match_off, h->match_len));
+        chat_jw_obj_end(w);
+    }
+    chat_jw_arr_end(w);
+    apr_pool_destroy(tmp);
+    return NULL;
+}

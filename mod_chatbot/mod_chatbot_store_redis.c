@@ -1,0 +1,671 @@
+/* mod_chatbot_store_redis.c - the "redis" store provider's glue: where the
+ * store is (ChatbotStore redis://... or unix:...), a small pool of
+ * connections per child with a timeout on every call and reconnection
+ * with backoff, the subscriber thread that turns the store's change
+ * channel into the local counters the WebSocket watcher reads, and the
+ * health/latency figures for /api/health, mod_status and /metrics.
+ *
+ * Written after httpd's own mod_socache_redis (a provider that keeps no
+ * state but in redis, with timeouts on every call) and hiredis's
+ * synchronous API. The operations themselves (Lua scripts, so that every
+ * change is atomic across hosts) are in mod_chatbot_store_redis_ops.c;
+ * the key patterns are documented there and in docs/storage.md.
+ *
+ * What is per host stays in this host's shared memory (the "shm" provider,
+ * kept as rs->local): the process table, backend slots, health and breaker,
+ * and the metric counters (each host is scraped on its own).
+ *
+ * Nothing blocks a worker for long: a connection is made with a timeout,
+ * every command has one (SO_RCVTIMEO/SO_SNDTIMEO through redisSetTimeout),
+ * a call that finds the pool busy waits at most that long, and after a
+ * failure no new connection is tried before the backoff (100 ms doubling
+ * to 5 s) ends: calls then fail at once with CHAT_EUNAVAIL, which the
+ * module reports as `store_unavailable`.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "http_main.h"
+#include "apr_atomic.h"
+#include "apr_sha1.h"
+#include "apr_strings.h"
+
+#include "mod_chatbot_store_redis.h"
+
+static apr_uint64_t now_us(void)
+{
+    return (apr_uint64_t)apr_time_now();
+}
+
+apr_uint32_t rs_hash(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    apr_uint32_t h = 2166136261u;
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        h = (h ^ p[i]) * 16777619u;
+    }
+    return h;
+}
+
+/* ---- connections ---------------------------------------------------------- */
+
+static struct timeval tv_ms(int ms)
+{
+    struct timeval tv;
+
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    return tv;
+}
+
+/* One command on a fresh connection; 0 if it replied without error. */
+static int setup_cmd(redisContext *c, char *err, size_t errlen, int argc,
+                     const char **argv)
+{
+    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    int ok = r && r->type != REDIS_REPLY_ERROR;
+
+    if (!ok) {
+        apr_snprintf(err, errlen, "%s: %s", argv[0],
+                     r ? r->str : (c->errstr[0] ? c->errstr : "no reply"));
+    }
+    if (r) {
+        freeReplyObject(r);
+    }
+    return ok ? 0 : -1;
+}
+
+/* SCRIPT LOAD of every script on a new connection, pipelined (one round
+ * trip): after a redis restart the scripts are gone, and the first
+ * connection made again loads them, so that EVALSHA finds them (the
+ * NOSCRIPT fallback in rs_eval stays for a restart between two calls). */
+static int load_scripts(redisContext *c, char *err, size_t errlen)
+{
+    int i, bad = 0;
+
+    for (i = 0; i < RS_LUA_COUNT; i++) {
+        const char *a[3] = {"SCRIPT", "LOAD", rs_lua_body[i]};
+        if (redisAppendCommandArgv(c, 3, a, NULL) != REDIS_OK) {
+            apr_snprintf(err, errlen, "SCRIPT LOAD: %s", c->errstr);
+            return -1;
+        }
+    }
+    for (i = 0; i < RS_LUA_COUNT; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK || !r) {
+            apr_snprintf(err, errlen, "SCRIPT LOAD: %s",
+                         c->errstr[0] ? c->errstr : "no reply");
+            return -1;
+        }
+        if (r->type == REDIS_REPLY_ERROR && !bad) {
+            apr_snprintf(err, errlen, "SCRIPT LOAD: %s", r->str);
+            bad = 1;
+        }
+        freeReplyObject(r);
+    }
+    return bad ? -1 : 0;
+}
+
+/* A new connection, authenticated and on the right database; NULL with
+ * err set if redis cannot be reached within the timeout. */
+static redisContext *rs_connect(rs_store_t *rs, char *err, size_t errlen)
+{
+    struct timeval tv = tv_ms(rs->timeout_ms);
+    redisContext *c;
+
+    if (rs->url.kind == CHAT_STOREURL_UNIX) {
+        c = redisConnectUnixWithTimeout(rs->url.path, tv);
+    }
+    else {
+        c = redisConnectWithTimeout(rs->url.host, rs->url.port, tv);
+    }
+    if (!c || c->err) {
+        apr_snprintf(err, errlen, "connect: %s", c ? c->errstr : "out of memory");
+        if (c) {
+            redisFree(c);
+        }
+        return NULL;
+    }
+    if (redisSetTimeout(c, tv) != REDIS_OK) {
+        apr_snprintf(err, errlen, "cannot set the command timeout");
+        redisFree(c);
+        return NULL;
+    }
+    if (rs->url.kind == CHAT_STOREURL_TCP) {
+        redisEnableKeepAlive(c);
+    }
+    if (rs->url.password[0]) {
+        const char *a3[3] = {"AUTH", rs->url.user, rs->url.password};
+        const char *a2[2] = {"AUTH", rs->url.password};
+        if (rs->url.user[0] ? setup_cmd(c, err, errlen, 3, a3)
+                            : setup_cmd(c, err, errlen, 2, a2)) {
+            redisFree(c);
+            return NULL;
+        }
+    }
+    if (rs->url.db) {
+        char db[16];
+        const char *a[2] = {"SELECT", db};
+        apr_snprintf(db, sizeof(db), "%d", rs->url.db);
+        if (setup_cmd(c, err, errlen, 2, a)) {
+            redisFree(c);
+            return NULL;
+        }
+    }
+    if (load_scripts(c, err, errlen)) {
+        redisFree(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* An outage starts (logged once) or goes on; backoff doubles. */
+static void note_down(rs_store_t *rs, const char *why)
+{
+    apr_uint64_t now = chatbot_now_ms();
+    int was_up = rs->stats.up;
+
+    rs->stats.up = 0;
+    rs->stats.errors++;
+    apr_cpystrn(rs->stats.last_error, why, sizeof(rs->stats.last_error));
+    rs->backoff_ms = rs->backoff_ms ? rs->backoff_ms * 2 : RS_BACKOFF_MIN_MS;
+    if (rs->backoff_ms > RS_BACKOFF_MAX_MS) {
+        rs->backoff_ms = RS_BACKOFF_MAX_MS;
+    }
+    rs->retry_at_ms = now + (apr_uint64_t)rs->backoff_ms;
+    if (was_up) {
+        rs->stats.down_since_ms = now;
+        ap_log_error(
+            APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
+            APLOGNO(10960) "chatbot: the redis store is unavailable (%s); retrying with "
+                           "backoff",
+            why);
+    }
+}
+
+static void note_up(rs_store_t *rs)
+{
+    if (!rs->stats.up) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf,
+                     APLOGNO(10961) "chatbot: the redis store is reachable again");
+    }
+    rs->stats.up = 1;
+    rs->backoff_ms = 0;
+    rs->retry_at_ms = 0;
+}
+
+/* A connection from the pool, or a new one; NULL if none within the
+ * timeout, or while the backoff runs. */
+static redisContext *pool_get(rs_store_t *rs)
+{
+    redisContext *c = NULL;
+    char err[128];
+    apr_time_t until = apr_time_now() + apr_time_from_msec(rs->timeout_ms);
+
+    if (!rs->mu) {
+        return NULL;
+    }
+    apr_thread_mutex_lock(rs->mu);
+    while (!rs->nidle && rs->nconns >= RS_POOL_MAX) {
+        apr_time_t left = until - apr_time_now();
+        if (left <= 0) {
+            rs->stats.errors++;
+            apr_cpystrn(rs->stats.last_error, "all pooled connections busy",
+                        sizeof(rs->stats.last_error));
+            apr_thread_mutex_unlock(rs->mu);
+            return NULL;
+        }
+        apr_thread_cond_timedwait(rs->cv, rs->mu, left);
+    }
+    if (rs->nidle) {
+        c = rs->idle[--rs->nidle];
+        apr_thread_mutex_unlock(rs->mu);
+        return c;
+    }
+    if (rs->retry_at_ms && chatbot_now_ms() < rs->retry_at_ms) {
+        rs->stats.errors++;
+        apr_thread_mutex_unlock(rs->mu);
+        return NULL;
+    }
+    rs->nconns++;
+    apr_thread_mutex_unlock(rs->mu);
+    c = rs_connect(rs, err, sizeof(err));
+    apr_thread_mutex_lock(rs->mu);
+    if (!c) {
+        rs->nconns--;
+        note_down(rs, err);
+        apr_thread_cond_signal(rs->cv);
+    }
+    else {
+        rs->stats.reconnects++;
+    }
+    apr_thread_mutex_unlock(rs->mu);
+    return c;
+}
+
+/* Back to the pool (ok) or closed (its state is unknown after an error). */
+static void pool_put(rs_store_t *rs, redisContext *c, int ok, apr_uint64_t usec)
+{
+    static const apr_uint64_t bounds[7] = {250, 500, 1000, 2000, 5000, 10000, 50000};
+    int i;
+
+    apr_thread_mutex_lock(rs->mu);
+    rs->stats.calls++;
+    if (ok) {
+        rs->idle[rs->nidle++] = c;
+        note_up(rs);
+        rs->stats.usec_total += usec;
+        if (usec > rs->stats.usec_max) {
+            rs->stats.usec_max = usec;
+        }
+        for (i = 0; i < 7 && usec > bounds[i]; i++) {
+        }
+        rs->stats.hist[i]++;
+    }
+    else {
+        rs->nconns--;
+        note_down(rs, c->errstr[0] ? c->errstr : "no reply");
+    }
+    apr_thread_cond_signal(rs->cv);
+    apr_thread_mutex_unlock(rs->mu);
+    if (!ok) {
+        redisFree(c);
+    }
+}
+
+static __thread apr_uint32_t tls_failures; /* this thread's failed calls */
+
+apr_uint32_t chatbot_store_failures(void)
+{
+    return tls_failures;
+}
+
+redisReply *rs_command(rs_store_t *rs, int argc, const char **argv, const size_t *lens)
+{
+    redisContext *c = pool_get(rs);
+    redisReply *r;
+    apr_uint64_t t0;
+
+    if (!c) {
+        tls_failures++;
+        return NULL;
+    }
+    t0 = now_us();
+    r = redisCommandArgv(c, argc, argv, lens);
+    pool_put(rs, c, r != NULL, now_us() - t0);
+    if (!r) {
+        tls_failures++;
+    }
+    return r;
+}
+
+#define RS_EVAL_ARGS 24
+
+redisReply *rs_eval(rs_store_t *rs, rs_lua_t i, int argc, const char **argv,
+                    const size_t *lens)
+{
+    const char *a[RS_EVAL_ARGS + 4];
+    size_t l[RS_EVAL_ARGS + 4];
+    redisReply *r;
+    int k;
+
+    if (argc > RS_EVAL_ARGS) {
+        return NULL;
+    }
+    a[0] = "EVALSHA";
+    a[1] = rs->sha[i];
+    a[2] = "0";
+    a[3] = RS_PREFIX;
+    for (k = 0; k < 4; k++) {
+        l[k] = strlen(a[k]);
+    }
+    for (k = 0; k < argc; k++) {
+        a[k + 4] = argv[k];
+        l[k + 4] = lens ? lens[k] : strlen(argv[k]);
+    }
+    r = rs_command(rs, argc + 4, a, l);
+    if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8)) {
+        /* redis restarted (scripts are not persisted): EVAL loads it */
+        freeReplyObject(r);
+        a[0] = "EVAL";
+        a[1] = rs_lua_body[i];
+        l[0] = 4;
+        l[1] = strlen(rs_lua_body[i]);
+        r = rs_command(rs, argc + 4, a, l);
+    }
+    if (r && r->type == REDIS_REPLY_ERROR) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
+                     APLOGNO(10962) "chatbot: redis store script %d failed: %s", (int)i,
+                     r->str);
+    }
+    return r;
+}
+
+/* ---- the change channel ------------------------------------------------------ */
+
+/* Tells this child's WebSocket watcher that something changed. */
+static void news(rs_store_t *rs)
+{
+    apr_atomic_inc32(&rs->events);
+    chatbot_ws_watch_news();
+}
+
+/* 1 if the message moved a counter. */
+static int on_message(rs_store_t *rs, redisReply *r)
+{
+    const char *m;
+    apr_uint32_t h;
+
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[2]->type != REDIS_REPLY_STRING || r->element[2]->len < 3 ||
+        strcmp(r->element[0]->str, "message")) {
+        return 0;
+    }
+    m = r->element[2]->str;
+    h = rs_hash(m + 2, r->element[2]->len - 2) % RS_SEQ_SLOTS;
+    switch (m[0]) {
+    case 'u':
+        apr_atomic_inc32(&rs->user_seq[h]);
+        break;
+    case 's':
+        /* a stop is a change of the conversation too */
+        apr_atomic_set32(&rs->stop_hint[h], 1);
+        /* fall through */
+    case 'c':
+        apr_atomic_inc32(&rs->conv_seq[h]);
+        break;
+    case 'b': /* a backend's slot or place in line was freed */
+        apr_atomic_inc32(&rs->bk_wake);
+        break;
+    default:
+        return 0;
+    }
+    return 1;
+}
+
+/* The subscriber thread of a child: SUBSCRIBE chatbot:ev, read with poll()
+ * so that it can see sub_exit every 250 ms; reconnects with backoff. Each
+ * (re)subscription bumps the epoch, which every counter includes: whatever
+ * was published while it was away is seen as a change. */
+static void *APR_THREAD_FUNC sub_main(apr_thread_t *thd, void *data)
+{
+    rs_store_t *rs = data;
+    redisContext *c = NULL;
+    int backoff = RS_BACKOFF_MIN_MS;
+    char err[128];
+
+    while (!rs->sub_exit) {
+        struct pollfd pfd;
+        int n;
+
+        if (!c) {
+            const char *a[2] = {"SUBSCRIBE", RS_CHANNEL};
+            c = rs_connect(rs, err, sizeof(err));
+            if (c && setup_cmd(c, err, sizeof(err), 2, a)) {
+                redisFree(c);
+                c = NULL;
+            }
+            if (!c) {
+                int waited;
+                for (waited = 0; waited < backoff && !rs->sub_exit; waited += 50) {
+                    apr_sleep(apr_time_from_msec(50));
+                }
+                backoff =
+                    backoff * 2 > RS_BACKOFF_MAX_MS ? RS_BACKOFF_MAX_MS : backoff * 2;
+                continue;
+            }
+            backoff = RS_BACKOFF_MIN_MS;
+            rs_flush_pending(rs);
+            apr_atomic_inc32(&rs->epoch);
+            news(rs);
+        }
+        pfd.fd = c->fd;
+        pfd.events = POLLIN;
+        pfd.revents = 0;
+        n = poll(&pfd, 1, 250);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n != 0) {
+            void *reply = NULL;
+            int moved = 0;
+            if (n < 0 || redisBufferRead(c) != REDIS_OK) {
+                redisFree(c);
+                c = NULL;
+                apr_atomic_inc32(&rs->epoch);
+                news(rs);
+                continue;
+            }
+            while (redisGetReplyFromReader(c, &reply) == REDIS_OK && reply) {
+                moved |= on_message(rs, reply);
+                freeReplyObject(reply);
+                reply = NULL;
+            }
+            if (moved) {
+                news(rs); /* once for all the messages one read brought */
+            }
+            if (c->err) {
+                redisFree(c);
+                c = NULL;
+            }
+        }
+    }
+    if (c) {
+        redisFree(c);
+    }
+    return NULL;
+}
+
+/* ---- the provider's glue ------------------------------------------------------- */
+
+static void pool_close(rs_store_t *rs)
+{
+    while (rs->nidle) {
+        redisFree(rs->idle[--rs->nidle]);
+    }
+    rs->nconns = 0;
+}
+
+/* chat_store_detach: the handle only (and this process's connections). */
+void rs_detach(chat_store_t *st)
+{
+    rs_store_t *rs = (rs_store_t *)st;
+
+    if (!rs) {
+        return;
+    }
+    pool_close(rs);
+    if (rs->local) {
+        chat_store_detach(rs->local);
+    }
+    free(rs->bk);
+    free(rs);
+}
+
+static apr_status_t child_stop(void *data)
+{
+    rs_store_t *rs = data;
+    apr_status_t rv;
+
+    rs->sub_exit = 1;
+    if (rs->sub) {
+        apr_thread_join(&rv, rs->sub);
+        rs->sub = NULL;
+    }
+    if (rs->mu) {
+        apr_thread_mutex_lock(rs->mu);
+        pool_close(rs);
+        apr_thread_mutex_unlock(rs->mu);
+    }
+    rs->mu = NULL;
+    return APR_SUCCESS;
+}
+
+static apr_status_t rs_child_init(chat_store_t *st, apr_pool_t *pchild, server_rec *s)
+{
+    rs_store_t *rs = (rs_store_t *)st;
+    apr_status_t rv;
+
+    /* the parent's connections (its upkeep) stay the parent's: the child
+     * closes its copies of the sockets (redisFree sends nothing) */
+    pool_close(rs);
+    rs->mu = NULL;
+    rs->sub_exit = 0;
+    if ((rv = apr_thread_mutex_create(&rs->mu, APR_THREAD_MUTEX_DEFAULT, pchild)) ||
+        (rv = apr_thread_cond_create(&rs->cv, pchild))) {
+        rs->mu = NULL;
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     APLOGNO(10963) "chatbot: cannot create the redis store's pool lock");
+        return rv;
+    }
+    apr_pool_cleanup_register(pchild, rs, child_stop, apr_pool_cleanup_null);
+    if ((rv = apr_thread_create(&rs->sub, NULL, sub_main, rs, pchild)) != APR_SUCCESS) {
+        rs->sub = NULL;
+        ap_log_error(
+            APLOG_MARK, APLOG_CRIT, rv, s,
+            APLOGNO(10964) "chatbot: cannot start the redis store's subscriber thread; "
+                           "answers generated on other hosts are seen late");
+    }
+    return APR_SUCCESS; /* the local store still registers the child */
+}
+
+static void sha_hex(const char *body, char out[41])
+{
+    unsigned char d[APR_SHA1_DIGESTSIZE];
+    apr_sha1_ctx_t ctx;
+    int i;
+
+    apr_sha1_init(&ctx);
+    apr_sha1_update(&ctx, body, (unsigned int)strlen(body));
+    apr_sha1_final(d, &ctx);
+    for (i = 0; i < APR_SHA1_DIGESTSIZE; i++) {
+        apr_snprintf(out + 2 * i, 3, "%02x", d[i]);
+    }
+}
+
+static apr_status_t rs_init(chat_store_t **out, server_rec *s, apr_pool_t *pconf,
+                            apr_pool_t *ptemp)
+{
+    chatbot_srv_conf *sc = chatbot_srv(s);
+    rs_store_t *rs;
+    chat_store_t *local = NULL;
+    apr_status_t rv;
+    redisReply *r;
+    const char *ping[1] = {"PING"};
+    int i;
+
+    *out = NULL;
+    /* what stays per host lives in this host's shared memory */
+    if ((rv = chatbot_store_shm.init(&local, s, pconf, ptemp)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (!(rs = calloc(1, sizeof(*rs)))) {
+        chat_store_detach(local);
+        return APR_ENOMEM;
+    }
+    rs->head.provider = &rs_provider;
+    rs->local = local;
+    if (!(rs->bk = calloc(1, sizeof(*rs->bk)))) {
+        chat_store_detach(local);
+        free(rs);
+        return APR_ENOMEM;
+    }
+    rs->url = *sc->store;
+    rs->layout = sc->layout;
+    chat_store_policy_default(&rs->policy);
+    rs->ttl_ms = sc->store_ttl >= 0 ? (apr_uint64_t)apr_time_as_msec(sc->store_ttl)
+                                    : (apr_uint64_t)30 * 24 * 3600 * 1000;
+    rs->timeout_ms =
+        sc->store_timeout > 0 ? (int)apr_time_as_msec(sc->store_timeout) : 1000;
+    rs->stats.up = 1;
+    for (i = 0; i < RS_LUA_COUNT; i++) {
+        sha_hex(rs_lua_body[i], rs->sha[i]);
+    }
+    /* the parent's own pool, for its upkeep (children make theirs) */
+    if ((rv = apr_thread_mutex_create(&rs->mu, APR_THREAD_MUTEX_DEFAULT, pconf)) ||
+        (rv = apr_thread_cond_create(&rs->cv, pconf))) {
+        rs_detach((chat_store_t *)rs);
+        return rv;
+    }
+    r = rs_command(rs, 1, ping, NULL);
+    if (!r) {
+        /* not fatal: redis may come up after httpd; calls fail until then */
+        ap_log_error(
+            APLOG_MARK, APLOG_WARNING, 0, s,
+            APLOGNO(10965) "chatbot: ChatbotStore %s: redis is not reachable now (%s); "
+                           "chats fail with store_unavailable until it is",
+            rs->url.kind == CHAT_STOREURL_UNIX ? rs->url.path : rs->url.host,
+            rs->stats.last_error);
+    }
+    else {
+        if (r->type == REDIS_REPLY_ERROR) {
+            ap_log_error(
+                APLOG_MARK, APLOG_WARNING, 0, s,
+                APLOGNO(10965) "chatbot: ChatbotStore: redis answered PING with %s",
+                r->str);
+        }
+        freeReplyObject(r);
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                     APLOGNO(10966) "chatbot: chat store on redis %s%s%s db %d",
+                     rs->url.kind == CHAT_STOREURL_UNIX ? rs->url.path : rs->url.host,
+                     rs->url.kind == CHAT_STOREURL_UNIX ? "" : ":",
+                     rs->url.kind == CHAT_STOREURL_UNIX ? ""
+                                                        : apr_itoa(ptemp, rs->url.port),
+                     rs->url.db);
+    }
+    /* the parent keeps no connection across the fork (its upkeep makes
+     * new ones later; children close what they inherit) */
+    pool_close(rs);
+    *out = (chat_store_t *)rs;
+    return APR_SUCCESS;
+}
+
+int chatbot_store_remote_stats(chat_store_t *st, chatbot_store_stats_t *out)
+{
+    rs_store_t *rs = (rs_store_t *)st;
+
+    if (!st || chat_store_provider_name(st) != rs_provider.name) {
+        return 0;
+    }
+    if (rs->mu) {
+        apr_thread_mutex_lock(rs->mu);
+        *out = rs->stats;
+        apr_thread_mutex_unlock(rs->mu);
+    }
+    else {
+        *out = rs->stats;
+    }
+    return 1;
+}
+
+int chatbot_store_ping(chat_store_t *st)
+{
+    rs_store_t *rs = (rs_store_t *)st;
+    const char *ping[1] = {"PING"};
+    redisReply *r;
+    int ok;
+
+    if (!st || chat_store_provider_name(st) != rs_provider.name) {
+        return -1;
+    }
+    if (!(r = rs_command(rs, 1, ping, NULL))) {
+        return 0;
+    }
+    ok = r->type == REDIS_REPLY_STATUS;
+    freeReplyObject(r);
+    return ok;
+}
+
+const chatbot_store_provider_t chatbot_store_redis = {
+    "redis",
+    rs_init,
+    rs_child_init,
+};

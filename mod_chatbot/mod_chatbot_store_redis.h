@@ -1,0 +1,180 @@
+/* mod_chatbot_store_redis.h - internals shared by the redis store
+ * provider's files: mod_chatbot_store_redis.c (connections, pool,
+ * subscriber thread, provider glue) and mod_chatbot_store_redis_ops.c (the
+ * chat_store_provider_t operations and their Lua scripts).
+ */
+#ifndef MOD_CHATBOT_STORE_REDIS_H
+#define MOD_CHATBOT_STORE_REDIS_H
+
+#include <hiredis/hiredis.h>
+
+#include "apr_thread_mutex.h"
+#include "apr_thread_cond.h"
+#include "apr_thread_proc.h"
+
+#include "mod_chatbot.h"
+
+#define RS_POOL_MAX 16        /* connections per child */
+#define RS_SEQ_SLOTS 4096     /* local change counters (hashed) */
+#define RS_BACKOFF_MIN_MS 100 /* reconnect backoff, doubling */
+#define RS_BACKOFF_MAX_MS 5000
+#define RS_PREFIX "chatbot:" /* every key and the channel */
+#define RS_CHANNEL RS_PREFIX "ev"
+#define RS_STOP_RECHECK_MS 1000
+#define RS_PEND_MAX 64 /* stop flags re-read even without news */
+
+typedef enum {
+    RS_LUA_CREATE = 0,
+    RS_LUA_GET,
+    RS_LUA_LIST,
+    RS_LUA_UPDATE, /* rename, flags */
+    RS_LUA_DELETE,
+    RS_LUA_GEN,    /* begin / state / end / stop */
+    RS_LUA_APPEND, /* append and extend */
+    RS_LUA_MFLAGS,
+    RS_LUA_TRUNC,
+    RS_LUA_READ,
+    RS_LUA_BUCKET,
+    RS_LUA_SWEEP,
+    RS_LUA_TURN,    /* a turn's start and finish */
+    RS_LUA_BACKEND, /* slots, queue, breaker, health */
+    RS_LUA_TITLED,  /* conv_find_or_create */
+    RS_LUA_META, /* a conversation's settings blob: get / set */
+    RS_LUA_BRANCH,  /* versions: append under a parent */
+    RS_LUA_VSELECT, /* versions: choose one */
+    RS_LUA_VREAD,   /* read, with each message's parent */
+    RS_LUA_COUNT
+} rs_lua_t;
+
+typedef chatbot_store_stats_t rs_stats_t;
+
+/* Backends with the store on redis (mod_chatbot_store_redis_backend.c). */
+#define RS_BK_MAX 64             /* backends (the local table's index) */
+#define RS_WAITS 256             /* tickets of this child in a line */
+#define RS_HOLDER_TTL_MS 5000    /* a holder silent this long loses its slot */
+#define RS_WAITER_STALE_MS 10000 /* a waiter silent this long leaves the line */
+#define RS_QUEUE_POLL_MS 1000    /* a waiter asks redis at least this often */
+#define RS_BREAKER_FRESH_MS 1000 /* cached breaker / health state */
+#define RS_INFO_FRESH_MS 250     /* cached backend_get (session lists ask per row) */
+typedef struct {
+    apr_uint64_t ticket; /* 0: free */
+    apr_uint64_t asked_ms;
+    apr_uint32_t wake; /* rs->bk_wake when asked */
+    apr_int32_t pos;
+} rs_wait_t;
+typedef struct {
+    struct {
+        int breaker;
+        apr_uint32_t failures;
+        apr_uint64_t seen_ms; /* when breaker/failures were read */
+        int healthy;
+        apr_uint64_t health_ms;   /* last report written */
+        chat_backend_info_t info; /* backend_get's last answer (under mu) */
+        apr_uint64_t info_ms;
+    } b[RS_BK_MAX];
+    rs_wait_t wait[RS_WAITS]; /* under rs->mu */
+} rs_bk_t;
+
+typedef struct rs_store {
+    chat_store_head_t head; /* first: the handle is a chat_store_t */
+    chat_store_t *local;    /* this host's shm store: processes, backends, metrics */
+    chat_storeurl_t url;
+    chat_store_layout_t layout;
+    chat_store_policy_t policy;
+    apr_uint64_t ttl_ms; /* idle conversations older than this go (0: never) */
+    int timeout_ms;      /* connect and command */
+    char sha[RS_LUA_COUNT][41];
+    /* the pool (per process: reset in each child) */
+    apr_thread_mutex_t *mu;
+    apr_thread_cond_t *cv;
+    redisContext *idle[RS_POOL_MAX];
+    int nidle, nconns;
+    apr_uint64_t retry_at_ms; /* no new connection before (backoff) */
+    int backoff_ms;
+    rs_stats_t stats;
+    /* news from the channel (subscriber thread), read lock-free */
+    apr_uint32_t epoch; /* bumped when the subscription (re)starts */
+    apr_uint32_t events;
+    apr_uint32_t user_seq[RS_SEQ_SLOTS];
+    apr_uint32_t conv_seq[RS_SEQ_SLOTS];
+    apr_uint32_t stop_hint[RS_SEQ_SLOTS];
+    apr_uint64_t stop_checked[RS_SEQ_SLOTS];
+    /* generations this child could not end while redis was away: ended
+     * (answer marked interrupted) when the subscriber is back (under mu) */
+    struct {
+        char id[CHAT_CONV_ID_LEN + 1];
+        apr_uint64_t token;
+    } pend[RS_PEND_MAX];
+    int npend;
+    apr_thread_t *sub;
+    volatile int sub_exit;
+    apr_uint32_t bk_wake; /* "b:" messages heard (a slot or a place freed) */
+    rs_bk_t *bk;
+} rs_store_t;
+
+/* The Lua scripts' bodies (mod_chatbot_store_redis_ops.c). */
+extern const char *const rs_lua_body[RS_LUA_COUNT];
+extern const chat_store_provider_t rs_provider;
+
+/* Runs a command (argv, lens) on a pooled connection within the timeout;
+ * NULL if redis is unreachable, timed out or the pool stayed busy (the
+ * error is counted and logged once per outage). */
+redisReply *rs_command(rs_store_t *rs, int argc, const char **argv, const size_t *lens);
+/* EVALSHA of script i with no keys and the given arguments (the prefix is
+ * added as ARGV[1]), loading it again if redis lost it (a restart). */
+redisReply *rs_eval(rs_store_t *rs, rs_lua_t i, int argc, const char **argv,
+                    const size_t *lens);
+
+apr_uint32_t rs_hash(const void *data, size_t len);
+/* Ends the generations left pending by an outage (subscriber thread). */
+void rs_flush_pending(rs_store_t *rs);
+/* Remembers a generation this child could not end (redis away) and forgets
+ * its stop hint (mod_chatbot_store_redis_ops.c). */
+void rs_gen_ended(rs_store_t *rs, const char *id, apr_uint64_t token, int unreachable);
+
+/* Script arguments and replies (mod_chatbot_store_redis_ops.c). */
+typedef struct {
+    const char *v[24];
+    size_t l[24];
+    char num[24][24];
+    int n;
+} rs_args_t;
+void arg_mem(rs_args_t *a, const char *s, size_t len);
+void arg_str(rs_args_t *a, const char *s);
+void arg_u64(rs_args_t *a, unsigned long long v);
+void owner_hex(const chat_owner_t *o, char out[41]);
+int valid_id(const char *id);
+long long rint_(const redisReply *r);
+chat_status_t status_of(const redisReply *r);
+const chat_quota_t *quota_of(chat_store_t *st, const chat_owner_t *owner);
+chat_status_t bucket(chat_store_t *st, const char *kind, const chat_owner_t *owner,
+                     const chat_rate_t *rate, int take, int64_t *wait);
+#define RS_NFIELDS 12 /* a conversation's fields in a script's reply */
+void conv_of(chat_conv_info_t *c, const char *id, redisReply **e);
+chat_status_t rs_conv_find_or_create(chat_store_t *st, const chat_owner_t *owner,
+                                     const char *bot, const char *title, uint32_t flags,
+                                     uint64_t tag, uint64_t now_ms, chat_conv_info_t *out,
+                                     int *created);
+
+extern const char rs_lua_backend[];
+chat_status_t rs_backend_acquire(chat_store_t *st, int idx, uint64_t ticket,
+                                 uint64_t now_ms, int32_t *position);
+void rs_backend_cancel(chat_store_t *st, int idx, uint64_t ticket);
+void rs_backend_release(chat_store_t *st, int idx, uint64_t ticket);
+void rs_backend_beat(chat_store_t *st, int idx, uint64_t ticket, uint64_t now_ms);
+int rs_breaker_allow(chat_store_t *st, int idx, uint64_t now_ms, uint64_t cooldown_ms);
+void rs_breaker_result(chat_store_t *st, int idx, int ok, uint64_t now_ms,
+                       uint32_t threshold, uint64_t cooldown_ms);
+void rs_backend_health(chat_store_t *st, int idx, int healthy, const char *version,
+                       const char *detail, uint64_t now_ms);
+chat_status_t rs_backend_get(chat_store_t *st, int idx, chat_backend_info_t *out);
+
+/* A turn's start and finish in one round trip (mod_chatbot_store_redis_turn.c). */
+chat_status_t rs_turn_start(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                            uint64_t token, uint32_t state, const char *text, size_t len,
+                            uint32_t flags, uint64_t now_ms, uint32_t *index_out);
+chat_status_t rs_turn_finish(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                             uint64_t token, uint32_t answer_set, const char *err,
+                             size_t err_len, uint64_t now_ms);
+
+#endif

@@ -1,0 +1,678 @@
+/* mod_chatbot_store_redis_lua.c - the redis store provider's Lua scripts.
+ * Every change to the store is one script, so it is atomic across all
+ * hosts and children (redis runs a script alone); no operation reads a
+ * value into C and writes it back.
+ *
+ * Key patterns (P = "chatbot:", <o> = 40 hex digits of an owner's SHA-1
+ * identity, <id> = a conversation id, 24 hex digits):
+ *   P c:<id>       hash   a conversation: o owner, a 1 if authenticated,
+ *                         b bot, t title, f flags, s state, q queue
+ *                         position, c created ms, u updated ms, by bytes,
+ *                         sq change counter, g generating token, st stop
+ *                         asked, gt last generation activity ms, k next
+ *                         message number, mt the settings blob
+ *                         (chat_store_conv_meta_set; its bytes count in by)
+ *   P m:<id>       list   its messages, oldest first: "role:flags:ts:n"
+ *   P x:<id>:<n>   string the text of message n (APPEND while streaming)
+ *   P u:<o>        zset   the owner's conversations by last update (LRU)
+ *   P all          zset   every conversation by last update (global LRU)
+ *   P gen          set    conversations queued or generating
+ *   P ub           hash   bytes stored per owner
+ *   P bytes        string bytes stored in all
+ *   P evictions    string conversations evicted (counter)
+ *   P rl:<o>       hash   the owner's message rate bucket (t micro-tokens, ts)
+ *   P cr:<o>       hash   the owner's conversation creation bucket
+ *   P ev           channel "c:<id>" conversation changed, "u:<o>" user's
+ *                         list changed, "s:<id>" stop asked
+ * Times come from the caller (the hosts' clocks, NTP-synchronised), except
+ * in the rate buckets, which use redis's TIME so that hosts whose clocks
+ * differ still share one exact bucket.
+ */
+#include "mod_chatbot_store_redis.h"
+
+#define PRELUDE                                                                          \
+    "local P = ARGV[1]\n"                                                                \
+    "local function ckey(id) return P..'c:'..id end\n"                                   \
+    "local function mkey(id) return P..'m:'..id end\n"                                   \
+    "local function xkey(id, n) return P..'x:'..id..':'..n end\n"                        \
+    "local function hdr(e)\n"                                                            \
+    "  local r, f, ts, n = string.match(e, '^(%d+):(%d+):(%d+):(%d+)$')\n"               \
+    "  return r, tonumber(f), ts, n\n"                                                   \
+    "end\n"                                                                              \
+    "local function acct(o, id, d)\n"                                                    \
+    "  if d ~= 0 then\n"                                                                 \
+    "    redis.call('HINCRBY', ckey(id), 'by', d)\n"                                     \
+    "    redis.call('HINCRBY', P..'ub', o, d)\n"                                         \
+    "    redis.call('INCRBY', P..'bytes', d)\n"                                          \
+    "  end\n"                                                                            \
+    "end\n"                                                                              \
+    "local told = {}\n" /* one c:<id> per script: every child hears each one */          \
+    "local function changed(id, now)\n"                                                  \
+    "  redis.call('HINCRBY', ckey(id), 'sq', 1)\n"                                       \
+    "  if now then\n"                                                                    \
+    "    local o = redis.call('HGET', ckey(id), 'o')\n"                                  \
+    "    redis.call('HSET', ckey(id), 'u', now)\n"                                       \
+    "    redis.call('ZADD', P..'u:'..o, now, id)\n"                                      \
+    "    redis.call('ZADD', P..'all', now, id)\n"                                        \
+    "  end\n"                                                                            \
+    "  if not told[id] then\n"                                                           \
+    "    told[id] = true\n"                                                              \
+    "    redis.call('PUBLISH', P..'ev', 'c:'..id)\n"                                     \
+    "  end\n"                                                                            \
+    "end\n"                                                                              \
+    "local function del_conv(id)\n"                                                      \
+    "  local c = ckey(id)\n"                                                             \
+    "  local o = redis.call('HGET', c, 'o')\n"                                           \
+    "  for _, e in ipairs(redis.call('LRANGE', mkey(id), 0, -1)) do\n"                   \
+    "    local _, _, _, n = hdr(e)\n"                                                    \
+    "    if n then redis.call('DEL', xkey(id, n)) end\n"                                 \
+    "  end\n"                                                                            \
+    "  if o then\n"                                                                      \
+    "    local by = tonumber(redis.call('HGET', c, 'by') or '0')\n"                      \
+    "    redis.call('HINCRBY', P..'ub', o, -by)\n"                                       \
+    "    redis.call('INCRBY', P..'bytes', -by)\n"                                        \
+    "    redis.call('ZREM', P..'u:'..o, id)\n"                                           \
+    "    redis.call('PUBLISH', P..'ev', 'u:'..o)\n"                                      \
+    "  end\n"                                                                            \
+    "  redis.call('DEL', c, mkey(id), P..'pv:'..id)\n"                                   \
+    "  redis.call('ZREM', P..'all', id)\n"                                               \
+    "  redis.call('SREM', P..'gen', id)\n"                                               \
+    "  redis.call('PUBLISH', P..'ev', 'c:'..id)\n"                                       \
+    "end\n" /* the least recently used idle conversation of zset z (not keep; an         \
+             * anonymous caller never evicts an authenticated identity's) */             \
+    "local function evict_one(z, keep, anon)\n"                                          \
+    "  for _, id in ipairs(redis.call('ZRANGE', z, 0, 127)) do\n"                        \
+    "    if id ~= keep then\n"                                                           \
+    "      local v = redis.call('HMGET', ckey(id), 's', 'a')\n"                          \
+    "      if not v[1] then\n"                                                           \
+    "        redis.call('ZREM', z, id)\n"                                                \
+    "        redis.call('ZREM', P..'all', id)\n"                                         \
+    "        return 1\n"                                                                 \
+    "      elseif v[1] == '0' and not (anon and v[2] == '1') then\n"                     \
+    "        del_conv(id)\n"                                                             \
+    "        redis.call('INCR', P..'evictions')\n"                                       \
+    "        return 1\n"                                                                 \
+    "      end\n"                                                                        \
+    "    end\n"                                                                          \
+    "  end\n"                                                                            \
+    "  return 0\n"                                                                       \
+    "end\n"                                                                              \
+    "local function drop_oldest(o, id, keep)\n"                                          \
+    "  local m = mkey(id)\n"                                                             \
+    "  if redis.call('LLEN', m) <= keep then return 0 end\n"                             \
+    "  local _, _, _, n = hdr(redis.call('LPOP', m))\n"                                  \
+    "  local k = xkey(id, n)\n"                                                          \
+    "  acct(o, id, -redis.call('STRLEN', k))\n"                                          \
+    "  redis.call('DEL', k)\n"                                                           \
+    "  return 1\n"                                                                       \
+    "end\n" /* flags of the last message (answer: only an unfinished answer) */          \
+    "local function last_flags(id, set, clear, answer)\n"                                \
+    "  local last = redis.call('LINDEX', mkey(id), -1)\n"                                \
+    "  if not last then return false end\n"                                              \
+    "  local r, f, ts, n = hdr(last)\n"                                                  \
+    "  if answer and (r ~= '2' or bit.band(f, 1) ~= 0) then return true end\n"           \
+    "  f = bit.band(bit.bor(f, set), bit.bnot(clear))\n"                                 \
+    "  redis.call('LSET', mkey(id), -1, r..':'..f..':'..ts..':'..n)\n"                   \
+    "  return true\n"                                                                    \
+    "end\n"                                                                              \
+    "local function gen_done(id)\n"                                                      \
+    "  redis.call('HMSET', ckey(id), 's', 0, 'g', '0', 'q', 0, 'st', 0)\n"               \
+    "  redis.call('SREM', P..'gen', id)\n"                                               \
+    "end\n"                                                                              \
+    "local F = {'b','t','f','s','q','c','u','by','sq','g','st'}\n"                       \
+    "local function info(id)\n"                                                          \
+    "  local v = redis.call('HMGET', ckey(id), unpack(F))\n"                             \
+    "  if not v[1] then return nil end\n"                                                \
+    "  table.insert(v, redis.call('LLEN', mkey(id)))\n"                                  \
+    "  return v\n"                                                                       \
+    "end\n"                                                                              \
+    "local function owned(id, o)\n"                                                      \
+    "  return redis.call('HGET', ckey(id), 'o') == o\n"                                  \
+    "end\n"
+
+/* do_create(o, auth, id, bot, title, now, uq, maxc): a new conversation,
+ * with the owner's quota and the global limit (evicting the least recently
+ * used) -> {status, evicted} */
+#define CREATE_FN                                                                        \
+    "local function do_create(o, auth, id, bot, title, now, uq, maxc)\n"                 \
+    "local anon = auth == '0'\n"                                                         \
+    "local uz = P..'u:'..o\n"                                                            \
+    "local ev = 0\n"                                                                     \
+    "if uq > 0 then\n"                                                                   \
+    "  while redis.call('ZCARD', uz) >= uq do\n"                                         \
+    "    if evict_one(uz, '', false) == 0 then return {-43, ev} end\n"                   \
+    "    ev = ev + 1\n"                                                                  \
+    "  end\n"                                                                            \
+    "end\n"                                                                              \
+    "while redis.call('ZCARD', P..'all') >= maxc do\n"                                   \
+    "  if evict_one(P..'all', '', anon) == 0 and evict_one(uz, '', false) == 0 then\n"   \
+    "    return {-41, ev}\n"                                                             \
+    "  end\n"                                                                            \
+    "  ev = ev + 1\n"                                                                    \
+    "end\n"                                                                              \
+    "redis.call('HMSET', ckey(id), 'o', o, 'a', auth, 'b', bot, 't', title,\n"           \
+    "  'f', 0, 's', 0, 'q', 0, 'c', now, 'u', now, 'by', 0, 'sq', 1, 'g', '0',\n"        \
+    "  'st', 0, 'gt', 0, 'k', 0)\n"                                                      \
+    "redis.call('ZADD', uz, now, id)\n"                                                  \
+    "redis.call('ZADD', P..'all', now, id)\n"                                            \
+    "redis.call('PUBLISH', P..'ev', 'c:'..id)\n"                                         \
+    "return {0, ev}\n"                                                                   \
+    "end\n"
+
+/* ARGV: P owner auth id bot title now quota_convs max_convs */
+static const char lua_create[] = PRELUDE CREATE_FN
+    "return do_create(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7],\n"
+    "  tonumber(ARGV[8]), tonumber(ARGV[9]))\n";
+
+/* The owner's conversation titled exactly title, or (create 1) a new one,
+ * in one step (chat_store_conv_find_or_create): the first in this order -
+ * neither stopped nor archived, stopped, archived, both - most recently
+ * updated first within each.
+ * ARGV: P owner auth id bot title now quota_convs max_convs flags create
+ * -> {1 found | 0 created | 2 none (create 0) | status<0, evicted, id,
+ *     fields..., nmsgs} */
+static const char lua_titled[] = PRELUDE CREATE_FN
+    "local o, title = ARGV[2], ARGV[6]\n"
+    "local best, rank = nil, 4\n"
+    "for _, cid in ipairs(redis.call('ZREVRANGE', P..'u:'..o, 0, -1)) do\n"
+    "  local v = redis.call('HMGET', ckey(cid), 't', 'f')\n"
+    "  if v[1] == title then\n"
+    "    local f = tonumber(v[2]) or 0\n"
+    "    local r = (bit.band(f, 1) ~= 0 and 2 or 0) + (bit.band(f, 2) ~= 0 and 1 or 0)\n"
+    "    if r < rank then best, rank = cid, r end\n"
+    "  end\n"
+    "end\n"
+    "local st, ev = 1, 0\n"
+    "if not best then\n"
+    "  if ARGV[11] ~= '1' then return {2, 0} end\n"
+    "  local r = do_create(o, ARGV[3], ARGV[4], ARGV[5], title, ARGV[7],\n"
+    "                      tonumber(ARGV[8]), tonumber(ARGV[9]))\n"
+    "  if r[1] ~= 0 then return r end\n"
+    "  best, st, ev = ARGV[4], 0, r[2]\n"
+    "  if ARGV[10] ~= '0' then redis.call('HSET', ckey(best), 'f', ARGV[10]) end\n"
+    "end\n"
+    "local v = info(best)\n"
+    "table.insert(v, 1, best)\n"
+    "table.insert(v, 1, ev)\n"
+    "table.insert(v, 1, st)\n"
+    "return v\n";
+
+/* ARGV: P owner id -> {0, fields..., nmsgs} | {-60} */
+static const char lua_get[] =
+    PRELUDE "if not owned(ARGV[3], ARGV[2]) then return {-60} end\n"
+            "local v = info(ARGV[3])\n"
+            "table.insert(v, 1, 0)\n"
+            "return v\n";
+
+/* ARGV: P owner -> {id, fields..., nmsgs}* most recent first */
+static const char lua_list[] =
+    PRELUDE "local uz = P..'u:'..ARGV[2]\n"
+            "local out = {}\n"
+            "for _, id in ipairs(redis.call('ZREVRANGE', uz, 0, -1)) do\n"
+            "  local v = info(id)\n"
+            "  if v then\n"
+            "    table.insert(out, id)\n"
+            "    for _, x in ipairs(v) do table.insert(out, x) end\n"
+            "  else\n"
+            "    redis.call('ZREM', uz, id)\n"
+            "  end\n"
+            "end\n"
+            "return out\n";
+
+/* ARGV: P owner id what(t|f) v1 v2 now */
+static const char lua_update[] =
+    PRELUDE "local id = ARGV[3]\n"
+            "if not owned(id, ARGV[2]) then return -60 end\n"
+            "if ARGV[4] == 't' then\n"
+            "  redis.call('HSET', ckey(id), 't', ARGV[5])\n"
+            "else\n"
+            "  local f = tonumber(redis.call('HGET', ckey(id), 'f'))\n"
+            "  f = bit.band(bit.bor(f, tonumber(ARGV[5])), bit.bnot(tonumber(ARGV[6])))\n"
+            "  redis.call('HSET', ckey(id), 'f', f)\n"
+            "end\n"
+            "changed(id, ARGV[7])\n"
+            "return 0\n";
+
+/* ARGV: P owner id */
+static const char lua_delete[] =
+    PRELUDE "local id = ARGV[3]\n"
+            "if not owned(id, ARGV[2]) then return -60 end\n"
+            "if redis.call('HGET', ckey(id), 's') ~= '0' then return -62 end\n"
+            "del_conv(id)\n"
+            "return 0\n";
+
+/* ARGV: P op owner id token state qpos now lease_ms
+ * op b begin, s state, e end, r request stop, q stop requested?, x end
+ * late (the host could not end it while redis was away): the last answer,
+ * unless complete, is marked interrupted */
+static const char lua_gen[] = PRELUDE
+    "local op, o, id, tok, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[8]\n"
+    "local c = ckey(id)\n"
+    "local v = redis.call('HMGET', c, 'o', 's', 'g', 'st', 'gt')\n"
+    "if not v[1] then return op == 'q' and 0 or -60 end\n"
+    "if op == 'q' then return (v[3] == tok and v[4] == '1') and 1 or 0 end\n"
+    "if (op == 'b' or op == 'r') and v[1] ~= o then return -60 end\n"
+    "if op == 'b' then\n"
+    "  if v[2] ~= '0' and v[3] ~= tok and\n"
+    "     tonumber(now) - tonumber(v[5]) < tonumber(ARGV[9]) then return -62 end\n"
+    "  redis.call('HMSET', c, 's', ARGV[6], 'g', tok, 'st', 0, 'q', 0, 'gt', now)\n"
+    "  redis.call('SADD', P..'gen', id)\n"
+    "  changed(id, now)\n"
+    "elseif op == 's' then\n"
+    "  if v[3] ~= tok then return -60 end\n"
+    "  redis.call('HMSET', c, 's', ARGV[6], 'q', ARGV[7], 'gt', now)\n"
+    "  changed(id, nil)\n"
+    "elseif op == 'e' or op == 'x' then\n"
+    "  if v[3] ~= tok then return -60 end\n"
+    "  if op == 'x' then last_flags(id, 2, 16, true) end\n"
+    "  gen_done(id)\n"
+    "  changed(id, now)\n"
+    "elseif op == 'r' then\n"
+    "  if v[2] ~= '0' then\n"
+    "    redis.call('HSET', c, 'st', 1)\n"
+    "    redis.call('PUBLISH', P..'ev', 's:'..id)\n"
+    "    changed(id, nil)\n"
+    "  end\n"
+    "end\n"
+    "return 0\n";
+
+/* do_append(op, o, id, role, flags, now, text, maxm, maxb, hist, uqb, anon):
+ * append (op a) or extend (op e) a message, with the message, quota and
+ * arena limits -> {status, evicted, index} */
+#define APPEND_FN                                                                        \
+    "local function do_append(op, o, id, role, flags, now, text, maxm, maxb, hist,\n"    \
+    "                         uqb, anon)\n"                                              \
+    "local c, m = ckey(id), mkey(id)\n"                                                  \
+    "if redis.call('HGET', c, 'o') ~= o then return {-60, 0, 0} end\n"                   \
+    "local len = #text\n"                                                                \
+    "local n, keep = nil, 0\n"                                                           \
+    "if op == 'e' then\n"                                                                \
+    "  local last = redis.call('LINDEX', m, -1)\n"                                       \
+    "  if not last then return {-2, 0, 0} end\n"                                         \
+    "  local _, _, _, nn = hdr(last)\n"                                                  \
+    "  n, keep = nn, 1\n"                                                                \
+    "  if redis.call('STRLEN', xkey(id, n)) + len > maxb then return {-40, 0, 0} end\n"  \
+    "else\n"                                                                             \
+    "  if len > maxb then return {-40, 0, 0} end\n"                                      \
+    "  while redis.call('LLEN', m) >= maxm do drop_oldest(o, id, 0) end\n"               \
+    "end\n"                                                                              \
+    "local ev = 0\n"                                                                     \
+    "if uqb > 0 and len > 0 then\n"                                                      \
+    "  if len > uqb then return {-43, ev, 0} end\n"                                      \
+    "  while tonumber(redis.call('HGET', P..'ub', o) or '0') + len > uqb do\n"           \
+    "    if evict_one(P..'u:'..o, id, false) == 1 then ev = ev + 1\n"                    \
+    "    elseif drop_oldest(o, id, keep) == 0 then return {-43, ev, 0} end\n"            \
+    "  end\n"                                                                            \
+    "end\n"                                                                              \
+    "if hist > 0 and len > 0 then\n"                                                     \
+    "  while tonumber(redis.call('GET', P..'bytes') or '0') + len > hist do\n"           \
+    "    if evict_one(P..'all', id, anon) == 1 then ev = ev + 1\n"                       \
+    "    elseif drop_oldest(o, id, keep) == 0 then return {-41, ev, 0} end\n"            \
+    "  end\n"                                                                            \
+    "end\n"                                                                              \
+    "if op == 'a' then\n"                                                                \
+    "  n = redis.call('HINCRBY', c, 'k', 1)\n"                                           \
+    "  redis.call('RPUSH', m, role..':'..flags..':'..now..':'..n)\n"                     \
+    "end\n"                                                                              \
+    "if len > 0 then\n"                                                                  \
+    "  redis.call('APPEND', xkey(id, n), text)\n"                                        \
+    "  acct(o, id, len)\n"                                                               \
+    "end\n"                                                                              \
+    "if op == 'e' then\n" /* a token: the LRU moves at the turn's start and end */       \
+    "  redis.call('HSET', c, 'gt', now)\n"                                               \
+    "  changed(id, nil)\n"                                                               \
+    "else\n"                                                                             \
+    "  changed(id, now)\n"                                                               \
+    "end\n"                                                                              \
+    "return {0, ev, redis.call('LLEN', m) - 1}\n"                                        \
+    "end\n"
+
+/* ARGV: P op(a|e) owner id role flags now text max_msgs max_msg_bytes
+ *       history_bytes owner_quota_bytes auth -> {status, evicted, index} */
+static const char lua_append[] = PRELUDE APPEND_FN
+    "return do_append(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8],\n"
+    "  tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]),\n"
+    "  ARGV[13] == '0')\n";
+
+/* Versions and branches (chat/versions.h): the parent of a message is kept
+ * in the hash <P>pv:<id> (message number -> the parent's number, "0" for
+ * none); a message without an entry (written before versions) follows the
+ * previous one. CHAT_MSG_ALT (8192) in a header's flags marks a version
+ * that is not the chosen one. tree() reads a conversation's headers and
+ * parents (positions 1..N, parent 0 = none); clean drops the entries of
+ * messages no longer kept. */
+#define VPRELUDE                                                                         \
+    "local ALT = 8192\n"                                                                 \
+    "local function tree(id, clean)\n"                                                   \
+    "  local hs = redis.call('LRANGE', mkey(id), 0, -1)\n"                               \
+    "  local pvk = P..'pv:'..id\n"                                                       \
+    "  local raw = redis.call('HGETALL', pvk)\n"                                         \
+    "  local pvm = {}\n"                                                                 \
+    "  for i = 1, #raw, 2 do pvm[raw[i]] = raw[i + 1] end\n"                             \
+    "  local t = {n = {}, f = {}, r = {}, ts = {}, p = {}, pos = {}, N = #hs}\n"         \
+    "  for i, e in ipairs(hs) do\n"                                                      \
+    "    local r, f, ts, n = hdr(e)\n"                                                   \
+    "    t.r[i], t.f[i], t.ts[i], t.n[i] = r, f, ts, n\n"                                \
+    "    t.pos[n] = i\n"                                                                 \
+    "  end\n"                                                                            \
+    "  for i = 1, t.N do\n"                                                              \
+    "    local pn = pvm[t.n[i]]\n"                                                       \
+    "    if pn == nil then t.p[i] = i - 1\n"                                             \
+    "    elseif pn == '0' then t.p[i] = 0\n"                                             \
+    "    else t.p[i] = t.pos[pn] or 0 end\n"                                             \
+    "    if t.p[i] >= i then t.p[i] = 0 end\n"                                           \
+    "  end\n"                                                                            \
+    "  if clean then\n"                                                                  \
+    "    for k, _ in pairs(pvm) do\n"                                                    \
+    "      if not t.pos[k] then redis.call('HDEL', pvk, k) end\n"                        \
+    "    end\n"                                                                          \
+    "  end\n"                                                                            \
+    "  return t\n"                                                                       \
+    "end\n"                                                                              \
+    "local function setflags(id, t, i, f)\n"                                             \
+    "  if t.f[i] ~= f then\n"                                                            \
+    "    t.f[i] = f\n"                                                                   \
+    "    redis.call('LSET', mkey(id), i - 1, t.r[i]..':'..f..':'..t.ts[i]..':'..t.n[i])\n" \
+    "  end\n"                                                                            \
+    "end\n"                                                                              \
+    "local function choose(id, t, parent, keep)\n"                                       \
+    "  for i = 1, t.N do\n"                                                              \
+    "    if t.p[i] == parent then\n"                                                     \
+    "      if i == keep then setflags(id, t, i, bit.band(t.f[i], bit.bnot(ALT)))\n"      \
+    "      else setflags(id, t, i, bit.bor(t.f[i], ALT)) end\n"                          \
+    "    end\n"                                                                          \
+    "  end\n"                                                                            \
+    "end\n"                                                                              \
+    "local function active_leaf(id)\n"                                                  \
+    "  local t = tree(id, true)\n"                                                      \
+    "  local cur = 0\n"                                                                 \
+    "  for i = 1, t.N do\n"                                                             \
+    "    if bit.band(t.f[i], 8192) == 0 and t.p[i] == cur then cur = i end\n"           \
+    "  end\n"                                                                           \
+    "  return cur > 0 and t.n[cur] or '0'\n"                                            \
+    "end\n"                                                                             \
+    "local function set_parent(id, pn)\n"                                               \
+    "  local last = redis.call('LINDEX', mkey(id), -1)\n"                               \
+    "  if last then\n"                                                                  \
+    "    local _, _, _, nn = hdr(last)\n"                                               \
+    "    redis.call('HSET', P..'pv:'..id, nn, pn)\n"                                    \
+    "  end\n"                                                                           \
+    "end\n"                                                                             \
+    "local function leaf(t)\n"                                                           \
+    "  local cur = 0\n"                                                                  \
+    "  for i = 1, t.N do\n"                                                              \
+    "    if bit.band(t.f[i], ALT) == 0 and t.p[i] == cur then cur = i end\n"             \
+    "  end\n"                                                                            \
+    "  return cur\n"                                                                     \
+    "end\n"
+
+/* A turn's start or finish in one script (mod_chatbot_store_redis_turn.c).
+ * ARGV: P op owner id token now max_msgs max_msg_bytes history_bytes
+ *       owner_quota_bytes auth, then
+ *   op s (start): state lease_ms text(or "" with has_text 0) has_text flags
+ *                 clear_conv_flags -> {status, evicted, index}
+ *   op f (finish): answer_set answer_clear err has_err err_flags
+ *                  -> {status, evicted, 0} */
+static const char lua_turn[] = PRELUDE APPEND_FN VPRELUDE
+    "local op, o, id, tok, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]\n"
+    "local maxm, maxb = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
+    "local hist, uqb, anon = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11] == '0'\n"
+    "local c = ckey(id)\n"
+    "local v = redis.call('HMGET', c, 'o', 's', 'g', 'gt')\n"
+    "if not v[1] or v[1] ~= o then return {-60, 0, 0} end\n"
+    "local ev, idx = 0, 0\n"
+    "if op == 's' then\n"
+    "  if v[2] ~= '0' and v[3] ~= tok and\n"
+    "     tonumber(now) - tonumber(v[4]) < tonumber(ARGV[13]) then return {-62, 0, 0} "
+    "end\n"
+    "  redis.call('HMSET', c, 's', ARGV[12], 'g', tok, 'st', 0, 'q', 0, 'gt', now)\n"
+    "  redis.call('SADD', P..'gen', id)\n"
+    "  if ARGV[15] == '1' then\n"
+    "    local pn = active_leaf(id)\n"
+    "    local r = do_append('a', o, id, 1, ARGV[16], now, ARGV[14], maxm, maxb, hist,\n"
+    "                        uqb, anon)\n"
+    "    if r[1] == 0 then set_parent(id, pn) end\n"
+    "    if r[1] ~= 0 then\n"
+    "      gen_done(id)\n"
+    "      changed(id, now)\n"
+    "      return r\n"
+    "    end\n"
+    "    ev, idx = r[2], r[3]\n"
+    "    local f = tonumber(redis.call('HGET', c, 'f'))\n"
+    "    redis.call('HSET', c, 'f', bit.band(f, bit.bnot(tonumber(ARGV[17]))))\n"
+    "  end\n"
+    "else\n"
+    "  if ARGV[12] ~= '0' then\n"
+    "    last_flags(id, tonumber(ARGV[12]), tonumber(ARGV[13]), false)\n"
+    "  end\n"
+    "  if ARGV[15] == '1' then\n"
+    "    local pn = active_leaf(id)\n"
+    "    local r = do_append('a', o, id, 2, ARGV[16], now, ARGV[14], maxm, maxb, hist,\n"
+    "                        uqb, anon)\n"
+    "    if r[1] == 0 then set_parent(id, pn) end\n"
+    "    ev = r[2]\n"
+    "  end\n"
+    "  if v[3] == tok then gen_done(id) end\n"
+    "end\n"
+    "changed(id, now)\n"
+    "redis.call('PUBLISH', P..'ev', 'u:'..o)\n"
+    "return {0, ev, idx}\n";
+
+/* ARGV: P owner id set clear now (last message) */
+static const char lua_mflags[] =
+    PRELUDE "local id = ARGV[3]\n"
+            "if not owned(id, ARGV[2]) then return -60 end\n"
+            "if not last_flags(id, tonumber(ARGV[4]), tonumber(ARGV[5]), false) then\n"
+            "  return -2\n"
+            "end\n"
+            "changed(id, ARGV[6])\n"
+            "return 0\n";
+
+/* ARGV: P owner id keep now */
+static const char lua_trunc[] =
+    PRELUDE "local o, id, keep = ARGV[2], ARGV[3], tonumber(ARGV[4])\n"
+            "if not owned(id, o) then return -60 end\n"
+            "local m = mkey(id)\n"
+            "for _, e in ipairs(redis.call('LRANGE', m, keep, -1)) do\n"
+            "  local _, _, _, n = hdr(e)\n"
+            "  acct(o, id, -redis.call('STRLEN', xkey(id, n)))\n"
+            "  redis.call('DEL', xkey(id, n))\n"
+            "end\n"
+            "if keep == 0 then redis.call('DEL', m) else redis.call('LTRIM', m, 0, keep "
+            "- 1) end\n"
+            "changed(id, ARGV[5])\n"
+            "return 0\n";
+
+/* ARGV: P owner id start stop -> {0, first_index, hdr, text, ...} | {-60} */
+static const char lua_read[] =
+    PRELUDE "local id = ARGV[3]\n"
+            "if not owned(id, ARGV[2]) then return {-60} end\n"
+            "local m = mkey(id)\n"
+            "local len = redis.call('LLEN', m)\n"
+            "local s = tonumber(ARGV[4])\n"
+            "if s < 0 then s = math.max(0, len + s) end\n"
+            "local out = {0, s}\n"
+            "for _, e in ipairs(redis.call('LRANGE', m, s, tonumber(ARGV[5]))) do\n"
+            "  local _, _, _, n = hdr(e)\n"
+            "  table.insert(out, e)\n"
+            "  table.insert(out, redis.call('GET', xkey(id, n)) or '')\n"
+            "end\n"
+            "return out\n";
+
+/* ARGV: P key count period_ms burst take(0|1) -> ms to wait (0: a token) */
+static const char lua_bucket[] =
+    "local k = ARGV[1]..ARGV[2]\n"
+    "local cnt, per, burst = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])\n"
+    "local take = ARGV[6] == '1'\n"
+    "local U = 1000000\n"
+    "if burst == 0 then burst = cnt end\n"
+    "if burst == 0 then burst = 1 end\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local v = redis.call('HMGET', k, 't', 'ts')\n"
+    "local tok, ts = tonumber(v[1]), tonumber(v[2])\n"
+    "local cap = burst * U\n"
+    "if not tok then tok, ts = cap, now end\n"
+    "if now > ts then\n"
+    "  tok = math.min(cap, tok + math.floor((now - ts) * cnt * U / per))\n"
+    "  ts = now\n"
+    "end\n"
+    "local wait = 0\n"
+    "if tok >= U then\n"
+    "  if take then tok = tok - U end\n"
+    "else\n"
+    "  wait = math.max(1, math.ceil((U - tok) * per / (cnt * U)))\n"
+    "end\n"
+    "if take then\n"
+    "  redis.call('HMSET', k, 't', string.format('%d', tok), 'ts', string.format('%d', "
+    "ts))\n"
+    "  redis.call('PEXPIRE', k, math.ceil(per * burst / cnt) + 1000)\n"
+    "end\n"
+    "return wait\n";
+
+/* ARGV: P ttl_cutoff_ms lease_cutoff_ms -> {expired, recovered}
+ * Conversations idle since before ttl_cutoff go; generations with no
+ * activity since lease_cutoff (their host died) end, their last answer
+ * marked interrupted. */
+static const char lua_sweep[] = PRELUDE
+    "local gone, rec = 0, 0\n"
+    "if tonumber(ARGV[2]) > 0 then\n"
+    "  for _, id in ipairs(redis.call('ZRANGEBYSCORE', P..'all', '-inf', ARGV[2],\n"
+    "                                 'LIMIT', 0, 256)) do\n"
+    "    local s = redis.call('HGET', ckey(id), 's')\n"
+    "    if not s or s == '0' then del_conv(id); gone = gone + 1 end\n"
+    "  end\n"
+    "end\n"
+    "for _, id in ipairs(redis.call('SMEMBERS', P..'gen')) do\n"
+    "  local v = redis.call('HMGET', ckey(id), 's', 'gt')\n"
+    "  if not v[1] or v[1] == '0' then\n"
+    "    redis.call('SREM', P..'gen', id)\n"
+    "  elseif tonumber(v[2]) < tonumber(ARGV[3]) then\n"
+    "    last_flags(id, 2, 16, true)\n"
+    "    gen_done(id)\n"
+    "    changed(id, nil)\n"
+    "    rec = rec + 1\n"
+    "  end\n"
+    "end\n"
+    "return {gone, rec}\n";
+
+/* ARGV: P owner id op(g|s) blob owner_quota_bytes -> {0, blob|false} | {code}
+ * s with an empty blob removes it. The blob's bytes count in the
+ * conversation's and the owner's usage; a set over the owner's quota is
+ * refused (-43) rather than evicting for it. */
+static const char lua_meta[] =
+    PRELUDE "local id = ARGV[3]\n"
+            "if not owned(id, ARGV[2]) then return {-60} end\n"
+            "local c = ckey(id)\n"
+            "local old = redis.call('HGET', c, 'mt') or ''\n"
+            "if ARGV[4] == 'g' then return {0, old} end\n"
+            "local d = #ARGV[5] - #old\n"
+            "local q = tonumber(ARGV[6])\n"
+            "if d > 0 and q > 0 and\n"
+            "   tonumber(redis.call('HGET', P..'ub', ARGV[2]) or '0') + d > q then\n"
+            "  return {-43}\n"
+            "end\n"
+            "if #ARGV[5] > 0 then redis.call('HSET', c, 'mt', ARGV[5])\n"
+            "else redis.call('HDEL', c, 'mt') end\n"
+            "acct(ARGV[2], id, d)\n"
+            "changed(id, nil)\n"
+            "return {0}\n";
+/* ARGV: P owner id role flags now text max_msgs max_msg_bytes history_bytes
+ *       owner_quota_bytes auth parent(-1 the active path's last, -2 none,
+ *       else an index) max_versions -> {status, evicted, index}
+ * A new message under parent, the chosen version among its siblings (the
+ * append of lua_append, with parents). */
+static const char lua_branch[] = PRELUDE VPRELUDE
+    "local o, id, now = ARGV[2], ARGV[3], ARGV[6]\n"
+    "local text = ARGV[7]\n"
+    "local maxm, maxb = tonumber(ARGV[8]), tonumber(ARGV[9])\n"
+    "local hist, uqb = tonumber(ARGV[10]), tonumber(ARGV[11])\n"
+    "local anon = ARGV[12] == '0'\n"
+    "local mode, maxv = tonumber(ARGV[13]), tonumber(ARGV[14])\n"
+    "local role, flags = ARGV[4], bit.band(tonumber(ARGV[5]), bit.bnot(ALT))\n"
+    "local c, m = ckey(id), mkey(id)\n"
+    "if redis.call('HGET', c, 'o') ~= o then return {-60, 0, 0} end\n"
+    "local len = #text\n"
+    "if len > maxb then return {-40, 0, 0} end\n"
+    "local t = tree(id, true)\n"
+    "local tp\n"
+    "if mode == -1 then tp = leaf(t) elseif mode == -2 then tp = 0\n"
+    "else tp = mode + 1; if tp > t.N then return {-60, 0, 0} end end\n"
+    "local kids = 0\n"
+    "for i = 1, t.N do if t.p[i] == tp then kids = kids + 1 end end\n"
+    "if kids >= maxv then return {-42, 0, 0} end\n"
+    "local pn = tp > 0 and t.n[tp] or '0'\n"
+    /* the oldest go; one not chosen takes its children off the path */
+    "local function drop_v()\n"
+    "  local tt = tree(id, false)\n"
+    "  if tt.N == 0 then return 0 end\n"
+    "  if bit.band(tt.f[1], ALT) ~= 0 then choose(id, tt, 1, 0) end\n"
+    "  return drop_oldest(o, id, 0)\n"
+    "end\n"
+    "while redis.call('LLEN', m) >= maxm do drop_v() end\n"
+    "local ev = 0\n"
+    "if uqb > 0 and len > 0 then\n"
+    "  if len > uqb then return {-43, ev, 0} end\n"
+    "  while tonumber(redis.call('HGET', P..'ub', o) or '0') + len > uqb do\n"
+    "    if evict_one(P..'u:'..o, id, false) == 1 then ev = ev + 1\n"
+    "    elseif drop_v() == 0 then return {-43, ev, 0} end\n"
+    "  end\n"
+    "end\n"
+    "if hist > 0 and len > 0 then\n"
+    "  while tonumber(redis.call('GET', P..'bytes') or '0') + len > hist do\n"
+    "    if evict_one(P..'all', id, anon) == 1 then ev = ev + 1\n"
+    "    elseif drop_v() == 0 then return {-41, ev, 0} end\n"
+    "  end\n"
+    "end\n"
+    "t = tree(id, true)\n"
+    "local tpos = 0\n"
+    "if pn ~= '0' and t.pos[pn] then tpos = t.pos[pn] else pn = '0' end\n"
+    "choose(id, t, tpos, 0)\n"
+    "local n = redis.call('HINCRBY', c, 'k', 1)\n"
+    "redis.call('RPUSH', m, role..':'..flags..':'..now..':'..n)\n"
+    "redis.call('HSET', P..'pv:'..id, n, pn)\n"
+    "if len > 0 then\n"
+    "  redis.call('APPEND', xkey(id, n), text)\n"
+    "  acct(o, id, len)\n"
+    "end\n"
+    "changed(id, now)\n"
+    "return {0, ev, redis.call('LLEN', m) - 1}\n";
+
+/* ARGV: P owner id index now -> status: message index becomes the chosen
+ * version among its siblings. */
+static const char lua_vselect[] = PRELUDE VPRELUDE
+    "local id, i = ARGV[3], tonumber(ARGV[4]) + 1\n"
+    "if not owned(id, ARGV[2]) then return -60 end\n"
+    "local t = tree(id, false)\n"
+    "if i < 1 or i > t.N then return -60 end\n"
+    "local s = redis.call('HGET', ckey(id), 's')\n"
+    "if s and s ~= '0' then return -62 end\n"
+    "if bit.band(t.f[i], ALT) ~= 0 then\n"
+    "  choose(id, t, t.p[i], i)\n"
+    "  changed(id, ARGV[5])\n"
+    "end\n"
+    "return 0\n";
+
+/* ARGV: P owner id start stop -> {0, first_index, hdr, text, ...} | {-60}
+ * as lua_read, each header with a fifth field: the parent's index (-1:
+ * none). */
+static const char lua_vread[] = PRELUDE VPRELUDE
+    "local id = ARGV[3]\n"
+    "if not owned(id, ARGV[2]) then return {-60} end\n"
+    "local t = tree(id, false)\n"
+    "local s, e = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
+    "if s < 0 then s = math.max(0, t.N + s) end\n"
+    "if e < 0 then e = t.N + e end\n"
+    "if e > t.N - 1 then e = t.N - 1 end\n"
+    "local out = {0, s}\n"
+    "for i = s + 1, e + 1 do\n"
+    "  table.insert(out, t.r[i]..':'..t.f[i]..':'..t.ts[i]..':'..t.n[i]..':'..(t.p[i] - 1))\n"
+    "  table.insert(out, redis.call('GET', xkey(id, t.n[i])) or '')\n"
+    "end\n"
+    "return out\n";
+
+const char *const rs_lua_body[RS_LUA_COUNT] = {
+    lua_create, lua_get,    lua_list,   lua_update,     lua_delete,
+    lua_gen,    lua_append, lua_mflags, lua_trunc,      lua_read,
+    lua_bucket, lua_sweep,  lua_turn,   rs_lua_backend, lua_titled, lua_meta, lua_branch, lua_vselect, lua_vread,
+};

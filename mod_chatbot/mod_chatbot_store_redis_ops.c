@@ -1,0 +1,1254 @@
+/* mod_chatbot_store_redis_ops.c - the redis store provider's operations
+ * (chat_store_provider_t): each is one Lua script run atomically by redis
+ * (mod_chatbot_store_redis_lua.c, where the key patterns are documented).
+ *
+ * Contracts are those of chat/store.h, with one more outcome: when redis
+ * cannot be reached within the timeout, operations return CHAT_EUNAVAIL
+ * (lists and reads a negative CHAT_EUNAVAIL, void ones do nothing), which
+ * the module shows as `store_unavailable`.
+ *
+ * The counters that connections poll (conv_seq, user_seq, events,
+ * stop_requested) are never a network round trip: they are this child's
+ * counters, bumped by the subscriber thread for each message on the
+ * change channel (mod_chatbot_store_redis.c). A counter is shared by the
+ * ids that hash to its slot: a collision only costs a look for nothing.
+ * Per-host state (processes, backends, metrics) goes to rs->local.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_main.h"
+#include "apr_atomic.h"
+#include "apr_strings.h"
+
+#include "mod_chatbot_store_redis.h"
+#include "chat/versions.h"
+
+#define RS(st) ((rs_store_t *)(st))
+#define GEN_LEASE_MS (600 * 1000) /* a generation silent this long is dead */
+
+/* ---- arguments ------------------------------------------------------------ */
+
+void arg_mem(rs_args_t *a, const char *s, size_t len)
+{
+    a->v[a->n] = s ? s : "";
+    a->l[a->n] = s ? len : 0;
+    a->n++;
+}
+
+void arg_str(rs_args_t *a, const char *s)
+{
+    arg_mem(a, s, s ? strlen(s) : 0);
+}
+
+static void arg_i64(rs_args_t *a, long long v)
+{
+    int k = snprintf(a->num[a->n], sizeof(a->num[0]), "%lld", v);
+    arg_mem(a, a->num[a->n], (size_t)k);
+}
+
+void arg_u64(rs_args_t *a, unsigned long long v)
+{
+    int k = snprintf(a->num[a->n], sizeof(a->num[0]), "%llu", v);
+    arg_mem(a, a->num[a->n], (size_t)k);
+}
+
+static redisReply *run(chat_store_t *st, rs_lua_t i, rs_args_t *a)
+{
+    return rs_eval(RS(st), i, a->n, a->v, a->l);
+}
+
+/* ---- helpers -------------------------------------------------------------- */
+
+void owner_hex(const chat_owner_t *o, char out[41])
+{
+    static const char hx[] = "0123456789abcdef";
+    int i;
+
+    for (i = 0; i < 20; i++) {
+        out[2 * i] = hx[o->b[i] >> 4];
+        out[2 * i + 1] = hx[o->b[i] & 15];
+    }
+    out[40] = '\0';
+}
+
+int valid_id(const char *id)
+{
+    int i;
+
+    if (!id) {
+        return 0;
+    }
+    for (i = 0; i < CHAT_CONV_ID_LEN; i++) {
+        char c = id[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return 0;
+        }
+    }
+    return id[CHAT_CONV_ID_LEN] == '\0';
+}
+
+/* The owner (hex) and conversation id arguments most scripts start with;
+ * -1 (CHAT_ENOTFOUND for the caller) if either is missing or malformed. */
+static int arg_owner_id(rs_args_t *a, char hex[41], const chat_owner_t *owner,
+                        const char *id)
+{
+    if (!owner || !valid_id(id)) {
+        return -1;
+    }
+    owner_hex(owner, hex);
+    arg_str(a, hex);
+    arg_str(a, id);
+    return 0;
+}
+
+long long rint_(const redisReply *r)
+{
+    if (!r) {
+        return 0;
+    }
+    if (r->type == REDIS_REPLY_INTEGER) {
+        return r->integer;
+    }
+    if (r->type == REDIS_REPLY_STRING) {
+        return strtoll(r->str, NULL, 10);
+    }
+    return 0;
+}
+
+static unsigned long long ru64(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_STRING ? strtoull(r->str, NULL, 10)
+                                              : (unsigned long long)rint_(r);
+}
+
+static void rcopy(char *dst, size_t cap, const redisReply *r)
+{
+    size_t n = r && r->type == REDIS_REPLY_STRING ? r->len : 0;
+
+    if (n >= cap) {
+        n = cap - 1;
+    }
+    if (n) {
+        memcpy(dst, r->str, n);
+    }
+    dst[n] = '\0';
+}
+
+/* The status of an integer reply or of the first element of an array. */
+chat_status_t status_of(const redisReply *r)
+{
+    if (!r) {
+        return CHAT_EUNAVAIL;
+    }
+    if (r->type == REDIS_REPLY_INTEGER) {
+        return (chat_status_t)r->integer;
+    }
+    if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
+        return (chat_status_t)rint_(r->element[0]);
+    }
+    return CHAT_EINTERNAL;
+}
+
+static chat_status_t done(redisReply *r)
+{
+    chat_status_t rc = status_of(r);
+
+    if (r) {
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
+/* A conversation from the script fields (info() in the Lua prelude):
+ * b t f s q c u by sq g st nmsgs, at e[0..11]. */
+void conv_of(chat_conv_info_t *c, const char *id, redisReply **e)
+{
+    memset(c, 0, sizeof(*c));
+    apr_cpystrn(c->id, id, sizeof(c->id));
+    rcopy(c->bot, sizeof(c->bot), e[0]);
+    rcopy(c->title, sizeof(c->title), e[1]);
+    c->flags = (uint32_t)rint_(e[2]);
+    c->state = (uint32_t)rint_(e[3]);
+    c->queue_position = (int32_t)rint_(e[4]);
+    c->created_ms = ru64(e[5]);
+    c->updated_ms = ru64(e[6]);
+    c->bytes = ru64(e[7]);
+    c->seq = ru64(e[8]);
+    c->gen_token = ru64(e[9]);
+    c->stop_requested = rint_(e[10]) != 0;
+    c->nmsgs = (uint32_t)rint_(e[11]);
+}
+
+static apr_uint32_t slot_of(const char *s, size_t n)
+{
+    return rs_hash(s, n) % RS_SEQ_SLOTS;
+}
+
+static void publish_user(chat_store_t *st, const chat_owner_t *owner)
+{
+    char hex[41], msg[43];
+    const char *a[3];
+    size_t l[3];
+    redisReply *r;
+
+    owner_hex(owner, hex);
+    msg[0] = 'u';
+    msg[1] = ':';
+    memcpy(msg + 2, hex, 41);
+    a[0] = "PUBLISH";
+    a[1] = RS_CHANNEL;
+    a[2] = msg;
+    l[0] = 7;
+    l[1] = strlen(RS_CHANNEL);
+    l[2] = 42;
+    /* seen at once here, and by the others through the channel */
+    apr_atomic_inc32(&RS(st)->user_seq[slot_of(hex, 40)]);
+    apr_atomic_inc32(&RS(st)->events);
+    if ((r = rs_command(RS(st), 3, a, l))) {
+        freeReplyObject(r);
+    }
+}
+
+const chat_quota_t *quota_of(chat_store_t *st, const chat_owner_t *owner)
+{
+    return owner->auth ? &RS(st)->policy.auth : &RS(st)->policy.anon;
+}
+
+/* ---- processes, policy, upkeep: this host ----------------------------------- */
+
+extern void rs_detach(chat_store_t *st);
+
+static void rs_set_policy(chat_store_t *st, const chat_store_policy_t *p)
+{
+    RS(st)->policy = *p;
+    chat_store_set_policy(RS(st)->local, p);
+}
+
+static chat_status_t rs_proc_attach(chat_store_t *st, int pid, uint64_t now_ms)
+{
+    return chat_store_proc_attach(RS(st)->local, pid, now_ms);
+}
+
+static void rs_proc_detach(chat_store_t *st)
+{
+    chat_store_proc_detach(RS(st)->local);
+}
+
+/* In the parent (monitor hook, child exits): the local upkeep, then on
+ * redis the TTL sweep and the end of generations whose host died. */
+static int rs_maintain(chat_store_t *st, uint64_t now_ms)
+{
+    rs_store_t *rs = RS(st);
+    int n = chat_store_maintain(rs->local, now_ms);
+    static uint64_t last;
+    rs_args_t a = {0};
+    redisReply *r;
+
+    if (now_ms - last < 5000) {
+        return n;
+    }
+    last = now_ms;
+    arg_u64(&a, rs->ttl_ms && now_ms > rs->ttl_ms ? now_ms - rs->ttl_ms : 0);
+    arg_u64(&a, now_ms > GEN_LEASE_MS ? now_ms - GEN_LEASE_MS : 0);
+    r = run(st, RS_LUA_SWEEP, &a);
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+        long long gone = rint_(r->element[0]), rec = rint_(r->element[1]);
+        if (gone || rec) {
+            ap_log_error(
+                APLOG_MARK, APLOG_INFO, 0, ap_server_conf,
+                APLOGNO(10967) "chatbot: redis store upkeep: %lld conversation(s) past "
+                               "ChatbotStoreTTL removed, %lld abandoned answer(s) ended",
+                gone, rec);
+        }
+    }
+    if (r) {
+        freeReplyObject(r);
+    }
+    return n;
+}
+
+/* ---- conversations ---------------------------------------------------------- */
+
+chat_status_t bucket(chat_store_t *st, const char *kind, const chat_owner_t *owner,
+                     const chat_rate_t *rate, int take, int64_t *wait)
+{
+    char key[48], hex[41];
+    rs_args_t a = {0};
+    redisReply *r;
+
+    *wait = 0;
+    if (!rate || rate->count == 0 || rate->period_ms <= 0) {
+        return CHAT_OK;
+    }
+    owner_hex(owner, hex);
+    snprintf(key, sizeof(key), "%s:%s", kind, hex);
+    arg_str(&a, key);
+    arg_u64(&a, rate->count);
+    arg_i64(&a, rate->period_ms);
+    arg_u64(&a, rate->burst);
+    arg_str(&a, take ? "1" : "0");
+    if (!(r = run(st, RS_LUA_BUCKET, &a))) {
+        return CHAT_EUNAVAIL;
+    }
+    if (r->type != REDIS_REPLY_INTEGER) {
+        freeReplyObject(r);
+        return CHAT_EINTERNAL;
+    }
+    *wait = r->integer;
+    freeReplyObject(r);
+    return *wait > 0 ? CHAT_ELIMIT : CHAT_OK;
+}
+
+static chat_status_t rs_conv_create(chat_store_t *st, const chat_owner_t *owner,
+                                    const char *bot, const char *title, uint64_t tag,
+                                    uint64_t now_ms, chat_conv_info_t *out)
+{
+    const chat_quota_t *q;
+    char hex[41], id[CHAT_CONV_ID_LEN + 1];
+    rs_args_t a = {0};
+    redisReply *r;
+    chat_status_t rc;
+    int64_t wait;
+
+    if (!owner || !bot || !*bot || strlen(bot) > CHAT_BOT_NAME_MAX || tag == 0 ||
+        (title && strlen(title) > CHAT_TITLE_MAX)) {
+        return CHAT_EINVAL;
+    }
+    q = quota_of(st, owner);
+    if ((rc = bucket(st, "cr", owner, &q->create, 1, &wait)) != CHAT_OK) {
+        return rc;
+    }
+    owner_hex(owner, hex);
+    snprintf(id, sizeof(id), "%08x%016llx", (unsigned)(chatbot_random64() & 0xffffffffu),
+             (unsigned long long)tag);
+    arg_str(&a, hex);
+    arg_str(&a, owner->auth ? "1" : "0");
+    arg_str(&a, id);
+    arg_str(&a, bot);
+    arg_str(&a, title ? title : "");
+    arg_u64(&a, now_ms);
+    arg_u64(&a, q->conversations);
+    arg_u64(&a, RS(st)->layout.max_conversations);
+    r = run(st, RS_LUA_CREATE, &a);
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        rint_(r->element[1]) > 0) {
+        chat_metrics_gauge_add(RS(st)->local, CHAT_G_EVICTIONS, rint_(r->element[1]));
+    }
+    if ((rc = done(r)) == CHAT_OK && out) {
+        memset(out, 0, sizeof(*out));
+        apr_cpystrn(out->id, id, sizeof(out->id));
+        apr_cpystrn(out->bot, bot, sizeof(out->bot));
+        apr_cpystrn(out->title, title ? title : "", sizeof(out->title));
+        out->created_ms = out->updated_ms = now_ms;
+        out->seq = 1;
+    }
+    return rc;
+}
+
+static int64_t rs_create_retry_ms(chat_store_t *st, const chat_owner_t *owner,
+                                  uint64_t now_ms)
+{
+    int64_t wait = 0;
+
+    bucket(st, "cr", owner, &quota_of(st, owner)->create, 0, &wait);
+    return wait;
+}
+
+static chat_status_t rs_conv_get(chat_store_t *st, const chat_owner_t *owner,
+                                 const char *id, chat_conv_info_t *out)
+{
+    char hex[41];
+    rs_args_t a = {0};
+    redisReply *r;
+    chat_status_t rc;
+
+    if (arg_owner_id(&a, hex, owner, id)) {
+        return CHAT_ENOTFOUND;
+    }
+    r = run(st, RS_LUA_GET, &a);
+    rc = status_of(r);
+    if (rc == CHAT_OK &&
+        (r->type != REDIS_REPLY_ARRAY || r->elements != 1 + RS_NFIELDS)) {
+        rc = CHAT_EINTERNAL;
+    }
+    if (rc == CHAT_OK && out) {
+        conv_of(out, id, r->element + 1);
+    }
+    if (r) {
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
+/* The owner's conversations as the script lists them, most recent first;
+ * the reply (freed by the caller) or NULL. */
+static redisReply *list_reply(chat_store_t *st, const chat_owner_t *owner)
+{
+    char hex[41];
+    rs_args_t a = {0};
+    redisReply *r;
+
+    owner_hex(owner, hex);
+    arg_str(&a, hex);
+    r = run(st, RS_LUA_LIST, &a);
+    if (r && (r->type != REDIS_REPLY_ARRAY || r->elements % (1 + RS_NFIELDS))) {
+        freeReplyObject(r);
+        r = NULL;
+    }
+    return r;
+}
+
+static int rs_conv_list(chat_store_t *st, const chat_owner_t *owner, const char *bot,
+                        int archived, void (*cb)(void *baton, const chat_conv_info_t *c),
+                        void *baton)
+{
+    redisReply *r;
+    size_t i;
+    int n = 0;
+
+    if (!owner || !(r = list_reply(st, owner))) {
+        return owner ? CHAT_EUNAVAIL : 0;
+    }
+    for (i = 0; i < r->elements; i += 1 + RS_NFIELDS) {
+        chat_conv_info_t c;
+        int arch;
+        conv_of(&c, r->element[i]->str ? r->element[i]->str : "", r->element + i + 1);
+        arch = (c.flags & CHAT_CONV_ARCHIVED) != 0;
+        if ((bot && strcmp(bot, c.bot)) || (archived >= 0 && arch != archived)) {
+            continue;
+        }
+        if (cb) {
+            cb(baton, &c);
+        }
+        n++;
+    }
+    freeReplyObject(r);
+    return n;
+}
+
+static chat_status_t rs_conv_latest(chat_store_t *st, const chat_owner_t *owner,
+                                    const char *bot, chat_conv_info_t *out)
+{
+    redisReply *r;
+    size_t i;
+    chat_status_t rc = CHAT_ENOTFOUND;
+
+    if (!owner || !(r = list_reply(st, owner))) {
+        return owner ? CHAT_EUNAVAIL : CHAT_ENOTFOUND;
+    }
+    for (i = 0; i < r->elements && rc != CHAT_OK; i += 1 + RS_NFIELDS) {
+        chat_conv_info_t c;
+        conv_of(&c, r->element[i]->str ? r->element[i]->str : "", r->element + i + 1);
+        if (!(c.flags & CHAT_CONV_ARCHIVED) && (!bot || !strcmp(bot, c.bot))) {
+            if (out) {
+                *out = c;
+            }
+            rc = CHAT_OK;
+        }
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+static chat_status_t update(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                            const char *what, const char *title, uint32_t set,
+                            uint32_t clear, uint64_t now_ms)
+{
+    char hex[41];
+    rs_args_t a = {0};
+
+    if (arg_owner_id(&a, hex, owner, id)) {
+        return CHAT_ENOTFOUND;
+    }
+    arg_str(&a, what);
+    if (title) {
+        arg_str(&a, title);
+        arg_str(&a, "0");
+    }
+    else {
+        arg_u64(&a, set);
+        arg_u64(&a, clear);
+    }
+    arg_u64(&a, now_ms);
+    return done(run(st, RS_LUA_UPDATE, &a));
+}
+
+static chat_status_t rs_conv_rename(chat_store_t *st, const chat_owner_t *owner,
+                                    const char *id, const char *title, uint64_t now_ms)
+{
+    if (!title || strlen(title) > CHAT_TITLE_MAX) {
+        return CHAT_EINVAL;
+    }
+    return update(st, owner, id, "t", title, 0, 0, now_ms);
+}
+
+static chat_status_t rs_conv_flags(chat_store_t *st, const chat_owner_t *owner,
+                                   const char *id, uint32_t set, uint32_t clear,
+                                   uint64_t now_ms)
+{
+    return update(st, owner, id, "f", NULL, set, clear, now_ms);
+}
+
+static chat_status_t rs_conv_delete(chat_store_t *st, const chat_owner_t *owner,
+                                    const char *id)
+{
+    char hex[41];
+    rs_args_t a = {0};
+
+    if (arg_owner_id(&a, hex, owner, id)) {
+        return CHAT_ENOTFOUND;
+    }
+    return done(run(st, RS_LUA_DELETE, &a));
+}
+
+/* ---- settings blob -------------------------------------------------------------- */
+
+static chat_status_t rs_conv_meta_get(chat_store_t *st, const chat_owner_t *owner,
+                                      const char *id, chat_buf_t *out)
+{
+    char hex[41];
+    rs_args_t a = {0};
+    redisReply *r;
+    chat_status_t rc;
+
+    if (arg_owner_id(&a, hex, owner, id)) {
+        return CHAT_ENOTFOUND;
+    }
+    arg_str(&a, "g");
+    arg_str(&a, "");
+    arg_str(&a, "0");
+    r = run(st, RS_LUA_META, &a);
+    rc = status_of(r);
+    if (rc == CHAT_OK && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[1]->type == REDIS_REPLY_STRING && r->element[1]->len <= CHAT_CONV_META_MAX) {
+        if (chat_buf_append(out, r->element[1]->str, r->element[1]->len) != CHAT_OK) {
+            rc = CHAT_ENOMEM;
+        }
+    }
+    if (r) {
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
+static chat_status_t rs_conv_meta_set(chat_store_t *st, const chat_owner_t *owner,
+                                      const char *id, const char *data, size_t len,
+                                      uint64_t now_ms)
+{
+    char hex[41];
+    rs_args_t a = {0};
+
+    (void)now_ms;
+    if (arg_owner_id(&a, hex, owner, id)) {
+        return CHAT_ENOTFOUND;
+    }
+    arg_str(&a, "s");
+    arg_mem(&a, data ? data : "", len);
+    arg_u64(&a, quota_of(st, owner)->history_bytes);
+    return done(run(st, RS_LUA_META, &a));
+}
+
+/* ---- generations ------------------------------------------------------------ */
+
+static chat_status_t gen(chat_store_t *st, const char *op, const chat_owner_t *owner,
+                         const char *id, uint64_t token, uint32_t state, int32_t qpos,
+                         uint64_t now_ms)
+{
+    char hex[41] = "";
+    rs_args_t a = {0};
+
+    if (!valid_id(id)) {
+        return CHAT_ENOTFOUND;
+    }
+    if (owner) {
+        owner_hex(owner, hex);
+    }
+    arg_str(&a, op);
+    arg_str(&a, hex);
+    arg_str(&a, id);
+    arg_u64(&a, token);
+    arg_u64(&a, state);
+    arg_i64(&a, qpos);
+    arg_u64(&a, now_ms);
+    arg_u64(&a, GEN_LEASE_MS);
+    return done(run(st, RS_LUA_GEN, &a));
+}
+
+static chat_status_t rs_gen_begin(chat_store_t *st, const chat_owner_t *owner,
+                                  const char *id, uint64_t token, uint32_t state,
+                                  uint64_t now_ms)
+{
+    if (!owner || token == 0 ||
+        (state != CHAT_CONV_QUEUED && state != CHAT_CONV_GENERATING)) {
+        return token == 0 || !owner ? CHAT_EINVAL : CHAT_EINVAL;
+    }
+    return gen(st, "b", owner, id, token, state, 0, now_ms);
+}
+
+static chat_status_t rs_gen_state(chat_store_t *st, const char *id, uint64_t token,
+                                  uint32_t state, int32_t queue_position)
+{
+    return gen(st, "s", NULL, id, token, state, queue_position, chatbot_now_ms());
+}
+
+static chat_status_t rs_gen_end(chat_store_t *st, const char *id, uint64_t token,
+                                uint64_t now_ms)
+{
+    rs_store_t *rs = RS(st);
+    chat_status_t rc = gen(st, "e", NULL, id, token, 0, 0, now_ms);
+
+    rs_gen_ended(rs, id, token, rc == CHAT_EUNAVAIL);
+    return rc;
+}
+
+void rs_gen_ended(rs_store_t *rs, const char *id, apr_uint64_t token, int unreachable)
+{
+    if (unreachable && rs->mu) {
+        /* redis is away: end it when it is back (else it would look busy
+         * until the generation lease runs out) */
+        apr_thread_mutex_lock(rs->mu);
+        if (rs->npend < RS_PEND_MAX) {
+            apr_cpystrn(rs->pend[rs->npend].id, id, sizeof(rs->pend[0].id));
+            rs->pend[rs->npend++].token = token;
+        }
+        apr_thread_mutex_unlock(rs->mu);
+    }
+    if (valid_id(id)) {
+        apr_atomic_set32(&rs->stop_hint[slot_of(id, CHAT_CONV_ID_LEN)], 0);
+    }
+}
+
+void rs_flush_pending(rs_store_t *rs)
+{
+    char id[CHAT_CONV_ID_LEN + 1];
+    apr_uint64_t token;
+
+    while (rs->mu) {
+        apr_thread_mutex_lock(rs->mu);
+        if (!rs->npend) {
+            apr_thread_mutex_unlock(rs->mu);
+            return;
+        }
+        rs->npend--;
+        apr_cpystrn(id, rs->pend[rs->npend].id, sizeof(id));
+        token = rs->pend[rs->npend].token;
+        apr_thread_mutex_unlock(rs->mu);
+        if (gen((chat_store_t *)rs, "x", NULL, id, token, 0, 0, chatbot_now_ms()) ==
+            CHAT_EUNAVAIL) {
+            apr_thread_mutex_lock(rs->mu);
+            apr_cpystrn(rs->pend[rs->npend].id, id, sizeof(rs->pend[0].id));
+            rs->pend[rs->npend++].token = token;
+            apr_thread_mutex_unlock(rs->mu);
+            return; /* away again: next time */
+        }
+    }
+}
+
+static chat_status_t rs_gen_request_stop(chat_store_t *st, const chat_owner_t *owner,
+                                         const char *id)
+{
+    if (!owner) {
+        return CHAT_ENOTFOUND;
+    }
+    return gen(st, "r", owner, id, 0, 0, 0, chatbot_now_ms());
+}
+
+/* The holder's loop asks often: redis is asked only when the channel
+ * said "stop" for this slot, or once a second (in case the message was
+ * missed while the subscriber reconnected). */
+static int rs_gen_stop_requested(chat_store_t *st, const char *id, uint64_t token)
+{
+    rs_store_t *rs = RS(st);
+    apr_uint32_t h;
+    apr_uint64_t now = chatbot_now_ms();
+    chat_status_t rc;
+
+    if (!valid_id(id)) {
+        return 0;
+    }
+    h = slot_of(id, CHAT_CONV_ID_LEN);
+    if (!apr_atomic_read32(&rs->stop_hint[h]) &&
+        now - rs->stop_checked[h] < RS_STOP_RECHECK_MS) {
+        return 0;
+    }
+    rs->stop_checked[h] = now;
+    rc = gen(st, "q", NULL, id, token, 0, 0, now);
+    return rc > 0;
+}
+
+static uint64_t rs_conv_seq(chat_store_t *st, const char *id)
+{
+    rs_store_t *rs = RS(st);
+
+    if (!valid_id(id)) {
+        return 0;
+    }
+    return ((uint64_t)apr_atomic_read32(&rs->epoch) << 32) +
+           apr_atomic_read32(&rs->conv_seq[slot_of(id, CHAT_CONV_ID_LEN)]) + 1;
+}
+
+/* ---- messages ---------------------------------------------------------------- */
+
+static chat_status_t append(chat_store_t *st, const char *op, const chat_owner_t *owner,
+                            const char *id, chat_role_t role, uint32_t flags,
+                            const char *text, size_t len, uint64_t now_ms,
+                            uint32_t *index_out)
+{
+    const chat_quota_t *q;
+    rs_store_t *rs = RS(st);
+    char hex[41];
+    rs_args_t a = {0};
+    redisReply *r;
+    chat_status_t rc;
+
+    if (!owner || !valid_id(id)) {
+        return CHAT_ENOTFOUND;
+    }
+    if (len && !text) {
+        return CHAT_EINVAL;
+    }
+    q = quota_of(st, owner);
+    owner_hex(owner, hex);
+    arg_str(&a, op);
+    arg_str(&a, hex);
+    arg_str(&a, id);
+    arg_u64(&a, (unsigned)role);
+    arg_u64(&a, flags);
+    arg_u64(&a, now_ms);
+    arg_mem(&a, text, len);
+    arg_u64(&a, rs->layout.max_messages);
+    arg_u64(&a, rs->layout.max_message_bytes);
+    arg_u64(&a, rs->layout.history_bytes);
+    arg_u64(&a, q->history_bytes);
+    arg_str(&a, owner->auth ? "1" : "0");
+    r = run(st, RS_LUA_APPEND, &a);
+    rc = status_of(r);
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
+        if (rint_(r->element[1]) > 0) {
+            chat_metrics_gauge_add(rs->local, CHAT_G_EVICTIONS, rint_(r->element[1]));
+        }
+        if (rc == CHAT_OK && index_out) {
+            *index_out = (uint32_t)rint_(r->element[2]);
+        }
+    }
+    else if (r && rc == CHAT_OK) {
+        rc = CHAT_EINTERNAL;
+    }
+    if (r) {
+        freeReplyObject(r);
+    }
+    return rc == CHAT_EINVAL ? CHAT_EINVAL : rc;
+}
+
+/* A new message under parent (-1: the active path's last message, -2:
+ * none, else an index): lua_branch. */
+static chat_status_t branch(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                            long long parent, chat_role_t role, uint32_t flags,
+                            const char *text, size_t len, uint64_t now_ms,
+                            uint32_t *index_out)
+{
+    const chat_quota_t *q;
+    rs_store_t *rs = RS(st);
+    char hex[41];
+    rs_args_t a = {0};
+    redisReply *r;
+    chat_status_t rc;
+
+    if (!owner || !valid_id(id)) {
+        return CHAT_ENOTFOUND;
+    }
+    if ((len && !text) || (unsigned)role > CHAT_ROLE_TOOL) {
+        return CHAT_EINVAL;
+    }
+    q = quota_of(st, owner);
+    owner_hex(owner, hex);
+    arg_str(&a, hex);
+    arg_str(&a, id);
+    arg_u64(&a, (unsigned)role);
+    arg_u64(&a, flags);
+    arg_u64(&a, now_ms);
+    arg_mem(&a, text, len);
+    arg_u64(&a, rs->layout.max_messages);
+    arg_u64(&a, rs->layout.max_message_bytes);
+    arg_u64(&a, rs->layout.history_bytes);
+    arg_u64(&a, q->history_bytes);
+    arg_str(&a, owner->auth ? "1" : "0");
+    arg_i64(&a, parent);
+    arg_u64(&a, CHAT_MSG_MAX_VERSIONS);
+    r = run(st, RS_LUA_BRANCH, &a);
+    rc = status_of(r);
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
+        if (rint_(r->element[1]) > 0) {
+            chat_metrics_gauge_add(rs->local, CHAT_G_EVICTIONS, rint_(r->element[1]));
+        }
+        if (rc == CHAT_OK && index_out) {
+            *index_out = (uint32_t)rint_(r->element[2]);
+        }
+    }
+    else if (r && rc == CHAT_OK) {
+        rc = CHAT_EINTERNAL;
+    }
+    if (r) {
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
+static chat_status_t rs_msg_append(chat_store_t *st, const chat_owner_t *owner,
+                                   const char *id, chat_role_t role, uint32_t flags,
+                                   const char *text, size_t len, uint64_t now_ms,
+                                   uint32_t *index_out)
+{
+    return branch(st, owner, id, -1, role, flags, text, len, now_ms, index_out);
+}
+
+static chat_status_t rs_msg_extend(chat_store_t *st, const chat_owner_t *owner,
+                                   const char *id, const char *text, size_t len,
+                                   uint64_t now_ms)
+{
+    return append(st, "e", owner, id, 0, 0, text, len, now_ms, NULL);
+}
+
+static chat_status_t rs_msg_flags(chat_store_t *st, const chat_owner_t *owner,
+                                  const char *id, uint32_t set, uint32_t clear,
+                                  uint64_t now_ms)
+{
+    char hex[41];
+    rs_args_t a = {0};
+
+    if (arg_owner_id(&a, hex, owner, id)) {
+        return CHAT_ENOTFOUND;
+    }
+    arg_u64(&a, set);
+    arg_u64(&a, clear);
+    arg_u64(&a, now_ms);
+    return done(run(st, RS_LUA_MFLAGS, &a));
+}
+
+static chat_status_t rs_msg_truncate(chat_store_t *st, const chat_owner_t *owner,
+                                     const char *id, uint32_t keep, uint64_t now_ms)
+{
+    char hex[41];
+    rs_args_t a = {0};
+
+    if (arg_owner_id(&a, hex, owner, id)) {
+        return CHAT_ENOTFOUND;
+    }
+    arg_u64(&a, keep);
+    arg_u64(&a, now_ms);
+    return done(run(st, RS_LUA_TRUNC, &a));
+}
+
+/* Messages [start, stop] (LRANGE indexes; start may be negative: from the
+ * end). The reply {0, first, hdr, text, ...} or NULL with *rc set. */
+static redisReply *read_range(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                              long long start, long long stop, chat_status_t *rc)
+{
+    char hex[41];
+    rs_args_t a = {0};
+    redisReply *r;
+
+    if (!owner || !valid_id(id)) {
+        *rc = CHAT_ENOTFOUND;
+        return NULL;
+    }
+    owner_hex(owner, hex);
+    arg_str(&a, hex);
+    arg_str(&a, id);
+    arg_i64(&a, start);
+    arg_i64(&a, stop);
+    r = run(st, RS_LUA_VREAD, &a);
+    *rc = status_of(r);
+    if (*rc == CHAT_OK &&
+        (r->type != REDIS_REPLY_ARRAY || r->elements < 2 || (r->elements - 2) % 2)) {
+        *rc = CHAT_EINTERNAL;
+    }
+    if (*rc != CHAT_OK) {
+        if (r) {
+            freeReplyObject(r);
+        }
+        return NULL;
+    }
+    return r;
+}
+
+/* Message k of a read_range reply. */
+static int msg_of(const redisReply *r, size_t k, chat_msg_info_t *mi)
+{
+    const redisReply *h = r->element[2 + 2 * k], *t = r->element[3 + 2 * k];
+    unsigned role = 0, flags = 0;
+    unsigned long long ts = 0, n = 0;
+    long long parent = -2;
+    int nf;
+
+    if (h->type != REDIS_REPLY_STRING ||
+        (nf = sscanf(h->str, "%u:%u:%llu:%llu:%lld", &role, &flags, &ts, &n, &parent)) <
+            4) {
+        return -1;
+    }
+    mi->index = (uint32_t)(rint_(r->element[1]) + (long long)k);
+    mi->role = (chat_role_t)role;
+    mi->flags = flags;
+    mi->ts_ms = ts;
+    mi->len = t->type == REDIS_REPLY_STRING ? t->len : 0;
+    /* the parent's index (lua_vread); without it, the previous message */
+    if (nf == 5) {
+        mi->parent = parent >= 0 && parent < (long long)mi->index ? (uint32_t)parent
+                                                                  : CHAT_MSG_NO_PARENT;
+    }
+    else {
+        mi->parent = mi->index ? mi->index - 1 : CHAT_MSG_NO_PARENT;
+    }
+    return 0;
+}
+
+static int deliver(const redisReply *r, size_t from, size_t to, chat_buf_t *text,
+                   chat_msg_cb *cb, void *baton)
+{
+    size_t k;
+    int n = 0;
+
+    for (k = from; k < to; k++) {
+        chat_msg_info_t mi;
+        const redisReply *t = r->element[3 + 2 * k];
+        if (msg_of(r, k, &mi)) {
+            continue;
+        }
+        if (text) {
+            chat_buf_reset(text, 1 << 16);
+            if (mi.len && chat_buf_append(text, t->str, mi.len) != CHAT_OK) {
+                return CHAT_ENOMEM;
+            }
+        }
+        if (cb) {
+            cb(baton, &mi, text ? text->data : t->str, mi.len);
+        }
+        n++;
+    }
+    return n;
+}
+
+static int rs_msg_read(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                       uint32_t start, uint32_t count, chat_buf_t *text, chat_msg_cb *cb,
+                       void *baton)
+{
+    chat_status_t rc;
+    redisReply *r =
+        read_range(st, owner, id, start, count ? (long long)start + count - 1 : -1, &rc);
+    int n;
+
+    if (!r) {
+        return rc;
+    }
+    n = deliver(r, 0, (r->elements - 2) / 2, text, cb, baton);
+    freeReplyObject(r);
+    return n;
+}
+
+static int rs_msg_tail(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                       uint32_t max_msgs, size_t max_bytes, chat_buf_t *text,
+                       chat_msg_cb *cb, void *baton)
+{
+    chat_status_t rc;
+    redisReply *r;
+    size_t total, k, used = 0;
+    uint32_t *parent, *flags, *path, np, j, from;
+    int n;
+
+    if (max_msgs == 0) {
+        return 0;
+    }
+    /* every stored message (at most max_messages), for the active path
+     * (chat/versions.h); errors and refused commands are skipped */
+    r = read_range(st, owner, id, 0, -1, &rc);
+    if (!r) {
+        return rc;
+    }
+    total = (r->elements - 2) / 2;
+    if (!total) {
+        freeReplyObject(r);
+        return 0;
+    }
+    parent = malloc(sizeof(uint32_t) * 3 * total);
+    if (!parent) {
+        freeReplyObject(r);
+        return CHAT_ENOMEM;
+    }
+    flags = parent + total;
+    path = flags + total;
+    for (k = 0; k < total; k++) {
+        chat_msg_info_t mi;
+        if (msg_of(r, k, &mi)) {
+            parent[k] = CHAT_MSG_NO_PARENT;
+            flags[k] = CHAT_MSG_ALT; /* unreadable: never on the path */
+            continue;
+        }
+        parent[k] = mi.parent == CHAT_MSG_NO_PARENT
+                        ? mi.parent
+                        : mi.parent - (uint32_t)rint_(r->element[1]);
+        flags[k] = mi.flags;
+    }
+    np = chat_ver_path(parent, flags, (uint32_t)total, path);
+    /* newest first: how far back it goes */
+    from = np;
+    n = 0;
+    for (j = np; j-- > 0;) {
+        chat_msg_info_t mi;
+        if (msg_of(r, path[j], &mi) || (mi.flags & CHAT_MSG_ERROR) ||
+            ((mi.flags & CHAT_MSG_REFUSED) && (mi.flags & CHAT_MSG_COMMAND))) {
+            continue;
+        }
+        if (n >= (int)max_msgs || (n > 0 && used + mi.len > max_bytes)) {
+            break;
+        }
+        used += mi.len;
+        from = j;
+        n++;
+    }
+    n = 0;
+    for (j = from; j < np; j++) {
+        chat_msg_info_t mi;
+        if (msg_of(r, path[j], &mi) || (mi.flags & CHAT_MSG_ERROR) ||
+            ((mi.flags & CHAT_MSG_REFUSED) && (mi.flags & CHAT_MSG_COMMAND))) {
+            continue;
+        }
+        if (deliver(r, path[j], path[j] + 1, text, cb, baton) < 0) {
+            break;
+        }
+        n++;
+    }
+    free(parent);
+    freeReplyObject(r);
+    return n;
+}
+
+static chat_status_t rs_msg_branch(chat_store_t *st, const chat_owner_t *owner,
+                                   const char *id, uint32_t parent, chat_role_t role,
+                                   uint32_t flags, const char *text, size_t len,
+                                   uint64_t now_ms, uint32_t *index_out)
+{
+    return branch(st, owner, id, parent == CHAT_MSG_NO_PARENT ? -2 : (long long)parent,
+                  role, flags, text, len, now_ms, index_out);
+}
+
+static chat_status_t rs_msg_select(chat_store_t *st, const chat_owner_t *owner,
+                                   const char *id, uint32_t index, uint64_t now_ms)
+{
+    char hex[41];
+    rs_args_t a = {0};
+
+    if (arg_owner_id(&a, hex, owner, id)) {
+        return CHAT_ENOTFOUND;
+    }
+    arg_u64(&a, index);
+    arg_u64(&a, now_ms);
+    return done(run(st, RS_LUA_VSELECT, &a));
+}
+
+static chat_status_t rs_msg_get(chat_store_t *st, const chat_owner_t *owner,
+                                const char *id, uint32_t index, size_t offset,
+                                chat_buf_t *text, chat_msg_info_t *info)
+{
+    chat_status_t rc;
+    redisReply *r = read_range(st, owner, id, index, index, &rc);
+    chat_msg_info_t mi;
+
+    if (!r) {
+        return rc;
+    }
+    if (r->elements != 4 || msg_of(r, 0, &mi)) {
+        freeReplyObject(r);
+        return CHAT_ENOTFOUND;
+    }
+    if (offset > mi.len) {
+        freeReplyObject(r);
+        return CHAT_EINVAL;
+    }
+    if (text) {
+        chat_buf_reset(text, 1 << 16);
+        if (mi.len > offset && chat_buf_append(text, r->element[3]->str + offset,
+                                               mi.len - offset) != CHAT_OK) {
+            freeReplyObject(r);
+            return CHAT_ENOMEM;
+        }
+    }
+    if (info) {
+        *info = mi;
+    }
+    freeReplyObject(r);
+    return CHAT_OK;
+}
+
+/* ---- users ------------------------------------------------------------------- */
+
+static chat_status_t rs_rate_take(chat_store_t *st, const chat_owner_t *owner,
+                                  const chat_rate_t *rate, uint64_t now_ms,
+                                  int64_t *retry_after_ms)
+{
+    int64_t wait = 0;
+    chat_status_t rc = owner ? bucket(st, "rl", owner, rate, 1, &wait) : CHAT_EINVAL;
+
+    if (retry_after_ms) {
+        *retry_after_ms = wait;
+    }
+    return rc;
+}
+
+static void rs_user_bump(chat_store_t *st, const chat_owner_t *owner)
+{
+    if (owner) {
+        publish_user(st, owner);
+    }
+}
+
+static uint64_t rs_user_seq(chat_store_t *st, const chat_owner_t *owner)
+{
+    rs_store_t *rs = RS(st);
+    char hex[41];
+
+    if (!owner) {
+        return 0;
+    }
+    owner_hex(owner, hex);
+    return ((uint64_t)apr_atomic_read32(&rs->epoch) << 32) +
+           apr_atomic_read32(&rs->user_seq[slot_of(hex, 40)]);
+}
+
+static uint64_t rs_events(chat_store_t *st)
+{
+    rs_store_t *rs = RS(st);
+
+    return ((uint64_t)apr_atomic_read32(&rs->epoch) << 32) +
+           apr_atomic_read32(&rs->events);
+}
+
+/* ---- backends and metrics: this host ------------------------------------------ */
+
+static int rs_backend_register(chat_store_t *st, const char *name, uint32_t max_active)
+{
+    return chat_store_backend_register(RS(st)->local, name, max_active);
+}
+
+static int rs_backend_count(chat_store_t *st)
+{
+    return chat_store_backend_count(RS(st)->local);
+}
+
+static int rs_series(chat_store_t *st, const char *bot, const char *backend)
+{
+    return chat_store_series(RS(st)->local, bot, backend);
+}
+
+static void rs_metrics_add(chat_store_t *st, int series, chat_counter_t c, uint64_t v)
+{
+    chat_metrics_add(RS(st)->local, series, c, v);
+}
+
+static void rs_metrics_observe(chat_store_t *st, int series, chat_hist_t h, double v)
+{
+    chat_metrics_observe(RS(st)->local, series, h, v);
+}
+
+static void rs_metrics_gauge_add(chat_store_t *st, chat_gauge_t g, int64_t delta)
+{
+    chat_metrics_gauge_add(RS(st)->local, g, delta);
+}
+
+static void rs_metrics_error(chat_store_t *st, const char *code)
+{
+    chat_metrics_error(RS(st)->local, code);
+}
+
+/* This host's figures; the store usage is redis's (all hosts). */
+static void rs_metrics_snapshot(chat_store_t *st, chat_metrics_snapshot_t *out)
+{
+    rs_store_t *rs = RS(st);
+    const char *a[6] = {"EVAL",
+                        "return {redis.call('ZCARD', ARGV[1]..'all'), "
+                        "tonumber(redis.call('GET', ARGV[1]..'bytes') or '0')}",
+                        "0", RS_PREFIX};
+    redisReply *r;
+
+    chat_metrics_snapshot(rs->local, out);
+    out->max_conversations = rs->layout.max_conversations;
+    out->arena_size = rs->layout.history_bytes;
+    if ((r = rs_command(rs, 4, a, NULL))) {
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+            out->conversations = (uint32_t)rint_(r->element[0]);
+            out->arena_used = (uint64_t)rint_(r->element[1]);
+        }
+        freeReplyObject(r);
+    }
+}
+
+static int rs_metrics_series_count(chat_store_t *st)
+{
+    return chat_metrics_series_count(RS(st)->local);
+}
+
+static chat_status_t rs_metrics_series_get(chat_store_t *st, int series,
+                                           chat_series_snapshot_t *out)
+{
+    return chat_metrics_series_get(RS(st)->local, series, out);
+}
+
+const chat_store_provider_t rs_provider = {
+    .name = "redis",
+    .detach = rs_detach,
+    .set_policy = rs_set_policy,
+    .proc_attach = rs_proc_attach,
+    .proc_detach = rs_proc_detach,
+    .maintain = rs_maintain,
+    .conv_create = rs_conv_create,
+    .create_retry_ms = rs_create_retry_ms,
+    .conv_get = rs_conv_get,
+    .conv_list = rs_conv_list,
+    .conv_latest = rs_conv_latest,
+    .conv_rename = rs_conv_rename,
+    .conv_flags = rs_conv_flags,
+    .conv_delete = rs_conv_delete,
+    .conv_meta_get = rs_conv_meta_get,
+    .conv_meta_set = rs_conv_meta_set,
+    .gen_begin = rs_gen_begin,
+    .gen_state = rs_gen_state,
+    .gen_end = rs_gen_end,
+    .gen_request_stop = rs_gen_request_stop,
+    .gen_stop_requested = rs_gen_stop_requested,
+    .conv_seq = rs_conv_seq,
+    .msg_append = rs_msg_append,
+    .msg_extend = rs_msg_extend,
+    .msg_flags = rs_msg_flags,
+    .msg_truncate = rs_msg_truncate,
+    .msg_read = rs_msg_read,
+    .msg_tail = rs_msg_tail,
+    .msg_branch = rs_msg_branch,
+    .msg_select = rs_msg_select,
+    .msg_get = rs_msg_get,
+    .rate_take = rs_rate_take,
+    .user_bump = rs_user_bump,
+    .user_seq = rs_user_seq,
+    .events = rs_events,
+    .backend_register = rs_backend_register,
+    .backend_acquire = rs_backend_acquire,
+    .backend_cancel = rs_backend_cancel,
+    .backend_release = rs_backend_release,
+    .backend_beat = rs_backend_beat,
+    .breaker_allow = rs_breaker_allow,
+    .breaker_result = rs_breaker_result,
+    .backend_health = rs_backend_health,
+    .backend_get = rs_backend_get,
+    .backend_count = rs_backend_count,
+    .series = rs_series,
+    .metrics_add = rs_metrics_add,
+    .metrics_observe = rs_metrics_observe,
+    .metrics_gauge_add = rs_metrics_gauge_add,
+    .metrics_error = rs_metrics_error,
+    .metrics_snapshot = rs_metrics_snapshot,
+    .metrics_series_count = rs_metrics_series_count,
+    .metrics_series_get = rs_metrics_series_get,
+    .turn_start = rs_turn_start,
+    .turn_finish = rs_turn_finish,
+    .conv_find_or_create = rs_conv_find_or_create,
+};

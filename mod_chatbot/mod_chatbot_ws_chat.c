@@ -1,0 +1,1008 @@
+/* mod_chatbot_ws_chat.c - the chat protocol carried by a WebSocket
+ * (docs/protocol.md): the client's messages, the server's frames, and the
+ * turns, which run in a chat engine that exists only while they do (an
+ * idle connection holds no libcurl handle).
+ *
+ * A turn (a message, regenerate or edit), a resume and a command need a
+ * worker thread for as long as they run: one of the child's budget
+ * (ChatbotMaxWorkers), and room in the client address's cap of answers
+ * generating at once. Without them the client's frame is held back - the
+ * client gets a "queued" status - and replayed once they are there; the
+ * connection meanwhile parks (mod_chatbot_ws_watch.c pings it to come
+ * back when a worker is free).
+ */
+#include <string.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_log.h"
+#include "apr_strings.h"
+
+#include "mod_chatbot_ws.h"
+#include "mod_chatbot_settings.h"
+
+/* ---- frames ------------------------------------------------------------------------ */
+
+void chatbot_ws_send_error(chatbot_wsc_t *w, const char *code, const char *msg,
+                           const char *conv, const char *id, apr_int64_t retry_ms)
+{
+    chat_frame_error(&w->frame, code, msg, conv, id, retry_ms);
+    if (w->legacy) {
+        chatbot_compat_error_frame(&w->frame, msg);
+    }
+    chatbot_ws_send_json(w);
+    chat_metrics_error(chatbot_store(), code);
+}
+
+/* Starts a frame {"type":type, ... : the caller adds members and closes. */
+void chatbot_ws_frame_begin(chatbot_wsc_t *w, chat_jw_t *jw, const char *type)
+{
+    chat_buf_reset(&w->frame, 64 * 1024);
+    chat_jw_init(jw, &w->frame);
+    chat_jw_obj_begin(jw);
+    chat_jw_kstr(jw, "type", type);
+}
+
+void chatbot_ws_frame_end(chatbot_wsc_t *w, chat_jw_t *jw)
+{
+    chat_jw_obj_end(jw);
+    if (chat_jw_status(jw) == CHAT_OK) {
+        chatbot_ws_send_json(w);
+    }
+}
+
+/* ---- engine callbacks ------------------------------------------------------------ */
+
+/* The user message is stored: acknowledge it before anything else. */
+static void on_accepted(void *baton, chatbot_turn_t *t)
+{
+    chatbot_wsc_t *w = baton;
+    chat_jw_t jw;
+
+    chatbot_ws_frame_begin(w, &jw, "ack");
+    if (t->msg_id) {
+        chat_jw_kstr(&jw, "id", t->msg_id);
+    }
+    chat_jw_kstr(&jw, "conversation_id", t->conv_id);
+    chat_jw_kstr(&jw, "bot_id", t->bot->name);
+    chat_jw_kint(&jw, "index", t->user_index);
+    chatbot_ws_frame_end(w, &jw);
+}
+
+static void on_status(void *baton, chatbot_turn_t *t, const char *state, int position)
+{
+    chatbot_wsc_t *w = baton;
+    chat_jw_t jw;
+
+    chatbot_ws_frame_begin(w, &jw, "status");
+    chat_jw_kstr(&jw, "conversation_id", t->conv_id);
+    chat_jw_kstr(&jw, "state", state);
+    if (position > 0) {
+        chat_jw_kint(&jw, "position", position);
+    }
+    if (t->msg_id) {
+        chat_jw_kstr(&jw, "id", t->msg_id);
+    }
+    chatbot_ws_frame_end(w, &jw);
+}
+
+static void on_delta(void *baton, chatbot_turn_t *t, int thinking, const char *text,
+                     size_t len)
+{
+    chatbot_wsc_t *w = baton;
+
+    if (chat_frame_delta(&w->frame, thinking, t->conv_id, t->msg_id, text, len) ==
+        CHAT_OK) {
+        chatbot_ws_send_json(w);
+    }
+}
+
+static void write_stats(chat_jw_t *jw, const chatbot_turn_t *t)
+{
+    const chat_stats_t *s = &t->stats;
+
+    chat_jw_key(jw, "stats");
+    chat_jw_obj_begin(jw);
+    chat_jw_kstr(jw, "model",
+                 s->model[0] ? s->model
+                 : t->model  ? t->model
+                             : t->bot->model);
+    chat_jw_kstr(jw, "backend", t->backend ? t->backend->name : NULL);
+    chat_jw_kstr(jw, "done_reason", s->done_reason[0] ? s->done_reason : NULL);
+    chat_jw_kint(jw, "tokens",
+                 s->completion_tokens >= 0 ? s->completion_tokens : t->tokens);
+    if (s->prompt_tokens >= 0) {
+        chat_jw_kint(jw, "prompt_tokens", s->prompt_tokens);
+    }
+    chat_jw_kdouble(jw, "ttft_ms", t->ttft_ms);
+    chat_jw_kdouble(jw, "duration_ms", t->duration_ms);
+    if (t->queue_ms > 0) {
+        chat_jw_kdouble(jw, "queue_ms", t->queue_ms);
+    }
+    if (s->tokens_per_sec > 0) {
+        chat_jw_kdouble(jw, "tokens_per_sec", s->tokens_per_sec);
+    }
+    if (s->eval_ms >= 0) {
+        chat_jw_kdouble(jw, "eval_ms", s->eval_ms);
+    }
+    if (s->load_ms >= 0) {
+        chat_jw_kdouble(jw, "load_ms", s->load_ms);
+    }
+    chat_jw_obj_end(jw);
+}
+
+static void send_idle(chatbot_wsc_t *w, const char *conv)
+{
+    chat_jw_t jw;
+
+    chatbot_ws_frame_begin(w, &jw, "status");
+    chat_jw_kstr(&jw, "conversation_id", conv);
+    chat_jw_kstr(&jw, "state", "idle");
+    chatbot_ws_frame_end(w, &jw);
+}
+
+static void count_message(chatbot_wsc_t *w)
+{
+    w->msgs_in++;
+    w->last_msg = chatbot_now_ms();
+    /* own buffer: nothing allocated from r->pool per turn */
+    apr_snprintf(w->note_msgs, sizeof(w->note_msgs), "%" APR_UINT64_T_FMT, w->msgs_in);
+    apr_table_setn(w->r->notes, "chatbot-messages", w->note_msgs);
+}
+
+static void on_done(void *baton, chatbot_turn_t *t)
+{
+    chatbot_wsc_t *w = baton;
+    chat_jw_t jw;
+
+    if (t->outcome == CHATBOT_OUT_COMPLETE || t->outcome == CHATBOT_OUT_STOPPED) {
+        chatbot_ws_frame_begin(w, &jw, "response");
+        chat_jw_kstrn(&jw, "content", t->answer.data ? t->answer.data : "",
+                      t->answer.len);
+        chat_jw_kstr(&jw, "conversation_id", t->conv_id);
+        if (t->msg_id) {
+            chat_jw_kstr(&jw, "id", t->msg_id);
+        }
+        if (t->has_answer) {
+            chat_jw_kint(&jw, "index", t->answer_index);
+        }
+        chat_jw_kbool(&jw, "interrupted", t->outcome != CHATBOT_OUT_COMPLETE);
+        write_stats(&jw, t);
+        chatbot_ws_frame_end(w, &jw);
+    }
+    else {
+        chat_buf_reset(&w->frame, 64 * 1024);
+        chat_jw_init(&jw, &w->frame);
+        chat_jw_obj_begin(&jw);
+        chat_jw_kstr(&jw, "type", "error");
+        chat_jw_kstr(&jw, "code", t->err_code ? t->err_code : CHAT_ERR_INTERNAL);
+        chat_jw_kstr(&jw, "message", t->err_msg);
+        chat_jw_kstr(&jw, "conversation_id", t->conv_id);
+        if (t->msg_id) {
+            chat_jw_kstr(&jw, "id", t->msg_id);
+        }
+        if (t->has_answer) {
+            chat_jw_kbool(&jw, "partial", 1);
+            chat_jw_kint(&jw, "index", t->answer_index);
+        }
+        chat_jw_obj_end(&jw);
+        if (w->legacy) {
+            chatbot_compat_error_frame(&w->frame, t->err_msg);
+        }
+        chatbot_ws_send_json(w);
+    }
+    send_idle(w, t->conv_id);
+    count_message(w);
+}
+
+/* ---- the engine: one per busy period --------------------------------------------- */
+
+int chatbot_ws_turns(chatbot_wsc_t *w)
+{
+    return w->eng ? chatbot_engine_active(w->eng) : 0;
+}
+
+static chatbot_engine_t *engine(chatbot_wsc_t *w)
+{
+    chatbot_turn_cb_t tcb;
+    chatbot_engine_t *e;
+
+    if (w->eng) {
+        return w->eng;
+    }
+    memset(&tcb, 0, sizeof(tcb));
+    tcb.on_accepted = on_accepted;
+    tcb.on_status = on_status;
+    tcb.on_delta = on_delta;
+    tcb.on_done = on_done;
+    e = chatbot_engine_create(w->r, &w->lim, &w->id, &tcb, w);
+    if (e) {
+        chatbot_ws_reg_engine(w, e); /* the watcher may wake it now */
+    }
+    return e;
+}
+
+void chatbot_ws_engine_settle(chatbot_wsc_t *w)
+{
+    int n = chatbot_ws_turns(w);
+
+    if (n != w->answers_counted) {
+        chatbot_ws_ip_answers(w->c, n - w->answers_counted);
+        if (n < w->answers_counted) {
+            chatbot_ws_poke();
+        }
+        w->answers_counted = n;
+    }
+    if (w->eng && !n) {
+        chatbot_engine_t *e = w->eng;
+        chatbot_ws_reg_engine(w, NULL);
+        chatbot_engine_destroy(e);
+    }
+}
+
+void chatbot_ws_stop_all(chatbot_wsc_t *w, const char *reason)
+{
+    int i;
+
+    if (w->eng) {
+        chatbot_engine_stop(w->eng, NULL, reason);
+    }
+    for (i = 0; i < CHATBOT_WS_MAX_FOLLOW; i++) {
+        w->follow[i].active = 0;
+    }
+    if (w->held.len) {
+        chatbot_ws_wait_remove(w);
+        chat_buf_free(&w->held);
+    }
+    chatbot_ws_engine_settle(w);
+}
+
+/* ---- waiting for a worker --------------------------------------------------------- */
+
+/* 1 if the frame being handled may hold a worker now; otherwise it is held
+ * back (or refused when another one is held already) and 0 returned. */
+static int need_worker(chatbot_wsc_t *w, const char *conv)
+{
+    int cap = chatbot_ws_max_answers_per_ip(w->sc);
+    int pos;
+    chat_jw_t jw;
+
+    if ((cap <= 0 || chatbot_ws_ip_answers(w->c, 0) < (apr_uint32_t)cap) &&
+        chatbot_ws_wait_may_take(w) && chatbot_ws_slot_take(w)) {
+        chatbot_ws_wait_remove(w);
+        return 1;
+    }
+    w->held_again = w->replaying;
+    if (w->held.len && !w->replaying) {
+        chatbot_ws_send_error(w, CHAT_ERR_BUSY,
+                              "the server is busy and another message of "
+                              "this connection is waiting already; retry in a moment",
+                              conv, w->cm.id, 5000);
+        return 0;
+    }
+    if (!w->replaying) {
+        chat_buf_reset(&w->held, 0);
+        if (!w->cur_raw ||
+            chat_buf_append(&w->held, w->cur_raw, w->cur_raw_len) != CHAT_OK) {
+            chat_buf_free(&w->held);
+            chatbot_ws_send_error(w, CHAT_ERR_BUSY,
+                                  "the server is busy; retry in a moment", conv, w->cm.id,
+                                  5000);
+            return 0;
+        }
+        apr_cpystrn(w->held_conv, conv ? conv : "", sizeof(w->held_conv));
+        w->held_since = chatbot_now_ms();
+    }
+    pos = chatbot_ws_wait_add(w);
+    if (!w->replaying) {
+        ap_log_rerror(
+            APLOG_MARK, APLOG_DEBUG, 0, w->r,
+            APLOGNO(
+                10956) "chatbot: %s waits for a worker (position %d; ChatbotMaxWorkers, "
+                       "ChatbotMaxAnswersPerIP)",
+            w->id.label, pos);
+        chatbot_ws_frame_begin(w, &jw, "status");
+        if (conv) {
+            chat_jw_kstr(&jw, "conversation_id", conv);
+        }
+        chat_jw_kstr(&jw, "state", "queued");
+        chat_jw_kint(&jw, "position", pos);
+        if (w->cm.id) {
+            chat_jw_kstr(&jw, "id", w->cm.id);
+        }
+        chatbot_ws_frame_end(w, &jw);
+    }
+    return 0;
+}
+
+void chatbot_ws_held_run(chatbot_wsc_t *w)
+{
+    chat_buf_t frame;
+    char msg[128];
+
+    if (w->going_away) {
+        return;
+    }
+    if (chatbot_now_ms() - w->held_since > (apr_uint64_t)w->lim.total_timeout_ms) {
+        chatbot_ws_wait_remove(w);
+        chat_buf_free(&w->held);
+        apr_snprintf(msg, sizeof(msg),
+                     "no worker came free within %d s; retry in a moment",
+                     (int)(w->lim.total_timeout_ms / 1000));
+        chatbot_ws_send_error(w, CHAT_ERR_BUSY, msg,
+                              w->held_conv[0] ? w->held_conv : NULL, NULL, 5000);
+        return;
+    }
+    if (!chatbot_ws_wait_may_take(w)) {
+        return;
+    }
+    /* replayed as the client sent it; it holds its place if it must wait
+     * again (the address's cap) */
+    frame = w->held;
+    chat_buf_init(&w->held);
+    w->replaying = 1;
+    w->held_again = 0;
+    chatbot_ws_handle_message(w, (const uint8_t *)frame.data, frame.len);
+    w->replaying = 0;
+    if (w->held_again) {
+        w->held = frame; /* still waiting */
+    }
+    else {
+        chatbot_ws_wait_remove(w);
+        chat_buf_free(&frame);
+    }
+    chat_cmsg_free(&w->cm);
+}
+
+/* A stop (or delete) of the conversation a held turn is for drops it. */
+static int drop_held(chatbot_wsc_t *w, const char *conv)
+{
+    if (!w->held.len || !conv || strcmp(conv, w->held_conv)) {
+        return 0;
+    }
+    chatbot_ws_wait_remove(w);
+    chat_buf_free(&w->held);
+    chatbot_ws_send_error(w, CHAT_ERR_INTERRUPTED,
+                          "stopped while waiting for a worker; nothing was sent", conv,
+                          w->cm.id, -1);
+    return 1;
+}
+
+/* ---- client messages ------------------------------------------------------------- */
+
+static void send_session(chatbot_wsc_t *w, const chat_conv_info_t *ci)
+{
+    chat_jw_t jw;
+
+    chatbot_ws_frame_begin(w, &jw, "session");
+    chat_jw_key(&jw, "session");
+    chatbot_view_session(&jw, w->r->server, ci);
+    chatbot_ws_frame_end(w, &jw);
+}
+
+/* The session list: a reply (id: the request's, or NULL) or a push (no
+ * id, never archived), told apart by the id. */
+void chatbot_ws_send_sessions(chatbot_wsc_t *w, const char *bot, int archived,
+                              const char *id)
+{
+    chat_jw_t jw;
+
+    chatbot_ws_frame_begin(w, &jw, "sessions");
+    if (id) {
+        chat_jw_kstr(&jw, "id", id);
+    }
+    chat_jw_kbool(&jw, "archived", archived);
+    chat_jw_key(&jw, "sessions");
+    chatbot_view_sessions(&jw, w->r, &w->id, bot, archived);
+    chatbot_ws_frame_end(w, &jw);
+}
+
+static void send_history(chatbot_wsc_t *w, const char *conv, apr_int64_t limit,
+                         apr_int64_t offset)
+{
+    chat_jw_t jw;
+    const char *err;
+
+    chatbot_ws_frame_begin(w, &jw, "history");
+    err = chatbot_view_history(&jw, &w->id, conv, limit, offset, &w->scratch);
+    if (err) {
+        chatbot_ws_send_error(w, err, "no such conversation", conv, NULL, -1);
+        return;
+    }
+    chatbot_ws_settings_brief(w, &jw, conv);
+    chatbot_ws_frame_end(w, &jw);
+}
+
+/* The history of a conversation that does not exist yet: empty. */
+static void send_no_history(chatbot_wsc_t *w, chatbot_bot_t *bot)
+{
+    chat_jw_t jw;
+    apr_int64_t limit = w->cm.limit <= 0 ? 50 : w->cm.limit > 1000 ? 1000 : w->cm.limit;
+
+    chatbot_ws_frame_begin(w, &jw, "history");
+    chat_jw_kstr(&jw, "conversation_id", NULL);
+    chat_jw_kstr(&jw, "bot_id", bot->name);
+    chat_jw_kstr(&jw, "title", NULL);
+    chat_jw_kstr(&jw, "state", "idle");
+    chat_jw_kint(&jw, "total", 0);
+    chat_jw_kint(&jw, "offset", 0);
+    chat_jw_kint(&jw, "limit", limit);
+    chat_jw_kbool(&jw, "has_more", 0);
+    chat_jw_key(&jw, "messages");
+    chat_jw_arr_begin(&jw);
+    chat_jw_arr_end(&jw);
+    chatbot_ws_frame_end(w, &jw);
+}
+
+/* {"type":"search","query":...} -> {"type":"search_results", ...} (the
+ * members of GET /api/search; the request's id echoed by the frame). */
+static void send_search(chatbot_wsc_t *w)
+{
+    chat_jw_t jw;
+    const char *err, *emsg;
+
+    chatbot_ws_frame_begin(w, &jw, "search_results");
+    if (w->cm.id) {
+        chat_jw_kstr(&jw, "id", w->cm.id);
+    }
+    err = chatbot_view_search(&jw, w->r, &w->id, w->cm.query, w->cm.bot_id, w->cm.limit,
+                              &w->scratch, &emsg);
+    if (err) {
+        chatbot_ws_send_error(w, err, emsg ? emsg : "search failed", NULL, w->cm.id, -1);
+        return;
+    }
+    chatbot_ws_frame_end(w, &jw);
+}
+
+static void send_ok(chatbot_wsc_t *w, const char *op, const char *conv)
+{
+    chat_jw_t jw;
+
+    chatbot_ws_frame_begin(w, &jw, "ok");
+    chat_jw_kstr(&jw, "op", op);
+    chat_jw_kstr(&jw, "conversation_id", conv);
+    chatbot_ws_frame_end(w, &jw);
+}
+
+void chatbot_ws_send_hello(chatbot_wsc_t *w)
+{
+    chat_jw_t jw;
+    char rate[64];
+
+    chatbot_ws_frame_begin(w, &jw, "hello");
+    chat_jw_kint(&jw, "protocol", 1);
+    chat_jw_kstr(&jw, "server", CHATBOT_SERVER_ID);
+    chat_jw_kstr(&jw, "user", w->id.user);
+    chat_jw_key(&jw, "bots");
+    chatbot_view_bots(&jw, w->sc);
+    chat_jw_kstr(&jw, "conversation_id", w->cur_conv[0] ? w->cur_conv : NULL);
+    chat_jw_kstr(&jw, "bot_id", w->cur_bot ? w->cur_bot->name : NULL);
+    chat_jw_kbool(&jw, "demo", w->sc->demo_notice != NULL);
+    chat_jw_kstr(&jw, "notice", w->sc->demo_notice);
+    /* regenerate and edit keep the earlier versions (select_version) */
+    chat_jw_kbool(&jw, "versions", chatbot_store_has_versions(chatbot_store()));
+    chat_jw_key(&jw, "limits");
+    chat_jw_obj_begin(&jw);
+    chat_jw_kint(&jw, "max_message_bytes", (int64_t)w->lim.max_message_bytes);
+    if (w->lim.rate.count) {
+        apr_snprintf(rate, sizeof(rate), "%u/%s", w->lim.rate.count,
+                     w->lim.rate.period_ms == 1000    ? "s"
+                     : w->lim.rate.period_ms == 60000 ? "min"
+                     : w->lim.rate.period_ms == 3600000
+                         ? "hour"
+                         : apr_psprintf(w->r->pool, "%" APR_INT64_T_FMT "ms",
+                                        w->lim.rate.period_ms));
+        chat_jw_kstr(&jw, "rate", rate);
+        chat_jw_kint(&jw, "burst", w->lim.rate.burst);
+    }
+    else {
+        chat_jw_kstr(&jw, "rate", NULL);
+    }
+    chat_jw_obj_end(&jw);
+    chatbot_settings_policy_view(&jw, &w->lim);
+    chatbot_ws_frame_end(w, &jw);
+}
+
+/* Picks bot + conversation for a message: explicit ids, else the
+ * connection's current ones, else the bot's latest session (created if
+ * none and create is set). A current conversation deleted meanwhile
+ * (another tab) is forgotten, not an error. */
+static const char *resolve(chatbot_wsc_t *w, const char *bot_id, const char *conv_id,
+                           int create, chatbot_bot_t **bot, chat_conv_info_t *ci)
+{
+    const char *err;
+    int implicit = 0;
+
+    *bot = NULL;
+    if (bot_id) {
+        *bot = chatbot_bot_get(w->r->server, bot_id);
+        if (!*bot) {
+            return CHAT_ERR_NOT_FOUND;
+        }
+    }
+    if (!conv_id && (!*bot || *bot == w->cur_bot) && w->cur_conv[0]) {
+        conv_id = w->cur_conv;
+        implicit = 1;
+    }
+    if (!*bot) {
+        *bot = w->cur_bot ? w->cur_bot : w->sc->default_bot_p;
+    }
+    err = chatbot_conv_resolve(w->r, &w->id, *bot, conv_id, create, ci);
+    if (err && implicit) {
+        w->cur_conv[0] = '\0';
+        conv_id = NULL;
+        err = chatbot_conv_resolve(w->r, &w->id, *bot, NULL, create, ci);
+    }
+    if (err) {
+        return err;
+    }
+    if (conv_id) {
+        /* the conversation decides the bot */
+        chatbot_bot_t *cb = chatbot_bot_get(w->r->server, ci->bot);
+        if (!cb) {
+            return CHAT_ERR_NOT_FOUND;
+        }
+        *bot = cb;
+    }
+    w->cur_bot = *bot;
+    apr_cpystrn(w->cur_conv, ci->id, sizeof(w->cur_conv));
+    return NULL;
+}
+
+static const char *rate_check(chatbot_wsc_t *w, apr_int64_t *retry)
+{
+    *retry = 0;
+    /* a held turn was counted when it came */
+    return w->replaying ? NULL : chatbot_rate_check(&w->id, &w->lim, retry);
+}
+
+/* The text of a rate_limited error: one wording for every op (a message, a
+ * command, a new conversation) and the REST API's (issue 19). */
+static const char *rate_msg(chatbot_wsc_t *w, apr_int64_t retry_ms, char *buf,
+                            apr_size_t len)
+{
+    apr_snprintf(buf, len, "rate limit exceeded (%u messages per %s); retry in %.1f s",
+                 w->lim.rate.count,
+                 w->lim.rate.period_ms == 60000     ? "minute"
+                 : w->lim.rate.period_ms == 1000    ? "second"
+                 : w->lim.rate.period_ms == 3600000 ? "hour"
+                                                    : "period",
+                 retry_ms / 1000.0);
+    return buf;
+}
+
+static void start_turn(chatbot_wsc_t *w, chatbot_turn_mode_t mode)
+{
+    chatbot_bot_t *bot;
+    chat_conv_info_t ci;
+    chatbot_turn_req_t req;
+    chatbot_engine_t *e;
+    const char *err;
+    apr_int64_t retry;
+    char msg[512];
+    chat_buf_t attached = {0};
+
+    err = rate_check(w, &retry);
+    if (err) {
+        chatbot_ws_send_error(w, err, rate_msg(w, retry, msg, sizeof(msg)),
+                              w->cm.conversation_id, w->cm.id, retry);
+        return;
+    }
+    err = resolve(w, w->cm.bot_id, w->cm.conversation_id, 1, &bot, &ci);
+    if (err) {
+        /* creating the conversation may have failed too (quota, rate) */
+        chatbot_ws_send_error(w, err,
+                              w->cm.bot_id && !chatbot_bot_get(w->r->server, w->cm.bot_id)
+                                  ? "unknown bot"
+                                  : chatbot_store_err_text(err),
+                              w->cm.conversation_id, w->cm.id,
+                              !strcmp(err, CHAT_ERR_RATE_LIMITED)
+                                  ? chat_store_create_retry_ms(
+                                        chatbot_store(), &w->id.owner, chatbot_now_ms())
+                                  : -1);
+        return;
+    }
+    if (mode != CHATBOT_TURN_REGENERATE && w->cm.content_len == 0 && !w->cm.nattach) {
+        chatbot_ws_send_error(w, CHAT_ERR_BAD_REQUEST, "the message is empty", ci.id,
+                              w->cm.id, -1);
+        return;
+    }
+    /* Text attachments travel in the message and are stored with it, quoted
+     * ahead of its text (chat/attach.h): the whole is one message, counted
+     * against ChatbotMaxMessageBytes and the context budget, and is what
+     * the model reads. */
+    if (mode != CHATBOT_TURN_REGENERATE && w->cm.nattach) {
+        apr_size_t total =
+            chat_attach_size(w->cm.attach, w->cm.nattach, w->cm.content_len);
+        if (total > w->lim.max_message_bytes ||
+            total > chatbot_srv(w->r->server)->layout.max_message_bytes) {
+            apr_snprintf(msg, sizeof(msg),
+                         "the message with its attachments is %" APR_SIZE_T_FMT
+                         " bytes; at most %" APR_SIZE_T_FMT " bytes are accepted",
+                         total, w->lim.max_message_bytes);
+            chatbot_ws_send_error(w, CHAT_ERR_TOO_LARGE, msg, ci.id, w->cm.id, -1);
+            return;
+        }
+    }
+    if (w->eng && chatbot_engine_has(w->eng, ci.id)) {
+        chatbot_ws_send_error(w, CHAT_ERR_BUSY,
+                              "this conversation is already generating "
+                              "an answer; stop it first",
+                              ci.id, w->cm.id, -1);
+        return;
+    }
+    if (!need_worker(w, ci.id)) {
+        return;
+    }
+    memset(&req, 0, sizeof(req));
+    req.bot = bot;
+    req.conv_id = ci.id;
+    req.msg_id = w->cm.id;
+    req.content = w->cm.content;
+    req.len = w->cm.content_len;
+    if (mode != CHATBOT_TURN_REGENERATE && w->cm.nattach &&
+        chat_attach_encode(&attached, w->cm.attach, w->cm.nattach,
+                           w->cm.content ? w->cm.content : "",
+                           w->cm.content_len) != CHAT_OK) {
+        chat_buf_free(&attached);
+        chatbot_ws_send_error(w, CHAT_ERR_INTERNAL, "out of memory", ci.id, w->cm.id, -1);
+        return;
+    }
+    if (attached.data) {
+        req.content = attached.data;
+        req.len = attached.len;
+        req.msg_flags = CHAT_MSG_ATTACH;
+    }
+    req.mode = mode;
+    req.edit_index = (apr_uint32_t)(w->cm.index < 0 ? 0 : w->cm.index);
+    if (!(e = engine(w))) {
+        chat_buf_free(&attached);
+        chatbot_ws_send_error(w, CHAT_ERR_INTERNAL, "cannot start an answer now", ci.id,
+                              w->cm.id, -1);
+        return;
+    }
+    err = chatbot_turn_start(e, &req, msg, sizeof(msg));
+    chat_buf_free(&attached); /* stored by now: the turn reads the store */
+    chatbot_ws_engine_settle(w);
+    if (err) {
+        chatbot_ws_send_error(w, err, msg, ci.id, w->cm.id, -1);
+        return;
+    }
+    /* this connection now streams the answer itself */
+    chatbot_ws_follow_drop(w, ci.id);
+}
+
+/* Conversation-level operations (rename, archive, delete, stop_session). */
+static void conv_op(chatbot_wsc_t *w)
+{
+    chat_store_t *st = chatbot_store();
+    const char *conv = w->cm.conversation_id;
+    apr_uint64_t now = chatbot_now_ms();
+    chat_status_t rc = CHAT_EINTERNAL;
+    const char *op = chat_ctype_name(w->cm.type);
+
+    if (w->cm.type == CHAT_C_STOP_SESSION || w->cm.type == CHAT_C_DELETE) {
+        if (w->eng) {
+            chatbot_engine_stop(w->eng, conv, "stopped");
+        }
+        drop_held(w, conv);
+    }
+    switch (w->cm.type) {
+    case CHAT_C_RENAME:
+        rc = chat_store_conv_rename(st, &w->id.owner, conv, w->cm.title, now);
+        break;
+    case CHAT_C_ARCHIVE:
+        rc = w->cm.archived == 0 ? chat_store_conv_flags(st, &w->id.owner, conv, 0,
+                                                         CHAT_CONV_ARCHIVED, now)
+                                 : chat_store_conv_flags(st, &w->id.owner, conv,
+                                                         CHAT_CONV_ARCHIVED, 0, now);
+        break;
+    case CHAT_C_DELETE:
+        chat_store_gen_request_stop(st, &w->id.owner, conv);
+        rc = chat_store_conv_delete(st, &w->id.owner, conv);
+        break;
+    case CHAT_C_STOP_SESSION:
+        chat_store_gen_request_stop(st, &w->id.owner, conv);
+        rc = chat_store_conv_flags(st, &w->id.owner, conv, CHAT_CONV_STOPPED, 0, now);
+        break;
+    default:
+        break;
+    }
+    if (rc == CHAT_OK) {
+        chat_store_user_bump(st, &w->id.owner);
+    }
+    if (rc == CHAT_EBUSY) {
+        /* only delete gets here: the answer (generated by another
+         * connection) has been asked to stop */
+        chatbot_ws_send_error(w, CHAT_ERR_BUSY,
+                              "the conversation was generating an "
+                              "answer; it is being stopped, delete again in a moment",
+                              conv, w->cm.id, -1);
+        return;
+    }
+    if (rc != CHAT_OK) {
+        chatbot_ws_send_error(w, CHAT_ERR_NOT_FOUND, "no such conversation", conv,
+                              w->cm.id, -1);
+        return;
+    }
+    if (w->cm.type == CHAT_C_DELETE && !strcmp(w->cur_conv, conv)) {
+        w->cur_conv[0] = '\0';
+    }
+    send_ok(w, op, conv);
+}
+
+int chatbot_exec_ws(request_rec *r, const chatbot_ident_t *id, chatbot_bot_t *bot,
+                    const char *conv_id, const char *command, const char *const *args,
+                    apr_size_t nargs, chat_buf_t *frame);
+
+/* A command (`run`, or a message starting with '!'): it runs here, on this
+ * thread, for as long as it takes (its ChatbotCommand timeout). */
+static void run_command(chatbot_wsc_t *w, const char *command, const char *const *args,
+                        apr_size_t nargs)
+{
+    chatbot_bot_t *bot;
+    chat_conv_info_t ci;
+    apr_int64_t retry;
+    const char *e = rate_check(w, &retry);
+
+    if (e) {
+        char msg[128];
+
+        chatbot_ws_send_error(w, e, rate_msg(w, retry, msg, sizeof(msg)),
+                              w->cm.conversation_id, w->cm.id, retry);
+        return;
+    }
+    if ((e = resolve(w, w->cm.bot_id, w->cm.conversation_id, 1, &bot, &ci))) {
+        chatbot_ws_send_error(w, e, "no such conversation", w->cm.conversation_id,
+                              w->cm.id, -1);
+        return;
+    }
+    if (!need_worker(w, ci.id)) {
+        return;
+    }
+    chatbot_exec_ws(w->r, &w->id, bot, ci.id, command, args, nargs, &w->frame);
+    chatbot_ws_send_json(w);
+}
+
+static void handle_stop(chatbot_wsc_t *w)
+{
+    const char *conv = w->cm.conversation_id ? w->cm.conversation_id : w->cur_conv;
+    chat_status_t src = CHAT_EINTERNAL;
+
+    if (!*conv || drop_held(w, conv)) {
+        return;
+    }
+    if (w->eng && chatbot_engine_has(w->eng, conv)) {
+        chatbot_engine_stop(w->eng, conv, "stopped");
+        return;
+    }
+    /* generated by another connection (another tab or child), or idle:
+     * nothing to do */
+    src = chat_store_gen_request_stop(chatbot_store(), &w->id.owner, conv);
+    if (src == CHAT_ENOTFOUND) {
+        chatbot_ws_send_error(w, CHAT_ERR_NOT_FOUND, "no such conversation", conv,
+                              w->cm.id, -1);
+    }
+}
+
+static void handle_launch(chatbot_wsc_t *w)
+{
+    chatbot_bot_t *bot = chatbot_bot_get(w->r->server, w->cm.bot_id);
+    chat_conv_info_t ci;
+    chat_status_t crc;
+    apr_int64_t retry;
+    const char *e;
+
+    if (!bot) {
+        chatbot_ws_send_error(w, CHAT_ERR_NOT_FOUND, "unknown bot", NULL, NULL, -1);
+        return;
+    }
+    /* creating takes a rate token, like a message (issue 14) */
+    if ((e = rate_check(w, &retry))) {
+        char msg[128];
+
+        chatbot_ws_send_error(w, e, rate_msg(w, retry, msg, sizeof(msg)), NULL, w->cm.id,
+                              retry);
+        return;
+    }
+    crc = chat_store_conv_create(chatbot_store(), &w->id.owner, bot->name, w->cm.title,
+                                 chatbot_random64(), chatbot_now_ms(), &ci);
+    if (crc != CHAT_OK) {
+        const char *code = chatbot_store_err(crc);
+        chatbot_ws_send_error(w, code, chatbot_store_err_text(code), NULL, NULL,
+                              crc == CHAT_ELIMIT
+                                  ? chat_store_create_retry_ms(
+                                        chatbot_store(), &w->id.owner, chatbot_now_ms())
+                                  : -1);
+        return;
+    }
+    chat_store_user_bump(chatbot_store(), &w->id.owner);
+    w->cur_bot = bot;
+    apr_cpystrn(w->cur_conv, ci.id, sizeof(w->cur_conv));
+    send_session(w, &ci);
+}
+
+static void handle_export(chatbot_wsc_t *w)
+{
+    int json = w->cm.format && !strcmp(w->cm.format, "json");
+    chat_buf_t out;
+    const char *fname = NULL;
+    const char *e;
+    chat_jw_t jw;
+
+    chat_buf_init(&out);
+    e = chatbot_view_export(w->r, &w->id, w->cm.conversation_id, json, &out, &fname);
+    if (e) {
+        chat_buf_free(&out);
+        chatbot_ws_send_error(w, e, "no such conversation", w->cm.conversation_id, NULL,
+                              -1);
+        return;
+    }
+    chatbot_ws_frame_begin(w, &jw, "export");
+    chat_jw_kstr(&jw, "conversation_id", w->cm.conversation_id);
+    chat_jw_kstr(&jw, "format", json ? "json" : "markdown");
+    chat_jw_kstr(&jw, "filename", fname);
+    chat_jw_kstrn(&jw, "content", out.data ? out.data : "", out.len);
+    chatbot_ws_frame_end(w, &jw);
+    chat_buf_free(&out);
+}
+
+void chatbot_ws_handle_message(chatbot_wsc_t *w, const uint8_t *data, size_t len)
+{
+    char err[256];
+    chat_status_t rc;
+    chat_jw_t jw;
+
+    rc = chat_cmsg_parse(&w->cm, (const char *)data, len, err, sizeof(err));
+    if (w->cm.type == CHAT_C_COMMAND) {
+        w->legacy = 1;
+    }
+    if (rc != CHAT_OK) {
+        chatbot_ws_send_error(w,
+                              rc == CHAT_EPARSE      ? CHAT_ERR_BAD_JSON
+                              : rc == CHAT_ENOTFOUND ? CHAT_ERR_UNKNOWN_TYPE
+                                                     : CHAT_ERR_BAD_REQUEST,
+                              err, rc == CHAT_EPARSE ? NULL : w->cm.conversation_id,
+                              rc == CHAT_EPARSE ? NULL : w->cm.id, -1);
+        return;
+    }
+    if (!w->replaying) {
+        chat_metrics_gauge_add(chatbot_store(), CHAT_G_MESSAGES_IN, 1);
+    }
+    w->cur_raw = data;
+    w->cur_raw_len = len;
+    switch (w->cm.type) {
+    case CHAT_C_MESSAGE:
+        if (w->cm.content_len > 1 && w->cm.content[0] == '!' && !w->cm.nattach) {
+            run_command(w, w->cm.content, NULL, w->cm.content_len);
+            break;
+        }
+        start_turn(w, CHATBOT_TURN_NEW);
+        break;
+    case CHAT_C_COMMAND: {
+        /* the port-8000 client's chat line for the bot id it names
+         * (mod_chatbot_compat.c): typing, then a turn as for "message" */
+        const char *emsg = NULL, *e;
+        apr_pool_t *p;
+        apr_pool_create(&p, w->r->pool);
+        e = chatbot_compat_ws_command(w->r, &w->id, &w->cm, p, &w->frame, &emsg);
+        if (e) {
+            chatbot_ws_send_error(w, e, emsg, NULL, w->cm.id, -1);
+        }
+        else {
+            chatbot_ws_send_json(w);
+            start_turn(w, CHATBOT_TURN_NEW);
+        }
+        apr_pool_destroy(p);
+        break;
+    }
+    case CHAT_C_REGENERATE:
+        start_turn(w, CHATBOT_TURN_REGENERATE);
+        break;
+    case CHAT_C_EDIT:
+        start_turn(w, CHATBOT_TURN_EDIT);
+        break;
+    case CHAT_C_STOP:
+        handle_stop(w);
+        break;
+    case CHAT_C_HISTORY: {
+        chatbot_bot_t *bot;
+        chat_conv_info_t ci;
+        /* a read never creates a conversation: without an id (and no
+         * current one) it is the bot's latest, if there is one */
+        const char *e = resolve(w, w->cm.bot_id, w->cm.conversation_id, 0, &bot, &ci);
+        if (e && !strcmp(e, CHAT_ERR_NOT_FOUND) && !w->cm.conversation_id && bot) {
+            send_no_history(w, bot);
+            break;
+        }
+        if (e) {
+            chatbot_ws_send_error(w, e, "no such conversation", w->cm.conversation_id,
+                                  NULL, -1);
+            break;
+        }
+        send_history(w, ci.id, w->cm.limit, w->cm.offset);
+        break;
+    }
+    case CHAT_C_RESUME:
+        if (w->cm.conversation_id &&
+            (!w->eng || !chatbot_engine_has(w->eng, w->cm.conversation_id)) &&
+            !need_worker(w, w->cm.conversation_id)) {
+            break; /* following an answer holds a worker too */
+        }
+        chatbot_ws_resume(w);
+        break;
+    case CHAT_C_LAUNCH:
+        handle_launch(w);
+        break;
+    case CHAT_C_SELECT: {
+        chat_conv_info_t ci;
+        const char *e =
+            chatbot_conv_resolve(w->r, &w->id, NULL, w->cm.conversation_id, 0, &ci);
+        if (e) {
+            chatbot_ws_send_error(w, e, "no such conversation", w->cm.conversation_id,
+                                  NULL, -1);
+            break;
+        }
+        w->cur_bot = chatbot_bot_get(w->r->server, ci.bot);
+        apr_cpystrn(w->cur_conv, ci.id, sizeof(w->cur_conv));
+        send_session(w, &ci);
+        send_history(w, ci.id, w->cm.limit, w->cm.offset);
+        break;
+    }
+    case CHAT_C_STOP_SESSION:
+    case CHAT_C_RENAME:
+    case CHAT_C_ARCHIVE:
+    case CHAT_C_DELETE:
+        conv_op(w);
+        break;
+    case CHAT_C_SESSIONS:
+        chatbot_ws_send_sessions(w, w->cm.bot_id, w->cm.archived < 0 ? 0 : w->cm.archived,
+                                 w->cm.id);
+        break;
+    case CHAT_C_BOTS:
+        chatbot_ws_frame_begin(w, &jw, "bots");
+        chat_jw_key(&jw, "bots");
+        chatbot_view_bots(&jw, w->sc);
+        chatbot_ws_frame_end(w, &jw);
+        break;
+    case CHAT_C_EXPORT:
+        handle_export(w);
+        break;
+    case CHAT_C_RUN:
+        run_command(w, w->cm.command, w->cm.args, w->cm.nargs);
+        break;
+    case CHAT_C_STATUS:
+        chatbot_ws_frame_begin(w, &jw, "status_board");
+        chatbot_view_status(&jw, w->sc, w->lim.show_details);
+        chatbot_ws_frame_end(w, &jw);
+        break;
+    case CHAT_C_SEARCH:
+        send_search(w);
+        break;
+    case CHAT_C_SETTINGS:
+        chatbot_ws_settings(w);
+        break;
+    case CHAT_C_SELECT_VERSION: {
+        /* the answer is the conversation's new active path; other tabs
+         * hear of it as of any change (their sessions list) */
+        const char *emsg = NULL;
+        const char *e = chatbot_ver_select(chatbot_store(), &w->id, w->cm.conversation_id,
+                                           w->cm.index, &emsg);
+        if (e) {
+            chatbot_ws_send_error(w, e, emsg, w->cm.conversation_id, w->cm.id, -1);
+            break;
+        }
+        send_history(w, w->cm.conversation_id, w->cm.limit, 0);
+        break;
+    }
+    case CHAT_C_PING:
+        chatbot_ws_frame_begin(w, &jw, "pong");
+        chatbot_ws_frame_end(w, &jw);
+        break;
+    default:
+        chatbot_ws_send_error(w, CHAT_ERR_UNKNOWN_TYPE, "unknown message type", NULL,
+                              NULL, -1);
+        break;
+    }
+    w->cur_raw = NULL;
+}

@@ -1,0 +1,811 @@
+/* mod_chatbot_ws_conn.c - a WebSocket connection's life: its states, its
+ * I/O, the process step, and the blocking driver.
+ *
+ * The step (chatbot_ws_step) does everything that can be done now without
+ * waiting - goodbyes, timers, reading and handling the client's frames,
+ * moving the answers forward, pushing output - and says what to wait for:
+ * the client (WANT_READ), room to write (WANT_WRITE), the backends and the
+ * client together (CONTINUE), or nothing (DONE). chatbot_ws_drive runs
+ * steps on the calling thread, waiting in poll() in between, until the
+ * connection is idle (when it may park: the event MPM then takes it, see
+ * mod_chatbot_ws_mpm.c) or done. Where it cannot park (HTTP/2 streams,
+ * other MPMs) that loop is the connection's whole life.
+ *
+ * Writes block (up to ChatbotSendTimeout) only where a thread is held
+ * anyway - an answer streaming, or a connection that cannot park; an idle
+ * connection under the MPM never waits on a slow reader.
+ */
+#include <string.h>
+#include <poll.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+#include <curl/curl.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_connection.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "ap_mpm.h"
+#include "mpm_common.h"
+#include "util_filter.h"
+#include "apr_strings.h"
+
+#include "mod_chatbot_ws.h"
+
+#define READ_CHUNK 16384
+#define NB_CHUNK 32768   /* passed to the filters at a time, non-blocking */
+#define OUT_HIGH 65536   /* output queued before the client's input pauses */
+#define SMALL_WRITE 4096 /* the network filter's THRESHOLD_MIN_WRITE */
+#define MAX_SLEEP_MS 60000
+#define CLOSE_LINGER_MS 2000
+#define FOLLOW_POLL_MS 25
+
+/* ---- states ------------------------------------------------------------------------ */
+
+const char *chatbot_ws_state_name(chatbot_ws_state_t st)
+{
+    switch (st) {
+    case WS_ST_HANDSHAKE:
+        return "handshake";
+    case WS_ST_IDLE:
+        return "idle";
+    case WS_ST_PARKED:
+        return "parked";
+    case WS_ST_ACTIVE:
+        return "active";
+    case WS_ST_CLOSING:
+        return "closing";
+    case WS_ST_DONE:
+        return "done";
+    }
+    return "?";
+}
+
+/* The one place a connection changes state: the registry follows (under
+ * its mutex: the watcher reads the state), and the change is logged at
+ * trace level ("LogLevel chatbot:trace2"). */
+void chatbot_ws_transit(chatbot_wsc_t *w, chatbot_ws_state_t to, const char *why)
+{
+    chatbot_ws_state_t from = w->state;
+
+    if (from == to) {
+        return;
+    }
+    chatbot_ws_reg_state(w, from, to);
+    /* Writes block (with ChatbotSendTimeout) only where a thread is held
+     * anyway: an answer streaming, or a connection that cannot park. */
+    w->nb_out = w->can_park && to != WS_ST_ACTIVE && to != WS_ST_CLOSING;
+    ap_log_rerror(APLOG_MARK, APLOG_TRACE2, 0, w->r, "chatbot: WebSocket %s -> %s (%s)",
+                  chatbot_ws_state_name(from), chatbot_ws_state_name(to), why);
+}
+
+/* ---- the message layer --------------------------------------------------------------
+ */
+
+/* Frames are queued in malloc'd memory that a heap bucket then owns (and
+ * frees): a brigade write would take 8 KB blocks from the connection's own
+ * allocator, which keeps them for the connection's whole life - the largest
+ * part of what a parked connection would cost. */
+static int ws_send_cb(void *baton, const uint8_t *data, size_t len)
+{
+    chatbot_wsc_t *w = baton;
+
+    if (w->write_failed) {
+        return -1;
+    }
+    if (chat_buf_append(&w->out, data, len) != CHAT_OK) {
+        w->write_failed = 1;
+        return -1;
+    }
+    return 0;
+}
+
+static void out_to_brigade(chatbot_wsc_t *w)
+{
+    if (w->out.len) {
+        apr_bucket *b =
+            apr_bucket_heap_create(w->out.data, w->out.len, free, w->c->bucket_alloc);
+        APR_BRIGADE_INSERT_TAIL(w->bb_out, b);
+        chat_buf_init(&w->out); /* the bucket owns the memory now */
+    }
+}
+
+static int out_empty(chatbot_wsc_t *w)
+{
+    return !w->out.len && APR_BRIGADE_EMPTY(w->bb_out);
+}
+
+static apr_off_t backlog(chatbot_wsc_t *w)
+{
+    apr_off_t n = 0;
+
+    apr_brigade_length(w->bb_out, 0, &n);
+    return n + (apr_off_t)w->out.len;
+}
+
+static int on_ws_message(void *baton, int opcode, const uint8_t *data, size_t len)
+{
+    chatbot_wsc_t *w = baton;
+
+    w->last_msg = chatbot_now_ms();
+    if (opcode != CHAT_WS_OP_TEXT) {
+        chat_ws_close(w->ws, CHAT_WS_CLOSE_UNSUPPORTED,
+                      "binary frames are not supported");
+        w->close_why = "binary frame";
+        return 1;
+    }
+    chatbot_ws_handle_message(w, data, len);
+    chat_cmsg_free(&w->cm);
+    /* The replies wait for the client: read no more until they are out
+     * (what one client makes us queue stays bounded). */
+    if (backlog(w) > OUT_HIGH || (w->nb_out && w->c->data_in_output_filters)) {
+        w->input_paused = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static void on_ws_close(void *baton, uint16_t code, const char *reason, size_t len)
+{
+    chatbot_wsc_t *w = baton;
+
+    w->close_why = apr_psprintf(w->r->pool, "client closed (%u)", code);
+}
+
+apr_status_t chatbot_ws_layer(chatbot_wsc_t *w)
+{
+    chat_ws_callbacks_t cbs;
+    chat_ws_limits_t wl;
+
+    if (w->ws) {
+        return APR_SUCCESS;
+    }
+    memset(&cbs, 0, sizeof(cbs));
+    cbs.send = ws_send_cb;
+    cbs.on_message = on_ws_message;
+    cbs.on_close = on_ws_close;
+    wl.max_message = w->lim.max_message_bytes;
+    wl.max_fragments = w->lim.max_fragments;
+    return chat_ws_create(&w->ws, &cbs, w, &wl) == CHAT_OK ? APR_SUCCESS : APR_ENOMEM;
+}
+
+/* A parked connection with nothing half-received keeps no message layer
+ * (its frame decoder alone is over 4 KB); the next wake builds a new one. */
+static void ws_layer_release(chatbot_wsc_t *w)
+{
+    chat_ws_stats_t st;
+
+    if (!w->ws || !chat_ws_at_rest(w->ws) || chat_ws_state(w->ws) != CHAT_WS_OPEN ||
+        !APR_BRIGADE_EMPTY(w->bb_in) || w->input_paused) {
+        return;
+    }
+    chat_ws_get_stats(w->ws, &st);
+    w->ws_stats.frames_in += st.frames_in;
+    w->ws_stats.frames_out += st.frames_out;
+    w->ws_stats.messages_in += st.messages_in;
+    w->ws_stats.messages_out += st.messages_out;
+    w->ws_stats.bytes_in += st.bytes_in;
+    w->ws_stats.bytes_out += st.bytes_out;
+    chat_ws_destroy(w->ws);
+    w->ws = NULL;
+}
+
+/* ---- output
+ * ----------------------------------------------------------------------------- */
+
+/* Non-blocking push of what the network filter holds (as the MPM does in
+ * its write completion); returns 1 if some of it is still waiting. */
+static int core_pending(chatbot_wsc_t *w)
+{
+    ap_filter_t *f = w->core_out;
+    apr_status_t rv;
+
+    if (!f || w->c->aborted) {
+        return 0;
+    }
+    rv = f->frec->filter_func.out_func(f, NULL);
+    if (rv == APR_SUCCESS && w->c->data_in_output_filters) {
+        /* the first call may have sent all and left the flag set */
+        rv = f->frec->filter_func.out_func(f, NULL);
+    }
+    if (rv != APR_SUCCESS) {
+        w->write_failed = 1;
+        w->close_why = "write failed (vanished client)";
+        return 0;
+    }
+    return w->c->data_in_output_filters;
+}
+
+static int writable(chatbot_wsc_t *w)
+{
+    struct pollfd pfd;
+
+    if (w->fd < 0) {
+        return 0;
+    }
+    pfd.fd = w->fd;
+    pfd.events = POLLOUT;
+    pfd.revents = 0;
+    return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLOUT) &&
+           !(pfd.revents & (POLLERR | POLLHUP | POLLNVAL));
+}
+
+int chatbot_ws_flush(chatbot_wsc_t *w)
+{
+    conn_rec *c = w->c;
+    apr_status_t rv;
+
+    out_to_brigade(w);
+    if (w->write_failed || c->aborted) {
+        apr_brigade_cleanup(w->bb_out);
+        return 0;
+    }
+    if (!w->nb_out || !w->core_out) {
+        if (APR_BRIGADE_EMPTY(w->bb_out)) {
+            return 0;
+        }
+        APR_BRIGADE_INSERT_TAIL(w->bb_out, apr_bucket_flush_create(c->bucket_alloc));
+        rv = ap_pass_brigade(c->output_filters, w->bb_out);
+        apr_brigade_cleanup(w->bb_out);
+        if (rv != APR_SUCCESS) {
+            w->write_failed = 1;
+            w->close_why = "write failed (slow or vanished client)";
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, w->r,
+                          APLOGNO(10946) "chatbot: write to client failed");
+        }
+        return 0;
+    }
+    /* Non-blocking: a slice at a time, only while the network filter has
+     * nothing waiting, so that it never holds enough to block. The network
+     * filter writes a slice of 4 KB or more at once; a smaller one it would
+     * set aside in a pool it creates for that and keeps for the
+     * connection's life (5 KB more per parked connection, measured), so a
+     * small slice goes with a FLUSH - only when the socket is writable:
+     * POLLOUT on a TCP socket means a third of its send buffer is free,
+     * which such a slice never exceeds. */
+    for (;;) {
+        apr_bucket *after;
+        apr_off_t len = 0;
+
+        if (core_pending(w)) {
+            return 1;
+        }
+        if (w->write_failed || APR_BRIGADE_EMPTY(w->bb_out)) {
+            apr_brigade_cleanup(w->bb_out);
+            return 0;
+        }
+        rv = apr_brigade_partition(w->bb_out, NB_CHUNK, &after);
+        if (rv != APR_SUCCESS && rv != APR_INCOMPLETE) {
+            after = APR_BRIGADE_SENTINEL(w->bb_out);
+        }
+        /* bb_tmp keeps what comes after the slice */
+        apr_brigade_split_ex(w->bb_out, after, w->bb_tmp);
+        apr_brigade_length(w->bb_out, 0, &len);
+        if (len < SMALL_WRITE && writable(w)) {
+            APR_BRIGADE_INSERT_TAIL(w->bb_out, apr_bucket_flush_create(c->bucket_alloc));
+        }
+        rv = ap_pass_brigade(c->output_filters, w->bb_out);
+        apr_brigade_cleanup(w->bb_out);
+        APR_BRIGADE_CONCAT(w->bb_out, w->bb_tmp);
+        if (rv != APR_SUCCESS) {
+            w->write_failed = 1;
+            w->close_why = "write failed (vanished client)";
+            apr_brigade_cleanup(w->bb_out);
+            return 0;
+        }
+    }
+}
+
+void chatbot_ws_send_json(chatbot_wsc_t *w)
+{
+    if (w->peer_gone || w->write_failed || !w->ws ||
+        chat_ws_state(w->ws) != CHAT_WS_OPEN) {
+        return;
+    }
+    if (chat_ws_send_text(w->ws, w->frame.data, w->frame.len) == CHAT_OK &&
+        !w->defer_flush) {
+        chatbot_ws_flush(w);
+    }
+}
+
+/* Called by the watcher on a parked connection it borrowed: a ping, which
+ * keeps NAT paths open and makes the client answer (its pong wakes the
+ * connection in the MPM). Never blocks. */
+void chatbot_ws_ping_parked(chatbot_wsc_t *w)
+{
+    static const char ping[] = "\x89\x07"
+                               "chatbot";
+    int nb = w->nb_out;
+
+    w->last_ping = chatbot_now_ms();
+    if (w->c->aborted || w->write_failed || w->c->data_in_output_filters ||
+        !out_empty(w) || (w->ws && chat_ws_state(w->ws) != CHAT_WS_OPEN)) {
+        return;
+    }
+    if (chat_buf_append(&w->out, ping, sizeof(ping) - 1) == CHAT_OK) {
+        w->nb_out = 1;
+        chatbot_ws_flush(w);
+        w->nb_out = nb;
+    }
+}
+
+/* ---- input
+ * ----------------------------------------------------------------------------- */
+
+/* Feeds what bb_in holds to the message layer; stops (keeping the rest)
+ * when it pauses. */
+static void feed(chatbot_wsc_t *w)
+{
+    while (!APR_BRIGADE_EMPTY(w->bb_in) && !w->input_paused && !w->peer_gone) {
+        apr_bucket *b = APR_BRIGADE_FIRST(w->bb_in);
+        const char *data;
+        apr_size_t n;
+        chat_status_t rc;
+
+        if (APR_BUCKET_IS_EOS(b)) {
+            if (!w->is_h2) {
+                w->peer_gone = 1; /* mod_http2 inserts one EOS on the first read */
+            }
+            apr_bucket_delete(b);
+            continue;
+        }
+        if (APR_BUCKET_IS_METADATA(b)) {
+            apr_bucket_delete(b);
+            continue;
+        }
+        if (apr_bucket_read(b, &data, &n, APR_BLOCK_READ) != APR_SUCCESS) {
+            w->peer_gone = 1;
+            break;
+        }
+        if (n) {
+            w->last_rx = chatbot_now_ms();
+            rc = chat_ws_feed(w->ws, (const uint8_t *)data, n);
+            if (rc == CHAT_EAGAIN) {
+                w->input_paused = 1;
+            }
+        }
+        apr_bucket_delete(b);
+        if (chat_ws_state(w->ws) == CHAT_WS_CLOSED) {
+            apr_brigade_cleanup(w->bb_in);
+            break;
+        }
+    }
+}
+
+/* Reads what the client sent, without blocking, until the filters say
+ * EAGAIN: data already pulled off the socket by a filter (core, mod_ssl)
+ * would not wake the next poll, so nothing may be left behind - except
+ * while the input is paused, when the rest waits in bb_in. */
+static void read_client(chatbot_wsc_t *w)
+{
+    if (w->input_paused) {
+        if (backlog(w) > OUT_HIGH || (w->nb_out && w->c->data_in_output_filters)) {
+            return;
+        }
+        w->input_paused = 0;
+        if (chat_ws_resume(w->ws) == CHAT_EAGAIN) {
+            w->input_paused = 1;
+            return;
+        }
+    }
+    feed(w);
+    /* (while closing too: the peer's close frame completes the handshake) */
+    while (!w->peer_gone && !w->input_paused && APR_BRIGADE_EMPTY(w->bb_in) &&
+           chat_ws_state(w->ws) != CHAT_WS_CLOSED) {
+        apr_status_t rv = ap_get_brigade(w->c->input_filters, w->bb_in, AP_MODE_READBYTES,
+                                         APR_NONBLOCK_READ, READ_CHUNK);
+        if (APR_STATUS_IS_EAGAIN(rv)) {
+            break;
+        }
+        if (rv != APR_SUCCESS) {
+            w->peer_gone = 1;
+            if (!w->close_why) {
+                w->close_why =
+                    APR_STATUS_IS_EOF(rv) ? "client closed the connection" : "read error";
+            }
+            break;
+        }
+        if (APR_BRIGADE_EMPTY(w->bb_in)) {
+            break;
+        }
+        feed(w);
+        if (w->input_paused && !APR_BRIGADE_EMPTY(w->bb_in)) {
+            /* kept across returns to the MPM: no transient buckets */
+            apr_bucket *b;
+            for (b = APR_BRIGADE_FIRST(w->bb_in); b != APR_BRIGADE_SENTINEL(w->bb_in);
+                 b = APR_BUCKET_NEXT(b)) {
+                apr_bucket_setaside(b, w->r->pool);
+            }
+        }
+    }
+}
+
+/* ---- leaving
+ * ----------------------------------------------------------------------------- */
+
+/* The viewer left (close handshake done, the client's TCP FIN, HTTP/2
+ * END_STREAM or reset, or writes failing) while answers are generated and
+ * ChatbotContinueWithoutViewer is on: they finish into history and nothing
+ * more is written. The client is not kept waiting for the end of the
+ * answer (RFC 6455 7.1.1: the server closes first): over HTTP/1.1 the TCP
+ * connection is shut for writing now; over HTTP/2 the stream is ended now
+ * (an EOS: mod_http2 sends END_STREAM, RFC 8441 section 5) instead of when
+ * the handler returns. */
+static void detach_viewer(chatbot_wsc_t *w)
+{
+    apr_socket_t *csd = ap_get_conn_socket(w->c);
+
+    w->detached = 1;
+    w->peer_gone = 1;
+    chat_buf_free(&w->out);
+    apr_brigade_cleanup(w->bb_out);
+    if (w->is_h2) {
+        if (!w->c->aborted) {
+            APR_BRIGADE_INSERT_TAIL(w->bb_out, apr_bucket_eos_create(w->c->bucket_alloc));
+            APR_BRIGADE_INSERT_TAIL(w->bb_out,
+                                    apr_bucket_flush_create(w->c->bucket_alloc));
+            ap_pass_brigade(w->c->output_filters, w->bb_out);
+            apr_brigade_cleanup(w->bb_out);
+        }
+        w->r->eos_sent = 1; /* the request's end sends no second one */
+    }
+    else if (csd) {
+        apr_socket_shutdown(csd, APR_SHUTDOWN_WRITE);
+        w->c->aborted = 1; /* nothing may be flushed at the end */
+    }
+    ap_log_rerror(
+        APLOG_MARK, APLOG_DEBUG, 0, w->r,
+        APLOGNO(10950) "chatbot: viewer gone (%s); finishing %d answer(s) into history",
+        w->close_why ? w->close_why : "closed", chatbot_ws_turns(w));
+}
+
+void chatbot_ws_close_with(chatbot_wsc_t *w, uint16_t code, const char *reason,
+                           const char *why)
+{
+    if (!w->close_why) {
+        w->close_why = why;
+    }
+    if (w->ws && !w->peer_gone && !w->write_failed &&
+        chat_ws_state(w->ws) == CHAT_WS_OPEN) {
+        chat_ws_close(w->ws, code, reason);
+        w->close_sent_at = chatbot_now_ms();
+    }
+}
+
+void chatbot_ws_finish(chatbot_wsc_t *w)
+{
+    request_rec *r = w->r;
+    conn_rec *c = w->c;
+    apr_bucket *eor;
+
+    if (w->state == WS_ST_DONE) {
+        return;
+    }
+    chatbot_child_stopping_settle();
+    if (chatbot_ws_turns(w)) {
+        chatbot_ws_stop_all(w, w->going_away ? "shutdown" : "client_gone");
+    }
+    chatbot_ws_engine_settle(w);
+    if (w->ws && !w->peer_gone && !w->write_failed && !c->aborted &&
+        chat_ws_state(w->ws) == CHAT_WS_OPEN) {
+        chat_ws_close(w->ws, CHAT_WS_CLOSE_NORMAL, NULL);
+    }
+    if (!c->aborted) {
+        /* the last frames: a client that does not read gets 2 s at most
+         * (as httpd's lingering close would give it), not the send timeout */
+        apr_socket_t *csd = w->is_h2 ? NULL : ap_get_conn_socket(c);
+        if (csd && w->nb_out) {
+            apr_socket_timeout_set(csd, apr_time_from_msec(CLOSE_LINGER_MS));
+        }
+        w->nb_out = 0;
+        chatbot_ws_flush(w);
+    }
+    apr_snprintf(w->note_close, sizeof(w->note_close), "%u/%u",
+                 w->ws ? chat_ws_sent_close_code(w->ws) : 0,
+                 w->ws ? chat_ws_recv_close_code(w->ws) : 0);
+    apr_table_setn(r->notes, "chatbot-close", w->note_close);
+    ap_log_rerror(
+        APLOG_MARK, APLOG_DEBUG, 0, r,
+        APLOGNO(10949) "chatbot: WebSocket closed for %s: %s (sent %u, received %u)",
+        w->id.label, w->close_why ? w->close_why : "done",
+        w->ws ? chat_ws_sent_close_code(w->ws) : 0,
+        w->ws ? chat_ws_recv_close_code(w->ws) : 0);
+    chatbot_ws_transit(w, WS_ST_DONE, w->close_why ? w->close_why : "done");
+    r->status = HTTP_SWITCHING_PROTOCOLS;
+    eor = w->eor;
+    if (eor) {
+        /* The request ends now: its log line is written and its pool,
+         * which holds w, is freed. */
+        if (w->hold_out) {
+            ap_remove_output_filter(w->hold_out);
+        }
+        if (w->hold_in) {
+            ap_remove_input_filter(w->hold_in);
+        }
+        ap_set_module_config(c->conn_config, &chatbot_module, NULL);
+        w->eor = NULL;
+        apr_bucket_destroy(eor);
+    }
+}
+
+/* ---- the step
+ * --------------------------------------------------------------------------- */
+
+/* What to do when the client is gone: 1 if the connection is over. */
+static int client_gone(chatbot_wsc_t *w)
+{
+    int stopping;
+
+    if (!chatbot_ws_turns(w)) {
+        return 1;
+    }
+    /* (a stopping child must not outlive its pools: never keep generating
+     * then; whether it stops is checked right here, because a stop closes
+     * sockets first) */
+    stopping = w->going_away || chatbot_child_stopping();
+    if (!w->lim.continue_without_viewer || stopping) {
+        chatbot_ws_stop_all(w, stopping ? "shutdown" : "client_gone");
+        return 1;
+    }
+    if (!w->detached) {
+        detach_viewer(w);
+    }
+    return 0;
+}
+
+chatbot_ws_next_t chatbot_ws_step(chatbot_wsc_t *w)
+{
+    conn_rec *c = w->c;
+    apr_uint64_t now;
+    int busy, pending;
+
+    if (w->state == WS_ST_DONE) {
+        return CHATBOT_WS_DONE;
+    }
+    if (!w->ws && chatbot_ws_layer(w) != APR_SUCCESS) {
+        w->close_why = "out of memory";
+        return CHATBOT_WS_DONE;
+    }
+    /* 1. Goodbyes that come from outside. httpd stops or restarts
+     * gracefully: 1001, then close (the MPM's lingering close takes the
+     * client's reply, without a thread). */
+    if (!w->going_away && (w->kick == WS_KICK_STOP || chatbot_child_stopping())) {
+        w->going_away = 1;
+        chatbot_ws_stop_all(w, "shutdown");
+        chatbot_ws_close_with(w, CHAT_WS_CLOSE_GOING_AWAY, "server restarting",
+                              "server stopping");
+        chatbot_ws_flush(w);
+        return CHATBOT_WS_DONE;
+    }
+    if (w->kick == WS_KICK_IDLE) {
+        chatbot_ws_close_with(w, CHAT_WS_CLOSE_POLICY, "idle timeout",
+                              "idle timeout (no pong)");
+        chatbot_ws_flush(w);
+        return CHATBOT_WS_DONE;
+    }
+
+    /* 2. The client is gone (closed, vanished or unwritable). Answers in
+     * progress either finish into history, for the reloaded page to
+     * resume (ChatbotContinueWithoutViewer on), or stop now. */
+    if (c->aborted && !w->peer_gone) {
+        w->peer_gone = 1;
+    }
+    if ((chat_ws_state(w->ws) == CHAT_WS_CLOSED || w->write_failed || w->peer_gone) &&
+        client_gone(w)) {
+        return CHATBOT_WS_DONE;
+    }
+
+    /* 3. Timers. */
+    now = chatbot_now_ms();
+    if (chat_ws_state(w->ws) == CHAT_WS_CLOSING) {
+        if (!w->close_sent_at) {
+            w->close_sent_at = now;
+        }
+        if (now - w->close_sent_at > CLOSE_LINGER_MS) {
+            return CHATBOT_WS_DONE; /* the peer never answered our close */
+        }
+    }
+    else if (!w->peer_gone) {
+        /* keep-alive pings and dead-peer detection */
+        if (w->lim.idle_timeout_ms > 0 &&
+            (apr_int64_t)(now - w->last_rx) > w->lim.idle_timeout_ms) {
+            chatbot_ws_close_with(w, CHAT_WS_CLOSE_POLICY, "idle timeout",
+                                  "idle timeout (no pong)");
+            chatbot_ws_flush(w);
+            return CHATBOT_WS_DONE;
+        }
+        if (w->lim.ping_interval_ms > 0 &&
+            (apr_int64_t)(now - w->last_ping) >= w->lim.ping_interval_ms) {
+            w->last_ping = now;
+            chat_ws_send_ping(w->ws, (const uint8_t *)"chatbot", 7);
+        }
+    }
+
+    /* 4. The client's frames, unless a reply still waits for it to read.
+     * Everything one step produces (all the tokens one read from the
+     * backend brought, the response, the idle status) leaves in one write:
+     * a FLUSH per frame cost a syscall and a TCP segment per token. */
+    w->defer_flush = 1;
+    pending = w->nb_out && (w->c->data_in_output_filters || !out_empty(w));
+    if (pending) {
+        pending = chatbot_ws_flush(w);
+    }
+    if (!w->peer_gone && !pending) {
+        read_client(w);
+    }
+
+    /* 5. News: the session list changed (one atomic read), a turn that
+     * waits for a worker, answers followed, answers generated. */
+    if (!w->peer_gone && chat_ws_state(w->ws) == CHAT_WS_OPEN) {
+        apr_uint64_t seq = chat_store_user_seq(chatbot_store(), &w->id.owner);
+        if (seq != w->user_seq) {
+            w->user_seq = seq;
+            chatbot_ws_send_sessions(w, NULL, 0, NULL);
+        }
+    }
+    if (w->held.len) {
+        chatbot_ws_held_run(w);
+    }
+    if (chatbot_ws_following(w)) {
+        chatbot_ws_follow_run(w);
+    }
+    if (w->eng) {
+        chatbot_engine_run(w->eng);
+    }
+    chatbot_ws_engine_settle(w);
+    w->defer_flush = 0;
+    pending = chatbot_ws_flush(w);
+
+    /* 6. What next. */
+    busy = chatbot_ws_turns(w) || chatbot_ws_following(w);
+    if (busy) {
+        chatbot_ws_transit(w, WS_ST_ACTIVE, "answer");
+        return CHATBOT_WS_CONTINUE;
+    }
+    if (w->slot && !w->life_slot) {
+        chatbot_ws_slot_release(w);
+    }
+    if (chat_ws_state(w->ws) == CHAT_WS_CLOSING) {
+        chatbot_ws_transit(w, WS_ST_CLOSING, w->close_why ? w->close_why : "closing");
+        return CHATBOT_WS_CONTINUE;
+    }
+    if (chat_ws_state(w->ws) == CHAT_WS_CLOSED || w->write_failed || w->peer_gone) {
+        return CHATBOT_WS_DONE;
+    }
+    chatbot_ws_transit(w, WS_ST_IDLE, "no answer running");
+    if (pending) {
+        return CHATBOT_WS_WANT_WRITE;
+    }
+    if (w->input_paused || !APR_BRIGADE_EMPTY(w->bb_in)) {
+        return CHATBOT_WS_CONTINUE; /* frames already here: no wait */
+    }
+    return CHATBOT_WS_WANT_READ;
+}
+
+/* ---- waiting (a thread holds the connection)
+ * --------------------------------------------- */
+
+static int min_ms(int a, apr_int64_t b)
+{
+    if (b < 0) {
+        b = 0;
+    }
+    return b < a ? (int)b : a;
+}
+
+/* Sleeps until the client (or its socket's room, for WANT_WRITE) or a
+ * backend is ready, a timer is due, or the watcher wakes us. */
+static void wait_for(chatbot_wsc_t *w, chatbot_ws_next_t next)
+{
+    apr_uint64_t now = chatbot_now_ms();
+    int timeout = MAX_SLEEP_MS, ew;
+    int watch_client = w->fd >= 0 && !w->peer_gone;
+    short ev = next == CHATBOT_WS_WANT_WRITE ? POLLOUT : POLLIN;
+
+    if (next == CHATBOT_WS_CONTINUE && !w->peer_gone &&
+        (w->input_paused || !APR_BRIGADE_EMPTY(w->bb_in)) &&
+        !(w->nb_out && w->c->data_in_output_filters)) {
+        return; /* frames to handle already */
+    }
+    if (w->ws && chat_ws_state(w->ws) == CHAT_WS_CLOSING) {
+        timeout = CLOSE_LINGER_MS / 4;
+    }
+    else if (!w->peer_gone) {
+        if (w->lim.idle_timeout_ms > 0) {
+            timeout = min_ms(timeout, w->lim.idle_timeout_ms -
+                                          (apr_int64_t)(now - w->last_rx) + 1);
+        }
+        if (w->lim.ping_interval_ms > 0) {
+            timeout = min_ms(timeout,
+                             w->lim.ping_interval_ms - (apr_int64_t)(now - w->last_ping));
+        }
+    }
+    if (w->eng && (ew = chatbot_engine_wait_ms(w->eng)) >= 0 && ew < timeout) {
+        timeout = ew;
+    }
+    if (chatbot_ws_following(w) && FOLLOW_POLL_MS < timeout) {
+        timeout = FOLLOW_POLL_MS;
+    }
+    if (w->held.len && 250 < timeout) {
+        timeout = 250; /* a worker may have come free */
+    }
+    if (timeout < 1) {
+        timeout = 1;
+    }
+    if (w->eng) {
+        struct curl_waitfd wfd;
+        memset(&wfd, 0, sizeof(wfd));
+        wfd.fd = w->fd;
+        wfd.events = ev == POLLOUT ? CURL_WAIT_POLLOUT : CURL_WAIT_POLLIN;
+        if (chatbot_engine_poll(w->eng, watch_client ? &wfd : NULL, watch_client ? 1 : 0,
+                                timeout) != APR_SUCCESS) {
+            apr_sleep(apr_time_from_msec(5)); /* never spin */
+        }
+    }
+    else {
+        struct pollfd pfd[2];
+        int n = 0;
+        if (watch_client) {
+            pfd[n].fd = w->fd;
+            pfd[n].events = ev;
+            pfd[n++].revents = 0;
+        }
+        if (w->wakefd >= 0) {
+            pfd[n].fd = w->wakefd;
+            pfd[n].events = POLLIN;
+            pfd[n++].revents = 0;
+        }
+        if (poll(pfd, n, timeout) > 0 && w->wakefd >= 0 && pfd[n - 1].revents) {
+            uint64_t v;
+            if (read(w->wakefd, &v, sizeof(v)) < 0) {
+                /* nothing to do: the wake-up was consumed already */
+            }
+        }
+    }
+}
+
+static apr_status_t wakefd_close(void *data)
+{
+    chatbot_wsc_t *w = data;
+
+    if (w->wakefd >= 0) {
+        close(w->wakefd);
+        w->wakefd = -1;
+    }
+    return APR_SUCCESS;
+}
+
+/* Gets ready to wait without a thread: big buffers go back, and the
+ * message layer too when nothing is half received. */
+static void park_prepare(chatbot_wsc_t *w)
+{
+    chat_buf_free(&w->frame);
+    chat_buf_free(&w->scratch);
+    ws_layer_release(w);
+}
+
+chatbot_ws_next_t chatbot_ws_drive(chatbot_wsc_t *w, int may_park)
+{
+    if (!may_park && w->wakefd < 0) {
+        /* the blocking driver sleeps in poll(): the watcher wakes it */
+        w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (w->wakefd >= 0) {
+            apr_pool_cleanup_register(w->r->pool, w, wakefd_close, apr_pool_cleanup_null);
+        }
+    }
+    for (;;) {
+        chatbot_ws_next_t next = chatbot_ws_step(w);
+
+        if (next == CHATBOT_WS_DONE) {
+            return next;
+        }
+        if (may_park && (next == CHATBOT_WS_WANT_READ || next == CHATBOT_WS_WANT_WRITE)) {
+            park_prepare(w);
+            return next;
+        }
+        wait_for(w, next);
+    }
+}

@@ -1,0 +1,743 @@
+/* mod_chatbot_ws_watch.c - the child's view of its WebSockets: the registry
+ * of open connections, the worker budget (ChatbotMaxWorkers) and the queue
+ * of turns waiting for it, the watcher thread, and the counters mod_status
+ * and /metrics show.
+ *
+ * The watcher wakes every WATCH_MS. A connection a thread runs is woken
+ * (its poll returns) when its user's sessions change or the child stops.
+ * A parked connection has no thread to wake, and the event MPM watches only
+ * its socket, with httpd's Timeout; for it the watcher
+ *   - writes a ping when one is due (at least twice per Timeout): this
+ *     keeps NAT paths open, and the client's pong - which RFC 6455 clients
+ *     send at once - makes the socket readable, so the MPM hands the
+ *     connection back to the module and it re-parks with a fresh Timeout;
+ *   - writes a ping to wake it when it has news: its user's sessions
+ *     changed, or a worker came free for the turn it holds back;
+ *   - shuts its socket for reading when it must end (the child stops, or
+ *     ChatbotIdleTimeout passed in silence): the MPM sees the socket
+ *     readable at once, and the connection says its goodbye (1001 / 1008)
+ *     on the worker that takes it.
+ * A ping is written while the watcher has borrowed the connection (under
+ * the registry mutex): the MPM's resume, pre-close and the pool cleanup
+ * wait until it gives the connection back, so it is never written from two
+ * threads at once.
+ */
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_connection.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_main.h"
+#include "ap_mpm.h"
+#include "scoreboard.h"
+#include "apr_atomic.h"
+#include "apr_portable.h"
+#include "apr_shm.h"
+#include "apr_thread_cond.h"
+
+#include "mod_chatbot_ws.h"
+
+#define WATCH_MS 100
+#define PING_BATCH 256     /* pings written per watcher pass at most */
+#define KICK_RETRY_MS 1000 /* a kicked connection that did not come is pinged again */
+#define MULTI_IDLE_MS 1000 /* unused cached libcurl handles are closed after this */
+
+static apr_thread_mutex_t *reg_mutex;
+static apr_thread_cond_t *reg_cond;   /* a borrowed connection was given back */
+static apr_thread_cond_t *watch_cond; /* a worker came free: look now */
+static int watch_now;
+static chatbot_wsc_t *reg_head;
+static chatbot_wsc_t *wait_head, *wait_tail;
+static int nwaiting;
+static int slots_used;
+static int max_workers = 1;
+static int max_per_ip = 2;
+static int can_park;
+static apr_thread_t *watcher;
+static volatile int watcher_exit;
+
+/* ---- counters shared with the other children ----------------------------------- */
+
+/* One entry per scoreboard slot, written by the child in that slot; a
+ * reader adds up the entries whose pid is the slot's live process, so a
+ * child that died leaves nothing behind. */
+typedef struct {
+    volatile apr_uint32_t pid;
+    volatile apr_uint32_t parked, active, waiting, blocking;
+} ws_count_t;
+
+static ws_count_t *counts;
+static int counts_n;
+static ws_count_t *mine;
+
+static ws_count_t *my_count(void)
+{
+    pid_t pid;
+    int i;
+
+    if (mine || !counts || !ap_scoreboard_image) {
+        return mine;
+    }
+    pid = getpid();
+    for (i = 0; i < counts_n; i++) {
+        if (ap_scoreboard_image->parent[i].pid == pid) {
+            mine = &counts[i];
+            if (mine->pid != (apr_uint32_t)pid) {
+                memset((void *)mine, 0, sizeof(*mine));
+                mine->pid = (apr_uint32_t)pid;
+            }
+            break;
+        }
+    }
+    return mine;
+}
+
+static void count_state(chatbot_ws_state_t st, int delta)
+{
+    ws_count_t *m = my_count();
+
+    if (!m) {
+        return;
+    }
+    if (st == WS_ST_PARKED) {
+        apr_atomic_add32(&m->parked, (apr_uint32_t)delta);
+    }
+    else if (st == WS_ST_ACTIVE) {
+        apr_atomic_add32(&m->active, (apr_uint32_t)delta);
+    }
+}
+
+void chatbot_ws_counts(chatbot_ws_counts_t *out)
+{
+    int i;
+
+    memset(out, 0, sizeof(*out));
+    out->workers_max = max_workers;
+    out->can_park = can_park;
+    if (!counts || !ap_scoreboard_image) {
+        return;
+    }
+    for (i = 0; i < counts_n; i++) {
+        apr_uint32_t pid = counts[i].pid;
+        if (!pid || (apr_uint32_t)ap_scoreboard_image->parent[i].pid != pid) {
+            continue;
+        }
+        out->parked += counts[i].parked;
+        out->active += counts[i].active;
+        out->waiting += counts[i].waiting;
+        out->blocking += counts[i].blocking;
+    }
+}
+
+/* ---- what this httpd can do ------------------------------------------------------- */
+
+int chatbot_ws_mpm_can_park(void)
+{
+    return can_park;
+}
+
+static int mpm_parks(void)
+{
+    int async = 0, waitio = 0;
+
+    if (ap_mpm_query(AP_MPMQ_IS_ASYNC, &async) != APR_SUCCESS) {
+        async = 0;
+    }
+#ifdef AP_MPMQ_CAN_WAITIO
+    if (!async || ap_mpm_query(AP_MPMQ_CAN_WAITIO, &waitio) != APR_SUCCESS) {
+        waitio = 0;
+    }
+#endif
+    return async && waitio;
+}
+
+int chatbot_ws_max_workers(chatbot_srv_conf *sc)
+{
+    int tpc = 0;
+
+    if (sc->max_workers > 0) {
+        return sc->max_workers;
+    }
+    /* half of a child's threads: the other half stays for plain HTTP */
+    if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &tpc) != APR_SUCCESS) {
+        tpc = 0;
+    }
+    return tpc / 2 > 1 ? tpc / 2 : 1;
+}
+
+apr_status_t chatbot_ws_post_config(apr_pool_t *pconf, server_rec *s)
+{
+    chatbot_srv_conf *sc = chatbot_srv(s);
+    apr_pool_t *pp = s->process->pool;
+    apr_shm_t *shm = NULL;
+    const char *mpm = ap_show_mpm();
+    void *data = NULL;
+    int n = 0;
+
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
+        return APR_SUCCESS;
+    }
+    if (ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &n) != APR_SUCCESS || n < 1) {
+        n = 1;
+    }
+    apr_pool_userdata_get(&data, "chatbot-ws-counts", pp);
+    if (data) {
+        shm = data;
+    }
+    else if (apr_shm_create(&shm, (apr_size_t)n * sizeof(ws_count_t), NULL, pp) ==
+             APR_SUCCESS) {
+        memset(apr_shm_baseaddr_get(shm), 0, apr_shm_size_get(shm));
+        apr_pool_userdata_set(shm, "chatbot-ws-counts", apr_pool_cleanup_null, pp);
+    }
+    else {
+        shm = NULL;
+        ap_log_error(
+            APLOG_MARK, APLOG_WARNING, 0, s,
+            APLOGNO(10953) "chatbot: no shared memory for the connection counters; "
+                           "mod_status and /metrics will not show parked connections");
+    }
+    if (shm) {
+        counts = apr_shm_baseaddr_get(shm);
+        counts_n = (int)(apr_shm_size_get(shm) / sizeof(ws_count_t));
+    }
+    /* One line per httpd start: how WebSockets use threads here. */
+    apr_pool_userdata_get(&data, "chatbot-ws-told", pp);
+    if (!data) {
+        apr_pool_userdata_set((void *)1, "chatbot-ws-told", apr_pool_cleanup_null, pp);
+        if (mpm_parks()) {
+            ap_log_error(
+                APLOG_MARK, APLOG_NOTICE, 0, s,
+                APLOGNO(10954) "chatbot: idle WebSockets are parked in the %s MPM and "
+                               "hold no "
+                               "thread; answers being streamed hold at most %d worker "
+                               "thread(s) per child (ChatbotMaxWorkers)",
+                mpm ? mpm : "?", chatbot_ws_max_workers(sc));
+        }
+        else {
+            ap_log_error(
+                APLOG_MARK, APLOG_NOTICE, 0, s,
+                APLOGNO(
+                    10955) "chatbot: the %s MPM of this httpd cannot park connections "
+                           "(that needs the event MPM of httpd 2.4.63 or later): every "
+                           "open WebSocket holds a worker thread for its whole life, at "
+                           "most %d per child (ChatbotMaxWorkers); see docs/websocket.md",
+                mpm ? mpm : "?", chatbot_ws_max_workers(sc));
+        }
+    }
+    return APR_SUCCESS;
+}
+
+/* ---- registry ------------------------------------------------------------------------
+ */
+
+static void wait_unlink(chatbot_wsc_t *w)
+{
+    ws_count_t *m;
+
+    if (!w->waiting) {
+        return;
+    }
+    if (w->wait_prev) {
+        w->wait_prev->wait_next = w->wait_next;
+    }
+    else {
+        wait_head = w->wait_next;
+    }
+    if (w->wait_next) {
+        w->wait_next->wait_prev = w->wait_prev;
+    }
+    else {
+        wait_tail = w->wait_prev;
+    }
+    w->wait_prev = w->wait_next = NULL;
+    w->waiting = 0;
+    nwaiting--;
+    if ((m = my_count())) {
+        apr_atomic_dec32(&m->waiting);
+    }
+}
+
+static void slot_release_locked(chatbot_wsc_t *w)
+{
+    ws_count_t *m;
+
+    if (!w->slot) {
+        return;
+    }
+    slots_used--;
+    w->slot = 0;
+    if (wait_head && watch_cond) {
+        /* a turn waits for this worker: the watcher pings it now */
+        watch_now = 1;
+        apr_thread_cond_signal(watch_cond);
+    }
+    if (w->life_slot) {
+        w->life_slot = 0;
+        if ((m = my_count())) {
+            apr_atomic_dec32(&m->blocking);
+        }
+    }
+}
+
+static apr_status_t reg_remove(void *data)
+{
+    chatbot_wsc_t *w = data;
+
+    if (!reg_mutex) {
+        return APR_SUCCESS;
+    }
+    apr_thread_mutex_lock(reg_mutex);
+    while (w->borrowed) {
+        apr_thread_cond_wait(reg_cond, reg_mutex);
+    }
+    if (w->reg_prev) {
+        w->reg_prev->reg_next = w->reg_next;
+    }
+    else if (reg_head == w) {
+        reg_head = w->reg_next;
+    }
+    if (w->reg_next) {
+        w->reg_next->reg_prev = w->reg_prev;
+    }
+    w->reg_prev = w->reg_next = NULL;
+    wait_unlink(w);
+    slot_release_locked(w);
+    count_state(w->state, -1);
+    w->state = WS_ST_DONE;
+    w->eng = NULL;
+    apr_thread_mutex_unlock(reg_mutex);
+    /* the connection may outlive w on a path that skipped finish (httpd
+     * closing it on an error): its hooks must not find w any more */
+    if (ap_get_module_config(w->c->conn_config, &chatbot_module) == w) {
+        ap_set_module_config(w->c->conn_config, &chatbot_module, NULL);
+    }
+    return APR_SUCCESS;
+}
+
+void chatbot_ws_reg_add(chatbot_wsc_t *w)
+{
+    if (!reg_mutex) {
+        return;
+    }
+    apr_thread_mutex_lock(reg_mutex);
+    w->reg_prev = NULL;
+    w->reg_next = reg_head;
+    if (reg_head) {
+        reg_head->reg_prev = w;
+    }
+    reg_head = w;
+    apr_thread_mutex_unlock(reg_mutex);
+    apr_pool_cleanup_register(w->r->pool, w, reg_remove, apr_pool_cleanup_null);
+}
+
+void chatbot_ws_reg_state(chatbot_wsc_t *w, chatbot_ws_state_t from,
+                          chatbot_ws_state_t to)
+{
+    if (!reg_mutex) {
+        w->state = to;
+        return;
+    }
+    apr_thread_mutex_lock(reg_mutex);
+    /* leaving PARKED: the watcher may be writing a ping on it */
+    while (w->borrowed) {
+        apr_thread_cond_wait(reg_cond, reg_mutex);
+    }
+    count_state(from, -1);
+    count_state(to, 1);
+    w->state = to;
+    if (from == WS_ST_PARKED) {
+        w->news = 0; /* awake, it looks for itself */
+    }
+    if (to == WS_ST_PARKED) {
+        /* parked again: it came back from any kick (parked_at > kicked_at
+         * says the same, but both are in ms and a loopback pong re-parks it
+         * within the kick's millisecond: then the next news waited for
+         * KICK_RETRY_MS) */
+        w->kicked_at = 0;
+    }
+    if (to == WS_ST_PARKED && chatbot_store() &&
+        chat_store_user_seq(chatbot_store(), &w->id.owner) != w->user_seq) {
+        /* news came after it last looked and before it was parked: the
+         * watcher took it for a running connection then (and woke no one),
+         * and sees no new event now; kick it at once */
+        w->news = 1;
+        if (watch_cond) {
+            watch_now = 1;
+            apr_thread_cond_signal(watch_cond);
+        }
+    }
+    apr_thread_mutex_unlock(reg_mutex);
+}
+
+void chatbot_ws_reg_engine(chatbot_wsc_t *w, chatbot_engine_t *e)
+{
+    if (reg_mutex) {
+        apr_thread_mutex_lock(reg_mutex);
+    }
+    w->eng = e;
+    if (reg_mutex) {
+        apr_thread_mutex_unlock(reg_mutex);
+    }
+}
+
+/* ---- the worker budget ----------------------------------------------------------------
+ */
+
+int chatbot_ws_slot_take(chatbot_wsc_t *w)
+{
+    int ok = 0;
+    ws_count_t *m;
+
+    if (w->slot) {
+        return 1;
+    }
+    if (reg_mutex) {
+        apr_thread_mutex_lock(reg_mutex);
+    }
+    if (slots_used < max_workers) {
+        slots_used++;
+        w->slot = 1;
+        ok = 1;
+        if (!w->can_park && (m = my_count())) {
+            apr_atomic_inc32(&m->blocking);
+        }
+    }
+    if (reg_mutex) {
+        apr_thread_mutex_unlock(reg_mutex);
+    }
+    return ok;
+}
+
+void chatbot_ws_slot_release(chatbot_wsc_t *w)
+{
+    if (!w->slot) {
+        return;
+    }
+    if (reg_mutex) {
+        apr_thread_mutex_lock(reg_mutex);
+    }
+    slot_release_locked(w);
+    if (reg_mutex) {
+        apr_thread_mutex_unlock(reg_mutex);
+    }
+}
+
+void chatbot_ws_watch_news(void)
+{
+    if (!reg_mutex) {
+        return;
+    }
+    apr_thread_mutex_lock(reg_mutex);
+    watch_now = 1;
+    apr_thread_cond_signal(watch_cond);
+    apr_thread_mutex_unlock(reg_mutex);
+}
+
+void chatbot_ws_poke(void)
+{
+    if (!reg_mutex) {
+        return;
+    }
+    apr_thread_mutex_lock(reg_mutex);
+    if (wait_head) {
+        watch_now = 1;
+        apr_thread_cond_signal(watch_cond);
+    }
+    apr_thread_mutex_unlock(reg_mutex);
+}
+
+int chatbot_ws_wait_add(chatbot_wsc_t *w)
+{
+    chatbot_wsc_t *x;
+    ws_count_t *m;
+    int pos = 1;
+
+    if (!reg_mutex) {
+        return 1;
+    }
+    apr_thread_mutex_lock(reg_mutex);
+    if (!w->waiting) {
+        w->wait_next = NULL;
+        w->wait_prev = wait_tail;
+        if (wait_tail) {
+            wait_tail->wait_next = w;
+        }
+        else {
+            wait_head = w;
+        }
+        wait_tail = w;
+        w->waiting = 1;
+        w->kicked_at = 0;
+        nwaiting++;
+        if ((m = my_count())) {
+            apr_atomic_inc32(&m->waiting);
+        }
+    }
+    for (x = wait_head; x && x != w; x = x->wait_next) {
+        pos++;
+    }
+    apr_thread_mutex_unlock(reg_mutex);
+    return pos;
+}
+
+void chatbot_ws_wait_remove(chatbot_wsc_t *w)
+{
+    if (!w->waiting || !reg_mutex) {
+        return;
+    }
+    apr_thread_mutex_lock(reg_mutex);
+    wait_unlink(w);
+    apr_thread_mutex_unlock(reg_mutex);
+}
+
+int chatbot_ws_wait_may_take(chatbot_wsc_t *w)
+{
+    int ok, free_;
+
+    if (w->slot || !reg_mutex) {
+        return 1;
+    }
+    apr_thread_mutex_lock(reg_mutex);
+    free_ = max_workers - slots_used;
+    /* first come, first served: a newcomer does not pass the queue */
+    ok = free_ > 0 && (!wait_head || w->waiting || free_ > nwaiting);
+    apr_thread_mutex_unlock(reg_mutex);
+    return ok;
+}
+
+/* ---- the watcher ----------------------------------------------------------------------
+ */
+
+/* Ends a parked connection: its socket's reading side is shut, which the
+ * MPM sees as readable at once (or, waiting to write, both sides: the
+ * client reads nothing anyway). The worker that gets it says goodbye. */
+static void kick_shut(chatbot_wsc_t *w, chatbot_ws_kick_t why)
+{
+    apr_socket_t *s;
+    apr_os_sock_t fd = -1;
+
+    if (w->kick != WS_KICK_NONE) {
+        return;
+    }
+    w->kick = why;
+    s = ap_get_conn_socket(w->c);
+    /* a socket httpd closed reads -1 here (APR sets it before closing) */
+    if (s && apr_os_sock_get(&fd, s) == APR_SUCCESS && fd >= 0) {
+        shutdown(fd, w->park_sense == CONN_SENSE_WANT_WRITE ? SHUT_RDWR : SHUT_RD);
+    }
+}
+
+/* Wakes a connection a thread runs (its poll returns). */
+static void wake(chatbot_wsc_t *w)
+{
+    if (w->eng) {
+        chatbot_engine_wakeup(w->eng);
+    }
+    else if (w->wakefd >= 0) {
+        uint64_t one = 1;
+        if (write(w->wakefd, &one, sizeof(one)) < 0) {
+            /* a full counter wakes it just as well */
+        }
+    }
+}
+
+static int ping_due(chatbot_wsc_t *w, apr_uint64_t now)
+{
+    apr_uint64_t last = w->last_ping > w->parked_at ? w->last_ping : w->parked_at;
+
+    return w->park_ping_ms && now - last >= w->park_ping_ms;
+}
+
+/* A kicked connection answers with a pong, which wakes it: it is pinged
+ * again only once it came back and parked again, or when the pong seems
+ * lost. */
+static int may_kick(chatbot_wsc_t *w, apr_uint64_t now)
+{
+    return w->parked_at > w->kicked_at || now - w->kicked_at >= KICK_RETRY_MS;
+}
+
+static int held_expired(chatbot_wsc_t *w, apr_uint64_t now)
+{
+    return w->waiting && now - w->held_since > (apr_uint64_t)w->lim.total_timeout_ms;
+}
+
+static void *APR_THREAD_FUNC watch(apr_thread_t *thd, void *data)
+{
+    apr_uint64_t seen = 0;
+    int stop_told = 0;
+
+    while (!watcher_exit) {
+        chatbot_wsc_t *batch[PING_BATCH], *w;
+        chat_store_t *st = chatbot_store();
+        apr_uint64_t ev, now;
+        int stopping, news, n = 0, i, free_;
+
+        if (!reg_mutex) {
+            apr_sleep(apr_time_from_msec(WATCH_MS));
+            continue;
+        }
+        apr_thread_mutex_lock(reg_mutex);
+        if (!watch_now) {
+            apr_thread_cond_timedwait(watch_cond, reg_mutex,
+                                      apr_time_from_msec(WATCH_MS));
+        }
+        watch_now = 0;
+        apr_thread_mutex_unlock(reg_mutex);
+        if (!st || watcher_exit) {
+            continue;
+        }
+        ev = chat_store_events(st);
+        news = ev != seen;
+        seen = ev;
+        stopping = chatbot_child_stopping();
+        now = chatbot_now_ms();
+        apr_thread_mutex_lock(reg_mutex);
+        for (w = reg_head; w; w = w->reg_next) {
+            if (w->state == WS_ST_HANDSHAKE || w->state == WS_ST_DONE) {
+                continue;
+            }
+            if (w->state != WS_ST_PARKED) {
+                apr_uint64_t seq = news ? chat_store_user_seq(st, &w->id.owner) : 0;
+                if ((stopping && !stop_told) || (news && seq != w->watched_seq)) {
+                    w->watched_seq = seq ? seq : w->watched_seq;
+                    wake(w);
+                }
+                continue;
+            }
+            if (w->borrowed) {
+                continue;
+            }
+            if (stopping) {
+                kick_shut(w, WS_KICK_STOP);
+                continue;
+            }
+            if (w->lim.idle_timeout_ms > 0 &&
+                (apr_int64_t)(now - w->last_rx) > w->lim.idle_timeout_ms) {
+                kick_shut(w, WS_KICK_IDLE);
+                continue;
+            }
+            if (news && chat_store_user_seq(st, &w->id.owner) != w->user_seq) {
+                w->news = 1; /* told at the next kick it may get */
+            }
+            if (n < PING_BATCH &&
+                (ping_due(w, now) ||
+                 ((w->news || held_expired(w, now)) && may_kick(w, now)))) {
+                w->news = 0;
+                w->kicked_at = now;
+                w->borrowed = 1;
+                batch[n++] = w;
+            }
+        }
+        /* turns waiting for a worker: as many as there are free workers
+         * (and room in their address's cap) are pinged to come */
+        free_ = max_workers - slots_used;
+        for (w = wait_head; w && free_ > 0 && !stopping; w = w->wait_next) {
+            if (max_per_ip > 0 &&
+                chatbot_ws_ip_answers(w->c, 0) >= (apr_uint32_t)max_per_ip) {
+                continue;
+            }
+            free_--;
+            if (w->state == WS_ST_PARKED && !w->borrowed && n < PING_BATCH &&
+                may_kick(w, now)) {
+                w->kicked_at = now;
+                w->borrowed = 1;
+                batch[n++] = w;
+            }
+        }
+        apr_thread_mutex_unlock(reg_mutex);
+        for (i = 0; i < n; i++) {
+            chatbot_ws_ping_parked(batch[i]);
+        }
+        if (n) {
+            apr_thread_mutex_lock(reg_mutex);
+            for (i = 0; i < n; i++) {
+                batch[i]->borrowed = 0;
+            }
+            apr_thread_cond_broadcast(reg_cond);
+            apr_thread_mutex_unlock(reg_mutex);
+        }
+        stop_told |= stopping;
+        chatbot_engine_prune(MULTI_IDLE_MS);
+    }
+    return NULL;
+}
+
+static apr_status_t watcher_stop(void *data)
+{
+    apr_status_t rv;
+
+    watcher_exit = 1;
+    if (reg_mutex) {
+        apr_thread_mutex_lock(reg_mutex);
+        watch_now = 1;
+        apr_thread_cond_signal(watch_cond);
+        apr_thread_mutex_unlock(reg_mutex);
+    }
+    if (watcher) {
+        apr_thread_join(&rv, watcher);
+        watcher = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+/* The child_stopping hook: on a graceful stop every parked connection is
+ * kicked at once (1001 within moments, as a running one says it); running
+ * ones are woken. On an immediate stop the MPM closes what it holds. */
+void chatbot_ws_child_stopping(int graceful)
+{
+    chatbot_wsc_t *w;
+
+    if (!reg_mutex) {
+        return;
+    }
+    apr_thread_mutex_lock(reg_mutex);
+    for (w = reg_head; w; w = w->reg_next) {
+        if (w->state == WS_ST_PARKED) {
+            if (graceful && !w->borrowed) {
+                kick_shut(w, WS_KICK_STOP);
+            }
+        }
+        else if (w->state != WS_ST_HANDSHAKE && w->state != WS_ST_DONE) {
+            wake(w);
+        }
+    }
+    apr_thread_mutex_unlock(reg_mutex);
+}
+
+void chatbot_ws_child_init(apr_pool_t *p, server_rec *s)
+{
+    chatbot_srv_conf *sc = chatbot_srv(s);
+
+    mine = NULL;
+    can_park = mpm_parks();
+    max_workers = chatbot_ws_max_workers(sc);
+    max_per_ip = chatbot_ws_max_answers_per_ip(sc);
+    chatbot_ws_handshake_child_init(p);
+    if (apr_thread_mutex_create(&reg_mutex, APR_THREAD_MUTEX_DEFAULT, p) != APR_SUCCESS ||
+        apr_thread_cond_create(&reg_cond, p) != APR_SUCCESS ||
+        apr_thread_cond_create(&watch_cond, p) != APR_SUCCESS) {
+        reg_mutex = NULL;
+        return;
+    }
+    watcher_exit = 0;
+    if (apr_thread_create(&watcher, NULL, watch, NULL, p) == APR_SUCCESS) {
+        apr_pool_cleanup_register(p, NULL, watcher_stop, apr_pool_cleanup_null);
+    }
+    else {
+        watcher = NULL;
+        ap_log_error(
+            APLOG_MARK, APLOG_ERR, 0, s,
+            APLOGNO(
+                10951) "chatbot: cannot start the watcher thread; idle WebSockets get no "
+                       "pings and notice session changes only when the client sends");
+    }
+}
+
+void chatbot_ws_register(apr_pool_t *p)
+{
+    chatbot_ws_mpm_register(p);
+}

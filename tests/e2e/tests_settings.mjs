@@ -1,0 +1,116 @@
+// e2e tests of issue 19 part 5 (branch settings): per-chat settings. The
+// gear in the chat header opens a dialog (model, temperature, system
+// prompt); what is saved reaches the backend (the fake records requests),
+// survives a reload, and the dialog works with the keyboard. Each runs in
+// the four looks of lib.mjs.
+
+import {
+    assert, until, sleep, turn, fake, assertNoProblems, perLook, openLook, lookShot, FAKE_URL,
+} from './lib.mjs';
+
+const convId = (page) => page.evaluate(() => window.__chatbot.convId);
+
+async function fakeRequests() {
+    const url = new URL('requests', FAKE_URL.endsWith('/') ? FAKE_URL : FAKE_URL + '/').href;
+    const r = await fetch(url);
+    if (!r.ok) throw new Error('fake requests: HTTP ' + r.status);
+    return (await r.json()).filter((q) => q.path === '/api/chat' || q.path === '/v1/chat/completions');
+}
+
+async function openSettings(page) {
+    const gear = page.getByRole('button', { name: 'Chat settings' });
+    await until(() => gear.isVisible(), 10000, 'the settings button');
+    await gear.click();
+    const dlg = page.getByRole('dialog', { name: 'Chat settings' });
+    await until(() => dlg.isVisible(), 10000, 'the settings dialog');
+    return dlg;
+}
+
+export const tests = [
+    ...perLook('chat-settings', async ({ browser, cleanup, look, skip }) => {
+        if (!FAKE_URL) skip('FAKE_URL not set');
+        const { ctx, page, rec, problems } = await openLook(browser, look);
+        cleanup(() => ctx.close());
+        const hello = await rec.waitGot('hello', () => true, 10000);
+        const allowed = (hello.settings && hello.settings.allowed) || [];
+        if (!['model', 'system', 'temperature'].every((a) => allowed.includes(a))) {
+            skip('the server does not allow all three settings (ChatbotUserSettings)');
+        }
+        // no conversation yet: nothing to set
+        assert.ok(!(await page.locator('#settings-toggle').isVisible()), 'no gear on a new chat');
+        await turn(page, rec, 'First ' + fake({ tokens: 3, delay_ms: 1 }));
+        const conv = await convId(page);
+
+        const dlg = await openSettings(page);
+        const model = dlg.getByLabel('Model');
+        assert.ok(await model.evaluate((n) => n === document.activeElement), 'focus starts in the dialog');
+        const options = await model.locator('option').allTextContents();
+        assert.ok(options.includes('llama3.2:latest'), 'the backend\'s models are offered: ' + options);
+        assert.match(options[0], /^Bot default/);
+        await model.selectOption('llama3.2:latest');
+        const number = dlg.getByLabel('Temperature value');
+        await number.fill('0.35');
+        assert.equal(await dlg.getByLabel("Bot's default").isChecked(), false, 'typing a value leaves the default');
+        assert.equal(await dlg.getByRole('slider', { name: 'Temperature' }).inputValue(), '0.35');
+        await dlg.getByLabel('System prompt').fill('Reply like a pirate.');
+        await lookShot(page, 'chat-settings-dialog', look);
+        await dlg.getByRole('button', { name: 'Save' }).click();
+        await rec.waitGot('settings', (f) => f.id === 'settings-set', 10000, 'the saved settings');
+        await until(async () => !(await dlg.isVisible()), 5000, 'the dialog closes');
+        assert.ok(await page.locator('#settings-toggle').evaluate((n) => n === document.activeElement),
+            'focus back on the gear');
+        const put = rec.put('settings', (f) => f.id === 'settings-set').pop();
+        assert.equal(put.conversation_id, conv);
+        assert.deepEqual([put.model, put.temperature, put.system], ['llama3.2:latest', 0.35, 'Reply like a pirate.']);
+        assert.equal(await page.locator('#settings-toggle').getAttribute('data-custom'), 'true');
+        await until(async () => /llama3\.2:latest/.test(await page.locator('#chat-subtitle').innerText()),
+            5000, 'the header names the conversation\'s model');
+
+        // the next turn sends them
+        const before = (await fakeRequests()).length;
+        await turn(page, rec, 'Ahoy ' + fake({ tokens: 3, delay_ms: 1 }));
+        const reqs = (await fakeRequests()).slice(before).filter((q) => q.path === '/api/chat');
+        assert.ok(reqs.length >= 1, 'a chat request');
+        const body = reqs[reqs.length - 1].body;
+        assert.equal(body.model, 'llama3.2:latest');
+        assert.equal(body.options.temperature, 0.35);
+        assert.deepEqual(body.messages[0], { role: 'system', content: 'Reply like a pirate.' });
+
+        // an out-of-range value is refused in the dialog, which stays open
+        await openSettings(page);
+        await number.fill('9');
+        await dlg.getByRole('button', { name: 'Save' }).click();
+        const err = page.locator('#settings-error');
+        await until(() => err.isVisible(), 3000, 'the error in the dialog');
+        assert.match(await err.innerText(), /between/);
+        assert.ok(await dlg.isVisible());
+        await lookShot(page, 'chat-settings-error', look);
+        // Esc closes without saving
+        await page.keyboard.press('Escape');
+        await until(async () => !(await dlg.isVisible()), 3000, 'Esc closes the dialog');
+
+        // after a reload the dialog shows what was saved (keyboard: Enter on the gear)
+        await page.reload({ waitUntil: 'domcontentloaded' });
+        await until(async () => (await convId(page)) === conv, 15000, 'the same conversation after a reload');
+        await until(async () => /llama3\.2:latest/.test(await page.locator('#chat-subtitle').innerText()),
+            10000, 'the header names the conversation\'s model after a reload');
+        const gear = page.getByRole('button', { name: 'Chat settings' });
+        await until(() => gear.isVisible(), 10000, 'the gear after a reload');
+        await gear.focus();
+        await page.keyboard.press('Enter');
+        await until(() => dlg.isVisible(), 10000, 'the dialog by keyboard');
+        assert.equal(await dlg.getByLabel('Model').inputValue(), 'llama3.2:latest');
+        assert.equal(await dlg.getByLabel('Temperature value').inputValue(), '0.35');
+        assert.equal(await dlg.getByLabel('System prompt').inputValue(), 'Reply like a pirate.');
+        // reset: back to the bot's own
+        await dlg.getByRole('button', { name: 'Reset to defaults' }).click();
+        await until(async () => !(await dlg.isVisible()), 5000, 'the dialog closes after a reset');
+        await until(async () => (await page.locator('#settings-toggle').getAttribute('data-custom')) === 'false',
+            5000, 'the gear shows defaults');
+        await until(async () => /qwen2\.5-coder:7b/.test(await page.locator('#chat-subtitle').innerText()),
+            5000, 'the header names the bot\'s model again');
+        await sleep(100);
+        await lookShot(page, 'chat-settings-saved', look);
+        assertNoProblems(problems);
+    }),
+];

@@ -1,0 +1,128 @@
+"""The store on redis, counted: how many commands (round trips) redis
+serves per chat turn, from redis's own INFO commandstats. A turn's start
+(rate limit, generation begin, the user's message) and its end (the answer,
+the generation's end) are one script each; a REST call does not ping redis
+before its real work. Bounds that fail if per-token writes or per-route
+pings come back (issue 17, "speed")."""
+import os
+import re
+import socket
+import threading
+import time
+
+import pytest
+
+from histutil import Conn, Rest, new_cookie
+from test_600_redis import DOWN_LOG, REDIS, redis  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.skipif(not os.path.exists(REDIS),
+                                reason="redis-server is not installed")
+
+
+class Monitor:
+    """MONITOR on its own connection: the commands clients send (a Lua
+    script's own calls, marked "lua", are not round trips and not counted)."""
+
+    def __init__(self, redis):
+        self.sock = socket.create_connection(("127.0.0.1", redis.port), timeout=5)
+        self.sock.sendall(b"MONITOR\r\n")
+        self.buf = b""
+        self.lines = []
+        self.lock = threading.Lock()
+        self.done = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.done:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            self.buf += data
+            *full, self.buf = self.buf.split(b"\r\n")
+            with self.lock:
+                self.lines.extend(full)
+
+    def mark(self):
+        time.sleep(0.2)
+        with self.lock:
+            return len(self.lines)
+
+    def since(self, mark):
+        """Commands from clients since mark: {name: count}, lines."""
+        time.sleep(0.3)
+        with self.lock:
+            lines = self.lines[mark:]
+        out = {}
+        for ln in lines:
+            m = re.match(rb'\+[\d.]+ \[(\S+) ([^\]]+)\] "([^"]+)"', ln)
+            if not m or m.group(2) == b"lua":
+                continue
+            name = m.group(3).decode().lower()
+            if name == "evalsha":
+                # the pieces of a streamed answer (op "e" of the append
+                # script: their number depends on the backend's pace) and
+                # the holder's once-a-second stop check (op "q") apart
+                op = re.search(rb'"chatbot:" "(\w)" ', ln)
+                if op and op.group(1) in (b"e", b"q"):
+                    name = "evalsha_" + op.group(1).decode()
+            if name in ("select", "auth", "script"):
+                continue  # a new pooled connection's set-up, not a call's
+            out[name] = out.get(name, 0) + 1
+        return out, lines
+
+    def close(self):
+        self.done = True
+        self.sock.close()
+
+
+def test_round_trips_per_turn(httpd, redis):
+    store = "ChatbotStore redis://127.0.0.1:%d/3\n" % redis.port
+    s = httpd(extra=store + "ChatbotRateLimit 1000/minute burst=1000\n",
+              name="redis-rt", allow_errors=DOWN_LOG)
+    me = new_cookie()
+    c = Conn(s, cookie=me)
+    try:
+        conv = c.launch(title="count")
+        fr = c.turn("warm up [[fake tokens=20]]", conversation_id=conv)
+        assert fr[-1]["type"] == "response", fr
+        time.sleep(0.3)
+        n = 10
+        mon = Monitor(redis)
+        m0 = mon.mark()
+        for i in range(n):
+            fr = c.turn("turn %d [[fake tokens=20]]" % i, conversation_id=conv)
+            assert fr[-1]["type"] == "response", fr
+        d, lines = mon.since(m0)
+        if os.environ.get("RT_DUMP"):
+            open(os.environ["RT_DUMP"], "wb").write(b"\n".join(lines))
+        total = sum(v for k, v in d.items() if k not in ("evalsha_e", "evalsha_q"))
+        per_turn = total / n
+        print("redis commands per turn: %.1f %r" % (per_turn, d))
+        # a turn: 2 rate buckets (identity, address), the conversation, the
+        # start (begin + message + flags + list), the backend slot (shared
+        # by all hosts: take, give back), the generating state and its list
+        # news, the context, the session list pushed to the tab, the
+        # answer's first piece, the finish (flags + end + list): 12 (the
+        # session list is read once more when two changes of the list reach
+        # the tab apart; the health report goes once a second). With a
+        # script per step and per-host slots it was 15. The conversation's
+        # own settings (model, system prompt, temperature) are one more read.
+        assert per_turn <= 14, (per_turn, d)
+        assert "ping" not in d, d
+
+        # REST: one call, no PING first
+        r = Rest(s, cookie=me)
+        m0 = mon.mark()
+        h = r.get("/api/chat/history?conversation_id=" + conv)
+        assert h.status_code == 200 and h.json()["total"] == 2 * (n + 1)
+        d, _ = mon.since(m0)
+        mon.close()
+        print("redis commands for a history call: %r" % d)
+        assert "ping" not in d, d
+        assert sum(d.values()) <= 3, d  # the conversation, its messages, the list
+    finally:
+        c.close()
