@@ -270,14 +270,14 @@ apr_status_t chatbot_ident_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
                                        server_rec *s);
 const char *chatbot_ident_set_secret_file(cmd_parms *cmd, void *dummy, const char *arg);
 
-/* ---- chat turn engine (mod_chatbot_engine.c) ----------------------------- */
+/* ---- chat turn engine (mod_chatbot_engine.c, mod_chatbot_turn.c) -------- */
 
 /* An engine runs up to CHATBOT_MAX_TURNS answers at once, each in its own
  * conversation, for a WebSocket connection while it has turns (it is
  * destroyed when they end: an idle connection holds no libcurl handle) or
- * for a REST request. It owns a libcurl multi handle, taken from a small
- * per-child cache (which keeps the backend connections alive between
- * engines); the driver waits with chatbot_engine_poll() on the backend
+ * for a REST request. It owns an HTTP client (mod_chatbot_http.h), taken
+ * from a small per-child cache (which keeps the backend connections alive
+ * between engines); the driver waits with chatbot_engine_poll() on the backend
  * sockets and its own fds together and calls chatbot_engine_run() after
  * every wake-up. */
 #define CHATBOT_MAX_TURNS 4
@@ -370,9 +370,9 @@ int chatbot_engine_has(chatbot_engine_t *e, const char *conv_id);
 /* Longest the driver may sleep before calling chatbot_engine_run (ms; -1 =
  * no turn needs it). */
 int chatbot_engine_wait_ms(chatbot_engine_t *e);
-/* Waits for backend activity or one of the extra fds (curl_multi_poll).
- * extra is an array of struct curl_waitfd (void * to keep curl out of this
- * header). Returns APR_SUCCESS or an error. */
+/* Waits for backend activity or one of the extra fds. extra is an array of
+ * chatbot_http_waitfd_t (mod_chatbot_http.h; the layout of libcurl's struct
+ * curl_waitfd). Returns APR_SUCCESS or an error. */
 apr_status_t chatbot_engine_poll(chatbot_engine_t *e, void *extra, unsigned nextra,
                                  int timeout_ms);
 /* Makes a chatbot_engine_poll in progress (or the next one) return at once.
@@ -380,10 +380,9 @@ apr_status_t chatbot_engine_poll(chatbot_engine_t *e, void *extra, unsigned next
 void chatbot_engine_wakeup(chatbot_engine_t *e);
 /* Moves every turn forward: transfers, parsing, timeouts, queue, stops. */
 void chatbot_engine_run(chatbot_engine_t *e);
-/* Runs until no turn is active (REST). */
-void chatbot_engine_run_all(chatbot_engine_t *e);
 
-/* Conversation helpers shared by the WebSocket and REST front ends. */
+/* Conversation helpers shared by the WebSocket and REST front ends
+ * (mod_chatbot_bots.c). */
 /* Finds the bot by name (NULL name: the default bot). */
 chatbot_bot_t *chatbot_bot_get(server_rec *s, const char *name);
 /* Resolves conv_id (must be the identity's) or, if NULL, the identity's
@@ -397,6 +396,21 @@ const char *chatbot_conv_resolve(request_rec *r, const chatbot_ident_t *id,
 /* Rate limit: NULL if allowed, else CHAT_ERR_RATE_LIMITED and *retry_ms. */
 const char *chatbot_rate_check(const chatbot_ident_t *id, const chatbot_limits_t *lim,
                                apr_int64_t *retry_ms);
+
+/* ---- backend probes and model lists (mod_chatbot_probe.c) --------------- */
+
+/* Probes the backends whose last check is older than ChatbotHealthInterval
+ * (a failed one after 2 s; every one with force), all at once, and records
+ * the results in the store: the wait is one probe's timeout. */
+void chatbot_probe_health(apr_pool_t *p, chatbot_srv_conf *sc, long connect_timeout_ms,
+                          int force);
+/* The model lists of backends bes (chatbot_backend_t *), fetched in
+ * parallel; NULL if no request could be made. */
+typedef struct chatbot_models chatbot_models_t;
+chatbot_models_t *chatbot_models_fetch(apr_pool_t *p, apr_array_header_t *bes,
+                                       long connect_timeout_ms);
+/* Writes them as an array of {name, type, models[, error]}. */
+void chatbot_models_write(chat_jw_t *jw, apr_pool_t *p, chatbot_models_t *ml);
 
 /* ---- answer versions and branches (mod_chatbot_versions.c) -------------- */
 
