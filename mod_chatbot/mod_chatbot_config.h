@@ -29,6 +29,10 @@ chatbot_bot_t *chatbot_config_bot_new(apr_pool_t *p, const char *name);
  * implicit default bot for top-level directives. */
 chatbot_bot_t *chatbot_config_bot_of(cmd_parms *cmd);
 chatbot_backend_t *chatbot_config_backend_find(chatbot_srv_conf *sc, const char *name);
+/* Appends argv's names (each checked by chat_parse_name) to names. NULL or
+ * the error. */
+const char *chatbot_config_add_names(cmd_parms *cmd, apr_array_header_t *names, int argc,
+                                     char *const argv[]);
 
 const char *chatbot_set_backend(cmd_parms *cmd, void *dummy, int argc,
                                 char *const argv[]);

@@ -233,42 +233,48 @@ const char *chatbot_set_model(cmd_parms *cmd, void *dummy, const char *arg)
     return NULL;
 }
 
-const char *chatbot_set_system_prompt(cmd_parms *cmd, void *dummy, const char *arg)
+/* The checks of a bot's free text (a system prompt, a description): where
+ * it is written, at most max bytes. NULL or the error. */
+static const char *check_bot_text(cmd_parms *cmd, const char *arg, size_t max,
+                                  const char *too_long)
 {
     const char *err = chatbot_config_check_server(cmd);
 
     if (err) {
         return err;
     }
-    if (strlen(arg) > 32768) {
-        return chatbot_config_bad_value(cmd, "...",
-                                        "the system prompt is limited to 32 KiB");
+    if (strlen(arg) > max) {
+        return chatbot_config_bad_value(cmd, "...", too_long);
     }
-    chatbot_config_bot_of(cmd)->system_prompt = arg;
     return NULL;
+}
+
+const char *chatbot_set_system_prompt(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    const char *err =
+        check_bot_text(cmd, arg, 32768, "the system prompt is limited to 32 KiB");
+
+    if (!err) {
+        chatbot_config_bot_of(cmd)->system_prompt = arg;
+    }
+    return err;
 }
 
 const char *chatbot_set_description(cmd_parms *cmd, void *dummy, const char *arg)
 {
-    const char *err = chatbot_config_check_server(cmd);
+    const char *err =
+        check_bot_text(cmd, arg, 1024, "the description is limited to 1024 bytes");
 
-    if (err) {
-        return err;
+    if (!err) {
+        chatbot_config_bot_of(cmd)->description = arg;
     }
-    if (strlen(arg) > 1024) {
-        return chatbot_config_bad_value(cmd, "...",
-                                        "the description is limited to 1024 bytes");
-    }
-    chatbot_config_bot_of(cmd)->description = arg;
-    return NULL;
+    return err;
 }
 
 const char *chatbot_set_bot_backend(cmd_parms *cmd, void *dummy, int argc,
                                     char *const argv[])
 {
-    chatbot_bot_t *bot;
     const char *err = chatbot_config_check_server(cmd);
-    int i;
 
     if (err) {
         return err;
@@ -277,12 +283,21 @@ const char *chatbot_set_bot_backend(cmd_parms *cmd, void *dummy, int argc,
         return "ChatbotBotBackend: expected one or more backend names (failover "
                "order)";
     }
-    bot = chatbot_config_bot_of(cmd);
+    return chatbot_config_add_names(cmd, chatbot_config_bot_of(cmd)->backend_names, argc,
+                                    argv);
+}
+
+const char *chatbot_config_add_names(cmd_parms *cmd, apr_array_header_t *names, int argc,
+                                     char *const argv[])
+{
+    const char *err;
+    int i;
+
     for (i = 0; i < argc; i++) {
         if ((err = chat_parse_name(argv[i]))) {
             return chatbot_config_bad_value(cmd, argv[i], err);
         }
-        APR_ARRAY_PUSH(bot->backend_names, const char *) = argv[i];
+        APR_ARRAY_PUSH(names, const char *) = argv[i];
     }
     return NULL;
 }

@@ -35,8 +35,11 @@ static void bot_defaults(chatbot_srv_conf *sc, chatbot_bot_t *b)
             sc->top->context_tokens != CHATBOT_UNSET ? sc->top->context_tokens : 4000;
     }
 #define OPT_INHERIT(f)                                                                   \
-    if (b->options.f < 0)                                                                \
-    b->options.f = sc->top->options.f
+    do {                                                                                 \
+        if (b->options.f < 0) {                                                          \
+            b->options.f = sc->top->options.f;                                           \
+        }                                                                                \
+    } while (0)
     OPT_INHERIT(temperature);
     OPT_INHERIT(top_p);
     OPT_INHERIT(top_k);

@@ -20,21 +20,13 @@
 const char *chatbot_set_bot_commands(cmd_parms *cmd, void *dummy, int argc,
                                      char *const argv[])
 {
-    chatbot_bot_t *bot;
     const char *err = chatbot_config_check_server(cmd);
-    int i;
 
     if (err) {
         return err;
     }
-    bot = chatbot_config_bot_of(cmd);
-    for (i = 0; i < argc; i++) {
-        if ((err = chat_parse_name(argv[i]))) {
-            return chatbot_config_bad_value(cmd, argv[i], err);
-        }
-        APR_ARRAY_PUSH(bot->command_names, const char *) = argv[i];
-    }
-    return NULL;
+    return chatbot_config_add_names(cmd, chatbot_config_bot_of(cmd)->command_names, argc,
+                                    argv);
 }
 
 const char *chatbot_set_command(cmd_parms *cmd, void *dummy, int argc, char *const argv[])

@@ -7,8 +7,8 @@
  * (arguments, lexical paths, argv) and chat_cmd_output.c (output, history
  * text). Nothing here runs a program or touches the filesystem: the glue
  * resolves paths with realpath() (mod_chatbot_exec.c) and spawns the
- * program with posix_spawn (mod_chatbot_spawn.c), never through a shell. The rules are
- * documented for sysadmins in docs/commands.md.
+ * program with posix_spawn (mod_chatbot_spawn.c), never through a shell.
+ * The rules are documented for sysadmins in docs/commands.md.
  */
 #ifndef CHAT_CMD_H
 #define CHAT_CMD_H
