@@ -251,8 +251,7 @@ static const char *set_origins(cmd_parms *cmd, void *dcv, int argc, char *const 
         }
         {
             chat_url_t u;
-            const char *err = chat_parse_url(o, &u);
-            if (err || u.path[0]) {
+            if (chat_parse_url(o, &u) || u.path[0]) {
                 return chatbot_config_bad_value(
                     cmd, o,
                     "expected an origin such as https://chat.example.org "
