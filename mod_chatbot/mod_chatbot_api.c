@@ -95,45 +95,6 @@ static int send_json(api_t *a, int status)
     return OK;
 }
 
-static int http_status_of(const char *code)
-{
-    static const struct {
-        const char *code;
-        int status;
-    } map[] = {{CHAT_ERR_BAD_JSON, 400},
-               {CHAT_ERR_BAD_REQUEST, 400},
-               {CHAT_ERR_UNKNOWN_TYPE, 400},
-               {CHAT_ERR_TOO_LARGE, 413},
-               {CHAT_ERR_RATE_LIMITED, 429},
-               {CHAT_ERR_NOT_FOUND, 404},
-               {CHAT_ERR_BUSY, 409},
-               {CHAT_ERR_BACKEND_UNREACHABLE, 502},
-               {CHAT_ERR_BACKEND_TIMEOUT, 504},
-               {CHAT_ERR_MODEL_NOT_FOUND, 502},
-               {CHAT_ERR_BACKEND_BUSY, 503},
-               {CHAT_ERR_BACKEND_BAD_REQUEST, 502},
-               {CHAT_ERR_BACKEND_ERROR, 502},
-               {CHAT_ERR_BACKEND_PROTOCOL, 502},
-               {CHAT_ERR_INTERRUPTED, 502},
-               {CHAT_ERR_QUEUE_FULL, 503},
-               {CHAT_ERR_COMMAND_DENIED, 403},
-               {CHAT_ERR_FORBIDDEN, 403},
-               {CHAT_ERR_COMMAND_FAILED, 500},
-               {CHAT_ERR_STORAGE_FULL, 507},
-               {CHAT_ERR_STORE_UNAVAILABLE, 503},
-               {CHAT_ERR_QUOTA_EXCEEDED, 507},
-               {CHAT_ERR_SETTING_REFUSED, 400},
-               {NULL, 0}};
-    int i;
-
-    for (i = 0; map[i].code; i++) {
-        if (!strcmp(map[i].code, code)) {
-            return map[i].status;
-        }
-    }
-    return 500;
-}
-
 /* Writes an error reply without counting it: for a failed turn, which the
  * engine has counted already (as it does for the WebSocket). */
 static int send_error_counted(api_t *a, const char *code, const char *msg,
@@ -164,8 +125,9 @@ static int send_error_counted(api_t *a, const char *code, const char *msg,
                                     (retry_ms + 999) / 1000));
     }
     chat_jw_obj_end(&a->jw);
-    return send_json(a, a->legacy && chatbot_compat_outcome(code) ? HTTP_OK
-                                                                  : http_status_of(code));
+    return send_json(a, a->legacy && chatbot_compat_outcome(code)
+                            ? HTTP_OK
+                            : chatbot_http_status(code));
 }
 
 /* Every error the API returns is counted once, by code, like the error

@@ -3,10 +3,12 @@
  * arguments, the lexical part of path confinement, capping the output and
  * building the final argv.
  *
- * Nothing here runs a program or touches the filesystem: the glue
- * (mod_chatbot_exec.c) resolves paths with realpath() and spawns the
- * program with posix_spawn, never through a shell. The rules are
- * documented for sysadmins in docs/commands.md.
+ * Implemented in chat_cmd.c (declarations, "!" lines), chat_cmd_args.c
+ * (arguments, lexical paths, argv) and chat_cmd_output.c (output, history
+ * text). Nothing here runs a program or touches the filesystem: the glue
+ * resolves paths with realpath() (mod_chatbot_exec.c) and spawns the
+ * program with posix_spawn (mod_chatbot_spawn.c), never through a shell.
+ * The rules are documented for sysadmins in docs/commands.md.
  */
 #ifndef CHAT_CMD_H
 #define CHAT_CMD_H
@@ -63,11 +65,11 @@ typedef struct {
     size_t nfixed;
     chat_cmd_mode_t mode;
     int64_t timeout_ms;
-    uint64_t max_output;  /* bytes of output kept */
-    const char *cwd;      /* absolute, or NULL (not given: "/") */
-    unsigned flags;       /* CHAT_CMD_F_* */
-    uint32_t max_args;    /* 0 (none), 1 (one), maxargs= (many) */
-    uint32_t max_arg_len; /* bytes per user argument */
+    uint64_t max_output;                          /* bytes of output kept */
+    const char *cwd;                              /* absolute, or NULL (not given: "/") */
+    unsigned flags;                               /* CHAT_CMD_F_* */
+    uint32_t max_args;                            /* 0 (none), 1 (one), maxargs= (many) */
+    uint32_t max_arg_len;                         /* bytes per user argument */
     chat_cmd_opt_t options[CHAT_CMD_MAX_OPTIONS]; /* options= (allowed options) */
     size_t noptions;
     const char *options_text; /* options= as declared, for messages */
