@@ -550,8 +550,8 @@ int chatbot_exec_api(request_rec *r, const chatbot_ident_t *id, void *body,
                      const chatbot_limits_t *lim, chat_buf_t *out, int *status);
 
 /* The HTTP status of an error code (CHAT_ERR_*) in REST replies
- * (mod_chatbot_http_status.c). */
-int chatbot_http_status(const char *code);
+ * (mod_chatbot_error_status.c). */
+int chatbot_error_status(const char *code);
 
 /* ---- handlers -------------------------------------------------------------------- */
 

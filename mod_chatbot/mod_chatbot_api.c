@@ -127,7 +127,7 @@ static int send_error_counted(api_t *a, const char *code, const char *msg,
     chat_jw_obj_end(&a->jw);
     return send_json(a, a->legacy && chatbot_compat_outcome(code)
                             ? HTTP_OK
-                            : chatbot_http_status(code));
+                            : chatbot_error_status(code));
 }
 
 /* Every error the API returns is counted once, by code, like the error

@@ -110,7 +110,7 @@ static int api_error_x(chat_buf_t *out, int *status, const char *code, const cha
         }
     }
     chat_jw_obj_end(&w);
-    *status = chatbot_http_status(code);
+    *status = chatbot_error_status(code);
     chat_metrics_error(chatbot_store(), code);
     return 0;
 }

@@ -1,11 +1,11 @@
-/* mod_chatbot_http_status.c - the HTTP status of each error code
+/* mod_chatbot_error_status.c - the HTTP status of each error code
  * (CHAT_ERR_*) in REST replies: one map for every route, commands included.
  */
 #include <string.h>
 
 #include "mod_chatbot.h"
 
-int chatbot_http_status(const char *code)
+int chatbot_error_status(const char *code)
 {
     static const struct {
         const char *code;
