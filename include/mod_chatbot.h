@@ -523,6 +523,15 @@ const char *chatbot_compat_ws_command(request_rec *r, const chatbot_ident_t *id,
  * old client tells failures (on connections that sent a "command" frame). */
 void chatbot_compat_error_frame(chat_buf_t *frame, const char *msg);
 
+/* ---- commands (mod_chatbot_exec.c) --------------------------------------- */
+
+/* A command from a WebSocket: its result frame into frame. args == NULL:
+ * command is a chat line "!name args" of nargs bytes; otherwise command is
+ * the name and args[0..nargs) the arguments. */
+int chatbot_exec_ws(request_rec *r, const chatbot_ident_t *id, chatbot_bot_t *bot,
+                    const char *conv_id, const char *command, const char *const *args,
+                    apr_size_t nargs, chat_buf_t *frame);
+
 /* ---- handlers -------------------------------------------------------------------- */
 
 int chatbot_ws_handler(request_rec *r);      /* mod_chatbot_ws_handshake.c */
