@@ -2,8 +2,9 @@
  *
  *   mod_chatbot_ws_handshake.c  RFC 6455 handshake, Origin check, per-address
  *                               caps, the 101 and the take-over
- *   mod_chatbot_ws_conn.c       the connection's life: states, I/O, the
- *                               process step, the blocking driver
+ *   mod_chatbot_ws_conn.c       the connection's life: states, the process
+ *                               step, its end, the blocking driver
+ *   mod_chatbot_ws_io.c         its I/O: the message layer, writes, reads
  *   mod_chatbot_ws_mpm.c        parking in the event MPM: its hooks, and the
  *                               upgrade request held open
  *   mod_chatbot_ws_messages.c   a client message dispatched to its operation,
@@ -160,13 +161,6 @@ struct chatbot_wsc {
 
 void chatbot_ws_transit(chatbot_wsc_t *w, chatbot_ws_state_t to, const char *why);
 const char *chatbot_ws_state_name(chatbot_ws_state_t st);
-/* (Re)creates the ws message layer of a connection. APR_SUCCESS or ENOMEM. */
-apr_status_t chatbot_ws_layer(chatbot_wsc_t *w);
-/* Queues the JSON in w->frame as a text frame (flushed per step). */
-void chatbot_ws_send_json(chatbot_wsc_t *w);
-/* Pushes queued frames to the client: blocking with a FLUSH, or (w->nb_out)
- * without ever waiting. Returns 1 if output is still pending. */
-int chatbot_ws_flush(chatbot_wsc_t *w);
 /* One step of the connection: everything that can be done without
  * waiting. The driver then waits as the result says. */
 chatbot_ws_next_t chatbot_ws_step(chatbot_wsc_t *w);
@@ -180,6 +174,24 @@ void chatbot_ws_close_with(chatbot_wsc_t *w, uint16_t code, const char *reason,
 /* Ends the connection's life: access-log notes, the close line, and the
  * upgrade request's end (which frees w). */
 void chatbot_ws_finish(chatbot_wsc_t *w);
+
+/* ---- mod_chatbot_ws_io.c ---------------------------------------------------- */
+
+/* (Re)creates the ws message layer of a connection. APR_SUCCESS or ENOMEM. */
+apr_status_t chatbot_ws_layer(chatbot_wsc_t *w);
+/* Releases the message layer of a connection about to park if nothing is
+ * half received (a wake builds a new one). */
+void chatbot_ws_layer_release(chatbot_wsc_t *w);
+/* Queues the JSON in w->frame as a text frame (flushed per step). */
+void chatbot_ws_send_json(chatbot_wsc_t *w);
+/* Pushes queued frames to the client: blocking with a FLUSH, or (w->nb_out)
+ * without ever waiting. Returns 1 if output is still pending. */
+int chatbot_ws_flush(chatbot_wsc_t *w);
+/* 1 if no frame waits to be passed to the filters. */
+int chatbot_ws_out_empty(chatbot_wsc_t *w);
+/* Reads what the client sent without blocking and feeds it to the message
+ * layer (unless the input is paused until the replies are read). */
+void chatbot_ws_read(chatbot_wsc_t *w);
 /* Writes a ping on a parked connection (the watcher, on its own thread). */
 void chatbot_ws_ping_parked(chatbot_wsc_t *w);
 
