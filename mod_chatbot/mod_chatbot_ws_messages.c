@@ -43,7 +43,7 @@ void chatbot_ws_frame_end(chatbot_wsc_t *w, chat_jw_t *jw)
     }
 }
 
-/* ---- client messages ------------------------------------------------------------- */
+/* ---- operations that are not turns ---------------------------------------------- */
 
 static void send_session(chatbot_wsc_t *w, const chat_conv_info_t *ci)
 {
