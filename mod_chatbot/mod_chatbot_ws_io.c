@@ -1,6 +1,8 @@
 /* mod_chatbot_ws_io.c - a WebSocket connection's I/O: its message layer
- * (chat/ws.h) and that layer's callbacks, output pushed to the filters,
- * input read without blocking and fed to the layer, the parked ping.
+ * (chat/ws.h), output pushed to the filters, input read and fed to it.
+ *
+ * The layer's callbacks queue frames and hand complete messages on; the
+ * watcher's ping of a parked connection is written here too.
  *
  * Writes block (up to ChatbotSendTimeout) only where a thread is held
  * anyway - an answer streaming, or a connection that cannot park; an idle

@@ -1,8 +1,9 @@
-/* mod_chatbot_ws_messages.c - a client's message on a WebSocket
- * (docs/protocol.md) dispatched to its operation; the operations that are
- * not turns (sessions, history, search, export, launch, rename, archive,
- * delete, bots, status); and the frame helpers every WebSocket file uses.
- * The turns themselves are in mod_chatbot_ws_chat.c.
+/* mod_chatbot_ws_messages.c - a client's WebSocket message dispatched to its
+ * operation, the operations that are not turns, and the frame helpers.
+ *
+ * The operations here (docs/protocol.md): sessions, history, search,
+ * export, launch, select, rename, archive, delete, bots, status, ping. The
+ * turns (message, regenerate, edit, run, stop) are in mod_chatbot_ws_chat.c.
  */
 #include <string.h>
 
