@@ -50,7 +50,7 @@ GLUE_SRC  := $(sort $(wildcard mod_chatbot/*.c))
 GLUE_HDR  := $(wildcard include/*.h) $(wildcard mod_chatbot/*.h)
 MODULE    := $(BUILD)/mod_chatbot.so
 
-.PHONY: all core module ui deps run test check-boundary unit unit-asan \
+.PHONY: all core module ui deps run test check-boundary check-prototypes unit unit-asan \
         fuzz-replay fuzz integration e2e bench bench-bin install clean format format-check
 
 all: module ui
@@ -115,6 +115,10 @@ test: deps
 
 check-boundary:
 	./scripts/check-boundary.sh
+
+# No local prototypes: a function used across files is declared in a header.
+check-prototypes:
+	./scripts/check-prototypes.sh
 
 $(BUILD)/unit/%: tests/unit/%.c $(CORE_LIB) $(UNIT_COMMON) $(UNIT_HDR)
 	@mkdir -p $(dir $@)

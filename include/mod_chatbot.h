@@ -240,6 +240,8 @@ int chatbot_child_stopping(void);
  * ended it (a socket the loop closed reads as a vanished client). */
 void chatbot_child_stopping_settle(void);
 
+/* ---- clock and random (mod_chatbot_util.c) ------------------------------ */
+
 apr_uint64_t chatbot_now_ms(void);
 /* 64 random bits from the CSPRNG (never 0). */
 apr_uint64_t chatbot_random64(void);

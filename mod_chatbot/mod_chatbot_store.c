@@ -2,7 +2,8 @@
  * the store provider in use and this process's handle on it, which every
  * chat_store_*() call goes through (include/chat/store.h), the hooks that
  * drive it (post_config, child_init, the parent's upkeep when a child
- * exits), and small process-wide helpers (clock, CSPRNG, store errors).
+ * exits), and the store's error codes and texts. (The clock and the CSPRNG
+ * are in mod_chatbot_util.c.)
  *
  * Providers are found the way mod_socache's are (ap_socache_provider_t):
  * registered with ap_register_provider() in the group
@@ -35,29 +36,12 @@
 #include "mod_chatbot.h"
 
 static const chatbot_store_provider_t *g_provider; /* in use since post_config */
-static pid_t g_parent;                                /* the process that ran it */
-static chat_store_t *g_store;    /* handle for this process */
+static pid_t g_parent;                             /* the process that ran it */
+static chat_store_t *g_store;                      /* handle for this process */
 
 chat_store_t *chatbot_store(void)
 {
     return g_store;
-}
-
-apr_uint64_t chatbot_now_ms(void)
-{
-    return (apr_uint64_t)(apr_time_now() / 1000);
-}
-
-apr_uint64_t chatbot_random64(void)
-{
-    apr_uint64_t v = 0;
-
-    while (v == 0) {
-        if (apr_generate_random_bytes((unsigned char *)&v, sizeof(v)) != APR_SUCCESS) {
-            v = (apr_uint64_t)apr_time_now() ^ ((apr_uint64_t)getpid() << 32);
-        }
-    }
-    return v;
 }
 
 const char *chatbot_store_err(chat_status_t rc)
@@ -118,8 +102,8 @@ int chatbot_store_pre_config(apr_pool_t *pconf)
     /* The store needs no APR mutex any more; the type stays registered so
      * that configurations written for older versions (`Mutex posixsem
      * chatbot-store`) still parse. */
-    apr_status_t rv = ap_mutex_register(pconf, CHATBOT_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT,
-                                        0);
+    apr_status_t rv =
+        ap_mutex_register(pconf, CHATBOT_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0);
     chat_log_set(core_log, NULL);
     return rv == APR_SUCCESS ? OK : 500;
 }
@@ -147,8 +131,9 @@ apr_status_t chatbot_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
     pv = ap_lookup_provider(CHATBOT_STORE_PROVIDER_GROUP, name,
                             CHATBOT_STORE_PROVIDER_VERSION);
     if (!pv) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, APLOGNO(10922)
-                     "chatbot: no store provider named '%s' is available", name);
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                     APLOGNO(10922) "chatbot: no store provider named '%s' is available",
+                     name);
         return APR_EGENERAL;
     }
     if ((rv = pv->init(&g_store, s, pconf, ptemp)) != APR_SUCCESS) {
@@ -159,17 +144,21 @@ apr_status_t chatbot_store_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
     chat_store_set_policy(g_store, &sc->policy);
     for (i = 0; i < sc->backends->nelts; i++) {
         chatbot_backend_t *be = APR_ARRAY_IDX(sc->backends, i, chatbot_backend_t *);
-        be->index = chat_store_backend_register(g_store, be->name, (uint32_t)be->max_active);
+        be->index =
+            chat_store_backend_register(g_store, be->name, (uint32_t)be->max_active);
         if (be->index < 0) {
-            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, APLOGNO(10914)
-                         "chatbot: no room for backend %s in the shared store", be->name);
+            ap_log_error(
+                APLOG_MARK, APLOG_CRIT, 0, s,
+                APLOGNO(10914) "chatbot: no room for backend %s in the shared store",
+                be->name);
             return APR_EGENERAL;
         }
     }
     for (i = 0; i < sc->bots->nelts; i++) {
         chatbot_bot_t *b = APR_ARRAY_IDX(sc->bots, i, chatbot_bot_t *);
         int j;
-        b->series = apr_pcalloc(pconf, sizeof(int) * (apr_size_t)(b->backends->nelts + 1));
+        b->series =
+            apr_pcalloc(pconf, sizeof(int) * (apr_size_t)(b->backends->nelts + 1));
         for (j = 0; j < b->backends->nelts; j++) {
             chatbot_backend_t *be = APR_ARRAY_IDX(b->backends, j, chatbot_backend_t *);
             b->series[j] = chat_store_series(g_store, b->name, be->name);
@@ -206,15 +195,18 @@ void chatbot_store_child_init(apr_pool_t *pchild, server_rec *s)
     if (!g_store) {
         return;
     }
-    if (g_provider->child_init && g_provider->child_init(g_store, pchild, s) != APR_SUCCESS) {
+    if (g_provider->child_init &&
+        g_provider->child_init(g_store, pchild, s) != APR_SUCCESS) {
         return; /* logged by the provider */
     }
     if (pause && atoi(pause) > 0) {
         test_pause_us = atoi(pause);
         chat_store_set_crash_hook(test_pause);
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, APLOGNO(10921)
-                     "chatbot: CHATBOT_TEST_STORE_PAUSE_US is set: store updates pause "
-                     "for testing (never use this in production)");
+        ap_log_error(
+            APLOG_MARK, APLOG_WARNING, 0, s,
+            APLOGNO(
+                10921) "chatbot: CHATBOT_TEST_STORE_PAUSE_US is set: store updates pause "
+                       "for testing (never use this in production)");
     }
     /* from the child's main thread, which lives as long as the child: its
      * entry in the process table tells the others when it is gone */
@@ -222,9 +214,10 @@ void chatbot_store_child_init(apr_pool_t *pchild, server_rec *s)
         apr_pool_cleanup_register(pchild, g_store, child_detach, apr_pool_cleanup_null);
     }
     else {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, APLOGNO(10916)
-                     "chatbot: the store's process table is full; if this child "
-                     "crashes, its answers are released by timeouts only");
+        ap_log_error(
+            APLOG_MARK, APLOG_WARNING, 0, s,
+            APLOGNO(10916) "chatbot: the store's process table is full; if this child "
+                           "crashes, its answers are released by timeouts only");
     }
 }
 
@@ -240,9 +233,10 @@ static void store_child_status(server_rec *s, pid_t pid, ap_generation_t gen, in
     }
     n = chat_store_maintain(g_store, chatbot_now_ms());
     if (n > 0) {
-        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, APLOGNO(10919)
-                     "chatbot: cleaned up after %d process(es) that ended (last: pid %"
-                     APR_PID_T_FMT ")", n, pid);
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                     APLOGNO(10919) "chatbot: cleaned up after %d process(es) that ended "
+                                    "(last: pid %" APR_PID_T_FMT ")",
+                     n, pid);
     }
 }
 

@@ -2,11 +2,15 @@
  *
  *   mod_chatbot_ws_handshake.c  RFC 6455 handshake, Origin check, per-address
  *                               caps, the 101 and the take-over
- *   mod_chatbot_ws_conn.c       the connection's life: states, I/O, the
- *                               process step, the blocking driver
+ *   mod_chatbot_ws_conn.c       the connection's life: states, the process
+ *                               step, its end, the blocking driver
+ *   mod_chatbot_ws_io.c         its I/O: the message layer, writes, reads
  *   mod_chatbot_ws_mpm.c        parking in the event MPM: its hooks, and the
  *                               upgrade request held open
- *   mod_chatbot_ws_chat.c       the chat operations carried by the frames
+ *   mod_chatbot_ws_messages.c   a client message dispatched to its operation,
+ *                               the operations that are not turns, frames
+ *   mod_chatbot_ws_chat.c       the turns: engine, waiting for a worker
+ *   mod_chatbot_ws_settings.c   the "settings" message
  *   mod_chatbot_ws_follow.c     following (resume) an answer written elsewhere
  *   mod_chatbot_ws_watch.c      the child's registry of connections, the
  *                               watcher thread, the worker budget, counters
@@ -85,7 +89,7 @@ struct chatbot_wsc {
     int fd;                          /* descriptor to poll for input, -1 if none */
     apr_uint64_t park_ping_ms;       /* ping period while parked (MPM Timeout) */
     ap_filter_t *core_out;           /* the network filter: non-blocking pushes */
-    ap_filter_t *hold_out, *hold_in; /* see mod_chatbot_ws_conn.c */
+    ap_filter_t *hold_out, *hold_in; /* see mod_chatbot_ws_mpm.c */
 
     /* ---- the state machine ------------------------------------------------ */
     chatbot_ws_state_t state;
@@ -157,13 +161,6 @@ struct chatbot_wsc {
 
 void chatbot_ws_transit(chatbot_wsc_t *w, chatbot_ws_state_t to, const char *why);
 const char *chatbot_ws_state_name(chatbot_ws_state_t st);
-/* (Re)creates the ws message layer of a connection. APR_SUCCESS or ENOMEM. */
-apr_status_t chatbot_ws_layer(chatbot_wsc_t *w);
-/* Queues the JSON in w->frame as a text frame (flushed per step). */
-void chatbot_ws_send_json(chatbot_wsc_t *w);
-/* Pushes queued frames to the client: blocking with a FLUSH, or (w->nb_out)
- * without ever waiting. Returns 1 if output is still pending. */
-int chatbot_ws_flush(chatbot_wsc_t *w);
 /* One step of the connection: everything that can be done without
  * waiting. The driver then waits as the result says. */
 chatbot_ws_next_t chatbot_ws_step(chatbot_wsc_t *w);
@@ -177,6 +174,24 @@ void chatbot_ws_close_with(chatbot_wsc_t *w, uint16_t code, const char *reason,
 /* Ends the connection's life: access-log notes, the close line, and the
  * upgrade request's end (which frees w). */
 void chatbot_ws_finish(chatbot_wsc_t *w);
+
+/* ---- mod_chatbot_ws_io.c ---------------------------------------------------- */
+
+/* (Re)creates the ws message layer of a connection. APR_SUCCESS or ENOMEM. */
+apr_status_t chatbot_ws_layer(chatbot_wsc_t *w);
+/* Releases the message layer of a connection about to park if nothing is
+ * half received (a wake builds a new one). */
+void chatbot_ws_layer_release(chatbot_wsc_t *w);
+/* Queues the JSON in w->frame as a text frame (flushed per step). */
+void chatbot_ws_send_json(chatbot_wsc_t *w);
+/* Pushes queued frames to the client: blocking with a FLUSH, or (w->nb_out)
+ * without ever waiting. Returns 1 if output is still pending. */
+int chatbot_ws_flush(chatbot_wsc_t *w);
+/* 1 if no frame waits to be passed to the filters. */
+int chatbot_ws_out_empty(chatbot_wsc_t *w);
+/* Reads what the client sent without blocking and feeds it to the message
+ * layer (unless the input is paused until the replies are read). */
+void chatbot_ws_read(chatbot_wsc_t *w);
 /* Writes a ping on a parked connection (the watcher, on its own thread). */
 void chatbot_ws_ping_parked(chatbot_wsc_t *w);
 
@@ -187,21 +202,52 @@ void chatbot_ws_ping_parked(chatbot_wsc_t *w);
 void chatbot_ws_hold(chatbot_wsc_t *w);
 void chatbot_ws_mpm_register(apr_pool_t *p);
 
-/* ---- mod_chatbot_ws_chat.c ------------------------------------------------- */
+/* ---- mod_chatbot_ws_messages.c --------------------------------------------- */
 
+/* Starts a frame {"type":type in w->frame: the caller adds members, then
+ * frame_end closes it and queues it. */
 void chatbot_ws_frame_begin(chatbot_wsc_t *w, chat_jw_t *jw, const char *type);
 void chatbot_ws_frame_end(chatbot_wsc_t *w, chat_jw_t *jw);
 void chatbot_ws_send_error(chatbot_wsc_t *w, const char *code, const char *msg,
                            const char *conv, const char *id, apr_int64_t retry_ms);
 void chatbot_ws_send_hello(chatbot_wsc_t *w);
-/* The "settings" message (mod_chatbot_ws_settings.c). */
-void chatbot_ws_settings(chatbot_wsc_t *w);
-/* "settings" of a conversation in brief, into an open object (history). */
-void chatbot_ws_settings_brief(chatbot_wsc_t *w, chat_jw_t *jw, const char *conv);
 void chatbot_ws_send_sessions(chatbot_wsc_t *w, const char *bot, int archived,
                               const char *id);
 /* A complete client text message. */
 void chatbot_ws_handle_message(chatbot_wsc_t *w, const uint8_t *data, size_t len);
+
+/* ---- mod_chatbot_ws_settings.c --------------------------------------------- */
+
+/* The "settings" message. */
+void chatbot_ws_settings(chatbot_wsc_t *w);
+/* "settings" of a conversation in brief, into an open object (history). */
+void chatbot_ws_settings_brief(chatbot_wsc_t *w, chat_jw_t *jw, const char *conv);
+
+/* ---- mod_chatbot_ws_chat.c ------------------------------------------------- */
+
+/* A turn: "message", "regenerate" or "edit" in w->cm. */
+void chatbot_ws_turn_start(chatbot_wsc_t *w, chatbot_turn_mode_t mode);
+/* "stop": the conversation's turn here, a held one, or asks another
+ * connection's to stop. */
+void chatbot_ws_turn_stop(chatbot_wsc_t *w);
+/* A command (`run`, or a message starting with '!'): args == NULL means
+ * command is a chat line of nargs bytes. */
+void chatbot_ws_run_command(chatbot_wsc_t *w, const char *command,
+                            const char *const *args, apr_size_t nargs);
+/* Picks bot + conversation for a message (creating the conversation if
+ * create is set): NULL, or a CHAT_ERR_* code. */
+const char *chatbot_ws_resolve(chatbot_wsc_t *w, const char *bot_id, const char *conv_id,
+                               int create, chatbot_bot_t **bot, chat_conv_info_t *ci);
+/* The identity's rate limit: NULL, or a CHAT_ERR_* code with *retry (ms);
+ * rate_msg writes the error's text into buf. */
+const char *chatbot_ws_rate_check(chatbot_wsc_t *w, apr_int64_t *retry);
+const char *chatbot_ws_rate_msg(chatbot_wsc_t *w, apr_int64_t retry_ms, char *buf,
+                                apr_size_t len);
+/* 1 if the frame being handled may hold a worker now; otherwise it is held
+ * back (or refused) and 0 returned. */
+int chatbot_ws_need_worker(chatbot_wsc_t *w, const char *conv);
+/* Drops the turn held back for conv, if any (1). */
+int chatbot_ws_drop_held(chatbot_wsc_t *w, const char *conv);
 /* Replays a held turn once a worker is free (or expires it). */
 void chatbot_ws_held_run(chatbot_wsc_t *w);
 /* Drops the engine once no turn runs (an idle connection holds no curl
