@@ -244,7 +244,11 @@ def test_slow_readers_park_on_write_instead_of_holding_workers(httpd):
     s = httpd(extra=EXTRA + "ChatbotHistorySize 64M\nChatbotMaxAnswerBytes 8M\n"
                             + BIG_QUOTA +
                             "<Location /ws>\nChatbotMaxMessageBytes 8M\n</Location>",
-              serverlimit=1, threads=4)
+              serverlimit=1, threads=4,
+              # 8 upgrades at once on 4 threads: on a loaded machine all 4
+              # can be busy with handshakes for a moment, and the event MPM
+              # logs that at error level; what counts is that GET / answers
+              allow_errors=(r"AH00484",))
     me = new_cookie()
     c = Conn(s, cookie=me, timeout=60)
     big = "x" * (3 * 1024 * 1024) + " [[fake tokens=1]]"
