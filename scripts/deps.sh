@@ -11,7 +11,7 @@ what=${1:-test}
 pkgs="apache2 apache2-dev libapr1-dev libaprutil1-dev libcurl4-openssl-dev
       libjson-c-dev libwslay-dev libhiredis-dev libssl-dev pkg-config make gcc openssl ca-certificates curl python3"
 if [ "$what" != run ]; then
-    pkgs="$pkgs libcmocka-dev clang python3-pytest python3-websockets python3-requests
+    pkgs="$pkgs libcmocka-dev clang clang-format python3-pytest python3-websockets python3-requests
           python3-h2 python3-prometheus-client chromium fonts-dejavu-core iproute2
           procps redis-server redis-tools"
 fi
