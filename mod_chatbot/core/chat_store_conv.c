@@ -150,6 +150,20 @@ void cs_tx_unlock(cs_tx_t *tx)
     cs_unlock(tx->st, tx->lk);
 }
 
+cs_conv_t *cs_conv_lock_find(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                             cs_tx_t *tx)
+{
+    cs_conv_t *c;
+
+    if (!st || !owner || cs_lock_owner(st, owner->b, tx) != CHAT_OK) {
+        return NULL;
+    }
+    if (!(c = cs_conv_find(st, owner, id))) {
+        cs_tx_unlock(tx);
+    }
+    return c;
+}
+
 /* Finds a conversation by id alone and locks the shard of its owner (the
  * owner is read before the lock and checked again under it). */
 cs_conv_t *cs_conv_find_locked(chat_store_t *st, const char *id, cs_tx_t *tx)
@@ -608,11 +622,7 @@ chat_status_t cs_shm_conv_rename(chat_store_t *st, const chat_owner_t *owner,
     cs_conv_t *c;
     cs_tx_t tx;
 
-    if (!st || !owner || cs_lock_owner(st, owner->b, &tx) != CHAT_OK) {
-        return CHAT_ENOTFOUND;
-    }
-    if (!(c = cs_conv_find(st, owner, id))) {
-        cs_tx_unlock(&tx);
+    if (!(c = cs_conv_lock_find(st, owner, id, &tx))) {
         return CHAT_ENOTFOUND;
     }
     cs_snap(&tx, c, sizeof(*c));
@@ -630,11 +640,7 @@ chat_status_t cs_shm_conv_flags(chat_store_t *st, const chat_owner_t *owner,
     cs_conv_t *c;
     cs_tx_t tx;
 
-    if (!st || !owner || cs_lock_owner(st, owner->b, &tx) != CHAT_OK) {
-        return CHAT_ENOTFOUND;
-    }
-    if (!(c = cs_conv_find(st, owner, id))) {
-        cs_tx_unlock(&tx);
+    if (!(c = cs_conv_lock_find(st, owner, id, &tx))) {
         return CHAT_ENOTFOUND;
     }
     if ((set | clear) & ~CS_CONV_FLAGS) {
@@ -654,11 +660,7 @@ chat_status_t cs_shm_conv_delete(chat_store_t *st, const chat_owner_t *owner,
     cs_conv_t *c;
     cs_tx_t tx;
 
-    if (!st || !owner || cs_lock_owner(st, owner->b, &tx) != CHAT_OK) {
-        return CHAT_ENOTFOUND;
-    }
-    if (!(c = cs_conv_find(st, owner, id))) {
-        cs_tx_unlock(&tx);
+    if (!(c = cs_conv_lock_find(st, owner, id, &tx))) {
         return CHAT_ENOTFOUND;
     }
     if (c->state != CHAT_CONV_IDLE) {

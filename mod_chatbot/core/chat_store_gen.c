@@ -80,11 +80,7 @@ chat_status_t cs_shm_gen_begin(chat_store_t *st, const chat_owner_t *owner,
     cs_conv_t *c;
     cs_tx_t tx;
 
-    if (!st || !owner || cs_lock_owner(st, owner->b, &tx) != CHAT_OK) {
-        return CHAT_ENOTFOUND;
-    }
-    if (!(c = cs_conv_find(st, owner, id))) {
-        cs_tx_unlock(&tx);
+    if (!(c = cs_conv_lock_find(st, owner, id, &tx))) {
         return CHAT_ENOTFOUND;
     }
     if (token == 0 || !gen_state_ok(state)) {
@@ -176,11 +172,7 @@ chat_status_t cs_shm_gen_request_stop(chat_store_t *st, const chat_owner_t *owne
     cs_conv_t *c;
     cs_tx_t tx;
 
-    if (!st || !owner || cs_lock_owner(st, owner->b, &tx) != CHAT_OK) {
-        return CHAT_ENOTFOUND;
-    }
-    if (!(c = cs_conv_find(st, owner, id))) {
-        cs_tx_unlock(&tx);
+    if (!(c = cs_conv_lock_find(st, owner, id, &tx))) {
         return CHAT_ENOTFOUND;
     }
     if (c->state != CHAT_CONV_IDLE) {

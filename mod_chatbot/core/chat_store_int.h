@@ -592,6 +592,10 @@ cs_conv_t *cs_conv_peek(chat_store_t *st, const char *id);
 /* Locks the shard of owner (a transaction on its lock). */
 chat_status_t cs_lock_owner(chat_store_t *st, const uint8_t *owner, cs_tx_t *tx);
 void cs_tx_unlock(cs_tx_t *tx);
+/* Locks the shard of owner and finds its conversation id: NULL (nothing
+ * held) if either fails. */
+cs_conv_t *cs_conv_lock_find(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                             cs_tx_t *tx);
 /* Finds a conversation by id alone and locks the shard of its owner. */
 cs_conv_t *cs_conv_find_locked(chat_store_t *st, const char *id, cs_tx_t *tx);
 /* The slot info of c from its state (logged in tx). */
