@@ -52,12 +52,13 @@ struct chat_stream {
     char evtype[16];
     size_t evlen;
     int started;      /* SSE: a byte other than BOM / whitespace was seen */
-    int json_body;    /* SSE: the reply is one JSON object, not SSE (below) */
+    int json_body;    /* SSE: the reply is one JSON object, not SSE */
     int known_line;   /* SSE: a data/event/error/id/retry or comment line came */
     int unknown_line; /* SSE: a line with an unknown field name came */
     char err[256];
 };
 
+/* Records the failure (sticky) and its message; returns st. */
 chat_status_t chat_stream_fail(chat_stream_t *s, chat_status_t st, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
