@@ -1,14 +1,17 @@
 /* chat/utf8.h - UTF-8 validation (incremental) and code point boundaries.
  *
  * Used by the WebSocket layer (RFC 6455 requires text messages to be valid
- * UTF-8, checked as fragments arrive) and by the stream relay (a frame sent
- * to the browser never ends inside a code point).
+ * UTF-8, checked as fragments arrive), by the stream relay (a frame sent
+ * to the browser never ends inside a code point), by the client message
+ * parser and by the backend reply parsers (which sanitise what they emit).
  */
 #ifndef CHAT_UTF8_H
 #define CHAT_UTF8_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "chat/common.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -19,8 +22,8 @@ extern "C" {
 
 /* Incremental validator state; start at CHAT_UTF8_ACCEPT (zero). */
 typedef struct {
-    uint32_t state; /* CHAT_UTF8_ACCEPT, CHAT_UTF8_REJECT or "inside" */
-    uint32_t need;  /* continuation bytes still expected */
+    uint32_t state;  /* CHAT_UTF8_ACCEPT, CHAT_UTF8_REJECT or "inside" */
+    uint32_t need;   /* continuation bytes still expected */
     uint32_t lo, hi; /* allowed range of the next continuation byte */
 } chat_utf8_t;
 
@@ -46,10 +49,23 @@ int chat_utf8_valid(const uint8_t *p, size_t n);
  * (at most 3) are an incomplete trailing sequence to carry over. */
 size_t chat_utf8_complete_prefix(const uint8_t *p, size_t n);
 
-/* Appends to out (capacity outcap) a copy of p[0..n) where every invalid
- * sequence is replaced by U+FFFD (EF BF BD). Returns the bytes written;
- * needs at most 3*n bytes. Used to sanitise text from backends. */
-size_t chat_utf8_sanitize(const uint8_t *p, size_t n, uint8_t *out, size_t outcap);
+/* chat_utf8_sanitize flags */
+#define CHAT_UTF8_NO_NUL 1u /* NUL is ill-formed too: the result is a safe C string */
+#define CHAT_UTF8_FLAT 2u   /* C0 controls and DEL become spaces (one-line text) */
+
+/* The one sanitiser of the core. Writes to out (capacity outcap) a copy of
+ * p[0..n) where every ill-formed sequence (its maximal subpart, as Unicode
+ * recommends) is replaced by U+FFFD (EF BF BD). Stops before a sequence
+ * that does not fit, so the output never ends inside a code point; *used
+ * (if not NULL) gets the input bytes consumed. Returns the bytes written;
+ * needs at most 3*n bytes. */
+size_t chat_utf8_sanitize(const uint8_t *p, size_t n, uint8_t *out, size_t outcap,
+                          unsigned flags, size_t *used);
+
+/* chat_utf8_sanitize appending to a growable buffer. CHAT_OK or
+ * CHAT_ENOMEM (out then holds a sanitised prefix). */
+chat_status_t chat_utf8_sanitize_append(chat_buf_t *out, const char *s, size_t n,
+                                        unsigned flags);
 
 #ifdef __cplusplus
 }

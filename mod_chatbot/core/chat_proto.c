@@ -17,6 +17,7 @@
 
 #include "chat/jsoncheck.h"
 #include "chat/proto.h"
+#include "chat/utf8.h"
 
 #define MAX_NESTING 16  /* nested arrays/objects accepted in a client frame */
 #define MAX_ID_BYTES 64 /* bot_id, conversation_id, command */
@@ -117,51 +118,6 @@ static void seterr(char *err, size_t errcap, const char *fmt, ...)
     va_end(ap);
 }
 
-/* 1 if p[0..n) is well-formed UTF-8 (RFC 3629). json-c's own check lets
- * encoded surrogates (ED A0 80) through, so strings are checked again. */
-static int utf8_ok(const uint8_t *p, size_t n)
-{
-    size_t i = 0;
-
-    while (i < n) {
-        uint8_t c = p[i], lo = 0x80, hi = 0xBF;
-        size_t need, k;
-
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xC2 && c <= 0xDF) {
-            need = 1;
-        }
-        else if (c >= 0xE0 && c <= 0xEF) {
-            need = 2;
-            lo = c == 0xE0 ? 0xA0 : 0x80;
-            hi = c == 0xED ? 0x9F : 0xBF;
-        }
-        else if (c >= 0xF0 && c <= 0xF4) {
-            need = 3;
-            lo = c == 0xF0 ? 0x90 : 0x80;
-            hi = c == 0xF4 ? 0x8F : 0xBF;
-        }
-        else {
-            return 0;
-        }
-        if (n - i <= need) {
-            return 0;
-        }
-        for (k = 1; k <= need; k++) {
-            if (p[i + k] < lo || p[i + k] > hi) {
-                return 0;
-            }
-            lo = 0x80;
-            hi = 0xBF;
-        }
-        i += need + 1;
-    }
-    return 1;
-}
-
 /* The length of the longest prefix of s[0..n) of at most max bytes that
  * does not end inside a UTF-8 sequence (for quoting names in errors). */
 static int clip_utf8(const char *s, size_t n, size_t max)
@@ -195,7 +151,9 @@ static chat_status_t check_str(json_object *v, const char *field, size_t minlen,
         seterr(err, errcap, "field '%s' contains a NUL character", field);
         return CHAT_EINVAL;
     }
-    if (!utf8_ok((const uint8_t *)s, n)) {
+    /* json-c's own check lets encoded surrogates (ED A0 80) through, so
+     * strings are checked again */
+    if (!chat_utf8_valid((const uint8_t *)s, n)) {
         seterr(err, errcap, "field '%s' is not valid UTF-8", field);
         return CHAT_EINVAL;
     }

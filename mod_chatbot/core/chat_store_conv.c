@@ -1,6 +1,7 @@
-/* chat_store_conv.c - conversation slots (ids, owner checks, owner records
- * and lists, generation ownership) and the user table (rate-limit and
- * creation buckets, per-user change counters) of the shared store.
+/* chat_store_conv.c - conversation slots of the shared store: ids, owner
+ * checks, owner records and lists, create / find / list / rename / delete.
+ * The user table is in chat_store_user.c, generation ownership in
+ * chat_store_gen.c.
  *
  * Everything an identity owns is under the lock of its shard: callers pass
  * the owner, so the lock is known before the slot is looked at. Every
@@ -97,7 +98,7 @@ cs_conv_t *cs_conv_find(chat_store_t *st, const chat_owner_t *owner, const char 
 }
 
 /* Lock-free variant: only atomic reads of the slot. */
-static cs_conv_t *conv_peek(chat_store_t *st, const char *id)
+cs_conv_t *cs_conv_peek(chat_store_t *st, const char *id)
 {
     uint32_t slot;
     uint64_t tag;
@@ -133,7 +134,7 @@ void cs_conv_info(const chat_store_t *st, const cs_conv_t *c, chat_conv_info_t *
 }
 
 /* Locks the shard of owner. */
-static chat_status_t lock_owner(chat_store_t *st, const uint8_t *owner, cs_tx_t *tx)
+chat_status_t cs_lock_owner(chat_store_t *st, const uint8_t *owner, cs_tx_t *tx)
 {
     cs_lock_t *lk = cs_shard_lock(st, cs_shard_of(st, owner));
 
@@ -144,32 +145,46 @@ static chat_status_t lock_owner(chat_store_t *st, const uint8_t *owner, cs_tx_t 
     return CHAT_OK;
 }
 
-static void unlock_tx(cs_tx_t *tx)
+void cs_tx_unlock(cs_tx_t *tx)
 {
     cs_unlock(tx->st, tx->lk);
 }
 
+cs_conv_t *cs_conv_lock_find(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                             cs_tx_t *tx)
+{
+    cs_conv_t *c;
+
+    if (!st || !owner || cs_lock_owner(st, owner->b, tx) != CHAT_OK) {
+        return NULL;
+    }
+    if (!(c = cs_conv_find(st, owner, id))) {
+        cs_tx_unlock(tx);
+    }
+    return c;
+}
+
 /* Finds a conversation by id alone and locks the shard of its owner (the
  * owner is read before the lock and checked again under it). */
-static cs_conv_t *find_locked(chat_store_t *st, const char *id, cs_tx_t *tx)
+cs_conv_t *cs_conv_find_locked(chat_store_t *st, const char *id, cs_tx_t *tx)
 {
     int tries;
 
     for (tries = 0; tries < 4; tries++) {
-        cs_conv_t *c = conv_peek(st, id);
+        cs_conv_t *c = cs_conv_peek(st, id);
         uint8_t owner[20];
         if (!c) {
             return NULL;
         }
         memcpy(owner, c->owner, sizeof(owner));
-        if (lock_owner(st, owner, tx) != CHAT_OK) {
+        if (cs_lock_owner(st, owner, tx) != CHAT_OK) {
             return NULL;
         }
         c = cs_conv_find(st, NULL, id);
         if (c && memcmp(c->owner, owner, sizeof(owner)) == 0) {
             return c;
         }
-        unlock_tx(tx);
+        cs_tx_unlock(tx);
         if (!c) {
             return NULL;
         }
@@ -266,7 +281,7 @@ static void list_push_front(cs_tx_t *tx, cs_owner_t *o, cs_conv_t *c)
 }
 
 /* The slot info of c from its state (caller snapped nothing of it). */
-static void slot_update(cs_tx_t *tx, cs_conv_t *c)
+void cs_slot_update(cs_tx_t *tx, cs_conv_t *c)
 {
     chat_store_t *st = tx->st;
     cs_slotinfo_t *si = &st->slots[cs_conv_index(st, c)];
@@ -323,154 +338,8 @@ void cs_conv_touch(cs_tx_t *tx, cs_conv_t *c, uint64_t now_ms)
         cs_owner_list_unlink(tx, o, c);
         list_push_front(tx, o, c);
     }
-    slot_update(tx, c);
+    cs_slot_update(tx, c);
     cs_conv_changed(st, c);
-}
-
-/* ---- users ---------------------------------------------------------------------- */
-
-static void user_range(const chat_store_t *st, uint32_t s, uint32_t *u0, uint32_t *un)
-{
-    uint64_t a = (uint64_t)s * st->l.max_users / st->nshards;
-    uint64_t b = (uint64_t)(s + 1) * st->l.max_users / st->nshards;
-    *u0 = (uint32_t)a;
-    *un = (uint32_t)(b - a);
-}
-
-cs_user_t *cs_user_find(chat_store_t *st, const uint8_t *owner)
-{
-    uint32_t u0, un, home, k;
-
-    user_range(st, cs_shard_of(st, owner), &u0, &un);
-    home = cs_owner_hash(owner, 4) % un;
-    for (k = 0; k < CS_WINDOW && k < un; k++) {
-        cs_user_t *u = &st->users[u0 + (home + k) % un];
-        if ((CS_LOAD32(&u->flags) & CS_USER_USED) && memcmp(u->owner, owner, 20) == 0) {
-            return u;
-        }
-    }
-    return NULL;
-}
-
-cs_user_t *cs_user_get(cs_tx_t *tx, const uint8_t *owner, uint64_t seen_ms, int force)
-{
-    chat_store_t *st = tx->st;
-    uint32_t s = cs_shard_of(st, owner), u0, un, home, k;
-    cs_user_t *u = cs_user_find(st, owner), *victim = NULL;
-    int fresh = 0;
-
-    if (u) {
-        if (seen_ms > u->last_seen_ms) {
-            cs_snap(tx, u, sizeof(*u));
-            u->last_seen_ms = seen_ms;
-        }
-        return u;
-    }
-    user_range(st, s, &u0, &un);
-    home = cs_owner_hash(owner, 4) % un;
-    for (k = 0; k < CS_WINDOW && k < un; k++) {
-        cs_user_t *e = &st->users[u0 + (home + k) % un];
-        if (!(e->flags & CS_USER_USED)) {
-            victim = e;
-            fresh = 1;
-            break;
-        }
-        if (!victim || e->last_seen_ms < victim->last_seen_ms) {
-            victim = e;
-        }
-    }
-    if (!fresh && !force && victim->last_seen_ms > seen_ms) {
-        return NULL;
-    }
-    cs_snap(tx, victim, sizeof(*victim));
-    if (fresh) {
-        cs_snap(tx, &st->shards[s], sizeof(cs_shard_t));
-        st->shards[s].nusers++;
-    }
-    /* the new entry's seq comes from the global clock, so a tab that saw
-     * the replaced entry's value still notices a change */
-    memset(victim, 0, sizeof(*victim));
-    memcpy(victim->owner, owner, 20);
-    victim->last_seen_ms = seen_ms;
-    CS_STORE64(&victim->seq, cs_next_seq(st));
-    CS_STORE32(&victim->flags, CS_USER_USED);
-    return victim;
-}
-
-chat_status_t cs_shm_rate_take(chat_store_t *st, const chat_owner_t *owner,
-                               const chat_rate_t *rate, uint64_t now_ms,
-                               int64_t *retry_after_ms)
-{
-    cs_user_t *u;
-    cs_tx_t tx;
-    chat_status_t rc;
-
-    if (retry_after_ms) {
-        *retry_after_ms = 0;
-    }
-    if (!st || !owner || !rate) {
-        return CHAT_EINVAL;
-    }
-    if (rate->count == 0) {
-        return CHAT_OK; /* unlimited: no need to track the user */
-    }
-    cs_note_now(st, now_ms);
-    if (lock_owner(st, owner->b, &tx) != CHAT_OK) {
-        return CHAT_OK; /* fail open: logged */
-    }
-    u = cs_user_get(&tx, owner->b, now_ms, 1);
-    cs_snap(&tx, u, sizeof(*u));
-    if (!(u->flags & CS_USER_BUCKET)) {
-        chat_bucket_init(&u->bucket, rate, now_ms);
-        u->flags |= CS_USER_BUCKET;
-    }
-    rc = chat_bucket_take(&u->bucket, rate, now_ms, retry_after_ms);
-    unlock_tx(&tx);
-    return rc;
-}
-
-void cs_shm_user_bump(chat_store_t *st, const chat_owner_t *owner)
-{
-    cs_user_t *u;
-    cs_tx_t tx;
-    uint64_t seq;
-
-    if (!st || !owner) {
-        return;
-    }
-    u = cs_user_find(st, owner->b);
-    if (!u) {
-        if (lock_owner(st, owner->b, &tx) != CHAT_OK) {
-            return;
-        }
-        u = cs_user_get(&tx, owner->b, cs_now(st), 1);
-        seq = cs_next_seq(st);
-        CS_STORE64(&u->seq, seq);
-        unlock_tx(&tx);
-    }
-    else {
-        /* an existing entry: the counter is atomic, no lock needed (if the
-         * entry is being replaced right now, the extra bump is harmless) */
-        seq = cs_next_seq(st);
-        CS_STORE64(&u->seq, seq);
-    }
-    CS_STORE64(&st->hdr->user_events, seq);
-}
-
-uint64_t cs_shm_events(chat_store_t *st)
-{
-    return st ? CS_LOAD64(&st->hdr->user_events) : 0;
-}
-
-uint64_t cs_shm_user_seq(chat_store_t *st, const chat_owner_t *owner)
-{
-    cs_user_t *u;
-
-    if (!st || !owner) {
-        return 0;
-    }
-    u = cs_user_find(st, owner->b);
-    return u ? CS_LOAD64(&u->seq) : 0;
 }
 
 /* ---- conversations: public API ------------------------------------------------ */
@@ -545,19 +414,19 @@ static chat_status_t conv_create(chat_store_t *st, const chat_owner_t *owner,
     }
     auth = owner->auth != 0;
     cs_note_now(st, now_ms);
-    if (lock_owner(st, owner->b, &tx) != CHAT_OK) {
+    if (cs_lock_owner(st, owner->b, &tx) != CHAT_OK) {
         return CHAT_EINTERNAL;
     }
     if (find && (c = find_titled(st, owner, title)) != NULL) {
         if (out) {
             cs_conv_info(st, c, out);
         }
-        unlock_tx(&tx);
+        cs_tx_unlock(&tx);
         return CHAT_OK;
     }
     rc = take_create(&tx, owner, now_ms);
     if (rc != CHAT_OK) {
-        unlock_tx(&tx);
+        cs_tx_unlock(&tx);
         return rc;
     }
     cs_tx_commit(&tx); /* the token stays spent */
@@ -566,7 +435,7 @@ static chat_status_t conv_create(chat_store_t *st, const chat_owner_t *owner,
     for (tries = 0; tries < 4 && slot == CS_NIL; tries++) {
         rc = cs_make_room(&tx, cs_owner_find(st, owner->b), auth, NULL, CS_RES_SLOTS, 1);
         if (rc != CHAT_OK) {
-            unlock_tx(&tx);
+            cs_tx_unlock(&tx);
             return rc;
         }
         if (!cs_pool_take_slot(st, auth, &slot)) {
@@ -574,14 +443,14 @@ static chat_status_t conv_create(chat_store_t *st, const chat_owner_t *owner,
         }
     }
     if (slot == CS_NIL) {
-        unlock_tx(&tx);
+        cs_tx_unlock(&tx);
         return CHAT_EFULL;
     }
     o = cs_owner_get(&tx, owner->b, auth);
     if (!o) {
         /* no room for one more identity in this shard's owner table: the
          * slot goes back */
-        unlock_tx(&tx);
+        cs_tx_unlock(&tx);
         cs_pool_give_slot(st, slot, auth);
         return CHAT_EFULL;
     }
@@ -601,13 +470,13 @@ static chat_status_t conv_create(chat_store_t *st, const chat_owner_t *owner,
     c->in_use = 1;
     list_push_front(&tx, o, c);
     o->nconv++;
-    slot_update(&tx, c);
+    cs_slot_update(&tx, c);
     cs_conv_changed(st, c);
     CS_STORE64(&c->tag, tag);
     if (out) {
         cs_conv_info(st, c, out);
     }
-    unlock_tx(&tx);
+    cs_tx_unlock(&tx);
     if (created) {
         *created = 1;
     }
@@ -642,7 +511,7 @@ int64_t cs_shm_create_retry_ms(chat_store_t *st, const chat_owner_t *owner,
         return 0;
     }
     q = cs_quota(st, owner->auth);
-    if (q->create.count == 0 || lock_owner(st, owner->b, &tx) != CHAT_OK) {
+    if (q->create.count == 0 || cs_lock_owner(st, owner->b, &tx) != CHAT_OK) {
         return 0;
     }
     u = cs_user_find(st, owner->b);
@@ -652,7 +521,7 @@ int64_t cs_shm_create_retry_ms(chat_store_t *st, const chat_owner_t *owner,
             retry = 0;
         }
     }
-    unlock_tx(&tx);
+    cs_tx_unlock(&tx);
     return retry;
 }
 
@@ -662,14 +531,14 @@ chat_status_t cs_shm_conv_get(chat_store_t *st, const chat_owner_t *owner, const
     cs_conv_t *c;
     cs_tx_t tx;
 
-    if (!st || !owner || lock_owner(st, owner->b, &tx) != CHAT_OK) {
+    if (!st || !owner || cs_lock_owner(st, owner->b, &tx) != CHAT_OK) {
         return CHAT_ENOTFOUND;
     }
     c = cs_conv_find(st, owner, id);
     if (c && out) {
         cs_conv_info(st, c, out);
     }
-    unlock_tx(&tx);
+    cs_tx_unlock(&tx);
     return c ? CHAT_OK : CHAT_ENOTFOUND;
 }
 
@@ -701,7 +570,7 @@ int cs_shm_conv_list(chat_store_t *st, const chat_owner_t *owner, const char *bo
     uint32_t i;
     int n = 0;
 
-    if (!st || !owner || lock_owner(st, owner->b, &tx) != CHAT_OK) {
+    if (!st || !owner || cs_lock_owner(st, owner->b, &tx) != CHAT_OK) {
         return 0;
     }
     o = cs_owner_find(st, owner->b);
@@ -717,7 +586,7 @@ int cs_shm_conv_list(chat_store_t *st, const chat_owner_t *owner, const char *bo
         }
         n++;
     }
-    unlock_tx(&tx);
+    cs_tx_unlock(&tx);
     return n;
 }
 
@@ -729,7 +598,7 @@ chat_status_t cs_shm_conv_latest(chat_store_t *st, const chat_owner_t *owner,
     cs_tx_t tx;
     uint32_t i;
 
-    if (!st || !owner || lock_owner(st, owner->b, &tx) != CHAT_OK) {
+    if (!st || !owner || cs_lock_owner(st, owner->b, &tx) != CHAT_OK) {
         return CHAT_ENOTFOUND;
     }
     o = cs_owner_find(st, owner->b);
@@ -743,7 +612,7 @@ chat_status_t cs_shm_conv_latest(chat_store_t *st, const chat_owner_t *owner,
             break;
         }
     }
-    unlock_tx(&tx);
+    cs_tx_unlock(&tx);
     return rc;
 }
 
@@ -753,18 +622,14 @@ chat_status_t cs_shm_conv_rename(chat_store_t *st, const chat_owner_t *owner,
     cs_conv_t *c;
     cs_tx_t tx;
 
-    if (!st || !owner || lock_owner(st, owner->b, &tx) != CHAT_OK) {
-        return CHAT_ENOTFOUND;
-    }
-    if (!(c = cs_conv_find(st, owner, id))) {
-        unlock_tx(&tx);
+    if (!(c = cs_conv_lock_find(st, owner, id, &tx))) {
         return CHAT_ENOTFOUND;
     }
     cs_snap(&tx, c, sizeof(*c));
     cs_copy_trunc(c->title, sizeof(c->title), CHAT_TITLE_MAX, title);
     chat_one_line(c->title); /* a title is one line of text, whoever reads it */
     cs_conv_touch(&tx, c, now_ms);
-    unlock_tx(&tx);
+    cs_tx_unlock(&tx);
     return CHAT_OK;
 }
 
@@ -775,21 +640,17 @@ chat_status_t cs_shm_conv_flags(chat_store_t *st, const chat_owner_t *owner,
     cs_conv_t *c;
     cs_tx_t tx;
 
-    if (!st || !owner || lock_owner(st, owner->b, &tx) != CHAT_OK) {
-        return CHAT_ENOTFOUND;
-    }
-    if (!(c = cs_conv_find(st, owner, id))) {
-        unlock_tx(&tx);
+    if (!(c = cs_conv_lock_find(st, owner, id, &tx))) {
         return CHAT_ENOTFOUND;
     }
     if ((set | clear) & ~CS_CONV_FLAGS) {
-        unlock_tx(&tx);
+        cs_tx_unlock(&tx);
         return CHAT_EINVAL;
     }
     cs_snap(&tx, c, sizeof(*c));
     c->flags = (c->flags | set) & ~clear;
     cs_conv_touch(&tx, c, now_ms);
-    unlock_tx(&tx);
+    cs_tx_unlock(&tx);
     return CHAT_OK;
 }
 
@@ -799,222 +660,20 @@ chat_status_t cs_shm_conv_delete(chat_store_t *st, const chat_owner_t *owner,
     cs_conv_t *c;
     cs_tx_t tx;
 
-    if (!st || !owner || lock_owner(st, owner->b, &tx) != CHAT_OK) {
-        return CHAT_ENOTFOUND;
-    }
-    if (!(c = cs_conv_find(st, owner, id))) {
-        unlock_tx(&tx);
+    if (!(c = cs_conv_lock_find(st, owner, id, &tx))) {
         return CHAT_ENOTFOUND;
     }
     if (c->state != CHAT_CONV_IDLE) {
-        unlock_tx(&tx);
+        cs_tx_unlock(&tx);
         return CHAT_EBUSY;
     }
     cs_conv_release(&tx, c);
-    unlock_tx(&tx);
+    cs_tx_unlock(&tx);
     return CHAT_OK;
-}
-
-/* ---- generation ownership --------------------------------------------------------- */
-
-static int gen_state_ok(uint32_t state)
-{
-    return state == CHAT_CONV_QUEUED || state == CHAT_CONV_GENERATING;
-}
-
-void cs_gen_abandon(cs_tx_t *tx, cs_conv_t *c)
-{
-    chat_store_t *st = tx->st;
-    char id[CHAT_CONV_ID_LEN + 1];
-
-    cs_snap(tx, c, sizeof(*c));
-    if (c->last_msg != CS_NIL) {
-        cs_msghdr_t *mh = cs_mh(st, c->last_msg);
-        cs_snap(tx, mh, sizeof(*mh));
-        if (((mh->flags & CHAT_MSG_STREAMING) || mh->role == CHAT_ROLE_ASSISTANT) &&
-            !(mh->flags & CHAT_MSG_COMPLETE)) {
-            mh->flags |= CHAT_MSG_INTERRUPTED;
-        }
-        mh->flags &= ~CHAT_MSG_STREAMING;
-    }
-    c->state = CHAT_CONV_IDLE;
-    c->queue_position = 0;
-    c->gen_proc = 0;
-    CS_STORE64(&c->gen_token, 0);
-    CS_STORE32(&c->stop_requested, 0);
-    slot_update(tx, c);
-    cs_conv_changed(st, c);
-    cs_conv_format_id(st, c, id);
-    chat_log(CHAT_LOG_NOTICE,
-             "chatbot store: conversation %s: the process generating its answer died; "
-             "the answer is kept, marked interrupted",
-             id);
-}
-
-int cs_conv_reap_dead(chat_store_t *st)
-{
-    uint32_t i;
-    int n = 0;
-
-    for (i = 0; i < st->l.max_conversations; i++) {
-        cs_conv_t *c = &st->convs[i];
-        uint32_t flags = CS_PEEK32(&st->slots[i].flags);
-        uint64_t gp, tag;
-        uint8_t owner[20];
-        cs_tx_t tx;
-        if ((flags & (CS_SI_USED | CS_SI_IDLE)) != CS_SI_USED) {
-            continue;
-        }
-        gp = CS_PEEK64(&c->gen_proc);
-        tag = CS_LOAD64(&c->tag);
-        if (!gp || !tag || cs_proc_alive(st, gp)) {
-            continue;
-        }
-        memcpy(owner, c->owner, sizeof(owner));
-        if (lock_owner(st, owner, &tx) != CHAT_OK) {
-            continue;
-        }
-        if (c->in_use && c->tag == tag && memcmp(c->owner, owner, 20) == 0 &&
-            c->state != CHAT_CONV_IDLE && c->gen_proc == gp) {
-            cs_gen_abandon(&tx, c);
-            n++;
-        }
-        unlock_tx(&tx);
-    }
-    return n;
-}
-
-chat_status_t cs_shm_gen_begin(chat_store_t *st, const chat_owner_t *owner,
-                               const char *id, uint64_t token, uint32_t state,
-                               uint64_t now_ms)
-{
-    cs_conv_t *c;
-    cs_tx_t tx;
-
-    if (!st || !owner || lock_owner(st, owner->b, &tx) != CHAT_OK) {
-        return CHAT_ENOTFOUND;
-    }
-    if (!(c = cs_conv_find(st, owner, id))) {
-        unlock_tx(&tx);
-        return CHAT_ENOTFOUND;
-    }
-    if (token == 0 || !gen_state_ok(state)) {
-        unlock_tx(&tx);
-        return CHAT_EINVAL;
-    }
-    if (c->gen_token != 0 && c->gen_token != token) {
-        if (cs_proc_alive(st, c->gen_proc)) {
-            unlock_tx(&tx);
-            return CHAT_EBUSY;
-        }
-        /* its process died: take the conversation over */
-        cs_gen_abandon(&tx, c);
-    }
-    cs_snap(&tx, c, sizeof(*c));
-    if (c->state == CHAT_CONV_IDLE) {
-        CS_STORE32(&c->stop_requested, 0);
-        CS_STORE64(&c->gen_token, token);
-        c->gen_proc = st->proc_tag;
-    }
-    c->state = state;
-    c->queue_position = 0;
-    cs_conv_touch(&tx, c, now_ms);
-    unlock_tx(&tx);
-    return CHAT_OK;
-}
-
-/* The conversation generated with token, its owner's shard locked. */
-static cs_conv_t *find_generating(chat_store_t *st, const char *id, uint64_t token,
-                                  cs_tx_t *tx)
-{
-    cs_conv_t *c;
-
-    if (!st || token == 0 || !(c = find_locked(st, id, tx))) {
-        return NULL;
-    }
-    if (c->gen_token != token) {
-        unlock_tx(tx);
-        return NULL;
-    }
-    return c;
-}
-
-chat_status_t cs_shm_gen_state(chat_store_t *st, const char *id, uint64_t token,
-                               uint32_t state, int32_t queue_position)
-{
-    cs_conv_t *c;
-    cs_tx_t tx;
-
-    if (!(c = find_generating(st, id, token, &tx))) {
-        return CHAT_ENOTFOUND;
-    }
-    if (!gen_state_ok(state)) {
-        unlock_tx(&tx);
-        return CHAT_EINVAL;
-    }
-    cs_snap(&tx, c, sizeof(*c));
-    c->state = state;
-    c->queue_position =
-        (state == CHAT_CONV_QUEUED && queue_position > 0) ? queue_position : 0;
-    cs_conv_changed(st, c);
-    unlock_tx(&tx);
-    return CHAT_OK;
-}
-
-chat_status_t cs_shm_gen_end(chat_store_t *st, const char *id, uint64_t token,
-                             uint64_t now_ms)
-{
-    cs_conv_t *c;
-    cs_tx_t tx;
-
-    if (!(c = find_generating(st, id, token, &tx))) {
-        return CHAT_ENOTFOUND;
-    }
-    cs_snap(&tx, c, sizeof(*c));
-    c->state = CHAT_CONV_IDLE;
-    c->queue_position = 0;
-    c->gen_proc = 0;
-    CS_STORE64(&c->gen_token, 0);
-    CS_STORE32(&c->stop_requested, 0);
-    cs_conv_touch(&tx, c, now_ms);
-    unlock_tx(&tx);
-    return CHAT_OK;
-}
-
-chat_status_t cs_shm_gen_request_stop(chat_store_t *st, const chat_owner_t *owner,
-                                      const char *id)
-{
-    cs_conv_t *c;
-    cs_tx_t tx;
-
-    if (!st || !owner || lock_owner(st, owner->b, &tx) != CHAT_OK) {
-        return CHAT_ENOTFOUND;
-    }
-    if (!(c = cs_conv_find(st, owner, id))) {
-        unlock_tx(&tx);
-        return CHAT_ENOTFOUND;
-    }
-    if (c->state != CHAT_CONV_IDLE) {
-        CS_STORE32(&c->stop_requested, 1);
-        cs_conv_changed(st, c);
-    }
-    unlock_tx(&tx);
-    return CHAT_OK;
-}
-
-int cs_shm_gen_stop_requested(chat_store_t *st, const char *id, uint64_t token)
-{
-    cs_conv_t *c = conv_peek(st, id);
-
-    /* a holder that no longer holds the conversation must stop too */
-    if (!c || token == 0 || CS_LOAD64(&c->gen_token) != token) {
-        return 1;
-    }
-    return CS_LOAD32(&c->stop_requested) != 0;
 }
 
 uint64_t cs_shm_conv_seq(chat_store_t *st, const char *id)
 {
-    cs_conv_t *c = conv_peek(st, id);
+    cs_conv_t *c = cs_conv_peek(st, id);
     return c ? CS_LOAD64(&c->seq) : 0;
 }

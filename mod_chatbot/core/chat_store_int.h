@@ -71,8 +71,8 @@
 #define CS_MAX_SERIES 4096u
 #define CS_MAX_PROCS 65536u
 
-#define CS_NAME_SZ 72u   /* CHAT_BOT_NAME_MAX + 1, padded to 8 */
-#define CS_TITLE_SZ 136u /* CHAT_TITLE_MAX + 1, padded to 8 */
+#define CS_NAME_SZ 72u        /* CHAT_BOT_NAME_MAX + 1, padded to 8 */
+#define CS_TITLE_SZ 136u      /* CHAT_TITLE_MAX + 1, padded to 8 */
 #define CS_CONV_BOT_SZ 68u    /* cs_conv_t.bot: CHAT_BOT_NAME_MAX + 1, padded to 4 */
 #define CS_CONV_TITLE_SZ 132u /* cs_conv_t.title: CHAT_TITLE_MAX + 1, padded to 4 */
 
@@ -255,10 +255,10 @@ typedef struct {
     uint32_t nseries; /* written with release order */
     /* lock-free */
     uint64_t started_ms;
-    uint64_t last_now_ms; /* largest now_ms seen (atomic max) */
-    uint64_t seq_clock;   /* source of every seq value */
-    int64_t gauges[8];    /* CHAT_G_* */
-    uint64_t user_events; /* seq of the latest chat_store_user_bump (any user) */
+    uint64_t last_now_ms;  /* largest now_ms seen (atomic max) */
+    uint64_t seq_clock;    /* source of every seq value */
+    int64_t gauges[8];     /* CHAT_G_* */
+    uint64_t user_events;  /* seq of the latest chat_store_user_bump (any user) */
     uint32_t sweep_needed; /* a dead holder's work was rolled back */
     uint32_t pad1;
     uint64_t recoveries;  /* locks taken over from dead holders */
@@ -587,6 +587,19 @@ void cs_copy_trunc(char *dst, size_t cap, size_t maxlen, const char *src);
 /* Finds a conversation by id for owner (NULL: any owner; the caller must
  * then hold the shard of the conversation's owner). NULL if not found. */
 cs_conv_t *cs_conv_find(chat_store_t *st, const chat_owner_t *owner, const char *id);
+/* Lock-free variant: only atomic reads of the slot. */
+cs_conv_t *cs_conv_peek(chat_store_t *st, const char *id);
+/* Locks the shard of owner (a transaction on its lock). */
+chat_status_t cs_lock_owner(chat_store_t *st, const uint8_t *owner, cs_tx_t *tx);
+void cs_tx_unlock(cs_tx_t *tx);
+/* Locks the shard of owner and finds its conversation id: NULL (nothing
+ * held) if either fails. */
+cs_conv_t *cs_conv_lock_find(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                             cs_tx_t *tx);
+/* Finds a conversation by id alone and locks the shard of its owner. */
+cs_conv_t *cs_conv_find_locked(chat_store_t *st, const char *id, cs_tx_t *tx);
+/* The slot info of c from its state (logged in tx). */
+void cs_slot_update(cs_tx_t *tx, cs_conv_t *c);
 void cs_conv_format_id(const chat_store_t *st, const cs_conv_t *c, char *out);
 void cs_conv_info(const chat_store_t *st, const cs_conv_t *c, chat_conv_info_t *out);
 /* Marks the conversation changed (new seq) and most recently used. */
@@ -598,16 +611,20 @@ cs_owner_t *cs_owner_find(chat_store_t *st, const uint8_t *key);
 cs_owner_t *cs_owner_get(cs_tx_t *tx, const uint8_t *key, int auth);
 /* Takes c off its owner's list (caller holds the shard). */
 void cs_owner_list_unlink(cs_tx_t *tx, cs_owner_t *o, cs_conv_t *c);
+/* Puts the conversation into the slot info and the owner's list (migrate,
+ * sweep: no logging). */
+void cs_conv_link_raw(chat_store_t *st, cs_conv_t *c, int auth);
+
+/* ---- chat_store_user.c: the user table ---------------------------------------- */
 cs_user_t *cs_user_find(chat_store_t *st, const uint8_t *owner);
 /* Finds or creates owner's entry (caller holds its shard); a full window
  * replaces its least recently seen entry (only if it was seen before
  * seen_ms, unless force). */
 cs_user_t *cs_user_get(cs_tx_t *tx, const uint8_t *owner, uint64_t seen_ms, int force);
+
+/* ---- chat_store_gen.c: generation ownership ----------------------------------- */
 /* Ends a generation whose process died: last answer interrupted, idle. */
 void cs_gen_abandon(cs_tx_t *tx, cs_conv_t *c);
-/* Puts the conversation into the slot info and the owner's list (migrate,
- * sweep: no logging). */
-void cs_conv_link_raw(chat_store_t *st, cs_conv_t *c, int auth);
 /* Ends generations of processes that died (maintenance). Returns how many. */
 int cs_conv_reap_dead(chat_store_t *st);
 

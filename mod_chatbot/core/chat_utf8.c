@@ -156,52 +156,71 @@ size_t chat_utf8_complete_prefix(const uint8_t *p, size_t n)
     return n;
 }
 
-size_t chat_utf8_sanitize(const uint8_t *p, size_t n, uint8_t *out, size_t outcap)
+size_t chat_utf8_sanitize(const uint8_t *p, size_t n, uint8_t *out, size_t outcap,
+                          unsigned flags, size_t *used)
 {
     static const uint8_t fffd[3] = {0xEF, 0xBF, 0xBD};
     size_t i = 0, o = 0;
 
     while (i < n) {
-        uint32_t need, lo, hi, k;
+        const uint8_t *rep = p + i;
+        size_t k, bad = 1, rlen;
 
-        if (p[i] < 0x80) {
-            if (o >= outcap) {
-                break;
-            }
-            out[o++] = p[i++];
-            continue;
+        if (p[i] == 0 && (flags & CHAT_UTF8_NO_NUL)) {
+            k = 0; /* NUL counts as ill-formed: the result is a C string */
         }
-        if (utf8_lead(p[i], &need, &lo, &hi)) {
-            /* Count the continuation bytes that fit; k = 1 + those. */
-            for (k = 1; k <= need && i + k < n; k++) {
-                if (p[i + k] < lo || p[i + k] > hi) {
-                    break;
-                }
-                lo = 0x80;
-                hi = 0xBF;
-            }
-            if (k == need + 1) {
-                if (outcap - o < k) {
-                    break;
-                }
-                memcpy(out + o, p + i, k);
-                o += k;
-                i += k;
-                continue;
-            }
-        }
-        else {
+        else if (p[i] < 0x80) {
             k = 1;
         }
-        /* One U+FFFD per maximal invalid subpart (Unicode 3.9, "U+FFFD
-         * substitution of maximal subparts"): the offending byte that
-         * ended it is looked at again as a possible lead. */
-        if (outcap - o < 3) {
-            break;
+        else {
+            k = chat_utf8_seq(p + i, n - i, &bad);
         }
-        memcpy(out + o, fffd, 3);
-        o += 3;
+        if (!k) {
+            /* One U+FFFD per maximal ill-formed subpart (Unicode 3.9,
+             * "U+FFFD substitution of maximal subparts"): the byte that
+             * ended it is looked at again as a possible lead. */
+            rep = fffd;
+            rlen = 3;
+            k = bad;
+        }
+        else {
+            rlen = k;
+            if ((flags & CHAT_UTF8_FLAT) && k == 1 && (p[i] < 0x20 || p[i] == 0x7F)) {
+                rep = (const uint8_t *)" ";
+            }
+        }
+        if (outcap - o < rlen) {
+            break; /* never a partial sequence */
+        }
+        memcpy(out + o, rep, rlen);
+        o += rlen;
         i += k;
     }
+    if (used) {
+        *used = i;
+    }
     return o;
+}
+
+chat_status_t chat_utf8_sanitize_append(chat_buf_t *out, const char *s, size_t n,
+                                        unsigned flags)
+{
+    const uint8_t *p = (const uint8_t *)s;
+
+    while (n > 0) {
+        size_t o, used;
+
+        /* room for all of it if it is clean; a U+FFFD grows the output, so
+         * a dirty text may take a few rounds (the buffer grows by doubling) */
+        if (chat_buf_reserve(out, n + 3) != CHAT_OK) {
+            return CHAT_ENOMEM;
+        }
+        o = chat_utf8_sanitize(p, n, (uint8_t *)out->data + out->len,
+                               out->cap - out->len - 1, flags, &used);
+        out->len += o;
+        out->data[out->len] = '\0';
+        p += used;
+        n -= used;
+    }
+    return CHAT_OK;
 }

@@ -27,6 +27,9 @@
  *
  * Callbacks may call chat_ws_send_text/ping/close on the same ws, but not
  * chat_ws_feed/resume (CHAT_EINVAL) nor chat_ws_destroy.
+ *
+ * What the server sends (frames, the handshake's accept key) is in
+ * chat_ws_send.c; the state both share is in chat_ws_int.h.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -36,62 +39,7 @@
 #include "chat/common.h"
 #include "chat/utf8.h"
 #include "chat/ws.h"
-
-/* Reassembly / pending buffers bigger than this are released when idle. */
-#define CHAT_WS_KEEP 16384
-/* Longest close reason: 125 - 2 bytes of status code. */
-#define CHAT_WS_MAX_REASON 123
-
-enum {
-    ACT_SKIP = 0, /* payload ignored (closing: anything but a close) */
-    ACT_DATA,     /* text / binary / continuation payload */
-    ACT_CTRL      /* ping / pong / close payload, collected in ws->ctrl */
-};
-
-struct chat_ws {
-    chat_ws_callbacks_t cb;
-    void *baton;
-    chat_ws_limits_t lim;
-    wslay_frame_context_ptr fr;
-    chat_ws_state_t state;
-    uint16_t sent_code, recv_code;
-    unsigned paused : 1;   /* on_message asked to stop */
-    unsigned in_feed : 1;  /* guards against re-entrant feed/resume */
-    unsigned send_err : 1; /* the send callback failed */
-
-    /* Input not yet pulled by wslay: first pend[pend_off..], then src. */
-    const uint8_t *src;
-    size_t srclen;
-    chat_buf_t pend;
-    size_t pend_off;
-
-    /* The frame being received. */
-    int in_frame;
-    uint8_t fr_op, fr_fin, fr_act, fr_direct;
-    uint64_t fr_len, fr_off;
-
-    /* The data message being received. */
-    int msg_active;
-    uint8_t msg_op;
-    size_t msg_len, msg_frames;
-    chat_utf8_t u8;
-    chat_buf_t msg;
-
-    /* Control frame payload, NUL terminated for on_close's reason. */
-    uint8_t ctrl[126];
-    size_t ctrl_len;
-
-    /* A shadow of wslay's position in the input, kept from the bytes
-     * recv_cb hands it: wslay reports a frame only together with its first
-     * payload byte, so a header that arrives alone (a client announcing a
-     * huge frame, then waiting) is judged from here. */
-    uint8_t sh_hdr[14];
-    uint8_t sh_hlen, sh_need;  /* header bytes seen / needed (0: not known) */
-    int sh_in_payload;         /* the header is complete, payload follows */
-    uint64_t sh_plen, sh_seen; /* its payload length / bytes handed so far */
-
-    chat_ws_stats_t st;
-};
+#include "chat_ws_int.h"
 
 /* ---- wslay callbacks --------------------------------------------------- */
 
@@ -198,53 +146,11 @@ static int genmask_cb(uint8_t *buf, size_t len, void *user)
     return -1;
 }
 
-/* ---- output ------------------------------------------------------------- */
+/* ---- input -------------------------------------------------------------- */
 
 static size_t input_avail(const chat_ws_t *ws)
 {
     return (ws->pend.len - ws->pend_off) + ws->srclen;
-}
-
-/* Sends one unmasked FIN frame. CHAT_OK, or CHAT_ECLOSED after a write
- * error (the state is then CLOSED). */
-static chat_status_t send_frame(chat_ws_t *ws, uint8_t op, const uint8_t *data,
-                                size_t len)
-{
-    struct wslay_frame_iocb io;
-    ssize_t r;
-
-    memset(&io, 0, sizeof(io));
-    io.fin = 1;
-    io.opcode = op;
-    io.payload_length = len;
-    io.data = data;
-    io.data_length = len;
-    r = wslay_frame_send(ws->fr, &io);
-    if (r < 0 || (size_t)r != len || ws->send_err) {
-        ws->send_err = 1;
-        ws->state = CHAT_WS_CLOSED;
-        return CHAT_ECLOSED;
-    }
-    ws->st.frames_out++;
-    return CHAT_OK;
-}
-
-/* Sends a close frame: code 0 means no status code (empty payload). */
-static chat_status_t send_close(chat_ws_t *ws, uint16_t code, const uint8_t *reason,
-                                size_t rlen)
-{
-    uint8_t p[2 + CHAT_WS_MAX_REASON];
-
-    ws->sent_code = code ? code : CHAT_WS_CLOSE_NO_STATUS;
-    if (!code) {
-        return send_frame(ws, CHAT_WS_OP_CLOSE, NULL, 0);
-    }
-    p[0] = (uint8_t)(code >> 8);
-    p[1] = (uint8_t)code;
-    if (rlen) {
-        memcpy(p + 2, reason, rlen);
-    }
-    return send_frame(ws, CHAT_WS_OP_CLOSE, p, 2 + rlen);
 }
 
 /* Fails the connection: close frame with code, then CLOSED, input ignored. */
@@ -253,12 +159,10 @@ static void ws_fail(chat_ws_t *ws, uint16_t code)
     if (ws->state == CHAT_WS_OPEN) {
         chat_log(CHAT_LOG_DEBUG, "websocket: failing the connection with %u",
                  (unsigned)code);
-        send_close(ws, code, NULL, 0);
+        chat_ws_send_close(ws, code, NULL, 0);
     }
     ws->state = CHAT_WS_CLOSED;
 }
-
-/* ---- input -------------------------------------------------------------- */
 
 /* Close codes a peer may put on the wire (RFC 6455 7.4, IANA registry as
  * Autobahn checks it): 1004-1006 and 1015 are reserved, 1012-2999 are
@@ -451,7 +355,7 @@ static void handle_close(chat_ws_t *ws)
     }
     if (ws->state == CHAT_WS_OPEN) {
         /* Echo the code (none if the peer sent none). */
-        send_close(ws, code == CHAT_WS_CLOSE_NO_STATUS ? 0 : code, NULL, 0);
+        chat_ws_send_close(ws, code == CHAT_WS_CLOSE_NO_STATUS ? 0 : code, NULL, 0);
     }
     ws->state = CHAT_WS_CLOSED;
 }
@@ -506,7 +410,7 @@ static int frame_chunk(chat_ws_t *ws, const struct wslay_frame_iocb *io)
     case CHAT_WS_OP_PING:
         ws->st.pings_in++;
         if (ws->state == CHAT_WS_OPEN &&
-            send_frame(ws, CHAT_WS_OP_PONG, ws->ctrl, ws->ctrl_len) != CHAT_OK) {
+            chat_ws_send_frame(ws, CHAT_WS_OP_PONG, ws->ctrl, ws->ctrl_len) != CHAT_OK) {
             return -1;
         }
         break;
@@ -676,37 +580,6 @@ chat_status_t chat_ws_resume(chat_ws_t *ws)
     return run(ws);
 }
 
-chat_status_t chat_ws_send_text(chat_ws_t *ws, const char *data, size_t len)
-{
-    chat_status_t st;
-
-    if (!ws || (!data && len)) {
-        return CHAT_EINVAL;
-    }
-    if (ws->state != CHAT_WS_OPEN) {
-        return CHAT_ECLOSED;
-    }
-    if ((uint64_t)len >= (1ull << 63)) {
-        return CHAT_ETOOBIG;
-    }
-    st = send_frame(ws, CHAT_WS_OP_TEXT, (const uint8_t *)data, len);
-    if (st == CHAT_OK) {
-        ws->st.messages_out++;
-    }
-    return st;
-}
-
-chat_status_t chat_ws_send_ping(chat_ws_t *ws, const uint8_t *data, size_t len)
-{
-    if (!ws || (!data && len) || len > 125) {
-        return CHAT_EINVAL;
-    }
-    if (ws->state != CHAT_WS_OPEN) {
-        return CHAT_ECLOSED;
-    }
-    return send_frame(ws, CHAT_WS_OP_PING, data, len);
-}
-
 chat_status_t chat_ws_close(chat_ws_t *ws, uint16_t code, const char *reason)
 {
     size_t rlen = 0, good = 0;
@@ -749,7 +622,7 @@ chat_status_t chat_ws_close(chat_ws_t *ws, uint16_t code, const char *reason)
     }
     reset_message(ws);
     ws->state = CHAT_WS_CLOSING;
-    if (send_close(ws, code, (const uint8_t *)reason, good) != CHAT_OK) {
+    if (chat_ws_send_close(ws, code, (const uint8_t *)reason, good) != CHAT_OK) {
         return CHAT_ECLOSED;
     }
     return CHAT_OK;
@@ -789,40 +662,4 @@ void chat_ws_get_stats(const chat_ws_t *ws, chat_ws_stats_t *st)
         return;
     }
     *st = ws->st;
-}
-
-chat_status_t chat_ws_accept_key(const char *key, char out[29])
-{
-    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-    uint8_t raw[18], digest[20];
-    char canon[25];
-    chat_sha1_t sha;
-    size_t n;
-
-    if (!key || !out) {
-        return CHAT_EINVAL;
-    }
-    /* Tolerate optional whitespace around the header value. */
-    while (*key == ' ' || *key == '\t') {
-        key++;
-    }
-    n = strlen(key);
-    while (n && (key[n - 1] == ' ' || key[n - 1] == '\t')) {
-        n--;
-    }
-    /* 16 bytes encode to exactly 24 characters ending in "==". Reject
-     * non-canonical forms (stray bits in the last character) too. */
-    if (n != 24 || chat_base64_decode(key, n, raw, sizeof(raw)) != 16 ||
-        chat_base64_encode(raw, 16, canon, sizeof(canon)) != 24 ||
-        memcmp(canon, key, 24) != 0) {
-        return CHAT_EINVAL;
-    }
-    chat_sha1_init(&sha);
-    chat_sha1_update(&sha, key, 24);
-    chat_sha1_update(&sha, guid, sizeof(guid) - 1);
-    chat_sha1_final(&sha, digest);
-    if (chat_base64_encode(digest, 20, out, 29) != 28) {
-        return CHAT_EINTERNAL;
-    }
-    return CHAT_OK;
 }

@@ -260,7 +260,7 @@ static void test_property_vs_reference(void **state)
             fail_msg("valid() disagrees with reference at iteration %d", iter);
         }
         /* sanitize output is always valid, at most 3n, identity on valid */
-        o = chat_utf8_sanitize(b, n, out, sizeof(out));
+        o = chat_utf8_sanitize(b, n, out, sizeof(out), 0, NULL);
         assert_true(o <= 3 * n);
         assert_true(chat_utf8_valid(out, o));
         if (ref_valid(b, n)) {
@@ -307,8 +307,10 @@ static void test_complete_prefix(void **state)
 static void check_sanitize(const char *in, size_t n, const char *want, size_t wn)
 {
     uint8_t out[128];
-    size_t o = chat_utf8_sanitize((const uint8_t *)in, n, out, sizeof(out));
+    size_t used;
+    size_t o = chat_utf8_sanitize((const uint8_t *)in, n, out, sizeof(out), 0, &used);
     assert_int_equal(o, wn);
+    assert_int_equal(used, n);
     assert_memory_equal(out, want, wn);
 }
 
@@ -341,12 +343,12 @@ static void test_sanitize(void **state)
     SAN("\x61\xF1\x80\x80\xE1\x80\xC2\x62\x80\x63\x80\xBF\x64",
         "a" RC RC RC "b" RC "c" RC RC "d");
     /* Output never ends inside a sequence when space runs out. */
-    assert_int_equal(chat_utf8_sanitize((const uint8_t *)"abc\xE2\x82\xAC", 6, out, 5),
+    assert_int_equal(chat_utf8_sanitize((const uint8_t *)"abc\xE2\x82\xAC", 6, out, 5, 0, NULL),
                      3);
-    assert_int_equal(chat_utf8_sanitize((const uint8_t *)"ab\xFF", 3, out, 4), 2);
-    assert_int_equal(chat_utf8_sanitize((const uint8_t *)"ab\xFF", 3, out, 5), 5);
+    assert_int_equal(chat_utf8_sanitize((const uint8_t *)"ab\xFF", 3, out, 4, 0, NULL), 2);
+    assert_int_equal(chat_utf8_sanitize((const uint8_t *)"ab\xFF", 3, out, 5, 0, NULL), 5);
     assert_memory_equal(out, "ab" RC, 5);
-    assert_int_equal(chat_utf8_sanitize((const uint8_t *)"ab", 2, out, 0), 0);
+    assert_int_equal(chat_utf8_sanitize((const uint8_t *)"ab", 2, out, 0, 0, NULL), 0);
 }
 
 
@@ -385,6 +387,46 @@ static void test_seq(void **state)
     }
 }
 
+/* The flags: NUL as ill-formed, controls as spaces; where a cut stops. */
+static void test_sanitize_flags(void **state)
+{
+    uint8_t out[32];
+    size_t o, used;
+    chat_buf_t b;
+    (void)state;
+
+    o = chat_utf8_sanitize((const uint8_t *)"a\0b\n", 4, out, sizeof(out), 0, &used);
+    assert_int_equal(o, 4);
+    assert_memory_equal(out, "a\0b\n", 4);
+    o = chat_utf8_sanitize((const uint8_t *)"a\0b\n", 4, out, sizeof(out), CHAT_UTF8_NO_NUL,
+                           &used);
+    assert_int_equal(o, 6);
+    assert_memory_equal(out, "a" RC "b\n", 6);
+    o = chat_utf8_sanitize((const uint8_t *)"a\0\tb\x7F\xFF", 6, out, sizeof(out),
+                           CHAT_UTF8_NO_NUL | CHAT_UTF8_FLAT, &used);
+    assert_int_equal(o, 10);
+    assert_memory_equal(out, "a" RC " b " RC, 10);
+    /* a cut: used tells where the input stopped */
+    o = chat_utf8_sanitize((const uint8_t *)"ab\xE2\x82\xAC", 5, out, 4, 0, &used);
+    assert_int_equal(o, 2);
+    assert_int_equal(used, 2);
+    o = chat_utf8_sanitize((const uint8_t *)"ab\xFF" "c", 4, out, 5, 0, &used);
+    assert_int_equal(o, 5);
+    assert_int_equal(used, 3);
+
+    /* the growable buffer variant appends, and grows as U+FFFD needs */
+    chat_buf_init(&b);
+    assert_int_equal(chat_buf_puts(&b, "x"), CHAT_OK);
+    assert_int_equal(chat_utf8_sanitize_append(&b, "\xFF\xFF\xFF\0y", 5, CHAT_UTF8_NO_NUL),
+                     CHAT_OK);
+    assert_int_equal(b.len, 1 + 4 * 3 + 1);
+    assert_memory_equal(b.data, "x" RC RC RC RC "y", b.len);
+    assert_int_equal(b.data[b.len], '\0');
+    assert_int_equal(chat_utf8_sanitize_append(&b, "", 0, 0), CHAT_OK);
+    assert_int_equal(b.len, 1 + 4 * 3 + 1);
+    chat_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -396,6 +438,7 @@ int main(void)
         cmocka_unit_test(test_property_vs_reference),
         cmocka_unit_test(test_complete_prefix),
         cmocka_unit_test(test_sanitize),
+        cmocka_unit_test(test_sanitize_flags),
     };
     return cmocka_run_group_tests_name("utf8", tests, NULL, NULL);
 }
