@@ -477,6 +477,10 @@ const char *chatbot_view_export(request_rec *r, const chatbot_ident_t *id,
 void chatbot_view_backends(chat_jw_t *w, chatbot_srv_conf *sc, int details);
 /* Members of the status board (backends, connections...) into an open object. */
 void chatbot_view_status(chat_jw_t *w, chatbot_srv_conf *sc, int details);
+/* A backend's health (1, 0, -1) as "up", "down" or "unknown", and its
+ * circuit breaker (CHAT_BREAKER_*) as "closed", "open" or "half-open". */
+const char *chatbot_view_health_name(int healthy);
+const char *chatbot_view_breaker_name(int breaker);
 
 /* ---- the port-8000 controller's clients (mod_chatbot_compat.c) ------------ */
 
@@ -520,6 +524,15 @@ const char *chatbot_compat_ws_command(request_rec *r, const chatbot_ident_t *id,
 /* Adds "success":false and "error":<msg> to the error frame in frame, as the
  * old client tells failures (on connections that sent a "command" frame). */
 void chatbot_compat_error_frame(chat_buf_t *frame, const char *msg);
+
+/* ---- commands (mod_chatbot_exec.c) ---------------------------------------- */
+
+struct json_object;
+
+/* POST /api/execute: runs the command the request body names; writes the
+ * JSON answer into out and its HTTP status into *status. */
+int chatbot_exec_api(request_rec *r, const chatbot_ident_t *id, struct json_object *body,
+                     const chatbot_limits_t *lim, chat_buf_t *out, int *status);
 
 /* ---- handlers -------------------------------------------------------------------- */
 
