@@ -462,9 +462,10 @@ static int method_not_allowed(api_t *a, const char *allow)
 
 typedef int route_fn(api_t *a, const char *const *seg);
 
-#define ROUTE_PUBLIC 1    /* no identity, no cookie, no store check: load balancers */
-#define ROUTE_LEGACY 2    /* the port-8000 controller's (mod_chatbot_compat.c): its */
-#define ROUTE_LEGACY_ID 4 /* reply and error shapes; seg[1] the bot id answers name */
+/* route flags */
+#define ROUTE_PUBLIC 1    /* no identity, no cookie, no store check (load balancers) */
+#define ROUTE_LEGACY 2    /* the port-8000 controller's: its reply and error shapes */
+#define ROUTE_LEGACY_ID 4 /* ... and seg[1] is the bot id its answers name */
 
 typedef struct {
     int method;       /* M_GET (HEAD is one too: r->header_only) or M_POST */
@@ -587,15 +588,16 @@ int chatbot_api_handler(request_rec *r, const char *route)
      * refused too; clients without Origin (scripts, curl) are not browsers. */
     if (r->method_number == M_POST &&
         !chatbot_origin_allowed(r, apr_table_get(r->headers_in, "Origin"))) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, APLOGNO(10975)
-                      "chatbot: API POST from origin %s refused (host %s); see "
-                      "ChatbotAllowedOrigins", apr_table_get(r->headers_in, "Origin"),
-                      apr_table_get(r->headers_in, "Host"));
+        ap_log_rerror(
+            APLOG_MARK, APLOG_INFO, 0, r,
+            APLOGNO(10975) "chatbot: API POST from origin %s refused (host %s); see "
+                           "ChatbotAllowedOrigins",
+            apr_table_get(r->headers_in, "Origin"), apr_table_get(r->headers_in, "Host"));
         return chatbot_api_error(a, CHAT_ERR_FORBIDDEN,
                                  "cross-origin request refused (ChatbotAllowedOrigins)",
                                  0);
     }
-    /* Health first: no identity needed, no cookie set (load balancers). */
+    /* Health and models: no identity needed, no cookie set (load balancers). */
     if (rt->flags & ROUTE_PUBLIC) {
         return rt->fn(a, seg);
     }
