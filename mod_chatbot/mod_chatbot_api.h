@@ -2,7 +2,8 @@
  * the request being answered, the plumbing that answers it, and the routes.
  *
  *   mod_chatbot_api.c           the route table and its dispatch (404, 405
- *                               with Allow, the Origin check, the identity)
+ *                               with Allow, the Origin check, the identity);
+ *                               for now also the health and model routes
  *   mod_chatbot_api_io.c        reading a request (JSON body, query string)
  *                               and writing its JSON answer or error
  *   mod_chatbot_api_sessions.c  conversations: list, search, create, the
@@ -44,8 +45,7 @@ typedef struct {
     apr_uint32_t store_fail0;
 } api_t;
 
-/* ---- plumbing (mod_chatbot_api_io.c) -------------------------------------------------
- */
+/* ---- plumbing (mod_chatbot_api_io.c) ------------------------------------------- */
 
 /* A request's state, freed with r->pool. */
 api_t *chatbot_api_new(request_rec *r);

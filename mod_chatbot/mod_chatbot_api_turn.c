@@ -73,6 +73,8 @@ static apr_status_t collect_cleanup(void *data)
     return APR_SUCCESS;
 }
 
+/* ---- the client of a blocking turn ---------------------------------------------- */
+
 #define WATCH_MAX_SLEEP_MS 250
 
 typedef struct {
@@ -293,6 +295,8 @@ static int run_turn(api_t *a, chatbot_bot_t *bot, const char *conv_id,
     chat_jw_obj_end(&a->jw);
     return chatbot_api_finish(a, 200);
 }
+
+/* ---- routes ---------------------------------------------------------------------- */
 
 /* POST /api/bot/{id}/task (the old controller's: {"command"}, a running
  * bot) and POST /api/session/{id}/task: one turn, the whole answer */
