@@ -415,15 +415,16 @@ static int route_models(api_t *a)
     return finish(a, 200);
 }
 
-/* ---- routes ------------------------------------------------------------------------- */
+/* ---- routes ---------------------------------------------------------------------- */
 
-/* Splits the route into at most 4 segments. */
+/* Splits the route into at most max segments; max + 1 if it has more. */
 static int split(apr_pool_t *p, const char *route, const char **seg, int max)
 {
     char *s = apr_pstrdup(p, route), *tok, *last;
     int n = 0;
 
-    for (tok = apr_strtok(s, "/", &last); tok && n < max; tok = apr_strtok(NULL, "/", &last)) {
+    for (tok = apr_strtok(s, "/", &last); tok && n < max;
+         tok = apr_strtok(NULL, "/", &last)) {
         seg[n++] = tok;
     }
     return tok ? max + 1 : n;
