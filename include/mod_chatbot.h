@@ -525,14 +525,23 @@ const char *chatbot_compat_ws_command(request_rec *r, const chatbot_ident_t *id,
  * old client tells failures (on connections that sent a "command" frame). */
 void chatbot_compat_error_frame(chat_buf_t *frame, const char *msg);
 
-/* ---- commands (mod_chatbot_exec.c) ---------------------------------------- */
+/* ---- commands (mod_chatbot_exec_entry.c) ------------------------------------ */
 
-struct json_object;
-
-/* POST /api/execute: runs the command the request body names; writes the
- * JSON answer into out and its HTTP status into *status. */
-int chatbot_exec_api(request_rec *r, const chatbot_ident_t *id, struct json_object *body,
+/* Runs a command for the WebSocket and writes the command_result or error
+ * frame into frame. args == NULL: command is a chat line "!name args" of
+ * nargs bytes; otherwise command is the name and args[0..nargs) the
+ * arguments. */
+int chatbot_exec_ws(request_rec *r, const chatbot_ident_t *id, chatbot_bot_t *bot,
+                    const char *conv_id, const char *command, const char *const *args,
+                    apr_size_t nargs, chat_buf_t *frame);
+/* POST /api/execute: body is the parsed JSON body (a json_object, or NULL);
+ * writes the reply into out and its HTTP status into *status. */
+int chatbot_exec_api(request_rec *r, const chatbot_ident_t *id, void *body,
                      const chatbot_limits_t *lim, chat_buf_t *out, int *status);
+
+/* The HTTP status of an error code (CHAT_ERR_*) in REST replies
+ * (mod_chatbot_http_status.c). */
+int chatbot_http_status(const char *code);
 
 /* ---- handlers -------------------------------------------------------------------- */
 

@@ -1153,7 +1153,7 @@ static int api_error(chat_buf_t *out, int *status, const char *code, const char 
 /* POST /api/execute {"command": name, "args": [strings], "bot_id"?,
  * "conversation_id"?}. For old clients, {"command": "ls -l"} without
  * "args" is split like a chat line (still no shell). */
-int chatbot_exec_api(request_rec *r, const chatbot_ident_t *id, struct json_object *body,
+int chatbot_exec_api(request_rec *r, const chatbot_ident_t *id, void *body,
                      const chatbot_limits_t *lim, chat_buf_t *out, int *status)
 {
     json_object *b = body, *v, *jargs = NULL;
