@@ -493,6 +493,10 @@ const char *chatbot_view_export(request_rec *r, const chatbot_ident_t *id,
 void chatbot_view_backends(chat_jw_t *w, chatbot_srv_conf *sc, int details);
 /* Members of the status board (backends, connections...) into an open object. */
 void chatbot_view_status(chat_jw_t *w, chatbot_srv_conf *sc, int details);
+/* A backend's health (1, 0, -1) as "up", "down" or "unknown", and its
+ * circuit breaker (CHAT_BREAKER_*) as "closed", "open" or "half-open". */
+const char *chatbot_view_health_name(int healthy);
+const char *chatbot_view_breaker_name(int breaker);
 
 /* ---- the port-8000 controller's clients (mod_chatbot_compat.c) ------------ */
 

@@ -65,18 +65,6 @@ static void report_read(apr_pool_t *p, chat_store_t *st, chatbot_srv_conf *sc,
     rp->shm_bytes = chat_store_size(&sc->layout);
 }
 
-static const char *health_name(int healthy)
-{
-    return healthy > 0 ? "up" : healthy == 0 ? "down" : "unknown";
-}
-
-static const char *breaker_name(int breaker)
-{
-    return breaker == CHAT_BREAKER_OPEN        ? "open"
-           : breaker == CHAT_BREAKER_HALF_OPEN ? "half-open"
-                                               : "closed";
-}
-
 /* Request slots a backend really has: max=, or the store's per-backend
  * table size when max= is absent (0) or larger. */
 static unsigned slots(const chatbot_srv_conf *sc, const chat_backend_info_t *bi)
@@ -197,9 +185,9 @@ static void status_auto(request_rec *r, chatbot_srv_conf *sc, chat_store_t *st,
                    "ChatbotBackend[%s]Health: %s\nChatbotBackend[%s]Up: %d\n"
                    "ChatbotBackend[%s]Active: %u\nChatbotBackend[%s]MaxActive: %u\n"
                    "ChatbotBackend[%s]Queued: %u\nChatbotBackend[%s]Breaker: %s\n",
-                   be->name, health_name(bi.healthy), be->name, bi.healthy, be->name,
-                   bi.active, be->name, slots(sc, &bi), be->name, bi.queued, be->name,
-                   breaker_name(bi.breaker));
+                   be->name, chatbot_view_health_name(bi.healthy), be->name, bi.healthy,
+                   be->name, bi.active, be->name, slots(sc, &bi), be->name, bi.queued,
+                   be->name, chatbot_view_breaker_name(bi.breaker));
     }
     for (i = 0; i < rp->nseries; i++) {
         const chat_series_snapshot_t *ss = &rp->series[i];
@@ -294,8 +282,9 @@ static void status_html(request_rec *r, chatbot_srv_conf *sc, chat_store_t *st,
                    "<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%u</td>"
                    "<td>%u</td><td>%u</td><td>%s</td><td>%s</td><td>%s</td></tr>\n",
                    ap_escape_html(r->pool, be->name), ap_escape_html(r->pool, be->url),
-                   health_name(bi.healthy), ap_escape_html(r->pool, bi.version),
-                   bi.active, slots(sc, &bi), bi.queued, breaker_name(bi.breaker),
+                   chatbot_view_health_name(bi.healthy),
+                   ap_escape_html(r->pool, bi.version), bi.active, slots(sc, &bi),
+                   bi.queued, chatbot_view_breaker_name(bi.breaker),
                    bi.checked_ms ? apr_psprintf(r->pool, "%" APR_UINT64_T_FMT "s ago",
                                                 (now - bi.checked_ms) / 1000)
                                  : "never",

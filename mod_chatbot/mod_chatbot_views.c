@@ -30,9 +30,9 @@ static const char *conv_state_name(const chat_conv_info_t *c)
     }
 }
 
-static const char *health_name(int h)
+const char *chatbot_view_health_name(int healthy)
 {
-    return h > 0 ? "up" : h == 0 ? "down" : "unknown";
+    return healthy > 0 ? "up" : healthy == 0 ? "down" : "unknown";
 }
 
 static int backend_health(chatbot_bot_t *b)
@@ -76,7 +76,8 @@ void chatbot_view_session(chat_jw_t *w, server_rec *s, const chat_conv_info_t *c
     chat_jw_kint(w, "created_ms", (int64_t)c->created_ms);
     chat_jw_kint(w, "updated_ms", (int64_t)c->updated_ms);
     chat_jw_kstr(w, "model", b ? b->model : NULL);
-    chat_jw_kstr(w, "backend_health", health_name(b ? backend_health(b) : -1));
+    chat_jw_kstr(w, "backend_health",
+                 chatbot_view_health_name(b ? backend_health(b) : -1));
     chat_jw_obj_end(w);
 }
 
@@ -147,7 +148,7 @@ void chatbot_view_bot(chat_jw_t *w, chatbot_srv_conf *sc, chatbot_bot_t *b)
     }
     chat_jw_arr_end(w);
     chat_jw_kbool(w, "default", b == sc->default_bot_p);
-    chat_jw_kstr(w, "health", health_name(backend_health(b)));
+    chat_jw_kstr(w, "health", chatbot_view_health_name(backend_health(b)));
     chat_jw_obj_end(w);
 }
 
@@ -670,10 +671,11 @@ const char *chatbot_view_export(request_rec *r, const chatbot_ident_t *id,
 
 /* ---- status board --------------------------------------------------------------- */
 
-static const char *breaker_name(int b)
+const char *chatbot_view_breaker_name(int breaker)
 {
-    return b == CHAT_BREAKER_OPEN ? "open" : b == CHAT_BREAKER_HALF_OPEN ? "half-open"
-                                                                         : "closed";
+    return breaker == CHAT_BREAKER_OPEN        ? "open"
+           : breaker == CHAT_BREAKER_HALF_OPEN ? "half-open"
+                                               : "closed";
 }
 
 void chatbot_view_backends(chat_jw_t *w, chatbot_srv_conf *sc, int details)
@@ -708,7 +710,7 @@ void chatbot_view_backends(chat_jw_t *w, chatbot_srv_conf *sc, int details)
         chat_jw_kint(w, "active", bi.active);
         chat_jw_kint(w, "max", bi.max_active);
         chat_jw_kint(w, "queued", bi.queued);
-        chat_jw_kstr(w, "breaker", breaker_name(bi.breaker));
+        chat_jw_kstr(w, "breaker", chatbot_view_breaker_name(bi.breaker));
         chat_jw_kint(w, "checked_ms", (int64_t)bi.checked_ms);
         chat_jw_obj_end(w);
     }
