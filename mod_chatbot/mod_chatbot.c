@@ -8,7 +8,6 @@
  * same <Location> and be served by httpd's default handler.
  */
 #include <string.h>
-#include <curl/curl.h>
 
 #include "httpd.h"
 #include "http_config.h"
@@ -23,17 +22,7 @@
 
 #define CHATBOT_MODULE_MAIN /* AP_DECLARE_MODULE below does APLOG_USE_MODULE */
 #include "mod_chatbot.h"
-
-static int curl_ready;
-
-static apr_status_t curl_cleanup(void *data)
-{
-    if (curl_ready) {
-        curl_global_cleanup();
-        curl_ready = 0;
-    }
-    return APR_SUCCESS;
-}
+#include "mod_chatbot_http.h"
 
 static int chatbot_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
 {
@@ -60,16 +49,10 @@ static int chatbot_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *
 {
     apr_status_t rv;
 
-    if (!curl_ready) {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, APLOGNO(10961)
-                         "chatbot: libcurl initialisation failed");
-            return HTTP_INTERNAL_SERVER_ERROR;
-        }
-        curl_ready = 1;
-        /* on pconf: httpd unloads this module (and libcurl with it) when
-         * pconf goes, at every restart; the next generation inits again */
-        apr_pool_cleanup_register(pconf, NULL, curl_cleanup, apr_pool_cleanup_null);
+    if (chatbot_http_init(pconf) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, APLOGNO(10961)
+                     "chatbot: libcurl initialisation failed");
+        return HTTP_INTERNAL_SERVER_ERROR;
     }
     rv = chatbot_store_post_config(pconf, ptemp, s);
     if (rv == APR_SUCCESS) {

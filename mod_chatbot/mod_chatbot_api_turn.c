@@ -3,7 +3,6 @@
  * whole, watching the client meanwhile.
  */
 #include <string.h>
-#include <curl/curl.h>
 #include <json-c/json.h>
 
 #include "httpd.h"
@@ -19,6 +18,7 @@
 
 #include "mod_chatbot.h"
 #include "mod_chatbot_api.h"
+#include "mod_chatbot_http.h"
 
 /* ---- turn collection (blocking routes) ----------------------------------------- */
 
@@ -167,13 +167,13 @@ static int wait_turn(api_t *a, chatbot_engine_t *e, int stateless)
 
     watch_init(&cw, a->r);
     while (chatbot_engine_active(e)) {
-        struct curl_waitfd wfd;
+        chatbot_http_waitfd_t wfd;
         int w = chatbot_engine_wait_ms(e), poll_fd = cw.watching && cw.fd >= 0;
         int timeout = w < 0 || w > WATCH_MAX_SLEEP_MS ? WATCH_MAX_SLEEP_MS : w;
 
         memset(&wfd, 0, sizeof(wfd));
         wfd.fd = cw.fd;
-        wfd.events = CURL_WAIT_POLLIN;
+        wfd.events = CHATBOT_HTTP_POLLIN;
         chatbot_engine_poll(e, poll_fd ? &wfd : NULL, poll_fd ? 1 : 0, timeout);
         chatbot_engine_run(e);
         if (!chatbot_engine_active(e)) {

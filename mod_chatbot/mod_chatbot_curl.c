@@ -44,6 +44,31 @@ static chatbot_http_result_t result_of(CURLcode res)
     }
 }
 
+static int curl_ready;
+
+static apr_status_t curl_cleanup(void *data)
+{
+    if (curl_ready) {
+        curl_global_cleanup();
+        curl_ready = 0;
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t chatbot_http_init(apr_pool_t *pconf)
+{
+    if (!curl_ready) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+            return APR_EGENERAL;
+        }
+        curl_ready = 1;
+        /* on pconf: httpd unloads this module (and libcurl with it) when
+         * pconf goes, at every restart; the next generation inits again */
+        apr_pool_cleanup_register(pconf, NULL, curl_cleanup, apr_pool_cleanup_null);
+    }
+    return APR_SUCCESS;
+}
+
 /* ---- the client cache ------------------------------------------------------------- */
 
 /* Multi handles are kept between engines (lock-free, a few per child): a

@@ -45,6 +45,10 @@ typedef size_t (*chatbot_http_sink_fn)(void *baton, const char *data, size_t len
 typedef void (*chatbot_http_done_fn)(void *baton, chatbot_http_result_t res,
                                      const char *errtext);
 
+/* Initialises the library once per generation: again after a restart
+ * (httpd unloads the module, and the library with it, when pconf goes). */
+apr_status_t chatbot_http_init(apr_pool_t *pconf);
+
 /* ---- clients ---------------------------------------------------------------------- */
 
 /* A client from the per-child cache (a backend connection a previous one

@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <curl/curl.h>
 #include <json-c/json.h>
 
 #include "httpd.h"
@@ -35,6 +34,7 @@
 #include "chat/utf8.h"
 #include "mod_chatbot.h"
 #include "mod_chatbot_settings.h"
+#include "mod_chatbot_http.h"
 
 #define MODELS_TTL_MS 60000
 #define MODELS_FAIL_TTL_MS 10000
@@ -215,23 +215,6 @@ static pthread_mutex_t mc_lock = PTHREAD_MUTEX_INITIALIZER;
 static mcache_t *mc_head;
 
 typedef struct {
-    chat_buf_t body;
-    int overflow;
-} sink_t;
-
-static size_t models_sink(char *d, size_t s, size_t n, void *baton)
-{
-    sink_t *k = baton;
-
-    if (k->body.len + s * n > MODELS_BODY_MAX) {
-        k->overflow = 1;
-        return 0;
-    }
-    chat_buf_append(&k->body, d, s * n);
-    return s * n;
-}
-
-typedef struct {
     char **names;
     int n;
 } names_t;
@@ -261,40 +244,24 @@ static void free_names(char **names, int n)
 /* Asks be for its models (malloc'ed names). 1 on success. */
 static int fetch_models(apr_pool_t *p, chatbot_backend_t *be, long connect_ms, names_t *o)
 {
-    CURL *h = curl_easy_init();
-    struct curl_slist *hd = NULL;
-    sink_t k;
-    long code = 0;
+    chatbot_http_get_t g;
     int ok = 0;
 
     o->names = NULL;
     o->n = 0;
-    if (!h) {
+    memset(&g, 0, sizeof(g));
+    g.url = apr_pstrcat(p, be->url,
+                        be->wire == CHAT_WIRE_OLLAMA ? "/api/tags" : "/v1/models", NULL);
+    g.key = be->key;
+    g.cap = MODELS_BODY_MAX;
+    g.abort_over_cap = 1;
+    if (chatbot_http_get_all(p, &g, 1, connect_ms, MODELS_TIMEOUT_MS) != APR_SUCCESS) {
         return 0;
     }
-    chat_buf_init(&k.body);
-    k.overflow = 0;
-    curl_easy_setopt(
-        h, CURLOPT_URL,
-        apr_pstrcat(p, be->url, be->wire == CHAT_WIRE_OLLAMA ? "/api/tags" : "/v1/models",
-                    NULL));
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)MODELS_TIMEOUT_MS);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, models_sink);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &k);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, CHATBOT_SERVER_ID);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (be->key) {
-        hd = curl_slist_append(NULL,
-                               apr_pstrcat(p, "Authorization: Bearer ", be->key, NULL));
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
-    }
-    if (curl_easy_perform(h) == CURLE_OK && !k.overflow &&
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK && code == 200) {
+    if (g.done && g.res == CHATBOT_HTTP_OK && !g.overflow && g.status == 200) {
         o->names = calloc(MODELS_MAX, sizeof(char *));
-        if (o->names && chat_models_parse(be->wire, k.body.data ? k.body.data : "",
-                                          k.body.len, model_name, o) >= 0) {
+        if (o->names && chat_models_parse(be->wire, g.body.data ? g.body.data : "",
+                                          g.body.len, model_name, o) >= 0) {
             ok = 1;
         }
     }
@@ -303,9 +270,7 @@ static int fetch_models(apr_pool_t *p, chatbot_backend_t *be, long connect_ms, n
         o->names = NULL;
         o->n = 0;
     }
-    curl_slist_free_all(hd);
-    curl_easy_cleanup(h);
-    chat_buf_free(&k.body);
+    chat_buf_free(&g.body);
     return ok;
 }
 

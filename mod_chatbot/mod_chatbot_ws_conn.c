@@ -16,7 +16,6 @@
 #include <poll.h>
 #include <unistd.h>
 #include <sys/eventfd.h>
-#include <curl/curl.h>
 
 #include "httpd.h"
 #include "http_config.h"
@@ -31,6 +30,7 @@
 #include "apr_strings.h"
 
 #include "mod_chatbot_ws.h"
+#include "mod_chatbot_http.h"
 
 #define MAX_SLEEP_MS 60000
 #define CLOSE_LINGER_MS 2000
@@ -385,10 +385,10 @@ static void wait_for(chatbot_wsc_t *w, chatbot_ws_next_t next)
         timeout = 1;
     }
     if (w->eng) {
-        struct curl_waitfd wfd;
+        chatbot_http_waitfd_t wfd;
         memset(&wfd, 0, sizeof(wfd));
         wfd.fd = w->fd;
-        wfd.events = ev == POLLOUT ? CURL_WAIT_POLLOUT : CURL_WAIT_POLLIN;
+        wfd.events = ev == POLLOUT ? CHATBOT_HTTP_POLLOUT : CHATBOT_HTTP_POLLIN;
         if (chatbot_engine_poll(w->eng, watch_client ? &wfd : NULL, watch_client ? 1 : 0,
                                 timeout) != APR_SUCCESS) {
             apr_sleep(apr_time_from_msec(5)); /* never spin */
