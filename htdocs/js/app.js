@@ -1358,9 +1358,12 @@ function selectConversation(id, { force = false } = {}) {
 }
 
 // A search hit: open its conversation, then show the message (loading the
-// older page it is on if needed) and mark it for a moment.
-function openHit(id, index) {
-    S.jumpTo = Number.isInteger(index) ? { id, index } : null;
+// older page it is on if needed) and mark it for a moment. at (sidebar.js
+// hitPlace): the stored index (data-index) and the position on the active
+// path (history's offset), or null for a title hit.
+function openHit(id, at) {
+    S.jumpTo = at && Number.isInteger(at.index) && Number.isInteger(at.position)
+        ? { id, index: at.index, position: at.position } : null;
     if (id === S.convId && !S.awaitingHistory) {
         closeDrawers();
         revealHit();
@@ -1372,16 +1375,18 @@ function openHit(id, index) {
 function revealHit() {
     const j = S.jumpTo;
     if (!j || j.id !== S.convId || S.awaitingHistory) return;
-    if (j.index < S.minIndex) {
+    if (j.position < S.minIndex) {
         if (S.loadingEarlier) return;
-        if (j.tried) { S.jumpTo = null; return; } // gone meanwhile (trimmed history)
-        j.tried = true;
-        S.loadingEarlier = true;
-        send({ type: 'history', conversation_id: S.convId, offset: j.index, limit: S.minIndex - j.index });
-        return;
+        if (!j.tried) {
+            j.tried = true;
+            S.loadingEarlier = true;
+            send({ type: 'history', conversation_id: S.convId, offset: j.position, limit: S.minIndex - j.position });
+            return;
+        }
     }
     S.jumpTo = null;
-    chat.reveal(j.index);
+    // gone or no longer shown meanwhile (trimmed history, another version chosen)
+    if (!chat.reveal(j.index)) toast('That message is no longer in the conversation as shown.', { timeout: 5000 });
 }
 
 function loadEarlier() {
