@@ -108,7 +108,18 @@ const settings = new Settings({
     quiet: (obj) => conn.send(obj),
     currentConv: () => (S.legacy || S.gone ? null : S.convId),
     onChange: () => updateHeader(),
+    canCreate: () => !S.convId && !S.legacy && !S.gone && S.helloSeen && conn.isOpen && !currentTurn(),
+    create: () => launchForSettings(),
 });
+
+// The gear on a new chat: the conversation is created now (no message yet),
+// so that its settings can be read and saved before the first turn.
+function launchForSettings() {
+    if (S.pendingLaunch) return false;
+    if (!send({ type: 'launch', bot_id: S.activeBotId })) return false;
+    S.pendingLaunch = { botId: S.activeBotId, send: null };
+    return true;
+}
 
 function send(obj) {
     if (conn.send(obj)) return true;
@@ -163,6 +174,7 @@ conn.addEventListener('close', (e) => {
     }
     if (S.pendingLaunch) {
         S.pendingLaunch = null;
+        settings.createFailed();
     }
     // Messages the server never acknowledged may not have arrived.
     for (const key of chat.order) {
@@ -626,6 +638,7 @@ function onError(f) {
     }
     if (S.pendingLaunch && (code === 'not_found' || code === 'bad_request' || code === 'storage_full' || code === 'rate_limited')) {
         S.pendingLaunch = null;
+        settings.createFailed();
     }
     const key = cid ?? curKey();
     const t = S.turns.get(key);
@@ -1142,6 +1155,9 @@ function sendMessage(text, atts) {
     if (atts.length) frame.attachments = um.attachments;
     if (S.legacy) {
         conn.send(frame);
+    } else if (!S.convId && S.pendingLaunch && !S.pendingLaunch.send && S.pendingLaunch.botId === S.activeBotId) {
+        // the gear's launch is on its way: the message follows it
+        S.pendingLaunch.send = { ...frame, bot_id: S.activeBotId };
     } else if (!S.convId) {
         S.pendingLaunch = { botId: S.activeBotId, send: { ...frame, bot_id: S.activeBotId } };
         conn.send({ type: 'launch', bot_id: S.activeBotId });
