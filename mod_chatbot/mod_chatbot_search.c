@@ -4,11 +4,16 @@
  *
  * Only the caller's conversations are listed (chat_store_conv_list by
  * owner) and read (chat_store_msg_read checks the owner again), so another
- * user's text can never be reached. Every request is bounded: the query
- * (CHAT_SEARCH_QUERY_MAX bytes), the hits (limit, CHAT_SEARCH_PER_CONV per
- * conversation), the text read (CHAT_SEARCH_SCAN_MAX bytes, judged from
- * each conversation's size before it is read) and the time (SEARCH_TIME):
- * a search that stops early says so ("truncated": true).
+ * user's text can never be reached. Only what a conversation shows is
+ * found: the messages of its active path (the versions tree,
+ * chatbot_tree_load_n; other versions are left out), reported with their
+ * position on it; a message's text and its attachments' contents, never
+ * the attachment envelopes (chat_search_message). Every request is
+ * bounded: the query (CHAT_SEARCH_QUERY_MAX bytes), the hits (limit,
+ * CHAT_SEARCH_PER_CONV per conversation), the text read
+ * (CHAT_SEARCH_SCAN_MAX bytes, judged from each conversation's size before
+ * it is read) and the time (SEARCH_TIME): a search that stops early says
+ * so ("truncated": true).
  */
 #include <string.h>
 
@@ -32,16 +37,20 @@ typedef struct {
     const char *q;
     size_t qlen;
     const chat_conv_info_t *ci;
-    apr_array_header_t *hits; /* hit_t */
-    int conv_hits;            /* hits from the current conversation */
+    apr_array_header_t *hits;  /* hit_t */
+    apr_array_header_t *cands; /* hit_t: the current conversation's matches */
+    int linear;                /* its messages form one path, oldest first */
+    int conv_hits;             /* hits from the current conversation */
     int limit;
 } search_ctx_t;
 
 typedef struct {
     const chat_conv_info_t *ci;
-    int index; /* -1: the title */
+    int index;    /* -1: the title; else the stored index */
+    int position; /* on the active path */
     chat_role_t role;
     uint64_t ts_ms;
+    const char *attachment; /* the attachment the match is in, or NULL */
     const char *snippet;
     size_t snippet_len;
     size_t match_off, match_len; /* bytes, within the snippet */
@@ -68,22 +77,27 @@ static size_t utf16_units(const char *p, size_t n)
     return u;
 }
 
-static void add_hit(search_ctx_t *sc, int index, chat_role_t role, uint64_t ts,
-                    const char *text, size_t len, size_t pos)
+/* A hit (to, with the snippet of text around pos) of message index, or
+ * of the title (index -1). */
+static hit_t *push_hit(search_ctx_t *sc, apr_array_header_t *to, int index,
+                       chat_role_t role, uint64_t ts, const char *text, size_t len,
+                       size_t pos)
 {
-    hit_t *h = apr_array_push(sc->hits);
+    hit_t *h = apr_array_push(to);
     size_t s, e;
 
+    memset(h, 0, sizeof(*h));
     chat_search_snippet(text, len, pos, sc->qlen, CHAT_SEARCH_SNIPPET, &s, &e);
     h->ci = sc->ci;
     h->index = index;
+    h->position = index;
     h->role = role;
     h->ts_ms = ts;
     h->snippet = apr_pstrmemdup(sc->p, text + s, e - s);
     h->snippet_len = e - s;
     h->match_off = pos - s;
     h->match_len = sc->qlen;
-    sc->conv_hits++;
+    return h;
 }
 
 static int full(const search_ctx_t *sc)
@@ -92,19 +106,66 @@ static int full(const search_ctx_t *sc)
 }
 
 /* Runs under the store's lock: no store calls, no allocation beyond the
- * snippet. One hit per message (its first match). */
+ * snippet. One candidate per message (its first match); which of them are
+ * on the active path is known once the whole conversation was read. */
 static void search_msg(void *baton, const chat_msg_info_t *m, const char *text,
                        size_t len)
 {
     search_ctx_t *sc = baton;
-    long pos;
+    chat_search_hit_t sh;
+    uint32_t prev = m->index ? m->index - 1 : CHAT_MSG_NO_PARENT;
+    hit_t *h;
 
-    if (full(sc)) {
+    if (m->index >= sc->ci->nmsgs) {
+        return; /* added after the list was taken: not part of this search */
+    }
+    if ((m->flags & CHAT_MSG_ALT) || m->parent != prev) {
+        sc->linear = 0;
+    }
+    if (!chat_search_message(text, len, (m->flags & CHAT_MSG_ATTACH) != 0, sc->q,
+                             sc->qlen, &sh)) {
         return;
     }
-    pos = chat_search_find(text, len, 0, sc->q, sc->qlen);
-    if (pos >= 0) {
-        add_hit(sc, (int)m->index, m->role, m->ts_ms, text, len, (size_t)pos);
+    h = push_hit(sc, sc->cands, (int)m->index, m->role, m->ts_ms, sh.seg, sh.seg_len,
+                 sh.pos);
+    if (sh.name) {
+        h->attachment = apr_pstrmemdup(sc->p, sh.name, sh.name_len);
+    }
+}
+
+/* Moves the current conversation's candidates on its active path to the
+ * hits (with their positions), as long as there is room. A conversation
+ * with versions is read once more, for its tree; without (linear), the
+ * stored index is the position. */
+static void keep_active(search_ctx_t *sc, chat_store_t *st, const chat_owner_t *owner,
+                        chat_buf_t *scratch)
+{
+    chatbot_tree_t t;
+    int i, have_tree = 0;
+
+    if (sc->cands->nelts == 0) {
+        return;
+    }
+    if (!sc->linear) {
+        if (chatbot_tree_load_n(st, owner, sc->ci->id, sc->ci->nmsgs, scratch, &t) !=
+            CHAT_OK) {
+            return; /* gone meanwhile */
+        }
+        have_tree = 1;
+    }
+    for (i = 0; i < sc->cands->nelts && !full(sc); i++) {
+        hit_t *h = &APR_ARRAY_IDX(sc->cands, i, hit_t);
+        if (have_tree) {
+            if ((uint32_t)h->index >= t.n || t.pos_of[h->index] == CHAT_MSG_NO_PARENT) {
+                continue; /* another version, not shown */
+            }
+            h->position = (int)t.pos_of[h->index];
+        }
+        *(hit_t *)apr_array_push(sc->hits) = *h;
+        sc->conv_hits++;
+    }
+    if (have_tree) {
+        chatbot_tree_free(&t);
     }
 }
 
@@ -163,6 +224,7 @@ const char *chatbot_view_search(chat_jw_t *w, request_rec *r, const chatbot_iden
     sc.qlen = qlen;
     sc.limit = (int)limit;
     sc.hits = apr_array_make(tmp, 16, sizeof(hit_t));
+    sc.cands = apr_array_make(tmp, 16, sizeof(hit_t));
     for (i = 0; i < cl.list->nelts && sc.hits->nelts < sc.limit; i++) {
         const chat_conv_info_t *ci = &APR_ARRAY_IDX(cl.list, i, chat_conv_info_t);
         long pos;
@@ -176,13 +238,17 @@ const char *chatbot_view_search(chat_jw_t *w, request_rec *r, const chatbot_iden
         sc.conv_hits = 0;
         pos = chat_search_find(ci->title, strlen(ci->title), 0, sc.q, sc.qlen);
         if (pos >= 0) {
-            add_hit(&sc, -1, CHAT_ROLE_USER, ci->updated_ms, ci->title, strlen(ci->title),
-                    (size_t)pos);
+            push_hit(&sc, sc.hits, -1, CHAT_ROLE_USER, ci->updated_ms, ci->title,
+                     strlen(ci->title), (size_t)pos);
+            sc.conv_hits++;
         }
         if (ci->nmsgs > 0 && !full(&sc)) {
             /* a conversation that went away since the list: skipped */
+            apr_array_clear(sc.cands);
+            sc.linear = 1;
             chat_store_msg_read(st, &id->owner, ci->id, 0, 0, scratch, search_msg, &sc);
             chat_buf_reset(scratch, 64 * 1024);
+            keep_active(&sc, st, &id->owner, scratch);
         }
         scanned += ci->bytes;
         searched++;
@@ -209,12 +275,17 @@ const char *chatbot_view_search(chat_jw_t *w, request_rec *r, const chatbot_iden
         chat_jw_kstr(w, "field", h->index < 0 ? "title" : "message");
         if (h->index < 0) {
             chat_jw_kstr(w, "index", NULL);
+            chat_jw_kstr(w, "position", NULL);
             chat_jw_kstr(w, "role", NULL);
         }
         else {
             chat_jw_kint(w, "index", h->index);
+            chat_jw_kint(w, "position", h->position);
             chat_jw_kstr(w, "role", chat_role_name(h->role));
             chat_jw_kint(w, "ts_ms", (int64_t)h->ts_ms);
+            if (h->attachment) {
+                chat_jw_kstr(w, "attachment", h->attachment);
+            }
         }
         chat_jw_kstrn(w, "snippet", h->snippet, h->snippet_len);
         chat_jw_kint(w, "match_offset", (int64_t)utf16_units(h->snippet, h->match_off));

@@ -14,6 +14,7 @@
 #include "apr_time.h"
 
 #include "mod_chatbot.h"
+#include "mod_chatbot_settings.h"
 #include "chat/versions.h"
 #include "chat/compat.h"
 #include "chat/markdown.h"
@@ -603,7 +604,11 @@ const char *chatbot_view_export(request_rec *r, const chatbot_ident_t *id,
     chat_buf_t scratch;
     chat_jw_t w;
     exp_ctx_t ec;
+    chatbot_limits_t lim;
+    chatbot_settings_t set;
     char date[APR_CTIME_LEN];
+    char name[101]; /* the file's name from the title, as the page makes it */
+    size_t k, nl = 0;
     int n;
 
     if (!st) {
@@ -612,6 +617,9 @@ const char *chatbot_view_export(request_rec *r, const chatbot_ident_t *id,
     if (chat_store_conv_get(st, &id->owner, conv_id, &ci) != CHAT_OK) {
         return CHAT_ERR_NOT_FOUND;
     }
+    /* the chat's own settings, as its next turn uses them */
+    chatbot_limits_get(r, &lim);
+    chatbot_settings_load(r->pool, &lim, &id->owner, conv_id, &set);
     chat_buf_init(&scratch);
     if (chatbot_tree_load(st, &id->owner, conv_id, &scratch, &tree) != CHAT_OK) {
         chat_buf_free(&scratch);
@@ -636,14 +644,51 @@ const char *chatbot_view_export(request_rec *r, const chatbot_ident_t *id,
         chat_jw_kstr(&w, "title", ci.title);
         chat_jw_kint(&w, "created_ms", (int64_t)ci.created_ms);
         chat_jw_kint(&w, "updated_ms", (int64_t)ci.updated_ms);
+        /* null: the bot's own */
+        chat_jw_key(&w, "settings");
+        chat_jw_obj_begin(&w);
+        chat_jw_kstr(&w, "model", set.model);
+        chat_jw_key(&w, "temperature");
+        if (set.has_temperature) {
+            chat_jw_double(&w, set.temperature);
+        }
+        else {
+            chat_jw_null(&w);
+        }
+        chat_jw_key(&w, "system");
+        if (set.system) {
+            chat_jw_strn(&w, set.system, set.system_len);
+        }
+        else {
+            chat_jw_null(&w);
+        }
+        chat_jw_obj_end(&w);
         chat_jw_key(&w, "messages");
         chat_jw_arr_begin(&w);
     }
     else {
         chat_one_line(ci.title); /* titles stored before they were kept to one line */
-        chat_buf_printf(out, "# %s\n\n*Bot:* %s  \n*Started:* %s  \n*Messages:* %u\n\n",
-                        ci.title[0] ? ci.title : "Conversation", ci.bot, date,
-                        tree.npath);
+        chat_buf_printf(out, "# %s\n\n*Bot:* %s  \n*Started:* %s  \n",
+                        ci.title[0] ? ci.title : "Conversation", ci.bot, date);
+        if (set.model || set.has_temperature || set.system) {
+            /* one line: the system prompt itself is in the JSON export */
+            chat_buf_printf(out, "*Settings:* model %s, temperature ",
+                            set.model ? set.model : "(the bot's)");
+            if (set.has_temperature) {
+                chat_buf_printf(out, "%g", set.temperature);
+            }
+            else {
+                chat_buf_printf(out, "(the bot's)");
+            }
+            if (set.system) {
+                chat_buf_printf(out, ", own system prompt (%lu bytes)  \n",
+                                (unsigned long)set.system_len);
+            }
+            else {
+                chat_buf_printf(out, ", the bot's system prompt  \n");
+            }
+        }
+        chat_buf_printf(out, "*Messages:* %u\n\n", tree.npath);
     }
     /* JSON: every message, each with its parent and whether it is on the
      * active path (the whole tree). Markdown: the active path, then the
@@ -664,8 +709,36 @@ const char *chatbot_view_export(request_rec *r, const chatbot_ident_t *id,
         chat_jw_arr_end(&w);
         chat_jw_obj_end(&w);
     }
-    *filename = apr_psprintf(r->pool, "chat-%s-%.8s.%s", ci.bot, ci.id + 16,
-                             json ? "json" : "md");
+    /* named after the title as the page names it: characters a file name
+     * or the quoted header cannot hold (\ / : * ? " < > | and controls)
+     * become spaces, runs of white space one space, no leading dots, at
+     * most 100 bytes (whole UTF-8 characters); else chat-<bot>-<id8> */
+    for (k = 0; ci.title[k] && nl < sizeof(name) - 1; k++) {
+        unsigned char c = (unsigned char)ci.title[k];
+        if (c < 0x20 || c == 0x7f || strchr("\\/:*?\"<>|", c)) {
+            c = ' ';
+        }
+        if ((c == ' ' && (nl == 0 || name[nl - 1] == ' ')) || (c == '.' && nl == 0)) {
+            continue;
+        }
+        name[nl++] = (char)c;
+    }
+    if (((unsigned char)ci.title[k] & 0xC0) == 0x80) {
+        /* cut inside a character: drop all of it */
+        while (nl > 0 && ((unsigned char)name[nl - 1] & 0xC0) == 0x80) {
+            nl--;
+        }
+        if (nl > 0) {
+            nl--;
+        }
+    }
+    while (nl > 0 && name[nl - 1] == ' ') {
+        nl--;
+    }
+    name[nl] = '\0';
+    *filename = nl ? apr_psprintf(r->pool, "%s.%s", name, json ? "json" : "md")
+                   : apr_psprintf(r->pool, "chat-%s-%.8s.%s", ci.bot, ci.id + 16,
+                                  json ? "json" : "md");
     return n < 0 ? CHAT_ERR_INTERNAL : NULL;
 }
 

@@ -108,7 +108,18 @@ const settings = new Settings({
     quiet: (obj) => conn.send(obj),
     currentConv: () => (S.legacy || S.gone ? null : S.convId),
     onChange: () => updateHeader(),
+    canCreate: () => !S.convId && !S.legacy && !S.gone && S.helloSeen && conn.isOpen && !currentTurn(),
+    create: () => launchForSettings(),
 });
+
+// The gear on a new chat: the conversation is created now (no message yet),
+// so that its settings can be read and saved before the first turn.
+function launchForSettings() {
+    if (S.pendingLaunch) return false;
+    if (!send({ type: 'launch', bot_id: S.activeBotId })) return false;
+    S.pendingLaunch = { botId: S.activeBotId, send: null };
+    return true;
+}
 
 function send(obj) {
     if (conn.send(obj)) return true;
@@ -163,6 +174,7 @@ conn.addEventListener('close', (e) => {
     }
     if (S.pendingLaunch) {
         S.pendingLaunch = null;
+        settings.createFailed();
     }
     // Messages the server never acknowledged may not have arrived.
     for (const key of chat.order) {
@@ -626,6 +638,7 @@ function onError(f) {
     }
     if (S.pendingLaunch && (code === 'not_found' || code === 'bad_request' || code === 'storage_full' || code === 'rate_limited')) {
         S.pendingLaunch = null;
+        settings.createFailed();
     }
     const key = cid ?? curKey();
     const t = S.turns.get(key);
@@ -1142,6 +1155,9 @@ function sendMessage(text, atts) {
     if (atts.length) frame.attachments = um.attachments;
     if (S.legacy) {
         conn.send(frame);
+    } else if (!S.convId && S.pendingLaunch && !S.pendingLaunch.send && S.pendingLaunch.botId === S.activeBotId) {
+        // the gear's launch is on its way: the message follows it
+        S.pendingLaunch.send = { ...frame, bot_id: S.activeBotId };
     } else if (!S.convId) {
         S.pendingLaunch = { botId: S.activeBotId, send: { ...frame, bot_id: S.activeBotId } };
         conn.send({ type: 'launch', bot_id: S.activeBotId });
@@ -1358,9 +1374,12 @@ function selectConversation(id, { force = false } = {}) {
 }
 
 // A search hit: open its conversation, then show the message (loading the
-// older page it is on if needed) and mark it for a moment.
-function openHit(id, index) {
-    S.jumpTo = Number.isInteger(index) ? { id, index } : null;
+// older page it is on if needed) and mark it for a moment. at (sidebar.js
+// hitPlace): the stored index (data-index) and the position on the active
+// path (history's offset), or null for a title hit.
+function openHit(id, at) {
+    S.jumpTo = at && Number.isInteger(at.index) && Number.isInteger(at.position)
+        ? { id, index: at.index, position: at.position } : null;
     if (id === S.convId && !S.awaitingHistory) {
         closeDrawers();
         revealHit();
@@ -1372,16 +1391,18 @@ function openHit(id, index) {
 function revealHit() {
     const j = S.jumpTo;
     if (!j || j.id !== S.convId || S.awaitingHistory) return;
-    if (j.index < S.minIndex) {
+    if (j.position < S.minIndex) {
         if (S.loadingEarlier) return;
-        if (j.tried) { S.jumpTo = null; return; } // gone meanwhile (trimmed history)
-        j.tried = true;
-        S.loadingEarlier = true;
-        send({ type: 'history', conversation_id: S.convId, offset: j.index, limit: S.minIndex - j.index });
-        return;
+        if (!j.tried) {
+            j.tried = true;
+            S.loadingEarlier = true;
+            send({ type: 'history', conversation_id: S.convId, offset: j.position, limit: S.minIndex - j.position });
+            return;
+        }
     }
     S.jumpTo = null;
-    chat.reveal(j.index);
+    // gone or no longer shown meanwhile (trimmed history, another version chosen)
+    if (!chat.reveal(j.index)) toast('That message is no longer in the conversation as shown.', { timeout: 5000 });
 }
 
 function loadEarlier() {

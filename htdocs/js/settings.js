@@ -1,6 +1,8 @@
 // Per-chat settings (docs/protocol.md "Settings", docs/ui.md): the gear in
 // the chat header opens a dialog with the conversation's model, temperature
 // and system prompt, showing only what the server allows (hello.settings).
+// On a new chat the gear first creates the conversation (launch, as the
+// first message would), so the first turn already uses what is chosen.
 // Reads with {"type":"settings","conversation_id"} and saves with the whole
 // form ("reset" first, then the chosen values), so the dialog is what the
 // next turn uses.
@@ -16,11 +18,16 @@ const num = (v, d) => (typeof v === 'number' && Number.isFinite(v) ? v : d);
 export class Settings {
     /** send(obj) -> bool; currentConv() -> conversation id or null;
      *  onChange() after the shown conversation's settings are known;
-     *  quiet(obj): send without telling the user when it cannot be sent. */
-    constructor({ send, quiet, currentConv, onChange }) {
+     *  quiet(obj): send without telling the user when it cannot be sent;
+     *  canCreate() -> a new chat could get its conversation now;
+     *  create() asks for it (the dialog opens once setConversation names it). */
+    constructor({ send, quiet, currentConv, onChange, canCreate, create }) {
         this.send = send;
         this.quiet = quiet || send;
         this.currentConv = currentConv;
+        this.canCreate = canCreate || (() => false);
+        this.create = create || (() => false);
+        this.openWhenCreated = false;
         this.onChange = onChange || (() => {});
         this.policy = { allowed: [], temperature_range: { min: 0, max: 2 }, system_max: 4096 };
         this.conv = null;
@@ -90,8 +97,12 @@ export class Settings {
             if (this.dlg.open) this.dlg.close();
             // the header shows the conversation's own model
             this.peek();
+            if (this.conv && this.openWhenCreated) {
+                this.openWhenCreated = false;
+                this.open();
+            }
         }
-        this.btn.hidden = !this.conv || this.policy.allowed.length === 0;
+        this.btn.hidden = (!this.conv && !this.canCreate()) || this.policy.allowed.length === 0;
     }
 
     peek() {
@@ -100,6 +111,9 @@ export class Settings {
         }
     }
 
+    /** The launch for the gear failed: nothing opens later. */
+    createFailed() { this.openWhenCreated = false; }
+
     /** The model the shown conversation chose (null: the bot's). */
     model() {
         return this.data && this.data.conversation_id === this.conv && typeof this.data.model === 'string'
@@ -107,7 +121,11 @@ export class Settings {
     }
 
     open() {
-        if (!this.conv) return;
+        if (!this.conv) {
+            // a new chat: its conversation first (the next setConversation opens)
+            if (this.canCreate() && this.create()) this.openWhenCreated = true;
+            return;
+        }
         this.opening = true;
         if (!this.send({ type: 'settings', conversation_id: this.conv, id: GET_ID })) this.opening = false;
     }

@@ -40,6 +40,14 @@ function snippetNode(h, spec = 'span.search-snippet') {
         s.slice(0, off), el('mark', { text: s.slice(off, off + len) }), s.slice(off + len));
 }
 
+/** Where a message hit is: its stored index (the message's data-index) and
+ * its position on the active path (history's offset); an older server
+ * without "position" had no versions, so the index is the position. */
+function hitPlace(h) {
+    const index = Number.isInteger(h.index) ? h.index : null;
+    return { index, position: Number.isInteger(h.position) ? h.position : index };
+}
+
 export class Sidebar {
     constructor(h) {
         this.h = h;
@@ -269,10 +277,11 @@ export class Sidebar {
         const rows = hits.map((h, i) => {
             const title = sessionTitle(h);
             const bot = bots.find((b) => b.id === h.bot_id);
-            const where = h.field === 'title' ? 'Title' : (h.role === 'assistant' ? 'Answer' : 'You');
+            const where = h.field === 'title' ? 'Title' : (h.role === 'assistant' ? 'Answer'
+                : typeof h.attachment === 'string' ? 'Your attachment ' + h.attachment : 'You');
             const btn = el('button.search-hit', {
                 type: 'button', 'data-fkey': 'q:' + i,
-                onclick: () => this.h.onOpenHit(h.conversation_id, h.field === 'message' ? h.index : null),
+                onclick: () => this.h.onOpenHit(h.conversation_id, h.field === 'message' ? hitPlace(h) : null),
                 onkeydown: (e) => {
                     const sib = e.key === 'ArrowDown' ? btn.parentElement.nextElementSibling
                         : e.key === 'ArrowUp' ? btn.parentElement.previousElementSibling : null;

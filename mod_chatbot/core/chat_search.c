@@ -1,8 +1,10 @@
-/* chat_search.c - ASCII case-insensitive substring search and snippets
+/* chat_search.c - ASCII case-insensitive substring search, in a stored
+ * message's own text and attachments (not their envelopes), and snippets
  * (chat/search.h). No allocation; linear in the text for the queries the
  * limits allow (CHAT_SEARCH_QUERY_MAX bytes). */
 #include <string.h>
 
+#include "chat/attach.h"
 #include "chat/search.h"
 
 static unsigned char fold(unsigned char c)
@@ -35,6 +37,37 @@ long chat_search_find(const char *hay, size_t hlen, size_t from, const char *nee
         }
     }
     return -1;
+}
+
+int chat_search_message(const char *text, size_t len, int attach, const char *needle,
+                        size_t nlen, chat_search_hit_t *hit)
+{
+    chat_attach_t a[CHAT_ATTACH_MAX];
+    size_t n = 0, k;
+    long pos;
+
+    memset(hit, 0, sizeof(*hit));
+    hit->seg = text;
+    hit->seg_len = len;
+    if (attach) {
+        /* not in the stored form: n stays 0 and the text is searched whole */
+        chat_attach_decode(text, len, a, CHAT_ATTACH_MAX, &n, &hit->seg, &hit->seg_len);
+    }
+    pos = chat_search_find(hit->seg, hit->seg_len, 0, needle, nlen);
+    for (k = 0; pos < 0 && k < n; k++) {
+        pos = chat_search_find(a[k].content, a[k].len, 0, needle, nlen);
+        if (pos >= 0) {
+            hit->seg = a[k].content;
+            hit->seg_len = a[k].len;
+            hit->name = a[k].name;
+            hit->name_len = a[k].name_len;
+        }
+    }
+    if (pos < 0) {
+        return 0;
+    }
+    hit->pos = (size_t)pos;
+    return 1;
 }
 
 /* 1 if p is a UTF-8 continuation byte */

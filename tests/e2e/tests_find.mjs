@@ -5,7 +5,7 @@
 
 import {
     assert, until, sleep, turn, fake, assertNoProblems, perLook, LOOKS, openLook, lookShot,
-    showSidebar, closeDrawer, textContrast,
+    showSidebar, closeDrawer, textContrast, fakeScript, waitIdle, waitReady, BASE_URL,
 } from './lib.mjs';
 
 const convId = (page) => page.evaluate(() => window.__chatbot.convId);
@@ -16,6 +16,18 @@ async function search(page, look, words) {
     await box.fill(words);
     await until(async () => /result|No conversation/.test(await page.locator('#search-status').innerText()),
         10000, 'search results for ' + words);
+}
+
+/** Searches and waits for the server's answer to this very query. */
+async function searchFrame(page, look, rec, words) {
+    const mine = (f) => f.query === words;
+    const n = rec.got('search_results', mine).length;
+    await search(page, look, words);
+    await until(() => rec.got('search_results', mine).length > n, 10000, 'the results for ' + words);
+    const f = rec.got('search_results', mine).pop();
+    await until(async () => (await page.locator('#search-status').innerText()).includes(
+        f.results.length ? 'result' : words), 5000, 'the results shown for ' + words);
+    return f;
 }
 
 export const tests = [
@@ -93,6 +105,58 @@ export const tests = [
         assert.equal(await other.page.locator('#search-results .search-hit').count(), 0);
         assertNoProblems(problems);
         assertNoProblems(other.problems);
+    }),
+
+    // A branched conversation: stored indexes and positions on the shown
+    // path differ. A hit far up (not on the newest page) opens at the right
+    // message; a word only in a version that is not shown is not found.
+    ...perLook('search-branched', async ({ browser, cleanup, look }) => {
+        const { ctx, page, rec, problems } = await openLook(browser, look);
+        cleanup(() => ctx.close());
+        await fakeScript([{ reply: 'Papaya' }]);
+        await turn(page, rec, 'Name a fruit');
+        // Regenerate: "Papaya" becomes a hidden version (stored 1)
+        await fakeScript([{ reply: 'Kumquat' }]);
+        const before = rec.received.length;
+        const a = page.locator('#msg-list .msg-assistant').last();
+        await a.hover();
+        await a.getByRole('button', { name: 'Regenerate answer' }).click();
+        await until(() => rec.received.slice(before).map((x) => x.f).find((f) => f.type === 'response'),
+            20000, 'the regenerated answer');
+        await waitIdle(page);
+        // stored 3, shown at position 2
+        await turn(page, rec, 'Tell me about the Ocelot ' + fake({ tokens: 2, delay_ms: 0 }));
+        const id = await convId(page);
+        // 25 more turns (over REST, same cookie) push it off the newest page (50)
+        for (let i = 0; i < 25; i++) {
+            const r = await page.request.post(new URL('api/session/' + id + '/task', BASE_URL).href,
+                { data: { message: 'filler ' + i + ' ' + fake({ tokens: 1, delay_ms: 0 }) }, ignoreHTTPSErrors: true });
+            assert.equal(r.status(), 200, await r.text());
+        }
+        await page.reload();
+        await waitReady(page);
+        await until(async () => (await convId(page)) === id && (await page.locator('#msg-list [data-index]').count()) > 0,
+            10000, 'the conversation back');
+        assert.equal(await page.locator('#msg-list [data-index="3"]').count(), 0, 'the hit is not on the newest page');
+
+        const got = await searchFrame(page, look, rec, 'ocelot');
+        const mh = got.results.filter((h) => h.field === 'message');
+        assert.deepEqual(mh.map((h) => [h.index, h.position]), [[3, 2]], 'stored index and position: ' + JSON.stringify(mh));
+        const hit = page.locator('#search-results .search-hit').filter({ has: page.locator('.search-snippet mark') }).first();
+        await (look.phone ? hit.tap() : hit.click());
+        const msg = page.locator('#msg-list [data-index="3"]');
+        await until(() => msg.isVisible(), 10000, 'the message of the hit, loaded from its page');
+        assert.match(await msg.innerText(), /Ocelot/);
+        await until(() => msg.evaluate((n) => n.classList.contains('hit-flash')), 5000, 'the hit is marked');
+        assert.equal(await page.locator('.toast', { hasText: 'no longer' }).count(), 0, 'no "no longer shown" notice');
+        await lookShot(page, 'search-branched', look);
+
+        // the hidden version is not found; the shown one is
+        assert.equal((await searchFrame(page, look, rec, 'papaya')).results.length, 0);
+        assert.match(await page.locator('#search-status').innerText(), /No conversation contains/);
+        const k = (await searchFrame(page, look, rec, 'kumquat')).results.filter((h) => h.field === 'message');
+        assert.deepEqual(k.map((h) => [h.index, h.position, h.role]), [[2, 1, 'assistant']]);
+        assertNoProblems(problems);
     }),
 ];
 

@@ -1,6 +1,7 @@
 // e2e tests of issue 19 part 5 (branch settings): per-chat settings. The
 // gear in the chat header opens a dialog (model, temperature, system
-// prompt); what is saved reaches the backend (the fake records requests),
+// prompt), on a new chat too (before the first message); what is saved
+// reaches the backend from the first answer on (the fake records requests),
 // survives a reload, and the dialog works with the keyboard. Each runs in
 // the four looks of lib.mjs.
 
@@ -36,14 +37,15 @@ export const tests = [
         if (!['model', 'system', 'temperature'].every((a) => allowed.includes(a))) {
             skip('the server does not allow all three settings (ChatbotUserSettings)');
         }
-        // no conversation yet: nothing to set
-        assert.ok(!(await page.locator('#settings-toggle').isVisible()), 'no gear on a new chat');
-        await turn(page, rec, 'First ' + fake({ tokens: 3, delay_ms: 1 }));
-        const conv = await convId(page);
-
+        // a new chat: the gear is there; opening it creates the conversation
+        // (no message is sent) and what is saved is used by the FIRST answer
+        assert.equal(await convId(page), null, 'a new chat');
         const dlg = await openSettings(page);
+        const conv = await convId(page);
+        assert.ok(conv, 'the conversation was created for the dialog');
+        assert.equal(rec.put('message').length, 0, 'no message was sent');
         const model = dlg.getByLabel('Model');
-        assert.ok(await model.evaluate((n) => n === document.activeElement), 'focus starts in the dialog');
+        await until(() => model.evaluate((n) => n === document.activeElement), 3000, 'focus starts in the dialog');
         const options = await model.locator('option').allTextContents();
         assert.ok(options.includes('llama3.2:latest'), 'the backend\'s models are offered: ' + options);
         assert.match(options[0], /^Bot default/);
@@ -66,15 +68,18 @@ export const tests = [
         await until(async () => /llama3\.2:latest/.test(await page.locator('#chat-subtitle').innerText()),
             5000, 'the header names the conversation\'s model');
 
-        // the next turn sends them
+        // the first turn sends them
         const before = (await fakeRequests()).length;
         await turn(page, rec, 'Ahoy ' + fake({ tokens: 3, delay_ms: 1 }));
+        assert.equal(await convId(page), conv, 'the first message went to that conversation');
+        assert.equal(rec.put('launch').length, 1, 'one conversation created');
         const reqs = (await fakeRequests()).slice(before).filter((q) => q.path === '/api/chat');
         assert.ok(reqs.length >= 1, 'a chat request');
         const body = reqs[reqs.length - 1].body;
         assert.equal(body.model, 'llama3.2:latest');
         assert.equal(body.options.temperature, 0.35);
         assert.deepEqual(body.messages[0], { role: 'system', content: 'Reply like a pirate.' });
+        assert.deepEqual(body.messages.slice(1).map((m) => m.role), ['user'], 'the first turn');
 
         // an out-of-range value is refused in the dialog, which stays open
         await openSettings(page);

@@ -209,3 +209,85 @@ def test_bad_requests_websocket(srv):
         assert ws_search(c, "anything")["results"] == []
     finally:
         c.close()
+
+
+def rest_history_at(rest, conv, position):
+    r = rest.get("/api/chat/history?conversation_id=%s&offset=%d&limit=1" % (conv, position))
+    assert r.status_code == 200, r.text
+    return r.json()["messages"][0]
+
+
+def test_hits_on_the_active_path_with_their_position(srv, fake):
+    """In a branched conversation a hit's `position` is its place on the
+    active path (history's `offset`), `index` its stored index (history's
+    `index`); versions that are not shown are not found."""
+    cookie = new_cookie()
+    c = Conn(srv, cookie=cookie)
+    rest = Rest(srv, cookie=cookie)
+    try:
+        conv = c.launch(bot="helper", title="Branches")
+        fake.script({"reply": "plain answer"})
+        assert c.turn("first kiwi question", conversation_id=conv)[-1]["type"] == "response"
+        fake.script({"reply": "mango answer"})
+        assert c.turn("second question", conversation_id=conv)[-1]["type"] == "response"
+        fake.script({"reply": "papaya answer"})
+        c.send_json({"type": "regenerate", "conversation_id": conv})
+        resp, _ = c.wait(lambda m: m.get("type") in ("response", "error"))
+        assert resp["content"] == "papaya answer", resp
+        fake.script({"reply": "banana answer"})
+        c.send_json({"type": "edit", "conversation_id": conv, "index": 0,
+                     "content": "first edited kiwi question"})
+        resp, _ = c.wait(lambda m: m.get("type") in ("response", "error"))
+        assert resp["content"] == "banana answer", resp
+        # stored: 0 kiwi, 1 plain, 2 second, 3 mango, 4 papaya, 5 edited kiwi,
+        # 6 banana; shown: 5, 6
+        body = search(rest, "kiwi").json()
+        assert [(h["index"], h["position"]) for h in body["results"]] == [(5, 0)], body
+        assert "edited" in body["results"][0]["snippet"]
+        h = search(rest, "banana").json()["results"]
+        assert [(x["index"], x["position"], x["role"]) for x in h] == [(6, 1, "assistant")]
+        assert rest_history_at(rest, conv, h[0]["position"])["index"] == 6
+        for word in ("mango", "papaya", "plain", "second"):
+            assert search(rest, word).json()["results"] == [], word
+
+        # the first branch again: its turns are found, at their positions
+        c.request({"type": "select_version", "conversation_id": conv, "index": 0},
+                  "history")
+        h = search(rest, "papaya").json()["results"]
+        assert [(x["index"], x["position"]) for x in h] == [(4, 3)], h
+        assert rest_history_at(rest, conv, 3)["content"] == "papaya answer"
+        assert search(rest, "mango").json()["results"] == []
+        body = search(rest, "kiwi").json()
+        assert [(x["index"], x["position"]) for x in body["results"]] == [(0, 0)]
+        # the WebSocket op says the same
+        assert ws_search(c, "papaya")["results"] == h
+    finally:
+        c.close()
+
+
+def test_attachments_searched_without_their_envelope(srv, fake):
+    cookie = new_cookie()
+    c = Conn(srv, cookie=cookie)
+    rest = Rest(srv, cookie=cookie)
+    try:
+        conv = c.launch(bot="helper", title="Files")
+        fake.script({"reply": "ok"})
+        frames = c.turn("please read quokka", conversation_id=conv,
+                        attachments=[{"name": "wombat.txt", "content": "a numbat line"}])
+        assert frames[-1]["type"] == "response", frames
+        # the envelope's words and the file's name are not message text
+        for word in ("attachment", "bytes=", "wombat", "<", "13"):
+            assert search(rest, word).json()["results"] == [], word
+        h = search(rest, "quokka").json()["results"]
+        assert len(h) == 1 and h[0]["snippet"] == "please read quokka", h
+        assert "attachment" not in h[0]
+        # the file's contents are: the hit says which attachment
+        h = search(rest, "NUMBAT").json()["results"]
+        assert len(h) == 1 and h[0]["attachment"] == "wombat.txt", h
+        s = h[0]["snippet"]
+        assert s == "a numbat line"
+        assert s[h[0]["match_offset"]:h[0]["match_offset"] + h[0]["match_length"]] == \
+            "numbat"
+        assert (h[0]["index"], h[0]["position"], h[0]["role"]) == (0, 0, "user")
+    finally:
+        c.close()

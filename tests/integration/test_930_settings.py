@@ -439,3 +439,46 @@ def test_unreadable_model_list(srv):
         assert (m["type"], m["model"], m["temperature"]) == ("settings", None, 0.5), m
     finally:
         c.close()
+
+
+def test_exports_carry_the_settings_and_the_title(srv, fake):
+    """The JSON export has the chat's settings, the Markdown one a line;
+    the REST export's file is named after the title (as the page names
+    it), else chat-<bot>-<id8>."""
+    cookie = new_cookie()
+    c = Conn(srv, cookie=cookie)
+    rest = Rest(srv, cookie=cookie)
+    try:
+        conv = c.launch(bot="olbot", title='Trip: "Lisbon"/plans?')
+        plain = c.launch(bot="olbot")
+        assert settings(c, conv, model="llama3.2:latest", temperature=0.35,
+                        system="Reply like a pirate.")["type"] == "settings"
+        for k in (conv, plain):
+            assert c.turn("hello", conversation_id=k)[-1]["type"] == "response"
+    finally:
+        c.close()
+
+    def export(k, fmt):
+        r = rest.post("/api/export/session", {"conversation_id": k, "format": fmt})
+        assert r.status_code == 200, r.text
+        return r
+
+    r = export(conv, "json")
+    assert r.json()["settings"] == {"model": "llama3.2:latest", "temperature": 0.35,
+                                    "system": "Reply like a pirate."}
+    assert r.headers["Content-Disposition"] == \
+        'attachment; filename="Trip Lisbon plans.json"'
+    r = export(conv, "markdown")
+    assert "*Settings:* model llama3.2:latest, temperature 0.35, own system prompt " \
+        "(20 bytes)  \n" in r.text, r.text
+    assert r.headers["Content-Disposition"] == 'attachment; filename="Trip Lisbon plans.md"'
+    # the bot's own settings: nulls, no line; untitled: the id-based name
+    r = export(plain, "json")
+    assert r.json()["settings"] == {"model": None, "temperature": None, "system": None}
+    assert r.headers["Content-Disposition"] == \
+        'attachment; filename="chat-olbot-%s.json"' % plain[16:24]
+    assert "*Settings:*" not in export(plain, "md").text
+    # under /locked the stored settings are not used, and not exported as used
+    r = Rest(srv, cookie=cookie, base=srv.base + "/locked").post(
+        "/api/export/session", {"conversation_id": conv, "format": "json"})
+    assert r.json()["settings"] == {"model": None, "temperature": None, "system": None}
