@@ -39,7 +39,7 @@ typedef enum {
     RS_LUA_TURN,    /* a turn's start and finish */
     RS_LUA_BACKEND, /* slots, queue, breaker, health */
     RS_LUA_TITLED,  /* conv_find_or_create */
-    RS_LUA_META, /* a conversation's settings blob: get / set */
+    RS_LUA_META,    /* a conversation's settings blob: get / set */
     RS_LUA_BRANCH,  /* versions: append under a parent */
     RS_LUA_VSELECT, /* versions: choose one */
     RS_LUA_VREAD,   /* read, with each message's parent */
@@ -106,6 +106,9 @@ typedef struct rs_store {
         apr_uint64_t token;
     } pend[RS_PEND_MAX];
     int npend;
+    /* this child's tag in the "u:<o>@<tag>" messages it publishes after
+     * counting the change itself: its subscriber skips them */
+    char origin[17];
     apr_thread_t *sub;
     volatile int sub_exit;
     apr_uint32_t bk_wake; /* "b:" messages heard (a slot or a place freed) */

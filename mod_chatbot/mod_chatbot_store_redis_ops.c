@@ -188,22 +188,20 @@ static apr_uint32_t slot_of(const char *s, size_t n)
 
 static void publish_user(chat_store_t *st, const chat_owner_t *owner)
 {
-    char hex[41], msg[43];
+    char hex[41], msg[64];
     const char *a[3];
     size_t l[3];
     redisReply *r;
 
     owner_hex(owner, hex);
-    msg[0] = 'u';
-    msg[1] = ':';
-    memcpy(msg + 2, hex, 41);
     a[0] = "PUBLISH";
     a[1] = RS_CHANNEL;
     a[2] = msg;
     l[0] = 7;
     l[1] = strlen(RS_CHANNEL);
-    l[2] = 42;
-    /* seen at once here, and by the others through the channel */
+    l[2] = (size_t)apr_snprintf(msg, sizeof(msg), "u:%s@%s", hex, RS(st)->origin);
+    /* seen here (at the watcher's next look), and by the others through
+     * the channel: this child's subscriber skips its own message */
     apr_atomic_inc32(&RS(st)->user_seq[slot_of(hex, 40)]);
     apr_atomic_inc32(&RS(st)->events);
     if ((r = rs_command(RS(st), 3, a, l))) {
@@ -522,7 +520,8 @@ static chat_status_t rs_conv_meta_get(chat_store_t *st, const chat_owner_t *owne
     r = run(st, RS_LUA_META, &a);
     rc = status_of(r);
     if (rc == CHAT_OK && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-        r->element[1]->type == REDIS_REPLY_STRING && r->element[1]->len <= CHAT_CONV_META_MAX) {
+        r->element[1]->type == REDIS_REPLY_STRING &&
+        r->element[1]->len <= CHAT_CONV_META_MAX) {
         if (chat_buf_append(out, r->element[1]->str, r->element[1]->len) != CHAT_OK) {
             rc = CHAT_ENOMEM;
         }

@@ -65,7 +65,8 @@ static chat_status_t turn_reply(rs_store_t *rs, redisReply *r, uint32_t *index_o
     return rc;
 }
 
-/* Tells this child's watchers at once (the others hear the channel). */
+/* Tells this child's watchers (at their next look, as with the shm store);
+ * the others hear the channel, this child skips its own message there. */
 static void local_user_news(rs_store_t *rs, const char *hex)
 {
     apr_atomic_inc32(&rs->user_seq[rs_hash(hex, 40) % RS_SEQ_SLOTS]);
@@ -96,6 +97,7 @@ chat_status_t rs_turn_start(chat_store_t *st, const chat_owner_t *owner, const c
     arg_str(&a, text ? "1" : "0");
     arg_u64(&a, flags);
     arg_u64(&a, CHAT_CONV_STOPPED);
+    arg_str(&a, rs->origin);
     rc = turn_reply(rs, rs_eval(rs, RS_LUA_TURN, a.n, a.v, a.l), index_out);
     if (rc == CHAT_OK) {
         local_user_news(rs, hex);
@@ -120,6 +122,8 @@ chat_status_t rs_turn_finish(chat_store_t *st, const chat_owner_t *owner, const 
     arg_mem(&a, err ? err : "", err ? err_len : 0);
     arg_str(&a, err ? "1" : "0");
     arg_u64(&a, CHAT_MSG_ERROR);
+    arg_str(&a, "");
+    arg_str(&a, rs->origin);
     rc = turn_reply(rs, rs_eval(rs, RS_LUA_TURN, a.n, a.v, a.l), NULL);
     rs_gen_ended(rs, id, token, rc == CHAT_EUNAVAIL);
     local_user_news(rs, hex);
