@@ -8,7 +8,8 @@
  * Written after httpd's own mod_socache_redis (a provider that keeps no
  * state but in redis, with timeouts on every call) and hiredis's
  * synchronous API. The operations themselves (Lua scripts, so that every
- * change is atomic across hosts) are in mod_chatbot_store_redis_ops.c;
+ * change is atomic across hosts) are in mod_chatbot_store_redis_ops.c
+ * (with _msg.c and _turn.c);
  * the key patterns are documented there and in docs/storage.md.
  *
  * What is per host stays in this host's shared memory (the "shm" provider,
