@@ -8,7 +8,8 @@
  * Written after httpd's own mod_socache_redis (a provider that keeps no
  * state but in redis, with timeouts on every call) and hiredis's
  * synchronous API. The operations themselves (Lua scripts, so that every
- * change is atomic across hosts) are in mod_chatbot_store_redis_ops.c;
+ * change is atomic across hosts) are in mod_chatbot_store_redis_ops.c
+ * (with _msg.c and _turn.c);
  * the key patterns are documented there and in docs/storage.md.
  *
  * What is per host stays in this host's shared memory (the "shm" provider,
@@ -27,12 +28,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "httpd.h"
 #include "http_config.h"
 #include "http_log.h"
 #include "http_main.h"
 #include "apr_atomic.h"
+#include "apr_general.h"
 #include "apr_sha1.h"
 #include "apr_strings.h"
 
@@ -358,10 +361,19 @@ static void news(rs_store_t *rs)
     chatbot_ws_watch_news();
 }
 
-/* 1 if the message moved a counter. */
+/* 1 if the message is news for this child's watcher: a user's list
+ * changed or a backend's slot was freed. A conversation's change ("c:")
+ * and a stop ("s:") only move the counters that the connections following
+ * or generating it read at their own step: they wake no watcher (which
+ * looks at users' lists only). A "u:<o>@<tag>" this child sent itself
+ * (tag == rs->origin) was counted when it was sent, and is skipped: with
+ * it, each turn's own news came twice, and the second woke the connection
+ * again (a list read and a "sessions" frame more, or a ping to a parked
+ * one). */
 static int on_message(rs_store_t *rs, redisReply *r)
 {
-    const char *m;
+    const char *m, *at;
+    size_t len;
     apr_uint32_t h;
 
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
@@ -370,25 +382,35 @@ static int on_message(rs_store_t *rs, redisReply *r)
         return 0;
     }
     m = r->element[2]->str;
-    h = rs_hash(m + 2, r->element[2]->len - 2) % RS_SEQ_SLOTS;
+    len = r->element[2]->len;
+    if ((at = memchr(m, '@', len))) {
+        if ((size_t)(m + len - at - 1) == strlen(rs->origin) &&
+            !memcmp(at + 1, rs->origin, strlen(rs->origin))) {
+            return 0;
+        }
+        len = (size_t)(at - m);
+        if (len < 3) {
+            return 0;
+        }
+    }
+    h = rs_hash(m + 2, len - 2) % RS_SEQ_SLOTS;
     switch (m[0]) {
     case 'u':
         apr_atomic_inc32(&rs->user_seq[h]);
-        break;
+        return 1;
     case 's':
         /* a stop is a change of the conversation too */
         apr_atomic_set32(&rs->stop_hint[h], 1);
         /* fall through */
     case 'c':
         apr_atomic_inc32(&rs->conv_seq[h]);
-        break;
+        return 0;
     case 'b': /* a backend's slot or place in line was freed */
         apr_atomic_inc32(&rs->bk_wake);
-        break;
+        return 1;
     default:
         return 0;
     }
-    return 1;
 }
 
 /* The subscriber thread of a child: SUBSCRIBE chatbot:ev, read with poll()
@@ -509,6 +531,16 @@ static apr_status_t child_stop(void *data)
     return APR_SUCCESS;
 }
 
+/* A tag for this process's own messages on the channel (see on_message). */
+static void make_origin(rs_store_t *rs)
+{
+    unsigned char b[4] = {0};
+
+    apr_generate_random_bytes(b, sizeof(b));
+    apr_snprintf(rs->origin, sizeof(rs->origin), "%x%02x%02x%02x%02x", (unsigned)getpid(),
+                 b[0], b[1], b[2], b[3]);
+}
+
 static apr_status_t rs_child_init(chat_store_t *st, apr_pool_t *pchild, server_rec *s)
 {
     rs_store_t *rs = (rs_store_t *)st;
@@ -519,6 +551,7 @@ static apr_status_t rs_child_init(chat_store_t *st, apr_pool_t *pchild, server_r
     pool_close(rs);
     rs->mu = NULL;
     rs->sub_exit = 0;
+    make_origin(rs);
     if ((rv = apr_thread_mutex_create(&rs->mu, APR_THREAD_MUTEX_DEFAULT, pchild)) ||
         (rv = apr_thread_cond_create(&rs->cv, pchild))) {
         rs->mu = NULL;
@@ -586,6 +619,7 @@ static apr_status_t rs_init(chat_store_t **out, server_rec *s, apr_pool_t *pconf
     rs->timeout_ms =
         sc->store_timeout > 0 ? (int)apr_time_as_msec(sc->store_timeout) : 1000;
     rs->stats.up = 1;
+    make_origin(rs);
     for (i = 0; i < RS_LUA_COUNT; i++) {
         sha_hex(rs_lua_body[i], rs->sha[i]);
     }

@@ -1,7 +1,9 @@
 /* mod_chatbot_store_redis.h - internals shared by the redis store
  * provider's files: mod_chatbot_store_redis.c (connections, pool,
- * subscriber thread, provider glue) and mod_chatbot_store_redis_ops.c (the
- * chat_store_provider_t operations and their Lua scripts).
+ * subscriber thread, provider glue), mod_chatbot_store_redis_ops.c (the
+ * chat_store_provider_t table, conversations and users), _msg.c
+ * (messages), _turn.c (turns and generations), _backend.c, _titled.c and
+ * _lua.c (the Lua scripts).
  */
 #ifndef MOD_CHATBOT_STORE_REDIS_H
 #define MOD_CHATBOT_STORE_REDIS_H
@@ -21,7 +23,8 @@
 #define RS_PREFIX "chatbot:" /* every key and the channel */
 #define RS_CHANNEL RS_PREFIX "ev"
 #define RS_STOP_RECHECK_MS 1000
-#define RS_PEND_MAX 64 /* stop flags re-read even without news */
+#define RS_PEND_MAX 64               /* stop flags re-read even without news */
+#define RS_GEN_LEASE_MS (600 * 1000) /* a generation silent this long is dead */
 
 typedef enum {
     RS_LUA_CREATE = 0,
@@ -39,7 +42,7 @@ typedef enum {
     RS_LUA_TURN,    /* a turn's start and finish */
     RS_LUA_BACKEND, /* slots, queue, breaker, health */
     RS_LUA_TITLED,  /* conv_find_or_create */
-    RS_LUA_META, /* a conversation's settings blob: get / set */
+    RS_LUA_META,    /* a conversation's settings blob: get / set */
     RS_LUA_BRANCH,  /* versions: append under a parent */
     RS_LUA_VSELECT, /* versions: choose one */
     RS_LUA_VREAD,   /* read, with each message's parent */
@@ -106,6 +109,9 @@ typedef struct rs_store {
         apr_uint64_t token;
     } pend[RS_PEND_MAX];
     int npend;
+    /* this child's tag in the "u:<o>@<tag>" messages it publishes after
+     * counting the change itself: its subscriber skips them */
+    char origin[17];
     apr_thread_t *sub;
     volatile int sub_exit;
     apr_uint32_t bk_wake; /* "b:" messages heard (a slot or a place freed) */
@@ -169,7 +175,58 @@ void rs_backend_health(chat_store_t *st, int idx, int healthy, const char *versi
                        const char *detail, uint64_t now_ms);
 chat_status_t rs_backend_get(chat_store_t *st, int idx, chat_backend_info_t *out);
 
-/* A turn's start and finish in one round trip (mod_chatbot_store_redis_turn.c). */
+/* Helpers of the operations (mod_chatbot_store_redis_ops.c). */
+void arg_i64(rs_args_t *a, long long v);
+int arg_owner_id(rs_args_t *a, char hex[41], const chat_owner_t *owner, const char *id);
+/* The limits the appending scripts take: max messages, max message bytes,
+ * history bytes, the owner's quota of bytes, auth "1"/"0". */
+void arg_limits(chat_store_t *st, rs_args_t *a, const chat_owner_t *owner);
+/* EVALSHA of script i with a's arguments; the status of a reply, freed. */
+redisReply *rs_run(chat_store_t *st, rs_lua_t i, rs_args_t *a);
+chat_status_t rs_done(redisReply *r);
+/* The change counter slot of an id or owner's hex. */
+apr_uint32_t rs_slot(const char *s, size_t n);
+
+/* Messages (mod_chatbot_store_redis_msg.c): chat_store_provider_t msg_*. */
+chat_status_t rs_msg_append(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                            chat_role_t role, uint32_t flags, const char *text,
+                            size_t len, uint64_t now_ms, uint32_t *index_out);
+chat_status_t rs_msg_extend(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                            const char *text, size_t len, uint64_t now_ms);
+chat_status_t rs_msg_flags(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                           uint32_t set, uint32_t clear, uint64_t now_ms);
+chat_status_t rs_msg_truncate(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                              uint32_t keep, uint64_t now_ms);
+int rs_msg_read(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                uint32_t start, uint32_t count, chat_buf_t *text, chat_msg_cb *cb,
+                void *baton);
+int rs_msg_tail(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                uint32_t max_msgs, size_t max_bytes, chat_buf_t *text, chat_msg_cb *cb,
+                void *baton);
+chat_status_t rs_msg_branch(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                            uint32_t parent, chat_role_t role, uint32_t flags,
+                            const char *text, size_t len, uint64_t now_ms,
+                            uint32_t *index_out);
+chat_status_t rs_msg_select(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                            uint32_t index, uint64_t now_ms);
+chat_status_t rs_msg_get(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                         uint32_t index, size_t offset, chat_buf_t *text,
+                         chat_msg_info_t *info);
+
+/* A turn's start and finish in one round trip, and the generations' steps
+ * (mod_chatbot_store_redis_turn.c). Status, evictions counted and the
+ * message's index of a reply {status, evicted, index} (freed). */
+chat_status_t rs_index_reply(rs_store_t *rs, redisReply *r, uint32_t *index_out);
+chat_status_t rs_gen_begin(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                           uint64_t token, uint32_t state, uint64_t now_ms);
+chat_status_t rs_gen_state(chat_store_t *st, const char *id, uint64_t token,
+                           uint32_t state, int32_t queue_position);
+chat_status_t rs_gen_end(chat_store_t *st, const char *id, uint64_t token,
+                         uint64_t now_ms);
+chat_status_t rs_gen_request_stop(chat_store_t *st, const chat_owner_t *owner,
+                                  const char *id);
+int rs_gen_stop_requested(chat_store_t *st, const char *id, uint64_t token);
+uint64_t rs_conv_seq(chat_store_t *st, const char *id);
 chat_status_t rs_turn_start(chat_store_t *st, const chat_owner_t *owner, const char *id,
                             uint64_t token, uint32_t state, const char *text, size_t len,
                             uint32_t flags, uint64_t now_ms, uint32_t *index_out);

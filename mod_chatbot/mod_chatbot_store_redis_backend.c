@@ -13,8 +13,9 @@
  *    last health report are one hash per backend.
  * Every step is one Lua script (redis's clock, so hosts whose clocks differ
  * agree on expiries). A release, a cancel or a reaped slot publishes
- * "b:<backend>" on the store's channel: waiters in every child hear it
- * (subscriber thread -> rs->bk_wake) and ask again at once; otherwise a
+ * "b:<backend>" on the store's channel when someone waits in line:
+ * waiters in every child hear it (subscriber thread -> rs->bk_wake) and
+ * ask again at once; otherwise a
  * waiter asks redis once a second (RS_QUEUE_POLL_MS), not at the engine's
  * 50 ms tick. The breaker's closed state and the health report are cached
  * for a second so that a turn costs no extra round trip for them.
@@ -49,7 +50,12 @@ const char rs_lua_backend[] =
     "local W, S = P..'bw:'..name, P..'bs:'..name\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "local function wake() redis.call('PUBLISH', P..'ev', 'b:'..name) end\n"
+    /* only waiters (in Q) listen: with none, every child would hear a
+     * "b:" per turn for nothing */
+    "local function wake()\n"
+    "  if redis.call('ZCARD', Q) > 0 then redis.call('PUBLISH', P..'ev', 'b:'..name) "
+    "end\n"
+    "end\n"
     /* a ticket limit queue_cap holder_ttl waiter_stale
      * -> {status, position, breaker, failures, reaped} */
     "if op == 'a' then\n"

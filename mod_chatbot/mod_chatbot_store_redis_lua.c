@@ -152,7 +152,7 @@
     "end\n"                                                                              \
     "redis.call('HMSET', ckey(id), 'o', o, 'a', auth, 'b', bot, 't', title,\n"           \
     "  'f', 0, 's', 0, 'q', 0, 'c', now, 'u', now, 'by', 0, 'sq', 1, 'g', '0',\n"        \
-    "  'st', 0, 'gt', 0, 'k', 0)\n"                                                      \
+    "  'st', 0, 'gt', 0, 'k', 0, 'ln', 1)\n"                                             \
     "redis.call('ZADD', uz, now, id)\n"                                                  \
     "redis.call('ZADD', P..'all', now, id)\n"                                            \
     "redis.call('PUBLISH', P..'ev', 'c:'..id)\n"                                         \
@@ -336,11 +336,15 @@ static const char lua_append[] = PRELUDE APPEND_FN
 
 /* Versions and branches (chat/versions.h): the parent of a message is kept
  * in the hash <P>pv:<id> (message number -> the parent's number, "0" for
- * none); a message without an entry (written before versions) follows the
- * previous one. CHAT_MSG_ALT (8192) in a header's flags marks a version
- * that is not the chosen one. tree() reads a conversation's headers and
- * parents (positions 1..N, parent 0 = none); clean drops the entries of
- * messages no longer kept. */
+ * none); a message without an entry follows the previous one in the list.
+ * set_parent writes an entry only for a parent that is not that one, and
+ * then ends the conversation's linear state ('ln' 1 in its hash from its
+ * creation): while it lasts, no message has a parent of its own, so none
+ * has a sibling nor CHAT_MSG_ALT, and the active path is the whole list
+ * (active_leaf, lua_branch and lua_vread then read no tree). CHAT_MSG_ALT
+ * (8192) in a header's flags marks a version that is not the chosen one.
+ * tree() reads a conversation's headers and parents (positions 1..N,
+ * parent 0 = none); clean drops the entries of messages no longer kept. */
 #define VPRELUDE                                                                         \
     "local ALT = 8192\n"                                                                 \
     "local function tree(id, clean)\n"                                                   \
@@ -372,7 +376,8 @@ static const char lua_append[] = PRELUDE APPEND_FN
     "local function setflags(id, t, i, f)\n"                                             \
     "  if t.f[i] ~= f then\n"                                                            \
     "    t.f[i] = f\n"                                                                   \
-    "    redis.call('LSET', mkey(id), i - 1, t.r[i]..':'..f..':'..t.ts[i]..':'..t.n[i])\n" \
+    "    redis.call('LSET', mkey(id), i - 1, "                                           \
+    "t.r[i]..':'..f..':'..t.ts[i]..':'..t.n[i])\n"                                       \
     "  end\n"                                                                            \
     "end\n"                                                                              \
     "local function choose(id, t, parent, keep)\n"                                       \
@@ -383,21 +388,32 @@ static const char lua_append[] = PRELUDE APPEND_FN
     "    end\n"                                                                          \
     "  end\n"                                                                            \
     "end\n"                                                                              \
-    "local function active_leaf(id)\n"                                                  \
-    "  local t = tree(id, true)\n"                                                      \
-    "  local cur = 0\n"                                                                 \
-    "  for i = 1, t.N do\n"                                                             \
-    "    if bit.band(t.f[i], 8192) == 0 and t.p[i] == cur then cur = i end\n"           \
-    "  end\n"                                                                           \
-    "  return cur > 0 and t.n[cur] or '0'\n"                                            \
-    "end\n"                                                                             \
-    "local function set_parent(id, pn)\n"                                               \
-    "  local last = redis.call('LINDEX', mkey(id), -1)\n"                               \
-    "  if last then\n"                                                                  \
-    "    local _, _, _, nn = hdr(last)\n"                                               \
-    "    redis.call('HSET', P..'pv:'..id, nn, pn)\n"                                    \
-    "  end\n"                                                                           \
-    "end\n"                                                                             \
+    "local function linear(id) return redis.call('HGET', ckey(id), 'ln') == '1' end\n"   \
+    "local function active_leaf(id)\n"                                                   \
+    "  if linear(id) then\n"                                                             \
+    "    local last = redis.call('LINDEX', mkey(id), -1)\n"                              \
+    "    if not last then return '0' end\n"                                              \
+    "    local _, _, _, n = hdr(last)\n"                                                 \
+    "    return n\n"                                                                     \
+    "  end\n"                                                                            \
+    "  local t = tree(id, true)\n"                                                       \
+    "  local cur = 0\n"                                                                  \
+    "  for i = 1, t.N do\n"                                                              \
+    "    if bit.band(t.f[i], 8192) == 0 and t.p[i] == cur then cur = i end\n"            \
+    "  end\n"                                                                            \
+    "  return cur > 0 and t.n[cur] or '0'\n"                                             \
+    "end\n"                                                                              \
+    "local function set_parent(id, pn)\n"                                                \
+    "  local two = redis.call('LRANGE', mkey(id), -2, -1)\n"                             \
+    "  if #two == 0 then return end\n"                                                   \
+    "  local _, _, _, nn = hdr(two[#two])\n"                                             \
+    "  local prev = '0'\n"                                                               \
+    "  if #two == 2 then local _, _, _, pp = hdr(two[1]); prev = pp end\n"               \
+    "  if pn ~= prev then\n"                                                             \
+    "    redis.call('HSET', P..'pv:'..id, nn, pn)\n"                                     \
+    "    redis.call('HDEL', ckey(id), 'ln')\n"                                           \
+    "  end\n"                                                                            \
+    "end\n"                                                                              \
     "local function leaf(t)\n"                                                           \
     "  local cur = 0\n"                                                                  \
     "  for i = 1, t.N do\n"                                                              \
@@ -411,8 +427,10 @@ static const char lua_append[] = PRELUDE APPEND_FN
  *       owner_quota_bytes auth, then
  *   op s (start): state lease_ms text(or "" with has_text 0) has_text flags
  *                 clear_conv_flags -> {status, evicted, index}
- *   op f (finish): answer_set answer_clear err has_err err_flags
- *                  -> {status, evicted, 0} */
+ *   op f (finish): answer_set answer_clear err has_err err_flags (unused)
+ *                  -> {status, evicted, 0}
+ *   and ARGV[18] the caller's origin tag: the "u:<o>@<tag>" it publishes is
+ *   not heard again by the child that sent it (it counted the change). */
 static const char lua_turn[] = PRELUDE APPEND_FN VPRELUDE
     "local op, o, id, tok, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]\n"
     "local maxm, maxb = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
@@ -455,7 +473,7 @@ static const char lua_turn[] = PRELUDE APPEND_FN VPRELUDE
     "  if v[3] == tok then gen_done(id) end\n"
     "end\n"
     "changed(id, now)\n"
-    "redis.call('PUBLISH', P..'ev', 'u:'..o)\n"
+    "redis.call('PUBLISH', P..'ev', 'u:'..o..'@'..ARGV[18])\n"
     "return {0, ev, idx}\n";
 
 /* ARGV: P owner id set clear now (last message) */
@@ -594,16 +612,26 @@ static const char lua_branch[] = PRELUDE VPRELUDE
     "if redis.call('HGET', c, 'o') ~= o then return {-60, 0, 0} end\n"
     "local len = #text\n"
     "if len > maxb then return {-40, 0, 0} end\n"
-    "local t = tree(id, true)\n"
-    "local tp\n"
-    "if mode == -1 then tp = leaf(t) elseif mode == -2 then tp = 0\n"
-    "else tp = mode + 1; if tp > t.N then return {-60, 0, 0} end end\n"
-    "local kids = 0\n"
-    "for i = 1, t.N do if t.p[i] == tp then kids = kids + 1 end end\n"
-    "if kids >= maxv then return {-42, 0, 0} end\n"
-    "local pn = tp > 0 and t.n[tp] or '0'\n"
+    /* a linear conversation (no parent ever set, so no versions): the
+     * active path is the whole list, and an append under its leaf needs
+     * neither tree() nor choose() */
+    "local lin = mode == -1 and linear(id)\n"
+    "local t, tp, pn\n"
+    "if lin then\n"
+    "  if maxv <= 0 then return {-42, 0, 0} end\n"
+    "  pn = active_leaf(id)\n"
+    "else\n"
+    "  t = tree(id, true)\n"
+    "  if mode == -1 then tp = leaf(t) elseif mode == -2 then tp = 0\n"
+    "  else tp = mode + 1; if tp > t.N then return {-60, 0, 0} end end\n"
+    "  local kids = 0\n"
+    "  for i = 1, t.N do if t.p[i] == tp then kids = kids + 1 end end\n"
+    "  if kids >= maxv then return {-42, 0, 0} end\n"
+    "  pn = tp > 0 and t.n[tp] or '0'\n"
+    "end\n"
     /* the oldest go; one not chosen takes its children off the path */
     "local function drop_v()\n"
+    "  if lin then return drop_oldest(o, id, 0) end\n"
     "  local tt = tree(id, false)\n"
     "  if tt.N == 0 then return 0 end\n"
     "  if bit.band(tt.f[1], ALT) ~= 0 then choose(id, tt, 1, 0) end\n"
@@ -624,13 +652,18 @@ static const char lua_branch[] = PRELUDE VPRELUDE
     "    elseif drop_v() == 0 then return {-41, ev, 0} end\n"
     "  end\n"
     "end\n"
-    "t = tree(id, true)\n"
-    "local tpos = 0\n"
-    "if pn ~= '0' and t.pos[pn] then tpos = t.pos[pn] else pn = '0' end\n"
-    "choose(id, t, tpos, 0)\n"
+    /* linear: the leaf is the last message, gone only with all of them */
+    "if lin then\n"
+    "  if redis.call('LLEN', m) == 0 then pn = '0' end\n"
+    "else\n"
+    "  t = tree(id, true)\n"
+    "  local tpos = 0\n"
+    "  if pn ~= '0' and t.pos[pn] then tpos = t.pos[pn] else pn = '0' end\n"
+    "  choose(id, t, tpos, 0)\n"
+    "end\n"
     "local n = redis.call('HINCRBY', c, 'k', 1)\n"
     "redis.call('RPUSH', m, role..':'..flags..':'..now..':'..n)\n"
-    "redis.call('HSET', P..'pv:'..id, n, pn)\n"
+    "set_parent(id, pn)\n"
     "if len > 0 then\n"
     "  redis.call('APPEND', xkey(id, n), text)\n"
     "  acct(o, id, len)\n"
@@ -640,18 +673,18 @@ static const char lua_branch[] = PRELUDE VPRELUDE
 
 /* ARGV: P owner id index now -> status: message index becomes the chosen
  * version among its siblings. */
-static const char lua_vselect[] = PRELUDE VPRELUDE
-    "local id, i = ARGV[3], tonumber(ARGV[4]) + 1\n"
-    "if not owned(id, ARGV[2]) then return -60 end\n"
-    "local t = tree(id, false)\n"
-    "if i < 1 or i > t.N then return -60 end\n"
-    "local s = redis.call('HGET', ckey(id), 's')\n"
-    "if s and s ~= '0' then return -62 end\n"
-    "if bit.band(t.f[i], ALT) ~= 0 then\n"
-    "  choose(id, t, t.p[i], i)\n"
-    "  changed(id, ARGV[5])\n"
-    "end\n"
-    "return 0\n";
+static const char lua_vselect[] =
+    PRELUDE VPRELUDE "local id, i = ARGV[3], tonumber(ARGV[4]) + 1\n"
+                     "if not owned(id, ARGV[2]) then return -60 end\n"
+                     "local t = tree(id, false)\n"
+                     "if i < 1 or i > t.N then return -60 end\n"
+                     "local s = redis.call('HGET', ckey(id), 's')\n"
+                     "if s and s ~= '0' then return -62 end\n"
+                     "if bit.band(t.f[i], ALT) ~= 0 then\n"
+                     "  choose(id, t, t.p[i], i)\n"
+                     "  changed(id, ARGV[5])\n"
+                     "end\n"
+                     "return 0\n";
 
 /* ARGV: P owner id start stop -> {0, first_index, hdr, text, ...} | {-60}
  * as lua_read, each header with a fifth field: the parent's index (-1:
@@ -659,20 +692,48 @@ static const char lua_vselect[] = PRELUDE VPRELUDE
 static const char lua_vread[] = PRELUDE VPRELUDE
     "local id = ARGV[3]\n"
     "if not owned(id, ARGV[2]) then return {-60} end\n"
-    "local t = tree(id, false)\n"
     "local s, e = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
+    /* linear: each message's parent is the one before it; only the range
+     * is read */
+    "if linear(id) then\n"
+    "  local N = redis.call('LLEN', mkey(id))\n"
+    "  if s < 0 then s = math.max(0, N + s) end\n"
+    "  if e < 0 then e = N + e end\n"
+    "  if e > N - 1 then e = N - 1 end\n"
+    "  local out = {0, s}\n"
+    "  if e < s then return out end\n"
+    "  local hs = redis.call('LRANGE', mkey(id), s, e)\n"
+    "  local ks = {}\n"
+    "  for k, h in ipairs(hs) do\n"
+    "    local _, _, _, n = hdr(h)\n"
+    "    ks[k] = xkey(id, n)\n"
+    "  end\n"
+    /* the texts in MGETs of at most 256 keys (one call each, not one per
+     * message) */
+    "  for b = 1, #hs, 256 do\n"
+    "    local last = math.min(#hs, b + 255)\n"
+    "    local xs = redis.call('MGET', unpack(ks, b, last))\n"
+    "    for k = b, last do\n"
+    "      table.insert(out, hs[k]..':'..(s + k - 2))\n"
+    "      table.insert(out, xs[k - b + 1] or '')\n"
+    "    end\n"
+    "  end\n"
+    "  return out\n"
+    "end\n"
+    "local t = tree(id, false)\n"
     "if s < 0 then s = math.max(0, t.N + s) end\n"
     "if e < 0 then e = t.N + e end\n"
     "if e > t.N - 1 then e = t.N - 1 end\n"
     "local out = {0, s}\n"
     "for i = s + 1, e + 1 do\n"
-    "  table.insert(out, t.r[i]..':'..t.f[i]..':'..t.ts[i]..':'..t.n[i]..':'..(t.p[i] - 1))\n"
+    "  table.insert(out, t.r[i]..':'..t.f[i]..':'..t.ts[i]..':'..t.n[i]..':'..(t.p[i] - "
+    "1))\n"
     "  table.insert(out, redis.call('GET', xkey(id, t.n[i])) or '')\n"
     "end\n"
     "return out\n";
 
 const char *const rs_lua_body[RS_LUA_COUNT] = {
-    lua_create, lua_get,    lua_list,   lua_update,     lua_delete,
-    lua_gen,    lua_append, lua_mflags, lua_trunc,      lua_read,
-    lua_bucket, lua_sweep,  lua_turn,   rs_lua_backend, lua_titled, lua_meta, lua_branch, lua_vselect, lua_vread,
+    lua_create, lua_get,   lua_list,   lua_update,  lua_delete, lua_gen,  lua_append,
+    lua_mflags, lua_trunc, lua_read,   lua_bucket,  lua_sweep,  lua_turn, rs_lua_backend,
+    lua_titled, lua_meta,  lua_branch, lua_vselect, lua_vread,
 };

@@ -1,6 +1,9 @@
 /* mod_chatbot_store_redis_ops.c - the redis store provider's operations
- * (chat_store_provider_t): each is one Lua script run atomically by redis
- * (mod_chatbot_store_redis_lua.c, where the key patterns are documented).
+ * (chat_store_provider_t, whose table is here): conversations, settings
+ * blobs, users and what stays on this host; messages are in
+ * mod_chatbot_store_redis_msg.c, turns and generations in _turn.c. Each
+ * is one Lua script run atomically by redis (mod_chatbot_store_redis_lua.c,
+ * where the key patterns are documented).
  *
  * Contracts are those of chat/store.h, with one more outcome: when redis
  * cannot be reached within the timeout, operations return CHAT_EUNAVAIL
@@ -23,10 +26,8 @@
 #include "apr_strings.h"
 
 #include "mod_chatbot_store_redis.h"
-#include "chat/versions.h"
 
 #define RS(st) ((rs_store_t *)(st))
-#define GEN_LEASE_MS (600 * 1000) /* a generation silent this long is dead */
 
 /* ---- arguments ------------------------------------------------------------ */
 
@@ -42,7 +43,7 @@ void arg_str(rs_args_t *a, const char *s)
     arg_mem(a, s, s ? strlen(s) : 0);
 }
 
-static void arg_i64(rs_args_t *a, long long v)
+void arg_i64(rs_args_t *a, long long v)
 {
     int k = snprintf(a->num[a->n], sizeof(a->num[0]), "%lld", v);
     arg_mem(a, a->num[a->n], (size_t)k);
@@ -54,7 +55,7 @@ void arg_u64(rs_args_t *a, unsigned long long v)
     arg_mem(a, a->num[a->n], (size_t)k);
 }
 
-static redisReply *run(chat_store_t *st, rs_lua_t i, rs_args_t *a)
+redisReply *rs_run(chat_store_t *st, rs_lua_t i, rs_args_t *a)
 {
     return rs_eval(RS(st), i, a->n, a->v, a->l);
 }
@@ -91,8 +92,7 @@ int valid_id(const char *id)
 
 /* The owner (hex) and conversation id arguments most scripts start with;
  * -1 (CHAT_ENOTFOUND for the caller) if either is missing or malformed. */
-static int arg_owner_id(rs_args_t *a, char hex[41], const chat_owner_t *owner,
-                        const char *id)
+int arg_owner_id(rs_args_t *a, char hex[41], const chat_owner_t *owner, const char *id)
 {
     if (!owner || !valid_id(id)) {
         return -1;
@@ -151,7 +151,7 @@ chat_status_t status_of(const redisReply *r)
     return CHAT_EINTERNAL;
 }
 
-static chat_status_t done(redisReply *r)
+chat_status_t rs_done(redisReply *r)
 {
     chat_status_t rc = status_of(r);
 
@@ -181,30 +181,28 @@ void conv_of(chat_conv_info_t *c, const char *id, redisReply **e)
     c->nmsgs = (uint32_t)rint_(e[11]);
 }
 
-static apr_uint32_t slot_of(const char *s, size_t n)
+apr_uint32_t rs_slot(const char *s, size_t n)
 {
     return rs_hash(s, n) % RS_SEQ_SLOTS;
 }
 
 static void publish_user(chat_store_t *st, const chat_owner_t *owner)
 {
-    char hex[41], msg[43];
+    char hex[41], msg[64];
     const char *a[3];
     size_t l[3];
     redisReply *r;
 
     owner_hex(owner, hex);
-    msg[0] = 'u';
-    msg[1] = ':';
-    memcpy(msg + 2, hex, 41);
     a[0] = "PUBLISH";
     a[1] = RS_CHANNEL;
     a[2] = msg;
     l[0] = 7;
     l[1] = strlen(RS_CHANNEL);
-    l[2] = 42;
-    /* seen at once here, and by the others through the channel */
-    apr_atomic_inc32(&RS(st)->user_seq[slot_of(hex, 40)]);
+    l[2] = (size_t)apr_snprintf(msg, sizeof(msg), "u:%s@%s", hex, RS(st)->origin);
+    /* seen here (at the watcher's next look), and by the others through
+     * the channel: this child's subscriber skips its own message */
+    apr_atomic_inc32(&RS(st)->user_seq[rs_slot(hex, 40)]);
     apr_atomic_inc32(&RS(st)->events);
     if ((r = rs_command(RS(st), 3, a, l))) {
         freeReplyObject(r);
@@ -214,6 +212,17 @@ static void publish_user(chat_store_t *st, const chat_owner_t *owner)
 const chat_quota_t *quota_of(chat_store_t *st, const chat_owner_t *owner)
 {
     return owner->auth ? &RS(st)->policy.auth : &RS(st)->policy.anon;
+}
+
+void arg_limits(chat_store_t *st, rs_args_t *a, const chat_owner_t *owner)
+{
+    rs_store_t *rs = RS(st);
+
+    arg_u64(a, rs->layout.max_messages);
+    arg_u64(a, rs->layout.max_message_bytes);
+    arg_u64(a, rs->layout.history_bytes);
+    arg_u64(a, quota_of(st, owner)->history_bytes);
+    arg_str(a, owner->auth ? "1" : "0");
 }
 
 /* ---- processes, policy, upkeep: this host ----------------------------------- */
@@ -251,8 +260,8 @@ static int rs_maintain(chat_store_t *st, uint64_t now_ms)
     }
     last = now_ms;
     arg_u64(&a, rs->ttl_ms && now_ms > rs->ttl_ms ? now_ms - rs->ttl_ms : 0);
-    arg_u64(&a, now_ms > GEN_LEASE_MS ? now_ms - GEN_LEASE_MS : 0);
-    r = run(st, RS_LUA_SWEEP, &a);
+    arg_u64(&a, now_ms > RS_GEN_LEASE_MS ? now_ms - RS_GEN_LEASE_MS : 0);
+    r = rs_run(st, RS_LUA_SWEEP, &a);
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
         long long gone = rint_(r->element[0]), rec = rint_(r->element[1]);
         if (gone || rec) {
@@ -289,7 +298,7 @@ chat_status_t bucket(chat_store_t *st, const char *kind, const chat_owner_t *own
     arg_i64(&a, rate->period_ms);
     arg_u64(&a, rate->burst);
     arg_str(&a, take ? "1" : "0");
-    if (!(r = run(st, RS_LUA_BUCKET, &a))) {
+    if (!(r = rs_run(st, RS_LUA_BUCKET, &a))) {
         return CHAT_EUNAVAIL;
     }
     if (r->type != REDIS_REPLY_INTEGER) {
@@ -331,12 +340,12 @@ static chat_status_t rs_conv_create(chat_store_t *st, const chat_owner_t *owner,
     arg_u64(&a, now_ms);
     arg_u64(&a, q->conversations);
     arg_u64(&a, RS(st)->layout.max_conversations);
-    r = run(st, RS_LUA_CREATE, &a);
+    r = rs_run(st, RS_LUA_CREATE, &a);
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
         rint_(r->element[1]) > 0) {
         chat_metrics_gauge_add(RS(st)->local, CHAT_G_EVICTIONS, rint_(r->element[1]));
     }
-    if ((rc = done(r)) == CHAT_OK && out) {
+    if ((rc = rs_done(r)) == CHAT_OK && out) {
         memset(out, 0, sizeof(*out));
         apr_cpystrn(out->id, id, sizeof(out->id));
         apr_cpystrn(out->bot, bot, sizeof(out->bot));
@@ -367,7 +376,7 @@ static chat_status_t rs_conv_get(chat_store_t *st, const chat_owner_t *owner,
     if (arg_owner_id(&a, hex, owner, id)) {
         return CHAT_ENOTFOUND;
     }
-    r = run(st, RS_LUA_GET, &a);
+    r = rs_run(st, RS_LUA_GET, &a);
     rc = status_of(r);
     if (rc == CHAT_OK &&
         (r->type != REDIS_REPLY_ARRAY || r->elements != 1 + RS_NFIELDS)) {
@@ -392,7 +401,7 @@ static redisReply *list_reply(chat_store_t *st, const chat_owner_t *owner)
 
     owner_hex(owner, hex);
     arg_str(&a, hex);
-    r = run(st, RS_LUA_LIST, &a);
+    r = rs_run(st, RS_LUA_LIST, &a);
     if (r && (r->type != REDIS_REPLY_ARRAY || r->elements % (1 + RS_NFIELDS))) {
         freeReplyObject(r);
         r = NULL;
@@ -472,7 +481,7 @@ static chat_status_t update(chat_store_t *st, const chat_owner_t *owner, const c
         arg_u64(&a, clear);
     }
     arg_u64(&a, now_ms);
-    return done(run(st, RS_LUA_UPDATE, &a));
+    return rs_done(rs_run(st, RS_LUA_UPDATE, &a));
 }
 
 static chat_status_t rs_conv_rename(chat_store_t *st, const chat_owner_t *owner,
@@ -500,7 +509,7 @@ static chat_status_t rs_conv_delete(chat_store_t *st, const chat_owner_t *owner,
     if (arg_owner_id(&a, hex, owner, id)) {
         return CHAT_ENOTFOUND;
     }
-    return done(run(st, RS_LUA_DELETE, &a));
+    return rs_done(rs_run(st, RS_LUA_DELETE, &a));
 }
 
 /* ---- settings blob -------------------------------------------------------------- */
@@ -519,10 +528,11 @@ static chat_status_t rs_conv_meta_get(chat_store_t *st, const chat_owner_t *owne
     arg_str(&a, "g");
     arg_str(&a, "");
     arg_str(&a, "0");
-    r = run(st, RS_LUA_META, &a);
+    r = rs_run(st, RS_LUA_META, &a);
     rc = status_of(r);
     if (rc == CHAT_OK && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-        r->element[1]->type == REDIS_REPLY_STRING && r->element[1]->len <= CHAT_CONV_META_MAX) {
+        r->element[1]->type == REDIS_REPLY_STRING &&
+        r->element[1]->len <= CHAT_CONV_META_MAX) {
         if (chat_buf_append(out, r->element[1]->str, r->element[1]->len) != CHAT_OK) {
             rc = CHAT_ENOMEM;
         }
@@ -547,538 +557,7 @@ static chat_status_t rs_conv_meta_set(chat_store_t *st, const chat_owner_t *owne
     arg_str(&a, "s");
     arg_mem(&a, data ? data : "", len);
     arg_u64(&a, quota_of(st, owner)->history_bytes);
-    return done(run(st, RS_LUA_META, &a));
-}
-
-/* ---- generations ------------------------------------------------------------ */
-
-static chat_status_t gen(chat_store_t *st, const char *op, const chat_owner_t *owner,
-                         const char *id, uint64_t token, uint32_t state, int32_t qpos,
-                         uint64_t now_ms)
-{
-    char hex[41] = "";
-    rs_args_t a = {0};
-
-    if (!valid_id(id)) {
-        return CHAT_ENOTFOUND;
-    }
-    if (owner) {
-        owner_hex(owner, hex);
-    }
-    arg_str(&a, op);
-    arg_str(&a, hex);
-    arg_str(&a, id);
-    arg_u64(&a, token);
-    arg_u64(&a, state);
-    arg_i64(&a, qpos);
-    arg_u64(&a, now_ms);
-    arg_u64(&a, GEN_LEASE_MS);
-    return done(run(st, RS_LUA_GEN, &a));
-}
-
-static chat_status_t rs_gen_begin(chat_store_t *st, const chat_owner_t *owner,
-                                  const char *id, uint64_t token, uint32_t state,
-                                  uint64_t now_ms)
-{
-    if (!owner || token == 0 ||
-        (state != CHAT_CONV_QUEUED && state != CHAT_CONV_GENERATING)) {
-        return token == 0 || !owner ? CHAT_EINVAL : CHAT_EINVAL;
-    }
-    return gen(st, "b", owner, id, token, state, 0, now_ms);
-}
-
-static chat_status_t rs_gen_state(chat_store_t *st, const char *id, uint64_t token,
-                                  uint32_t state, int32_t queue_position)
-{
-    return gen(st, "s", NULL, id, token, state, queue_position, chatbot_now_ms());
-}
-
-static chat_status_t rs_gen_end(chat_store_t *st, const char *id, uint64_t token,
-                                uint64_t now_ms)
-{
-    rs_store_t *rs = RS(st);
-    chat_status_t rc = gen(st, "e", NULL, id, token, 0, 0, now_ms);
-
-    rs_gen_ended(rs, id, token, rc == CHAT_EUNAVAIL);
-    return rc;
-}
-
-void rs_gen_ended(rs_store_t *rs, const char *id, apr_uint64_t token, int unreachable)
-{
-    if (unreachable && rs->mu) {
-        /* redis is away: end it when it is back (else it would look busy
-         * until the generation lease runs out) */
-        apr_thread_mutex_lock(rs->mu);
-        if (rs->npend < RS_PEND_MAX) {
-            apr_cpystrn(rs->pend[rs->npend].id, id, sizeof(rs->pend[0].id));
-            rs->pend[rs->npend++].token = token;
-        }
-        apr_thread_mutex_unlock(rs->mu);
-    }
-    if (valid_id(id)) {
-        apr_atomic_set32(&rs->stop_hint[slot_of(id, CHAT_CONV_ID_LEN)], 0);
-    }
-}
-
-void rs_flush_pending(rs_store_t *rs)
-{
-    char id[CHAT_CONV_ID_LEN + 1];
-    apr_uint64_t token;
-
-    while (rs->mu) {
-        apr_thread_mutex_lock(rs->mu);
-        if (!rs->npend) {
-            apr_thread_mutex_unlock(rs->mu);
-            return;
-        }
-        rs->npend--;
-        apr_cpystrn(id, rs->pend[rs->npend].id, sizeof(id));
-        token = rs->pend[rs->npend].token;
-        apr_thread_mutex_unlock(rs->mu);
-        if (gen((chat_store_t *)rs, "x", NULL, id, token, 0, 0, chatbot_now_ms()) ==
-            CHAT_EUNAVAIL) {
-            apr_thread_mutex_lock(rs->mu);
-            apr_cpystrn(rs->pend[rs->npend].id, id, sizeof(rs->pend[0].id));
-            rs->pend[rs->npend++].token = token;
-            apr_thread_mutex_unlock(rs->mu);
-            return; /* away again: next time */
-        }
-    }
-}
-
-static chat_status_t rs_gen_request_stop(chat_store_t *st, const chat_owner_t *owner,
-                                         const char *id)
-{
-    if (!owner) {
-        return CHAT_ENOTFOUND;
-    }
-    return gen(st, "r", owner, id, 0, 0, 0, chatbot_now_ms());
-}
-
-/* The holder's loop asks often: redis is asked only when the channel
- * said "stop" for this slot, or once a second (in case the message was
- * missed while the subscriber reconnected). */
-static int rs_gen_stop_requested(chat_store_t *st, const char *id, uint64_t token)
-{
-    rs_store_t *rs = RS(st);
-    apr_uint32_t h;
-    apr_uint64_t now = chatbot_now_ms();
-    chat_status_t rc;
-
-    if (!valid_id(id)) {
-        return 0;
-    }
-    h = slot_of(id, CHAT_CONV_ID_LEN);
-    if (!apr_atomic_read32(&rs->stop_hint[h]) &&
-        now - rs->stop_checked[h] < RS_STOP_RECHECK_MS) {
-        return 0;
-    }
-    rs->stop_checked[h] = now;
-    rc = gen(st, "q", NULL, id, token, 0, 0, now);
-    return rc > 0;
-}
-
-static uint64_t rs_conv_seq(chat_store_t *st, const char *id)
-{
-    rs_store_t *rs = RS(st);
-
-    if (!valid_id(id)) {
-        return 0;
-    }
-    return ((uint64_t)apr_atomic_read32(&rs->epoch) << 32) +
-           apr_atomic_read32(&rs->conv_seq[slot_of(id, CHAT_CONV_ID_LEN)]) + 1;
-}
-
-/* ---- messages ---------------------------------------------------------------- */
-
-static chat_status_t append(chat_store_t *st, const char *op, const chat_owner_t *owner,
-                            const char *id, chat_role_t role, uint32_t flags,
-                            const char *text, size_t len, uint64_t now_ms,
-                            uint32_t *index_out)
-{
-    const chat_quota_t *q;
-    rs_store_t *rs = RS(st);
-    char hex[41];
-    rs_args_t a = {0};
-    redisReply *r;
-    chat_status_t rc;
-
-    if (!owner || !valid_id(id)) {
-        return CHAT_ENOTFOUND;
-    }
-    if (len && !text) {
-        return CHAT_EINVAL;
-    }
-    q = quota_of(st, owner);
-    owner_hex(owner, hex);
-    arg_str(&a, op);
-    arg_str(&a, hex);
-    arg_str(&a, id);
-    arg_u64(&a, (unsigned)role);
-    arg_u64(&a, flags);
-    arg_u64(&a, now_ms);
-    arg_mem(&a, text, len);
-    arg_u64(&a, rs->layout.max_messages);
-    arg_u64(&a, rs->layout.max_message_bytes);
-    arg_u64(&a, rs->layout.history_bytes);
-    arg_u64(&a, q->history_bytes);
-    arg_str(&a, owner->auth ? "1" : "0");
-    r = run(st, RS_LUA_APPEND, &a);
-    rc = status_of(r);
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
-        if (rint_(r->element[1]) > 0) {
-            chat_metrics_gauge_add(rs->local, CHAT_G_EVICTIONS, rint_(r->element[1]));
-        }
-        if (rc == CHAT_OK && index_out) {
-            *index_out = (uint32_t)rint_(r->element[2]);
-        }
-    }
-    else if (r && rc == CHAT_OK) {
-        rc = CHAT_EINTERNAL;
-    }
-    if (r) {
-        freeReplyObject(r);
-    }
-    return rc == CHAT_EINVAL ? CHAT_EINVAL : rc;
-}
-
-/* A new message under parent (-1: the active path's last message, -2:
- * none, else an index): lua_branch. */
-static chat_status_t branch(chat_store_t *st, const chat_owner_t *owner, const char *id,
-                            long long parent, chat_role_t role, uint32_t flags,
-                            const char *text, size_t len, uint64_t now_ms,
-                            uint32_t *index_out)
-{
-    const chat_quota_t *q;
-    rs_store_t *rs = RS(st);
-    char hex[41];
-    rs_args_t a = {0};
-    redisReply *r;
-    chat_status_t rc;
-
-    if (!owner || !valid_id(id)) {
-        return CHAT_ENOTFOUND;
-    }
-    if ((len && !text) || (unsigned)role > CHAT_ROLE_TOOL) {
-        return CHAT_EINVAL;
-    }
-    q = quota_of(st, owner);
-    owner_hex(owner, hex);
-    arg_str(&a, hex);
-    arg_str(&a, id);
-    arg_u64(&a, (unsigned)role);
-    arg_u64(&a, flags);
-    arg_u64(&a, now_ms);
-    arg_mem(&a, text, len);
-    arg_u64(&a, rs->layout.max_messages);
-    arg_u64(&a, rs->layout.max_message_bytes);
-    arg_u64(&a, rs->layout.history_bytes);
-    arg_u64(&a, q->history_bytes);
-    arg_str(&a, owner->auth ? "1" : "0");
-    arg_i64(&a, parent);
-    arg_u64(&a, CHAT_MSG_MAX_VERSIONS);
-    r = run(st, RS_LUA_BRANCH, &a);
-    rc = status_of(r);
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
-        if (rint_(r->element[1]) > 0) {
-            chat_metrics_gauge_add(rs->local, CHAT_G_EVICTIONS, rint_(r->element[1]));
-        }
-        if (rc == CHAT_OK && index_out) {
-            *index_out = (uint32_t)rint_(r->element[2]);
-        }
-    }
-    else if (r && rc == CHAT_OK) {
-        rc = CHAT_EINTERNAL;
-    }
-    if (r) {
-        freeReplyObject(r);
-    }
-    return rc;
-}
-
-static chat_status_t rs_msg_append(chat_store_t *st, const chat_owner_t *owner,
-                                   const char *id, chat_role_t role, uint32_t flags,
-                                   const char *text, size_t len, uint64_t now_ms,
-                                   uint32_t *index_out)
-{
-    return branch(st, owner, id, -1, role, flags, text, len, now_ms, index_out);
-}
-
-static chat_status_t rs_msg_extend(chat_store_t *st, const chat_owner_t *owner,
-                                   const char *id, const char *text, size_t len,
-                                   uint64_t now_ms)
-{
-    return append(st, "e", owner, id, 0, 0, text, len, now_ms, NULL);
-}
-
-static chat_status_t rs_msg_flags(chat_store_t *st, const chat_owner_t *owner,
-                                  const char *id, uint32_t set, uint32_t clear,
-                                  uint64_t now_ms)
-{
-    char hex[41];
-    rs_args_t a = {0};
-
-    if (arg_owner_id(&a, hex, owner, id)) {
-        return CHAT_ENOTFOUND;
-    }
-    arg_u64(&a, set);
-    arg_u64(&a, clear);
-    arg_u64(&a, now_ms);
-    return done(run(st, RS_LUA_MFLAGS, &a));
-}
-
-static chat_status_t rs_msg_truncate(chat_store_t *st, const chat_owner_t *owner,
-                                     const char *id, uint32_t keep, uint64_t now_ms)
-{
-    char hex[41];
-    rs_args_t a = {0};
-
-    if (arg_owner_id(&a, hex, owner, id)) {
-        return CHAT_ENOTFOUND;
-    }
-    arg_u64(&a, keep);
-    arg_u64(&a, now_ms);
-    return done(run(st, RS_LUA_TRUNC, &a));
-}
-
-/* Messages [start, stop] (LRANGE indexes; start may be negative: from the
- * end). The reply {0, first, hdr, text, ...} or NULL with *rc set. */
-static redisReply *read_range(chat_store_t *st, const chat_owner_t *owner, const char *id,
-                              long long start, long long stop, chat_status_t *rc)
-{
-    char hex[41];
-    rs_args_t a = {0};
-    redisReply *r;
-
-    if (!owner || !valid_id(id)) {
-        *rc = CHAT_ENOTFOUND;
-        return NULL;
-    }
-    owner_hex(owner, hex);
-    arg_str(&a, hex);
-    arg_str(&a, id);
-    arg_i64(&a, start);
-    arg_i64(&a, stop);
-    r = run(st, RS_LUA_VREAD, &a);
-    *rc = status_of(r);
-    if (*rc == CHAT_OK &&
-        (r->type != REDIS_REPLY_ARRAY || r->elements < 2 || (r->elements - 2) % 2)) {
-        *rc = CHAT_EINTERNAL;
-    }
-    if (*rc != CHAT_OK) {
-        if (r) {
-            freeReplyObject(r);
-        }
-        return NULL;
-    }
-    return r;
-}
-
-/* Message k of a read_range reply. */
-static int msg_of(const redisReply *r, size_t k, chat_msg_info_t *mi)
-{
-    const redisReply *h = r->element[2 + 2 * k], *t = r->element[3 + 2 * k];
-    unsigned role = 0, flags = 0;
-    unsigned long long ts = 0, n = 0;
-    long long parent = -2;
-    int nf;
-
-    if (h->type != REDIS_REPLY_STRING ||
-        (nf = sscanf(h->str, "%u:%u:%llu:%llu:%lld", &role, &flags, &ts, &n, &parent)) <
-            4) {
-        return -1;
-    }
-    mi->index = (uint32_t)(rint_(r->element[1]) + (long long)k);
-    mi->role = (chat_role_t)role;
-    mi->flags = flags;
-    mi->ts_ms = ts;
-    mi->len = t->type == REDIS_REPLY_STRING ? t->len : 0;
-    /* the parent's index (lua_vread); without it, the previous message */
-    if (nf == 5) {
-        mi->parent = parent >= 0 && parent < (long long)mi->index ? (uint32_t)parent
-                                                                  : CHAT_MSG_NO_PARENT;
-    }
-    else {
-        mi->parent = mi->index ? mi->index - 1 : CHAT_MSG_NO_PARENT;
-    }
-    return 0;
-}
-
-static int deliver(const redisReply *r, size_t from, size_t to, chat_buf_t *text,
-                   chat_msg_cb *cb, void *baton)
-{
-    size_t k;
-    int n = 0;
-
-    for (k = from; k < to; k++) {
-        chat_msg_info_t mi;
-        const redisReply *t = r->element[3 + 2 * k];
-        if (msg_of(r, k, &mi)) {
-            continue;
-        }
-        if (text) {
-            chat_buf_reset(text, 1 << 16);
-            if (mi.len && chat_buf_append(text, t->str, mi.len) != CHAT_OK) {
-                return CHAT_ENOMEM;
-            }
-        }
-        if (cb) {
-            cb(baton, &mi, text ? text->data : t->str, mi.len);
-        }
-        n++;
-    }
-    return n;
-}
-
-static int rs_msg_read(chat_store_t *st, const chat_owner_t *owner, const char *id,
-                       uint32_t start, uint32_t count, chat_buf_t *text, chat_msg_cb *cb,
-                       void *baton)
-{
-    chat_status_t rc;
-    redisReply *r =
-        read_range(st, owner, id, start, count ? (long long)start + count - 1 : -1, &rc);
-    int n;
-
-    if (!r) {
-        return rc;
-    }
-    n = deliver(r, 0, (r->elements - 2) / 2, text, cb, baton);
-    freeReplyObject(r);
-    return n;
-}
-
-static int rs_msg_tail(chat_store_t *st, const chat_owner_t *owner, const char *id,
-                       uint32_t max_msgs, size_t max_bytes, chat_buf_t *text,
-                       chat_msg_cb *cb, void *baton)
-{
-    chat_status_t rc;
-    redisReply *r;
-    size_t total, k, used = 0;
-    uint32_t *parent, *flags, *path, np, j, from;
-    int n;
-
-    if (max_msgs == 0) {
-        return 0;
-    }
-    /* every stored message (at most max_messages), for the active path
-     * (chat/versions.h); errors and refused commands are skipped */
-    r = read_range(st, owner, id, 0, -1, &rc);
-    if (!r) {
-        return rc;
-    }
-    total = (r->elements - 2) / 2;
-    if (!total) {
-        freeReplyObject(r);
-        return 0;
-    }
-    parent = malloc(sizeof(uint32_t) * 3 * total);
-    if (!parent) {
-        freeReplyObject(r);
-        return CHAT_ENOMEM;
-    }
-    flags = parent + total;
-    path = flags + total;
-    for (k = 0; k < total; k++) {
-        chat_msg_info_t mi;
-        if (msg_of(r, k, &mi)) {
-            parent[k] = CHAT_MSG_NO_PARENT;
-            flags[k] = CHAT_MSG_ALT; /* unreadable: never on the path */
-            continue;
-        }
-        parent[k] = mi.parent == CHAT_MSG_NO_PARENT
-                        ? mi.parent
-                        : mi.parent - (uint32_t)rint_(r->element[1]);
-        flags[k] = mi.flags;
-    }
-    np = chat_ver_path(parent, flags, (uint32_t)total, path);
-    /* newest first: how far back it goes */
-    from = np;
-    n = 0;
-    for (j = np; j-- > 0;) {
-        chat_msg_info_t mi;
-        if (msg_of(r, path[j], &mi) || (mi.flags & CHAT_MSG_ERROR) ||
-            ((mi.flags & CHAT_MSG_REFUSED) && (mi.flags & CHAT_MSG_COMMAND))) {
-            continue;
-        }
-        if (n >= (int)max_msgs || (n > 0 && used + mi.len > max_bytes)) {
-            break;
-        }
-        used += mi.len;
-        from = j;
-        n++;
-    }
-    n = 0;
-    for (j = from; j < np; j++) {
-        chat_msg_info_t mi;
-        if (msg_of(r, path[j], &mi) || (mi.flags & CHAT_MSG_ERROR) ||
-            ((mi.flags & CHAT_MSG_REFUSED) && (mi.flags & CHAT_MSG_COMMAND))) {
-            continue;
-        }
-        if (deliver(r, path[j], path[j] + 1, text, cb, baton) < 0) {
-            break;
-        }
-        n++;
-    }
-    free(parent);
-    freeReplyObject(r);
-    return n;
-}
-
-static chat_status_t rs_msg_branch(chat_store_t *st, const chat_owner_t *owner,
-                                   const char *id, uint32_t parent, chat_role_t role,
-                                   uint32_t flags, const char *text, size_t len,
-                                   uint64_t now_ms, uint32_t *index_out)
-{
-    return branch(st, owner, id, parent == CHAT_MSG_NO_PARENT ? -2 : (long long)parent,
-                  role, flags, text, len, now_ms, index_out);
-}
-
-static chat_status_t rs_msg_select(chat_store_t *st, const chat_owner_t *owner,
-                                   const char *id, uint32_t index, uint64_t now_ms)
-{
-    char hex[41];
-    rs_args_t a = {0};
-
-    if (arg_owner_id(&a, hex, owner, id)) {
-        return CHAT_ENOTFOUND;
-    }
-    arg_u64(&a, index);
-    arg_u64(&a, now_ms);
-    return done(run(st, RS_LUA_VSELECT, &a));
-}
-
-static chat_status_t rs_msg_get(chat_store_t *st, const chat_owner_t *owner,
-                                const char *id, uint32_t index, size_t offset,
-                                chat_buf_t *text, chat_msg_info_t *info)
-{
-    chat_status_t rc;
-    redisReply *r = read_range(st, owner, id, index, index, &rc);
-    chat_msg_info_t mi;
-
-    if (!r) {
-        return rc;
-    }
-    if (r->elements != 4 || msg_of(r, 0, &mi)) {
-        freeReplyObject(r);
-        return CHAT_ENOTFOUND;
-    }
-    if (offset > mi.len) {
-        freeReplyObject(r);
-        return CHAT_EINVAL;
-    }
-    if (text) {
-        chat_buf_reset(text, 1 << 16);
-        if (mi.len > offset && chat_buf_append(text, r->element[3]->str + offset,
-                                               mi.len - offset) != CHAT_OK) {
-            freeReplyObject(r);
-            return CHAT_ENOMEM;
-        }
-    }
-    if (info) {
-        *info = mi;
-    }
-    freeReplyObject(r);
-    return CHAT_OK;
+    return rs_done(rs_run(st, RS_LUA_META, &a));
 }
 
 /* ---- users ------------------------------------------------------------------- */
@@ -1113,7 +592,7 @@ static uint64_t rs_user_seq(chat_store_t *st, const chat_owner_t *owner)
     }
     owner_hex(owner, hex);
     return ((uint64_t)apr_atomic_read32(&rs->epoch) << 32) +
-           apr_atomic_read32(&rs->user_seq[slot_of(hex, 40)]);
+           apr_atomic_read32(&rs->user_seq[rs_slot(hex, 40)]);
 }
 
 static uint64_t rs_events(chat_store_t *st)

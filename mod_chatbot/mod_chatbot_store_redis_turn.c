@@ -6,45 +6,38 @@
  * trip is a wait and a context switch, which is what made the store on
  * redis slow (docs/performance.md). The script (lua_turn in
  * mod_chatbot_store_redis_lua.c) does the same steps as the separate
- * scripts, with the same limits, atomically.
+ * scripts, with the same limits, atomically. The generations' own steps
+ * (begin, state, end, stop, and the ones an outage left pending) are here
+ * too (lua_gen).
  */
 #include <string.h>
 
 #include "apr_atomic.h"
+#include "apr_strings.h"
 
 #include "mod_chatbot_store_redis.h"
 
 #define RS(st) ((rs_store_t *)(st))
-#define GEN_LEASE_MS (600 * 1000) /* as in mod_chatbot_store_redis_ops.c */
 
 /* The arguments both ops start with: op owner id token now, the limits. */
 static int turn_args(chat_store_t *st, rs_args_t *a, char hex[41], const char *op,
                      const chat_owner_t *owner, const char *id, uint64_t token,
                      uint64_t now_ms)
 {
-    rs_store_t *rs = RS(st);
-    const chat_quota_t *q;
-
     if (!owner || !valid_id(id) || token == 0) {
         return -1;
     }
-    q = quota_of(st, owner);
     owner_hex(owner, hex);
     arg_str(a, op);
     arg_str(a, hex);
     arg_str(a, id);
     arg_u64(a, token);
     arg_u64(a, now_ms);
-    arg_u64(a, rs->layout.max_messages);
-    arg_u64(a, rs->layout.max_message_bytes);
-    arg_u64(a, rs->layout.history_bytes);
-    arg_u64(a, q->history_bytes);
-    arg_str(a, owner->auth ? "1" : "0");
+    arg_limits(st, a, owner);
     return 0;
 }
 
-/* Status, evictions counted, the message's index (start). */
-static chat_status_t turn_reply(rs_store_t *rs, redisReply *r, uint32_t *index_out)
+chat_status_t rs_index_reply(rs_store_t *rs, redisReply *r, uint32_t *index_out)
 {
     chat_status_t rc = status_of(r);
 
@@ -65,10 +58,11 @@ static chat_status_t turn_reply(rs_store_t *rs, redisReply *r, uint32_t *index_o
     return rc;
 }
 
-/* Tells this child's watchers at once (the others hear the channel). */
+/* Tells this child's watchers (at their next look, as with the shm store);
+ * the others hear the channel, this child skips its own message there. */
 static void local_user_news(rs_store_t *rs, const char *hex)
 {
-    apr_atomic_inc32(&rs->user_seq[rs_hash(hex, 40) % RS_SEQ_SLOTS]);
+    apr_atomic_inc32(&rs->user_seq[rs_slot(hex, 40)]);
     apr_atomic_inc32(&rs->events);
 }
 
@@ -91,12 +85,13 @@ chat_status_t rs_turn_start(chat_store_t *st, const chat_owner_t *owner, const c
         return CHAT_EINVAL;
     }
     arg_u64(&a, state);
-    arg_u64(&a, GEN_LEASE_MS);
+    arg_u64(&a, RS_GEN_LEASE_MS);
     arg_mem(&a, text ? text : "", text ? len : 0);
     arg_str(&a, text ? "1" : "0");
     arg_u64(&a, flags);
     arg_u64(&a, CHAT_CONV_STOPPED);
-    rc = turn_reply(rs, rs_eval(rs, RS_LUA_TURN, a.n, a.v, a.l), index_out);
+    arg_str(&a, rs->origin);
+    rc = rs_index_reply(rs, rs_eval(rs, RS_LUA_TURN, a.n, a.v, a.l), index_out);
     if (rc == CHAT_OK) {
         local_user_news(rs, hex);
     }
@@ -120,8 +115,148 @@ chat_status_t rs_turn_finish(chat_store_t *st, const chat_owner_t *owner, const 
     arg_mem(&a, err ? err : "", err ? err_len : 0);
     arg_str(&a, err ? "1" : "0");
     arg_u64(&a, CHAT_MSG_ERROR);
-    rc = turn_reply(rs, rs_eval(rs, RS_LUA_TURN, a.n, a.v, a.l), NULL);
+    arg_str(&a, "");
+    arg_str(&a, rs->origin);
+    rc = rs_index_reply(rs, rs_eval(rs, RS_LUA_TURN, a.n, a.v, a.l), NULL);
     rs_gen_ended(rs, id, token, rc == CHAT_EUNAVAIL);
     local_user_news(rs, hex);
     return rc;
+}
+
+/* ---- generations ------------------------------------------------------------ */
+
+static chat_status_t gen(chat_store_t *st, const char *op, const chat_owner_t *owner,
+                         const char *id, uint64_t token, uint32_t state, int32_t qpos,
+                         uint64_t now_ms)
+{
+    char hex[41] = "";
+    rs_args_t a = {0};
+
+    if (!valid_id(id)) {
+        return CHAT_ENOTFOUND;
+    }
+    if (owner) {
+        owner_hex(owner, hex);
+    }
+    arg_str(&a, op);
+    arg_str(&a, hex);
+    arg_str(&a, id);
+    arg_u64(&a, token);
+    arg_u64(&a, state);
+    arg_i64(&a, qpos);
+    arg_u64(&a, now_ms);
+    arg_u64(&a, RS_GEN_LEASE_MS);
+    return rs_done(rs_run(st, RS_LUA_GEN, &a));
+}
+
+chat_status_t rs_gen_begin(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                           uint64_t token, uint32_t state, uint64_t now_ms)
+{
+    if (!owner || token == 0 ||
+        (state != CHAT_CONV_QUEUED && state != CHAT_CONV_GENERATING)) {
+        return token == 0 || !owner ? CHAT_EINVAL : CHAT_EINVAL;
+    }
+    return gen(st, "b", owner, id, token, state, 0, now_ms);
+}
+
+chat_status_t rs_gen_state(chat_store_t *st, const char *id, uint64_t token,
+                           uint32_t state, int32_t queue_position)
+{
+    return gen(st, "s", NULL, id, token, state, queue_position, chatbot_now_ms());
+}
+
+chat_status_t rs_gen_end(chat_store_t *st, const char *id, uint64_t token,
+                         uint64_t now_ms)
+{
+    rs_store_t *rs = RS(st);
+    chat_status_t rc = gen(st, "e", NULL, id, token, 0, 0, now_ms);
+
+    rs_gen_ended(rs, id, token, rc == CHAT_EUNAVAIL);
+    return rc;
+}
+
+void rs_gen_ended(rs_store_t *rs, const char *id, apr_uint64_t token, int unreachable)
+{
+    if (unreachable && rs->mu) {
+        /* redis is away: end it when it is back (else it would look busy
+         * until the generation lease runs out) */
+        apr_thread_mutex_lock(rs->mu);
+        if (rs->npend < RS_PEND_MAX) {
+            apr_cpystrn(rs->pend[rs->npend].id, id, sizeof(rs->pend[0].id));
+            rs->pend[rs->npend++].token = token;
+        }
+        apr_thread_mutex_unlock(rs->mu);
+    }
+    if (valid_id(id)) {
+        apr_atomic_set32(&rs->stop_hint[rs_slot(id, CHAT_CONV_ID_LEN)], 0);
+    }
+}
+
+void rs_flush_pending(rs_store_t *rs)
+{
+    char id[CHAT_CONV_ID_LEN + 1];
+    apr_uint64_t token;
+
+    while (rs->mu) {
+        apr_thread_mutex_lock(rs->mu);
+        if (!rs->npend) {
+            apr_thread_mutex_unlock(rs->mu);
+            return;
+        }
+        rs->npend--;
+        apr_cpystrn(id, rs->pend[rs->npend].id, sizeof(id));
+        token = rs->pend[rs->npend].token;
+        apr_thread_mutex_unlock(rs->mu);
+        if (gen((chat_store_t *)rs, "x", NULL, id, token, 0, 0, chatbot_now_ms()) ==
+            CHAT_EUNAVAIL) {
+            apr_thread_mutex_lock(rs->mu);
+            apr_cpystrn(rs->pend[rs->npend].id, id, sizeof(rs->pend[0].id));
+            rs->pend[rs->npend++].token = token;
+            apr_thread_mutex_unlock(rs->mu);
+            return; /* away again: next time */
+        }
+    }
+}
+
+chat_status_t rs_gen_request_stop(chat_store_t *st, const chat_owner_t *owner,
+                                  const char *id)
+{
+    if (!owner) {
+        return CHAT_ENOTFOUND;
+    }
+    return gen(st, "r", owner, id, 0, 0, 0, chatbot_now_ms());
+}
+
+/* The holder's loop asks often: redis is asked only when the channel
+ * said "stop" for this slot, or once a second (in case the message was
+ * missed while the subscriber reconnected). */
+int rs_gen_stop_requested(chat_store_t *st, const char *id, uint64_t token)
+{
+    rs_store_t *rs = RS(st);
+    apr_uint32_t h;
+    apr_uint64_t now = chatbot_now_ms();
+    chat_status_t rc;
+
+    if (!valid_id(id)) {
+        return 0;
+    }
+    h = rs_slot(id, CHAT_CONV_ID_LEN);
+    if (!apr_atomic_read32(&rs->stop_hint[h]) &&
+        now - rs->stop_checked[h] < RS_STOP_RECHECK_MS) {
+        return 0;
+    }
+    rs->stop_checked[h] = now;
+    rc = gen(st, "q", NULL, id, token, 0, 0, now);
+    return rc > 0;
+}
+
+uint64_t rs_conv_seq(chat_store_t *st, const char *id)
+{
+    rs_store_t *rs = RS(st);
+
+    if (!valid_id(id)) {
+        return 0;
+    }
+    return ((uint64_t)apr_atomic_read32(&rs->epoch) << 32) +
+           apr_atomic_read32(&rs->conv_seq[rs_slot(id, CHAT_CONV_ID_LEN)]) + 1;
 }

@@ -1,0 +1,354 @@
+/* mod_chatbot_store_redis_msg.c - the redis store provider's message
+ * operations (chat_store_provider_t msg_*): append, extend, flags,
+ * truncate, reads, versions; each one Lua script (lua_append, lua_branch,
+ * lua_read, lua_vread... in mod_chatbot_store_redis_lua.c).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "mod_chatbot_store_redis.h"
+#include "chat/versions.h"
+
+#define RS(st) ((rs_store_t *)(st))
+
+/* ---- messages ---------------------------------------------------------------- */
+
+/* The arguments lua_append and lua_branch share after their first: owner
+ * id role flags now text, the limits, auth (hex: the owner's, kept by the
+ * caller for the call). -1 if the owner or id cannot be. */
+static int msg_args(chat_store_t *st, rs_args_t *a, char hex[41],
+                    const chat_owner_t *owner, const char *id, chat_role_t role,
+                    uint32_t flags, const char *text, size_t len, uint64_t now_ms)
+{
+    if (arg_owner_id(a, hex, owner, id)) {
+        return -1;
+    }
+    arg_u64(a, (unsigned)role);
+    arg_u64(a, flags);
+    arg_u64(a, now_ms);
+    arg_mem(a, text, len);
+    arg_limits(st, a, owner);
+    return 0;
+}
+
+/* More text for the last message: lua_append "e". */
+static chat_status_t extend(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                            const char *text, size_t len, uint64_t now_ms)
+{
+    char hex[41];
+    rs_args_t a = {0};
+
+    if (!owner || !valid_id(id)) {
+        return CHAT_ENOTFOUND;
+    }
+    if (len && !text) {
+        return CHAT_EINVAL;
+    }
+    arg_str(&a, "e");
+    msg_args(st, &a, hex, owner, id, 0, 0, text, len, now_ms);
+    return rs_index_reply(RS(st), rs_run(st, RS_LUA_APPEND, &a), NULL);
+}
+
+/* A new message under parent (-1: the active path's last message, -2:
+ * none, else an index): lua_branch. */
+static chat_status_t branch(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                            long long parent, chat_role_t role, uint32_t flags,
+                            const char *text, size_t len, uint64_t now_ms,
+                            uint32_t *index_out)
+{
+    char hex[41];
+    rs_args_t a = {0};
+
+    if (!owner || !valid_id(id)) {
+        return CHAT_ENOTFOUND;
+    }
+    if ((len && !text) || (unsigned)role > CHAT_ROLE_TOOL) {
+        return CHAT_EINVAL;
+    }
+    msg_args(st, &a, hex, owner, id, role, flags, text, len, now_ms);
+    arg_i64(&a, parent);
+    arg_u64(&a, CHAT_MSG_MAX_VERSIONS);
+    return rs_index_reply(RS(st), rs_run(st, RS_LUA_BRANCH, &a), index_out);
+}
+
+chat_status_t rs_msg_append(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                            chat_role_t role, uint32_t flags, const char *text,
+                            size_t len, uint64_t now_ms, uint32_t *index_out)
+{
+    return branch(st, owner, id, -1, role, flags, text, len, now_ms, index_out);
+}
+
+chat_status_t rs_msg_extend(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                            const char *text, size_t len, uint64_t now_ms)
+{
+    return extend(st, owner, id, text, len, now_ms);
+}
+
+chat_status_t rs_msg_flags(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                           uint32_t set, uint32_t clear, uint64_t now_ms)
+{
+    char hex[41];
+    rs_args_t a = {0};
+
+    if (arg_owner_id(&a, hex, owner, id)) {
+        return CHAT_ENOTFOUND;
+    }
+    arg_u64(&a, set);
+    arg_u64(&a, clear);
+    arg_u64(&a, now_ms);
+    return rs_done(rs_run(st, RS_LUA_MFLAGS, &a));
+}
+
+chat_status_t rs_msg_truncate(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                              uint32_t keep, uint64_t now_ms)
+{
+    char hex[41];
+    rs_args_t a = {0};
+
+    if (arg_owner_id(&a, hex, owner, id)) {
+        return CHAT_ENOTFOUND;
+    }
+    arg_u64(&a, keep);
+    arg_u64(&a, now_ms);
+    return rs_done(rs_run(st, RS_LUA_TRUNC, &a));
+}
+
+/* Messages [start, stop] (LRANGE indexes; start may be negative: from the
+ * end). The reply {0, first, hdr, text, ...} or NULL with *rc set. */
+static redisReply *read_range(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                              long long start, long long stop, chat_status_t *rc)
+{
+    char hex[41];
+    rs_args_t a = {0};
+    redisReply *r;
+
+    if (!owner || !valid_id(id)) {
+        *rc = CHAT_ENOTFOUND;
+        return NULL;
+    }
+    owner_hex(owner, hex);
+    arg_str(&a, hex);
+    arg_str(&a, id);
+    arg_i64(&a, start);
+    arg_i64(&a, stop);
+    r = rs_run(st, RS_LUA_VREAD, &a);
+    *rc = status_of(r);
+    if (*rc == CHAT_OK &&
+        (r->type != REDIS_REPLY_ARRAY || r->elements < 2 || (r->elements - 2) % 2)) {
+        *rc = CHAT_EINTERNAL;
+    }
+    if (*rc != CHAT_OK) {
+        if (r) {
+            freeReplyObject(r);
+        }
+        return NULL;
+    }
+    return r;
+}
+
+/* Message k of a read_range reply. */
+static int msg_of(const redisReply *r, size_t k, chat_msg_info_t *mi)
+{
+    const redisReply *h = r->element[2 + 2 * k], *t = r->element[3 + 2 * k];
+    unsigned role = 0, flags = 0;
+    unsigned long long ts = 0, n = 0;
+    long long parent = -2;
+    int nf;
+
+    if (h->type != REDIS_REPLY_STRING ||
+        (nf = sscanf(h->str, "%u:%u:%llu:%llu:%lld", &role, &flags, &ts, &n, &parent)) <
+            4) {
+        return -1;
+    }
+    mi->index = (uint32_t)(rint_(r->element[1]) + (long long)k);
+    mi->role = (chat_role_t)role;
+    mi->flags = flags;
+    mi->ts_ms = ts;
+    mi->len = t->type == REDIS_REPLY_STRING ? t->len : 0;
+    /* the parent's index (lua_vread); without it, the previous message */
+    if (nf == 5) {
+        mi->parent = parent >= 0 && parent < (long long)mi->index ? (uint32_t)parent
+                                                                  : CHAT_MSG_NO_PARENT;
+    }
+    else {
+        mi->parent = mi->index ? mi->index - 1 : CHAT_MSG_NO_PARENT;
+    }
+    return 0;
+}
+
+static int deliver(const redisReply *r, size_t from, size_t to, chat_buf_t *text,
+                   chat_msg_cb *cb, void *baton)
+{
+    size_t k;
+    int n = 0;
+
+    for (k = from; k < to; k++) {
+        chat_msg_info_t mi;
+        const redisReply *t = r->element[3 + 2 * k];
+        if (msg_of(r, k, &mi)) {
+            continue;
+        }
+        if (text) {
+            chat_buf_reset(text, 1 << 16);
+            if (mi.len && chat_buf_append(text, t->str, mi.len) != CHAT_OK) {
+                return CHAT_ENOMEM;
+            }
+        }
+        if (cb) {
+            cb(baton, &mi, text ? text->data : t->str, mi.len);
+        }
+        n++;
+    }
+    return n;
+}
+
+int rs_msg_read(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                uint32_t start, uint32_t count, chat_buf_t *text, chat_msg_cb *cb,
+                void *baton)
+{
+    chat_status_t rc;
+    redisReply *r =
+        read_range(st, owner, id, start, count ? (long long)start + count - 1 : -1, &rc);
+    int n;
+
+    if (!r) {
+        return rc;
+    }
+    n = deliver(r, 0, (r->elements - 2) / 2, text, cb, baton);
+    freeReplyObject(r);
+    return n;
+}
+
+int rs_msg_tail(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                uint32_t max_msgs, size_t max_bytes, chat_buf_t *text, chat_msg_cb *cb,
+                void *baton)
+{
+    chat_status_t rc;
+    redisReply *r;
+    size_t total, k, used = 0;
+    uint32_t *parent, *flags, *path, np, j, from;
+    int n;
+
+    if (max_msgs == 0) {
+        return 0;
+    }
+    /* every stored message (at most max_messages), for the active path
+     * (chat/versions.h); errors and refused commands are skipped */
+    r = read_range(st, owner, id, 0, -1, &rc);
+    if (!r) {
+        return rc;
+    }
+    total = (r->elements - 2) / 2;
+    if (!total) {
+        freeReplyObject(r);
+        return 0;
+    }
+    parent = malloc(sizeof(uint32_t) * 3 * total);
+    if (!parent) {
+        freeReplyObject(r);
+        return CHAT_ENOMEM;
+    }
+    flags = parent + total;
+    path = flags + total;
+    for (k = 0; k < total; k++) {
+        chat_msg_info_t mi;
+        if (msg_of(r, k, &mi)) {
+            parent[k] = CHAT_MSG_NO_PARENT;
+            flags[k] = CHAT_MSG_ALT; /* unreadable: never on the path */
+            continue;
+        }
+        parent[k] = mi.parent == CHAT_MSG_NO_PARENT
+                        ? mi.parent
+                        : mi.parent - (uint32_t)rint_(r->element[1]);
+        flags[k] = mi.flags;
+    }
+    np = chat_ver_path(parent, flags, (uint32_t)total, path);
+    /* newest first: how far back it goes */
+    from = np;
+    n = 0;
+    for (j = np; j-- > 0;) {
+        chat_msg_info_t mi;
+        if (msg_of(r, path[j], &mi) || (mi.flags & CHAT_MSG_ERROR) ||
+            ((mi.flags & CHAT_MSG_REFUSED) && (mi.flags & CHAT_MSG_COMMAND))) {
+            continue;
+        }
+        if (n >= (int)max_msgs || (n > 0 && used + mi.len > max_bytes)) {
+            break;
+        }
+        used += mi.len;
+        from = j;
+        n++;
+    }
+    n = 0;
+    for (j = from; j < np; j++) {
+        chat_msg_info_t mi;
+        if (msg_of(r, path[j], &mi) || (mi.flags & CHAT_MSG_ERROR) ||
+            ((mi.flags & CHAT_MSG_REFUSED) && (mi.flags & CHAT_MSG_COMMAND))) {
+            continue;
+        }
+        if (deliver(r, path[j], path[j] + 1, text, cb, baton) < 0) {
+            break;
+        }
+        n++;
+    }
+    free(parent);
+    freeReplyObject(r);
+    return n;
+}
+
+chat_status_t rs_msg_branch(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                            uint32_t parent, chat_role_t role, uint32_t flags,
+                            const char *text, size_t len, uint64_t now_ms,
+                            uint32_t *index_out)
+{
+    return branch(st, owner, id, parent == CHAT_MSG_NO_PARENT ? -2 : (long long)parent,
+                  role, flags, text, len, now_ms, index_out);
+}
+
+chat_status_t rs_msg_select(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                            uint32_t index, uint64_t now_ms)
+{
+    char hex[41];
+    rs_args_t a = {0};
+
+    if (arg_owner_id(&a, hex, owner, id)) {
+        return CHAT_ENOTFOUND;
+    }
+    arg_u64(&a, index);
+    arg_u64(&a, now_ms);
+    return rs_done(rs_run(st, RS_LUA_VSELECT, &a));
+}
+
+chat_status_t rs_msg_get(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                         uint32_t index, size_t offset, chat_buf_t *text,
+                         chat_msg_info_t *info)
+{
+    chat_status_t rc;
+    redisReply *r = read_range(st, owner, id, index, index, &rc);
+    chat_msg_info_t mi;
+
+    if (!r) {
+        return rc;
+    }
+    if (r->elements != 4 || msg_of(r, 0, &mi)) {
+        freeReplyObject(r);
+        return CHAT_ENOTFOUND;
+    }
+    if (offset > mi.len) {
+        freeReplyObject(r);
+        return CHAT_EINVAL;
+    }
+    if (text) {
+        chat_buf_reset(text, 1 << 16);
+        if (mi.len > offset && chat_buf_append(text, r->element[3]->str + offset,
+                                               mi.len - offset) != CHAT_OK) {
+            freeReplyObject(r);
+            return CHAT_ENOMEM;
+        }
+    }
+    if (info) {
+        *info = mi;
+    }
+    freeReplyObject(r);
+    return CHAT_OK;
+}
