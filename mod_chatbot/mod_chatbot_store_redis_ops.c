@@ -227,8 +227,6 @@ void arg_limits(chat_store_t *st, rs_args_t *a, const chat_owner_t *owner)
 
 /* ---- processes, policy, upkeep: this host ----------------------------------- */
 
-extern void rs_detach(chat_store_t *st);
-
 static void rs_set_policy(chat_store_t *st, const chat_store_policy_t *p)
 {
     RS(st)->policy = *p;
