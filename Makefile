@@ -2,7 +2,7 @@
 #
 #   make            build the core library, the module (apxs) and the UI assets
 #   make run        install what is missing, build, start httpd on :8000/:8443
-#   make test       every test: boundary, unit, unit under ASan+UBSan, fuzz
+#   make test       every test: boundary, prototypes, format, unit, unit under ASan+UBSan, fuzz
 #                   corpus replay, integration (pytest + real httpd), e2e
 #   make bench      benchmarks (see docs/performance.md)
 #   make fuzz       run the libFuzzer targets for longer (FUZZ_SECONDS each)
@@ -105,6 +105,8 @@ run: deps
 # ---- tests ------------------------------------------------------------------------
 test: deps
 	$(MAKE) check-boundary
+	$(MAKE) check-prototypes
+	$(MAKE) format-check
 	$(MAKE) all
 	$(MAKE) unit
 	$(MAKE) unit-asan

@@ -42,9 +42,9 @@ typedef struct chatbot_backend {
     const char *url;      /* base URL, no trailing slash */
     const char *chat_url; /* base + /api/chat or /v1/chat/completions */
     chat_wire_t wire;
-    const char *key;      /* bearer token, NULL if none */
-    int max_active;       /* 0 = unlimited */
-    int index;            /* slot in the shared store */
+    const char *key; /* bearer token, NULL if none */
+    int max_active;  /* 0 = unlimited */
+    int index;       /* slot in the shared store */
     const char *defined_at;
 } chatbot_backend_t;
 
@@ -55,9 +55,9 @@ typedef struct chatbot_bot {
     const char *model;
     const char *system_prompt;
     const char *description;
-    apr_array_header_t *backend_names;  /* const char *, failover order */
-    apr_array_header_t *backends;       /* chatbot_backend_t *, resolved */
-    apr_array_header_t *command_names;  /* const char * */
+    apr_array_header_t *backend_names; /* const char *, failover order */
+    apr_array_header_t *backends;      /* chatbot_backend_t *, resolved */
+    apr_array_header_t *command_names; /* const char * */
     chat_options_t options;
     int context_messages;   /* last N messages sent as context */
     int context_tokens;     /* ~ budget; bytes = 4 * tokens */
@@ -80,13 +80,13 @@ typedef struct {
     apr_interval_time_t breaker_cooldown;
     apr_interval_time_t health_interval;
     int max_conns_per_ip;
-    int max_workers;          /* ChatbotMaxWorkers, CHATBOT_UNSET: auto */
-    int max_answers_per_ip;   /* ChatbotMaxAnswersPerIP, CHATBOT_UNSET: auto */
+    int max_workers;        /* ChatbotMaxWorkers, CHATBOT_UNSET: auto */
+    int max_answers_per_ip; /* ChatbotMaxAnswersPerIP, CHATBOT_UNSET: auto */
     const char *demo_notice;
-    int configured;           /* any Chatbot* directive seen */
-    const char *cookie_secret_file; /* ChatbotCookieSecretFile, NULL if unset */
-    const char *store_url;          /* ChatbotStore as written; NULL: shm */
-    chat_storeurl_t *store;         /* ChatbotStore parsed; NULL: shm */
+    int configured;                    /* any Chatbot* directive seen */
+    const char *cookie_secret_file;    /* ChatbotCookieSecretFile, NULL if unset */
+    const char *store_url;             /* ChatbotStore as written; NULL: shm */
+    chat_storeurl_t *store;            /* ChatbotStore parsed; NULL: shm */
     apr_interval_time_t store_ttl;     /* ChatbotStoreTTL, -1: unset (30 days) */
     apr_interval_time_t store_timeout; /* ChatbotStoreTimeout, -1: unset (1 s) */
 } chatbot_srv_conf;
@@ -94,12 +94,12 @@ typedef struct {
 #define CHATBOT_UNSET -1
 
 typedef struct {
-    const char *path;                 /* <Location> path, for logs */
-    apr_array_header_t *origins;      /* NULL = unset (default: same host) */
+    const char *path;            /* <Location> path, for logs */
+    apr_array_header_t *origins; /* NULL = unset (default: same host) */
     int origins_any;
     chat_rate_t rate;
     int rate_set;
-    apr_int64_t max_message_bytes;    /* CHATBOT_UNSET */
+    apr_int64_t max_message_bytes; /* CHATBOT_UNSET */
     apr_int64_t max_fragments;
     apr_int64_t connect_timeout_ms;
     apr_int64_t first_token_timeout_ms;
@@ -108,17 +108,17 @@ typedef struct {
     apr_int64_t ping_interval_ms;
     apr_int64_t idle_timeout_ms;
     apr_int64_t send_timeout_ms;
-    int log_content;                  /* CHATBOT_UNSET */
-    int continue_without_viewer;      /* CHATBOT_UNSET */
-    int cookie_secure;                /* CHATBOT_UNSET: auto (https) */
-    int cookie_host_prefix;           /* CHATBOT_UNSET: on (__Host- over https) */
-    int show_details;                 /* CHATBOT_UNSET: off */
-    chat_rate_t anon_rate;            /* ChatbotAnonymousRateLimit, per address */
+    int log_content;             /* CHATBOT_UNSET */
+    int continue_without_viewer; /* CHATBOT_UNSET */
+    int cookie_secure;           /* CHATBOT_UNSET: auto (https) */
+    int cookie_host_prefix;      /* CHATBOT_UNSET: on (__Host- over https) */
+    int show_details;            /* CHATBOT_UNSET: off */
+    chat_rate_t anon_rate;       /* ChatbotAnonymousRateLimit, per address */
     int anon_rate_set;
-    int user_settings;                /* ChatbotUserSettings bits, CHATBOT_UNSET */
-    double temp_min, temp_max;        /* ChatbotTemperatureRange, if temp_set */
+    int user_settings;         /* ChatbotUserSettings bits, CHATBOT_UNSET */
+    double temp_min, temp_max; /* ChatbotTemperatureRange, if temp_set */
     int temp_set;
-    apr_int64_t system_prompt_max;    /* ChatbotSystemPromptMax, CHATBOT_UNSET */
+    apr_int64_t system_prompt_max; /* ChatbotSystemPromptMax, CHATBOT_UNSET */
 } chatbot_dir_conf;
 
 /* Effective values (defaults applied). */
@@ -129,11 +129,11 @@ typedef struct {
         total_timeout_ms, ping_interval_ms, idle_timeout_ms, send_timeout_ms;
     int log_content, continue_without_viewer;
     chat_rate_t rate;
-    chat_rate_t anon_rate; /* shared by the anonymous identities of one address */
-    int show_details;      /* ChatbotShowDetails: backend URLs, health details */
-    int user_settings;     /* ChatbotUserSettings: CHATBOT_SET_* bits */
-    double temp_min, temp_max;       /* ChatbotTemperatureRange */
-    apr_size_t system_prompt_max;    /* ChatbotSystemPromptMax */
+    chat_rate_t anon_rate;        /* shared by the anonymous identities of one address */
+    int show_details;             /* ChatbotShowDetails: backend URLs, health details */
+    int user_settings;            /* ChatbotUserSettings: CHATBOT_SET_* bits */
+    double temp_min, temp_max;    /* ChatbotTemperatureRange */
+    apr_size_t system_prompt_max; /* ChatbotSystemPromptMax */
 } chatbot_limits_t;
 
 extern const command_rec chatbot_cmds[];
@@ -183,13 +183,13 @@ extern const chatbot_store_provider_t chatbot_store_redis;
 /* A remote store's health, latency and errors (mod_chatbot_store_redis.c),
  * for /api/health, mod_status and /metrics. */
 typedef struct {
-    int up;                   /* 1 reachable at the last call, 0 not */
-    apr_uint64_t calls;       /* commands sent */
-    apr_uint64_t errors;      /* calls that failed (no reply, timeout, refused) */
-    apr_uint64_t reconnects;  /* connections made */
-    apr_uint64_t usec_total;  /* latency of the calls that succeeded */
+    int up;                  /* 1 reachable at the last call, 0 not */
+    apr_uint64_t calls;      /* commands sent */
+    apr_uint64_t errors;     /* calls that failed (no reply, timeout, refused) */
+    apr_uint64_t reconnects; /* connections made */
+    apr_uint64_t usec_total; /* latency of the calls that succeeded */
     apr_uint64_t usec_max;
-    apr_uint64_t hist[8];     /* <= 0.25 0.5 1 2 5 10 50 ms, +Inf */
+    apr_uint64_t hist[8]; /* <= 0.25 0.5 1 2 5 10 50 ms, +Inf */
     char last_error[128];
     apr_uint64_t down_since_ms;
 } chatbot_store_stats_t;
@@ -250,12 +250,12 @@ apr_uint64_t chatbot_random64(void);
 
 typedef struct {
     chat_owner_t owner;
-    const char *user;   /* r->user, or NULL for anonymous cookie sessions */
-    const char *label;  /* for logs: user name or "anon:<8 hex>" */
-    int new_cookie;     /* a Set-Cookie was added */
-    int anonymous;      /* no r->user: addr's budget applies too */
-    chat_owner_t addr;  /* the client address's rate key (anonymous only) */
-    int none;           /* chatbot_ident_find found no valid cookie: owns nothing */
+    const char *user;  /* r->user, or NULL for anonymous cookie sessions */
+    const char *label; /* for logs: user name or "anon:<8 hex>" */
+    int new_cookie;    /* a Set-Cookie was added */
+    int anonymous;     /* no r->user: addr's budget applies too */
+    chat_owner_t addr; /* the client address's rate key (anonymous only) */
+    int none;          /* chatbot_ident_find found no valid cookie: owns nothing */
 } chatbot_ident_t;
 
 /* Identity of the request: r->user if set, else the signed session cookie;
@@ -292,9 +292,9 @@ typedef enum {
 
 typedef enum {
     CHATBOT_OUT_NONE = 0,
-    CHATBOT_OUT_COMPLETE = 1,  /* backend said done */
-    CHATBOT_OUT_STOPPED = 2,   /* stopped by a user (partial answer kept) */
-    CHATBOT_OUT_FAILED = 3     /* error (err_code/err_msg), partial kept */
+    CHATBOT_OUT_COMPLETE = 1, /* backend said done */
+    CHATBOT_OUT_STOPPED = 2,  /* stopped by a user (partial answer kept) */
+    CHATBOT_OUT_FAILED = 3    /* error (err_code/err_msg), partial kept */
 } chatbot_outcome_t;
 
 typedef struct chatbot_engine chatbot_engine_t;
@@ -302,22 +302,22 @@ typedef struct chatbot_engine chatbot_engine_t;
 /* What a driver may read of a turn in its callbacks. */
 typedef struct chatbot_turn {
     char conv_id[CHAT_CONV_ID_LEN + 1];
-    const char *msg_id;         /* the client's id, or NULL */
+    const char *msg_id; /* the client's id, or NULL */
     chatbot_bot_t *bot;
     const char *model;          /* the model asked: the conversation's or the bot's */
     chatbot_backend_t *backend; /* the one answering (after failover) */
     uint32_t user_index;        /* index of the user message in history */
     uint32_t answer_index;      /* index of the answer (valid if has_answer) */
     int has_answer;
-    chat_buf_t answer;          /* the full answer so far */
+    chat_buf_t answer; /* the full answer so far */
     chatbot_outcome_t outcome;
-    const char *err_code;       /* CHAT_ERR_* when FAILED */
-    char err_msg[512];          /* for the user: no URL, path or backend reply */
-    char err_detail[512];       /* for the operator (logs, health): the details */
-    const char *stop_reason;    /* "stopped", "client_gone", "shutdown" */
+    const char *err_code;    /* CHAT_ERR_* when FAILED */
+    char err_msg[512];       /* for the user: no URL, path or backend reply */
+    char err_detail[512];    /* for the operator (logs, health): the details */
+    const char *stop_reason; /* "stopped", "client_gone", "shutdown" */
     chat_stats_t stats;
     double ttft_ms, duration_ms, queue_ms;
-    int tokens;                 /* content deltas received */
+    int tokens; /* content deltas received */
 } chatbot_turn_t;
 
 typedef struct {
@@ -333,10 +333,10 @@ typedef struct {
 
 typedef struct {
     chatbot_bot_t *bot;
-    const char *conv_id;  /* an existing conversation of the identity, or NULL
-                           * for a stateless turn (below) */
-    const char *msg_id;   /* may be NULL */
-    const char *content;  /* NEW / EDIT */
+    const char *conv_id; /* an existing conversation of the identity, or NULL
+                          * for a stateless turn (below) */
+    const char *msg_id;  /* may be NULL */
+    const char *content; /* NEW / EDIT */
     apr_size_t len;
     chatbot_turn_mode_t mode;
     apr_uint32_t edit_index;
@@ -561,14 +561,14 @@ int chatbot_error_status(const char *code);
 
 /* ---- handlers -------------------------------------------------------------------- */
 
-int chatbot_ws_handler(request_rec *r);      /* mod_chatbot_ws_handshake.c */
+int chatbot_ws_handler(request_rec *r); /* mod_chatbot_ws_handshake.c */
 /* 1 if a request with this Origin header (NULL: none) may open a WebSocket
  * or change state over REST (ChatbotAllowedOrigins).
  * mod_chatbot_ws_handshake.c */
 int chatbot_origin_allowed(request_rec *r, const char *origin);
 int chatbot_api_handler(request_rec *r, const char *route); /* mod_chatbot_api.c */
-int chatbot_metrics_handler(request_rec *r); /* mod_chatbot_status.c */
-void chatbot_status_register(apr_pool_t *p); /* mod_status hook */
+int chatbot_metrics_handler(request_rec *r);                /* mod_chatbot_status.c */
+void chatbot_status_register(apr_pool_t *p);                /* mod_status hook */
 
 /* ---- the WebSocket connection model (mod_chatbot_ws_watch.c) ------------- */
 

@@ -37,8 +37,8 @@ static int chatbot_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t 
     const char *err = chatbot_config_finish(pconf, s);
 
     if (err) {
-        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s, APLOGNO(10960)
-                     "chatbot: %s", err);
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, s,
+                     APLOGNO(10960) "chatbot: %s", err);
         return !OK;
     }
     return OK;
@@ -50,8 +50,8 @@ static int chatbot_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *
     apr_status_t rv;
 
     if (chatbot_http_init(pconf) != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, APLOGNO(10961)
-                     "chatbot: libcurl initialisation failed");
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                     APLOGNO(10961) "chatbot: libcurl initialisation failed");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     rv = chatbot_store_post_config(pconf, ptemp, s);
@@ -158,15 +158,11 @@ static void chatbot_register_hooks(apr_pool_t *p)
     chatbot_store_register_hooks(p);
 }
 
-AP_DECLARE_MODULE(chatbot) = {
-    STANDARD20_MODULE_STUFF,
-    chatbot_create_dir_conf,
-    chatbot_merge_dir_conf,
-    chatbot_create_srv_conf,
-    chatbot_merge_srv_conf,
-    chatbot_cmds,
-    chatbot_register_hooks,
+AP_DECLARE_MODULE(chatbot) = {STANDARD20_MODULE_STUFF,    chatbot_create_dir_conf,
+                              chatbot_merge_dir_conf,     chatbot_create_srv_conf,
+                              chatbot_merge_srv_conf,     chatbot_cmds,
+                              chatbot_register_hooks,
 #if defined(AP_MODULE_FLAG_ALWAYS_MERGE)
-    AP_MODULE_FLAG_ALWAYS_MERGE
+                              AP_MODULE_FLAG_ALWAYS_MERGE
 #endif
 };

@@ -93,7 +93,8 @@ static int route_health(api_t *a)
             for (i = 0; i < 8; i++) {
                 ok += ss.hist[i];
             }
-            chat_jw_kint(&a->jw, "latency_avg_us", ok ? (int64_t)(ss.usec_total / ok) : 0);
+            chat_jw_kint(&a->jw, "latency_avg_us",
+                         ok ? (int64_t)(ss.usec_total / ok) : 0);
             if (!store_up) {
                 chat_jw_kstr(&a->jw, "detail", ss.last_error);
             }
@@ -112,8 +113,8 @@ static int route_health(api_t *a)
  * timeout, for the bot picker. A backend that fails gets "error". */
 static int route_models(api_t *a)
 {
-    chatbot_models_t *ml =
-        chatbot_models_fetch(a->r->pool, a->sc->backends, (long)a->lim.connect_timeout_ms);
+    chatbot_models_t *ml = chatbot_models_fetch(a->r->pool, a->sc->backends,
+                                                (long)a->lim.connect_timeout_ms);
 
     if (!ml) {
         return send_error(a, CHAT_ERR_INTERNAL, "cannot create a backend client", 0);

@@ -109,8 +109,9 @@ int chatbot_api_error_counted(api_t *a, const char *code, const char *msg,
             apr_psprintf(a->r->pool, "%" APR_INT64_T_FMT, (retry_ms + 999) / 1000));
     }
     chat_jw_obj_end(&a->jw);
-    return chatbot_api_send_json(
-        a, a->legacy && chatbot_compat_outcome(code) ? HTTP_OK : chatbot_error_status(code));
+    return chatbot_api_send_json(a, a->legacy && chatbot_compat_outcome(code)
+                                        ? HTTP_OK
+                                        : chatbot_error_status(code));
 }
 
 /* Every error the API returns is counted once, by code, like the error

@@ -62,7 +62,7 @@ static void find_cb(void *baton, const chat_conv_info_t *c)
 
 /* CHAT_OK or CHAT_ENOTFOUND. */
 static chat_status_t find_session(chat_store_t *st, const chatbot_ident_t *id,
-                                 const char *name, chat_conv_info_t *out)
+                                  const char *name, chat_conv_info_t *out)
 {
     find_ctx_t fc;
 
@@ -471,11 +471,11 @@ const char *chatbot_compat_store_message(chat_jw_t *w, request_rec *r,
             *msg = chatbot_store_err_text(chatbot_store_err(rc));
             return chatbot_store_err(rc);
         }
-        return rc == CHAT_ENOTFOUND ? CHAT_ERR_NOT_FOUND
-               : rc == CHAT_EBUSY   ? CHAT_ERR_BUSY
-               : rc == CHAT_ETOOBIG ? CHAT_ERR_TOO_LARGE
+        return rc == CHAT_ENOTFOUND  ? CHAT_ERR_NOT_FOUND
+               : rc == CHAT_EBUSY    ? CHAT_ERR_BUSY
+               : rc == CHAT_ETOOBIG  ? CHAT_ERR_TOO_LARGE
                : rc == CHAT_EUNAVAIL ? CHAT_ERR_STORE_UNAVAILABLE
-                                    : CHAT_ERR_STORAGE_FULL;
+                                     : CHAT_ERR_STORAGE_FULL;
     }
     chat_jw_kbool(w, "success", 1);
     chat_jw_kstr(w, "bot_id", bot_id);

@@ -260,9 +260,9 @@ static void status_html(request_rec *r, chatbot_srv_conf *sc, chat_store_t *st,
         if (store_remote(st, &ss, &sup, &avg)) {
             ap_rprintf(r,
                        "<dl><dt>Store on redis: <b>%s</b>; this child: %" APR_UINT64_T_FMT
-                       " calls, %" APR_UINT64_T_FMT " errors, latency avg %"
-                       APR_UINT64_T_FMT " &micro;s, max %" APR_UINT64_T_FMT
-                       " &micro;s%s%s</dt></dl>\n",
+                       " calls, %" APR_UINT64_T_FMT
+                       " errors, latency avg %" APR_UINT64_T_FMT
+                       " &micro;s, max %" APR_UINT64_T_FMT " &micro;s%s%s</dt></dl>\n",
                        sup ? "up" : "DOWN", ss.calls, ss.errors, avg, ss.usec_max,
                        sup ? "" : "; last error: ",
                        sup ? "" : ap_escape_html(r->pool, ss.last_error));
@@ -472,10 +472,12 @@ static void prom_write(chat_buf_t *b, chatbot_srv_conf *sc, chat_store_t *st,
              rp->ws.active},
             {"chatbot_websocket_connections_waiting",
              "WebSockets whose turn waits for a worker (ChatbotMaxWorkers, "
-             "ChatbotMaxAnswersPerIP).", rp->ws.waiting},
+             "ChatbotMaxAnswersPerIP).",
+             rp->ws.waiting},
             {"chatbot_websocket_connections_holding_thread",
              "WebSockets that hold a thread for their whole life (HTTP/2 streams, "
-             "MPMs that cannot park).", rp->ws.blocking},
+             "MPMs that cannot park).",
+             rp->ws.blocking},
             {"chatbot_websocket_workers_max",
              "Worker threads per child that WebSockets may hold (ChatbotMaxWorkers).",
              rp->ws.workers_max},
@@ -551,16 +553,22 @@ static void prom_write(chat_buf_t *b, chatbot_srv_conf *sc, chat_store_t *st,
                         "Latency of store calls that succeeded (this child).");
             for (k = 0; k < 7; k++) {
                 cum += ss.hist[k];
-                chat_buf_printf(b, "chatbot_store_latency_seconds_bucket{le=\"%g\"} %"
-                                APR_UINT64_T_FMT "\n", sb[k], cum);
+                chat_buf_printf(
+                    b,
+                    "chatbot_store_latency_seconds_bucket{le=\"%g\"} %" APR_UINT64_T_FMT
+                    "\n",
+                    sb[k], cum);
             }
             cum += ss.hist[7];
-            chat_buf_printf(b, "chatbot_store_latency_seconds_bucket{le=\"+Inf\"} %"
-                            APR_UINT64_T_FMT "\n", cum);
+            chat_buf_printf(
+                b,
+                "chatbot_store_latency_seconds_bucket{le=\"+Inf\"} %" APR_UINT64_T_FMT
+                "\n",
+                cum);
             chat_buf_printf(b, "chatbot_store_latency_seconds_sum %.6f\n",
                             (double)ss.usec_total / 1e6);
-            chat_buf_printf(b, "chatbot_store_latency_seconds_count %" APR_UINT64_T_FMT
-                            "\n", cum);
+            chat_buf_printf(
+                b, "chatbot_store_latency_seconds_count %" APR_UINT64_T_FMT "\n", cum);
         }
     }
 

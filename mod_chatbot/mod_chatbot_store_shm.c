@@ -62,8 +62,9 @@ static apr_status_t store_save(chatbot_shm_t *sh, apr_pool_t *p)
     const char *tmp = apr_pstrcat(p, sh->history_file, ".tmp", NULL);
 
     apr_file_remove(tmp, p);
-    rv = apr_file_open(&f, tmp, APR_FOPEN_WRITE | APR_FOPEN_CREATE | APR_FOPEN_EXCL |
-                       APR_FOPEN_BINARY, APR_FPROT_UREAD | APR_FPROT_UWRITE, p);
+    rv = apr_file_open(
+        &f, tmp, APR_FOPEN_WRITE | APR_FOPEN_CREATE | APR_FOPEN_EXCL | APR_FOPEN_BINARY,
+        APR_FPROT_UREAD | APR_FPROT_UWRITE, p);
     if (rv == APR_SUCCESS) {
         rv = apr_file_write_full(f, sh->base, n, &n);
         if (rv == APR_SUCCESS) {
@@ -78,12 +79,14 @@ static apr_status_t store_save(chatbot_shm_t *sh, apr_pool_t *p)
         }
     }
     if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, rv, sh->s, APLOGNO(10902)
-                     "chatbot: could not save the history to %s", sh->history_file);
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, sh->s,
+                     APLOGNO(10902) "chatbot: could not save the history to %s",
+                     sh->history_file);
     }
     else {
-        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sh->s, APLOGNO(10903)
-                     "chatbot: history saved to %s (%" APR_SIZE_T_FMT " bytes)",
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sh->s,
+                     APLOGNO(10903) "chatbot: history saved to %s (%" APR_SIZE_T_FMT
+                                    " bytes)",
                      sh->history_file, sh->size);
     }
     return rv;
@@ -125,28 +128,31 @@ static void store_load(chatbot_shm_t *sh, apr_pool_t *ptemp)
 
     rv = apr_stat(&fi, sh->history_file, APR_FINFO_SIZE | APR_FINFO_TYPE, ptemp);
     if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_INFO, 0, sh->s, APLOGNO(10904)
-                     "chatbot: no history file %s yet", sh->history_file);
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, sh->s,
+                     APLOGNO(10904) "chatbot: no history file %s yet", sh->history_file);
         return;
     }
     if (fi.filetype != APR_REG) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, sh->s, APLOGNO(10905)
-                     "chatbot: ChatbotHistoryFile %s is not a regular file; starting "
-                     "empty (the history cannot be saved there either)",
-                     sh->history_file);
+        ap_log_error(
+            APLOG_MARK, APLOG_ERR, 0, sh->s,
+            APLOGNO(
+                10905) "chatbot: ChatbotHistoryFile %s is not a regular file; starting "
+                       "empty (the history cannot be saved there either)",
+            sh->history_file);
         return;
     }
     if (fi.size <= 0) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, sh->s, APLOGNO(10905)
-                     "chatbot: history file %s is empty; starting empty",
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, sh->s,
+                     APLOGNO(10905) "chatbot: history file %s is empty; starting empty",
                      sh->history_file);
         return;
     }
     rv = apr_file_open(&f, sh->history_file, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, ptemp);
     if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, rv, sh->s, APLOGNO(10906)
-                     "chatbot: cannot read history file %s; starting empty",
-                     sh->history_file);
+        ap_log_error(
+            APLOG_MARK, APLOG_ERR, rv, sh->s,
+            APLOGNO(10906) "chatbot: cannot read history file %s; starting empty",
+            sh->history_file);
         return;
     }
     /* The header first: it tells how large the image is. */
@@ -155,9 +161,10 @@ static void store_load(chatbot_shm_t *sh, apr_pool_t *ptemp)
     rv = apr_file_read_full(f, buf, n, &n);
     if (rv != APR_SUCCESS && rv != APR_EOF) {
         apr_file_close(f);
-        ap_log_error(APLOG_MARK, APLOG_ERR, rv, sh->s, APLOGNO(10906)
-                     "chatbot: cannot read history file %s; starting empty",
-                     sh->history_file);
+        ap_log_error(
+            APLOG_MARK, APLOG_ERR, rv, sh->s,
+            APLOGNO(10906) "chatbot: cannot read history file %s; starting empty",
+            sh->history_file);
         return;
     }
     want = chat_store_image_size(buf, n);
@@ -175,9 +182,12 @@ static void store_load(chatbot_shm_t *sh, apr_pool_t *ptemp)
          * not having that much memory is an error, not an abort */
         if (!(buf = load_buffer(ptemp, want))) {
             apr_file_close(f);
-            ap_log_error(APLOG_MARK, APLOG_ERR, APR_ENOMEM, sh->s, APLOGNO(10906)
-                         "chatbot: no memory to read history file %s (%" APR_SIZE_T_FMT
-                         " bytes); starting empty", sh->history_file, want);
+            ap_log_error(
+                APLOG_MARK, APLOG_ERR, APR_ENOMEM, sh->s,
+                APLOGNO(
+                    10906) "chatbot: no memory to read history file %s (%" APR_SIZE_T_FMT
+                           " bytes); starting empty",
+                sh->history_file, want);
             return;
         }
     }
@@ -188,9 +198,10 @@ static void store_load(chatbot_shm_t *sh, apr_pool_t *ptemp)
     }
     apr_file_close(f);
     if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, rv, sh->s, APLOGNO(10906)
-                     "chatbot: cannot read history file %s; starting empty",
-                     sh->history_file);
+        ap_log_error(
+            APLOG_MARK, APLOG_ERR, rv, sh->s,
+            APLOGNO(10906) "chatbot: cannot read history file %s; starting empty",
+            sh->history_file);
         goto reformat;
     }
     if (chat_store_layout_of(buf, n, &lay) != CHAT_OK) {
@@ -199,8 +210,9 @@ static void store_load(chatbot_shm_t *sh, apr_pool_t *ptemp)
     if (buf == sh->base && chat_store_layout_equal(&lay, &sh->layout)) {
         if (chat_store_load(&src, buf, n, &sh->layout) == CHAT_OK) {
             chat_store_detach(src);
-            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sh->s, APLOGNO(10907)
-                         "chatbot: history loaded from %s", sh->history_file);
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sh->s,
+                         APLOGNO(10907) "chatbot: history loaded from %s",
+                         sh->history_file);
             return;
         }
         goto bad;
@@ -209,8 +221,9 @@ static void store_load(chatbot_shm_t *sh, apr_pool_t *ptemp)
      * migrate into the freshly formatted segment. */
     if (buf == sh->base) {
         if (!(buf = load_buffer(ptemp, n))) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, APR_ENOMEM, sh->s, APLOGNO(10906)
-                         "chatbot: no memory to migrate history file %s; starting empty",
+            ap_log_error(APLOG_MARK, APLOG_ERR, APR_ENOMEM, sh->s,
+                         APLOGNO(10906) "chatbot: no memory to migrate history file %s; "
+                                        "starting empty",
                          sh->history_file);
             goto reformat;
         }
@@ -223,28 +236,30 @@ static void store_load(chatbot_shm_t *sh, apr_pool_t *ptemp)
             chat_store_migrate(dst, src, chatbot_now_ms());
             chat_store_detach(dst);
             chat_store_detach(src);
-            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, sh->s, APLOGNO(10908)
-                         "chatbot: history loaded from %s and migrated to the new "
-                         "sizes", sh->history_file);
+            ap_log_error(
+                APLOG_MARK, APLOG_NOTICE, 0, sh->s,
+                APLOGNO(10908) "chatbot: history loaded from %s and migrated to the new "
+                               "sizes",
+                sh->history_file);
             return;
         }
         chat_store_detach(src);
     }
 bad:
-    ap_log_error(APLOG_MARK, APLOG_ERR, 0, sh->s, APLOGNO(10909)
-                 "chatbot: history file %s is not a valid history image (%s); "
-                 "starting empty and keeping it as %s.bad",
-                 sh->history_file, why, sh->history_file);
+    ap_log_error(
+        APLOG_MARK, APLOG_ERR, 0, sh->s,
+        APLOGNO(10909) "chatbot: history file %s is not a valid history image (%s); "
+                       "starting empty and keeping it as %s.bad",
+        sh->history_file, why, sh->history_file);
     apr_file_rename(sh->history_file, apr_pstrcat(ptemp, sh->history_file, ".bad", NULL),
                     ptemp);
-reformat:
-    {
-        chat_store_t *st = NULL;
-        if (chat_store_format(&st, sh->base, sh->size, &sh->layout, chatbot_now_ms()) ==
-            CHAT_OK) {
-            chat_store_detach(st);
-        }
+reformat : {
+    chat_store_t *st = NULL;
+    if (chat_store_format(&st, sh->base, sh->size, &sh->layout, chatbot_now_ms()) ==
+        CHAT_OK) {
+        chat_store_detach(st);
     }
+}
 }
 
 /* Tells at start, rather than only when httpd stops, that the history
@@ -265,9 +280,12 @@ static void check_history_dir(chatbot_shm_t *sh, apr_pool_t *ptemp)
         *slash = '\0';
     }
     if (access(dir, W_OK | X_OK) != 0) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, sh->s, APLOGNO(10917)
-                     "chatbot: the directory %s of ChatbotHistoryFile is not writable: "
-                     "the history will not be saved when httpd stops", dir);
+        ap_log_error(
+            APLOG_MARK, APLOG_WARNING, 0, sh->s,
+            APLOGNO(
+                10917) "chatbot: the directory %s of ChatbotHistoryFile is not writable: "
+                       "the history will not be saved when httpd stops",
+            dir);
     }
 }
 
@@ -296,10 +314,12 @@ static apr_status_t store_cleanup(void *data)
         else {
             /* An image that would be refused at the next start must not
              * replace the last good file. */
-            ap_log_error(APLOG_MARK, APLOG_ERR, 0, sh->s, APLOGNO(10918)
-                         "chatbot: the shared store failed its consistency check at "
-                         "stop; history not saved, %s keeps the previous copy",
-                         sh->history_file);
+            ap_log_error(
+                APLOG_MARK, APLOG_ERR, 0, sh->s,
+                APLOGNO(
+                    10918) "chatbot: the shared store failed its consistency check at "
+                           "stop; history not saved, %s keeps the previous copy",
+                sh->history_file);
         }
         apr_pool_destroy(p);
     }
@@ -318,9 +338,10 @@ static apr_status_t make_segment(chatbot_shm_t *sh, apr_pool_t *pproc, server_re
         rv = apr_shm_create(&sh->shm, size, fname, pproc);
     }
     if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, APLOGNO(10910)
-                     "chatbot: cannot create %" APR_SIZE_T_FMT " bytes of shared memory "
-                     "(lower ChatbotHistorySize/ChatbotMaxConversations?)",
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     APLOGNO(10910) "chatbot: cannot create %" APR_SIZE_T_FMT
+                                    " bytes of shared memory "
+                                    "(lower ChatbotHistorySize/ChatbotMaxConversations?)",
                      size);
         return rv;
     }
@@ -358,8 +379,8 @@ static apr_status_t fresh_segment(chatbot_shm_t *sh, apr_pool_t *pproc, server_r
     }
     if (chat_store_format(out, sh->base, sh->size, &sh->layout, chatbot_now_ms()) !=
         CHAT_OK) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, APLOGNO(10912)
-                     "chatbot: cannot format the shared store");
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                     APLOGNO(10912) "chatbot: cannot format the shared store");
         return APR_EGENERAL;
     }
     return APR_SUCCESS;
@@ -417,8 +438,9 @@ static apr_status_t shm_init(chat_store_t **out, server_rec *s, apr_pool_t *pcon
             chat_store_migrate(st, src, chatbot_now_ms());
             chat_store_detach(src);
             migrated = 1;
-            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, APLOGNO(10911)
-                         "chatbot: store sizes changed; conversations migrated");
+            ap_log_error(
+                APLOG_MARK, APLOG_NOTICE, 0, s,
+                APLOGNO(10911) "chatbot: store sizes changed; conversations migrated");
         }
         chat_store_detach(st);
         st = NULL;
@@ -440,9 +462,10 @@ static apr_status_t shm_init(chat_store_t **out, server_rec *s, apr_pool_t *pcon
      * old children end their own turns cleanly when they see their child
      * stopping. */
     if (chat_store_attach(&st, sh->base, sh->size, &sh->layout) != CHAT_OK) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, APLOGNO(10913)
-                     "chatbot: the shared store failed its consistency check; "
-                     "starting empty");
+        ap_log_error(
+            APLOG_MARK, APLOG_CRIT, 0, s,
+            APLOGNO(10913) "chatbot: the shared store failed its consistency check; "
+                           "starting empty");
         /* a new segment: the old one may still be used by old children */
         if ((rv = fresh_segment(sh, pproc, s, &st)) != APR_SUCCESS) {
             return rv;
@@ -452,9 +475,10 @@ static apr_status_t shm_init(chat_store_t **out, server_rec *s, apr_pool_t *pcon
     if (fresh || migrated) {
         chat_store_recover(st, chatbot_now_ms());
     }
-    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, APLOGNO(10915)
-                 "chatbot: shared store %" APR_SIZE_T_FMT " bytes (%u conversations, "
-                 "%" APR_UINT64_T_FMT " bytes of history), generation %d",
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                 APLOGNO(10915) "chatbot: shared store %" APR_SIZE_T_FMT
+                                " bytes (%u conversations, "
+                                "%" APR_UINT64_T_FMT " bytes of history), generation %d",
                  sh->size, sh->layout.max_conversations, sh->layout.history_bytes,
                  sh->generation);
     *out = st;

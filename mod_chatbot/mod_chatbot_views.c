@@ -25,9 +25,12 @@
 static const char *conv_state_name(const chat_conv_info_t *c)
 {
     switch (c->state) {
-    case CHAT_CONV_QUEUED: return "queued";
-    case CHAT_CONV_GENERATING: return "generating";
-    default: return (c->flags & CHAT_CONV_STOPPED) ? "stopped" : "idle";
+    case CHAT_CONV_QUEUED:
+        return "queued";
+    case CHAT_CONV_GENERATING:
+        return "generating";
+    default:
+        return (c->flags & CHAT_CONV_STOPPED) ? "stopped" : "idle";
     }
 }
 
@@ -409,7 +412,8 @@ const char *chatbot_view_history(chat_jw_t *w, const chatbot_ident_t *id,
                                  const char *conv_id, apr_int64_t limit,
                                  apr_int64_t offset, chat_buf_t *scratch)
 {
-    return chatbot_view_history_compat(w, id, conv_id, limit, offset, scratch, NULL, NULL);
+    return chatbot_view_history_compat(w, id, conv_id, limit, offset, scratch, NULL,
+                                       NULL);
 }
 
 const char *chatbot_view_history_compat(chat_jw_t *w, const chatbot_ident_t *id,
@@ -537,7 +541,8 @@ static void export_attachments(chat_buf_t *out, const char **text, size_t *len)
     }
 }
 
-static void export_msg(void *baton, const chat_msg_info_t *m, const char *text, size_t len)
+static void export_msg(void *baton, const chat_msg_info_t *m, const char *text,
+                       size_t len)
 {
     exp_ctx_t *ec = baton;
     uint32_t nver = 1, pos = 0;
@@ -563,7 +568,8 @@ static void export_msg(void *baton, const chat_msg_info_t *m, const char *text, 
         size_t k = chatbot_error_code_len(text, len);
         if (k > 0) {
             chat_buf_printf(ec->out, "> **%s (%.*s):** ",
-                            (m->flags & CHAT_MSG_REFUSED) ? "Refused" : "Error", (int)k, text);
+                            (m->flags & CHAT_MSG_REFUSED) ? "Refused" : "Error", (int)k,
+                            text);
             text += k + 2;
             len -= k + 2;
         }

@@ -22,29 +22,30 @@ extern "C" {
 
 typedef enum {
     CHAT_C_UNKNOWN = 0,
-    CHAT_C_MESSAGE,     /* content, [bot_id], [conversation_id], [id], [attachments] */
-    CHAT_C_STOP,        /* [conversation_id]: stop the answer being generated */
-    CHAT_C_REGENERATE,  /* [conversation_id]: replace the last answer */
-    CHAT_C_EDIT,        /* conversation_id, index, content: edit message and resend */
-    CHAT_C_HISTORY,     /* [conversation_id], [bot_id], [limit], [offset] */
-    CHAT_C_RESUME,      /* conversation_id, [offset]: replay the answer from offset, then live */
-    CHAT_C_LAUNCH,      /* bot_id, [title]: new bot session (conversation) */
-    CHAT_C_SELECT,      /* conversation_id: make it current for this connection */
-    CHAT_C_STOP_SESSION,/* conversation_id: cancel and mark the bot session stopped */
-    CHAT_C_SESSIONS,    /* [bot_id], [archived]: list the user's bot sessions */
-    CHAT_C_BOTS,        /* list declared bots */
-    CHAT_C_RENAME,      /* conversation_id, title */
-    CHAT_C_ARCHIVE,     /* conversation_id, [archived=true] */
-    CHAT_C_DELETE,      /* conversation_id */
-    CHAT_C_EXPORT,      /* conversation_id, [format=markdown|json] */
-    CHAT_C_RUN,         /* command, [args]: run a declared command */
-    CHAT_C_PING,        /* application level ping -> {"type":"pong"} */
-    CHAT_C_STATUS,      /* status board snapshot */
-    CHAT_C_COMMAND,     /* command, [bot_id], [conversation_id]: the port-8000
-                         * client's chat line (its text is in content) */
-    CHAT_C_SEARCH,      /* query, [bot_id], [limit]: search one's own conversations */
-    CHAT_C_SETTINGS,    /* conversation_id, [model], [system], [temperature], [reset]:
-                         * read or change a conversation's settings */
+    CHAT_C_MESSAGE,    /* content, [bot_id], [conversation_id], [id], [attachments] */
+    CHAT_C_STOP,       /* [conversation_id]: stop the answer being generated */
+    CHAT_C_REGENERATE, /* [conversation_id]: replace the last answer */
+    CHAT_C_EDIT,       /* conversation_id, index, content: edit message and resend */
+    CHAT_C_HISTORY,    /* [conversation_id], [bot_id], [limit], [offset] */
+    CHAT_C_RESUME, /* conversation_id, [offset]: replay the answer from offset, then live
+                    */
+    CHAT_C_LAUNCH, /* bot_id, [title]: new bot session (conversation) */
+    CHAT_C_SELECT, /* conversation_id: make it current for this connection */
+    CHAT_C_STOP_SESSION,  /* conversation_id: cancel and mark the bot session stopped */
+    CHAT_C_SESSIONS,      /* [bot_id], [archived]: list the user's bot sessions */
+    CHAT_C_BOTS,          /* list declared bots */
+    CHAT_C_RENAME,        /* conversation_id, title */
+    CHAT_C_ARCHIVE,       /* conversation_id, [archived=true] */
+    CHAT_C_DELETE,        /* conversation_id */
+    CHAT_C_EXPORT,        /* conversation_id, [format=markdown|json] */
+    CHAT_C_RUN,           /* command, [args]: run a declared command */
+    CHAT_C_PING,          /* application level ping -> {"type":"pong"} */
+    CHAT_C_STATUS,        /* status board snapshot */
+    CHAT_C_COMMAND,       /* command, [bot_id], [conversation_id]: the port-8000
+                           * client's chat line (its text is in content) */
+    CHAT_C_SEARCH,        /* query, [bot_id], [limit]: search one's own conversations */
+    CHAT_C_SETTINGS,      /* conversation_id, [model], [system], [temperature], [reset]:
+                           * read or change a conversation's settings */
     CHAT_C_SELECT_VERSION /* conversation_id, index: make that message the
                            * chosen version (chat/versions.h) */
 } chat_ctype_t;
@@ -61,27 +62,30 @@ typedef enum {
  * object. Absent strings are NULL; absent numbers are -1. */
 typedef struct {
     chat_ctype_t type;
-    const char *type_name;       /* as sent (for error messages) */
-    const char *content; size_t content_len;
+    const char *type_name; /* as sent (for error messages) */
+    const char *content;
+    size_t content_len;
     const char *bot_id;
     const char *conversation_id;
-    const char *id;              /* client's message id (string or number, echoed) */
+    const char *id; /* client's message id (string or number, echoed) */
     const char *title;
     const char *format;
     const char *command;
-    const char *args[CHAT_MAX_ARGS]; size_t nargs;
-    const char *query;           /* search: the words looked for */
+    const char *args[CHAT_MAX_ARGS];
+    size_t nargs;
+    const char *query;                     /* search: the words looked for */
     chat_attach_t attach[CHAT_ATTACH_MAX]; /* message, edit: text attachments */
     size_t nattach;
     int64_t index, limit, offset;
-    int archived;                /* -1 absent, 0/1 */
+    int archived; /* -1 absent, 0/1 */
     /* settings: "model" and "system" may be "" (back to the bot's own) */
     const char *model;
-    const char *system; size_t system_len;
-    double temperature;          /* valid if has_temperature */
+    const char *system;
+    size_t system_len;
+    double temperature; /* valid if has_temperature */
     int has_temperature;
-    int reset;                   /* "reset": true: every setting back to the bot's */
-    void *priv_;                 /* parser storage (json-c object) */
+    int reset;   /* "reset": true: every setting back to the bot's */
+    void *priv_; /* parser storage (json-c object) */
 } chat_cmsg_t;
 
 void chat_cmsg_init(chat_cmsg_t *m);
@@ -94,8 +98,8 @@ void chat_cmsg_free(chat_cmsg_t *m);
  * English reason. On CHAT_EINVAL / CHAT_ENOTFOUND the fields read before
  * the bad one stay set (id and conversation_id first), so the error frame
  * can echo them. Field rules (types, limits, null = absent): docs/protocol.md. */
-chat_status_t chat_cmsg_parse(chat_cmsg_t *m, const char *json, size_t len,
-                              char *err, size_t errcap);
+chat_status_t chat_cmsg_parse(chat_cmsg_t *m, const char *json, size_t len, char *err,
+                              size_t errcap);
 
 const char *chat_ctype_name(chat_ctype_t t);
 
@@ -129,7 +133,7 @@ void chat_jw_obj_end(chat_jw_t *w);
 void chat_jw_arr_begin(chat_jw_t *w);
 void chat_jw_arr_end(chat_jw_t *w);
 void chat_jw_key(chat_jw_t *w, const char *key);
-void chat_jw_str(chat_jw_t *w, const char *s);            /* NULL -> null */
+void chat_jw_str(chat_jw_t *w, const char *s); /* NULL -> null */
 void chat_jw_strn(chat_jw_t *w, const char *s, size_t n);
 void chat_jw_int(chat_jw_t *w, int64_t v);
 /* Doubles get 6 significant digits, more to keep every integer digit
@@ -194,11 +198,12 @@ chat_status_t chat_frame_error(chat_buf_t *buf, const char *code, const char *me
 #define CHAT_ERR_COMMAND_FAILED "command_failed"
 #define CHAT_ERR_STORAGE_FULL "storage_full"
 #define CHAT_ERR_QUOTA_EXCEEDED "quota_exceeded" /* an identity's share of the store */
-#define CHAT_ERR_FORBIDDEN "forbidden" /* REST: a cross-origin POST */
+#define CHAT_ERR_FORBIDDEN "forbidden"           /* REST: a cross-origin POST */
 #define CHAT_ERR_INTERNAL "internal"
 #define CHAT_ERR_STORE_UNAVAILABLE "store_unavailable" /* ChatbotStore unreachable */
-#define CHAT_ERR_SETTING_REFUSED "setting_refused" /* a conversation setting the
-                                                    administrator does not allow */
+#define CHAT_ERR_SETTING_REFUSED                                                         \
+    "setting_refused" /* a conversation setting the                                      \
+                       administrator does not allow */
 
 /* The sentence users are shown for a failure whose details are for the
  * operator only (backend failures, internal errors): it names no URL,

@@ -76,18 +76,18 @@ void chat_store_policy_default(chat_store_policy_t *p);
 /* ---- layout --------------------------------------------------------------- */
 
 typedef struct {
-    uint32_t max_users;          /* rate-limit / event slots, e.g. 4096 */
-    uint32_t max_conversations;  /* e.g. 1024 */
-    uint32_t max_messages;       /* per conversation; oldest dropped beyond, e.g. 200 */
-    uint32_t max_message_bytes;  /* per stored message, e.g. 262144 */
-    uint64_t history_bytes;      /* size of the text arena, e.g. 16 MiB */
-    uint32_t max_backends;       /* e.g. 16 */
-    uint32_t queue_cap;          /* per backend waiting queue, e.g. 64 */
-    uint32_t max_active;         /* per backend concurrent-request slots, e.g. 64 */
-    uint32_t metric_series;      /* (bot, backend) pairs, e.g. 64 */
-    uint32_t max_procs;          /* processes using the store at once (the
-                                  * process table: children of the current
-                                  * and of older generations), e.g. 64 */
+    uint32_t max_users;         /* rate-limit / event slots, e.g. 4096 */
+    uint32_t max_conversations; /* e.g. 1024 */
+    uint32_t max_messages;      /* per conversation; oldest dropped beyond, e.g. 200 */
+    uint32_t max_message_bytes; /* per stored message, e.g. 262144 */
+    uint64_t history_bytes;     /* size of the text arena, e.g. 16 MiB */
+    uint32_t max_backends;      /* e.g. 16 */
+    uint32_t queue_cap;         /* per backend waiting queue, e.g. 64 */
+    uint32_t max_active;        /* per backend concurrent-request slots, e.g. 64 */
+    uint32_t metric_series;     /* (bot, backend) pairs, e.g. 64 */
+    uint32_t max_procs;         /* processes using the store at once (the
+                                 * process table: children of the current
+                                 * and of older generations), e.g. 64 */
 } chat_store_layout_t;
 
 /* 1 if the two layouts are the same (a region made for one fits the other). */
@@ -197,13 +197,13 @@ void chat_store_set_crash_hook(void (*fn)(void));
 
 /* ---- conversations ("bot sessions") -------------------------------------- */
 
-#define CHAT_CONV_ID_LEN 24   /* 8 hex slot + 16 hex random tag */
+#define CHAT_CONV_ID_LEN 24 /* 8 hex slot + 16 hex random tag */
 #define CHAT_BOT_NAME_MAX 64
 #define CHAT_TITLE_MAX 128
 
 /* flags */
 #define CHAT_CONV_ARCHIVED 0x1u
-#define CHAT_CONV_STOPPED 0x2u   /* the user stopped this bot session */
+#define CHAT_CONV_STOPPED 0x2u /* the user stopped this bot session */
 
 /* states */
 #define CHAT_CONV_IDLE 0u
@@ -216,14 +216,14 @@ typedef struct {
     char title[CHAT_TITLE_MAX + 1];
     uint32_t flags;
     uint32_t state;
-    int32_t queue_position;   /* when QUEUED: 1-based, else 0 */
+    int32_t queue_position; /* when QUEUED: 1-based, else 0 */
     uint64_t created_ms;
-    uint64_t updated_ms;      /* last activity (also the LRU key) */
+    uint64_t updated_ms; /* last activity (also the LRU key) */
     uint32_t nmsgs;
-    uint64_t bytes;           /* text bytes stored */
-    uint64_t seq;             /* bumps on every change to the conversation */
-    uint64_t gen_token;       /* who is generating (0 if nobody) */
-    int stop_requested;       /* another connection asked to stop */
+    uint64_t bytes;     /* text bytes stored */
+    uint64_t seq;       /* bumps on every change to the conversation */
+    uint64_t gen_token; /* who is generating (0 if nobody) */
+    int stop_requested; /* another connection asked to stop */
 } chat_conv_info_t;
 
 /* Creates a conversation owned by owner with bot and title (title may be
@@ -240,9 +240,8 @@ typedef struct {
  * chat_store_create_retry_ms), CHAT_EQUOTA (at its quota and all of its
  * conversations busy), CHAT_EFULL (nothing may be evicted for it). */
 chat_status_t chat_store_conv_create(chat_store_t *st, const chat_owner_t *owner,
-                                     const char *bot, const char *title,
-                                     uint64_t tag, uint64_t now_ms,
-                                     chat_conv_info_t *out);
+                                     const char *bot, const char *title, uint64_t tag,
+                                     uint64_t now_ms, chat_conv_info_t *out);
 
 /* The conversation of owner titled exactly title, or a new one: the first
  * of owner's conversations with that title in this order - neither stopped
@@ -360,13 +359,16 @@ uint64_t chat_store_conv_seq(chat_store_t *st, const char *id);
 #define CHAT_MSG_COMMAND 0x4u     /* a command request or its result */
 #define CHAT_MSG_ERROR 0x8u       /* an error shown in the conversation */
 #define CHAT_MSG_STREAMING 0x10u  /* being written right now */
-#define CHAT_MSG_REFUSED 0x20u    /* a refused command request or its refusal
-                                   * (with CHAT_MSG_COMMAND; never sent to the
-                                   * model, like CHAT_MSG_ERROR) */
-#define CHAT_MSG_ATTACH 0x1000u   /* a user message whose text starts with
-                                   * attachments in the form of chat/attach.h */
-#define CHAT_MSG_ALT 0x2000u /* another version: not the chosen one among its
-                              * siblings (chat/versions.h) */
+#define CHAT_MSG_REFUSED                                                                 \
+    0x20u /* a refused command request or its refusal                                    \
+           * (with CHAT_MSG_COMMAND; never sent to the                                   \
+           * model, like CHAT_MSG_ERROR) */
+#define CHAT_MSG_ATTACH                                                                  \
+    0x1000u /* a user message whose text starts with                                     \
+             * attachments in the form of chat/attach.h */
+#define CHAT_MSG_ALT                                                                     \
+    0x2000u /* another version: not the chosen one among its                             \
+             * siblings (chat/versions.h) */
 
 /* Versions and branches: every message has a parent (an earlier message,
  * or none for the first messages). Messages with the same parent are
@@ -447,8 +449,8 @@ chat_status_t chat_store_msg_truncate(chat_store_t *st, const chat_owner_t *owne
 typedef void chat_msg_cb(void *baton, const chat_msg_info_t *info, const char *text,
                          size_t len);
 int chat_store_msg_read(chat_store_t *st, const chat_owner_t *owner, const char *id,
-                        uint32_t start, uint32_t count, chat_buf_t *text,
-                        chat_msg_cb *cb, void *baton);
+                        uint32_t start, uint32_t count, chat_buf_t *text, chat_msg_cb *cb,
+                        void *baton);
 
 /* The context to send to a model: the most recent messages of the active
  * path (chat/versions.h), oldest first,
@@ -492,16 +494,16 @@ uint64_t chat_store_events(chat_store_t *st);
 
 typedef struct {
     char name[CHAT_BOT_NAME_MAX + 1];
-    uint32_t max_active;      /* 0 = unlimited */
+    uint32_t max_active; /* 0 = unlimited */
     uint32_t active;
     uint32_t queued;
-    int breaker;              /* CHAT_BREAKER_* */
-    uint32_t failures;        /* consecutive */
+    int breaker;       /* CHAT_BREAKER_* */
+    uint32_t failures; /* consecutive */
     uint64_t open_until_ms;
-    int healthy;              /* -1 unknown, 0 down, 1 up */
-    uint64_t checked_ms;      /* last health probe */
-    char version[32];         /* from GET /api/version, "" if unknown */
-    char detail[128];         /* last health error, "" if none */
+    int healthy;         /* -1 unknown, 0 down, 1 up */
+    uint64_t checked_ms; /* last health probe */
+    char version[32];    /* from GET /api/version, "" if unknown */
+    char detail[128];    /* last health error, "" if none */
 } chat_backend_info_t;
 
 /* Registers (or finds, by name) a backend and sets its limits; returns its
@@ -555,11 +557,11 @@ typedef enum {
 const double *chat_metrics_bounds(chat_hist_t h);
 
 typedef enum {
-    CHAT_CTR_ANSWERS = 0,     /* complete answers */
-    CHAT_CTR_INTERRUPTED,     /* answers stopped or failed part way */
-    CHAT_CTR_TOKENS,          /* completion tokens */
+    CHAT_CTR_ANSWERS = 0, /* complete answers */
+    CHAT_CTR_INTERRUPTED, /* answers stopped or failed part way */
+    CHAT_CTR_TOKENS,      /* completion tokens */
     CHAT_CTR_PROMPT_TOKENS,
-    CHAT_CTR_ERRORS,          /* error frames sent for turns of this series */
+    CHAT_CTR_ERRORS, /* error frames sent for turns of this series */
     CHAT_CTR_COUNT
 } chat_counter_t;
 
@@ -598,7 +600,10 @@ typedef struct {
 
 typedef struct {
     int64_t gauges[CHAT_G_COUNT];
-    struct { char code[32]; uint64_t count; } errors[CHAT_ERRCODE_MAX];
+    struct {
+        char code[32];
+        uint64_t count;
+    } errors[CHAT_ERRCODE_MAX];
     int nerrors;
     /* store usage */
     uint32_t conversations, max_conversations, users, max_users;

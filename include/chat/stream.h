@@ -43,14 +43,14 @@ typedef enum {
 /* Statistics of one answer. Unknown values are -1 (or "" for strings). */
 typedef struct {
     char model[128];
-    char done_reason[32];     /* "stop", "length", ... */
-    int64_t prompt_tokens;    /* prompt_eval_count / usage.prompt_tokens */
-    int64_t completion_tokens;/* eval_count / usage.completion_tokens */
-    double total_ms;          /* total_duration */
-    double load_ms;           /* load_duration */
-    double prompt_ms;         /* prompt_eval_duration / timings.prompt_ms */
-    double eval_ms;           /* eval_duration / timings.predicted_ms */
-    double tokens_per_sec;    /* eval_count/eval_duration, or timings.predicted_per_second */
+    char done_reason[32];      /* "stop", "length", ... */
+    int64_t prompt_tokens;     /* prompt_eval_count / usage.prompt_tokens */
+    int64_t completion_tokens; /* eval_count / usage.completion_tokens */
+    double total_ms;           /* total_duration */
+    double load_ms;            /* load_duration */
+    double prompt_ms;          /* prompt_eval_duration / timings.prompt_ms */
+    double eval_ms;            /* eval_duration / timings.predicted_ms */
+    double tokens_per_sec; /* eval_count/eval_duration, or timings.predicted_per_second */
 } chat_stats_t;
 
 void chat_stats_init(chat_stats_t *st);
@@ -71,8 +71,8 @@ typedef struct chat_stream chat_stream_t;
 
 /* max_line caps one NDJSON line / SSE event (e.g. 1 MiB). CHAT_OK,
  * CHAT_EINVAL (no cb, unknown wire, max_line 0 or > INT_MAX/2), CHAT_ENOMEM. */
-chat_status_t chat_stream_create(chat_stream_t **ps, chat_wire_t wire,
-                                 size_t max_line, chat_event_cb *cb, void *baton);
+chat_status_t chat_stream_create(chat_stream_t **ps, chat_wire_t wire, size_t max_line,
+                                 chat_event_cb *cb, void *baton);
 void chat_stream_destroy(chat_stream_t *s);
 /* Back to the initial state, keeping buffers (for the next answer). */
 void chat_stream_reset(chat_stream_t *s);
@@ -118,8 +118,12 @@ size_t chat_backend_error_text(const char *body, size_t len, char *out, size_t o
 
 /* ---- requests -------------------------------------------------------- */
 
-typedef enum { CHAT_ROLE_SYSTEM = 0, CHAT_ROLE_USER = 1, CHAT_ROLE_ASSISTANT = 2,
-               CHAT_ROLE_TOOL = 3 } chat_role_t;
+typedef enum {
+    CHAT_ROLE_SYSTEM = 0,
+    CHAT_ROLE_USER = 1,
+    CHAT_ROLE_ASSISTANT = 2,
+    CHAT_ROLE_TOOL = 3
+} chat_role_t;
 const char *chat_role_name(chat_role_t r);
 
 typedef struct {
@@ -133,8 +137,8 @@ typedef struct {
     double temperature;
     double top_p;
     int64_t top_k;
-    int64_t num_ctx;      /* Ollama options.num_ctx (fixed: changing it reloads the model) */
-    int64_t num_predict;  /* Ollama options.num_predict / OpenAI max_tokens */
+    int64_t num_ctx; /* Ollama options.num_ctx (fixed: changing it reloads the model) */
+    int64_t num_predict; /* Ollama options.num_predict / OpenAI max_tokens */
     int64_t seed;
     const char *keep_alive; /* Ollama keep_alive ("5m", "-1"); NULL = omit */
 } chat_options_t;
@@ -150,8 +154,7 @@ void chat_options_init(chat_options_t *o);
  * NULL content with len > 0); on error out is left unchanged. */
 chat_status_t chat_request_build(chat_wire_t wire, const char *model,
                                  const chat_msg_t *msgs, size_t nmsgs,
-                                 const chat_options_t *opts, int stream,
-                                 chat_buf_t *out);
+                                 const chat_options_t *opts, int stream, chat_buf_t *out);
 
 /* Parses a model list (Ollama GET /api/tags {"models":[{"name"}..]} or
  * OpenAI GET /v1/models {"data":[{"id"}..]}) calling cb for each name.

@@ -86,8 +86,8 @@ typedef struct {
 
 /* Creates a server-side message layer. CHAT_OK, CHAT_EINVAL (missing
  * callbacks or zero limits) or CHAT_ENOMEM. */
-chat_status_t chat_ws_create(chat_ws_t **pws, const chat_ws_callbacks_t *cb,
-                             void *baton, const chat_ws_limits_t *limits);
+chat_status_t chat_ws_create(chat_ws_t **pws, const chat_ws_callbacks_t *cb, void *baton,
+                             const chat_ws_limits_t *limits);
 void chat_ws_destroy(chat_ws_t *ws);
 
 /* Feeds bytes received from the peer, in chunks of any size.

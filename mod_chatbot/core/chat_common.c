@@ -12,24 +12,42 @@ static void *log_baton;
 const char *chat_status_str(chat_status_t st)
 {
     switch (st) {
-    case CHAT_OK: return "ok";
-    case CHAT_EAGAIN: return "again";
-    case CHAT_EINVAL: return "invalid argument";
-    case CHAT_ENOMEM: return "out of memory";
-    case CHAT_EINTERNAL: return "internal error";
-    case CHAT_EPARSE: return "parse error";
-    case CHAT_EPROTO: return "protocol error";
-    case CHAT_EUTF8: return "invalid UTF-8";
-    case CHAT_EINCOMPLETE: return "incomplete";
-    case CHAT_ETOOBIG: return "too big";
-    case CHAT_EFULL: return "full";
-    case CHAT_ELIMIT: return "rate limited";
-    case CHAT_EQUOTA: return "quota exceeded";
-    case CHAT_ENOTFOUND: return "not found";
-    case CHAT_ECLOSED: return "closed";
-    case CHAT_EBUSY: return "busy";
-    case CHAT_EUNAVAIL: return "store unavailable";
-    case CHAT_EDENIED: return "denied";
+    case CHAT_OK:
+        return "ok";
+    case CHAT_EAGAIN:
+        return "again";
+    case CHAT_EINVAL:
+        return "invalid argument";
+    case CHAT_ENOMEM:
+        return "out of memory";
+    case CHAT_EINTERNAL:
+        return "internal error";
+    case CHAT_EPARSE:
+        return "parse error";
+    case CHAT_EPROTO:
+        return "protocol error";
+    case CHAT_EUTF8:
+        return "invalid UTF-8";
+    case CHAT_EINCOMPLETE:
+        return "incomplete";
+    case CHAT_ETOOBIG:
+        return "too big";
+    case CHAT_EFULL:
+        return "full";
+    case CHAT_ELIMIT:
+        return "rate limited";
+    case CHAT_EQUOTA:
+        return "quota exceeded";
+    case CHAT_ENOTFOUND:
+        return "not found";
+    case CHAT_ECLOSED:
+        return "closed";
+    case CHAT_EBUSY:
+        return "busy";
+    case CHAT_EUNAVAIL:
+        return "store unavailable";
+    case CHAT_EDENIED:
+        return "denied";
     }
     return "unknown status";
 }

@@ -152,11 +152,16 @@ size_t chat_base64_encode(const uint8_t *in, size_t n, char *out, size_t outcap)
 
 static int b64val(char ch)
 {
-    if (ch >= 'A' && ch <= 'Z') return ch - 'A';
-    if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9') return ch - '0' + 52;
-    if (ch == '+') return 62;
-    if (ch == '/') return 63;
+    if (ch >= 'A' && ch <= 'Z')
+        return ch - 'A';
+    if (ch >= 'a' && ch <= 'z')
+        return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9')
+        return ch - '0' + 52;
+    if (ch == '+')
+        return 62;
+    if (ch == '/')
+        return 63;
     return -1;
 }
 
@@ -182,8 +187,10 @@ long chat_base64_decode(const char *in, size_t n, uint8_t *out, size_t outcap)
             return -1;
         }
         out[o++] = (uint8_t)((v[0] << 2) | (v[1] >> 4));
-        if (pads < 2) out[o++] = (uint8_t)(((v[1] & 15) << 4) | (v[2] >> 2));
-        if (pads < 1) out[o++] = (uint8_t)(((v[2] & 3) << 6) | v[3]);
+        if (pads < 2)
+            out[o++] = (uint8_t)(((v[1] & 15) << 4) | (v[2] >> 2));
+        if (pads < 1)
+            out[o++] = (uint8_t)(((v[2] & 3) << 6) | v[3]);
     }
     return (long)o;
 }

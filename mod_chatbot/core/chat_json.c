@@ -60,7 +60,8 @@ size_t chat_json_plain(const char *s, size_t n)
         memcpy(&w, p + i, 8);
         q = w ^ (ones * '"');
         b = w ^ (ones * '\\');
-        if ((((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b) | w) & high) {
+        if ((((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b) | w) &
+            high) {
             break;
         }
     }

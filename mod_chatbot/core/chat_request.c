@@ -57,7 +57,6 @@ void chat_options_init(chat_options_t *o)
     o->keep_alive = NULL;
 }
 
-
 /* Appends s[0..n) as a JSON string literal. */
 static chat_status_t put_str(chat_buf_t *out, const char *s, size_t n)
 {
