@@ -411,8 +411,17 @@ void chatbot_probe_health(apr_pool_t *p, chatbot_srv_conf *sc, long connect_time
 typedef struct chatbot_models chatbot_models_t;
 chatbot_models_t *chatbot_models_fetch(apr_pool_t *p, apr_array_header_t *bes,
                                        long connect_timeout_ms);
-/* Writes them as an array of {name, type, models[, error]}. */
-void chatbot_models_write(chat_jw_t *jw, apr_pool_t *p, chatbot_models_t *ml);
+/* Writes them as an array of {name, type, models[, error]}: error is the
+ * reason with details (ChatbotShowDetails), else one sentence; every
+ * failure is logged at info with the reason. */
+void chatbot_models_write(chat_jw_t *jw, apr_pool_t *p, server_rec *s,
+                          chatbot_models_t *ml, int details);
+/* GET /api/models' array as JSON (pool copy, *len its length): fetched now
+ * for an operator (details), else a child's copy at most 10 s old, so that
+ * no client can make the module call every backend at will. NULL if no
+ * request could be made. */
+const char *chatbot_models_json(apr_pool_t *p, server_rec *s, apr_array_header_t *bes,
+                                long connect_timeout_ms, int details, apr_size_t *len);
 
 /* ---- answer versions and branches (mod_chatbot_versions.c) -------------- */
 

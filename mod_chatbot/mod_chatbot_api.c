@@ -110,18 +110,21 @@ static int route_health(api_t *a)
 
 /* GET /api/models: the models of every backend (Ollama GET /api/tags,
  * OpenAI-compatible GET /v1/models), fetched in parallel with a short
- * timeout, for the bot picker. A backend that fails gets "error". */
+ * timeout, for the bot picker. A backend that fails gets "error" (its
+ * reason only for operators; others get a child's copy at most 10 s old). */
 static int route_models(api_t *a)
 {
-    chatbot_models_t *ml = chatbot_models_fetch(a->r->pool, a->sc->backends,
-                                                (long)a->lim.connect_timeout_ms);
+    apr_size_t len = 0;
+    const char *json =
+        chatbot_models_json(a->r->pool, a->r->server, a->sc->backends,
+                            (long)a->lim.connect_timeout_ms, a->lim.show_details, &len);
 
-    if (!ml) {
+    if (!json) {
         return send_error(a, CHAT_ERR_INTERNAL, "cannot create a backend client", 0);
     }
     begin(a);
     chat_jw_key(&a->jw, "backends");
-    chatbot_models_write(&a->jw, a->r->pool, ml);
+    chat_jw_raw(&a->jw, json, len);
     return finish(a, 200);
 }
 

@@ -1,9 +1,12 @@
 /* mod_chatbot_probe.c - asking the backends how they are: health probes
  * (recorded in the store) and model lists (for GET /api/models).
  */
+#include <pthread.h>
 #include <string.h>
 #include <json-c/json.h>
 
+#include "httpd.h"
+#include "http_log.h"
 #include "apr_strings.h"
 
 #include "mod_chatbot.h"
@@ -13,6 +16,10 @@
 #define MODELS_BODY_MAX (1024 * 1024)
 #define MODELS_TIMEOUT_MS 5000
 #define MODELS_MAX 1000
+/* how long a child answers GET /api/models from its last lists when the
+ * client is not an operator (ChatbotShowDetails off) */
+#define MODELS_PUBLIC_TTL_MS 10000
+#define MODELS_CACHE_SLOTS 8
 
 /* ---- health ------------------------------------------------------------------------ */
 
@@ -144,7 +151,8 @@ static void model_name(void *baton, const char *name)
     }
 }
 
-void chatbot_models_write(chat_jw_t *jw, apr_pool_t *p, chatbot_models_t *ml)
+void chatbot_models_write(chat_jw_t *jw, apr_pool_t *p, server_rec *s,
+                          chatbot_models_t *ml, int details)
 {
     int i;
 
@@ -190,9 +198,15 @@ void chatbot_models_write(chat_jw_t *jw, apr_pool_t *p, chatbot_models_t *ml)
         }
         chat_jw_key(jw, "models");
         if (err) {
+            /* the reason is for operators and the log; anyone else gets
+             * one sentence (docs/security.md, quiet errors) */
+            ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                         APLOGNO(10998) "chatbot: model list of backend '%s' (%s): %s",
+                         be->name, be->url, err);
             chat_jw_arr_begin(jw);
             chat_jw_arr_end(jw);
-            chat_jw_kstr(jw, "error", err);
+            chat_jw_kstr(jw, "error",
+                         details ? err : "the model list is not available right now");
         }
         else {
             chat_jw_raw(jw, names.data, names.len);
@@ -204,4 +218,96 @@ void chatbot_models_write(chat_jw_t *jw, apr_pool_t *p, chatbot_models_t *ml)
     for (i = 0; i < ml->bes->nelts; i++) {
         chat_buf_free(&ml->reqs[i].body);
     }
+}
+
+/* ---- GET /api/models ------------------------------------------------------------ */
+
+typedef struct {
+    const void *bes; /* the server's backend list: one entry per vhost */
+    char *json;      /* malloc'ed */
+    apr_size_t len;
+    apr_uint64_t at_ms;
+} models_slot_t;
+
+static pthread_mutex_t mslot_lock = PTHREAD_MUTEX_INITIALIZER;
+static models_slot_t mslots[MODELS_CACHE_SLOTS];
+
+static const char *models_cached(apr_pool_t *p, const void *bes, apr_size_t *len)
+{
+    apr_uint64_t now = chatbot_now_ms();
+    const char *out = NULL;
+    int i;
+
+    pthread_mutex_lock(&mslot_lock);
+    for (i = 0; i < MODELS_CACHE_SLOTS; i++) {
+        if (mslots[i].json && mslots[i].bes == bes &&
+            now - mslots[i].at_ms < MODELS_PUBLIC_TTL_MS) {
+            out = apr_pstrmemdup(p, mslots[i].json, mslots[i].len);
+            *len = mslots[i].len;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&mslot_lock);
+    return out;
+}
+
+static void models_keep(const void *bes, const char *json, apr_size_t len)
+{
+    apr_uint64_t now = chatbot_now_ms();
+    models_slot_t *slot = NULL;
+    char *copy = malloc(len + 1);
+    int i;
+
+    if (!copy) {
+        return;
+    }
+    memcpy(copy, json, len);
+    copy[len] = '\0';
+    pthread_mutex_lock(&mslot_lock);
+    for (i = 0; i < MODELS_CACHE_SLOTS; i++) {
+        if (mslots[i].bes == bes || !mslots[i].json) {
+            slot = &mslots[i];
+            break;
+        }
+        if (!slot || mslots[i].at_ms < slot->at_ms) {
+            slot = &mslots[i]; /* else the oldest goes */
+        }
+    }
+    free(slot->json);
+    slot->bes = bes;
+    slot->json = copy;
+    slot->len = len;
+    slot->at_ms = now;
+    pthread_mutex_unlock(&mslot_lock);
+}
+
+const char *chatbot_models_json(apr_pool_t *p, server_rec *s, apr_array_header_t *bes,
+                                long connect_timeout_ms, int details, apr_size_t *len)
+{
+    chatbot_models_t *ml;
+    chat_buf_t buf;
+    chat_jw_t jw;
+    const char *out;
+
+    if (!details && (out = models_cached(p, bes, len)) != NULL) {
+        return out;
+    }
+    ml = chatbot_models_fetch(p, bes, connect_timeout_ms);
+    if (!ml) {
+        return NULL;
+    }
+    chat_buf_init(&buf);
+    chat_jw_init(&jw, &buf);
+    chatbot_models_write(&jw, p, s, ml, details);
+    if (chat_jw_status(&jw) != CHAT_OK) {
+        chat_buf_free(&buf);
+        return NULL;
+    }
+    out = apr_pstrmemdup(p, buf.data ? buf.data : "[]", buf.data ? buf.len : 2);
+    *len = buf.data ? buf.len : 2;
+    if (!details) {
+        models_keep(bes, out, *len);
+    }
+    chat_buf_free(&buf);
+    return out;
 }

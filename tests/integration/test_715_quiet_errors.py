@@ -197,3 +197,34 @@ def test_operator_pages_keep_the_details(qsrv, fake):
     assert "http://127.0.0.1:1/prefix" in status
     m = requests.get(qsrv.base + "/metrics", timeout=15).text
     assert re.search(r'chatbot_errors_total\{code="backend_unreachable"\} [1-9]', m), m
+
+
+def test_model_lists_are_quiet_and_cached_for_anonymous_clients(qsrv, fake):
+    """GET /api/models (no identity needed): an outsider gets one sentence
+    for a backend whose list cannot be read, and a child's copy of the lists
+    (at most 10 s old) instead of a fan-out to every backend per call; an
+    operator gets the reason, fetched now."""
+    from backends_util import last_id, requests_since
+    url = qsrv.base + "/api/models"
+    # an operator (this machine, ChatbotShowDetails): fresh, with the reason
+    mark = last_id(fake)
+    op = requests.get(url, timeout=15).json()
+    per_fetch = len(requests_since(fake, mark, "/api/tags"))
+    assert per_fetch >= 1
+    reason = {b["name"]: b for b in op["backends"]}["broken"]["error"]
+    assert reason != "the model list is not available right now" and "onnect" in reason
+    # outsiders: one sentence, no details, and at most one fetch per child
+    # (the test server has 2) for 12 calls
+    mark = last_id(fake)
+    first = None
+    for _ in range(12):
+        r = requests.get(url, timeout=15, headers=OUTSIDER)
+        assert r.status_code == 200
+        assert leaks(r.text, fake.port) == []
+        got = {b["name"]: b for b in r.json()["backends"]}
+        assert got["broken"]["models"] == []
+        assert got["broken"]["error"] == "the model list is not available right now"
+        assert got["good"]["models"] and "error" not in got["good"]
+        first = first or r.json()
+        assert r.json() == first
+    assert len(requests_since(fake, mark, "/api/tags")) <= 2 * per_fetch
