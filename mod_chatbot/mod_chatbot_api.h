@@ -89,6 +89,10 @@ int chatbot_api_query_int(api_t *a, const char *name, apr_int64_t dflt, apr_int6
 
 /* The text of a rate_limited error (the WebSocket's wording). */
 const char *chatbot_api_rate_msg(api_t *a, apr_int64_t retry_ms);
+/* For a failure of a route that makes sessions: the wait (ms) before the
+ * identity may make one again if code is rate_limited (ChatbotQuota
+ * sessions=), else 0; it becomes retry_after_ms and Retry-After. */
+apr_int64_t chatbot_api_create_retry(api_t *a, const char *code);
 
 /* ---- routes ------------------------------------------------------------------------ */
 

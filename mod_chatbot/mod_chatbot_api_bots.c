@@ -77,7 +77,8 @@ int chatbot_api_bot_launch(api_t *a, const char *const *seg)
     }
     chatbot_api_begin(a);
     e = chatbot_compat_launch(&a->jw, a->r, &a->id, name, type, &emsg);
-    return e ? chatbot_api_error(a, e, emsg, 0) : chatbot_api_finish(a, 200);
+    return e ? chatbot_api_error(a, e, emsg, chatbot_api_create_retry(a, e))
+             : chatbot_api_finish(a, 200);
 }
 
 /* POST /api/bot/stop/{id}: the old controller's stop (an id names a

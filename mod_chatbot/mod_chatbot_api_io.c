@@ -347,3 +347,15 @@ const char *chatbot_api_rate_msg(api_t *a, apr_int64_t retry_ms)
                                                            : "period",
                         retry_ms / 1000.0);
 }
+
+apr_int64_t chatbot_api_create_retry(api_t *a, const char *code)
+{
+    chat_store_t *st = chatbot_store();
+    int64_t ms;
+
+    if (!st || !code || strcmp(code, CHAT_ERR_RATE_LIMITED)) {
+        return 0;
+    }
+    ms = chat_store_create_retry_ms(st, &a->id.owner, chatbot_now_ms());
+    return ms > 0 ? (apr_int64_t)ms : 1000;
+}

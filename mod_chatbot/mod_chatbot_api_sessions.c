@@ -376,7 +376,8 @@ int chatbot_api_message(api_t *a, const char *const *seg)
     chatbot_api_begin(a);
     e = chatbot_compat_store_message(&a->jw, r, &a->id, role, content, strlen(content),
                                      bid, sid, &emsg);
-    return e ? chatbot_api_error(a, e, emsg, 0) : chatbot_api_finish(a, 200);
+    return e ? chatbot_api_error(a, e, emsg, chatbot_api_create_retry(a, e))
+             : chatbot_api_finish(a, 200);
 }
 
 /* POST /api/export/session {"conversation_id","format":"markdown"|"json"} */

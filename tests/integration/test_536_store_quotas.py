@@ -241,6 +241,29 @@ def test_launch_flood_is_rate_limited_by_default(httpd, htpasswd):
         c.close()
 
 
+@pytest.mark.parametrize("route", ["/api/bot/launch", "/api/chat/message"])
+def test_old_routes_over_the_session_quota_say_when_to_retry(httpd, htpasswd, route):
+    """The old controller's routes that make sessions (a launch, a message
+    for a new bot_id) answer 429 over ChatbotQuota sessions= with
+    retry_after_ms and Retry-After, as the other routes do."""
+    s = httpd(extra=config(htpasswd, "ChatbotQuota anonymous sessions=3/min\n"),
+              name="oldquota")
+    me = Rest(s, cookie=new_cookie())
+    codes = []
+    for i in range(6):
+        body = {"bot_id": "OLD-%d" % i}
+        if route == "/api/chat/message":
+            body.update(role="user", content="hello %d" % i)
+        r = me.post(route, body)
+        codes.append(r.status_code)
+        if r.status_code == 429:
+            j = r.json()
+            assert j["success"] is False and j["code"] == "rate_limited", j
+            assert j["retry_after_ms"] > 0, j
+            assert 1 <= int(r.headers["Retry-After"]) <= 60, r.headers
+    assert codes[:3] == [200] * 3 and 429 in codes[3:], codes
+
+
 def test_conversation_quota_recycles_the_identitys_own_oldest(httpd, htpasswd):
     s = httpd(extra=config(htpasswd, "ChatbotQuota anonymous conversations=3 "
                            "sessions=off\n"), name="convquota")
