@@ -287,6 +287,17 @@ apr_status_t chatbot_ident_post_config(apr_pool_t *pconf, apr_pool_t *ptemp,
                      APLOGNO(10993) "chatbot: no random bytes for the cookie secret");
         return rv;
     }
+    if (sc->store_url && strcmp(sc->store_url, "shm")) {
+        /* the store outlives this httpd and is shared with other hosts;
+         * a secret in memory is neither */
+        ap_log_error(
+            APLOG_MARK, APLOG_WARNING, 0, s,
+            APLOGNO(10999) "chatbot: the chat store is on redis but the cookie "
+                           "secret is in memory: anonymous identities are "
+                           "valid on this host only and lost at a full restart "
+                           "(their conversations become unreachable); set "
+                           "ChatbotCookieSecretFile, the same file on every host");
+    }
     g_secret = kept;
     return APR_SUCCESS;
 }

@@ -13,8 +13,9 @@
  * the key patterns are documented there and in docs/storage.md.
  *
  * What is per host stays in this host's shared memory (the "shm" provider,
- * kept as rs->local): the process table, backend slots, health and breaker,
- * and the metric counters (each host is scraped on its own).
+ * kept as rs->local): the process table and the metric counters (each host
+ * is scraped on its own); backend slots, the waiting line, health and the
+ * breaker are shared on redis (mod_chatbot_store_redis_backend.c).
  *
  * Nothing blocks a worker for long: a connection is made with a timeout,
  * every command has one (SO_RCVTIMEO/SO_SNDTIMEO through redisSetTimeout),

@@ -306,3 +306,17 @@ def test_good_store_values_accepted():
             assert r.returncode == 0, (v, r.stderr)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_secret_in_memory_with_redis_is_warned(httpd, redis):
+    """With the store on redis, the conversations outlive httpd and are
+    shared by hosts; a cookie secret made in memory is neither: httpd says
+    so at start (AH10999). With ChatbotCookieSecretFile it does not."""
+    store = "ChatbotStore redis://127.0.0.1:%d/3\n" % redis.port
+    mem = httpd(extra=store, name="redis-memsecret", cookie_secret=None,
+                allow_errors=DOWN_LOG)
+    assert "AH10999" in mem.read_error_log()
+    withfile = httpd(extra=store, name="redis-filesecret", allow_errors=DOWN_LOG)
+    assert "AH10999" not in withfile.read_error_log()
+    shm = httpd(name="shm-memsecret", cookie_secret=None)
+    assert "AH10999" not in shm.read_error_log()
