@@ -2,7 +2,7 @@
 #
 #   make            build the core library, the module (apxs) and the UI assets
 #   make run        install what is missing, build, start httpd on :8000/:8443
-#   make test       every test: boundary, prototypes, format, unit, unit under ASan+UBSan, fuzz
+#   make test       every test: boundary, prototypes, code map, format, unit, unit under ASan+UBSan, fuzz
 #                   corpus replay, integration (pytest + real httpd), e2e
 #   make bench      benchmarks (see docs/performance.md)
 #   make fuzz       run the libFuzzer targets for longer (FUZZ_SECONDS each)
@@ -50,7 +50,7 @@ GLUE_SRC  := $(sort $(wildcard mod_chatbot/*.c))
 GLUE_HDR  := $(wildcard include/*.h) $(wildcard mod_chatbot/*.h)
 MODULE    := $(BUILD)/mod_chatbot.so
 
-.PHONY: all core module ui deps run test check-boundary check-prototypes unit unit-asan \
+.PHONY: all core module ui deps run test check-boundary check-prototypes check-codemap unit unit-asan \
         fuzz-replay fuzz integration e2e bench bench-bin install clean format format-check
 
 all: module ui
@@ -106,6 +106,7 @@ run: deps
 test: deps
 	$(MAKE) check-boundary
 	$(MAKE) check-prototypes
+	$(MAKE) check-codemap
 	$(MAKE) format-check
 	$(MAKE) all
 	$(MAKE) unit
@@ -121,6 +122,9 @@ check-boundary:
 # No local prototypes: a function used across files is declared in a header.
 check-prototypes:
 	./scripts/check-prototypes.sh
+
+check-codemap:
+	$(PYTHON) scripts/check-codemap.py
 
 $(BUILD)/unit/%: tests/unit/%.c $(CORE_LIB) $(UNIT_COMMON) $(UNIT_HDR)
 	@mkdir -p $(dir $@)
