@@ -183,46 +183,91 @@ static int handshake(request_rec *r, const char **accept)
 /* ---- per-address counts ------------------------------------------------------- */
 
 /* WebSocket connections and answers being generated, per client address, in
- * this child process (a small table; httpd's own per-IP limits work per
- * child too, and so does the worker budget these caps protect). */
-#define IPTAB 2048
-static struct {
+ * this child process (httpd's own per-IP limits work per child too, and so
+ * does the worker budget these caps protect): a hash table of IPTAB
+ * addresses, an entry freed when both counts are 0. Parked connections let
+ * a child hold thousands of clients; should more addresses than IPTAB hold
+ * connections at once, a new one counts as over every cap (refused) rather
+ * than as uncounted, so that no address escapes the limits. */
+#define IPTAB 16384
+#define IPBUCKETS 4096
+typedef struct {
     char ip[48];
     apr_uint32_t conns, answers;
-} iptab[IPTAB];
+    int next; /* in its bucket's chain, or in the free list */
+} ipent_t;
+static ipent_t iptab[IPTAB];
+static int ipbucket[IPBUCKETS];
+static int ipfree = -1; /* entries given back */
+static int ipused;      /* entries ever taken (iptab[ipused..] untouched) */
 static apr_thread_mutex_t *ipmutex;
+
+static unsigned ip_hash(const char *ip)
+{
+    unsigned h = 2166136261u; /* FNV-1a */
+
+    while (*ip) {
+        h = (h ^ (unsigned char)*ip++) * 16777619u;
+    }
+    return h % IPBUCKETS;
+}
 
 static apr_uint32_t ip_count(conn_rec *c, int answers, int delta)
 {
     const char *ip = c->client_ip ? c->client_ip : "";
-    apr_uint32_t n = 0, *v;
-    int i, freei = -1;
+    unsigned h = ip_hash(ip);
+    apr_uint32_t n, *v;
+    int i, prev = -1;
 
     if (!ipmutex) {
         return 0;
     }
     apr_thread_mutex_lock(ipmutex);
-    for (i = 0; i < IPTAB; i++) {
-        if ((iptab[i].conns || iptab[i].answers) && !strcmp(iptab[i].ip, ip)) {
+    for (i = ipbucket[h]; i >= 0; prev = i, i = iptab[i].next) {
+        if (!strcmp(iptab[i].ip, ip)) {
             break;
         }
-        if (!iptab[i].conns && !iptab[i].answers && freei < 0) {
-            freei = i;
+    }
+    if (i < 0) {
+        int room = ipfree >= 0 || ipused < IPTAB;
+        if (delta < 0 || (delta == 0 && room)) {
+            apr_thread_mutex_unlock(ipmutex);
+            return 0; /* not counted: nothing held */
         }
-    }
-    if (i == IPTAB && delta > 0 && freei >= 0) {
-        i = freei;
-        apr_cpystrn(iptab[i].ip, ip, sizeof(iptab[i].ip));
-    }
-    if (i < IPTAB) {
-        v = answers ? &iptab[i].answers : &iptab[i].conns;
-        if (delta > 0 || *v >= (apr_uint32_t)-delta) {
-            *v += delta;
+        if (!room) {
+            apr_thread_mutex_unlock(ipmutex);
+            return (apr_uint32_t)-1; /* full: over every cap */
+        }
+        if (ipfree >= 0) {
+            i = ipfree;
+            ipfree = iptab[i].next;
         }
         else {
-            *v = 0;
+            i = ipused++;
         }
-        n = *v;
+        apr_cpystrn(iptab[i].ip, ip, sizeof(iptab[i].ip));
+        iptab[i].conns = iptab[i].answers = 0;
+        iptab[i].next = ipbucket[h];
+        ipbucket[h] = i;
+        prev = -1;
+    }
+    v = answers ? &iptab[i].answers : &iptab[i].conns;
+    if (delta > 0 || *v >= (apr_uint32_t)-delta) {
+        *v += delta;
+    }
+    else {
+        *v = 0;
+    }
+    n = *v;
+    if (!iptab[i].conns && !iptab[i].answers) {
+        if (prev < 0) {
+            ipbucket[h] = iptab[i].next;
+        }
+        else {
+            iptab[prev].next = iptab[i].next;
+        }
+        iptab[i].next = ipfree;
+        ipfree = i;
     }
     apr_thread_mutex_unlock(ipmutex);
     return n;
@@ -251,6 +296,13 @@ int chatbot_ws_max_answers_per_ip(chatbot_srv_conf *sc)
 
 void chatbot_ws_handshake_child_init(apr_pool_t *p)
 {
+    int i;
+
+    for (i = 0; i < IPBUCKETS; i++) {
+        ipbucket[i] = -1;
+    }
+    ipfree = -1;
+    ipused = 0;
     apr_thread_mutex_create(&ipmutex, APR_THREAD_MUTEX_DEFAULT, p);
 }
 

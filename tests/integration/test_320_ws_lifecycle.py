@@ -169,6 +169,46 @@ def test_max_connections_per_ip(httpd):
     b.close()
 
 
+def test_per_address_cap_holds_for_thousands_of_addresses(httpd):
+    """Parked connections let one child hold thousands of clients: the
+    per-address table must still count the 2,500th address (a table of
+    2,048 stopped counting new addresses, and their caps stopped applying).
+    Loopback gives 127.0.0.0/8 to bind to."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 8192
+    if soft < want and (hard == resource.RLIM_INFINITY or hard >= want):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < want:
+        pytest.skip("needs %d open files" % want)
+    s = httpd(extra="ChatbotRateLimit off\nChatbotMaxConnectionsPerIP 1\n", serverlimit=1)
+    n = 2500
+    socks = []
+    try:
+        for i in range(n):
+            src = "127.0.%d.%d" % (1 + i // 250, 1 + i % 250)
+            status, _, sock, _, _ = handshake(s.port, source=src, timeout=15)
+            socks.append(sock)
+            assert status == 101, (i, src, status)
+        # the last addresses are counted: a second connection is refused
+        for src in ("127.0.10.250", "127.0.10.1", "127.0.1.1"):
+            status, hdrs, sock, _, _ = handshake(s.port, source=src, timeout=15)
+            sock.close()
+            assert status == 429, (src, status)
+    finally:
+        for x in socks:
+            x.close()
+    # every address's count went back to 0: one connection each works again
+    deadline = time.time() + 20
+    while True:
+        status, _, sock, _, _ = handshake(s.port, source="127.0.10.250", timeout=15)
+        sock.close()
+        if status == 101 or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    assert status == 101
+
+
 def test_memory_does_not_grow_with_messages(httpd):
     """100,000 messages on one connection: the child's RSS stays flat."""
     s = httpd(extra="ChatbotRateLimit off", serverlimit=1, threads=8)

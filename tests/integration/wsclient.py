@@ -23,9 +23,10 @@ def accept_for(key):
 
 
 def handshake(port, path="/ws", headers=None, method="GET", version="HTTP/1.1",
-              host=None, timeout=5.0, key=None, drop=()):
+              host=None, timeout=5.0, key=None, drop=(), source=None):
     """Sends an upgrade request; returns (status, headers dict (lower-case
-    keys), socket, leftover bytes). Headers in `drop` are omitted."""
+    keys), socket, leftover bytes). Headers in `drop` are omitted; source:
+    the local address to connect from (loopback has 127.0.0.0/8)."""
     key = key if key is not None else base64.b64encode(os.urandom(16)).decode()
     h = {
         "Host": host or "127.0.0.1:%d" % port,
@@ -40,7 +41,8 @@ def handshake(port, path="/ws", headers=None, method="GET", version="HTTP/1.1",
         h.pop(d, None)
     req = "%s %s %s\r\n" % (method, path, version)
     req += "".join("%s: %s\r\n" % kv for kv in h.items()) + "\r\n"
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                 source_address=(source, 0) if source else None)
     s.sendall(req.encode())
     buf = b""
     while b"\r\n\r\n" not in buf:
