@@ -365,3 +365,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         tr.write_line("%-*s  %-40s  %-40s  %s" % (w1, case, exp, got, "PASS" if ok else "FAIL"))
     npass = sum(1 for r in CONFORMANCE if r[3])
     tr.write_line("%d/%d cases passed" % (npass, len(CONFORMANCE)))
+
+
+@pytest.fixture
+def redis():
+    """A redis-server of its own for the test (redisutil.Redis); skipped
+    where redis-server is not installed."""
+    import redisutil
+    if not os.path.exists(redisutil.REDIS):
+        pytest.skip("redis-server is not installed (scripts/deps.sh test installs it)")
+    r = redisutil.Redis()
+    yield r
+    r.stop()

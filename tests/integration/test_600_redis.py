@@ -10,7 +10,6 @@ ChatbotStore values are refused by `apache2 -t`."""
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 
@@ -19,70 +18,12 @@ import pytest
 import conftest
 from conftest import APACHE, free_port
 from histutil import Conn, Rest, new_cookie, streams
+from redisutil import DOWN_LOG, REDIS
 import serverroot
 
-REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 pytestmark = pytest.mark.skipif(not os.path.exists(REDIS),
                                 reason="redis-server is not installed "
                                        "(scripts/deps.sh test installs it)")
-
-# what a redis outage logs (at error level, on purpose)
-DOWN_LOG = (r"AH10960", r"AH10962")
-
-
-class Redis:
-    """A redis-server on a loopback port, its data (AOF, fsync always) in a
-    private directory, so that it can be killed and started again."""
-
-    def __init__(self):
-        self.dir = conftest.test_root("redis")
-        self.port = free_port()
-        self.proc = None
-        self.start()
-
-    def start(self):
-        self.log = open(os.path.join(self.dir, "redis.log"), "a")
-        self.proc = subprocess.Popen(
-            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-             "--save", "", "--appendonly", "yes", "--appendfsync", "always",
-             "--daemonize", "no", "--protected-mode", "yes"],
-            stdout=self.log, stderr=self.log)
-        end = time.time() + 15
-        while time.time() < end:
-            if self.ping():
-                return
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def ping(self):
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def cmd(self, *args):
-        return subprocess.run(["redis-cli", "-p", str(self.port), *args],
-                              capture_output=True, text=True, timeout=10).stdout
-
-    def kill(self, sig=signal.SIGKILL):
-        if self.proc:
-            self.proc.send_signal(sig)
-            self.proc.wait(10)
-            self.proc = None
-            self.log.close()
-
-    def stop(self):
-        self.kill(signal.SIGTERM)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-@pytest.fixture
-def redis():
-    r = Redis()
-    yield r
-    r.stop()
 
 
 def pair(httpd, redis, extra="ChatbotRateLimit off\n", **kw):

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from histutil import Conn, Rest, new_cookie
-from test_600_redis import DOWN_LOG, REDIS, redis  # noqa: F401 (fixture)
+from redisutil import DOWN_LOG, REDIS
 
 pytestmark = pytest.mark.skipif(not os.path.exists(REDIS),
                                 reason="redis-server is not installed")

@@ -13,7 +13,7 @@ import pytest
 
 from backends_util import api, chat_requests_since, last_id
 from histutil import Conn, live_pid, new_cookie
-from test_600_redis import DOWN_LOG, REDIS, redis  # noqa: F401 (fixture)
+from redisutil import DOWN_LOG, REDIS
 
 pytestmark = pytest.mark.skipif(not os.path.exists(REDIS),
                                 reason="redis-server is not installed")

@@ -334,15 +334,6 @@ def test_survive_restart_with_history_file(httpd, fake):
         c.close()
 
 
-@pytest.fixture
-def redis():
-    from test_600_redis import REDIS, Redis
-    if not os.path.exists(REDIS):
-        pytest.skip("redis-server is not installed")
-    r = Redis()
-    yield r
-    r.stop()
-
 
 def test_on_redis_shared_by_two_servers(redis, httpd, fake):
     """With ChatbotStore redis://, settings made on A are B's, are in the
@@ -407,7 +398,7 @@ def test_on_redis_shared_by_two_servers(redis, httpd, fake):
      ["ChatbotUserSettings", "not per bot"]),
 ])
 def test_bad_values_fail_configtest(frag, words):
-    from test_700_config import configtest
+    from conftest import configtest
     rc, out = configtest(frag)
     assert rc != 0, out
     for w in words:
@@ -415,7 +406,7 @@ def test_bad_values_fail_configtest(frag, words):
 
 
 def test_good_values_pass_configtest():
-    from test_700_config import configtest
+    from conftest import configtest
     rc, out = configtest("ChatbotUserSettings model SYSTEM temperature\n"
                          "ChatbotTemperatureRange 0 2\nChatbotSystemPromptMax 4K\n"
                          "<Location /x>\nChatbotUserSettings none\n"
