@@ -497,8 +497,9 @@ int chatbot_view_bot_health(chatbot_bot_t *b);
 const char *chatbot_view_export(request_rec *r, const chatbot_ident_t *id,
                                 const char *conv_id, int json, chat_buf_t *out,
                                 const char **filename);
-/* details (ChatbotShowDetails): also each backend's URL, server version and
- * last health error, which are for operators only. */
+/* The status board (mod_chatbot_status.c). details (ChatbotShowDetails):
+ * also each backend's URL, server version and last health error, which are
+ * for operators only. */
 void chatbot_view_backends(chat_jw_t *w, chatbot_srv_conf *sc, int details);
 /* Members of the status board (backends, connections...) into an open object. */
 void chatbot_view_status(chat_jw_t *w, chatbot_srv_conf *sc, int details);

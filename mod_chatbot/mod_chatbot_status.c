@@ -3,7 +3,8 @@
  * exposition at .../metrics. All numbers come from the shared store, so
  * they are summed across every httpd child. The ?auto keys and the metric
  * names are an interface: docs/operations.md lists each one, keep it in
- * sync.
+ * sync. Also the status board the page and /api/status show (backends,
+ * load, store), from the same shared numbers.
  */
 #include <stdio.h>
 #include <string.h>
@@ -698,4 +699,70 @@ int chatbot_metrics_handler(request_rec *r)
     }
     chat_buf_free(&b);
     return OK;
+}
+
+/* ---- status board --------------------------------------------------------------- */
+
+const char *chatbot_view_breaker_name(int breaker)
+{
+    return breaker == CHAT_BREAKER_OPEN        ? "open"
+           : breaker == CHAT_BREAKER_HALF_OPEN ? "half-open"
+                                               : "closed";
+}
+
+void chatbot_view_backends(chat_jw_t *w, chatbot_srv_conf *sc, int details)
+{
+    chat_store_t *st = chatbot_store();
+    int i;
+
+    chat_jw_arr_begin(w);
+    for (i = 0; st && i < sc->backends->nelts; i++) {
+        chatbot_backend_t *be = APR_ARRAY_IDX(sc->backends, i, chatbot_backend_t *);
+        chat_backend_info_t bi;
+        if (chat_store_backend_get(st, be->index, &bi) != CHAT_OK) {
+            continue;
+        }
+        chat_jw_obj_begin(w);
+        chat_jw_kstr(w, "name", be->name);
+        chat_jw_kstr(w, "type", be->wire == CHAT_WIRE_OLLAMA ? "ollama" : "openai");
+        if (details) {
+            chat_jw_kstr(w, "url", be->url);
+        }
+        if (bi.healthy < 0) {
+            chat_jw_key(w, "healthy");
+            chat_jw_null(w);
+        }
+        else {
+            chat_jw_kbool(w, "healthy", bi.healthy);
+        }
+        if (details) {
+            chat_jw_kstr(w, "version", bi.version[0] ? bi.version : NULL);
+            chat_jw_kstr(w, "detail", bi.detail);
+        }
+        chat_jw_kint(w, "active", bi.active);
+        chat_jw_kint(w, "max", bi.max_active);
+        chat_jw_kint(w, "queued", bi.queued);
+        chat_jw_kstr(w, "breaker", chatbot_view_breaker_name(bi.breaker));
+        chat_jw_kint(w, "checked_ms", (int64_t)bi.checked_ms);
+        chat_jw_obj_end(w);
+    }
+    chat_jw_arr_end(w);
+}
+
+void chatbot_view_status(chat_jw_t *w, chatbot_srv_conf *sc, int details)
+{
+    chat_store_t *st = chatbot_store();
+    chat_metrics_snapshot_t ms;
+
+    chat_jw_key(w, "backends");
+    chatbot_view_backends(w, sc, details);
+    if (st) {
+        chat_metrics_snapshot(st, &ms);
+        chat_jw_kint(w, "connections", ms.gauges[CHAT_G_CONNECTIONS]);
+        chat_jw_kint(w, "generating", ms.gauges[CHAT_G_GENERATING]);
+        chat_jw_kint(w, "queued", ms.gauges[CHAT_G_QUEUED]);
+        chat_jw_kint(w, "conversations", ms.conversations);
+        chat_jw_kint(w, "history_bytes_used", (int64_t)ms.arena_used);
+        chat_jw_kint(w, "history_bytes", (int64_t)ms.arena_size);
+    }
 }
