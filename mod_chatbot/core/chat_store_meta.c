@@ -10,27 +10,6 @@
 
 #include "chat_store_int.h"
 
-static chat_status_t lock_find(chat_store_t *st, const chat_owner_t *owner,
-                               const char *id, cs_tx_t *tx, cs_conv_t **pc)
-{
-    cs_lock_t *lk;
-
-    if (!st || !owner) {
-        return CHAT_ENOTFOUND;
-    }
-    lk = cs_shard_lock(st, cs_shard_of(st, owner->b));
-    if (cs_lock(st, lk) != CHAT_OK) {
-        return CHAT_EINTERNAL;
-    }
-    cs_tx_begin(tx, st, lk);
-    *pc = cs_conv_find(st, owner, id);
-    if (!*pc) {
-        cs_unlock(st, lk);
-        return CHAT_ENOTFOUND;
-    }
-    return CHAT_OK;
-}
-
 chat_status_t cs_shm_conv_meta_get(chat_store_t *st, const chat_owner_t *owner,
                                    const char *id, chat_buf_t *out)
 {
@@ -39,7 +18,7 @@ chat_status_t cs_shm_conv_meta_get(chat_store_t *st, const chat_owner_t *owner,
     chat_status_t rc;
     uint32_t b, left;
 
-    if ((rc = lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
+    if ((rc = cs_msg_lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
         return rc;
     }
     left = c->meta_len;
@@ -93,7 +72,7 @@ chat_status_t cs_shm_conv_meta_set(chat_store_t *st, const chat_owner_t *owner,
     if (len > CHAT_CONV_META_MAX || (!data && len)) {
         return len > CHAT_CONV_META_MAX ? CHAT_ETOOBIG : CHAT_EINVAL;
     }
-    if ((rc = lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
+    if ((rc = cs_msg_lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
         return rc;
     }
     o = &st->owners[c->owner_ref];
