@@ -63,11 +63,22 @@ BAD_LEVELS = re.compile(r"\[(?:[a-z0-9_]+:)?(error|crit|alert|emerg)\]"
                         r"Illegal instruction|Floating point exception)")
 
 
+_PORTS_GIVEN = set()
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    """A loopback port nobody listens on, never one this run gave out
+    before: two ports asked for one after the other (a server's http and
+    https) can otherwise be the same, and httpd refuses two Listen lines
+    for one address ("Cannot define multiple Listeners")."""
+    for _ in range(100):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _PORTS_GIVEN:
+            break
+    _PORTS_GIVEN.add(port)
     return port
 
 

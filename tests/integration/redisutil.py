@@ -64,3 +64,13 @@ class Redis:
     def stop(self):
         self.kill(signal.SIGTERM)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def pair(httpd, redis, extra="ChatbotRateLimit off\n", db=3, name="redis", **kw):
+    """Two hosts, A and B (httpd servers from the `httpd` fixture), on one
+    redis database."""
+    store = "ChatbotStore redis://127.0.0.1:%d/%d\n" % (redis.port, db)
+    kw.setdefault("allow_errors", DOWN_LOG)
+    a = httpd(extra=store + extra, name=name + "-a", **kw)
+    b = httpd(extra=store + extra, name=name + "-b", **kw)
+    return a, b

@@ -211,17 +211,14 @@ def test_versions_are_bounded(srv, fake):
         c.close()
 
 
-def test_versions_on_the_redis_store_across_hosts(httpd, fake):
+def test_versions_on_the_redis_store_across_hosts(httpd, fake, redis):
     """The same semantics with ChatbotStore redis://: regenerate twice and
     an edit on host A, the versions seen and switched on host B, the model
     sent the active branch only, the parents gone with the conversation."""
-    import shutil
-    test_600 = pytest.importorskip("test_600_redis")
-    if not shutil.which("redis-server") and not os.path.exists(test_600.REDIS):
-        pytest.skip("redis-server is not installed")
-    r = test_600.Redis()
+    from redisutil import pair
+    r = redis
     try:
-        a, b = test_600.pair(httpd, r)
+        a, b = pair(httpd, r)
         me = new_cookie()
         ca, cb = Conn(a, cookie=me), Conn(b, cookie=me)
         try:

@@ -18,21 +18,12 @@ import pytest
 import conftest
 from conftest import APACHE, free_port
 from histutil import Conn, Rest, new_cookie, streams
-from redisutil import DOWN_LOG, REDIS
+from redisutil import DOWN_LOG, REDIS, pair
 import serverroot
 
 pytestmark = pytest.mark.skipif(not os.path.exists(REDIS),
                                 reason="redis-server is not installed "
                                        "(scripts/deps.sh test installs it)")
-
-
-def pair(httpd, redis, extra="ChatbotRateLimit off\n", **kw):
-    """Two hosts, A and B, on one redis."""
-    store = "ChatbotStore redis://127.0.0.1:%d/3\n" % redis.port
-    kw.setdefault("allow_errors", DOWN_LOG)
-    a = httpd(extra=store + extra, name="redis-a", **kw)
-    b = httpd(extra=store + extra, name="redis-b", **kw)
-    return a, b
 
 
 def test_chat_on_a_history_on_b(httpd, redis):

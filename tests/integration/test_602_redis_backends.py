@@ -13,6 +13,7 @@ import pytest
 
 from backends_util import api, chat_requests_since, last_id
 from histutil import Conn, live_pid, new_cookie
+import redisutil
 from redisutil import DOWN_LOG, REDIS
 
 pytestmark = pytest.mark.skipif(not os.path.exists(REDIS),
@@ -27,11 +28,8 @@ BREAKER = ("ChatbotRateLimit off\nChatbotCircuitBreaker failures=3 cooldown=30s\
 
 
 def pair(httpd, redis, extra, **kw):
-    store = "ChatbotStore redis://127.0.0.1:%d/4\n" % redis.port
     kw.setdefault("allow_errors", DOWN_LOG + (r"AH10962",))
-    a = httpd(extra=store + extra, name="rbk-a", **kw)
-    b = httpd(extra=store + extra, name="rbk-b", **kw)
-    return a, b
+    return redisutil.pair(httpd, redis, extra, db=4, name="rbk", **kw)
 
 
 def is_status(state, position=None):
