@@ -548,6 +548,7 @@ function onResponse(f) {
         return;
     }
     let m = t ? t.m : null;
+    if (t && !t.foreign) S.ownEnd = { id: cid, at: Date.now() };
     if (!m) {
         m = { key: newKey(), role: 'assistant', content: '', ts: Date.now() };
         chat.add(m);
@@ -927,6 +928,23 @@ function onHistory(f) {
         // the last turn failed: offer to try it again
         tail.retry = () => { chat.remove(tail.key); regenerate(); };
     }
+    // What only this page measured (an answer's statistics, its thinking
+    // time) is not in the history: a redraw of messages already on screen
+    // keeps it (the same stored message, same text).
+    const shown = new Map();
+    for (const key of chat.order) {
+        const o = chat.items.get(key).m;
+        if (typeof o.index === 'number' && o.role === 'assistant' && !o.live) shown.set(o.index, o);
+    }
+    for (const m of models) {
+        const o = typeof m.index === 'number' && m.role === 'assistant' && !m.kind && !m.live
+            ? shown.get(m.index) : null;
+        if (!o || o.content !== m.content) continue;
+        if (!m.stats && o.stats) m.stats = o.stats;
+        if (!m.thinking && o.thinking) m.thinking = o.thinking;
+        if (!m.thinkMs && o.thinkMs) m.thinkMs = o.thinkMs;
+        if (!m.stoppedByUser && o.stoppedByUser) m.stoppedByUser = o.stoppedByUser;
+    }
     chat.setItems(models);
     if (!S.statsByConv.has(S.convId)) {
         const lastAnswer = [...models].reverse().find((m) => m.role === 'assistant' && !m.kind && !m.live);
@@ -1004,8 +1022,11 @@ function maybeRefreshCurrent(prev) {
     const started = ACTIVE.has(cur.state) && !ACTIVE.has(prev.state);
     const grew = typeof cur.messages === 'number' && cur.messages > shownMaxIndex() + 1 && cur.messages !== prev.messages;
     // another version chosen in another tab: same messages, newer activity
+    // (not the late news of this page's own answer that just ended: the
+    // store touches the conversation once more as the turn is finished)
     const switched = S.versions && cur.updated_ms !== prev.updated_ms && cur.messages === prev.messages &&
-        !ACTIVE.has(cur.state) && !ACTIVE.has(prev.state);
+        !ACTIVE.has(cur.state) && !ACTIVE.has(prev.state) &&
+        !(S.ownEnd && S.ownEnd.id === S.convId && Date.now() - S.ownEnd.at < 3000);
     if (!started && !grew && !switched) return;
     S.awaitingHistory = true;
     S.historyRetry = false;
