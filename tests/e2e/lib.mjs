@@ -206,9 +206,19 @@ export function assertNoProblems(problems) {
     assert.deepEqual(problems, [], 'page errors or CSP violations:\n' + problems.join('\n'));
 }
 
-/** Contrast of an element's text against the first opaque background behind it. */
+/** Contrast of an element's text against the first opaque background behind
+ * it. An element the page redraws at that moment (a history reload replaces
+ * the list) has no computed colours: it is read again, a few times. */
 export async function textContrast(locator) {
-    const c = await locator.evaluate((n) => {
+    for (let i = 0; ; i++) {
+        const c = await textColours(locator);
+        if ((c.fg && c.bg) || i >= 10) return { ...c, ratio: contrast(c.fg, c.bg) };
+        await new Promise((r) => setTimeout(r, 100));
+    }
+}
+
+async function textColours(locator) {
+    return locator.evaluate((n) => {
         let bg = null;
         for (let p = n; p && !bg; p = p.parentElement) {
             const b = getComputedStyle(p).backgroundColor;
@@ -216,7 +226,6 @@ export async function textContrast(locator) {
         }
         return { fg: getComputedStyle(n).color, bg: bg || getComputedStyle(document.body).backgroundColor };
     });
-    return { ...c, ratio: contrast(c.fg, c.bg) };
 }
 
 /** WCAG relative luminance contrast between two CSS colours "rgb(a)(...)". */
