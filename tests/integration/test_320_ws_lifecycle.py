@@ -181,7 +181,10 @@ def test_per_address_cap_holds_for_thousands_of_addresses(httpd):
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < want:
         pytest.skip("needs %d open files" % want)
-    s = httpd(extra="ChatbotRateLimit off\nChatbotMaxConnectionsPerIP 1\n", serverlimit=1)
+    # 2,500 handshakes in a row on one child's threads: the parent may
+    # briefly see every worker busy and log AH00484, which is what it is for
+    s = httpd(extra="ChatbotRateLimit off\nChatbotMaxConnectionsPerIP 1\n", serverlimit=1,
+              allow_errors=(r"AH00484",))
     n = 2500
     socks = []
     try:
