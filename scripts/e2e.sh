@@ -34,6 +34,9 @@ import serverroot
 root, port, sslport, fport = sys.argv[1:5]
 extra = """
 ChatbotRateLimit 100/min burst=100
+# every test's browser is anonymous and comes from 127.0.0.1: the address's
+# shared budget would be the whole suite's, so it is sized for the suite
+ChatbotAnonymousRateLimit 5000/min burst=5000
 ChatbotUserSettings model system temperature
 ChatbotBackend local http://127.0.0.1:%s max=2
 ChatbotCommand date /usr/bin/date args=none timeout=5s
