@@ -459,7 +459,10 @@ const char *chatbot_ver_select(chat_store_t *st, const chatbot_ident_t *id,
 
 /* ---- views shared by WebSocket and REST (mod_chatbot_views.c) ------------ */
 
-void chatbot_view_session(chat_jw_t *w, server_rec *s, const chat_conv_info_t *c);
+/* One session as an object; its "model" is the one its turns use (the
+ * conversation's own if lim allows choosing one, else its bot's). */
+void chatbot_view_session(chat_jw_t *w, server_rec *s, const chatbot_limits_t *lim,
+                          const chat_conv_info_t *c);
 /* Writes a JSON array of the identity's sessions; returns how many. */
 int chatbot_view_sessions(chat_jw_t *w, request_rec *r, const chatbot_ident_t *id,
                           const char *bot, int archived);

@@ -200,6 +200,15 @@ void chatbot_settings_load(apr_pool_t *p, const chatbot_limits_t *lim,
     }
 }
 
+const char *chatbot_settings_model(const chatbot_limits_t *lim, const chatbot_bot_t *bot,
+                                   const chat_conv_info_t *c)
+{
+    if ((lim->user_settings & CHATBOT_SET_MODEL) && c->model[0]) {
+        return c->model;
+    }
+    return bot ? bot->model : NULL;
+}
+
 /* ---- the backends' model lists ------------------------------------------- */
 
 typedef struct mcache {

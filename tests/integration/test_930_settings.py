@@ -285,6 +285,60 @@ def test_survive_reconnect_and_rest_agrees(srv, fake):
         c.close()
 
 
+def session_models(sessions):
+    return {x["conversation_id"]: x["model"] for x in sessions}
+
+
+def test_session_list_reports_the_chats_model(srv, fake):
+    """Every view of a session (REST list and single session, the
+    WebSocket's sessions reply and push, session frames) names the model
+    its turns use: its own where this location lets users choose one, else
+    the bot's."""
+    cookie = new_cookie()
+    c = Conn(srv, cookie=cookie)
+    tab = Conn(srv, cookie=cookie)  # another tab: gets the pushed list
+    try:
+        own = c.launch(bot="olbot")
+        plain = c.launch(bot="olbot")
+        m = settings(c, own, model="llama3.2:latest")
+        assert m["type"] == "settings" and m["model"] == "llama3.2:latest", m
+        want = {own: "llama3.2:latest", plain: "ol-model"}
+        # the push the change makes
+        push, _ = tab.wait(lambda f: f.get("type") == "sessions" and "id" not in f and
+                           session_models(f["sessions"]).get(own) == "llama3.2:latest")
+        assert session_models(push["sessions"]) == want, push
+        # the list asked for
+        m = c.request({"type": "sessions"}, "sessions")
+        assert session_models(m["sessions"]) == want, m
+        # REST: the list, and one session
+        rest = Rest(srv, cookie=cookie)
+        r = rest.get("/api/sessions")
+        assert r.status_code == 200 and session_models(r.json()["sessions"]) == want, r.text
+        r = rest.post("/api/session/%s/select" % own)
+        assert r.status_code == 200 and r.json()["session"]["model"] == "llama3.2:latest", \
+            r.text
+        # the WebSocket's session frame
+        m = c.request({"type": "select", "conversation_id": own}, "session")
+        assert m["type"] == "session" and m["session"]["model"] == "llama3.2:latest", m
+        # the REST turn says which model answered
+        r = rest.post("/api/session/%s/task" % own, {"message": "which model?"})
+        assert r.status_code == 200 and r.json()["stats"]["model"] == "llama3.2:latest", \
+            r.text
+        # where users may not choose a model, the bot's is the one used
+        r = Rest(srv, cookie=cookie, base=srv.base + "/locked").get("/api/sessions")
+        assert session_models(r.json()["sessions"]) == {own: "ol-model", plain: "ol-model"}
+        r = Rest(srv, cookie=cookie, base=srv.base + "/modelonly").get("/api/sessions")
+        assert session_models(r.json()["sessions"]) == want
+        # back to the bot's
+        m = settings(c, own, model="")
+        assert m["type"] == "settings" and m["model"] is None, m
+        r = rest.get("/api/sessions")
+        assert session_models(r.json()["sessions"]) == {own: "ol-model", plain: "ol-model"}
+    finally:
+        c.close()
+        tab.close()
+
+
 def test_method_not_allowed(srv):
     import requests
     r = requests.put(srv.base + "/api/session/x/settings", timeout=10)
@@ -323,6 +377,8 @@ def test_survive_restart_with_history_file(httpd, fake):
     try:
         m = settings(c, conv)
         assert (m["model"], m["system"], m["temperature"]) == ("llama3.2:latest", "Kept.", 0.9)
+        r = Rest(s, cookie=cookie).get("/api/sessions")
+        assert session_models(r.json()["sessions"]) == {conv: "llama3.2:latest"}, r.text
         since = last_request_id(fake)
         frames = c.turn("still there?", conversation_id=conv)
         assert frames[-1]["type"] == "response", frames
@@ -359,6 +415,10 @@ def test_on_redis_shared_by_two_servers(redis, httpd, fake):
             m = settings(cb, conv)
             assert (m["model"], m["system"], m["temperature"]) == \
                 ("llama3.2:latest", "From A.", 1.1)
+            r = Rest(b, cookie=me).get("/api/sessions")
+            assert session_models(r.json()["sessions"]) == {conv: "llama3.2:latest"}, r.text
+            m = cb.request({"type": "sessions"}, "sessions")
+            assert session_models(m["sessions"]) == {conv: "llama3.2:latest"}, m
             since = last_request_id(fake)
             fr = cb.turn("hi from B", conversation_id=conv)
             assert fr[-1]["type"] == "response", fr
@@ -372,6 +432,8 @@ def test_on_redis_shared_by_two_servers(redis, httpd, fake):
             full = int(redis.cmd("-n", "3", "HGET", "chatbot:c:" + conv, "by").strip())
             m = settings(cb, conv, reset=True)
             assert m["model"] is None
+            r = Rest(a, cookie=me).get("/api/sessions")
+            assert session_models(r.json()["sessions"]) == {conv: "oa-model"}, r.text
             assert redis.cmd("-n", "3", "HEXISTS", "chatbot:c:" + conv, "mt").strip() == "0"
             by = int(redis.cmd("-n", "3", "HGET", "chatbot:c:" + conv, "by").strip())
             assert by == full - len(blob.rstrip("\n").encode())
