@@ -494,6 +494,64 @@ def test_unreadable_model_list(srv):
         c.close()
 
 
+def test_one_model_list_cache(httpd, fake):
+    """The lists GET /api/models shows and those a chat's model is offered
+    from and checked against are one cache per child, 10 s old at most:
+    what one read, the other does not ask again; an operator's /api/models
+    asks now and renews it. One child, so that every call meets the same
+    cache."""
+    import time
+    import requests
+    from backends_util import last_id, requests_since
+    remoteip = ("LoadModule remoteip_module /usr/lib/apache2/modules/mod_remoteip.so\n"
+                "RemoteIPHeader X-Forwarded-For\nRemoteIPInternalProxy 127.0.0.1 ::1\n")
+    outsider = {"X-Forwarded-For": "203.0.113.50"}
+    s = httpd(remoteip + EXTRA.replace("{url}", fake.url), serverlimit=1,
+              name="settings-models")
+
+    def asked(mark):  # Ollama lists: ol's and the server's default backend's
+        return len(requests_since(fake, mark, "/api/tags"))  # (oa's: health too)
+
+    mark = last_id(fake)
+    r = requests.get(s.base + "/api/models", headers=outsider, timeout=15)
+    assert r.status_code == 200, r.text
+    got = {b["name"]: b for b in r.json()["backends"]}
+    assert "llama3.2:latest" in got["ol"]["models"]
+    assert got["gone"]["error"] == "the model list is not available right now"
+    per_fetch = asked(mark)
+    assert per_fetch == 2
+    c = Conn(s, cookie=new_cookie())
+    try:
+        conv = c.launch(bot="olbot")
+        mark = last_id(fake)
+        m = settings(c, conv)
+        assert m["models"] == ["ol-model", "qwen2.5-coder:7b", "llama3.2:latest"], m
+        assert settings(c, conv, model="llama3.2:latest")["model"] == "llama3.2:latest"
+        m = settings(c, conv, model="nosuchmodel")
+        assert m["type"] == "error" and "not offered" in m["message"], m
+        # a backend that could not be read is not asked again either
+        gone = c.launch(bot="gonebot")
+        m = settings(c, gone, model="llama3.2:latest")
+        assert "cannot be read now" in m["message"], m
+        assert asked(mark) == 0
+        # an operator (this machine) gets lists asked now
+        mark = last_id(fake)
+        r = requests.get(s.base + "/api/models", timeout=15)
+        assert "onnect" in {b["name"]: b for b in r.json()["backends"]}["gone"]["error"]
+        assert asked(mark) == per_fetch
+        # ten seconds on, the lists are asked again
+        time.sleep(10.5)
+        mark = last_id(fake)
+        assert "llama3.2:latest" in settings(c, conv)["models"]
+        assert asked(mark) == 1
+        # and what the settings just read is not asked for /api/models
+        r = requests.get(s.base + "/api/models", headers=outsider, timeout=15)
+        assert r.status_code == 200
+        assert asked(mark) == per_fetch
+    finally:
+        c.close()
+
+
 def test_exports_carry_the_settings_and_the_title(srv, fake):
     """The JSON export has the chat's settings, the Markdown one a line;
     the REST export's file is named after the title (as the page names
