@@ -406,22 +406,31 @@ const char *chatbot_rate_check(const chatbot_ident_t *id, const chatbot_limits_t
  * the results in the store: the wait is one probe's timeout. */
 void chatbot_probe_health(apr_pool_t *p, chatbot_srv_conf *sc, long connect_timeout_ms,
                           int force);
-/* The model lists of backends bes (chatbot_backend_t *), fetched in
- * parallel; NULL if no request could be made. */
-typedef struct chatbot_models chatbot_models_t;
-chatbot_models_t *chatbot_models_fetch(apr_pool_t *p, apr_array_header_t *bes,
-                                       long connect_timeout_ms);
-/* Writes them as an array of {name, type, models[, error]}: error is the
- * reason with details (ChatbotShowDetails), else one sentence; every
- * failure is logged at info with the reason. */
+
+/* ---- the backends' model lists (mod_chatbot_models.c) ------------------- */
+
+/* One backend's model list (pool copies). */
+typedef struct {
+    chatbot_backend_t *be;
+    const char **names;
+    int n;
+    const char *error; /* NULL if it was read, else why not (operators, log) */
+} chatbot_model_list_t;
+/* The lists of backends bes (chatbot_backend_t *), in their order: each
+ * from the child's cache if it was asked less than 10 s ago (read or not;
+ * fresh: never), the others asked now, all at once (5 s limit, connect
+ * within connect_timeout_ms), and kept. A list that cannot be read is
+ * logged at info with the reason (AH10998; s NULL: the main server).
+ * Returns an array of chatbot_model_list_t. */
+apr_array_header_t *chatbot_models_get(apr_pool_t *p, server_rec *s,
+                                       apr_array_header_t *bes, long connect_timeout_ms,
+                                       int fresh);
+/* GET /api/models' array of {name, type, models[, error]}: for an operator
+ * (details) lists asked now, with each failure's reason; for anyone else
+ * the cache (chatbot_models_get) and one sentence per failure, so that no
+ * client can make the module call every backend at will. */
 void chatbot_models_write(chat_jw_t *jw, apr_pool_t *p, server_rec *s,
-                          chatbot_models_t *ml, int details);
-/* GET /api/models' array as JSON (pool copy, *len its length): fetched now
- * for an operator (details), else a child's copy at most 10 s old, so that
- * no client can make the module call every backend at will. NULL if no
- * request could be made. */
-const char *chatbot_models_json(apr_pool_t *p, server_rec *s, apr_array_header_t *bes,
-                                long connect_timeout_ms, int details, apr_size_t *len);
+                          apr_array_header_t *bes, long connect_timeout_ms, int details);
 
 /* ---- answer versions and branches (mod_chatbot_versions.c) -------------- */
 
@@ -459,7 +468,10 @@ const char *chatbot_ver_select(chat_store_t *st, const chatbot_ident_t *id,
 
 /* ---- views shared by WebSocket and REST (mod_chatbot_views.c) ------------ */
 
-void chatbot_view_session(chat_jw_t *w, server_rec *s, const chat_conv_info_t *c);
+/* One session as an object; its "model" is the one its turns use (the
+ * conversation's own if lim allows choosing one, else its bot's). */
+void chatbot_view_session(chat_jw_t *w, server_rec *s, const chatbot_limits_t *lim,
+                          const chat_conv_info_t *c);
 /* Writes a JSON array of the identity's sessions; returns how many. */
 int chatbot_view_sessions(chat_jw_t *w, request_rec *r, const chatbot_ident_t *id,
                           const char *bot, int archived);

@@ -30,11 +30,6 @@ static int finish(api_t *a, int status)
     return chatbot_api_finish(a, status);
 }
 
-static int send_error(api_t *a, const char *code, const char *msg, apr_int64_t retry_ms)
-{
-    return chatbot_api_error(a, code, msg, retry_ms);
-}
-
 /* ---- health --------------------------------------------------------------------- */
 
 /* Probes the backends due for it (mod_chatbot_probe.c). */
@@ -109,22 +104,15 @@ static int route_health(api_t *a)
 /* ---- model lists ------------------------------------------------------------------ */
 
 /* GET /api/models: the models of every backend (Ollama GET /api/tags,
- * OpenAI-compatible GET /v1/models), fetched in parallel with a short
- * timeout, for the bot picker. A backend that fails gets "error" (its
- * reason only for operators; others get a child's copy at most 10 s old). */
+ * OpenAI-compatible GET /v1/models) for the bot picker. A backend that
+ * fails gets "error" (its reason only for operators, who get lists asked
+ * now; others get the child's lists, at most 10 s old). */
 static int route_models(api_t *a)
 {
-    apr_size_t len = 0;
-    const char *json =
-        chatbot_models_json(a->r->pool, a->r->server, a->sc->backends,
-                            (long)a->lim.connect_timeout_ms, a->lim.show_details, &len);
-
-    if (!json) {
-        return send_error(a, CHAT_ERR_INTERNAL, "cannot create a backend client", 0);
-    }
     begin(a);
     chat_jw_key(&a->jw, "backends");
-    chat_jw_raw(&a->jw, json, len);
+    chatbot_models_write(&a->jw, a->r->pool, a->r->server, a->sc->backends,
+                         (long)a->lim.connect_timeout_ms, a->lim.show_details);
     return finish(a, 200);
 }
 

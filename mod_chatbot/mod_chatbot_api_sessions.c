@@ -75,7 +75,7 @@ int chatbot_api_session_reply(api_t *a, const chat_conv_info_t *ci, int status)
 {
     chatbot_api_begin(a);
     chat_jw_key(&a->jw, "session");
-    chatbot_view_session(&a->jw, a->r->server, ci);
+    chatbot_view_session(&a->jw, a->r->server, &a->lim, ci);
     chat_jw_kstr(&a->jw, "conversation_id", ci->id);
     chat_jw_kstr(&a->jw, "session_id", ci->id);
     chat_jw_kstr(&a->jw, "bot_id", ci->bot);

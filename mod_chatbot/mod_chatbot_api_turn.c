@@ -30,6 +30,7 @@ typedef struct {
     chat_buf_t answer;
     chat_buf_t thinking;
     chat_stats_t stats;
+    char model[CHAT_SETTINGS_MODEL_MAX + 1]; /* the one the turn asked for */
     double ttft_ms, duration_ms;
     int tokens;
     uint32_t index;
@@ -57,6 +58,7 @@ static void c_done(void *baton, chatbot_turn_t *t)
     chat_buf_reset(&c->answer, 0);
     chat_buf_append(&c->answer, t->answer.data ? t->answer.data : "", t->answer.len);
     c->stats = t->stats;
+    apr_cpystrn(c->model, t->model ? t->model : "", sizeof(c->model));
     c->ttft_ms = t->ttft_ms;
     c->duration_ms = t->duration_ms;
     c->tokens = t->tokens;
@@ -281,7 +283,10 @@ static int run_turn(api_t *a, chatbot_bot_t *bot, const char *conv_id,
     chat_jw_kbool(&a->jw, "interrupted", c->outcome != CHATBOT_OUT_COMPLETE);
     chat_jw_key(&a->jw, "stats");
     chat_jw_obj_begin(&a->jw);
-    chat_jw_kstr(&a->jw, "model", c->stats.model[0] ? c->stats.model : bot->model);
+    chat_jw_kstr(&a->jw, "model",
+                 c->stats.model[0] ? c->stats.model
+                 : c->model[0]     ? c->model
+                                   : bot->model);
     chat_jw_kstr(&a->jw, "done_reason",
                  c->stats.done_reason[0] ? c->stats.done_reason : NULL);
     chat_jw_kint(&a->jw, "tokens",

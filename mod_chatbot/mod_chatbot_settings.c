@@ -11,12 +11,10 @@
  *     system=<text to the end>  (absent: the bot's ChatbotSystemPrompt)
  *
  * A model must be one the bot's backends list (Ollama GET /api/tags,
- * OpenAI GET /v1/models), or the bot's own model. The lists are kept per
- * process for a minute (ten seconds after a failure), so that a change
- * does not ask every backend each time. */
+ * OpenAI GET /v1/models: chatbot_models_get, which keeps them per child
+ * for ten seconds), or the bot's own model. */
 
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,13 +32,8 @@
 #include "chat/utf8.h"
 #include "mod_chatbot.h"
 #include "mod_chatbot_settings.h"
-#include "mod_chatbot_http.h"
 
-#define MODELS_TTL_MS 60000
-#define MODELS_FAIL_TTL_MS 10000
-#define MODELS_TIMEOUT_MS 5000
-#define MODELS_BODY_MAX (1024 * 1024)
-#define MODELS_MAX 1000
+#define MODELS_MAX 1000 /* offered to a user */
 
 /* ---- directives ---------------------------------------------------------- */
 
@@ -200,136 +193,16 @@ void chatbot_settings_load(apr_pool_t *p, const chatbot_limits_t *lim,
     }
 }
 
+const char *chatbot_settings_model(const chatbot_limits_t *lim, const chatbot_bot_t *bot,
+                                   const chat_conv_info_t *c)
+{
+    if ((lim->user_settings & CHATBOT_SET_MODEL) && c->model[0]) {
+        return c->model;
+    }
+    return bot ? bot->model : NULL;
+}
+
 /* ---- the backends' model lists ------------------------------------------- */
-
-typedef struct mcache {
-    struct mcache *next;
-    char *key; /* backend name + '\n' + url */
-    char **names;
-    int n;
-    int ok;
-    apr_uint64_t at_ms;
-} mcache_t;
-
-static pthread_mutex_t mc_lock = PTHREAD_MUTEX_INITIALIZER;
-static mcache_t *mc_head;
-
-typedef struct {
-    char **names;
-    int n;
-} names_t;
-
-static void model_name(void *baton, const char *name)
-{
-    names_t *o = baton;
-
-    if (o->n < MODELS_MAX) {
-        o->names[o->n] = strdup(name);
-        if (o->names[o->n]) {
-            o->n++;
-        }
-    }
-}
-
-static void free_names(char **names, int n)
-{
-    int i;
-
-    for (i = 0; i < n; i++) {
-        free(names[i]);
-    }
-    free(names);
-}
-
-/* Asks be for its models (malloc'ed names). 1 on success. */
-static int fetch_models(apr_pool_t *p, chatbot_backend_t *be, long connect_ms, names_t *o)
-{
-    chatbot_http_get_t g;
-    int ok = 0;
-
-    o->names = NULL;
-    o->n = 0;
-    memset(&g, 0, sizeof(g));
-    g.url = apr_pstrcat(p, be->url,
-                        be->wire == CHAT_WIRE_OLLAMA ? "/api/tags" : "/v1/models", NULL);
-    g.key = be->key;
-    g.cap = MODELS_BODY_MAX;
-    g.abort_over_cap = 1;
-    if (chatbot_http_get_all(p, &g, 1, connect_ms, MODELS_TIMEOUT_MS) != APR_SUCCESS) {
-        return 0;
-    }
-    if (g.done && g.res == CHATBOT_HTTP_OK && !g.overflow && g.status == 200) {
-        o->names = calloc(MODELS_MAX, sizeof(char *));
-        if (o->names && chat_models_parse(be->wire, g.body.data ? g.body.data : "",
-                                          g.body.len, model_name, o) >= 0) {
-            ok = 1;
-        }
-    }
-    if (!ok && o->names) {
-        free_names(o->names, o->n);
-        o->names = NULL;
-        o->n = 0;
-    }
-    chat_buf_free(&g.body);
-    return ok;
-}
-
-/* Appends be's models (cached) to out (const char *, pool copies). 1 if
- * the list could be read (now or within the last minute). */
-static int backend_models(apr_pool_t *p, chatbot_backend_t *be, long connect_ms,
-                          apr_array_header_t *out)
-{
-    const char *key = apr_pstrcat(p, be->name, "\n", be->url, NULL);
-    apr_uint64_t now = chatbot_now_ms();
-    mcache_t *c;
-    names_t got;
-    int i, ok;
-
-    pthread_mutex_lock(&mc_lock);
-    for (c = mc_head; c && strcmp(c->key, key); c = c->next) {
-    }
-    if (c &&
-        now - c->at_ms < (apr_uint64_t)(c->ok ? MODELS_TTL_MS : MODELS_FAIL_TTL_MS)) {
-        for (i = 0; i < c->n; i++) {
-            APR_ARRAY_PUSH(out, const char *) = apr_pstrdup(p, c->names[i]);
-        }
-        ok = c->ok;
-        pthread_mutex_unlock(&mc_lock);
-        return ok;
-    }
-    pthread_mutex_unlock(&mc_lock);
-
-    ok = fetch_models(p, be, connect_ms, &got);
-    for (i = 0; i < got.n; i++) {
-        APR_ARRAY_PUSH(out, const char *) = apr_pstrdup(p, got.names[i]);
-    }
-    pthread_mutex_lock(&mc_lock);
-    for (c = mc_head; c && strcmp(c->key, key); c = c->next) {
-    }
-    if (!c && (c = calloc(1, sizeof(*c))) != NULL) {
-        c->key = strdup(key);
-        if (!c->key) {
-            free(c);
-            c = NULL;
-        }
-        else {
-            c->next = mc_head;
-            mc_head = c;
-        }
-    }
-    if (c) {
-        free_names(c->names, c->n);
-        c->names = got.names;
-        c->n = got.n;
-        c->ok = ok;
-        c->at_ms = now;
-        got.names = NULL;
-        got.n = 0;
-    }
-    pthread_mutex_unlock(&mc_lock);
-    free_names(got.names, got.n);
-    return ok;
-}
 
 /* The models a user may choose for bot: its own first, then those its
  * backends list (each once). *unread (may be NULL) is set if a backend's
@@ -340,17 +213,22 @@ static apr_array_header_t *bot_models(apr_pool_t *p, const chatbot_limits_t *lim
     apr_array_header_t *all = apr_array_make(p, 16, sizeof(const char *));
     apr_array_header_t *out = apr_array_make(p, 16, sizeof(const char *));
     apr_hash_t *seen = apr_hash_make(p);
-    long connect_ms = lim->connect_timeout_ms < MODELS_TIMEOUT_MS
-                          ? (long)lim->connect_timeout_ms
-                          : MODELS_TIMEOUT_MS;
-    int i;
+    apr_array_header_t *lists;
+    int i, k;
 
     APR_ARRAY_PUSH(all, const char *) = bot->model;
-    for (i = 0; bot->backends && i < bot->backends->nelts; i++) {
-        if (!backend_models(p, APR_ARRAY_IDX(bot->backends, i, chatbot_backend_t *),
-                            connect_ms, all) &&
-            unread) {
-            *unread = 1;
+    if (bot->backends && bot->backends->nelts) {
+        lists =
+            chatbot_models_get(p, NULL, bot->backends, (long)lim->connect_timeout_ms, 0);
+        for (i = 0; i < lists->nelts; i++) {
+            const chatbot_model_list_t *ml =
+                &APR_ARRAY_IDX(lists, i, chatbot_model_list_t);
+            for (k = 0; k < ml->n; k++) {
+                APR_ARRAY_PUSH(all, const char *) = ml->names[k];
+            }
+            if (ml->error && unread) {
+                *unread = 1;
+            }
         }
     }
     for (i = 0; i < all->nelts && out->nelts < MODELS_MAX; i++) {

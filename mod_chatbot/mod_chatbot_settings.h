@@ -60,6 +60,11 @@ const char *chatbot_settings_change(apr_pool_t *p, const chatbot_limits_t *lim,
                                     const char *conv, const chatbot_settings_req_t *req,
                                     char *msg, apr_size_t msgcap);
 
+/* The model the turns of conversation c of bot use: its own (c->model) if
+ * lim allows choosing one, else the bot's (NULL if bot is NULL). */
+const char *chatbot_settings_model(const chatbot_limits_t *lim, const chatbot_bot_t *bot,
+                                   const chat_conv_info_t *c);
+
 /* Writes the members of a "settings" reply into an open object: the chosen
  * values, the bot's defaults, what may be changed and the models offered. */
 void chatbot_settings_view(chat_jw_t *jw, apr_pool_t *p, const chatbot_limits_t *lim,

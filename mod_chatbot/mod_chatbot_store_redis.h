@@ -155,7 +155,7 @@ chat_status_t status_of(const redisReply *r);
 const chat_quota_t *quota_of(chat_store_t *st, const chat_owner_t *owner);
 chat_status_t bucket(chat_store_t *st, const char *kind, const chat_owner_t *owner,
                      const chat_rate_t *rate, int take, int64_t *wait);
-#define RS_NFIELDS 12 /* a conversation's fields in a script's reply */
+#define RS_NFIELDS 13 /* a conversation's fields in a script's reply */
 void conv_of(chat_conv_info_t *c, const char *id, redisReply **e);
 chat_status_t rs_conv_find_or_create(chat_store_t *st, const chat_owner_t *owner,
                                      const char *bot, const char *title, uint32_t flags,

@@ -120,10 +120,19 @@
     "  redis.call('SREM', P..'gen', id)\n"                                               \
     "end\n"                                                                              \
     "local F = {'b','t','f','s','q','c','u','by','sq','g','st'}\n"                       \
+    "local function model_of(mt)\n" /* chat_settings_parse's model line */               \
+    "  local m = ''\n"                                                                   \
+    "  for ln in string.gmatch(mt or '', '([^\\n]*)\\n') do\n"                           \
+    "    if string.sub(ln, 1, 7) == 'system=' then break end\n"                          \
+    "    if string.sub(ln, 1, 6) == 'model=' then m = string.sub(ln, 7) end\n"           \
+    "  end\n"                                                                            \
+    "  return m\n"                                                                       \
+    "end\n"                                                                              \
     "local function info(id)\n"                                                          \
     "  local v = redis.call('HMGET', ckey(id), unpack(F))\n"                             \
     "  if not v[1] then return nil end\n"                                                \
     "  table.insert(v, redis.call('LLEN', mkey(id)))\n"                                  \
+    "  table.insert(v, model_of(redis.call('HGET', ckey(id), 'mt')))\n"                  \
     "  return v\n"                                                                       \
     "end\n"                                                                              \
     "local function owned(id, o)\n"                                                      \

@@ -162,7 +162,7 @@ chat_status_t rs_done(redisReply *r)
 }
 
 /* A conversation from the script fields (info() in the Lua prelude):
- * b t f s q c u by sq g st nmsgs, at e[0..11]. */
+ * b t f s q c u by sq g st nmsgs model, at e[0..12]. */
 void conv_of(chat_conv_info_t *c, const char *id, redisReply **e)
 {
     memset(c, 0, sizeof(*c));
@@ -179,6 +179,11 @@ void conv_of(chat_conv_info_t *c, const char *id, redisReply **e)
     c->gen_token = ru64(e[9]);
     c->stop_requested = rint_(e[10]) != 0;
     c->nmsgs = (uint32_t)rint_(e[11]);
+    /* only what chat_settings_parse would read */
+    if (e[12]->type == REDIS_REPLY_STRING &&
+        chat_settings_model_ok(e[12]->str, e[12]->len)) {
+        rcopy(c->model, sizeof(c->model), e[12]);
+    }
 }
 
 apr_uint32_t rs_slot(const char *s, size_t n)

@@ -62,7 +62,8 @@ int chatbot_view_bot_health(chatbot_bot_t *b)
     return backend_health(b);
 }
 
-void chatbot_view_session(chat_jw_t *w, server_rec *s, const chat_conv_info_t *c)
+void chatbot_view_session(chat_jw_t *w, server_rec *s, const chatbot_limits_t *lim,
+                          const chat_conv_info_t *c)
 {
     chatbot_bot_t *b = chatbot_bot_find(chatbot_srv(s), c->bot);
 
@@ -79,7 +80,7 @@ void chatbot_view_session(chat_jw_t *w, server_rec *s, const chat_conv_info_t *c
     chat_jw_kint(w, "messages", c->nmsgs);
     chat_jw_kint(w, "created_ms", (int64_t)c->created_ms);
     chat_jw_kint(w, "updated_ms", (int64_t)c->updated_ms);
-    chat_jw_kstr(w, "model", b ? b->model : NULL);
+    chat_jw_kstr(w, "model", chatbot_settings_model(lim, b, c));
     chat_jw_kstr(w, "backend_health",
                  chatbot_view_health_name(b ? backend_health(b) : -1));
     chat_jw_obj_end(w);
@@ -102,6 +103,7 @@ int chatbot_view_sessions(chat_jw_t *w, request_rec *r, const chatbot_ident_t *i
                           const char *bot, int archived)
 {
     chat_store_t *st = chatbot_store();
+    chatbot_limits_t lim;
     list_ctx_t lc;
     apr_pool_t *tmp;
     int i, n;
@@ -120,9 +122,11 @@ int chatbot_view_sessions(chat_jw_t *w, request_rec *r, const chatbot_ident_t *i
     if (st) {
         chat_store_conv_list(st, &id->owner, bot, archived, collect_conv, &lc);
     }
+    chatbot_limits_get(r, &lim);
     chat_jw_arr_begin(w);
     for (i = 0; i < lc.list->nelts; i++) {
-        chatbot_view_session(w, r->server, &APR_ARRAY_IDX(lc.list, i, chat_conv_info_t));
+        chatbot_view_session(w, r->server, &lim,
+                             &APR_ARRAY_IDX(lc.list, i, chat_conv_info_t));
     }
     chat_jw_arr_end(w);
     n = lc.list->nelts;

@@ -52,7 +52,7 @@ static void send_session(chatbot_wsc_t *w, const chat_conv_info_t *ci)
 
     chatbot_ws_frame_begin(w, &jw, "session");
     chat_jw_key(&jw, "session");
-    chatbot_view_session(&jw, w->r->server, ci);
+    chatbot_view_session(&jw, w->r->server, &w->lim, ci);
     chatbot_ws_frame_end(w, &jw);
 }
 

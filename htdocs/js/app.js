@@ -107,13 +107,30 @@ const settings = new Settings({
     send: (obj) => send(obj),
     quiet: (obj) => conn.send(obj),
     currentConv: () => (S.legacy || S.gone ? null : S.convId),
-    onChange: () => updateHeader(),
+    onChange: () => { noteSettingsModel(); updateHeader(); },
     canCreate: () => !S.convId && !S.legacy && !S.gone && S.helloSeen && conn.isOpen && !currentTurn(),
     create: () => launchForSettings(),
 });
 
 // The gear on a new chat: the conversation is created now (no message yet),
 // so that its settings can be read and saved before the first turn.
+// The model a conversation's turns use. The server's session list says it
+// ("model": the chat's own where it may choose one, else the bot's) and is
+// pushed on every change; a settings reply updates it too.
+function convModel(cid) {
+    const s = cid ? S.sessions.get(cid) : null;
+    const bot = activeBot();
+    return (s && s.model) || (cid === S.convId && settings.model()) || (bot && bot.model) || '';
+}
+const chatModel = () => convModel(S.convId);
+
+function noteSettingsModel() {
+    const d = settings.data;
+    const s = d && S.sessions.get(d.conversation_id);
+    const m = d && (d.model || (d.defaults && d.defaults.model));
+    if (s && typeof m === 'string' && m) s.model = m;
+}
+
 function launchForSettings() {
     if (S.pendingLaunch) return false;
     if (!send({ type: 'launch', bot_id: S.activeBotId })) return false;
@@ -451,10 +468,9 @@ function onStatus(f) {
 }
 
 function startTurn(cid, opts = {}) {
-    const bot = activeBot();
     const m = {
         key: newKey(), role: 'assistant', content: opts.content || '', thinking: opts.thinking || '',
-        live: true, state: opts.state || 'waiting', ts: Date.now(), model: bot ? bot.model : '',
+        live: true, state: opts.state || 'waiting', ts: Date.now(), model: convModel(cid),
     };
     const t = {
         m, bytes: utf8Length(m.content), attached: true, t0: performance.now(), tFirst: 0, tThink: 0,
@@ -1522,7 +1538,8 @@ function updateHeader() {
     document.title = title + ' · mod_chatbot';
     const sub = $('chat-subtitle');
     const parts = [];
-    const model = settings.model() || (bot && bot.model);
+    const model = chatModel();
+    chat.setModel(model);
     if (bot) parts.push(el('span', { text: (bot.name || bot.id) + (model ? ' · ' + model : '') }));
     const cs = S.convState;
     const state = S.gone ? 'gone' : cs && cs.stopped ? 'stopped' : cs && cs.state;

@@ -175,6 +175,10 @@ export class ChatView {
         this.$('composer-cmd-hint').hidden = !this.commands.length;
     }
 
+    /** The model the open chat uses (its own, or the bot's): the label of
+     *  answers that do not say, and the model_not_found text. */
+    setModel(model) { if (model) this.model = model; }
+
     showEmpty(bot, suggestions) {
         const box = this.$('empty');
         box.hidden = false;

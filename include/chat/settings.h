@@ -18,6 +18,8 @@
 extern "C" {
 #endif
 
+#define CHAT_SETTINGS_MODEL_MAX 200 /* bytes of a model name */
+
 typedef struct {
     const char *model; /* NULL: none; points into the parsed blob */
     size_t model_len;
@@ -36,6 +38,13 @@ void chat_settings_parse(const char *blob, size_t len, chat_settings_t *out);
  * model with a control character or a NUL, a system prompt with a NUL, a
  * temperature that is not finite). */
 chat_status_t chat_settings_write(const chat_settings_t *s, chat_buf_t *out);
+
+/* The model a blob names, copied to out (NUL-terminated, at most
+ * CHAT_SETTINGS_MODEL_MAX bytes), or "" if none. blob may be the first len
+ * bytes of a longer blob (whole 0): only lines ended within it count.
+ * Returns the name's length. */
+size_t chat_settings_model_of(const char *blob, size_t len, int whole,
+                              char out[CHAT_SETTINGS_MODEL_MAX + 1]);
 
 /* 1 if name (len bytes) may be a model name: 1..200 bytes, no control
  * characters (C0, DEL). UTF-8 validity is the caller's. */

@@ -32,6 +32,7 @@
 #include "chat/common.h"
 #include "chat/stream.h" /* chat_role_t */
 #include "chat/ratelimit.h"
+#include "chat/settings.h" /* CHAT_SETTINGS_MODEL_MAX */
 
 #ifdef __cplusplus
 extern "C" {
@@ -224,6 +225,9 @@ typedef struct {
     uint64_t seq;       /* bumps on every change to the conversation */
     uint64_t gen_token; /* who is generating (0 if nobody) */
     int stop_requested; /* another connection asked to stop */
+    /* the model its settings blob names (chat_settings_model_of), "" if
+     * none: whether it applies is the caller's policy */
+    char model[CHAT_SETTINGS_MODEL_MAX + 1];
 } chat_conv_info_t;
 
 /* Creates a conversation owned by owner with bot and title (title may be
@@ -292,10 +296,10 @@ chat_status_t chat_store_conv_flags(chat_store_t *st, const chat_owner_t *owner,
 chat_status_t chat_store_conv_delete(chat_store_t *st, const chat_owner_t *owner,
                                      const char *id);
 
-/* A conversation's settings: an opaque blob of at most CHAT_CONV_META_MAX
- * bytes (mod_chatbot keeps a small JSON object there: model, system prompt,
- * temperature), owner-checked like every conversation op, counted against
- * the owner's quota, removed with the conversation, kept in the history
+/* A conversation's settings: a blob of at most CHAT_CONV_META_MAX bytes
+ * (chat/settings.h: model, system prompt, temperature; the store reads
+ * only its model, for chat_conv_info_t.model), owner-checked like every conversation op,
+ * counted against the owner's quota, removed with the conversation, kept in the history
  * file. get appends the blob to out (nothing if none was set) and returns
  * CHAT_OK or CHAT_ENOTFOUND. set replaces it (len 0 removes it): CHAT_OK,
  * CHAT_ENOTFOUND, CHAT_ETOOBIG, CHAT_EQUOTA, CHAT_EFULL, CHAT_EINTERNAL (a

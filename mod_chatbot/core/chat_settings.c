@@ -7,7 +7,7 @@
 
 #include "chat/settings.h"
 
-#define MODEL_MAX 200
+#define MODEL_MAX CHAT_SETTINGS_MODEL_MAX
 
 int chat_settings_model_ok(const char *name, size_t len)
 {
@@ -70,6 +70,30 @@ void chat_settings_parse(const char *blob, size_t len, chat_settings_t *out)
         }
         p = nl + 1;
     }
+}
+
+size_t chat_settings_model_of(const char *blob, size_t len, int whole,
+                              char out[CHAT_SETTINGS_MODEL_MAX + 1])
+{
+    chat_settings_t cs;
+
+    out[0] = '\0';
+    if (!blob) {
+        return 0;
+    }
+    if (!whole) {
+        /* a cut line could read as a shorter name: up to the last newline */
+        while (len > 0 && blob[len - 1] != '\n') {
+            len--;
+        }
+    }
+    chat_settings_parse(blob, len, &cs);
+    if (!cs.model || cs.model_len > CHAT_SETTINGS_MODEL_MAX) {
+        return 0;
+    }
+    memcpy(out, cs.model, cs.model_len);
+    out[cs.model_len] = '\0';
+    return cs.model_len;
 }
 
 chat_status_t chat_settings_write(const chat_settings_t *s, chat_buf_t *out)

@@ -131,6 +131,20 @@ void cs_conv_info(const chat_store_t *st, const cs_conv_t *c, chat_conv_info_t *
     out->seq = CS_LOAD64(&c->seq);
     out->gen_token = CS_LOAD64(&c->gen_token);
     out->stop_requested = CS_LOAD32(&c->stop_requested) != 0;
+    /* the model of its settings: every blob written names it first
+     * (chat_settings_write), so two blocks hold it; the bounds hold in a
+     * damaged image too */
+    if (c->meta_len && c->meta_len <= CHAT_CONV_META_MAX) {
+        char pre[2 * CS_CAP_NEXT];
+        uint32_t want = c->meta_len < sizeof(pre) ? c->meta_len : (uint32_t)sizeof(pre);
+        uint32_t got = 0, b;
+        for (b = c->meta_blk; got < want && b < st->nblocks; b = cs_bh(st, b)->next) {
+            uint32_t n = want - got < CS_CAP_NEXT ? want - got : CS_CAP_NEXT;
+            memcpy(pre + got, cs_blk(st, b) + CS_BLK_HDR, n);
+            got += n;
+        }
+        chat_settings_model_of(pre, got, got == c->meta_len, out->model);
+    }
 }
 
 /* Locks the shard of owner. */

@@ -80,6 +80,19 @@ export const tests = [
         assert.equal(body.options.temperature, 0.35);
         assert.deepEqual(body.messages[0], { role: 'system', content: 'Reply like a pirate.' });
         assert.deepEqual(body.messages.slice(1).map((m) => m.role), ['user'], 'the first turn');
+        // an answer on its way is labelled with the chat's model, not the
+        // bot's (the server's session list names it: docs/protocol.md)
+        const sessions = rec.got('sessions').pop();
+        assert.equal((sessions.sessions || []).find((x) => x.conversation_id === conv).model,
+            'llama3.2:latest', 'the session list names the chat\'s model');
+        const answers = page.locator('#msg-list .msg-assistant');
+        const shown = await answers.count();
+        const waitFor = turn(page, rec, 'Slowly ' + fake({ tokens: 3, first_delay_ms: 2000 }));
+        await until(async () => (await answers.count()) > shown, 5000, 'the answer on its way');
+        assert.equal(await answers.last().locator('.msg-model').innerText(), 'llama3.2:latest',
+            'the waiting answer names the chat\'s model');
+        await waitFor;
+        assert.equal(await answers.last().locator('.msg-model').innerText(), 'llama3.2:latest');
 
         // an out-of-range value is refused in the dialog, which stays open
         await openSettings(page);

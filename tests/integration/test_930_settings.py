@@ -285,6 +285,60 @@ def test_survive_reconnect_and_rest_agrees(srv, fake):
         c.close()
 
 
+def session_models(sessions):
+    return {x["conversation_id"]: x["model"] for x in sessions}
+
+
+def test_session_list_reports_the_chats_model(srv, fake):
+    """Every view of a session (REST list and single session, the
+    WebSocket's sessions reply and push, session frames) names the model
+    its turns use: its own where this location lets users choose one, else
+    the bot's."""
+    cookie = new_cookie()
+    c = Conn(srv, cookie=cookie)
+    tab = Conn(srv, cookie=cookie)  # another tab: gets the pushed list
+    try:
+        own = c.launch(bot="olbot")
+        plain = c.launch(bot="olbot")
+        m = settings(c, own, model="llama3.2:latest")
+        assert m["type"] == "settings" and m["model"] == "llama3.2:latest", m
+        want = {own: "llama3.2:latest", plain: "ol-model"}
+        # the push the change makes
+        push, _ = tab.wait(lambda f: f.get("type") == "sessions" and "id" not in f and
+                           session_models(f["sessions"]).get(own) == "llama3.2:latest")
+        assert session_models(push["sessions"]) == want, push
+        # the list asked for
+        m = c.request({"type": "sessions"}, "sessions")
+        assert session_models(m["sessions"]) == want, m
+        # REST: the list, and one session
+        rest = Rest(srv, cookie=cookie)
+        r = rest.get("/api/sessions")
+        assert r.status_code == 200 and session_models(r.json()["sessions"]) == want, r.text
+        r = rest.post("/api/session/%s/select" % own)
+        assert r.status_code == 200 and r.json()["session"]["model"] == "llama3.2:latest", \
+            r.text
+        # the WebSocket's session frame
+        m = c.request({"type": "select", "conversation_id": own}, "session")
+        assert m["type"] == "session" and m["session"]["model"] == "llama3.2:latest", m
+        # the REST turn says which model answered
+        r = rest.post("/api/session/%s/task" % own, {"message": "which model?"})
+        assert r.status_code == 200 and r.json()["stats"]["model"] == "llama3.2:latest", \
+            r.text
+        # where users may not choose a model, the bot's is the one used
+        r = Rest(srv, cookie=cookie, base=srv.base + "/locked").get("/api/sessions")
+        assert session_models(r.json()["sessions"]) == {own: "ol-model", plain: "ol-model"}
+        r = Rest(srv, cookie=cookie, base=srv.base + "/modelonly").get("/api/sessions")
+        assert session_models(r.json()["sessions"]) == want
+        # back to the bot's
+        m = settings(c, own, model="")
+        assert m["type"] == "settings" and m["model"] is None, m
+        r = rest.get("/api/sessions")
+        assert session_models(r.json()["sessions"]) == {own: "ol-model", plain: "ol-model"}
+    finally:
+        c.close()
+        tab.close()
+
+
 def test_method_not_allowed(srv):
     import requests
     r = requests.put(srv.base + "/api/session/x/settings", timeout=10)
@@ -323,6 +377,8 @@ def test_survive_restart_with_history_file(httpd, fake):
     try:
         m = settings(c, conv)
         assert (m["model"], m["system"], m["temperature"]) == ("llama3.2:latest", "Kept.", 0.9)
+        r = Rest(s, cookie=cookie).get("/api/sessions")
+        assert session_models(r.json()["sessions"]) == {conv: "llama3.2:latest"}, r.text
         since = last_request_id(fake)
         frames = c.turn("still there?", conversation_id=conv)
         assert frames[-1]["type"] == "response", frames
@@ -359,6 +415,10 @@ def test_on_redis_shared_by_two_servers(redis, httpd, fake):
             m = settings(cb, conv)
             assert (m["model"], m["system"], m["temperature"]) == \
                 ("llama3.2:latest", "From A.", 1.1)
+            r = Rest(b, cookie=me).get("/api/sessions")
+            assert session_models(r.json()["sessions"]) == {conv: "llama3.2:latest"}, r.text
+            m = cb.request({"type": "sessions"}, "sessions")
+            assert session_models(m["sessions"]) == {conv: "llama3.2:latest"}, m
             since = last_request_id(fake)
             fr = cb.turn("hi from B", conversation_id=conv)
             assert fr[-1]["type"] == "response", fr
@@ -372,6 +432,8 @@ def test_on_redis_shared_by_two_servers(redis, httpd, fake):
             full = int(redis.cmd("-n", "3", "HGET", "chatbot:c:" + conv, "by").strip())
             m = settings(cb, conv, reset=True)
             assert m["model"] is None
+            r = Rest(a, cookie=me).get("/api/sessions")
+            assert session_models(r.json()["sessions"]) == {conv: "oa-model"}, r.text
             assert redis.cmd("-n", "3", "HEXISTS", "chatbot:c:" + conv, "mt").strip() == "0"
             by = int(redis.cmd("-n", "3", "HGET", "chatbot:c:" + conv, "by").strip())
             assert by == full - len(blob.rstrip("\n").encode())
@@ -428,6 +490,64 @@ def test_unreadable_model_list(srv):
         # the bot's own model is always allowed (stored as "the bot's")
         m = settings(c, conv, model="gone-model", temperature=0.5)
         assert (m["type"], m["model"], m["temperature"]) == ("settings", None, 0.5), m
+    finally:
+        c.close()
+
+
+def test_one_model_list_cache(httpd, fake):
+    """The lists GET /api/models shows and those a chat's model is offered
+    from and checked against are one cache per child, 10 s old at most:
+    what one read, the other does not ask again; an operator's /api/models
+    asks now and renews it. One child, so that every call meets the same
+    cache."""
+    import time
+    import requests
+    from backends_util import last_id, requests_since
+    remoteip = ("LoadModule remoteip_module /usr/lib/apache2/modules/mod_remoteip.so\n"
+                "RemoteIPHeader X-Forwarded-For\nRemoteIPInternalProxy 127.0.0.1 ::1\n")
+    outsider = {"X-Forwarded-For": "203.0.113.50"}
+    s = httpd(remoteip + EXTRA.replace("{url}", fake.url), serverlimit=1,
+              name="settings-models")
+
+    def asked(mark):  # Ollama lists: ol's and the server's default backend's
+        return len(requests_since(fake, mark, "/api/tags"))  # (oa's: health too)
+
+    mark = last_id(fake)
+    r = requests.get(s.base + "/api/models", headers=outsider, timeout=15)
+    assert r.status_code == 200, r.text
+    got = {b["name"]: b for b in r.json()["backends"]}
+    assert "llama3.2:latest" in got["ol"]["models"]
+    assert got["gone"]["error"] == "the model list is not available right now"
+    per_fetch = asked(mark)
+    assert per_fetch == 2
+    c = Conn(s, cookie=new_cookie())
+    try:
+        conv = c.launch(bot="olbot")
+        mark = last_id(fake)
+        m = settings(c, conv)
+        assert m["models"] == ["ol-model", "qwen2.5-coder:7b", "llama3.2:latest"], m
+        assert settings(c, conv, model="llama3.2:latest")["model"] == "llama3.2:latest"
+        m = settings(c, conv, model="nosuchmodel")
+        assert m["type"] == "error" and "not offered" in m["message"], m
+        # a backend that could not be read is not asked again either
+        gone = c.launch(bot="gonebot")
+        m = settings(c, gone, model="llama3.2:latest")
+        assert "cannot be read now" in m["message"], m
+        assert asked(mark) == 0
+        # an operator (this machine) gets lists asked now
+        mark = last_id(fake)
+        r = requests.get(s.base + "/api/models", timeout=15)
+        assert "onnect" in {b["name"]: b for b in r.json()["backends"]}["gone"]["error"]
+        assert asked(mark) == per_fetch
+        # ten seconds on, the lists are asked again
+        time.sleep(10.5)
+        mark = last_id(fake)
+        assert "llama3.2:latest" in settings(c, conv)["models"]
+        assert asked(mark) == 1
+        # and what the settings just read is not asked for /api/models
+        r = requests.get(s.base + "/api/models", headers=outsider, timeout=15)
+        assert r.status_code == 200
+        assert asked(mark) == per_fetch
     finally:
         c.close()
 

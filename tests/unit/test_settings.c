@@ -133,12 +133,36 @@ static void test_write_refuses(void **state)
     chat_buf_free(&b);
 }
 
+/* The model of a blob, or of the first bytes of one. */
+static void test_model_of(void **state)
+{
+    char out[CHAT_SETTINGS_MODEL_MAX + 1];
+    const char *b = "temperature=0.5\nmodel=llama3.2:latest\nsystem=model=x\n";
+    (void)state;
+
+    assert_int_equal(chat_settings_model_of(b, strlen(b), 1, out), 15);
+    assert_string_equal(out, "llama3.2:latest");
+    /* a prefix cut inside the model line: not a shorter name */
+    assert_int_equal(chat_settings_model_of(b, 26, 0, out), 0);
+    assert_string_equal(out, "");
+    /* the same bytes as a whole blob: the last line needs no newline */
+    assert_int_equal(chat_settings_model_of("model=ab", 8, 1, out), 2);
+    assert_string_equal(out, "ab");
+    assert_int_equal(chat_settings_model_of("model=ab", 8, 0, out), 0);
+    /* only in the system prompt, or invalid, or nothing */
+    assert_int_equal(chat_settings_model_of("system=a\nmodel=b\n", 17, 1, out), 0);
+    assert_int_equal(chat_settings_model_of("model=a\tb\n", 10, 1, out), 0);
+    assert_int_equal(chat_settings_model_of(NULL, 0, 1, out), 0);
+    assert_string_equal(out, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_write_refuses),
+        cmocka_unit_test(test_model_of),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

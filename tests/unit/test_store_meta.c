@@ -196,6 +196,76 @@ static void test_meta_migrate(void **state)
     chat_buf_free(&buf);
 }
 
+/* A conversation's info names the model of its blob, read from the
+ * blob's first blocks: after a system prompt that spans blocks, from a
+ * list, after a restart, and nothing once the blob is gone. */
+static void list_model_cb(void *baton, const chat_conv_info_t *c)
+{
+    snprintf(baton, CHAT_SETTINGS_MODEL_MAX + 1, "%s", c->model);
+}
+
+static void test_meta_model_in_info(void **state)
+{
+    chat_store_layout_t l = small_layout();
+    tstore_t t, r;
+    chat_owner_t alice = owner_of("u:alice");
+    chat_conv_info_t ci;
+    chat_settings_t cs;
+    chat_buf_t blob;
+    char id[25], sys[3000], name[CHAT_SETTINGS_MODEL_MAX + 1], listed[CHAT_SETTINGS_MODEL_MAX + 1];
+    (void)state;
+
+    ts_open(&t, &l, 0);
+    mkconv(t.st, &alice, "llama", 0xA11CE, 100, id);
+    assert_int_equal(chat_store_conv_get(t.st, &alice, id, &ci), CHAT_OK);
+    assert_string_equal(ci.model, "");
+    /* the longest name, a temperature and a system prompt of many blocks */
+    memset(name, 'm', CHAT_SETTINGS_MODEL_MAX);
+    name[CHAT_SETTINGS_MODEL_MAX] = '\0';
+    fill(sys, sizeof(sys), 3);
+    sys[10] = '\n'; /* "model=" inside the prompt is not a model line */
+    memcpy(sys + 11, "model=fake\n", 11);
+    memset(&cs, 0, sizeof(cs));
+    cs.model = name;
+    cs.model_len = strlen(name);
+    cs.has_temperature = 1;
+    cs.temperature = 0.1;
+    cs.system = sys;
+    cs.system_len = sizeof(sys);
+    chat_buf_init(&blob);
+    assert_int_equal(chat_settings_write(&cs, &blob), CHAT_OK);
+    assert_int_equal(chat_store_conv_meta_set(t.st, &alice, id, blob.data, blob.len, 200),
+                     CHAT_OK);
+    assert_int_equal(chat_store_conv_get(t.st, &alice, id, &ci), CHAT_OK);
+    assert_string_equal(ci.model, name);
+    listed[0] = '\0';
+    assert_int_equal(chat_store_conv_list(t.st, &alice, NULL, -1, list_model_cb, listed), 1);
+    assert_string_equal(listed, name);
+    ts_clone(&r, &t);
+    assert_int_equal(chat_store_conv_get(r.st, &alice, id, &ci), CHAT_OK);
+    assert_string_equal(ci.model, name);
+    ts_close(&r);
+    /* no model line, only a prompt that names one */
+    chat_buf_reset(&blob, 0);
+    cs.model = NULL;
+    assert_int_equal(chat_settings_write(&cs, &blob), CHAT_OK);
+    assert_int_equal(chat_store_conv_meta_set(t.st, &alice, id, blob.data, blob.len, 300),
+                     CHAT_OK);
+    assert_int_equal(chat_store_conv_get(t.st, &alice, id, &ci), CHAT_OK);
+    assert_string_equal(ci.model, "");
+    /* a short one, then none */
+    assert_int_equal(chat_store_conv_meta_set(t.st, &alice, id, "model=m2\n", 9, 400),
+                     CHAT_OK);
+    assert_int_equal(chat_store_conv_get(t.st, &alice, id, &ci), CHAT_OK);
+    assert_string_equal(ci.model, "m2");
+    assert_int_equal(chat_store_conv_meta_set(t.st, &alice, id, NULL, 0, 500), CHAT_OK);
+    assert_int_equal(chat_store_conv_get(t.st, &alice, id, &ci), CHAT_OK);
+    assert_string_equal(ci.model, "");
+    CHECK(t.st);
+    ts_close(&t);
+    chat_buf_free(&blob);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -203,6 +273,7 @@ int main(void)
         cmocka_unit_test(test_meta_blocks_returned),
         cmocka_unit_test(test_meta_quota),
         cmocka_unit_test(test_meta_migrate),
+        cmocka_unit_test(test_meta_model_in_info),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
