@@ -436,7 +436,8 @@ int chatbot_ws_handler(request_rec *r)
             ap_log_rerror(
                 APLOG_MARK, APLOG_WARNING, 0, r,
                 APLOGNO(10952) "chatbot: WebSocket refused: %d connections hold a thread "
-                               "already in this child (ChatbotMaxWorkers%s)",
+                               "already in this child, or under prefork a process "
+                               "server-wide (ChatbotMaxWorkers%s)",
                 chatbot_ws_max_workers(sc),
                 w->is_h2 ? "; over HTTP/2 every WebSocket holds one of "
                            "mod_http2's workers, and its session an httpd "

@@ -57,6 +57,7 @@ static int slots_used;
 static int max_workers = 1;
 static int max_per_ip = 2;
 static int can_park;
+static int one_thread; /* prefork: max_workers counts children server-wide */
 static apr_thread_t *watcher;
 static volatile int watcher_exit;
 
@@ -155,18 +156,55 @@ static int mpm_parks(void)
     return async && waitio;
 }
 
+/* A process-per-connection MPM (prefork): one thread per child, so a bound
+ * per child means nothing; the bound counts children across the server. */
+static int mpm_one_thread(void)
+{
+    int threaded = 0;
+
+    if (ap_mpm_query(AP_MPMQ_IS_THREADED, &threaded) != APR_SUCCESS) {
+        return 0;
+    }
+    return threaded == AP_MPMQ_NOT_SUPPORTED;
+}
+
 int chatbot_ws_max_workers(chatbot_srv_conf *sc)
 {
-    int tpc = 0;
+    int tpc = 0, daemons = 0;
 
     if (sc->max_workers > 0) {
         return sc->max_workers;
+    }
+    if (mpm_one_thread()) {
+        /* half of MaxRequestWorkers: the other processes stay for plain HTTP */
+        if (ap_mpm_query(AP_MPMQ_MAX_DAEMONS, &daemons) != APR_SUCCESS) {
+            daemons = 0;
+        }
+        return daemons / 2 > 1 ? daemons / 2 : 1;
     }
     /* half of a child's threads: the other half stays for plain HTTP */
     if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &tpc) != APR_SUCCESS) {
         tpc = 0;
     }
     return tpc / 2 > 1 ? tpc / 2 : 1;
+}
+
+/* Under prefork: children holding a WebSocket, across the server. */
+static apr_uint32_t blocking_children(void)
+{
+    apr_uint32_t n = 0;
+    int i;
+
+    if (!counts || !ap_scoreboard_image) {
+        return 0;
+    }
+    for (i = 0; i < counts_n; i++) {
+        apr_uint32_t pid = counts[i].pid;
+        if (pid && (apr_uint32_t)ap_scoreboard_image->parent[i].pid == pid) {
+            n += counts[i].blocking;
+        }
+    }
+    return n;
 }
 
 apr_status_t chatbot_ws_post_config(apr_pool_t *pconf, server_rec *s)
@@ -224,8 +262,9 @@ apr_status_t chatbot_ws_post_config(apr_pool_t *pconf, server_rec *s)
                     10955) "chatbot: the %s MPM of this httpd cannot park connections "
                            "(that needs the event MPM of httpd 2.4.63 or later): every "
                            "open WebSocket holds a worker thread for its whole life, at "
-                           "most %d per child (ChatbotMaxWorkers); see docs/websocket.md",
-                mpm ? mpm : "?", chatbot_ws_max_workers(sc));
+                           "most %d %s (ChatbotMaxWorkers); see docs/websocket.md",
+                mpm ? mpm : "?", chatbot_ws_max_workers(sc),
+                mpm_one_thread() ? "child processes at once, server-wide" : "per child");
         }
     }
     return APR_SUCCESS;
@@ -404,6 +443,15 @@ int chatbot_ws_slot_take(chatbot_wsc_t *w)
         ok = 1;
         if (!w->can_park && (m = my_count())) {
             apr_atomic_inc32(&m->blocking);
+            /* prefork: count first, then look, so that two children racing
+             * for the last place both see each other (both may refuse;
+             * neither goes over) */
+            if (one_thread && blocking_children() > (apr_uint32_t)max_workers) {
+                apr_atomic_dec32(&m->blocking);
+                slots_used--;
+                w->slot = 0;
+                ok = 0;
+            }
         }
     }
     if (reg_mutex) {
@@ -714,6 +762,7 @@ void chatbot_ws_child_init(apr_pool_t *p, server_rec *s)
 
     mine = NULL;
     can_park = mpm_parks();
+    one_thread = mpm_one_thread();
     max_workers = chatbot_ws_max_workers(sc);
     max_per_ip = chatbot_ws_max_answers_per_ip(sc);
     chatbot_ws_handshake_child_init(p);

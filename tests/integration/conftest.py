@@ -231,9 +231,9 @@ class Server:
 
     def ready_count(self):
         """How often the daemon said "resuming normal operations" (AH00489
-        with the event MPM, AH00292 with worker)."""
+        with the event MPM, AH00292 with worker, AH00163 with prefork)."""
         log = self.read_error_log()
-        return log.count("AH00489") + log.count("AH00292")
+        return log.count("AH00489") + log.count("AH00292") + log.count("AH00163")
 
     def pid(self):
         try:

@@ -363,3 +363,51 @@ def test_worker_mpm_keeps_a_thread_per_websocket(httpd, monkeypatch):
     wait_metric(s, "chatbot_websocket_connections_holding_thread", lambda v: v == 0)
     ws = RawWS(s.port)   # a freed thread takes the next one
     ws.close()
+
+
+def test_prefork_bounds_websockets_across_children(httpd, monkeypatch):
+    """prefork runs one connection per process, so a bound per child would
+    let every process hold a WebSocket. ChatbotMaxWorkers auto is half of
+    MaxRequestWorkers, counted across the server: with 4 processes, 2 chats
+    hold one each, the third upgrade gets 503, and plain HTTP keeps the
+    other two."""
+    render = serverroot.render
+
+    def prefork_mpm(*a, **kw):
+        conf = render(*a, **kw)
+        text = re.sub(r"(?m)^LoadModule mpm_event_module (.*)mod_mpm_event.so$",
+                      r"LoadModule mpm_prefork_module \1mod_mpm_prefork.so", open(conf).read())
+        text = re.sub(r"(?m)^(ThreadsPerChild|ThreadLimit|MinSpareThreads|MaxSpareThreads|"
+                      r"ThreadStackSize) .*$", "", text)
+        text = re.sub(r"(?m)^(ServerLimit|StartServers|MaxRequestWorkers) .*$", r"\1 4", text)
+        text += "\nMinSpareServers 1\nMaxSpareServers 4\n"
+        with open(conf, "w") as f:
+            f.write(text)
+        return conf
+    monkeypatch.setattr(serverroot, "render", prefork_mpm)
+    s = httpd(extra=EXTRA, serverlimit=1, threads=1)
+    log = s.read_error_log()
+    assert "the prefork MPM of this httpd cannot park" in log, log
+    assert "at most 2 child processes at once, server-wide" in log, log
+    held = [RawWS(s.port) for _ in range(2)]
+    try:
+        for _ in range(3):   # whichever child takes it, the server is full
+            status, hdrs, sock, _, _ = handshake(s.port)
+            sock.close()
+            assert status == 503 and hdrs.get("retry-after") == "10", (status, hdrs)
+        for ws in held:
+            ws.send_json({"type": "message", "content": "hi [[fake tokens=3]]"})
+            m = ws.recv_json(skip_types=("status", "sessions", "ack", "stream"))
+            assert m["type"] == "response" and m["content"].split() == ["t0", "t1", "t2"]
+        assert max(get_ms(s.base + "/", 10)) < 2000     # two processes serve HTTP
+    finally:
+        for ws in held:
+            ws.close()
+    deadline = time.time() + 20
+    while True:       # a freed process takes the next one
+        status, _, sock, _, _ = handshake(s.port)
+        sock.close()
+        if status == 101 or time.time() > deadline:
+            break
+        time.sleep(0.3)
+    assert status == 101
