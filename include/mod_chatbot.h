@@ -609,5 +609,11 @@ typedef struct {
     int can_park;
 } chatbot_ws_counts_t;
 void chatbot_ws_counts(chatbot_ws_counts_t *out);
+/* A REST turn holds its request's thread for the whole answer: it takes a
+ * place in the same worker budget as the WebSockets (ChatbotMaxWorkers) and
+ * in its address's ChatbotMaxAnswersPerIP, never ahead of the turns queued
+ * for a worker. It does not wait: 0 means no place (the caller answers 503
+ * server_busy); 1 means held until r->pool is cleared. */
+int chatbot_workers_take_request(request_rec *r);
 
 #endif /* MOD_CHATBOT_H */

@@ -20,6 +20,9 @@
 #include "mod_chatbot_api.h"
 #include "mod_chatbot_http.h"
 
+/* Retry-After of a turn refused for want of a worker. */
+#define SERVER_BUSY_RETRY_MS 5000
+
 /* ---- turn collection (blocking routes) ----------------------------------------- */
 
 typedef struct {
@@ -227,6 +230,14 @@ static int run_turn(api_t *a, chatbot_bot_t *bot, const char *conv_id,
     if (len > a->lim.max_message_bytes) {
         return chatbot_api_error(a, CHAT_ERR_TOO_LARGE,
                                  "the message is larger than ChatbotMaxMessageBytes", 0);
+    }
+    if (!chatbot_workers_take_request(a->r)) {
+        /* the rest of the threads are for the site's other requests */
+        return chatbot_api_error(a, CHAT_ERR_SERVER_BUSY,
+                                 "every worker this server gives to answers is busy "
+                                 "(ChatbotMaxWorkers, ChatbotMaxAnswersPerIP); "
+                                 "retry in a moment",
+                                 SERVER_BUSY_RETRY_MS);
     }
     chat_buf_init(&c->answer);
     chat_buf_init(&c->thinking);

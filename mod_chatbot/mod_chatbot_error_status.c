@@ -26,6 +26,7 @@ int chatbot_error_status(const char *code)
                {CHAT_ERR_BACKEND_PROTOCOL, 502},
                {CHAT_ERR_INTERRUPTED, 502},
                {CHAT_ERR_QUEUE_FULL, 503},
+               {CHAT_ERR_SERVER_BUSY, 503},
                {CHAT_ERR_COMMAND_DENIED, 403},
                {CHAT_ERR_FORBIDDEN, 403},
                {CHAT_ERR_COMMAND_FAILED, 500},

@@ -460,6 +460,72 @@ int chatbot_ws_slot_take(chatbot_wsc_t *w)
     return ok;
 }
 
+static apr_status_t request_slot_release(void *data)
+{
+    conn_rec *c = data;
+    ws_count_t *m;
+
+    chatbot_ws_ip_answers(c, -1);
+    if (reg_mutex) {
+        apr_thread_mutex_lock(reg_mutex);
+    }
+    slots_used--;
+    if (one_thread && (m = my_count())) {
+        apr_atomic_dec32(&m->blocking);
+    }
+    if (wait_head && watch_cond) {
+        /* a turn waits for this worker, or for its address's cap */
+        watch_now = 1;
+        apr_thread_cond_signal(watch_cond);
+    }
+    if (reg_mutex) {
+        apr_thread_mutex_unlock(reg_mutex);
+    }
+    return APR_SUCCESS;
+}
+
+int chatbot_workers_take_request(request_rec *r)
+{
+    conn_rec *c = r->connection;
+    ws_count_t *m;
+    int ok = 0;
+
+    /* count first, then look: two requests racing for the last place
+     * both see each other */
+    if (max_per_ip > 0 && chatbot_ws_ip_answers(c, 1) > (apr_uint32_t)max_per_ip) {
+        chatbot_ws_ip_answers(c, -1);
+        return 0;
+    }
+    if (max_per_ip <= 0) {
+        chatbot_ws_ip_answers(c, 1);
+    }
+    if (reg_mutex) {
+        apr_thread_mutex_lock(reg_mutex);
+    }
+    /* first come, first served: the queued WebSocket turns go first */
+    if (max_workers - slots_used > nwaiting) {
+        slots_used++;
+        ok = 1;
+        if (one_thread && (m = my_count())) {
+            apr_atomic_inc32(&m->blocking);
+            if (blocking_children() > (apr_uint32_t)max_workers) {
+                apr_atomic_dec32(&m->blocking);
+                slots_used--;
+                ok = 0;
+            }
+        }
+    }
+    if (reg_mutex) {
+        apr_thread_mutex_unlock(reg_mutex);
+    }
+    if (!ok) {
+        chatbot_ws_ip_answers(c, -1);
+        return 0;
+    }
+    apr_pool_cleanup_register(r->pool, c, request_slot_release, apr_pool_cleanup_null);
+    return 1;
+}
+
 void chatbot_ws_slot_release(chatbot_wsc_t *w)
 {
     if (!w->slot) {

@@ -194,6 +194,7 @@ chat_status_t chat_frame_error(chat_buf_t *buf, const char *code, const char *me
 #define CHAT_ERR_BACKEND_BAD_REQUEST "backend_bad_request"
 #define CHAT_ERR_INTERRUPTED "interrupted"
 #define CHAT_ERR_QUEUE_FULL "queue_full"
+#define CHAT_ERR_SERVER_BUSY "server_busy" /* REST: no worker for a turn now */
 #define CHAT_ERR_COMMAND_DENIED "command_denied"
 #define CHAT_ERR_COMMAND_FAILED "command_failed"
 #define CHAT_ERR_STORAGE_FULL "storage_full"
