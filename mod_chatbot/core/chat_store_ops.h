@@ -38,10 +38,10 @@ cs_conv_t *cs_conv_peek(chat_store_t *st, const char *id);
 /* Locks the shard of owner (a transaction on its lock). */
 chat_status_t cs_lock_owner(chat_store_t *st, const uint8_t *owner, cs_tx_t *tx);
 void cs_tx_unlock(cs_tx_t *tx);
-/* Locks the shard of owner and finds its conversation id: NULL (nothing
- * held) if either fails. */
-cs_conv_t *cs_conv_lock_find(chat_store_t *st, const chat_owner_t *owner, const char *id,
-                             cs_tx_t *tx);
+/* Takes the shard lock of owner and finds its conversation id (the lock is
+ * held on CHAT_OK only). CHAT_OK, CHAT_ENOTFOUND, CHAT_EINTERNAL. */
+chat_status_t cs_conv_lock_find(chat_store_t *st, const chat_owner_t *owner,
+                                const char *id, cs_tx_t *tx, cs_conv_t **pc);
 /* Finds a conversation by id alone and locks the shard of its owner. */
 cs_conv_t *cs_conv_find_locked(chat_store_t *st, const char *id, cs_tx_t *tx);
 /* The slot info of c from its state (logged in tx). */
@@ -137,10 +137,6 @@ void cs_free_lists_rebuild(chat_store_t *st);
 
 /* HEAD block of message index of c (walking from the nearer end). */
 uint32_t cs_msg_at(const chat_store_t *st, const cs_conv_t *c, uint32_t index);
-/* Takes the shard lock of owner and finds its conversation id (the lock is
- * held on CHAT_OK only). CHAT_OK, CHAT_ENOTFOUND, CHAT_EINTERNAL. */
-chat_status_t cs_msg_lock_find(chat_store_t *st, const chat_owner_t *owner,
-                               const char *id, cs_tx_t *tx, cs_conv_t **pc);
 
 /* ---- chat_store_ver.c: versions and branches ------------------------------------ */
 /* The index of the last message of c's active path (CHAT_MSG_NO_PARENT if

@@ -66,7 +66,7 @@ chat_status_t cs_shm_msg_select(chat_store_t *st, const chat_owner_t *owner,
     chat_status_t rc;
     uint32_t m;
 
-    if ((rc = cs_msg_lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
+    if ((rc = cs_conv_lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
         return rc;
     }
     if (index >= c->nmsgs) {
