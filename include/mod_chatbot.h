@@ -240,11 +240,18 @@ int chatbot_child_stopping(void);
  * ended it (a socket the loop closed reads as a vanished client). */
 void chatbot_child_stopping_settle(void);
 
-/* ---- clock and random (mod_chatbot_util.c) ------------------------------ */
+/* ---- clock, random, client descriptor (mod_chatbot_util.c) -------------- */
 
 apr_uint64_t chatbot_now_ms(void);
 /* 64 random bits from the CSPRNG (never 0). */
 apr_uint64_t chatbot_random64(void);
+/* The descriptor to poll for a client connection's input, or -1: its
+ * socket over HTTP/1.x (TLS or not); over HTTP/2 the pipe mod_http2
+ * signals the stream's input on, which only says "input", so there
+ * c->aborted (set when the stream is reset or the connection goes) is what
+ * tells a client has gone. The WebSocket and the blocking REST turn both
+ * poll it with the backends' sockets (chatbot_engine_poll). */
+int chatbot_conn_pollfd(conn_rec *c, apr_pool_t *p);
 
 /* ---- identity (mod_chatbot_ident.c) -------------------------------------- */
 

@@ -14,7 +14,6 @@
 #include "http_request.h"
 #include "util_filter.h"
 #include "apr_strings.h"
-#include "apr_portable.h"
 
 #include "mod_chatbot.h"
 #include "mod_chatbot_api.h"
@@ -87,34 +86,13 @@ typedef struct {
 static void watch_init(client_watch_t *cw, request_rec *r)
 {
     conn_rec *c = r->connection;
-    apr_pollfd_t pfd;
-    apr_interval_time_t ptimeout;
 
     memset(cw, 0, sizeof(*cw));
     cw->c = c;
-    cw->fd = -1;
     cw->watching = 1;
     cw->h2 = c->master != NULL;
-    memset(&pfd, 0, sizeof(pfd));
-    pfd.p = r->pool;
-    /* the socket over HTTP/1.x (TLS or not); over HTTP/2 mod_http2's pipe
-     * for this stream, which only says "input", so there c->aborted (set
-     * by mod_http2 when the stream is reset or the connection goes) is
-     * what tells */
-    if (ap_get_pollfd_from_conn(c, &pfd, &ptimeout) == APR_SUCCESS) {
-        if (pfd.desc_type == APR_POLL_SOCKET) {
-            apr_os_sock_t fd;
-            if (apr_os_sock_get(&fd, pfd.desc.s) == APR_SUCCESS) {
-                cw->fd = fd;
-            }
-        }
-        else if (pfd.desc_type == APR_POLL_FILE) {
-            apr_os_file_t fd;
-            if (apr_os_file_get(&fd, pfd.desc.f) == APR_SUCCESS) {
-                cw->fd = fd;
-            }
-        }
-    }
+    /* over HTTP/2 the descriptor only says "input": c->aborted tells */
+    cw->fd = chatbot_conn_pollfd(c, r->pool);
 }
 
 /* 1 if the client is gone: the connection was aborted, or (HTTP/1.x) a
@@ -122,7 +100,9 @@ static void watch_init(client_watch_t *cw, request_rec *r)
  * pipelining check does, finds the end of the stream or an error (a FIN,
  * a reset, a TLS close_notify). Data (a pipelined next request) means the
  * client is there; it is left for httpd and the descriptor no longer
- * polled (it would stay readable). */
+ * polled (it would stay readable). The WebSocket reads instead of peeking
+ * (mod_chatbot_ws_io.c): every byte after its 101 is its own, while bytes
+ * after this request belong to httpd's next one. */
 static int watch_gone(client_watch_t *cw)
 {
     apr_bucket_brigade *bb;
@@ -168,8 +148,9 @@ static int wait_turn(api_t *a, chatbot_engine_t *e, int stateless)
     watch_init(&cw, a->r);
     while (chatbot_engine_active(e)) {
         chatbot_http_waitfd_t wfd;
-        int w = chatbot_engine_wait_ms(e), poll_fd = cw.watching && cw.fd >= 0;
-        int timeout = w < 0 || w > WATCH_MAX_SLEEP_MS ? WATCH_MAX_SLEEP_MS : w;
+        int engine_ms = chatbot_engine_wait_ms(e), poll_fd = cw.watching && cw.fd >= 0;
+        int timeout = engine_ms < 0 || engine_ms > WATCH_MAX_SLEEP_MS ? WATCH_MAX_SLEEP_MS
+                                                                      : engine_ms;
 
         memset(&wfd, 0, sizeof(wfd));
         wfd.fd = cw.fd;
