@@ -240,11 +240,18 @@ int chatbot_child_stopping(void);
  * ended it (a socket the loop closed reads as a vanished client). */
 void chatbot_child_stopping_settle(void);
 
-/* ---- clock and random (mod_chatbot_util.c) ------------------------------ */
+/* ---- clock, random, client descriptor (mod_chatbot_util.c) -------------- */
 
 apr_uint64_t chatbot_now_ms(void);
 /* 64 random bits from the CSPRNG (never 0). */
 apr_uint64_t chatbot_random64(void);
+/* The descriptor to poll for a client connection's input, or -1: its
+ * socket over HTTP/1.x (TLS or not); over HTTP/2 the pipe mod_http2
+ * signals the stream's input on, which only says "input", so there
+ * c->aborted (set when the stream is reset or the connection goes) is what
+ * tells a client has gone. The WebSocket and the blocking REST turn both
+ * poll it with the backends' sockets (chatbot_engine_poll). */
+int chatbot_conn_pollfd(conn_rec *c, apr_pool_t *p);
 
 /* ---- identity (mod_chatbot_ident.c) -------------------------------------- */
 
@@ -460,7 +467,8 @@ int chatbot_store_has_versions(chat_store_t *st);
 /* Writes "versions", "version" (1-based) and, with more than one,
  * "siblings" (their indexes, in order) of message index into an open
  * object; with tree also "parent" (index or null) and "active". */
-void chatbot_ver_members(chat_jw_t *w, const chatbot_tree_t *t, uint32_t index, int tree);
+void chatbot_ver_members(chat_jw_t *jw, const chatbot_tree_t *t, uint32_t index,
+                         int tree);
 /* Makes message index the chosen version (WebSocket select_version, REST
  * POST .../versions): NULL, or a CHAT_ERR_* code with *emsg. */
 const char *chatbot_ver_select(chat_store_t *st, const chatbot_ident_t *id,
@@ -470,19 +478,19 @@ const char *chatbot_ver_select(chat_store_t *st, const chatbot_ident_t *id,
 
 /* One session as an object; its "model" is the one its turns use (the
  * conversation's own if lim allows choosing one, else its bot's). */
-void chatbot_view_session(chat_jw_t *w, server_rec *s, const chatbot_limits_t *lim,
+void chatbot_view_session(chat_jw_t *jw, server_rec *s, const chatbot_limits_t *lim,
                           const chat_conv_info_t *c);
 /* Writes a JSON array of the identity's sessions; returns how many. */
-int chatbot_view_sessions(chat_jw_t *w, request_rec *r, const chatbot_ident_t *id,
+int chatbot_view_sessions(chat_jw_t *jw, request_rec *r, const chatbot_ident_t *id,
                           const char *bot, int archived);
 /* A failed turn's message is stored as "<code>: <message>": the length of
  * the code (lowercase letters and '_'), or 0 if text has no such prefix. */
 apr_size_t chatbot_error_code_len(const char *text, apr_size_t len);
-void chatbot_view_bot(chat_jw_t *w, chatbot_srv_conf *sc, chatbot_bot_t *b);
-void chatbot_view_bots(chat_jw_t *w, chatbot_srv_conf *sc);
+void chatbot_view_bot(chat_jw_t *jw, chatbot_srv_conf *sc, chatbot_bot_t *b);
+void chatbot_view_bots(chat_jw_t *jw, chatbot_srv_conf *sc);
 /* Writes the history members (conversation_id ... messages) into an open
  * object. Returns NULL or a CHAT_ERR_* code (nothing written on not_found). */
-const char *chatbot_view_history(chat_jw_t *w, const chatbot_ident_t *id,
+const char *chatbot_view_history(chat_jw_t *jw, const chatbot_ident_t *id,
                                  const char *conv_id, apr_int64_t limit,
                                  apr_int64_t offset, chat_buf_t *scratch);
 /* The same with the port-8000 client's fields in every message: timestamp
@@ -491,7 +499,7 @@ const char *chatbot_view_history(chat_jw_t *w, const chatbot_ident_t *id,
  * compat_id NULL: none of them (chatbot_view_history). known: the
  * conversation as the caller has just read it (its owner's), or NULL to
  * read it here; each read is a round trip on a shared store. */
-const char *chatbot_view_history_compat(chat_jw_t *w, const chatbot_ident_t *id,
+const char *chatbot_view_history_compat(chat_jw_t *jw, const chatbot_ident_t *id,
                                         const char *conv_id, apr_int64_t limit,
                                         apr_int64_t offset, chat_buf_t *scratch,
                                         const char *compat_id,
@@ -500,7 +508,7 @@ const char *chatbot_view_history_compat(chat_jw_t *w, const chatbot_ident_t *id,
  * the members query, limit, searched, conversations, truncated and results
  * into an open object. limit <= 0: the default. Returns NULL, or a CHAT_ERR_*
  * code with *emsg the sentence for the user (nothing written then). */
-const char *chatbot_view_search(chat_jw_t *w, request_rec *r, const chatbot_ident_t *id,
+const char *chatbot_view_search(chat_jw_t *jw, request_rec *r, const chatbot_ident_t *id,
                                 const char *query, const char *bot, apr_int64_t limit,
                                 chat_buf_t *scratch, const char **emsg);
 /* The health of a bot's backends: 1 one is up, 0 all are down, -1 unknown. */
@@ -512,9 +520,9 @@ const char *chatbot_view_export(request_rec *r, const chatbot_ident_t *id,
 /* The status board (mod_chatbot_status.c). details (ChatbotShowDetails):
  * also each backend's URL, server version and last health error, which are
  * for operators only. */
-void chatbot_view_backends(chat_jw_t *w, chatbot_srv_conf *sc, int details);
+void chatbot_view_backends(chat_jw_t *jw, chatbot_srv_conf *sc, int details);
 /* Members of the status board (backends, connections...) into an open object. */
-void chatbot_view_status(chat_jw_t *w, chatbot_srv_conf *sc, int details);
+void chatbot_view_status(chat_jw_t *jw, chatbot_srv_conf *sc, int details);
 /* A backend's health (1, 0, -1) as "up", "down" or "unknown", and its
  * circuit breaker (CHAT_BREAKER_*) as "closed", "open" or "half-open". */
 const char *chatbot_view_health_name(int healthy);
@@ -537,17 +545,17 @@ const char *chatbot_compat_running(request_rec *r, const chatbot_ident_t *id,
 int chatbot_compat_outcome(const char *code);
 /* GET /api/bots ({"bots":{<id>:{status,current_task,pid,port,...}}}) or, with
  * as_list, GET /api/bots/status ([{id,port,running,status,pid,...}]). */
-void chatbot_compat_bots(chat_jw_t *w, request_rec *r, const chatbot_ident_t *id,
+void chatbot_compat_bots(chat_jw_t *jw, request_rec *r, const chatbot_ident_t *id,
                          int as_list);
 /* POST /api/bot/launch, POST /api/bot/stop/{id}, POST /api/chat/message
  * (role "user" or "assistant"; bot_id or session_id): NULL with the reply's
- * members written into w's open object, or a CHAT_ERR_* code and *msg. */
-const char *chatbot_compat_launch(chat_jw_t *w, request_rec *r, const chatbot_ident_t *id,
-                                  const char *name, const char *bot_type,
-                                  const char **msg);
-const char *chatbot_compat_stop(chat_jw_t *w, request_rec *r, const chatbot_ident_t *id,
+ * members written into jw's open object, or a CHAT_ERR_* code and *msg. */
+const char *chatbot_compat_launch(chat_jw_t *jw, request_rec *r,
+                                  const chatbot_ident_t *id, const char *name,
+                                  const char *bot_type, const char **msg);
+const char *chatbot_compat_stop(chat_jw_t *jw, request_rec *r, const chatbot_ident_t *id,
                                 const char *name, const char **msg);
-const char *chatbot_compat_store_message(chat_jw_t *w, request_rec *r,
+const char *chatbot_compat_store_message(chat_jw_t *jw, request_rec *r,
                                          const chatbot_ident_t *id, const char *role,
                                          const char *content, apr_size_t len,
                                          const char *bot_id, const char *session_id,

@@ -62,7 +62,7 @@ int chatbot_api_bot_launch(api_t *a, const char *const *seg)
     int bad = 0;
     const char *name = chatbot_api_jstr(a, "bot_id", &bad);
     const char *type = chatbot_api_jstr(a, "bot_type", &bad);
-    const char *e, *emsg = NULL;
+    const char *err, *emsg = NULL;
     apr_int64_t retry;
 
     if (bad) {
@@ -72,34 +72,34 @@ int chatbot_api_bot_launch(api_t *a, const char *const *seg)
     /* a launch takes a rate token, like create (issue 14); a request
      * refused for its id (400) does not */
     if (name && chat_compat_id_valid(name, strlen(name)) &&
-        (e = chatbot_rate_check(&a->id, &a->lim, &retry))) {
-        return chatbot_api_error(a, e, chatbot_api_rate_msg(a, retry), retry);
+        (err = chatbot_rate_check(&a->id, &a->lim, &retry))) {
+        return chatbot_api_error(a, err, chatbot_api_rate_msg(a, retry), retry);
     }
     chatbot_api_begin(a);
-    e = chatbot_compat_launch(&a->jw, a->r, &a->id, name, type, &emsg);
-    return e ? chatbot_api_error(a, e, emsg, chatbot_api_create_retry(a, e))
-             : chatbot_api_finish(a, 200);
+    err = chatbot_compat_launch(&a->jw, a->r, &a->id, name, type, &emsg);
+    return err ? chatbot_api_error(a, err, emsg, chatbot_api_create_retry(a, err))
+               : chatbot_api_finish(a, 200);
 }
 
 /* POST /api/bot/stop/{id}: the old controller's stop (an id names a
  * session) */
 int chatbot_api_bot_stop(api_t *a, const char *const *seg)
 {
-    const char *e, *emsg = NULL;
+    const char *err, *emsg = NULL;
 
     chatbot_api_begin(a);
-    e = chatbot_compat_stop(&a->jw, a->r, &a->id, seg[2], &emsg);
-    return e ? chatbot_api_error(a, e, emsg, 0) : chatbot_api_finish(a, 200);
+    err = chatbot_compat_stop(&a->jw, a->r, &a->id, seg[2], &emsg);
+    return err ? chatbot_api_error(a, err, emsg, 0) : chatbot_api_finish(a, 200);
 }
 
 /* GET /api/bot/{id}/status: the session an id (old or conversation) names */
 int chatbot_api_bot_status(api_t *a, const char *const *seg)
 {
     chat_conv_info_t ci;
-    const char *e = chatbot_compat_find(a->r, &a->id, seg[1], &ci);
+    const char *err = chatbot_compat_find(a->r, &a->id, seg[1], &ci);
 
-    if (e) {
-        return chatbot_api_error(a, e, "no such session", 0);
+    if (err) {
+        return chatbot_api_error(a, err, "no such session", 0);
     }
     return chatbot_api_session_reply(a, &ci, 200);
 }
@@ -110,10 +110,10 @@ int chatbot_api_execute(api_t *a, const char *const *seg)
 {
     int status = 200;
     apr_int64_t retry;
-    const char *e;
+    const char *err;
 
-    if ((e = chatbot_rate_check(&a->id, &a->lim, &retry))) {
-        return chatbot_api_error(a, e, chatbot_api_rate_msg(a, retry), retry);
+    if ((err = chatbot_rate_check(&a->id, &a->lim, &retry))) {
+        return chatbot_api_error(a, err, chatbot_api_rate_msg(a, retry), retry);
     }
     chat_buf_reset(&a->out, 0);
     chatbot_exec_api(a->r, &a->id, a->body, &a->lim, &a->out, &status);

@@ -41,7 +41,7 @@ int chatbot_api_search(api_t *a, const char *const *seg)
 {
     request_rec *r = a->r;
     apr_int64_t limit;
-    const char *e, *emsg;
+    const char *err, *emsg;
     const char *q = chatbot_api_query(a, "q");
     const char *bot_id = chatbot_api_query(a, "bot_id");
     chat_buf_t scratch;
@@ -53,10 +53,10 @@ int chatbot_api_search(api_t *a, const char *const *seg)
     }
     chatbot_api_begin(a);
     chat_buf_init(&scratch);
-    e = chatbot_view_search(&a->jw, r, &a->id, q, bot_id, limit, &scratch, &emsg);
+    err = chatbot_view_search(&a->jw, r, &a->id, q, bot_id, limit, &scratch, &emsg);
     chat_buf_free(&scratch);
-    if (e) {
-        return chatbot_api_error(a, e, emsg ? emsg : "search failed", 0);
+    if (err) {
+        return chatbot_api_error(a, err, emsg ? emsg : "search failed", 0);
     }
     return chatbot_api_finish(a, 200);
 }
@@ -205,7 +205,7 @@ int chatbot_api_session_version(api_t *a, const char *const *seg)
     const char *conv = seg[1];
     json_object *v;
     chat_buf_t scratch;
-    const char *e, *emsg = NULL;
+    const char *err, *emsg = NULL;
 
     if (!a->body || !json_object_object_get_ex(a->body, "index", &v) ||
         !json_object_is_type(v, json_type_int)) {
@@ -213,17 +213,17 @@ int chatbot_api_session_version(api_t *a, const char *const *seg)
                                  "\"index\" (the index of a stored message) is required",
                                  0);
     }
-    e = chatbot_ver_select(chatbot_store(), &a->id, conv, json_object_get_int64(v),
-                           &emsg);
-    if (e) {
-        return chatbot_api_error(a, e, emsg, 0);
+    err = chatbot_ver_select(chatbot_store(), &a->id, conv, json_object_get_int64(v),
+                             &emsg);
+    if (err) {
+        return chatbot_api_error(a, err, emsg, 0);
     }
     chatbot_api_begin(a);
     chat_buf_init(&scratch);
-    e = chatbot_view_history(&a->jw, &a->id, conv, CHAT_HISTORY_LIMIT_MAX, 0, &scratch);
+    err = chatbot_view_history(&a->jw, &a->id, conv, CHAT_HISTORY_LIMIT_MAX, 0, &scratch);
     chat_buf_free(&scratch);
-    if (e) {
-        return chatbot_api_error(a, e, "no such conversation", 0);
+    if (err) {
+        return chatbot_api_error(a, err, "no such conversation", 0);
     }
     return chatbot_api_finish(a, 200);
 }
@@ -278,7 +278,7 @@ int chatbot_api_history(api_t *a, const char *const *seg)
     const char *bot_id = chatbot_api_query(a, "bot_id");
     const char *conv = chatbot_api_query(a, "conversation_id");
     const char *sid = chatbot_api_query(a, "session_id");
-    const char *e, *compat_id = "";
+    const char *err, *compat_id = "";
 
     if (a->query_bad) {
         return chatbot_api_error(a, CHAT_ERR_BAD_REQUEST,
@@ -309,9 +309,9 @@ int chatbot_api_history(api_t *a, const char *const *seg)
     if (!bot) {
         bot = a->sc->default_bot_p;
     }
-    e = chatbot_conv_resolve(r, &a->id, bot, conv, 0, &ci);
-    if (e) {
-        if (!conv && !strcmp(e, CHAT_ERR_NOT_FOUND)) {
+    err = chatbot_conv_resolve(r, &a->id, bot, conv, 0, &ci);
+    if (err) {
+        if (!conv && !strcmp(err, CHAT_ERR_NOT_FOUND)) {
             /* no conversation yet: an empty history */
             chatbot_api_begin(a);
             chat_jw_kstr(&a->jw, "conversation_id", NULL);
@@ -325,15 +325,15 @@ int chatbot_api_history(api_t *a, const char *const *seg)
             chat_jw_arr_end(&a->jw);
             return chatbot_api_finish(a, 200);
         }
-        return chatbot_api_error(a, e, "no such conversation", 0);
+        return chatbot_api_error(a, err, "no such conversation", 0);
     }
     chatbot_api_begin(a);
     chat_buf_init(&scratch);
-    e = chatbot_view_history_compat(&a->jw, &a->id, ci.id, limit, offset, &scratch,
-                                    compat_id, &ci);
+    err = chatbot_view_history_compat(&a->jw, &a->id, ci.id, limit, offset, &scratch,
+                                      compat_id, &ci);
     chat_buf_free(&scratch);
-    if (e) {
-        return chatbot_api_error(a, e, "no such conversation", 0);
+    if (err) {
+        return chatbot_api_error(a, err, "no such conversation", 0);
     }
     return chatbot_api_finish(a, 200);
 }
@@ -343,7 +343,7 @@ int chatbot_api_history(api_t *a, const char *const *seg)
 int chatbot_api_message(api_t *a, const char *const *seg)
 {
     request_rec *r = a->r;
-    const char *role, *content, *bid, *sid, *e, *emsg = NULL;
+    const char *role, *content, *bid, *sid, *err, *emsg = NULL;
     apr_int64_t retry;
     int bad = 0;
 
@@ -370,21 +370,21 @@ int chatbot_api_message(api_t *a, const char *const *seg)
     }
     /* a token, as a message takes (an invalid bot_id is a 400 first) */
     if ((sid || chat_compat_id_valid(bid, strlen(bid))) &&
-        (e = chatbot_rate_check(&a->id, &a->lim, &retry))) {
-        return chatbot_api_error(a, e, chatbot_api_rate_msg(a, retry), retry);
+        (err = chatbot_rate_check(&a->id, &a->lim, &retry))) {
+        return chatbot_api_error(a, err, chatbot_api_rate_msg(a, retry), retry);
     }
     chatbot_api_begin(a);
-    e = chatbot_compat_store_message(&a->jw, r, &a->id, role, content, strlen(content),
-                                     bid, sid, &emsg);
-    return e ? chatbot_api_error(a, e, emsg, chatbot_api_create_retry(a, e))
-             : chatbot_api_finish(a, 200);
+    err = chatbot_compat_store_message(&a->jw, r, &a->id, role, content, strlen(content),
+                                       bid, sid, &emsg);
+    return err ? chatbot_api_error(a, err, emsg, chatbot_api_create_retry(a, err))
+               : chatbot_api_finish(a, 200);
 }
 
 /* POST /api/export/session {"conversation_id","format":"markdown"|"json"} */
 int chatbot_api_export(api_t *a, const char *const *seg)
 {
     request_rec *r = a->r;
-    const char *conv, *format, *fname = NULL, *e;
+    const char *conv, *format, *fname = NULL, *err;
     chat_buf_t out;
     int json, bad = 0;
 
@@ -404,10 +404,10 @@ int chatbot_api_export(api_t *a, const char *const *seg)
     }
     json = format && !strcmp(format, "json");
     chat_buf_init(&out);
-    e = chatbot_view_export(r, &a->id, conv, json, &out, &fname);
-    if (e) {
+    err = chatbot_view_export(r, &a->id, conv, json, &out, &fname);
+    if (err) {
         chat_buf_free(&out);
-        return chatbot_api_error(a, e, "no such conversation", 0);
+        return chatbot_api_error(a, err, "no such conversation", 0);
     }
     ap_set_content_type(r, json ? "application/json; charset=utf-8"
                                 : "text/markdown; charset=utf-8");

@@ -14,7 +14,6 @@
 #include "http_request.h"
 #include "util_filter.h"
 #include "apr_strings.h"
-#include "apr_portable.h"
 
 #include "mod_chatbot.h"
 #include "mod_chatbot_api.h"
@@ -40,41 +39,41 @@ typedef struct {
     char conv[CHAT_CONV_ID_LEN + 1];
 } collect_t;
 
-static void c_delta(void *baton, chatbot_turn_t *t, int thinking, const char *text,
-                    size_t len)
+static void collect_delta(void *baton, chatbot_turn_t *t, int thinking, const char *text,
+                          size_t len)
 {
-    collect_t *c = baton;
+    collect_t *result = baton;
 
     if (thinking) {
-        chat_buf_append(&c->thinking, text, len);
+        chat_buf_append(&result->thinking, text, len);
     }
 }
 
-static void c_done(void *baton, chatbot_turn_t *t)
+static void collect_done(void *baton, chatbot_turn_t *t)
 {
-    collect_t *c = baton;
+    collect_t *result = baton;
 
-    c->done = 1;
-    c->outcome = t->outcome;
-    c->code = t->err_code;
-    apr_cpystrn(c->msg, t->err_msg, sizeof(c->msg));
-    chat_buf_reset(&c->answer, 0);
-    chat_buf_append(&c->answer, t->answer.data ? t->answer.data : "", t->answer.len);
-    c->stats = t->stats;
-    apr_cpystrn(c->model, t->model ? t->model : "", sizeof(c->model));
-    c->ttft_ms = t->ttft_ms;
-    c->duration_ms = t->duration_ms;
-    c->tokens = t->tokens;
-    c->index = t->answer_index;
-    apr_cpystrn(c->conv, t->conv_id, sizeof(c->conv));
+    result->done = 1;
+    result->outcome = t->outcome;
+    result->code = t->err_code;
+    apr_cpystrn(result->msg, t->err_msg, sizeof(result->msg));
+    chat_buf_reset(&result->answer, 0);
+    chat_buf_append(&result->answer, t->answer.data ? t->answer.data : "", t->answer.len);
+    result->stats = t->stats;
+    apr_cpystrn(result->model, t->model ? t->model : "", sizeof(result->model));
+    result->ttft_ms = t->ttft_ms;
+    result->duration_ms = t->duration_ms;
+    result->tokens = t->tokens;
+    result->index = t->answer_index;
+    apr_cpystrn(result->conv, t->conv_id, sizeof(result->conv));
 }
 
 static apr_status_t collect_cleanup(void *data)
 {
-    collect_t *c = data;
+    collect_t *result = data;
 
-    chat_buf_free(&c->answer);
-    chat_buf_free(&c->thinking);
+    chat_buf_free(&result->answer);
+    chat_buf_free(&result->thinking);
     return APR_SUCCESS;
 }
 
@@ -92,34 +91,13 @@ typedef struct {
 static void watch_init(client_watch_t *cw, request_rec *r)
 {
     conn_rec *c = r->connection;
-    apr_pollfd_t pfd;
-    apr_interval_time_t ptimeout;
 
     memset(cw, 0, sizeof(*cw));
     cw->c = c;
-    cw->fd = -1;
     cw->watching = 1;
     cw->h2 = c->master != NULL;
-    memset(&pfd, 0, sizeof(pfd));
-    pfd.p = r->pool;
-    /* the socket over HTTP/1.x (TLS or not); over HTTP/2 mod_http2's pipe
-     * for this stream, which only says "input", so there c->aborted (set
-     * by mod_http2 when the stream is reset or the connection goes) is
-     * what tells */
-    if (ap_get_pollfd_from_conn(c, &pfd, &ptimeout) == APR_SUCCESS) {
-        if (pfd.desc_type == APR_POLL_SOCKET) {
-            apr_os_sock_t fd;
-            if (apr_os_sock_get(&fd, pfd.desc.s) == APR_SUCCESS) {
-                cw->fd = fd;
-            }
-        }
-        else if (pfd.desc_type == APR_POLL_FILE) {
-            apr_os_file_t fd;
-            if (apr_os_file_get(&fd, pfd.desc.f) == APR_SUCCESS) {
-                cw->fd = fd;
-            }
-        }
-    }
+    /* over HTTP/2 the descriptor only says "input": c->aborted tells */
+    cw->fd = chatbot_conn_pollfd(c, r->pool);
 }
 
 /* 1 if the client is gone: the connection was aborted, or (HTTP/1.x) a
@@ -127,7 +105,9 @@ static void watch_init(client_watch_t *cw, request_rec *r)
  * pipelining check does, finds the end of the stream or an error (a FIN,
  * a reset, a TLS close_notify). Data (a pipelined next request) means the
  * client is there; it is left for httpd and the descriptor no longer
- * polled (it would stay readable). */
+ * polled (it would stay readable). The WebSocket reads instead of peeking
+ * (mod_chatbot_ws_io.c): every byte after its 101 is its own, while bytes
+ * after this request belong to httpd's next one. */
 static int watch_gone(client_watch_t *cw)
 {
     apr_bucket_brigade *bb;
@@ -173,8 +153,9 @@ static int wait_turn(api_t *a, chatbot_engine_t *e, int stateless)
     watch_init(&cw, a->r);
     while (chatbot_engine_active(e)) {
         chatbot_http_waitfd_t wfd;
-        int w = chatbot_engine_wait_ms(e), poll_fd = cw.watching && cw.fd >= 0;
-        int timeout = w < 0 || w > WATCH_MAX_SLEEP_MS ? WATCH_MAX_SLEEP_MS : w;
+        int engine_ms = chatbot_engine_wait_ms(e), poll_fd = cw.watching && cw.fd >= 0;
+        int timeout = engine_ms < 0 || engine_ms > WATCH_MAX_SLEEP_MS ? WATCH_MAX_SLEEP_MS
+                                                                      : engine_ms;
 
         memset(&wfd, 0, sizeof(wfd));
         wfd.fd = cw.fd;
@@ -219,7 +200,7 @@ static int run_turn(api_t *a, chatbot_bot_t *bot, const char *conv_id,
     chatbot_turn_cb_t cb;
     chatbot_engine_t *e;
     chatbot_turn_req_t req;
-    collect_t *c = apr_pcalloc(a->r->pool, sizeof(*c));
+    collect_t *result = apr_pcalloc(a->r->pool, sizeof(*result));
     const char *err;
     char msg[512];
     apr_int64_t retry;
@@ -239,13 +220,13 @@ static int run_turn(api_t *a, chatbot_bot_t *bot, const char *conv_id,
                                  "retry in a moment",
                                  SERVER_BUSY_RETRY_MS);
     }
-    chat_buf_init(&c->answer);
-    chat_buf_init(&c->thinking);
-    apr_pool_cleanup_register(a->r->pool, c, collect_cleanup, apr_pool_cleanup_null);
+    chat_buf_init(&result->answer);
+    chat_buf_init(&result->thinking);
+    apr_pool_cleanup_register(a->r->pool, result, collect_cleanup, apr_pool_cleanup_null);
     memset(&cb, 0, sizeof(cb));
-    cb.on_delta = c_delta;
-    cb.on_done = c_done;
-    e = chatbot_engine_create(a->r, &a->lim, &a->id, &cb, c);
+    cb.on_delta = collect_delta;
+    cb.on_done = collect_done;
+    e = chatbot_engine_create(a->r, &a->lim, &a->id, &cb, result);
     if (!e) {
         return chatbot_api_error(a, CHAT_ERR_INTERNAL, "cannot create a backend client",
                                  0);
@@ -267,46 +248,47 @@ static int run_turn(api_t *a, chatbot_bot_t *bot, const char *conv_id,
         a->r->connection->aborted = 1;
         return OK;
     }
-    if (c->outcome == CHATBOT_OUT_FAILED) {
+    if (result->outcome == CHATBOT_OUT_FAILED) {
         /* counted by the engine when the turn ended */
-        return chatbot_api_error_counted(a, c->code ? c->code : CHAT_ERR_INTERNAL, c->msg,
-                                         0);
+        return chatbot_api_error_counted(
+            a, result->code ? result->code : CHAT_ERR_INTERNAL, result->msg, 0);
     }
     chatbot_api_begin(a);
     if (a->legacy) {
         /* the old controller's {"success": true, "response": ...} */
         chat_jw_kbool(&a->jw, "success", 1);
         chat_jw_kstr(&a->jw, "bot_id", a->legacy_id);
-        chat_jw_kstrn(&a->jw, "response", c->answer.data ? c->answer.data : "",
-                      c->answer.len);
-        chat_jw_kstr(&a->jw, "conversation_id", c->conv);
-        chat_jw_kbool(&a->jw, "interrupted", c->outcome != CHATBOT_OUT_COMPLETE);
+        chat_jw_kstrn(&a->jw, "response", result->answer.data ? result->answer.data : "",
+                      result->answer.len);
+        chat_jw_kstr(&a->jw, "conversation_id", result->conv);
+        chat_jw_kbool(&a->jw, "interrupted", result->outcome != CHATBOT_OUT_COMPLETE);
         return chatbot_api_finish(a, 200);
     }
-    chat_jw_kstr(&a->jw, "conversation_id", c->conv[0] ? c->conv : NULL);
+    chat_jw_kstr(&a->jw, "conversation_id", result->conv[0] ? result->conv : NULL);
     chat_jw_kstr(&a->jw, "bot_id", bot->name);
-    chat_jw_kstrn(&a->jw, "response", c->answer.data ? c->answer.data : "",
-                  c->answer.len);
-    chat_jw_kstrn(&a->jw, "content", c->answer.data ? c->answer.data : "", c->answer.len);
-    if (c->thinking.len) {
-        chat_jw_kstrn(&a->jw, "thinking", c->thinking.data, c->thinking.len);
+    chat_jw_kstrn(&a->jw, "response", result->answer.data ? result->answer.data : "",
+                  result->answer.len);
+    chat_jw_kstrn(&a->jw, "content", result->answer.data ? result->answer.data : "",
+                  result->answer.len);
+    if (result->thinking.len) {
+        chat_jw_kstrn(&a->jw, "thinking", result->thinking.data, result->thinking.len);
     }
-    chat_jw_kbool(&a->jw, "interrupted", c->outcome != CHATBOT_OUT_COMPLETE);
+    chat_jw_kbool(&a->jw, "interrupted", result->outcome != CHATBOT_OUT_COMPLETE);
     chat_jw_key(&a->jw, "stats");
     chat_jw_obj_begin(&a->jw);
     chat_jw_kstr(&a->jw, "model",
-                 c->stats.model[0] ? c->stats.model
-                 : c->model[0]     ? c->model
+                 result->stats.model[0] ? result->stats.model
+                 : result->model[0]     ? result->model
                                    : bot->model);
     chat_jw_kstr(&a->jw, "done_reason",
-                 c->stats.done_reason[0] ? c->stats.done_reason : NULL);
+                 result->stats.done_reason[0] ? result->stats.done_reason : NULL);
     chat_jw_kint(&a->jw, "tokens",
-                 c->stats.completion_tokens >= 0 ? c->stats.completion_tokens
-                                                 : c->tokens);
-    chat_jw_kdouble(&a->jw, "ttft_ms", c->ttft_ms);
-    chat_jw_kdouble(&a->jw, "duration_ms", c->duration_ms);
-    if (c->stats.tokens_per_sec > 0) {
-        chat_jw_kdouble(&a->jw, "tokens_per_sec", c->stats.tokens_per_sec);
+                 result->stats.completion_tokens >= 0 ? result->stats.completion_tokens
+                                                      : result->tokens);
+    chat_jw_kdouble(&a->jw, "ttft_ms", result->ttft_ms);
+    chat_jw_kdouble(&a->jw, "duration_ms", result->duration_ms);
+    if (result->stats.tokens_per_sec > 0) {
+        chat_jw_kdouble(&a->jw, "tokens_per_sec", result->stats.tokens_per_sec);
     }
     chat_jw_obj_end(&a->jw);
     return chatbot_api_finish(a, 200);
@@ -320,7 +302,7 @@ int chatbot_api_task(api_t *a, const char *const *seg)
 {
     request_rec *r = a->r;
     chat_conv_info_t ci;
-    const char *e, *msg, *emsg = "no such session";
+    const char *err, *msg, *emsg = "no such session";
     chatbot_bot_t *bot;
     int bad = 0;
 
@@ -340,10 +322,10 @@ int chatbot_api_task(api_t *a, const char *const *seg)
                                            : "a non-empty string \"message\" is required",
                                  0);
     }
-    e = a->legacy ? chatbot_compat_running(r, &a->id, seg[1], &ci, &emsg)
-                  : chatbot_conv_resolve(r, &a->id, NULL, seg[1], 0, &ci);
-    if (e) {
-        return chatbot_api_error(a, e, emsg, 0);
+    err = a->legacy ? chatbot_compat_running(r, &a->id, seg[1], &ci, &emsg)
+                    : chatbot_conv_resolve(r, &a->id, NULL, seg[1], 0, &ci);
+    if (err) {
+        return chatbot_api_error(a, err, emsg, 0);
     }
     bot = chatbot_bot_get(r->server, ci.bot);
     if (!bot) {

@@ -118,17 +118,17 @@ const char *chatbot_compat_running(request_rec *r, const chatbot_ident_t *id,
                                    const char *name, chat_conv_info_t *out,
                                    const char **msg)
 {
-    const char *e = chatbot_compat_find(r, id, name, out);
+    const char *err = chatbot_compat_find(r, id, name, out);
 
-    if (!e && !RUNNING(out)) {
-        e = CHAT_ERR_NOT_FOUND;
+    if (!err && !RUNNING(out)) {
+        err = CHAT_ERR_NOT_FOUND;
     }
-    if (e) {
-        *msg = !strcmp(e, CHAT_ERR_INTERNAL)
+    if (err) {
+        *msg = !strcmp(err, CHAT_ERR_INTERNAL)
                    ? "the chat store is not available"
                    : apr_psprintf(r->pool, "Bot %s is not running", name ? name : "");
     }
-    return e;
+    return err;
 }
 
 /* The old controller answered what happened (not found, already running,
@@ -243,7 +243,7 @@ static apr_array_header_t *running_sessions(request_rec *r, const chatbot_ident_
     return lc.list;
 }
 
-void chatbot_compat_bots(chat_jw_t *w, request_rec *r, const chatbot_ident_t *id,
+void chatbot_compat_bots(chat_jw_t *jw, request_rec *r, const chatbot_ident_t *id,
                          int as_list)
 {
     apr_array_header_t *list = running_sessions(r, id);
@@ -251,44 +251,44 @@ void chatbot_compat_bots(chat_jw_t *w, request_rec *r, const chatbot_ident_t *id
     int i;
 
     if (as_list) {
-        chat_jw_arr_begin(w);
+        chat_jw_arr_begin(jw);
     }
     else {
-        chat_jw_obj_begin(w);
-        chat_jw_key(w, "bots");
-        chat_jw_obj_begin(w);
+        chat_jw_obj_begin(jw);
+        chat_jw_key(jw, "bots");
+        chat_jw_obj_begin(jw);
     }
     for (i = 0; i < list->nelts; i++) {
         listed_t *l = &APR_ARRAY_IDX(list, i, listed_t);
         if (as_list) {
-            chat_jw_obj_begin(w);
-            chat_jw_kstr(w, "id", l->key);
-            chat_jw_kint(w, "port", port);
-            chat_jw_kbool(w, "running", l->health != 0);
-            chat_jw_kstr(w, "status", l->health != 0 ? "online" : "offline");
-            chat_jw_kint(w, "pid", pid);
+            chat_jw_obj_begin(jw);
+            chat_jw_kstr(jw, "id", l->key);
+            chat_jw_kint(jw, "port", port);
+            chat_jw_kbool(jw, "running", l->health != 0);
+            chat_jw_kstr(jw, "status", l->health != 0 ? "online" : "offline");
+            chat_jw_kint(jw, "pid", pid);
         }
         else {
-            chat_jw_key(w, l->key);
-            chat_jw_obj_begin(w);
-            chat_jw_kstr(w, "status",
+            chat_jw_key(jw, l->key);
+            chat_jw_obj_begin(jw);
+            chat_jw_kstr(jw, "status",
                          l->ci.state != CHAT_CONV_IDLE ? "busy"
                          : l->health == 0              ? "error"
                                                        : "running");
-            chat_jw_kstr(w, "current_task", l->task);
-            chat_jw_kint(w, "pid", pid);
-            chat_jw_kint(w, "port", port);
-            chat_jw_kstr(w, "bot", l->ci.bot);
+            chat_jw_kstr(jw, "current_task", l->task);
+            chat_jw_kint(jw, "pid", pid);
+            chat_jw_kint(jw, "port", port);
+            chat_jw_kstr(jw, "bot", l->ci.bot);
         }
-        chat_jw_kstr(w, "conversation_id", l->ci.id);
-        chat_jw_obj_end(w);
+        chat_jw_kstr(jw, "conversation_id", l->ci.id);
+        chat_jw_obj_end(jw);
     }
     if (as_list) {
-        chat_jw_arr_end(w);
+        chat_jw_arr_end(jw);
     }
     else {
-        chat_jw_obj_end(w);
-        chat_jw_obj_end(w);
+        chat_jw_obj_end(jw);
+        chat_jw_obj_end(jw);
     }
 }
 
@@ -303,19 +303,19 @@ static const char *bad_id_msg(request_rec *r, const char *name)
                         name ? "" : " (bot_id is required)", CHAT_COMPAT_ID_MAX);
 }
 
-static void where(chat_jw_t *w, request_rec *r, const char *name,
+static void where(chat_jw_t *jw, request_rec *r, const char *name,
                   const chat_conv_info_t *ci)
 {
-    chat_jw_kstr(w, "bot_id", name);
-    chat_jw_kstr(w, "conversation_id", ci->id);
-    chat_jw_kstr(w, "bot", ci->bot);
-    chat_jw_kint(w, "port", server_port(r));
-    chat_jw_kint(w, "pid", server_pid());
+    chat_jw_kstr(jw, "bot_id", name);
+    chat_jw_kstr(jw, "conversation_id", ci->id);
+    chat_jw_kstr(jw, "bot", ci->bot);
+    chat_jw_kint(jw, "port", server_port(r));
+    chat_jw_kint(jw, "pid", server_pid());
 }
 
-const char *chatbot_compat_launch(chat_jw_t *w, request_rec *r, const chatbot_ident_t *id,
-                                  const char *name, const char *bot_type,
-                                  const char **msg)
+const char *chatbot_compat_launch(chat_jw_t *jw, request_rec *r,
+                                  const chatbot_ident_t *id, const char *name,
+                                  const char *bot_type, const char **msg)
 {
     chat_store_t *st = chatbot_store();
     chatbot_bot_t *bot = NULL;
@@ -367,15 +367,15 @@ const char *chatbot_compat_launch(chat_jw_t *w, request_rec *r, const chatbot_id
                                 : chatbot_store_err_text(code);
         return code;
     }
-    chat_jw_kbool(w, "success", 1);
-    chat_jw_kstr(w, "message",
+    chat_jw_kbool(jw, "success", 1);
+    chat_jw_kstr(jw, "message",
                  apr_psprintf(r->pool, "Bot %s launched%s", name,
                               revived ? " again, with its history" : ""));
-    where(w, r, name, &ci);
+    where(jw, r, name, &ci);
     return NULL;
 }
 
-const char *chatbot_compat_stop(chat_jw_t *w, request_rec *r, const chatbot_ident_t *id,
+const char *chatbot_compat_stop(chat_jw_t *jw, request_rec *r, const chatbot_ident_t *id,
                                 const char *name, const char **msg)
 {
     chat_store_t *st = chatbot_store();
@@ -406,16 +406,16 @@ const char *chatbot_compat_stop(chat_jw_t *w, request_rec *r, const chatbot_iden
     if (rc != CHAT_OK) {
         return CHAT_ERR_NOT_FOUND;
     }
-    chat_jw_kbool(w, "success", 1);
-    chat_jw_kstr(w, "message", apr_psprintf(r->pool, "Bot %s stopped", name));
-    where(w, r, name, &ci);
+    chat_jw_kbool(jw, "success", 1);
+    chat_jw_kstr(jw, "message", apr_psprintf(r->pool, "Bot %s stopped", name));
+    where(jw, r, name, &ci);
     return NULL;
 }
 
 /* ---- POST /api/chat/message
  * ------------------------------------------------------------ */
 
-const char *chatbot_compat_store_message(chat_jw_t *w, request_rec *r,
+const char *chatbot_compat_store_message(chat_jw_t *jw, request_rec *r,
                                          const chatbot_ident_t *id, const char *role,
                                          const char *content, apr_size_t len,
                                          const char *bot_id, const char *session_id,
@@ -477,11 +477,11 @@ const char *chatbot_compat_store_message(chat_jw_t *w, request_rec *r,
                : rc == CHAT_EUNAVAIL ? CHAT_ERR_STORE_UNAVAILABLE
                                      : CHAT_ERR_STORAGE_FULL;
     }
-    chat_jw_kbool(w, "success", 1);
-    chat_jw_kstr(w, "bot_id", bot_id);
-    chat_jw_kstr(w, "session_id", ci.id);
-    chat_jw_kstr(w, "conversation_id", ci.id);
-    chat_jw_kint(w, "index", index);
+    chat_jw_kbool(jw, "success", 1);
+    chat_jw_kstr(jw, "bot_id", bot_id);
+    chat_jw_kstr(jw, "session_id", ci.id);
+    chat_jw_kstr(jw, "conversation_id", ci.id);
+    chat_jw_kint(jw, "index", index);
     return NULL;
 }
 
@@ -500,16 +500,16 @@ const char *chatbot_compat_ws_command(request_rec *r, const chatbot_ident_t *id,
         cm->bot_id = NULL; /* the conversation decides the bot */
     }
     else if (name) {
-        const char *e = chatbot_compat_find(r, id, name, &ci);
-        if (!e && RUNNING(&ci)) {
+        const char *err = chatbot_compat_find(r, id, name, &ci);
+        if (!err && RUNNING(&ci)) {
             cm->conversation_id = apr_pstrdup(p, ci.id);
             cm->bot_id = NULL;
         }
-        else if (e && !strcmp(e, CHAT_ERR_INTERNAL)) {
+        else if (err && !strcmp(err, CHAT_ERR_INTERNAL)) {
             *msg = "the chat store is not available";
-            return e;
+            return err;
         }
-        else if (e && chatbot_bot_find(chatbot_srv(r->server), name)) {
+        else if (err && chatbot_bot_find(chatbot_srv(r->server), name)) {
             /* a declared bot's name: a message to that bot, as "message" */
         }
         else {

@@ -11,42 +11,42 @@
 #include "mod_chatbot_exec.h"
 
 /* Writes the command_result members into an open object. */
-static void write_result(chat_jw_t *w, const chatbot_exec_t *x)
+static void write_result(chat_jw_t *jw, const chatbot_exec_t *x)
 {
     size_t i;
 
-    chat_jw_kstr(w, "command", x->name);
-    chat_jw_key(w, "args");
-    chat_jw_arr_begin(w);
+    chat_jw_kstr(jw, "command", x->name);
+    chat_jw_key(jw, "args");
+    chat_jw_arr_begin(jw);
     for (i = 0; i < x->nargs; i++) {
-        chat_jw_str(w, x->args[i]);
+        chat_jw_str(jw, x->args[i]);
     }
-    chat_jw_arr_end(w);
-    chat_jw_key(w, "exit_code");
+    chat_jw_arr_end(jw);
+    chat_jw_key(jw, "exit_code");
     if (x->res.reaped && !x->res.signal) {
-        chat_jw_int(w, x->res.exit_code);
+        chat_jw_int(jw, x->res.exit_code);
     }
     else {
-        chat_jw_null(w);
+        chat_jw_null(jw);
     }
-    chat_jw_key(w, "signal");
+    chat_jw_key(jw, "signal");
     if (x->res.signal) {
-        chat_jw_int(w, x->res.signal);
+        chat_jw_int(jw, x->res.signal);
     }
     else {
-        chat_jw_null(w);
+        chat_jw_null(jw);
     }
-    chat_jw_kstrn(w, "output", x->out.buf.data ? x->out.buf.data : "", x->out.buf.len);
-    chat_jw_kbool(w, "truncated", x->res.truncated);
-    chat_jw_kbool(w, "timed_out", x->res.timed_out);
+    chat_jw_kstrn(jw, "output", x->out.buf.data ? x->out.buf.data : "", x->out.buf.len);
+    chat_jw_kbool(jw, "truncated", x->res.truncated);
+    chat_jw_kbool(jw, "timed_out", x->res.timed_out);
     if (x->res.stopped) {
-        chat_jw_kbool(w, "stopped", 1);
+        chat_jw_kbool(jw, "stopped", 1);
     }
-    chat_jw_kint(w, "duration_ms", x->res.duration_ms);
-    chat_jw_kstr(w, "conversation_id", x->conv);
-    chat_jw_kstr(w, "bot_id", x->bot->name);
+    chat_jw_kint(jw, "duration_ms", x->res.duration_ms);
+    chat_jw_kstr(jw, "conversation_id", x->conv);
+    chat_jw_kstr(jw, "bot_id", x->bot->name);
     if (x->has_index) {
-        chat_jw_kint(w, "index", x->result_index);
+        chat_jw_kint(jw, "index", x->result_index);
     }
 }
 
@@ -55,7 +55,7 @@ int chatbot_exec_ws(request_rec *r, const chatbot_ident_t *id, chatbot_bot_t *bo
                     apr_size_t nargs, chat_buf_t *frame)
 {
     chatbot_exec_t x;
-    chat_jw_t w;
+    chat_jw_t jw;
 
     chatbot_exec_init(&x, r, id, bot, conv_id);
     if (!args) {
@@ -80,13 +80,13 @@ int chatbot_exec_ws(request_rec *r, const chatbot_ident_t *id, chatbot_bot_t *bo
         return 0;
     }
     chat_buf_reset(frame, 64 * 1024);
-    chat_jw_init(&w, frame);
-    chat_jw_obj_begin(&w);
-    chat_jw_kstr(&w, "type", "command_result");
-    write_result(&w, &x);
-    chat_jw_obj_end(&w);
+    chat_jw_init(&jw, frame);
+    chat_jw_obj_begin(&jw);
+    chat_jw_kstr(&jw, "type", "command_result");
+    write_result(&jw, &x);
+    chat_jw_obj_end(&jw);
     chatbot_exec_done(&x);
-    return chat_jw_status(&w) == CHAT_OK ? 0 : -1;
+    return chat_jw_status(&jw) == CHAT_OK ? 0 : -1;
 }
 
 /* An error reply, counted by code like every error the API returns
@@ -95,21 +95,21 @@ int chatbot_exec_ws(request_rec *r, const chatbot_ident_t *id, chatbot_bot_t *bo
 static int api_error_x(chat_buf_t *out, int *status, const char *code, const char *msg,
                        const chatbot_exec_t *x)
 {
-    chat_jw_t w;
+    chat_jw_t jw;
 
     chat_buf_reset(out, 0);
-    chat_jw_init(&w, out);
-    chat_jw_obj_begin(&w);
-    chat_jw_kstr(&w, "error", code);
-    chat_jw_kstr(&w, "message", msg);
-    chat_jw_kstr(&w, "detail", msg);
+    chat_jw_init(&jw, out);
+    chat_jw_obj_begin(&jw);
+    chat_jw_kstr(&jw, "error", code);
+    chat_jw_kstr(&jw, "message", msg);
+    chat_jw_kstr(&jw, "detail", msg);
     if (x && x->conv) {
-        chat_jw_kstr(&w, "conversation_id", x->conv);
+        chat_jw_kstr(&jw, "conversation_id", x->conv);
         if (x->has_index) {
-            chat_jw_kint(&w, "index", x->result_index);
+            chat_jw_kint(&jw, "index", x->result_index);
         }
     }
-    chat_jw_obj_end(&w);
+    chat_jw_obj_end(&jw);
     *status = chatbot_error_status(code);
     chat_metrics_error(chatbot_store(), code);
     return 0;
@@ -127,13 +127,13 @@ int chatbot_exec_api(request_rec *r, const chatbot_ident_t *id, void *body,
                      const chatbot_limits_t *lim, chat_buf_t *out, int *status)
 {
     json_object *b = body, *v, *jargs = NULL;
-    const char *command, *bot_id = NULL, *conv = NULL, *e;
+    const char *command, *bot_id = NULL, *conv = NULL, *err;
     chatbot_bot_t *bot;
     chat_conv_info_t ci;
     const char **args = NULL;
     size_t nargs = 0, i, clen;
     chatbot_exec_t x;
-    chat_jw_t w;
+    chat_jw_t jw;
     int line;
 
     if (!b || !json_object_is_type(b, json_type_object)) {
@@ -180,8 +180,8 @@ int chatbot_exec_api(request_rec *r, const chatbot_ident_t *id, void *body,
     if (!bot) {
         return api_error(out, status, CHAT_ERR_NOT_FOUND, "unknown bot");
     }
-    if ((e = chatbot_conv_resolve(r, id, bot, conv, 1, &ci))) {
-        return api_error(out, status, e, "no such conversation");
+    if ((err = chatbot_conv_resolve(r, id, bot, conv, 1, &ci))) {
+        return api_error(out, status, err, "no such conversation");
     }
     if (conv && !(bot = chatbot_bot_get(r->server, ci.bot))) {
         return api_error(out, status, CHAT_ERR_NOT_FOUND,
@@ -245,11 +245,11 @@ int chatbot_exec_api(request_rec *r, const chatbot_ident_t *id, void *body,
         return 0;
     }
     chat_buf_reset(out, 0);
-    chat_jw_init(&w, out);
-    chat_jw_obj_begin(&w);
-    chat_jw_kstr(&w, "type", "command_result");
-    write_result(&w, &x);
-    chat_jw_obj_end(&w);
+    chat_jw_init(&jw, out);
+    chat_jw_obj_begin(&jw);
+    chat_jw_kstr(&jw, "type", "command_result");
+    write_result(&jw, &x);
+    chat_jw_obj_end(&jw);
     chatbot_exec_done(&x);
     *status = 200;
     return 0;

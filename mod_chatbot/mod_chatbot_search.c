@@ -169,7 +169,7 @@ static void keep_active(search_ctx_t *sc, chat_store_t *st, const chat_owner_t *
     }
 }
 
-const char *chatbot_view_search(chat_jw_t *w, request_rec *r, const chatbot_ident_t *id,
+const char *chatbot_view_search(chat_jw_t *jw, request_rec *r, const chatbot_ident_t *id,
                                 const char *query, const char *bot, apr_int64_t limit,
                                 chat_buf_t *scratch, const char **emsg)
 {
@@ -257,43 +257,43 @@ const char *chatbot_view_search(chat_jw_t *w, request_rec *r, const chatbot_iden
         truncated = 1; /* the limit of hits was reached first */
     }
 
-    chat_jw_kstrn(w, "query", sc.q, sc.qlen);
-    chat_jw_kint(w, "limit", limit);
-    chat_jw_kint(w, "searched", searched);
-    chat_jw_kint(w, "conversations", cl.list->nelts);
-    chat_jw_kbool(w, "truncated", truncated);
-    chat_jw_key(w, "results");
-    chat_jw_arr_begin(w);
+    chat_jw_kstrn(jw, "query", sc.q, sc.qlen);
+    chat_jw_kint(jw, "limit", limit);
+    chat_jw_kint(jw, "searched", searched);
+    chat_jw_kint(jw, "conversations", cl.list->nelts);
+    chat_jw_kbool(jw, "truncated", truncated);
+    chat_jw_key(jw, "results");
+    chat_jw_arr_begin(jw);
     for (i = 0; i < sc.hits->nelts; i++) {
         const hit_t *h = &APR_ARRAY_IDX(sc.hits, i, hit_t);
-        chat_jw_obj_begin(w);
-        chat_jw_kstr(w, "conversation_id", h->ci->id);
-        chat_jw_kstr(w, "bot_id", h->ci->bot);
-        chat_jw_kstr(w, "title", h->ci->title);
-        chat_jw_kbool(w, "archived", (h->ci->flags & CHAT_CONV_ARCHIVED) != 0);
-        chat_jw_kint(w, "updated_ms", (int64_t)h->ci->updated_ms);
-        chat_jw_kstr(w, "field", h->index < 0 ? "title" : "message");
+        chat_jw_obj_begin(jw);
+        chat_jw_kstr(jw, "conversation_id", h->ci->id);
+        chat_jw_kstr(jw, "bot_id", h->ci->bot);
+        chat_jw_kstr(jw, "title", h->ci->title);
+        chat_jw_kbool(jw, "archived", (h->ci->flags & CHAT_CONV_ARCHIVED) != 0);
+        chat_jw_kint(jw, "updated_ms", (int64_t)h->ci->updated_ms);
+        chat_jw_kstr(jw, "field", h->index < 0 ? "title" : "message");
         if (h->index < 0) {
-            chat_jw_kstr(w, "index", NULL);
-            chat_jw_kstr(w, "position", NULL);
-            chat_jw_kstr(w, "role", NULL);
+            chat_jw_kstr(jw, "index", NULL);
+            chat_jw_kstr(jw, "position", NULL);
+            chat_jw_kstr(jw, "role", NULL);
         }
         else {
-            chat_jw_kint(w, "index", h->index);
-            chat_jw_kint(w, "position", h->position);
-            chat_jw_kstr(w, "role", chat_role_name(h->role));
-            chat_jw_kint(w, "ts_ms", (int64_t)h->ts_ms);
+            chat_jw_kint(jw, "index", h->index);
+            chat_jw_kint(jw, "position", h->position);
+            chat_jw_kstr(jw, "role", chat_role_name(h->role));
+            chat_jw_kint(jw, "ts_ms", (int64_t)h->ts_ms);
             if (h->attachment) {
-                chat_jw_kstr(w, "attachment", h->attachment);
+                chat_jw_kstr(jw, "attachment", h->attachment);
             }
         }
-        chat_jw_kstrn(w, "snippet", h->snippet, h->snippet_len);
-        chat_jw_kint(w, "match_offset", (int64_t)utf16_units(h->snippet, h->match_off));
-        chat_jw_kint(w, "match_length",
+        chat_jw_kstrn(jw, "snippet", h->snippet, h->snippet_len);
+        chat_jw_kint(jw, "match_offset", (int64_t)utf16_units(h->snippet, h->match_off));
+        chat_jw_kint(jw, "match_length",
                      (int64_t)utf16_units(h->snippet + h->match_off, h->match_len));
-        chat_jw_obj_end(w);
+        chat_jw_obj_end(jw);
     }
-    chat_jw_arr_end(w);
+    chat_jw_arr_end(jw);
     apr_pool_destroy(tmp);
     return NULL;
 }

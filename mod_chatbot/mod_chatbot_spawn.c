@@ -71,17 +71,17 @@ static int reap(pid_t pid, int *status)
     apr_int64_t until = mono_ms() + REAP_WAIT_MS;
 
     for (;;) {
-        pid_t w = waitpid(pid, status, WNOHANG);
-        if (w == pid) {
+        pid_t reaped = waitpid(pid, status, WNOHANG);
+        if (reaped == pid) {
             return 1;
         }
-        if (w < 0 && errno != EINTR) {
+        if (reaped < 0 && errno != EINTR) {
             return 0;
         }
         if (mono_ms() >= until) {
             return 0;
         }
-        if (w == 0) {
+        if (reaped == 0) {
             struct timespec ts = {0, 5 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }

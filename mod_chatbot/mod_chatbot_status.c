@@ -710,59 +710,59 @@ const char *chatbot_view_breaker_name(int breaker)
                                                : "closed";
 }
 
-void chatbot_view_backends(chat_jw_t *w, chatbot_srv_conf *sc, int details)
+void chatbot_view_backends(chat_jw_t *jw, chatbot_srv_conf *sc, int details)
 {
     chat_store_t *st = chatbot_store();
     int i;
 
-    chat_jw_arr_begin(w);
+    chat_jw_arr_begin(jw);
     for (i = 0; st && i < sc->backends->nelts; i++) {
         chatbot_backend_t *be = APR_ARRAY_IDX(sc->backends, i, chatbot_backend_t *);
         chat_backend_info_t bi;
         if (chat_store_backend_get(st, be->index, &bi) != CHAT_OK) {
             continue;
         }
-        chat_jw_obj_begin(w);
-        chat_jw_kstr(w, "name", be->name);
-        chat_jw_kstr(w, "type", be->wire == CHAT_WIRE_OLLAMA ? "ollama" : "openai");
+        chat_jw_obj_begin(jw);
+        chat_jw_kstr(jw, "name", be->name);
+        chat_jw_kstr(jw, "type", be->wire == CHAT_WIRE_OLLAMA ? "ollama" : "openai");
         if (details) {
-            chat_jw_kstr(w, "url", be->url);
+            chat_jw_kstr(jw, "url", be->url);
         }
         if (bi.healthy < 0) {
-            chat_jw_key(w, "healthy");
-            chat_jw_null(w);
+            chat_jw_key(jw, "healthy");
+            chat_jw_null(jw);
         }
         else {
-            chat_jw_kbool(w, "healthy", bi.healthy);
+            chat_jw_kbool(jw, "healthy", bi.healthy);
         }
         if (details) {
-            chat_jw_kstr(w, "version", bi.version[0] ? bi.version : NULL);
-            chat_jw_kstr(w, "detail", bi.detail);
+            chat_jw_kstr(jw, "version", bi.version[0] ? bi.version : NULL);
+            chat_jw_kstr(jw, "detail", bi.detail);
         }
-        chat_jw_kint(w, "active", bi.active);
-        chat_jw_kint(w, "max", bi.max_active);
-        chat_jw_kint(w, "queued", bi.queued);
-        chat_jw_kstr(w, "breaker", chatbot_view_breaker_name(bi.breaker));
-        chat_jw_kint(w, "checked_ms", (int64_t)bi.checked_ms);
-        chat_jw_obj_end(w);
+        chat_jw_kint(jw, "active", bi.active);
+        chat_jw_kint(jw, "max", bi.max_active);
+        chat_jw_kint(jw, "queued", bi.queued);
+        chat_jw_kstr(jw, "breaker", chatbot_view_breaker_name(bi.breaker));
+        chat_jw_kint(jw, "checked_ms", (int64_t)bi.checked_ms);
+        chat_jw_obj_end(jw);
     }
-    chat_jw_arr_end(w);
+    chat_jw_arr_end(jw);
 }
 
-void chatbot_view_status(chat_jw_t *w, chatbot_srv_conf *sc, int details)
+void chatbot_view_status(chat_jw_t *jw, chatbot_srv_conf *sc, int details)
 {
     chat_store_t *st = chatbot_store();
     chat_metrics_snapshot_t ms;
 
-    chat_jw_key(w, "backends");
-    chatbot_view_backends(w, sc, details);
+    chat_jw_key(jw, "backends");
+    chatbot_view_backends(jw, sc, details);
     if (st) {
         chat_metrics_snapshot(st, &ms);
-        chat_jw_kint(w, "connections", ms.gauges[CHAT_G_CONNECTIONS]);
-        chat_jw_kint(w, "generating", ms.gauges[CHAT_G_GENERATING]);
-        chat_jw_kint(w, "queued", ms.gauges[CHAT_G_QUEUED]);
-        chat_jw_kint(w, "conversations", ms.conversations);
-        chat_jw_kint(w, "history_bytes_used", (int64_t)ms.arena_used);
-        chat_jw_kint(w, "history_bytes", (int64_t)ms.arena_size);
+        chat_jw_kint(jw, "connections", ms.gauges[CHAT_G_CONNECTIONS]);
+        chat_jw_kint(jw, "generating", ms.gauges[CHAT_G_GENERATING]);
+        chat_jw_kint(jw, "queued", ms.gauges[CHAT_G_QUEUED]);
+        chat_jw_kint(jw, "conversations", ms.conversations);
+        chat_jw_kint(jw, "history_bytes_used", (int64_t)ms.arena_used);
+        chat_jw_kint(jw, "history_bytes", (int64_t)ms.arena_size);
     }
 }

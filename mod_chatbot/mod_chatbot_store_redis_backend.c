@@ -176,38 +176,38 @@ static int is_array(const redisReply *r, size_t n)
 
 static rs_wait_t *wait_find(rs_store_t *rs, apr_uint64_t ticket, int make)
 {
-    rs_wait_t *free_e = NULL;
+    rs_wait_t *free_entry = NULL;
     int k;
 
     for (k = 0; k < RS_WAITS; k++) {
-        rs_wait_t *w = &rs->bk->wait[(ticket + (apr_uint64_t)k) % RS_WAITS];
-        if (w->ticket == ticket) {
-            return w;
+        rs_wait_t *waiter = &rs->bk->wait[(ticket + (apr_uint64_t)k) % RS_WAITS];
+        if (waiter->ticket == ticket) {
+            return waiter;
         }
-        if (!w->ticket && !free_e) {
-            free_e = w;
+        if (!waiter->ticket && !free_entry) {
+            free_entry = waiter;
             if (!make) {
                 return NULL;
             }
         }
     }
-    if (free_e) {
-        memset(free_e, 0, sizeof(*free_e));
-        free_e->ticket = ticket;
+    if (free_entry) {
+        memset(free_entry, 0, sizeof(*free_entry));
+        free_entry->ticket = ticket;
     }
-    return free_e;
+    return free_entry;
 }
 
 static void wait_forget(rs_store_t *rs, apr_uint64_t ticket)
 {
-    rs_wait_t *w;
+    rs_wait_t *waiter;
 
     if (!rs->mu) {
         return;
     }
     apr_thread_mutex_lock(rs->mu);
-    if ((w = wait_find(rs, ticket, 0))) {
-        w->ticket = 0;
+    if ((waiter = wait_find(rs, ticket, 0))) {
+        waiter->ticket = 0;
     }
     apr_thread_mutex_unlock(rs->mu);
 }
@@ -218,12 +218,12 @@ chat_status_t rs_backend_acquire(chat_store_t *st, int idx, uint64_t ticket,
     rs_store_t *rs = RS(st);
     chat_backend_info_t bi;
     uint32_t lim;
-    char tk[24], sl[16], cap[16], ttl[16], wst[16];
-    const char *av[5] = {tk, sl, cap, ttl, wst};
+    char ticket_arg[24], slots_arg[16], queue_arg[16], ttl_arg[16], stale_arg[16];
+    const char *av[5] = {ticket_arg, slots_arg, queue_arg, ttl_arg, stale_arg};
     apr_uint32_t wake = apr_atomic_read32(&rs->bk_wake);
     redisReply *r;
     chat_status_t rc;
-    rs_wait_t *w;
+    rs_wait_t *waiter;
 
     if (position) {
         *position = 0;
@@ -235,22 +235,23 @@ chat_status_t rs_backend_acquire(chat_store_t *st, int idx, uint64_t ticket,
         /* in line already, nothing released since, asked less than a
          * second ago: still the same place */
         apr_thread_mutex_lock(rs->mu);
-        w = wait_find(rs, ticket, 0);
-        if (w && w->wake == wake && now_ms >= w->asked_ms &&
-            now_ms - w->asked_ms < RS_QUEUE_POLL_MS) {
+        waiter = wait_find(rs, ticket, 0);
+        if (waiter && waiter->wake == wake && now_ms >= waiter->asked_ms &&
+            now_ms - waiter->asked_ms < RS_QUEUE_POLL_MS) {
             if (position) {
-                *position = w->pos;
+                *position = waiter->pos;
             }
             apr_thread_mutex_unlock(rs->mu);
             return CHAT_EAGAIN;
         }
         apr_thread_mutex_unlock(rs->mu);
     }
-    apr_snprintf(tk, sizeof(tk), "%" APR_UINT64_T_FMT, (apr_uint64_t)ticket);
-    apr_snprintf(sl, sizeof(sl), "%u", lim);
-    apr_snprintf(cap, sizeof(cap), "%u", rs->layout.queue_cap);
-    apr_snprintf(ttl, sizeof(ttl), "%d", RS_HOLDER_TTL_MS);
-    apr_snprintf(wst, sizeof(wst), "%d", RS_WAITER_STALE_MS);
+    apr_snprintf(ticket_arg, sizeof(ticket_arg), "%" APR_UINT64_T_FMT,
+                 (apr_uint64_t)ticket);
+    apr_snprintf(slots_arg, sizeof(slots_arg), "%u", lim);
+    apr_snprintf(queue_arg, sizeof(queue_arg), "%u", rs->layout.queue_cap);
+    apr_snprintf(ttl_arg, sizeof(ttl_arg), "%d", RS_HOLDER_TTL_MS);
+    apr_snprintf(stale_arg, sizeof(stale_arg), "%d", RS_WAITER_STALE_MS);
     r = bk_run(rs, "a", bi.name, 5, av);
     if (!is_array(r, 5)) {
         if (r) {
@@ -275,14 +276,14 @@ chat_status_t rs_backend_acquire(chat_store_t *st, int idx, uint64_t ticket,
     freeReplyObject(r);
     if (rs->mu) {
         apr_thread_mutex_lock(rs->mu);
-        w = wait_find(rs, ticket, rc == CHAT_EAGAIN);
-        if (w && rc == CHAT_EAGAIN) {
-            w->wake = wake;
-            w->asked_ms = now_ms;
-            w->pos = position ? *position : 0;
+        waiter = wait_find(rs, ticket, rc == CHAT_EAGAIN);
+        if (waiter && rc == CHAT_EAGAIN) {
+            waiter->wake = wake;
+            waiter->asked_ms = now_ms;
+            waiter->pos = position ? *position : 0;
         }
-        else if (w) {
-            w->ticket = 0;
+        else if (waiter) {
+            waiter->ticket = 0;
         }
         apr_thread_mutex_unlock(rs->mu);
     }

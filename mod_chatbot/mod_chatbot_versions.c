@@ -105,7 +105,7 @@ uint32_t chatbot_tree_last_user(const chatbot_tree_t *t)
     return CHAT_MSG_NO_PARENT;
 }
 
-void chatbot_ver_members(chat_jw_t *w, const chatbot_tree_t *t, uint32_t index, int tree)
+void chatbot_ver_members(chat_jw_t *jw, const chatbot_tree_t *t, uint32_t index, int tree)
 {
     uint32_t sib[CHAT_MSG_MAX_VERSIONS], pos = 0, n, k;
 
@@ -113,25 +113,25 @@ void chatbot_ver_members(chat_jw_t *w, const chatbot_tree_t *t, uint32_t index, 
         return;
     }
     n = chat_ver_siblings(t->parent, t->n, index, sib, CHAT_MSG_MAX_VERSIONS, &pos);
-    chat_jw_kint(w, "versions", n);
-    chat_jw_kint(w, "version", pos + 1);
+    chat_jw_kint(jw, "versions", n);
+    chat_jw_kint(jw, "version", pos + 1);
     if (n > 1) {
-        chat_jw_key(w, "siblings");
-        chat_jw_arr_begin(w);
+        chat_jw_key(jw, "siblings");
+        chat_jw_arr_begin(jw);
         for (k = 0; k < n && k < CHAT_MSG_MAX_VERSIONS; k++) {
-            chat_jw_int(w, sib[k]);
+            chat_jw_int(jw, sib[k]);
         }
-        chat_jw_arr_end(w);
+        chat_jw_arr_end(jw);
     }
     if (tree) {
-        chat_jw_key(w, "parent");
+        chat_jw_key(jw, "parent");
         if (t->parent[index] == CHAT_MSG_NO_PARENT || t->parent[index] >= index) {
-            chat_jw_null(w);
+            chat_jw_null(jw);
         }
         else {
-            chat_jw_int(w, t->parent[index]);
+            chat_jw_int(jw, t->parent[index]);
         }
-        chat_jw_kbool(w, "active", t->pos_of[index] != CHAT_MSG_NO_PARENT);
+        chat_jw_kbool(jw, "active", t->pos_of[index] != CHAT_MSG_NO_PARENT);
     }
 }
 

@@ -62,32 +62,32 @@ int chatbot_view_bot_health(chatbot_bot_t *b)
     return backend_health(b);
 }
 
-void chatbot_view_session(chat_jw_t *w, server_rec *s, const chatbot_limits_t *lim,
+void chatbot_view_session(chat_jw_t *jw, server_rec *s, const chatbot_limits_t *lim,
                           const chat_conv_info_t *c)
 {
     chatbot_bot_t *b = chatbot_bot_find(chatbot_srv(s), c->bot);
 
-    chat_jw_obj_begin(w);
-    chat_jw_kstr(w, "conversation_id", c->id);
-    chat_jw_kstr(w, "bot_id", c->bot);
-    chat_jw_kstr(w, "title", c->title);
-    chat_jw_kstr(w, "state", conv_state_name(c));
+    chat_jw_obj_begin(jw);
+    chat_jw_kstr(jw, "conversation_id", c->id);
+    chat_jw_kstr(jw, "bot_id", c->bot);
+    chat_jw_kstr(jw, "title", c->title);
+    chat_jw_kstr(jw, "state", conv_state_name(c));
     if (c->state == CHAT_CONV_QUEUED && c->queue_position > 0) {
-        chat_jw_kint(w, "position", c->queue_position);
+        chat_jw_kint(jw, "position", c->queue_position);
     }
-    chat_jw_kbool(w, "stopped", (c->flags & CHAT_CONV_STOPPED) != 0);
-    chat_jw_kbool(w, "archived", (c->flags & CHAT_CONV_ARCHIVED) != 0);
-    chat_jw_kint(w, "messages", c->nmsgs);
-    chat_jw_kint(w, "created_ms", (int64_t)c->created_ms);
-    chat_jw_kint(w, "updated_ms", (int64_t)c->updated_ms);
-    chat_jw_kstr(w, "model", chatbot_settings_model(lim, b, c));
-    chat_jw_kstr(w, "backend_health",
+    chat_jw_kbool(jw, "stopped", (c->flags & CHAT_CONV_STOPPED) != 0);
+    chat_jw_kbool(jw, "archived", (c->flags & CHAT_CONV_ARCHIVED) != 0);
+    chat_jw_kint(jw, "messages", c->nmsgs);
+    chat_jw_kint(jw, "created_ms", (int64_t)c->created_ms);
+    chat_jw_kint(jw, "updated_ms", (int64_t)c->updated_ms);
+    chat_jw_kstr(jw, "model", chatbot_settings_model(lim, b, c));
+    chat_jw_kstr(jw, "backend_health",
                  chatbot_view_health_name(b ? backend_health(b) : -1));
-    chat_jw_obj_end(w);
+    chat_jw_obj_end(jw);
 }
 
 typedef struct {
-    chat_jw_t *w;
+    chat_jw_t *jw;
     server_rec *s;
     apr_array_header_t *list;
     apr_pool_t *p;
@@ -99,7 +99,7 @@ static void collect_conv(void *baton, const chat_conv_info_t *c)
     *(chat_conv_info_t *)apr_array_push(lc->list) = *c;
 }
 
-int chatbot_view_sessions(chat_jw_t *w, request_rec *r, const chatbot_ident_t *id,
+int chatbot_view_sessions(chat_jw_t *jw, request_rec *r, const chatbot_ident_t *id,
                           const char *bot, int archived)
 {
     chat_store_t *st = chatbot_store();
@@ -111,11 +111,11 @@ int chatbot_view_sessions(chat_jw_t *w, request_rec *r, const chatbot_ident_t *i
     /* A WebSocket sends this on every change of the user's sessions for as
      * long as it is open: the list must not live in r->pool. */
     if (apr_pool_create(&tmp, r->pool) != APR_SUCCESS) {
-        chat_jw_arr_begin(w);
-        chat_jw_arr_end(w);
+        chat_jw_arr_begin(jw);
+        chat_jw_arr_end(jw);
         return 0;
     }
-    lc.w = w;
+    lc.jw = jw;
     lc.s = r->server;
     lc.p = tmp;
     lc.list = apr_array_make(tmp, 16, sizeof(chat_conv_info_t));
@@ -123,56 +123,56 @@ int chatbot_view_sessions(chat_jw_t *w, request_rec *r, const chatbot_ident_t *i
         chat_store_conv_list(st, &id->owner, bot, archived, collect_conv, &lc);
     }
     chatbot_limits_get(r, &lim);
-    chat_jw_arr_begin(w);
+    chat_jw_arr_begin(jw);
     for (i = 0; i < lc.list->nelts; i++) {
-        chatbot_view_session(w, r->server, &lim,
+        chatbot_view_session(jw, r->server, &lim,
                              &APR_ARRAY_IDX(lc.list, i, chat_conv_info_t));
     }
-    chat_jw_arr_end(w);
+    chat_jw_arr_end(jw);
     n = lc.list->nelts;
     apr_pool_destroy(tmp);
     return n;
 }
 
-void chatbot_view_bot(chat_jw_t *w, chatbot_srv_conf *sc, chatbot_bot_t *b)
+void chatbot_view_bot(chat_jw_t *jw, chatbot_srv_conf *sc, chatbot_bot_t *b)
 {
     int i;
 
-    chat_jw_obj_begin(w);
-    chat_jw_kstr(w, "id", b->name);
-    chat_jw_kstr(w, "name", b->name);
-    chat_jw_kstr(w, "model", b->model);
-    chat_jw_kstr(w, "description", b->description ? b->description : "");
-    chat_jw_key(w, "backends");
-    chat_jw_arr_begin(w);
+    chat_jw_obj_begin(jw);
+    chat_jw_kstr(jw, "id", b->name);
+    chat_jw_kstr(jw, "name", b->name);
+    chat_jw_kstr(jw, "model", b->model);
+    chat_jw_kstr(jw, "description", b->description ? b->description : "");
+    chat_jw_key(jw, "backends");
+    chat_jw_arr_begin(jw);
     for (i = 0; i < b->backends->nelts; i++) {
-        chat_jw_str(w, APR_ARRAY_IDX(b->backends, i, chatbot_backend_t *)->name);
+        chat_jw_str(jw, APR_ARRAY_IDX(b->backends, i, chatbot_backend_t *)->name);
     }
-    chat_jw_arr_end(w);
-    chat_jw_key(w, "commands");
-    chat_jw_arr_begin(w);
+    chat_jw_arr_end(jw);
+    chat_jw_key(jw, "commands");
+    chat_jw_arr_begin(jw);
     for (i = 0; i < b->command_names->nelts; i++) {
-        chat_jw_str(w, APR_ARRAY_IDX(b->command_names, i, const char *));
+        chat_jw_str(jw, APR_ARRAY_IDX(b->command_names, i, const char *));
     }
-    chat_jw_arr_end(w);
-    chat_jw_kbool(w, "default", b == sc->default_bot_p);
-    chat_jw_kstr(w, "health", chatbot_view_health_name(backend_health(b)));
-    chat_jw_obj_end(w);
+    chat_jw_arr_end(jw);
+    chat_jw_kbool(jw, "default", b == sc->default_bot_p);
+    chat_jw_kstr(jw, "health", chatbot_view_health_name(backend_health(b)));
+    chat_jw_obj_end(jw);
 }
 
-void chatbot_view_bots(chat_jw_t *w, chatbot_srv_conf *sc)
+void chatbot_view_bots(chat_jw_t *jw, chatbot_srv_conf *sc)
 {
     int i;
 
-    chat_jw_arr_begin(w);
+    chat_jw_arr_begin(jw);
     for (i = 0; i < sc->bots->nelts; i++) {
-        chatbot_view_bot(w, sc, APR_ARRAY_IDX(sc->bots, i, chatbot_bot_t *));
+        chatbot_view_bot(jw, sc, APR_ARRAY_IDX(sc->bots, i, chatbot_bot_t *));
     }
-    chat_jw_arr_end(w);
+    chat_jw_arr_end(jw);
 }
 
 typedef struct {
-    chat_jw_t *w;
+    chat_jw_t *jw;
     const char *compat_id; /* port-8000 fields: the bot id old clients know */
     const char *conv_id;
     const char *err_code; /* the reason of the message being emitted, or NULL */
@@ -333,7 +333,7 @@ apr_size_t chatbot_error_code_len(const char *text, apr_size_t len)
 /* The attachments of a message stored with CHAT_MSG_ATTACH, as
  * "attachments": [{"name","bytes","content"}]; *text / *len become the
  * user's own text. A record not in the stored form is shown as it is. */
-static void emit_attachments(chat_jw_t *w, const char **text, size_t *len)
+static void emit_attachments(chat_jw_t *jw, const char **text, size_t *len)
 {
     chat_attach_t at[CHAT_ATTACH_MAX];
     size_t i, n;
@@ -341,86 +341,86 @@ static void emit_attachments(chat_jw_t *w, const char **text, size_t *len)
     if (chat_attach_decode(*text, *len, at, CHAT_ATTACH_MAX, &n, text, len) != CHAT_OK) {
         return;
     }
-    chat_jw_key(w, "attachments");
-    chat_jw_arr_begin(w);
+    chat_jw_key(jw, "attachments");
+    chat_jw_arr_begin(jw);
     for (i = 0; i < n; i++) {
-        chat_jw_obj_begin(w);
-        chat_jw_kstrn(w, "name", at[i].name, at[i].name_len);
-        chat_jw_kint(w, "bytes", (int64_t)at[i].len);
-        chat_jw_kstrn(w, "content", at[i].content, at[i].len);
-        chat_jw_obj_end(w);
+        chat_jw_obj_begin(jw);
+        chat_jw_kstrn(jw, "name", at[i].name, at[i].name_len);
+        chat_jw_kint(jw, "bytes", (int64_t)at[i].len);
+        chat_jw_kstrn(jw, "content", at[i].content, at[i].len);
+        chat_jw_obj_end(jw);
     }
-    chat_jw_arr_end(w);
+    chat_jw_arr_end(jw);
 }
 
 static void emit_msg(void *baton, const chat_msg_info_t *m, const char *text, size_t len)
 {
     hist_ctx_t *hc = baton;
-    chat_jw_t *w = hc->w;
+    chat_jw_t *jw = hc->jw;
 
-    chat_jw_obj_begin(w);
-    chat_jw_kint(w, "index", m->index);
-    chat_jw_kstr(w, "role", chat_role_name(m->role));
+    chat_jw_obj_begin(jw);
+    chat_jw_kint(jw, "index", m->index);
+    chat_jw_kstr(jw, "role", chat_role_name(m->role));
     if (m->flags & CHAT_MSG_ERROR) {
         size_t k = chatbot_error_code_len(text, len);
         if (k > 0) {
-            chat_jw_kstrn(w, "code", text, k);
+            chat_jw_kstrn(jw, "code", text, k);
             text += k + 2;
             len -= k + 2;
         }
     }
     if (m->flags & CHAT_MSG_ATTACH) {
-        emit_attachments(w, &text, &len);
+        emit_attachments(jw, &text, &len);
     }
-    chat_jw_kstrn(w, "content", text, len);
-    chat_jw_kint(w, "ts_ms", (int64_t)m->ts_ms);
+    chat_jw_kstrn(jw, "content", text, len);
+    chat_jw_kint(jw, "ts_ms", (int64_t)m->ts_ms);
     if (m->role == CHAT_ROLE_ASSISTANT) {
-        chat_jw_kbool(w, "interrupted", (m->flags & CHAT_MSG_INTERRUPTED) != 0);
-        chat_jw_kbool(w, "streaming", (m->flags & CHAT_MSG_STREAMING) != 0);
+        chat_jw_kbool(jw, "interrupted", (m->flags & CHAT_MSG_INTERRUPTED) != 0);
+        chat_jw_kbool(jw, "streaming", (m->flags & CHAT_MSG_STREAMING) != 0);
     }
     if (hc->err_code) {
         /* an answer cut off by a failure: its reason (a Stop has none) */
-        chat_jw_key(w, "error");
-        chat_jw_obj_begin(w);
-        chat_jw_kstrn(w, "code", hc->err_code, hc->err_code_len);
-        chat_jw_kstrn(w, "message", hc->err_msg, hc->err_msg_len);
-        chat_jw_obj_end(w);
+        chat_jw_key(jw, "error");
+        chat_jw_obj_begin(jw);
+        chat_jw_kstrn(jw, "code", hc->err_code, hc->err_code_len);
+        chat_jw_kstrn(jw, "message", hc->err_msg, hc->err_msg_len);
+        chat_jw_obj_end(jw);
     }
     if (hc->tree) {
         if (m->index < hc->tree->n && hc->tree->pos_of[m->index] != CHAT_MSG_NO_PARENT) {
             /* its place on the active path (history offsets count these) */
-            chat_jw_kint(w, "position", hc->tree->pos_of[m->index]);
+            chat_jw_kint(jw, "position", hc->tree->pos_of[m->index]);
         }
-        chatbot_ver_members(w, hc->tree, m->index, hc->whole_tree);
+        chatbot_ver_members(jw, hc->tree, m->index, hc->whole_tree);
     }
     if (m->flags & CHAT_MSG_COMMAND) {
-        chat_jw_kbool(w, "command", 1);
+        chat_jw_kbool(jw, "command", 1);
     }
     if (m->flags & CHAT_MSG_ERROR) {
-        chat_jw_kbool(w, "error", 1);
+        chat_jw_kbool(jw, "error", 1);
     }
     if (m->flags & CHAT_MSG_REFUSED) {
-        chat_jw_kbool(w, "refused", 1);
+        chat_jw_kbool(jw, "refused", 1);
     }
     if (hc->compat_id) {
         char ts[CHAT_COMPAT_TS_SIZE];
         chat_compat_timestamp(m->ts_ms, ts);
-        chat_jw_kstr(w, "timestamp", ts);
-        chat_jw_kstr(w, "bot_id", hc->compat_id);
-        chat_jw_kstr(w, "session_id", hc->conv_id);
+        chat_jw_kstr(jw, "timestamp", ts);
+        chat_jw_kstr(jw, "bot_id", hc->compat_id);
+        chat_jw_kstr(jw, "session_id", hc->conv_id);
     }
-    chat_jw_obj_end(w);
+    chat_jw_obj_end(jw);
 }
 
-const char *chatbot_view_history(chat_jw_t *w, const chatbot_ident_t *id,
+const char *chatbot_view_history(chat_jw_t *jw, const chatbot_ident_t *id,
                                  const char *conv_id, apr_int64_t limit,
                                  apr_int64_t offset, chat_buf_t *scratch)
 {
-    return chatbot_view_history_compat(w, id, conv_id, limit, offset, scratch, NULL,
+    return chatbot_view_history_compat(jw, id, conv_id, limit, offset, scratch, NULL,
                                        NULL);
 }
 
-const char *chatbot_view_history_compat(chat_jw_t *w, const chatbot_ident_t *id,
+const char *chatbot_view_history_compat(chat_jw_t *jw, const chatbot_ident_t *id,
                                         const char *conv_id, apr_int64_t limit,
                                         apr_int64_t offset, chat_buf_t *scratch,
                                         const char *compat_id,
@@ -454,19 +454,19 @@ const char *chatbot_view_history_compat(chat_jw_t *w, const chatbot_ident_t *id,
     if (rc != CHAT_OK) {
         return rc == CHAT_ENOTFOUND ? CHAT_ERR_NOT_FOUND : CHAT_ERR_INTERNAL;
     }
-    chat_jw_kstr(w, "conversation_id", ci.id);
-    chat_jw_kstr(w, "bot_id", ci.bot);
-    chat_jw_kstr(w, "title", ci.title);
-    chat_jw_kstr(w, "state", conv_state_name(&ci));
-    chat_jw_kint(w, "total", tree.npath);
-    chat_jw_kint(w, "stored", tree.n);
-    chat_jw_kint(w, "offset", offset);
-    chat_jw_kint(w, "limit", limit);
-    chat_jw_kbool(w, "has_more", (uint64_t)offset + (uint64_t)limit < tree.npath);
-    chat_jw_key(w, "messages");
-    chat_jw_arr_begin(w);
+    chat_jw_kstr(jw, "conversation_id", ci.id);
+    chat_jw_kstr(jw, "bot_id", ci.bot);
+    chat_jw_kstr(jw, "title", ci.title);
+    chat_jw_kstr(jw, "state", conv_state_name(&ci));
+    chat_jw_kint(jw, "total", tree.npath);
+    chat_jw_kint(jw, "stored", tree.n);
+    chat_jw_kint(jw, "offset", offset);
+    chat_jw_kint(jw, "limit", limit);
+    chat_jw_kbool(jw, "has_more", (uint64_t)offset + (uint64_t)limit < tree.npath);
+    chat_jw_key(jw, "messages");
+    chat_jw_arr_begin(jw);
     memset(&hc, 0, sizeof(hc));
-    hc.w = w;
+    hc.jw = jw;
     hc.conv_id = ci.id;
     hc.tree = &tree;
     /* the id an old client knows the session by: the one it asked for,
@@ -484,7 +484,7 @@ const char *chatbot_view_history_compat(chat_jw_t *w, const chatbot_ident_t *id,
     }
     chatbot_tree_free(&tree);
     chat_buf_reset(scratch, 64 * 1024);
-    chat_jw_arr_end(w);
+    chat_jw_arr_end(jw);
     return n < 0 ? CHAT_ERR_INTERNAL : NULL;
 }
 
@@ -492,7 +492,7 @@ const char *chatbot_view_history_compat(chat_jw_t *w, const chatbot_ident_t *id,
 
 typedef struct {
     chat_buf_t *out;
-    chat_jw_t *w;
+    chat_jw_t *jw;
     int json;
     hist_ctx_t hc; /* for JSON messages, and the reason of a failed answer */
     int off_path;  /* Markdown: writing the versions off the active path */
@@ -612,7 +612,7 @@ const char *chatbot_view_export(request_rec *r, const chatbot_ident_t *id,
     chatbot_tree_t tree;
     path_filter_t pf;
     chat_buf_t scratch;
-    chat_jw_t w;
+    chat_jw_t jw;
     exp_ctx_t ec;
     chatbot_limits_t lim;
     chatbot_settings_t set;
@@ -637,44 +637,44 @@ const char *chatbot_view_export(request_rec *r, const chatbot_ident_t *id,
     }
     ec.out = out;
     ec.json = json;
-    ec.w = &w;
+    ec.jw = &jw;
     ec.off_path = 0;
     memset(&ec.hc, 0, sizeof(ec.hc));
-    ec.hc.w = &w;
+    ec.hc.jw = &jw;
     ec.hc.tree = &tree;
     ec.hc.whole_tree = 1;
     memset(&pf, 0, sizeof(pf));
     pf.tree = &tree;
     apr_ctime(date, (apr_time_t)ci.created_ms * 1000);
     if (json) {
-        chat_jw_init(&w, out);
-        chat_jw_obj_begin(&w);
-        chat_jw_kstr(&w, "conversation_id", ci.id);
-        chat_jw_kstr(&w, "bot_id", ci.bot);
-        chat_jw_kstr(&w, "title", ci.title);
-        chat_jw_kint(&w, "created_ms", (int64_t)ci.created_ms);
-        chat_jw_kint(&w, "updated_ms", (int64_t)ci.updated_ms);
+        chat_jw_init(&jw, out);
+        chat_jw_obj_begin(&jw);
+        chat_jw_kstr(&jw, "conversation_id", ci.id);
+        chat_jw_kstr(&jw, "bot_id", ci.bot);
+        chat_jw_kstr(&jw, "title", ci.title);
+        chat_jw_kint(&jw, "created_ms", (int64_t)ci.created_ms);
+        chat_jw_kint(&jw, "updated_ms", (int64_t)ci.updated_ms);
         /* null: the bot's own */
-        chat_jw_key(&w, "settings");
-        chat_jw_obj_begin(&w);
-        chat_jw_kstr(&w, "model", set.model);
-        chat_jw_key(&w, "temperature");
+        chat_jw_key(&jw, "settings");
+        chat_jw_obj_begin(&jw);
+        chat_jw_kstr(&jw, "model", set.model);
+        chat_jw_key(&jw, "temperature");
         if (set.has_temperature) {
-            chat_jw_double(&w, set.temperature);
+            chat_jw_double(&jw, set.temperature);
         }
         else {
-            chat_jw_null(&w);
+            chat_jw_null(&jw);
         }
-        chat_jw_key(&w, "system");
+        chat_jw_key(&jw, "system");
         if (set.system) {
-            chat_jw_strn(&w, set.system, set.system_len);
+            chat_jw_strn(&jw, set.system, set.system_len);
         }
         else {
-            chat_jw_null(&w);
+            chat_jw_null(&jw);
         }
-        chat_jw_obj_end(&w);
-        chat_jw_key(&w, "messages");
-        chat_jw_arr_begin(&w);
+        chat_jw_obj_end(&jw);
+        chat_jw_key(&jw, "messages");
+        chat_jw_arr_begin(&jw);
     }
     else {
         chat_one_line(ci.title); /* titles stored before they were kept to one line */
@@ -716,8 +716,8 @@ const char *chatbot_view_export(request_rec *r, const chatbot_ident_t *id,
     chatbot_tree_free(&tree);
     chat_buf_free(&scratch);
     if (json) {
-        chat_jw_arr_end(&w);
-        chat_jw_obj_end(&w);
+        chat_jw_arr_end(&jw);
+        chat_jw_obj_end(&jw);
     }
     /* named after the title as the page names it: characters a file name
      * or the quoted header cannot hold (\ / : * ? " < > | and controls)

@@ -516,17 +516,18 @@ void chatbot_ws_run_command(chatbot_wsc_t *w, const char *command,
     chatbot_bot_t *bot;
     chat_conv_info_t ci;
     apr_int64_t retry;
-    const char *e = chatbot_ws_rate_check(w, &retry);
+    const char *err = chatbot_ws_rate_check(w, &retry);
 
-    if (e) {
+    if (err) {
         char msg[128];
 
-        chatbot_ws_send_error(w, e, chatbot_ws_rate_msg(w, retry, msg, sizeof(msg)),
+        chatbot_ws_send_error(w, err, chatbot_ws_rate_msg(w, retry, msg, sizeof(msg)),
                               w->cm.conversation_id, w->cm.id, retry);
         return;
     }
-    if ((e = chatbot_ws_resolve(w, w->cm.bot_id, w->cm.conversation_id, 1, &bot, &ci))) {
-        chatbot_ws_send_error(w, e, "no such conversation", w->cm.conversation_id,
+    if ((err =
+             chatbot_ws_resolve(w, w->cm.bot_id, w->cm.conversation_id, 1, &bot, &ci))) {
+        chatbot_ws_send_error(w, err, "no such conversation", w->cm.conversation_id,
                               w->cm.id, -1);
         return;
     }

@@ -28,7 +28,6 @@
 #include "http_ssl.h"
 #include "ap_mpm.h"
 #include "apr_strings.h"
-#include "apr_portable.h"
 
 #include "mod_chatbot_ws.h"
 
@@ -336,30 +335,6 @@ static apr_status_t wsc_cleanup(void *data)
     return APR_SUCCESS;
 }
 
-/* The descriptor to poll for client input: the socket, or over HTTP/2 the
- * pipe mod_http2 signals a stream's input on. */
-static int client_fd(chatbot_wsc_t *w)
-{
-    apr_pollfd_t pfd;
-    apr_interval_time_t ptimeout;
-
-    memset(&pfd, 0, sizeof(pfd));
-    pfd.p = w->r->pool;
-    if (ap_get_pollfd_from_conn(w->c, &pfd, &ptimeout) == APR_SUCCESS) {
-        if (pfd.desc_type == APR_POLL_SOCKET) {
-            apr_os_sock_t fd;
-            apr_os_sock_get(&fd, pfd.desc.s);
-            return fd;
-        }
-        if (pfd.desc_type == APR_POLL_FILE) {
-            apr_os_file_t fd;
-            apr_os_file_get(&fd, pfd.desc.f);
-            return fd;
-        }
-    }
-    return -1;
-}
-
 /* How often a parked connection is pinged: ChatbotPingInterval, and at
  * least twice per httpd Timeout, which the event MPM applies to a parked
  * connection (it closes one that stays silent that long). The MPM takes
@@ -481,7 +456,7 @@ int chatbot_ws_handler(request_rec *r)
     w->bb_in = apr_brigade_create(r->pool, c->bucket_alloc);
     w->bb_out = apr_brigade_create(r->pool, c->bucket_alloc);
     w->bb_tmp = apr_brigade_create(r->pool, c->bucket_alloc);
-    w->fd = client_fd(w);
+    w->fd = chatbot_conn_pollfd(c, r->pool);
     csd = ap_get_conn_socket(c);
     if (csd && !w->is_h2) {
         ap_filter_t *f;

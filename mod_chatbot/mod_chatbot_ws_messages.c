@@ -246,18 +246,18 @@ static void handle_launch(chatbot_wsc_t *w)
     chat_conv_info_t ci;
     chat_status_t crc;
     apr_int64_t retry;
-    const char *e;
+    const char *err;
 
     if (!bot) {
         chatbot_ws_send_error(w, CHAT_ERR_NOT_FOUND, "unknown bot", NULL, NULL, -1);
         return;
     }
     /* creating takes a rate token, like a message (issue 14) */
-    if ((e = chatbot_ws_rate_check(w, &retry))) {
+    if ((err = chatbot_ws_rate_check(w, &retry))) {
         char msg[128];
 
-        chatbot_ws_send_error(w, e, chatbot_ws_rate_msg(w, retry, msg, sizeof(msg)), NULL,
-                              w->cm.id, retry);
+        chatbot_ws_send_error(w, err, chatbot_ws_rate_msg(w, retry, msg, sizeof(msg)),
+                              NULL, w->cm.id, retry);
         return;
     }
     crc = chat_store_conv_create(chatbot_store(), &w->id.owner, bot->name, w->cm.title,
@@ -282,14 +282,14 @@ static void handle_export(chatbot_wsc_t *w)
     int json = w->cm.format && !strcmp(w->cm.format, "json");
     chat_buf_t out;
     const char *fname = NULL;
-    const char *e;
+    const char *err;
     chat_jw_t jw;
 
     chat_buf_init(&out);
-    e = chatbot_view_export(w->r, &w->id, w->cm.conversation_id, json, &out, &fname);
-    if (e) {
+    err = chatbot_view_export(w->r, &w->id, w->cm.conversation_id, json, &out, &fname);
+    if (err) {
         chat_buf_free(&out);
-        chatbot_ws_send_error(w, e, "no such conversation", w->cm.conversation_id, NULL,
+        chatbot_ws_send_error(w, err, "no such conversation", w->cm.conversation_id, NULL,
                               -1);
         return;
     }
@@ -304,11 +304,11 @@ static void handle_export(chatbot_wsc_t *w)
 
 void chatbot_ws_handle_message(chatbot_wsc_t *w, const uint8_t *data, size_t len)
 {
-    char err[256];
+    char parse_err[256];
     chat_status_t rc;
     chat_jw_t jw;
 
-    rc = chat_cmsg_parse(&w->cm, (const char *)data, len, err, sizeof(err));
+    rc = chat_cmsg_parse(&w->cm, (const char *)data, len, parse_err, sizeof(parse_err));
     if (w->cm.type == CHAT_C_COMMAND) {
         w->legacy = 1;
     }
@@ -317,7 +317,7 @@ void chatbot_ws_handle_message(chatbot_wsc_t *w, const uint8_t *data, size_t len
                               rc == CHAT_EPARSE      ? CHAT_ERR_BAD_JSON
                               : rc == CHAT_ENOTFOUND ? CHAT_ERR_UNKNOWN_TYPE
                                                      : CHAT_ERR_BAD_REQUEST,
-                              err, rc == CHAT_EPARSE ? NULL : w->cm.conversation_id,
+                              parse_err, rc == CHAT_EPARSE ? NULL : w->cm.conversation_id,
                               rc == CHAT_EPARSE ? NULL : w->cm.id, -1);
         return;
     }
@@ -337,12 +337,12 @@ void chatbot_ws_handle_message(chatbot_wsc_t *w, const uint8_t *data, size_t len
     case CHAT_C_COMMAND: {
         /* the port-8000 client's chat line for the bot id it names
          * (mod_chatbot_compat.c): typing, then a turn as for "message" */
-        const char *emsg = NULL, *e;
+        const char *emsg = NULL, *err;
         apr_pool_t *p;
         apr_pool_create(&p, w->r->pool);
-        e = chatbot_compat_ws_command(w->r, &w->id, &w->cm, p, &w->frame, &emsg);
-        if (e) {
-            chatbot_ws_send_error(w, e, emsg, NULL, w->cm.id, -1);
+        err = chatbot_compat_ws_command(w->r, &w->id, &w->cm, p, &w->frame, &emsg);
+        if (err) {
+            chatbot_ws_send_error(w, err, emsg, NULL, w->cm.id, -1);
         }
         else {
             chatbot_ws_send_json(w);
@@ -365,14 +365,14 @@ void chatbot_ws_handle_message(chatbot_wsc_t *w, const uint8_t *data, size_t len
         chat_conv_info_t ci;
         /* a read never creates a conversation: without an id (and no
          * current one) it is the bot's latest, if there is one */
-        const char *e =
+        const char *err =
             chatbot_ws_resolve(w, w->cm.bot_id, w->cm.conversation_id, 0, &bot, &ci);
-        if (e && !strcmp(e, CHAT_ERR_NOT_FOUND) && !w->cm.conversation_id && bot) {
+        if (err && !strcmp(err, CHAT_ERR_NOT_FOUND) && !w->cm.conversation_id && bot) {
             send_no_history(w, bot);
             break;
         }
-        if (e) {
-            chatbot_ws_send_error(w, e, "no such conversation", w->cm.conversation_id,
+        if (err) {
+            chatbot_ws_send_error(w, err, "no such conversation", w->cm.conversation_id,
                                   NULL, -1);
             break;
         }
@@ -392,10 +392,10 @@ void chatbot_ws_handle_message(chatbot_wsc_t *w, const uint8_t *data, size_t len
         break;
     case CHAT_C_SELECT: {
         chat_conv_info_t ci;
-        const char *e =
+        const char *err =
             chatbot_conv_resolve(w->r, &w->id, NULL, w->cm.conversation_id, 0, &ci);
-        if (e) {
-            chatbot_ws_send_error(w, e, "no such conversation", w->cm.conversation_id,
+        if (err) {
+            chatbot_ws_send_error(w, err, "no such conversation", w->cm.conversation_id,
                                   NULL, -1);
             break;
         }
@@ -442,10 +442,10 @@ void chatbot_ws_handle_message(chatbot_wsc_t *w, const uint8_t *data, size_t len
         /* the answer is the conversation's new active path; other tabs
          * hear of it as of any change (their sessions list) */
         const char *emsg = NULL;
-        const char *e = chatbot_ver_select(chatbot_store(), &w->id, w->cm.conversation_id,
-                                           w->cm.index, &emsg);
-        if (e) {
-            chatbot_ws_send_error(w, e, emsg, w->cm.conversation_id, w->cm.id, -1);
+        const char *err = chatbot_ver_select(chatbot_store(), &w->id,
+                                             w->cm.conversation_id, w->cm.index, &emsg);
+        if (err) {
+            chatbot_ws_send_error(w, err, emsg, w->cm.conversation_id, w->cm.id, -1);
             break;
         }
         send_history(w, w->cm.conversation_id, w->cm.limit, 0);

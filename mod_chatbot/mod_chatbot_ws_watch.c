@@ -566,7 +566,7 @@ void chatbot_ws_poke(void)
 
 int chatbot_ws_wait_add(chatbot_wsc_t *w)
 {
-    chatbot_wsc_t *x;
+    chatbot_wsc_t *ahead;
     ws_count_t *m;
     int pos = 1;
 
@@ -591,7 +591,7 @@ int chatbot_ws_wait_add(chatbot_wsc_t *w)
             apr_atomic_inc32(&m->waiting);
         }
     }
-    for (x = wait_head; x && x != w; x = x->wait_next) {
+    for (ahead = wait_head; ahead && ahead != w; ahead = ahead->wait_next) {
         pos++;
     }
     apr_thread_mutex_unlock(reg_mutex);

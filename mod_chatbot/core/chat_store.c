@@ -8,7 +8,7 @@
  * backends in chat_store_backend.c, metrics in chat_metrics.c, locks and
  * the process table in chat_store_lock.c, recovery after a restart and
  * migration between layouts in chat_store_migrate.c, the provider table in
- * chat_store_api.c; the structures are in chat_store_int.h.
+ * chat_store_api.c; the structures are in chat_store_layout.h.
  *
  * The region is one caller-given block of memory: an APR shared memory
  * segment mapped by every httpd child (possibly at different addresses),

@@ -164,18 +164,22 @@ void cs_tx_unlock(cs_tx_t *tx)
     cs_unlock(tx->st, tx->lk);
 }
 
-cs_conv_t *cs_conv_lock_find(chat_store_t *st, const chat_owner_t *owner, const char *id,
-                             cs_tx_t *tx)
+/* Locks the shard of owner and finds its conversation id (the lock is held
+ * on CHAT_OK only). */
+chat_status_t cs_conv_lock_find(chat_store_t *st, const chat_owner_t *owner,
+                                const char *id, cs_tx_t *tx, cs_conv_t **pc)
 {
-    cs_conv_t *c;
-
-    if (!st || !owner || cs_lock_owner(st, owner->b, tx) != CHAT_OK) {
-        return NULL;
+    if (!st || !owner) {
+        return CHAT_ENOTFOUND;
     }
-    if (!(c = cs_conv_find(st, owner, id))) {
+    if (cs_lock_owner(st, owner->b, tx) != CHAT_OK) {
+        return CHAT_EINTERNAL;
+    }
+    if (!(*pc = cs_conv_find(st, owner, id))) {
         cs_tx_unlock(tx);
+        return CHAT_ENOTFOUND;
     }
-    return c;
+    return CHAT_OK;
 }
 
 /* Finds a conversation by id alone and locks the shard of its owner (the
@@ -636,8 +640,8 @@ chat_status_t cs_shm_conv_rename(chat_store_t *st, const chat_owner_t *owner,
     cs_conv_t *c;
     cs_tx_t tx;
 
-    if (!(c = cs_conv_lock_find(st, owner, id, &tx))) {
-        return CHAT_ENOTFOUND;
+    if (cs_conv_lock_find(st, owner, id, &tx, &c) != CHAT_OK) {
+        return CHAT_ENOTFOUND; /* or the shard's lock unusable (logged) */
     }
     cs_snap(&tx, c, sizeof(*c));
     cs_copy_trunc(c->title, sizeof(c->title), CHAT_TITLE_MAX, title);
@@ -654,8 +658,8 @@ chat_status_t cs_shm_conv_flags(chat_store_t *st, const chat_owner_t *owner,
     cs_conv_t *c;
     cs_tx_t tx;
 
-    if (!(c = cs_conv_lock_find(st, owner, id, &tx))) {
-        return CHAT_ENOTFOUND;
+    if (cs_conv_lock_find(st, owner, id, &tx, &c) != CHAT_OK) {
+        return CHAT_ENOTFOUND; /* or the shard's lock unusable (logged) */
     }
     if ((set | clear) & ~CS_CONV_FLAGS) {
         cs_tx_unlock(&tx);
@@ -674,8 +678,8 @@ chat_status_t cs_shm_conv_delete(chat_store_t *st, const chat_owner_t *owner,
     cs_conv_t *c;
     cs_tx_t tx;
 
-    if (!(c = cs_conv_lock_find(st, owner, id, &tx))) {
-        return CHAT_ENOTFOUND;
+    if (cs_conv_lock_find(st, owner, id, &tx, &c) != CHAT_OK) {
+        return CHAT_ENOTFOUND; /* or the shard's lock unusable (logged) */
     }
     if (c->state != CHAT_CONV_IDLE) {
         cs_tx_unlock(&tx);

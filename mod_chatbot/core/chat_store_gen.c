@@ -80,8 +80,8 @@ chat_status_t cs_shm_gen_begin(chat_store_t *st, const chat_owner_t *owner,
     cs_conv_t *c;
     cs_tx_t tx;
 
-    if (!(c = cs_conv_lock_find(st, owner, id, &tx))) {
-        return CHAT_ENOTFOUND;
+    if (cs_conv_lock_find(st, owner, id, &tx, &c) != CHAT_OK) {
+        return CHAT_ENOTFOUND; /* or the shard's lock unusable (logged) */
     }
     if (token == 0 || !gen_state_ok(state)) {
         cs_tx_unlock(&tx);
@@ -172,8 +172,8 @@ chat_status_t cs_shm_gen_request_stop(chat_store_t *st, const chat_owner_t *owne
     cs_conv_t *c;
     cs_tx_t tx;
 
-    if (!(c = cs_conv_lock_find(st, owner, id, &tx))) {
-        return CHAT_ENOTFOUND;
+    if (cs_conv_lock_find(st, owner, id, &tx, &c) != CHAT_OK) {
+        return CHAT_ENOTFOUND; /* or the shard's lock unusable (logged) */
     }
     if (c->state != CHAT_CONV_IDLE) {
         CS_STORE32(&c->stop_requested, 1);

@@ -18,7 +18,7 @@ chat_status_t cs_shm_conv_meta_get(chat_store_t *st, const chat_owner_t *owner,
     chat_status_t rc;
     uint32_t b, left;
 
-    if ((rc = cs_msg_lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
+    if ((rc = cs_conv_lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
         return rc;
     }
     left = c->meta_len;
@@ -72,7 +72,7 @@ chat_status_t cs_shm_conv_meta_set(chat_store_t *st, const chat_owner_t *owner,
     if (len > CHAT_CONV_META_MAX || (!data && len)) {
         return len > CHAT_CONV_META_MAX ? CHAT_ETOOBIG : CHAT_EINVAL;
     }
-    if ((rc = cs_msg_lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
+    if ((rc = cs_conv_lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
         return rc;
     }
     o = &st->owners[c->owner_ref];

@@ -378,27 +378,6 @@ void cs_msg_copy_raw(chat_store_t *dst, cs_conv_t *dc, const chat_store_t *src,
 
 /* ---- public API ------------------------------------------------------------------- */
 
-chat_status_t cs_msg_lock_find(chat_store_t *st, const chat_owner_t *owner,
-                               const char *id, cs_tx_t *tx, cs_conv_t **pc)
-{
-    cs_lock_t *lk;
-
-    if (!st || !owner) {
-        return CHAT_ENOTFOUND;
-    }
-    lk = cs_shard_lock(st, cs_shard_of(st, owner->b));
-    if (cs_lock(st, lk) != CHAT_OK) {
-        return CHAT_EINTERNAL;
-    }
-    cs_tx_begin(tx, st, lk);
-    *pc = cs_conv_find(st, owner, id);
-    if (!*pc) {
-        cs_unlock(st, lk);
-        return CHAT_ENOTFOUND;
-    }
-    return CHAT_OK;
-}
-
 static chat_status_t done(cs_tx_t *tx, chat_status_t rc)
 {
     cs_unlock(tx->st, tx->lk);
@@ -422,7 +401,7 @@ static chat_status_t msg_add(chat_store_t *st, const chat_owner_t *owner, const 
     uint32_t capdrop = 0, m, k, first, last;
     int auth;
 
-    if ((rc = cs_msg_lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
+    if ((rc = cs_conv_lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
         return rc;
     }
     if ((unsigned)role > CHAT_ROLE_TOOL || (flags & ~CS_MSG_FLAGS) || (!text && len)) {
@@ -541,7 +520,7 @@ chat_status_t cs_shm_msg_extend(chat_store_t *st, const chat_owner_t *owner,
     uint8_t *data;
     int auth;
 
-    if ((rc = cs_msg_lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
+    if ((rc = cs_conv_lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
         return rc;
     }
     if (c->nmsgs == 0 || (!text && len)) {
@@ -606,7 +585,7 @@ chat_status_t cs_shm_msg_flags(chat_store_t *st, const chat_owner_t *owner,
     cs_tx_t tx;
     chat_status_t rc;
 
-    if ((rc = cs_msg_lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
+    if ((rc = cs_conv_lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
         return rc;
     }
     if (c->nmsgs == 0 || ((set | clear) & ~CS_MSG_FLAGS)) {
@@ -630,7 +609,7 @@ chat_status_t cs_shm_msg_truncate(chat_store_t *st, const chat_owner_t *owner,
     uint64_t bytes = 0;
     int auth;
 
-    if ((rc = cs_msg_lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
+    if ((rc = cs_conv_lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
         return rc;
     }
     if (keep >= c->nmsgs) {
@@ -679,7 +658,7 @@ int cs_shm_msg_read(chat_store_t *st, const chat_owner_t *owner, const char *id,
     uint32_t m, i, end;
     int n = 0;
 
-    if ((rc = cs_msg_lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
+    if ((rc = cs_conv_lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
         return rc == CHAT_EINTERNAL ? CHAT_EINTERNAL : CHAT_ENOTFOUND;
     }
     if (!text) {
@@ -714,7 +693,7 @@ int cs_shm_msg_tail(chat_store_t *st, const chat_owner_t *owner, const char *id,
     uint32_t *heads;
     int k, taken, n = 0;
 
-    if ((rc = cs_msg_lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
+    if ((rc = cs_conv_lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
         return rc == CHAT_EINTERNAL ? CHAT_EINTERNAL : CHAT_ENOTFOUND;
     }
     if (!text) {
@@ -753,7 +732,7 @@ chat_status_t cs_shm_msg_get(chat_store_t *st, const chat_owner_t *owner, const 
     chat_status_t rc;
     uint32_t m;
 
-    if ((rc = cs_msg_lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
+    if ((rc = cs_conv_lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
         return rc;
     }
     if (index >= c->nmsgs) {

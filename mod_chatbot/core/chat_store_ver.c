@@ -2,7 +2,7 @@
  * path of a conversation, the choice among siblings, select.
  *
  * A message's parent is recorded in its header as a distance back
- * (cs_msghdr_t.parent_back, see chat_store_int.h), so dropping the oldest
+ * (cs_msghdr_t.parent_back, see chat_store_layout.h), so dropping the oldest
  * messages never rewrites the others, and an image written before versions
  * existed (parent_back 0 everywhere) reads as one straight path. Among the
  * children of one parent exactly one lacks CHAT_MSG_ALT: the active path
@@ -66,7 +66,7 @@ chat_status_t cs_shm_msg_select(chat_store_t *st, const chat_owner_t *owner,
     chat_status_t rc;
     uint32_t m;
 
-    if ((rc = cs_msg_lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
+    if ((rc = cs_conv_lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
         return rc;
     }
     if (index >= c->nmsgs) {

@@ -243,6 +243,28 @@ def last_request_id(fake):
     return reqs[-1]["id"] if reqs else 0
 
 
+def sent(fake, since):
+    """The messages the model was sent in the newest chat request after `since`."""
+    return chat_requests(fake, since)[-1]["body"]["messages"]
+
+
+def history(conn, conv):
+    """A conversation's history over the WebSocket (up to 1000 messages)."""
+    return conn.request({"type": "history", "conversation_id": conv, "limit": 1000},
+                        "history")
+
+
+def set_directive(server, name, value):
+    """Rewrites (or adds) a server-config directive in the rendered config."""
+    text = open(server.conf).read()
+    pat = re.compile(r"^%s .*$" % re.escape(name), re.M)
+    if pat.search(text):
+        text = pat.sub("%s %s" % (name, value), text)
+    else:
+        text += "\n%s %s\n" % (name, value)
+    open(server.conf, "w").write(text)
+
+
 def wait_ready(server, processes, threads, timeout=10.0):
     """Waits until every child has started all its workers and they are
     idle (but for the status request itself), so that connections opened
