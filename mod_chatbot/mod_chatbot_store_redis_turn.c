@@ -95,6 +95,11 @@ chat_status_t rs_turn_start(chat_store_t *st, const chat_owner_t *owner, const c
     if (rc == CHAT_OK) {
         local_user_news(rs, hex);
     }
+    else if (rc == CHAT_EUNAVAIL) {
+        /* a redis that hung runs the script when it wakes up, after the
+         * caller has given up on the turn: end that generation then */
+        rs_gen_ended(rs, id, token, 1);
+    }
     return rc;
 }
 
@@ -152,11 +157,17 @@ static chat_status_t gen(chat_store_t *st, const char *op, const chat_owner_t *o
 chat_status_t rs_gen_begin(chat_store_t *st, const chat_owner_t *owner, const char *id,
                            uint64_t token, uint32_t state, uint64_t now_ms)
 {
+    chat_status_t rc;
+
     if (!owner || token == 0 ||
         (state != CHAT_CONV_QUEUED && state != CHAT_CONV_GENERATING)) {
         return token == 0 || !owner ? CHAT_EINVAL : CHAT_EINVAL;
     }
-    return gen(st, "b", owner, id, token, state, 0, now_ms);
+    rc = gen(st, "b", owner, id, token, state, 0, now_ms);
+    if (rc == CHAT_EUNAVAIL) {
+        rs_gen_ended(RS(st), id, token, 1); /* as in rs_turn_start */
+    }
+    return rc;
 }
 
 chat_status_t rs_gen_state(chat_store_t *st, const char *id, uint64_t token,
