@@ -6,7 +6,8 @@ answer beyond ChatbotMaxAnswerBytes is cut (too_large, partial kept),
 ChatbotMaxMessagesPerConversation drops the oldest messages, and
 ChatbotStoreTTL sweeps idle conversations (an empty one too, never one being
 generated) with every key they had. Deleting conversations leaves no
-per-identity trace behind. The per-identity quotas and the reserved share
+per-identity trace behind. ChatbotQueueSize bounds the backend's waiting
+line for all hosts together. The per-identity quotas and the reserved share
 run on redis in test_536_store_quotas.py."""
 import os
 import re
@@ -252,3 +253,43 @@ def test_deleted_conversations_leave_nothing_behind(httpd, redis):
     left = [k for k in set(keys(redis)) - base
             if not re.match(r"chatbot:(bytes|an|ab|evictions|cr:\w+|rl:\w+|bk:.*|bs:.*)$", k)]
     assert not left, left
+
+
+def test_backend_queue_is_bounded_for_all_hosts(httpd, redis, fake):
+    """ChatbotQueueSize on redis: one line for every host, as long as the
+    size (`chatbot:bq:<backend>`), and the next request, whichever host it
+    reaches, is told at once (queue_full); when the line moves, the waiters
+    are served and the line is empty again."""
+    conf = ("ChatbotQueueSize 2\nChatbotBackend q %s max=1\n"
+            "<ChatbotBot qb>\n    ChatbotBotBackend q\n</ChatbotBot>\n" % fake.url)
+    a = server(httpd, redis, conf, "redis-queue-a")
+    b = server(httpd, redis, conf, "redis-queue-b")
+    conns = [Conn(h, cookie=new_cookie()) for h in (a, b, a, b)]
+    try:
+        convs = [c.launch(bot="qb") for c in conns]
+
+        def send(i, text):
+            conns[i].send_json({"type": "message", "content": text,
+                                "conversation_id": convs[i], "id": "m%d" % i})
+        send(0, "A [[fake tokens=20 delay_ms=60]]")
+        conns[0].wait(lambda m: m.get("type") == "stream", 15)
+        send(1, "B [[fake tokens=2]]")
+        conns[1].wait(lambda m: m.get("type") == "status" and m.get("state") == "queued" and
+                      m.get("position") == 1, 10)
+        send(2, "C [[fake tokens=2]]")
+        conns[2].wait(lambda m: m.get("type") == "status" and m.get("state") == "queued" and
+                      m.get("position") == 2, 10)
+        assert rcmd(redis, "ZCARD", "chatbot:bq:q") == "2"
+        t0 = time.time()
+        send(3, "D [[fake tokens=2]]")
+        d, _ = conns[3].wait(lambda m: m.get("type") in ("response", "error"), 10)
+        assert d["type"] == "error" and d["code"] == "queue_full", d
+        assert time.time() - t0 < 2
+        for i in range(3):
+            f, _ = conns[i].wait(lambda m: m.get("type") in ("response", "error"), 30)
+            assert f["type"] == "response", (i, f)
+        assert rcmd(redis, "ZCARD", "chatbot:bq:q") == "0"
+        assert wait_for(lambda: rcmd(redis, "ZCARD", "chatbot:bh:q") == "0", 5)
+    finally:
+        for c in conns:
+            c.close()
