@@ -167,7 +167,10 @@
     "  for _, id in ipairs(redis.call('ZRANGE', P..'all', 0, SCAN - 1)) do\n"            \
     "    if id ~= self then\n"                                                           \
     "      local v = redis.call('HMGET', ckey(id), 's', 'a', 'o', 'by')\n"               \
-    "      if v[1] == '0' and not (anon and v[2] == '1') and ok(v[3], v[2] == '0') "     \
+    "      if not v[1] then\n" /* a stale entry would count as a place taken */          \
+    "        redis.call('ZREM', P..'all', id)\n"                                         \
+    "        have = limit - used(res)\n"                                                 \
+    "      elseif v[1] == '0' and not (anon and v[2] == '1') and ok(v[3], v[2] == '0') " \
     "then\n"                                                                             \
     "        local pref = ((not anon and v[2] == '0') and 0 or 2) + (v[3] == o and 1 "   \
     "or 0)\n"                                                                            \

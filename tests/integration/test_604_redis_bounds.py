@@ -7,7 +7,8 @@ ChatbotMaxMessagesPerConversation drops the oldest messages, and
 ChatbotStoreTTL sweeps idle conversations (an empty one too, never one being
 generated) with every key they had. Deleting conversations leaves no
 per-identity trace behind. ChatbotQueueSize bounds the backend's waiting
-line for all hosts together. The per-identity quotas and the reserved share
+line for all hosts together. A stale entry in the index of
+conversations is removed rather than counted as a place taken. The per-identity quotas and the reserved share
 run on redis in test_536_store_quotas.py."""
 import os
 import re
@@ -293,3 +294,25 @@ def test_backend_queue_is_bounded_for_all_hosts(httpd, redis, fake):
     finally:
         for c in conns:
             c.close()
+
+
+def test_stale_index_entry_takes_no_place(httpd, redis):
+    """An id left in chatbot:all without its conversation (a write cut
+    half-way by an old bug, a hand edit) does not count as a place taken
+    for good: the next create that needs room removes it instead of
+    evicting a real conversation."""
+    s = server(httpd, redis, "ChatbotMaxConversations 8\n", "redis-stale")
+    me = Rest(s, cookie=new_cookie())
+    made = []
+    for i in range(7):
+        r = me.post("/api/session/create", {"title": "c%d" % i})
+        assert r.status_code == 201, r.text
+        made.append(r.json().get("conversation_id") or r.json()["session"]["conversation_id"])
+    rcmd(redis, "ZADD", "chatbot:all", "1", "00000000ffffffffffffffff")
+    assert rcmd(redis, "ZCARD", "chatbot:all") == "8"
+    r = me.post("/api/session/create", {"title": "c7"})
+    assert r.status_code == 201, r.text
+    ids = [x["conversation_id"] for x in me.get("/api/sessions").json()["sessions"]]
+    assert len(ids) == 8 and set(made) <= set(ids)
+    assert rcmd(redis, "ZSCORE", "chatbot:all", "00000000ffffffffffffffff") == ""
+    assert status_auto(s)["ChatbotEvictions"] == "0"
