@@ -96,6 +96,11 @@ int chatbot_turn_flush(chatbot_turn_priv_t *t, int all)
     if (!n || !st || t->stateless) {
         return 0;
     }
+    if (t->abort_code && !strcmp(t->abort_code, CHAT_ERR_STORE_UNAVAILABLE)) {
+        /* a write that timed out may still be run by a redis that was only
+         * slow or hung: sending the same text again would store it twice */
+        return -1;
+    }
     if (!all && p->has_answer && n < STORE_COALESCE_BYTES &&
         now - t->t_stored < STORE_COALESCE_MS &&
         strcmp(chat_store_provider_name(st), CHATBOT_STORE_DEFAULT) != 0) {

@@ -171,11 +171,20 @@ static redisContext *rs_connect(rs_store_t *rs, char *err, size_t errlen)
     return c;
 }
 
-/* An outage starts (logged once) or goes on; backoff doubles. */
+/* An outage starts (logged once) or goes on; backoff doubles. The idle
+ * connections go too (under rs->mu): they lead to the redis that just
+ * failed, and a redis that hangs (stopped, overloaded, a dead network
+ * path) would cost one full timeout per pooled connection before the
+ * backoff could answer at once - a turn makes a dozen calls. */
 static void note_down(rs_store_t *rs, const char *why)
 {
     apr_uint64_t now = chatbot_now_ms();
     int was_up = rs->stats.up;
+
+    while (rs->nidle) {
+        redisFree(rs->idle[--rs->nidle]);
+        rs->nconns--;
+    }
 
     rs->stats.up = 0;
     rs->stats.errors++;
@@ -449,6 +458,12 @@ static void *APR_THREAD_FUNC sub_main(apr_thread_t *thd, void *data)
             rs_flush_pending(rs);
             apr_atomic_inc32(&rs->epoch);
             news(rs);
+        }
+        /* generations this child could not end while redis was away: a
+         * redis that hung and came back never broke this connection, so
+         * they are not left to the resubscription */
+        if (*(volatile int *)&rs->npend && chatbot_now_ms() >= rs->retry_at_ms) {
+            rs_flush_pending(rs);
         }
         pfd.fd = c->fd;
         pfd.events = POLLIN;

@@ -153,6 +153,7 @@ int valid_id(const char *id);
 long long rint_(const redisReply *r);
 chat_status_t status_of(const redisReply *r);
 const chat_quota_t *quota_of(chat_store_t *st, const chat_owner_t *owner);
+long long rs_evictions(rs_store_t *rs, const redisReply *e);
 chat_status_t bucket(chat_store_t *st, const char *kind, const chat_owner_t *owner,
                      const chat_rate_t *rate, int take, int64_t *wait);
 #define RS_NFIELDS 13 /* a conversation's fields in a script's reply */

@@ -20,6 +20,8 @@
  *   P ub           hash   bytes stored per owner
  *   P bytes        string bytes stored in all
  *   P evictions    string conversations evicted (counter)
+ *   P an, P ab     string conversations and bytes of anonymous identities
+ *                         (the share reserved for authenticated ones)
  *   P rl:<o>       hash   the owner's message rate bucket (t micro-tokens, ts)
  *   P cr:<o>       hash   the owner's conversation creation bucket
  *   P ev           channel "c:<id>" conversation changed, "u:<o>" user's
@@ -41,9 +43,12 @@
     "end\n"                                                                              \
     "local function acct(o, id, d)\n"                                                    \
     "  if d ~= 0 then\n"                                                                 \
+    "    local v = redis.call('HGET', ckey(id), 'a')\n"                                  \
     "    redis.call('HINCRBY', ckey(id), 'by', d)\n"                                     \
-    "    redis.call('HINCRBY', P..'ub', o, d)\n"                                         \
+    "    if redis.call('HINCRBY', P..'ub', o, d) <= 0 then redis.call('HDEL', P..'ub', " \
+    "o) end\n"                                                                           \
     "    redis.call('INCRBY', P..'bytes', d)\n"                                          \
+    "    if v == '0' then redis.call('INCRBY', P..'ab', d) end\n"                        \
     "  end\n"                                                                            \
     "end\n"                                                                              \
     "local told = {}\n" /* one c:<id> per script: every child hears each one */          \
@@ -62,15 +67,22 @@
     "end\n"                                                                              \
     "local function del_conv(id)\n"                                                      \
     "  local c = ckey(id)\n"                                                             \
-    "  local o = redis.call('HGET', c, 'o')\n"                                           \
+    "  local v = redis.call('HMGET', c, 'o', 'by', 'a')\n"                               \
+    "  local o = v[1]\n"                                                                 \
     "  for _, e in ipairs(redis.call('LRANGE', mkey(id), 0, -1)) do\n"                   \
     "    local _, _, _, n = hdr(e)\n"                                                    \
     "    if n then redis.call('DEL', xkey(id, n)) end\n"                                 \
     "  end\n"                                                                            \
-    "  if o then\n"                                                                      \
-    "    local by = tonumber(redis.call('HGET', c, 'by') or '0')\n"                      \
-    "    redis.call('HINCRBY', P..'ub', o, -by)\n"                                       \
-    "    redis.call('INCRBY', P..'bytes', -by)\n"                                        \
+    "  if o then\n" /* 0 - by, not -by: -0 is sent as "-0", which HINCRBY refuses (an    \
+                     * empty conversation could not be deleted, evicted nor swept) */    \
+    "    local nby = 0 - tonumber(v[2] or '0')\n"                                        \
+    "    if redis.call('HINCRBY', P..'ub', o, nby) <= 0 then redis.call('HDEL', "        \
+    "P..'ub', o) end\n"                                                                  \
+    "    redis.call('INCRBY', P..'bytes', nby)\n"                                        \
+    "    if v[3] == '0' then\n"                                                          \
+    "      redis.call('INCRBY', P..'ab', nby)\n"                                         \
+    "      redis.call('DECR', P..'an')\n"                                                \
+    "    end\n"                                                                          \
     "    redis.call('ZREM', P..'u:'..o, id)\n"                                           \
     "    redis.call('PUBLISH', P..'ev', 'u:'..o)\n"                                      \
     "  end\n"                                                                            \
@@ -78,19 +90,27 @@
     "  redis.call('ZREM', P..'all', id)\n"                                               \
     "  redis.call('SREM', P..'gen', id)\n"                                               \
     "  redis.call('PUBLISH', P..'ev', 'c:'..id)\n"                                       \
-    "end\n" /* the least recently used idle conversation of zset z (not keep; an         \
-             * anonymous caller never evicts an authenticated identity's) */             \
-    "local function evict_one(z, keep, anon)\n"                                          \
+    "end\n"                                                                              \
+    "local EV = {}\n"                                                                    \
+    "local function evict(id, why)\n"                                                    \
+    "  local v = redis.call('HMGET', ckey(id), 'b', 'by')\n"                             \
+    "  table.insert(EV, string.format('%s (bot %s, %d messages, %d bytes) to make "      \
+    "room%s',\n"                                                                         \
+    "    id, v[1] or '', redis.call('LLEN', mkey(id)), tonumber(v[2] or '0'), why))\n"   \
+    "  del_conv(id)\n"                                                                   \
+    "  redis.call('INCR', P..'evictions')\n"                                             \
+    "end\n"                                                                              \
+    "local function evict_own(o, keep, why)\n"                                           \
+    "  local z = P..'u:'..o\n"                                                           \
     "  for _, id in ipairs(redis.call('ZRANGE', z, 0, 127)) do\n"                        \
     "    if id ~= keep then\n"                                                           \
-    "      local v = redis.call('HMGET', ckey(id), 's', 'a')\n"                          \
-    "      if not v[1] then\n"                                                           \
+    "      local s = redis.call('HGET', ckey(id), 's')\n"                                \
+    "      if not s then\n"                                                              \
     "        redis.call('ZREM', z, id)\n"                                                \
     "        redis.call('ZREM', P..'all', id)\n"                                         \
     "        return 1\n"                                                                 \
-    "      elseif v[1] == '0' and not (anon and v[2] == '1') then\n"                     \
-    "        del_conv(id)\n"                                                             \
-    "        redis.call('INCR', P..'evictions')\n"                                       \
+    "      elseif s == '0' then\n"                                                       \
+    "        evict(id, why)\n"                                                           \
     "        return 1\n"                                                                 \
     "      end\n"                                                                        \
     "    end\n"                                                                          \
@@ -105,6 +125,98 @@
     "  acct(o, id, -redis.call('STRLEN', k))\n"                                          \
     "  redis.call('DEL', k)\n"                                                           \
     "  return 1\n"                                                                       \
+    "end\n" /* room: makes need of res ('n' conversations, 'b' text bytes) free          \
+             * under limit for owner o (anon: an anonymous caller), never taking         \
+             * self, as the shm store does (chat_store_evict.c): the least recently      \
+             * used idle conversation of an identity that holds at least as much as      \
+             * o will after the request, else o's own; an anonymous caller never         \
+             * takes an authenticated identity's; an authenticated caller takes          \
+             * anonymous ones first, and any of them, whatever their size, while         \
+             * anonymous identities hold more than their share. The victims are          \
+             * looked for among the SCAN least recently used conversations and o's       \
+             * own; drop() frees o's own oldest message (at most droppable in all).      \
+             * If all of that cannot make room, nothing is touched. -> evicted,          \
+             * done */                                                                   \
+    "local SCAN = 1024\n"                                                                \
+    "local function usage(res, x)\n"                                                     \
+    "  if res == 'n' then return redis.call('ZCARD', P..'u:'..x) end\n"                  \
+    "  return tonumber(redis.call('HGET', P..'ub', x) or '0')\n"                         \
+    "end\n"                                                                              \
+    "local function used(res)\n"                                                         \
+    "  if res == 'n' then return redis.call('ZCARD', P..'all') end\n"                    \
+    "  return tonumber(redis.call('GET', P..'bytes') or '0')\n"                          \
+    "end\n"                                                                              \
+    "local function anon_over(res, limit, share)\n"                                      \
+    "  if share >= 100 then return false end\n"                                          \
+    "  local a = tonumber(redis.call('GET', P..(res == 'n' and 'an' or 'ab')) or '0')\n" \
+    "  return a * 100 > limit * share\n"                                                 \
+    "end\n"                                                                              \
+    "local function room(res, o, anon, self, need, limit, share, drop, droppable)\n"     \
+    "  local have = limit - used(res)\n"                                                 \
+    "  if have >= need then return 0, true end\n"                                        \
+    "  local want = usage(res, o) + need\n"                                              \
+    "  local reclaim = not anon and anon_over(res, limit, share)\n"                      \
+    "  local best = anon and 2 or 0\n"                                                   \
+    "  local cand, seen, use = {{}, {}, {}, {}}, {}, {}\n"                               \
+    "  local found, top = 0, 0\n"                                                        \
+    "  local function ok(vo, va)\n"                                                      \
+    "    if vo == o then return true end\n"                                              \
+    "    if use[vo] == nil then use[vo] = usage(res, vo) end\n"                          \
+    "    return use[vo] >= want or (reclaim and va)\n"                                   \
+    "  end\n"                                                                            \
+    "  for _, id in ipairs(redis.call('ZRANGE', P..'all', 0, SCAN - 1)) do\n"            \
+    "    if id ~= self then\n"                                                           \
+    "      local v = redis.call('HMGET', ckey(id), 's', 'a', 'o', 'by')\n"               \
+    "      if not v[1] then\n" /* a stale entry would count as a place taken */          \
+    "        redis.call('ZREM', P..'all', id)\n"                                         \
+    "        have = limit - used(res)\n"                                                 \
+    "      elseif v[1] == '0' and not (anon and v[2] == '1') and ok(v[3], v[2] == '0') " \
+    "then\n"                                                                             \
+    "        local pref = ((not anon and v[2] == '0') and 0 or 2) + (v[3] == o and 1 "   \
+    "or 0)\n"                                                                            \
+    "        local sz = res == 'n' and 1 or tonumber(v[4] or '0')\n"                     \
+    "        table.insert(cand[pref + 1], id)\n"                                         \
+    "        seen[id] = true\n"                                                          \
+    "        found = found + sz\n"                                                       \
+    "        if pref == best then\n"                                                     \
+    "          top = top + sz\n"                                                         \
+    "          if have + top >= need then break end\n"                                   \
+    "        end\n"                                                                      \
+    "      end\n"                                                                        \
+    "    end\n"                                                                          \
+    "  end\n"                                                                            \
+    "  for _, id in ipairs(redis.call('ZRANGE', P..'u:'..o, 0, SCAN - 1)) do\n"          \
+    "    if id ~= self and not seen[id] then\n"                                          \
+    "      local v = redis.call('HMGET', ckey(id), 's', 'by')\n"                         \
+    "      if v[1] == '0' then\n"                                                        \
+    "        table.insert(cand[4], id)\n"                                                \
+    "        found = found + (res == 'n' and 1 or tonumber(v[2] or '0'))\n"              \
+    "      end\n"                                                                        \
+    "    end\n"                                                                          \
+    "  end\n"                                                                            \
+    "  if have + found + droppable < need then return 0, false end\n"                    \
+    "  local ev = 0\n"                                                                   \
+    "  for p = 1, 4 do\n"                                                                \
+    "    for _, id in ipairs(cand[p]) do\n"                                              \
+    "      if have >= need then return ev, true end\n"                                   \
+    "      local v = redis.call('HMGET', ckey(id), 's', 'a', 'o')\n"                     \
+    "      if v[1] == '0' then\n"                                                        \
+    "        want = usage(res, o) + need\n"                                              \
+    "        reclaim = not anon and anon_over(res, limit, share)\n"                      \
+    "        use[v[3]] = nil\n"                                                          \
+    "        if ok(v[3], v[2] == '0') then\n"                                            \
+    "          evict(id, v[3] == o and \" (its owner's own)\" or '')\n"                  \
+    "          ev = ev + 1\n"                                                            \
+    "          have = limit - used(res)\n"                                               \
+    "        end\n"                                                                      \
+    "      end\n"                                                                        \
+    "    end\n"                                                                          \
+    "  end\n"                                                                            \
+    "  while have < need do\n"                                                           \
+    "    if drop() == 0 then return ev, false end\n"                                     \
+    "    have = limit - used(res)\n"                                                     \
+    "  end\n"                                                                            \
+    "  return ev, true\n"                                                                \
     "end\n" /* flags of the last message (answer: only an unfinished answer) */          \
     "local function last_flags(id, set, clear, answer)\n"                                \
     "  local last = redis.call('LINDEX', mkey(id), -1)\n"                                \
@@ -137,47 +249,58 @@
     "end\n"                                                                              \
     "local function owned(id, o)\n"                                                      \
     "  return redis.call('HGET', ckey(id), 'o') == o\n"                                  \
+    "end\n" /* what drop_oldest(o, id, keep) can free in all */                          \
+    "local function droppable(id, keep)\n"                                               \
+    "  local v = redis.call('HMGET', ckey(id), 'by', 'mt')\n"                            \
+    "  local d = tonumber(v[1] or '0') - #(v[2] or '')\n"                                \
+    "  if keep > 0 then\n"                                                               \
+    "    local last = redis.call('LINDEX', mkey(id), -1)\n"                              \
+    "    if last then\n"                                                                 \
+    "      local _, _, _, n = hdr(last)\n"                                               \
+    "      d = d - redis.call('STRLEN', xkey(id, n))\n"                                  \
+    "    end\n"                                                                          \
+    "  end\n"                                                                            \
+    "  return math.max(0, d)\n"                                                          \
     "end\n"
 
-/* do_create(o, auth, id, bot, title, now, uq, maxc): a new conversation,
- * with the owner's quota and the global limit (evicting the least recently
- * used) -> {status, evicted} */
+/* do_create(o, auth, id, bot, title, now, uq, maxc, share): a new
+ * conversation, with the owner's quota (its own least recently used goes)
+ * and the global limit (room()) -> {status, evicted: one log line each} */
 #define CREATE_FN                                                                        \
-    "local function do_create(o, auth, id, bot, title, now, uq, maxc)\n"                 \
+    "local function do_create(o, auth, id, bot, title, now, uq, maxc, share)\n"          \
     "local anon = auth == '0'\n"                                                         \
     "local uz = P..'u:'..o\n"                                                            \
-    "local ev = 0\n"                                                                     \
     "if uq > 0 then\n"                                                                   \
     "  while redis.call('ZCARD', uz) >= uq do\n"                                         \
-    "    if evict_one(uz, '', false) == 0 then return {-43, ev} end\n"                   \
-    "    ev = ev + 1\n"                                                                  \
+    "    if evict_own(o, '', ' (its owner reached the conversation quota)') == 0 then\n" \
+    "      return {-43, EV}\n"                                                           \
+    "    end\n"                                                                          \
     "  end\n"                                                                            \
     "end\n"                                                                              \
-    "while redis.call('ZCARD', P..'all') >= maxc do\n"                                   \
-    "  if evict_one(P..'all', '', anon) == 0 and evict_one(uz, '', false) == 0 then\n"   \
-    "    return {-41, ev}\n"                                                             \
-    "  end\n"                                                                            \
-    "  ev = ev + 1\n"                                                                    \
-    "end\n"                                                                              \
+    "local _, done = room('n', o, anon, '', 1, maxc, share, function() return 0 end, "   \
+    "0)\n"                                                                               \
+    "if not done then return {-41, EV} end\n"                                            \
     "redis.call('HMSET', ckey(id), 'o', o, 'a', auth, 'b', bot, 't', title,\n"           \
     "  'f', 0, 's', 0, 'q', 0, 'c', now, 'u', now, 'by', 0, 'sq', 1, 'g', '0',\n"        \
     "  'st', 0, 'gt', 0, 'k', 0, 'ln', 1)\n"                                             \
+    "if anon then redis.call('INCR', P..'an') end\n"                                     \
     "redis.call('ZADD', uz, now, id)\n"                                                  \
     "redis.call('ZADD', P..'all', now, id)\n"                                            \
     "redis.call('PUBLISH', P..'ev', 'c:'..id)\n"                                         \
-    "return {0, ev}\n"                                                                   \
+    "return {0, EV}\n"                                                                   \
     "end\n"
 
-/* ARGV: P owner auth id bot title now quota_convs max_convs */
+/* ARGV: P owner auth id bot title now quota_convs max_convs share */
 static const char lua_create[] = PRELUDE CREATE_FN
     "return do_create(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7],\n"
-    "  tonumber(ARGV[8]), tonumber(ARGV[9]))\n";
+    "  tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]))\n";
 
 /* The owner's conversation titled exactly title, or (create 1) a new one,
  * in one step (chat_store_conv_find_or_create): the first in this order -
  * neither stopped nor archived, stopped, archived, both - most recently
  * updated first within each.
  * ARGV: P owner auth id bot title now quota_convs max_convs flags create
+ *       share
  * -> {1 found | 0 created | 2 none (create 0) | status<0, evicted, id,
  *     fields..., nmsgs} */
 static const char lua_titled[] = PRELUDE CREATE_FN
@@ -195,7 +318,7 @@ static const char lua_titled[] = PRELUDE CREATE_FN
     "if not best then\n"
     "  if ARGV[11] ~= '1' then return {2, 0} end\n"
     "  local r = do_create(o, ARGV[3], ARGV[4], ARGV[5], title, ARGV[7],\n"
-    "                      tonumber(ARGV[8]), tonumber(ARGV[9]))\n"
+    "                      tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[12]))\n"
     "  if r[1] ~= 0 then return r end\n"
     "  best, st, ev = ARGV[4], 0, r[2]\n"
     "  if ARGV[10] ~= '0' then redis.call('HSET', ckey(best), 'f', ARGV[10]) end\n"
@@ -285,12 +408,13 @@ static const char lua_gen[] = PRELUDE
     "end\n"
     "return 0\n";
 
-/* do_append(op, o, id, role, flags, now, text, maxm, maxb, hist, uqb, anon):
- * append (op a) or extend (op e) a message, with the message, quota and
- * arena limits -> {status, evicted, index} */
+/* do_append(op, o, id, role, flags, now, text, maxm, maxb, hist, uqb, anon,
+ * share): append (op a) or extend (op e) a message, with the message,
+ * quota and arena limits (room()) -> {status, evicted: one log line each,
+ * index} */
 #define APPEND_FN                                                                        \
     "local function do_append(op, o, id, role, flags, now, text, maxm, maxb, hist,\n"    \
-    "                         uqb, anon)\n"                                              \
+    "                         uqb, anon, share)\n"                                       \
     "local c, m = ckey(id), mkey(id)\n"                                                  \
     "if redis.call('HGET', c, 'o') ~= o then return {-60, 0, 0} end\n"                   \
     "local len = #text\n"                                                                \
@@ -305,19 +429,17 @@ static const char lua_gen[] = PRELUDE
     "  if len > maxb then return {-40, 0, 0} end\n"                                      \
     "  while redis.call('LLEN', m) >= maxm do drop_oldest(o, id, 0) end\n"               \
     "end\n"                                                                              \
-    "local ev = 0\n"                                                                     \
     "if uqb > 0 and len > 0 then\n"                                                      \
-    "  if len > uqb then return {-43, ev, 0} end\n"                                      \
+    "  if len > uqb then return {-43, EV, 0} end\n"                                      \
     "  while tonumber(redis.call('HGET', P..'ub', o) or '0') + len > uqb do\n"           \
-    "    if evict_one(P..'u:'..o, id, false) == 1 then ev = ev + 1\n"                    \
-    "    elseif drop_oldest(o, id, keep) == 0 then return {-43, ev, 0} end\n"            \
+    "    if evict_own(o, id, ' (its owner reached the history quota)') == 0 and\n"       \
+    "       drop_oldest(o, id, keep) == 0 then return {-43, EV, 0} end\n"                \
     "  end\n"                                                                            \
     "end\n"                                                                              \
     "if hist > 0 and len > 0 then\n"                                                     \
-    "  while tonumber(redis.call('GET', P..'bytes') or '0') + len > hist do\n"           \
-    "    if evict_one(P..'all', id, anon) == 1 then ev = ev + 1\n"                       \
-    "    elseif drop_oldest(o, id, keep) == 0 then return {-41, ev, 0} end\n"            \
-    "  end\n"                                                                            \
+    "  local _, done = room('b', o, anon, id, len, hist, share,\n"                       \
+    "    function() return drop_oldest(o, id, keep) end, droppable(id, keep))\n"         \
+    "  if not done then return {-41, EV, 0} end\n"                                       \
     "end\n"                                                                              \
     "if op == 'a' then\n"                                                                \
     "  n = redis.call('HINCRBY', c, 'k', 1)\n"                                           \
@@ -333,15 +455,16 @@ static const char lua_gen[] = PRELUDE
     "else\n"                                                                             \
     "  changed(id, now)\n"                                                               \
     "end\n"                                                                              \
-    "return {0, ev, redis.call('LLEN', m) - 1}\n"                                        \
+    "return {0, EV, redis.call('LLEN', m) - 1}\n"                                        \
     "end\n"
 
 /* ARGV: P op(a|e) owner id role flags now text max_msgs max_msg_bytes
- *       history_bytes owner_quota_bytes auth -> {status, evicted, index} */
+ *       history_bytes owner_quota_bytes auth share -> {status, evicted,
+ *       index} */
 static const char lua_append[] = PRELUDE APPEND_FN
     "return do_append(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8],\n"
     "  tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]),\n"
-    "  ARGV[13] == '0')\n";
+    "  ARGV[13] == '0', tonumber(ARGV[14]))\n";
 
 /* Versions and branches (chat/versions.h): the parent of a message is kept
  * in the hash <P>pv:<id> (message number -> the parent's number, "0" for
@@ -439,7 +562,8 @@ static const char lua_append[] = PRELUDE APPEND_FN
  *   op f (finish): answer_set answer_clear err has_err err_flags (unused)
  *                  -> {status, evicted, 0}
  *   and ARGV[18] the caller's origin tag: the "u:<o>@<tag>" it publishes is
- *   not heard again by the child that sent it (it counted the change). */
+ *   not heard again by the child that sent it (it counted the change);
+ *   ARGV[19] the anonymous share (percent). */
 static const char lua_turn[] = PRELUDE APPEND_FN VPRELUDE
     "local op, o, id, tok, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]\n"
     "local maxm, maxb = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
@@ -457,7 +581,7 @@ static const char lua_turn[] = PRELUDE APPEND_FN VPRELUDE
     "  if ARGV[15] == '1' then\n"
     "    local pn = active_leaf(id)\n"
     "    local r = do_append('a', o, id, 1, ARGV[16], now, ARGV[14], maxm, maxb, hist,\n"
-    "                        uqb, anon)\n"
+    "                        uqb, anon, tonumber(ARGV[19]))\n"
     "    if r[1] == 0 then set_parent(id, pn) end\n"
     "    if r[1] ~= 0 then\n"
     "      gen_done(id)\n"
@@ -475,7 +599,7 @@ static const char lua_turn[] = PRELUDE APPEND_FN VPRELUDE
     "  if ARGV[15] == '1' then\n"
     "    local pn = active_leaf(id)\n"
     "    local r = do_append('a', o, id, 2, ARGV[16], now, ARGV[14], maxm, maxb, hist,\n"
-    "                        uqb, anon)\n"
+    "                        uqb, anon, tonumber(ARGV[19]))\n"
     "    if r[1] == 0 then set_parent(id, pn) end\n"
     "    ev = r[2]\n"
     "  end\n"
@@ -583,10 +707,12 @@ static const char lua_sweep[] = PRELUDE
     "end\n"
     "return {gone, rec}\n";
 
-/* ARGV: P owner id op(g|s) blob owner_quota_bytes -> {0, blob|false} | {code}
+/* ARGV: P owner id op(g|s) blob owner_quota_bytes history_bytes
+ * -> {0, blob|false} | {code}
  * s with an empty blob removes it. The blob's bytes count in the
- * conversation's and the owner's usage; a set over the owner's quota is
- * refused (-43) rather than evicting for it. */
+ * conversation's and the owner's usage and in the store's; a set over the
+ * owner's quota (-43) or over ChatbotHistorySize (-41) is refused rather
+ * than evicting for it. */
 static const char lua_meta[] =
     PRELUDE "local id = ARGV[3]\n"
             "if not owned(id, ARGV[2]) then return {-60} end\n"
@@ -599,6 +725,11 @@ static const char lua_meta[] =
             "   tonumber(redis.call('HGET', P..'ub', ARGV[2]) or '0') + d > q then\n"
             "  return {-43}\n"
             "end\n"
+            "local h = tonumber(ARGV[7] or '0')\n"
+            "if d > 0 and h > 0 and\n"
+            "   tonumber(redis.call('GET', P..'bytes') or '0') + d > h then\n"
+            "  return {-41}\n"
+            "end\n"
             "if #ARGV[5] > 0 then redis.call('HSET', c, 'mt', ARGV[5])\n"
             "else redis.call('HDEL', c, 'mt') end\n"
             "acct(ARGV[2], id, d)\n"
@@ -606,7 +737,7 @@ static const char lua_meta[] =
             "return {0}\n";
 /* ARGV: P owner id role flags now text max_msgs max_msg_bytes history_bytes
  *       owner_quota_bytes auth parent(-1 the active path's last, -2 none,
- *       else an index) max_versions -> {status, evicted, index}
+ *       else an index) max_versions share -> {status, evicted, index}
  * A new message under parent, the chosen version among its siblings (the
  * append of lua_append, with parents). */
 static const char lua_branch[] = PRELUDE VPRELUDE
@@ -616,6 +747,7 @@ static const char lua_branch[] = PRELUDE VPRELUDE
     "local hist, uqb = tonumber(ARGV[10]), tonumber(ARGV[11])\n"
     "local anon = ARGV[12] == '0'\n"
     "local mode, maxv = tonumber(ARGV[13]), tonumber(ARGV[14])\n"
+    "local share = tonumber(ARGV[15])\n"
     "local role, flags = ARGV[4], bit.band(tonumber(ARGV[5]), bit.bnot(ALT))\n"
     "local c, m = ckey(id), mkey(id)\n"
     "if redis.call('HGET', c, 'o') ~= o then return {-60, 0, 0} end\n"
@@ -647,19 +779,17 @@ static const char lua_branch[] = PRELUDE VPRELUDE
     "  return drop_oldest(o, id, 0)\n"
     "end\n"
     "while redis.call('LLEN', m) >= maxm do drop_v() end\n"
-    "local ev = 0\n"
     "if uqb > 0 and len > 0 then\n"
-    "  if len > uqb then return {-43, ev, 0} end\n"
+    "  if len > uqb then return {-43, EV, 0} end\n"
     "  while tonumber(redis.call('HGET', P..'ub', o) or '0') + len > uqb do\n"
-    "    if evict_one(P..'u:'..o, id, false) == 1 then ev = ev + 1\n"
-    "    elseif drop_v() == 0 then return {-43, ev, 0} end\n"
+    "    if evict_own(o, id, ' (its owner reached the history quota)') == 0 and\n"
+    "       drop_v() == 0 then return {-43, EV, 0} end\n"
     "  end\n"
     "end\n"
     "if hist > 0 and len > 0 then\n"
-    "  while tonumber(redis.call('GET', P..'bytes') or '0') + len > hist do\n"
-    "    if evict_one(P..'all', id, anon) == 1 then ev = ev + 1\n"
-    "    elseif drop_v() == 0 then return {-41, ev, 0} end\n"
-    "  end\n"
+    "  local _, done = room('b', o, anon, id, len, hist, share, drop_v, droppable(id, "
+    "0))\n"
+    "  if not done then return {-41, EV, 0} end\n"
     "end\n"
     /* linear: the leaf is the last message, gone only with all of them */
     "if lin then\n"
@@ -678,7 +808,7 @@ static const char lua_branch[] = PRELUDE VPRELUDE
     "  acct(o, id, len)\n"
     "end\n"
     "changed(id, now)\n"
-    "return {0, ev, redis.call('LLEN', m) - 1}\n";
+    "return {0, EV, redis.call('LLEN', m) - 1}\n";
 
 /* ARGV: P owner id index now -> status: message index becomes the chosen
  * version among its siblings. */

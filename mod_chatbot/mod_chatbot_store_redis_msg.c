@@ -46,6 +46,7 @@ static chat_status_t extend(chat_store_t *st, const chat_owner_t *owner, const c
     }
     arg_str(&a, "e");
     msg_args(st, &a, hex, owner, id, 0, 0, text, len, now_ms);
+    arg_u64(&a, RS(st)->policy.anon_share_pct);
     return rs_index_reply(RS(st), rs_run(st, RS_LUA_APPEND, &a), NULL);
 }
 
@@ -68,6 +69,7 @@ static chat_status_t branch(chat_store_t *st, const chat_owner_t *owner, const c
     msg_args(st, &a, hex, owner, id, role, flags, text, len, now_ms);
     arg_i64(&a, parent);
     arg_u64(&a, CHAT_MSG_MAX_VERSIONS);
+    arg_u64(&a, RS(st)->policy.anon_share_pct);
     return rs_index_reply(RS(st), rs_run(st, RS_LUA_BRANCH, &a), index_out);
 }
 

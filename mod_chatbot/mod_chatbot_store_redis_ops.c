@@ -214,6 +214,38 @@ static void publish_user(chat_store_t *st, const chat_owner_t *owner)
     }
 }
 
+/* The evictions a script reports (its reply's element): a count, or one
+ * line each (room() and evict() in the Lua prelude), logged as the shm
+ * store logs its own; counted in this host's ChatbotEvictions. */
+long long rs_evictions(rs_store_t *rs, const redisReply *e)
+{
+    long long n;
+    size_t i;
+
+    if (!e) {
+        return 0;
+    }
+    if (e->type != REDIS_REPLY_ARRAY) {
+        n = rint_(e);
+    }
+    else {
+        for (i = 0; i < e->elements; i++) {
+            const redisReply *x = e->element[i];
+            if (x->type == REDIS_REPLY_STRING) {
+                ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, ap_server_conf,
+                             APLOGNO(10968) "chatbot: chatbot store: evicted "
+                                            "conversation %.*s",
+                             (int)x->len, x->str);
+            }
+        }
+        n = (long long)e->elements;
+    }
+    if (n > 0) {
+        chat_metrics_gauge_add(rs->local, CHAT_G_EVICTIONS, n);
+    }
+    return n;
+}
+
 const chat_quota_t *quota_of(chat_store_t *st, const chat_owner_t *owner)
 {
     return owner->auth ? &RS(st)->policy.auth : &RS(st)->policy.anon;
@@ -343,10 +375,10 @@ static chat_status_t rs_conv_create(chat_store_t *st, const chat_owner_t *owner,
     arg_u64(&a, now_ms);
     arg_u64(&a, q->conversations);
     arg_u64(&a, RS(st)->layout.max_conversations);
+    arg_u64(&a, RS(st)->policy.anon_share_pct);
     r = rs_run(st, RS_LUA_CREATE, &a);
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-        rint_(r->element[1]) > 0) {
-        chat_metrics_gauge_add(RS(st)->local, CHAT_G_EVICTIONS, rint_(r->element[1]));
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+        rs_evictions(RS(st), r->element[1]);
     }
     if ((rc = rs_done(r)) == CHAT_OK && out) {
         memset(out, 0, sizeof(*out));
@@ -560,6 +592,7 @@ static chat_status_t rs_conv_meta_set(chat_store_t *st, const chat_owner_t *owne
     arg_str(&a, "s");
     arg_mem(&a, data ? data : "", len);
     arg_u64(&a, quota_of(st, owner)->history_bytes);
+    arg_u64(&a, RS(st)->layout.history_bytes);
     return rs_done(rs_run(st, RS_LUA_META, &a));
 }
 
@@ -648,8 +681,10 @@ static void rs_metrics_snapshot(chat_store_t *st, chat_metrics_snapshot_t *out)
 {
     rs_store_t *rs = RS(st);
     const char *a[6] = {"EVAL",
-                        "return {redis.call('ZCARD', ARGV[1]..'all'), "
-                        "tonumber(redis.call('GET', ARGV[1]..'bytes') or '0')}",
+                        "local function n(k) return math.max(0, tonumber("
+                        "redis.call('GET', ARGV[1]..k) or '0')) end "
+                        "return {redis.call('ZCARD', ARGV[1]..'all'), n('bytes'), "
+                        "n('an'), n('ab')}",
                         "0", RS_PREFIX};
     redisReply *r;
 
@@ -657,9 +692,11 @@ static void rs_metrics_snapshot(chat_store_t *st, chat_metrics_snapshot_t *out)
     out->max_conversations = rs->layout.max_conversations;
     out->arena_size = rs->layout.history_bytes;
     if ((r = rs_command(rs, 4, a, NULL))) {
-        if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 4) {
             out->conversations = (uint32_t)rint_(r->element[0]);
             out->arena_used = (uint64_t)rint_(r->element[1]);
+            out->anon_conversations = (uint32_t)rint_(r->element[2]);
+            out->anon_arena_used = (uint64_t)rint_(r->element[3]);
         }
         freeReplyObject(r);
     }

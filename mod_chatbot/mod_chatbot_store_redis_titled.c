@@ -40,6 +40,7 @@ static chat_status_t titled(chat_store_t *st, const chat_owner_t *owner, const c
     arg_u64(&a, rs->layout.max_conversations);
     arg_u64(&a, flags);
     arg_str(&a, create ? "1" : "0");
+    arg_u64(&a, rs->policy.anon_share_pct);
     if (!(r = rs_eval(rs, RS_LUA_TITLED, a.n, a.v, a.l))) {
         return CHAT_EUNAVAIL;
     }
@@ -48,9 +49,7 @@ static chat_status_t titled(chat_store_t *st, const chat_owner_t *owner, const c
         return CHAT_EINTERNAL;
     }
     status = rint_(r->element[0]);
-    if (rint_(r->element[1]) > 0) {
-        chat_metrics_gauge_add(rs->local, CHAT_G_EVICTIONS, rint_(r->element[1]));
-    }
+    rs_evictions(rs, r->element[1]);
     if (status == 2 || status < 0) {
         freeReplyObject(r);
         return status == 2 ? CHAT_ENOTFOUND : (chat_status_t)status;

@@ -42,9 +42,7 @@ chat_status_t rs_index_reply(rs_store_t *rs, redisReply *r, uint32_t *index_out)
     chat_status_t rc = status_of(r);
 
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
-        if (rint_(r->element[1]) > 0) {
-            chat_metrics_gauge_add(rs->local, CHAT_G_EVICTIONS, rint_(r->element[1]));
-        }
+        rs_evictions(rs, r->element[1]);
         if (rc == CHAT_OK && index_out) {
             *index_out = (uint32_t)rint_(r->element[2]);
         }
@@ -91,9 +89,15 @@ chat_status_t rs_turn_start(chat_store_t *st, const chat_owner_t *owner, const c
     arg_u64(&a, flags);
     arg_u64(&a, CHAT_CONV_STOPPED);
     arg_str(&a, rs->origin);
+    arg_u64(&a, rs->policy.anon_share_pct);
     rc = rs_index_reply(rs, rs_eval(rs, RS_LUA_TURN, a.n, a.v, a.l), index_out);
     if (rc == CHAT_OK) {
         local_user_news(rs, hex);
+    }
+    else if (rc == CHAT_EUNAVAIL) {
+        /* a redis that hung runs the script when it wakes up, after the
+         * caller has given up on the turn: end that generation then */
+        rs_gen_ended(rs, id, token, 1);
     }
     return rc;
 }
@@ -117,6 +121,7 @@ chat_status_t rs_turn_finish(chat_store_t *st, const chat_owner_t *owner, const 
     arg_u64(&a, CHAT_MSG_ERROR);
     arg_str(&a, "");
     arg_str(&a, rs->origin);
+    arg_u64(&a, rs->policy.anon_share_pct);
     rc = rs_index_reply(rs, rs_eval(rs, RS_LUA_TURN, a.n, a.v, a.l), NULL);
     rs_gen_ended(rs, id, token, rc == CHAT_EUNAVAIL);
     local_user_news(rs, hex);
@@ -152,11 +157,17 @@ static chat_status_t gen(chat_store_t *st, const char *op, const chat_owner_t *o
 chat_status_t rs_gen_begin(chat_store_t *st, const chat_owner_t *owner, const char *id,
                            uint64_t token, uint32_t state, uint64_t now_ms)
 {
+    chat_status_t rc;
+
     if (!owner || token == 0 ||
         (state != CHAT_CONV_QUEUED && state != CHAT_CONV_GENERATING)) {
         return token == 0 || !owner ? CHAT_EINVAL : CHAT_EINVAL;
     }
-    return gen(st, "b", owner, id, token, state, 0, now_ms);
+    rc = gen(st, "b", owner, id, token, state, 0, now_ms);
+    if (rc == CHAT_EUNAVAIL) {
+        rs_gen_ended(RS(st), id, token, 1); /* as in rs_turn_start */
+    }
+    return rc;
 }
 
 chat_status_t rs_gen_state(chat_store_t *st, const char *id, uint64_t token,

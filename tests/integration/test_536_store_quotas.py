@@ -5,6 +5,11 @@ asking, authenticated identities never evicted by anonymous ones, and the
 share of the store reserved for them. Written as an attacker would run it:
 a launch flood from one anonymous cookie, and from one authenticated user,
 against anonymous and authenticated victims.
+
+Every test runs on both stores: this host's shared memory and redis
+(ChatbotStore redis://, a redis-server of the test's own): the rules are
+the same, counted in whole 256-byte blocks by shm and in text bytes by
+redis (docs/storage.md).
 """
 import os
 import re
@@ -15,6 +20,7 @@ import pytest
 import requests
 
 from histutil import Conn, Rest, new_cookie, status_auto
+from redisutil import DOWN_LOG
 
 USERS = ("alice", "mallory")
 
@@ -30,6 +36,18 @@ def htpasswd():
                    capture_output=True)
     os.chmod(pw, 0o644)
     return pw
+
+
+@pytest.fixture(params=["shm", "redis"])
+def serve(request, httpd):
+    """serve(extra, name): an httpd whose store is shared memory, or redis
+    (skipped without redis-server)."""
+    if request.param == "shm":
+        return lambda extra, name: httpd(extra=extra, name=name)
+    redis = request.getfixturevalue("redis")
+    line = "ChatbotStore redis://127.0.0.1:%d/6\n" % redis.port
+    return lambda extra, name: httpd(extra=line + extra, name=name + "-redis",
+                                     allow_errors=DOWN_LOG)
 
 
 def config(pw, extra):
@@ -143,7 +161,7 @@ class Flooder:
 @pytest.mark.parametrize("limit", ["quota", "full-store"])
 @pytest.mark.parametrize("route", ["rest-launch", "rest-session-create", "ws-launch"])
 @pytest.mark.parametrize("flooder", ["anonymous", "authenticated"])
-def test_launch_flood_never_evicts_a_victim(httpd, htpasswd, flooder, route, limit):
+def test_launch_flood_never_evicts_a_victim(serve, htpasswd, flooder, route, limit):
     """Launches as fast as possible from one identity, through each route
     that creates conversations, in a store that holds far fewer
     conversations. With a conversation quota the flooder recycles its own
@@ -152,7 +170,7 @@ def test_launch_flood_never_evicts_a_victim(httpd, htpasswd, flooder, route, lim
     Either way the victims keep everything."""
     n = 1000 if route == "rest-launch" and limit == "quota" else 300
     quota = "conversations=40" if limit == "quota" else "conversations=off"
-    s = httpd(extra=config(htpasswd, "ChatbotMaxConversations 48\n"
+    s = serve(extra=config(htpasswd, "ChatbotMaxConversations 48\n"
                            "ChatbotQuota anonymous sessions=off %s\n"
                            "ChatbotQuota authenticated sessions=off %s\n" % (quota, quota)),
               name="flood")
@@ -177,12 +195,12 @@ def test_launch_flood_never_evicts_a_victim(httpd, htpasswd, flooder, route, lim
 
 
 @pytest.mark.parametrize("flooder", ["anonymous", "authenticated"])
-def test_history_flood_never_evicts_a_victim(httpd, htpasswd, flooder):
+def test_history_flood_never_evicts_a_victim(serve, htpasswd, flooder):
     """One identity writes large messages into conversation after
     conversation until the arena is full many times over (no history quota
     of its own to stop it): the store makes room from the flooder, who holds
     the most, never from the victims, who hold less."""
-    s = httpd(extra=config(htpasswd, "ChatbotHistorySize 64k\nChatbotMaxMessageBytes 16k\n"
+    s = serve(extra=config(htpasswd, "ChatbotHistorySize 64k\nChatbotMaxMessageBytes 16k\n"
                            "ChatbotMaxAnswerBytes 16k\n"
                            "ChatbotQuota anonymous sessions=off history=off\n"
                            "ChatbotQuota authenticated sessions=off history=off\n"),
@@ -211,10 +229,10 @@ def test_history_flood_never_evicts_a_victim(httpd, htpasswd, flooder):
     intact(made)
 
 
-def test_launch_flood_is_rate_limited_by_default(httpd, htpasswd):
+def test_launch_flood_is_rate_limited_by_default(serve, htpasswd):
     """With the default quotas a launch flood gets 429 after the burst, with
     Retry-After, and the victims keep everything."""
-    s = httpd(extra=config(htpasswd, "ChatbotMaxConversations 16\n"), name="floodrate")
+    s = serve(extra=config(htpasswd, "ChatbotMaxConversations 16\n"), name="floodrate")
     made = victims(s)
     attacker = Rest(s, cookie=new_cookie())
     codes = []
@@ -242,11 +260,11 @@ def test_launch_flood_is_rate_limited_by_default(httpd, htpasswd):
 
 
 @pytest.mark.parametrize("route", ["/api/bot/launch", "/api/chat/message"])
-def test_old_routes_over_the_session_quota_say_when_to_retry(httpd, htpasswd, route):
+def test_old_routes_over_the_session_quota_say_when_to_retry(serve, htpasswd, route):
     """The old controller's routes that make sessions (a launch, a message
     for a new bot_id) answer 429 over ChatbotQuota sessions= with
     retry_after_ms and Retry-After, as the other routes do."""
-    s = httpd(extra=config(htpasswd, "ChatbotQuota anonymous sessions=3/min\n"),
+    s = serve(extra=config(htpasswd, "ChatbotQuota anonymous sessions=3/min\n"),
               name="oldquota")
     me = Rest(s, cookie=new_cookie())
     codes = []
@@ -264,8 +282,8 @@ def test_old_routes_over_the_session_quota_say_when_to_retry(httpd, htpasswd, ro
     assert codes[:3] == [200] * 3 and 429 in codes[3:], codes
 
 
-def test_conversation_quota_recycles_the_identitys_own_oldest(httpd, htpasswd):
-    s = httpd(extra=config(htpasswd, "ChatbotQuota anonymous conversations=3 "
+def test_conversation_quota_recycles_the_identitys_own_oldest(serve, htpasswd):
+    s = serve(extra=config(htpasswd, "ChatbotQuota anonymous conversations=3 "
                            "sessions=off\n"), name="convquota")
     me = Rest(s, cookie=new_cookie())
     ids = [conv_id(launch(me, "c%d" % i)) for i in range(5)]
@@ -275,8 +293,8 @@ def test_conversation_quota_recycles_the_identitys_own_oldest(httpd, htpasswd):
     assert "conversation quota" in lines[0]
 
 
-def test_history_quota_gives_a_clear_error(httpd, htpasswd):
-    s = httpd(extra=config(htpasswd, "ChatbotQuota anonymous history=8k sessions=off\n"
+def test_history_quota_gives_a_clear_error(serve, htpasswd):
+    s = serve(extra=config(htpasswd, "ChatbotQuota anonymous history=8k sessions=off\n"
                            "ChatbotMaxMessageBytes 64k\n"), name="bytequota")
     me = Rest(s, cookie=new_cookie())
     conv = conv_id(launch(me, "big"))
@@ -297,8 +315,8 @@ def test_history_quota_gives_a_clear_error(httpd, htpasswd):
         c.close()
 
 
-def test_anonymous_never_evicts_authenticated(httpd, htpasswd):
-    s = httpd(extra=config(htpasswd, "ChatbotMaxConversations 8\n"
+def test_anonymous_never_evicts_authenticated(serve, htpasswd):
+    s = serve(extra=config(htpasswd, "ChatbotMaxConversations 8\n"
                            "ChatbotQuota authenticated sessions=off\n"
                            "ChatbotQuota anonymous sessions=off\n"), name="classes")
     alice = AuthRest(s, "alice")
@@ -310,11 +328,11 @@ def test_anonymous_never_evicts_authenticated(httpd, htpasswd):
     assert status_auto(s)["ChatbotEvictions"] == "0"
 
 
-def test_authenticated_take_back_their_reserved_share(httpd, htpasswd):
+def test_authenticated_take_back_their_reserved_share(serve, htpasswd):
     """Anonymous identities may fill free space; beyond their share (50% by
     default) an authenticated user takes it back, least recently used
     first, whatever their size."""
-    s = httpd(extra=config(htpasswd, "ChatbotMaxConversations 8\n"
+    s = serve(extra=config(htpasswd, "ChatbotMaxConversations 8\n"
                            "ChatbotQuota anonymous sessions=off\n"), name="share")
     anons = [Rest(s, cookie=new_cookie()) for _ in range(8)]
     first = [conv_id(launch(a, "anon")) for a in anons]
