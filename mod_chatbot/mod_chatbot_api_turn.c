@@ -279,7 +279,7 @@ static int run_turn(api_t *a, chatbot_bot_t *bot, const char *conv_id,
     chat_jw_kstr(&a->jw, "model",
                  result->stats.model[0] ? result->stats.model
                  : result->model[0]     ? result->model
-                                   : bot->model);
+                                        : bot->model);
     chat_jw_kstr(&a->jw, "done_reason",
                  result->stats.done_reason[0] ? result->stats.done_reason : NULL);
     chat_jw_kint(&a->jw, "tokens",
