@@ -224,6 +224,17 @@ def wait_logged(server, tags, timeout=10.0):
         time.sleep(0.1)
 
 
+def wait_for(pred, timeout=20.0, step=0.1):
+    """pred() until it is true or timeout passes; returns its last value."""
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
 def status_auto(server):
     r = requests.get(server.base + "/server-status?auto", timeout=10)
     out = {}

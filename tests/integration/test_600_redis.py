@@ -17,7 +17,7 @@ import pytest
 
 import conftest
 from conftest import APACHE, free_port
-from histutil import Conn, Rest, new_cookie, streams
+from histutil import Conn, Rest, new_cookie, streams, wait_for
 from redisutil import DOWN_LOG, REDIS, pair
 import serverroot
 
@@ -120,15 +120,6 @@ def test_rate_limit_counted_across_hosts(httpd, redis):
         ca.close()
         cb.close()
 
-
-def wait_for(pred, timeout=20.0, step=0.1):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
 
 
 def test_redis_down_then_back(httpd, redis):

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from histutil import Conn, Rest, new_cookie, status_auto
+from histutil import Conn, Rest, new_cookie, status_auto, wait_for
 from redisutil import DOWN_LOG, REDIS
 
 pytestmark = pytest.mark.skipif(not os.path.exists(REDIS),
@@ -31,15 +31,6 @@ TIMEOUT_MS = 400
 # far below what one timeout per pooled connection would cost.
 BOUND = 6 * TIMEOUT_MS / 1000.0 + 1.5
 
-
-def wait_for(pred, timeout=20.0, step=0.1):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
 
 
 def timed(fn, *a, **kw):

@@ -17,7 +17,7 @@ import time
 import pytest
 import requests
 
-from histutil import Conn, Rest, new_cookie, status_auto
+from histutil import Conn, Rest, new_cookie, status_auto, wait_for
 from redisutil import DOWN_LOG, REDIS
 
 pytestmark = pytest.mark.skipif(not os.path.exists(REDIS),
@@ -54,15 +54,6 @@ def metric(server, name):
     m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
     return int(m.group(1)) if m else None
 
-
-def wait_for(pred, timeout=20.0, step=0.2):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
 
 
 def test_full_conversation_table_evicts_from_whoever_holds_most(httpd, redis, fake):
