@@ -272,11 +272,35 @@ apr_uint32_t chatbot_ws_ip_conns(conn_rec *c, int delta);
 apr_uint32_t chatbot_ws_ip_answers(conn_rec *c, int delta);
 int chatbot_ws_max_answers_per_ip(chatbot_srv_conf *sc);
 
+/* ---- mod_chatbot_ws_counts.c ------------------------------------------------- */
+
+/* Whether this httpd can park connections (event MPM with WAITIO): as
+ * found at child init, and asked of the MPM now. */
+int chatbot_ws_mpm_can_park(void);
+int chatbot_ws_mpm_parks(void);
+/* prefork: one thread per child; ChatbotMaxWorkers then counts children
+ * across the server. */
+int chatbot_ws_mpm_one_thread(void);
+int chatbot_ws_max_workers(chatbot_srv_conf *sc);
+/* One entry per scoreboard slot, written by the child in that slot; a
+ * reader adds up the entries whose pid is the slot's live process, so a
+ * child that died leaves nothing behind. */
+typedef struct {
+    volatile apr_uint32_t pid;
+    volatile apr_uint32_t parked, active, waiting, blocking;
+} chatbot_ws_count_t;
+
+/* This child's entry (NULL before the scoreboard knows it). */
+chatbot_ws_count_t *chatbot_ws_my_count(void);
+/* A connection entered (delta 1) or left (-1) state st. */
+void chatbot_ws_count_state(chatbot_ws_state_t st, int delta);
+/* Connections holding a thread for their whole life, summed over the live
+ * children. */
+apr_uint32_t chatbot_ws_blocking_children(void);
+void chatbot_ws_counts_child_init(int max_workers);
+
 /* ---- mod_chatbot_ws_watch.c -------------------------------------------------- */
 
-/* Whether this httpd can park connections (event MPM with WAITIO). */
-int chatbot_ws_mpm_can_park(void);
-int chatbot_ws_max_workers(chatbot_srv_conf *sc);
 /* Registry of the child's open connections. */
 void chatbot_ws_reg_add(chatbot_wsc_t *w);
 /* State changes that the registry and the counters follow. */

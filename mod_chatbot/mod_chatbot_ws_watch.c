@@ -1,7 +1,8 @@
 /* mod_chatbot_ws_watch.c - the child's view of its WebSockets: the registry
- * of open connections, the worker budget (ChatbotMaxWorkers) and the queue
- * of turns waiting for it, the watcher thread, and the counters mod_status
- * and /metrics show.
+ * of open connections, the worker budget (ChatbotMaxWorkers, which REST
+ * turns share) and the queue of turns waiting for it, and the watcher
+ * thread. The counters mod_status and /metrics show are in
+ * mod_chatbot_ws_counts.c.
  *
  * The watcher wakes every WATCH_MS. A connection a thread runs is woken
  * (its poll returns) when its user's sessions change or the child stops.
@@ -56,226 +57,16 @@ static int nwaiting;
 static int slots_used;
 static int max_workers = 1;
 static int max_per_ip = 2;
-static int can_park;
 static int one_thread; /* prefork: max_workers counts children server-wide */
 static apr_thread_t *watcher;
 static volatile int watcher_exit;
-
-/* ---- counters shared with the other children ----------------------------------- */
-
-/* One entry per scoreboard slot, written by the child in that slot; a
- * reader adds up the entries whose pid is the slot's live process, so a
- * child that died leaves nothing behind. */
-typedef struct {
-    volatile apr_uint32_t pid;
-    volatile apr_uint32_t parked, active, waiting, blocking;
-} ws_count_t;
-
-static ws_count_t *counts;
-static int counts_n;
-static ws_count_t *mine;
-
-static ws_count_t *my_count(void)
-{
-    pid_t pid;
-    int i;
-
-    if (mine || !counts || !ap_scoreboard_image) {
-        return mine;
-    }
-    pid = getpid();
-    for (i = 0; i < counts_n; i++) {
-        if (ap_scoreboard_image->parent[i].pid == pid) {
-            mine = &counts[i];
-            if (mine->pid != (apr_uint32_t)pid) {
-                memset((void *)mine, 0, sizeof(*mine));
-                mine->pid = (apr_uint32_t)pid;
-            }
-            break;
-        }
-    }
-    return mine;
-}
-
-static void count_state(chatbot_ws_state_t st, int delta)
-{
-    ws_count_t *m = my_count();
-
-    if (!m) {
-        return;
-    }
-    if (st == WS_ST_PARKED) {
-        apr_atomic_add32(&m->parked, (apr_uint32_t)delta);
-    }
-    else if (st == WS_ST_ACTIVE) {
-        apr_atomic_add32(&m->active, (apr_uint32_t)delta);
-    }
-}
-
-void chatbot_ws_counts(chatbot_ws_counts_t *out)
-{
-    int i;
-
-    memset(out, 0, sizeof(*out));
-    out->workers_max = max_workers;
-    out->can_park = can_park;
-    if (!counts || !ap_scoreboard_image) {
-        return;
-    }
-    for (i = 0; i < counts_n; i++) {
-        apr_uint32_t pid = counts[i].pid;
-        if (!pid || (apr_uint32_t)ap_scoreboard_image->parent[i].pid != pid) {
-            continue;
-        }
-        out->parked += counts[i].parked;
-        out->active += counts[i].active;
-        out->waiting += counts[i].waiting;
-        out->blocking += counts[i].blocking;
-    }
-}
-
-/* ---- what this httpd can do ------------------------------------------------------- */
-
-int chatbot_ws_mpm_can_park(void)
-{
-    return can_park;
-}
-
-static int mpm_parks(void)
-{
-    int async = 0, waitio = 0;
-
-    if (ap_mpm_query(AP_MPMQ_IS_ASYNC, &async) != APR_SUCCESS) {
-        async = 0;
-    }
-#ifdef AP_MPMQ_CAN_WAITIO
-    if (!async || ap_mpm_query(AP_MPMQ_CAN_WAITIO, &waitio) != APR_SUCCESS) {
-        waitio = 0;
-    }
-#endif
-    return async && waitio;
-}
-
-/* A process-per-connection MPM (prefork): one thread per child, so a bound
- * per child means nothing; the bound counts children across the server. */
-static int mpm_one_thread(void)
-{
-    int threaded = 0;
-
-    if (ap_mpm_query(AP_MPMQ_IS_THREADED, &threaded) != APR_SUCCESS) {
-        return 0;
-    }
-    return threaded == AP_MPMQ_NOT_SUPPORTED;
-}
-
-int chatbot_ws_max_workers(chatbot_srv_conf *sc)
-{
-    int tpc = 0, daemons = 0;
-
-    if (sc->max_workers > 0) {
-        return sc->max_workers;
-    }
-    if (mpm_one_thread()) {
-        /* half of MaxRequestWorkers: the other processes stay for plain HTTP */
-        if (ap_mpm_query(AP_MPMQ_MAX_DAEMONS, &daemons) != APR_SUCCESS) {
-            daemons = 0;
-        }
-        return daemons / 2 > 1 ? daemons / 2 : 1;
-    }
-    /* half of a child's threads: the other half stays for plain HTTP */
-    if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &tpc) != APR_SUCCESS) {
-        tpc = 0;
-    }
-    return tpc / 2 > 1 ? tpc / 2 : 1;
-}
-
-/* Under prefork: children holding a WebSocket, across the server. */
-static apr_uint32_t blocking_children(void)
-{
-    apr_uint32_t n = 0;
-    int i;
-
-    if (!counts || !ap_scoreboard_image) {
-        return 0;
-    }
-    for (i = 0; i < counts_n; i++) {
-        apr_uint32_t pid = counts[i].pid;
-        if (pid && (apr_uint32_t)ap_scoreboard_image->parent[i].pid == pid) {
-            n += counts[i].blocking;
-        }
-    }
-    return n;
-}
-
-apr_status_t chatbot_ws_post_config(apr_pool_t *pconf, server_rec *s)
-{
-    chatbot_srv_conf *sc = chatbot_srv(s);
-    apr_pool_t *pp = s->process->pool;
-    apr_shm_t *shm = NULL;
-    const char *mpm = ap_show_mpm();
-    void *data = NULL;
-    int n = 0;
-
-    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
-        return APR_SUCCESS;
-    }
-    if (ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &n) != APR_SUCCESS || n < 1) {
-        n = 1;
-    }
-    apr_pool_userdata_get(&data, "chatbot-ws-counts", pp);
-    if (data) {
-        shm = data;
-    }
-    else if (apr_shm_create(&shm, (apr_size_t)n * sizeof(ws_count_t), NULL, pp) ==
-             APR_SUCCESS) {
-        memset(apr_shm_baseaddr_get(shm), 0, apr_shm_size_get(shm));
-        apr_pool_userdata_set(shm, "chatbot-ws-counts", apr_pool_cleanup_null, pp);
-    }
-    else {
-        shm = NULL;
-        ap_log_error(
-            APLOG_MARK, APLOG_WARNING, 0, s,
-            APLOGNO(10953) "chatbot: no shared memory for the connection counters; "
-                           "mod_status and /metrics will not show parked connections");
-    }
-    if (shm) {
-        counts = apr_shm_baseaddr_get(shm);
-        counts_n = (int)(apr_shm_size_get(shm) / sizeof(ws_count_t));
-    }
-    /* One line per httpd start: how WebSockets use threads here. */
-    apr_pool_userdata_get(&data, "chatbot-ws-told", pp);
-    if (!data) {
-        apr_pool_userdata_set((void *)1, "chatbot-ws-told", apr_pool_cleanup_null, pp);
-        if (mpm_parks()) {
-            ap_log_error(
-                APLOG_MARK, APLOG_NOTICE, 0, s,
-                APLOGNO(10954) "chatbot: idle WebSockets are parked in the %s MPM and "
-                               "hold no "
-                               "thread; answers being streamed hold at most %d worker "
-                               "thread(s) per child (ChatbotMaxWorkers)",
-                mpm ? mpm : "?", chatbot_ws_max_workers(sc));
-        }
-        else {
-            ap_log_error(
-                APLOG_MARK, APLOG_NOTICE, 0, s,
-                APLOGNO(
-                    10955) "chatbot: the %s MPM of this httpd cannot park connections "
-                           "(that needs the event MPM of httpd 2.4.63 or later): every "
-                           "open WebSocket holds a worker thread for its whole life, at "
-                           "most %d %s (ChatbotMaxWorkers); see docs/websocket.md",
-                mpm ? mpm : "?", chatbot_ws_max_workers(sc),
-                mpm_one_thread() ? "child processes at once, server-wide" : "per child");
-        }
-    }
-    return APR_SUCCESS;
-}
 
 /* ---- registry ------------------------------------------------------------------------
  */
 
 static void wait_unlink(chatbot_wsc_t *w)
 {
-    ws_count_t *m;
+    chatbot_ws_count_t *m;
 
     if (!w->waiting) {
         return;
@@ -295,14 +86,14 @@ static void wait_unlink(chatbot_wsc_t *w)
     w->wait_prev = w->wait_next = NULL;
     w->waiting = 0;
     nwaiting--;
-    if ((m = my_count())) {
+    if ((m = chatbot_ws_my_count())) {
         apr_atomic_dec32(&m->waiting);
     }
 }
 
 static void slot_release_locked(chatbot_wsc_t *w)
 {
-    ws_count_t *m;
+    chatbot_ws_count_t *m;
 
     if (!w->slot) {
         return;
@@ -316,7 +107,7 @@ static void slot_release_locked(chatbot_wsc_t *w)
     }
     if (w->life_slot) {
         w->life_slot = 0;
-        if ((m = my_count())) {
+        if ((m = chatbot_ws_my_count())) {
             apr_atomic_dec32(&m->blocking);
         }
     }
@@ -345,7 +136,7 @@ static apr_status_t reg_remove(void *data)
     w->reg_prev = w->reg_next = NULL;
     wait_unlink(w);
     slot_release_locked(w);
-    count_state(w->state, -1);
+    chatbot_ws_count_state(w->state, -1);
     w->state = WS_ST_DONE;
     w->eng = NULL;
     apr_thread_mutex_unlock(reg_mutex);
@@ -385,8 +176,8 @@ void chatbot_ws_reg_state(chatbot_wsc_t *w, chatbot_ws_state_t from,
     while (w->borrowed) {
         apr_thread_cond_wait(reg_cond, reg_mutex);
     }
-    count_state(from, -1);
-    count_state(to, 1);
+    chatbot_ws_count_state(from, -1);
+    chatbot_ws_count_state(to, 1);
     w->state = to;
     if (from == WS_ST_PARKED) {
         w->news = 0; /* awake, it looks for itself */
@@ -429,7 +220,7 @@ void chatbot_ws_reg_engine(chatbot_wsc_t *w, chatbot_engine_t *e)
 int chatbot_ws_slot_take(chatbot_wsc_t *w)
 {
     int ok = 0;
-    ws_count_t *m;
+    chatbot_ws_count_t *m;
 
     if (w->slot) {
         return 1;
@@ -441,12 +232,13 @@ int chatbot_ws_slot_take(chatbot_wsc_t *w)
         slots_used++;
         w->slot = 1;
         ok = 1;
-        if (!w->can_park && (m = my_count())) {
+        if (!w->can_park && (m = chatbot_ws_my_count())) {
             apr_atomic_inc32(&m->blocking);
             /* prefork: count first, then look, so that two children racing
              * for the last place both see each other (both may refuse;
              * neither goes over) */
-            if (one_thread && blocking_children() > (apr_uint32_t)max_workers) {
+            if (one_thread &&
+                chatbot_ws_blocking_children() > (apr_uint32_t)max_workers) {
                 apr_atomic_dec32(&m->blocking);
                 slots_used--;
                 w->slot = 0;
@@ -463,14 +255,14 @@ int chatbot_ws_slot_take(chatbot_wsc_t *w)
 static apr_status_t request_slot_release(void *data)
 {
     conn_rec *c = data;
-    ws_count_t *m;
+    chatbot_ws_count_t *m;
 
     chatbot_ws_ip_answers(c, -1);
     if (reg_mutex) {
         apr_thread_mutex_lock(reg_mutex);
     }
     slots_used--;
-    if (one_thread && (m = my_count())) {
+    if (one_thread && (m = chatbot_ws_my_count())) {
         apr_atomic_dec32(&m->blocking);
     }
     if (wait_head && watch_cond) {
@@ -487,7 +279,7 @@ static apr_status_t request_slot_release(void *data)
 int chatbot_workers_take_request(request_rec *r)
 {
     conn_rec *c = r->connection;
-    ws_count_t *m;
+    chatbot_ws_count_t *m;
     int ok = 0;
 
     /* count first, then look: two requests racing for the last place
@@ -506,9 +298,9 @@ int chatbot_workers_take_request(request_rec *r)
     if (max_workers - slots_used > nwaiting) {
         slots_used++;
         ok = 1;
-        if (one_thread && (m = my_count())) {
+        if (one_thread && (m = chatbot_ws_my_count())) {
             apr_atomic_inc32(&m->blocking);
-            if (blocking_children() > (apr_uint32_t)max_workers) {
+            if (chatbot_ws_blocking_children() > (apr_uint32_t)max_workers) {
                 apr_atomic_dec32(&m->blocking);
                 slots_used--;
                 ok = 0;
@@ -567,7 +359,7 @@ void chatbot_ws_poke(void)
 int chatbot_ws_wait_add(chatbot_wsc_t *w)
 {
     chatbot_wsc_t *ahead;
-    ws_count_t *m;
+    chatbot_ws_count_t *m;
     int pos = 1;
 
     if (!reg_mutex) {
@@ -587,7 +379,7 @@ int chatbot_ws_wait_add(chatbot_wsc_t *w)
         w->waiting = 1;
         w->kicked_at = 0;
         nwaiting++;
-        if ((m = my_count())) {
+        if ((m = chatbot_ws_my_count())) {
             apr_atomic_inc32(&m->waiting);
         }
     }
@@ -826,10 +618,9 @@ void chatbot_ws_child_init(apr_pool_t *p, server_rec *s)
 {
     chatbot_srv_conf *sc = chatbot_srv(s);
 
-    mine = NULL;
-    can_park = mpm_parks();
-    one_thread = mpm_one_thread();
+    one_thread = chatbot_ws_mpm_one_thread();
     max_workers = chatbot_ws_max_workers(sc);
+    chatbot_ws_counts_child_init(max_workers);
     max_per_ip = chatbot_ws_max_answers_per_ip(sc);
     chatbot_ws_handshake_child_init(p);
     if (apr_thread_mutex_create(&reg_mutex, APR_THREAD_MUTEX_DEFAULT, p) != APR_SUCCESS ||

@@ -1,0 +1,240 @@
+/* mod_chatbot_store_redis_lua.h - PRELUDE: the Lua helpers every redis
+ * store script begins with (key names, record fields, the LRU and byte
+ * accounting, and room(): whom a full store may evict). Included only by
+ * mod_chatbot_store_redis_lua.c, whose header comment lists the keys.
+ */
+#ifndef MOD_CHATBOT_STORE_REDIS_LUA_H
+#define MOD_CHATBOT_STORE_REDIS_LUA_H
+
+#define PRELUDE                                                                          \
+    "local P = ARGV[1]\n"                                                                \
+    "local function ckey(id) return P..'c:'..id end\n"                                   \
+    "local function mkey(id) return P..'m:'..id end\n"                                   \
+    "local function xkey(id, n) return P..'x:'..id..':'..n end\n"                        \
+    "local function hdr(e)\n"                                                            \
+    "  local r, f, ts, n = string.match(e, '^(%d+):(%d+):(%d+):(%d+)$')\n"               \
+    "  return r, tonumber(f), ts, n\n"                                                   \
+    "end\n"                                                                              \
+    "local function acct(o, id, d)\n"                                                    \
+    "  if d ~= 0 then\n"                                                                 \
+    "    local v = redis.call('HGET', ckey(id), 'a')\n"                                  \
+    "    redis.call('HINCRBY', ckey(id), 'by', d)\n"                                     \
+    "    if redis.call('HINCRBY', P..'ub', o, d) <= 0 then redis.call('HDEL', P..'ub', " \
+    "o) end\n"                                                                           \
+    "    redis.call('INCRBY', P..'bytes', d)\n"                                          \
+    "    if v == '0' then redis.call('INCRBY', P..'ab', d) end\n"                        \
+    "  end\n"                                                                            \
+    "end\n"                                                                              \
+    "local told = {}\n" /* one c:<id> per script: every child hears each one */          \
+    "local function changed(id, now)\n"                                                  \
+    "  redis.call('HINCRBY', ckey(id), 'sq', 1)\n"                                       \
+    "  if now then\n"                                                                    \
+    "    local o = redis.call('HGET', ckey(id), 'o')\n"                                  \
+    "    redis.call('HSET', ckey(id), 'u', now)\n"                                       \
+    "    redis.call('ZADD', P..'u:'..o, now, id)\n"                                      \
+    "    redis.call('ZADD', P..'all', now, id)\n"                                        \
+    "  end\n"                                                                            \
+    "  if not told[id] then\n"                                                           \
+    "    told[id] = true\n"                                                              \
+    "    redis.call('PUBLISH', P..'ev', 'c:'..id)\n"                                     \
+    "  end\n"                                                                            \
+    "end\n"                                                                              \
+    "local function del_conv(id)\n"                                                      \
+    "  local c = ckey(id)\n"                                                             \
+    "  local v = redis.call('HMGET', c, 'o', 'by', 'a')\n"                               \
+    "  local o = v[1]\n"                                                                 \
+    "  for _, e in ipairs(redis.call('LRANGE', mkey(id), 0, -1)) do\n"                   \
+    "    local _, _, _, n = hdr(e)\n"                                                    \
+    "    if n then redis.call('DEL', xkey(id, n)) end\n"                                 \
+    "  end\n"                                                                            \
+    "  if o then\n" /* 0 - by, not -by: -0 is sent as "-0", which HINCRBY refuses (an    \
+                     * empty conversation could not be deleted, evicted nor swept) */    \
+    "    local nby = 0 - tonumber(v[2] or '0')\n"                                        \
+    "    if redis.call('HINCRBY', P..'ub', o, nby) <= 0 then redis.call('HDEL', "        \
+    "P..'ub', o) end\n"                                                                  \
+    "    redis.call('INCRBY', P..'bytes', nby)\n"                                        \
+    "    if v[3] == '0' then\n"                                                          \
+    "      redis.call('INCRBY', P..'ab', nby)\n"                                         \
+    "      redis.call('DECR', P..'an')\n"                                                \
+    "    end\n"                                                                          \
+    "    redis.call('ZREM', P..'u:'..o, id)\n"                                           \
+    "    redis.call('PUBLISH', P..'ev', 'u:'..o)\n"                                      \
+    "  end\n"                                                                            \
+    "  redis.call('DEL', c, mkey(id), P..'pv:'..id)\n"                                   \
+    "  redis.call('ZREM', P..'all', id)\n"                                               \
+    "  redis.call('SREM', P..'gen', id)\n"                                               \
+    "  redis.call('PUBLISH', P..'ev', 'c:'..id)\n"                                       \
+    "end\n"                                                                              \
+    "local EV = {}\n"                                                                    \
+    "local function evict(id, why)\n"                                                    \
+    "  local v = redis.call('HMGET', ckey(id), 'b', 'by')\n"                             \
+    "  table.insert(EV, string.format('%s (bot %s, %d messages, %d bytes) to make "      \
+    "room%s',\n"                                                                         \
+    "    id, v[1] or '', redis.call('LLEN', mkey(id)), tonumber(v[2] or '0'), why))\n"   \
+    "  del_conv(id)\n"                                                                   \
+    "  redis.call('INCR', P..'evictions')\n"                                             \
+    "end\n"                                                                              \
+    "local function evict_own(o, keep, why)\n"                                           \
+    "  local z = P..'u:'..o\n"                                                           \
+    "  for _, id in ipairs(redis.call('ZRANGE', z, 0, 127)) do\n"                        \
+    "    if id ~= keep then\n"                                                           \
+    "      local s = redis.call('HGET', ckey(id), 's')\n"                                \
+    "      if not s then\n"                                                              \
+    "        redis.call('ZREM', z, id)\n"                                                \
+    "        redis.call('ZREM', P..'all', id)\n"                                         \
+    "        return 1\n"                                                                 \
+    "      elseif s == '0' then\n"                                                       \
+    "        evict(id, why)\n"                                                           \
+    "        return 1\n"                                                                 \
+    "      end\n"                                                                        \
+    "    end\n"                                                                          \
+    "  end\n"                                                                            \
+    "  return 0\n"                                                                       \
+    "end\n"                                                                              \
+    "local function drop_oldest(o, id, keep)\n"                                          \
+    "  local m = mkey(id)\n"                                                             \
+    "  if redis.call('LLEN', m) <= keep then return 0 end\n"                             \
+    "  local _, _, _, n = hdr(redis.call('LPOP', m))\n"                                  \
+    "  local k = xkey(id, n)\n"                                                          \
+    "  acct(o, id, -redis.call('STRLEN', k))\n"                                          \
+    "  redis.call('DEL', k)\n"                                                           \
+    "  return 1\n"                                                                       \
+    "end\n" /* room: makes need of res ('n' conversations, 'b' text bytes) free          \
+             * under limit for owner o (anon: an anonymous caller), never taking         \
+             * self, as the shm store does (chat_store_evict.c): the least recently      \
+             * used idle conversation of an identity that holds at least as much as      \
+             * o will after the request, else o's own; an anonymous caller never         \
+             * takes an authenticated identity's; an authenticated caller takes          \
+             * anonymous ones first, and any of them, whatever their size, while         \
+             * anonymous identities hold more than their share. The victims are          \
+             * looked for among the SCAN least recently used conversations and o's       \
+             * own; drop() frees o's own oldest message (at most droppable in all).      \
+             * If all of that cannot make room, nothing is touched. -> evicted,          \
+             * done */                                                                   \
+    "local SCAN = 1024\n"                                                                \
+    "local function usage(res, x)\n"                                                     \
+    "  if res == 'n' then return redis.call('ZCARD', P..'u:'..x) end\n"                  \
+    "  return tonumber(redis.call('HGET', P..'ub', x) or '0')\n"                         \
+    "end\n"                                                                              \
+    "local function used(res)\n"                                                         \
+    "  if res == 'n' then return redis.call('ZCARD', P..'all') end\n"                    \
+    "  return tonumber(redis.call('GET', P..'bytes') or '0')\n"                          \
+    "end\n"                                                                              \
+    "local function anon_over(res, limit, share)\n"                                      \
+    "  if share >= 100 then return false end\n"                                          \
+    "  local a = tonumber(redis.call('GET', P..(res == 'n' and 'an' or 'ab')) or '0')\n" \
+    "  return a * 100 > limit * share\n"                                                 \
+    "end\n"                                                                              \
+    "local function room(res, o, anon, self, need, limit, share, drop, droppable)\n"     \
+    "  local have = limit - used(res)\n"                                                 \
+    "  if have >= need then return 0, true end\n"                                        \
+    "  local want = usage(res, o) + need\n"                                              \
+    "  local reclaim = not anon and anon_over(res, limit, share)\n"                      \
+    "  local best = anon and 2 or 0\n"                                                   \
+    "  local cand, seen, use = {{}, {}, {}, {}}, {}, {}\n"                               \
+    "  local found, top = 0, 0\n"                                                        \
+    "  local function ok(vo, va)\n"                                                      \
+    "    if vo == o then return true end\n"                                              \
+    "    if use[vo] == nil then use[vo] = usage(res, vo) end\n"                          \
+    "    return use[vo] >= want or (reclaim and va)\n"                                   \
+    "  end\n"                                                                            \
+    "  for _, id in ipairs(redis.call('ZRANGE', P..'all', 0, SCAN - 1)) do\n"            \
+    "    if id ~= self then\n"                                                           \
+    "      local v = redis.call('HMGET', ckey(id), 's', 'a', 'o', 'by')\n"               \
+    "      if not v[1] then\n" /* a stale entry would count as a place taken */          \
+    "        redis.call('ZREM', P..'all', id)\n"                                         \
+    "        have = limit - used(res)\n"                                                 \
+    "      elseif v[1] == '0' and not (anon and v[2] == '1') and ok(v[3], v[2] == '0') " \
+    "then\n"                                                                             \
+    "        local pref = ((not anon and v[2] == '0') and 0 or 2) + (v[3] == o and 1 "   \
+    "or 0)\n"                                                                            \
+    "        local sz = res == 'n' and 1 or tonumber(v[4] or '0')\n"                     \
+    "        table.insert(cand[pref + 1], id)\n"                                         \
+    "        seen[id] = true\n"                                                          \
+    "        found = found + sz\n"                                                       \
+    "        if pref == best then\n"                                                     \
+    "          top = top + sz\n"                                                         \
+    "          if have + top >= need then break end\n"                                   \
+    "        end\n"                                                                      \
+    "      end\n"                                                                        \
+    "    end\n"                                                                          \
+    "  end\n"                                                                            \
+    "  for _, id in ipairs(redis.call('ZRANGE', P..'u:'..o, 0, SCAN - 1)) do\n"          \
+    "    if id ~= self and not seen[id] then\n"                                          \
+    "      local v = redis.call('HMGET', ckey(id), 's', 'by')\n"                         \
+    "      if v[1] == '0' then\n"                                                        \
+    "        table.insert(cand[4], id)\n"                                                \
+    "        found = found + (res == 'n' and 1 or tonumber(v[2] or '0'))\n"              \
+    "      end\n"                                                                        \
+    "    end\n"                                                                          \
+    "  end\n"                                                                            \
+    "  if have + found + droppable < need then return 0, false end\n"                    \
+    "  local ev = 0\n"                                                                   \
+    "  for p = 1, 4 do\n"                                                                \
+    "    for _, id in ipairs(cand[p]) do\n"                                              \
+    "      if have >= need then return ev, true end\n"                                   \
+    "      local v = redis.call('HMGET', ckey(id), 's', 'a', 'o')\n"                     \
+    "      if v[1] == '0' then\n"                                                        \
+    "        want = usage(res, o) + need\n"                                              \
+    "        reclaim = not anon and anon_over(res, limit, share)\n"                      \
+    "        use[v[3]] = nil\n"                                                          \
+    "        if ok(v[3], v[2] == '0') then\n"                                            \
+    "          evict(id, v[3] == o and \" (its owner's own)\" or '')\n"                  \
+    "          ev = ev + 1\n"                                                            \
+    "          have = limit - used(res)\n"                                               \
+    "        end\n"                                                                      \
+    "      end\n"                                                                        \
+    "    end\n"                                                                          \
+    "  end\n"                                                                            \
+    "  while have < need do\n"                                                           \
+    "    if drop() == 0 then return ev, false end\n"                                     \
+    "    have = limit - used(res)\n"                                                     \
+    "  end\n"                                                                            \
+    "  return ev, true\n"                                                                \
+    "end\n" /* flags of the last message (answer: only an unfinished answer) */          \
+    "local function last_flags(id, set, clear, answer)\n"                                \
+    "  local last = redis.call('LINDEX', mkey(id), -1)\n"                                \
+    "  if not last then return false end\n"                                              \
+    "  local r, f, ts, n = hdr(last)\n"                                                  \
+    "  if answer and (r ~= '2' or bit.band(f, 1) ~= 0) then return true end\n"           \
+    "  f = bit.band(bit.bor(f, set), bit.bnot(clear))\n"                                 \
+    "  redis.call('LSET', mkey(id), -1, r..':'..f..':'..ts..':'..n)\n"                   \
+    "  return true\n"                                                                    \
+    "end\n"                                                                              \
+    "local function gen_done(id)\n"                                                      \
+    "  redis.call('HMSET', ckey(id), 's', 0, 'g', '0', 'q', 0, 'st', 0)\n"               \
+    "  redis.call('SREM', P..'gen', id)\n"                                               \
+    "end\n"                                                                              \
+    "local F = {'b','t','f','s','q','c','u','by','sq','g','st'}\n"                       \
+    "local function model_of(mt)\n" /* chat_settings_parse's model line */               \
+    "  local m = ''\n"                                                                   \
+    "  for ln in string.gmatch(mt or '', '([^\\n]*)\\n') do\n"                           \
+    "    if string.sub(ln, 1, 7) == 'system=' then break end\n"                          \
+    "    if string.sub(ln, 1, 6) == 'model=' then m = string.sub(ln, 7) end\n"           \
+    "  end\n"                                                                            \
+    "  return m\n"                                                                       \
+    "end\n"                                                                              \
+    "local function info(id)\n"                                                          \
+    "  local v = redis.call('HMGET', ckey(id), unpack(F))\n"                             \
+    "  if not v[1] then return nil end\n"                                                \
+    "  table.insert(v, redis.call('LLEN', mkey(id)))\n"                                  \
+    "  table.insert(v, model_of(redis.call('HGET', ckey(id), 'mt')))\n"                  \
+    "  return v\n"                                                                       \
+    "end\n"                                                                              \
+    "local function owned(id, o)\n"                                                      \
+    "  return redis.call('HGET', ckey(id), 'o') == o\n"                                  \
+    "end\n" /* what drop_oldest(o, id, keep) can free in all */                          \
+    "local function droppable(id, keep)\n"                                               \
+    "  local v = redis.call('HMGET', ckey(id), 'by', 'mt')\n"                            \
+    "  local d = tonumber(v[1] or '0') - #(v[2] or '')\n"                                \
+    "  if keep > 0 then\n"                                                               \
+    "    local last = redis.call('LINDEX', mkey(id), -1)\n"                              \
+    "    if last then\n"                                                                 \
+    "      local _, _, _, n = hdr(last)\n"                                               \
+    "      d = d - redis.call('STRLEN', xkey(id, n))\n"                                  \
+    "    end\n"                                                                          \
+    "  end\n"                                                                            \
+    "  return math.max(0, d)\n"                                                          \
+    "end\n"
+
+#endif /* MOD_CHATBOT_STORE_REDIS_LUA_H */
