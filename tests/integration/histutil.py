@@ -353,3 +353,19 @@ def open_spread(server, make, need, extra=0, limit=200):
         for c in spare:
             c.close()
     return kept, pid_of
+
+
+def alice_then_bob(alice, bob, fake, n=7):
+    """The eviction tests' opening (both stores): alice makes one
+    conversation with one turn, then bob n, each with one turn. Returns
+    alice's id and bob's ids, oldest first."""
+    a1 = alice.launch()
+    fake.script({"reply": "kept?"})
+    alice.turn("alice's oldest", conversation_id=a1)
+    convs = []
+    for i in range(n):
+        c = bob.launch(title="b%d" % i)
+        fake.script({"reply": "reply %d" % i})
+        bob.turn("bob %d" % i, conversation_id=c)
+        convs.append(c)
+    return a1, convs

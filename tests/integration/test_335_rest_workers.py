@@ -53,18 +53,25 @@ def flood(server, n, path="/api/chat", body=None, cookie=None):
     return [post_raw(server.port, path, body or {"message": SLOW}, cookie) for _ in range(n)]
 
 
+def flood_while_serving(s, n):
+    """n slow REST turns at once from one address; while they run, GET /
+    is served within a second. Returns every turn's reply."""
+    socks = flood(s, n)
+    try:
+        time.sleep(1.0)
+        assert max(get_ms(s.base + "/", 5, timeout=5)) < 1000
+    finally:
+        replies = [read_reply(k) for k in socks]
+    return replies
+
+
 def test_rest_turns_share_the_worker_budget(httpd):
     """One child of 8 threads: ChatbotMaxWorkers auto is 4 and
     ChatbotMaxAnswersPerIP auto 2. Ten slow answers asked at once from one
     address: 2 are answered, 8 refused at once with 503 server_busy and a
     Retry-After; GET / is served meanwhile; afterwards a turn works again."""
     s = httpd(extra=NOLIMIT, serverlimit=1, threads=8)
-    socks = flood(s, 10)
-    try:
-        time.sleep(1.0)
-        assert max(get_ms(s.base + "/", 5, timeout=5)) < 1000
-    finally:
-        replies = [read_reply(k) for k in socks]
+    replies = flood_while_serving(s, 10)
     ok = [r for r in replies if r[0] == 200]
     busy = [r for r in replies if r[0] == 503]
     assert len(ok) == 2 and len(busy) == 8, [(r[0], r[2].get("error")) for r in replies]
@@ -83,12 +90,7 @@ def test_rest_turns_bounded_by_max_workers(httpd):
     4 of 10 are answered, and WebSocket turns meanwhile wait their turn
     rather than taking more threads."""
     s = httpd(extra=NOLIMIT + "ChatbotMaxAnswersPerIP off\n", serverlimit=1, threads=8)
-    socks = flood(s, 10)
-    try:
-        time.sleep(1.0)
-        assert max(get_ms(s.base + "/", 5, timeout=5)) < 1000
-    finally:
-        replies = [read_reply(k) for k in socks]
+    replies = flood_while_serving(s, 10)
     codes = sorted(r[0] for r in replies)
     assert codes == [200] * 4 + [503] * 6, codes
 

@@ -11,7 +11,7 @@ import threading
 import pytest
 import requests
 
-from histutil import Conn, Rest, history, new_cookie, status_auto
+from histutil import Conn, Rest, alice_then_bob, history, new_cookie, status_auto
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -37,15 +37,7 @@ def test_full_conversation_table_evicts_from_whoever_holds_most(httpd, fake):
     alice = Conn(s, cookie=new_cookie())
     bob = Conn(s, cookie=new_cookie())
     try:
-        a1 = alice.launch()
-        fake.script({"reply": "kept?"})
-        alice.turn("alice's oldest", conversation_id=a1)
-        convs = []
-        for i in range(7):
-            c = bob.launch(title="b%d" % i)
-            fake.script({"reply": "reply %d" % i})
-            bob.turn("bob %d" % i, conversation_id=c)
-            convs.append(c)
+        a1, convs = alice_then_bob(alice, bob, fake)
         assert status_auto(s)["ChatbotEvictions"] == "0"
         assert status_auto(s)["ChatbotConversations"] == "8"
         # bob's eighth: alice holds one, less than bob will: his own least

@@ -17,7 +17,7 @@ import time
 import pytest
 import requests
 
-from histutil import Conn, Rest, new_cookie, status_auto, wait_for
+from histutil import Conn, Rest, alice_then_bob, new_cookie, status_auto, wait_for
 from redisutil import DOWN_LOG, REDIS
 
 pytestmark = pytest.mark.skipif(not os.path.exists(REDIS),
@@ -60,15 +60,7 @@ def test_full_conversation_table_evicts_from_whoever_holds_most(httpd, redis, fa
     s = server(httpd, redis, "ChatbotMaxConversations 8\n", "redis-evict")
     alice, bob = Conn(s, cookie=new_cookie()), Conn(s, cookie=new_cookie())
     try:
-        a1 = alice.launch()
-        fake.script({"reply": "kept?"})
-        alice.turn("alice's oldest", conversation_id=a1)
-        convs = []
-        for i in range(7):
-            c = bob.launch(title="b%d" % i)
-            fake.script({"reply": "reply %d" % i})
-            bob.turn("bob %d" % i, conversation_id=c)
-            convs.append(c)
+        a1, convs = alice_then_bob(alice, bob, fake)
         assert status_auto(s)["ChatbotConversations"] == "8"
         # bob's eighth: alice holds one, less than bob will: his own least
         # recently used goes, not hers (older as it is)
