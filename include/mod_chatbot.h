@@ -92,6 +92,7 @@ typedef struct {
 } chatbot_srv_conf;
 
 #define CHATBOT_UNSET -1
+#define CHATBOT_DETAILS_LOCAL 2 /* ChatbotShowDetails local */
 
 typedef struct {
     const char *path;            /* <Location> path, for logs */
@@ -112,7 +113,7 @@ typedef struct {
     int continue_without_viewer; /* CHATBOT_UNSET */
     int cookie_secure;           /* CHATBOT_UNSET: auto (https) */
     int cookie_host_prefix;      /* CHATBOT_UNSET: on (__Host- over https) */
-    int show_details;            /* CHATBOT_UNSET: off */
+    int show_details;            /* CHATBOT_UNSET: off; or CHATBOT_DETAILS_LOCAL */
     chat_rate_t anon_rate;       /* ChatbotAnonymousRateLimit, per address */
     int anon_rate_set;
     int user_settings;         /* ChatbotUserSettings bits, CHATBOT_UNSET */

@@ -12,6 +12,7 @@
  * directive name and the bad value to the message.
  */
 #include <string.h>
+#include <netinet/in.h>
 
 #include "httpd.h"
 #include "http_config.h"
@@ -157,6 +158,33 @@ void *chatbot_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
 
 #define PICK(v, d) ((v) != CHATBOT_UNSET ? (v) : (d))
 
+/* What `Require local` lets in (mod_authz_host): a loopback client, or one
+ * that connects from the server's own address. The client is
+ * r->useragent_addr, so mod_remoteip's view counts behind a proxy. */
+static int chatbot_client_is_local(request_rec *r)
+{
+    const apr_sockaddr_t *a = r->useragent_addr;
+
+    if (!a) {
+        return 0;
+    }
+    if (apr_sockaddr_equal(a, r->connection->local_addr)) {
+        return 1;
+    }
+    if (a->family == APR_INET) {
+        const unsigned char *b = (const unsigned char *)a->ipaddr_ptr;
+        return b[0] == 127;
+    }
+#if APR_HAVE_IPV6
+    if (a->family == APR_INET6) {
+        const struct in6_addr *v6 = (const struct in6_addr *)a->ipaddr_ptr;
+        return IN6_IS_ADDR_LOOPBACK(v6) ||
+               (IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127);
+    }
+#endif
+    return 0;
+}
+
 void chatbot_limits_get(request_rec *r, chatbot_limits_t *lim)
 {
     chatbot_dir_conf *dc = ap_get_module_config(r->per_dir_config, &chatbot_module);
@@ -184,6 +212,9 @@ void chatbot_limits_get(request_rec *r, chatbot_limits_t *lim)
      * identity may do: a new cookie is not a new budget */
     lim->anon_rate = dc->anon_rate_set ? dc->anon_rate : lim->rate;
     lim->show_details = PICK(dc->show_details, 0);
+    if (lim->show_details == CHATBOT_DETAILS_LOCAL) {
+        lim->show_details = chatbot_client_is_local(r);
+    }
     lim->user_settings = PICK(dc->user_settings, CHATBOT_SET_DEFAULT);
     lim->temp_min = dc->temp_set ? dc->temp_min : CHATBOT_TEMP_MIN_DEFAULT;
     lim->temp_max = dc->temp_set ? dc->temp_max : CHATBOT_TEMP_MAX_DEFAULT;
@@ -394,8 +425,16 @@ static const char *set_dir_flag(cmd_parms *cmd, void *dcv, const char *arg)
     if (err) {
         return err;
     }
+    if (!strcmp(cmd->info, "details") && !strcasecmp(arg, "local")) {
+        dc->show_details = CHATBOT_DETAILS_LOCAL;
+        return NULL;
+    }
     if ((err = chat_parse_bool(arg, &flag))) {
-        return chatbot_config_bad_value(cmd, arg, err);
+        return chatbot_config_bad_value(
+            cmd, arg,
+            strcmp(cmd->info, "details")
+                ? err
+                : "expected On, Off or local (as Require local)");
     }
     if (!strcmp(cmd->info, "logcontent")) {
         dc->log_content = flag;
@@ -525,7 +564,8 @@ const command_rec chatbot_cmds[] = {
     AP_INIT_TAKE_ARGV("ChatbotAnonymousRateLimit", set_rate, "anon", ANYDIR,
                       "messages per client address shared by anonymous identities"),
     AP_INIT_TAKE1("ChatbotShowDetails", set_dir_flag, "details", ANYDIR,
-                  "on|off: show backend URLs and health details here (default off)"),
+                  "on|off|local: show backend URLs and health details here; local: "
+                  "to clients on this machine, as Require local (default off)"),
     AP_INIT_TAKE_ARGV("ChatbotUserSettings", chatbot_set_user_settings, NULL, ANYDIR,
                       "none | any of model system temperature: what users may set "
                       "per conversation (default model temperature)"),

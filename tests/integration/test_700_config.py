@@ -127,6 +127,8 @@ BAD = [
     ("bool-continue", "ChatbotContinueWithoutViewer sometimes",
      ["ChatbotContinueWithoutViewer", "'sometimes'", "On or Off"]),
     ("bool-cookie", "ChatbotCookieSecure 2", ["ChatbotCookieSecure", "'2'", "On or Off"]),
+    ("details-value", "ChatbotShowDetails localhost",
+     ["ChatbotShowDetails", "'localhost'", "On, Off or local"]),
     # duplicate names
     ("dup-backend", "ChatbotBackend gpu http://a\nChatbotBackend gpu http://b",
      ["ChatbotBackend", "'gpu'", "already defined", "httpd.conf:"]),

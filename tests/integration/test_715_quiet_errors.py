@@ -187,6 +187,23 @@ def test_details_for_an_address_range_inside_a_location(httpd):
                         headers={"X-Forwarded-For": "203.0.113.9"}).json() == {"status": "ok"}
 
 
+def test_details_local_means_this_machine(httpd):
+    """ChatbotShowDetails local (what the shipped configuration uses instead of
+    an <If>): the clients `Require local` admits, by the address mod_remoteip
+    sets; anyone else, including an address that merely starts like one, gets
+    the load balancer's answer."""
+    s = httpd(extra=REMOTEIP + '<Location "/api">\n    ChatbotShowDetails local\n'
+                               '</Location>\n', name="quiet-local")
+    for addr in ("127.0.0.1", "127.3.2.1", "::1", "::ffff:127.0.0.9"):
+        got = requests.get(s.base + "/api/health", timeout=15,
+                           headers={"X-Forwarded-For": addr}).json()
+        assert got["backends"][0]["url"], (addr, got)
+    assert requests.get(s.base + "/api/health", timeout=15).json()["backends"][0]["url"]
+    for addr in ("10.9.8.7", "203.0.113.9", "::2", "128.0.0.1", "::ffff:10.0.0.1"):
+        assert requests.get(s.base + "/api/health", timeout=15,
+                            headers={"X-Forwarded-For": addr}).json() == {"status": "ok"}, addr
+
+
 def test_operator_pages_keep_the_details(qsrv, fake):
     c = Conn(qsrv, cookie=new_sid_cookie(), headers=OUTSIDER)
     try:
