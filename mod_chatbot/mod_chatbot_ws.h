@@ -148,12 +148,13 @@ struct chatbot_wsc {
     chatbot_wsc_t *reg_prev, *reg_next;
     chatbot_wsc_t *wait_prev, *wait_next; /* worker waiters, oldest first */
     int waiting;                          /* in the waiters' queue */
-    int borrowed;                         /* the watcher is writing a ping to it */
+    int borrowed; /* the watcher is writing a ping to it, or leaning it */
     chatbot_ws_kick_t kick;
     int slot;               /* a worker of the budget is held (0/1) */
     int life_slot;          /* held for the whole life (blocking driver) */
     apr_uint64_t kicked_at; /* pinged to come back (news, a free worker) */
     int news;               /* its user's sessions changed while parked */
+    int leaned;             /* its spare memory was given back in this park */
     apr_uint64_t watched_seq;
 };
 
@@ -200,6 +201,7 @@ void chatbot_ws_ping_parked(chatbot_wsc_t *w);
 /* Installs the filters that hand the connection to the MPM with its request
  * still open, and marks the connection as a WebSocket for the hooks. */
 void chatbot_ws_hold(chatbot_wsc_t *w);
+void chatbot_ws_lean(conn_rec *c);
 void chatbot_ws_mpm_register(apr_pool_t *p);
 
 /* ---- mod_chatbot_ws_messages.c --------------------------------------------- */

@@ -21,6 +21,7 @@
 #include "http_connection.h"
 #include "http_request.h"
 #include "mpm_common.h"
+#include "apr_allocator.h"
 #include "util_filter.h"
 
 #include "mod_chatbot_ws.h"
@@ -180,6 +181,48 @@ void chatbot_ws_hold(chatbot_wsc_t *w)
         w->hold_in = ap_add_input_filter_handle(hold_in_frec, w, NULL, w->c);
     }
     ap_set_module_config(w->c->conn_config, &chatbot_module, w);
+}
+
+/* ---- no spare memory while parked
+ * ------------------------------------------------------- */
+
+/* The event MPM gives each connection its own allocator, which keeps the
+ * nodes its pools and buckets give back (up to MaxMemFree, 2 MB by default)
+ * for their next use. A parked WebSocket may wait for hours, and what its
+ * allocator keeps meanwhile is memory nobody else can use: the buffer that
+ * read the handshake, the one that wrote the 101, the last turn's nodes,
+ * whatever the MPM's recycled pool kept from an earlier connection. So once
+ * a connection has been parked for a while (the watcher calls this, with
+ * the connection borrowed as for a ping: no other thread runs it), up to
+ * LEAN_TAKE kept nodes are taken out and freed (Debian's APR maps each node
+ * on its own, so they go back to the kernel: 6 KB of each parked
+ * connection's 32, docs/performance.md). LEAN_TAKE is what a connection
+ * keeps after the handshake, a turn or a ping; APR cannot say how many it
+ * keeps, and each node asked for beyond that would be a fresh mapping. What
+ * is left is bounded by MaxMemFree, which applies again at once. Not done
+ * at every park: a connection in a conversation reuses those nodes for its
+ * next turn, and mapping them again costs more than keeping them. */
+#define LEAN_TAKE 2
+
+void chatbot_ws_lean(conn_rec *c)
+{
+    apr_allocator_t *al = apr_pool_allocator_get(c->pool);
+    apr_memnode_t *kept[LEAN_TAKE];
+    int i;
+
+    if (!al || apr_allocator_mutex_get(al)) {
+        return; /* shared with other threads: not the MPM's own per connection */
+    }
+    apr_allocator_max_free_set(al, 1);
+    for (i = 0; i < LEAN_TAKE; i++) {
+        kept[i] = apr_allocator_alloc(al, 1);
+    }
+    for (i = 0; i < LEAN_TAKE; i++) {
+        if (kept[i]) {
+            apr_allocator_free(al, kept[i]); /* max free 1 page: not kept */
+        }
+    }
+    apr_allocator_max_free_set(al, ap_max_mem_free);
 }
 
 void chatbot_ws_mpm_register(apr_pool_t *p)

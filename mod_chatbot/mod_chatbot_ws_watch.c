@@ -17,8 +17,11 @@
  *   - shuts its socket for reading when it must end (the child stops, or
  *     ChatbotIdleTimeout passed in silence): the MPM sees the socket
  *     readable at once, and the connection says its goodbye (1001 / 1008)
- *     on the worker that takes it.
- * A ping is written while the watcher has borrowed the connection (under
+ *     on the worker that takes it;
+ *   - gives back the spare memory of a connection parked for LEAN_AFTER_MS
+ *     (chatbot_ws_lean, mod_chatbot_ws_mpm.c), once per park.
+ * A ping is written, or memory given back, while the watcher has borrowed
+ * the connection (under
  * the registry mutex): the MPM's resume, pre-close and the pool cleanup
  * wait until it gives the connection back, so it is never written from two
  * threads at once.
@@ -46,6 +49,7 @@
 #define PING_BATCH 256     /* pings written per watcher pass at most */
 #define KICK_RETRY_MS 1000 /* a kicked connection that did not come is pinged again */
 #define MULTI_IDLE_MS 1000 /* unused cached libcurl handles are closed after this */
+#define LEAN_AFTER_MS 2000 /* parked this long: its spare memory goes back */
 
 static apr_thread_mutex_t *reg_mutex;
 static apr_thread_cond_t *reg_cond;   /* a borrowed connection was given back */
@@ -188,6 +192,7 @@ void chatbot_ws_reg_state(chatbot_wsc_t *w, chatbot_ws_state_t from,
          * within the kick's millisecond: then the next news waited for
          * KICK_RETRY_MS) */
         w->kicked_at = 0;
+        w->leaned = 0;
     }
     if (to == WS_ST_PARKED && chatbot_store() &&
         chat_store_user_seq(chatbot_store(), &w->id.owner) != w->user_seq) {
@@ -478,6 +483,7 @@ static void *APR_THREAD_FUNC watch(apr_thread_t *thd, void *data)
 
     while (!watcher_exit) {
         chatbot_wsc_t *batch[PING_BATCH], *w;
+        char ping[PING_BATCH], lean[PING_BATCH];
         chat_store_t *st = chatbot_store();
         apr_uint64_t ev, now;
         int stopping, news, n = 0, i, free_;
@@ -529,13 +535,19 @@ static void *APR_THREAD_FUNC watch(apr_thread_t *thd, void *data)
             if (news && chat_store_user_seq(st, &w->id.owner) != w->user_seq) {
                 w->news = 1; /* told at the next kick it may get */
             }
-            if (n < PING_BATCH &&
-                (ping_due(w, now) ||
-                 ((w->news || held_expired(w, now)) && may_kick(w, now)))) {
-                w->news = 0;
-                w->kicked_at = now;
-                w->borrowed = 1;
-                batch[n++] = w;
+            if (n < PING_BATCH) {
+                ping[n] = ping_due(w, now) ||
+                          ((w->news || held_expired(w, now)) && may_kick(w, now));
+                lean[n] = !w->leaned && now - w->parked_at >= LEAN_AFTER_MS;
+                if (ping[n]) {
+                    w->news = 0;
+                    w->kicked_at = now;
+                }
+                if (ping[n] || lean[n]) {
+                    w->leaned |= lean[n];
+                    w->borrowed = 1;
+                    batch[n++] = w;
+                }
             }
         }
         /* turns waiting for a worker: as many as there are free workers
@@ -551,18 +563,24 @@ static void *APR_THREAD_FUNC watch(apr_thread_t *thd, void *data)
                 may_kick(w, now)) {
                 w->kicked_at = now;
                 w->borrowed = 1;
+                ping[n] = 1;
+                lean[n] = 0;
                 batch[n++] = w;
             }
         }
         apr_thread_mutex_unlock(reg_mutex);
+        /* each connection is given back as soon as it is done: a worker
+         * that wants one (its client sent something) waits for that one
+         * only, not for the whole batch */
         for (i = 0; i < n; i++) {
-            chatbot_ws_ping_parked(batch[i]);
-        }
-        if (n) {
-            apr_thread_mutex_lock(reg_mutex);
-            for (i = 0; i < n; i++) {
-                batch[i]->borrowed = 0;
+            if (lean[i]) {
+                chatbot_ws_lean(batch[i]->c);
             }
+            if (ping[i]) {
+                chatbot_ws_ping_parked(batch[i]);
+            }
+            apr_thread_mutex_lock(reg_mutex);
+            batch[i]->borrowed = 0;
             apr_thread_cond_broadcast(reg_cond);
             apr_thread_mutex_unlock(reg_mutex);
         }
