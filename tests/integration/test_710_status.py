@@ -450,7 +450,9 @@ def test_server_status_section_moves_after_a_chat(httpd):
     assert nums == [0, 0, 0, 0]
     assert "<th>Backend</th>" in sect and "<td>default</td>" in sect
 
-    assert chat(srv, "hello [[fake tokens=6]]")["type"] == "response"
+    # the first token 5 ms late: time to first token is counted in ms, and an
+    # instant fake on a quiet machine answers within one
+    assert chat(srv, "hello [[fake tokens=6 first_delay_ms=5]]")["type"] == "response"
     err = chat(srv, "fail [[fake status=500]]")
     assert err["type"] == "error", err
     m, ws = chat(srv, "one", close=False)
