@@ -174,6 +174,12 @@ e2e: all
 # only, standalone C (no project headers), warnings are errors.
 BENCH_CFLAGS = -std=c11 -O2 -g $(WARN) -Werror
 BENCH_BIN := $(BUILD)/bench/loadgen $(BUILD)/bench/fakebackend
+# the load generator: bench/loadgen.c and its parts (bench/loadgen.h)
+LOADGEN_SRC := $(sort $(wildcard bench/loadgen*.c))
+
+$(BUILD)/bench/loadgen: $(LOADGEN_SRC) bench/loadgen.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) $(LOADGEN_SRC) -o $@
 
 $(BUILD)/bench/%: bench/%.c
 	@mkdir -p $(dir $@)
