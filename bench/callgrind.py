@@ -25,7 +25,7 @@ import urllib.request
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "bench"))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
-import bench  # noqa: E402
+import harness  # noqa: E402
 import serverroot  # noqa: E402
 
 
@@ -43,7 +43,7 @@ def wait_http(url, seconds):
 def valgrind_pid(pid):
     """The valgrind process itself (runuser forks it as a child)."""
     for _ in range(50):
-        kids = bench.children_of(pid)
+        kids = harness.children_of(pid)
         if not kids:
             return pid
         pid = kids[0]
@@ -81,18 +81,18 @@ def main():
     if args.analyze:
         return summarise(args.analyze, args.label, None, 0, args.conns)
 
-    out = os.path.join(bench.BUILD, "bench", "callgrind", time.strftime("%Y%m%d-%H%M%S"))
+    out = os.path.join(harness.BUILD, "bench", "callgrind", time.strftime("%Y%m%d-%H%M%S"))
     os.makedirs(out, exist_ok=True)
-    bench.OUT = out
-    fake = bench.Fake()
-    conf_text = bench.bench_conf()
+    harness.OUT = out
+    fake = harness.Fake()
+    conf_text = harness.bench_conf()
     # one process under valgrind: -X, and few threads (valgrind serialises them)
     for k, v in (("ServerLimit", 1), ("StartServers", 1), ("ThreadLimit", 64),
                  ("ThreadsPerChild", 64), ("MaxRequestWorkers", 64), ("MaxSpareThreads", 64)):
         conf_text = re.sub(r"(?m)^%s .*$" % k, "%s %d" % (k, v), conf_text)
     root = os.path.join(out, "httpd")
-    port = bench.socketpair_port()
-    conf = serverroot.render(root, port, bench.socketpair_port(), fake.url + " max=10240",
+    port = harness.socketpair_port()
+    conf = serverroot.render(root, port, harness.socketpair_port(), fake.url + " max=10240",
                              "bench", extra=conf_text, serverlimit=1, threads=64,
                              loglevel="warn")
     cg = os.path.join(out, "callgrind.out")
@@ -111,12 +111,13 @@ def main():
         if not wait_http("http://127.0.0.1:%d/api/health" % port, 180):
             sys.exit("callgrind: httpd did not answer under valgrind")
         vgpid = valgrind_pid(vg.pid)
-        bench.loadgen(bench.lg_common(port, "ws", args.conns, 0, dur=5, warmup=1,
-                                      label="warmup"))
+        harness.loadgen(harness.lg_common(port, "ws", args.conns, 0, dur=5, warmup=1,
+                                          label="warmup"))
         subprocess.run(user + ["callgrind_control", "-z", str(vgpid)], check=True,
                        capture_output=True)
-        r = bench.loadgen(bench.lg_common(port, "ws", args.conns, 0, dur=args.turns_seconds,
-                                          warmup=0, label="callgrind"))
+        r = harness.loadgen(harness.lg_common(port, "ws", args.conns, 0,
+                                              dur=args.turns_seconds, warmup=0,
+                                              label="callgrind"))
         subprocess.run(user + ["callgrind_control", "-d", str(vgpid)], check=True,
                        capture_output=True)
         turns = int(r["turns"])
