@@ -14,7 +14,7 @@
  * own receive time to get the relay delay of that token.
  *
  * Per request, the last "[[fake ...]]" directive in the request body (the
- * newest user message; same syntax as tests/fake_backend/fake_backend.py)
+ * newest user message; same syntax as tests/fake_backend/fake_scripts.py)
  * may set:
  *   tokens=N      tokens in the answer (default --tokens)
  *   delay_us=N    gap between two token lines (default 0: the whole answer,
