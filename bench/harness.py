@@ -101,6 +101,16 @@ def machine_busy():
 
 # ---- the processes ------------------------------------------------------------------
 
+def stop_process(proc, logfile):
+    """SIGTERM, 5 s to go, then SIGKILL; its log closed."""
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    logfile.close()
+
+
 class Fake:
     def __init__(self, workers=1):
         d = os.path.join(OUT, "fake")
@@ -125,12 +135,7 @@ class Fake:
         return sum(proc_cpu(p) for p in self.pids())
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+        stop_process(self.proc, self.log)
 
 
 def bench_conf():
@@ -304,12 +309,7 @@ class RedisServer:
         raise RuntimeError("redis-server did not start")
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+        stop_process(self.proc, self.log)
 
 
 # ---- the load generator -------------------------------------------------------------
