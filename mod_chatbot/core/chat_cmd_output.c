@@ -78,7 +78,7 @@ chat_status_t chat_cmd_output_finish(chat_cmd_output_t *o)
 
 /* ---- history text ------------------------------------------------------ */
 
-#define TITLE_LONG 60 /* longer lines are cut (app.js autoTitle) */
+#define TITLE_LONG 60 /* longer lines are cut (conversations.js autoTitle) */
 #define TITLE_CUT 57
 
 size_t chat_cmd_title(char *out, size_t outsz, const char *text, size_t len)

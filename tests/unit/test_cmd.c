@@ -1242,7 +1242,7 @@ static void test_format(void **state)
     chat_buf_free(&b);
 }
 
-/* Automatic titles from a first command line, made like app.js autoTitle. */
+/* Automatic titles from a first command line, made like conversations.js autoTitle. */
 static void test_title(void **state)
 {
     char t[129];
