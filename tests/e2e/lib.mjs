@@ -58,6 +58,16 @@ export const fake = (kv) => '[[fake ' + Object.entries(kv).map(([k, v]) => k + '
 export const norm = (s) => String(s).replace(/[*_`#>|]/g, '').replace(/\s+/g, ' ').trim();
 export const bytes = (s) => Buffer.byteLength(s, 'utf8');
 
+/** An answer with a Python block, a table and a link (highlighting, copying, layout, contrast). */
+export const CODE_REPLY = 'Here is a function and a table:\n\n```python\ndef add(a: int, b: int) -> int:\n' +
+    '    """Add two numbers."""\n    return a + b  # simple\n\nprint(add(2, 3))\n```\n\n' +
+    '| Flag | Meaning |\n|---|---|\n| `-l` | long |\n| `-a` | all |\n\nRead the [docs](https://example.com/docs).';
+
+/** The id of the bot the page has active. */
+export async function firstBot(page) {
+    return page.evaluate(() => window.__chatbot.activeBotId);
+}
+
 /**
  * A recorder of WebSocket traffic: rec.sent / rec.received hold parsed JSON
  * objects as {t, ws, f}; rec.closes holds close events.

@@ -1,24 +1,36 @@
 // Minimal test runner for the e2e suite (playwright-core has no runner):
-// runs tests.mjs sequentially in one Chromium, a fresh context per test,
-// with a per-test timeout; prints one line per test and a summary, writes
-// tests/output/e2e-report.json; exit code 1 when anything failed.
+// runs the tests of the tests_*.mjs files below sequentially in one
+// Chromium, a fresh context per test, with a per-test timeout; prints one
+// line per test and a summary, writes tests/output/e2e-report.json; exit
+// code 1 when anything failed.
+//
+// A test is {name, fn}. fn gets ctx {browser, skip, cleanup, log} and opens
+// the app in a fresh browser context (a fresh identity). The answers are
+// scripted with the fake backend's inline directives ([[fake ...]] in the
+// user message); faults that need the backend's control API use FAKE_URL.
+// A new test file is imported here and added to `all`.
 //
 //   node tests/e2e/run.mjs [name-substring ...]      (BASE_URL, FAKE_URL from env)
 
 import { writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { launchBrowser, BASE_URL, FAKE_URL, OUT_DIR } from './lib.mjs';
-import { tests as basic } from './tests.mjs';
+import { tests as chat } from './tests_chat.mjs';
+import { tests as connection } from './tests_connection.mjs';
+import { tests as rendering } from './tests_rendering.mjs';
+import { tests as commands } from './tests_commands.mjs';
+import { tests as page } from './tests_page.mjs';
 import { tests as answers } from './tests_answers.mjs';
 import { tests as conversations, rateLimitTests } from './tests_conversations.mjs';
 import { tests as find } from './tests_find.mjs';
 import { tests as settings } from './tests_settings.mjs';
 import { tests as versions } from './tests_versions.mjs';
 
+const all = [...chat, ...connection, ...rendering, ...commands, ...page, ...answers, ...conversations, ...find,
+    ...settings, ...versions];
 // rate-limit tests spend their identity's budget: they run last
 const isRate = (t) => t.name.startsWith('rate-limit');
-const tests = [...basic.filter((t) => !isRate(t)), ...answers, ...conversations, ...find, ...settings, ...versions,
-    ...basic.filter(isRate), ...rateLimitTests];
+const tests = [...all.filter((t) => !isRate(t)), ...all.filter(isRate), ...rateLimitTests];
 
 if (!BASE_URL) {
     console.log('e2e: BASE_URL not set, skipped');

@@ -5,8 +5,8 @@
 #   FAKE_URL  the fake backend's control API (needed by backend-down)
 #   CHROMIUM  browser binary (default /usr/bin/chromium)
 #
-# Runs tests/e2e/tests.mjs with node + playwright-core against Debian's
-# Chromium; screenshots go to tests/output/screenshots/. Extra arguments
+# Runs the tests/e2e/tests_*.mjs files (run.mjs) with node + playwright-core
+# against Debian's Chromium; screenshots go to tests/output/screenshots/. Extra arguments
 # select tests by name substring. Without BASE_URL this fails (exit 1):
 # a skipped suite must not look like a passing one.
 set -eu

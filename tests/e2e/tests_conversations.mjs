@@ -1,14 +1,17 @@
-// e2e tests of conversations and the page around them (issue 19 points 2, 4,
-// 8): a conversation the server no longer has is said, not silently emptied
-// (server restart, deleted elsewhere); archiving the open chat; exports named
-// after the title; notifications that never cover the header; Alt+Up; one
-// source of backend health; the "Last answer" card of the open conversation;
-// the status board closed at first and its Details fold; the phone header;
-// one rate-limit timer. Each runs in the four looks of lib.mjs.
+// e2e tests of conversations and the page around them. First, once each:
+// each bot has its own conversations; rename, archive, delete and stop a
+// session from the list; export as Markdown and JSON. Then (issue 19 points
+// 2, 4, 8), each in the four looks of lib.mjs: a conversation the server no
+// longer has is said, not silently emptied (server restart, deleted
+// elsewhere); archiving the open chat; exports named after the title;
+// notifications that never cover the header; Alt+Up; one source of backend
+// health; the "Last answer" card of the open conversation; the status board
+// closed at first and its Details fold; the phone header; one rate-limit
+// timer.
 
 import { readFileSync } from 'node:fs';
 import {
-    assert, waitReady, sendText, waitIdle, until, sleep, turn, fake, assertNoProblems,
+    assert, openApp, waitReady, sendText, waitIdle, shot, until, sleep, turn, fake, assertNoProblems,
     perLook, openLook, lookShot, showSidebar, closeDrawer, showStatus, recordSockets,
     restartServer, textContrast, HTTPD_CONF, BASE_URL, LOOKS,
 } from './lib.mjs';
@@ -37,6 +40,121 @@ async function expectGone(page, what) {
 }
 
 export const tests = [
+    {
+        name: 'switch-bots',
+        async fn({ browser, cleanup, skip }) {
+            const { ctx, page, rec, problems } = await openApp(browser);
+            cleanup(() => ctx.close());
+            const hello = rec.got('hello')[0];
+            if (hello.bots.length < 2) skip('the server declares only one bot');
+            const [a, b] = [hello.bots.find((x) => x.default) || hello.bots[0]].concat(hello.bots.filter((x) => !(x.default)).slice(0, 1));
+            const botB = b && b.id !== a.id ? b : hello.bots.find((x) => x.id !== a.id);
+            const ra = await turn(page, rec, 'alpha question ' + fake({ tokens: 5, delay_ms: 10 }));
+            assert.equal(ra.type, 'response');
+            const convA = ra.conversation_id;
+            await page.locator('#bot-list .bot-item', { hasText: botB.id }).click();
+            await until(async () => (await page.locator('#empty').isVisible()), 5000, 'empty state for the other bot');
+            assert.ok((await page.locator('#empty-title').innerText()).includes(botB.name || botB.id));
+            const rb = await turn(page, rec, 'beta question ' + fake({ tokens: 5, delay_ms: 10 }));
+            assert.equal(rb.type, 'response');
+            const launchB = rec.put('launch', (f) => f.bot_id === botB.id);
+            assert.equal(launchB.length, 1, 'a session was launched with bot ' + botB.id);
+            const msgB = rec.put('message', (f) => f.content.startsWith('beta'))[0];
+            assert.equal(msgB.bot_id, botB.id);
+            assert.notEqual(msgB.conversation_id, convA, 'a different conversation');
+            assert.equal(rb.conversation_id, msgB.conversation_id);
+            await until(() => rec.got('sessions').some((f) => f.sessions.some((s) => s.bot_id === botB.id)), 5000, 'sessions list with bot B');
+            // Back to bot A: its conversation is selected and its history shown.
+            await page.locator('#bot-list .bot-item', { hasText: a.id }).click();
+            await rec.waitPut('select', (f) => f.conversation_id === convA);
+            await until(async () => (await page.locator('#msg-list .msg-user .bubble').first().innerText()).startsWith('alpha'), 10000, 'bot A history');
+            assert.equal(await page.locator('#msg-list .msg-user').count(), 1);
+            await shot(page, 'switch-bots');
+            assertNoProblems(problems);
+        },
+    },
+    {
+        name: 'sessions',
+        async fn({ browser, cleanup }) {
+            const { ctx, page, rec, problems } = await openApp(browser);
+            cleanup(() => ctx.close());
+            await turn(page, rec, 'one ' + fake({ tokens: 3, delay_ms: 5 }));
+            await page.locator('#new-chat').click();
+            await turn(page, rec, 'two ' + fake({ tokens: 3, delay_ms: 5 }));
+            const rows = page.locator('#session-list .session-row');
+            await until(async () => (await rows.count()) === 2, 5000, 'two conversations listed');
+            // Rename the current one.
+            const cur = page.locator('#session-list .session-row[aria-current="true"]');
+            await cur.hover();
+            await cur.getByRole('button', { name: /^Actions for/ }).click();
+            await page.getByRole('menuitem', { name: 'Rename' }).click();
+            const input = page.getByRole('textbox', { name: 'New title' });
+            await input.fill('Renamed chat');
+            await input.press('Enter');
+            const rn = await rec.waitPut('rename', (f) => f.title === 'Renamed chat');
+            await rec.waitGot('ok', (f) => f.op === 'rename' && f.conversation_id === rn.conversation_id);
+            await until(async () => (await page.locator('#chat-title').innerText()) === 'Renamed chat', 3000, 'title in header');
+            assert.ok(await page.locator('#session-list').getByText('Renamed chat').isVisible());
+            // Archive it: it leaves the list, "Show archived" brings it back.
+            const row = page.locator('#session-list .session-row', { hasText: 'Renamed chat' });
+            await row.getByRole('button', { name: /^Actions for/ }).click();
+            await page.getByRole('menuitem', { name: 'Archive' }).click();
+            const ar = await rec.waitPut('archive');
+            assert.equal(ar.conversation_id, rn.conversation_id);
+            assert.notEqual(ar.archived, false);
+            await until(async () => (await rows.count()) === 1, 5000, 'archived conversation hidden');
+            await page.locator('#toggle-archived').click();
+            await until(async () => (await rows.count()) === 2, 5000, 'archived conversation shown again');
+            // Delete the other one (with confirmation).
+            const other = page.locator('#session-list .session-row', { hasNotText: 'Renamed chat' });
+            await other.getByRole('button', { name: /^Actions for/ }).click();
+            await page.getByRole('menuitem', { name: 'Delete…' }).click();
+            await page.locator('#confirm-dialog').getByRole('button', { name: 'Delete' }).click();
+            const del = await rec.waitPut('delete');
+            await rec.waitGot('ok', (f) => f.op === 'delete' && f.conversation_id === del.conversation_id);
+            await until(async () => (await rows.count()) === 1, 5000, 'deleted conversation gone');
+            // Stop the remaining session: it stays readable, the composer is disabled.
+            const left = page.locator('#session-list .session-row').first();
+            await left.locator('.session-main').click();
+            await left.getByRole('button', { name: /^Actions for/ }).click();
+            await page.getByRole('menuitem', { name: 'Stop session' }).click();
+            const ss = await rec.waitPut('stop_session');
+            assert.equal(ss.conversation_id, rn.conversation_id);
+            await until(() => page.locator('#session-stopped').isVisible(), 5000, 'stopped notice');
+            assert.equal(await page.locator('#composer-input').isDisabled(), true);
+            await until(async () => (await left.innerText()).includes('Stopped'), 5000, 'stopped state in the list');
+            await shot(page, 'sessions');
+            assertNoProblems(problems);
+        },
+    },
+    {
+        name: 'export',
+        async fn({ browser, cleanup }) {
+            const { ctx, page, rec, problems } = await openApp(browser);
+            cleanup(() => ctx.close());
+            const q = 'Export me ' + fake({ tokens: 6, delay_ms: 5 });
+            await turn(page, rec, q);
+            const row = page.locator('#session-list .session-row[aria-current="true"]');
+            for (const [fmt, label, ext] of [['markdown', 'Export as Markdown', '.md'], ['json', 'Export as JSON', '.json']]) {
+                await row.hover();
+                await row.getByRole('button', { name: /^Actions for/ }).click();
+                const dl = page.waitForEvent('download', { timeout: 10000 });
+                await page.getByRole('menuitem', { name: label }).click();
+                const ex = await rec.waitPut('export', (f) => f.format === fmt);
+                assert.ok(ex.conversation_id);
+                const d = await dl;
+                assert.ok(d.suggestedFilename().endsWith(ext), 'filename ' + d.suggestedFilename());
+                const content = readFileSync(await d.path(), 'utf8');
+                if (fmt === 'json') {
+                    const j = JSON.parse(content);
+                    assert.ok(JSON.stringify(j).includes('Export me'), 'JSON export holds the message');
+                } else {
+                    assert.ok(content.includes('Export me'), 'Markdown export holds the message');
+                }
+            }
+            assertNoProblems(problems);
+        },
+    },
     ...perLook('conversation-gone-restart', async ({ browser, cleanup, skip, look }) => {
         if (!HTTPD_CONF) skip('E2E_HTTPD_CONF not set: the test cannot restart the server');
         const { ctx, page, rec, problems } = await openLook(browser, look);
