@@ -2,11 +2,11 @@
 the fake backend as a subprocess with its control API (Fake), raw HTTP
 requests over sockets, a strict response parser (status line, header
 order, chunked framing), NDJSON/SSE readers and the shapes in
-tests/vectors/ollama/. The fixtures are in conftest.py.
+tests/vectors/ollama/, and the fixtures `server` and `fake`.
 
-A module of its own, not conftest.py: test files import these names, and
-`from conftest import` would find tests/integration/conftest.py when both
-directories run in one pytest session (`make integration`).
+A module of its own, and no conftest.py in this directory: integration
+tests do `from conftest import`, and with two conftest modules in one
+pytest session that finds whichever pytest loaded last.
 """
 
 import http.client
@@ -20,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAKE = os.path.join(HERE, "fake_backend.py")
@@ -97,6 +99,28 @@ class Fake:
 
 # ---------------------------------------------------------------------------
 # Raw HTTP
+
+
+# ---- fixtures (imported by the test files that use them: one conftest.py,
+# tests/integration's, is all pytest sees, whatever the order of the paths
+# it is given)
+
+@pytest.fixture(scope="module")
+def server():
+    """One fake backend per test file (--token-delay-ms 1)."""
+    srv = Fake("--token-delay-ms", "1")
+    yield srv
+    assert srv.stop() == 0
+    log = srv.stderr()
+    assert "Traceback" not in log, log
+
+
+@pytest.fixture
+def fake(server):
+    """The test file's fake backend, with no queued scripts and no records."""
+    status, _ = server.control("POST", "/_fake/reset")
+    assert status == 200
+    return server
 
 
 def http_request(method, path, body=None, headers=None, close=True, version="HTTP/1.1"):

@@ -5,6 +5,7 @@
 
 import json
 
+from fakeutil import fake, server  # noqa: F401 (pytest fixtures)
 from fakeutil import exchange, load_vector, parse_one, shape
 
 

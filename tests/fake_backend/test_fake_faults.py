@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from fakeutil import fake, server  # noqa: F401 (pytest fixtures)
 from fakeutil import (chat, chat_body, close_rst, connect, contents, http_request, ndjson_lines,
                       ndjson_lines_any, parse_one, parse_response, read_all, shape, sse_events,
                       vector_lines)

@@ -8,6 +8,7 @@ import http.client
 import json
 import re
 
+from fakeutil import fake, server  # noqa: F401 (pytest fixtures)
 from fakeutil import (chat_body, connect, contents, http_request, ndjson_lines, parse_one,
                       parse_response, read_all)
 

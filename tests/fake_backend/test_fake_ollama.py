@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from fakeutil import fake, server  # noqa: F401 (pytest fixtures)
 from fakeutil import (check_ollama_stream, chat, chat_body, contents, exchange, load_vector,
                       ndjson_lines, parse_one, shape, vector_lines)
 

@@ -6,6 +6,7 @@ llama.cpp flavor, request validation) against tests/vectors/ollama/.
 
 import json
 
+from fakeutil import fake, server  # noqa: F401 (pytest fixtures)
 from fakeutil import chat, exchange, parse_one, shape, sse_events, vector_events
 
 

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from fakeutil import fake, server  # noqa: F401 (pytest fixtures)
 from fakeutil import (chat, connect, contents, exchange, http_request, load_vector,
                       ndjson_lines, parse_one, read_all)
 

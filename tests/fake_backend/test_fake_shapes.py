@@ -6,6 +6,7 @@ other content types, "stream":true ignored, bytes or a drop after the end.
 import json
 import time
 
+from fakeutil import fake, server  # noqa: F401 (pytest fixtures)
 from fakeutil import chat, chat_body, connect, http_request, parse_response, read_all
 
 
