@@ -46,6 +46,7 @@ typedef enum {
     RS_LUA_BRANCH,  /* versions: append under a parent */
     RS_LUA_VSELECT, /* versions: choose one */
     RS_LUA_VREAD,   /* read, with each message's parent */
+    RS_LUA_VTAIL,   /* a linear conversation's context, from its end */
     RS_LUA_COUNT
 } rs_lua_t;
 

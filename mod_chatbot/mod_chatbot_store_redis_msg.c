@@ -221,6 +221,82 @@ int rs_msg_read(chat_store_t *st, const chat_owner_t *owner, const char *id,
     return n;
 }
 
+/* chat_store_msg_tail of a linear conversation (lua_vtail): the messages
+ * it chose, oldest first, each header with its own index as fifth field.
+ * -> the count delivered or an error; *branched set (and nothing
+ * delivered) if the conversation has branches: the caller reads the tree. */
+static int linear_tail(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                       uint32_t max_msgs, size_t max_bytes, chat_buf_t *text,
+                       chat_msg_cb *cb, void *baton, int *branched)
+{
+    char hex[41];
+    rs_args_t a = {0};
+    redisReply *r;
+    chat_status_t rc;
+    size_t k;
+    int n = 0;
+
+    *branched = 0;
+    if (!owner || !valid_id(id)) {
+        return CHAT_ENOTFOUND;
+    }
+    owner_hex(owner, hex);
+    arg_str(&a, hex);
+    arg_str(&a, id);
+    arg_u64(&a, max_msgs);
+    arg_u64(&a, max_bytes);
+    arg_u64(&a, CHAT_MSG_ERROR | CHAT_MSG_REFUSED);
+    r = rs_run(st, RS_LUA_VTAIL, &a);
+    rc = status_of(r);
+    if (rc == 1) {
+        freeReplyObject(r);
+        *branched = 1;
+        return 0;
+    }
+    if (rc == CHAT_OK &&
+        (r->type != REDIS_REPLY_ARRAY || r->elements < 2 || (r->elements - 2) % 2)) {
+        rc = CHAT_EINTERNAL;
+    }
+    if (rc != CHAT_OK) {
+        if (r) {
+            freeReplyObject(r);
+        }
+        return rc;
+    }
+    for (k = 0; k < (r->elements - 2) / 2; k++) {
+        const redisReply *h = r->element[2 + 2 * k], *t = r->element[3 + 2 * k];
+        unsigned role = 0, flags = 0;
+        unsigned long long ts = 0, no = 0, index = 0;
+        chat_msg_info_t mi;
+
+        if (h->type != REDIS_REPLY_STRING || t->type != REDIS_REPLY_STRING ||
+            sscanf(h->str, "%u:%u:%llu:%llu:%llu", &role, &flags, &ts, &no, &index) !=
+                5 ||
+            index > UINT32_MAX) {
+            continue;
+        }
+        mi.index = (uint32_t)index;
+        mi.role = (chat_role_t)role;
+        mi.flags = flags;
+        mi.ts_ms = ts;
+        mi.len = t->len;
+        mi.parent = mi.index ? mi.index - 1 : CHAT_MSG_NO_PARENT;
+        if (text) {
+            chat_buf_reset(text, 1 << 16);
+            if (mi.len && chat_buf_append(text, t->str, mi.len) != CHAT_OK) {
+                freeReplyObject(r);
+                return CHAT_ENOMEM;
+            }
+        }
+        if (cb) {
+            cb(baton, &mi, text ? text->data : t->str, mi.len);
+        }
+        n++;
+    }
+    freeReplyObject(r);
+    return n;
+}
+
 int rs_msg_tail(chat_store_t *st, const chat_owner_t *owner, const char *id,
                 uint32_t max_msgs, size_t max_bytes, chat_buf_t *text, chat_msg_cb *cb,
                 void *baton)
@@ -229,13 +305,19 @@ int rs_msg_tail(chat_store_t *st, const chat_owner_t *owner, const char *id,
     redisReply *r;
     size_t total, k, used = 0;
     uint32_t *parent, *flags, *path, np, j, from;
-    int n;
+    int n, branched;
 
     if (max_msgs == 0) {
         return 0;
     }
-    /* every stored message (at most max_messages), for the active path
-     * (chat/versions.h); errors and refused commands are skipped */
+    /* a linear conversation: from its end only (lua_vtail) */
+    n = linear_tail(st, owner, id, max_msgs, max_bytes, text, cb, baton, &branched);
+    if (!branched) {
+        return n;
+    }
+    /* a conversation with branches: every stored message (at most
+     * max_messages), for the active path (chat/versions.h); errors and
+     * refused commands are skipped */
     r = read_range(st, owner, id, 0, -1, &rc);
     if (!r) {
         return rc;

@@ -2,6 +2,8 @@
 messages within a message and token budget, per bot, with the system
 prompt, failed turns left out; stateless /api/chat bounded the same way
 and storing nothing."""
+import os
+
 import pytest
 
 from histutil import Conn, Rest, history, last_request_id, new_cookie, sent, status_auto
@@ -23,12 +25,24 @@ ChatbotDefaultBot wide
 """
 
 
-@pytest.fixture(scope="module")
-def ctxsrv(fake):
+@pytest.fixture(scope="module", params=["shm", "redis"])
+def ctxsrv(fake, request):
+    """The same tests with the store in shared memory and on redis (whose
+    context read of a linear conversation is a script of its own, lua_vtail,
+    that reads from the end only)."""
     from conftest import Server
-    s = Server(fake.url, extra=CTX, name="context")
+    import redisutil
+    extra, rd = CTX, None
+    if request.param == "redis":
+        if not os.path.exists(redisutil.REDIS):
+            pytest.skip("redis-server is not installed")
+        rd = redisutil.Redis()
+        extra += "ChatbotStore redis://127.0.0.1:%d/0\n" % rd.port
+    s = Server(fake.url, extra=extra, name="context-" + request.param)
     yield s
     s.stop()
+    if rd:
+        rd.stop()
     bad = s.bad_log_lines()
     assert not bad, "\n".join(bad)
 

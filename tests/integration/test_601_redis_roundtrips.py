@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from histutil import Conn, Rest, new_cookie
+from histutil import Conn, Rest, last_request_id, new_cookie, sent
 from redisutil import DOWN_LOG, REDIS
 
 pytestmark = pytest.mark.skipif(not os.path.exists(REDIS),
@@ -124,5 +124,63 @@ def test_round_trips_per_turn(httpd, redis):
         print("redis commands for a history call: %r" % d)
         assert "ping" not in d, d
         assert sum(d.values()) <= 3, d  # the conversation, its messages, the list
+    finally:
+        c.close()
+
+
+def test_context_read_does_not_grow_with_the_conversation(httpd, redis, fake):
+    """A turn's context comes from the end of a linear conversation only
+    (lua_vtail): in a conversation of 80 messages, the script reads at most
+    the context's 20 headers and a few more, and their texts in one MGET,
+    never the whole list. Once the conversation has versions (a regenerate),
+    the active path is read from the whole tree, and still right."""
+    store = "ChatbotStore redis://127.0.0.1:%d/3\n" % redis.port
+    s = httpd(extra=store + "ChatbotRateLimit off\n", name="redis-tail",
+              allow_errors=DOWN_LOG)
+    c = Conn(s, cookie=new_cookie())
+    try:
+        conv = c.launch(title="long")
+        said = []
+        for i in range(40):
+            fake.script({"reply": "a%d" % i})
+            fr = c.turn("q%d" % i, conversation_id=conv)
+            assert fr[-1]["type"] == "response", fr
+            said += ["q%d" % i, "a%d" % i]
+        mon = Monitor(redis)
+        m0 = mon.mark()
+        fake.script({"reply": "a40"})
+        since = last_request_id(fake)
+        c.turn("q40", conversation_id=conv)
+        _, lines = mon.since(m0)
+        mon.close()
+        assert [m["content"] for m in sent(fake, since)[1:]] == (said + ["q40"])[-20:]
+        mkey = ('"chatbot:m:%s"' % conv).encode()
+        ranges = []
+        for ln in lines:
+            if b'"lua"' not in ln and b' lua]' not in ln:
+                continue
+            m = re.search(rb'"LRANGE" ' + re.escape(mkey) + rb' "(-?\d+)" "(-?\d+)"', ln,
+                          re.I)
+            if m:
+                ranges.append((int(m.group(1)), int(m.group(2))))
+        assert ranges, "no LRANGE of the conversation's messages seen"
+        for lo, hi in ranges:
+            # 0 -1 would be the whole conversation (81 messages by now); the
+            # other scripts of a turn read its last message or two (-2 -1)
+            assert (lo < 0) == (hi < 0) and 0 < hi - lo + 1 <= 24, (lo, hi, ranges)
+        assert max(hi - lo + 1 for lo, hi in ranges) >= 20, ranges  # the context
+        mgets = [ln.count(b'"chatbot:x:') for ln in lines if b'"MGET"' in ln.upper()]
+        assert mgets and max(mgets) <= 24, mgets
+
+        # versions: the regenerated answer is the one sent next
+        fake.script({"reply": "again"})
+        c.send_json({"type": "regenerate", "conversation_id": conv})
+        resp, _ = c.wait(lambda m: m.get("type") in ("response", "error"))
+        assert resp["type"] == "response" and resp["content"] == "again", resp
+        fake.script({"reply": "a41"})
+        since = last_request_id(fake)
+        c.turn("q41", conversation_id=conv)
+        assert [m["content"] for m in sent(fake, since)[1:]] == (
+            said + ["q40", "again", "q41"])[-20:]
     finally:
         c.close()
