@@ -21,10 +21,9 @@
  *   - gives back the spare memory of a connection parked for LEAN_AFTER_MS
  *     (chatbot_ws_lean, mod_chatbot_ws_mpm.c), once per park.
  * A ping is written, or memory given back, while the watcher has borrowed
- * the connection (under
- * the registry mutex): the MPM's resume, pre-close and the pool cleanup
- * wait until it gives the connection back, so it is never written from two
- * threads at once.
+ * the connection (under the registry mutex): the MPM's resume, pre-close
+ * and the pool cleanup wait until it gives the connection back, so it is
+ * never written from two threads at once.
  */
 #include <string.h>
 #include <unistd.h>
