@@ -644,15 +644,16 @@ static const char lua_vread[] = PRELUDE VPRELUDE
 
 /* ARGV: P owner id max_msgs max_bytes skip_flags -> the context of a turn
  * (chat_store_msg_tail) of a linear conversation, read from its end only:
- * {0, 0, hdr, text, ...}, oldest first, each header with a fifth field,
- * the message's own index; {1} if the conversation has branches (the
- * caller then reads the whole tree); {-60} if not the owner's. The rule is
- * the shm store's (cs_ver_tail): newest first, messages with a skip flag
- * passed over, at most max_msgs, and max_bytes of text except for the
- * newest, which is taken whatever its size. The headers are read in
- * chunks from the end (max_msgs and a few, doubling up to 256) with their
- * texts in one MGET each: a turn's read does not grow with the
- * conversation. */
+ * {0, first_index, hdr, text, ...} as lua_vread (each header with its
+ * parent's index), the messages from the oldest one the context takes to
+ * the last; {1} if the conversation has branches (the caller then reads
+ * the whole tree); {-60} if not the owner's. Which is the oldest follows
+ * the shm store's rule (cs_ver_tail): newest first, messages with a skip
+ * flag passed over (the caller skips them too), at most max_msgs, and
+ * max_bytes of text except for the newest, which is taken whatever its
+ * size. The headers are read in chunks from the end (max_msgs and a few,
+ * doubling up to 256), each chunk's texts with one MGET: a turn's read
+ * does not grow with the conversation. */
 static const char lua_vtail[] = PRELUDE
     "local id = ARGV[3]\n"
     "local v = redis.call('HMGET', ckey(id), 'o', 'ln')\n"
@@ -662,7 +663,7 @@ static const char lua_vtail[] = PRELUDE
     "local m = mkey(id)\n"
     "local hi = redis.call('LLEN', m) - 1\n"
     "local chunk = math.min(maxm + 4, 256)\n"
-    "local sel, used, taken, full = {}, 0, 0, false\n"
+    "local seen, from, used, taken, full = {}, hi + 1, 0, 0, false\n"
     "while hi >= 0 and not full do\n"
     "  local lo = math.max(0, hi - chunk + 1)\n"
     "  local hs = redis.call('LRANGE', m, lo, hi)\n"
@@ -674,23 +675,25 @@ static const char lua_vtail[] = PRELUDE
     "  local xs = #ks > 0 and redis.call('MGET', unpack(ks)) or {}\n"
     "  for k = #hs, 1, -1 do\n"
     "    local _, f = hdr(hs[k])\n"
+    "    local t = xs[k] or ''\n"
     "    if f and bit.band(f, skip) == 0 then\n"
-    "      local t = xs[k] or ''\n"
     "      if taken >= maxm or (taken > 0 and used + #t > maxb) then\n"
     "        full = true\n"
     "        break\n"
     "      end\n"
-    "      used, taken = used + #t, taken + 1\n"
-    "      sel[taken] = {hs[k]..':'..(lo + k - 1), t}\n"
+    "      used, taken, from = used + #t, taken + 1, lo + k - 1\n"
     "    end\n"
+    "    seen[lo + k - 1] = {hs[k]..':'..(lo + k - 2), t}\n"
     "  end\n"
     "  hi = lo - 1\n"
     "  chunk = math.min(chunk * 2, 256)\n"
     "end\n"
-    "local out = {0, 0}\n"
-    "for j = taken, 1, -1 do\n"
-    "  out[#out + 1] = sel[j][1]\n"
-    "  out[#out + 1] = sel[j][2]\n"
+    "local out = {0, from}\n"
+    "local i = from\n"
+    "while seen[i] do\n"
+    "  out[#out + 1] = seen[i][1]\n"
+    "  out[#out + 1] = seen[i][2]\n"
+    "  i = i + 1\n"
     "end\n"
     "return out\n";
 

@@ -115,14 +115,17 @@ chat_status_t rs_msg_truncate(chat_store_t *st, const chat_owner_t *owner, const
     return rs_done(rs_run(st, RS_LUA_TRUNC, &a));
 }
 
-/* Messages [start, stop] (LRANGE indexes; start may be negative: from the
- * end). The reply {0, first, hdr, text, ...} or NULL with *rc set. */
-static redisReply *read_range(chat_store_t *st, const chat_owner_t *owner, const char *id,
-                              long long start, long long stop, chat_status_t *rc)
+/* A read script's reply {0, first, hdr, text, ...} (lua_vread, lua_vtail)
+ * for owner, id and the numbers that follow them, or NULL with *rc set
+ * (the script's own status if it is not 0). */
+static redisReply *read_reply(chat_store_t *st, rs_lua_t script,
+                              const chat_owner_t *owner, const char *id,
+                              const long long *num, int nnum, chat_status_t *rc)
 {
     char hex[41];
     rs_args_t a = {0};
     redisReply *r;
+    int i;
 
     if (!owner || !valid_id(id)) {
         *rc = CHAT_ENOTFOUND;
@@ -131,9 +134,10 @@ static redisReply *read_range(chat_store_t *st, const chat_owner_t *owner, const
     owner_hex(owner, hex);
     arg_str(&a, hex);
     arg_str(&a, id);
-    arg_i64(&a, start);
-    arg_i64(&a, stop);
-    r = rs_run(st, RS_LUA_VREAD, &a);
+    for (i = 0; i < nnum; i++) {
+        arg_i64(&a, num[i]);
+    }
+    r = rs_run(st, script, &a);
     *rc = status_of(r);
     if (*rc == CHAT_OK &&
         (r->type != REDIS_REPLY_ARRAY || r->elements < 2 || (r->elements - 2) % 2)) {
@@ -146,6 +150,16 @@ static redisReply *read_range(chat_store_t *st, const chat_owner_t *owner, const
         return NULL;
     }
     return r;
+}
+
+/* Messages [start, stop] (LRANGE indexes; start may be negative: from the
+ * end). The reply {0, first, hdr, text, ...} or NULL with *rc set. */
+static redisReply *read_range(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                              long long start, long long stop, chat_status_t *rc)
+{
+    const long long num[2] = {start, stop};
+
+    return read_reply(st, RS_LUA_VREAD, owner, id, num, 2, rc);
 }
 
 /* Message k of a read_range reply. */
@@ -222,76 +236,31 @@ int rs_msg_read(chat_store_t *st, const chat_owner_t *owner, const char *id,
 }
 
 /* chat_store_msg_tail of a linear conversation (lua_vtail): the messages
- * it chose, oldest first, each header with its own index as fifth field.
- * -> the count delivered or an error; *branched set (and nothing
- * delivered) if the conversation has branches: the caller reads the tree. */
+ * from the oldest one the context takes to the last, those with a skip
+ * flag passed over. -> the count delivered or an error; *branched set
+ * (and nothing delivered) if the conversation has branches: the caller
+ * reads the tree. */
 static int linear_tail(chat_store_t *st, const chat_owner_t *owner, const char *id,
                        uint32_t max_msgs, size_t max_bytes, chat_buf_t *text,
                        chat_msg_cb *cb, void *baton, int *branched)
 {
-    char hex[41];
-    rs_args_t a = {0};
-    redisReply *r;
+    const uint32_t skip = CHAT_MSG_ERROR | CHAT_MSG_REFUSED;
+    const long long num[3] = {max_msgs, (long long)max_bytes, skip};
     chat_status_t rc;
+    redisReply *r = read_reply(st, RS_LUA_VTAIL, owner, id, num, 3, &rc);
     size_t k;
     int n = 0;
 
-    *branched = 0;
-    if (!owner || !valid_id(id)) {
-        return CHAT_ENOTFOUND;
+    *branched = !r && rc == 1;
+    if (!r) {
+        return *branched ? 0 : rc;
     }
-    owner_hex(owner, hex);
-    arg_str(&a, hex);
-    arg_str(&a, id);
-    arg_u64(&a, max_msgs);
-    arg_u64(&a, max_bytes);
-    arg_u64(&a, CHAT_MSG_ERROR | CHAT_MSG_REFUSED);
-    r = rs_run(st, RS_LUA_VTAIL, &a);
-    rc = status_of(r);
-    if (rc == 1) {
-        freeReplyObject(r);
-        *branched = 1;
-        return 0;
-    }
-    if (rc == CHAT_OK &&
-        (r->type != REDIS_REPLY_ARRAY || r->elements < 2 || (r->elements - 2) % 2)) {
-        rc = CHAT_EINTERNAL;
-    }
-    if (rc != CHAT_OK) {
-        if (r) {
-            freeReplyObject(r);
-        }
-        return rc;
-    }
-    for (k = 0; k < (r->elements - 2) / 2; k++) {
-        const redisReply *h = r->element[2 + 2 * k], *t = r->element[3 + 2 * k];
-        unsigned role = 0, flags = 0;
-        unsigned long long ts = 0, no = 0, index = 0;
+    for (k = 0; k < (r->elements - 2) / 2 && n >= 0; k++) {
         chat_msg_info_t mi;
-
-        if (h->type != REDIS_REPLY_STRING || t->type != REDIS_REPLY_STRING ||
-            sscanf(h->str, "%u:%u:%llu:%llu:%llu", &role, &flags, &ts, &no, &index) !=
-                5 ||
-            index > UINT32_MAX) {
+        if (msg_of(r, k, &mi) || (mi.flags & skip)) {
             continue;
         }
-        mi.index = (uint32_t)index;
-        mi.role = (chat_role_t)role;
-        mi.flags = flags;
-        mi.ts_ms = ts;
-        mi.len = t->len;
-        mi.parent = mi.index ? mi.index - 1 : CHAT_MSG_NO_PARENT;
-        if (text) {
-            chat_buf_reset(text, 1 << 16);
-            if (mi.len && chat_buf_append(text, t->str, mi.len) != CHAT_OK) {
-                freeReplyObject(r);
-                return CHAT_ENOMEM;
-            }
-        }
-        if (cb) {
-            cb(baton, &mi, text ? text->data : t->str, mi.len);
-        }
-        n++;
+        n = deliver(r, k, k + 1, text, cb, baton) < 0 ? CHAT_ENOMEM : n + 1;
     }
     freeReplyObject(r);
     return n;
