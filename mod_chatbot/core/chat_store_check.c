@@ -63,6 +63,12 @@ static int check_chain(const chat_store_t *st, const cs_conv_t *c, uint8_t *bmap
             (mh->flags & ~CS_MSG_FLAGS) || mh->len > st->l.max_message_bytes) {
             return 0;
         }
+        /* a linear conversation is one straight path of chosen messages */
+        if ((c->flags & CS_CONV_LINEAR) &&
+            ((mh->flags & CHAT_MSG_ALT) ||
+             cs_parent_of(mh, n) != (n ? n - 1 : CHAT_MSG_NO_PARENT))) {
+            return 0;
+        }
         BIT_SET(bmap, b);
         k = cs_blocks_for(mh->len);
         lastb = b;
@@ -241,7 +247,7 @@ static int check_convs(const chat_store_t *st, marks_t *m)
         }
         if (!(m->smap[i] & SEEN_OWNER) || c->state > CHAT_CONV_GENERATING ||
             (c->state == CHAT_CONV_IDLE) != (c->gen_token == 0) ||
-            (c->flags & ~CS_CONV_FLAGS) || c->queue_position < 0 ||
+            (c->flags & ~(CS_CONV_FLAGS | CS_CONV_LINEAR)) || c->queue_position < 0 ||
             c->stop_requested > 1 || c->nmsgs > st->l.max_messages || c->nblocks > nb ||
             !cs_strok(c->bot, CHAT_BOT_NAME_MAX + 1) || !c->bot[0] ||
             !cs_strok(c->title, CHAT_TITLE_MAX + 1)) {

@@ -121,7 +121,7 @@ void cs_conv_info(const chat_store_t *st, const cs_conv_t *c, chat_conv_info_t *
     cs_conv_format_id(st, c, out->id);
     memcpy(out->bot, c->bot, CHAT_BOT_NAME_MAX);
     memcpy(out->title, c->title, CHAT_TITLE_MAX);
-    out->flags = c->flags;
+    out->flags = c->flags & CS_CONV_FLAGS;
     out->state = c->state;
     out->queue_position = c->state == CHAT_CONV_QUEUED ? c->queue_position : 0;
     out->created_ms = c->created_ms;
@@ -483,7 +483,7 @@ static chat_status_t conv_create(chat_store_t *st, const chat_owner_t *owner,
     c->created_ms = now_ms;
     c->updated_ms = now_ms;
     c->state = CHAT_CONV_IDLE;
-    c->flags = flags;
+    c->flags = flags | CS_CONV_LINEAR;
     c->owner_ref = (uint32_t)(o - st->owners);
     c->in_use = 1;
     list_push_front(&tx, o, c);

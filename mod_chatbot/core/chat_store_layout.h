@@ -74,6 +74,12 @@
 
 /* conversation flag/state masks */
 #define CS_CONV_FLAGS (CHAT_CONV_ARCHIVED | CHAT_CONV_STOPPED)
+/* Internal, never shown to callers: every message follows the one before it
+ * and none is another version (no CHAT_MSG_ALT), so the active path is the
+ * whole list and its leaf is the last message. Set at creation, cleared by
+ * the first message under another parent; a conversation of an image that
+ * predates it takes the walk (chat_store_ver.c). */
+#define CS_CONV_LINEAR 0x80000000u
 #define CS_MSG_FLAGS                                                                     \
     (CHAT_MSG_COMPLETE | CHAT_MSG_INTERRUPTED | CHAT_MSG_COMMAND | CHAT_MSG_ERROR |      \
      CHAT_MSG_STREAMING | CHAT_MSG_REFUSED | CHAT_MSG_ATTACH | CHAT_MSG_ALT)

@@ -399,7 +399,8 @@ static chat_status_t msg_add(chat_store_t *st, const chat_owner_t *owner, const 
     chat_status_t rc;
     uint64_t need, capfree = 0;
     uint32_t capdrop = 0, m, k, first, last;
-    int auth;
+    int auth, leafward;
+    uint32_t back;
 
     if ((rc = cs_conv_lock_find(st, owner, id, &tx, &c)) != CHAT_OK) {
         return rc;
@@ -417,9 +418,16 @@ static chat_status_t msg_add(chat_store_t *st, const chat_owner_t *owner, const 
     else if (parent != CHAT_MSG_NO_PARENT && parent >= c->nmsgs) {
         return done(&tx, CHAT_ENOTFOUND);
     }
-    if (cs_ver_children(st, c, parent) >= CHAT_MSG_MAX_VERSIONS) {
+    /* under the leaf of a linear conversation: no sibling to count or to
+     * mark as another version, and it stays linear */
+    leafward = (c->flags & CS_CONV_LINEAR) && parent == cs_ver_leaf(st, c);
+    if (!leafward && cs_ver_children(st, c, parent) >= CHAT_MSG_MAX_VERSIONS) {
         return done(&tx, CHAT_ELIMIT);
     }
+    /* the parent as a distance from the end (0: none): the drops below (the
+     * cap, and room made from this conversation's own oldest messages) move
+     * every index */
+    back = parent == CHAT_MSG_NO_PARENT ? 0 : c->nmsgs - parent;
     o = &st->owners[c->owner_ref];
     auth = (o->flags & CS_OWN_AUTH) != 0;
     need = cs_blocks_for(len);
@@ -442,15 +450,14 @@ static chat_status_t msg_add(chat_store_t *st, const chat_owner_t *owner, const 
         }
         while (c->nmsgs >= st->l.max_messages) {
             cs_msg_drop_oldest(&tx, c, o, auth);
-            if (parent != CHAT_MSG_NO_PARENT) {
-                parent = parent ? parent - 1 : CHAT_MSG_NO_PARENT;
-            }
         }
     }
     rc = get_blocks(&tx, &o, auth, c, need, &first, &last);
     if (rc != CHAT_OK) {
         return done(&tx, rc);
     }
+    /* a parent that was dropped leaves the new message a root */
+    parent = back == 0 || back > c->nmsgs ? CHAT_MSG_NO_PARENT : c->nmsgs - back;
     /* the new message, complete, in its fresh blocks */
     mh = cs_mh(st, first);
     memset(mh, 0, sizeof(*mh));
@@ -464,8 +471,13 @@ static chat_status_t msg_add(chat_store_t *st, const chat_owner_t *owner, const 
     fill_blocks(st, first, 1, text, len);
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     /* then linked, its siblings made other versions */
-    cs_ver_choose(&tx, c, parent, CS_NIL);
+    if (!leafward) {
+        cs_ver_choose(&tx, c, parent, CS_NIL);
+    }
     cs_snap(&tx, c, sizeof(*c));
+    if (!leafward) {
+        c->flags &= ~CS_CONV_LINEAR;
+    }
     cs_snap(&tx, o, sizeof(*o));
     if (c->last_msg != CS_NIL) {
         cs_msghdr_t *ph = cs_mh(st, c->last_msg);
@@ -594,6 +606,10 @@ chat_status_t cs_shm_msg_flags(chat_store_t *st, const chat_owner_t *owner,
     mh = cs_mh(st, c->last_msg);
     cs_snap(&tx, mh, sizeof(*mh));
     mh->flags = (mh->flags | set) & ~clear;
+    if (mh->flags & CHAT_MSG_ALT) {
+        cs_snap(&tx, c, sizeof(*c));
+        c->flags &= ~CS_CONV_LINEAR;
+    }
     cs_conv_touch(&tx, c, now_ms);
     return done(&tx, CHAT_OK);
 }

@@ -15,6 +15,9 @@ uint32_t cs_ver_leaf(const chat_store_t *st, const cs_conv_t *c)
 {
     uint32_t cur = CHAT_MSG_NO_PARENT, i = 0, m;
 
+    if (c->flags & CS_CONV_LINEAR) {
+        return c->nmsgs ? c->nmsgs - 1 : CHAT_MSG_NO_PARENT;
+    }
     /* children come after their parent: one pass from the oldest */
     for (m = c->first_msg; m != CS_NIL; m = cs_mh(st, m)->next_msg, i++) {
         const cs_msghdr_t *mh = cs_mh(st, m);

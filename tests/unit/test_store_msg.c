@@ -320,6 +320,11 @@ static void test_arena_one_huge(void **state)
     assert_int_equal(chat_store_msg_get(t.st, &o, id, 1, 0, &buf, &mi), CHAT_OK);
     assert_int_equal(buf.len, 216 + 58 * 248);
     assert_memory_equal(buf.data + 1, big + 1, buf.len - 1);
+    /* its parent is still the message it was appended under, now at index
+     * 0 (it was counted from before the drops, and became a second root,
+     * off the active path) */
+    assert_int_equal(mi.parent, 0);
+    assert_int_equal(chat_store_msg_tail(t.st, &o, id, 20, 1 << 20, &buf, NULL, NULL), 2);
     CHECK(t.st);
     /* streaming into the last message drops the one before it, then stops */
     assert_int_equal(chat_store_msg_extend(t.st, &o, id, big, 248 * 5, 304), CHAT_OK);

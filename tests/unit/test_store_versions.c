@@ -295,6 +295,7 @@ static void test_old_image(void **state)
     for (m = c->first_msg; m != CS_NIL; m = cs_mh(t.st, m)->next_msg) {
         cs_mh(t.st, m)->parent_back = 0;
     }
+    c->flags &= ~CS_CONV_LINEAR; /* nor did the flag */
     CHECK(t.st);
     tail_is(t.st, &o, id, "u1|a1|u2");
     path_is(t.st, &o, id, "u1|a1|u2");
@@ -303,6 +304,69 @@ static void test_old_image(void **state)
     add(t.st, &o, id, CHAT_ROLE_ASSISTANT, "a2", 3);
     branch(t.st, &o, id, 2, CHAT_ROLE_ASSISTANT, "a2b", 4);
     tail_is(t.st, &o, id, "u1|a1|u2|a2b");
+    ts_close(&t);
+}
+
+/* A new conversation is marked linear (its leaf is its last message, no
+ * walk): it stays so through appends and the cap's drops, and stops being
+ * linear at its first branch or message marked as another version, after
+ * which the walk gives the same answers as the reference (chat/versions.h).
+ * The image check refuses the mark on a conversation that has branches. */
+static void test_linear_mark(void **state)
+{
+    chat_store_layout_t l = small_layout();
+    chat_owner_t o = owner_of("u:alice");
+    cs_conv_t *c;
+    tstore_t t;
+    char id[25], id2[25], want[256] = "";
+    uint32_t i;
+    (void)state;
+
+    l.max_messages = 8;
+    ts_open(&t, &l, 0);
+    mkconv(t.st, &o, "llama", 1, 100, id);
+    c = cs_conv_find(t.st, &o, id);
+    assert_non_null(c);
+    assert_true(c->flags & CS_CONV_LINEAR);
+    for (i = 0; i < 12; i++) {
+        char txt[8];
+        snprintf(txt, sizeof(txt), "m%u", i);
+        add(t.st, &o, id, i % 2 ? CHAT_ROLE_ASSISTANT : CHAT_ROLE_USER, txt, i < 8 ? i : 7);
+        assert_true(c->flags & CS_CONV_LINEAR);
+    }
+    for (i = 4; i < 12; i++) {
+        snprintf(want + strlen(want), sizeof(want) - strlen(want), "%sm%u", i > 4 ? "|" : "",
+                 i);
+    }
+    tail_is(t.st, &o, id, want);
+    path_is(t.st, &o, id, want);
+    /* not shown to callers */
+    {
+        chat_conv_info_t ci;
+        assert_int_equal(chat_store_conv_get(t.st, &o, id, &ci), CHAT_OK);
+        assert_int_equal(ci.flags & ~(CHAT_CONV_ARCHIVED | CHAT_CONV_STOPPED), 0);
+    }
+    /* a regenerated answer: no longer linear, the walk follows it */
+    branch(t.st, &o, id, 6, CHAT_ROLE_ASSISTANT, "r", 7);
+    assert_false(c->flags & CS_CONV_LINEAR);
+    tail_is(t.st, &o, id, "m5|m6|m7|m8|m9|m10|r");
+    path_is(t.st, &o, id, "m5|m6|m7|m8|m9|m10|r");
+    /* the mark on a conversation with versions is a damaged image */
+    c->flags |= CS_CONV_LINEAR;
+    assert_int_not_equal(cs_validate(t.st), CHAT_OK);
+    c->flags &= ~CS_CONV_LINEAR;
+    CHECK(t.st);
+
+    /* the last message marked as another version by hand */
+    mkconv(t.st, &o, "llama", 1, 101, id2);
+    add(t.st, &o, id2, CHAT_ROLE_USER, "q", 0);
+    add(t.st, &o, id2, CHAT_ROLE_ASSISTANT, "a", 1);
+    assert_int_equal(chat_store_msg_flags(t.st, &o, id2, CHAT_MSG_ALT, 0, 3000), CHAT_OK);
+    CHECK(t.st);
+    c = cs_conv_find(t.st, &o, id2);
+    assert_false(c->flags & CS_CONV_LINEAR);
+    tail_is(t.st, &o, id2, "q");
+    path_is(t.st, &o, id2, "q");
     ts_close(&t);
 }
 
@@ -329,6 +393,7 @@ int main(void)
         cmocka_unit_test(test_regenerate_versions), cmocka_unit_test(test_edit_branches),
         cmocka_unit_test(test_errors_and_limits),   cmocka_unit_test(test_drop_oldest),
         cmocka_unit_test(test_old_image),           cmocka_unit_test(test_pure),
+        cmocka_unit_test(test_linear_mark),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
