@@ -16,15 +16,9 @@ import urllib.request
 
 import pytest
 
-from cmdutil import api, argv_lines, bang, new_cookie, pid_gone, wait_log
+from cmdutil import api, argv_lines, bang, new_cookie, pid_gone, wait_log, write_script
 from conftest import Server, configtest
 from conftest import test_root as make_root
-
-def _script(path, body):
-    with open(path, "w") as f:
-        f.write("#!/bin/sh\n" + body)
-    os.chmod(path, 0o755)
-
 
 # ==== hostile arguments, escaping processes, the child's state (a server of its own) ====
 
@@ -46,17 +40,17 @@ class ExecFixture:
             os.chmod(d, 0o755)
         os.makedirs(self.state)
         os.chmod(self.state, 0o777)
-        _script(os.path.join(self.bin, "argv.sh"),
+        write_script(os.path.join(self.bin, "argv.sh"),
                 'for a in "$@"; do printf "[%s]\\n" "$a"; done\n')
         # leaves the process group with setsid, keeps stdout, then the
         # program itself exits (at once, or after hanging past its timeout)
         daemon = ('setsid sh -c \'echo $$ > "$0/$1.pid"; exec sleep 60\' "%s" "$1" &\n'
                   'while [ ! -s "%s/$1.pid" ]; do sleep 0.02; done\n'
                   'echo started\n' % (self.state, self.state))
-        _script(os.path.join(self.bin, "daemon.sh"), daemon)
-        _script(os.path.join(self.bin, "daemonhang.sh"), daemon + "exec sleep 60\n")
-        _script(os.path.join(self.bin, "err.sh"), "echo only-err >&2\nexit 3\n")
-        _script(os.path.join(self.bin, "closeout.sh"),
+        write_script(os.path.join(self.bin, "daemon.sh"), daemon)
+        write_script(os.path.join(self.bin, "daemonhang.sh"), daemon + "exec sleep 60\n")
+        write_script(os.path.join(self.bin, "err.sh"), "echo only-err >&2\nexit 3\n")
+        write_script(os.path.join(self.bin, "closeout.sh"),
                 "echo bye\nexec >&- 2>&-\nsleep 0.4\nexit 5\n")
         with open(os.path.join(self.outside, "secret.txt"), "w") as f:
             f.write("SECRET\n")
