@@ -193,11 +193,17 @@ bench: all bench-bin
 install: all
 	./scripts/install.sh
 
+# every C file of the tree: the module, its tests, fuzzers and benchmark tools
+FORMAT_SRC := $(CORE_SRC) $(CORE_HDR) $(GLUE_SRC) $(GLUE_HDR) \
+              $(wildcard tests/unit/*.c tests/unit/*.h tests/unit/common/*.c \
+                         tests/unit/common/*.h tests/fuzz/*.c tests/fuzz/*.h \
+                         bench/*.c bench/*.h)
+
 format:
-	clang-format -i $(CORE_SRC) $(CORE_HDR) $(GLUE_SRC) $(GLUE_HDR)
+	clang-format -i $(FORMAT_SRC)
 
 format-check:
-	clang-format --dry-run --Werror $(CORE_SRC) $(CORE_HDR) $(GLUE_SRC) $(GLUE_HDR)
+	clang-format --dry-run --Werror $(FORMAT_SRC)
 
 clean:
 	rm -rf $(BUILD) mod_chatbot/*.lo mod_chatbot/*.slo mod_chatbot/*.la mod_chatbot/.libs \

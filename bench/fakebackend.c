@@ -58,8 +58,8 @@ typedef struct conn {
     size_t in_len, in_cap;
     char *out;
     size_t out_len, out_off, out_cap;
-    int want_out;       /* EPOLLOUT registered */
-    int close_after;    /* Connection: close seen */
+    int want_out;    /* EPOLLOUT registered */
+    int close_after; /* Connection: close seen */
     /* a stream paced by delay_ns */
     int streaming;
     int tok_i, tok_n;
@@ -127,7 +127,8 @@ static void out_add(conn_t *c, const char *s, size_t n)
     c->out_len += n;
 }
 
-static void out_printf(conn_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out_printf(conn_t *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void out_printf(conn_t *c, const char *fmt, ...)
 {
@@ -216,7 +217,8 @@ static void simple_response(conn_t *c, int status, const char *reason, const cha
     out_printf(c,
                "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nDate: %s\r\nContent-Length: %zu\r\n"
                "%s\r\n",
-               status, reason, ctype, date, n, c->close_after ? "Connection: close\r\n" : "");
+               status, reason, ctype, date, n,
+               c->close_after ? "Connection: close\r\n" : "");
     if (!head_only) {
         out_add(c, body, n);
     }
@@ -233,10 +235,11 @@ static void token_line(conn_t *c, int i)
     if (!c->t_first_ns) {
         c->t_first_ns = t;
     }
-    n = snprintf(line, sizeof(line),
-                 "{\"model\":\"%s\",\"created_at\":\"%s\",\"message\":{\"role\":\"assistant\","
-                 "\"content\":\"%st%llu\"},\"done\":false}",
-                 c->model, ca, i ? " " : "", (unsigned long long)t);
+    n = snprintf(
+        line, sizeof(line),
+        "{\"model\":\"%s\",\"created_at\":\"%s\",\"message\":{\"role\":\"assistant\","
+        "\"content\":\"%st%llu\"},\"done\":false}",
+        c->model, ca, i ? " " : "", (unsigned long long)t);
     out_chunk_line(c, line, (size_t)n);
 }
 
@@ -249,15 +252,15 @@ static void done_line(conn_t *c)
     int n;
 
     created_at(ca, sizeof(ca));
-    n = snprintf(line, sizeof(line),
-                 "{\"model\":\"%s\",\"created_at\":\"%s\",\"message\":{\"role\":\"assistant\","
-                 "\"content\":\"\"},\"done\":true,\"done_reason\":\"stop\","
-                 "\"total_duration\":%llu,\"load_duration\":%llu,\"prompt_eval_count\":%zu,"
-                 "\"prompt_eval_duration\":%llu,\"eval_count\":%d,\"eval_duration\":%llu}",
-                 c->model, ca, (unsigned long long)total,
-                 (unsigned long long)(total - eval) / 4, c->prompt_bytes / 4 + 1,
-                 (unsigned long long)(total - eval) / 2, c->tok_n,
-                 (unsigned long long)(eval ? eval : 1));
+    n = snprintf(
+        line, sizeof(line),
+        "{\"model\":\"%s\",\"created_at\":\"%s\",\"message\":{\"role\":\"assistant\","
+        "\"content\":\"\"},\"done\":true,\"done_reason\":\"stop\","
+        "\"total_duration\":%llu,\"load_duration\":%llu,\"prompt_eval_count\":%zu,"
+        "\"prompt_eval_duration\":%llu,\"eval_count\":%d,\"eval_duration\":%llu}",
+        c->model, ca, (unsigned long long)total, (unsigned long long)(total - eval) / 4,
+        c->prompt_bytes / 4 + 1, (unsigned long long)(total - eval) / 2, c->tok_n,
+        (unsigned long long)(eval ? eval : 1));
     out_chunk_line(c, line, (size_t)n);
     out_add(c, "0\r\n\r\n", 5);
 }
@@ -286,7 +289,8 @@ static long directive_value(const char *body, size_t len, const char *key, long 
     const char *d = NULL, *p, *end;
     size_t klen = strlen(key);
 
-    for (p = body; (p = memmem(p, len - (size_t)(p - body), "[[fake", 6)) != NULL; p += 6) {
+    for (p = body; (p = memmem(p, len - (size_t)(p - body), "[[fake", 6)) != NULL;
+         p += 6) {
         d = p;
     }
     if (!d) {
@@ -362,7 +366,8 @@ static void chat_response(conn_t *c, const char *body, size_t len)
     streams = c;
 }
 
-/* ---- connections ---------------------------------------------------------------------- */
+/* ---- connections ----------------------------------------------------------------------
+ */
 
 static void conn_close(int ep, conn_t *c)
 {
@@ -378,7 +383,8 @@ static void conn_close(int ep, conn_t *c)
 static int conn_flush(int ep, conn_t *c)
 {
     while (c->out_off < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        ssize_t n =
+            send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -492,9 +498,10 @@ static int conn_process(int ep, conn_t *c)
                             "\"size\":1,\"digest\":\"0\",\"details\":{}}]}",
                             0);
         }
-        else if ((!strcmp(method, "GET") || !strcmp(method, "HEAD")) && !strcmp(path, "/")) {
-            simple_response(c, 200, "OK", "text/plain; charset=utf-8", "Ollama is running",
-                            method[0] == 'H');
+        else if ((!strcmp(method, "GET") || !strcmp(method, "HEAD")) &&
+                 !strcmp(path, "/")) {
+            simple_response(c, 200, "OK", "text/plain; charset=utf-8",
+                            "Ollama is running", method[0] == 'H');
         }
         else {
             simple_response(c, 404, "Not Found", "text/plain", "404 page not found", 0);
@@ -614,7 +621,8 @@ static void serve(int lfd)
             conn_t *c = evs[i].data.ptr;
             if (!c) {
                 for (;;) {
-                    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), one = 1;
+                    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC),
+                        one = 1;
                     struct epoll_event cev;
                     if (fd < 0) {
                         break;

@@ -46,12 +46,13 @@
 #include <time.h>
 #include <unistd.h>
 
-struct loadgen_opt opt = {M_WS, "127.0.0.1", 0, "/ws", 1, 256, 1, 10, 0, 60, 10, 20, 0, 100, 0,
-                          "hello", NULL, "-", "bench"};
+struct loadgen_opt opt = {M_WS, "127.0.0.1", 0, "/ws", 1, 256,     1,    10,  0,      60,
+                          10,   20,          0, 100,   0, "hello", NULL, "-", "bench"};
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 
-/* ---- utilities ---------------------------------------------------------------------- */
+/* ---- utilities ----------------------------------------------------------------------
+ */
 
 uint64_t now_ns(void)
 {
@@ -81,7 +82,8 @@ _Noreturn void die(const char *fmt, ...)
     exit(1);
 }
 
-/* ---- main loop ------------------------------------------------------------------------ */
+/* ---- main loop ------------------------------------------------------------------------
+ */
 
 static volatile sig_atomic_t interrupted;
 
@@ -151,7 +153,8 @@ static void loop_until(uint64_t deadline, int (*cond)(void))
             if (c->state == S_DEAD) {
                 continue;
             }
-            if (c->state == S_CONNECTING && (evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+            if (c->state == S_CONNECTING &&
+                (evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
                 on_connected(c);
                 continue;
             }
@@ -172,7 +175,9 @@ static void loop_until(uint64_t deadline, int (*cond)(void))
                         conn_flush(c);
                         pings_sent++;
                     }
-                    c->ping_ns = now + (uint64_t)(opt.ping_s * 1e9 * (0.5 + (double)(xrand() % 1000) / 1000.0));
+                    c->ping_ns =
+                        now + (uint64_t)(opt.ping_s * 1e9 *
+                                         (0.5 + (double)(xrand() % 1000) / 1000.0));
                 }
             }
         }
@@ -216,12 +221,13 @@ static void event(const char *name)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: loadgen --mode ws|direct|idle --port P [--host 127.0.0.1] [--path /ws]\n"
-            "  [--conns N] [--parallel 256] [--warmup 1] [--duration 10] [--rate 0]\n"
-            "  [--tokens 20] [--delay-us 0] [--prompt hello] [--model bench]\n"
-            "  [--hold 60] [--ping-s 10] [--sample 100] [--sync]\n"
-            "  [--samples-out PREFIX] [--label L]\n");
+    fprintf(
+        stderr,
+        "usage: loadgen --mode ws|direct|idle --port P [--host 127.0.0.1] [--path /ws]\n"
+        "  [--conns N] [--parallel 256] [--warmup 1] [--duration 10] [--rate 0]\n"
+        "  [--tokens 20] [--delay-us 0] [--prompt hello] [--model bench]\n"
+        "  [--hold 60] [--ping-s 10] [--sample 100] [--sync]\n"
+        "  [--samples-out PREFIX] [--label L]\n");
     exit(2);
 }
 
@@ -242,31 +248,50 @@ int main(int argc, char **argv)
         }
         i++;
         if (!strcmp(a, "--mode")) {
-            opt.mode = !strcmp(v, "ws") ? M_WS : !strcmp(v, "direct") ? M_DIRECT
-                                              : !strcmp(v, "idle")  ? M_IDLE
-                                                                     : -1;
+            opt.mode = !strcmp(v, "ws")       ? M_WS
+                       : !strcmp(v, "direct") ? M_DIRECT
+                       : !strcmp(v, "idle")   ? M_IDLE
+                                              : -1;
             if (opt.mode < 0) {
                 usage();
             }
         }
-        else if (!strcmp(a, "--host")) opt.host = v;
-        else if (!strcmp(a, "--port")) opt.port = atoi(v);
-        else if (!strcmp(a, "--path")) opt.path = v;
-        else if (!strcmp(a, "--conns")) opt.conns = atoi(v);
-        else if (!strcmp(a, "--parallel")) opt.parallel = atoi(v);
-        else if (!strcmp(a, "--warmup")) opt.warmup = atof(v);
-        else if (!strcmp(a, "--duration")) opt.duration = atof(v);
-        else if (!strcmp(a, "--rate")) opt.rate = atof(v);
-        else if (!strcmp(a, "--tokens")) opt.tokens = atoi(v);
-        else if (!strcmp(a, "--delay-us")) opt.delay_us = atoi(v);
-        else if (!strcmp(a, "--prompt")) opt.prompt = v;
-        else if (!strcmp(a, "--model")) opt.model = v;
-        else if (!strcmp(a, "--hold")) opt.hold = atof(v);
-        else if (!strcmp(a, "--ping-s")) opt.ping_s = atof(v);
-        else if (!strcmp(a, "--sample")) opt.sample = atoi(v);
-        else if (!strcmp(a, "--samples-out")) opt.samples_out = v;
-        else if (!strcmp(a, "--label")) opt.label = v;
-        else usage();
+        else if (!strcmp(a, "--host"))
+            opt.host = v;
+        else if (!strcmp(a, "--port"))
+            opt.port = atoi(v);
+        else if (!strcmp(a, "--path"))
+            opt.path = v;
+        else if (!strcmp(a, "--conns"))
+            opt.conns = atoi(v);
+        else if (!strcmp(a, "--parallel"))
+            opt.parallel = atoi(v);
+        else if (!strcmp(a, "--warmup"))
+            opt.warmup = atof(v);
+        else if (!strcmp(a, "--duration"))
+            opt.duration = atof(v);
+        else if (!strcmp(a, "--rate"))
+            opt.rate = atof(v);
+        else if (!strcmp(a, "--tokens"))
+            opt.tokens = atoi(v);
+        else if (!strcmp(a, "--delay-us"))
+            opt.delay_us = atoi(v);
+        else if (!strcmp(a, "--prompt"))
+            opt.prompt = v;
+        else if (!strcmp(a, "--model"))
+            opt.model = v;
+        else if (!strcmp(a, "--hold"))
+            opt.hold = atof(v);
+        else if (!strcmp(a, "--ping-s"))
+            opt.ping_s = atof(v);
+        else if (!strcmp(a, "--sample"))
+            opt.sample = atoi(v);
+        else if (!strcmp(a, "--samples-out"))
+            opt.samples_out = v;
+        else if (!strcmp(a, "--label"))
+            opt.label = v;
+        else
+            usage();
     }
     if (opt.port <= 0 || opt.conns <= 0 || opt.parallel <= 0) {
         usage();
@@ -303,7 +328,8 @@ int main(int argc, char **argv)
         loop_until(now_ns() + (uint64_t)(opt.hold * 1e9), NULL);
         event("held");
         /* one turn on each of the sample connections, 1 ms apart */
-        int step = opt.sample > 0 && opt.sample < opt.conns ? opt.conns / opt.sample : 1, sent = 0;
+        int step = opt.sample > 0 && opt.sample < opt.conns ? opt.conns / opt.sample : 1,
+            sent = 0;
         t_measure0 = now_ns();
         t_measure1 = UINT64_MAX;
         measuring = 1;

@@ -34,15 +34,15 @@ typedef struct conn {
     buf_t in, out, msg;
     int want_out;
     char key[32];
-    int msg_op;          /* opcode of the fragmented message in progress */
-    int busy;            /* a turn is in flight */
-    int pending;         /* its scheduled time came while busy */
+    int msg_op;  /* opcode of the fragmented message in progress */
+    int busy;    /* a turn is in flight */
+    int pending; /* its scheduled time came while busy */
     uint64_t sent_ns, next_ns, ping_ns, retry_ns;
     int heap_i;
     uint32_t seq;
     int tokens_seen;
     /* direct mode: response parser */
-    int hstate;          /* 0 headers, 1 chunk size, 2 chunk data, 3 data CRLF, 4 trailer */
+    int hstate; /* 0 headers, 1 chunk size, 2 chunk data, 3 data CRLF, 4 trailer */
     size_t chunk_left;
     int http_status;
 } conn_t;

@@ -35,7 +35,8 @@ static int token_stamp(const char *p, size_t n, const char *key, uint64_t *ns)
 }
 
 /* A token arrived: counted, and its relay delay sampled inside the window. */
-static void relay_sample(conn_t *c, const char *p, size_t n, const char *key, uint64_t now)
+static void relay_sample(conn_t *c, const char *p, size_t n, const char *key,
+                         uint64_t now)
 {
     uint64_t ts;
 
@@ -74,7 +75,8 @@ void on_text(conn_t *c, const char *p, size_t n, uint64_t now)
     else if (!strncmp(t, "error\"", 6)) {
         if (errors_printed < 5) {
             errors_printed++;
-            fprintf(stderr, "loadgen: conn %d: %.*s\n", c->idx, (int)(n > 300 ? 300 : n), p);
+            fprintf(stderr, "loadgen: conn %d: %.*s\n", c->idx, (int)(n > 300 ? 300 : n),
+                    p);
         }
         turn_done(c, now, 0);
     }
@@ -111,7 +113,8 @@ void http_parse(conn_t *c, uint64_t now)
                 return;
             }
             c->http_status = atoi(p + 9);
-            if (strncmp(p, "HTTP/1.1 ", 9) || !memmem(p, (size_t)(eol - p), "chunked", 7)) {
+            if (strncmp(p, "HTTP/1.1 ", 9) ||
+                !memmem(p, (size_t)(eol - p), "chunked", 7)) {
                 conn_kill(c, "not a chunked HTTP/1.1 reply");
                 return;
             }

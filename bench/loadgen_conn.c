@@ -21,7 +21,8 @@
 conn_t *conns;
 int epfd;
 
-/* ---- buffers ------------------------------------------------------------------------ */
+/* ---- buffers ------------------------------------------------------------------------
+ */
 
 void buf_reserve(buf_t *b, size_t more)
 {
@@ -64,7 +65,8 @@ void buf_free(buf_t *b)
     memset(b, 0, sizeof(*b));
 }
 
-/* ---- timer heap (open-loop schedule) ------------------------------------------------ */
+/* ---- timer heap (open-loop schedule) ------------------------------------------------
+ */
 
 conn_t **heap;
 int heap_n;
@@ -127,7 +129,8 @@ conn_t *heap_pop(void)
 void conn_flush(conn_t *c)
 {
     while (c->out.off < c->out.len) {
-        ssize_t n = send(c->fd, c->out.p + c->out.off, c->out.len - c->out.off, MSG_NOSIGNAL);
+        ssize_t n =
+            send(c->fd, c->out.p + c->out.off, c->out.len - c->out.off, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -172,24 +175,27 @@ void turn_send(conn_t *c, uint64_t now)
     c->seq++;
     user_content(content, sizeof(content), c->seq);
     if (opt.mode == M_DIRECT) {
-        n = snprintf(msg, sizeof(msg),
-                     "{\"model\":\"%s\",\"messages\":[{\"role\":\"system\",\"content\":\"You are "
-                     "a helpful assistant.\"},{\"role\":\"user\",\"content\":\"%s\"}],"
-                     "\"stream\":true,\"options\":{\"num_ctx\":8192},\"keep_alive\":\"30m\"}",
-                     opt.model, content);
-        int hn = snprintf(hdr, sizeof(hdr),
-                          "POST /api/chat HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: loadgen\r\n"
-                          "Content-Type: application/json\r\nAccept: application/x-ndjson\r\n"
-                          "Content-Length: %d\r\n\r\n",
-                          opt.host, opt.port, n);
+        n = snprintf(
+            msg, sizeof(msg),
+            "{\"model\":\"%s\",\"messages\":[{\"role\":\"system\",\"content\":\"You are "
+            "a helpful assistant.\"},{\"role\":\"user\",\"content\":\"%s\"}],"
+            "\"stream\":true,\"options\":{\"num_ctx\":8192},\"keep_alive\":\"30m\"}",
+            opt.model, content);
+        int hn =
+            snprintf(hdr, sizeof(hdr),
+                     "POST /api/chat HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: loadgen\r\n"
+                     "Content-Type: application/json\r\nAccept: application/x-ndjson\r\n"
+                     "Content-Length: %d\r\n\r\n",
+                     opt.host, opt.port, n);
         buf_add(&c->out, hdr, (size_t)hn);
         buf_add(&c->out, msg, (size_t)n);
         c->hstate = 0;
         c->in.off = 0;
     }
     else {
-        n = snprintf(msg, sizeof(msg), "{\"type\":\"message\",\"content\":\"%s\",\"id\":%u}",
-                     content, c->seq);
+        n = snprintf(msg, sizeof(msg),
+                     "{\"type\":\"message\",\"content\":\"%s\",\"id\":%u}", content,
+                     c->seq);
         ws_frame(c, 1, msg, (size_t)n);
     }
     c->busy = 1;
@@ -247,7 +253,8 @@ void schedule_next(conn_t *c, uint64_t now)
     heap_push(c);
 }
 
-/* ---- connections ---------------------------------------------------------------------- */
+/* ---- connections ----------------------------------------------------------------------
+ */
 
 int n_pending_connects;
 
@@ -350,7 +357,8 @@ void on_readable(conn_t *c)
             continue;
         }
         if (n == 0) {
-            conn_kill(c, c->busy || c->state != S_OPEN ? "server closed the connection" : NULL);
+            conn_kill(c, c->busy || c->state != S_OPEN ? "server closed the connection"
+                                                       : NULL);
             return;
         }
         if (errno == EINTR) {

@@ -14,8 +14,8 @@ uint64_t t_measure0, t_measure1; /* the measurement window */
 int measuring, stop_sending;
 
 samples_t lat_us, relay_ns;
-uint64_t turns_done, turns_window, errors, late, connect_fail, ws_open,
-    protocol_errors, pings_sent, pongs_rcvd, server_pings, turns_inflight;
+uint64_t turns_done, turns_window, errors, late, connect_fail, ws_open, protocol_errors,
+    pings_sent, pongs_rcvd, server_pings, turns_inflight;
 int errors_printed;
 
 void sample_add(samples_t *s, uint64_t v)
@@ -53,8 +53,8 @@ double cpu_s(void)
     struct rusage ru;
 
     getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-           ru.ru_stime.tv_usec / 1e6;
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
 /* Sorts the samples and prints the RESULT line; cpu is the load
@@ -71,7 +71,10 @@ void result_print(double cpu)
            "lat_p99_us=%.0f lat_max_us=%.0f relay_n=%zu relay_p50_us=%.1f "
            "relay_p99_us=%.1f relay_max_us=%.1f cpu_s=%.3f pings=%llu pongs=%llu "
            "server_pings=%llu protocol_errors=%llu\n",
-           opt.label, opt.mode == M_WS ? "ws" : opt.mode == M_DIRECT ? "direct" : "idle",
+           opt.label,
+           opt.mode == M_WS       ? "ws"
+           : opt.mode == M_DIRECT ? "direct"
+                                  : "idle",
            opt.conns, (unsigned long long)ws_open, (unsigned long long)connect_fail,
            opt.mode == M_IDLE ? 0 : opt.rate, opt.tokens, opt.delay_us, secs,
            (unsigned long long)(opt.mode == M_IDLE ? lat_us.n : turns_window),

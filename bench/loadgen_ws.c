@@ -69,7 +69,8 @@ static void sha1(const uint8_t *data, size_t len, uint8_t out[20])
 
 static void base64(const uint8_t *in, size_t n, char *out)
 {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char tab[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     size_t i;
 
     for (i = 0; i + 2 < n; i += 3) {
@@ -139,11 +140,12 @@ void ws_handshake_start(conn_t *c)
         k[i] = (uint8_t)xrand();
     }
     base64(k, 16, c->key);
-    n = snprintf(req, sizeof(req),
-                 "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
-                 "User-Agent: loadgen\r\n\r\n",
-                 opt.path, opt.host, opt.port, c->key);
+    n = snprintf(
+        req, sizeof(req),
+        "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+        "User-Agent: loadgen\r\n\r\n",
+        opt.path, opt.host, opt.port, c->key);
     c->state = S_HANDSHAKE;
     buf_add(&c->out, req, (size_t)n);
     conn_flush(c);

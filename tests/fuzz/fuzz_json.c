@@ -32,10 +32,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t k;
 
         switch (op & 15) {
-        case 0: chat_jw_obj_begin(&w); break;
-        case 1: chat_jw_obj_end(&w); break;
-        case 2: chat_jw_arr_begin(&w); break;
-        case 3: chat_jw_arr_end(&w); break;
+        case 0:
+            chat_jw_obj_begin(&w);
+            break;
+        case 1:
+            chat_jw_obj_end(&w);
+            break;
+        case 2:
+            chat_jw_arr_begin(&w);
+            break;
+        case 3:
+            chat_jw_arr_end(&w);
+            break;
         case 4: {
             char key[16];
             memcpy(key, s, n);
@@ -65,9 +73,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             i += n;
             break;
-        case 8: chat_jw_bool(&w, op & 16); break;
-        case 9: chat_jw_null(&w); break;
-        case 10: chat_jw_raw(&w, "[1,{\"a\":null}]", 14); break;
+        case 8:
+            chat_jw_bool(&w, op & 16);
+            break;
+        case 9:
+            chat_jw_null(&w);
+            break;
+        case 10:
+            chat_jw_raw(&w, "[1,{\"a\":null}]", 14);
+            break;
         case 11: {
             char key[16];
             memcpy(key, s, n);
@@ -76,10 +90,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             i += n;
             break;
         }
-        case 12: chat_jw_kint(&w, "i", (int64_t)op * -1000003); break;
-        case 13: chat_jw_kdouble(&w, "d", (double)op * 0.37); break;
-        case 14: chat_jw_kbool(&w, "b", op & 16); break;
-        default: chat_jw_str(&w, NULL); break;
+        case 12:
+            chat_jw_kint(&w, "i", (int64_t)op * -1000003);
+            break;
+        case 13:
+            chat_jw_kdouble(&w, "d", (double)op * 0.37);
+            break;
+        case 14:
+            chat_jw_kbool(&w, "b", op & 16);
+            break;
+        default:
+            chat_jw_str(&w, NULL);
+            break;
         }
     }
     if (chat_jw_status(&w) == CHAT_OK) {

@@ -16,11 +16,11 @@
 
 #include "chat/proto.h"
 
-#define CHECK(c)                                                                       \
-    do {                                                                               \
-        if (!(c)) {                                                                    \
-            abort();                                                                   \
-        }                                                                              \
+#define CHECK(c)                                                                         \
+    do {                                                                                 \
+        if (!(c)) {                                                                      \
+            abort();                                                                     \
+        }                                                                                \
     } while (0)
 
 static json_object *parse_strict(const char *s, size_t n)
@@ -71,9 +71,9 @@ static void serialise(const chat_cmsg_t *m, chat_buf_t *b)
         chat_jw_kstrn(&w, m->type == CHAT_C_COMMAND ? "command" : "content", m->content,
                       m->content_len);
     }
-#define OPT(k, v)                                                                      \
-    if (v) {                                                                           \
-        chat_jw_kstr(&w, k, v);                                                        \
+#define OPT(k, v)                                                                        \
+    if (v) {                                                                             \
+        chat_jw_kstr(&w, k, v);                                                          \
     }
     OPT("bot_id", m->bot_id)
     OPT("conversation_id", m->conversation_id)
@@ -119,19 +119,34 @@ static void check_accepted(const chat_cmsg_t *m)
     CHECK(!m->content || (m->content_len == strlen(m->content) && m->content_len > 0));
     CHECK(m->nargs <= CHAT_MAX_ARGS);
     switch (m->type) {
-    case CHAT_C_MESSAGE: CHECK(m->content); break;
-    case CHAT_C_EDIT: CHECK(m->conversation_id && m->content && m->index >= 0); break;
-    case CHAT_C_LAUNCH: CHECK(m->bot_id); break;
-    case CHAT_C_RENAME: CHECK(m->conversation_id && m->title); break;
-    case CHAT_C_RUN: CHECK(m->command); break;
-    case CHAT_C_COMMAND: CHECK(m->content && !m->command); break;
+    case CHAT_C_MESSAGE:
+        CHECK(m->content);
+        break;
+    case CHAT_C_EDIT:
+        CHECK(m->conversation_id && m->content && m->index >= 0);
+        break;
+    case CHAT_C_LAUNCH:
+        CHECK(m->bot_id);
+        break;
+    case CHAT_C_RENAME:
+        CHECK(m->conversation_id && m->title);
+        break;
+    case CHAT_C_RUN:
+        CHECK(m->command);
+        break;
+    case CHAT_C_COMMAND:
+        CHECK(m->content && !m->command);
+        break;
     case CHAT_C_RESUME:
     case CHAT_C_SELECT:
     case CHAT_C_STOP_SESSION:
     case CHAT_C_ARCHIVE:
     case CHAT_C_DELETE:
-    case CHAT_C_EXPORT: CHECK(m->conversation_id); break;
-    default: break;
+    case CHAT_C_EXPORT:
+        CHECK(m->conversation_id);
+        break;
+    default:
+        break;
     }
     CHECK(!m->format || !strcmp(m->format, "json") || !strcmp(m->format, "markdown"));
 
@@ -174,7 +189,8 @@ static void check_accepted(const chat_cmsg_t *m)
     for (i = 0; i < m->nargs; i++) {
         CHECK(strcmp(again.args[i], m->args[i]) == 0);
     }
-    CHECK(again.index == m->index && again.limit == m->limit && again.offset == m->offset);
+    CHECK(again.index == m->index && again.limit == m->limit &&
+          again.offset == m->offset);
     CHECK(again.archived == m->archived);
     chat_cmsg_free(&again);
     chat_buf_free(&b);

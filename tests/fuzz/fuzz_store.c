@@ -96,13 +96,13 @@ static void populate(chat_store_t *st)
     memset(text, 'w', sizeof(text));
     chat_store_conv_create(st, &a, "llama", "first", 0x11, 100, &ci);
     chat_store_msg_append(st, &a, ci.id, CHAT_ROLE_USER, 0, "hello", 5, 101, NULL);
-    chat_store_msg_append(st, &a, ci.id, CHAT_ROLE_ASSISTANT, CHAT_MSG_COMPLETE, text, 600, 102,
-                          NULL);
+    chat_store_msg_append(st, &a, ci.id, CHAT_ROLE_ASSISTANT, CHAT_MSG_COMPLETE, text,
+                          600, 102, NULL);
     chat_store_conv_create(st, &b, "qwen", NULL, 0x22, 103, &ci);
     chat_store_msg_append(st, &b, ci.id, CHAT_ROLE_USER, 0, "question", 8, 104, NULL);
     chat_store_gen_begin(st, &b, ci.id, 77, CHAT_CONV_GENERATING, 105);
-    chat_store_msg_append(st, &b, ci.id, CHAT_ROLE_ASSISTANT, CHAT_MSG_STREAMING, "ans", 3, 106,
-                          NULL);
+    chat_store_msg_append(st, &b, ci.id, CHAT_ROLE_ASSISTANT, CHAT_MSG_STREAMING, "ans",
+                          3, 106, NULL);
     chat_store_rate_take(st, &a, &r, 107, &retry);
     chat_store_user_bump(st, &b);
     be = chat_store_backend_register(st, "ollama", 1);
@@ -114,7 +114,8 @@ static void populate(chat_store_t *st)
     chat_metrics_error(st, "timeout");
 }
 
-static void noop_msg(void *baton, const chat_msg_info_t *info, const char *text, size_t len)
+static void noop_msg(void *baton, const chat_msg_info_t *info, const char *text,
+                     size_t len)
 {
     (void)baton;
     (void)info;
@@ -182,8 +183,8 @@ static void exercise(chat_store_t *st, uint8_t seed)
             chat_store_msg_extend(st, &o, id, text, seed % 700, now++);
             break;
         case 1:
-            chat_store_msg_append(st, &o, id, CHAT_ROLE_USER, 0, text, (size_t)seed * 3, now++,
-                                  NULL);
+            chat_store_msg_append(st, &o, id, CHAT_ROLE_USER, 0, text, (size_t)seed * 3,
+                                  now++, NULL);
             break;
         case 2:
             chat_store_msg_truncate(st, &o, id, seed % 3, now++);
@@ -193,8 +194,8 @@ static void exercise(chat_store_t *st, uint8_t seed)
             chat_store_gen_begin(st, &o, id, 5, CHAT_CONV_QUEUED, now++);
             chat_store_gen_state(st, id, 5, CHAT_CONV_GENERATING, 0);
             chat_store_gen_request_stop(st, &o, id);
-            chat_store_msg_append(st, &o, id, CHAT_ROLE_ASSISTANT, CHAT_MSG_STREAMING, text, 300,
-                                  now++, NULL);
+            chat_store_msg_append(st, &o, id, CHAT_ROLE_ASSISTANT, CHAT_MSG_STREAMING,
+                                  text, 300, now++, NULL);
             chat_store_gen_end(st, id, 5, now++);
             break;
         case 4:
@@ -213,9 +214,10 @@ static void exercise(chat_store_t *st, uint8_t seed)
     /* new conversations (evicting), a big message (arena pressure) */
     for (k = 0; k < 3; k++) {
         chat_owner_t o = owner(k ? "u:new" : "u:a");
-        if (chat_store_conv_create(st, &o, "llama", NULL, 0x1000 + (uint64_t)k + seed, now++,
-                                   &ci) == CHAT_OK) {
-            chat_store_msg_append(st, &o, ci.id, CHAT_ROLE_USER, 0, text, 700, now++, NULL);
+        if (chat_store_conv_create(st, &o, "llama", NULL, 0x1000 + (uint64_t)k + seed,
+                                   now++, &ci) == CHAT_OK) {
+            chat_store_msg_append(st, &o, ci.id, CHAT_ROLE_USER, 0, text, 700, now++,
+                                  NULL);
             chat_store_msg_extend(st, &o, ci.id, text, 300, now++);
         }
         must_be_valid(st);

@@ -57,8 +57,8 @@ static void test_round_trip(void **state)
     chat_buf_init(&b);
     assert_int_equal(chat_attach_encode(&b, in, 3, "What does this do?", 18), CHAT_OK);
     assert_int_equal(b.len, chat_attach_size(in, 3, 18));
-    assert_int_equal(chat_attach_decode(b.data, b.len, out, CHAT_ATTACH_MAX, &n, &text, &tl),
-                     CHAT_OK);
+    assert_int_equal(
+        chat_attach_decode(b.data, b.len, out, CHAT_ATTACH_MAX, &n, &text, &tl), CHAT_OK);
     assert_int_equal(n, 3);
     for (i = 0; i < 3; i++) {
         assert_int_equal(out[i].name_len, in[i].name_len);
@@ -89,7 +89,8 @@ static void test_hostile(void **state)
     (void)state;
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         size_t len = strlen(bad[i]);
-        assert_int_equal(chat_attach_decode(bad[i], len, out, 2, &n, &text, &tl), CHAT_EPARSE);
+        assert_int_equal(chat_attach_decode(bad[i], len, out, 2, &n, &text, &tl),
+                         CHAT_EPARSE);
         assert_int_equal(n, 0);
         assert_ptr_equal(text, bad[i]);
         assert_int_equal(tl, len);

@@ -233,7 +233,8 @@ static void test_title(void **state)
         strcat(longl, "word12345 ");
     }
     n = chat_cmd_title(t, sizeof(t), longl, strlen(longl));
-    assert_string_equal(t, "!show word12345 word12345 word12345 word12345 word12345\xe2\x80\xa6");
+    assert_string_equal(
+        t, "!show word12345 word12345 word12345 word12345 word12345\xe2\x80\xa6");
     assert_int_equal(n, strlen(t));
     /* one long word: cut at 57 characters */
     memset(longl, 'x', 100);
@@ -249,7 +250,11 @@ static void test_title(void **state)
     assert_true(chat_utf8_valid((const uint8_t *)t, n));
     assert_int_equal(memcmp(t + n - 3, "\xe2\x80\xa6", 3), 0);
     /* invalid bytes are left out */
-    assert_int_equal(chat_cmd_title(t, sizeof(t), "!a\xff" "b", 4), 3);
+    assert_int_equal(chat_cmd_title(t, sizeof(t),
+                                    "!a\xff"
+                                    "b",
+                                    4),
+                     3);
     assert_string_equal(t, "!ab");
 }
 

@@ -57,7 +57,8 @@ static void test_base64_roundtrip(void **state)
         assert_int_equal(chat_base64_decode(enc, el, dec, sizeof(dec)), (long)n);
         assert_memory_equal(in, dec, n);
     }
-    assert_int_equal(chat_base64_encode((const uint8_t *)"hello", 5, enc, sizeof(enc)), 8);
+    assert_int_equal(chat_base64_encode((const uint8_t *)"hello", 5, enc, sizeof(enc)),
+                     8);
     assert_string_equal(enc, "aGVsbG8=");
     assert_int_equal(chat_base64_decode("aGVsbG8", 7, dec, sizeof(dec)), -1);
     assert_int_equal(chat_base64_decode("aG=sbG8=", 8, dec, sizeof(dec)), -1);

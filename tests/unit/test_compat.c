@@ -18,10 +18,19 @@ static int ok(const char *s)
 
 static void test_ids_accepted(void **state)
 {
-    static const char *const good[] = {
-        "BOT-001", "bot", "x", "BOT_9.2", "my bot", "BOT-001:a+b@c~d", "coder",
-        "\xd0\x91\xd0\xbe\xd1\x82-1" /* Cyrillic */, "\xf0\x9f\xa4\x96" /* U+1F916 */,
-        "0000000b5f3a9c0e1d2b4a77", "BOT\xc2\xa0" "1" /* inside: fine */, NULL};
+    static const char *const good[] = {"BOT-001",
+                                       "bot",
+                                       "x",
+                                       "BOT_9.2",
+                                       "my bot",
+                                       "BOT-001:a+b@c~d",
+                                       "coder",
+                                       "\xd0\x91\xd0\xbe\xd1\x82-1" /* Cyrillic */,
+                                       "\xf0\x9f\xa4\x96" /* U+1F916 */,
+                                       "0000000b5f3a9c0e1d2b4a77",
+                                       "BOT\xc2\xa0"
+                                       "1" /* inside: fine */,
+                                       NULL};
     char max[CHAT_COMPAT_ID_MAX + 1];
     int i;
 
@@ -37,10 +46,13 @@ static void test_ids_refused(void **state)
 {
     static const char *const bad[] = {
         "", " BOT", "BOT ", " ", "a/b", "a\\b", "a?b", "a#b", "100%", "<b>", "a&b",
-        "say \"hi\"", "it's", "a`b", "tab\there", "nl\n", "del\x7f", "c1\xc2\x85",
-        "\xff", "\xc3", "\xed\xa0\x80" /* surrogate */, "\xc0\xaf" /* overlong / */,
+        "say \"hi\"", "it's", "a`b", "tab\there", "nl\n", "del\x7f", "c1\xc2\x85", "\xff",
+        "\xc3", "\xed\xa0\x80" /* surrogate */, "\xc0\xaf" /* overlong / */,
         /* blank, or blank at an end: NO-BREAK SPACE counts as a space */
-        "\xc2\xa0", "\xc2\xa0 \xc2\xa0", "\xc2\xa0" "BOT", "BOT\xc2\xa0", NULL};
+        "\xc2\xa0", "\xc2\xa0 \xc2\xa0",
+        "\xc2\xa0"
+        "BOT",
+        "BOT\xc2\xa0", NULL};
     char big[CHAT_COMPAT_ID_MAX + 2];
     int i;
 
@@ -76,7 +88,8 @@ static void test_timestamps(void **state)
 
 static void test_cut(void **state)
 {
-    const char *s = "ab\xc3\xa9" "cd"; /* a b é c d: 6 bytes */
+    const char *s = "ab\xc3\xa9"
+                    "cd"; /* a b é c d: 6 bytes */
 
     assert_int_equal(chat_compat_cut(s, 6, 10), 6);
     assert_int_equal(chat_compat_cut(s, 6, 6), 6);

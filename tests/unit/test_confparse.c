@@ -32,10 +32,10 @@ static void test_size(void **state)
         const char *s;
         uint64_t v;
     } ok[] = {
-        {"65536", 65536},  {"64k", 64 * K},     {"64K", 64 * K},      {"16M", 16 * MB},
-        {"16m", 16 * MB},  {"1G", GB},          {"1g", GB},           {"1024", 1024},
-        {"64KB", 64 * K},  {"64KiB", 64 * K},   {"16MB", 16 * MB},    {"1GiB", GB},
-        {"4096B", 4096},   {"0001k", K},        {"64kiB", 64 * K},        {"1048576", MB},
+        {"65536", 65536}, {"64k", 64 * K},   {"64K", 64 * K},   {"16M", 16 * MB},
+        {"16m", 16 * MB}, {"1G", GB},        {"1g", GB},        {"1024", 1024},
+        {"64KB", 64 * K}, {"64KiB", 64 * K}, {"16MB", 16 * MB}, {"1GiB", GB},
+        {"4096B", 4096},  {"0001k", K},      {"64kiB", 64 * K}, {"1048576", MB},
     };
     static const struct {
         const char *s;
@@ -99,15 +99,18 @@ static void test_duration(void **state)
         const char *s;
         int64_t ms;
     } ok[] = {
-        {"250ms", 250}, {"5s", 5000},       {"2m", 120000}, {"1h", 3600000},
-        {"30", 30000},  {"0", 0},           {"0ms", 0},     {"1000ms", 1000},
-        {"24h", 86400000}, {"007s", 7000},
+        {"250ms", 250}, {"5s", 5000}, {"2m", 120000},   {"1h", 3600000},   {"30", 30000},
+        {"0", 0},       {"0ms", 0},   {"1000ms", 1000}, {"24h", 86400000}, {"007s", 7000},
     };
-    static const char *const syntax[] = {"",     "s",    "ms",   "5 s",  " 5s", "5s ",
-                                         "-5s",  "+5s",  "1.5s", "5S",   "5sec", "5min",
-                                         "5d",   "5mss", "5hm",  "0x5",  "5µs"};
-    static const char *const range[] = {"25h", "86400001ms", "90000", "99999999999999999999",
-                                        "9999999999999999h", "2562047788016h"};
+    static const char *const syntax[] = {"",    "s",    "ms",   "5 s", " 5s",  "5s ",
+                                         "-5s", "+5s",  "1.5s", "5S",  "5sec", "5min",
+                                         "5d",  "5mss", "5hm",  "0x5", "5µs"};
+    static const char *const range[] = {"25h",
+                                        "86400001ms",
+                                        "90000",
+                                        "99999999999999999999",
+                                        "9999999999999999h",
+                                        "2562047788016h"};
     size_t i;
     int64_t v;
     (void)state;
@@ -119,10 +122,11 @@ static void test_duration(void **state)
     }
     for (i = 0; i < N(syntax); i++) {
         v = -1;
-        assert_has(chat_parse_duration(syntax[i], 0, 86400000, &v),
-                   "expected a duration such as 500ms, 30s, 5m or 1h, a bare number being "
-                   "seconds (between 0s and 24h)",
-                   syntax[i]);
+        assert_has(
+            chat_parse_duration(syntax[i], 0, 86400000, &v),
+            "expected a duration such as 500ms, 30s, 5m or 1h, a bare number being "
+            "seconds (between 0s and 24h)",
+            syntax[i]);
         assert_int_equal(v, -1);
     }
     for (i = 0; i < N(range); i++) {
@@ -139,7 +143,8 @@ static void test_duration(void **state)
     assert_true(v == INT64_MAX);
     assert_has(chat_parse_duration("9223372036854775808ms", 0, INT64_MAX, &v),
                "out of range", "");
-    assert_has(chat_parse_duration("9223372036854776s", 0, INT64_MAX, &v), "out of range", "");
+    assert_has(chat_parse_duration("9223372036854776s", 0, INT64_MAX, &v), "out of range",
+               "");
     assert_null(chat_parse_duration("9223372036854775s", 0, INT64_MAX, &v));
     assert_true(v == 9223372036854775000LL);
 }
@@ -149,10 +154,10 @@ static void test_int(void **state)
     static const struct {
         const char *s;
         int64_t v;
-    } ok[] = {{"0", 0}, {"42", 42}, {"-42", -42}, {"+7", 7}, {"-0", 0}, {"007", 7},
-              {"1000", 1000}, {"-1000", -1000}};
-    static const char *const syntax[] = {"", "-", "+", " 1", "1 ", "1.0", "1e3", "0x10",
-                                         "--1", "1-", "one", "1k", "١"};
+    } ok[] = {{"0", 0},  {"42", 42}, {"-42", -42},   {"+7", 7},
+              {"-0", 0}, {"007", 7}, {"1000", 1000}, {"-1000", -1000}};
+    static const char *const syntax[] = {"",     "-",   "+",  " 1",  "1 ", "1.0", "1e3",
+                                         "0x10", "--1", "1-", "one", "1k", "١"};
     size_t i;
     int64_t v;
     (void)state;
@@ -188,12 +193,12 @@ static void test_double(void **state)
     static const struct {
         const char *s;
         double v;
-    } ok[] = {{"0.5", 0.5}, {"1", 1.0},   {"-2", -2.0}, {"+2.5", 2.5}, {".5", 0.5},
-              {"5.", 5.0},  {"1e1", 10.0}, {"1E-1", 0.1}, {"2.5e+1", 25.0}, {"0", 0.0},
-              {"-0", 0.0}, {"100", 100.0}};
-    static const char *const syntax[] = {"",     ".",   "-",      "e5",   "1e",   "1e+",
-                                         " 1",   "1 ",  "nan",    "NaN",  "inf",  "-inf",
-                                         "infinity", "0x1p3", "1,5", "1.2.3", "1e5x", "--1"};
+    } ok[] = {{"0.5", 0.5},     {"1", 1.0},  {"-2", -2.0},  {"+2.5", 2.5},
+              {".5", 0.5},      {"5.", 5.0}, {"1e1", 10.0}, {"1E-1", 0.1},
+              {"2.5e+1", 25.0}, {"0", 0.0},  {"-0", 0.0},   {"100", 100.0}};
+    static const char *const syntax[] = {
+        "",    ".",   "-",    "e5",       "1e",    "1e+", " 1",    "1 ",   "nan",
+        "NaN", "inf", "-inf", "infinity", "0x1p3", "1,5", "1.2.3", "1e5x", "--1"};
     size_t i;
     double v;
     (void)state;
@@ -223,12 +228,12 @@ static void test_bool(void **state)
     static const struct {
         const char *s;
         int v;
-    } ok[] = {{"on", 1},    {"On", 1},     {"ON", 1},    {"off", 0},   {"Off", 0},
-              {"yes", 1},   {"no", 0},     {"YES", 1},   {"true", 1},  {"false", 0},
-              {"True", 1},  {"FALSE", 0},  {"1", 1},     {"0", 0}};
-    static const char *const bad[] = {"",    "o",    "of",    "onn",  "offf", " on",
-                                      "on ", "2",    "-1",    "y",    "n",    "t",
-                                      "enable", "yess", "01"};
+    } ok[] = {{"on", 1},   {"On", 1},    {"ON", 1},  {"off", 0},  {"Off", 0},
+              {"yes", 1},  {"no", 0},    {"YES", 1}, {"true", 1}, {"false", 0},
+              {"True", 1}, {"FALSE", 0}, {"1", 1},   {"0", 0}};
+    static const char *const bad[] = {"",    "o",   "of",     "onn",  "offf",
+                                      " on", "on ", "2",      "-1",   "y",
+                                      "n",   "t",   "enable", "yess", "01"};
     size_t i;
     int v;
     (void)state;
@@ -254,16 +259,16 @@ static void test_rate(void **state)
         uint32_t count;
         int64_t ms;
     } ok[] = {
-        {"10/min", 10, 60000},      {"10/m", 10, 60000},       {"5/s", 5, 1000},
-        {"5/sec", 5, 1000},         {"100/hour", 100, 3600000}, {"100/h", 100, 3600000},
-        {"10/minute", 10, 60000},   {"1/second", 1, 1000},     {"3/seconds", 3, 1000},
-        {"2/minutes", 2, 60000},    {"7/hours", 7, 3600000},   {"10/MIN", 10, 60000},
+        {"10/min", 10, 60000},        {"10/m", 10, 60000},        {"5/s", 5, 1000},
+        {"5/sec", 5, 1000},           {"100/hour", 100, 3600000}, {"100/h", 100, 3600000},
+        {"10/minute", 10, 60000},     {"1/second", 1, 1000},      {"3/seconds", 3, 1000},
+        {"2/minutes", 2, 60000},      {"7/hours", 7, 3600000},    {"10/MIN", 10, 60000},
         {"1000000/s", 1000000, 1000}, {"1/h", 1, 3600000},
     };
-    static const char *const syntax[] = {"",      "10",    "/min",  "10/",   "10 /min",
-                                         "10/ min", "10/min ", " 10/min", "10/day",
-                                         "10/ms", "-1/min", "1.5/min", "10//min",
-                                         "10/mi", "ten/min", "10/minx", "10per/min"};
+    static const char *const syntax[] = {
+        "",        "10",      "/min",    "10/",     "10 /min",  "10/ min",
+        "10/min ", " 10/min", "10/day",  "10/ms",   "-1/min",   "1.5/min",
+        "10//min", "10/mi",   "ten/min", "10/minx", "10per/min"};
     static const char *const range[] = {"0/min", "1000001/s", "99999999999999999999/s",
                                         "4294967297/s"};
     size_t i;
@@ -467,10 +472,10 @@ static void test_kv(void **state)
 
 static void test_name(void **state)
 {
-    static const char *const ok[] = {"coder", "a", "0", "Qwen2.5-coder_7b", "a.b-c_d",
-                                     "9lives", "A"};
-    static const char *const bad[] = {"", "-a", ".a", "_a", "a b", "a/b", "a:b", "é",
-                                      "a\n", " a", "a\xc3\xa9"};
+    static const char *const ok[] = {"coder",   "a",      "0", "Qwen2.5-coder_7b",
+                                     "a.b-c_d", "9lives", "A"};
+    static const char *const bad[] = {"",    "-a", ".a",  "_a", "a b",      "a/b",
+                                      "a:b", "é",  "a\n", " a", "a\xc3\xa9"};
     char n64[66];
     size_t i;
     (void)state;
@@ -479,10 +484,11 @@ static void test_name(void **state)
         assert_null(chat_parse_name(ok[i]));
     }
     for (i = 0; i < N(bad); i++) {
-        assert_has(chat_parse_name(bad[i]),
-                   "expected a name of 1 to 64 characters from A-Z, a-z, 0-9, '_', '.' and "
-                   "'-', starting with a letter or digit",
-                   bad[i]);
+        assert_has(
+            chat_parse_name(bad[i]),
+            "expected a name of 1 to 64 characters from A-Z, a-z, 0-9, '_', '.' and "
+            "'-', starting with a letter or digit",
+            bad[i]);
     }
     assert_non_null(chat_parse_name(NULL));
     memset(n64, 'n', 64);
@@ -496,11 +502,11 @@ static void test_name(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_size),     cmocka_unit_test(test_duration),
-        cmocka_unit_test(test_int),      cmocka_unit_test(test_double),
-        cmocka_unit_test(test_bool),     cmocka_unit_test(test_rate),
+        cmocka_unit_test(test_size),      cmocka_unit_test(test_duration),
+        cmocka_unit_test(test_int),       cmocka_unit_test(test_double),
+        cmocka_unit_test(test_bool),      cmocka_unit_test(test_rate),
         cmocka_unit_test(test_url_valid), cmocka_unit_test(test_url_invalid),
-        cmocka_unit_test(test_kv),       cmocka_unit_test(test_name),
+        cmocka_unit_test(test_kv),        cmocka_unit_test(test_name),
     };
     return cmocka_run_group_tests_name("confparse", tests, NULL, NULL);
 }

@@ -118,7 +118,7 @@ static void test_escape_invalid_utf8(void **state)
     ESC("\xf0\x80\x80\xaf", FFFD FFFD FFFD FFFD);
     ESC("\xed\xa0\x80", FFFD FFFD FFFD); /* encoded surrogate U+D800 */
     ESC("\xed\xbf\xbf", FFFD FFFD FFFD);
-    ESC("\xed\x9f\xbf", "\xed\x9f\xbf"); /* U+D7FF is fine */
+    ESC("\xed\x9f\xbf", "\xed\x9f\xbf");          /* U+D7FF is fine */
     ESC("\xf4\x90\x80\x80", FFFD FFFD FFFD FFFD); /* above U+10FFFF */
     ESC("\xf5\x80\x80\x80", FFFD FFFD FFFD FFFD);
     ESC("\xf8\x88\x80\x80\x80", FFFD FFFD FFFD FFFD FFFD);
@@ -183,7 +183,8 @@ static void test_escape_random_bytes(void **state)
 
         for (i = 0; i < n; i++) {
             uint32_t r = rnd();
-            in[i] = (unsigned char)(r % 4 == 0 ? 0x80 + (r >> 4) % 0x80 : (r >> 4) & 0xff);
+            in[i] =
+                (unsigned char)(r % 4 == 0 ? 0x80 + (r >> 4) % 0x80 : (r >> 4) & 0xff);
         }
         chat_buf_reset(&b, 1 << 20);
         chat_buf_puts(&b, "\"");
@@ -258,15 +259,15 @@ static void test_frame_error(void **state)
 
     chat_buf_init(&b);
     chat_buf_puts(&b, "junk");
-    assert_int_equal(chat_frame_error(&b, CHAT_ERR_RATE_LIMITED, "slow down", "c9", "m1",
-                                      1500),
-                     CHAT_OK);
-    assert_string_equal(b.data,
-                        "{\"type\":\"error\",\"code\":\"rate_limited\",\"message\":\"slow "
-                        "down\",\"conversation_id\":\"c9\",\"id\":\"m1\","
-                        "\"retry_after_ms\":1500}");
-    assert_int_equal(chat_frame_error(&b, CHAT_ERR_BAD_JSON, "bad <json>", NULL, NULL, -1),
-                     CHAT_OK);
+    assert_int_equal(
+        chat_frame_error(&b, CHAT_ERR_RATE_LIMITED, "slow down", "c9", "m1", 1500),
+        CHAT_OK);
+    assert_string_equal(
+        b.data, "{\"type\":\"error\",\"code\":\"rate_limited\",\"message\":\"slow "
+                "down\",\"conversation_id\":\"c9\",\"id\":\"m1\","
+                "\"retry_after_ms\":1500}");
+    assert_int_equal(
+        chat_frame_error(&b, CHAT_ERR_BAD_JSON, "bad <json>", NULL, NULL, -1), CHAT_OK);
     assert_string_equal(b.data, "{\"type\":\"error\",\"code\":\"bad_json\",\"message\":"
                                 "\"bad \\u003cjson\\u003e\"}");
     assert_int_equal(chat_frame_error(&b, CHAT_ERR_BUSY, "x", NULL, "5", 0), CHAT_OK);
@@ -275,8 +276,8 @@ static void test_frame_error(void **state)
     assert_int_equal(chat_frame_error(&b, NULL, NULL, NULL, NULL, -7), CHAT_OK);
     assert_string_equal(b.data,
                         "{\"type\":\"error\",\"code\":\"internal\",\"message\":\"\"}");
-    assert_int_equal(chat_frame_error(&b, CHAT_ERR_INTERNAL, "m\xff", "c", "i", INT64_MAX),
-                     CHAT_OK);
+    assert_int_equal(
+        chat_frame_error(&b, CHAT_ERR_INTERNAL, "m\xff", "c", "i", INT64_MAX), CHAT_OK);
     o = parse_strict(b.data, b.len);
     assert_non_null(o);
     {
@@ -305,7 +306,8 @@ static size_t plain_ref(const unsigned char *p, size_t n)
 
 static void test_json_plain(void **state)
 {
-    static const unsigned char special[] = {0x00, 0x01, 0x1f, '"', '\\', 0x80, 0xc3, 0xff};
+    static const unsigned char special[] = {0x00, 0x01, 0x1f, '"',
+                                            '\\', 0x80, 0xc3, 0xff};
     static const unsigned char ordinary[] = {0x20, '!', '#', '[', ']', '~', 0x7f, 'a'};
     unsigned char buf[40];
     size_t n, at, k, j;
@@ -324,7 +326,8 @@ static void test_json_plain(void **state)
                 if (at + 3 < n) {
                     buf[at + 3] = special[(k + 1) % sizeof(special)];
                 }
-                assert_int_equal(chat_json_plain((const char *)buf, n), plain_ref(buf, n));
+                assert_int_equal(chat_json_plain((const char *)buf, n),
+                                 plain_ref(buf, n));
                 assert_int_equal(chat_json_plain((const char *)buf, n), at);
             }
         }

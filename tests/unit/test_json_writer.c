@@ -42,10 +42,11 @@ static void test_writer_nested(void **state)
     chat_jw_obj_end(&w);
     assert_int_equal(chat_jw_status(&w), CHAT_OK);
     assert_string_equal(
-        b.data, "{\"type\":\"history\",\"total\":12,\"has_more\":false,\"null\":null,"
-                "\"nullstr\":null,\"messages\":[{\"index\":0,\"content\":\"hi\\\"there\"},"
-                "{},[],-5,true,{\"x\":[1,2]},\"\"],\"ttft_ms\":41.2,"
-                "\"k\\u003c\\u0026\\u003e\":\"a\\u0000b\"}");
+        b.data,
+        "{\"type\":\"history\",\"total\":12,\"has_more\":false,\"null\":null,"
+        "\"nullstr\":null,\"messages\":[{\"index\":0,\"content\":\"hi\\\"there\"},"
+        "{},[],-5,true,{\"x\":[1,2]},\"\"],\"ttft_ms\":41.2,"
+        "\"k\\u003c\\u0026\\u003e\":\"a\\u0000b\"}");
     o = parse_strict(b.data, b.len);
     assert_non_null(o);
     json_object_put(o);
@@ -162,10 +163,10 @@ static void test_writer_misuse(void **state)
 
     chat_buf_init(&b);
 
-#define FRESH()                                                                        \
-    do {                                                                               \
-        chat_buf_reset(&b, 1 << 20);                                                   \
-        chat_jw_init(&w, &b);                                                          \
+#define FRESH()                                                                          \
+    do {                                                                                 \
+        chat_buf_reset(&b, 1 << 20);                                                     \
+        chat_jw_init(&w, &b);                                                            \
     } while (0)
 
     /* value without a key inside an object */
@@ -279,18 +280,30 @@ static size_t rand_utf8(char *out, size_t cap)
     while (want-- && n + 4 < cap) {
         uint32_t cp;
         switch (rnd() % 8) {
-        case 0: cp = rnd() % 0x20; break;
-        case 1: cp = (uint32_t)"\"\\<>&/'"[rnd() % 7]; break;
-        case 2: cp = 0x2028 + rnd() % 2; break;
-        case 3: cp = 0x80 + rnd() % 0x780; break;
+        case 0:
+            cp = rnd() % 0x20;
+            break;
+        case 1:
+            cp = (uint32_t) "\"\\<>&/'"[rnd() % 7];
+            break;
+        case 2:
+            cp = 0x2028 + rnd() % 2;
+            break;
+        case 3:
+            cp = 0x80 + rnd() % 0x780;
+            break;
         case 4:
             cp = 0x800 + rnd() % 0xF800;
             if (cp >= 0xD800 && cp <= 0xDFFF) {
                 cp = 0xFFFD;
             }
             break;
-        case 5: cp = 0x10000 + rnd() % 0x100000; break;
-        default: cp = 0x20 + rnd() % 0x5f; break;
+        case 5:
+            cp = 0x10000 + rnd() % 0x100000;
+            break;
+        default:
+            cp = 0x20 + rnd() % 0x5f;
+            break;
         }
         if (cp == 0) {
             cp = 1; /* json-c object keys cannot hold NUL; values are tested elsewhere */
@@ -355,7 +368,8 @@ static json_object *gen(chat_jw_t *w, int depth)
         chat_jw_strn(w, s, n);
         return json_object_new_string_len(s, (int)n);
     case 3: {
-        int64_t v = (int64_t)((((uint64_t)rnd() << 40) ^ ((uint64_t)rnd() << 16) ^ rnd()) >> 1);
+        int64_t v =
+            (int64_t)((((uint64_t)rnd() << 40) ^ ((uint64_t)rnd() << 16) ^ rnd()) >> 1);
         if (rnd() % 2) {
             v = -v;
         }

@@ -27,12 +27,13 @@ static void test_fences(void **state)
     assert_int_equal(open_of("plain text\nno fence", &ch), 0);
     assert_int_equal(open_of("```c\nint x;\n```\n", &ch), 0);
     assert_int_equal(open_of("```c\nint x;\n```", &ch), 0);   /* no final newline */
-    assert_int_equal(open_of("~~~\nx\n~~~   \n", &ch), 0);      /* blanks after */
-    assert_int_equal(open_of("```\r\nx\r\n```\r\n", &ch), 0);  /* CRLF */
+    assert_int_equal(open_of("~~~\nx\n~~~   \n", &ch), 0);    /* blanks after */
+    assert_int_equal(open_of("```\r\nx\r\n```\r\n", &ch), 0); /* CRLF */
     assert_int_equal(open_of("inline ``` is not a fence", &ch), 0);
     assert_int_equal(open_of("``\nnot three\n", &ch), 0);
     assert_int_equal(open_of("    ```\nindented 4: code, not a fence\n", &ch), 0);
-    assert_int_equal(open_of("```a`b\nan info string with a backtick: no fence\n", &ch), 0);
+    assert_int_equal(open_of("```a`b\nan info string with a backtick: no fence\n", &ch),
+                     0);
     /* open at the end: an answer stopped inside a code block */
     assert_int_equal(open_of("Here:\n```python\nprint(1)", &ch), 3);
     assert_int_equal(ch, '`');

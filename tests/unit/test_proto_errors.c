@@ -11,14 +11,32 @@ static chat_status_t PN(const char *json, size_t n)
 
 static void test_bad_json(void **state)
 {
-    static const char *const bad[] = {
-        "", " ", "[]", "[{\"type\":\"ping\"}]", "\"ping\"", "123", "true", "null",
-        "{", "{\"type\":\"ping\"", "{\"type\":\"ping\",}", "{\"type\":'ping'}",
-        "{type:\"ping\"}", "{\"type\":\"ping\"} x", "{\"type\":\"ping\"}{}",
-        "{\"type\":\"ping\"}]", "/*c*/{\"type\":\"ping\"}", "{\"type\":\"ping\"}//",
-        "{}", "{\"type\":1}", "{\"type\":null}", "{\"type\":[\"ping\"]}",
-        "{\"type\":{}}", "{\"Type\":\"ping\"}", "{\"type\":\"p\\x\"}",
-        "\xef\xbb\xbf{\"type\":\"ping\"}"};
+    static const char *const bad[] = {"",
+                                      " ",
+                                      "[]",
+                                      "[{\"type\":\"ping\"}]",
+                                      "\"ping\"",
+                                      "123",
+                                      "true",
+                                      "null",
+                                      "{",
+                                      "{\"type\":\"ping\"",
+                                      "{\"type\":\"ping\",}",
+                                      "{\"type\":'ping'}",
+                                      "{type:\"ping\"}",
+                                      "{\"type\":\"ping\"} x",
+                                      "{\"type\":\"ping\"}{}",
+                                      "{\"type\":\"ping\"}]",
+                                      "/*c*/{\"type\":\"ping\"}",
+                                      "{\"type\":\"ping\"}//",
+                                      "{}",
+                                      "{\"type\":1}",
+                                      "{\"type\":null}",
+                                      "{\"type\":[\"ping\"]}",
+                                      "{\"type\":{}}",
+                                      "{\"Type\":\"ping\"}",
+                                      "{\"type\":\"p\\x\"}",
+                                      "\xef\xbb\xbf{\"type\":\"ping\"}"};
     size_t i;
     (void)state;
 
@@ -183,14 +201,17 @@ static void test_reuse_and_err(void **state)
     assert_int_equal(M.nargs, 0);
     assert_null(M.command);
     assert_null(M.id);
-    assert_int_equal(P("{\"type\":\"launch\",\"bot_id\":\"b\",\"title\":\"t\"}"), CHAT_OK);
+    assert_int_equal(P("{\"type\":\"launch\",\"bot_id\":\"b\",\"title\":\"t\"}"),
+                     CHAT_OK);
     assert_int_equal(P("not json"), CHAT_EPARSE);
     assert_null(M.bot_id);
     assert_null(M.title);
     assert_null(M.type_name);
 
-    assert_int_equal(chat_cmsg_parse(&M, "{\"type\":\"zzz\"}", 14, NULL, 0), CHAT_ENOTFOUND);
-    assert_int_equal(chat_cmsg_parse(&M, "{\"type\":\"zzz\"}", 14, small, 0), CHAT_ENOTFOUND);
+    assert_int_equal(chat_cmsg_parse(&M, "{\"type\":\"zzz\"}", 14, NULL, 0),
+                     CHAT_ENOTFOUND);
+    assert_int_equal(chat_cmsg_parse(&M, "{\"type\":\"zzz\"}", 14, small, 0),
+                     CHAT_ENOTFOUND);
     assert_int_equal(chat_cmsg_parse(&M, "{\"type\":\"zzz\"}", 14, small, sizeof(small)),
                      CHAT_ENOTFOUND);
     assert_string_equal(small, "unknown");

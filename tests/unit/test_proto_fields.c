@@ -58,12 +58,14 @@ static void cap_case(const char *type, const char *pre, const char *field, size_
         n += ulen;
     }
     val[n] = '\0';
-    snprintf(buf, sizeof(buf), "{\"type\":\"%s\",%s\"%s\":\"%s\"}", type, pre, field, val);
+    snprintf(buf, sizeof(buf), "{\"type\":\"%s\",%s\"%s\":\"%s\"}", type, pre, field,
+             val);
     assert_int_equal(P(buf), CHAT_OK);
-    snprintf(buf, sizeof(buf), "{\"type\":\"%s\",%s\"%s\":\"%s%s\"}", type, pre, field, val,
-             unit);
+    snprintf(buf, sizeof(buf), "{\"type\":\"%s\",%s\"%s\":\"%s%s\"}", type, pre, field,
+             val, unit);
     assert_int_equal(P(buf), CHAT_EINVAL);
-    snprintf(want, sizeof(want), "field '%s' is too long (at most %zu bytes)", field, max);
+    snprintf(want, sizeof(want), "field '%s' is too long (at most %zu bytes)", field,
+             max);
     assert_string_equal(E, want);
     snprintf(buf, sizeof(buf), "{\"type\":\"%s\",%s\"%s\":\"\"}", type, pre, field);
     assert_int_equal(P(buf), CHAT_EINVAL);
@@ -97,12 +99,15 @@ static void test_format(void **state)
                        "\"markdown\"}"),
                      CHAT_OK);
     assert_string_equal(M.format, "markdown");
-    assert_int_equal(P("{\"type\":\"export\",\"conversation_id\":\"c\",\"format\":\"json\"}"),
-                     CHAT_OK);
+    assert_int_equal(
+        P("{\"type\":\"export\",\"conversation_id\":\"c\",\"format\":\"json\"}"),
+        CHAT_OK);
     assert_string_equal(M.format, "json");
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        snprintf(buf, sizeof(buf), "{\"type\":\"export\",\"conversation_id\":\"c\","
-                 "\"format\":%s}", bad[i]);
+        snprintf(buf, sizeof(buf),
+                 "{\"type\":\"export\",\"conversation_id\":\"c\","
+                 "\"format\":%s}",
+                 bad[i]);
         assert_int_equal(P(buf), CHAT_EINVAL);
         assert_err_has("'format'");
         assert_null(M.format);
@@ -112,14 +117,14 @@ static void test_format(void **state)
 static void test_numbers(void **state)
 {
     (void)state;
-    assert_int_equal(P("{\"type\":\"history\",\"limit\":0,\"offset\":9223372036854775807}"),
-                     CHAT_OK);
+    assert_int_equal(
+        P("{\"type\":\"history\",\"limit\":0,\"offset\":9223372036854775807}"), CHAT_OK);
     assert_int_equal(M.limit, 0);
     assert_true(M.offset == INT64_MAX);
     assert_int_equal(P("{\"type\":\"history\",\"limit\":-0}"), CHAT_OK);
     assert_int_equal(M.limit, 0);
-    assert_int_equal(P("{\"type\":\"resume\",\"conversation_id\":\"c\",\"offset\":12345}"),
-                     CHAT_OK);
+    assert_int_equal(
+        P("{\"type\":\"resume\",\"conversation_id\":\"c\",\"offset\":12345}"), CHAT_OK);
     assert_int_equal(M.offset, 12345);
     assert_int_equal(P("{\"type\":\"history\",\"offset\":-1}"), CHAT_EINVAL);
     assert_string_equal(E, "field 'offset' must be a non-negative integer");
@@ -134,8 +139,9 @@ static void test_numbers(void **state)
     assert_int_equal(M.limit, -1);
     assert_int_equal(P("{\"type\":\"history\",\"limit\":01}"), CHAT_EPARSE);
     assert_int_equal(P("{\"type\":\"history\",\"limit\":+1}"), CHAT_EPARSE);
-    assert_int_equal(P("{\"type\":\"archive\",\"conversation_id\":\"c\",\"archived\":false}"),
-                     CHAT_OK);
+    assert_int_equal(
+        P("{\"type\":\"archive\",\"conversation_id\":\"c\",\"archived\":false}"),
+        CHAT_OK);
     assert_int_equal(M.archived, 0);
 }
 
@@ -156,7 +162,8 @@ static void test_args(void **state)
     assert_string_equal(M.args[2], "a b");
     assert_string_equal(M.args[3], "\xc3\xa9");
 
-    n = (size_t)snprintf(buf, sizeof(buf), "{\"type\":\"run\",\"command\":\"x\",\"args\":[");
+    n = (size_t)snprintf(buf, sizeof(buf),
+                         "{\"type\":\"run\",\"command\":\"x\",\"args\":[");
     for (i = 0; i < CHAT_MAX_ARGS; i++) {
         n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\"a%zu\"", i ? "," : "", i);
     }
@@ -188,7 +195,8 @@ static void test_content(void **state)
     assert_int_equal(M.content_len, strlen(M.content));
     /* lone surrogate escapes: json-c substitutes U+FFFD */
     assert_int_equal(P("{\"type\":\"message\",\"content\":\"a\\ud800b\"}"), CHAT_OK);
-    assert_string_equal(M.content, "a\xef\xbf\xbd" "b");
+    assert_string_equal(M.content, "a\xef\xbf\xbd"
+                                   "b");
     assert_int_equal(M.content_len, 5);
     assert_int_equal(P("{\"type\":\"message\",\"content\":\"\\udc00\"}"), CHAT_OK);
     assert_string_equal(M.content, "\xef\xbf\xbd");

@@ -14,11 +14,16 @@ static const struct {
     kind_t kind;
     const char *valid; /* JSON text */
 } fields[] = {
-    {"content", K_STR, "\"hi\""},     {"bot_id", K_STR, "\"coder\""},
-    {"conversation_id", K_STR, "\"c1\""}, {"title", K_STR, "\"T\""},
-    {"format", K_STR, "\"json\""},    {"command", K_STR, "\"ls\""},
-    {"args", K_ARGS, "[\"-l\"]"},     {"index", K_COUNT, "1"},
-    {"limit", K_COUNT, "2"},          {"offset", K_COUNT, "3"},
+    {"content", K_STR, "\"hi\""},
+    {"bot_id", K_STR, "\"coder\""},
+    {"conversation_id", K_STR, "\"c1\""},
+    {"title", K_STR, "\"T\""},
+    {"format", K_STR, "\"json\""},
+    {"command", K_STR, "\"ls\""},
+    {"args", K_ARGS, "[\"-l\"]"},
+    {"index", K_COUNT, "1"},
+    {"limit", K_COUNT, "2"},
+    {"offset", K_COUNT, "3"},
     {"archived", K_BOOL, "true"},
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
@@ -26,13 +31,14 @@ static const struct {
 static const struct {
     const char *type;
     chat_ctype_t ct;
-    const char *fields;   /* space separated, as in the protocol table */
+    const char *fields; /* space separated, as in the protocol table */
     const char *required;
 } types[] = {
     {"message", CHAT_C_MESSAGE, "content bot_id conversation_id", "content"},
     {"stop", CHAT_C_STOP, "conversation_id", ""},
     {"regenerate", CHAT_C_REGENERATE, "conversation_id", ""},
-    {"edit", CHAT_C_EDIT, "conversation_id index content", "conversation_id index content"},
+    {"edit", CHAT_C_EDIT, "conversation_id index content",
+     "conversation_id index content"},
     {"history", CHAT_C_HISTORY, "conversation_id bot_id limit offset", ""},
     {"resume", CHAT_C_RESUME, "conversation_id offset", "conversation_id"},
     {"launch", CHAT_C_LAUNCH, "bot_id title", "bot_id"},
@@ -65,8 +71,8 @@ static int in_list(const char *list, const char *name)
 }
 
 /* {"type":T, <every field of the type except skip, or with override>} */
-static void build(char *out, size_t cap, size_t ti, const char *skip, const char *ovr_name,
-                  const char *ovr_val, int all_fields)
+static void build(char *out, size_t cap, size_t ti, const char *skip,
+                  const char *ovr_name, const char *ovr_val, int all_fields)
 {
     size_t i, n;
 
@@ -91,13 +97,13 @@ static void check_field_values(size_t ti)
 {
     const char *fl = types[ti].fields;
 
-#define CHK_STR(fname, member, val)                                                    \
-    if (in_list(fl, fname)) {                                                          \
-        assert_non_null(M.member);                                                     \
-        assert_string_equal(M.member, val);                                            \
-    }                                                                                  \
-    else {                                                                             \
-        assert_null(M.member);                                                         \
+#define CHK_STR(fname, member, val)                                                      \
+    if (in_list(fl, fname)) {                                                            \
+        assert_non_null(M.member);                                                       \
+        assert_string_equal(M.member, val);                                              \
+    }                                                                                    \
+    else {                                                                               \
+        assert_null(M.member);                                                           \
     }
     CHK_STR("content", content, "hi");
     CHK_STR("bot_id", bot_id, "coder");
@@ -219,16 +225,29 @@ static void test_missing_required(void **state)
     assert_null(M.id);
 }
 
-static const char *const wrong_str[] = {"1", "1.5", "true", "false", "[]", "{}", "[\"x\"]",
-                                        "{\"a\":\"b\"}", "-3"};
-static const char *const wrong_count[] = {
-    "\"1\"", "1.5", "1.0", "1e3", "-1", "-9223372036854775807", "true", "false", "[]",
-    "{}", "[1]", "9223372036854775808", "18446744073709551616", "99999999999999999999999",
-    "1e400", "-0.0"};
-static const char *const wrong_bool[] = {"\"true\"", "1", "0", "[]", "{}", "\"yes\"",
-                                         "[true]"};
-static const char *const wrong_args[] = {"\"x\"", "1", "{}", "[1]", "[null]", "[[\"x\"]]",
-                                         "[true]", "[{}]", "[\"a\",2]", "true"};
+static const char *const wrong_str[] = {"1",  "1.5",     "true",          "false", "[]",
+                                        "{}", "[\"x\"]", "{\"a\":\"b\"}", "-3"};
+static const char *const wrong_count[] = {"\"1\"",
+                                          "1.5",
+                                          "1.0",
+                                          "1e3",
+                                          "-1",
+                                          "-9223372036854775807",
+                                          "true",
+                                          "false",
+                                          "[]",
+                                          "{}",
+                                          "[1]",
+                                          "9223372036854775808",
+                                          "18446744073709551616",
+                                          "99999999999999999999999",
+                                          "1e400",
+                                          "-0.0"};
+static const char *const wrong_bool[] = {"\"true\"", "1",       "0",     "[]",
+                                         "{}",       "\"yes\"", "[true]"};
+static const char *const wrong_args[] = {"\"x\"",     "1",         "{}",     "[1]",
+                                         "[null]",    "[[\"x\"]]", "[true]", "[{}]",
+                                         "[\"a\",2]", "true"};
 
 static void wrong_one(size_t ti, size_t fi, const char *val)
 {
@@ -251,9 +270,9 @@ static void test_wrong_types(void **state)
     size_t ti, fi, k;
     (void)state;
 
-#define EACH(arr)                                                                      \
-    for (k = 0; k < sizeof(arr) / sizeof(arr[0]); k++) {                               \
-        wrong_one(ti, fi, arr[k]);                                                     \
+#define EACH(arr)                                                                        \
+    for (k = 0; k < sizeof(arr) / sizeof(arr[0]); k++) {                                 \
+        wrong_one(ti, fi, arr[k]);                                                       \
     }
     for (ti = 0; ti < NTYPES; ti++) {
         for (fi = 0; fi < NFIELDS; fi++) {
@@ -261,10 +280,18 @@ static void test_wrong_types(void **state)
                 continue;
             }
             switch (fields[fi].kind) {
-            case K_STR: EACH(wrong_str); break;
-            case K_COUNT: EACH(wrong_count); break;
-            case K_BOOL: EACH(wrong_bool); break;
-            case K_ARGS: EACH(wrong_args); break;
+            case K_STR:
+                EACH(wrong_str);
+                break;
+            case K_COUNT:
+                EACH(wrong_count);
+                break;
+            case K_BOOL:
+                EACH(wrong_bool);
+                break;
+            case K_ARGS:
+                EACH(wrong_args);
+                break;
             }
         }
     }
@@ -315,14 +342,16 @@ static void test_unknown_type(void **state)
     /* an unknown type's bad id is still reported as a bad id */
     assert_int_equal(P("{\"type\":\"zz\",\"id\":[]}"), CHAT_EINVAL);
     /* long names are clipped in the message, at a code point boundary */
-    snprintf(buf, sizeof(buf), "{\"type\":\"%s\"}",
-             "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
-             "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
-             "\xc3\xa9\xc3\xa9\xc3\xa9");
+    snprintf(
+        buf, sizeof(buf), "{\"type\":\"%s\"}",
+        "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+        "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+        "\xc3\xa9\xc3\xa9\xc3\xa9");
     assert_int_equal(P(buf), CHAT_ENOTFOUND);
-    assert_string_equal(E, "unknown message type '\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
-                           "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
-                           "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9'");
+    assert_string_equal(E,
+                        "unknown message type '\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+                        "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+                        "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9'");
 }
 
 static void test_ctype_names(void **state)

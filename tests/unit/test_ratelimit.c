@@ -121,8 +121,7 @@ static void test_backwards_clock(void **state)
     chat_bucket_init(&b, &r, 100000);
     assert_int_equal(chat_bucket_take(&b, &r, 100000, &retry), CHAT_OK);
     /* the clock jumps back 50 s: nothing refills, nothing overflows */
-    assert_int_equal(chat_bucket_take(&b, &r, 50000, &retry),
-                     CHAT_ELIMIT);
+    assert_int_equal(chat_bucket_take(&b, &r, 50000, &retry), CHAT_ELIMIT);
     assert_int_equal(retry, 1000);
     /* counting restarts from the new time */
     assert_int_equal(chat_bucket_take(&b, &r, 50000 + 999, &retry), CHAT_ELIMIT);

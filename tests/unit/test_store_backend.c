@@ -14,7 +14,8 @@ static void test_register(void **state)
     assert_int_equal(chat_store_backend_count(t.st), 0);
     assert_int_equal(chat_store_backend_register(t.st, "a", 2), 0);
     assert_int_equal(chat_store_backend_register(t.st, "b", 0), 1);
-    assert_int_equal(chat_store_backend_register(t.st, "a", 3), 0); /* found, limit updated */
+    assert_int_equal(chat_store_backend_register(t.st, "a", 3),
+                     0); /* found, limit updated */
     assert_int_equal(chat_store_backend_get(t.st, 0, &bi), CHAT_OK);
     assert_int_equal(bi.max_active, 3);
     assert_string_equal(bi.name, "a");
@@ -354,12 +355,9 @@ static void test_health(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_register),
-        cmocka_unit_test(test_queue_fairness),
-        cmocka_unit_test(test_queue_cap),
-        cmocka_unit_test(test_stale),
-        cmocka_unit_test(test_unlimited),
-        cmocka_unit_test(test_breaker),
+        cmocka_unit_test(test_register),  cmocka_unit_test(test_queue_fairness),
+        cmocka_unit_test(test_queue_cap), cmocka_unit_test(test_stale),
+        cmocka_unit_test(test_unlimited), cmocka_unit_test(test_breaker),
         cmocka_unit_test(test_health),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,8 +15,8 @@ static void test_ids(void **state)
     (void)state;
 
     ts_open(&t, &l, 0);
-    assert_int_equal(chat_store_conv_create(t.st, &o, "llama", "My title", 0x0123456789abcdefull,
-                                            1000, &ci),
+    assert_int_equal(chat_store_conv_create(t.st, &o, "llama", "My title",
+                                            0x0123456789abcdefull, 1000, &ci),
                      CHAT_OK);
     /* slot 0, then the tag, lower-case hex */
     assert_string_equal(ci.id, "000000000123456789abcdef");
@@ -65,10 +65,13 @@ static void test_ids(void **state)
     }
 
     /* argument checks */
-    assert_int_equal(chat_store_conv_create(t.st, &o, "llama", NULL, 0, 0, NULL), CHAT_EINVAL);
+    assert_int_equal(chat_store_conv_create(t.st, &o, "llama", NULL, 0, 0, NULL),
+                     CHAT_EINVAL);
     assert_int_equal(chat_store_conv_create(t.st, &o, "", NULL, 1, 0, NULL), CHAT_EINVAL);
-    assert_int_equal(chat_store_conv_create(t.st, &o, NULL, NULL, 1, 0, NULL), CHAT_EINVAL);
-    assert_int_equal(chat_store_conv_create(t.st, NULL, "llama", NULL, 1, 0, NULL), CHAT_EINVAL);
+    assert_int_equal(chat_store_conv_create(t.st, &o, NULL, NULL, 1, 0, NULL),
+                     CHAT_EINVAL);
+    assert_int_equal(chat_store_conv_create(t.st, NULL, "llama", NULL, 1, 0, NULL),
+                     CHAT_EINVAL);
     {
         char longbot[CHAT_BOT_NAME_MAX + 2];
         memset(longbot, 'b', sizeof(longbot) - 1);
@@ -76,7 +79,8 @@ static void test_ids(void **state)
         assert_int_equal(chat_store_conv_create(t.st, &o, longbot, NULL, 1, 0, NULL),
                          CHAT_EINVAL);
         longbot[CHAT_BOT_NAME_MAX] = '\0'; /* exactly the maximum is fine */
-        assert_int_equal(chat_store_conv_create(t.st, &o, longbot, NULL, 7, 0, &ci), CHAT_OK);
+        assert_int_equal(chat_store_conv_create(t.st, &o, longbot, NULL, 7, 0, &ci),
+                         CHAT_OK);
         assert_string_equal(ci.bot, longbot);
     }
     CHECK(t.st);
@@ -144,7 +148,8 @@ static void test_title_one_line(void **state)
     ts_close(&t);
 }
 
-static void count_cb(void *baton, const chat_msg_info_t *info, const char *text, size_t len)
+static void count_cb(void *baton, const chat_msg_info_t *info, const char *text,
+                     size_t len)
 {
     (void)info;
     (void)text;
@@ -173,8 +178,8 @@ static void test_isolation(void **state)
     chat_buf_init(&buf);
     ts_open(&t, &l, 0);
     mkconv(t.st, &alice, "llama", 0xA11CE, 100, id);
-    assert_int_equal(chat_store_msg_append(t.st, &alice, id, CHAT_ROLE_USER, 0, "secret", 6, 101,
-                                           NULL),
+    assert_int_equal(chat_store_msg_append(t.st, &alice, id, CHAT_ROLE_USER, 0, "secret",
+                                           6, 101, NULL),
                      CHAT_OK);
     assert_int_equal(chat_store_conv_get(t.st, &alice, id, &before), CHAT_OK);
     ids[0] = id;
@@ -183,25 +188,32 @@ static void test_isolation(void **state)
     for (k = 0; k < 2; k++) {
         const char *x = ids[k];
         assert_int_equal(chat_store_conv_get(t.st, &mallory, x, &after), CHAT_ENOTFOUND);
-        assert_int_equal(chat_store_conv_rename(t.st, &mallory, x, "pwned", 200), CHAT_ENOTFOUND);
-        assert_int_equal(chat_store_conv_flags(t.st, &mallory, x, CHAT_CONV_ARCHIVED, 0, 200),
+        assert_int_equal(chat_store_conv_rename(t.st, &mallory, x, "pwned", 200),
                          CHAT_ENOTFOUND);
+        assert_int_equal(
+            chat_store_conv_flags(t.st, &mallory, x, CHAT_CONV_ARCHIVED, 0, 200),
+            CHAT_ENOTFOUND);
         assert_int_equal(chat_store_conv_delete(t.st, &mallory, x), CHAT_ENOTFOUND);
-        assert_int_equal(chat_store_gen_begin(t.st, &mallory, x, 5, CHAT_CONV_GENERATING, 200),
-                         CHAT_ENOTFOUND);
+        assert_int_equal(
+            chat_store_gen_begin(t.st, &mallory, x, 5, CHAT_CONV_GENERATING, 200),
+            CHAT_ENOTFOUND);
         assert_int_equal(chat_store_gen_request_stop(t.st, &mallory, x), CHAT_ENOTFOUND);
-        assert_int_equal(chat_store_msg_append(t.st, &mallory, x, CHAT_ROLE_USER, 0, "x", 1, 200,
-                                               &idx),
+        assert_int_equal(chat_store_msg_append(t.st, &mallory, x, CHAT_ROLE_USER, 0, "x",
+                                               1, 200, &idx),
                          CHAT_ENOTFOUND);
-        assert_int_equal(chat_store_msg_extend(t.st, &mallory, x, "x", 1, 200), CHAT_ENOTFOUND);
+        assert_int_equal(chat_store_msg_extend(t.st, &mallory, x, "x", 1, 200),
+                         CHAT_ENOTFOUND);
         assert_int_equal(chat_store_msg_flags(t.st, &mallory, x, CHAT_MSG_ERROR, 0, 200),
                          CHAT_ENOTFOUND);
-        assert_int_equal(chat_store_msg_truncate(t.st, &mallory, x, 0, 200), CHAT_ENOTFOUND);
+        assert_int_equal(chat_store_msg_truncate(t.st, &mallory, x, 0, 200),
+                         CHAT_ENOTFOUND);
         assert_int_equal(chat_store_msg_read(t.st, &mallory, x, 0, 0, &buf, count_cb, &n),
                          CHAT_ENOTFOUND);
-        assert_int_equal(chat_store_msg_tail(t.st, &mallory, x, 10, 1000, &buf, count_cb, &n),
+        assert_int_equal(
+            chat_store_msg_tail(t.st, &mallory, x, 10, 1000, &buf, count_cb, &n),
+            CHAT_ENOTFOUND);
+        assert_int_equal(chat_store_msg_get(t.st, &mallory, x, 0, 0, &buf, &mi),
                          CHAT_ENOTFOUND);
-        assert_int_equal(chat_store_msg_get(t.st, &mallory, x, 0, 0, &buf, &mi), CHAT_ENOTFOUND);
         /* and a NULL owner is nobody */
         assert_int_equal(chat_store_conv_get(t.st, NULL, x, NULL), CHAT_ENOTFOUND);
         assert_int_equal(chat_store_msg_read(t.st, NULL, x, 0, 0, &buf, count_cb, &n),
@@ -210,10 +222,13 @@ static void test_isolation(void **state)
     }
     assert_int_equal(n, 0);
     memset(&cv, 0, sizeof(cv));
-    assert_int_equal(chat_store_conv_list(t.st, &mallory, NULL, -1, collect_conv, &cv), 0);
+    assert_int_equal(chat_store_conv_list(t.st, &mallory, NULL, -1, collect_conv, &cv),
+                     0);
     assert_int_equal(chat_store_conv_list(t.st, NULL, NULL, -1, collect_conv, &cv), 0);
-    assert_int_equal(chat_store_conv_latest(t.st, &mallory, "llama", &after), CHAT_ENOTFOUND);
-    assert_int_equal(chat_store_conv_latest(t.st, &mallory, NULL, &after), CHAT_ENOTFOUND);
+    assert_int_equal(chat_store_conv_latest(t.st, &mallory, "llama", &after),
+                     CHAT_ENOTFOUND);
+    assert_int_equal(chat_store_conv_latest(t.st, &mallory, NULL, &after),
+                     CHAT_ENOTFOUND);
     assert_int_equal(cv.n, 0);
 
     /* nothing changed for alice */
@@ -230,9 +245,10 @@ static void test_isolation(void **state)
     assert_int_equal(mi.flags, 0);
 
     /* token-based calls: the token is the capability */
-    assert_int_equal(chat_store_gen_begin(t.st, &alice, id, 42, CHAT_CONV_GENERATING, 300),
-                     CHAT_OK);
-    assert_int_equal(chat_store_gen_state(t.st, id, 43, CHAT_CONV_QUEUED, 1), CHAT_ENOTFOUND);
+    assert_int_equal(
+        chat_store_gen_begin(t.st, &alice, id, 42, CHAT_CONV_GENERATING, 300), CHAT_OK);
+    assert_int_equal(chat_store_gen_state(t.st, id, 43, CHAT_CONV_QUEUED, 1),
+                     CHAT_ENOTFOUND);
     assert_int_equal(chat_store_gen_end(t.st, id, 43, 301), CHAT_ENOTFOUND);
     assert_int_equal(chat_store_gen_end(t.st, id, 0, 301), CHAT_ENOTFOUND);
     assert_int_equal(chat_store_gen_request_stop(t.st, &mallory, id), CHAT_ENOTFOUND);
@@ -265,9 +281,11 @@ static void test_list_latest(void **state)
     mkconv(t.st, &o, "llama", 4, 130, c);
     mkconv(t.st, &o, "llama", 5, 140, d);
     /* touch a: it becomes the most recent */
-    assert_int_equal(chat_store_msg_append(t.st, &o, a, CHAT_ROLE_USER, 0, "hi", 2, 150, NULL),
+    assert_int_equal(
+        chat_store_msg_append(t.st, &o, a, CHAT_ROLE_USER, 0, "hi", 2, 150, NULL),
+        CHAT_OK);
+    assert_int_equal(chat_store_conv_flags(t.st, &o, d, CHAT_CONV_ARCHIVED, 0, 160),
                      CHAT_OK);
-    assert_int_equal(chat_store_conv_flags(t.st, &o, d, CHAT_CONV_ARCHIVED, 0, 160), CHAT_OK);
 
     memset(&cv, 0, sizeof(cv));
     assert_int_equal(chat_store_conv_list(t.st, &o, NULL, -1, collect_conv, &cv), 4);
@@ -299,12 +317,14 @@ static void test_list_latest(void **state)
     assert_int_equal(chat_store_conv_latest(t.st, &o, "qwen", &ci), CHAT_OK);
     assert_string_equal(ci.id, b);
     assert_int_equal(chat_store_conv_latest(t.st, &o, "nope", &ci), CHAT_ENOTFOUND);
-    assert_int_equal(chat_store_conv_flags(t.st, &o, a, CHAT_CONV_ARCHIVED, 0, 170), CHAT_OK);
+    assert_int_equal(chat_store_conv_flags(t.st, &o, a, CHAT_CONV_ARCHIVED, 0, 170),
+                     CHAT_OK);
     assert_int_equal(chat_store_conv_latest(t.st, &o, "llama", &ci), CHAT_OK);
     assert_string_equal(ci.id, c);
     /* flags: set then clear; unknown bits refused */
-    assert_int_equal(chat_store_conv_flags(t.st, &o, a, CHAT_CONV_STOPPED, CHAT_CONV_ARCHIVED, 180),
-                     CHAT_OK);
+    assert_int_equal(
+        chat_store_conv_flags(t.st, &o, a, CHAT_CONV_STOPPED, CHAT_CONV_ARCHIVED, 180),
+        CHAT_OK);
     assert_int_equal(chat_store_conv_get(t.st, &o, a, &ci), CHAT_OK);
     assert_int_equal(ci.flags, CHAT_CONV_STOPPED);
     assert_int_equal(chat_store_conv_flags(t.st, &o, a, 0x100, 0, 190), CHAT_EINVAL);
@@ -331,8 +351,9 @@ static void test_id_reuse(void **state)
 
     ts_open(&t, &l, 0);
     mkconv(t.st, &o, "llama", 0x1111, 100, a);
-    assert_int_equal(chat_store_msg_append(t.st, &o, a, CHAT_ROLE_USER, 0, "hi", 2, 101, NULL),
-                     CHAT_OK);
+    assert_int_equal(
+        chat_store_msg_append(t.st, &o, a, CHAT_ROLE_USER, 0, "hi", 2, 101, NULL),
+        CHAT_OK);
     seq = chat_store_conv_seq(t.st, a);
     assert_true(seq > 0);
     assert_int_equal(chat_store_conv_delete(t.st, &o, a), CHAT_OK);
@@ -345,8 +366,9 @@ static void test_id_reuse(void **state)
     assert_memory_equal(a, b, 8);
     assert_string_not_equal(a, b);
     assert_int_equal(chat_store_conv_get(t.st, &o, a, NULL), CHAT_ENOTFOUND);
-    assert_int_equal(chat_store_msg_append(t.st, &o, a, CHAT_ROLE_USER, 0, "x", 1, 103, NULL),
-                     CHAT_ENOTFOUND);
+    assert_int_equal(
+        chat_store_msg_append(t.st, &o, a, CHAT_ROLE_USER, 0, "x", 1, 103, NULL),
+        CHAT_ENOTFOUND);
     assert_int_equal(chat_store_conv_get(t.st, &o, b, NULL), CHAT_OK);
     assert_true(chat_store_conv_seq(t.st, b) > seq);
     CHECK(t.st);
@@ -371,14 +393,16 @@ static void test_table_eviction(void **state)
     chat_log_set(catch_log, &lg);
     ts_open(&t, &l, 0);
     for (i = 0; i < 8; i++) {
-        mkconv(t.st, i == 0 ? &p : &o, "llama", 0x100 + (uint64_t)i, 100 + (uint64_t)i, ids[i]);
+        mkconv(t.st, i == 0 ? &p : &o, "llama", 0x100 + (uint64_t)i, 100 + (uint64_t)i,
+               ids[i]);
     }
-    assert_int_equal(chat_store_msg_append(t.st, &p, ids[0], CHAT_ROLE_USER, 0, "private words",
-                                           13, 108, NULL),
+    assert_int_equal(chat_store_msg_append(t.st, &p, ids[0], CHAT_ROLE_USER, 0,
+                                           "private words", 13, 108, NULL),
                      CHAT_OK);
     /* ids[1] and ids[2] are busy, ids[3] is now the oldest idle one after
      * ids[0] was touched */
-    assert_int_equal(chat_store_gen_begin(t.st, &o, ids[1], 11, CHAT_CONV_QUEUED, 50), CHAT_OK);
+    assert_int_equal(chat_store_gen_begin(t.st, &o, ids[1], 11, CHAT_CONV_QUEUED, 50),
+                     CHAT_OK);
     assert_int_equal(chat_store_gen_begin(t.st, &o, ids[2], 12, CHAT_CONV_GENERATING, 51),
                      CHAT_OK);
     chat_store_user_bump(t.st, &p);
@@ -429,8 +453,10 @@ static void test_table_eviction(void **state)
                                               CHAT_CONV_GENERATING, 400),
                          CHAT_OK);
     }
-    assert_int_equal(chat_store_gen_begin(t.st, &o, x, 30, CHAT_CONV_QUEUED, 400), CHAT_OK);
-    assert_int_equal(chat_store_gen_begin(t.st, &o, y, 31, CHAT_CONV_QUEUED, 400), CHAT_OK);
+    assert_int_equal(chat_store_gen_begin(t.st, &o, x, 30, CHAT_CONV_QUEUED, 400),
+                     CHAT_OK);
+    assert_int_equal(chat_store_gen_begin(t.st, &o, y, 31, CHAT_CONV_QUEUED, 400),
+                     CHAT_OK);
     {
         char z[25];
         mkconv(t.st, &o, "llama", 0x903, 402, z); /* the slot bob freed */
@@ -445,7 +471,8 @@ static void test_table_eviction(void **state)
     assert_int_equal(chat_store_conv_get(t.st, &p, ids[0], NULL), CHAT_OK);
     /* one finishes: its slot can be taken */
     assert_int_equal(chat_store_gen_end(t.st, x, 30, 600), CHAT_OK);
-    assert_int_equal(chat_store_conv_create(t.st, &o, "llama", NULL, 0x999, 601, NULL), CHAT_OK);
+    assert_int_equal(chat_store_conv_create(t.st, &o, "llama", NULL, 0x999, 601, NULL),
+                     CHAT_OK);
     assert_int_equal(chat_store_conv_get(t.st, &o, x, NULL), CHAT_ENOTFOUND);
     CHECK(t.st);
     chat_log_set(NULL, NULL);
@@ -470,12 +497,15 @@ static void test_generation(void **state)
     assert_int_equal(ci.stop_requested, 0);
     assert_int_equal(chat_store_gen_stop_requested(t.st, id, 7), 1);
     /* argument checks */
-    assert_int_equal(chat_store_gen_begin(t.st, &o, id, 0, CHAT_CONV_QUEUED, 101), CHAT_EINVAL);
-    assert_int_equal(chat_store_gen_begin(t.st, &o, id, 7, CHAT_CONV_IDLE, 101), CHAT_EINVAL);
+    assert_int_equal(chat_store_gen_begin(t.st, &o, id, 0, CHAT_CONV_QUEUED, 101),
+                     CHAT_EINVAL);
+    assert_int_equal(chat_store_gen_begin(t.st, &o, id, 7, CHAT_CONV_IDLE, 101),
+                     CHAT_EINVAL);
     assert_int_equal(chat_store_gen_begin(t.st, &o, id, 7, 9, 101), CHAT_EINVAL);
 
     s0 = chat_store_conv_seq(t.st, id);
-    assert_int_equal(chat_store_gen_begin(t.st, &o, id, 7, CHAT_CONV_QUEUED, 101), CHAT_OK);
+    assert_int_equal(chat_store_gen_begin(t.st, &o, id, 7, CHAT_CONV_QUEUED, 101),
+                     CHAT_OK);
     s1 = chat_store_conv_seq(t.st, id);
     assert_true(s1 > s0);
     assert_int_equal(chat_store_conv_get(t.st, &o, id, &ci), CHAT_OK);
@@ -483,7 +513,8 @@ static void test_generation(void **state)
     assert_int_equal(ci.gen_token, 7);
     assert_int_equal(ci.updated_ms, 101);
     /* someone else: busy; the holder again: fine */
-    assert_int_equal(chat_store_gen_begin(t.st, &o, id, 8, CHAT_CONV_GENERATING, 102), CHAT_EBUSY);
+    assert_int_equal(chat_store_gen_begin(t.st, &o, id, 8, CHAT_CONV_GENERATING, 102),
+                     CHAT_EBUSY);
     assert_int_equal(chat_store_gen_state(t.st, id, 7, CHAT_CONV_QUEUED, 3), CHAT_OK);
     assert_int_equal(chat_store_conv_get(t.st, &o, id, &ci), CHAT_OK);
     assert_int_equal(ci.queue_position, 3);
@@ -493,7 +524,8 @@ static void test_generation(void **state)
     assert_int_equal(chat_store_conv_get(t.st, &o, id, &ci), CHAT_OK);
     assert_int_equal(ci.state, CHAT_CONV_GENERATING);
     assert_int_equal(ci.queue_position, 0);
-    assert_int_equal(chat_store_gen_begin(t.st, &o, id, 7, CHAT_CONV_GENERATING, 103), CHAT_OK);
+    assert_int_equal(chat_store_gen_begin(t.st, &o, id, 7, CHAT_CONV_GENERATING, 103),
+                     CHAT_OK);
     /* cannot delete while generating */
     assert_int_equal(chat_store_conv_delete(t.st, &o, id), CHAT_EBUSY);
     /* stop from another connection of the same owner */
@@ -508,19 +540,22 @@ static void test_generation(void **state)
     assert_int_equal(chat_store_gen_end(t.st, id, 8, 104), CHAT_ENOTFOUND);
     assert_int_equal(chat_store_gen_end(t.st, id, 7, 105), CHAT_OK);
     assert_int_equal(chat_store_gen_end(t.st, id, 7, 106), CHAT_ENOTFOUND);
-    assert_int_equal(chat_store_gen_state(t.st, id, 7, CHAT_CONV_QUEUED, 1), CHAT_ENOTFOUND);
+    assert_int_equal(chat_store_gen_state(t.st, id, 7, CHAT_CONV_QUEUED, 1),
+                     CHAT_ENOTFOUND);
     assert_int_equal(chat_store_conv_get(t.st, &o, id, &ci), CHAT_OK);
     assert_int_equal(ci.state, CHAT_CONV_IDLE);
     assert_int_equal(ci.gen_token, 0);
     assert_int_equal(ci.stop_requested, 0);
     assert_int_equal(ci.updated_ms, 105);
     /* a new generation starts without the old stop request */
-    assert_int_equal(chat_store_gen_begin(t.st, &o, id, 9, CHAT_CONV_GENERATING, 107), CHAT_OK);
+    assert_int_equal(chat_store_gen_begin(t.st, &o, id, 9, CHAT_CONV_GENERATING, 107),
+                     CHAT_OK);
     assert_int_equal(chat_store_gen_stop_requested(t.st, id, 9), 0);
     assert_int_equal(chat_store_gen_end(t.st, id, 9, 108), CHAT_OK);
     assert_int_equal(chat_store_conv_delete(t.st, &o, id), CHAT_OK);
     assert_int_equal(chat_store_gen_stop_requested(t.st, id, 9), 1);
-    assert_int_equal(chat_store_gen_state(t.st, id, 9, CHAT_CONV_QUEUED, 1), CHAT_ENOTFOUND);
+    assert_int_equal(chat_store_gen_state(t.st, id, 9, CHAT_CONV_QUEUED, 1),
+                     CHAT_ENOTFOUND);
     CHECK(t.st);
     ts_close(&t);
 }
@@ -589,7 +624,8 @@ static void test_rate_take(void **state)
     assert_int_equal(chat_store_rate_take(t.st, &o, &r, 11000, &retry), CHAT_ELIMIT);
     /* unlimited never refuses */
     for (i = 0; i < 100; i++) {
-        assert_int_equal(chat_store_rate_take(t.st, &o, &unlimited, 11000, &retry), CHAT_OK);
+        assert_int_equal(chat_store_rate_take(t.st, &o, &unlimited, 11000, &retry),
+                         CHAT_OK);
     }
     assert_int_equal(chat_store_rate_take(t.st, NULL, &r, 0, &retry), CHAT_EINVAL);
     assert_int_equal(chat_store_rate_take(t.st, &o, NULL, 0, &retry), CHAT_EINVAL);

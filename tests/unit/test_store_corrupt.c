@@ -20,16 +20,16 @@ static uint32_t second_block(chat_store_t *st, const pop_t *p)
     return cs_bh(st, m)->next;
 }
 
-#define CORRUPT(name, ...)                                    \
-    static void name(chat_store_t *st, const pop_t *p)        \
-    {                                                         \
-        cs_hdr_t *h = st->hdr;                                \
-        cs_conv_t *a1 = conv_of(st, p->a1);                   \
-        cs_conv_t *b1 = conv_of(st, p->b1);                   \
-        (void)h;                                              \
-        (void)a1;                                             \
-        (void)b1;                                             \
-        __VA_ARGS__;                                          \
+#define CORRUPT(name, ...)                                                               \
+    static void name(chat_store_t *st, const pop_t *p)                                   \
+    {                                                                                    \
+        cs_hdr_t *h = st->hdr;                                                           \
+        cs_conv_t *a1 = conv_of(st, p->a1);                                              \
+        cs_conv_t *b1 = conv_of(st, p->b1);                                              \
+        (void)h;                                                                         \
+        (void)a1;                                                                        \
+        (void)b1;                                                                        \
+        __VA_ARGS__;                                                                     \
     }
 
 CORRUPT(c_magic, h->magic[3] ^= 1)
@@ -171,7 +171,8 @@ CORRUPT(c_nbackends, h->nbackends++)
 CORRUPT(c_nbackends_big, h->nbackends = 1000)
 CORRUPT(c_be_name, memset(st->backends[0].name, 'x', sizeof(st->backends[0].name)))
 CORRUPT(c_be_noname, st->backends[0].name[0] = 0)
-CORRUPT(c_be_version, memset(st->backends[0].version, 'x', sizeof(st->backends[0].version)))
+CORRUPT(c_be_version,
+        memset(st->backends[0].version, 'x', sizeof(st->backends[0].version)))
 CORRUPT(c_be_detail, memset(st->backends[0].detail, 'x', sizeof(st->backends[0].detail)))
 CORRUPT(c_be_breaker, st->backends[0].breaker = 3)
 CORRUPT(c_be_healthy, st->backends[0].healthy = 2)
@@ -189,23 +190,111 @@ CORRUPT(c_err_state, h->errors[0].state = 3)
 CORRUPT(c_err_code, memset(h->errors[0].code, 'x', sizeof(h->errors[0].code)))
 
 static corrupt_fn *const corruptions[] = {
-    c_magic, c_version, c_bom, c_hdrsize, c_convsize, c_blocksize, c_locksize, c_mutexsize,
-    c_total, c_offarena, c_offconvs, c_offlogs, c_nblocks, c_nshards, c_procs, c_nconv,
-    c_nconv_big, c_anon_convs, c_anon_blocks, c_free_cycle, c_free_range, c_free_head_used,
-    c_lock_pending, c_own_missing, c_own_key,
-    c_own_cycle, c_own_nconv, c_own_nblocks, c_own_flags, c_own_ref, c_own_tail, c_nowners,
-    c_si_idle, c_si_auth, c_si_updated, c_si_free, c_in_use, c_tag_free, c_tag_zero, c_state,
-    c_state_token, c_idle_token, c_flags, c_qpos, c_stopreq, c_bot_unterminated, c_bot_long,
-    c_bot_empty, c_title_unterminated, c_nmsgs_more, c_nmsgs_less, c_nmsgs_cap, c_bytes,
-    c_cnblocks, c_first_range, c_first_nil, c_last_msg, c_last_blk, c_last_blk_range,
-    c_msg_len_blocks, c_msg_len_same, c_msg_len_huge, c_msg_role, c_msg_flags, c_msg_prev,
-    c_msg_next_cycle, c_msg_next_self, c_msg_next_range, c_msg_cross, c_blk_cycle,
-    c_blk_range, c_blk_kind, c_head_kind, c_blk_short, c_bfree_range, c_bfree_count,
-    c_bfree_less, c_bfree_cycle, c_bfree_shared, c_user_flags, c_user_tokens,
-    c_user_create_tokens, c_user_window, c_user_shard, c_user_dup, c_nusers, c_nbackends,
-    c_nbackends_big, c_be_name, c_be_noname, c_be_version, c_be_detail, c_be_breaker,
-    c_be_healthy, c_be_qcount, c_be_qhead, c_be_nactive, c_be_holder, c_be_waiter,
-    c_be_unused, c_nseries, c_nseries_big, c_series_name, c_series_used, c_err_state,
+    c_magic,
+    c_version,
+    c_bom,
+    c_hdrsize,
+    c_convsize,
+    c_blocksize,
+    c_locksize,
+    c_mutexsize,
+    c_total,
+    c_offarena,
+    c_offconvs,
+    c_offlogs,
+    c_nblocks,
+    c_nshards,
+    c_procs,
+    c_nconv,
+    c_nconv_big,
+    c_anon_convs,
+    c_anon_blocks,
+    c_free_cycle,
+    c_free_range,
+    c_free_head_used,
+    c_lock_pending,
+    c_own_missing,
+    c_own_key,
+    c_own_cycle,
+    c_own_nconv,
+    c_own_nblocks,
+    c_own_flags,
+    c_own_ref,
+    c_own_tail,
+    c_nowners,
+    c_si_idle,
+    c_si_auth,
+    c_si_updated,
+    c_si_free,
+    c_in_use,
+    c_tag_free,
+    c_tag_zero,
+    c_state,
+    c_state_token,
+    c_idle_token,
+    c_flags,
+    c_qpos,
+    c_stopreq,
+    c_bot_unterminated,
+    c_bot_long,
+    c_bot_empty,
+    c_title_unterminated,
+    c_nmsgs_more,
+    c_nmsgs_less,
+    c_nmsgs_cap,
+    c_bytes,
+    c_cnblocks,
+    c_first_range,
+    c_first_nil,
+    c_last_msg,
+    c_last_blk,
+    c_last_blk_range,
+    c_msg_len_blocks,
+    c_msg_len_same,
+    c_msg_len_huge,
+    c_msg_role,
+    c_msg_flags,
+    c_msg_prev,
+    c_msg_next_cycle,
+    c_msg_next_self,
+    c_msg_next_range,
+    c_msg_cross,
+    c_blk_cycle,
+    c_blk_range,
+    c_blk_kind,
+    c_head_kind,
+    c_blk_short,
+    c_bfree_range,
+    c_bfree_count,
+    c_bfree_less,
+    c_bfree_cycle,
+    c_bfree_shared,
+    c_user_flags,
+    c_user_tokens,
+    c_user_create_tokens,
+    c_user_window,
+    c_user_shard,
+    c_user_dup,
+    c_nusers,
+    c_nbackends,
+    c_nbackends_big,
+    c_be_name,
+    c_be_noname,
+    c_be_version,
+    c_be_detail,
+    c_be_breaker,
+    c_be_healthy,
+    c_be_qcount,
+    c_be_qhead,
+    c_be_nactive,
+    c_be_holder,
+    c_be_waiter,
+    c_be_unused,
+    c_nseries,
+    c_nseries_big,
+    c_series_name,
+    c_series_used,
+    c_err_state,
     c_err_code,
 };
 
@@ -263,14 +352,15 @@ static void exercise(chat_store_t *st, const pop_t *p)
             chat_store_msg_tail(st, o, cv.c[k].id, 3, 100, &buf, NULL, NULL);
             chat_store_msg_get(st, o, cv.c[k].id, 0, 1, &buf, NULL);
             chat_store_msg_extend(st, o, cv.c[k].id, "more", 4, 9000);
-            chat_store_msg_append(st, o, cv.c[k].id, CHAT_ROLE_USER, 0, "again", 5, 9001, NULL);
+            chat_store_msg_append(st, o, cv.c[k].id, CHAT_ROLE_USER, 0, "again", 5, 9001,
+                                  NULL);
             chat_store_msg_truncate(st, o, cv.c[k].id, 1, 9002);
         }
         chat_store_conv_latest(st, o, "llama", NULL);
         chat_store_rate_take(st, o, &RATE, 9000, &retry);
         chat_store_user_bump(st, o);
-        if (chat_store_conv_create(st, o, "llama", "t", 0xABCD + (uint64_t)i, 9100, NULL) ==
-            CHAT_OK) {
+        if (chat_store_conv_create(st, o, "llama", "t", 0xABCD + (uint64_t)i, 9100,
+                                   NULL) == CHAT_OK) {
             mkconv(st, o, "qwen", 0xBCDE + (uint64_t)i, 9200, id);
             chat_store_msg_append(st, o, id, CHAT_ROLE_USER, 0, "z", 1, 9300, NULL);
         }

@@ -35,12 +35,21 @@ static void test_size(void **state)
     b.history_bytes += 1;
     assert_int_equal(chat_store_size(&b), s0 + 256);
     /* every count must be non-zero */
-#define ZERO(f)                                   \
-    b = l;                                        \
-    b.f = 0;                                      \
-    assert_int_equal(chat_store_size(&b), 0);
-    ZERO(max_users) ZERO(max_conversations) ZERO(max_messages) ZERO(max_message_bytes)
-    ZERO(history_bytes) ZERO(max_backends) ZERO(queue_cap) ZERO(max_active) ZERO(metric_series)
+#define ZERO(f)                                                                          \
+    do {                                                                                 \
+        b = l;                                                                           \
+        b.f = 0;                                                                         \
+        assert_int_equal(chat_store_size(&b), 0);                                        \
+    } while (0)
+    ZERO(max_users);
+    ZERO(max_conversations);
+    ZERO(max_messages);
+    ZERO(max_message_bytes);
+    ZERO(history_bytes);
+    ZERO(max_backends);
+    ZERO(queue_cap);
+    ZERO(max_active);
+    ZERO(metric_series);
 #undef ZERO
     /* and within the supported maxima */
     b = l;
@@ -121,8 +130,10 @@ static void test_roundtrip(void **state)
 
     memset(&la, 0, sizeof(la));
     memset(&lb, 0, sizeof(lb));
-    assert_int_equal(chat_store_conv_list(a.st, &p.alice, NULL, -1, collect_conv, &la), 2);
-    assert_int_equal(chat_store_conv_list(b.st, &p.alice, NULL, -1, collect_conv, &lb), 2);
+    assert_int_equal(chat_store_conv_list(a.st, &p.alice, NULL, -1, collect_conv, &la),
+                     2);
+    assert_int_equal(chat_store_conv_list(b.st, &p.alice, NULL, -1, collect_conv, &lb),
+                     2);
     for (i = 0; i < 2; i++) {
         same_conv(&la.c[i], &lb.c[i]);
     }
@@ -132,8 +143,10 @@ static void test_roundtrip(void **state)
 
     memset(&ma, 0, sizeof(ma));
     memset(&mb, 0, sizeof(mb));
-    assert_int_equal(chat_store_msg_read(a.st, &p.alice, p.a1, 0, 0, &buf, collect_msg, &ma), 3);
-    assert_int_equal(chat_store_msg_read(b.st, &p.alice, p.a1, 0, 0, &buf, collect_msg, &mb), 3);
+    assert_int_equal(
+        chat_store_msg_read(a.st, &p.alice, p.a1, 0, 0, &buf, collect_msg, &ma), 3);
+    assert_int_equal(
+        chat_store_msg_read(b.st, &p.alice, p.a1, 0, 0, &buf, collect_msg, &mb), 3);
     same_msgs(&ma, &mb);
     assert_int_equal(mb.len[1], 600);
     assert_string_equal(mb.text[0], "hello");
@@ -146,7 +159,8 @@ static void test_roundtrip(void **state)
     assert_true(chat_store_conv_seq(b.st, p.b1) > 0);
 
     /* users: change counters and rate-limit state */
-    assert_int_equal(chat_store_user_seq(b.st, &p.bob), chat_store_user_seq(a.st, &p.bob));
+    assert_int_equal(chat_store_user_seq(b.st, &p.bob),
+                     chat_store_user_seq(a.st, &p.bob));
     assert_true(chat_store_user_seq(b.st, &p.bob) > 0);
     for (i = 0; i < 9; i++) {
         chat_status_t r1 = chat_store_rate_take(a.st, &p.alice, &RATE, 3000, &ra);
@@ -286,10 +300,8 @@ static void test_image_size(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_size),
-        cmocka_unit_test(test_format_args),
-        cmocka_unit_test(test_roundtrip),
-        cmocka_unit_test(test_attach_identity),
+        cmocka_unit_test(test_size),       cmocka_unit_test(test_format_args),
+        cmocka_unit_test(test_roundtrip),  cmocka_unit_test(test_attach_identity),
         cmocka_unit_test(test_image_size),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -212,7 +212,8 @@ static void test_meta_model_in_info(void **state)
     chat_conv_info_t ci;
     chat_settings_t cs;
     chat_buf_t blob;
-    char id[25], sys[3000], name[CHAT_SETTINGS_MODEL_MAX + 1], listed[CHAT_SETTINGS_MODEL_MAX + 1];
+    char id[25], sys[3000], name[CHAT_SETTINGS_MODEL_MAX + 1],
+        listed[CHAT_SETTINGS_MODEL_MAX + 1];
     (void)state;
 
     ts_open(&t, &l, 0);
@@ -239,7 +240,8 @@ static void test_meta_model_in_info(void **state)
     assert_int_equal(chat_store_conv_get(t.st, &alice, id, &ci), CHAT_OK);
     assert_string_equal(ci.model, name);
     listed[0] = '\0';
-    assert_int_equal(chat_store_conv_list(t.st, &alice, NULL, -1, list_model_cb, listed), 1);
+    assert_int_equal(chat_store_conv_list(t.st, &alice, NULL, -1, list_model_cb, listed),
+                     1);
     assert_string_equal(listed, name);
     ts_clone(&r, &t);
     assert_int_equal(chat_store_conv_get(r.st, &alice, id, &ci), CHAT_OK);

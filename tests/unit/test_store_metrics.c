@@ -6,7 +6,7 @@
 
 static void test_bounds(void **state)
 {
-    static const double ttft[] = {50,   100,   250,   500,    1000,   2500,
+    static const double ttft[] = {50,   100,   250,   500,   1000,   2500,
                                   5000, 10000, 30000, 60000, 120000, INFINITY};
     static const double tps[] = {1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 250, INFINITY};
     int h, i;
@@ -57,9 +57,9 @@ static void test_series(void **state)
     chat_metrics_add(t.st, 1, CHAT_CTR_ANSWERS, 1);
     chat_metrics_add(t.st, 1, CHAT_CTR_ANSWERS, 2);
     chat_metrics_add(t.st, 1, CHAT_CTR_TOKENS, 1000);
-    chat_metrics_add(t.st, 9, CHAT_CTR_TOKENS, 1000);      /* ignored */
-    chat_metrics_add(t.st, 1, CHAT_CTR_COUNT, 1000);       /* ignored */
-    chat_metrics_add(t.st, -1, CHAT_CTR_ANSWERS, 1000);    /* ignored */
+    chat_metrics_add(t.st, 9, CHAT_CTR_TOKENS, 1000);   /* ignored */
+    chat_metrics_add(t.st, 1, CHAT_CTR_COUNT, 1000);    /* ignored */
+    chat_metrics_add(t.st, -1, CHAT_CTR_ANSWERS, 1000); /* ignored */
     assert_int_equal(chat_metrics_series_get(t.st, 1, &ss), CHAT_OK);
     assert_int_equal(ss.counters[CHAT_CTR_ANSWERS], 3);
     assert_int_equal(ss.counters[CHAT_CTR_TOKENS], 1000);
@@ -82,18 +82,18 @@ static void test_histogram(void **state)
     ts_open(&t, &l, 0);
     s = chat_store_series(t.st, "llama", "ollama");
     /* bucket bounds are inclusive upper limits ("le") */
-    chat_metrics_observe(t.st, s, CHAT_HIST_TTFT, 50);      /* 0 */
-    chat_metrics_observe(t.st, s, CHAT_HIST_TTFT, 0);       /* 0 */
-    chat_metrics_observe(t.st, s, CHAT_HIST_TTFT, -3);      /* 0 */
-    chat_metrics_observe(t.st, s, CHAT_HIST_TTFT, 50.001);  /* 1 */
-    chat_metrics_observe(t.st, s, CHAT_HIST_TTFT, 2500);    /* 5 */
-    chat_metrics_observe(t.st, s, CHAT_HIST_TTFT, 120000);  /* 10 */
-    chat_metrics_observe(t.st, s, CHAT_HIST_TTFT, 120001);  /* 11 (+Inf) */
-    chat_metrics_observe(t.st, s, CHAT_HIST_TTFT, 1e300);   /* 11 */
-    chat_metrics_observe(t.st, s, CHAT_HIST_TTFT, NAN);     /* ignored */
-    chat_metrics_observe(t.st, s, CHAT_HIST_TPS, 42.5);     /* 6 (<= 50) */
-    chat_metrics_observe(t.st, s, CHAT_HIST_COUNT, 1);      /* ignored */
-    chat_metrics_observe(t.st, 3, CHAT_HIST_TPS, 1);        /* no such series */
+    chat_metrics_observe(t.st, s, CHAT_HIST_TTFT, 50);     /* 0 */
+    chat_metrics_observe(t.st, s, CHAT_HIST_TTFT, 0);      /* 0 */
+    chat_metrics_observe(t.st, s, CHAT_HIST_TTFT, -3);     /* 0 */
+    chat_metrics_observe(t.st, s, CHAT_HIST_TTFT, 50.001); /* 1 */
+    chat_metrics_observe(t.st, s, CHAT_HIST_TTFT, 2500);   /* 5 */
+    chat_metrics_observe(t.st, s, CHAT_HIST_TTFT, 120000); /* 10 */
+    chat_metrics_observe(t.st, s, CHAT_HIST_TTFT, 120001); /* 11 (+Inf) */
+    chat_metrics_observe(t.st, s, CHAT_HIST_TTFT, 1e300);  /* 11 */
+    chat_metrics_observe(t.st, s, CHAT_HIST_TTFT, NAN);    /* ignored */
+    chat_metrics_observe(t.st, s, CHAT_HIST_TPS, 42.5);    /* 6 (<= 50) */
+    chat_metrics_observe(t.st, s, CHAT_HIST_COUNT, 1);     /* ignored */
+    chat_metrics_observe(t.st, 3, CHAT_HIST_TPS, 1);       /* no such series */
     assert_int_equal(chat_metrics_series_get(t.st, s, &ss), CHAT_OK);
     assert_int_equal(ss.hist[CHAT_HIST_TTFT][0], 3);
     assert_int_equal(ss.hist[CHAT_HIST_TTFT][1], 1);
@@ -105,7 +105,8 @@ static void test_histogram(void **state)
     }
     assert_int_equal(total, 8);
     assert_int_equal(ss.hist_count[CHAT_HIST_TTFT], 8);
-    assert_true(ss.hist_sum[CHAT_HIST_TTFT] == 50 + 0 - 3 + 50.001 + 2500 + 120000 + 120001 + 1e300);
+    assert_true(ss.hist_sum[CHAT_HIST_TTFT] ==
+                50 + 0 - 3 + 50.001 + 2500 + 120000 + 120001 + 1e300);
     assert_int_equal(ss.hist[CHAT_HIST_TPS][6], 1);
     assert_int_equal(ss.hist_count[CHAT_HIST_TPS], 1);
     assert_true(ss.hist_sum[CHAT_HIST_TPS] == 42.5);
@@ -158,7 +159,8 @@ static void test_gauges_errors_snapshot(void **state)
     chat_metrics_snapshot(t.st, &snap);
     assert_int_equal(snap.nerrors, CHAT_ERRCODE_MAX);
     assert_string_equal(snap.errors[CHAT_ERRCODE_MAX - 1].code, "other");
-    assert_int_equal(snap.errors[CHAT_ERRCODE_MAX - 1].count, 40 - (CHAT_ERRCODE_MAX - 1 - 4));
+    assert_int_equal(snap.errors[CHAT_ERRCODE_MAX - 1].count,
+                     40 - (CHAT_ERRCODE_MAX - 1 - 4));
     assert_int_equal(snap.errors[0].count, 3);
     /* store usage */
     assert_int_equal(snap.started_ms, 777);
@@ -168,8 +170,9 @@ static void test_gauges_errors_snapshot(void **state)
     assert_int_equal(snap.arena_size, 64 * 256);
     assert_int_equal(snap.arena_used, 0);
     mkconv(t.st, &o, "llama", 1, 1000, id);
-    assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0, "x", 1, 1001, NULL),
-                     CHAT_OK);
+    assert_int_equal(
+        chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0, "x", 1, 1001, NULL),
+        CHAT_OK);
     chat_store_user_bump(t.st, &o);
     chat_metrics_snapshot(t.st, &snap);
     assert_int_equal(snap.conversations, 1);

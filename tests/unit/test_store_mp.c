@@ -17,16 +17,17 @@
 #define SLOTS 2
 
 typedef struct {
-    uint64_t rate_ok;      /* atomic: rate-limit tokens granted */
-    uint64_t acquired;     /* atomic: backend slots obtained */
-    uint64_t max_seen;     /* highest concurrent holders seen (atomic) */
-    uint64_t now;          /* shared fake clock (atomic) */
+    uint64_t rate_ok;  /* atomic: rate-limit tokens granted */
+    uint64_t acquired; /* atomic: backend slots obtained */
+    uint64_t max_seen; /* highest concurrent holders seen (atomic) */
+    uint64_t now;      /* shared fake clock (atomic) */
     char ids[NPROC][25];
     char shared_id[25];
     int be, series;
 } shared_t;
 
-static void child(shared_t *sh, void *region, size_t size, const chat_store_layout_t *l, int n)
+static void child(shared_t *sh, void *region, size_t size, const chat_store_layout_t *l,
+                  int n)
 {
     chat_store_t *st;
     chat_owner_t me, common = owner_of("u:shared");
@@ -53,12 +54,12 @@ static void child(shared_t *sh, void *region, size_t size, const chat_store_layo
         fails += chat_store_msg_append(st, &me, sh->ids[n], CHAT_ROLE_USER, 0, txt, len,
                                        __atomic_add_fetch(&sh->now, 1, __ATOMIC_SEQ_CST),
                                        NULL) != CHAT_OK;
-        fails += chat_store_msg_extend(st, &me, sh->ids[n], "!", 1,
-                                       __atomic_add_fetch(&sh->now, 1, __ATOMIC_SEQ_CST)) !=
-                 CHAT_OK;
-        fails += chat_store_msg_append(st, &common, sh->shared_id, CHAT_ROLE_USER, 0, txt, len,
-                                       __atomic_add_fetch(&sh->now, 1, __ATOMIC_SEQ_CST),
-                                       NULL) != CHAT_OK;
+        fails += chat_store_msg_extend(
+                     st, &me, sh->ids[n], "!", 1,
+                     __atomic_add_fetch(&sh->now, 1, __ATOMIC_SEQ_CST)) != CHAT_OK;
+        fails += chat_store_msg_append(
+                     st, &common, sh->shared_id, CHAT_ROLE_USER, 0, txt, len,
+                     __atomic_add_fetch(&sh->now, 1, __ATOMIC_SEQ_CST), NULL) != CHAT_OK;
         chat_store_user_bump(st, &me);
 
         /* lock-free */
@@ -71,8 +72,8 @@ static void child(shared_t *sh, void *region, size_t size, const chat_store_layo
         /* a backend slot, fairly queued; poll until served */
         for (;;) {
             chat_backend_info_t bi;
-            rc = chat_store_backend_acquire(st, sh->be, ticket,
-                                            __atomic_load_n(&sh->now, __ATOMIC_SEQ_CST), &pos);
+            rc = chat_store_backend_acquire(
+                st, sh->be, ticket, __atomic_load_n(&sh->now, __ATOMIC_SEQ_CST), &pos);
             if (rc == CHAT_OK) {
                 uint64_t seen;
                 chat_store_backend_get(st, sh->be, &bi);
@@ -121,7 +122,8 @@ static void test_multiprocess(void **state)
     l.max_messages = 1000;
     l.history_bytes = 4096 * 256;
     size = chat_store_size(&l);
-    sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
+              0);
     region = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     assert_true(sh != MAP_FAILED && region != MAP_FAILED);
     memset(sh, 0, sizeof(*sh));
@@ -168,7 +170,8 @@ static void test_multiprocess(void **state)
         o = owner_of(name);
         assert_int_equal(chat_store_conv_get(st, &o, sh->ids[i], &ci), CHAT_OK);
         assert_int_equal(ci.nmsgs, ITER);
-        assert_int_equal(chat_store_msg_get(st, &o, sh->ids[i], ITER - 1, 0, &buf, &mi), CHAT_OK);
+        assert_int_equal(chat_store_msg_get(st, &o, sh->ids[i], ITER - 1, 0, &buf, &mi),
+                         CHAT_OK);
         snprintf(want, sizeof(want), "child %d message %d!", i, ITER - 1);
         assert_string_equal(buf.data, want);
         assert_true(chat_store_user_seq(st, &o) > 0);
@@ -197,8 +200,8 @@ static void test_multiprocess(void **state)
 #define RACE_TITLES 96
 
 typedef struct {
-    int go;                                 /* atomic: the start line */
-    uint32_t created[RACE_TITLES];          /* atomic */
+    int go;                        /* atomic: the start line */
+    uint32_t created[RACE_TITLES]; /* atomic */
     char ids[NPROC][RACE_TITLES][25];
 } race_t;
 
@@ -253,7 +256,8 @@ static void test_find_or_create_race(void **state)
 
     l.max_conversations = RACE_TITLES * 2;
     size = chat_store_size(&l);
-    rc = mmap(NULL, sizeof(*rc), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    rc = mmap(NULL, sizeof(*rc), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
+              0);
     region = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     assert_true(rc != MAP_FAILED && region != MAP_FAILED);
     memset(rc, 0, sizeof(*rc));

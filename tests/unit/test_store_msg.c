@@ -12,7 +12,8 @@ static void pattern(char *p, size_t n, unsigned seed)
     }
 }
 
-static chat_store_layout_t msg_layout(uint32_t blocks, uint32_t max_msgs, uint32_t max_bytes)
+static chat_store_layout_t msg_layout(uint32_t blocks, uint32_t max_msgs,
+                                      uint32_t max_bytes)
 {
     chat_store_layout_t l = small_layout();
     l.history_bytes = (uint64_t)blocks * 256;
@@ -23,7 +24,7 @@ static chat_store_layout_t msg_layout(uint32_t blocks, uint32_t max_msgs, uint32
 
 static void test_sizes(void **state)
 {
-    static const size_t sizes[] = {0,   1,   215, 216, 217,  463,  464,
+    static const size_t sizes[] = {0,   1,   215, 216, 217,  463, 464,
                                    465, 711, 712, 713, 2000, 4096};
     chat_store_layout_t l = small_layout();
     tstore_t t;
@@ -42,8 +43,8 @@ static void test_sizes(void **state)
     mkconv(t.st, &o, "llama", 1, 100, id);
     for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         pattern(want, sizes[i], (unsigned)i);
-        assert_int_equal(chat_store_msg_append(t.st, &o, id, (chat_role_t)(i % 4), 0, want,
-                                               sizes[i], 1000 + i, &idx),
+        assert_int_equal(chat_store_msg_append(t.st, &o, id, (chat_role_t)(i % 4), 0,
+                                               want, sizes[i], 1000 + i, &idx),
                          CHAT_OK);
         assert_int_equal(idx, i);
         total += sizes[i];
@@ -51,7 +52,8 @@ static void test_sizes(void **state)
     }
     for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         pattern(want, sizes[i], (unsigned)i);
-        assert_int_equal(chat_store_msg_get(t.st, &o, id, (uint32_t)i, 0, &buf, &mi), CHAT_OK);
+        assert_int_equal(chat_store_msg_get(t.st, &o, id, (uint32_t)i, 0, &buf, &mi),
+                         CHAT_OK);
         assert_int_equal(mi.len, sizes[i]);
         assert_int_equal(buf.len, sizes[i]);
         assert_int_equal(mi.index, i);
@@ -86,15 +88,17 @@ static void test_extend_streaming(void **state)
     ts_open(&t, &l, 0);
     mkconv(t.st, &o, "llama", 1, 100, id);
     assert_int_equal(chat_store_msg_extend(t.st, &o, id, "x", 1, 101), CHAT_EINVAL);
-    assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0, "q", 1, 101, NULL),
-                     CHAT_OK);
-    assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_ASSISTANT, CHAT_MSG_STREAMING,
-                                           NULL, 0, 102, NULL),
+    assert_int_equal(
+        chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0, "q", 1, 101, NULL),
+        CHAT_OK);
+    assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_ASSISTANT,
+                                           CHAT_MSG_STREAMING, NULL, 0, 102, NULL),
                      CHAT_OK);
     pattern(want, sizeof(want), 3);
     for (n = 0; n < 1500; n++) { /* byte by byte over 7 block boundaries */
         seq = chat_store_conv_seq(t.st, id);
-        assert_int_equal(chat_store_msg_extend(t.st, &o, id, want + n, 1, 200 + n), CHAT_OK);
+        assert_int_equal(chat_store_msg_extend(t.st, &o, id, want + n, 1, 200 + n),
+                         CHAT_OK);
         assert_true(chat_store_conv_seq(t.st, id) > seq);
         if (n % 97 == 0) {
             CHECK(t.st);
@@ -129,9 +133,9 @@ static void test_extend_streaming(void **state)
     assert_string_equal(buf.data, "q");
     assert_int_equal(chat_store_msg_get(t.st, &o, id, 0, 1, NULL, &mi), CHAT_OK);
     /* the flags of the last message */
-    assert_int_equal(chat_store_msg_flags(t.st, &o, id, CHAT_MSG_COMPLETE, CHAT_MSG_STREAMING,
-                                          3001),
-                     CHAT_OK);
+    assert_int_equal(
+        chat_store_msg_flags(t.st, &o, id, CHAT_MSG_COMPLETE, CHAT_MSG_STREAMING, 3001),
+        CHAT_OK);
     assert_int_equal(chat_store_msg_get(t.st, &o, id, 1, 0, NULL, &mi), CHAT_OK);
     assert_int_equal(mi.flags, CHAT_MSG_COMPLETE);
     assert_int_equal(chat_store_msg_flags(t.st, &o, id, 0x40, 0, 3002), CHAT_EINVAL);
@@ -152,20 +156,25 @@ static void test_append_args(void **state)
     ts_open(&t, &l, 0);
     mkconv(t.st, &o, "llama", 1, 100, id);
     memset(big, 'x', sizeof(big));
-    assert_int_equal(chat_store_msg_append(t.st, &o, id, (chat_role_t)4, 0, "x", 1, 1, NULL),
+    assert_int_equal(
+        chat_store_msg_append(t.st, &o, id, (chat_role_t)4, 0, "x", 1, 1, NULL),
+        CHAT_EINVAL);
+    assert_int_equal(
+        chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0x40, "x", 1, 1, NULL),
+        CHAT_EINVAL);
+    assert_int_equal(
+        chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0, NULL, 1, 1, NULL),
+        CHAT_EINVAL);
+    assert_int_equal(
+        chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0, big, 4097, 1, NULL),
+        CHAT_ETOOBIG);
+    assert_int_equal(chat_store_msg_flags(t.st, &o, id, CHAT_MSG_ERROR, 0, 1),
                      CHAT_EINVAL);
-    assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0x40, "x", 1, 1, NULL),
-                     CHAT_EINVAL);
-    assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0, NULL, 1, 1, NULL),
-                     CHAT_EINVAL);
-    assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0, big, 4097, 1, NULL),
-                     CHAT_ETOOBIG);
-    assert_int_equal(chat_store_msg_flags(t.st, &o, id, CHAT_MSG_ERROR, 0, 1), CHAT_EINVAL);
     assert_int_equal(chat_store_conv_get(t.st, &o, id, &ci), CHAT_OK);
     assert_int_equal(ci.nmsgs, 0);
     assert_int_equal(ci.updated_ms, 100);
-    assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, CHAT_MSG_COMMAND, big,
-                                           4096, 1, NULL),
+    assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, CHAT_MSG_COMMAND,
+                                           big, 4096, 1, NULL),
                      CHAT_OK);
     /* extending past the limit is refused whole */
     assert_int_equal(chat_store_msg_extend(t.st, &o, id, "x", 1, 2), CHAT_ETOOBIG);
@@ -193,8 +202,8 @@ static void test_message_cap(void **state)
     mkconv(t.st, &o, "llama", 1, 100, id);
     for (i = 0; i < 10; i++) {
         snprintf(txt, sizeof(txt), "m%u", i);
-        assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0, txt, strlen(txt),
-                                               200 + i, &idx),
+        assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0, txt,
+                                               strlen(txt), 200 + i, &idx),
                          CHAT_OK);
         assert_int_equal(idx, i < 4 ? i : 3);
         CHECK(t.st);
@@ -233,8 +242,9 @@ static void test_cap_no_loss(void **state)
     ts_open(&t, &l, 0);
     mkconv(t.st, &o, "llama", 1, 100, id);
     memset(big, 'b', sizeof(big));
-    assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0, "m0", 2, 101, NULL),
-                     CHAT_OK);
+    assert_int_equal(
+        chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0, "m0", 2, 101, NULL),
+        CHAT_OK);
     /* 10 blocks; 5 stay free */
     assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_ASSISTANT, 0, big,
                                            216 + 9 * 248, 102, NULL),
@@ -291,16 +301,18 @@ static void test_arena_one_huge(void **state)
     assert_int_equal(ci.nmsgs, 12);
     /* the 13th drops the oldest */
     big[0] = 'M';
-    assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0, big, 1000, 300, &idx),
-                     CHAT_OK);
+    assert_int_equal(
+        chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0, big, 1000, 300, &idx),
+        CHAT_OK);
     assert_int_equal(idx, 11);
     assert_int_equal(chat_store_msg_get(t.st, &o, id, 0, 0, &buf, &mi), CHAT_OK);
     assert_int_equal(buf.data[0], 'B');
     CHECK(t.st);
     /* larger than the whole arena (81 blocks > 64): EFULL, nothing dropped */
     assert_int_equal(chat_store_conv_get(t.st, &o, id, &ci), CHAT_OK);
-    assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0, big, 20000, 301, NULL),
-                     CHAT_EFULL);
+    assert_int_equal(
+        chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0, big, 20000, 301, NULL),
+        CHAT_EFULL);
     /* 60 blocks: more than free (4) + all but the last message (55) */
     assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0, big,
                                            216 + 59 * 248, 302, NULL),
@@ -347,8 +359,8 @@ static void add_blocks(chat_store_t *st, const chat_owner_t *o, const char *id, 
     int i;
     memset(five, 'p', sizeof(five));
     for (i = 0; i < nmsgs; i++) { /* 5 blocks each */
-        assert_int_equal(chat_store_msg_append(st, o, id, CHAT_ROLE_USER, 0, five, sizeof(five),
-                                               now + (uint64_t)i, NULL),
+        assert_int_equal(chat_store_msg_append(st, o, id, CHAT_ROLE_USER, 0, five,
+                                               sizeof(five), now + (uint64_t)i, NULL),
                          CHAT_OK);
     }
 }
@@ -380,7 +392,8 @@ static void test_arena_eviction_order(void **state)
     add_blocks(t.st, &b, ib, 4, 200);
     add_blocks(t.st, &a, ia, 4, 300);
     add_blocks(t.st, &c, ic, 4, 400);
-    assert_int_equal(chat_store_gen_begin(t.st, &c, ic, 9, CHAT_CONV_GENERATING, 150), CHAT_OK);
+    assert_int_equal(chat_store_gen_begin(t.st, &c, ic, 9, CHAT_CONV_GENERATING, 150),
+                     CHAT_OK);
     /* 60 used, 4 free: d needs 5 -> b goes (least recently updated) */
     add_blocks(t.st, &d, idd, 1, 500);
     assert_int_equal(chat_store_conv_get(t.st, &b, ib, NULL), CHAT_ENOTFOUND);
@@ -423,7 +436,8 @@ static void test_arena_eviction_order(void **state)
     CHECK(t.st);
     /* d busy too: c, streaming and the largest, can only drop its own
      * older messages */
-    assert_int_equal(chat_store_gen_begin(t.st, &d, idd, 10, CHAT_CONV_QUEUED, 800), CHAT_OK);
+    assert_int_equal(chat_store_gen_begin(t.st, &d, idd, 10, CHAT_CONV_QUEUED, 800),
+                     CHAT_OK);
     {
         static char chunk[248 * 40];
         memset(chunk, 'q', sizeof(chunk));
@@ -452,7 +466,8 @@ static void test_arena_eviction_order(void **state)
     {
         char blk[248 * 5];
         memset(blk, 'r', sizeof(blk));
-        assert_int_equal(chat_store_msg_extend(t.st, &c, ic, blk, sizeof(blk), 952), CHAT_OK);
+        assert_int_equal(chat_store_msg_extend(t.st, &c, ic, blk, sizeof(blk), 952),
+                         CHAT_OK);
     }
     assert_int_equal(chat_store_conv_get(t.st, &d, idd, NULL), CHAT_OK);
     assert_int_equal(chat_store_conv_get(t.st, &c, ic, &ci), CHAT_OK);
@@ -473,8 +488,8 @@ static void test_tail(void **state)
     msgs_t ms;
     char id[25], empty[25], txt[400];
     static const size_t lens[] = {10, 100, 200, 50, 30, 300};
-    static const uint32_t flags[] = {0, 0, CHAT_MSG_COMPLETE, CHAT_MSG_ERROR, 0,
-                                     CHAT_MSG_COMPLETE};
+    static const uint32_t flags[] = {
+        0, 0, CHAT_MSG_COMPLETE, CHAT_MSG_ERROR, 0, CHAT_MSG_COMPLETE};
     size_t i;
     (void)state;
 
@@ -484,13 +499,14 @@ static void test_tail(void **state)
     mkconv(t.st, &o, "llama", 2, 100, empty);
     for (i = 0; i < 6; i++) {
         pattern(txt, lens[i], (unsigned)i);
-        assert_int_equal(chat_store_msg_append(t.st, &o, id,
-                                               i % 2 ? CHAT_ROLE_USER : CHAT_ROLE_ASSISTANT,
-                                               flags[i], txt, lens[i], 200 + i, NULL),
+        assert_int_equal(chat_store_msg_append(
+                             t.st, &o, id, i % 2 ? CHAT_ROLE_USER : CHAT_ROLE_ASSISTANT,
+                             flags[i], txt, lens[i], 200 + i, NULL),
                          CHAT_OK);
     }
-#define TAIL(mm, mb) \
-    (memset(&ms, 0, sizeof(ms)), chat_store_msg_tail(t.st, &o, id, mm, mb, &buf, collect_msg, &ms))
+#define TAIL(mm, mb)                                                                     \
+    (memset(&ms, 0, sizeof(ms)),                                                         \
+     chat_store_msg_tail(t.st, &o, id, mm, mb, &buf, collect_msg, &ms))
     /* everything but the error, oldest first, with positions */
     assert_int_equal(TAIL(10, 10000), 5);
     assert_int_equal(ms.info[0].index, 0);
@@ -519,8 +535,8 @@ static void test_tail(void **state)
     /* contiguous: the 200 stops the walk, older small ones are not taken */
     assert_int_equal(TAIL(10, 335), 2);
     /* a trailing error is skipped; the newest usable one is included */
-    assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_ASSISTANT, CHAT_MSG_ERROR,
-                                           "backend down", 12, 300, NULL),
+    assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_ASSISTANT,
+                                           CHAT_MSG_ERROR, "backend down", 12, 300, NULL),
                      CHAT_OK);
     assert_int_equal(TAIL(1, 0), 1);
     assert_int_equal(ms.info[0].index, 5);
@@ -529,19 +545,21 @@ static void test_tail(void **state)
     assert_int_equal(ms.info[1].index, 5);
     /* a refused command (request and refusal) is never sent to the model */
     assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER,
-                                           CHAT_MSG_COMMAND | CHAT_MSG_REFUSED, "!rm x", 5,
-                                           301, NULL),
+                                           CHAT_MSG_COMMAND | CHAT_MSG_REFUSED, "!rm x",
+                                           5, 301, NULL),
                      CHAT_OK);
-    assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_ASSISTANT,
-                                           CHAT_MSG_COMMAND | CHAT_MSG_ERROR | CHAT_MSG_REFUSED,
-                                           "command_denied: no", 18, 302, NULL),
-                     CHAT_OK);
+    assert_int_equal(
+        chat_store_msg_append(t.st, &o, id, CHAT_ROLE_ASSISTANT,
+                              CHAT_MSG_COMMAND | CHAT_MSG_ERROR | CHAT_MSG_REFUSED,
+                              "command_denied: no", 18, 302, NULL),
+        CHAT_OK);
     assert_int_equal(TAIL(2, 100000), 2);
     assert_int_equal(ms.info[0].index, 4);
     assert_int_equal(ms.info[1].index, 5);
     /* empty conversation; NULL buffer */
     memset(&ms, 0, sizeof(ms));
-    assert_int_equal(chat_store_msg_tail(t.st, &o, empty, 10, 1000, &buf, collect_msg, &ms), 0);
+    assert_int_equal(
+        chat_store_msg_tail(t.st, &o, empty, 10, 1000, &buf, collect_msg, &ms), 0);
     assert_int_equal(chat_store_msg_tail(t.st, &o, id, 10, 1000, NULL, collect_msg, &ms),
                      CHAT_EINVAL);
 #undef TAIL
@@ -565,12 +583,13 @@ static void test_read_ranges(void **state)
     mkconv(t.st, &o, "llama", 1, 100, id);
     for (i = 0; i < 5; i++) {
         snprintf(txt, sizeof(txt), "m%u", i);
-        assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0, txt, 2, 200 + i,
-                                               NULL),
-                         CHAT_OK);
+        assert_int_equal(
+            chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0, txt, 2, 200 + i, NULL),
+            CHAT_OK);
     }
-#define READ(s, c) \
-    (memset(&ms, 0, sizeof(ms)), chat_store_msg_read(t.st, &o, id, s, c, &buf, collect_msg, &ms))
+#define READ(s, c)                                                                       \
+    (memset(&ms, 0, sizeof(ms)),                                                         \
+     chat_store_msg_read(t.st, &o, id, s, c, &buf, collect_msg, &ms))
     assert_int_equal(READ(0, 0), 5);
     assert_string_equal(ms.text[4], "m4");
     assert_int_equal(READ(1, 2), 2);
@@ -598,17 +617,18 @@ static void test_read_ranges(void **state)
         char big[700];
         uint32_t idx;
         pattern(big, sizeof(big), 9);
-        assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_ASSISTANT, 0, big, 500,
-                                               302, &idx),
+        assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_ASSISTANT, 0, big,
+                                               500, 302, &idx),
                          CHAT_OK);
         assert_int_equal(idx, 3);
         assert_int_equal(chat_store_msg_truncate(t.st, &o, id, 4, 303), CHAT_OK);
-        assert_int_equal(chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0, "tail", 4, 304,
-                                               NULL),
-                         CHAT_OK);
+        assert_int_equal(
+            chat_store_msg_append(t.st, &o, id, CHAT_ROLE_USER, 0, "tail", 4, 304, NULL),
+            CHAT_OK);
         assert_int_equal(chat_store_msg_truncate(t.st, &o, id, 4, 305), CHAT_OK);
         /* last_blk was recomputed: extending continues the 500 bytes */
-        assert_int_equal(chat_store_msg_extend(t.st, &o, id, big + 500, 200, 306), CHAT_OK);
+        assert_int_equal(chat_store_msg_extend(t.st, &o, id, big + 500, 200, 306),
+                         CHAT_OK);
         CHECK(t.st);
         assert_int_equal(READ(3, 1), 1);
         assert_int_equal(ms.len[0], 700);

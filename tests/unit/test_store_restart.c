@@ -3,7 +3,8 @@
  * smaller or a larger layout. */
 #include "test_store_util.h"
 
-/* ---- recover ------------------------------------------------------------------------ */
+/* ---- recover ------------------------------------------------------------------------
+ */
 
 static void test_recover(void **state)
 {
@@ -24,10 +25,11 @@ static void test_recover(void **state)
     populate(a.st, &p);
     /* a queued conversation whose last message is the user's */
     mkconv(a.st, &p.alice, "llama", 0x4444, 4000, a3);
-    assert_int_equal(chat_store_msg_append(a.st, &p.alice, a3, CHAT_ROLE_USER, 0, "q", 1, 4001,
-                                           NULL),
+    assert_int_equal(
+        chat_store_msg_append(a.st, &p.alice, a3, CHAT_ROLE_USER, 0, "q", 1, 4001, NULL),
+        CHAT_OK);
+    assert_int_equal(chat_store_gen_begin(a.st, &p.alice, a3, 5, CHAT_CONV_QUEUED, 4002),
                      CHAT_OK);
-    assert_int_equal(chat_store_gen_begin(a.st, &p.alice, a3, 5, CHAT_CONV_QUEUED, 4002), CHAT_OK);
     /* the breaker is half open (its probe died with the old process) */
     chat_store_breaker_result(a.st, p.be, 0, 4000, 1, 1000);
     assert_int_equal(chat_store_breaker_allow(a.st, p.be, 5000, 1000), 1);
@@ -52,8 +54,9 @@ static void test_recover(void **state)
     assert_int_equal(chat_store_msg_get(b.st, &p.alice, p.a1, 1, 0, &buf, &mi), CHAT_OK);
     assert_int_equal(mi.flags, CHAT_MSG_COMPLETE);
     /* it can be generated into again */
-    assert_int_equal(chat_store_gen_begin(b.st, &p.bob, p.b1, 100, CHAT_CONV_GENERATING, 10001),
-                     CHAT_OK);
+    assert_int_equal(
+        chat_store_gen_begin(b.st, &p.bob, p.b1, 100, CHAT_CONV_GENERATING, 10001),
+        CHAT_OK);
     /* backend slots and queue emptied, breaker ready for a new probe */
     assert_int_equal(chat_store_backend_get(b.st, p.be, &bi), CHAT_OK);
     assert_int_equal(bi.active, 0);
@@ -75,7 +78,8 @@ static void test_recover(void **state)
     chat_buf_free(&buf);
 }
 
-/* ---- migrate ---------------------------------------------------------------------------- */
+/* ---- migrate
+ * ---------------------------------------------------------------------------- */
 
 static void test_migrate_smaller(void **state)
 {
@@ -98,14 +102,14 @@ static void test_migrate_smaller(void **state)
     /* 8 conversations, 3 messages each, updated in order 0..7; then 2
      * touched again so the LRU order is 0,1,3,4,5,6,7,2 (oldest first) */
     for (i = 0; i < 8; i++) {
-        mkconv(a.st, i % 2 ? &q : &o, "llama", 0x100 + (uint64_t)i, 1000 + (uint64_t)i * 10,
-               ids[i]);
+        mkconv(a.st, i % 2 ? &q : &o, "llama", 0x100 + (uint64_t)i,
+               1000 + (uint64_t)i * 10, ids[i]);
         for (k = 0; k < 3; k++) {
             char t[16];
             snprintf(t, sizeof(t), "c%d m%d", i, k);
-            assert_int_equal(chat_store_msg_append(a.st, i % 2 ? &q : &o, ids[i], CHAT_ROLE_USER,
-                                                   0, t, strlen(t),
-                                                   1000 + (uint64_t)i * 10 + (uint64_t)k, NULL),
+            assert_int_equal(chat_store_msg_append(
+                                 a.st, i % 2 ? &q : &o, ids[i], CHAT_ROLE_USER, 0, t,
+                                 strlen(t), 1000 + (uint64_t)i * 10 + (uint64_t)k, NULL),
                              CHAT_OK);
         }
     }
@@ -139,8 +143,8 @@ static void test_migrate_smaller(void **state)
             char want[16];
             snprintf(want, sizeof(want), "c%d m2", k);
             memset(&ms, 0, sizeof(ms));
-            if (chat_store_msg_read(b.st, k % 2 ? &q : &o, cv.c[i].id, 0, 0, &buf, collect_msg,
-                                    &ms) == 2 &&
+            if (chat_store_msg_read(b.st, k % 2 ? &q : &o, cv.c[i].id, 0, 0, &buf,
+                                    collect_msg, &ms) == 2 &&
                 strcmp(ms.text[1], want) == 0) {
                 found[k] = 1;
                 /* the newest messages are kept */
@@ -208,8 +212,10 @@ static void test_migrate_larger(void **state)
     CHECK(b.st);
     memset(&ma, 0, sizeof(ma));
     memset(&mb, 0, sizeof(mb));
-    assert_int_equal(chat_store_msg_read(a.st, &p.alice, p.a1, 0, 0, &buf, collect_msg, &ma), 3);
-    assert_int_equal(chat_store_msg_read(b.st, &p.alice, p.a1, 0, 0, &buf, collect_msg, &mb), 3);
+    assert_int_equal(
+        chat_store_msg_read(a.st, &p.alice, p.a1, 0, 0, &buf, collect_msg, &ma), 3);
+    assert_int_equal(
+        chat_store_msg_read(b.st, &p.alice, p.a1, 0, 0, &buf, collect_msg, &mb), 3);
     same_msgs(&ma, &mb);
     assert_int_equal(chat_store_conv_get(b.st, &p.alice, p.a2, &ci), CHAT_OK);
     assert_int_equal(ci.flags, CHAT_CONV_ARCHIVED);

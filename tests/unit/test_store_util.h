@@ -170,25 +170,28 @@ static inline void populate(chat_store_t *st, pop_t *p)
     mkconv(st, &p->alice, "llama", 0x1111, 1000, p->a1);
     mkconv(st, &p->alice, "qwen", 0x2222, 1100, p->a2);
     mkconv(st, &p->bob, "llama", 0x3333, 1200, p->b1);
-    assert_int_equal(chat_store_msg_append(st, &p->alice, p->a1, CHAT_ROLE_USER, 0, "hello", 5,
-                                           2000, NULL),
+    assert_int_equal(chat_store_msg_append(st, &p->alice, p->a1, CHAT_ROLE_USER, 0,
+                                           "hello", 5, 2000, NULL),
                      CHAT_OK);
     assert_int_equal(chat_store_msg_append(st, &p->alice, p->a1, CHAT_ROLE_ASSISTANT,
-                                           CHAT_MSG_COMPLETE, big, sizeof(big), 2100, NULL),
-                     CHAT_OK);
-    assert_int_equal(chat_store_msg_append(st, &p->alice, p->a1, CHAT_ROLE_USER, 0, "x", 1, 2200,
+                                           CHAT_MSG_COMPLETE, big, sizeof(big), 2100,
                                            NULL),
                      CHAT_OK);
-    assert_int_equal(chat_store_msg_append(st, &p->alice, p->a2, CHAT_ROLE_SYSTEM, 0, "sys", 3,
-                                           2300, NULL),
+    assert_int_equal(chat_store_msg_append(st, &p->alice, p->a1, CHAT_ROLE_USER, 0, "x",
+                                           1, 2200, NULL),
                      CHAT_OK);
-    assert_int_equal(chat_store_conv_flags(st, &p->alice, p->a2, CHAT_CONV_ARCHIVED, 0, 2400),
+    assert_int_equal(chat_store_msg_append(st, &p->alice, p->a2, CHAT_ROLE_SYSTEM, 0,
+                                           "sys", 3, 2300, NULL),
                      CHAT_OK);
-    assert_int_equal(chat_store_msg_append(st, &p->bob, p->b1, CHAT_ROLE_USER, 0, "hi bob", 6,
-                                           2500, NULL),
+    assert_int_equal(
+        chat_store_conv_flags(st, &p->alice, p->a2, CHAT_CONV_ARCHIVED, 0, 2400),
+        CHAT_OK);
+    assert_int_equal(chat_store_msg_append(st, &p->bob, p->b1, CHAT_ROLE_USER, 0,
+                                           "hi bob", 6, 2500, NULL),
                      CHAT_OK);
-    assert_int_equal(chat_store_gen_begin(st, &p->bob, p->b1, 99, CHAT_CONV_GENERATING, 2600),
-                     CHAT_OK);
+    assert_int_equal(
+        chat_store_gen_begin(st, &p->bob, p->b1, 99, CHAT_CONV_GENERATING, 2600),
+        CHAT_OK);
     assert_int_equal(chat_store_msg_append(st, &p->bob, p->b1, CHAT_ROLE_ASSISTANT,
                                            CHAT_MSG_STREAMING, "partial", 7, 2700, NULL),
                      CHAT_OK);
@@ -274,8 +277,8 @@ static inline void text_of(char *buf, size_t n, char tag)
     }
 }
 
-static inline void world_add(world_t *w, int who, const char *id, chat_role_t role, size_t n, char tag,
-                uint64_t now)
+static inline void world_add(world_t *w, int who, const char *id, chat_role_t role,
+                             size_t n, char tag, uint64_t now)
 {
     static char buf[4096];
     text_of(buf, n, tag);

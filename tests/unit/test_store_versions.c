@@ -331,12 +331,13 @@ static void test_linear_mark(void **state)
     for (i = 0; i < 12; i++) {
         char txt[8];
         snprintf(txt, sizeof(txt), "m%u", i);
-        add(t.st, &o, id, i % 2 ? CHAT_ROLE_ASSISTANT : CHAT_ROLE_USER, txt, i < 8 ? i : 7);
+        add(t.st, &o, id, i % 2 ? CHAT_ROLE_ASSISTANT : CHAT_ROLE_USER, txt,
+            i < 8 ? i : 7);
         assert_true(c->flags & CS_CONV_LINEAR);
     }
     for (i = 4; i < 12; i++) {
-        snprintf(want + strlen(want), sizeof(want) - strlen(want), "%sm%u", i > 4 ? "|" : "",
-                 i);
+        snprintf(want + strlen(want), sizeof(want) - strlen(want), "%sm%u",
+                 i > 4 ? "|" : "", i);
     }
     tail_is(t.st, &o, id, want);
     path_is(t.st, &o, id, want);

@@ -372,7 +372,8 @@ static void test_ndjson_fast_path_same_as_json_c(void **state)
         "{\"message\":{\"content\":\"x\"},}",
         "{\"message\":{\"content\":\"x\"}} trailing",
         "{\"message\":{\"content\":\"x\"}\f}",
-        "{\"message\":{\"content\":\"x\"},\"deep\":[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]}",
+        "{\"message\":{\"content\":\"x\"},\"deep\":[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]"
+        "]]}",
         "{\"message\":{\"content\":\"x\"},\"s\":\"bad \\q escape\"}",
         "{\"message\":{\"content\":\"x\"},\"s\":\"short \\u12\"}",
         "{\"message\":{\"content\":\"unterminated}}",
@@ -387,10 +388,12 @@ static void test_ndjson_fast_path_same_as_json_c(void **state)
     }
     /* and every Ollama vector */
     {
-        static const char *const vec[] = {
-            "chat_stream.ndjson", "chat_stream_last_has_content.ndjson",
-            "chat_stream_midstream_error.ndjson", "chat_stream_thinking.ndjson",
-            "chat_stream_truncated.ndjson", "chat_stream_unicode.ndjson"};
+        static const char *const vec[] = {"chat_stream.ndjson",
+                                          "chat_stream_last_has_content.ndjson",
+                                          "chat_stream_midstream_error.ndjson",
+                                          "chat_stream_thinking.ndjson",
+                                          "chat_stream_truncated.ndjson",
+                                          "chat_stream_unicode.ndjson"};
         for (i = 0; i < sizeof(vec) / sizeof(vec[0]); i++) {
             size_t n;
             char *data = load_vector(vec[i], &n);

@@ -343,14 +343,15 @@ static void test_sanitize(void **state)
     SAN("\x61\xF1\x80\x80\xE1\x80\xC2\x62\x80\x63\x80\xBF\x64",
         "a" RC RC RC "b" RC "c" RC RC "d");
     /* Output never ends inside a sequence when space runs out. */
-    assert_int_equal(chat_utf8_sanitize((const uint8_t *)"abc\xE2\x82\xAC", 6, out, 5, 0, NULL),
-                     3);
-    assert_int_equal(chat_utf8_sanitize((const uint8_t *)"ab\xFF", 3, out, 4, 0, NULL), 2);
-    assert_int_equal(chat_utf8_sanitize((const uint8_t *)"ab\xFF", 3, out, 5, 0, NULL), 5);
+    assert_int_equal(
+        chat_utf8_sanitize((const uint8_t *)"abc\xE2\x82\xAC", 6, out, 5, 0, NULL), 3);
+    assert_int_equal(chat_utf8_sanitize((const uint8_t *)"ab\xFF", 3, out, 4, 0, NULL),
+                     2);
+    assert_int_equal(chat_utf8_sanitize((const uint8_t *)"ab\xFF", 3, out, 5, 0, NULL),
+                     5);
     assert_memory_equal(out, "ab" RC, 5);
     assert_int_equal(chat_utf8_sanitize((const uint8_t *)"ab", 2, out, 0, 0, NULL), 0);
 }
-
 
 /* chat_utf8_seq: the shared decoding rule (length, or the ill-formed part). */
 static void test_seq(void **state)
@@ -361,19 +362,19 @@ static void test_seq(void **state)
     } seqs[] = {
         {"a", 1, 1, 0},
         {"\0", 1, 1, 0},
-        {"\xc3\xa9", 2, 2, 0},          /* U+00E9 */
-        {"\xe2\x82\xac", 3, 3, 0},      /* U+20AC */
-        {"\xf0\x9f\x98\x80", 4, 4, 0},  /* U+1F600 */
-        {"\xf4\x8f\xbf\xbf", 4, 4, 0},  /* U+10FFFF */
-        {"\x80", 1, 0, 1},              /* lone continuation */
-        {"\xc0\xaf", 2, 0, 1},          /* overlong lead */
-        {"\xe0\x80\xaf", 3, 0, 1},      /* overlong 3-byte */
-        {"\xed\xa0\x80", 3, 0, 1},      /* surrogate */
-        {"\xf4\x90\x80\x80", 4, 0, 1},  /* > U+10FFFF */
-        {"\xe2\x82", 2, 0, 2},          /* truncated: maximal subpart of 2 */
-        {"\xf0\x9f\x98", 3, 0, 3},      /* truncated 4-byte */
-        {"\xe2\x28\xa1", 3, 0, 1},      /* bad second byte */
-        {"\xf5\x80\x80\x80", 4, 0, 1},  /* F5 never starts a sequence */
+        {"\xc3\xa9", 2, 2, 0},         /* U+00E9 */
+        {"\xe2\x82\xac", 3, 3, 0},     /* U+20AC */
+        {"\xf0\x9f\x98\x80", 4, 4, 0}, /* U+1F600 */
+        {"\xf4\x8f\xbf\xbf", 4, 4, 0}, /* U+10FFFF */
+        {"\x80", 1, 0, 1},             /* lone continuation */
+        {"\xc0\xaf", 2, 0, 1},         /* overlong lead */
+        {"\xe0\x80\xaf", 3, 0, 1},     /* overlong 3-byte */
+        {"\xed\xa0\x80", 3, 0, 1},     /* surrogate */
+        {"\xf4\x90\x80\x80", 4, 0, 1}, /* > U+10FFFF */
+        {"\xe2\x82", 2, 0, 2},         /* truncated: maximal subpart of 2 */
+        {"\xf0\x9f\x98", 3, 0, 3},     /* truncated 4-byte */
+        {"\xe2\x28\xa1", 3, 0, 1},     /* bad second byte */
+        {"\xf5\x80\x80\x80", 4, 0, 1}, /* F5 never starts a sequence */
     };
     size_t i;
     (void)state;
@@ -398,8 +399,8 @@ static void test_sanitize_flags(void **state)
     o = chat_utf8_sanitize((const uint8_t *)"a\0b\n", 4, out, sizeof(out), 0, &used);
     assert_int_equal(o, 4);
     assert_memory_equal(out, "a\0b\n", 4);
-    o = chat_utf8_sanitize((const uint8_t *)"a\0b\n", 4, out, sizeof(out), CHAT_UTF8_NO_NUL,
-                           &used);
+    o = chat_utf8_sanitize((const uint8_t *)"a\0b\n", 4, out, sizeof(out),
+                           CHAT_UTF8_NO_NUL, &used);
     assert_int_equal(o, 6);
     assert_memory_equal(out, "a" RC "b\n", 6);
     o = chat_utf8_sanitize((const uint8_t *)"a\0\tb\x7F\xFF", 6, out, sizeof(out),
@@ -410,15 +411,17 @@ static void test_sanitize_flags(void **state)
     o = chat_utf8_sanitize((const uint8_t *)"ab\xE2\x82\xAC", 5, out, 4, 0, &used);
     assert_int_equal(o, 2);
     assert_int_equal(used, 2);
-    o = chat_utf8_sanitize((const uint8_t *)"ab\xFF" "c", 4, out, 5, 0, &used);
+    o = chat_utf8_sanitize((const uint8_t *)"ab\xFF"
+                                            "c",
+                           4, out, 5, 0, &used);
     assert_int_equal(o, 5);
     assert_int_equal(used, 3);
 
     /* the growable buffer variant appends, and grows as U+FFFD needs */
     chat_buf_init(&b);
     assert_int_equal(chat_buf_puts(&b, "x"), CHAT_OK);
-    assert_int_equal(chat_utf8_sanitize_append(&b, "\xFF\xFF\xFF\0y", 5, CHAT_UTF8_NO_NUL),
-                     CHAT_OK);
+    assert_int_equal(
+        chat_utf8_sanitize_append(&b, "\xFF\xFF\xFF\0y", 5, CHAT_UTF8_NO_NUL), CHAT_OK);
     assert_int_equal(b.len, 1 + 4 * 3 + 1);
     assert_memory_equal(b.data, "x" RC RC RC RC "y", b.len);
     assert_int_equal(b.data[b.len], '\0');

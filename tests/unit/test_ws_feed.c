@@ -161,7 +161,8 @@ static void test_at_rest(void **state)
     cf(&in, 1, 0, 1, "xyz", 3);
     assert_int_equal(chat_ws_feed(r.ws, (const uint8_t *)in.data, 6), CHAT_OK);
     assert_false(chat_ws_at_rest(r.ws));
-    assert_int_equal(chat_ws_feed(r.ws, (const uint8_t *)in.data + 6, in.len - 6), CHAT_OK);
+    assert_int_equal(chat_ws_feed(r.ws, (const uint8_t *)in.data + 6, in.len - 6),
+                     CHAT_OK);
     assert_true(chat_ws_at_rest(r.ws));
 
     /* paused with a message still buffered */
