@@ -206,9 +206,14 @@ def scenario_http():
 
 
 def scenario_soak():
-    """500 connections, 1000 turns/s for BENCH_SOAK_SECONDS: memory must not grow."""
+    """500 connections, 1000 turns/s for BENCH_SOAK_SECONDS: memory must not grow.
+    With the shipped MPM settings (2 x 64 threads), as users run it: idle
+    WebSockets are parked, so any worker may run a turn, and with bench.conf's
+    10,240 threads the first use of each one (its stack, its malloc arena)
+    showed as a slowing warm-up of ~180 MB over the 10 minutes
+    (docs/performance.md)."""
     fake = Fake()
-    httpd = Httpd(fake.url + " max=10240", "httpd-soak")
+    httpd = Httpd(fake.url + " max=10240", "httpd-soak", conf=shipped_mpm(bench_conf()))
     series = []
     stop = threading.Event()
     try:

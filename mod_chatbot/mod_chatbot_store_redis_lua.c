@@ -387,6 +387,11 @@ static const char lua_mflags[] =
             "if not last_flags(id, tonumber(ARGV[4]), tonumber(ARGV[5]), false) then\n"
             "  return -2\n"
             "end\n"
+            /* CHAT_MSG_ALT set by hand: the conversation is no longer one
+             * straight path (as CS_CONV_LINEAR in the shm store) */
+            "if bit.band(tonumber(ARGV[4]), 8192) ~= 0 then\n"
+            "  redis.call('HDEL', ckey(id), 'ln')\n"
+            "end\n"
             "changed(id, ARGV[6])\n"
             "return 0\n";
 
