@@ -184,6 +184,19 @@ void chatbot_ws_finish(chatbot_wsc_t *w)
 
 /* ---- the step ------------------------------------------------------------------ */
 
+/* The session list, if it changed since the client was last told (one
+ * atomic read when it did not). */
+static void sessions_news(chatbot_wsc_t *w)
+{
+    if (!w->peer_gone && chat_ws_state(w->ws) == CHAT_WS_OPEN) {
+        apr_uint64_t seq = chat_store_user_seq(chatbot_store(), &w->id.owner);
+        if (seq != w->user_seq) {
+            w->user_seq = seq;
+            chatbot_ws_send_sessions(w, NULL, 0, NULL);
+        }
+    }
+}
+
 /* What to do when the client is gone: 1 if the connection is over. */
 static int client_gone(chatbot_wsc_t *w)
 {
@@ -289,13 +302,7 @@ chatbot_ws_next_t chatbot_ws_step(chatbot_wsc_t *w)
 
     /* 5. News: the session list changed (one atomic read), a turn that
      * waits for a worker, answers followed, answers generated. */
-    if (!w->peer_gone && chat_ws_state(w->ws) == CHAT_WS_OPEN) {
-        apr_uint64_t seq = chat_store_user_seq(chatbot_store(), &w->id.owner);
-        if (seq != w->user_seq) {
-            w->user_seq = seq;
-            chatbot_ws_send_sessions(w, NULL, 0, NULL);
-        }
-    }
+    sessions_news(w);
     if (w->held.len) {
         chatbot_ws_held_run(w);
     }
@@ -306,6 +313,11 @@ chatbot_ws_next_t chatbot_ws_step(chatbot_wsc_t *w)
         chatbot_engine_run(w->eng);
     }
     chatbot_ws_engine_settle(w);
+    /* a turn that ended in this step changed the list itself: said now, in
+     * the same write as its response, not after the connection is parked
+     * (the watcher would then wake it with a ping, and the pong would bring
+     * it back to a worker, once per turn) */
+    sessions_news(w);
     w->defer_flush = 0;
     pending = chatbot_ws_flush(w);
 
