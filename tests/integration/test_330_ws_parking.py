@@ -232,6 +232,43 @@ def test_idle_websockets_over_tls_hold_no_thread(httpd):
     idle_case(s, s.wss_url, ssl=ssl_ctx())
 
 
+def test_a_turn_ends_without_waking_its_parked_connection(httpd):
+    """A turn's end changes its user's session list: the new list leaves with
+    the response, in the same step, before the connection parks. Before, the
+    watcher saw the news after the park and woke the connection with a ping
+    (its pong brought it back to a worker only to send the list): one ping
+    per turn, long before any keep-alive ping is due (30 s)."""
+    s = httpd(extra=EXTRA, name="parknews")
+    ws = RawWS(s.port)
+    try:
+        pings, after = 0, []
+        for i in range(6):
+            ws.send_json({"type": "message", "id": "t%d" % i,
+                          "content": "turn %d [[fake tokens=5]]" % i})
+            kinds, end = [], None
+            ws.sock.settimeout(10.0)
+            while end is None or time.time() < end:
+                if end is not None:
+                    ws.sock.settimeout(max(0.01, end - time.time()))
+                try:
+                    _, op, payload, _ = ws.recv_frame()
+                except OSError:
+                    break
+                if op == 9:
+                    pings += 1
+                    ws.send(10, payload)
+                elif op == 1:
+                    kinds.append(json.loads(payload)["type"])
+                    if kinds[-1] == "response" and end is None:
+                        end = time.time() + 0.5   # what follows it at once
+            after.append(kinds[kinds.index("response") + 1:])
+        assert pings == 0, (pings, after)
+        # each turn's own news came right behind its response
+        assert all("sessions" in a for a in after), after
+    finally:
+        ws.close()
+
+
 def test_questions_beyond_the_workers_all_end(httpd, fake):
     """3 x MaxRequestWorkers questions at once: at most ChatbotMaxWorkers per
     child stream at a time, the others wait (status queued) without a
