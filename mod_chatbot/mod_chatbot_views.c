@@ -118,7 +118,9 @@ int chatbot_view_sessions(chat_jw_t *jw, request_rec *r, const chatbot_ident_t *
     lc.jw = jw;
     lc.s = r->server;
     lc.p = tmp;
-    lc.list = apr_array_make(tmp, 16, sizeof(chat_conv_info_t));
+    /* a user has a few sessions: start small (each entry is 500 bytes,
+     * which apr_array_make zeroes) and let the array grow */
+    lc.list = apr_array_make(tmp, 2, sizeof(chat_conv_info_t));
     if (st) {
         chat_store_conv_list(st, &id->owner, bot, archived, collect_conv, &lc);
     }
