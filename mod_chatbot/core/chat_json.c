@@ -71,6 +71,31 @@ size_t chat_json_plain(const char *s, size_t n)
     return i;
 }
 
+/* Length of a prefix of whole 8-byte words in which no byte needs the
+ * escaper's attention (esc_class 0: no control, '"', '\\', '&', '<', '>',
+ * DEL or byte >= 0x80). The zero-byte test can report a byte that is not
+ * there, never miss one: such a word is left to the byte loop. */
+static inline size_t esc_plain(const uint8_t *p, size_t n)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    size_t i = 0;
+
+#define ESC_ZERO(x) (((x)-ones) & ~(x))
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w, t;
+        memcpy(&w, p + i, 8);
+        t = ((w - ones * 0x20) & ~w) | w | ESC_ZERO(w ^ (ones * '"')) |
+            ESC_ZERO(w ^ (ones * '\\')) | ESC_ZERO(w ^ (ones * '&')) |
+            ESC_ZERO(w ^ (ones * '<')) | ESC_ZERO(w ^ (ones * '>')) |
+            ESC_ZERO(w ^ (ones * 0x7f));
+        if (t & high) {
+            break;
+        }
+    }
+#undef ESC_ZERO
+    return i;
+}
+
 chat_status_t chat_json_escape(chat_buf_t *out, const char *s, size_t n)
 {
     const uint8_t *p = (const uint8_t *)s, *end, *run;
@@ -90,9 +115,15 @@ chat_status_t chat_json_escape(chat_buf_t *out, const char *s, size_t n)
     end = p + n;
     run = p;
     while (p < end) {
-        uint8_t c = *p;
+        uint8_t c;
         int sl;
 
+        /* what needs no escape goes eight bytes at a time */
+        p += esc_plain(p, (size_t)(end - p));
+        if (p == end) {
+            break;
+        }
+        c = *p;
         if (esc_class[c] == 0) {
             p++;
             continue;
@@ -172,20 +203,73 @@ chat_status_t chat_json_escape(chat_buf_t *out, const char *s, size_t n)
 
 /* ---- writer ---------------------------------------------------------------- */
 
-static void jw_put(chat_jw_t *w, const char *s, size_t n)
+/* Most writes are a few bytes into a buffer with room: those are a copy,
+ * without the call and the growth check of chat_buf_append. */
+static inline void jw_put(chat_jw_t *w, const char *s, size_t n)
 {
-    if (w->status == CHAT_OK && chat_buf_append(w->buf, s, n) != CHAT_OK) {
+    chat_buf_t *b = w->buf;
+
+    if (w->status != CHAT_OK) {
+        return;
+    }
+    if (b->data && n < b->cap - b->len) {
+        memcpy(b->data + b->len, s, n);
+        b->len += n;
+        b->data[b->len] = '\0';
+    }
+    else if (chat_buf_append(b, s, n) != CHAT_OK) {
         w->status = CHAT_ENOMEM;
     }
 }
 
-static void jw_qstr(chat_jw_t *w, const char *s, size_t n)
+/* 1 if no byte of s needs an escape */
+static int json_safe(const char *s, size_t n)
 {
+    const uint8_t *p = (const uint8_t *)s;
+    size_t i = esc_plain(p, n);
+
+    while (i < n && esc_class[p[i]] == 0) {
+        i++;
+    }
+    return i == n;
+}
+
+/* A quoted string; with tail (":" after a key) right behind it. A string
+ * with nothing to escape that fits is copied in one go. */
+static void jw_qstr_tail(chat_jw_t *w, const char *s, size_t n, const char *tail,
+                         size_t tn)
+{
+    chat_buf_t *b = w->buf;
+
+    if (w->status != CHAT_OK) {
+        return;
+    }
+    if (b->data && n + tn + 2 < b->cap - b->len && json_safe(s, n)) {
+        char *d = b->data + b->len;
+        *d++ = '"';
+        if (n) {
+            memcpy(d, s, n);
+            d += n;
+        }
+        *d++ = '"';
+        if (tn) {
+            memcpy(d, tail, tn);
+        }
+        b->len += n + tn + 2;
+        b->data[b->len] = '\0';
+        return;
+    }
     jw_put(w, "\"", 1);
-    if (w->status == CHAT_OK && chat_json_escape(w->buf, s, n) != CHAT_OK) {
+    if (w->status == CHAT_OK && chat_json_escape(b, s, n) != CHAT_OK) {
         w->status = CHAT_ENOMEM;
     }
     jw_put(w, "\"", 1);
+    jw_put(w, tail, tn);
+}
+
+static void jw_qstr(chat_jw_t *w, const char *s, size_t n)
+{
+    jw_qstr_tail(w, s, n, "", 0);
 }
 
 /* Checks that a value may be written here and writes the separating comma.
@@ -286,8 +370,7 @@ void chat_jw_key(chat_jw_t *w, const char *key)
         jw_put(w, ",", 1);
     }
     *lv &= (uint8_t)~LV_FIRST;
-    jw_qstr(w, key, strlen(key));
-    jw_put(w, ":", 1);
+    jw_qstr_tail(w, key, strlen(key), ":", 1);
     w->after_key = 1;
 }
 

@@ -166,6 +166,52 @@ static void test_escape_embedded_nul_and_long(void **state)
     chat_buf_free(&b);
 }
 
+/* Every byte at every place of a 24-byte string, which the escaper reads
+ * eight bytes at a time: the same as the byte escaped on its own between
+ * plain letters. The JSON writer's strings and keys (copied in one go when
+ * nothing needs an escape) give the same text. */
+static void test_escape_in_words(void **state)
+{
+    chat_buf_t one, b, w;
+    int c, at;
+    (void)state;
+
+    chat_buf_init(&one);
+    chat_buf_init(&b);
+    chat_buf_init(&w);
+    for (c = 0; c < 0x100; c++) {
+        char ch = (char)c;
+        chat_buf_reset(&one, 1 << 20);
+        assert_int_equal(chat_json_escape(&one, &ch, 1), CHAT_OK);
+        for (at = 0; at < 24; at++) {
+            char in[24], expect[64], doc[160];
+            chat_jw_t jw;
+            memset(in, 'q', sizeof(in));
+            in[at] = ch;
+            memset(expect, 'q', (size_t)at);
+            memcpy(expect + at, one.data, one.len);
+            memset(expect + at + one.len, 'q', (size_t)(23 - at));
+            chat_buf_reset(&b, 1 << 20);
+            assert_int_equal(chat_json_escape(&b, in, sizeof(in)), CHAT_OK);
+            assert_int_equal(b.len, (size_t)at + one.len + (size_t)(23 - at));
+            assert_memory_equal(b.data, expect, b.len);
+
+            chat_buf_reset(&w, 1 << 20);
+            chat_buf_reserve(&w, 256); /* room: the writer's one-copy path */
+            chat_jw_init(&jw, &w);
+            chat_jw_obj_begin(&jw);
+            chat_jw_kstrn(&jw, "k", in, sizeof(in));
+            chat_jw_obj_end(&jw);
+            assert_int_equal(chat_jw_status(&jw), CHAT_OK);
+            snprintf(doc, sizeof(doc), "{\"k\":\"%.*s\"}", (int)b.len, b.data);
+            assert_string_equal(w.data, doc);
+        }
+    }
+    chat_buf_free(&one);
+    chat_buf_free(&b);
+    chat_buf_free(&w);
+}
+
 /* Random bytes (mostly invalid UTF-8) always give a valid JSON string whose
  * value is the input with bad sequences replaced. */
 static void test_escape_random_bytes(void **state)
@@ -343,6 +389,7 @@ int main(void)
         cmocka_unit_test(test_escape_invalid_utf8),
         cmocka_unit_test(test_escape_embedded_nul_and_long),
         cmocka_unit_test(test_escape_random_bytes),
+        cmocka_unit_test(test_escape_in_words),
         cmocka_unit_test(test_frame_delta),
         cmocka_unit_test(test_frame_error),
     };
