@@ -330,12 +330,30 @@ static void transfer_done(void *baton, chatbot_http_result_t res, const char *er
     }
 }
 
+/* Stores what the transfers' run brought to a turn that goes on (one that
+ * ended has stored all of it). A store that refuses it ends the turn, as
+ * the write callback's abort did. */
+static void store_due(chatbot_turn_priv_t *t)
+{
+    if (!t->store_due) {
+        return;
+    }
+    t->store_due = 0;
+    if (t->phase == CHATBOT_PH_RUNNING && chatbot_turn_flush(t, 0) < 0) {
+        apr_cpystrn(t->pub.err_msg, t->abort_msg, sizeof(t->pub.err_msg));
+        chatbot_turn_end(t, CHATBOT_OUT_FAILED, t->abort_code, "%s", t->abort_msg);
+    }
+}
+
 void chatbot_engine_run(chatbot_engine_t *e)
 {
     apr_uint64_t now;
     int i;
 
     chatbot_http_run(e->http, transfer_done);
+    for (i = 0; i < CHATBOT_MAX_TURNS; i++) {
+        store_due(&e->turns[i]);
+    }
     now = chatbot_now_ms();
     for (i = 0; i < CHATBOT_MAX_TURNS; i++) {
         if (e->turns[i].phase != CHATBOT_PH_IDLE) {

@@ -56,6 +56,7 @@ typedef struct chatbot_turn_priv {
     int health_down;        /* the backend failed; detail not yet written */
     apr_size_t stored;      /* bytes of pub.answer already in the store */
     apr_uint64_t t_stored;  /* when they were last written */
+    int store_due;          /* text came in this run: chatbot_engine_run stores it */
     const char *log_prompt; /* the user's text, kept only with ChatbotLogContent */
     int stateless;          /* no conversation: context in ctx, nothing stored */
     int branch_answer;      /* regenerate: the answer is a new version under

@@ -79,6 +79,7 @@ static int on_event(void *baton, const chat_event_t *ev)
  * and all of it when the turn ends. */
 #define STORE_COALESCE_MS 20
 #define STORE_COALESCE_BYTES 4096
+#define STORE_NOW_BYTES 16384 /* stored at once, not at the end of the run */
 
 /* Writes the part of the answer not yet in the store, under one lock for
  * everything a read from the backend brought (a lock per token made the
@@ -194,8 +195,16 @@ static size_t on_write(void *baton, const char *data, size_t n)
         return 0;
     }
     rc = chat_stream_feed(t->parser, data, n);
-    if (chatbot_turn_flush(t, 0) < 0) {
-        return 0;
+    /* The store gets the text once per run of the transfers (all that one
+     * wake-up brought: libcurl calls this once per chunk, an instant
+     * backend's whole answer is twenty), unless it is already large. */
+    if (t->pub.answer.len - t->stored >= STORE_NOW_BYTES) {
+        if (chatbot_turn_flush(t, 0) < 0) {
+            return 0;
+        }
+    }
+    else {
+        t->store_due = 1;
     }
     if (rc == CHAT_OK) {
         return n;

@@ -90,6 +90,7 @@ const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *re
     p->tokens = 0;
     t->stored = 0;
     t->t_stored = 0;
+    t->store_due = 0;
     t->token = chatbot_random64();
     t->ticket = chatbot_random64();
     t->backend_i = 0;
