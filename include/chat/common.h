@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -82,7 +83,21 @@ void chat_buf_reset(chat_buf_t *b, size_t keep);
 /* Ensures room for extra more bytes. CHAT_OK or CHAT_ENOMEM. */
 chat_status_t chat_buf_reserve(chat_buf_t *b, size_t extra);
 /* Appends bytes / a C string / a formatted string. CHAT_OK or CHAT_ENOMEM. */
-chat_status_t chat_buf_append(chat_buf_t *b, const void *data, size_t len);
+/* chat_buf_append's path when the buffer must grow (or is empty). */
+chat_status_t chat_buf_append_grow(chat_buf_t *b, const void *data, size_t len);
+/* The common case, a write that fits, is a copy at the call site. */
+static inline chat_status_t chat_buf_append(chat_buf_t *b, const void *data, size_t len)
+{
+    if (b->data && len < b->cap - b->len) {
+        if (len) {
+            memcpy(b->data + b->len, data, len);
+        }
+        b->len += len;
+        b->data[b->len] = '\0';
+        return CHAT_OK;
+    }
+    return chat_buf_append_grow(b, data, len);
+}
 chat_status_t chat_buf_puts(chat_buf_t *b, const char *s);
 chat_status_t chat_buf_printf(chat_buf_t *b, const char *fmt, ...)
 #if defined(__GNUC__)

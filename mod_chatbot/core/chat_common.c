@@ -122,7 +122,7 @@ chat_status_t chat_buf_reserve(chat_buf_t *b, size_t extra)
     return CHAT_OK;
 }
 
-chat_status_t chat_buf_append(chat_buf_t *b, const void *data, size_t len)
+chat_status_t chat_buf_append_grow(chat_buf_t *b, const void *data, size_t len)
 {
     if (chat_buf_reserve(b, len) != CHAT_OK) {
         return CHAT_ENOMEM;

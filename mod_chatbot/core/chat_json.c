@@ -203,21 +203,10 @@ chat_status_t chat_json_escape(chat_buf_t *out, const char *s, size_t n)
 
 /* ---- writer ---------------------------------------------------------------- */
 
-/* Most writes are a few bytes into a buffer with room: those are a copy,
- * without the call and the growth check of chat_buf_append. */
+/* chat_buf_append is inline: a write that fits is a copy here */
 static inline void jw_put(chat_jw_t *w, const char *s, size_t n)
 {
-    chat_buf_t *b = w->buf;
-
-    if (w->status != CHAT_OK) {
-        return;
-    }
-    if (b->data && n < b->cap - b->len) {
-        memcpy(b->data + b->len, s, n);
-        b->len += n;
-        b->data[b->len] = '\0';
-    }
-    else if (chat_buf_append(b, s, n) != CHAT_OK) {
+    if (w->status == CHAT_OK && chat_buf_append(w->buf, s, n) != CHAT_OK) {
         w->status = CHAT_ENOMEM;
     }
 }
