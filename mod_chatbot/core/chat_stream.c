@@ -87,8 +87,16 @@ chat_status_t chat_stream_emit_text(chat_stream_t *s, chat_event_type_t type,
     if (n == 0) {
         return CHAT_OK;
     }
-    if (p[n] == '\0' && !memchr(p, '\0', n) && chat_utf8_valid((const uint8_t *)p, n)) {
-        return emit(s, type, p, n);
+    if (!memchr(p, '\0', n) && chat_utf8_valid((const uint8_t *)p, n)) {
+        if (p[n] == '\0') {
+            return emit(s, type, p, n);
+        }
+        /* valid text read in place (a token): a copy gives it its NUL */
+        s->text.len = 0;
+        if (chat_buf_append(&s->text, p, n) != CHAT_OK) {
+            return chat_stream_fail(s, CHAT_ENOMEM, "out of memory");
+        }
+        return emit(s, type, s->text.data, s->text.len);
     }
     s->text.len = 0;
     if (chat_utf8_sanitize_append(&s->text, p, n, CHAT_UTF8_NO_NUL) != CHAT_OK) {

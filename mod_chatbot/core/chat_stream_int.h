@@ -137,9 +137,31 @@ typedef struct {
     int plain; /* no escape: the bytes are the value */
 } chat_fstr_t;
 
+/* The statistics of Ollama's last line (done:true), in the order of
+ * chat_wire_stat_keys; a number is -1 when absent. */
+enum {
+    CHAT_OST_PROMPT_EVAL_COUNT,
+    CHAT_OST_EVAL_COUNT,
+    CHAT_OST_TOTAL_DURATION,
+    CHAT_OST_LOAD_DURATION,
+    CHAT_OST_PROMPT_EVAL_DURATION,
+    CHAT_OST_EVAL_DURATION,
+    CHAT_OST_N
+};
+extern const char *const chat_wire_stat_keys[CHAT_OST_N];
+
+/* Applies a done line's statistics: model and done_reason when non-empty
+ * (NULL: absent), the numbers when >= 0. Both readers of Ollama lines use
+ * it, so they agree. */
+void chat_wire_ollama_stats_set(chat_stats_t *st, const char *model, size_t model_n,
+                                const char *reason, size_t reason_n,
+                                const double num[CHAT_OST_N]);
+
 typedef struct {
-    chat_fstr_t content, thinking, model;
+    chat_fstr_t content, thinking, model, done_reason;
     int has_message, has_done, has_model;
+    int done; /* done:true (then num[] holds the statistics) */
+    double num[CHAT_OST_N];
 } chat_fast_t;
 
 /* 1 if p[0..n) (trimmed, non-empty) is a token line read into r. */

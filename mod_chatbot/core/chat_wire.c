@@ -248,35 +248,65 @@ int chat_wire_ollama_reply(json_object *o, chat_reply_t *r, const char **why)
     return 0;
 }
 
-void chat_wire_ollama_stats(json_object *o, chat_stats_t *st)
+const char *const chat_wire_stat_keys[CHAT_OST_N] = {
+    "prompt_eval_count", "eval_count",           "total_duration",
+    "load_duration",     "prompt_eval_duration", "eval_duration"};
+
+void chat_wire_ollama_stats_set(chat_stats_t *st, const char *model, size_t model_n,
+                                const char *reason, size_t reason_n,
+                                const double num[CHAT_OST_N])
 {
     double v;
-    int64_t c;
 
-    stat_str(st->model, sizeof(st->model), o, "model");
-    stat_str(st->done_reason, sizeof(st->done_reason), o, "done_reason");
-    if ((c = jcount(o, "prompt_eval_count")) >= 0) {
-        st->prompt_tokens = c;
+    if (model && model_n) {
+        chat_wire_text(st->model, sizeof(st->model), model, model_n,
+                       sizeof(st->model) - 1);
     }
-    if ((c = jcount(o, "eval_count")) >= 0) {
-        st->completion_tokens = c;
+    if (reason && reason_n) {
+        chat_wire_text(st->done_reason, sizeof(st->done_reason), reason, reason_n,
+                       sizeof(st->done_reason) - 1);
+    }
+    if ((v = num[CHAT_OST_PROMPT_EVAL_COUNT]) >= 0 && v < 9.2e18) {
+        st->prompt_tokens = (int64_t)v;
+    }
+    if ((v = num[CHAT_OST_EVAL_COUNT]) >= 0 && v < 9.2e18) {
+        st->completion_tokens = (int64_t)v;
     }
     /* durations are nanoseconds */
-    if ((v = jnum(o, "total_duration")) >= 0) {
+    if ((v = num[CHAT_OST_TOTAL_DURATION]) >= 0) {
         st->total_ms = v / 1e6;
     }
-    if ((v = jnum(o, "load_duration")) >= 0) {
+    if ((v = num[CHAT_OST_LOAD_DURATION]) >= 0) {
         st->load_ms = v / 1e6;
     }
-    if ((v = jnum(o, "prompt_eval_duration")) >= 0) {
+    if ((v = num[CHAT_OST_PROMPT_EVAL_DURATION]) >= 0) {
         st->prompt_ms = v / 1e6;
     }
-    if ((v = jnum(o, "eval_duration")) >= 0) {
+    if ((v = num[CHAT_OST_EVAL_DURATION]) >= 0) {
         st->eval_ms = v / 1e6;
         if (v > 0 && st->completion_tokens >= 0) {
             st->tokens_per_sec = (double)st->completion_tokens / (v / 1e9);
         }
     }
+}
+
+void chat_wire_ollama_stats(json_object *o, chat_stats_t *st)
+{
+    const char *model = NULL, *reason = NULL;
+    size_t mn = 0, rn = 0;
+    double num[CHAT_OST_N];
+    int i;
+
+    if (chat_wire_jstr(o, "model", &model, &mn) != 1) {
+        model = NULL;
+    }
+    if (chat_wire_jstr(o, "done_reason", &reason, &rn) != 1) {
+        reason = NULL;
+    }
+    for (i = 0; i < CHAT_OST_N; i++) {
+        num[i] = jnum(o, chat_wire_stat_keys[i]);
+    }
+    chat_wire_ollama_stats_set(st, model, mn, reason, rn, num);
 }
 
 /* OpenAI: choices[i] with index 0 (or the first without an index); key is
@@ -468,9 +498,16 @@ chat_status_t chat_wire_ndjson_line(chat_stream_t *s, const char *p, size_t n, i
             chat_wire_text(s->stats.model, sizeof(s->stats.model), fr.model.s, fr.model.n,
                            sizeof(s->stats.model) - 1);
         }
+        if (fr.done) {
+            chat_wire_ollama_stats_set(&s->stats, fr.model.s, fr.model.n,
+                                       fr.done_reason.s, fr.done_reason.n, fr.num);
+        }
         st = chat_stream_emit_text(s, CHAT_EV_THINKING, fr.thinking.s, fr.thinking.n);
         if (st == CHAT_OK) {
             st = chat_stream_emit_text(s, CHAT_EV_CONTENT, fr.content.s, fr.content.n);
+        }
+        if (st == CHAT_OK && fr.done) {
+            st = chat_stream_done(s);
         }
         return st;
     }

@@ -7,11 +7,14 @@
  * the frees that follow, a third of httpd's userspace instructions per
  * turn. chat_wire_fast_line() reads such a line in place instead: it checks the whole
  * line against RFC 8259's grammar and picks out message.content,
- * message.thinking, done and model. Whatever it does not expect - an error,
- * done:true (the statistics), an escape or control character in a string it
- * keeps, a repeated or escaped key, a member of another type, deep nesting,
- * anything json-c might read differently - it declines, and the line goes
- * to json-c: both paths give the same events (the fuzzer compares them).
+ * message.thinking, done and model, and on the last line (done:true) the
+ * statistics: done_reason and the counts and durations when they are plain
+ * integers. Whatever it does not expect - an error, an escape or control
+ * character in a string it keeps, a repeated or escaped key, a member of
+ * another type, a statistic with a sign, fraction or exponent, deep
+ * nesting, anything json-c might read differently - it declines, and the
+ * line goes to json-c: both paths give the same events and statistics (the
+ * fuzzer and the unit tests compare them).
  */
 #include <stddef.h>
 #include <string.h>
@@ -215,12 +218,9 @@ static int f_value(fscan_t *f, int depth)
     }
 }
 
-static int f_key_is(const chat_fstr_t *k, const char *name)
-{
-    size_t n = strlen(name);
-
-    return k->n == n && memcmp(k->s, name, n) == 0;
-}
+/* k is the key lit (a string literal: its length is known when compiled) */
+#define F_KEY_IS(k, lit)                                                                 \
+    ((k)->n == sizeof(lit) - 1 && memcmp((k)->s, lit, sizeof(lit) - 1) == 0)
 
 /* The members of an object at f->p, one callback per member with f->p at
  * its value; the callback consumes the value (1) or declines (0). */
@@ -276,42 +276,81 @@ static int f_message_member(fscan_t *f, const chat_fstr_t *k, void *baton)
 {
     chat_fast_t *r = baton;
 
-    if (f_key_is(k, "content")) {
+    if (F_KEY_IS(k, "content")) {
         return f_keep(f, &r->content);
     }
-    if (f_key_is(k, "thinking")) {
+    if (F_KEY_IS(k, "thinking")) {
         return f_keep(f, &r->thinking);
     }
     return f_value(f, 2);
 }
 
+/* A statistic: present once, digits only (no sign, fraction or exponent)
+ * and at most 15 of them, so that the value is exact as a double and the
+ * same as json-c's int64; anything else is left to json-c. */
+static int f_count(fscan_t *f, double *out)
+{
+    const char *q = f->p;
+    double v = 0;
+
+    if (*out >= 0) {
+        return 0;
+    }
+    while (f->p < f->end && *f->p >= '0' && *f->p <= '9') {
+        v = v * 10 + (*f->p - '0');
+        f->p++;
+    }
+    if (f->p == q || f->p - q > 15 || (*q == '0' && f->p - q > 1) ||
+        (f->p < f->end && (*f->p == '.' || *f->p == 'e' || *f->p == 'E'))) {
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
 static int f_line_member(fscan_t *f, const chat_fstr_t *k, void *baton)
 {
     chat_fast_t *r = baton;
+    int i;
 
-    if (f_key_is(k, "message")) {
+    if (F_KEY_IS(k, "message")) {
         if (r->has_message || f->p >= f->end || *f->p != '{') {
             return 0;
         }
         r->has_message = 1;
         return f_members(f, f_message_member, r);
     }
-    if (f_key_is(k, "done")) {
-        /* done:true carries the statistics: json-c reads those */
+    if (F_KEY_IS(k, "done")) {
         if (r->has_done) {
             return 0;
         }
         r->has_done = 1;
-        return f_word(f, "false", 5);
+        if (f_word(f, "false", 5)) {
+            return 1;
+        }
+        r->done = 1;
+        return f_word(f, "true", 4);
     }
-    if (f_key_is(k, "model")) {
+    if (F_KEY_IS(k, "done_reason")) {
+        return f_keep(f, &r->done_reason);
+    }
+    /* the statistics all end in "count" or "duration" */
+    if (k->n >= 10 && (k->s[k->n - 1] == 't' || k->s[k->n - 1] == 'n')) {
+        for (i = 0; i < CHAT_OST_N; i++) {
+            const char *name = chat_wire_stat_keys[i];
+            if (strlen(name) == k->n && memcmp(k->s, name, k->n) == 0) {
+                return f_count(f, &r->num[i]);
+            }
+        }
+    }
+    if (F_KEY_IS(k, "model")) {
         if (r->has_model) {
             return 0;
         }
         r->has_model = 1;
         return f_keep(f, &r->model);
     }
-    if (f_key_is(k, "error") || f_key_is(k, "object")) {
+    if (F_KEY_IS(k, "error") || F_KEY_IS(k, "object")) {
         return 0; /* error replies: json-c */
     }
     return f_value(f, 1);
@@ -321,10 +360,14 @@ static int f_line_member(fscan_t *f, const chat_fstr_t *k, void *baton)
 int chat_wire_fast_line(const char *p, size_t n, chat_fast_t *r)
 {
     fscan_t f;
+    int i;
 
     memset(r, 0, sizeof(*r));
     if (!fast_enabled || p[0] != '{') {
         return 0;
+    }
+    for (i = 0; i < CHAT_OST_N; i++) {
+        r->num[i] = -1;
     }
     f.p = p;
     f.end = p + n;

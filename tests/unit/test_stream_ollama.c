@@ -301,6 +301,19 @@ static void test_reset_after_surrogate_error(void **state)
 /* The in-place reader of ordinary token lines gives exactly what json-c
  * gives, line shape by line shape (and declines whatever it does not
  * expect, which then fails or succeeds as json-c says). */
+static void same_stats(const chat_stats_t *a, const chat_stats_t *b)
+{
+    assert_string_equal(a->model, b->model);
+    assert_string_equal(a->done_reason, b->done_reason);
+    assert_int_equal(a->prompt_tokens, b->prompt_tokens);
+    assert_int_equal(a->completion_tokens, b->completion_tokens);
+    assert_true(a->total_ms == b->total_ms);
+    assert_true(a->load_ms == b->load_ms);
+    assert_true(a->prompt_ms == b->prompt_ms);
+    assert_true(a->eval_ms == b->eval_ms);
+    assert_true(a->tokens_per_sec == b->tokens_per_sec);
+}
+
 static void fast_vs_json_c(const char *line)
 {
     static const char done[] = "{\"model\":\"m\",\"message\":{\"role\":\"assistant\","
@@ -322,7 +335,7 @@ static void fast_vs_json_c(const char *line)
     if (strcmp(fast.log.data, slow.log.data) != 0) {
         fail_msg("line %s:\n fast   %s\n json-c %s", line, fast.log.data, slow.log.data);
     }
-    assert_string_equal(fast.done_stats.model, slow.done_stats.model);
+    same_stats(&fast.done_stats, &slow.done_stats);
     chat_buf_free(&fast.log);
     chat_buf_free(&slow.log);
     chat_buf_free(&in);
@@ -345,7 +358,32 @@ static void test_ndjson_fast_path_same_as_json_c(void **state)
         "{\"model\":\"\",\"message\":{\"content\":\"no model\"}}",
         "{\"other\":\"with \\\"escapes\\\" \\u00e9 \\ud83d\\ude00\",\"message\":"
         "{\"content\":\"ok\"}}",
+        /* the last line with its statistics (read in place) */
+        "{\"model\":\"llama3.2\",\"created_at\":\"2025-10-20T10:00:02Z\",\"message\":"
+        "{\"role\":\"assistant\",\"content\":\"\"},\"done_reason\":\"stop\","
+        "\"done\":true,\"total_duration\":4883583458,\"load_duration\":1334875,"
+        "\"prompt_eval_count\":26,\"prompt_eval_duration\":342546000,"
+        "\"eval_count\":4,\"eval_duration\":4535000000}",
+        "{\"message\":{\"content\":\"last words\"},\"done\":true,\"eval_count\":0,"
+        "\"eval_duration\":0}",
+        "{\"done\":true}",
+        "{\"model\":\"other\",\"done\":true,\"done_reason\":\"length\",\"eval_count\":"
+        "999999999999999,\"eval_duration\":1}",
         /* declined: json-c decides */
+        "{\"done\":true,\"eval_count\":1.5,\"eval_duration\":1000}",
+        "{\"done\":true,\"eval_count\":3,\"eval_duration\":2e9}",
+        "{\"done\":true,\"eval_count\":-3,\"eval_duration\":2}",
+        "{\"done\":true,\"eval_count\":1234567890123456,\"eval_duration\":2}",
+        "{\"done\":true,\"eval_count\":12345678901234567890123,\"eval_duration\":2}",
+        "{\"done\":true,\"eval_count\":3,\"eval_count\":4}",
+        "{\"done\":true,\"eval_count\":03}",
+        "{\"done\":true,\"eval_count\":\"3\"}",
+        "{\"done\":true,\"eval_count\":null,\"total_duration\":true}",
+        "{\"done\":true,\"done_reason\":\"st\\u006fp\"}",
+        "{\"done\":true,\"done_reason\":7}",
+        "{\"done\":true,\"done_reason\":\"a\",\"done_reason\":\"b\"}",
+        "{\"done\":true,\"done\":true}",
+        "{\"done\":tru}",
         "{\"message\":{\"content\":\"line\\nbreak \\\"q\\\" \\u00e9 \\ud83d\\ude00\"}}",
         "{\"message\":{\"content\":\"lone \\ud800 surrogate\"}}",
         "{\"message\":{\"content\":\"nul \\u0000 byte\"}}",
@@ -405,7 +443,7 @@ static void test_ndjson_fast_path_same_as_json_c(void **state)
             run_whole(CHAT_WIRE_OLLAMA, data, n, 4096, &slow);
             chat_stream_set_fast_path(1);
             assert_string_equal(fast.log.data, slow.log.data);
-            assert_string_equal(fast.done_stats.model, slow.done_stats.model);
+            same_stats(&fast.done_stats, &slow.done_stats);
             chat_buf_free(&fast.log);
             chat_buf_free(&slow.log);
             free(data);
