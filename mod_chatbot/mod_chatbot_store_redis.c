@@ -171,6 +171,17 @@ static redisContext *rs_connect(rs_store_t *rs, char *err, size_t errlen)
     return c;
 }
 
+static void conn_free(rs_conn_t *x)
+{
+    int k;
+
+    for (k = 0; k < x->owed; k++) {
+        redisFreeCommand(x->cmd[k]);
+    }
+    redisFree(x->c);
+    free(x);
+}
+
 /* An outage starts (logged once) or goes on; backoff doubles. The idle
  * connections go too (under rs->mu): they lead to the redis that just
  * failed, and a redis that hangs (stopped, overloaded, a dead network
@@ -182,7 +193,7 @@ static void note_down(rs_store_t *rs, const char *why)
     int was_up = rs->stats.up;
 
     while (rs->nidle) {
-        redisFree(rs->idle[--rs->nidle]);
+        conn_free(rs->idle[--rs->nidle]);
         rs->nconns--;
     }
 
@@ -217,9 +228,10 @@ static void note_up(rs_store_t *rs)
 
 /* A connection from the pool, or a new one; NULL if none within the
  * timeout, or while the backoff runs. */
-static redisContext *pool_get(rs_store_t *rs)
+static rs_conn_t *pool_get(rs_store_t *rs)
 {
-    redisContext *c = NULL;
+    rs_conn_t *x = NULL;
+    redisContext *c;
     char err[128];
     apr_time_t until = apr_time_now() + apr_time_from_msec(rs->timeout_ms);
 
@@ -239,9 +251,9 @@ static redisContext *pool_get(rs_store_t *rs)
         apr_thread_cond_timedwait(rs->cv, rs->mu, left);
     }
     if (rs->nidle) {
-        c = rs->idle[--rs->nidle];
+        x = rs->idle[--rs->nidle];
         apr_thread_mutex_unlock(rs->mu);
-        return c;
+        return x;
     }
     if (rs->retry_at_ms && chatbot_now_ms() < rs->retry_at_ms) {
         rs->stats.errors++;
@@ -251,6 +263,11 @@ static redisContext *pool_get(rs_store_t *rs)
     rs->nconns++;
     apr_thread_mutex_unlock(rs->mu);
     c = rs_connect(rs, err, sizeof(err));
+    if (c && !(x = calloc(1, sizeof(*x)))) {
+        redisFree(c);
+        c = NULL;
+        apr_cpystrn(err, "out of memory", sizeof(err));
+    }
     apr_thread_mutex_lock(rs->mu);
     if (!c) {
         rs->nconns--;
@@ -258,22 +275,25 @@ static redisContext *pool_get(rs_store_t *rs)
         apr_thread_cond_signal(rs->cv);
     }
     else {
+        x->c = c;
         rs->stats.reconnects++;
     }
     apr_thread_mutex_unlock(rs->mu);
-    return c;
+    return x;
 }
 
-/* Back to the pool (ok) or closed (its state is unknown after an error). */
-static void pool_put(rs_store_t *rs, redisContext *c, int ok, apr_uint64_t usec)
+/* Back to the pool (ok) or closed (its state is unknown after an error).
+ * bad: error replies read for commands sent without waiting (counted). */
+static void pool_put(rs_store_t *rs, rs_conn_t *x, int ok, apr_uint64_t usec, int bad)
 {
     static const apr_uint64_t bounds[7] = {250, 500, 1000, 2000, 5000, 10000, 50000};
     int i;
 
     apr_thread_mutex_lock(rs->mu);
     rs->stats.calls++;
+    rs->stats.errors += (apr_uint64_t)bad;
     if (ok) {
-        rs->idle[rs->nidle++] = c;
+        rs->idle[rs->nidle++] = x;
         note_up(rs);
         rs->stats.usec_total += usec;
         if (usec > rs->stats.usec_max) {
@@ -285,13 +305,87 @@ static void pool_put(rs_store_t *rs, redisContext *c, int ok, apr_uint64_t usec)
     }
     else {
         rs->nconns--;
-        note_down(rs, c->errstr[0] ? c->errstr : "no reply");
+        note_down(rs, x->c->errstr[0] ? x->c->errstr : "no reply");
     }
     apr_thread_cond_signal(rs->cv);
     apr_thread_mutex_unlock(rs->mu);
     if (!ok) {
-        redisFree(c);
+        conn_free(x);
     }
+}
+
+/* Owed commands that redis answered with NOSCRIPT (its scripts were
+ * flushed under a connection that had loaded them): sent again once the
+ * replies in flight are read (resend). */
+typedef struct {
+    char *cmd[RS_OWED_MAX];
+    size_t len[RS_OWED_MAX];
+    int n;
+} rs_redo_t;
+
+/* Reads the replies x owes (rs_command_nowait), in order. An error reply
+ * is logged and counted in *bad. -1 if the connection failed. */
+static int settle(rs_conn_t *x, rs_redo_t *redo, int *bad)
+{
+    int k, rc = 0;
+
+    for (k = 0; k < x->owed; k++) {
+        redisReply *r = NULL;
+        if (rc || redisGetReply(x->c, (void **)&r) != REDIS_OK || !r) {
+            rc = -1;
+        }
+        else if (r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8)) {
+            redo->cmd[redo->n] = x->cmd[k];
+            redo->len[redo->n++] = x->len[k];
+            x->cmd[k] = NULL;
+        }
+        else if (r->type == REDIS_REPLY_ERROR) {
+            (*bad)++;
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
+                         APLOGNO(10962) "chatbot: redis store command failed: %s",
+                         r->str);
+        }
+        if (r) {
+            freeReplyObject(r);
+        }
+        if (x->cmd[k]) {
+            redisFreeCommand(x->cmd[k]);
+        }
+    }
+    x->owed = 0;
+    return rc;
+}
+
+/* The scripts loaded again and redo's commands sent again (nothing else
+ * in flight on x); -1 if the connection failed. */
+static int resend(rs_conn_t *x, rs_redo_t *redo, int *bad)
+{
+    char err[128];
+    int k, rc = 0;
+
+    if (redo->n && load_scripts(x->c, err, sizeof(err))) {
+        rc = -1;
+    }
+    for (k = 0; k < redo->n; k++) {
+        redisReply *r = NULL;
+        if (rc ||
+            redisAppendFormattedCommand(x->c, redo->cmd[k], redo->len[k]) != REDIS_OK ||
+            redisGetReply(x->c, (void **)&r) != REDIS_OK || !r) {
+            rc = -1;
+        }
+        else if (r->type == REDIS_REPLY_ERROR) {
+            (*bad)++;
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
+                         APLOGNO(10962) "chatbot: redis store command failed: %s",
+                         r->str);
+        }
+        if (r) {
+            freeReplyObject(r);
+        }
+        redisFreeCommand(redo->cmd[k]);
+    }
+    redo->n = 0;
+    return rc;
 }
 
 static __thread apr_uint32_t tls_failures; /* this thread's failed calls */
@@ -303,35 +397,92 @@ apr_uint32_t chatbot_store_failures(void)
 
 redisReply *rs_command(rs_store_t *rs, int argc, const char **argv, const size_t *lens)
 {
-    redisContext *c = pool_get(rs);
-    redisReply *r;
+    rs_conn_t *x = pool_get(rs);
+    redisReply *r = NULL;
     apr_uint64_t t0;
+    int bad = 0, ok = 0;
 
-    if (!c) {
+    if (!x) {
         tls_failures++;
         return NULL;
     }
     t0 = now_us();
-    r = redisCommandArgv(c, argc, argv, lens);
-    pool_put(rs, c, r != NULL, now_us() - t0);
+    if (!x->owed) {
+        r = redisCommandArgv(x->c, argc, argv, lens);
+        ok = r != NULL;
+    }
+    else {
+        rs_redo_t redo;
+        redo.n = 0;
+        /* one round trip for the owed replies and this one */
+        if (redisAppendCommandArgv(x->c, argc, argv, lens) == REDIS_OK &&
+            settle(x, &redo, &bad) == 0 && redisGetReply(x->c, (void **)&r) == REDIS_OK) {
+            ok = r != NULL;
+        }
+        if (resend(x, &redo, &bad)) {
+            ok = 0;
+        }
+    }
+    pool_put(rs, x, ok, now_us() - t0, bad);
     if (!r) {
         tls_failures++;
     }
     return r;
 }
 
+int rs_command_nowait(rs_store_t *rs, int argc, const char **argv, const size_t *lens)
+{
+    rs_conn_t *x = pool_get(rs);
+    apr_uint64_t t0;
+    char *cmd = NULL;
+    int len, done = 0, bad = 0, ok;
+
+    if (!x) {
+        tls_failures++;
+        return -1;
+    }
+    t0 = now_us();
+    /* a bounded debt: past it, the replies are read first */
+    if (x->owed >= RS_OWED_MAX) {
+        rs_redo_t redo;
+        redo.n = 0;
+        ok = settle(x, &redo, &bad) == 0;
+        ok = resend(x, &redo, &bad) == 0 && ok;
+    }
+    else {
+        ok = 1;
+    }
+    len = ok ? redisFormatCommandArgv(&cmd, argc, argv, lens) : -1;
+    ok = len > 0 && redisAppendFormattedCommand(x->c, cmd, (size_t)len) == REDIS_OK;
+    /* written now (blocking, within the send timeout): it takes effect at
+     * once, not at the connection's next use */
+    while (ok && !done) {
+        ok = redisBufferWrite(x->c, &done) == REDIS_OK;
+    }
+    if (ok) {
+        x->cmd[x->owed] = cmd;
+        x->len[x->owed++] = (size_t)len;
+    }
+    else if (cmd) {
+        redisFreeCommand(cmd);
+    }
+    pool_put(rs, x, ok, now_us() - t0, bad);
+    if (!ok) {
+        tls_failures++;
+    }
+    return ok ? 0 : -1;
+}
+
 #define RS_EVAL_ARGS 24
 
-redisReply *rs_eval(rs_store_t *rs, rs_lua_t i, int argc, const char **argv,
-                    const size_t *lens)
+/* EVALSHA's arguments in a and l (argc + 4 of them); -1 if too many. */
+static int eval_args(rs_store_t *rs, rs_lua_t i, int argc, const char **argv,
+                     const size_t *lens, const char **a, size_t *l)
 {
-    const char *a[RS_EVAL_ARGS + 4];
-    size_t l[RS_EVAL_ARGS + 4];
-    redisReply *r;
     int k;
 
     if (argc > RS_EVAL_ARGS) {
-        return NULL;
+        return -1;
     }
     a[0] = "EVALSHA";
     a[1] = rs->sha[i];
@@ -343,6 +494,19 @@ redisReply *rs_eval(rs_store_t *rs, rs_lua_t i, int argc, const char **argv,
     for (k = 0; k < argc; k++) {
         a[k + 4] = argv[k];
         l[k + 4] = lens ? lens[k] : strlen(argv[k]);
+    }
+    return 0;
+}
+
+redisReply *rs_eval(rs_store_t *rs, rs_lua_t i, int argc, const char **argv,
+                    const size_t *lens)
+{
+    const char *a[RS_EVAL_ARGS + 4];
+    size_t l[RS_EVAL_ARGS + 4];
+    redisReply *r;
+
+    if (eval_args(rs, i, argc, argv, lens, a, l)) {
+        return NULL;
     }
     r = rs_command(rs, argc + 4, a, l);
     if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8)) {
@@ -360,6 +524,18 @@ redisReply *rs_eval(rs_store_t *rs, rs_lua_t i, int argc, const char **argv,
                      r->str);
     }
     return r;
+}
+
+int rs_eval_nowait(rs_store_t *rs, rs_lua_t i, int argc, const char **argv,
+                   const size_t *lens)
+{
+    const char *a[RS_EVAL_ARGS + 4];
+    size_t l[RS_EVAL_ARGS + 4];
+
+    if (eval_args(rs, i, argc, argv, lens, a, l)) {
+        return -1;
+    }
+    return rs_command_nowait(rs, argc + 4, a, l);
 }
 
 /* ---- the change channel ------------------------------------------------------ */
@@ -507,7 +683,7 @@ static void *APR_THREAD_FUNC sub_main(apr_thread_t *thd, void *data)
 static void pool_close(rs_store_t *rs)
 {
     while (rs->nidle) {
-        redisFree(rs->idle[--rs->nidle]);
+        conn_free(rs->idle[--rs->nidle]);
     }
     rs->nconns = 0;
 }

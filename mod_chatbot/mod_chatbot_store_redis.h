@@ -25,6 +25,20 @@
 #define RS_STOP_RECHECK_MS 1000
 #define RS_PEND_MAX 64               /* stop flags re-read even without news */
 #define RS_GEN_LEASE_MS (600 * 1000) /* a generation silent this long is dead */
+#define RS_OWED_MAX 8                /* replies a pooled connection may owe */
+
+/* A pooled connection, with the replies it still owes: commands whose
+ * answer nobody waits for (a slot's release, a generation's state, a
+ * list's news) are sent at once and their replies read at the
+ * connection's next use, in the same round trip as that use's own
+ * command (rs_command_nowait). What they were is kept, to send them again
+ * if redis answers NOSCRIPT (its scripts were flushed). */
+typedef struct {
+    redisContext *c;
+    int owed;
+    char *cmd[RS_OWED_MAX]; /* the owed commands, formatted (hiredis) */
+    size_t len[RS_OWED_MAX];
+} rs_conn_t;
 
 typedef enum {
     RS_LUA_CREATE = 0,
@@ -91,7 +105,7 @@ typedef struct rs_store {
     /* the pool (per process: reset in each child) */
     apr_thread_mutex_t *mu;
     apr_thread_cond_t *cv;
-    redisContext *idle[RS_POOL_MAX];
+    rs_conn_t *idle[RS_POOL_MAX];
     int nidle, nconns;
     apr_uint64_t retry_at_ms; /* no new connection before (backoff) */
     int backoff_ms;
@@ -131,6 +145,16 @@ redisReply *rs_command(rs_store_t *rs, int argc, const char **argv, const size_t
  * added as ARGV[1]), loading it again if redis lost it (a restart). */
 redisReply *rs_eval(rs_store_t *rs, rs_lua_t i, int argc, const char **argv,
                     const size_t *lens);
+/* As rs_command and rs_eval for a command whose reply nobody reads: it is
+ * sent (written to redis) before the call returns, on a pooled connection
+ * that reads the reply at its next use (an error reply is then logged and
+ * counted). 0 if sent, -1 if redis is unreachable (counted as a failure).
+ * Two commands sent this way from one thread may run in either order if
+ * the pool hands out two connections; a command whose reply is read waits
+ * for every earlier one of its connection. */
+int rs_command_nowait(rs_store_t *rs, int argc, const char **argv, const size_t *lens);
+int rs_eval_nowait(rs_store_t *rs, rs_lua_t i, int argc, const char **argv,
+                   const size_t *lens);
 
 apr_uint32_t rs_hash(const void *data, size_t len);
 /* Ends the generations left pending by an outage (subscriber thread). */

@@ -167,6 +167,22 @@ static redisReply *bk_run(rs_store_t *rs, const char *op, const char *name, int 
     return rs_eval(rs, RS_LUA_BACKEND, a.n, a.v, a.l);
 }
 
+/* bk_run for a step whose reply nobody reads (a release, a heartbeat):
+ * sent at once, its reply read at the connection's next use. */
+static void bk_send(rs_store_t *rs, const char *op, const char *name, int argc,
+                    const char **argv)
+{
+    rs_args_t a = {0};
+    int k;
+
+    arg_str(&a, op);
+    arg_str(&a, name);
+    for (k = 0; k < argc; k++) {
+        arg_str(&a, argv[k]);
+    }
+    rs_eval_nowait(rs, RS_LUA_BACKEND, a.n, a.v, a.l);
+}
+
 static int is_array(const redisReply *r, size_t n)
 {
     return r && r->type == REDIS_REPLY_ARRAY && r->elements >= n;
@@ -297,7 +313,6 @@ static void leave(chat_store_t *st, const char *op, int idx, uint64_t ticket)
     uint32_t lim;
     char tk[24];
     const char *av[1] = {tk};
-    redisReply *r;
 
     wait_forget(rs, ticket);
     /* a slot taken while redis was away is in the local table */
@@ -311,9 +326,9 @@ static void leave(chat_store_t *st, const char *op, int idx, uint64_t ticket)
         return;
     }
     apr_snprintf(tk, sizeof(tk), "%" APR_UINT64_T_FMT, (apr_uint64_t)ticket);
-    if ((r = bk_run(rs, op, bi.name, 1, av))) {
-        freeReplyObject(r);
-    }
+    /* nobody waits for it: a turn's end reads its reply with the turn's
+     * finish (one round trip for both) */
+    bk_send(rs, op, bi.name, 1, av);
 }
 
 void rs_backend_cancel(chat_store_t *st, int idx, uint64_t ticket)
@@ -333,7 +348,6 @@ void rs_backend_beat(chat_store_t *st, int idx, uint64_t ticket, uint64_t now_ms
     uint32_t lim;
     char tk[24], ttl[16];
     const char *av[2] = {tk, ttl};
-    redisReply *r;
 
     chat_store_backend_beat(rs->local, idx, ticket, now_ms);
     if (ticket == 0 || bk_of(rs, idx, &bi, &lim)) {
@@ -341,9 +355,7 @@ void rs_backend_beat(chat_store_t *st, int idx, uint64_t ticket, uint64_t now_ms
     }
     apr_snprintf(tk, sizeof(tk), "%" APR_UINT64_T_FMT, (apr_uint64_t)ticket);
     apr_snprintf(ttl, sizeof(ttl), "%d", RS_HOLDER_TTL_MS);
-    if ((r = bk_run(rs, "h", bi.name, 2, av))) {
-        freeReplyObject(r);
-    }
+    bk_send(rs, "h", bi.name, 2, av);
 }
 
 /* ---- the breaker and health, shared ------------------------------------------ */

@@ -154,6 +154,7 @@ static const char lua_gen[] = PRELUDE
     "local v = redis.call('HMGET', c, 'o', 's', 'g', 'st', 'gt')\n"
     "if not v[1] then return op == 'q' and 0 or -60 end\n"
     "if op == 'q' then return (v[3] == tok and v[4] == '1') and 1 or 0 end\n"
+    "OWN[id] = v[1]\n"
     "if (op == 'b' or op == 'r') and v[1] ~= o then return -60 end\n"
     "if op == 'b' then\n"
     "  if v[2] ~= '0' and v[3] ~= tok and\n"
@@ -187,7 +188,9 @@ static const char lua_gen[] = PRELUDE
     "local function do_append(op, o, id, role, flags, now, text, maxm, maxb, hist,\n"    \
     "                         uqb, anon, share)\n"                                       \
     "local c, m = ckey(id), mkey(id)\n"                                                  \
-    "if redis.call('HGET', c, 'o') ~= o then return {-60, 0, 0} end\n"                   \
+    "local oa = redis.call('HMGET', c, 'o', 'a')\n"                                      \
+    "if oa[1] ~= o then return {-60, 0, 0} end\n"                                        \
+    "OWN[id], AUTH[id] = o, oa[2]\n"                                                     \
     "local len = #text\n"                                                                \
     "local n, keep = nil, 0\n"                                                           \
     "if op == 'e' then\n"                                                                \
@@ -198,7 +201,8 @@ static const char lua_gen[] = PRELUDE
     "  if redis.call('STRLEN', xkey(id, n)) + len > maxb then return {-40, 0, 0} end\n"  \
     "else\n"                                                                             \
     "  if len > maxb then return {-40, 0, 0} end\n"                                      \
-    "  while redis.call('LLEN', m) >= maxm do drop_oldest(o, id, 0) end\n"               \
+    "  local nm = redis.call('LLEN', m)\n"                                               \
+    "  while nm >= maxm and nm > 0 do drop_oldest(o, id, 0); nm = nm - 1 end\n"          \
     "end\n"                                                                              \
     "if uqb > 0 and len > 0 then\n"                                                      \
     "  if len > uqb then return {-43, EV, 0} end\n"                                      \
@@ -209,12 +213,14 @@ static const char lua_gen[] = PRELUDE
     "end\n"                                                                              \
     "if hist > 0 and len > 0 then\n"                                                     \
     "  local _, done = room('b', o, anon, id, len, hist, share,\n"                       \
-    "    function() return drop_oldest(o, id, keep) end, droppable(id, keep))\n"         \
+    "    function() return drop_oldest(o, id, keep) end,\n"                              \
+    "    function() return droppable(id, keep) end)\n"                                   \
     "  if not done then return {-41, EV, 0} end\n"                                       \
     "end\n"                                                                              \
+    "local idx = 0\n" /* an extend's index is not read */                                \
     "if op == 'a' then\n"                                                                \
     "  n = redis.call('HINCRBY', c, 'k', 1)\n"                                           \
-    "  redis.call('RPUSH', m, role..':'..flags..':'..now..':'..n)\n"                     \
+    "  idx = redis.call('RPUSH', m, role..':'..flags..':'..now..':'..n) - 1\n"           \
     "end\n"                                                                              \
     "if len > 0 then\n"                                                                  \
     "  redis.call('APPEND', xkey(id, n), text)\n"                                        \
@@ -226,7 +232,7 @@ static const char lua_gen[] = PRELUDE
     "else\n"                                                                             \
     "  changed(id, now)\n"                                                               \
     "end\n"                                                                              \
-    "return {0, EV, redis.call('LLEN', m) - 1}\n"                                        \
+    "return {0, EV, idx}\n"                                                              \
     "end\n"
 
 /* ARGV: P op(a|e) owner id role flags now text max_msgs max_msg_bytes
@@ -291,7 +297,11 @@ static const char lua_append[] = PRELUDE APPEND_FN
     "    end\n"                                                                          \
     "  end\n"                                                                            \
     "end\n"                                                                              \
-    "local function linear(id) return redis.call('HGET', ckey(id), 'ln') == '1' end\n"   \
+    "local LIN = {}\n" /* linear(id), once read (set_parent ends it) */                  \
+    "local function linear(id)\n"                                                        \
+    "  if LIN[id] == nil then LIN[id] = redis.call('HGET', ckey(id), 'ln') == '1' end\n" \
+    "  return LIN[id]\n"                                                                 \
+    "end\n"                                                                              \
     "local function active_leaf(id)\n"                                                   \
     "  if linear(id) then\n"                                                             \
     "    local last = redis.call('LINDEX', mkey(id), -1)\n"                              \
@@ -315,6 +325,7 @@ static const char lua_append[] = PRELUDE APPEND_FN
     "  if pn ~= prev then\n"                                                             \
     "    redis.call('HSET', P..'pv:'..id, nn, pn)\n"                                     \
     "    redis.call('HDEL', ckey(id), 'ln')\n"                                           \
+    "    LIN[id] = false\n"                                                              \
     "  end\n"                                                                            \
     "end\n"                                                                              \
     "local function leaf(t)\n"                                                           \
@@ -342,6 +353,7 @@ static const char lua_turn[] = PRELUDE APPEND_FN VPRELUDE
     "local c = ckey(id)\n"
     "local v = redis.call('HMGET', c, 'o', 's', 'g', 'gt')\n"
     "if not v[1] or v[1] ~= o then return {-60, 0, 0} end\n"
+    "OWN[id] = o\n"
     "local ev, idx = 0, 0\n"
     "if op == 's' then\n"
     "  if v[2] ~= '0' and v[3] ~= tok and\n"
@@ -350,10 +362,10 @@ static const char lua_turn[] = PRELUDE APPEND_FN VPRELUDE
     "  redis.call('HMSET', c, 's', ARGV[12], 'g', tok, 'st', 0, 'q', 0, 'gt', now)\n"
     "  redis.call('SADD', P..'gen', id)\n"
     "  if ARGV[15] == '1' then\n"
-    "    local pn = active_leaf(id)\n"
+    "    local lin, pn = linear(id), active_leaf(id)\n"
     "    local r = do_append('a', o, id, 1, ARGV[16], now, ARGV[14], maxm, maxb, hist,\n"
     "                        uqb, anon, tonumber(ARGV[19]))\n"
-    "    if r[1] == 0 then set_parent(id, pn) end\n"
+    "    if r[1] == 0 and not lin then set_parent(id, pn) end\n"
     "    if r[1] ~= 0 then\n"
     "      gen_done(id)\n"
     "      changed(id, now)\n"
@@ -361,17 +373,19 @@ static const char lua_turn[] = PRELUDE APPEND_FN VPRELUDE
     "    end\n"
     "    ev, idx = r[2], r[3]\n"
     "    local f = tonumber(redis.call('HGET', c, 'f'))\n"
-    "    redis.call('HSET', c, 'f', bit.band(f, bit.bnot(tonumber(ARGV[17]))))\n"
+    "    if bit.band(f, tonumber(ARGV[17])) ~= 0 then\n"
+    "      redis.call('HSET', c, 'f', bit.band(f, bit.bnot(tonumber(ARGV[17]))))\n"
+    "    end\n"
     "  end\n"
     "else\n"
     "  if ARGV[12] ~= '0' then\n"
     "    last_flags(id, tonumber(ARGV[12]), tonumber(ARGV[13]), false)\n"
     "  end\n"
     "  if ARGV[15] == '1' then\n"
-    "    local pn = active_leaf(id)\n"
+    "    local lin, pn = linear(id), active_leaf(id)\n"
     "    local r = do_append('a', o, id, 2, ARGV[16], now, ARGV[14], maxm, maxb, hist,\n"
     "                        uqb, anon, tonumber(ARGV[19]))\n"
-    "    if r[1] == 0 then set_parent(id, pn) end\n"
+    "    if r[1] == 0 and not lin then set_parent(id, pn) end\n"
     "    ev = r[2]\n"
     "  end\n"
     "  if v[3] == tok then gen_done(id) end\n"
@@ -526,7 +540,9 @@ static const char lua_branch[] = PRELUDE VPRELUDE
     "local share = tonumber(ARGV[15])\n"
     "local role, flags = ARGV[4], bit.band(tonumber(ARGV[5]), bit.bnot(ALT))\n"
     "local c, m = ckey(id), mkey(id)\n"
-    "if redis.call('HGET', c, 'o') ~= o then return {-60, 0, 0} end\n"
+    "local oa = redis.call('HMGET', c, 'o', 'a')\n"
+    "if oa[1] ~= o then return {-60, 0, 0} end\n"
+    "OWN[id], AUTH[id] = o, oa[2]\n"
     "local len = #text\n"
     "if len > maxb then return {-40, 0, 0} end\n"
     /* a linear conversation (no parent ever set, so no versions): the
@@ -554,7 +570,8 @@ static const char lua_branch[] = PRELUDE VPRELUDE
     "  if bit.band(tt.f[1], ALT) ~= 0 then choose(id, tt, 1, 0) end\n"
     "  return drop_oldest(o, id, 0)\n"
     "end\n"
-    "while redis.call('LLEN', m) >= maxm do drop_v() end\n"
+    "local nm = redis.call('LLEN', m)\n"
+    "while nm >= maxm and nm > 0 do drop_v(); nm = nm - 1 end\n"
     "if uqb > 0 and len > 0 then\n"
     "  if len > uqb then return {-43, EV, 0} end\n"
     "  while tonumber(redis.call('HGET', P..'ub', o) or '0') + len > uqb do\n"
@@ -563,8 +580,8 @@ static const char lua_branch[] = PRELUDE VPRELUDE
     "  end\n"
     "end\n"
     "if hist > 0 and len > 0 then\n"
-    "  local _, done = room('b', o, anon, id, len, hist, share, drop_v, droppable(id, "
-    "0))\n"
+    "  local _, done = room('b', o, anon, id, len, hist, share, drop_v,\n"
+    "    function() return droppable(id, 0) end)\n"
     "  if not done then return {-41, EV, 0} end\n"
     "end\n"
     /* linear: the leaf is the last message, gone only with all of them */
@@ -577,14 +594,16 @@ static const char lua_branch[] = PRELUDE VPRELUDE
     "  choose(id, t, tpos, 0)\n"
     "end\n"
     "local n = redis.call('HINCRBY', c, 'k', 1)\n"
-    "redis.call('RPUSH', m, role..':'..flags..':'..now..':'..n)\n"
-    "set_parent(id, pn)\n"
+    "local idx = redis.call('RPUSH', m, role..':'..flags..':'..now..':'..n) - 1\n"
+    /* linear: the new message follows the leaf, which set_parent would
+     * find the previous one (nothing to write) */
+    "if not lin then set_parent(id, pn) end\n"
     "if len > 0 then\n"
     "  redis.call('APPEND', xkey(id, n), text)\n"
     "  acct(o, id, len)\n"
     "end\n"
     "changed(id, now)\n"
-    "return {0, EV, redis.call('LLEN', m) - 1}\n";
+    "return {0, EV, idx}\n";
 
 /* ARGV: P owner id index now -> status: message index becomes the chosen
  * version among its siblings. */

@@ -15,9 +15,11 @@
     "  local r, f, ts, n = string.match(e, '^(%d+):(%d+):(%d+):(%d+)$')\n"               \
     "  return r, tonumber(f), ts, n\n"                                                   \
     "end\n"                                                                              \
+    "local OWN, AUTH = {}, {}\n" /* a conversation's o and a, once read */               \
     "local function acct(o, id, d)\n"                                                    \
     "  if d ~= 0 then\n"                                                                 \
-    "    local v = redis.call('HGET', ckey(id), 'a')\n"                                  \
+    "    local v = AUTH[id]\n"                                                           \
+    "    if v == nil then v = redis.call('HGET', ckey(id), 'a'); AUTH[id] = v end\n"     \
     "    redis.call('HINCRBY', ckey(id), 'by', d)\n"                                     \
     "    if redis.call('HINCRBY', P..'ub', o, d) <= 0 then redis.call('HDEL', P..'ub', " \
     "o) end\n"                                                                           \
@@ -25,18 +27,22 @@
     "    if v == '0' then redis.call('INCRBY', P..'ab', d) end\n"                        \
     "  end\n"                                                                            \
     "end\n"                                                                              \
-    "local told = {}\n" /* one c:<id> per script: every child hears each one */          \
+    "local told = {}\n" /* id -> 1 counted and published, 2 and its LRU moved: once      \
+                         * per script (it is one change; every child hears each          \
+                         * c:<id>) */                                                    \
     "local function changed(id, now)\n"                                                  \
-    "  redis.call('HINCRBY', ckey(id), 'sq', 1)\n"                                       \
-    "  if now then\n"                                                                    \
-    "    local o = redis.call('HGET', ckey(id), 'o')\n"                                  \
+    "  local t = told[id]\n"                                                             \
+    "  if not t then\n"                                                                  \
+    "    redis.call('HINCRBY', ckey(id), 'sq', 1)\n"                                     \
+    "    redis.call('PUBLISH', P..'ev', 'c:'..id)\n"                                     \
+    "    told[id] = 1\n"                                                                 \
+    "  end\n"                                                                            \
+    "  if now and t ~= 2 then\n"                                                         \
+    "    local o = OWN[id] or redis.call('HGET', ckey(id), 'o')\n"                       \
     "    redis.call('HSET', ckey(id), 'u', now)\n"                                       \
     "    redis.call('ZADD', P..'u:'..o, now, id)\n"                                      \
     "    redis.call('ZADD', P..'all', now, id)\n"                                        \
-    "  end\n"                                                                            \
-    "  if not told[id] then\n"                                                           \
-    "    told[id] = true\n"                                                              \
-    "    redis.call('PUBLISH', P..'ev', 'c:'..id)\n"                                     \
+    "    told[id] = 2\n"                                                                 \
     "  end\n"                                                                            \
     "end\n"                                                                              \
     "local function del_conv(id)\n"                                                      \
@@ -108,7 +114,8 @@
              * anonymous ones first, and any of them, whatever their size, while         \
              * anonymous identities hold more than their share. The victims are          \
              * looked for among the SCAN least recently used conversations and o's       \
-             * own; drop() frees o's own oldest message (at most droppable in all).      \
+             * own; drop() frees o's own oldest message (at most droppable in all: a     \
+             * number, or a function asked only when the store is full).                 \
              * If all of that cannot make room, nothing is touched. -> evicted,          \
              * done */                                                                   \
     "local SCAN = 1024\n"                                                                \
@@ -168,6 +175,7 @@
     "      end\n"                                                                        \
     "    end\n"                                                                          \
     "  end\n"                                                                            \
+    "  if type(droppable) == 'function' then droppable = droppable() end\n"              \
     "  if have + found + droppable < need then return 0, false end\n"                    \
     "  local ev = 0\n"                                                                   \
     "  for p = 1, 4 do\n"                                                                \

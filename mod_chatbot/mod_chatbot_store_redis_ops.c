@@ -196,7 +196,6 @@ static void publish_user(chat_store_t *st, const chat_owner_t *owner)
     char hex[41], msg[64];
     const char *a[3];
     size_t l[3];
-    redisReply *r;
 
     owner_hex(owner, hex);
     a[0] = "PUBLISH";
@@ -209,9 +208,8 @@ static void publish_user(chat_store_t *st, const chat_owner_t *owner)
      * the channel: this child's subscriber skips its own message */
     apr_atomic_inc32(&RS(st)->user_seq[rs_slot(hex, 40)]);
     apr_atomic_inc32(&RS(st)->events);
-    if ((r = rs_command(RS(st), 3, a, l))) {
-        freeReplyObject(r);
-    }
+    /* its reply (a count of listeners) is read at the connection's next use */
+    rs_command_nowait(RS(st), 3, a, l);
 }
 
 /* The evictions a script reports (its reply's element): a count, or one

@@ -170,10 +170,27 @@ chat_status_t rs_gen_begin(chat_store_t *st, const chat_owner_t *owner, const ch
     return rc;
 }
 
+/* Sent without waiting for the reply (read at the connection's next use):
+ * its only caller goes on whatever it says (a token no longer generating
+ * changes nothing), and on a turn's path the next store call would wait
+ * for it. CHAT_OK once sent. */
 chat_status_t rs_gen_state(chat_store_t *st, const char *id, uint64_t token,
                            uint32_t state, int32_t queue_position)
 {
-    return gen(st, "s", NULL, id, token, state, queue_position, chatbot_now_ms());
+    rs_args_t a = {0};
+
+    if (!valid_id(id)) {
+        return CHAT_ENOTFOUND;
+    }
+    arg_str(&a, "s");
+    arg_str(&a, "");
+    arg_str(&a, id);
+    arg_u64(&a, token);
+    arg_u64(&a, state);
+    arg_i64(&a, queue_position);
+    arg_u64(&a, chatbot_now_ms());
+    arg_u64(&a, RS_GEN_LEASE_MS);
+    return rs_eval_nowait(RS(st), RS_LUA_GEN, a.n, a.v, a.l) ? CHAT_EUNAVAIL : CHAT_OK;
 }
 
 chat_status_t rs_gen_end(chat_store_t *st, const char *id, uint64_t token,
