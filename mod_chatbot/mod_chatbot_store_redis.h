@@ -229,6 +229,14 @@ int rs_msg_read(chat_store_t *st, const chat_owner_t *owner, const char *id,
 int rs_msg_tail(chat_store_t *st, const chat_owner_t *owner, const char *id,
                 uint32_t max_msgs, size_t max_bytes, chat_buf_t *text, chat_msg_cb *cb,
                 void *baton);
+/* rs_msg_tail with the settings blob appended to meta (lua_vtail reads it
+ * too): chat_store_msg_tail_meta. */
+int rs_msg_tail_meta(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                     uint32_t max_msgs, size_t max_bytes, chat_buf_t *text,
+                     chat_msg_cb *cb, void *baton, chat_buf_t *meta);
+/* The settings blob appended to meta, nothing if none or on error. */
+void rs_meta_into(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                  chat_buf_t *meta);
 chat_status_t rs_msg_branch(chat_store_t *st, const chat_owner_t *owner, const char *id,
                             uint32_t parent, chat_role_t role, uint32_t flags,
                             const char *text, size_t len, uint64_t now_ms,

@@ -666,13 +666,14 @@ static const char lua_vread[] = PRELUDE VPRELUDE
     "end\n"
     "return out\n";
 
-/* ARGV: P owner id max_msgs max_bytes skip_flags -> the context of a turn
- * (chat_store_msg_tail) of a linear conversation, read from its end only:
- * {0, first_index, hdr, text, ...} as lua_vread (each header with its
+/* ARGV: P owner id max_msgs max_bytes skip_flags meta -> the context of a
+ * turn (chat_store_msg_tail) of a linear conversation, read from its end
+ * only: {0, first_index, hdr, text, ...} as lua_vread (each header with its
  * parent's index), the messages from the oldest one the context takes to
- * the last; {1} if the conversation has branches (the caller then reads
- * the whole tree); {-60} if not the owner's. Which is the oldest follows
- * the shm store's rule (cs_ver_tail): newest first, messages with a skip
+ * the last, and with meta 1 the settings blob last ('' if none: the turn's
+ * settings in the same round trip, chat_store_msg_tail_meta); {1} if the conversation has
+ * branches (the caller then reads the whole tree); {-60} if not the owner's. Which is the
+ * oldest follows the shm store's rule (cs_ver_tail): newest first, messages with a skip
  * flag passed over (the caller skips them too), at most max_msgs, and
  * max_bytes of text except for the newest, which is taken whatever its
  * size. The headers are read in chunks from the end (max_msgs and a few,
@@ -680,7 +681,7 @@ static const char lua_vread[] = PRELUDE VPRELUDE
  * does not grow with the conversation. */
 static const char lua_vtail[] = PRELUDE
     "local id = ARGV[3]\n"
-    "local v = redis.call('HMGET', ckey(id), 'o', 'ln')\n"
+    "local v = redis.call('HMGET', ckey(id), 'o', 'ln', 'mt')\n"
     "if v[1] ~= ARGV[2] then return {-60} end\n"
     "if v[2] ~= '1' then return {1} end\n"
     "local maxm, maxb, skip = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])\n"
@@ -719,6 +720,7 @@ static const char lua_vtail[] = PRELUDE
     "  out[#out + 1] = seen[i][2]\n"
     "  i = i + 1\n"
     "end\n"
+    "if ARGV[7] == '1' then out[#out + 1] = v[3] or '' end\n"
     "return out\n";
 
 const char *const rs_lua_body[RS_LUA_COUNT] = {

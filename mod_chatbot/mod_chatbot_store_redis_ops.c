@@ -576,6 +576,19 @@ static chat_status_t rs_conv_meta_get(chat_store_t *st, const chat_owner_t *owne
     return rc;
 }
 
+void rs_meta_into(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                  chat_buf_t *meta)
+{
+    size_t had = meta->len;
+
+    if (rs_conv_meta_get(st, owner, id, meta) != CHAT_OK) {
+        meta->len = had;
+        if (meta->data) {
+            meta->data[had] = '\0';
+        }
+    }
+}
+
 static chat_status_t rs_conv_meta_set(chat_store_t *st, const chat_owner_t *owner,
                                       const char *id, const char *data, size_t len,
                                       uint64_t now_ms)
@@ -740,6 +753,7 @@ const chat_store_provider_t rs_provider = {
     .msg_truncate = rs_msg_truncate,
     .msg_read = rs_msg_read,
     .msg_tail = rs_msg_tail,
+    .msg_tail_meta = rs_msg_tail_meta,
     .msg_branch = rs_msg_branch,
     .msg_select = rs_msg_select,
     .msg_get = rs_msg_get,

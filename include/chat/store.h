@@ -465,6 +465,14 @@ int chat_store_msg_tail(chat_store_t *st, const chat_owner_t *owner, const char 
                         uint32_t max_msgs, size_t max_bytes, chat_buf_t *text,
                         chat_msg_cb *cb, void *baton);
 
+/* chat_store_msg_tail and, first, chat_store_conv_meta_get into meta (the
+ * settings blob appended, nothing if none is set or it cannot be read: a
+ * turn's settings and context in one call; a store may answer both with
+ * one request). Returns what chat_store_msg_tail returns. */
+int chat_store_msg_tail_meta(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                             uint32_t max_msgs, size_t max_bytes, chat_buf_t *text,
+                             chat_msg_cb *cb, void *baton, chat_buf_t *meta);
+
 /* For resume: copies bytes [offset, len) of message index into text
  * (reset first) and fills info. CHAT_OK, CHAT_ENOTFOUND (conversation or
  * index), CHAT_EINVAL (offset > len). */
@@ -744,6 +752,10 @@ struct chat_store_provider {
     chat_status_t (*conv_meta_set)(chat_store_t *st, const chat_owner_t *owner,
                                    const char *id, const char *data, size_t len,
                                    uint64_t now_ms);
+    /* optional (NULL: conv_meta_get then msg_tail): chat_store_msg_tail_meta */
+    int (*msg_tail_meta)(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                         uint32_t max_msgs, size_t max_bytes, chat_buf_t *text,
+                         chat_msg_cb *cb, void *baton, chat_buf_t *meta);
 };
 
 #ifdef __cplusplus

@@ -469,6 +469,32 @@ int chat_store_msg_tail(chat_store_t *st, const chat_owner_t *owner, const char 
         ->provider->msg_tail(st, owner, id, max_msgs, max_bytes, text, cb, baton);
 }
 
+int chat_store_msg_tail_meta(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                             uint32_t max_msgs, size_t max_bytes, chat_buf_t *text,
+                             chat_msg_cb *cb, void *baton, chat_buf_t *meta)
+{
+    const chat_store_provider_t *p;
+
+    if (!st) {
+        return CHAT_ENOTFOUND;
+    }
+    p = ((chat_store_head_t *)st)->provider;
+    if (p->msg_tail_meta) {
+        return p->msg_tail_meta(st, owner, id, max_msgs, max_bytes, text, cb, baton,
+                                meta);
+    }
+    if (meta) {
+        size_t had = meta->len;
+        if (chat_store_conv_meta_get(st, owner, id, meta) != CHAT_OK) {
+            meta->len = had; /* as if none were set */
+            if (meta->data) {
+                meta->data[had] = '\0';
+            }
+        }
+    }
+    return p->msg_tail(st, owner, id, max_msgs, max_bytes, text, cb, baton);
+}
+
 chat_status_t chat_store_msg_branch(chat_store_t *st, const chat_owner_t *owner,
                                     const char *id, uint32_t parent, chat_role_t role,
                                     uint32_t flags, const char *text, size_t len,
