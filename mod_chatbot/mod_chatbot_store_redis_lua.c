@@ -107,20 +107,26 @@ static const char lua_get[] =
             "table.insert(v, 1, 0)\n"
             "return v\n";
 
+/* list_of(owner) -> {id, fields..., nmsgs}* most recent first (lua_list,
+ * and lua_turn's copy for the tab that lists them next) */
+#define LIST_FN                                                                          \
+    "local function list_of(o)\n"                                                        \
+    "  local uz = P..'u:'..o\n"                                                          \
+    "  local out = {}\n"                                                                 \
+    "  for _, id in ipairs(redis.call('ZREVRANGE', uz, 0, -1)) do\n"                     \
+    "    local v = info(id)\n"                                                           \
+    "    if v then\n"                                                                    \
+    "      table.insert(out, id)\n"                                                      \
+    "      for _, x in ipairs(v) do table.insert(out, x) end\n"                          \
+    "    else\n"                                                                         \
+    "      redis.call('ZREM', uz, id)\n"                                                 \
+    "    end\n"                                                                          \
+    "  end\n"                                                                            \
+    "  return out\n"                                                                     \
+    "end\n"
+
 /* ARGV: P owner -> {id, fields..., nmsgs}* most recent first */
-static const char lua_list[] =
-    PRELUDE "local uz = P..'u:'..ARGV[2]\n"
-            "local out = {}\n"
-            "for _, id in ipairs(redis.call('ZREVRANGE', uz, 0, -1)) do\n"
-            "  local v = info(id)\n"
-            "  if v then\n"
-            "    table.insert(out, id)\n"
-            "    for _, x in ipairs(v) do table.insert(out, x) end\n"
-            "  else\n"
-            "    redis.call('ZREM', uz, id)\n"
-            "  end\n"
-            "end\n"
-            "return out\n";
+static const char lua_list[] = PRELUDE LIST_FN "return list_of(ARGV[2])\n";
 
 /* ARGV: P owner id what(t|f) v1 v2 now */
 static const char lua_update[] =
@@ -345,8 +351,16 @@ static const char lua_append[] = PRELUDE APPEND_FN
  *                  -> {status, evicted, 0}
  *   and ARGV[18] the caller's origin tag: the "u:<o>@<tag>" it publishes is
  *   not heard again by the child that sent it (it counted the change);
- *   ARGV[19] the anonymous share (percent). */
-static const char lua_turn[] = PRELUDE APPEND_FN VPRELUDE
+ *   ARGV[19] the anonymous share (percent); op s with ARGV[20..25] (backend
+ *   name ticket limit queue_cap holder_ttl waiter_stale): once started, the
+ *   turn's backend slot or place in line too (bk_acquire, redis's clock),
+ *   its reply appended, and with a slot on a closed breaker the state is
+ *   generating at once (as lua_gen s would make it next) -> {0, evicted,
+ *   index, status, position, breaker, failures, reaped, generating, list};
+ *   list (ARGV[26] 1, else 0) and op f's with ARGV[20] 1 ({0, evicted, 0,
+ *   list}): the owner's list as lua_list reads it after the change, for
+ *   the tab that reads it next (rs_list_take). */
+static const char lua_turn[] = PRELUDE APPEND_FN VPRELUDE RS_LUA_BK_ACQUIRE LIST_FN
     "local op, o, id, tok, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]\n"
     "local maxm, maxb = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
     "local hist, uqb, anon = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11] == '0'\n"
@@ -392,6 +406,23 @@ static const char lua_turn[] = PRELUDE APPEND_FN VPRELUDE
     "end\n"
     "changed(id, now)\n"
     "redis.call('PUBLISH', P..'ev', 'u:'..o..'@'..ARGV[18])\n"
+    "if op == 's' and ARGV[20] then\n"
+    "  local t = redis.call('TIME')\n"
+    "  local a = bk_acquire(ARGV[20], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) "
+    "/ 1000),\n"
+    "                       ARGV[21], tonumber(ARGV[22]), tonumber(ARGV[23]),\n"
+    "                       tonumber(ARGV[24]), tonumber(ARGV[25]))\n"
+    /* a slot on a closed breaker: the request goes out, generating now */
+    "  local g = 0\n"
+    "  if a[1] == 0 and a[3] == 0 then\n"
+    "    redis.call('HSET', c, 's', 2)\n"
+    "    g = 1\n"
+    "  end\n"
+    "  return {0, ev, idx, a[1], a[2], a[3], a[4], a[5], g,\n"
+    "          ARGV[26] == '1' and list_of(o) or 0}\n"
+    "elseif op == 'f' and ARGV[20] == '1' then\n"
+    "  return {0, ev, idx, list_of(o)}\n"
+    "end\n"
     "return {0, ev, idx}\n";
 
 /* ARGV: P owner id set clear now (last message) */
