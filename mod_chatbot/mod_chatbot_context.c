@@ -44,10 +44,24 @@ apr_array_header_t *chatbot_turn_context(chatbot_turn_priv_t *t, chat_options_t 
     sys->len = strlen(bot->system_prompt);
     *opts = bot->options;
     p->model = bot->model;
-    if (!t->stateless) {
-        /* the conversation's own settings, as far as they are allowed now */
+    if (t->stateless) {
+        for (n = 0; n < t->nctx; n++) {
+            *(chat_msg_t *)apr_array_push(cc.msgs) = t->ctx[n];
+        }
+    }
+    else {
+        /* the conversation's own settings, as far as they are allowed now,
+         * read with its tail (one request to a store on redis) */
         chatbot_settings_t cs;
-        chatbot_settings_load(t->pool, &e->lim, &e->id.owner, p->conv_id, &cs);
+        chat_buf_t mb;
+        chat_buf_init(&mb);
+        n = chat_store_msg_tail_meta(
+            st, &e->id.owner, p->conv_id, (uint32_t)bot->context_messages,
+            (size_t)bot->context_tokens * 4, &e->scratch, collect_msg, &cc, &mb);
+        chat_buf_reset(&e->scratch, 64 * 1024);
+        chatbot_settings_of_blob(t->pool, &e->lim, mb.data, mb.len, &cs);
+        chat_buf_free(&mb);
+        sys = (chat_msg_t *)cc.msgs->elts; /* the tail may have moved it */
         if (cs.model) {
             p->model = cs.model;
         }
@@ -58,17 +72,6 @@ apr_array_header_t *chatbot_turn_context(chatbot_turn_priv_t *t, chat_options_t 
         if (cs.has_temperature) {
             opts->temperature = cs.temperature;
         }
-    }
-    if (t->stateless) {
-        for (n = 0; n < t->nctx; n++) {
-            *(chat_msg_t *)apr_array_push(cc.msgs) = t->ctx[n];
-        }
-    }
-    else {
-        n = chat_store_msg_tail(
-            st, &e->id.owner, p->conv_id, (uint32_t)bot->context_messages,
-            (size_t)bot->context_tokens * 4, &e->scratch, collect_msg, &cc);
-        chat_buf_reset(&e->scratch, 64 * 1024);
     }
     if (n < 0) {
         return NULL;

@@ -39,6 +39,7 @@ typedef struct chatbot_turn_priv {
     int backend_i;       /* index in bot->backends */
     int slot_held;
     int queued_pos;
+    chat_turn_acquire_t pre;   /* the first backend's slot, asked with the start */
     chatbot_http_xfer_t *xfer; /* kept between turns */
     chat_stream_t *parser;
     chat_wire_t parser_wire;

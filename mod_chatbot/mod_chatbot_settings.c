@@ -167,13 +167,21 @@ void chatbot_settings_load(apr_pool_t *p, const chatbot_limits_t *lim,
 {
     chat_buf_t b;
 
-    memset(out, 0, sizeof(*out));
     chat_buf_init(&b);
-    if (conv && chat_store_conv_meta_get(chatbot_store(), owner, conv, &b) == CHAT_OK &&
-        b.len) {
-        blob_parse(p, b.data, b.len, out);
+    if (!conv || chat_store_conv_meta_get(chatbot_store(), owner, conv, &b) != CHAT_OK) {
+        b.len = 0;
     }
+    chatbot_settings_of_blob(p, lim, b.data, b.len, out);
     chat_buf_free(&b);
+}
+
+void chatbot_settings_of_blob(apr_pool_t *p, const chatbot_limits_t *lim, const char *d,
+                              apr_size_t n, chatbot_settings_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (n) {
+        blob_parse(p, d, n, out);
+    }
     /* what the administrator allows now, whatever was chosen before */
     if (!(lim->user_settings & CHATBOT_SET_MODEL)) {
         out->model = NULL;

@@ -53,6 +53,11 @@ void chatbot_settings_load(apr_pool_t *p, const chatbot_limits_t *lim,
                            const chat_owner_t *owner, const char *conv,
                            chatbot_settings_t *out);
 
+/* The same from a blob already read (n 0: none), e.g. with the turn's
+ * context (chat_store_msg_tail_meta). */
+void chatbot_settings_of_blob(apr_pool_t *p, const chatbot_limits_t *lim, const char *d,
+                              apr_size_t n, chatbot_settings_t *out);
+
 /* Validates req against lim and the bot's model lists and stores the result.
  * NULL on success, else an error code with a sentence in msg. */
 const char *chatbot_settings_change(apr_pool_t *p, const chatbot_limits_t *lim,

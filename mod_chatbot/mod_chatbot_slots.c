@@ -32,10 +32,20 @@ const char *chatbot_turn_acquire(chatbot_turn_priv_t *t)
         chatbot_backend_t *be = APR_ARRAY_IDX(bes, t->backend_i, chatbot_backend_t *);
         int32_t pos = 0;
         chat_status_t rc;
-        int allow;
+        int allow, generating = 0;
         apr_uint64_t now = chatbot_now_ms();
 
-        rc = chat_store_backend_acquire(st, be->index, t->ticket, now, &pos);
+        if (t->pre.tried && t->pre.backend == be->index) {
+            /* asked with the turn's start (chat_store_turn_start_acquire),
+             * which may have made the state generating too */
+            rc = t->pre.rc;
+            pos = t->pre.position;
+            generating = t->pre.generating;
+        }
+        else {
+            rc = chat_store_backend_acquire(st, be->index, t->ticket, now, &pos);
+        }
+        t->pre.tried = 0;
         if (rc == CHAT_OK) {
             /* The breaker is asked only when a request would go out: a
              * half-open backend's single probe must be a real request, not
@@ -44,6 +54,9 @@ const char *chatbot_turn_acquire(chatbot_turn_priv_t *t)
                 st, be->index, now, (uint64_t)apr_time_as_msec(e->sc->breaker_cooldown));
             if (!allow) {
                 chat_store_backend_release(st, be->index, t->ticket);
+                if (generating) { /* back to what it was: no request went out */
+                    chat_store_gen_state(st, p->conv_id, t->token, CHAT_CONV_QUEUED, 0);
+                }
                 open_seen = 1;
                 continue;
             }
@@ -59,7 +72,7 @@ const char *chatbot_turn_acquire(chatbot_turn_priv_t *t)
             chat_metrics_gauge_add(st, CHAT_G_QUEUED, -1);
             chat_metrics_gauge_add(st, CHAT_G_GENERATING, 1);
             t->phase = CHATBOT_PH_RUNNING;
-            if (!t->stateless) {
+            if (!t->stateless && !generating) {
                 chat_store_gen_state(st, p->conv_id, t->token, CHAT_CONV_GENERATING, 0);
                 chat_store_user_bump(st, &e->id.owner);
             }

@@ -473,7 +473,7 @@ int rs_command_nowait(rs_store_t *rs, int argc, const char **argv, const size_t 
     return ok ? 0 : -1;
 }
 
-#define RS_EVAL_ARGS 24
+#define RS_EVAL_ARGS 28
 
 /* EVALSHA's arguments in a and l (argc + 4 of them); -1 if too many. */
 static int eval_args(rs_store_t *rs, rs_lua_t i, int argc, const char **argv,
@@ -717,6 +717,7 @@ static apr_status_t child_stop(void *data)
     if (rs->mu) {
         apr_thread_mutex_lock(rs->mu);
         pool_close(rs);
+        rs_list_clear(rs);
         apr_thread_mutex_unlock(rs->mu);
     }
     rs->mu = NULL;
@@ -743,6 +744,8 @@ static apr_status_t rs_child_init(chat_store_t *st, apr_pool_t *pchild, server_r
     pool_close(rs);
     rs->mu = NULL;
     rs->sub_exit = 0;
+    memset(rs->list, 0, sizeof(rs->list)); /* none is the parent's */
+    memset(rs->listed_ms, 0, sizeof(rs->listed_ms));
     make_origin(rs);
     if ((rv = apr_thread_mutex_create(&rs->mu, APR_THREAD_MUTEX_DEFAULT, pchild)) ||
         (rv = apr_thread_cond_create(&rs->cv, pchild))) {

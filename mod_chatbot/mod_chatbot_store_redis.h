@@ -16,8 +16,12 @@
 
 #include "mod_chatbot.h"
 
-#define RS_POOL_MAX 16        /* connections per child */
-#define RS_SEQ_SLOTS 4096     /* local change counters (hashed) */
+#define RS_POOL_MAX 16    /* connections per child */
+#define RS_SEQ_SLOTS 4096 /* local change counters (hashed) */
+/* lists a turn's script read for the next tab (hashed places), and how
+ * lately the owner's list must have been read for a turn to read it */
+#define RS_LISTS 64
+#define RS_LIST_WANT_MS 60000
 #define RS_BACKOFF_MIN_MS 100 /* reconnect backoff, doubling */
 #define RS_BACKOFF_MAX_MS 5000
 #define RS_PREFIX "chatbot:" /* every key and the channel */
@@ -131,6 +135,15 @@ typedef struct rs_store {
     volatile int sub_exit;
     apr_uint32_t bk_wake; /* "b:" messages heard (a slot or a place freed) */
     rs_bk_t *bk;
+    /* an owner's list as a turn's script read it right after its change,
+     * taken by the next list read while the owner's counter has not moved
+     * since (no other change: the same answer redis would give; under mu) */
+    struct {
+        char hex[41];
+        apr_uint32_t seq;
+        redisReply *r;
+    } list[RS_LISTS];
+    apr_uint64_t listed_ms[RS_LISTS]; /* an owner's list last read (hashed) */
 } rs_store_t;
 
 /* The Lua scripts' bodies (mod_chatbot_store_redis_ops.c). */
@@ -157,6 +170,17 @@ int rs_eval_nowait(rs_store_t *rs, rs_lua_t i, int argc, const char **argv,
                    const size_t *lens);
 
 apr_uint32_t rs_hash(const void *data, size_t len);
+/* The list cache (mod_chatbot_store_redis_ops.c): whether a turn of owner
+ * hex should read its list for the next tab (listed in this child
+ * lately); keep: list r (taken; NULL or invalid: dropped) read by the
+ * script that made the change counted at seq, kept only if the counter
+ * was s0 before that change (nothing else moved it); take: the list if the
+ * counter is still there (the caller frees it), else NULL; clear: all. */
+int rs_list_wanted(rs_store_t *rs, const char *hex);
+void rs_list_keep(rs_store_t *rs, const char *hex, apr_uint32_t s0, apr_uint32_t seq,
+                  redisReply *r);
+void rs_list_clear(rs_store_t *rs);
+
 /* Ends the generations left pending by an outage (subscriber thread). */
 void rs_flush_pending(rs_store_t *rs);
 /* Remembers a generation this child could not end (redis away) and forgets
@@ -165,9 +189,9 @@ void rs_gen_ended(rs_store_t *rs, const char *id, apr_uint64_t token, int unreac
 
 /* Script arguments and replies (mod_chatbot_store_redis_ops.c). */
 typedef struct {
-    const char *v[24];
-    size_t l[24];
-    char num[24][24];
+    const char *v[28];
+    size_t l[28];
+    char num[28][24];
     int n;
 } rs_args_t;
 void arg_mem(rs_args_t *a, const char *s, size_t len);
@@ -189,6 +213,58 @@ chat_status_t rs_conv_find_or_create(chat_store_t *st, const chat_owner_t *owner
                                      int *created);
 
 extern const char rs_lua_backend[];
+/* bk_acquire(name, now, ticket, limit, queue_cap, holder_ttl, waiter_stale)
+ * -> {status, position, breaker, failures, reaped}: a backend slot, or a
+ * place in its line (now: redis's clock, ms). Defined after P; used by
+ * rs_lua_backend (op a) and by lua_turn (a turn's start takes its slot in
+ * the same script). */
+#define RS_LUA_BK_ACQUIRE                                                                \
+    "local function bk_acquire(name, now, tk, lim, cap, ttl, wst)\n"                     \
+    "  local K, H, Q = P..'bk:'..name, P..'bh:'..name, P..'bq:'..name\n"                 \
+    "  local W, S = P..'bw:'..name, P..'bs:'..name\n"                                    \
+    "  local n = redis.call('ZREMRANGEBYSCORE', H, '-inf', now)\n"                       \
+    "  for _, w in ipairs(redis.call('ZRANGEBYSCORE', W, '-inf', now - wst)) do\n"       \
+    "    redis.call('ZREM', Q, w)\n"                                                     \
+    "    redis.call('ZREM', W, w)\n"                                                     \
+    "  end\n"                                                                            \
+    "  local v = redis.call('HMGET', K, 'br', 'fl')\n"                                   \
+    "  local b, f = tonumber(v[1] or '0'), tonumber(v[2] or '0')\n"                      \
+    "  if redis.call('ZSCORE', H, tk) then\n"                                            \
+    "    redis.call('ZADD', H, now + ttl, tk)\n"                                         \
+    "    return {0, 0, b, f, n}\n"                                                       \
+    "  end\n"                                                                            \
+    "  local nfree = math.max(0, lim - redis.call('ZCARD', H))\n"                        \
+    "  local rank = redis.call('ZRANK', Q, tk)\n"                                        \
+    "  local qn = redis.call('ZCARD', Q)\n"                                              \
+    "  if rank then\n"                                                                   \
+    "    if rank >= nfree then\n"                                                        \
+    "      redis.call('ZADD', W, now, tk)\n"                                             \
+    "      return {-1, rank + 1, b, f, n}\n"                                             \
+    "    end\n"                                                                          \
+    "    redis.call('ZREM', Q, tk)\n"                                                    \
+    "    redis.call('ZREM', W, tk)\n" /* the others move up */                           \
+    "    if redis.call('ZCARD', Q) > 0 then redis.call('PUBLISH', P..'ev', "             \
+    "'b:'..name) end\n"                                                                  \
+    "  elseif qn >= nfree then\n"                                                        \
+    "    if qn >= cap then return {-41, 0, b, f, n} end\n"                               \
+    "    redis.call('ZADD', Q, redis.call('INCR', S), tk)\n"                             \
+    "    redis.call('ZADD', W, now, tk)\n"                                               \
+    "    return {-1, qn + 1, b, f, n}\n"                                                 \
+    "  end\n"                                                                            \
+    "  redis.call('ZADD', H, now + ttl, tk)\n"                                           \
+    "  return {0, 0, b, f, n}\n"                                                         \
+    "end\n"
+/* The acquire's arguments (name ticket limit queue_cap holder_ttl
+ * waiter_stale) for backend idx into a (-1 if idx is not a backend); the
+ * name is bi's, which must outlive the call. */
+int rs_backend_acq_args(rs_store_t *rs, int idx, uint64_t ticket, rs_args_t *a,
+                        chat_backend_info_t *bi);
+/* What an acquire's reply (r: the 5 elements from el) tells: the breaker
+ * and failures this child caches, slots reclaimed (logged), the waiter's
+ * place; -> the acquire's status. */
+chat_status_t rs_backend_acq_reply(rs_store_t *rs, int idx, const char *name,
+                                   uint64_t ticket, uint64_t now_ms, apr_uint32_t wake,
+                                   redisReply *const *el, int32_t *position);
 chat_status_t rs_backend_acquire(chat_store_t *st, int idx, uint64_t ticket,
                                  uint64_t now_ms, int32_t *position);
 void rs_backend_cancel(chat_store_t *st, int idx, uint64_t ticket);
@@ -229,6 +305,14 @@ int rs_msg_read(chat_store_t *st, const chat_owner_t *owner, const char *id,
 int rs_msg_tail(chat_store_t *st, const chat_owner_t *owner, const char *id,
                 uint32_t max_msgs, size_t max_bytes, chat_buf_t *text, chat_msg_cb *cb,
                 void *baton);
+/* rs_msg_tail with the settings blob appended to meta (lua_vtail reads it
+ * too): chat_store_msg_tail_meta. */
+int rs_msg_tail_meta(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                     uint32_t max_msgs, size_t max_bytes, chat_buf_t *text,
+                     chat_msg_cb *cb, void *baton, chat_buf_t *meta);
+/* The settings blob appended to meta, nothing if none or on error. */
+void rs_meta_into(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                  chat_buf_t *meta);
 chat_status_t rs_msg_branch(chat_store_t *st, const chat_owner_t *owner, const char *id,
                             uint32_t parent, chat_role_t role, uint32_t flags,
                             const char *text, size_t len, uint64_t now_ms,
@@ -253,6 +337,11 @@ chat_status_t rs_gen_request_stop(chat_store_t *st, const chat_owner_t *owner,
                                   const char *id);
 int rs_gen_stop_requested(chat_store_t *st, const char *id, uint64_t token);
 uint64_t rs_conv_seq(chat_store_t *st, const char *id);
+chat_status_t rs_turn_start_acquire(chat_store_t *st, const chat_owner_t *owner,
+                                    const char *id, uint64_t token, uint32_t state,
+                                    const char *text, size_t len, uint32_t flags,
+                                    uint64_t now_ms, uint32_t *index_out,
+                                    chat_turn_acquire_t *acq);
 chat_status_t rs_turn_start(chat_store_t *st, const chat_owner_t *owner, const char *id,
                             uint64_t token, uint32_t state, const char *text, size_t len,
                             uint32_t flags, uint64_t now_ms, uint32_t *index_out);

@@ -47,7 +47,7 @@
 const char rs_lua_backend[] =
     "local P, op, name = ARGV[1], ARGV[2], ARGV[3]\n"
     "local K, H, Q = P..'bk:'..name, P..'bh:'..name, P..'bq:'..name\n"
-    "local W, S = P..'bw:'..name, P..'bs:'..name\n"
+    "local W, S = P..'bw:'..name, P..'bs:'..name\n" RS_LUA_BK_ACQUIRE
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     /* only waiters (in Q) listen: with none, every child would hear a
@@ -59,38 +59,8 @@ const char rs_lua_backend[] =
     /* a ticket limit queue_cap holder_ttl waiter_stale
      * -> {status, position, breaker, failures, reaped} */
     "if op == 'a' then\n"
-    "  local tk, lim, cap = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])\n"
-    "  local ttl, wst = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
-    "  local n = redis.call('ZREMRANGEBYSCORE', H, '-inf', now)\n"
-    "  for _, w in ipairs(redis.call('ZRANGEBYSCORE', W, '-inf', now - wst)) do\n"
-    "    redis.call('ZREM', Q, w)\n"
-    "    redis.call('ZREM', W, w)\n"
-    "  end\n"
-    "  local v = redis.call('HMGET', K, 'br', 'fl')\n"
-    "  local b, f = tonumber(v[1] or '0'), tonumber(v[2] or '0')\n"
-    "  if redis.call('ZSCORE', H, tk) then\n"
-    "    redis.call('ZADD', H, now + ttl, tk)\n"
-    "    return {0, 0, b, f, n}\n"
-    "  end\n"
-    "  local nfree = math.max(0, lim - redis.call('ZCARD', H))\n"
-    "  local rank = redis.call('ZRANK', Q, tk)\n"
-    "  local qn = redis.call('ZCARD', Q)\n"
-    "  if rank then\n"
-    "    if rank >= nfree then\n"
-    "      redis.call('ZADD', W, now, tk)\n"
-    "      return {-1, rank + 1, b, f, n}\n"
-    "    end\n"
-    "    redis.call('ZREM', Q, tk)\n"
-    "    redis.call('ZREM', W, tk)\n"
-    "    wake()\n" /* the others move up */
-    "  elseif qn >= nfree then\n"
-    "    if qn >= cap then return {-41, 0, b, f, n} end\n"
-    "    redis.call('ZADD', Q, redis.call('INCR', S), tk)\n"
-    "    redis.call('ZADD', W, now, tk)\n"
-    "    return {-1, qn + 1, b, f, n}\n"
-    "  end\n"
-    "  redis.call('ZADD', H, now + ttl, tk)\n"
-    "  return {0, 0, b, f, n}\n"
+    "  return bk_acquire(name, now, ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]),\n"
+    "                    tonumber(ARGV[7]), tonumber(ARGV[8]))\n"
     /* c ticket: leave the line; r ticket: free the slot (and the line) */
     "elseif op == 'c' or op == 'r' then\n"
     "  local x = redis.call('ZREM', Q, ARGV[4])\n"
@@ -228,14 +198,64 @@ static void wait_forget(rs_store_t *rs, apr_uint64_t ticket)
     apr_thread_mutex_unlock(rs->mu);
 }
 
+int rs_backend_acq_args(rs_store_t *rs, int idx, uint64_t ticket, rs_args_t *a,
+                        chat_backend_info_t *bi)
+{
+    uint32_t lim;
+
+    if (ticket == 0 || bk_of(rs, idx, bi, &lim)) {
+        return -1;
+    }
+    arg_str(a, bi->name);
+    arg_u64(a, ticket);
+    arg_u64(a, lim);
+    arg_u64(a, rs->layout.queue_cap);
+    arg_u64(a, RS_HOLDER_TTL_MS);
+    arg_u64(a, RS_WAITER_STALE_MS);
+    return 0;
+}
+
+chat_status_t rs_backend_acq_reply(rs_store_t *rs, int idx, const char *name,
+                                   uint64_t ticket, uint64_t now_ms, apr_uint32_t wake,
+                                   redisReply *const *el, int32_t *position)
+{
+    chat_status_t rc = (chat_status_t)rint_(el[0]);
+    rs_wait_t *waiter;
+
+    rs->bk->b[idx].breaker = (int)rint_(el[2]);
+    rs->bk->b[idx].failures = (apr_uint32_t)rint_(el[3]);
+    rs->bk->b[idx].seen_ms = now_ms;
+    if (rint_(el[4]) > 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ap_server_conf,
+                     "chatbot: backend %s: reclaimed %lld request slot(s) whose holder "
+                     "stopped beating (a child or host died)",
+                     name, rint_(el[4]));
+    }
+    if (position && rc == CHAT_EAGAIN) {
+        *position = (int32_t)rint_(el[1]);
+    }
+    if (rs->mu) {
+        apr_thread_mutex_lock(rs->mu);
+        waiter = wait_find(rs, ticket, rc == CHAT_EAGAIN);
+        if (waiter && rc == CHAT_EAGAIN) {
+            waiter->wake = wake;
+            waiter->asked_ms = now_ms;
+            waiter->pos = position ? *position : 0;
+        }
+        else if (waiter) {
+            waiter->ticket = 0;
+        }
+        apr_thread_mutex_unlock(rs->mu);
+    }
+    return rc;
+}
+
 chat_status_t rs_backend_acquire(chat_store_t *st, int idx, uint64_t ticket,
                                  uint64_t now_ms, int32_t *position)
 {
     rs_store_t *rs = RS(st);
+    rs_args_t a = {0};
     chat_backend_info_t bi;
-    uint32_t lim;
-    char ticket_arg[24], slots_arg[16], queue_arg[16], ttl_arg[16], stale_arg[16];
-    const char *av[5] = {ticket_arg, slots_arg, queue_arg, ttl_arg, stale_arg};
     apr_uint32_t wake = apr_atomic_read32(&rs->bk_wake);
     redisReply *r;
     chat_status_t rc;
@@ -244,7 +264,8 @@ chat_status_t rs_backend_acquire(chat_store_t *st, int idx, uint64_t ticket,
     if (position) {
         *position = 0;
     }
-    if (ticket == 0 || bk_of(rs, idx, &bi, &lim)) {
+    arg_str(&a, "a");
+    if (rs_backend_acq_args(rs, idx, ticket, &a, &bi)) {
         return CHAT_EINVAL;
     }
     if (rs->mu) {
@@ -262,13 +283,7 @@ chat_status_t rs_backend_acquire(chat_store_t *st, int idx, uint64_t ticket,
         }
         apr_thread_mutex_unlock(rs->mu);
     }
-    apr_snprintf(ticket_arg, sizeof(ticket_arg), "%" APR_UINT64_T_FMT,
-                 (apr_uint64_t)ticket);
-    apr_snprintf(slots_arg, sizeof(slots_arg), "%u", lim);
-    apr_snprintf(queue_arg, sizeof(queue_arg), "%u", rs->layout.queue_cap);
-    apr_snprintf(ttl_arg, sizeof(ttl_arg), "%d", RS_HOLDER_TTL_MS);
-    apr_snprintf(stale_arg, sizeof(stale_arg), "%d", RS_WAITER_STALE_MS);
-    r = bk_run(rs, "a", bi.name, 5, av);
+    r = rs_eval(rs, RS_LUA_BACKEND, a.n, a.v, a.l);
     if (!is_array(r, 5)) {
         if (r) {
             freeReplyObject(r);
@@ -276,33 +291,9 @@ chat_status_t rs_backend_acquire(chat_store_t *st, int idx, uint64_t ticket,
         /* redis away: this host's own slots, as without redis */
         return chat_store_backend_acquire(rs->local, idx, ticket, now_ms, position);
     }
-    rc = (chat_status_t)rint_(r->element[0]);
-    rs->bk->b[idx].breaker = (int)rint_(r->element[2]);
-    rs->bk->b[idx].failures = (apr_uint32_t)rint_(r->element[3]);
-    rs->bk->b[idx].seen_ms = now_ms;
-    if (rint_(r->element[4]) > 0) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ap_server_conf,
-                     "chatbot: backend %s: reclaimed %lld request slot(s) whose holder "
-                     "stopped beating (a child or host died)",
-                     bi.name, rint_(r->element[4]));
-    }
-    if (position && rc == CHAT_EAGAIN) {
-        *position = (int32_t)rint_(r->element[1]);
-    }
+    rc = rs_backend_acq_reply(rs, idx, bi.name, ticket, now_ms, wake, r->element,
+                              position);
     freeReplyObject(r);
-    if (rs->mu) {
-        apr_thread_mutex_lock(rs->mu);
-        waiter = wait_find(rs, ticket, rc == CHAT_EAGAIN);
-        if (waiter && rc == CHAT_EAGAIN) {
-            waiter->wake = wake;
-            waiter->asked_ms = now_ms;
-            waiter->pos = position ? *position : 0;
-        }
-        else if (waiter) {
-            waiter->ticket = 0;
-        }
-        apr_thread_mutex_unlock(rs->mu);
-    }
     return rc;
 }
 

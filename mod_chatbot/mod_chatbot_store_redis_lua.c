@@ -107,20 +107,26 @@ static const char lua_get[] =
             "table.insert(v, 1, 0)\n"
             "return v\n";
 
+/* list_of(owner) -> {id, fields..., nmsgs}* most recent first (lua_list,
+ * and lua_turn's copy for the tab that lists them next) */
+#define LIST_FN                                                                          \
+    "local function list_of(o)\n"                                                        \
+    "  local uz = P..'u:'..o\n"                                                          \
+    "  local out = {}\n"                                                                 \
+    "  for _, id in ipairs(redis.call('ZREVRANGE', uz, 0, -1)) do\n"                     \
+    "    local v = info(id)\n"                                                           \
+    "    if v then\n"                                                                    \
+    "      table.insert(out, id)\n"                                                      \
+    "      for _, x in ipairs(v) do table.insert(out, x) end\n"                          \
+    "    else\n"                                                                         \
+    "      redis.call('ZREM', uz, id)\n"                                                 \
+    "    end\n"                                                                          \
+    "  end\n"                                                                            \
+    "  return out\n"                                                                     \
+    "end\n"
+
 /* ARGV: P owner -> {id, fields..., nmsgs}* most recent first */
-static const char lua_list[] =
-    PRELUDE "local uz = P..'u:'..ARGV[2]\n"
-            "local out = {}\n"
-            "for _, id in ipairs(redis.call('ZREVRANGE', uz, 0, -1)) do\n"
-            "  local v = info(id)\n"
-            "  if v then\n"
-            "    table.insert(out, id)\n"
-            "    for _, x in ipairs(v) do table.insert(out, x) end\n"
-            "  else\n"
-            "    redis.call('ZREM', uz, id)\n"
-            "  end\n"
-            "end\n"
-            "return out\n";
+static const char lua_list[] = PRELUDE LIST_FN "return list_of(ARGV[2])\n";
 
 /* ARGV: P owner id what(t|f) v1 v2 now */
 static const char lua_update[] =
@@ -345,8 +351,16 @@ static const char lua_append[] = PRELUDE APPEND_FN
  *                  -> {status, evicted, 0}
  *   and ARGV[18] the caller's origin tag: the "u:<o>@<tag>" it publishes is
  *   not heard again by the child that sent it (it counted the change);
- *   ARGV[19] the anonymous share (percent). */
-static const char lua_turn[] = PRELUDE APPEND_FN VPRELUDE
+ *   ARGV[19] the anonymous share (percent); op s with ARGV[20..25] (backend
+ *   name ticket limit queue_cap holder_ttl waiter_stale): once started, the
+ *   turn's backend slot or place in line too (bk_acquire, redis's clock),
+ *   its reply appended, and with a slot on a closed breaker the state is
+ *   generating at once (as lua_gen s would make it next) -> {0, evicted,
+ *   index, status, position, breaker, failures, reaped, generating, list};
+ *   list (ARGV[26] 1, else 0) and op f's with ARGV[20] 1 ({0, evicted, 0,
+ *   list}): the owner's list as lua_list reads it after the change, for
+ *   the tab that reads it next (rs_list_take). */
+static const char lua_turn[] = PRELUDE APPEND_FN VPRELUDE RS_LUA_BK_ACQUIRE LIST_FN
     "local op, o, id, tok, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]\n"
     "local maxm, maxb = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
     "local hist, uqb, anon = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11] == '0'\n"
@@ -392,6 +406,23 @@ static const char lua_turn[] = PRELUDE APPEND_FN VPRELUDE
     "end\n"
     "changed(id, now)\n"
     "redis.call('PUBLISH', P..'ev', 'u:'..o..'@'..ARGV[18])\n"
+    "if op == 's' and ARGV[20] then\n"
+    "  local t = redis.call('TIME')\n"
+    "  local a = bk_acquire(ARGV[20], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) "
+    "/ 1000),\n"
+    "                       ARGV[21], tonumber(ARGV[22]), tonumber(ARGV[23]),\n"
+    "                       tonumber(ARGV[24]), tonumber(ARGV[25]))\n"
+    /* a slot on a closed breaker: the request goes out, generating now */
+    "  local g = 0\n"
+    "  if a[1] == 0 and a[3] == 0 then\n"
+    "    redis.call('HSET', c, 's', 2)\n"
+    "    g = 1\n"
+    "  end\n"
+    "  return {0, ev, idx, a[1], a[2], a[3], a[4], a[5], g,\n"
+    "          ARGV[26] == '1' and list_of(o) or 0}\n"
+    "elseif op == 'f' and ARGV[20] == '1' then\n"
+    "  return {0, ev, idx, list_of(o)}\n"
+    "end\n"
     "return {0, ev, idx}\n";
 
 /* ARGV: P owner id set clear now (last message) */
@@ -666,13 +697,14 @@ static const char lua_vread[] = PRELUDE VPRELUDE
     "end\n"
     "return out\n";
 
-/* ARGV: P owner id max_msgs max_bytes skip_flags -> the context of a turn
- * (chat_store_msg_tail) of a linear conversation, read from its end only:
- * {0, first_index, hdr, text, ...} as lua_vread (each header with its
+/* ARGV: P owner id max_msgs max_bytes skip_flags meta -> the context of a
+ * turn (chat_store_msg_tail) of a linear conversation, read from its end
+ * only: {0, first_index, hdr, text, ...} as lua_vread (each header with its
  * parent's index), the messages from the oldest one the context takes to
- * the last; {1} if the conversation has branches (the caller then reads
- * the whole tree); {-60} if not the owner's. Which is the oldest follows
- * the shm store's rule (cs_ver_tail): newest first, messages with a skip
+ * the last, and with meta 1 the settings blob last ('' if none: the turn's
+ * settings in the same round trip, chat_store_msg_tail_meta); {1} if the conversation has
+ * branches (the caller then reads the whole tree); {-60} if not the owner's. Which is the
+ * oldest follows the shm store's rule (cs_ver_tail): newest first, messages with a skip
  * flag passed over (the caller skips them too), at most max_msgs, and
  * max_bytes of text except for the newest, which is taken whatever its
  * size. The headers are read in chunks from the end (max_msgs and a few,
@@ -680,7 +712,7 @@ static const char lua_vread[] = PRELUDE VPRELUDE
  * does not grow with the conversation. */
 static const char lua_vtail[] = PRELUDE
     "local id = ARGV[3]\n"
-    "local v = redis.call('HMGET', ckey(id), 'o', 'ln')\n"
+    "local v = redis.call('HMGET', ckey(id), 'o', 'ln', 'mt')\n"
     "if v[1] ~= ARGV[2] then return {-60} end\n"
     "if v[2] ~= '1' then return {1} end\n"
     "local maxm, maxb, skip = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])\n"
@@ -719,6 +751,7 @@ static const char lua_vtail[] = PRELUDE
     "  out[#out + 1] = seen[i][2]\n"
     "  i = i + 1\n"
     "end\n"
+    "if ARGV[7] == '1' then out[#out + 1] = v[3] or '' end\n"
     "return out\n";
 
 const char *const rs_lua_body[RS_LUA_COUNT] = {

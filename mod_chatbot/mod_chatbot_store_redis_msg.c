@@ -118,9 +118,10 @@ chat_status_t rs_msg_truncate(chat_store_t *st, const chat_owner_t *owner, const
 /* A read script's reply {0, first, hdr, text, ...} (lua_vread, lua_vtail)
  * for owner, id and the numbers that follow them, or NULL with *rc set
  * (the script's own status if it is not 0). */
-static redisReply *read_reply(chat_store_t *st, rs_lua_t script,
-                              const chat_owner_t *owner, const char *id,
-                              const long long *num, int nnum, chat_status_t *rc)
+static redisReply *read_reply_x(chat_store_t *st, rs_lua_t script,
+                                const chat_owner_t *owner, const char *id,
+                                const long long *num, int nnum, size_t extra,
+                                chat_status_t *rc)
 {
     char hex[41];
     rs_args_t a = {0};
@@ -139,8 +140,8 @@ static redisReply *read_reply(chat_store_t *st, rs_lua_t script,
     }
     r = rs_run(st, script, &a);
     *rc = status_of(r);
-    if (*rc == CHAT_OK &&
-        (r->type != REDIS_REPLY_ARRAY || r->elements < 2 || (r->elements - 2) % 2)) {
+    if (*rc == CHAT_OK && (r->type != REDIS_REPLY_ARRAY || r->elements < 2 + extra ||
+                           (r->elements - 2 - extra) % 2)) {
         *rc = CHAT_EINTERNAL;
     }
     if (*rc != CHAT_OK) {
@@ -150,6 +151,13 @@ static redisReply *read_reply(chat_store_t *st, rs_lua_t script,
         return NULL;
     }
     return r;
+}
+
+static redisReply *read_reply(chat_store_t *st, rs_lua_t script,
+                              const chat_owner_t *owner, const char *id,
+                              const long long *num, int nnum, chat_status_t *rc)
+{
+    return read_reply_x(st, script, owner, id, num, nnum, 0, rc);
 }
 
 /* Messages [start, stop] (LRANGE indexes; start may be negative: from the
@@ -239,28 +247,37 @@ int rs_msg_read(chat_store_t *st, const chat_owner_t *owner, const char *id,
  * from the oldest one the context takes to the last, those with a skip
  * flag passed over. -> the count delivered or an error; *branched set
  * (and nothing delivered) if the conversation has branches: the caller
- * reads the tree. */
+ * reads the tree. With meta, the settings blob is appended to it too
+ * (read in the same script). */
 static int linear_tail(chat_store_t *st, const chat_owner_t *owner, const char *id,
                        uint32_t max_msgs, size_t max_bytes, chat_buf_t *text,
-                       chat_msg_cb *cb, void *baton, int *branched)
+                       chat_msg_cb *cb, void *baton, chat_buf_t *meta, int *branched)
 {
     const uint32_t skip = CHAT_MSG_ERROR | CHAT_MSG_REFUSED;
-    const long long num[3] = {max_msgs, (long long)max_bytes, skip};
+    const long long num[4] = {max_msgs, (long long)max_bytes, skip, meta ? 1 : 0};
     chat_status_t rc;
-    redisReply *r = read_reply(st, RS_LUA_VTAIL, owner, id, num, 3, &rc);
-    size_t k;
+    redisReply *r = read_reply_x(st, RS_LUA_VTAIL, owner, id, num, 4, meta ? 1 : 0, &rc);
+    size_t k, npairs;
     int n = 0;
 
     *branched = !r && rc == 1;
     if (!r) {
         return *branched ? 0 : rc;
     }
-    for (k = 0; k < (r->elements - 2) / 2 && n >= 0; k++) {
+    npairs = (r->elements - 2 - (meta ? 1 : 0)) / 2;
+    for (k = 0; k < npairs && n >= 0; k++) {
         chat_msg_info_t mi;
         if (msg_of(r, k, &mi) || (mi.flags & skip)) {
             continue;
         }
         n = deliver(r, k, k + 1, text, cb, baton) < 0 ? CHAT_ENOMEM : n + 1;
+    }
+    if (meta && n >= 0) {
+        const redisReply *b = r->element[r->elements - 1];
+        if (b->type == REDIS_REPLY_STRING && b->len && b->len <= CHAT_CONV_META_MAX &&
+            chat_buf_append(meta, b->str, b->len) != CHAT_OK) {
+            n = CHAT_ENOMEM;
+        }
     }
     freeReplyObject(r);
     return n;
@@ -270,6 +287,13 @@ int rs_msg_tail(chat_store_t *st, const chat_owner_t *owner, const char *id,
                 uint32_t max_msgs, size_t max_bytes, chat_buf_t *text, chat_msg_cb *cb,
                 void *baton)
 {
+    return rs_msg_tail_meta(st, owner, id, max_msgs, max_bytes, text, cb, baton, NULL);
+}
+
+int rs_msg_tail_meta(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                     uint32_t max_msgs, size_t max_bytes, chat_buf_t *text,
+                     chat_msg_cb *cb, void *baton, chat_buf_t *meta)
+{
     chat_status_t rc;
     redisReply *r;
     size_t total, k, used = 0;
@@ -277,12 +301,18 @@ int rs_msg_tail(chat_store_t *st, const chat_owner_t *owner, const char *id,
     int n, branched;
 
     if (max_msgs == 0) {
+        if (meta) {
+            rs_meta_into(st, owner, id, meta); /* nothing to read with the blob */
+        }
         return 0;
     }
     /* a linear conversation: from its end only (lua_vtail) */
-    n = linear_tail(st, owner, id, max_msgs, max_bytes, text, cb, baton, &branched);
+    n = linear_tail(st, owner, id, max_msgs, max_bytes, text, cb, baton, meta, &branched);
     if (!branched) {
         return n;
+    }
+    if (meta) {
+        rs_meta_into(st, owner, id, meta); /* with versions: the blob on its own */
     }
     /* a conversation with branches: every stored message (at most
      * max_messages), for the active path (chat/versions.h); errors and

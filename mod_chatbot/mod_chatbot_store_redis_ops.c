@@ -424,8 +424,80 @@ static chat_status_t rs_conv_get(chat_store_t *st, const chat_owner_t *owner,
     return rc;
 }
 
+static int list_valid(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_ARRAY && r->elements % (1 + RS_NFIELDS) == 0;
+}
+
+int rs_list_wanted(rs_store_t *rs, const char *hex)
+{
+    apr_uint64_t at = rs->listed_ms[rs_slot(hex, 40) % RS_LISTS];
+    apr_uint64_t now = (apr_uint64_t)apr_time_as_msec(apr_time_now());
+
+    return rs->mu && at && now - at < RS_LIST_WANT_MS;
+}
+
+void rs_list_keep(rs_store_t *rs, const char *hex, apr_uint32_t s0, apr_uint32_t seq,
+                  redisReply *r)
+{
+    apr_uint32_t k = rs_slot(hex, 40) % RS_LISTS;
+    redisReply *old = NULL;
+
+    if (!rs->mu || !list_valid(r) || seq != s0 + 1) {
+        if (r) {
+            freeReplyObject(r);
+        }
+        return;
+    }
+    apr_thread_mutex_lock(rs->mu);
+    old = rs->list[k].r;
+    memcpy(rs->list[k].hex, hex, sizeof(rs->list[k].hex));
+    rs->list[k].seq = seq;
+    rs->list[k].r = r;
+    apr_thread_mutex_unlock(rs->mu);
+    if (old) {
+        freeReplyObject(old);
+    }
+}
+
+static redisReply *list_take(rs_store_t *rs, const char *hex)
+{
+    apr_uint32_t slot = rs_slot(hex, 40), k = slot % RS_LISTS;
+    redisReply *r = NULL;
+
+    rs->listed_ms[k] = (apr_uint64_t)apr_time_as_msec(apr_time_now());
+    if (!rs->mu) {
+        return NULL;
+    }
+    apr_thread_mutex_lock(rs->mu);
+    if (rs->list[k].r && !strcmp(rs->list[k].hex, hex)) {
+        if (rs->list[k].seq == apr_atomic_read32(&rs->user_seq[slot])) {
+            r = rs->list[k].r; /* once: another tab reads redis */
+        }
+        else {
+            freeReplyObject(rs->list[k].r); /* something changed since */
+        }
+        rs->list[k].r = NULL;
+    }
+    apr_thread_mutex_unlock(rs->mu);
+    return r;
+}
+
+void rs_list_clear(rs_store_t *rs)
+{
+    int k;
+
+    for (k = 0; k < RS_LISTS; k++) {
+        if (rs->list[k].r) {
+            freeReplyObject(rs->list[k].r);
+            rs->list[k].r = NULL;
+        }
+    }
+}
+
 /* The owner's conversations as the script lists them, most recent first;
- * the reply (freed by the caller) or NULL. */
+ * the reply (freed by the caller) or NULL. A turn's script may have read
+ * it already, right after the owner's last change (rs_list_keep). */
 static redisReply *list_reply(chat_store_t *st, const chat_owner_t *owner)
 {
     char hex[41];
@@ -433,9 +505,12 @@ static redisReply *list_reply(chat_store_t *st, const chat_owner_t *owner)
     redisReply *r;
 
     owner_hex(owner, hex);
+    if ((r = list_take(RS(st), hex))) {
+        return r;
+    }
     arg_str(&a, hex);
     r = rs_run(st, RS_LUA_LIST, &a);
-    if (r && (r->type != REDIS_REPLY_ARRAY || r->elements % (1 + RS_NFIELDS))) {
+    if (r && !list_valid(r)) {
         freeReplyObject(r);
         r = NULL;
     }
@@ -574,6 +649,19 @@ static chat_status_t rs_conv_meta_get(chat_store_t *st, const chat_owner_t *owne
         freeReplyObject(r);
     }
     return rc;
+}
+
+void rs_meta_into(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                  chat_buf_t *meta)
+{
+    size_t had = meta->len;
+
+    if (rs_conv_meta_get(st, owner, id, meta) != CHAT_OK) {
+        meta->len = had;
+        if (meta->data) {
+            meta->data[had] = '\0';
+        }
+    }
 }
 
 static chat_status_t rs_conv_meta_set(chat_store_t *st, const chat_owner_t *owner,
@@ -740,6 +828,7 @@ const chat_store_provider_t rs_provider = {
     .msg_truncate = rs_msg_truncate,
     .msg_read = rs_msg_read,
     .msg_tail = rs_msg_tail,
+    .msg_tail_meta = rs_msg_tail_meta,
     .msg_branch = rs_msg_branch,
     .msg_select = rs_msg_select,
     .msg_get = rs_msg_get,
@@ -766,6 +855,7 @@ const chat_store_provider_t rs_provider = {
     .metrics_series_count = rs_metrics_series_count,
     .metrics_series_get = rs_metrics_series_get,
     .turn_start = rs_turn_start,
+    .turn_start_acquire = rs_turn_start_acquire,
     .turn_finish = rs_turn_finish,
     .conv_find_or_create = rs_conv_find_or_create,
 };

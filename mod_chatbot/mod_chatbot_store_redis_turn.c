@@ -58,20 +58,60 @@ chat_status_t rs_index_reply(rs_store_t *rs, redisReply *r, uint32_t *index_out)
 
 /* Tells this child's watchers (at their next look, as with the shm store);
  * the others hear the channel, this child skips its own message there. */
-static void local_user_news(rs_store_t *rs, const char *hex)
+static apr_uint32_t local_user_news(rs_store_t *rs, const char *hex)
 {
-    apr_atomic_inc32(&rs->user_seq[rs_slot(hex, 40)]);
+    apr_uint32_t old = apr_atomic_inc32(&rs->user_seq[rs_slot(hex, 40)]);
+
     apr_atomic_inc32(&rs->events);
+    return old;
 }
 
-chat_status_t rs_turn_start(chat_store_t *st, const chat_owner_t *owner, const char *id,
-                            uint64_t token, uint32_t state, const char *text, size_t len,
-                            uint32_t flags, uint64_t now_ms, uint32_t *index_out)
+/* Element k of reply r, taken out of it (the caller frees it); r keeps
+ * its first k elements, the others are freed. */
+static redisReply *take_tail(redisReply *r, size_t k)
+{
+    redisReply *x = r->element[k];
+    size_t j;
+
+    for (j = k + 1; j < r->elements; j++) {
+        freeReplyObject(r->element[j]);
+    }
+    r->elements = k;
+    return x;
+}
+
+/* The start's reply with the acquire's appended (rs_turn_start_acquire):
+ * what the acquire tells goes where rs_backend_acquire puts it. */
+static void acquired(rs_store_t *rs, redisReply *r, const char *name, apr_uint32_t wake,
+                     chat_turn_acquire_t *acq)
+{
+    size_t k;
+
+    for (k = 3; k < 9; k++) {
+        if (r->element[k]->type != REDIS_REPLY_INTEGER) {
+            return; /* tried 0: the caller acquires on its own */
+        }
+    }
+    acq->rc = rs_backend_acq_reply(rs, acq->backend, name, acq->ticket, acq->now_ms, wake,
+                                   r->element + 3, &acq->position);
+    acq->generating = acq->rc == CHAT_OK && r->element[8]->integer == 1;
+    acq->tried = 1;
+}
+
+chat_status_t rs_turn_start_acquire(chat_store_t *st, const chat_owner_t *owner,
+                                    const char *id, uint64_t token, uint32_t state,
+                                    const char *text, size_t len, uint32_t flags,
+                                    uint64_t now_ms, uint32_t *index_out,
+                                    chat_turn_acquire_t *acq)
 {
     rs_store_t *rs = RS(st);
     rs_args_t a = {0};
     char hex[41];
+    chat_backend_info_t bi;
+    apr_uint32_t wake = apr_atomic_read32(&rs->bk_wake), s0;
+    redisReply *r, *list = NULL;
     chat_status_t rc;
+    int with_acq;
 
     if (state != CHAT_CONV_QUEUED && state != CHAT_CONV_GENERATING) {
         return CHAT_EINVAL;
@@ -90,16 +130,43 @@ chat_status_t rs_turn_start(chat_store_t *st, const chat_owner_t *owner, const c
     arg_u64(&a, CHAT_CONV_STOPPED);
     arg_str(&a, rs->origin);
     arg_u64(&a, rs->policy.anon_share_pct);
-    rc = rs_index_reply(rs, rs_eval(rs, RS_LUA_TURN, a.n, a.v, a.l), index_out);
+    with_acq = acq && rs_backend_acq_args(rs, acq->backend, acq->ticket, &a, &bi) == 0;
+    if (with_acq) {
+        arg_str(&a, rs_list_wanted(rs, hex) ? "1" : "0");
+    }
+    s0 = apr_atomic_read32(&rs->user_seq[rs_slot(hex, 40)]);
+    r = rs_eval(rs, RS_LUA_TURN, a.n, a.v, a.l);
+    if (with_acq && r && r->type == REDIS_REPLY_ARRAY && r->elements == 10) {
+        acquired(rs, r, bi.name, wake, acq);
+        list = take_tail(r, 9);
+        freeReplyObject(take_tail(r, 3)); /* the start's own reply remains */
+    }
+    rc = rs_index_reply(rs, r, index_out);
     if (rc == CHAT_OK) {
-        local_user_news(rs, hex);
+        rs_list_keep(rs, hex, s0, local_user_news(rs, hex) + 1, list);
+        list = NULL;
     }
     else if (rc == CHAT_EUNAVAIL) {
         /* a redis that hung runs the script when it wakes up, after the
-         * caller has given up on the turn: end that generation then */
+         * caller has given up on the turn: end that generation then, and
+         * give back the slot it may have taken (sent now, run after it) */
         rs_gen_ended(rs, id, token, 1);
+        if (with_acq) {
+            rs_backend_release(st, acq->backend, acq->ticket);
+        }
+    }
+    if (list) {
+        freeReplyObject(list);
     }
     return rc;
+}
+
+chat_status_t rs_turn_start(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                            uint64_t token, uint32_t state, const char *text, size_t len,
+                            uint32_t flags, uint64_t now_ms, uint32_t *index_out)
+{
+    return rs_turn_start_acquire(st, owner, id, token, state, text, len, flags, now_ms,
+                                 index_out, NULL);
 }
 
 chat_status_t rs_turn_finish(chat_store_t *st, const chat_owner_t *owner, const char *id,
@@ -110,6 +177,8 @@ chat_status_t rs_turn_finish(chat_store_t *st, const chat_owner_t *owner, const 
     rs_args_t a = {0};
     char hex[41];
     chat_status_t rc;
+    redisReply *r, *list = NULL;
+    apr_uint32_t s0, seq;
 
     if (turn_args(st, &a, hex, "f", owner, id, token, now_ms)) {
         return CHAT_ENOTFOUND;
@@ -122,9 +191,21 @@ chat_status_t rs_turn_finish(chat_store_t *st, const chat_owner_t *owner, const 
     arg_str(&a, "");
     arg_str(&a, rs->origin);
     arg_u64(&a, rs->policy.anon_share_pct);
-    rc = rs_index_reply(rs, rs_eval(rs, RS_LUA_TURN, a.n, a.v, a.l), NULL);
+    arg_str(&a, rs_list_wanted(rs, hex) ? "1" : "0");
+    s0 = apr_atomic_read32(&rs->user_seq[rs_slot(hex, 40)]);
+    r = rs_eval(rs, RS_LUA_TURN, a.n, a.v, a.l);
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 4) {
+        list = take_tail(r, 3); /* the owner's list, for the tab's next read */
+    }
+    rc = rs_index_reply(rs, r, NULL);
     rs_gen_ended(rs, id, token, rc == CHAT_EUNAVAIL);
-    local_user_news(rs, hex);
+    seq = local_user_news(rs, hex) + 1;
+    if (rc == CHAT_OK && list) {
+        rs_list_keep(rs, hex, s0, seq, list);
+    }
+    else if (list) {
+        freeReplyObject(list);
+    }
     return rc;
 }
 

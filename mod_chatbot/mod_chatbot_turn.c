@@ -15,15 +15,23 @@
 
 /* ---- starting a turn ------------------------------------------------------- */
 
-/* A new message's turn in the store: generation, message, list at once. */
+/* A new message's turn in the store: generation, message, list at once,
+ * and the first backend's slot with them where the store can (one round
+ * trip on redis; chatbot_turn_acquire then uses the answer). */
 static chat_status_t turn_start(chatbot_turn_priv_t *t, const chatbot_turn_req_t *req,
                                 apr_uint64_t now)
 {
-    return chat_store_turn_start(chatbot_store(), &t->e->id.owner, t->pub.conv_id,
-                                 t->token, CHAT_CONV_QUEUED, req->content, req->len,
-                                 (req->content[0] == '!' ? CHAT_MSG_COMMAND : 0) |
-                                     req->msg_flags,
-                                 now, &t->pub.user_index);
+    apr_array_header_t *bes = req->bot->backends;
+
+    t->pre.tried = 0;
+    t->pre.backend = bes->nelts ? APR_ARRAY_IDX(bes, 0, chatbot_backend_t *)->index : -1;
+    t->pre.ticket = t->ticket;
+    t->pre.now_ms = now;
+    return chat_store_turn_start_acquire(
+        chatbot_store(), &t->e->id.owner, t->pub.conv_id, t->token, CHAT_CONV_QUEUED,
+        req->content, req->len,
+        (req->content[0] == '!' ? CHAT_MSG_COMMAND : 0) | req->msg_flags, now,
+        &t->pub.user_index, bes->nelts ? &t->pre : NULL);
 }
 
 const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *req,
@@ -96,6 +104,7 @@ const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *re
     t->backend_i = 0;
     t->slot_held = 0;
     t->queued_pos = 0;
+    t->pre.tried = 0;
     t->t_start = now;
     t->t_queued = t->t_sent = t->t_first = t->t_last = 0;
     t->t_beat = now;

@@ -352,6 +352,27 @@ chat_status_t chat_store_turn_finish(chat_store_t *st, const chat_owner_t *owner
                                      const char *id, uint64_t token, uint32_t answer_set,
                                      const char *err, size_t err_len, uint64_t now_ms);
 
+/* chat_store_turn_start and, if it succeeded, chat_store_backend_acquire
+ * (backend, ticket) in the same request where the store can (with redis,
+ * one script): acq->tried is then 1, acq->rc the acquire's status and
+ * acq->position its place in line. A store that cannot (tried 0: the
+ * caller acquires as usual) only starts the turn; acq NULL: turn_start. */
+typedef struct {
+    int backend;
+    uint64_t ticket;
+    uint64_t now_ms; /* the acquire's time */
+    int tried;
+    chat_status_t rc;
+    int32_t position;
+    int generating; /* a slot on a closed breaker: the state is generating already */
+} chat_turn_acquire_t;
+chat_status_t chat_store_turn_start_acquire(chat_store_t *st, const chat_owner_t *owner,
+                                            const char *id, uint64_t token,
+                                            uint32_t state, const char *text, size_t len,
+                                            uint32_t flags, uint64_t now_ms,
+                                            uint32_t *index_out,
+                                            chat_turn_acquire_t *acq);
+
 /* Lock-free: the conversation's change counter (0 if the id is invalid).
  * Followers poll it to learn that something new was written. */
 uint64_t chat_store_conv_seq(chat_store_t *st, const char *id);
@@ -464,6 +485,14 @@ int chat_store_msg_read(chat_store_t *st, const chat_owner_t *owner, const char 
 int chat_store_msg_tail(chat_store_t *st, const chat_owner_t *owner, const char *id,
                         uint32_t max_msgs, size_t max_bytes, chat_buf_t *text,
                         chat_msg_cb *cb, void *baton);
+
+/* chat_store_msg_tail and, first, chat_store_conv_meta_get into meta (the
+ * settings blob appended, nothing if none is set or it cannot be read: a
+ * turn's settings and context in one call; a store may answer both with
+ * one request). Returns what chat_store_msg_tail returns. */
+int chat_store_msg_tail_meta(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                             uint32_t max_msgs, size_t max_bytes, chat_buf_t *text,
+                             chat_msg_cb *cb, void *baton, chat_buf_t *meta);
 
 /* For resume: copies bytes [offset, len) of message index into text
  * (reset first) and fills info. CHAT_OK, CHAT_ENOTFOUND (conversation or
@@ -733,6 +762,13 @@ struct chat_store_provider {
     chat_status_t (*turn_finish)(chat_store_t *st, const chat_owner_t *owner,
                                  const char *id, uint64_t token, uint32_t answer_set,
                                  const char *err, size_t err_len, uint64_t now_ms);
+    /* optional (NULL: turn_start only, acq->tried 0):
+     * chat_store_turn_start_acquire */
+    chat_status_t (*turn_start_acquire)(chat_store_t *st, const chat_owner_t *owner,
+                                        const char *id, uint64_t token, uint32_t state,
+                                        const char *text, size_t len, uint32_t flags,
+                                        uint64_t now_ms, uint32_t *index_out,
+                                        chat_turn_acquire_t *acq);
     /* optional (NULL: a look-up then a creation): chat_store_conv_find_or_create */
     chat_status_t (*conv_find_or_create)(chat_store_t *st, const chat_owner_t *owner,
                                          const char *bot, const char *title,
@@ -744,6 +780,10 @@ struct chat_store_provider {
     chat_status_t (*conv_meta_set)(chat_store_t *st, const chat_owner_t *owner,
                                    const char *id, const char *data, size_t len,
                                    uint64_t now_ms);
+    /* optional (NULL: conv_meta_get then msg_tail): chat_store_msg_tail_meta */
+    int (*msg_tail_meta)(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                         uint32_t max_msgs, size_t max_bytes, chat_buf_t *text,
+                         chat_msg_cb *cb, void *baton, chat_buf_t *meta);
 };
 
 #ifdef __cplusplus

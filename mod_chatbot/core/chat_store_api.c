@@ -319,6 +319,32 @@ chat_status_t chat_store_gen_end(chat_store_t *st, const char *id, uint64_t toke
     return ((chat_store_head_t *)st)->provider->gen_end(st, id, token, now_ms);
 }
 
+chat_status_t chat_store_turn_start_acquire(chat_store_t *st, const chat_owner_t *owner,
+                                            const char *id, uint64_t token,
+                                            uint32_t state, const char *text, size_t len,
+                                            uint32_t flags, uint64_t now_ms,
+                                            uint32_t *index_out, chat_turn_acquire_t *acq)
+{
+    const chat_store_provider_t *pv;
+
+    if (acq) {
+        acq->tried = 0;
+        acq->rc = CHAT_EINTERNAL;
+        acq->position = 0;
+        acq->generating = 0;
+    }
+    if (!st) {
+        return CHAT_ENOTFOUND;
+    }
+    pv = ((chat_store_head_t *)st)->provider;
+    if (acq && pv->turn_start_acquire) {
+        return pv->turn_start_acquire(st, owner, id, token, state, text, len, flags,
+                                      now_ms, index_out, acq);
+    }
+    return chat_store_turn_start(st, owner, id, token, state, text, len, flags, now_ms,
+                                 index_out);
+}
+
 chat_status_t chat_store_turn_start(chat_store_t *st, const chat_owner_t *owner,
                                     const char *id, uint64_t token, uint32_t state,
                                     const char *text, size_t len, uint32_t flags,
@@ -467,6 +493,32 @@ int chat_store_msg_tail(chat_store_t *st, const chat_owner_t *owner, const char 
     }
     return ((chat_store_head_t *)st)
         ->provider->msg_tail(st, owner, id, max_msgs, max_bytes, text, cb, baton);
+}
+
+int chat_store_msg_tail_meta(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                             uint32_t max_msgs, size_t max_bytes, chat_buf_t *text,
+                             chat_msg_cb *cb, void *baton, chat_buf_t *meta)
+{
+    const chat_store_provider_t *p;
+
+    if (!st) {
+        return CHAT_ENOTFOUND;
+    }
+    p = ((chat_store_head_t *)st)->provider;
+    if (p->msg_tail_meta) {
+        return p->msg_tail_meta(st, owner, id, max_msgs, max_bytes, text, cb, baton,
+                                meta);
+    }
+    if (meta) {
+        size_t had = meta->len;
+        if (chat_store_conv_meta_get(st, owner, id, meta) != CHAT_OK) {
+            meta->len = had; /* as if none were set */
+            if (meta->data) {
+                meta->data[had] = '\0';
+            }
+        }
+    }
+    return p->msg_tail(st, owner, id, max_msgs, max_bytes, text, cb, baton);
 }
 
 chat_status_t chat_store_msg_branch(chat_store_t *st, const chat_owner_t *owner,
