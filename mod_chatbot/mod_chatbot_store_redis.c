@@ -323,6 +323,15 @@ typedef struct {
     int n;
 } rs_redo_t;
 
+/* An error reply to a command whose reply nobody waited for: logged and
+ * counted. */
+static void owed_failed(const redisReply *r, int *bad)
+{
+    (*bad)++;
+    ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
+                 APLOGNO(10962) "chatbot: redis store command failed: %s", r->str);
+}
+
 /* Reads the replies x owes (rs_command_nowait), in order. An error reply
  * is logged and counted in *bad. -1 if the connection failed. */
 static int settle(rs_conn_t *x, rs_redo_t *redo, int *bad)
@@ -340,10 +349,7 @@ static int settle(rs_conn_t *x, rs_redo_t *redo, int *bad)
             x->cmd[k] = NULL;
         }
         else if (r->type == REDIS_REPLY_ERROR) {
-            (*bad)++;
-            ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
-                         APLOGNO(10962) "chatbot: redis store command failed: %s",
-                         r->str);
+            owed_failed(r, bad);
         }
         if (r) {
             freeReplyObject(r);
@@ -374,10 +380,7 @@ static int resend(rs_conn_t *x, rs_redo_t *redo, int *bad)
             rc = -1;
         }
         else if (r->type == REDIS_REPLY_ERROR) {
-            (*bad)++;
-            ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
-                         APLOGNO(10962) "chatbot: redis store command failed: %s",
-                         r->str);
+            owed_failed(r, bad);
         }
         if (r) {
             freeReplyObject(r);

@@ -123,17 +123,25 @@ static int bk_of(rs_store_t *rs, int idx, chat_backend_info_t *bi, uint32_t *lim
     return 0;
 }
 
+/* The backend script's arguments: the step, the backend, then argv. */
+static void bk_args(rs_args_t *a, const char *op, const char *name, int argc,
+                    const char **argv)
+{
+    int k;
+
+    arg_str(a, op);
+    arg_str(a, name);
+    for (k = 0; k < argc; k++) {
+        arg_str(a, argv[k]);
+    }
+}
+
 static redisReply *bk_run(rs_store_t *rs, const char *op, const char *name, int argc,
                           const char **argv)
 {
     rs_args_t a = {0};
-    int k;
 
-    arg_str(&a, op);
-    arg_str(&a, name);
-    for (k = 0; k < argc; k++) {
-        arg_str(&a, argv[k]);
-    }
+    bk_args(&a, op, name, argc, argv);
     return rs_eval(rs, RS_LUA_BACKEND, a.n, a.v, a.l);
 }
 
@@ -143,13 +151,8 @@ static void bk_send(rs_store_t *rs, const char *op, const char *name, int argc,
                     const char **argv)
 {
     rs_args_t a = {0};
-    int k;
 
-    arg_str(&a, op);
-    arg_str(&a, name);
-    for (k = 0; k < argc; k++) {
-        arg_str(&a, argv[k]);
-    }
+    bk_args(&a, op, name, argc, argv);
     rs_eval_nowait(rs, RS_LUA_BACKEND, a.n, a.v, a.l);
 }
 
