@@ -160,3 +160,22 @@ class CmdFixture:
 
     def cleanup(self):
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def cmd_fixture():
+    """Body of a module-scoped fixture: a CmdFixture, cleaned up after."""
+    f = CmdFixture()
+    yield f
+    f.cleanup()
+
+
+def cmd_server(fake, fx, name):
+    """Body of a module-scoped fixture: a server with fx's declarations,
+    stopped after; its error log must then hold no unexpected error line."""
+    from conftest import Server
+    s = Server(fake.url, extra=fx.conf(), name=name)
+    yield s
+    s.stop()
+    bad = s.bad_log_lines()
+    shutil.rmtree(s.root, ignore_errors=True)
+    assert not bad, "unexpected error-level lines in the error log:\n" + "\n".join(bad)

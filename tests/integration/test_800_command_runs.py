@@ -25,9 +25,9 @@ import urllib.request
 
 import pytest
 
-from cmdutil import (CmdFixture, api, argv_lines, bang, connect, new_cookie, pid_gone, wait_log,
-                     write_script, ws_send)
-from conftest import Server, configtest
+from cmdutil import (api, argv_lines, bang, cmd_fixture, cmd_server, connect, new_cookie, pid_gone,
+                     wait_log, write_script, ws_send)
+from conftest import configtest
 from conftest import test_root as make_root
 
 TRUNC = "\n[output truncated at 65536 bytes]"
@@ -35,19 +35,12 @@ TRUNC = "\n[output truncated at 65536 bytes]"
 
 @pytest.fixture(scope="module")
 def fx():
-    f = CmdFixture()
-    yield f
-    f.cleanup()
+    yield from cmd_fixture()
 
 
 @pytest.fixture(scope="module")
 def srv(fake, fx):
-    s = Server(fake.url, extra=fx.conf(), name="cmds")
-    yield s
-    s.stop()
-    bad = s.bad_log_lines()
-    shutil.rmtree(s.root, ignore_errors=True)
-    assert not bad, "unexpected error-level lines in the error log:\n" + "\n".join(bad)
+    yield from cmd_server(fake, fx, "cmds")
 
 
 # ---- the chat line and the frame -----------------------------------------------------

@@ -7,32 +7,23 @@ runs themselves are in test_800_command_runs.py.
 """
 import json
 import re
-import shutil
 import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from cmdutil import CmdFixture, api, connect, new_cookie
-from conftest import Server
+from cmdutil import api, cmd_fixture, cmd_server, connect, new_cookie
 
 
 @pytest.fixture(scope="module")
 def fx():
-    f = CmdFixture()
-    yield f
-    f.cleanup()
+    yield from cmd_fixture()
 
 
 @pytest.fixture(scope="module")
 def srv(fake, fx):
-    s = Server(fake.url, extra=fx.conf(), name="cmdconv")
-    yield s
-    s.stop()
-    bad = s.bad_log_lines()
-    shutil.rmtree(s.root, ignore_errors=True)
-    assert not bad, "unexpected error-level lines in the error log:\n" + "\n".join(bad)
+    yield from cmd_server(fake, fx, "cmdconv")
 
 
 # ==== commands in conversations: stored, titled, counted ======================================
