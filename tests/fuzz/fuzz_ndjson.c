@@ -20,6 +20,8 @@
 
 #include "chat/stream.h"
 
+#include "../unit/common/strict_utf8.h"
+
 #ifndef FUZZ_WIRE
 #define FUZZ_WIRE CHAT_WIRE_OLLAMA
 #endif
@@ -31,52 +33,6 @@
             abort();                                                                     \
         }                                                                                \
     } while (0)
-
-/* Strict UTF-8 (no NUL, no surrogates, no overlongs), independent of the
- * library's own checker. */
-static int fz_utf8(const unsigned char *p, size_t n)
-{
-    size_t i = 0, k, j;
-    uint32_t cp;
-
-    while (i < n) {
-        unsigned char c = p[i];
-        if (c == 0) {
-            return 0;
-        }
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if ((c & 0xE0) == 0xC0) {
-            k = 1;
-            cp = c & 0x1F;
-        }
-        else if ((c & 0xF0) == 0xE0) {
-            k = 2;
-            cp = c & 0x0F;
-        }
-        else if ((c & 0xF8) == 0xF0) {
-            k = 3;
-            cp = c & 0x07;
-        }
-        else {
-            return 0;
-        }
-        for (j = 1; j <= k; j++) {
-            if (i + j >= n || (p[i + j] & 0xC0) != 0x80) {
-                return 0;
-            }
-            cp = (cp << 6) | (p[i + j] & 0x3F);
-        }
-        if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
-            cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-            return 0;
-        }
-        i += k + 1;
-    }
-    return 1;
-}
 
 typedef struct {
     chat_buf_t log;
@@ -92,7 +48,7 @@ static int fz_cb(void *baton, const chat_event_t *ev)
     CHECK(r->ndone == 0 && r->nerror == 0);
     CHECK(ev->text != NULL && ev->text[ev->len] == '\0');
     CHECK(ev->stats != NULL);
-    CHECK(fz_utf8((const unsigned char *)ev->text, ev->len));
+    CHECK(strict_utf8((const unsigned char *)ev->text, ev->len));
     switch (ev->type) {
     case CHAT_EV_CONTENT:
     case CHAT_EV_THINKING:
@@ -149,8 +105,8 @@ static chat_status_t fz_run(chat_stream_t *s, fz_rec_t *r, const char *p, size_t
     }
     CHECK(chat_stream_is_done(s) == r->ndone);
     CHECK(r->ndone <= 1 && r->nerror <= 1);
-    CHECK(fz_utf8((const unsigned char *)chat_stream_error(s),
-                  strlen(chat_stream_error(s))));
+    CHECK(strict_utf8((const unsigned char *)chat_stream_error(s),
+                      strlen(chat_stream_error(s))));
     r->events_len = r->log.len;
     chat_buf_printf(&r->log, "=%d:%s", (int)st, chat_stream_error(s));
     return st;
@@ -160,7 +116,7 @@ static void fz_name(void *baton, const char *name)
 {
     (void)baton;
     CHECK(name[0] != '\0');
-    CHECK(fz_utf8((const unsigned char *)name, strlen(name)));
+    CHECK(strict_utf8((const unsigned char *)name, strlen(name)));
 }
 
 static void fz_other_apis(const char *p, size_t n)
@@ -178,17 +134,17 @@ static void fz_other_apis(const char *p, size_t n)
     CHECK(rc == CHAT_OK || rc == CHAT_EPARSE || rc == CHAT_EPROTO);
     if (rc != CHAT_EPARSE) {
         /* an error message may legitimately contain NUL-free text only */
-        CHECK(c.len == 0 || fz_utf8((const unsigned char *)c.data, c.len));
-        CHECK(t.len == 0 || fz_utf8((const unsigned char *)t.data, t.len));
+        CHECK(c.len == 0 || strict_utf8((const unsigned char *)c.data, c.len));
+        CHECK(t.len == 0 || strict_utf8((const unsigned char *)t.data, t.len));
     }
-    CHECK(fz_utf8((const unsigned char *)st.model, strlen(st.model)));
-    CHECK(fz_utf8((const unsigned char *)st.done_reason, strlen(st.done_reason)));
+    CHECK(strict_utf8((const unsigned char *)st.model, strlen(st.model)));
+    CHECK(strict_utf8((const unsigned char *)st.done_reason, strlen(st.done_reason)));
     chat_buf_free(&c);
     chat_buf_free(&t);
 
     len = chat_backend_error_text(p, n, out, sizeof(out));
     CHECK(len < sizeof(out) && strlen(out) == len);
-    CHECK(fz_utf8((const unsigned char *)out, len));
+    CHECK(strict_utf8((const unsigned char *)out, len));
     len = chat_backend_error_text(p, n, out, 4);
     CHECK(len < 4 && strlen(out) == len);
 

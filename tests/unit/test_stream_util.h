@@ -45,51 +45,7 @@ static inline char *load_vector(const char *name, size_t *n)
     return buf;
 }
 
-/* An independent strict UTF-8 check (no NUL), for the invariants. */
-static inline int valid_utf8(const unsigned char *p, size_t n)
-{
-    size_t i = 0;
-
-    while (i < n) {
-        unsigned char c = p[i];
-        uint32_t cp;
-        size_t k, j;
-        if (c == 0) {
-            return 0;
-        }
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if ((c & 0xE0) == 0xC0) {
-            k = 1;
-            cp = c & 0x1F;
-        }
-        else if ((c & 0xF0) == 0xE0) {
-            k = 2;
-            cp = c & 0x0F;
-        }
-        else if ((c & 0xF8) == 0xF0) {
-            k = 3;
-            cp = c & 0x07;
-        }
-        else {
-            return 0;
-        }
-        for (j = 1; j <= k; j++) {
-            if (i + j >= n || (p[i + j] & 0xC0) != 0x80) {
-                return 0;
-            }
-            cp = (cp << 6) | (p[i + j] & 0x3F);
-        }
-        if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
-            cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-            return 0;
-        }
-        i += k + 1;
-    }
-    return 1;
-}
+#include "common/strict_utf8.h"
 
 /* Records events as "C:<text>|" "T:..|" "E:..|" "D:|" and checks the
  * invariants (ev->len is checked by text[len] == NUL and the UTF-8 check,
@@ -142,7 +98,7 @@ static inline int rec_cb(void *baton, const chat_event_t *ev)
     if (ev->type == CHAT_EV_CONTENT || ev->type == CHAT_EV_THINKING) {
         assert_true(ev->len > 0);
     }
-    assert_true(valid_utf8((const unsigned char *)ev->text, ev->len));
+    assert_true(strict_utf8((const unsigned char *)ev->text, ev->len));
     chat_buf_printf(&r->log, "%c:", tag);
     chat_buf_append(&r->log, ev->text, ev->len);
     chat_buf_append(&r->log, "|", 1);
