@@ -147,7 +147,7 @@ static void test_error_text(void **state)
     }
     len = chat_backend_error_text(big, sizeof(big) - 1, out, sizeof(out));
     assert_int_equal(len, 299);
-    assert_true(valid_utf8((const unsigned char *)out, len));
+    assert_true(strict_utf8((const unsigned char *)out, len));
     /* outcap is respected */
     len = chat_backend_error_text("abcdefghij", 10, out, 5);
     assert_int_equal(len, 4);
