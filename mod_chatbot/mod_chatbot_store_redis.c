@@ -1,9 +1,10 @@
 /* mod_chatbot_store_redis.c - the "redis" store provider's glue: where the
  * store is (ChatbotStore redis://... or unix:...), a small pool of
  * connections per child with a timeout on every call and reconnection
- * with backoff, the subscriber thread that turns the store's change
- * channel into the local counters the WebSocket watcher reads, and the
- * health/latency figures for /api/health, mod_status and /metrics.
+ * with backoff, and the health/latency figures for /api/health,
+ * mod_status and /metrics. The subscriber thread that turns the store's
+ * change channel into the local counters the WebSocket watcher reads is in
+ * mod_chatbot_store_redis_sub.c.
  *
  * Written after httpd's own mod_socache_redis (a provider that keeps no
  * state but in redis, with timeouts on every call) and hiredis's
@@ -24,8 +25,6 @@
  * to 5 s) ends: calls then fail at once with CHAT_EUNAVAIL, which the
  * module reports as `store_unavailable`.
  */
-#include <errno.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -71,8 +70,7 @@ static struct timeval tv_ms(int ms)
 }
 
 /* One command on a fresh connection; 0 if it replied without error. */
-static int setup_cmd(redisContext *c, char *err, size_t errlen, int argc,
-                     const char **argv)
+int rs_setup_cmd(redisContext *c, char *err, size_t errlen, int argc, const char **argv)
 {
     redisReply *r = redisCommandArgv(c, argc, argv, NULL);
     int ok = r && r->type != REDIS_REPLY_ERROR;
@@ -120,7 +118,7 @@ static int load_scripts(redisContext *c, char *err, size_t errlen)
 
 /* A new connection, authenticated and on the right database; NULL with
  * err set if redis cannot be reached within the timeout. */
-static redisContext *rs_connect(rs_store_t *rs, char *err, size_t errlen)
+redisContext *rs_connect(rs_store_t *rs, char *err, size_t errlen)
 {
     struct timeval tv = tv_ms(rs->timeout_ms);
     redisContext *c;
@@ -149,8 +147,8 @@ static redisContext *rs_connect(rs_store_t *rs, char *err, size_t errlen)
     if (rs->url.password[0]) {
         const char *a3[3] = {"AUTH", rs->url.user, rs->url.password};
         const char *a2[2] = {"AUTH", rs->url.password};
-        if (rs->url.user[0] ? setup_cmd(c, err, errlen, 3, a3)
-                            : setup_cmd(c, err, errlen, 2, a2)) {
+        if (rs->url.user[0] ? rs_setup_cmd(c, err, errlen, 3, a3)
+                            : rs_setup_cmd(c, err, errlen, 2, a2)) {
             redisFree(c);
             return NULL;
         }
@@ -159,7 +157,7 @@ static redisContext *rs_connect(rs_store_t *rs, char *err, size_t errlen)
         char db[16];
         const char *a[2] = {"SELECT", db};
         apr_snprintf(db, sizeof(db), "%d", rs->url.db);
-        if (setup_cmd(c, err, errlen, 2, a)) {
+        if (rs_setup_cmd(c, err, errlen, 2, a)) {
             redisFree(c);
             return NULL;
         }
@@ -541,146 +539,6 @@ int rs_eval_nowait(rs_store_t *rs, rs_lua_t i, int argc, const char **argv,
     return rs_command_nowait(rs, argc + 4, a, l);
 }
 
-/* ---- the change channel ------------------------------------------------------ */
-
-/* Tells this child's WebSocket watcher that something changed. */
-static void news(rs_store_t *rs)
-{
-    apr_atomic_inc32(&rs->events);
-    chatbot_ws_watch_news();
-}
-
-/* 1 if the message is news for this child's watcher: a user's list
- * changed or a backend's slot was freed. A conversation's change ("c:")
- * and a stop ("s:") only move the counters that the connections following
- * or generating it read at their own step: they wake no watcher (which
- * looks at users' lists only). A "u:<o>@<tag>" this child sent itself
- * (tag == rs->origin) was counted when it was sent, and is skipped: with
- * it, each turn's own news came twice, and the second woke the connection
- * again (a list read and a "sessions" frame more, or a ping to a parked
- * one). */
-static int on_message(rs_store_t *rs, redisReply *r)
-{
-    const char *m, *at;
-    size_t len;
-    apr_uint32_t h;
-
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
-        r->element[2]->type != REDIS_REPLY_STRING || r->element[2]->len < 3 ||
-        strcmp(r->element[0]->str, "message")) {
-        return 0;
-    }
-    m = r->element[2]->str;
-    len = r->element[2]->len;
-    if ((at = memchr(m, '@', len))) {
-        if ((size_t)(m + len - at - 1) == strlen(rs->origin) &&
-            !memcmp(at + 1, rs->origin, strlen(rs->origin))) {
-            return 0;
-        }
-        len = (size_t)(at - m);
-        if (len < 3) {
-            return 0;
-        }
-    }
-    h = rs_hash(m + 2, len - 2) % RS_SEQ_SLOTS;
-    switch (m[0]) {
-    case 'u':
-        apr_atomic_inc32(&rs->user_seq[h]);
-        return 1;
-    case 's':
-        /* a stop is a change of the conversation too */
-        apr_atomic_set32(&rs->stop_hint[h], 1);
-        /* fall through */
-    case 'c':
-        apr_atomic_inc32(&rs->conv_seq[h]);
-        return 0;
-    case 'b': /* a backend's slot or place in line was freed */
-        apr_atomic_inc32(&rs->bk_wake);
-        return 1;
-    default:
-        return 0;
-    }
-}
-
-/* The subscriber thread of a child: SUBSCRIBE chatbot:ev, read with poll()
- * so that it can see sub_exit every 250 ms; reconnects with backoff. Each
- * (re)subscription bumps the epoch, which every counter includes: whatever
- * was published while it was away is seen as a change. */
-static void *APR_THREAD_FUNC sub_main(apr_thread_t *thd, void *data)
-{
-    rs_store_t *rs = data;
-    redisContext *c = NULL;
-    int backoff = RS_BACKOFF_MIN_MS;
-    char err[128];
-
-    while (!rs->sub_exit) {
-        struct pollfd pfd;
-        int n;
-
-        if (!c) {
-            const char *a[2] = {"SUBSCRIBE", RS_CHANNEL};
-            c = rs_connect(rs, err, sizeof(err));
-            if (c && setup_cmd(c, err, sizeof(err), 2, a)) {
-                redisFree(c);
-                c = NULL;
-            }
-            if (!c) {
-                int waited;
-                for (waited = 0; waited < backoff && !rs->sub_exit; waited += 50) {
-                    apr_sleep(apr_time_from_msec(50));
-                }
-                backoff =
-                    backoff * 2 > RS_BACKOFF_MAX_MS ? RS_BACKOFF_MAX_MS : backoff * 2;
-                continue;
-            }
-            backoff = RS_BACKOFF_MIN_MS;
-            rs_flush_pending(rs);
-            apr_atomic_inc32(&rs->epoch);
-            news(rs);
-        }
-        /* generations this child could not end while redis was away: a
-         * redis that hung and came back never broke this connection, so
-         * they are not left to the resubscription */
-        if (*(volatile int *)&rs->npend && chatbot_now_ms() >= rs->retry_at_ms) {
-            rs_flush_pending(rs);
-        }
-        pfd.fd = c->fd;
-        pfd.events = POLLIN;
-        pfd.revents = 0;
-        n = poll(&pfd, 1, 250);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n != 0) {
-            void *reply = NULL;
-            int moved = 0;
-            if (n < 0 || redisBufferRead(c) != REDIS_OK) {
-                redisFree(c);
-                c = NULL;
-                apr_atomic_inc32(&rs->epoch);
-                news(rs);
-                continue;
-            }
-            while (redisGetReplyFromReader(c, &reply) == REDIS_OK && reply) {
-                moved |= on_message(rs, reply);
-                freeReplyObject(reply);
-                reply = NULL;
-            }
-            if (moved) {
-                news(rs); /* once for all the messages one read brought */
-            }
-            if (c->err) {
-                redisFree(c);
-                c = NULL;
-            }
-        }
-    }
-    if (c) {
-        redisFree(c);
-    }
-    return NULL;
-}
-
 /* ---- the provider's glue ------------------------------------------------------- */
 
 static void pool_close(rs_store_t *rs)
@@ -758,7 +616,8 @@ static apr_status_t rs_child_init(chat_store_t *st, apr_pool_t *pchild, server_r
         return rv;
     }
     apr_pool_cleanup_register(pchild, rs, child_stop, apr_pool_cleanup_null);
-    if ((rv = apr_thread_create(&rs->sub, NULL, sub_main, rs, pchild)) != APR_SUCCESS) {
+    if ((rv = apr_thread_create(&rs->sub, NULL, rs_sub_main, rs, pchild)) !=
+        APR_SUCCESS) {
         rs->sub = NULL;
         ap_log_error(
             APLOG_MARK, APLOG_CRIT, rv, s,

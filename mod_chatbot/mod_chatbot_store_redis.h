@@ -170,6 +170,13 @@ int rs_eval_nowait(rs_store_t *rs, rs_lua_t i, int argc, const char **argv,
                    const size_t *lens);
 
 apr_uint32_t rs_hash(const void *data, size_t len);
+/* A new connection to the store's redis (timeouts set, authenticated, db
+ * selected), or NULL with err set; and a command on it whose reply must
+ * not be an error (0, or -1 with err set). */
+redisContext *rs_connect(rs_store_t *rs, char *err, size_t errlen);
+int rs_setup_cmd(redisContext *c, char *err, size_t errlen, int argc, const char **argv);
+/* The subscriber thread of a child (mod_chatbot_store_redis_sub.c). */
+void *APR_THREAD_FUNC rs_sub_main(apr_thread_t *thd, void *data);
 /* The list cache (mod_chatbot_store_redis_ops.c): whether a turn of owner
  * hex should read its list for the next tab (listed in this child
  * lately); keep: list r (taken; NULL or invalid: dropped) read by the

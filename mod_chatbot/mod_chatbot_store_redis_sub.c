@@ -152,4 +152,3 @@ void *APR_THREAD_FUNC rs_sub_main(apr_thread_t *thd, void *data)
     }
     return NULL;
 }
-
