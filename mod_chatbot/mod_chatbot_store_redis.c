@@ -615,9 +615,19 @@ static apr_status_t rs_child_init(chat_store_t *st, apr_pool_t *pchild, server_r
                      APLOGNO(10963) "chatbot: cannot create the redis store's pool lock");
         return rv;
     }
+    /* before child_stop: its cleanup (the pipe) runs after the join */
+    if ((rv = rs_sub_open(rs, pchild)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     APLOGNO(10969) "chatbot: cannot set up the redis store's "
+                                    "subscriber; answers generated on other hosts "
+                                    "are seen late");
+    }
     apr_pool_cleanup_register(pchild, rs, child_stop, apr_pool_cleanup_null);
-    if ((rv = apr_thread_create(&rs->sub, NULL, rs_sub_main, rs, pchild)) !=
-        APR_SUCCESS) {
+    if (rv != APR_SUCCESS) {
+        rs->sub = NULL;
+    }
+    else if ((rv = apr_thread_create(&rs->sub, NULL, rs_sub_main, rs, pchild)) !=
+             APR_SUCCESS) {
         rs->sub = NULL;
         ap_log_error(
             APLOG_MARK, APLOG_CRIT, rv, s,

@@ -25,7 +25,16 @@
 #define RS_BACKOFF_MIN_MS 100 /* reconnect backoff, doubling */
 #define RS_BACKOFF_MAX_MS 5000
 #define RS_PREFIX "chatbot:" /* every key and the channel */
-#define RS_CHANNEL RS_PREFIX "ev"
+#define RS_CHANNEL RS_PREFIX "ev" /* for every child: "b:<backend>" */
+/* A change's channel is its shard's: RS_CHANNEL ":" and the first three
+ * hex digits of the owner's identity ("u:") or the conversation's id ("c:",
+ * "s:"), so that each child hears only the shards that a connection of its
+ * own watches (chat_store_watch) or that it generates in. A shard's number
+ * is its local counters' slot (RS_SEQ_SLOTS = 16^3). */
+#define RS_SHARD_LINGER_MS 30000 /* unwatched this long: unsubscribed */
+#define RS_GEN_WANT_MS 5000      /* a generation's stop channel, since it last asked */
+#define RS_SUB_BATCH 256         /* channels per SUBSCRIBE / UNSUBSCRIBE */
+#define RS_SUB_WAIT_MS 200       /* a new tab waits this long for its channel */
 #define RS_STOP_RECHECK_MS 1000
 #define RS_PEND_MAX 64               /* stop flags re-read even without news */
 #define RS_GEN_LEASE_MS (600 * 1000) /* a generation silent this long is dead */
@@ -121,6 +130,20 @@ typedef struct rs_store {
     apr_uint32_t conv_seq[RS_SEQ_SLOTS];
     apr_uint32_t stop_hint[RS_SEQ_SLOTS];
     apr_uint64_t stop_checked[RS_SEQ_SLOTS];
+    /* which shards this child listens to (rs_watch, mod_chatbot_store_redis_sub.c):
+     * want counts the tabs and followers watching (atomic), gen_ms is when a
+     * generation here last asked (ms, low 32 bits), subd is the subscriber's
+     * state (0 none, 2 asked, 1 confirmed: only then are the shard's
+     * counters exact), idle_ms when it saw the shard unwanted (its own) */
+    apr_uint32_t want[RS_SEQ_SLOTS];
+    apr_uint32_t gen_ms[RS_SEQ_SLOTS];
+    apr_uint32_t subd[RS_SEQ_SLOTS];
+    apr_uint32_t idle_ms[RS_SEQ_SLOTS];
+    int wake_fd[2]; /* a pipe: a shard is wanted that is not subscribed */
+    apr_uint32_t sub_up; /* the subscriber is connected */
+    int sub_refused;     /* a SUBSCRIBE was refused (logged once) */
+    apr_thread_mutex_t *sub_mu; /* with sub_cv: a tab waiting for its channel */
+    apr_thread_cond_t *sub_cv;
     /* generations this child could not end while redis was away: ended
      * (answer marked interrupted) when the subscriber is back (under mu) */
     struct {
@@ -175,8 +198,19 @@ apr_uint32_t rs_hash(const void *data, size_t len);
  * not be an error (0, or -1 with err set). */
 redisContext *rs_connect(rs_store_t *rs, char *err, size_t errlen);
 int rs_setup_cmd(redisContext *c, char *err, size_t errlen, int argc, const char **argv);
-/* The subscriber thread of a child (mod_chatbot_store_redis_sub.c). */
+/* The subscriber thread of a child (mod_chatbot_store_redis_sub.c), and
+ * what it listens to: rs_watch counts a tab's (owner hex) or a follower's
+ * (conversation id) interest in key's shard; rs_watch_gen marks a
+ * generation's conversation (for its stop) until RS_GEN_WANT_MS after its
+ * last call; rs_heard says whether the shard's counters are exact (its
+ * channel confirmed). rs_sub_open / rs_sub_close: the pipe and lock that
+ * rs_watch and the thread share (per child). */
 void *APR_THREAD_FUNC rs_sub_main(apr_thread_t *thd, void *data);
+void rs_watch(rs_store_t *rs, const char *key, size_t n, int on, int wait);
+void rs_watch_gen(rs_store_t *rs, const char *id);
+int rs_heard(rs_store_t *rs, apr_uint32_t slot);
+apr_status_t rs_sub_open(rs_store_t *rs, apr_pool_t *p);
+void rs_sub_close(rs_store_t *rs);
 /* The list cache (mod_chatbot_store_redis_ops.c): whether a turn of owner
  * hex should read its list for the next tab (listed in this child
  * lately); keep: list r (taken; NULL or invalid: dropped) read by the
@@ -293,7 +327,8 @@ void arg_limits(chat_store_t *st, rs_args_t *a, const chat_owner_t *owner);
 /* EVALSHA of script i with a's arguments; the status of a reply, freed. */
 redisReply *rs_run(chat_store_t *st, rs_lua_t i, rs_args_t *a);
 chat_status_t rs_done(redisReply *r);
-/* The change counter slot of an id or owner's hex. */
+/* The change counter slot of an id or owner's hex: the value of its
+ * first three hex digits, its channel's shard (rs_hash for anything else). */
 apr_uint32_t rs_slot(const char *s, size_t n);
 
 /* Messages (mod_chatbot_store_redis_msg.c): chat_store_provider_t msg_*. */

@@ -57,7 +57,7 @@
     "if anon then redis.call('INCR', P..'an') end\n"                                     \
     "redis.call('ZADD', uz, now, id)\n"                                                  \
     "redis.call('ZADD', P..'all', now, id)\n"                                            \
-    "redis.call('PUBLISH', P..'ev', 'c:'..id)\n"                                         \
+    "pub(id, 'c:'..id)\n"                                         \
     "return {0, EV}\n"                                                                   \
     "end\n"
 
@@ -180,7 +180,7 @@ static const char lua_gen[] = PRELUDE
     "elseif op == 'r' then\n"
     "  if v[2] ~= '0' then\n"
     "    redis.call('HSET', c, 'st', 1)\n"
-    "    redis.call('PUBLISH', P..'ev', 's:'..id)\n"
+    "    pub(id, 's:'..id)\n"
     "    changed(id, nil)\n"
     "  end\n"
     "end\n"
@@ -405,7 +405,7 @@ static const char lua_turn[] = PRELUDE APPEND_FN VPRELUDE RS_LUA_BK_ACQUIRE LIST
     "  if v[3] == tok then gen_done(id) end\n"
     "end\n"
     "changed(id, now)\n"
-    "redis.call('PUBLISH', P..'ev', 'u:'..o..'@'..ARGV[18])\n"
+    "pub(o, 'u:'..o..'@'..ARGV[18])\n"
     "if op == 's' and ARGV[20] then\n"
     "  local t = redis.call('TIME')\n"
     "  local a = bk_acquire(ARGV[20], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) "

@@ -9,6 +9,8 @@
 #define PRELUDE                                                                          \
     "local P = ARGV[1]\n"                                                                \
     "local function ckey(id) return P..'c:'..id end\n"                                   \
+    "local function pub(k, m) redis.call('PUBLISH', P..'ev:'..string.sub(k, 1, 3), m) "  \
+    "end\n" /* k's shard channel (mod_chatbot_store_redis.h) */                          \
     "local function mkey(id) return P..'m:'..id end\n"                                   \
     "local function xkey(id, n) return P..'x:'..id..':'..n end\n"                        \
     "local function hdr(e)\n"                                                            \
@@ -34,7 +36,7 @@
     "  local t = told[id]\n"                                                             \
     "  if not t then\n"                                                                  \
     "    redis.call('HINCRBY', ckey(id), 'sq', 1)\n"                                     \
-    "    redis.call('PUBLISH', P..'ev', 'c:'..id)\n"                                     \
+    "    pub(id, 'c:'..id)\n"                                     \
     "    told[id] = 1\n"                                                                 \
     "  end\n"                                                                            \
     "  if now and t ~= 2 then\n"                                                         \
@@ -64,12 +66,12 @@
     "      redis.call('DECR', P..'an')\n"                                                \
     "    end\n"                                                                          \
     "    redis.call('ZREM', P..'u:'..o, id)\n"                                           \
-    "    redis.call('PUBLISH', P..'ev', 'u:'..o)\n"                                      \
+    "    pub(o, 'u:'..o)\n"                                      \
     "  end\n"                                                                            \
     "  redis.call('DEL', c, mkey(id), P..'pv:'..id)\n"                                   \
     "  redis.call('ZREM', P..'all', id)\n"                                               \
     "  redis.call('SREM', P..'gen', id)\n"                                               \
-    "  redis.call('PUBLISH', P..'ev', 'c:'..id)\n"                                       \
+    "  pub(id, 'c:'..id)\n"                                       \
     "end\n"                                                                              \
     "local EV = {}\n"                                                                    \
     "local function evict(id, why)\n"                                                    \

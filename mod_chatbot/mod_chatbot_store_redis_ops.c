@@ -186,23 +186,34 @@ void conv_of(chat_conv_info_t *c, const char *id, redisReply **e)
     }
 }
 
+static int hexv(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
 apr_uint32_t rs_slot(const char *s, size_t n)
 {
+    int a, b, c;
+
+    if (n >= 3 && (a = hexv(s[0])) >= 0 && (b = hexv(s[1])) >= 0 &&
+        (c = hexv(s[2])) >= 0) {
+        return (apr_uint32_t)(a << 8 | b << 4 | c);
+    }
     return rs_hash(s, n) % RS_SEQ_SLOTS;
 }
 
 static void publish_user(chat_store_t *st, const chat_owner_t *owner)
 {
-    char hex[41], msg[64];
+    char hex[41], msg[64], ch[sizeof(RS_CHANNEL) + 4];
     const char *a[3];
     size_t l[3];
 
     owner_hex(owner, hex);
     a[0] = "PUBLISH";
-    a[1] = RS_CHANNEL;
+    a[1] = ch;
     a[2] = msg;
     l[0] = 7;
-    l[1] = strlen(RS_CHANNEL);
+    l[1] = (size_t)apr_snprintf(ch, sizeof(ch), "%s:%.3s", RS_CHANNEL, hex);
     l[2] = (size_t)apr_snprintf(msg, sizeof(msg), "u:%s@%s", hex, RS(st)->origin);
     /* seen here (at the watcher's next look), and by the others through
      * the channel: this child's subscriber skips its own message */
@@ -434,7 +445,8 @@ int rs_list_wanted(rs_store_t *rs, const char *hex)
     apr_uint64_t at = rs->listed_ms[rs_slot(hex, 40) % RS_LISTS];
     apr_uint64_t now = (apr_uint64_t)apr_time_as_msec(apr_time_now());
 
-    return rs->mu && at && now - at < RS_LIST_WANT_MS;
+    /* kept only while this child hears the owner's changes */
+    return rs->mu && at && now - at < RS_LIST_WANT_MS && rs_heard(rs, rs_slot(hex, 40));
 }
 
 void rs_list_keep(rs_store_t *rs, const char *hex, apr_uint32_t s0, apr_uint32_t seq,
@@ -471,7 +483,8 @@ static redisReply *list_take(rs_store_t *rs, const char *hex)
     }
     apr_thread_mutex_lock(rs->mu);
     if (rs->list[k].r && !strcmp(rs->list[k].hex, hex)) {
-        if (rs->list[k].seq == apr_atomic_read32(&rs->user_seq[slot])) {
+        if (rs->list[k].seq == apr_atomic_read32(&rs->user_seq[slot]) &&
+            rs_heard(rs, slot)) {
             r = rs->list[k].r; /* once: another tab reads redis */
         }
         else {
@@ -704,6 +717,21 @@ static void rs_user_bump(chat_store_t *st, const chat_owner_t *owner)
     }
 }
 
+static void rs_watch_op(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                        int on)
+{
+    char hex[41];
+
+    if (id) {
+        if (valid_id(id)) {
+            rs_watch(RS(st), id, CHAT_CONV_ID_LEN, on, 0);
+        }
+        return;
+    }
+    owner_hex(owner, hex);
+    rs_watch(RS(st), hex, 40, on, 1);
+}
+
 static uint64_t rs_user_seq(chat_store_t *st, const chat_owner_t *owner)
 {
     rs_store_t *rs = RS(st);
@@ -856,6 +884,7 @@ const chat_store_provider_t rs_provider = {
     .metrics_series_get = rs_metrics_series_get,
     .turn_start = rs_turn_start,
     .turn_start_acquire = rs_turn_start_acquire,
+    .watch = rs_watch_op,
     .turn_finish = rs_turn_finish,
     .conv_find_or_create = rs_conv_find_or_create,
 };

@@ -135,6 +135,7 @@ chat_status_t rs_turn_start_acquire(chat_store_t *st, const chat_owner_t *owner,
         arg_str(&a, rs_list_wanted(rs, hex) ? "1" : "0");
     }
     s0 = apr_atomic_read32(&rs->user_seq[rs_slot(hex, 40)]);
+    rs_watch_gen(rs, id); /* its stop is heard here */
     r = rs_eval(rs, RS_LUA_TURN, a.n, a.v, a.l);
     if (with_acq && r && r->type == REDIS_REPLY_ARRAY && r->elements == 10) {
         acquired(rs, r, bi.name, wake, acq);
@@ -244,6 +245,7 @@ chat_status_t rs_gen_begin(chat_store_t *st, const chat_owner_t *owner, const ch
         (state != CHAT_CONV_QUEUED && state != CHAT_CONV_GENERATING)) {
         return token == 0 || !owner ? CHAT_EINVAL : CHAT_EINVAL;
     }
+    rs_watch_gen(RS(st), id); /* its stop is heard here */
     rc = gen(st, "b", owner, id, token, state, 0, now_ms);
     if (rc == CHAT_EUNAVAIL) {
         rs_gen_ended(RS(st), id, token, 1); /* as in rs_turn_start */
@@ -350,6 +352,7 @@ int rs_gen_stop_requested(chat_store_t *st, const char *id, uint64_t token)
         return 0;
     }
     h = rs_slot(id, CHAT_CONV_ID_LEN);
+    rs_watch_gen(rs, id);
     if (!apr_atomic_read32(&rs->stop_hint[h]) &&
         now - rs->stop_checked[h] < RS_STOP_RECHECK_MS) {
         return 0;

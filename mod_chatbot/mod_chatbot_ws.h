@@ -73,6 +73,7 @@ typedef struct {
     int wait_new;      /* the answer has not started yet */
     apr_size_t offset; /* bytes already sent */
     apr_uint64_t seq;  /* the conversation's change counter last seen */
+    int watched;       /* chat_store_watch on (while active) */
 } chatbot_follow_t;
 
 typedef struct chatbot_wsc chatbot_wsc_t;
@@ -140,6 +141,7 @@ struct chatbot_wsc {
     int legacy;            /* sent a port-8000 "command" frame: error
                             * frames carry "success":false,"error" */
     apr_uint64_t user_seq; /* the identity's session-list version pushed */
+    int watching;          /* chat_store_watch of the owner on */
 
     /* ---- timers ------------------------------------------------------------------ */
     apr_uint64_t last_rx, last_ping, parked_at;
@@ -264,6 +266,8 @@ int chatbot_ws_turns(chatbot_wsc_t *w);
 void chatbot_ws_resume(chatbot_wsc_t *w);
 void chatbot_ws_follow_run(chatbot_wsc_t *w);
 void chatbot_ws_follow_drop(chatbot_wsc_t *w, const char *conv);
+/* Ends following f (and the store's watch of its conversation). */
+void chatbot_ws_follow_end(chatbot_follow_t *f);
 int chatbot_ws_following(chatbot_wsc_t *w);
 
 /* ---- mod_chatbot_ws_handshake.c --------------------------------------------- */

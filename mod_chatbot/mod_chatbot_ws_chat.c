@@ -217,7 +217,7 @@ void chatbot_ws_stop_all(chatbot_wsc_t *w, const char *reason)
         chatbot_engine_stop(w->eng, NULL, reason);
     }
     for (i = 0; i < CHATBOT_WS_MAX_FOLLOW; i++) {
-        w->follow[i].active = 0;
+        chatbot_ws_follow_end(&w->follow[i]);
     }
     if (w->held.len) {
         chatbot_ws_wait_remove(w);

@@ -64,13 +64,22 @@ static chat_status_t follow_read(chatbot_wsc_t *w, chatbot_follow_t *f,
     return rc == CHAT_OK ? CHAT_OK : CHAT_ENOTFOUND;
 }
 
+void chatbot_ws_follow_end(chatbot_follow_t *f)
+{
+    if (f->watched) {
+        chat_store_watch(chatbot_store(), NULL, f->conv, 0);
+        f->watched = 0;
+    }
+    f->active = 0;
+}
+
 void chatbot_ws_follow_drop(chatbot_wsc_t *w, const char *conv)
 {
     int i;
 
     for (i = 0; i < CHATBOT_WS_MAX_FOLLOW; i++) {
         if (w->follow[i].active && !strcmp(w->follow[i].conv, conv)) {
-            w->follow[i].active = 0;
+            chatbot_ws_follow_end(&w->follow[i]);
         }
     }
 }
@@ -132,6 +141,9 @@ void chatbot_ws_resume(chatbot_wsc_t *w)
     }
     f->seq = 0; /* read at once */
     f->active = 1;
+    /* its changes are heard here (redis: its shard's channel) */
+    chat_store_watch(st, NULL, f->conv, 1);
+    f->watched = 1;
 }
 
 /* Sends what is new in the followed answers; a finished one ends with a
@@ -211,7 +223,7 @@ void chatbot_ws_follow_run(chatbot_wsc_t *w)
             end_msg = "the conversation was deleted";
         }
         if (end_code) {
-            f->active = 0;
+            chatbot_ws_follow_end(f);
             chatbot_ws_send_error(w, end_code, end_msg, f->conv, NULL, -1);
             chat_buf_reset(&w->scratch, 64 * 1024);
             continue;
@@ -234,7 +246,7 @@ void chatbot_ws_follow_run(chatbot_wsc_t *w)
         if (!(mi.flags & CHAT_MSG_STREAMING)) {
             chat_jw_t jw;
             chat_msg_info_t ri;
-            f->active = 0;
+            chatbot_ws_follow_end(f);
             if ((mi.flags & CHAT_MSG_INTERRUPTED) && f->index + 1 < ci.nmsgs &&
                 chat_store_msg_get(st, &w->id.owner, f->conv, f->index + 1, 0,
                                    &w->scratch, &ri) == CHAT_OK &&

@@ -322,7 +322,15 @@ static apr_status_t conn_gone(void *data)
 static apr_status_t wsc_cleanup(void *data)
 {
     chatbot_wsc_t *w = data;
+    int i;
 
+    for (i = 0; i < CHATBOT_WS_MAX_FOLLOW; i++) {
+        chatbot_ws_follow_end(&w->follow[i]);
+    }
+    if (w->watching) {
+        chat_store_watch(chatbot_store(), &w->id.owner, NULL, 0);
+        w->watching = 0;
+    }
     if (w->ws) {
         chat_ws_destroy(w->ws);
         w->ws = NULL;
@@ -479,6 +487,10 @@ int chatbot_ws_handler(request_rec *r)
 
     w->last_rx = w->last_ping = chatbot_now_ms();
     w->last_msg = w->last_rx;
+    /* the owner's changes are heard here from now on (redis: its shard's
+     * channel, subscribed before the list is first read) */
+    chat_store_watch(chatbot_store(), &w->id.owner, NULL, 1);
+    w->watching = 1;
     w->user_seq = chat_store_user_seq(chatbot_store(), &w->id.owner);
     w->watched_seq = w->user_seq;
     {

@@ -518,6 +518,13 @@ uint64_t chat_store_user_seq(chat_store_t *st, const chat_owner_t *owner);
 /* Lock-free: changes whenever any user's counter is bumped, so one watcher
  * per process can tell cheaply that some connection may have news. */
 uint64_t chat_store_events(chat_store_t *st);
+/* Interest, from this process, in the changes of an owner's list (owner
+ * set, id NULL: chat_store_user_seq) or of a conversation (id set:
+ * chat_store_conv_seq). A store whose counters are moved by a change
+ * channel (redis) listens only to the parts some connection here watches;
+ * each on (1) is paired with one off (0). Nothing for shared memory. */
+void chat_store_watch(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                      int on);
 
 /* ---- backends: capacity, fair queue, circuit breaker, health ------------- */
 
@@ -784,6 +791,8 @@ struct chat_store_provider {
     int (*msg_tail_meta)(chat_store_t *st, const chat_owner_t *owner, const char *id,
                          uint32_t max_msgs, size_t max_bytes, chat_buf_t *text,
                          chat_msg_cb *cb, void *baton, chat_buf_t *meta);
+    /* optional (NULL: nothing to do): chat_store_watch */
+    void (*watch)(chat_store_t *st, const chat_owner_t *owner, const char *id, int on);
 };
 
 #ifdef __cplusplus
