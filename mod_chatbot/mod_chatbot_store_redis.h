@@ -24,7 +24,7 @@
 #define RS_LIST_WANT_MS 60000
 #define RS_BACKOFF_MIN_MS 100 /* reconnect backoff, doubling */
 #define RS_BACKOFF_MAX_MS 5000
-#define RS_PREFIX "chatbot:" /* every key and the channel */
+#define RS_PREFIX "chatbot:"      /* every key and the channel */
 #define RS_CHANNEL RS_PREFIX "ev" /* for every child: "b:<backend>" */
 /* A change's channel is its shard's: RS_CHANNEL ":" and the first three
  * hex digits of the owner's identity ("u:") or the conversation's id ("c:",
@@ -139,9 +139,9 @@ typedef struct rs_store {
     apr_uint32_t gen_ms[RS_SEQ_SLOTS];
     apr_uint32_t subd[RS_SEQ_SLOTS];
     apr_uint32_t idle_ms[RS_SEQ_SLOTS];
-    int wake_fd[2]; /* a pipe: a shard is wanted that is not subscribed */
-    apr_uint32_t sub_up; /* the subscriber is connected */
-    int sub_refused;     /* a SUBSCRIBE was refused (logged once) */
+    int wake_fd[2];             /* a pipe: a shard is wanted that is not subscribed */
+    apr_uint32_t sub_up;        /* the subscriber is connected */
+    int sub_refused;            /* a SUBSCRIBE was refused (logged once) */
     apr_thread_mutex_t *sub_mu; /* with sub_cv: a tab waiting for its channel */
     apr_thread_cond_t *sub_cv;
     /* generations this child could not end while redis was away: ended

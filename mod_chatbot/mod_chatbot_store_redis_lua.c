@@ -57,7 +57,7 @@
     "if anon then redis.call('INCR', P..'an') end\n"                                     \
     "redis.call('ZADD', uz, now, id)\n"                                                  \
     "redis.call('ZADD', P..'all', now, id)\n"                                            \
-    "pub(id, 'c:'..id)\n"                                         \
+    "pub(id, 'c:'..id)\n"                                                                \
     "return {0, EV}\n"                                                                   \
     "end\n"
 

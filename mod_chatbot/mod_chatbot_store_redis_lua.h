@@ -36,7 +36,7 @@
     "  local t = told[id]\n"                                                             \
     "  if not t then\n"                                                                  \
     "    redis.call('HINCRBY', ckey(id), 'sq', 1)\n"                                     \
-    "    pub(id, 'c:'..id)\n"                                     \
+    "    pub(id, 'c:'..id)\n"                                                            \
     "    told[id] = 1\n"                                                                 \
     "  end\n"                                                                            \
     "  if now and t ~= 2 then\n"                                                         \
@@ -66,12 +66,12 @@
     "      redis.call('DECR', P..'an')\n"                                                \
     "    end\n"                                                                          \
     "    redis.call('ZREM', P..'u:'..o, id)\n"                                           \
-    "    pub(o, 'u:'..o)\n"                                      \
+    "    pub(o, 'u:'..o)\n"                                                              \
     "  end\n"                                                                            \
     "  redis.call('DEL', c, mkey(id), P..'pv:'..id)\n"                                   \
     "  redis.call('ZREM', P..'all', id)\n"                                               \
     "  redis.call('SREM', P..'gen', id)\n"                                               \
-    "  pub(id, 'c:'..id)\n"                                       \
+    "  pub(id, 'c:'..id)\n"                                                              \
     "end\n"                                                                              \
     "local EV = {}\n"                                                                    \
     "local function evict(id, why)\n"                                                    \

@@ -581,8 +581,7 @@ uint64_t chat_store_user_seq(chat_store_t *st, const chat_owner_t *owner)
     return ((chat_store_head_t *)st)->provider->user_seq(st, owner);
 }
 
-void chat_store_watch(chat_store_t *st, const chat_owner_t *owner, const char *id,
-                      int on)
+void chat_store_watch(chat_store_t *st, const chat_owner_t *owner, const char *id, int on)
 {
     const chat_store_provider_t *p;
 
