@@ -857,5 +857,6 @@ const chat_store_provider_t rs_provider = {
     .turn_start = rs_turn_start,
     .turn_start_acquire = rs_turn_start_acquire,
     .turn_finish = rs_turn_finish,
+    .turn_finish_text = rs_turn_finish_text,
     .conv_find_or_create = rs_conv_find_or_create,
 };
