@@ -118,6 +118,15 @@ void chatbot_turn_detach(chatbot_turn_priv_t *t);
 /* Writes the part of the answer not yet in the store; all: everything now
  * (the turn ends). Returns 0, or -1 with abort_code set. */
 int chatbot_turn_flush(chatbot_turn_priv_t *t, int all);
+/* Sets abort_code and abort_msg (unless set) for a store that refused the
+ * answer's text with rc. */
+void chatbot_turn_store_refused(chatbot_turn_priv_t *t, chat_status_t rc);
+/* The part of the answer not yet stored, for the turn's finish to carry
+ * (chat_store_turn_finish_text): 1 with *tt filled, 0 if there is none or
+ * it cannot go with the finish (a regenerate's first piece: flush it). */
+int chatbot_turn_final_text(chatbot_turn_priv_t *t, chat_turn_text_t *tt);
+/* After the finish carried tt: what was stored (or the refusal's reason). */
+void chatbot_turn_final_stored(chatbot_turn_priv_t *t, const chat_turn_text_t *tt);
 /* The running turn's request ended with res: ends the turn, or fails over. */
 void chatbot_turn_transfer_done(chatbot_turn_priv_t *t, chatbot_http_result_t res,
                                 const char *errtext);

@@ -133,29 +133,69 @@ int chatbot_turn_flush(chatbot_turn_priv_t *t, int all)
         t->stored += n;
         return 0;
     }
-    if (!t->abort_code) {
-        t->abort_code = rc == CHAT_ETOOBIG    ? CHAT_ERR_TOO_LARGE
-                        : rc == CHAT_EQUOTA   ? CHAT_ERR_QUOTA_EXCEEDED
-                        : rc == CHAT_EUNAVAIL ? CHAT_ERR_STORE_UNAVAILABLE
-                                              : CHAT_ERR_STORAGE_FULL;
-        if (rc == CHAT_EUNAVAIL) {
-            apr_snprintf(t->abort_msg, sizeof(t->abort_msg), "%s",
-                         chatbot_store_err_text(CHAT_ERR_STORE_UNAVAILABLE));
-        }
-        else if (rc == CHAT_ETOOBIG) {
-            apr_snprintf(t->abort_msg, sizeof(t->abort_msg),
-                         "the answer exceeded ChatbotMaxAnswerBytes and was cut");
-        }
-        else if (rc == CHAT_EQUOTA) {
-            apr_snprintf(t->abort_msg, sizeof(t->abort_msg), "%s",
-                         chatbot_store_err_text(CHAT_ERR_QUOTA_EXCEEDED));
-        }
-        else {
-            apr_snprintf(t->abort_msg, sizeof(t->abort_msg),
-                         "history storage is full (%s)", chat_status_str(rc));
-        }
-    }
+    chatbot_turn_store_refused(t, rc);
     return -1;
+}
+
+void chatbot_turn_store_refused(chatbot_turn_priv_t *t, chat_status_t rc)
+{
+    if (t->abort_code) {
+        return; /* the first reason stands */
+    }
+    t->abort_code = rc == CHAT_ETOOBIG    ? CHAT_ERR_TOO_LARGE
+                    : rc == CHAT_EQUOTA   ? CHAT_ERR_QUOTA_EXCEEDED
+                    : rc == CHAT_EUNAVAIL ? CHAT_ERR_STORE_UNAVAILABLE
+                                          : CHAT_ERR_STORAGE_FULL;
+    if (rc == CHAT_EUNAVAIL) {
+        apr_snprintf(t->abort_msg, sizeof(t->abort_msg), "%s",
+                     chatbot_store_err_text(CHAT_ERR_STORE_UNAVAILABLE));
+    }
+    else if (rc == CHAT_ETOOBIG) {
+        apr_snprintf(t->abort_msg, sizeof(t->abort_msg),
+                     "the answer exceeded ChatbotMaxAnswerBytes and was cut");
+    }
+    else if (rc == CHAT_EQUOTA) {
+        apr_snprintf(t->abort_msg, sizeof(t->abort_msg), "%s",
+                     chatbot_store_err_text(CHAT_ERR_QUOTA_EXCEEDED));
+    }
+    else {
+        apr_snprintf(t->abort_msg, sizeof(t->abort_msg), "history storage is full (%s)",
+                     chat_status_str(rc));
+    }
+}
+
+int chatbot_turn_final_text(chatbot_turn_priv_t *t, chat_turn_text_t *tt)
+{
+    chatbot_turn_t *p = &t->pub;
+
+    if (p->answer.len == t->stored || !chatbot_store() || t->stateless ||
+        (t->abort_code && !strcmp(t->abort_code, CHAT_ERR_STORE_UNAVAILABLE))) {
+        return 0; /* nothing to store, or never again (chatbot_turn_flush) */
+    }
+    if (!p->has_answer && t->branch_answer) {
+        return 0; /* a version of its own: chat_store_msg_branch */
+    }
+    tt->text = p->answer.data + t->stored;
+    tt->len = p->answer.len - t->stored;
+    tt->extend = p->has_answer;
+    tt->index = 0;
+    tt->rc = CHAT_OK;
+    return 1;
+}
+
+void chatbot_turn_final_stored(chatbot_turn_priv_t *t, const chat_turn_text_t *tt)
+{
+    chatbot_turn_t *p = &t->pub;
+
+    if (tt->rc != CHAT_OK) {
+        chatbot_turn_store_refused(t, tt->rc);
+        return;
+    }
+    t->stored += tt->len;
+    if (!tt->extend) {
+        p->has_answer = 1;
+        p->answer_index = tt->index;
+    }
 }
 
 static size_t on_write(void *baton, const char *data, size_t n)

@@ -390,6 +390,10 @@ chat_status_t rs_turn_start(chat_store_t *st, const chat_owner_t *owner, const c
 chat_status_t rs_turn_finish(chat_store_t *st, const chat_owner_t *owner, const char *id,
                              uint64_t token, uint32_t answer_set, const char *err,
                              size_t err_len, uint64_t now_ms);
+chat_status_t rs_turn_finish_text(chat_store_t *st, const chat_owner_t *owner,
+                                  const char *id, uint64_t token, chat_turn_text_t *ans,
+                                  uint32_t answer_set, const char *err, size_t err_len,
+                                  uint64_t now_ms);
 
 /* Leaves the store in this process: the pool and the subscriber go
  * (mod_chatbot_store_redis.c; the provider's detach). */

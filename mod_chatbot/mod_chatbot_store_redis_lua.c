@@ -347,8 +347,14 @@ static const char lua_append[] = PRELUDE APPEND_FN
  *       owner_quota_bytes auth, then
  *   op s (start): state lease_ms text(or "" with has_text 0) has_text flags
  *                 clear_conv_flags -> {status, evicted, index}
- *   op f (finish): answer_set answer_clear err has_err err_flags (unused)
- *                  -> {status, evicted, 0}
+ *   op f (finish): answer_set answer_clear err has_err err_flags
+ *                  answer_mode ("" none, "a" a new answer, "e" more of the
+ *                  last message), ARGV[21] the answer's text still to
+ *                  store, ARGV[22] a new answer's flags: the text first,
+ *                  then the flags, the error, the end -> {status, evicted,
+ *                  index, list (ARGV[20] 1, else 0), 0}, or {status,
+ *                  evicted, 0, 0, 1} if the text was refused (then nothing
+ *                  else is done: chat_store_turn_finish_text)
  *   and ARGV[18] the caller's origin tag: the "u:<o>@<tag>" it publishes is
  *   not heard again by the child that sent it (it counted the change);
  *   ARGV[19] the anonymous share (percent); op s with ARGV[20..25] (backend
@@ -357,9 +363,8 @@ static const char lua_append[] = PRELUDE APPEND_FN
  *   its reply appended, and with a slot on a closed breaker the state is
  *   generating at once (as lua_gen s would make it next) -> {0, evicted,
  *   index, status, position, breaker, failures, reaped, generating, list};
- *   list (ARGV[26] 1, else 0) and op f's with ARGV[20] 1 ({0, evicted, 0,
- *   list}): the owner's list as lua_list reads it after the change, for
- *   the tab that reads it next (rs_list_take). */
+ *   list (ARGV[26] 1, else 0) and op f's: the owner's list as lua_list reads it after the
+ * change, for the tab that reads it next (rs_list_take). */
 static const char lua_turn[] = PRELUDE APPEND_FN VPRELUDE RS_LUA_BK_ACQUIRE LIST_FN
     "local op, o, id, tok, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]\n"
     "local maxm, maxb = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
@@ -392,6 +397,22 @@ static const char lua_turn[] = PRELUDE APPEND_FN VPRELUDE RS_LUA_BK_ACQUIRE LIST
     "    end\n"
     "  end\n"
     "else\n"
+    /* the answer's last piece first (a new message or more of the last):
+     * refused, nothing else is done and the caller finishes again */
+    "  if ARGV[17] ~= '' then\n"
+    "    local r\n"
+    "    if ARGV[17] == 'e' then\n"
+    "      r = do_append('e', o, id, 0, 0, now, ARGV[21], maxm, maxb, hist, uqb, anon,\n"
+    "                    tonumber(ARGV[19]))\n"
+    "    else\n"
+    "      local lin, pn = linear(id), active_leaf(id)\n"
+    "      r = do_append('a', o, id, 2, ARGV[22], now, ARGV[21], maxm, maxb, hist,\n"
+    "                    uqb, anon, tonumber(ARGV[19]))\n"
+    "      if r[1] == 0 and not lin then set_parent(id, pn) end\n"
+    "    end\n"
+    "    if r[1] ~= 0 then return {r[1], EV, 0, 0, 1} end\n"
+    "    idx = r[3]\n"
+    "  end\n"
     "  if ARGV[12] ~= '0' then\n"
     "    last_flags(id, tonumber(ARGV[12]), tonumber(ARGV[13]), false)\n"
     "  end\n"
@@ -400,8 +421,8 @@ static const char lua_turn[] = PRELUDE APPEND_FN VPRELUDE RS_LUA_BK_ACQUIRE LIST
     "    local r = do_append('a', o, id, 2, ARGV[16], now, ARGV[14], maxm, maxb, hist,\n"
     "                        uqb, anon, tonumber(ARGV[19]))\n"
     "    if r[1] == 0 and not lin then set_parent(id, pn) end\n"
-    "    ev = r[2]\n"
     "  end\n"
+    "  ev = EV\n"
     "  if v[3] == tok then gen_done(id) end\n"
     "end\n"
     "changed(id, now)\n"
@@ -420,8 +441,8 @@ static const char lua_turn[] = PRELUDE APPEND_FN VPRELUDE RS_LUA_BK_ACQUIRE LIST
     "  end\n"
     "  return {0, ev, idx, a[1], a[2], a[3], a[4], a[5], g,\n"
     "          ARGV[26] == '1' and list_of(o) or 0}\n"
-    "elseif op == 'f' and ARGV[20] == '1' then\n"
-    "  return {0, ev, idx, list_of(o)}\n"
+    "elseif op == 'f' then\n"
+    "  return {0, ev, idx, ARGV[20] == '1' and list_of(o) or 0, 0}\n"
     "end\n"
     "return {0, ev, idx}\n";
 

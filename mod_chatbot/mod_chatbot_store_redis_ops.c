@@ -886,5 +886,6 @@ const chat_store_provider_t rs_provider = {
     .turn_start_acquire = rs_turn_start_acquire,
     .watch = rs_watch_op,
     .turn_finish = rs_turn_finish,
+    .turn_finish_text = rs_turn_finish_text,
     .conv_find_or_create = rs_conv_find_or_create,
 };

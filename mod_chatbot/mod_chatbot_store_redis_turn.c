@@ -170,9 +170,13 @@ chat_status_t rs_turn_start(chat_store_t *st, const chat_owner_t *owner, const c
                                  index_out, NULL);
 }
 
-chat_status_t rs_turn_finish(chat_store_t *st, const chat_owner_t *owner, const char *id,
-                             uint64_t token, uint32_t answer_set, const char *err,
-                             size_t err_len, uint64_t now_ms)
+/* The finish (lua_turn "f"), with ans (NULL: none) stored first in the
+ * same script. Its reply: {status, evicted, index, list | 0, refused}:
+ * refused 1 when the store refused ans's text (status says why; nothing
+ * else was done), or the 3 elements of an early refusal. */
+static chat_status_t finish(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                            uint64_t token, chat_turn_text_t *ans, uint32_t answer_set,
+                            const char *err, size_t err_len, uint64_t now_ms)
 {
     rs_store_t *rs = RS(st);
     rs_args_t a = {0};
@@ -180,25 +184,44 @@ chat_status_t rs_turn_finish(chat_store_t *st, const chat_owner_t *owner, const 
     chat_status_t rc;
     redisReply *r, *list = NULL;
     apr_uint32_t s0, seq;
+    int refused = 0;
 
     if (turn_args(st, &a, hex, "f", owner, id, token, now_ms)) {
-        return CHAT_ENOTFOUND;
+        return ans ? (ans->rc = CHAT_ENOTFOUND) : CHAT_ENOTFOUND;
     }
     arg_u64(&a, answer_set);
     arg_u64(&a, CHAT_MSG_STREAMING);
     arg_mem(&a, err ? err : "", err ? err_len : 0);
     arg_str(&a, err ? "1" : "0");
     arg_u64(&a, CHAT_MSG_ERROR);
-    arg_str(&a, "");
+    arg_str(&a, !ans ? "" : ans->extend ? "e" : "a");
     arg_str(&a, rs->origin);
     arg_u64(&a, rs->policy.anon_share_pct);
     arg_str(&a, rs_list_wanted(rs, hex) ? "1" : "0");
+    arg_mem(&a, ans ? ans->text : "", ans ? ans->len : 0);
+    arg_u64(&a, CHAT_MSG_STREAMING);
     s0 = apr_atomic_read32(&rs->user_seq[rs_slot(hex, 40)]);
     r = rs_eval(rs, RS_LUA_TURN, a.n, a.v, a.l);
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 4) {
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 5) {
+        refused = rint_(r->element[4]) == 1;
+        freeReplyObject(take_tail(r, 4));
         list = take_tail(r, 3); /* the owner's list, for the tab's next read */
+        if (list->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(list);
+            list = NULL;
+        }
     }
-    rc = rs_index_reply(rs, r, NULL);
+    rc = rs_index_reply(rs, r, ans && !ans->extend ? &ans->index : NULL);
+    if (ans) {
+        ans->rc = rc; /* the script stores the text first, or stops */
+    }
+    if (refused) {
+        /* the generation goes on: the caller finishes it with the reason */
+        if (list) {
+            freeReplyObject(list);
+        }
+        return rc;
+    }
     rs_gen_ended(rs, id, token, rc == CHAT_EUNAVAIL);
     seq = local_user_news(rs, hex) + 1;
     if (rc == CHAT_OK && list) {
@@ -208,6 +231,21 @@ chat_status_t rs_turn_finish(chat_store_t *st, const chat_owner_t *owner, const 
         freeReplyObject(list);
     }
     return rc;
+}
+
+chat_status_t rs_turn_finish(chat_store_t *st, const chat_owner_t *owner, const char *id,
+                             uint64_t token, uint32_t answer_set, const char *err,
+                             size_t err_len, uint64_t now_ms)
+{
+    return finish(st, owner, id, token, NULL, answer_set, err, err_len, now_ms);
+}
+
+chat_status_t rs_turn_finish_text(chat_store_t *st, const chat_owner_t *owner,
+                                  const char *id, uint64_t token, chat_turn_text_t *ans,
+                                  uint32_t answer_set, const char *err, size_t err_len,
+                                  uint64_t now_ms)
+{
+    return finish(st, owner, id, token, ans, answer_set, err, err_len, now_ms);
 }
 
 /* ---- generations ------------------------------------------------------------ */

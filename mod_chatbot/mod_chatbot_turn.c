@@ -385,6 +385,66 @@ static void user_error_text(chatbot_turn_t *p, const char *code)
     }
 }
 
+/* Keep a failure and its reason in the conversation (it is skipped when
+ * building the model's context). After a partial answer it is that
+ * answer's reason: history shows the answer as failed with this code and
+ * sentence, not as a Stop. Stored as "<code>: <message>"; views split the
+ * code out. */
+static const char *stored_error(chatbot_turn_priv_t *t, chatbot_outcome_t outcome,
+                                const char *code)
+{
+    if (outcome != CHATBOT_OUT_FAILED) {
+        return NULL;
+    }
+    return apr_pstrcat(t->pool, code ? code : CHAT_ERR_INTERNAL, ": ", t->pub.err_msg,
+                       NULL);
+}
+
+/* The turn's end in the store: the answer's flags, the failure's reason,
+ * the generation's end, with fin (NULL: none) the answer's last piece
+ * first. A store that refuses that piece fails the turn as a refusal
+ * while the answer streams does (chatbot_turn_flush, store_due), unless
+ * it failed already: the finish then goes without it. */
+static void finish(chatbot_turn_priv_t *t, chat_store_t *st, chat_turn_text_t *fin,
+                   chatbot_outcome_t *outcome, const char **code, apr_uint64_t now)
+{
+    chatbot_engine_t *e = t->e;
+    chatbot_turn_t *p = &t->pub;
+    int will_have = p->has_answer || fin;
+    const char *txt = stored_error(t, *outcome, *code);
+    uint32_t set = !will_have                         ? 0
+                   : *outcome == CHATBOT_OUT_COMPLETE ? CHAT_MSG_COMPLETE
+                                                      : CHAT_MSG_INTERRUPTED;
+
+    if (txt && t->branch_answer && !will_have) {
+        /* a regenerate that failed at once: a version of its own */
+        chat_store_msg_branch(st, &e->id.owner, p->conv_id, p->user_index,
+                              CHAT_ROLE_ASSISTANT, CHAT_MSG_ERROR, txt, strlen(txt), now,
+                              NULL);
+        txt = NULL;
+    }
+    chat_store_turn_finish_text(st, &e->id.owner, p->conv_id, t->token, fin, set, txt,
+                                txt ? strlen(txt) : 0, now);
+    if (!fin) {
+        return;
+    }
+    chatbot_turn_final_stored(t, fin);
+    if (fin->rc == CHAT_OK || fin->rc == CHAT_EUNAVAIL) {
+        return; /* finished (or asked to be, by a store that did not answer) */
+    }
+    if (*outcome != CHATBOT_OUT_FAILED) {
+        *outcome = p->outcome = CHATBOT_OUT_FAILED;
+        *code = p->err_code = t->abort_code;
+        apr_cpystrn(p->err_detail, t->abort_msg, sizeof(p->err_detail));
+        apr_cpystrn(p->err_msg, t->abort_msg, sizeof(p->err_msg));
+        user_error_text(p, *code);
+    }
+    txt = stored_error(t, *outcome, *code);
+    chat_store_turn_finish(st, &e->id.owner, p->conv_id, t->token,
+                           p->has_answer ? CHAT_MSG_INTERRUPTED : 0, txt, strlen(txt),
+                           now);
+}
+
 void chatbot_turn_end(chatbot_turn_priv_t *t, chatbot_outcome_t outcome, const char *code,
                       const char *fmt, ...)
 {
@@ -394,12 +454,19 @@ void chatbot_turn_end(chatbot_turn_priv_t *t, chatbot_outcome_t outcome, const c
     apr_uint64_t now = chatbot_now_ms();
     va_list ap;
     int was_running = t->phase == CHATBOT_PH_RUNNING;
+    chat_turn_text_t fin;
+    int carry;
 
     if (t->phase == CHATBOT_PH_IDLE) {
         return;
     }
     chatbot_turn_detach(t);
-    chatbot_turn_flush(t, 1); /* what chat_stream_finish or a stop left unstored */
+    /* What chat_stream_finish or a stop left unstored goes with the finish
+     * below (one request to a store on redis), else now. */
+    carry = chatbot_turn_final_text(t, &fin);
+    if (!carry) {
+        chatbot_turn_flush(t, 1);
+    }
     p->outcome = outcome;
     p->err_code = code;
     if (fmt) {
@@ -433,27 +500,7 @@ void chatbot_turn_end(chatbot_turn_priv_t *t, chatbot_outcome_t outcome, const c
             chatbot_backend_health_note(st, p->backend, 0, p->err_detail);
         }
         if (!t->stateless) { /* a stateless turn stores nothing */
-            /* Keep a failure and its reason in the conversation (it is
-             * skipped when building the model's context). After a partial
-             * answer it is that answer's reason: history shows the answer
-             * as failed with this code and sentence, not as a Stop.
-             * Stored as "<code>: <message>"; views split the code out. */
-            const char *txt = outcome == CHATBOT_OUT_FAILED
-                                  ? apr_pstrcat(t->pool, code ? code : CHAT_ERR_INTERNAL,
-                                                ": ", p->err_msg, NULL)
-                                  : NULL;
-            uint32_t set = !p->has_answer                    ? 0
-                           : outcome == CHATBOT_OUT_COMPLETE ? CHAT_MSG_COMPLETE
-                                                             : CHAT_MSG_INTERRUPTED;
-            if (txt && t->branch_answer && !p->has_answer) {
-                /* a regenerate that failed at once: a version of its own */
-                chat_store_msg_branch(st, &e->id.owner, p->conv_id, p->user_index,
-                                      CHAT_ROLE_ASSISTANT, CHAT_MSG_ERROR, txt,
-                                      strlen(txt), now, NULL);
-                txt = NULL;
-            }
-            chat_store_turn_finish(st, &e->id.owner, p->conv_id, t->token, set, txt,
-                                   txt ? strlen(txt) : 0, now);
+            finish(t, st, carry ? &fin : NULL, &outcome, &code, now);
         }
     }
     t->slot_held = 0;

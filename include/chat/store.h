@@ -352,6 +352,30 @@ chat_status_t chat_store_turn_finish(chat_store_t *st, const chat_owner_t *owner
                                      const char *id, uint64_t token, uint32_t answer_set,
                                      const char *err, size_t err_len, uint64_t now_ms);
 
+/* The answer's text not yet stored, for chat_store_turn_finish_text (with
+ * redis: the answer's last piece and the turn's end in one atomic round trip). */
+typedef struct {
+    const char *text; /* in: len > 0 bytes */
+    size_t len;
+    int extend;       /* in: 1 more of the last message (msg_extend), 0 a new
+                       * assistant message flagged CHAT_MSG_STREAMING (msg_append) */
+    uint32_t index;   /* out: the new message's index (extend 0, rc CHAT_OK) */
+    chat_status_t rc; /* out: what storing the text returned */
+} chat_turn_text_t;
+
+/* chat_store_turn_finish with ans (NULL: none) stored first, as msg_append
+ * or msg_extend would (same limits, quotas, evictions); answer_set applies
+ * to it. If the store refuses the text (ans->rc neither CHAT_OK nor
+ * CHAT_EUNAVAIL), nothing else is done and ans->rc is returned: the caller
+ * finishes the turn itself (chat_store_turn_finish, with the reason). With
+ * CHAT_EUNAVAIL the finish was asked all the same. Otherwise returns what
+ * chat_store_turn_finish returns. */
+chat_status_t chat_store_turn_finish_text(chat_store_t *st, const chat_owner_t *owner,
+                                          const char *id, uint64_t token,
+                                          chat_turn_text_t *ans, uint32_t answer_set,
+                                          const char *err, size_t err_len,
+                                          uint64_t now_ms);
+
 /* chat_store_turn_start and, if it succeeded, chat_store_backend_acquire
  * (backend, ticket) in the same request where the store can (with redis,
  * one script): acq->tried is then 1, acq->rc the acquire's status and
@@ -769,6 +793,12 @@ struct chat_store_provider {
     chat_status_t (*turn_finish)(chat_store_t *st, const chat_owner_t *owner,
                                  const char *id, uint64_t token, uint32_t answer_set,
                                  const char *err, size_t err_len, uint64_t now_ms);
+    /* optional (NULL: msg_append or msg_extend, then turn_finish):
+     * chat_store_turn_finish_text; ans is never NULL here */
+    chat_status_t (*turn_finish_text)(chat_store_t *st, const chat_owner_t *owner,
+                                      const char *id, uint64_t token,
+                                      chat_turn_text_t *ans, uint32_t answer_set,
+                                      const char *err, size_t err_len, uint64_t now_ms);
     /* optional (NULL: turn_start only, acq->tried 0):
      * chat_store_turn_start_acquire */
     chat_status_t (*turn_start_acquire)(chat_store_t *st, const chat_owner_t *owner,

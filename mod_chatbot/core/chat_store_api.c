@@ -405,6 +405,43 @@ chat_status_t chat_store_turn_finish(chat_store_t *st, const chat_owner_t *owner
     return rc;
 }
 
+chat_status_t chat_store_turn_finish_text(chat_store_t *st, const chat_owner_t *owner,
+                                          const char *id, uint64_t token,
+                                          chat_turn_text_t *ans, uint32_t answer_set,
+                                          const char *err, size_t err_len,
+                                          uint64_t now_ms)
+{
+    const chat_store_provider_t *pv;
+
+    if (!ans || !ans->len) {
+        if (ans) {
+            ans->rc = CHAT_OK;
+        }
+        return chat_store_turn_finish(st, owner, id, token, answer_set, err, err_len,
+                                      now_ms);
+    }
+    ans->rc = CHAT_ENOTFOUND;
+    if (!st) {
+        return CHAT_ENOTFOUND;
+    }
+    if (!ans->text) {
+        return ans->rc = CHAT_EINVAL;
+    }
+    pv = ((chat_store_head_t *)st)->provider;
+    if (pv->turn_finish_text) {
+        return pv->turn_finish_text(st, owner, id, token, ans, answer_set, err, err_len,
+                                    now_ms);
+    }
+    ans->rc = ans->extend
+                  ? pv->msg_extend(st, owner, id, ans->text, ans->len, now_ms)
+                  : pv->msg_append(st, owner, id, CHAT_ROLE_ASSISTANT, CHAT_MSG_STREAMING,
+                                   ans->text, ans->len, now_ms, &ans->index);
+    if (ans->rc != CHAT_OK && ans->rc != CHAT_EUNAVAIL) {
+        return ans->rc;
+    }
+    return chat_store_turn_finish(st, owner, id, token, answer_set, err, err_len, now_ms);
+}
+
 chat_status_t chat_store_gen_request_stop(chat_store_t *st, const chat_owner_t *owner,
                                           const char *id)
 {

@@ -19,7 +19,7 @@ import time
 import pytest
 import requests
 
-from histutil import Conn, Rest, new_cookie, status_auto
+from histutil import Conn, Rest, history, new_cookie, status_auto
 from redisutil import DOWN_LOG
 
 USERS = ("alice", "mallory")
@@ -350,3 +350,40 @@ def test_authenticated_take_back_their_reserved_share(serve, htpasswd):
     assert status_auto(s)["ChatbotConversationsAnonymous"] == "4"
     m = requests.get(s.base + "/metrics", timeout=10).text
     assert re.search(r"^chatbot_conversations_anonymous 4$", m, re.M)
+
+
+def test_refused_answer_fails_the_turn_however_it_arrived(serve, htpasswd, fake):
+    """An answer the history quota refuses ends its turn with quota_exceeded,
+    whether the store refuses a piece while it streams or its last piece,
+    stored with the turn's finish (with redis, one script: an answer that
+    came in one run of the transfers is stored only there). Before, a
+    refused last piece was dropped and the turn answered as complete,
+    with nothing stored."""
+    s = serve(extra=config(htpasswd, "ChatbotQuota anonymous history=4k sessions=off\n"
+                           "ChatbotMaxMessageBytes 64k\n"), name="answerquota")
+    big = ("x" * 99 + " ") * 60  # 6000 bytes, more than the whole quota
+    got = {}
+    for how, script in (("streamed", {"reply": big}),
+                        ("one run", {"reply": big, "ignore_stream": 1})):
+        c = Conn(s, cookie=new_cookie())  # an identity of its own: a clean quota
+        try:
+            conv = c.launch(title="refused")
+            fake.script(script)
+            f = c.turn("hello", conversation_id=conv)
+            got[how] = f[-1]
+            assert f[-1]["type"] == "error", (how, f[-1])
+            assert f[-1]["code"] == "quota_exceeded", (how, f[-1])
+            # the turn ended: nothing left streaming, the conversation idle
+            h = history(c, conv)
+            assert not any(m.get("streaming") for m in h["messages"]), (how, h)
+            if how == "one run":
+                # nothing of the answer stored, its reason is
+                last = h["messages"][-1]
+                assert last["role"] == "assistant" and last.get("error"), last
+                assert last.get("code") == "quota_exceeded", last
+                f = c.turn("small [[fake tokens=2]]", conversation_id=conv)
+                assert f[-1]["type"] == "response", f[-1]
+        finally:
+            c.close()
+    assert got["one run"]["message"] == got["streamed"]["message"], got
+    assert "history storage" in got["one run"]["message"], got

@@ -98,6 +98,38 @@ def test_resume_and_stop_on_b_while_a_generates(httpd, redis):
         cb.close()
 
 
+def test_one_run_answer_followed_on_b(httpd, redis):
+    """An answer that comes in one piece is stored with the turn's finish
+    (one script): B, following the turn from before its first token, sees
+    the whole text and the end at once, never a finished turn short of it."""
+    a, b = pair(httpd, redis)
+    me = new_cookie()
+    ca = Conn(a, cookie=me)
+    cb = Conn(b, cookie=me)
+    try:
+        conv = ca.launch()
+        # %20: the stored question does not contain the answer's text
+        ca.send_json({"type": "message", "conversation_id": conv, "id": "m1",
+                      "content": "now [[fake reply=all%20in%20one%20piece "
+                                 "first_delay_ms=1200 ignore_stream]]"})
+        time.sleep(0.4)
+        cb.send_json({"type": "resume", "conversation_id": conv, "offset": 0})
+        final, before = cb.wait(lambda m: m.get("type") in ("response", "error") and
+                                m.get("conversation_id") == conv, 30)
+        got_a, _ = ca.wait(lambda m: m.get("type") in ("response", "error"), 30)
+        assert got_a["type"] == "response" and got_a["content"] == "all in one piece", got_a
+        assert final["type"] == "response", final
+        assert final["content"] == "all in one piece" and final["interrupted"] is False
+        assert streams(before, conv) == "all in one piece", before
+        h = Rest(b, cookie=me).get("/api/chat/history?conversation_id=" + conv).json()
+        last = h["messages"][-1]
+        assert h["state"] == "idle" and last["content"] == "all in one piece", h
+        assert not last["streaming"] and not last["interrupted"], last
+    finally:
+        ca.close()
+        cb.close()
+
+
 def test_rate_limit_counted_across_hosts(httpd, redis):
     a, b = pair(httpd, redis, extra="ChatbotRateLimit 6/hour burst=6\n"
                                     "ChatbotAnonymousRateLimit off\n")

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from histutil import Conn, Rest, last_request_id, new_cookie, sent
+from histutil import Conn, Rest, history, last_request_id, new_cookie, sent
 from redisutil import DOWN_LOG, REDIS
 
 pytestmark = pytest.mark.skipif(not os.path.exists(REDIS),
@@ -146,6 +146,50 @@ def test_round_trips_per_turn(httpd, redis):
         print("redis commands for a history call: %r" % d)
         assert "ping" not in d, d
         assert sum(d.values()) <= 3, d  # the conversation, its messages, the list
+    finally:
+        c.close()
+
+
+def test_one_run_answer_is_stored_by_the_finish(httpd, redis):
+    """An answer that comes in one run of the transfers (a fast backend's
+    usual case) is stored by the turn's finish script, op "f" (its text
+    and the end in one round trip), not by an append of its own first."""
+    store = "ChatbotStore redis://127.0.0.1:%d/3\n" % redis.port
+    s = httpd(extra=store + "ChatbotRateLimit off\n", name="redis-fin",
+              allow_errors=DOWN_LOG)
+    c = Conn(s, cookie=new_cookie())
+    try:
+        conv = c.launch(title="one run")
+        fr = c.turn("warm up [[fake tokens=3]]", conversation_id=conv)
+        assert fr[-1]["type"] == "response", fr
+        n = 6
+        mon = Monitor(redis)
+        m0 = mon.mark()
+        for i in range(n):
+            # the reply's text (not the question's: %52 is "R") in one JSON body
+            fr = c.turn("q%d [[fake reply=one%%52un%dZ ignore_stream]]" % (i, i),
+                        conversation_id=conv)
+            assert fr[-1]["type"] == "response", fr
+            assert fr[-1]["content"] == "oneRun%dZ" % i and "index" in fr[-1], fr[-1]
+        d, lines = mon.since(m0)
+        mon.close()
+        for i in range(n):
+            text = b'"oneRun%dZ"' % i
+            carriers = [ln for ln in lines if text in ln and b"lua" not in
+                        ln.split(b'"', 1)[0]]
+            assert len(carriers) == 1, (i, carriers)
+            assert b'"evalsha"' in carriers[0].lower(), carriers[0]
+            assert re.search(rb'"chatbot:" "f" ', carriers[0]), carriers[0]
+        evalsha = sum(v for k, v in d.items() if k.startswith("evalsha")) / n
+        print("evalsha per one-run turn: %.1f %r" % (evalsha, d))
+        # the conversation, the start, the context, the slot's release, the
+        # finish (with the answer): 5, and the backend figures or health now
+        # and then (measured 5.2); before, the answer's append was a sixth
+        assert evalsha <= 5.5, (evalsha, d)
+        h = history(c, conv)
+        last = h["messages"][-1]
+        assert last["content"] == "oneRun%dZ" % (n - 1), last
+        assert not last["streaming"] and not last["interrupted"], last
     finally:
         c.close()
 
