@@ -351,6 +351,12 @@ typedef struct {
     apr_uint32_t msg_flags; /* NEW / EDIT: more CHAT_MSG_* of the user message
                              * (CHAT_MSG_ATTACH: content is in the stored form
                              * of chat/attach.h) */
+    /* NEW: conv_id was not looked up for this turn; it is believed to be
+     * the identity's and bot's (known from an earlier turn). The store
+     * checks that as it starts the turn (chat_store_turn_start_bot); if it
+     * is gone or changed, chatbot_turn_start returns CHATBOT_TURN_STALE
+     * and nothing was stored. */
+    int known;
     /* Stateless turn (POST /api/chat; conv_id NULL, mode NEW): the context
      * is these messages then content, bounded like a stored conversation
      * (ChatbotContext); nothing is stored and no conversation exists. */
@@ -369,7 +375,11 @@ void chatbot_engine_destroy(chatbot_engine_t *e);
  * were not used for idle_ms. Safe from any thread. */
 void chatbot_engine_prune(apr_uint64_t idle_ms);
 /* Starts a turn. Returns NULL, or a CHAT_ERR_* code with errmsg filled
- * (busy, not_found, bad_request, storage_full, too_large...). */
+ * (busy, not_found, bad_request, storage_full, too_large...), or, for a
+ * req->known conversation that is gone, has another bot or could not be
+ * checked (the store unreachable), CHATBOT_TURN_STALE: nothing was
+ * stored, the caller looks the conversation up and starts again. */
+#define CHATBOT_TURN_STALE "stale" /* never sent to a client */
 const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *req,
                                char *errmsg, apr_size_t errcap);
 /* Stops the turn of conv_id (NULL: all turns); on_done is called for each. */

@@ -384,6 +384,11 @@ chat_status_t rs_turn_start_acquire(chat_store_t *st, const chat_owner_t *owner,
                                     const char *text, size_t len, uint32_t flags,
                                     uint64_t now_ms, uint32_t *index_out,
                                     chat_turn_acquire_t *acq);
+chat_status_t rs_turn_start_bot(chat_store_t *st, const chat_owner_t *owner,
+                                const char *id, const char *bot, uint64_t token,
+                                uint32_t state, const char *text, size_t len,
+                                uint32_t flags, uint64_t now_ms, uint32_t *index_out,
+                                chat_turn_acquire_t *acq);
 chat_status_t rs_turn_start(chat_store_t *st, const chat_owner_t *owner, const char *id,
                             uint64_t token, uint32_t state, const char *text, size_t len,
                             uint32_t flags, uint64_t now_ms, uint32_t *index_out);

@@ -357,14 +357,18 @@ static const char lua_append[] = PRELUDE APPEND_FN
  *                  else is done: chat_store_turn_finish_text)
  *   and ARGV[18] the caller's origin tag: the "u:<o>@<tag>" it publishes is
  *   not heard again by the child that sent it (it counted the change);
- *   ARGV[19] the anonymous share (percent); op s with ARGV[20..25] (backend
- *   name ticket limit queue_cap holder_ttl waiter_stale): once started, the
- *   turn's backend slot or place in line too (bk_acquire, redis's clock),
- *   its reply appended, and with a slot on a closed breaker the state is
- *   generating at once (as lua_gen s would make it next) -> {0, evicted,
- *   index, status, position, breaker, failures, reaped, generating, list};
- *   list (ARGV[26] 1, else 0) and op f's: the owner's list as lua_list reads it after the
- * change, for the tab that reads it next (rs_list_take). */
+ *   ARGV[19] the anonymous share (percent); op s: ARGV[20] the bot the
+ *   caller believes the conversation has ("": any), checked with the
+ *   owner before anything changes (-65, CHAT_ESTALE: the caller looks the
+ *   conversation up after all; chat_store_turn_start_bot), and with
+ *   ARGV[21..26] (backend name ticket limit queue_cap holder_ttl
+ *   waiter_stale): once started, the turn's backend slot or place in line
+ *   too (bk_acquire, redis's clock), its reply appended, and with a slot
+ *   on a closed breaker the state is generating at once (as lua_gen s
+ *   would make it next) -> {0, evicted, index, status, position, breaker,
+ *   failures, reaped, generating, list}; list (ARGV[27] 1, else 0) and op
+ *   f's list (ARGV[20] 1, else 0): the owner's list as lua_list reads it
+ *   after the change, for the tab that reads it next (rs_list_take). */
 static const char lua_turn[] = PRELUDE APPEND_FN VPRELUDE RS_LUA_BK_ACQUIRE LIST_FN
     "local op, o, id, tok, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]\n"
     "local maxm, maxb = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
@@ -375,6 +379,9 @@ static const char lua_turn[] = PRELUDE APPEND_FN VPRELUDE RS_LUA_BK_ACQUIRE LIST
     "OWN[id] = o\n"
     "local ev, idx = 0, 0\n"
     "if op == 's' then\n"
+    "  if ARGV[20] ~= '' and redis.call('HGET', c, 'b') ~= ARGV[20] then\n"
+    "    return {-65, 0, 0}\n"
+    "  end\n"
     "  if v[2] ~= '0' and v[3] ~= tok and\n"
     "     tonumber(now) - tonumber(v[4]) < tonumber(ARGV[13]) then return {-62, 0, 0} "
     "end\n"
@@ -427,12 +434,12 @@ static const char lua_turn[] = PRELUDE APPEND_FN VPRELUDE RS_LUA_BK_ACQUIRE LIST
     "end\n"
     "changed(id, now)\n"
     "pub(o, 'u:'..o..'@'..ARGV[18])\n"
-    "if op == 's' and ARGV[20] then\n"
+    "if op == 's' and ARGV[21] then\n"
     "  local t = redis.call('TIME')\n"
-    "  local a = bk_acquire(ARGV[20], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) "
+    "  local a = bk_acquire(ARGV[21], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) "
     "/ 1000),\n"
-    "                       ARGV[21], tonumber(ARGV[22]), tonumber(ARGV[23]),\n"
-    "                       tonumber(ARGV[24]), tonumber(ARGV[25]))\n"
+    "                       ARGV[22], tonumber(ARGV[23]), tonumber(ARGV[24]),\n"
+    "                       tonumber(ARGV[25]), tonumber(ARGV[26]))\n"
     /* a slot on a closed breaker: the request goes out, generating now */
     "  local g = 0\n"
     "  if a[1] == 0 and a[3] == 0 then\n"
@@ -440,7 +447,7 @@ static const char lua_turn[] = PRELUDE APPEND_FN VPRELUDE RS_LUA_BK_ACQUIRE LIST
     "    g = 1\n"
     "  end\n"
     "  return {0, ev, idx, a[1], a[2], a[3], a[4], a[5], g,\n"
-    "          ARGV[26] == '1' and list_of(o) or 0}\n"
+    "          ARGV[27] == '1' and list_of(o) or 0}\n"
     "elseif op == 'f' then\n"
     "  return {0, ev, idx, ARGV[20] == '1' and list_of(o) or 0, 0}\n"
     "end\n"

@@ -884,8 +884,9 @@ const chat_store_provider_t rs_provider = {
     .metrics_series_get = rs_metrics_series_get,
     .turn_start = rs_turn_start,
     .turn_start_acquire = rs_turn_start_acquire,
-    .watch = rs_watch_op,
+    .turn_start_bot = rs_turn_start_bot,
     .turn_finish = rs_turn_finish,
     .turn_finish_text = rs_turn_finish_text,
     .conv_find_or_create = rs_conv_find_or_create,
+    .watch = rs_watch_op,
 };

@@ -98,11 +98,14 @@ static void acquired(rs_store_t *rs, redisReply *r, const char *name, apr_uint32
     acq->tried = 1;
 }
 
-chat_status_t rs_turn_start_acquire(chat_store_t *st, const chat_owner_t *owner,
-                                    const char *id, uint64_t token, uint32_t state,
-                                    const char *text, size_t len, uint32_t flags,
-                                    uint64_t now_ms, uint32_t *index_out,
-                                    chat_turn_acquire_t *acq)
+/* The start (op s), with bot ("": none) the bot the caller believes the
+ * conversation has: the script checks it with the owner, before it
+ * changes anything (chat_store_turn_start_bot). */
+static chat_status_t turn_start(chat_store_t *st, const chat_owner_t *owner,
+                                const char *id, const char *bot, uint64_t token,
+                                uint32_t state, const char *text, size_t len,
+                                uint32_t flags, uint64_t now_ms, uint32_t *index_out,
+                                chat_turn_acquire_t *acq)
 {
     rs_store_t *rs = RS(st);
     rs_args_t a = {0};
@@ -130,6 +133,7 @@ chat_status_t rs_turn_start_acquire(chat_store_t *st, const chat_owner_t *owner,
     arg_u64(&a, CHAT_CONV_STOPPED);
     arg_str(&a, rs->origin);
     arg_u64(&a, rs->policy.anon_share_pct);
+    arg_str(&a, bot);
     with_acq = acq && rs_backend_acq_args(rs, acq->backend, acq->ticket, &a, &bi) == 0;
     if (with_acq) {
         arg_str(&a, rs_list_wanted(rs, hex) ? "1" : "0");
@@ -162,12 +166,35 @@ chat_status_t rs_turn_start_acquire(chat_store_t *st, const chat_owner_t *owner,
     return rc;
 }
 
+chat_status_t rs_turn_start_acquire(chat_store_t *st, const chat_owner_t *owner,
+                                    const char *id, uint64_t token, uint32_t state,
+                                    const char *text, size_t len, uint32_t flags,
+                                    uint64_t now_ms, uint32_t *index_out,
+                                    chat_turn_acquire_t *acq)
+{
+    return turn_start(st, owner, id, "", token, state, text, len, flags, now_ms,
+                      index_out, acq);
+}
+
+chat_status_t rs_turn_start_bot(chat_store_t *st, const chat_owner_t *owner,
+                                const char *id, const char *bot, uint64_t token,
+                                uint32_t state, const char *text, size_t len,
+                                uint32_t flags, uint64_t now_ms, uint32_t *index_out,
+                                chat_turn_acquire_t *acq)
+{
+    if (!*bot) {
+        return CHAT_EINVAL;
+    }
+    return turn_start(st, owner, id, bot, token, state, text, len, flags, now_ms,
+                      index_out, acq);
+}
+
 chat_status_t rs_turn_start(chat_store_t *st, const chat_owner_t *owner, const char *id,
                             uint64_t token, uint32_t state, const char *text, size_t len,
                             uint32_t flags, uint64_t now_ms, uint32_t *index_out)
 {
-    return rs_turn_start_acquire(st, owner, id, token, state, text, len, flags, now_ms,
-                                 index_out, NULL);
+    return turn_start(st, owner, id, "", token, state, text, len, flags, now_ms,
+                      index_out, NULL);
 }
 
 /* The finish (lua_turn "f"), with ans (NULL: none) stored first in the

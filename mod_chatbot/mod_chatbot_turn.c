@@ -27,6 +27,13 @@ static chat_status_t turn_start(chatbot_turn_priv_t *t, const chatbot_turn_req_t
     t->pre.backend = bes->nelts ? APR_ARRAY_IDX(bes, 0, chatbot_backend_t *)->index : -1;
     t->pre.ticket = t->ticket;
     t->pre.now_ms = now;
+    if (req->known) {
+        return chat_store_turn_start_bot(
+            chatbot_store(), &t->e->id.owner, t->pub.conv_id, req->bot->name, t->token,
+            CHAT_CONV_QUEUED, req->content, req->len,
+            (req->content[0] == '!' ? CHAT_MSG_COMMAND : 0) | req->msg_flags, now,
+            &t->pub.user_index, bes->nelts ? &t->pre : NULL);
+    }
     return chat_store_turn_start_acquire(
         chatbot_store(), &t->e->id.owner, t->pub.conv_id, t->token, CHAT_CONV_QUEUED,
         req->content, req->len,
@@ -118,6 +125,9 @@ const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *re
     }
     /* a new message: the generation, the message and the list in one call */
     one_step = req->mode == CHATBOT_TURN_NEW;
+    if (req->known && !one_step) {
+        return CHATBOT_TURN_STALE; /* only a new message checks as it starts */
+    }
     rc = one_step ? turn_start(t, req, now)
                   : chat_store_gen_begin(st, &e->id.owner, p->conv_id, t->token,
                                          CHAT_CONV_QUEUED, now);
@@ -135,6 +145,12 @@ const char *chatbot_turn_start(chatbot_engine_t *e, const chatbot_turn_req_t *re
                           : chat_store_gen_begin(st, &e->id.owner, p->conv_id, t->token,
                                                  CHAT_CONV_QUEUED, now);
         }
+    }
+    if (req->known &&
+        (rc == CHAT_ENOTFOUND || rc == CHAT_ESTALE || rc == CHAT_EUNAVAIL)) {
+        /* the caller's look-up, skipped, decides what to say (a current
+         * conversation deleted in another tab is forgotten, not an error) */
+        return CHATBOT_TURN_STALE;
     }
     if (rc != CHAT_OK && rc != CHAT_EBUSY && rc != CHAT_ENOTFOUND) {
         code = chatbot_store_err(rc); /* the message could not be stored */

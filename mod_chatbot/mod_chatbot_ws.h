@@ -250,6 +250,8 @@ const char *chatbot_ws_rate_msg(chatbot_wsc_t *w, apr_int64_t retry_ms, char *bu
 /* 1 if the frame being handled may hold a worker now; otherwise it is held
  * back (or refused) and 0 returned. */
 int chatbot_ws_need_worker(chatbot_wsc_t *w, const char *conv);
+/* The same without holding back: 1 (a worker held), or 0 (nothing said). */
+int chatbot_ws_worker_free(chatbot_wsc_t *w);
 /* Drops the turn held back for conv, if any (1). */
 int chatbot_ws_drop_held(chatbot_wsc_t *w, const char *conv);
 /* Replays a held turn once a worker is free (or expires it). */

@@ -228,17 +228,28 @@ void chatbot_ws_stop_all(chatbot_wsc_t *w, const char *reason)
 
 /* ---- waiting for a worker --------------------------------------------------------- */
 
-/* 1 if the frame being handled may hold a worker now; otherwise it is held
- * back (or refused when another one is held already) and 0 returned. */
-int chatbot_ws_need_worker(chatbot_wsc_t *w, const char *conv)
+/* 1 if the frame being handled may hold a worker now (it then holds one:
+ * chatbot_ws_need_worker says yes at once too), 0 if not (nothing said). */
+int chatbot_ws_worker_free(chatbot_wsc_t *w)
 {
     int cap = chatbot_ws_max_answers_per_ip(w->sc);
-    int pos;
-    chat_jw_t jw;
 
     if ((cap <= 0 || chatbot_ws_ip_answers(w->c, 0) < (apr_uint32_t)cap) &&
         chatbot_ws_wait_may_take(w) && chatbot_ws_slot_take(w)) {
         chatbot_ws_wait_remove(w);
+        return 1;
+    }
+    return 0;
+}
+
+/* 1 if the frame being handled may hold a worker now; otherwise it is held
+ * back (or refused when another one is held already) and 0 returned. */
+int chatbot_ws_need_worker(chatbot_wsc_t *w, const char *conv)
+{
+    int pos;
+    chat_jw_t jw;
+
+    if (chatbot_ws_worker_free(w)) {
         return 1;
     }
     w->held_again = w->replaying;
@@ -407,22 +418,156 @@ const char *chatbot_ws_rate_msg(chatbot_wsc_t *w, apr_int64_t retry_ms, char *bu
     return buf;
 }
 
+/* The connection's current conversation, if the message is for it:
+ * explicit ids or none, as chatbot_ws_resolve would pick it, without a
+ * look-up. NULL otherwise (the message names another one, or a bot that
+ * is not the current one's, or an unknown bot: the look-up decides). */
+static chatbot_bot_t *current(chatbot_wsc_t *w)
+{
+    const char *bot_id = w->cm.bot_id, *conv_id = w->cm.conversation_id;
+    chatbot_bot_t *b = NULL;
+
+    if (!w->cur_conv[0] || !w->cur_bot) {
+        return NULL;
+    }
+    if (bot_id && !(b = chatbot_bot_get(w->r->server, bot_id))) {
+        return NULL;
+    }
+    if (conv_id ? strcmp(conv_id, w->cur_conv) : b && b != w->cur_bot) {
+        return NULL;
+    }
+    return w->cur_bot; /* the conversation decides the bot */
+}
+
+/* A turn in conversation ci->id with bot: known, the conversation was not
+ * looked up for it (its id and bot are the connection's current ones), and
+ * the store checks them as it starts the turn. Returns 1 if a known turn
+ * must be looked up after all: anything that would be said before the
+ * store is reached, or a conversation gone or changed (CHATBOT_TURN_STALE)
+ * - nothing was sent or stored then, and the caller starts again with the
+ * look-up, so that every answer is the one the look-up first would give. */
+static int turn_begin(chatbot_wsc_t *w, chatbot_turn_mode_t mode, chatbot_bot_t *bot,
+                      const chat_conv_info_t *ci, int known)
+{
+    chatbot_turn_req_t req;
+    chatbot_engine_t *e;
+    const char *err;
+    char msg[512];
+    chat_buf_t attached = {0};
+
+    if (mode != CHATBOT_TURN_REGENERATE && w->cm.content_len == 0 && !w->cm.nattach) {
+        if (!known) {
+            chatbot_ws_send_error(w, CHAT_ERR_BAD_REQUEST, "the message is empty", ci->id,
+                                  w->cm.id, -1);
+        }
+        return known;
+    }
+    /* Text attachments travel in the message and are stored with it, quoted
+     * ahead of its text (chat/attach.h): the whole is one message, counted
+     * against ChatbotMaxMessageBytes and the context budget, and is what
+     * the model reads. */
+    if (mode != CHATBOT_TURN_REGENERATE && w->cm.nattach) {
+        apr_size_t total =
+            chat_attach_size(w->cm.attach, w->cm.nattach, w->cm.content_len);
+        if (total > w->lim.max_message_bytes ||
+            total > chatbot_srv(w->r->server)->layout.max_message_bytes) {
+            if (known) {
+                return 1;
+            }
+            apr_snprintf(msg, sizeof(msg),
+                         "the message with its attachments is %" APR_SIZE_T_FMT
+                         " bytes; at most %" APR_SIZE_T_FMT " bytes are accepted",
+                         total, w->lim.max_message_bytes);
+            chatbot_ws_send_error(w, CHAT_ERR_TOO_LARGE, msg, ci->id, w->cm.id, -1);
+            return 0;
+        }
+    }
+    if (w->eng && chatbot_engine_has(w->eng, ci->id)) {
+        if (!known) {
+            chatbot_ws_send_error(w, CHAT_ERR_BUSY,
+                                  "this conversation is already generating "
+                                  "an answer; stop it first",
+                                  ci->id, w->cm.id, -1);
+        }
+        return known;
+    }
+    if (known &&
+        (chatbot_ws_turns(w) >= CHATBOT_MAX_TURNS || !chatbot_ws_worker_free(w))) {
+        return 1; /* refused or held back: said after the look-up */
+    }
+    if (!chatbot_ws_need_worker(w, ci->id)) {
+        return 0;
+    }
+    memset(&req, 0, sizeof(req));
+    req.bot = bot;
+    req.conv_id = ci->id;
+    req.msg_id = w->cm.id;
+    req.content = w->cm.content;
+    req.len = w->cm.content_len;
+    req.known = known;
+    if (mode != CHATBOT_TURN_REGENERATE && w->cm.nattach &&
+        chat_attach_encode(&attached, w->cm.attach, w->cm.nattach,
+                           w->cm.content ? w->cm.content : "",
+                           w->cm.content_len) != CHAT_OK) {
+        chat_buf_free(&attached);
+        if (!known) {
+            chatbot_ws_send_error(w, CHAT_ERR_INTERNAL, "out of memory", ci->id, w->cm.id,
+                                  -1);
+        }
+        return known;
+    }
+    if (attached.data) {
+        req.content = attached.data;
+        req.len = attached.len;
+        req.msg_flags = CHAT_MSG_ATTACH;
+    }
+    req.mode = mode;
+    req.edit_index = (apr_uint32_t)(w->cm.index < 0 ? 0 : w->cm.index);
+    if (!(e = engine(w))) {
+        chat_buf_free(&attached);
+        if (!known) {
+            chatbot_ws_send_error(w, CHAT_ERR_INTERNAL, "cannot start an answer now",
+                                  ci->id, w->cm.id, -1);
+        }
+        return known;
+    }
+    err = chatbot_turn_start(e, &req, msg, sizeof(msg));
+    chat_buf_free(&attached); /* stored by now: the turn reads the store */
+    chatbot_ws_engine_settle(w);
+    if (err && known && !strcmp(err, CHATBOT_TURN_STALE)) {
+        return 1;
+    }
+    if (err) {
+        chatbot_ws_send_error(w, err, msg, ci->id, w->cm.id, -1);
+        return 0;
+    }
+    /* this connection now streams the answer itself */
+    chatbot_ws_follow_drop(w, ci->id);
+    return 0;
+}
+
 void chatbot_ws_turn_start(chatbot_wsc_t *w, chatbot_turn_mode_t mode)
 {
     chatbot_bot_t *bot;
     chat_conv_info_t ci;
-    chatbot_turn_req_t req;
-    chatbot_engine_t *e;
     const char *err;
     apr_int64_t retry;
     char msg[512];
-    chat_buf_t attached = {0};
 
     err = chatbot_ws_rate_check(w, &retry);
     if (err) {
         chatbot_ws_send_error(w, err, chatbot_ws_rate_msg(w, retry, msg, sizeof(msg)),
                               w->cm.conversation_id, w->cm.id, retry);
         return;
+    }
+    /* A new message in the current conversation (the common turn): no
+     * look-up first, the store's start checks owner, existence and bot
+     * (one round trip fewer on redis; docs/storage.md). */
+    if (mode == CHATBOT_TURN_NEW && (bot = current(w))) {
+        apr_cpystrn(ci.id, w->cur_conv, sizeof(ci.id));
+        if (!turn_begin(w, mode, bot, &ci, 1)) {
+            return;
+        }
     }
     err = chatbot_ws_resolve(w, w->cm.bot_id, w->cm.conversation_id, 1, &bot, &ci);
     if (err) {
@@ -438,74 +583,7 @@ void chatbot_ws_turn_start(chatbot_wsc_t *w, chatbot_turn_mode_t mode)
                                   : -1);
         return;
     }
-    if (mode != CHATBOT_TURN_REGENERATE && w->cm.content_len == 0 && !w->cm.nattach) {
-        chatbot_ws_send_error(w, CHAT_ERR_BAD_REQUEST, "the message is empty", ci.id,
-                              w->cm.id, -1);
-        return;
-    }
-    /* Text attachments travel in the message and are stored with it, quoted
-     * ahead of its text (chat/attach.h): the whole is one message, counted
-     * against ChatbotMaxMessageBytes and the context budget, and is what
-     * the model reads. */
-    if (mode != CHATBOT_TURN_REGENERATE && w->cm.nattach) {
-        apr_size_t total =
-            chat_attach_size(w->cm.attach, w->cm.nattach, w->cm.content_len);
-        if (total > w->lim.max_message_bytes ||
-            total > chatbot_srv(w->r->server)->layout.max_message_bytes) {
-            apr_snprintf(msg, sizeof(msg),
-                         "the message with its attachments is %" APR_SIZE_T_FMT
-                         " bytes; at most %" APR_SIZE_T_FMT " bytes are accepted",
-                         total, w->lim.max_message_bytes);
-            chatbot_ws_send_error(w, CHAT_ERR_TOO_LARGE, msg, ci.id, w->cm.id, -1);
-            return;
-        }
-    }
-    if (w->eng && chatbot_engine_has(w->eng, ci.id)) {
-        chatbot_ws_send_error(w, CHAT_ERR_BUSY,
-                              "this conversation is already generating "
-                              "an answer; stop it first",
-                              ci.id, w->cm.id, -1);
-        return;
-    }
-    if (!chatbot_ws_need_worker(w, ci.id)) {
-        return;
-    }
-    memset(&req, 0, sizeof(req));
-    req.bot = bot;
-    req.conv_id = ci.id;
-    req.msg_id = w->cm.id;
-    req.content = w->cm.content;
-    req.len = w->cm.content_len;
-    if (mode != CHATBOT_TURN_REGENERATE && w->cm.nattach &&
-        chat_attach_encode(&attached, w->cm.attach, w->cm.nattach,
-                           w->cm.content ? w->cm.content : "",
-                           w->cm.content_len) != CHAT_OK) {
-        chat_buf_free(&attached);
-        chatbot_ws_send_error(w, CHAT_ERR_INTERNAL, "out of memory", ci.id, w->cm.id, -1);
-        return;
-    }
-    if (attached.data) {
-        req.content = attached.data;
-        req.len = attached.len;
-        req.msg_flags = CHAT_MSG_ATTACH;
-    }
-    req.mode = mode;
-    req.edit_index = (apr_uint32_t)(w->cm.index < 0 ? 0 : w->cm.index);
-    if (!(e = engine(w))) {
-        chat_buf_free(&attached);
-        chatbot_ws_send_error(w, CHAT_ERR_INTERNAL, "cannot start an answer now", ci.id,
-                              w->cm.id, -1);
-        return;
-    }
-    err = chatbot_turn_start(e, &req, msg, sizeof(msg));
-    chat_buf_free(&attached); /* stored by now: the turn reads the store */
-    chatbot_ws_engine_settle(w);
-    if (err) {
-        chatbot_ws_send_error(w, err, msg, ci.id, w->cm.id, -1);
-        return;
-    }
-    /* this connection now streams the answer itself */
-    chatbot_ws_follow_drop(w, ci.id);
+    turn_begin(w, mode, bot, &ci, 0);
 }
 
 /* A command (`run`, or a message starting with '!'): it runs here, on this

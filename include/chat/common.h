@@ -40,7 +40,8 @@ typedef enum {
     CHAT_ECLOSED = -61,     /* the object is closed / finished */
     CHAT_EBUSY = -62,       /* the object is busy (e.g. already generating) */
     CHAT_EDENIED = -63,     /* not allowed */
-    CHAT_EUNAVAIL = -64     /* a remote store is unreachable (try again later) */
+    CHAT_EUNAVAIL = -64,    /* a remote store is unreachable (try again later) */
+    CHAT_ESTALE = -65       /* what the caller knew of the object is out of date */
 } chat_status_t;
 
 /* A short, stable, human readable name for a status ("ok", "parse", ...). */

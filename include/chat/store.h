@@ -397,6 +397,21 @@ chat_status_t chat_store_turn_start_acquire(chat_store_t *st, const chat_owner_t
                                             uint32_t *index_out,
                                             chat_turn_acquire_t *acq);
 
+/* chat_store_turn_start_acquire for a conversation the caller believes to
+ * be owner's and bot's (a connection's current one, looked up at an
+ * earlier turn), so that a turn needs no look-up of its own first: the
+ * belief is checked in the same step (with redis, in the start's script).
+ * CHAT_ENOTFOUND (gone, or not owner's) or CHAT_ESTALE (its bot is not
+ * bot): nothing changed, acq->tried 0, and the caller looks the
+ * conversation up as usual; otherwise what chat_store_turn_start_acquire
+ * returns. A provider without turn_start_bot gets chat_store_conv_get,
+ * the comparison, then chat_store_turn_start_acquire. */
+chat_status_t chat_store_turn_start_bot(chat_store_t *st, const chat_owner_t *owner,
+                                        const char *id, const char *bot, uint64_t token,
+                                        uint32_t state, const char *text, size_t len,
+                                        uint32_t flags, uint64_t now_ms,
+                                        uint32_t *index_out, chat_turn_acquire_t *acq);
+
 /* Lock-free: the conversation's change counter (0 if the id is invalid).
  * Followers poll it to learn that something new was written. */
 uint64_t chat_store_conv_seq(chat_store_t *st, const char *id);
@@ -806,6 +821,13 @@ struct chat_store_provider {
                                         const char *text, size_t len, uint32_t flags,
                                         uint64_t now_ms, uint32_t *index_out,
                                         chat_turn_acquire_t *acq);
+    /* optional (NULL: conv_get, the bot compared, then turn_start_acquire):
+     * chat_store_turn_start_bot */
+    chat_status_t (*turn_start_bot)(chat_store_t *st, const chat_owner_t *owner,
+                                    const char *id, const char *bot, uint64_t token,
+                                    uint32_t state, const char *text, size_t len,
+                                    uint32_t flags, uint64_t now_ms, uint32_t *index_out,
+                                    chat_turn_acquire_t *acq);
     /* optional (NULL: a look-up then a creation): chat_store_conv_find_or_create */
     chat_status_t (*conv_find_or_create)(chat_store_t *st, const chat_owner_t *owner,
                                          const char *bot, const char *title,

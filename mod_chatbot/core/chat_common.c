@@ -48,6 +48,8 @@ const char *chat_status_str(chat_status_t st)
         return "store unavailable";
     case CHAT_EDENIED:
         return "denied";
+    case CHAT_ESTALE:
+        return "stale";
     }
     return "unknown status";
 }

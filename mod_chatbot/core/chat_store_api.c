@@ -345,6 +345,43 @@ chat_status_t chat_store_turn_start_acquire(chat_store_t *st, const chat_owner_t
                                  index_out);
 }
 
+chat_status_t chat_store_turn_start_bot(chat_store_t *st, const chat_owner_t *owner,
+                                        const char *id, const char *bot, uint64_t token,
+                                        uint32_t state, const char *text, size_t len,
+                                        uint32_t flags, uint64_t now_ms,
+                                        uint32_t *index_out, chat_turn_acquire_t *acq)
+{
+    const chat_store_provider_t *pv;
+    chat_conv_info_t ci;
+    chat_status_t rc;
+
+    if (acq) {
+        acq->tried = 0;
+        acq->rc = CHAT_EINTERNAL;
+        acq->position = 0;
+        acq->generating = 0;
+    }
+    if (!st || !bot) {
+        return CHAT_EINVAL;
+    }
+    pv = ((chat_store_head_t *)st)->provider;
+    if (pv->turn_start_bot) {
+        return pv->turn_start_bot(st, owner, id, bot, token, state, text, len, flags,
+                                  now_ms, index_out, acq);
+    }
+    /* the look-up the caller skipped, then the start: what it would have
+     * done itself (a cheap read on shm) */
+    rc = chat_store_conv_get(st, owner, id, &ci);
+    if (rc != CHAT_OK) {
+        return rc;
+    }
+    if (strcmp(ci.bot, bot)) {
+        return CHAT_ESTALE;
+    }
+    return chat_store_turn_start_acquire(st, owner, id, token, state, text, len, flags,
+                                         now_ms, index_out, acq);
+}
+
 chat_status_t chat_store_turn_start(chat_store_t *st, const chat_owner_t *owner,
                                     const char *id, uint64_t token, uint32_t state,
                                     const char *text, size_t len, uint32_t flags,

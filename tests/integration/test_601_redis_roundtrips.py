@@ -111,19 +111,22 @@ def test_round_trips_per_turn(httpd, redis):
         total = sum(v for k, v in d.items() if k not in ("evalsha_e", "evalsha_q"))
         per_turn = total / n
         print("redis commands per turn: %.1f %r" % (per_turn, d))
-        # a turn: 2 rate buckets (identity, address), the conversation, the
-        # start (begin + message + flags + list, and in the same script the
+        # a turn: 2 rate buckets (identity, address), the start (the
+        # conversation's owner and bot checked, begin + message + flags +
+        # list, and in the same script the
         # backend slot (shared by all hosts), the generating state and the
         # owner's list for the tab), the context with the conversation's
         # own settings (model, system prompt, temperature), the answer's
         # first piece, the slot's release, the finish (flags + end + list,
-        # and the owner's list again for the tab): 8; the backend figures
+        # and the owner's list again for the tab): 7; the backend figures
         # (cached 250 ms) and the health report (once a second) come now
-        # and then. Measured 8.5-8.6. Before (branch redis-rt2) it was
-        # 13.6: the slot, the generating state and its list news, the
-        # settings read and the tab's two list reads were commands of their
-        # own; with a script per step and per-host slots it was 15.
-        assert per_turn <= 9, (per_turn, d)
+        # and then. Measured 7.6. Before (684e54a) it was 8.5-8.6: the
+        # tab's current conversation was looked up first (lua_get); before
+        # branch redis-rt2 13.6: the slot, the generating state and its
+        # list news, the settings read and the tab's two list reads were
+        # commands of their own; with a script per step and per-host slots
+        # it was 15.
+        assert per_turn <= 8, (per_turn, d)
         assert "ping" not in d, d
         # the list's news goes in the scripts: no PUBLISH of its own
         assert "publish" not in d, d

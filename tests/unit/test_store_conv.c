@@ -676,6 +676,63 @@ static void test_user_replacement(void **state)
     ts_close(&t);
 }
 
+/* chat_store_turn_start_bot: a start for a conversation the caller knew
+ * from an earlier turn, checked as it starts (the generic look-up on shm):
+ * gone, another owner's or another bot's changes nothing. */
+static void test_turn_start_bot(void **state)
+{
+    chat_store_layout_t l = small_layout();
+    tstore_t t;
+    chat_owner_t o = owner_of("u:alice"), m = owner_of("u:mallory");
+    chat_conv_info_t ci;
+    chat_turn_acquire_t acq = {.backend = 0, .ticket = 5, .now_ms = 101};
+    uint32_t idx = 99;
+    char id[25];
+    uint64_t s0;
+    (void)state;
+
+    ts_open(&t, &l, 0);
+    mkconv(t.st, &o, "llama", 1, 100, id);
+    s0 = chat_store_conv_seq(t.st, id);
+    assert_int_equal(chat_store_turn_start_bot(t.st, &o, id, "mistral", 7,
+                                               CHAT_CONV_QUEUED, "hi", 2, 0, 101, &idx,
+                                               &acq),
+                     CHAT_ESTALE);
+    assert_int_equal(acq.tried, 0);
+    assert_int_equal(chat_store_turn_start_bot(t.st, &m, id, "llama", 7, CHAT_CONV_QUEUED,
+                                               "hi", 2, 0, 101, &idx, NULL),
+                     CHAT_ENOTFOUND);
+    assert_int_equal(chat_store_turn_start_bot(t.st, &o, id, NULL, 7, CHAT_CONV_QUEUED,
+                                               "hi", 2, 0, 101, &idx, NULL),
+                     CHAT_EINVAL);
+    assert_int_equal(chat_store_conv_seq(t.st, id), s0);
+    assert_int_equal(chat_store_conv_get(t.st, &o, id, &ci), CHAT_OK);
+    assert_int_equal(ci.state, CHAT_CONV_IDLE);
+    assert_int_equal(ci.nmsgs, 0);
+    assert_int_equal(idx, 99);
+    /* its own bot: the turn starts as chat_store_turn_start_acquire's */
+    assert_int_equal(chat_store_turn_start_bot(t.st, &o, id, "llama", 7, CHAT_CONV_QUEUED,
+                                               "hi", 2, 0, 102, &idx, &acq),
+                     CHAT_OK);
+    assert_int_equal(idx, 0);
+    assert_int_equal(chat_store_conv_get(t.st, &o, id, &ci), CHAT_OK);
+    assert_int_equal(ci.state, CHAT_CONV_QUEUED);
+    assert_int_equal(ci.gen_token, 7);
+    assert_int_equal(ci.nmsgs, 1);
+    /* generating already: busy, as the start without the check */
+    assert_int_equal(chat_store_turn_start_bot(t.st, &o, id, "llama", 8, CHAT_CONV_QUEUED,
+                                               "again", 5, 0, 103, &idx, NULL),
+                     CHAT_EBUSY);
+    assert_int_equal(chat_store_gen_end(t.st, id, 7, 104), CHAT_OK);
+    /* deleted: not found */
+    assert_int_equal(chat_store_conv_delete(t.st, &o, id), CHAT_OK);
+    assert_int_equal(chat_store_turn_start_bot(t.st, &o, id, "llama", 9, CHAT_CONV_QUEUED,
+                                               "hi", 2, 0, 105, &idx, NULL),
+                     CHAT_ENOTFOUND);
+    CHECK(t.st);
+    ts_close(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -687,6 +744,7 @@ int main(void)
         cmocka_unit_test(test_id_reuse),
         cmocka_unit_test(test_table_eviction),
         cmocka_unit_test(test_generation),
+        cmocka_unit_test(test_turn_start_bot),
         cmocka_unit_test(test_user_seq),
         cmocka_unit_test(test_rate_take),
         cmocka_unit_test(test_user_replacement),
