@@ -1,9 +1,10 @@
 /* mod_chatbot_store_redis.h - internals shared by the redis store
  * provider's files: mod_chatbot_store_redis.c (connections, pool,
- * subscriber thread, provider glue), mod_chatbot_store_redis_ops.c (the
- * chat_store_provider_t table, conversations and users), _msg.c
- * (messages), _turn.c (turns and generations), _backend.c, _titled.c and
- * _lua.c (the Lua scripts).
+ * provider glue), _sub.c (the subscriber thread and its channels),
+ * mod_chatbot_store_redis_ops.c (the chat_store_provider_t table,
+ * conversations and users), _args.c (small helpers), _msg.c (messages),
+ * _turn.c (turns and generations), _backend.c, _titled.c and _lua.c (the
+ * Lua scripts).
  */
 #ifndef MOD_CHATBOT_STORE_REDIS_H
 #define MOD_CHATBOT_STORE_REDIS_H
