@@ -398,10 +398,13 @@ apr_uint32_t chatbot_store_failures(void)
 
 redisReply *rs_command(rs_store_t *rs, int argc, const char **argv, const size_t *lens)
 {
-    rs_conn_t *x = pool_get(rs);
+    rs_conn_t *x;
     redisReply *r = NULL;
     apr_uint64_t t0;
     int bad = 0, ok = 0;
+
+    rs_ctx_drop(); /* a context kept from a start is for the very next call */
+    x = pool_get(rs);
 
     if (!x) {
         tls_failures++;
@@ -433,10 +436,13 @@ redisReply *rs_command(rs_store_t *rs, int argc, const char **argv, const size_t
 
 int rs_command_nowait(rs_store_t *rs, int argc, const char **argv, const size_t *lens)
 {
-    rs_conn_t *x = pool_get(rs);
+    rs_conn_t *x;
     apr_uint64_t t0;
     char *cmd = NULL;
     int len, done = 0, bad = 0, ok;
+
+    rs_ctx_drop();
+    x = pool_get(rs);
 
     if (!x) {
         tls_failures++;
@@ -474,7 +480,7 @@ int rs_command_nowait(rs_store_t *rs, int argc, const char **argv, const size_t 
     return ok ? 0 : -1;
 }
 
-#define RS_EVAL_ARGS 28
+#define RS_EVAL_ARGS 32
 
 /* EVALSHA's arguments in a and l (argc + 4 of them); -1 if too many. */
 static int eval_args(rs_store_t *rs, rs_lua_t i, int argc, const char **argv,

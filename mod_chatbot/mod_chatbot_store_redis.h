@@ -229,11 +229,23 @@ void rs_flush_pending(rs_store_t *rs);
  * its stop hint (mod_chatbot_store_redis_ops.c). */
 void rs_gen_ended(rs_store_t *rs, const char *id, apr_uint64_t token, int unreachable);
 
+/* A turn's context read by its start's script (lua_turn op s with
+ * chat_turn_acquire_t ctx_msgs), kept for this thread's next
+ * chat_store_msg_tail_meta of the same conversation, owner and limits
+ * (mod_chatbot_store_redis_msg.c): keep takes r (lua_vtail's reply with
+ * the settings blob last, or {1}); any other command this thread sends
+ * first drops it (rs_command), so it is only ever the answer redis would
+ * have given to that call in the start's place. */
+#define RS_TAIL_SKIP (CHAT_MSG_ERROR | CHAT_MSG_REFUSED) /* not in a context */
+void rs_ctx_keep(const char *hex, const char *id, uint32_t max_msgs, size_t max_bytes,
+                 redisReply *r);
+void rs_ctx_drop(void);
+
 /* Script arguments and replies (mod_chatbot_store_redis_ops.c). */
 typedef struct {
-    const char *v[28];
-    size_t l[28];
-    char num[28][24];
+    const char *v[32];
+    size_t l[32];
+    char num[32][24];
     int n;
 } rs_args_t;
 void arg_mem(rs_args_t *a, const char *s, size_t len);

@@ -22,6 +22,9 @@
 
 void arg_mem(rs_args_t *a, const char *s, size_t len)
 {
+    if (a->n >= (int)(sizeof(a->v) / sizeof(a->v[0]))) {
+        return; /* never: the scripts' arguments are counted (rs_args_t) */
+    }
     a->v[a->n] = s ? s : "";
     a->l[a->n] = s ? len : 0;
     a->n++;

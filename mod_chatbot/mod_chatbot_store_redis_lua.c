@@ -342,6 +342,58 @@ static const char lua_append[] = PRELUDE APPEND_FN
     "  return cur\n"                                                                     \
     "end\n"
 
+/* tail_of(id, maxm, maxb, skip): the context of a turn (chat_store_msg_tail)
+ * of a linear conversation, read from its end only: {0, first_index, hdr,
+ * text, ...} as lua_vread (each header with its parent's index), the
+ * messages from the oldest one the context takes to the last. Which is the
+ * oldest follows the shm store's rule (cs_ver_tail): newest first,
+ * messages with a skip flag passed over (the caller skips them too), at
+ * most maxm, and maxb bytes of text except for the newest, which is taken
+ * whatever its size. The headers are read in chunks from the end (maxm and
+ * a few, doubling up to 256), each chunk's texts with one MGET: a turn's
+ * read does not grow with the conversation. */
+#define TAIL_FN                                                                          \
+    "local function tail_of(id, maxm, maxb, skip)\n"                                     \
+    "  local m = mkey(id)\n"                                                             \
+    "  local hi = redis.call('LLEN', m) - 1\n"                                           \
+    "  local chunk = math.min(maxm + 4, 256)\n"                                          \
+    "  local sh, st, from, used, taken, full = {}, {}, hi + 1, 0, 0, false\n"            \
+    "  while hi >= 0 and not full do\n"                                                  \
+    "    local lo = math.max(0, hi - chunk + 1)\n"                                       \
+    "    local hs = redis.call('LRANGE', m, lo, hi)\n"                                   \
+    "    local ks, fs = {}, {}\n" /* each header parsed once, for its flags and number   \
+                                     only */                                             \
+    "    for k, h in ipairs(hs) do\n"                                                    \
+    "      local f, n = string.match(h, '^%d+:(%d+):%d+:(%d+)$')\n"                      \
+    "      fs[k] = tonumber(f)\n"                                                        \
+    "      ks[k] = xkey(id, n or 'x')\n"                                                 \
+    "    end\n"                                                                          \
+    "    local xs = #ks > 0 and redis.call('MGET', unpack(ks)) or {}\n"                  \
+    "    for k = #hs, 1, -1 do\n"                                                        \
+    "      local f = fs[k]\n"                                                            \
+    "      local t = xs[k] or ''\n"                                                      \
+    "      if f and bit.band(f, skip) == 0 then\n"                                       \
+    "        if taken >= maxm or (taken > 0 and used + #t > maxb) then\n"                \
+    "          full = true\n"                                                            \
+    "          break\n"                                                                  \
+    "        end\n"                                                                      \
+    "        used, taken, from = used + #t, taken + 1, lo + k - 1\n"                     \
+    "      end\n"                                                                        \
+    "      sh[lo + k - 1], st[lo + k - 1] = hs[k], t\n"                                  \
+    "    end\n"                                                                          \
+    "    hi = lo - 1\n"                                                                  \
+    "    chunk = math.min(chunk * 2, 256)\n"                                             \
+    "  end\n"                                                                            \
+    "  local out = {0, from}\n"                                                          \
+    "  local i = from\n"                                                                 \
+    "  while sh[i] do\n" /* only the headers sent get their parent's index */            \
+    "    out[#out + 1] = sh[i]..':'..(i - 1)\n"                                          \
+    "    out[#out + 1] = st[i]\n"                                                        \
+    "    i = i + 1\n"                                                                    \
+    "  end\n"                                                                            \
+    "return out\n"                                                                       \
+    "end\n"
+
 /* A turn's start or finish in one script (mod_chatbot_store_redis_turn.c).
  * ARGV: P op owner id token now max_msgs max_msg_bytes history_bytes
  *       owner_quota_bytes auth, then
@@ -366,10 +418,15 @@ static const char lua_append[] = PRELUDE APPEND_FN
  *   too (bk_acquire, redis's clock), its reply appended, and with a slot
  *   on a closed breaker the state is generating at once (as lua_gen s
  *   would make it next) -> {0, evicted, index, status, position, breaker,
- *   failures, reaped, generating, list}; list (ARGV[27] 1, else 0) and op
- *   f's list (ARGV[20] 1, else 0): the owner's list as lua_list reads it
- *   after the change, for the tab that reads it next (rs_list_take). */
-static const char lua_turn[] = PRELUDE APPEND_FN VPRELUDE RS_LUA_BK_ACQUIRE LIST_FN
+ *   failures, reaped, generating, list, context}; with ARGV[28..30]
+ *   (max_msgs max_bytes skip_flags) and a slot taken, context is what
+ *   lua_vtail with meta 1 would read right after the start ({1} if the
+ *   conversation has branches), else 0: the request goes out without a
+ *   round trip of its own (chat_turn_acquire_t ctx_msgs); list (ARGV[27] 1, else 0) and
+ * op f's list (ARGV[20] 1, else 0): the owner's list as lua_list reads it after the
+ * change, for the tab that reads it next (rs_list_take). */
+static const char lua_turn[] =
+    PRELUDE APPEND_FN VPRELUDE RS_LUA_BK_ACQUIRE LIST_FN TAIL_FN
     "local op, o, id, tok, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]\n"
     "local maxm, maxb = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
     "local hist, uqb, anon = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11] == '0'\n"
@@ -446,8 +503,19 @@ static const char lua_turn[] = PRELUDE APPEND_FN VPRELUDE RS_LUA_BK_ACQUIRE LIST
     "    redis.call('HSET', c, 's', 2)\n"
     "    g = 1\n"
     "  end\n"
+    /* the turn's context, its request going out now (a slot taken) */
+    "  local cx = 0\n"
+    "  if ARGV[28] and a[1] == 0 then\n"
+    "    local w = redis.call('HMGET', c, 'ln', 'mt')\n"
+    "    if w[1] == '1' then\n"
+    "      cx = tail_of(id, tonumber(ARGV[28]), tonumber(ARGV[29]), tonumber(ARGV[30]))\n"
+    "      cx[#cx + 1] = w[2] or ''\n"
+    "    else\n"
+    "      cx = {1}\n"
+    "    end\n"
+    "  end\n"
     "  return {0, ev, idx, a[1], a[2], a[3], a[4], a[5], g,\n"
-    "          ARGV[27] == '1' and list_of(o) or 0}\n"
+    "          ARGV[27] == '1' and list_of(o) or 0, cx}\n"
     "elseif op == 'f' then\n"
     "  return {0, ev, idx, ARGV[20] == '1' and list_of(o) or 0, 0}\n"
     "end\n"
@@ -725,62 +793,18 @@ static const char lua_vread[] = PRELUDE VPRELUDE
     "end\n"
     "return out\n";
 
-/* ARGV: P owner id max_msgs max_bytes skip_flags meta -> the context of a
- * turn (chat_store_msg_tail) of a linear conversation, read from its end
- * only: {0, first_index, hdr, text, ...} as lua_vread (each header with its
- * parent's index), the messages from the oldest one the context takes to
- * the last, and with meta 1 the settings blob last ('' if none: the turn's
- * settings in the same round trip, chat_store_msg_tail_meta); {1} if the conversation has
- * branches (the caller then reads the whole tree); {-60} if not the owner's. Which is the
- * oldest follows the shm store's rule (cs_ver_tail): newest first, messages with a skip
- * flag passed over (the caller skips them too), at most max_msgs, and
- * max_bytes of text except for the newest, which is taken whatever its
- * size. The headers are read in chunks from the end (max_msgs and a few,
- * doubling up to 256), each chunk's texts with one MGET: a turn's read
- * does not grow with the conversation. */
-static const char lua_vtail[] = PRELUDE
+/* ARGV: P owner id max_msgs max_bytes skip_flags meta -> tail_of(id, ...)
+ * of a linear conversation and, with meta 1, the settings blob last (''
+ * if none: the turn's settings in the same round trip,
+ * chat_store_msg_tail_meta); {1} if the conversation has branches (the
+ * caller then reads the whole tree); {-60} if not the owner's. A turn's
+ * start reads the same with its change (lua_turn op s, ARGV[28..30]). */
+static const char lua_vtail[] = PRELUDE TAIL_FN
     "local id = ARGV[3]\n"
     "local v = redis.call('HMGET', ckey(id), 'o', 'ln', 'mt')\n"
     "if v[1] ~= ARGV[2] then return {-60} end\n"
     "if v[2] ~= '1' then return {1} end\n"
-    "local maxm, maxb, skip = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])\n"
-    "local m = mkey(id)\n"
-    "local hi = redis.call('LLEN', m) - 1\n"
-    "local chunk = math.min(maxm + 4, 256)\n"
-    "local sh, st, from, used, taken, full = {}, {}, hi + 1, 0, 0, false\n"
-    "while hi >= 0 and not full do\n"
-    "  local lo = math.max(0, hi - chunk + 1)\n"
-    "  local hs = redis.call('LRANGE', m, lo, hi)\n"
-    "  local ks, fs = {}, {}\n"
-    /* each header parsed once, for its flags and number only */
-    "  for k, h in ipairs(hs) do\n"
-    "    local f, n = string.match(h, '^%d+:(%d+):%d+:(%d+)$')\n"
-    "    fs[k] = tonumber(f)\n"
-    "    ks[k] = xkey(id, n or 'x')\n"
-    "  end\n"
-    "  local xs = #ks > 0 and redis.call('MGET', unpack(ks)) or {}\n"
-    "  for k = #hs, 1, -1 do\n"
-    "    local f = fs[k]\n"
-    "    local t = xs[k] or ''\n"
-    "    if f and bit.band(f, skip) == 0 then\n"
-    "      if taken >= maxm or (taken > 0 and used + #t > maxb) then\n"
-    "        full = true\n"
-    "        break\n"
-    "      end\n"
-    "      used, taken, from = used + #t, taken + 1, lo + k - 1\n"
-    "    end\n"
-    "    sh[lo + k - 1], st[lo + k - 1] = hs[k], t\n"
-    "  end\n"
-    "  hi = lo - 1\n"
-    "  chunk = math.min(chunk * 2, 256)\n"
-    "end\n"
-    "local out = {0, from}\n"
-    "local i = from\n"
-    "while sh[i] do\n" /* only the headers sent get their parent's index */
-    "  out[#out + 1] = sh[i]..':'..(i - 1)\n"
-    "  out[#out + 1] = st[i]\n"
-    "  i = i + 1\n"
-    "end\n"
+    "local out = tail_of(id, tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))\n"
     "if ARGV[7] == '1' then out[#out + 1] = v[3] or '' end\n"
     "return out\n";
 

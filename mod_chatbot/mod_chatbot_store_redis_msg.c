@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apr_strings.h"
+
 #include "mod_chatbot_store_redis.h"
 #include "chat/versions.h"
 
@@ -249,22 +251,94 @@ int rs_msg_read(chat_store_t *st, const chat_owner_t *owner, const char *id,
  * (and nothing delivered) if the conversation has branches: the caller
  * reads the tree. With meta, the settings blob is appended to it too
  * (read in the same script). */
+/* The context a turn's start read (rs_ctx_keep), per thread. */
+static __thread struct {
+    redisReply *r;
+    char hex[41];
+    char id[CHAT_CONV_ID_LEN + 1];
+    uint32_t max_msgs;
+    size_t max_bytes;
+} ctx_kept;
+
+void rs_ctx_drop(void)
+{
+    if (ctx_kept.r) {
+        freeReplyObject(ctx_kept.r);
+        ctx_kept.r = NULL;
+    }
+}
+
+void rs_ctx_keep(const char *hex, const char *id, uint32_t max_msgs, size_t max_bytes,
+                 redisReply *r)
+{
+    rs_ctx_drop();
+    /* {1}, or {0, first, hdr, text, ..., blob} */
+    if (!r || r->type != REDIS_REPLY_ARRAY || !r->elements ||
+        r->element[0]->type != REDIS_REPLY_INTEGER ||
+        (r->element[0]->integer == 1
+             ? r->elements != 1
+             : r->element[0]->integer != 0 || r->elements < 3 || (r->elements - 3) % 2)) {
+        if (r) {
+            freeReplyObject(r);
+        }
+        return;
+    }
+    ctx_kept.r = r;
+    apr_cpystrn(ctx_kept.hex, hex, sizeof(ctx_kept.hex));
+    apr_cpystrn(ctx_kept.id, id, sizeof(ctx_kept.id));
+    ctx_kept.max_msgs = max_msgs;
+    ctx_kept.max_bytes = max_bytes;
+}
+
+/* The kept context if it answers this read (taken), else NULL (dropped). */
+static redisReply *ctx_take(const chat_owner_t *owner, const char *id, uint32_t max_msgs,
+                            size_t max_bytes)
+{
+    redisReply *r = ctx_kept.r;
+    char hex[41];
+
+    if (!r) {
+        return NULL;
+    }
+    ctx_kept.r = NULL;
+    owner_hex(owner, hex);
+    if (strcmp(ctx_kept.id, id) || strcmp(ctx_kept.hex, hex) ||
+        ctx_kept.max_msgs != max_msgs || ctx_kept.max_bytes != max_bytes) {
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
 static int linear_tail(chat_store_t *st, const chat_owner_t *owner, const char *id,
                        uint32_t max_msgs, size_t max_bytes, chat_buf_t *text,
                        chat_msg_cb *cb, void *baton, chat_buf_t *meta, int *branched)
 {
-    const uint32_t skip = CHAT_MSG_ERROR | CHAT_MSG_REFUSED;
+    const uint32_t skip = RS_TAIL_SKIP;
     const long long num[4] = {max_msgs, (long long)max_bytes, skip, meta ? 1 : 0};
-    chat_status_t rc;
-    redisReply *r = read_reply_x(st, RS_LUA_VTAIL, owner, id, num, 4, meta ? 1 : 0, &rc);
-    size_t k, npairs;
+    chat_status_t rc = CHAT_OK;
+    redisReply *r =
+        owner && valid_id(id) ? ctx_take(owner, id, max_msgs, max_bytes) : NULL;
+    size_t k, npairs, blob = meta ? 1 : 0;
     int n = 0;
 
+    if (r) {
+        /* read by the turn's start: with the blob, whether wanted or not */
+        if (r->element[0]->integer == 1) {
+            freeReplyObject(r);
+            *branched = 1;
+            return 0;
+        }
+        blob = 1;
+    }
+    else {
+        r = read_reply_x(st, RS_LUA_VTAIL, owner, id, num, 4, meta ? 1 : 0, &rc);
+    }
     *branched = !r && rc == 1;
     if (!r) {
         return *branched ? 0 : rc;
     }
-    npairs = (r->elements - 2 - (meta ? 1 : 0)) / 2;
+    npairs = (r->elements - 2 - blob) / 2;
     for (k = 0; k < npairs && n >= 0; k++) {
         chat_msg_info_t mi;
         if (msg_of(r, k, &mi) || (mi.flags & skip)) {

@@ -112,7 +112,7 @@ static chat_status_t turn_start(chat_store_t *st, const chat_owner_t *owner,
     char hex[41];
     chat_backend_info_t bi;
     apr_uint32_t wake = apr_atomic_read32(&rs->bk_wake), s0;
-    redisReply *r, *list = NULL;
+    redisReply *r, *list = NULL, *cx = NULL;
     chat_status_t rc;
     int with_acq;
 
@@ -137,10 +137,19 @@ static chat_status_t turn_start(chat_store_t *st, const chat_owner_t *owner,
     with_acq = acq && rs_backend_acq_args(rs, acq->backend, acq->ticket, &a, &bi) == 0;
     if (with_acq) {
         arg_str(&a, rs_list_wanted(rs, hex) ? "1" : "0");
+        if (acq->ctx_msgs) {
+            /* the context too, read once the slot is taken */
+            arg_u64(&a, acq->ctx_msgs);
+            arg_u64(&a, acq->ctx_bytes);
+            arg_u64(&a, RS_TAIL_SKIP);
+        }
     }
     s0 = apr_atomic_read32(&rs->user_seq[rs_slot(hex, 40)]);
     rs_watch_gen(rs, id); /* its stop is heard here */
     r = rs_eval(rs, RS_LUA_TURN, a.n, a.v, a.l);
+    if (with_acq && r && r->type == REDIS_REPLY_ARRAY && r->elements == 11) {
+        cx = take_tail(r, 10);
+    }
     if (with_acq && r && r->type == REDIS_REPLY_ARRAY && r->elements == 10) {
         acquired(rs, r, bi.name, wake, acq);
         list = take_tail(r, 9);
@@ -150,6 +159,10 @@ static chat_status_t turn_start(chat_store_t *st, const chat_owner_t *owner,
     if (rc == CHAT_OK) {
         rs_list_keep(rs, hex, s0, local_user_news(rs, hex) + 1, list);
         list = NULL;
+        if (cx && acq->tried && acq->rc == CHAT_OK) {
+            rs_ctx_keep(hex, id, acq->ctx_msgs, acq->ctx_bytes, cx);
+            cx = NULL;
+        }
     }
     else if (rc == CHAT_EUNAVAIL) {
         /* a redis that hung runs the script when it wakes up, after the
@@ -162,6 +175,9 @@ static chat_status_t turn_start(chat_store_t *st, const chat_owner_t *owner,
     }
     if (list) {
         freeReplyObject(list);
+    }
+    if (cx) {
+        freeReplyObject(cx);
     }
     return rc;
 }

@@ -27,6 +27,10 @@ static chat_status_t turn_start(chatbot_turn_priv_t *t, const chatbot_turn_req_t
     t->pre.backend = bes->nelts ? APR_ARRAY_IDX(bes, 0, chatbot_backend_t *)->index : -1;
     t->pre.ticket = t->ticket;
     t->pre.now_ms = now;
+    /* the context chatbot_turn_context reads once the slot is taken
+     * (mod_chatbot_context.c): a store may read it with the start */
+    t->pre.ctx_msgs = t->stateless ? 0 : (uint32_t)req->bot->context_messages;
+    t->pre.ctx_bytes = (size_t)req->bot->context_tokens * 4;
     if (req->known) {
         return chat_store_turn_start_bot(
             chatbot_store(), &t->e->id.owner, t->pub.conv_id, req->bot->name, t->token,

@@ -389,6 +389,12 @@ typedef struct {
     chat_status_t rc;
     int32_t position;
     int generating; /* a slot on a closed breaker: the state is generating already */
+    /* in (0: none): the context that chat_store_msg_tail_meta will be
+     * asked for next by this thread, if the slot is taken (its max_msgs
+     * and max_bytes, meta wanted): a provider may read it with the start
+     * and answer that call from it (redis: one round trip fewer) */
+    uint32_t ctx_msgs;
+    size_t ctx_bytes;
 } chat_turn_acquire_t;
 chat_status_t chat_store_turn_start_acquire(chat_store_t *st, const chat_owner_t *owner,
                                             const char *id, uint64_t token,
