@@ -64,12 +64,19 @@ const char *chatbot_rate_check(const chatbot_ident_t *id, const chatbot_limits_t
     /* The identity's own bucket first (a refused message then takes nothing
      * from its neighbours'), then, for anonymous identities, the budget of
      * the client's address, which a new cookie does not refill. */
-    rc = lim->rate.count
-             ? chat_store_rate_take(st, &id->owner, &lim->rate, chatbot_now_ms(), &retry)
-             : CHAT_OK;
-    if (rc == CHAT_OK && id->anonymous && lim->anon_rate.count) {
-        rc = chat_store_rate_take(st, &id->addr, &lim->anon_rate, chatbot_now_ms(),
-                                  &retry);
+    if (lim->rate.count && id->anonymous && lim->anon_rate.count) {
+        /* both in one step (redis: one round trip) */
+        rc = chat_store_rate_take2(st, &id->owner, &lim->rate, &id->addr, &lim->anon_rate,
+                                   chatbot_now_ms(), &retry);
+    }
+    else {
+        rc = lim->rate.count ? chat_store_rate_take(st, &id->owner, &lim->rate,
+                                                    chatbot_now_ms(), &retry)
+                             : CHAT_OK;
+        if (rc == CHAT_OK && id->anonymous && lim->anon_rate.count) {
+            rc = chat_store_rate_take(st, &id->addr, &lim->anon_rate, chatbot_now_ms(),
+                                      &retry);
+        }
     }
     if (rc == CHAT_ELIMIT) {
         *retry_ms = retry;

@@ -567,12 +567,14 @@ static const char lua_read[] =
             "end\n"
             "return out\n";
 
-/* ARGV: P key count period_ms burst take(0|1) -> ms to wait (0: a token) */
+/* ARGV: P key count period_ms burst take(0|1) [key2 count2 period_ms2
+ * burst2] -> ms to wait (0: a token); with a second bucket, it is asked
+ * only if the first gave a token (chat_store_rate_take2) */
 static const char lua_bucket[] =
-    "local k = ARGV[1]..ARGV[2]\n"
-    "local cnt, per, burst = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])\n"
     "local take = ARGV[6] == '1'\n"
     "local U = 1000000\n"
+    "local function one(k, cnt, per, burst)\n"
+    "cnt, per, burst = tonumber(cnt), tonumber(per), tonumber(burst)\n"
     "if burst == 0 then burst = cnt end\n"
     "if burst == 0 then burst = 1 end\n"
     "local t = redis.call('TIME')\n"
@@ -596,7 +598,12 @@ static const char lua_bucket[] =
     "ts))\n"
     "  redis.call('PEXPIRE', k, math.ceil(per * burst / cnt) + 1000)\n"
     "end\n"
-    "return wait\n";
+    "return wait\n"
+    "end\n"
+    "local w = one(ARGV[1]..ARGV[2], ARGV[3], ARGV[4], ARGV[5])\n"
+    "if w == 0 and ARGV[7] then w = one(ARGV[1]..ARGV[7], ARGV[8], ARGV[9], ARGV[10]) "
+    "end\n"
+    "return w\n";
 
 /* ARGV: P ttl_cutoff_ms lease_cutoff_ms -> {expired, recovered}
  * Conversations idle since before ttl_cutoff go; generations with no

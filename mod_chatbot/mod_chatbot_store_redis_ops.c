@@ -105,16 +105,22 @@ static int rs_maintain(chat_store_t *st, uint64_t now_ms)
 
 /* ---- conversations ---------------------------------------------------------- */
 
-chat_status_t bucket(chat_store_t *st, const char *kind, const chat_owner_t *owner,
-                     const chat_rate_t *rate, int take, int64_t *wait)
+/* The buckets of owner (and owner2 with rate2, unless NULL: asked only if
+ * owner's gave a token) in one script (lua_bucket). */
+static chat_status_t bucket2(chat_store_t *st, const char *kind,
+                             const chat_owner_t *owner, const chat_rate_t *rate,
+                             const chat_owner_t *owner2, const chat_rate_t *rate2,
+                             int take, int64_t *wait)
 {
-    char key[48], hex[41];
+    char key[48], key2[48], hex[41];
     rs_args_t a = {0};
     redisReply *r;
 
     *wait = 0;
     if (!rate || rate->count == 0 || rate->period_ms <= 0) {
-        return CHAT_OK;
+        /* no first bucket: the second alone */
+        return owner2 ? bucket2(st, kind, owner2, rate2, NULL, NULL, take, wait)
+                      : CHAT_OK;
     }
     owner_hex(owner, hex);
     snprintf(key, sizeof(key), "%s:%s", kind, hex);
@@ -123,6 +129,14 @@ chat_status_t bucket(chat_store_t *st, const char *kind, const chat_owner_t *own
     arg_i64(&a, rate->period_ms);
     arg_u64(&a, rate->burst);
     arg_str(&a, take ? "1" : "0");
+    if (owner2 && rate2 && rate2->count && rate2->period_ms > 0) {
+        owner_hex(owner2, hex);
+        snprintf(key2, sizeof(key2), "%s:%s", kind, hex);
+        arg_str(&a, key2);
+        arg_u64(&a, rate2->count);
+        arg_i64(&a, rate2->period_ms);
+        arg_u64(&a, rate2->burst);
+    }
     if (!(r = rs_run(st, RS_LUA_BUCKET, &a))) {
         return CHAT_EUNAVAIL;
     }
@@ -133,6 +147,12 @@ chat_status_t bucket(chat_store_t *st, const char *kind, const chat_owner_t *own
     *wait = r->integer;
     freeReplyObject(r);
     return *wait > 0 ? CHAT_ELIMIT : CHAT_OK;
+}
+
+chat_status_t bucket(chat_store_t *st, const char *kind, const chat_owner_t *owner,
+                     const chat_rate_t *rate, int take, int64_t *wait)
+{
+    return bucket2(st, kind, owner, rate, NULL, NULL, take, wait);
 }
 
 static chat_status_t rs_conv_create(chat_store_t *st, const chat_owner_t *owner,
@@ -491,6 +511,22 @@ static chat_status_t rs_rate_take(chat_store_t *st, const chat_owner_t *owner,
     return rc;
 }
 
+static chat_status_t rs_rate_take2(chat_store_t *st, const chat_owner_t *owner,
+                                   const chat_rate_t *rate, const chat_owner_t *owner2,
+                                   const chat_rate_t *rate2, uint64_t now_ms,
+                                   int64_t *retry_after_ms)
+{
+    int64_t wait = 0;
+    chat_status_t rc = owner && owner2
+                           ? bucket2(st, "rl", owner, rate, owner2, rate2, 1, &wait)
+                           : CHAT_EINVAL;
+
+    if (retry_after_ms) {
+        *retry_after_ms = wait;
+    }
+    return rc;
+}
+
 static void rs_user_bump(chat_store_t *st, const chat_owner_t *owner)
 {
     if (owner) {
@@ -670,4 +706,5 @@ const chat_store_provider_t rs_provider = {
     .turn_finish_text = rs_turn_finish_text,
     .conv_find_or_create = rs_conv_find_or_create,
     .watch = rs_watch_op,
+    .rate_take2 = rs_rate_take2,
 };

@@ -554,6 +554,15 @@ chat_status_t chat_store_msg_get(chat_store_t *st, const chat_owner_t *owner,
 chat_status_t chat_store_rate_take(chat_store_t *st, const chat_owner_t *owner,
                                    const chat_rate_t *rate, uint64_t now_ms,
                                    int64_t *retry_after_ms);
+/* chat_store_rate_take of owner, then (if a token was taken) of owner2
+ * with rate2, in one step where the store can (redis: one script): a
+ * message's identity and its address. CHAT_OK, or CHAT_ELIMIT with
+ * *retry_after_ms from the bucket that refused (the first's token stays
+ * taken if the second refuses, as with two calls). */
+chat_status_t chat_store_rate_take2(chat_store_t *st, const chat_owner_t *owner,
+                                    const chat_rate_t *rate, const chat_owner_t *owner2,
+                                    const chat_rate_t *rate2, uint64_t now_ms,
+                                    int64_t *retry_after_ms);
 
 /* Per-user change counter for pushing session lists to every tab: bumped
  * by chat_store_user_bump (conversation created/renamed/state change...),

@@ -156,6 +156,11 @@ struct chat_store_provider {
                          chat_msg_cb *cb, void *baton, chat_buf_t *meta);
     /* optional (NULL: nothing to do): chat_store_watch */
     void (*watch)(chat_store_t *st, const chat_owner_t *owner, const char *id, int on);
+    /* optional (NULL: rate_take twice): chat_store_rate_take2 */
+    chat_status_t (*rate_take2)(chat_store_t *st, const chat_owner_t *owner,
+                                const chat_rate_t *rate, const chat_owner_t *owner2,
+                                const chat_rate_t *rate2, uint64_t now_ms,
+                                int64_t *retry_after_ms);
 };
 
 #ifdef __cplusplus

@@ -639,6 +639,28 @@ chat_status_t chat_store_rate_take(chat_store_t *st, const chat_owner_t *owner,
         ->provider->rate_take(st, owner, rate, now_ms, retry_after_ms);
 }
 
+chat_status_t chat_store_rate_take2(chat_store_t *st, const chat_owner_t *owner,
+                                    const chat_rate_t *rate, const chat_owner_t *owner2,
+                                    const chat_rate_t *rate2, uint64_t now_ms,
+                                    int64_t *retry_after_ms)
+{
+    const chat_store_provider_t *p;
+    chat_status_t rc;
+
+    if (!st) {
+        return CHAT_OK;
+    }
+    p = ((chat_store_head_t *)st)->provider;
+    if (p->rate_take2) {
+        return p->rate_take2(st, owner, rate, owner2, rate2, now_ms, retry_after_ms);
+    }
+    rc = p->rate_take(st, owner, rate, now_ms, retry_after_ms);
+    if (rc == CHAT_OK) {
+        rc = p->rate_take(st, owner2, rate2, now_ms, retry_after_ms);
+    }
+    return rc;
+}
+
 void chat_store_user_bump(chat_store_t *st, const chat_owner_t *owner)
 {
     if (!st) {

@@ -5,11 +5,14 @@ address's budget (ChatbotAnonymousRateLimit, r->useragent_ip, so behind a
 proxy mod_remoteip decides, IPv6 by /64); a loop of launches takes rate
 tokens and cannot crowd others out of the store; authenticated users keep
 their own budgets."""
+import os
+
 import pytest
 import requests
 
 from conftest import new_sid_cookie
 from histutil import Conn, Rest, htpasswd
+from redisutil import DOWN_LOG, REDIS
 
 REMOTEIP = ("LoadModule remoteip_module /usr/lib/apache2/modules/mod_remoteip.so\n"
             "RemoteIPHeader X-Forwarded-For\nRemoteIPInternalProxy 127.0.0.1 ::1\n")
@@ -41,11 +44,19 @@ def rest_chat(server, cookie=None, xff=None):
     return r.status_code
 
 
-@pytest.fixture
-def dflt(httpd):
+@pytest.fixture(params=["shm", "redis"])
+def dflt(httpd, request):
     """The defaults: ChatbotRateLimit 10/min burst=10, and the address budget
-    the same. mod_remoteip lets one test play several addresses."""
-    return httpd(extra=REMOTEIP, name="anon")
+    the same. mod_remoteip lets one test play several addresses. On shm and
+    on redis (where an anonymous message's two buckets are one script,
+    chat_store_rate_take2)."""
+    if request.param == "shm":
+        return httpd(extra=REMOTEIP, name="anon")
+    if not os.path.exists(REDIS):
+        pytest.skip("redis-server is not installed")
+    rd = request.getfixturevalue("redis")
+    return httpd(extra=REMOTEIP + "ChatbotStore redis://127.0.0.1:%d/3\n" % rd.port,
+                 name="anon-redis", allow_errors=DOWN_LOG)
 
 
 def test_twelve_turns_from_fresh_cookies_are_limited(dflt):

@@ -111,7 +111,8 @@ def test_round_trips_per_turn(httpd, redis):
         total = sum(v for k, v in d.items() if k not in ("evalsha_e", "evalsha_q"))
         per_turn = total / n
         print("redis commands per turn: %.1f %r" % (per_turn, d))
-        # a turn: 2 rate buckets (identity, address), the start (the
+        # a turn: the rate buckets (identity, then address: one script,
+        # chat_store_rate_take2), the start (the
         # conversation's owner and bot checked, begin + message + flags +
         # list, and in the same script the
         # backend slot (shared by all hosts), the generating state, the
@@ -119,16 +120,17 @@ def test_round_trips_per_turn(httpd, redis):
         # conversation's own settings (model, system prompt,
         # temperature)), the answer's first piece, the slot's release, the
         # finish (flags + end + list, and the owner's list again for the
-        # tab): 6; the backend figures (cached 250 ms) and the health
-        # report (once a second) come now and then. Measured 6.6. Before
-        # the context came with the start it was 7.6 (the context's own
-        # script, lua_vtail). Before (684e54a) it was 8.5-8.6: the
+        # tab): 5; the backend figures (cached 250 ms) and the health
+        # report (once a second) come now and then. Measured 5.6. Before
+        # the two buckets were one script, 6.6; before the context came
+        # with the start, 7.6 (the context's own script, lua_vtail).
+        # Before (684e54a) it was 8.5-8.6: the
         # tab's current conversation was looked up first (lua_get); before
         # branch redis-rt2 13.6: the slot, the generating state and its
         # list news, the settings read and the tab's two list reads were
         # commands of their own; with a script per step and per-host slots
         # it was 15.
-        assert per_turn <= 7, (per_turn, d)
+        assert per_turn <= 6, (per_turn, d)
         assert "ping" not in d, d
         # the list's news goes in the scripts: no PUBLISH of its own
         assert "publish" not in d, d
