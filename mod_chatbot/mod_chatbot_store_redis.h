@@ -254,6 +254,9 @@ void arg_u64(rs_args_t *a, unsigned long long v);
 void owner_hex(const chat_owner_t *o, char out[41]);
 int valid_id(const char *id);
 long long rint_(const redisReply *r);
+/* A string reply copied into dst (cap bytes, cut, always terminated; '' if
+ * not a string). */
+void rs_rcopy(char *dst, size_t cap, const redisReply *r);
 chat_status_t status_of(const redisReply *r);
 const chat_quota_t *quota_of(chat_store_t *st, const chat_owner_t *owner);
 long long rs_evictions(rs_store_t *rs, const redisReply *e);

@@ -115,7 +115,7 @@ static unsigned long long ru64(const redisReply *r)
                                               : (unsigned long long)rint_(r);
 }
 
-static void rcopy(char *dst, size_t cap, const redisReply *r)
+void rs_rcopy(char *dst, size_t cap, const redisReply *r)
 {
     size_t n = r && r->type == REDIS_REPLY_STRING ? r->len : 0;
 
@@ -159,8 +159,8 @@ void conv_of(chat_conv_info_t *c, const char *id, redisReply **e)
 {
     memset(c, 0, sizeof(*c));
     apr_cpystrn(c->id, id, sizeof(c->id));
-    rcopy(c->bot, sizeof(c->bot), e[0]);
-    rcopy(c->title, sizeof(c->title), e[1]);
+    rs_rcopy(c->bot, sizeof(c->bot), e[0]);
+    rs_rcopy(c->title, sizeof(c->title), e[1]);
     c->flags = (uint32_t)rint_(e[2]);
     c->state = (uint32_t)rint_(e[3]);
     c->queue_position = (int32_t)rint_(e[4]);
@@ -174,7 +174,7 @@ void conv_of(chat_conv_info_t *c, const char *id, redisReply **e)
     /* only what chat_settings_parse would read */
     if (e[12]->type == REDIS_REPLY_STRING &&
         chat_settings_model_ok(e[12]->str, e[12]->len)) {
-        rcopy(c->model, sizeof(c->model), e[12]);
+        rs_rcopy(c->model, sizeof(c->model), e[12]);
     }
 }
 

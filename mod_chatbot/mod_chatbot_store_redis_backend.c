@@ -453,19 +453,6 @@ void rs_backend_health(chat_store_t *st, int idx, int healthy, const char *versi
     }
 }
 
-static void rcopy_(char *dst, size_t cap, const redisReply *r)
-{
-    size_t n = r && r->type == REDIS_REPLY_STRING ? r->len : 0;
-
-    if (n >= cap) {
-        n = cap - 1;
-    }
-    if (n) {
-        memcpy(dst, r->str, n);
-    }
-    dst[n] = '\0';
-}
-
 chat_status_t rs_backend_get(chat_store_t *st, int idx, chat_backend_info_t *out)
 {
     rs_store_t *rs = RS(st);
@@ -501,10 +488,10 @@ chat_status_t rs_backend_get(chat_store_t *st, int idx, chat_backend_info_t *out
         if (rint_(r->element[6]) > 0) {
             out->healthy = (int)rint_(r->element[5]);
             out->checked_ms = (uint64_t)rint_(r->element[6]);
-            rcopy_(out->detail, sizeof(out->detail), r->element[8]);
+            rs_rcopy(out->detail, sizeof(out->detail), r->element[8]);
         }
         if (r->element[7]->type == REDIS_REPLY_STRING && r->element[7]->len) {
-            rcopy_(out->version, sizeof(out->version), r->element[7]);
+            rs_rcopy(out->version, sizeof(out->version), r->element[7]);
         }
         if (rs->mu) {
             apr_thread_mutex_lock(rs->mu);
