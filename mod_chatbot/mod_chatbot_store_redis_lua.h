@@ -1,6 +1,7 @@
 /* mod_chatbot_store_redis_lua.h - PRELUDE: the Lua helpers every redis
  * store script begins with (key names, record fields, the LRU and byte
- * accounting, and room(): whom a full store may evict). Included only by
+ * accounting, and room(): whom a full store may evict), and TAIL_FN (a
+ * turn's context, for lua_vtail and the turn's start). Included only by
  * mod_chatbot_store_redis_lua.c, whose header comment lists the keys.
  */
 #ifndef MOD_CHATBOT_STORE_REDIS_LUA_H
@@ -245,6 +246,58 @@
     "    end\n"                                                                          \
     "  end\n"                                                                            \
     "  return math.max(0, d)\n"                                                          \
+    "end\n"
+
+/* tail_of(id, maxm, maxb, skip): the context of a turn (chat_store_msg_tail)
+ * of a linear conversation, read from its end only: {0, first_index, hdr,
+ * text, ...} as lua_vread (each header with its parent's index), the
+ * messages from the oldest one the context takes to the last. Which is the
+ * oldest follows the shm store's rule (cs_ver_tail): newest first,
+ * messages with a skip flag passed over (the caller skips them too), at
+ * most maxm, and maxb bytes of text except for the newest, which is taken
+ * whatever its size. The headers are read in chunks from the end (maxm and
+ * a few, doubling up to 256), each chunk's texts with one MGET: a turn's
+ * read does not grow with the conversation. */
+#define TAIL_FN                                                                          \
+    "local function tail_of(id, maxm, maxb, skip)\n"                                     \
+    "  local m = mkey(id)\n"                                                             \
+    "  local hi = redis.call('LLEN', m) - 1\n"                                           \
+    "  local chunk = math.min(maxm + 4, 256)\n"                                          \
+    "  local sh, st, from, used, taken, full = {}, {}, hi + 1, 0, 0, false\n"            \
+    "  while hi >= 0 and not full do\n"                                                  \
+    "    local lo = math.max(0, hi - chunk + 1)\n"                                       \
+    "    local hs = redis.call('LRANGE', m, lo, hi)\n"                                   \
+    "    local ks, fs = {}, {}\n" /* each header parsed once, for its flags and number   \
+                                     only */                                             \
+    "    for k, h in ipairs(hs) do\n"                                                    \
+    "      local f, n = string.match(h, '^%d+:(%d+):%d+:(%d+)$')\n"                      \
+    "      fs[k] = tonumber(f)\n"                                                        \
+    "      ks[k] = xkey(id, n or 'x')\n"                                                 \
+    "    end\n"                                                                          \
+    "    local xs = #ks > 0 and redis.call('MGET', unpack(ks)) or {}\n"                  \
+    "    for k = #hs, 1, -1 do\n"                                                        \
+    "      local f = fs[k]\n"                                                            \
+    "      local t = xs[k] or ''\n"                                                      \
+    "      if f and bit.band(f, skip) == 0 then\n"                                       \
+    "        if taken >= maxm or (taken > 0 and used + #t > maxb) then\n"                \
+    "          full = true\n"                                                            \
+    "          break\n"                                                                  \
+    "        end\n"                                                                      \
+    "        used, taken, from = used + #t, taken + 1, lo + k - 1\n"                     \
+    "      end\n"                                                                        \
+    "      sh[lo + k - 1], st[lo + k - 1] = hs[k], t\n"                                  \
+    "    end\n"                                                                          \
+    "    hi = lo - 1\n"                                                                  \
+    "    chunk = math.min(chunk * 2, 256)\n"                                             \
+    "  end\n"                                                                            \
+    "  local out = {0, from}\n"                                                          \
+    "  local i = from\n"                                                                 \
+    "  while sh[i] do\n" /* only the headers sent get their parent's index */            \
+    "    out[#out + 1] = sh[i]..':'..(i - 1)\n"                                          \
+    "    out[#out + 1] = st[i]\n"                                                        \
+    "    i = i + 1\n"                                                                    \
+    "  end\n"                                                                            \
+    "return out\n"                                                                       \
     "end\n"
 
 #endif /* MOD_CHATBOT_STORE_REDIS_LUA_H */
