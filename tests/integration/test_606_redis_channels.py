@@ -139,3 +139,40 @@ def test_only_the_children_with_a_tab_listen(httpd, redis):
         if cb:
             cb.close()
         sub.close()
+
+
+def test_a_shard_no_tab_watches_is_given_up_then_taken_again(httpd, redis):
+    """When its last tab closes, a child keeps listening to the shard for
+    30 s (RS_SHARD_LINGER_MS), then unsubscribes; a tab that opens again
+    makes it listen again and hears the other host's changes."""
+    a, b = pair(httpd, redis)
+    sub = Sub(redis)
+    me = new_cookie()
+    ca = Conn(a, cookie=me)
+    cb = None
+    try:
+        ca.launch(title="first")
+        owners = [p[2:].split("@")[0] for _, p in sub.messages() if p.startswith("u:")]
+        assert owners, sub.messages()
+        shard = "chatbot:ev:" + owners[0][:3]
+        cb = Conn(b, cookie=me)
+        assert numsub(redis, shard) == 2
+        cb.close()
+        cb = None
+        time.sleep(5)
+        assert numsub(redis, shard) == 2  # lingers
+        end = time.time() + 40
+        while time.time() < end and numsub(redis, shard) != 1:
+            time.sleep(0.5)
+        assert numsub(redis, shard) == 1  # B gave it up, A's tab keeps it
+        cb = Conn(b, cookie=me)
+        assert numsub(redis, shard) == 2
+        cb.quiet(0.3)
+        conv2 = ca.launch(title="second")
+        cb.wait(lambda f: f.get("type") == "sessions" and any(
+            s.get("conversation_id") == conv2 for s in f.get("sessions", [])), timeout=5)
+    finally:
+        ca.close()
+        if cb:
+            cb.close()
+        sub.close()
