@@ -194,9 +194,11 @@ static const char lua_gen[] = PRELUDE
     "local function do_append(op, o, id, role, flags, now, text, maxm, maxb, hist,\n"    \
     "                         uqb, anon, share)\n"                                       \
     "local c, m = ckey(id), mkey(id)\n"                                                  \
-    "local oa = redis.call('HMGET', c, 'o', 'a')\n"                                      \
-    "if oa[1] ~= o then return {-60, 0, 0} end\n"                                        \
-    "OWN[id], AUTH[id] = o, oa[2]\n"                                                     \
+    "if OWN[id] ~= o or AUTH[id] == nil then\n" /* lua_turn read both already */        \
+    "  local oa = redis.call('HMGET', c, 'o', 'a')\n"                                    \
+    "  if oa[1] ~= o then return {-60, 0, 0} end\n"                                      \
+    "  OWN[id], AUTH[id] = o, oa[2]\n"                                                   \
+    "end\n"                                                                              \
     "local len = #text\n"                                                                \
     "local n, keep = nil, 0\n"                                                           \
     "if op == 'e' then\n"                                                                \
@@ -207,7 +209,7 @@ static const char lua_gen[] = PRELUDE
     "  if redis.call('STRLEN', xkey(id, n)) + len > maxb then return {-40, 0, 0} end\n"  \
     "else\n"                                                                             \
     "  if len > maxb then return {-40, 0, 0} end\n"                                      \
-    "  local nm = redis.call('LLEN', m)\n"                                               \
+    "  local nm = NM[id] or redis.call('LLEN', m)\n"                                     \
     "  while nm >= maxm and nm > 0 do drop_oldest(o, id, 0); nm = nm - 1 end\n"          \
     "end\n"                                                                              \
     "if uqb > 0 and len > 0 then\n"                                                      \
@@ -227,6 +229,7 @@ static const char lua_gen[] = PRELUDE
     "if op == 'a' then\n"                                                                \
     "  n = redis.call('HINCRBY', c, 'k', 1)\n"                                           \
     "  idx = redis.call('RPUSH', m, role..':'..flags..':'..now..':'..n) - 1\n"           \
+    "  NM[id] = idx + 1\n"                                                               \
     "end\n"                                                                              \
     "if len > 0 then\n"                                                                  \
     "  redis.call('APPEND', xkey(id, n), text)\n"                                        \
@@ -379,12 +382,14 @@ static const char lua_turn[] =
     "local maxm, maxb = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
     "local hist, uqb, anon = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11] == '0'\n"
     "local c = ckey(id)\n"
-    "local v = redis.call('HMGET', c, 'o', 's', 'g', 'gt')\n"
+    /* every field of the conversation the script reads, once (the
+     * bot, the linear state, the identity kind, the flags) */
+    "local v = redis.call('HMGET', c, 'o', 's', 'g', 'gt', 'b', 'ln', 'a', 'f')\n"
     "if not v[1] or v[1] ~= o then return {-60, 0, 0} end\n"
-    "OWN[id] = o\n"
+    "OWN[id], LIN[id], AUTH[id] = o, v[6] == '1', v[7]\n"
     "local ev, idx = 0, 0\n"
     "if op == 's' then\n"
-    "  if ARGV[20] ~= '' and redis.call('HGET', c, 'b') ~= ARGV[20] then\n"
+    "  if ARGV[20] ~= '' and v[5] ~= ARGV[20] then\n"
     "    return {-65, 0, 0}\n"
     "  end\n"
     "  if v[2] ~= '0' and v[3] ~= tok and\n"
@@ -393,7 +398,8 @@ static const char lua_turn[] =
     "  redis.call('HMSET', c, 's', ARGV[12], 'g', tok, 'st', 0, 'q', 0, 'gt', now)\n"
     "  redis.call('SADD', P..'gen', id)\n"
     "  if ARGV[15] == '1' then\n"
-    "    local lin, pn = linear(id), active_leaf(id)\n"
+    "    local lin, pn = linear(id), nil\n"
+    "    if not lin then pn = active_leaf(id) end\n"
     "    local r = do_append('a', o, id, 1, ARGV[16], now, ARGV[14], maxm, maxb, hist,\n"
     "                        uqb, anon, tonumber(ARGV[19]))\n"
     "    if r[1] == 0 and not lin then set_parent(id, pn) end\n"
@@ -403,7 +409,7 @@ static const char lua_turn[] =
     "      return r\n"
     "    end\n"
     "    ev, idx = r[2], r[3]\n"
-    "    local f = tonumber(redis.call('HGET', c, 'f'))\n"
+    "    local f = tonumber(v[8])\n"
     "    if bit.band(f, tonumber(ARGV[17])) ~= 0 then\n"
     "      redis.call('HSET', c, 'f', bit.band(f, bit.bnot(tonumber(ARGV[17]))))\n"
     "    end\n"
@@ -417,7 +423,8 @@ static const char lua_turn[] =
     "      r = do_append('e', o, id, 0, 0, now, ARGV[21], maxm, maxb, hist, uqb, anon,\n"
     "                    tonumber(ARGV[19]))\n"
     "    else\n"
-    "      local lin, pn = linear(id), active_leaf(id)\n"
+    "      local lin, pn = linear(id), nil\n"
+    "      if not lin then pn = active_leaf(id) end\n"
     "      r = do_append('a', o, id, 2, ARGV[22], now, ARGV[21], maxm, maxb, hist,\n"
     "                    uqb, anon, tonumber(ARGV[19]))\n"
     "      if r[1] == 0 and not lin then set_parent(id, pn) end\n"
@@ -429,7 +436,8 @@ static const char lua_turn[] =
     "    last_flags(id, tonumber(ARGV[12]), tonumber(ARGV[13]), false)\n"
     "  end\n"
     "  if ARGV[15] == '1' then\n"
-    "    local lin, pn = linear(id), active_leaf(id)\n"
+    "    local lin, pn = linear(id), nil\n"
+    "    if not lin then pn = active_leaf(id) end\n"
     "    local r = do_append('a', o, id, 2, ARGV[16], now, ARGV[14], maxm, maxb, hist,\n"
     "                        uqb, anon, tonumber(ARGV[19]))\n"
     "    if r[1] == 0 and not lin then set_parent(id, pn) end\n"
@@ -454,10 +462,9 @@ static const char lua_turn[] =
     /* the turn's context, its request going out now (a slot taken) */
     "  local cx = 0\n"
     "  if ARGV[28] and a[1] == 0 then\n"
-    "    local w = redis.call('HMGET', c, 'ln', 'mt')\n"
-    "    if w[1] == '1' then\n"
+    "    if linear(id) then\n"
     "      cx = tail_of(id, tonumber(ARGV[28]), tonumber(ARGV[29]), tonumber(ARGV[30]))\n"
-    "      cx[#cx + 1] = w[2] or ''\n"
+    "      cx[#cx + 1] = redis.call('HGET', c, 'mt') or ''\n"
     "    else\n"
     "      cx = {1}\n"
     "    end\n"

@@ -18,7 +18,8 @@
     "  local r, f, ts, n = string.match(e, '^(%d+):(%d+):(%d+):(%d+)$')\n"               \
     "  return r, tonumber(f), ts, n\n"                                                   \
     "end\n"                                                                              \
-    "local OWN, AUTH = {}, {}\n" /* a conversation's o and a, once read */               \
+    "local OWN, AUTH, NM = {}, {}, {}\n" /* a conversation's o and a, once read; NM     \
+                                            * its message count, once known */          \
     "local function acct(o, id, d)\n"                                                    \
     "  if d ~= 0 then\n"                                                                 \
     "    local v = AUTH[id]\n"                                                           \
@@ -70,6 +71,7 @@
     "    pub(o, 'u:'..o)\n"                                                              \
     "  end\n"                                                                            \
     "  redis.call('DEL', c, mkey(id), P..'pv:'..id)\n"                                   \
+    "  NM[id] = nil\n"                                                                   \
     "  redis.call('ZREM', P..'all', id)\n"                                               \
     "  redis.call('SREM', P..'gen', id)\n"                                               \
     "  pub(id, 'c:'..id)\n"                                                              \
@@ -102,8 +104,9 @@
     "end\n"                                                                              \
     "local function drop_oldest(o, id, keep)\n"                                          \
     "  local m = mkey(id)\n"                                                             \
-    "  if redis.call('LLEN', m) <= keep then return 0 end\n"                             \
+    "  if (NM[id] or redis.call('LLEN', m)) <= keep then return 0 end\n"                 \
     "  local _, _, _, n = hdr(redis.call('LPOP', m))\n"                                  \
+    "  if NM[id] then NM[id] = NM[id] - 1 end\n"                                         \
     "  local k = xkey(id, n)\n"                                                          \
     "  acct(o, id, -redis.call('STRLEN', k))\n"                                          \
     "  redis.call('DEL', k)\n"                                                           \
@@ -216,7 +219,7 @@
     "  redis.call('HMSET', ckey(id), 's', 0, 'g', '0', 'q', 0, 'st', 0)\n"               \
     "  redis.call('SREM', P..'gen', id)\n"                                               \
     "end\n"                                                                              \
-    "local F = {'b','t','f','s','q','c','u','by','sq','g','st'}\n"                       \
+    "local FM = {'b','t','f','s','q','c','u','by','sq','g','st','mt'}\n"                 \
     "local function model_of(mt)\n" /* chat_settings_parse's model line */               \
     "  local m = ''\n"                                                                   \
     "  for ln in string.gmatch(mt or '', '([^\\n]*)\\n') do\n"                           \
@@ -226,10 +229,11 @@
     "  return m\n"                                                                       \
     "end\n"                                                                              \
     "local function info(id)\n"                                                          \
-    "  local v = redis.call('HMGET', ckey(id), unpack(F))\n"                             \
+    "  local v = redis.call('HMGET', ckey(id), unpack(FM))\n"                            \
     "  if not v[1] then return nil end\n"                                                \
-    "  table.insert(v, redis.call('LLEN', mkey(id)))\n"                                  \
-    "  table.insert(v, model_of(redis.call('HGET', ckey(id), 'mt')))\n"                  \
+    "  local mt = table.remove(v)\n"                                                     \
+    "  table.insert(v, NM[id] or redis.call('LLEN', mkey(id)))\n"                        \
+    "  table.insert(v, model_of(mt))\n"                                                  \
     "  return v\n"                                                                       \
     "end\n"                                                                              \
     "local function owned(id, o)\n"                                                      \
@@ -261,7 +265,7 @@
 #define TAIL_FN                                                                          \
     "local function tail_of(id, maxm, maxb, skip)\n"                                     \
     "  local m = mkey(id)\n"                                                             \
-    "  local hi = redis.call('LLEN', m) - 1\n"                                           \
+    "  local hi = (NM[id] or redis.call('LLEN', m)) - 1\n"                               \
     "  local chunk = math.min(maxm + 4, 256)\n"                                          \
     "  local sh, st, from, used, taken, full = {}, {}, hi + 1, 0, 0, false\n"            \
     "  while hi >= 0 and not full do\n"                                                  \
