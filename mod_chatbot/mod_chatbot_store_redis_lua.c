@@ -194,7 +194,7 @@ static const char lua_gen[] = PRELUDE
     "local function do_append(op, o, id, role, flags, now, text, maxm, maxb, hist,\n"    \
     "                         uqb, anon, share)\n"                                       \
     "local c, m = ckey(id), mkey(id)\n"                                                  \
-    "if OWN[id] ~= o or AUTH[id] == nil then\n" /* lua_turn read both already */        \
+    "if OWN[id] ~= o or AUTH[id] == nil then\n" /* lua_turn read both already */         \
     "  local oa = redis.call('HMGET', c, 'o', 'a')\n"                                    \
     "  if oa[1] ~= o then return {-60, 0, 0} end\n"                                      \
     "  OWN[id], AUTH[id] = o, oa[2]\n"                                                   \

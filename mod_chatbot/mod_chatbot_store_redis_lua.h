@@ -18,8 +18,8 @@
     "  local r, f, ts, n = string.match(e, '^(%d+):(%d+):(%d+):(%d+)$')\n"               \
     "  return r, tonumber(f), ts, n\n"                                                   \
     "end\n"                                                                              \
-    "local OWN, AUTH, NM = {}, {}, {}\n" /* a conversation's o and a, once read; NM     \
-                                            * its message count, once known */          \
+    "local OWN, AUTH, NM = {}, {}, {}\n" /* a conversation's o and a, once read; NM      \
+                                          * its message count, once known */             \
     "local function acct(o, id, d)\n"                                                    \
     "  if d ~= 0 then\n"                                                                 \
     "    local v = AUTH[id]\n"                                                           \
