@@ -85,10 +85,13 @@ int rs_setup_cmd(redisContext *c, char *err, size_t errlen, int argc, const char
     return ok ? 0 : -1;
 }
 
-/* SCRIPT LOAD of every script on a new connection, pipelined (one round
- * trip): after a redis restart the scripts are gone, and the first
- * connection made again loads them, so that EVALSHA finds them (the
- * NOSCRIPT fallback in rs_eval stays for a restart between two calls). */
+/* SCRIPT LOAD of every script, pipelined (one round trip), on a child's
+ * first connection and on its first one after redis was seen down: after
+ * a redis restart the scripts are gone, and the first connection made
+ * again loads them, so that EVALSHA finds them. The pool's later
+ * connections do not load them again (redis's script cache is shared by
+ * all its clients); a restart nobody here noticed, or a SCRIPT FLUSH, is
+ * met by the NOSCRIPT fallbacks (rs_eval, settle). */
 static int load_scripts(redisContext *c, char *err, size_t errlen)
 {
     int i, bad = 0;
@@ -116,9 +119,11 @@ static int load_scripts(redisContext *c, char *err, size_t errlen)
     return bad ? -1 : 0;
 }
 
-/* A new connection, authenticated and on the right database; NULL with
- * err set if redis cannot be reached within the timeout. */
-redisContext *rs_connect(rs_store_t *rs, char *err, size_t errlen)
+/* A new connection, authenticated and on the right database, with the
+ * scripts loaded if scripts and none of this child's connections has
+ * since redis was last down; NULL with err set if redis cannot be
+ * reached within the timeout. */
+redisContext *rs_connect(rs_store_t *rs, char *err, size_t errlen, int scripts)
 {
     struct timeval tv = tv_ms(rs->timeout_ms);
     redisContext *c;
@@ -162,9 +167,12 @@ redisContext *rs_connect(rs_store_t *rs, char *err, size_t errlen)
             return NULL;
         }
     }
-    if (load_scripts(c, err, errlen)) {
-        redisFree(c);
-        return NULL;
+    if (scripts && !apr_atomic_read32(&rs->scripts_loaded)) {
+        if (load_scripts(c, err, errlen)) {
+            redisFree(c);
+            return NULL;
+        }
+        apr_atomic_set32(&rs->scripts_loaded, 1);
     }
     return c;
 }
@@ -195,6 +203,7 @@ static void note_down(rs_store_t *rs, const char *why)
         rs->nconns--;
     }
 
+    apr_atomic_set32(&rs->scripts_loaded, 0);
     rs->stats.up = 0;
     rs->stats.errors++;
     apr_cpystrn(rs->stats.last_error, why, sizeof(rs->stats.last_error));
@@ -260,7 +269,7 @@ static rs_conn_t *pool_get(rs_store_t *rs)
     }
     rs->nconns++;
     apr_thread_mutex_unlock(rs->mu);
-    c = rs_connect(rs, err, sizeof(err));
+    c = rs_connect(rs, err, sizeof(err), 1);
     if (c && !(x = calloc(1, sizeof(*x)))) {
         redisFree(c);
         c = NULL;

@@ -121,7 +121,9 @@ typedef struct rs_store {
     apr_thread_cond_t *cv;
     rs_conn_t *idle[RS_POOL_MAX];
     int nidle, nconns;
-    apr_uint64_t retry_at_ms; /* no new connection before (backoff) */
+    apr_uint64_t retry_at_ms;    /* no new connection before (backoff) */
+    apr_uint32_t scripts_loaded; /* a connection loaded the scripts since redis
+                                  * was last seen down (note_down clears it) */
     int backoff_ms;
     rs_stats_t stats;
     /* news from the channel (subscriber thread), read lock-free */
@@ -197,7 +199,7 @@ apr_uint32_t rs_hash(const void *data, size_t len);
 /* A new connection to the store's redis (timeouts set, authenticated, db
  * selected), or NULL with err set; and a command on it whose reply must
  * not be an error (0, or -1 with err set). */
-redisContext *rs_connect(rs_store_t *rs, char *err, size_t errlen);
+redisContext *rs_connect(rs_store_t *rs, char *err, size_t errlen, int scripts);
 int rs_setup_cmd(redisContext *c, char *err, size_t errlen, int argc, const char **argv);
 /* The subscriber thread of a child (mod_chatbot_store_redis_sub.c), and
  * what it listens to: rs_watch counts a tab's (owner hex) or a follower's

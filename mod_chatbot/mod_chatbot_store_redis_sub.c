@@ -336,7 +336,7 @@ void *APR_THREAD_FUNC rs_sub_main(apr_thread_t *thd, void *data)
 
         if (!c) {
             const char *a[2] = {"SUBSCRIBE", RS_CHANNEL};
-            c = rs_connect(rs, err, sizeof(err));
+            c = rs_connect(rs, err, sizeof(err), 0); /* no scripts run on it */
             if (c && rs_setup_cmd(c, err, sizeof(err), 2, a)) {
                 redisFree(c);
                 c = NULL;
