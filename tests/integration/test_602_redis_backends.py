@@ -90,6 +90,36 @@ def test_one_slot_for_two_hosts(httpd, redis, fake):
         cb.close()
 
 
+def test_turns_go_on_after_redis_forgets_its_scripts(httpd, redis, fake):
+    """A child loads the scripts on its first connection only (redis's
+    script cache serves all clients): after a SCRIPT FLUSH, the next turns
+    on both hosts still start, store their answers and give back the one
+    slot (the release is sent without waiting, and its NOSCRIPT is sent
+    again with the scripts), and the history holds every message. Fails on
+    a store that gives up on NOSCRIPT, or loses the release."""
+    a, b = pair(httpd, redis, QUEUE.format(url=fake.url))
+    ca, cb = Conn(a, cookie=new_cookie()), Conn(b, cookie=new_cookie())
+    try:
+        conv_a, conv_b = ca.launch(bot="qb"), cb.launch(bot="qb")
+        for i in range(3):
+            assert "OK" in redis.cmd("SCRIPT", "FLUSH")
+            for c, conv in ((ca, conv_a), (cb, conv_b)):
+                fr = c.turn("turn %d [[fake tokens=3]]" % i, conversation_id=conv,
+                            timeout=15)
+                assert fr[-1]["type"] == "response", fr
+        for s in (a, b):
+            bk = board_shows(s, "q", active=0, queued=0)
+            assert bk["active"] == 0 and bk["queued"] == 0, bk
+        for c, conv in ((ca, conv_a), (cb, conv_b)):
+            msgs = c.request({"type": "history", "conversation_id": conv,
+                              "limit": 100}, "history")["messages"]
+            assert [m["role"] for m in msgs] == ["user", "assistant"] * 3, msgs
+            assert all(m["content"] for m in msgs), msgs
+    finally:
+        ca.close()
+        cb.close()
+
+
 def test_breaker_opened_on_a_is_open_on_b(httpd, redis, fake):
     a, b = pair(httpd, redis, BREAKER.format(url=fake.url))
     ca, cb = Conn(a, cookie=new_cookie()), Conn(b, cookie=new_cookie())
