@@ -313,6 +313,22 @@ extern const char rs_lua_backend[];
     "  redis.call('ZADD', H, now + ttl, tk)\n"                                           \
     "  return {0, 0, b, f, n}\n"                                                         \
     "end\n"
+/* bk_leave(name, ticket, release): the ticket leaves the line (and with
+ * release its slot); a waiter left in line is woken ("b:<name>" on the
+ * channel every child hears; only waiters listen to it, so with none in
+ * line nothing is published). Defined after P; used by rs_lua_backend
+ * (ops c and r) and by lua_turn (a turn's finish gives its slot back in
+ * the same script). */
+#define RS_LUA_BK_LEAVE                                                                  \
+    "local function bk_leave(name, tk, release)\n"                                       \
+    "  local Q = P..'bq:'..name\n"                                                       \
+    "  local x = redis.call('ZREM', Q, tk)\n"                                            \
+    "  redis.call('ZREM', P..'bw:'..name, tk)\n"                                         \
+    "  if release then x = x + redis.call('ZREM', P..'bh:'..name, tk) end\n"             \
+    "  if x > 0 and redis.call('ZCARD', Q) > 0 then\n"                                   \
+    "    redis.call('PUBLISH', P..'ev', 'b:'..name)\n"                                   \
+    "  end\n"                                                                            \
+    "end\n"
 /* The acquire's arguments (name ticket limit queue_cap holder_ttl
  * waiter_stale) for backend idx into a (-1 if idx is not a backend); the
  * name is bi's, which must outlive the call. */
@@ -328,6 +344,14 @@ chat_status_t rs_backend_acquire(chat_store_t *st, int idx, uint64_t ticket,
                                  uint64_t now_ms, int32_t *position);
 void rs_backend_cancel(chat_store_t *st, int idx, uint64_t ticket);
 void rs_backend_release(chat_store_t *st, int idx, uint64_t ticket);
+/* A release that goes with a turn's finish (lua_turn op f): this child's
+ * own part of it done here; 0 with bi filled (its name for the script),
+ * -1 if redis has nothing to give back. */
+int rs_backend_release_local(chat_store_t *st, int idx, uint64_t ticket,
+                             chat_backend_info_t *bi);
+/* The release of a slot in redis alone, sent without waiting (a finish
+ * whose script may not have run). */
+void rs_backend_release_send(rs_store_t *rs, const char *name, uint64_t ticket);
 void rs_backend_beat(chat_store_t *st, int idx, uint64_t ticket, uint64_t now_ms);
 int rs_breaker_allow(chat_store_t *st, int idx, uint64_t now_ms, uint64_t cooldown_ms);
 void rs_breaker_result(chat_store_t *st, int idx, int ok, uint64_t now_ms,
@@ -413,6 +437,11 @@ chat_status_t rs_turn_start(chat_store_t *st, const chat_owner_t *owner, const c
 chat_status_t rs_turn_finish(chat_store_t *st, const chat_owner_t *owner, const char *id,
                              uint64_t token, uint32_t answer_set, const char *err,
                              size_t err_len, uint64_t now_ms);
+chat_status_t rs_turn_finish_release(chat_store_t *st, const chat_owner_t *owner,
+                                     const char *id, uint64_t token,
+                                     chat_turn_text_t *ans, uint32_t answer_set,
+                                     const char *err, size_t err_len, uint64_t now_ms,
+                                     const chat_turn_release_t *rel);
 chat_status_t rs_turn_finish_text(chat_store_t *st, const chat_owner_t *owner,
                                   const char *id, uint64_t token, chat_turn_text_t *ans,
                                   uint32_t answer_set, const char *err, size_t err_len,

@@ -47,27 +47,19 @@
 const char rs_lua_backend[] =
     "local P, op, name = ARGV[1], ARGV[2], ARGV[3]\n"
     "local K, H, Q = P..'bk:'..name, P..'bh:'..name, P..'bq:'..name\n"
-    "local W, S = P..'bw:'..name, P..'bs:'..name\n" RS_LUA_BK_ACQUIRE
+    "local W, S = P..'bw:'..name, P..'bs:'..name\n" RS_LUA_BK_ACQUIRE RS_LUA_BK_LEAVE
+    /* c ticket: leave the line; r ticket: free the slot (and the line) */
+    "if op == 'c' or op == 'r' then\n"
+    "  bk_leave(name, ARGV[4], op == 'r')\n"
+    "  return 0\n"
+    "end\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    /* only waiters (in Q) listen: with none, every child would hear a
-     * "b:" per turn for nothing */
-    "local function wake()\n"
-    "  if redis.call('ZCARD', Q) > 0 then redis.call('PUBLISH', P..'ev', 'b:'..name) "
-    "end\n"
-    "end\n"
     /* a ticket limit queue_cap holder_ttl waiter_stale
      * -> {status, position, breaker, failures, reaped} */
     "if op == 'a' then\n"
     "  return bk_acquire(name, now, ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]),\n"
     "                    tonumber(ARGV[7]), tonumber(ARGV[8]))\n"
-    /* c ticket: leave the line; r ticket: free the slot (and the line) */
-    "elseif op == 'c' or op == 'r' then\n"
-    "  local x = redis.call('ZREM', Q, ARGV[4])\n"
-    "  redis.call('ZREM', W, ARGV[4])\n"
-    "  if op == 'r' then x = x + redis.call('ZREM', H, ARGV[4]) end\n"
-    "  if x > 0 then wake() end\n"
-    "  return 0\n"
     /* h ticket ttl: the holder is alive */
     "elseif op == 'h' then\n"
     "  if redis.call('ZSCORE', H, ARGV[4]) then\n"
@@ -300,13 +292,11 @@ chat_status_t rs_backend_acquire(chat_store_t *st, int idx, uint64_t ticket,
     return rc;
 }
 
-static void leave(chat_store_t *st, const char *op, int idx, uint64_t ticket)
+/* leave()'s part in this child: -1 if redis has nothing to give back */
+static int leave_local(rs_store_t *rs, const char *op, int idx, uint64_t ticket,
+                       chat_backend_info_t *bi)
 {
-    rs_store_t *rs = RS(st);
-    chat_backend_info_t bi;
     uint32_t lim;
-    char tk[24];
-    const char *av[1] = {tk};
 
     wait_forget(rs, ticket);
     /* a slot taken while redis was away is in the local table */
@@ -316,13 +306,38 @@ static void leave(chat_store_t *st, const char *op, int idx, uint64_t ticket)
     else {
         chat_store_backend_cancel(rs->local, idx, ticket);
     }
-    if (ticket == 0 || bk_of(rs, idx, &bi, &lim)) {
-        return;
-    }
+    return ticket == 0 || bk_of(rs, idx, bi, &lim) ? -1 : 0;
+}
+
+static void leave_send(rs_store_t *rs, const char *op, const char *name, uint64_t ticket)
+{
+    char tk[24];
+    const char *av[1] = {tk};
+
     apr_snprintf(tk, sizeof(tk), "%" APR_UINT64_T_FMT, (apr_uint64_t)ticket);
-    /* nobody waits for it: a turn's end reads its reply with the turn's
-     * finish (one round trip for both) */
-    bk_send(rs, op, bi.name, 1, av);
+    /* nobody waits for it: its reply is read at the connection's next use */
+    bk_send(rs, op, name, 1, av);
+}
+
+static void leave(chat_store_t *st, const char *op, int idx, uint64_t ticket)
+{
+    rs_store_t *rs = RS(st);
+    chat_backend_info_t bi;
+
+    if (leave_local(rs, op, idx, ticket, &bi) == 0) {
+        leave_send(rs, op, bi.name, ticket);
+    }
+}
+
+int rs_backend_release_local(chat_store_t *st, int idx, uint64_t ticket,
+                             chat_backend_info_t *bi)
+{
+    return leave_local(RS(st), "r", idx, ticket, bi);
+}
+
+void rs_backend_release_send(rs_store_t *rs, const char *name, uint64_t ticket)
+{
+    leave_send(rs, "r", name, ticket);
 }
 
 void rs_backend_cancel(chat_store_t *st, int idx, uint64_t ticket)

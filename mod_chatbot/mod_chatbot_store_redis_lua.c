@@ -354,7 +354,10 @@ static const char lua_append[] = PRELUDE APPEND_FN
  *                  answer_mode ("" none, "a" a new answer, "e" more of the
  *                  last message), ARGV[21] the answer's text still to
  *                  store, ARGV[22] a new answer's flags: the text first,
- *                  then the flags, the error, the end -> {status, evicted,
+ *                  then the flags, the error, the end, and with ARGV[23]
+ *                  and ARGV[24] (backend ticket) the turn's slot given
+ *                  back before anything else (bk_leave; its reply does
+ *                  not say: chat_store_turn_finish_release) -> {status, evicted,
  *                  index, list (ARGV[20] 1, else 0), 0}, or {status,
  *                  evicted, 0, 0, 1} if the text was refused (then nothing
  *                  else is done: chat_store_turn_finish_text)
@@ -377,11 +380,13 @@ static const char lua_append[] = PRELUDE APPEND_FN
  * op f's list (ARGV[20] 1, else 0): the owner's list as lua_list reads it after the
  * change, for the tab that reads it next (rs_list_take). */
 static const char lua_turn[] =
-    PRELUDE APPEND_FN VPRELUDE RS_LUA_BK_ACQUIRE LIST_FN TAIL_FN
+    PRELUDE APPEND_FN VPRELUDE RS_LUA_BK_ACQUIRE RS_LUA_BK_LEAVE LIST_FN TAIL_FN
     "local op, o, id, tok, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]\n"
     "local maxm, maxb = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
     "local hist, uqb, anon = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11] == '0'\n"
     "local c = ckey(id)\n"
+    /* the turn's backend slot, given back first, whatever the finish */
+    "if op == 'f' and ARGV[23] then bk_leave(ARGV[23], ARGV[24], true) end\n"
     /* every field of the conversation the script reads, once (the
      * bot, the linear state, the identity kind, the flags) */
     "local v = redis.call('HMGET', c, 'o', 's', 'g', 'gt', 'b', 'ln', 'a', 'f')\n"

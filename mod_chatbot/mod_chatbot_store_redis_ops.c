@@ -704,6 +704,7 @@ const chat_store_provider_t rs_provider = {
     .turn_start_bot = rs_turn_start_bot,
     .turn_finish = rs_turn_finish,
     .turn_finish_text = rs_turn_finish_text,
+    .turn_finish_release = rs_turn_finish_release,
     .conv_find_or_create = rs_conv_find_or_create,
     .watch = rs_watch_op,
     .rate_take2 = rs_rate_take2,

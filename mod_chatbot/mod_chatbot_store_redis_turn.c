@@ -219,7 +219,8 @@ chat_status_t rs_turn_start(chat_store_t *st, const chat_owner_t *owner, const c
  * else was done), or the 3 elements of an early refusal. */
 static chat_status_t finish(chat_store_t *st, const chat_owner_t *owner, const char *id,
                             uint64_t token, chat_turn_text_t *ans, uint32_t answer_set,
-                            const char *err, size_t err_len, uint64_t now_ms)
+                            const char *err, size_t err_len, uint64_t now_ms,
+                            const chat_turn_release_t *rel)
 {
     rs_store_t *rs = RS(st);
     rs_args_t a = {0};
@@ -228,8 +229,12 @@ static chat_status_t finish(chat_store_t *st, const chat_owner_t *owner, const c
     redisReply *r, *list = NULL;
     apr_uint32_t s0, seq;
     int refused = 0;
+    chat_backend_info_t bi;
 
     if (turn_args(st, &a, hex, "f", owner, id, token, now_ms)) {
+        if (rel) {
+            rs_backend_release(st, rel->backend, rel->ticket);
+        }
         return ans ? (ans->rc = CHAT_ENOTFOUND) : CHAT_ENOTFOUND;
     }
     arg_u64(&a, answer_set);
@@ -243,8 +248,20 @@ static chat_status_t finish(chat_store_t *st, const chat_owner_t *owner, const c
     arg_str(&a, rs_list_wanted(rs, hex) ? "1" : "0");
     arg_mem(&a, ans ? ans->text : "", ans ? ans->len : 0);
     arg_u64(&a, CHAT_MSG_STREAMING);
+    if (rel && rs_backend_release_local(st, rel->backend, rel->ticket, &bi) == 0) {
+        arg_str(&a, bi.name);
+        arg_u64(&a, rel->ticket);
+    }
+    else {
+        rel = NULL; /* nothing for redis to give back */
+    }
     s0 = apr_atomic_read32(&rs->user_seq[rs_slot(hex, 40)]);
     r = rs_eval(rs, RS_LUA_TURN, a.n, a.v, a.l);
+    if (rel && (!r || r->type == REDIS_REPLY_ERROR)) {
+        /* the script may not have run (it gives the slot back first, so a
+         * second release is harmless either way) */
+        rs_backend_release_send(rs, bi.name, rel->ticket);
+    }
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 5) {
         refused = rint_(r->element[4]) == 1;
         freeReplyObject(take_tail(r, 4));
@@ -280,7 +297,7 @@ chat_status_t rs_turn_finish(chat_store_t *st, const chat_owner_t *owner, const 
                              uint64_t token, uint32_t answer_set, const char *err,
                              size_t err_len, uint64_t now_ms)
 {
-    return finish(st, owner, id, token, NULL, answer_set, err, err_len, now_ms);
+    return finish(st, owner, id, token, NULL, answer_set, err, err_len, now_ms, NULL);
 }
 
 chat_status_t rs_turn_finish_text(chat_store_t *st, const chat_owner_t *owner,
@@ -288,7 +305,16 @@ chat_status_t rs_turn_finish_text(chat_store_t *st, const chat_owner_t *owner,
                                   uint32_t answer_set, const char *err, size_t err_len,
                                   uint64_t now_ms)
 {
-    return finish(st, owner, id, token, ans, answer_set, err, err_len, now_ms);
+    return finish(st, owner, id, token, ans, answer_set, err, err_len, now_ms, NULL);
+}
+
+chat_status_t rs_turn_finish_release(chat_store_t *st, const chat_owner_t *owner,
+                                     const char *id, uint64_t token,
+                                     chat_turn_text_t *ans, uint32_t answer_set,
+                                     const char *err, size_t err_len, uint64_t now_ms,
+                                     const chat_turn_release_t *rel)
+{
+    return finish(st, owner, id, token, ans, answer_set, err, err_len, now_ms, rel);
 }
 
 /* ---- generations ------------------------------------------------------------ */

@@ -422,11 +422,13 @@ static const char *stored_error(chatbot_turn_priv_t *t, chatbot_outcome_t outcom
 
 /* The turn's end in the store: the answer's flags, the failure's reason,
  * the generation's end, with fin (NULL: none) the answer's last piece
- * first. A store that refuses that piece fails the turn as a refusal
- * while the answer streams does (chatbot_turn_flush, store_due), unless
- * it failed already: the finish then goes without it. */
+ * first, and rel (NULL: none) the backend slot given back with it. A
+ * store that refuses that piece fails the turn as a refusal while the
+ * answer streams does (chatbot_turn_flush, store_due), unless it failed
+ * already: the finish then goes without it. */
 static void finish(chatbot_turn_priv_t *t, chat_store_t *st, chat_turn_text_t *fin,
-                   chatbot_outcome_t *outcome, const char **code, apr_uint64_t now)
+                   chatbot_outcome_t *outcome, const char **code, apr_uint64_t now,
+                   const chat_turn_release_t *rel)
 {
     chatbot_engine_t *e = t->e;
     chatbot_turn_t *p = &t->pub;
@@ -443,8 +445,8 @@ static void finish(chatbot_turn_priv_t *t, chat_store_t *st, chat_turn_text_t *f
                               NULL);
         txt = NULL;
     }
-    chat_store_turn_finish_text(st, &e->id.owner, p->conv_id, t->token, fin, set, txt,
-                                txt ? strlen(txt) : 0, now);
+    chat_store_turn_finish_release(st, &e->id.owner, p->conv_id, t->token, fin, set, txt,
+                                   txt ? strlen(txt) : 0, now, rel);
     if (!fin) {
         return;
     }
@@ -510,17 +512,20 @@ void chatbot_turn_end(chatbot_turn_priv_t *t, chatbot_outcome_t outcome, const c
         p->stats.tokens_per_sec = (p->tokens - 1) * 1000.0 / (double)(now - t->t_first);
     }
     if (st) {
-        if (t->slot_held) {
-            chat_store_backend_release(st, p->backend->index, t->ticket);
+        chat_turn_release_t rel = {t->slot_held ? p->backend->index : -1, t->ticket};
+        if (t->slot_held && t->stateless) {
+            chat_store_backend_release(st, rel.backend, rel.ticket);
         }
-        else if (t->phase == CHATBOT_PH_QUEUED && p->backend) {
+        else if (!t->slot_held && t->phase == CHATBOT_PH_QUEUED && p->backend) {
             chat_store_backend_cancel(st, p->backend->index, t->ticket);
         }
         if (t->health_down && p->backend) {
             chatbot_backend_health_note(st, p->backend, 0, p->err_detail);
         }
         if (!t->stateless) { /* a stateless turn stores nothing */
-            finish(t, st, carry ? &fin : NULL, &outcome, &code, now);
+            /* the slot goes back with the finish (one request with redis) */
+            finish(t, st, carry ? &fin : NULL, &outcome, &code, now,
+                   t->slot_held ? &rel : NULL);
         }
     }
     t->slot_held = 0;

@@ -376,6 +376,25 @@ chat_status_t chat_store_turn_finish_text(chat_store_t *st, const chat_owner_t *
                                           const char *err, size_t err_len,
                                           uint64_t now_ms);
 
+/* A backend slot given back with a turn's finish
+ * (chat_store_turn_finish_release). */
+typedef struct {
+    int backend;     /* chat_store_backend_register's index */
+    uint64_t ticket; /* the holder's ticket */
+} chat_turn_release_t;
+
+/* chat_store_backend_release(rel) and chat_store_turn_finish_text (ans may
+ * be NULL) in one request where the store can (with redis: the finish's
+ * script gives the slot back first, whatever the finish then returns, so
+ * that the next waiter is woken with the turn's end and not a request
+ * later). rel NULL: chat_store_turn_finish_text alone. */
+chat_status_t chat_store_turn_finish_release(chat_store_t *st, const chat_owner_t *owner,
+                                             const char *id, uint64_t token,
+                                             chat_turn_text_t *ans, uint32_t answer_set,
+                                             const char *err, size_t err_len,
+                                             uint64_t now_ms,
+                                             const chat_turn_release_t *rel);
+
 /* chat_store_turn_start and, if it succeeded, chat_store_backend_acquire
  * (backend, ticket) in the same request where the store can (with redis,
  * one script): acq->tried is then 1, acq->rc the acquire's status and

@@ -156,6 +156,14 @@ struct chat_store_provider {
                          chat_msg_cb *cb, void *baton, chat_buf_t *meta);
     /* optional (NULL: nothing to do): chat_store_watch */
     void (*watch)(chat_store_t *st, const chat_owner_t *owner, const char *id, int on);
+    /* optional (NULL: backend_release, then chat_store_turn_finish_text):
+     * chat_store_turn_finish_release; rel is never NULL here, ans NULL
+     * when there is no text to store */
+    chat_status_t (*turn_finish_release)(chat_store_t *st, const chat_owner_t *owner,
+                                         const char *id, uint64_t token,
+                                         chat_turn_text_t *ans, uint32_t answer_set,
+                                         const char *err, size_t err_len, uint64_t now_ms,
+                                         const chat_turn_release_t *rel);
     /* optional (NULL: rate_take twice): chat_store_rate_take2 */
     chat_status_t (*rate_take2)(chat_store_t *st, const chat_owner_t *owner,
                                 const chat_rate_t *rate, const chat_owner_t *owner2,

@@ -38,6 +38,37 @@ void chat_store_backend_release(chat_store_t *st, int idx, uint64_t ticket)
     ((chat_store_head_t *)st)->provider->backend_release(st, idx, ticket);
 }
 
+chat_status_t chat_store_turn_finish_release(chat_store_t *st, const chat_owner_t *owner,
+                                             const char *id, uint64_t token,
+                                             chat_turn_text_t *ans, uint32_t answer_set,
+                                             const char *err, size_t err_len,
+                                             uint64_t now_ms,
+                                             const chat_turn_release_t *rel)
+{
+    const chat_store_provider_t *pv;
+
+    if (!st || !rel || (ans && ans->len && !ans->text)) {
+        /* no slot, or a text the finish refuses as it is (CHAT_EINVAL) */
+        if (st && rel) {
+            chat_store_backend_release(st, rel->backend, rel->ticket);
+        }
+        return chat_store_turn_finish_text(st, owner, id, token, ans, answer_set, err,
+                                           err_len, now_ms);
+    }
+    pv = ((chat_store_head_t *)st)->provider;
+    if (!pv->turn_finish_release) {
+        pv->backend_release(st, rel->backend, rel->ticket);
+        return chat_store_turn_finish_text(st, owner, id, token, ans, answer_set, err,
+                                           err_len, now_ms);
+    }
+    if (ans && !ans->len) {
+        ans->rc = CHAT_OK; /* nothing to store: the finish alone */
+        ans = NULL;
+    }
+    return pv->turn_finish_release(st, owner, id, token, ans, answer_set, err, err_len,
+                                   now_ms, rel);
+}
+
 void chat_store_backend_beat(chat_store_t *st, int idx, uint64_t ticket, uint64_t now_ms)
 {
     if (!st) {
