@@ -172,7 +172,6 @@ static redisReply *read_range(chat_store_t *st, const chat_owner_t *owner, const
     return read_reply(st, RS_LUA_VREAD, owner, id, num, 2, rc);
 }
 
-/* Message k of a read_range reply. */
 /* The decimal fields of a header "role:flags:ts:n[:parent]" (the parent
  * may be negative) into v[0..3] and *parent: how many were read, as
  * sscanf("%u:%u:%llu:%llu:%lld") counts them (a turn reads 20 or more
@@ -206,6 +205,7 @@ static int hdr_fields(const char *s, unsigned long long v[4], long long *parent)
     return 5;
 }
 
+/* Message k of a read_range reply. */
 static int msg_of(const redisReply *r, size_t k, chat_msg_info_t *mi)
 {
     const redisReply *h = r->element[2 + 2 * k], *t = r->element[3 + 2 * k];
