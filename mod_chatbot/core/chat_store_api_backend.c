@@ -47,16 +47,14 @@ chat_status_t chat_store_turn_finish_release(chat_store_t *st, const chat_owner_
 {
     const chat_store_provider_t *pv;
 
-    if (!st || !rel || (ans && ans->len && !ans->text)) {
-        /* no slot, or a text the finish refuses as it is (CHAT_EINVAL) */
-        if (st && rel) {
-            chat_store_backend_release(st, rel->backend, rel->ticket);
-        }
+    if (!st || !rel) {
         return chat_store_turn_finish_text(st, owner, id, token, ans, answer_set, err,
                                            err_len, now_ms);
     }
     pv = ((chat_store_head_t *)st)->provider;
-    if (!pv->turn_finish_release) {
+    if (!pv->turn_finish_release || (ans && ans->len && !ans->text)) {
+        /* one by one (a text without its bytes: chat_store_turn_finish_text
+         * refuses it, CHAT_EINVAL) */
         pv->backend_release(st, rel->backend, rel->ticket);
         return chat_store_turn_finish_text(st, owner, id, token, ans, answer_set, err,
                                            err_len, now_ms);
