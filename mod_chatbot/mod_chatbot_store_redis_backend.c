@@ -46,8 +46,8 @@
 /* ARGV: P op backend ... (see the ops below) */
 const char rs_lua_backend[] =
     "local P, op, name = ARGV[1], ARGV[2], ARGV[3]\n"
-    "local K, H, Q = P..'bk:'..name, P..'bh:'..name, P..'bq:'..name\n"
-    "local W, S = P..'bw:'..name, P..'bs:'..name\n" RS_LUA_BK_ACQUIRE RS_LUA_BK_LEAVE
+    "local K, H, Q = P..'bk:'..name, P..'bh:'..name, P..'bq:'..name\n" RS_LUA_BK_ACQUIRE
+        RS_LUA_BK_LEAVE
     /* c ticket: leave the line; r ticket: free the slot (and the line) */
     "if op == 'c' or op == 'r' then\n"
     "  bk_leave(name, ARGV[4], op == 'r')\n"
