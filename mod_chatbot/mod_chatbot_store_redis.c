@@ -36,7 +36,6 @@
 #include "http_main.h"
 #include "apr_atomic.h"
 #include "apr_general.h"
-#include "apr_sha1.h"
 #include "apr_strings.h"
 
 #include "mod_chatbot_store_redis.h"
@@ -83,40 +82,6 @@ int rs_setup_cmd(redisContext *c, char *err, size_t errlen, int argc, const char
         freeReplyObject(r);
     }
     return ok ? 0 : -1;
-}
-
-/* SCRIPT LOAD of every script, pipelined (one round trip), on a child's
- * first connection and on its first one after redis was seen down: after
- * a redis restart the scripts are gone, and the first connection made
- * again loads them, so that EVALSHA finds them. The pool's later
- * connections do not load them again (redis's script cache is shared by
- * all its clients); a restart nobody here noticed, or a SCRIPT FLUSH, is
- * met by the NOSCRIPT fallbacks (rs_eval, settle). */
-static int load_scripts(redisContext *c, char *err, size_t errlen)
-{
-    int i, bad = 0;
-
-    for (i = 0; i < RS_LUA_COUNT; i++) {
-        const char *a[3] = {"SCRIPT", "LOAD", rs_lua_body[i]};
-        if (redisAppendCommandArgv(c, 3, a, NULL) != REDIS_OK) {
-            apr_snprintf(err, errlen, "SCRIPT LOAD: %s", c->errstr);
-            return -1;
-        }
-    }
-    for (i = 0; i < RS_LUA_COUNT; i++) {
-        redisReply *r = NULL;
-        if (redisGetReply(c, (void **)&r) != REDIS_OK || !r) {
-            apr_snprintf(err, errlen, "SCRIPT LOAD: %s",
-                         c->errstr[0] ? c->errstr : "no reply");
-            return -1;
-        }
-        if (r->type == REDIS_REPLY_ERROR && !bad) {
-            apr_snprintf(err, errlen, "SCRIPT LOAD: %s", r->str);
-            bad = 1;
-        }
-        freeReplyObject(r);
-    }
-    return bad ? -1 : 0;
 }
 
 /* A new connection, authenticated and on the right database, with the
@@ -168,7 +133,7 @@ redisContext *rs_connect(rs_store_t *rs, char *err, size_t errlen, int scripts)
         }
     }
     if (scripts && !apr_atomic_read32(&rs->scripts_loaded)) {
-        if (load_scripts(c, err, errlen)) {
+        if (rs_load_scripts(rs, c, err, errlen)) {
             redisFree(c);
             return NULL;
         }
@@ -321,9 +286,10 @@ static void pool_put(rs_store_t *rs, rs_conn_t *x, int ok, apr_uint64_t usec, in
     }
 }
 
-/* Owed commands that redis answered with NOSCRIPT (its scripts were
- * flushed under a connection that had loaded them): sent again once the
- * replies in flight are read (resend). */
+/* Owed commands that redis answered with NOSCRIPT or "Function not
+ * found" (its scripts or functions were flushed under a connection that
+ * had loaded them): sent again once the replies in flight are read and
+ * the scripts loaded again (resend). */
 typedef struct {
     char *cmd[RS_OWED_MAX];
     size_t len[RS_OWED_MAX];
@@ -350,7 +316,7 @@ static int settle(rs_conn_t *x, rs_redo_t *redo, int *bad)
         if (rc || redisGetReply(x->c, (void **)&r) != REDIS_OK || !r) {
             rc = -1;
         }
-        else if (r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8)) {
+        else if (r->type == REDIS_REPLY_ERROR && rs_lost(r->str)) {
             redo->cmd[redo->n] = x->cmd[k];
             redo->len[redo->n++] = x->len[k];
             x->cmd[k] = NULL;
@@ -371,12 +337,12 @@ static int settle(rs_conn_t *x, rs_redo_t *redo, int *bad)
 
 /* The scripts loaded again and redo's commands sent again (nothing else
  * in flight on x); -1 if the connection failed. */
-static int resend(rs_conn_t *x, rs_redo_t *redo, int *bad)
+static int resend(rs_store_t *rs, rs_conn_t *x, rs_redo_t *redo, int *bad)
 {
     char err[128];
     int k, rc = 0;
 
-    if (redo->n && load_scripts(x->c, err, sizeof(err))) {
+    if (redo->n && rs_load_scripts(rs, x->c, err, sizeof(err))) {
         rc = -1;
     }
     for (k = 0; k < redo->n; k++) {
@@ -432,7 +398,7 @@ redisReply *rs_command(rs_store_t *rs, int argc, const char **argv, const size_t
             settle(x, &redo, &bad) == 0 && redisGetReply(x->c, (void **)&r) == REDIS_OK) {
             ok = r != NULL;
         }
-        if (resend(x, &redo, &bad)) {
+        if (resend(rs, x, &redo, &bad)) {
             ok = 0;
         }
     }
@@ -463,7 +429,7 @@ int rs_command_nowait(rs_store_t *rs, int argc, const char **argv, const size_t 
         rs_redo_t redo;
         redo.n = 0;
         ok = settle(x, &redo, &bad) == 0;
-        ok = resend(x, &redo, &bad) == 0 && ok;
+        ok = resend(rs, x, &redo, &bad) == 0 && ok;
     }
     else {
         ok = 1;
@@ -487,71 +453,6 @@ int rs_command_nowait(rs_store_t *rs, int argc, const char **argv, const size_t 
         tls_failures++;
     }
     return ok ? 0 : -1;
-}
-
-#define RS_EVAL_ARGS 32
-
-/* EVALSHA's arguments in a and l (argc + 4 of them); -1 if too many. */
-static int eval_args(rs_store_t *rs, rs_lua_t i, int argc, const char **argv,
-                     const size_t *lens, const char **a, size_t *l)
-{
-    int k;
-
-    if (argc > RS_EVAL_ARGS) {
-        return -1;
-    }
-    a[0] = "EVALSHA";
-    a[1] = rs->sha[i];
-    a[2] = "0";
-    a[3] = RS_PREFIX;
-    for (k = 0; k < 4; k++) {
-        l[k] = strlen(a[k]);
-    }
-    for (k = 0; k < argc; k++) {
-        a[k + 4] = argv[k];
-        l[k + 4] = lens ? lens[k] : strlen(argv[k]);
-    }
-    return 0;
-}
-
-redisReply *rs_eval(rs_store_t *rs, rs_lua_t i, int argc, const char **argv,
-                    const size_t *lens)
-{
-    const char *a[RS_EVAL_ARGS + 4];
-    size_t l[RS_EVAL_ARGS + 4];
-    redisReply *r;
-
-    if (eval_args(rs, i, argc, argv, lens, a, l)) {
-        return NULL;
-    }
-    r = rs_command(rs, argc + 4, a, l);
-    if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8)) {
-        /* redis restarted (scripts are not persisted): EVAL loads it */
-        freeReplyObject(r);
-        a[0] = "EVAL";
-        a[1] = rs_lua_body[i];
-        l[0] = 4;
-        l[1] = strlen(rs_lua_body[i]);
-        r = rs_command(rs, argc + 4, a, l);
-    }
-    if (r && r->type == REDIS_REPLY_ERROR) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
-                     APLOGNO(10962) "chatbot: redis store script %d failed: %s", (int)i,
-                     r->str);
-    }
-    return r;
-}
-
-int rs_eval_nowait(rs_store_t *rs, rs_lua_t i, int argc, const char **argv,
-                   const size_t *lens)
-{
-    const char *a[RS_EVAL_ARGS + 4];
-    size_t l[RS_EVAL_ARGS + 4];
-
-    if (eval_args(rs, i, argc, argv, lens, a, l)) {
-        return -1;
-    }
-    return rs_command_nowait(rs, argc + 4, a, l);
 }
 
 /* ---- the provider's glue ------------------------------------------------------- */
@@ -652,20 +553,6 @@ static apr_status_t rs_child_init(chat_store_t *st, apr_pool_t *pchild, server_r
     return APR_SUCCESS; /* the local store still registers the child */
 }
 
-static void sha_hex(const char *body, char out[41])
-{
-    unsigned char d[APR_SHA1_DIGESTSIZE];
-    apr_sha1_ctx_t ctx;
-    int i;
-
-    apr_sha1_init(&ctx);
-    apr_sha1_update(&ctx, body, (unsigned int)strlen(body));
-    apr_sha1_final(d, &ctx);
-    for (i = 0; i < APR_SHA1_DIGESTSIZE; i++) {
-        apr_snprintf(out + 2 * i, 3, "%02x", d[i]);
-    }
-}
-
 static apr_status_t rs_init(chat_store_t **out, server_rec *s, apr_pool_t *pconf,
                             apr_pool_t *ptemp)
 {
@@ -675,7 +562,6 @@ static apr_status_t rs_init(chat_store_t **out, server_rec *s, apr_pool_t *pconf
     apr_status_t rv;
     redisReply *r;
     const char *ping[1] = {"PING"};
-    int i;
 
     *out = NULL;
     /* what stays per host lives in this host's shared memory */
@@ -702,9 +588,7 @@ static apr_status_t rs_init(chat_store_t **out, server_rec *s, apr_pool_t *pconf
         sc->store_timeout > 0 ? (int)apr_time_as_msec(sc->store_timeout) : 1000;
     rs->stats.up = 1;
     make_origin(rs);
-    for (i = 0; i < RS_LUA_COUNT; i++) {
-        sha_hex(rs_lua_body[i], rs->sha[i]);
-    }
+    rs_lua_prepare(rs, pconf);
     /* the parent's own pool, for its upkeep (children make theirs) */
     if ((rv = apr_thread_mutex_create(&rs->mu, APR_THREAD_MUTEX_DEFAULT, pconf)) ||
         (rv = apr_thread_cond_create(&rs->cv, pconf))) {

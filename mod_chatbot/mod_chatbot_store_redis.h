@@ -116,6 +116,13 @@ typedef struct rs_store {
     apr_uint64_t ttl_ms; /* idle conversations older than this go (0: never) */
     int timeout_ms;      /* connect and command */
     char sha[RS_LUA_COUNT][41];
+    /* each script as a redis function (redis 7): its library's code
+     * (rs_lua_split) and the name of both, chatbot_<sha> */
+    const char *lib[RS_LUA_COUNT];
+    char fn[RS_LUA_COUNT][49];
+    apr_uint32_t fcall; /* 1: this child's last load made them functions (FCALL);
+                         * 0: scripts (EVALSHA: redis before 7, or an ACL
+                         * without FUNCTION) */
     /* the pool (per process: reset in each child) */
     apr_thread_mutex_t *mu;
     apr_thread_cond_t *cv;
@@ -172,7 +179,7 @@ typedef struct rs_store {
     apr_uint64_t listed_ms[RS_LISTS]; /* an owner's list last read (hashed) */
 } rs_store_t;
 
-/* The Lua scripts' bodies (mod_chatbot_store_redis_ops.c). */
+/* The Lua scripts' bodies (mod_chatbot_store_redis_lua.c). */
 extern const char *const rs_lua_body[RS_LUA_COUNT];
 extern const chat_store_provider_t rs_provider;
 
@@ -180,8 +187,9 @@ extern const chat_store_provider_t rs_provider;
  * NULL if redis is unreachable, timed out or the pool stayed busy (the
  * error is counted and logged once per outage). */
 redisReply *rs_command(rs_store_t *rs, int argc, const char **argv, const size_t *lens);
-/* EVALSHA of script i with no keys and the given arguments (the prefix is
- * added as ARGV[1]), loading it again if redis lost it (a restart). */
+/* Script i called (FCALL, or EVALSHA) with no keys and the given
+ * arguments (the prefix is added as ARGV[1]), loading it again if redis
+ * lost it (mod_chatbot_store_redis_call.c). */
 redisReply *rs_eval(rs_store_t *rs, rs_lua_t i, int argc, const char **argv,
                     const size_t *lens);
 /* As rs_command and rs_eval for a command whose reply nobody reads: it is
@@ -201,6 +209,14 @@ apr_uint32_t rs_hash(const void *data, size_t len);
  * not be an error (0, or -1 with err set). */
 redisContext *rs_connect(rs_store_t *rs, char *err, size_t errlen, int scripts);
 int rs_setup_cmd(redisContext *c, char *err, size_t errlen, int argc, const char **argv);
+/* The scripts' names and libraries, made once (rs_init); all of them
+ * loaded on connection c, as functions if redis takes them, else as
+ * scripts (rs->fcall says which): 0, or -1 with err set; and whether an
+ * error reply says that redis lost the script called (1 its script cache,
+ * 2 its functions, 0 another error). */
+void rs_lua_prepare(rs_store_t *rs, apr_pool_t *p);
+int rs_load_scripts(rs_store_t *rs, redisContext *c, char *err, size_t errlen);
+int rs_lost(const char *e);
 /* The subscriber thread of a child (mod_chatbot_store_redis_sub.c), and
  * what it listens to: rs_watch counts a tab's (owner hex) or a follower's
  * (conversation id) interest in key's shard; rs_watch_gen marks a
@@ -270,6 +286,10 @@ chat_status_t rs_conv_find_or_create(chat_store_t *st, const chat_owner_t *owner
                                      const char *bot, const char *title, uint32_t flags,
                                      uint64_t tag, uint64_t now_ms, chat_conv_info_t *out,
                                      int *created);
+
+/* Where a script's helpers end and what one call does begins: a redis
+ * function runs only what follows it per call (rs_lua_split). */
+#define RS_LUA_MAIN_MARK "--[[main]]\n"
 
 extern const char rs_lua_backend[];
 /* bk_acquire(name, now, ticket, limit, queue_cap, holder_ttl, waiter_stale)

@@ -45,9 +45,9 @@
 
 /* ARGV: P op backend ... (see the ops below) */
 const char rs_lua_backend[] =
-    "local P, op, name = ARGV[1], ARGV[2], ARGV[3]\n"
-    "local K, H, Q = P..'bk:'..name, P..'bh:'..name, P..'bq:'..name\n" RS_LUA_BK_ACQUIRE
-        RS_LUA_BK_LEAVE
+    "local P\n" RS_LUA_BK_ACQUIRE RS_LUA_BK_LEAVE RS_LUA_MAIN_MARK "P = ARGV[1]\n"
+    "local op, name = ARGV[2], ARGV[3]\n"
+    "local K, H, Q = P..'bk:'..name, P..'bh:'..name, P..'bq:'..name\n"
     /* c ticket: leave the line; r ticket: free the slot (and the line) */
     "if op == 'c' or op == 'r' then\n"
     "  bk_leave(name, ARGV[4], op == 'r')\n"

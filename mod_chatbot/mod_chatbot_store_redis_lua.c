@@ -62,7 +62,7 @@
     "end\n"
 
 /* ARGV: P owner auth id bot title now quota_convs max_convs share */
-static const char lua_create[] = PRELUDE CREATE_FN
+static const char lua_create[] = PRELUDE CREATE_FN MAIN
     "return do_create(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7],\n"
     "  tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]))\n";
 
@@ -74,7 +74,7 @@ static const char lua_create[] = PRELUDE CREATE_FN
  *       share
  * -> {1 found | 0 created | 2 none (create 0) | status<0, evicted, id,
  *     fields..., nmsgs} */
-static const char lua_titled[] = PRELUDE CREATE_FN
+static const char lua_titled[] = PRELUDE CREATE_FN MAIN
     "local o, title = ARGV[2], ARGV[6]\n"
     "local best, rank = nil, 4\n"
     "for _, cid in ipairs(redis.call('ZREVRANGE', P..'u:'..o, 0, -1)) do\n"
@@ -102,10 +102,10 @@ static const char lua_titled[] = PRELUDE CREATE_FN
 
 /* ARGV: P owner id -> {0, fields..., nmsgs} | {-60} */
 static const char lua_get[] =
-    PRELUDE "if not owned(ARGV[3], ARGV[2]) then return {-60} end\n"
-            "local v = info(ARGV[3])\n"
-            "table.insert(v, 1, 0)\n"
-            "return v\n";
+    PRELUDE MAIN "if not owned(ARGV[3], ARGV[2]) then return {-60} end\n"
+                 "local v = info(ARGV[3])\n"
+                 "table.insert(v, 1, 0)\n"
+                 "return v\n";
 
 /* list_of(owner) -> {id, fields..., nmsgs}* most recent first (lua_list,
  * and lua_turn's copy for the tab that lists them next) */
@@ -126,35 +126,35 @@ static const char lua_get[] =
     "end\n"
 
 /* ARGV: P owner -> {id, fields..., nmsgs}* most recent first */
-static const char lua_list[] = PRELUDE LIST_FN "return list_of(ARGV[2])\n";
+static const char lua_list[] = PRELUDE LIST_FN MAIN "return list_of(ARGV[2])\n";
 
 /* ARGV: P owner id what(t|f) v1 v2 now */
-static const char lua_update[] =
-    PRELUDE "local id = ARGV[3]\n"
-            "if not owned(id, ARGV[2]) then return -60 end\n"
-            "if ARGV[4] == 't' then\n"
-            "  redis.call('HSET', ckey(id), 't', ARGV[5])\n"
-            "else\n"
-            "  local f = tonumber(redis.call('HGET', ckey(id), 'f'))\n"
-            "  f = bit.band(bit.bor(f, tonumber(ARGV[5])), bit.bnot(tonumber(ARGV[6])))\n"
-            "  redis.call('HSET', ckey(id), 'f', f)\n"
-            "end\n"
-            "changed(id, ARGV[7])\n"
-            "return 0\n";
+static const char lua_update[] = PRELUDE MAIN
+    "local id = ARGV[3]\n"
+    "if not owned(id, ARGV[2]) then return -60 end\n"
+    "if ARGV[4] == 't' then\n"
+    "  redis.call('HSET', ckey(id), 't', ARGV[5])\n"
+    "else\n"
+    "  local f = tonumber(redis.call('HGET', ckey(id), 'f'))\n"
+    "  f = bit.band(bit.bor(f, tonumber(ARGV[5])), bit.bnot(tonumber(ARGV[6])))\n"
+    "  redis.call('HSET', ckey(id), 'f', f)\n"
+    "end\n"
+    "changed(id, ARGV[7])\n"
+    "return 0\n";
 
 /* ARGV: P owner id */
 static const char lua_delete[] =
-    PRELUDE "local id = ARGV[3]\n"
-            "if not owned(id, ARGV[2]) then return -60 end\n"
-            "if redis.call('HGET', ckey(id), 's') ~= '0' then return -62 end\n"
-            "del_conv(id)\n"
-            "return 0\n";
+    PRELUDE MAIN "local id = ARGV[3]\n"
+                 "if not owned(id, ARGV[2]) then return -60 end\n"
+                 "if redis.call('HGET', ckey(id), 's') ~= '0' then return -62 end\n"
+                 "del_conv(id)\n"
+                 "return 0\n";
 
 /* ARGV: P op owner id token state qpos now lease_ms
  * op b begin, s state, e end, r request stop, q stop requested?, x end
  * late (the host could not end it while redis was away): the last answer,
  * unless complete, is marked interrupted */
-static const char lua_gen[] = PRELUDE
+static const char lua_gen[] = PRELUDE MAIN
     "local op, o, id, tok, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[8]\n"
     "local c = ckey(id)\n"
     "local v = redis.call('HMGET', c, 'o', 's', 'g', 'st', 'gt')\n"
@@ -247,7 +247,7 @@ static const char lua_gen[] = PRELUDE
 /* ARGV: P op(a|e) owner id role flags now text max_msgs max_msg_bytes
  *       history_bytes owner_quota_bytes auth share -> {status, evicted,
  *       index} */
-static const char lua_append[] = PRELUDE APPEND_FN
+static const char lua_append[] = PRELUDE APPEND_FN MAIN
     "return do_append(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8],\n"
     "  tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]),\n"
     "  ARGV[13] == '0', tonumber(ARGV[14]))\n";
@@ -306,7 +306,6 @@ static const char lua_append[] = PRELUDE APPEND_FN
     "    end\n"                                                                          \
     "  end\n"                                                                            \
     "end\n"                                                                              \
-    "local LIN = {}\n" /* linear(id), once read (set_parent ends it) */                  \
     "local function linear(id)\n"                                                        \
     "  if LIN[id] == nil then LIN[id] = redis.call('HGET', ckey(id), 'ln') == '1' end\n" \
     "  return LIN[id]\n"                                                                 \
@@ -380,7 +379,7 @@ static const char lua_append[] = PRELUDE APPEND_FN
  * op f's list (ARGV[20] 1, else 0): the owner's list as lua_list reads it after the
  * change, for the tab that reads it next (rs_list_take). */
 static const char lua_turn[] =
-    PRELUDE APPEND_FN VPRELUDE RS_LUA_BK_ACQUIRE RS_LUA_BK_LEAVE LIST_FN TAIL_FN
+    PRELUDE APPEND_FN VPRELUDE RS_LUA_BK_ACQUIRE RS_LUA_BK_LEAVE LIST_FN TAIL_FN MAIN
     "local op, o, id, tok, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]\n"
     "local maxm, maxb = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
     "local hist, uqb, anon = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11] == '0'\n"
@@ -482,56 +481,56 @@ static const char lua_turn[] =
     "return {0, ev, idx}\n";
 
 /* ARGV: P owner id set clear now (last message) */
-static const char lua_mflags[] =
-    PRELUDE "local id = ARGV[3]\n"
-            "if not owned(id, ARGV[2]) then return -60 end\n"
-            "if not last_flags(id, tonumber(ARGV[4]), tonumber(ARGV[5]), false) then\n"
-            "  return -2\n"
-            "end\n"
-            /* CHAT_MSG_ALT set by hand: the conversation is no longer one
-             * straight path (as CS_CONV_LINEAR in the shm store) */
-            "if bit.band(tonumber(ARGV[4]), 8192) ~= 0 then\n"
-            "  redis.call('HDEL', ckey(id), 'ln')\n"
-            "end\n"
-            "changed(id, ARGV[6])\n"
-            "return 0\n";
+static const char lua_mflags[] = PRELUDE MAIN
+    "local id = ARGV[3]\n"
+    "if not owned(id, ARGV[2]) then return -60 end\n"
+    "if not last_flags(id, tonumber(ARGV[4]), tonumber(ARGV[5]), false) then\n"
+    "  return -2\n"
+    "end\n"
+    /* CHAT_MSG_ALT set by hand: the conversation is no longer one
+     * straight path (as CS_CONV_LINEAR in the shm store) */
+    "if bit.band(tonumber(ARGV[4]), 8192) ~= 0 then\n"
+    "  redis.call('HDEL', ckey(id), 'ln')\n"
+    "end\n"
+    "changed(id, ARGV[6])\n"
+    "return 0\n";
 
 /* ARGV: P owner id keep now */
-static const char lua_trunc[] =
-    PRELUDE "local o, id, keep = ARGV[2], ARGV[3], tonumber(ARGV[4])\n"
-            "if not owned(id, o) then return -60 end\n"
-            "local m = mkey(id)\n"
-            "for _, e in ipairs(redis.call('LRANGE', m, keep, -1)) do\n"
-            "  local _, _, _, n = hdr(e)\n"
-            "  acct(o, id, -redis.call('STRLEN', xkey(id, n)))\n"
-            "  redis.call('DEL', xkey(id, n))\n"
-            "end\n"
-            "if keep == 0 then redis.call('DEL', m) else redis.call('LTRIM', m, 0, keep "
-            "- 1) end\n"
-            "changed(id, ARGV[5])\n"
-            "return 0\n";
+static const char lua_trunc[] = PRELUDE MAIN
+    "local o, id, keep = ARGV[2], ARGV[3], tonumber(ARGV[4])\n"
+    "if not owned(id, o) then return -60 end\n"
+    "local m = mkey(id)\n"
+    "for _, e in ipairs(redis.call('LRANGE', m, keep, -1)) do\n"
+    "  local _, _, _, n = hdr(e)\n"
+    "  acct(o, id, -redis.call('STRLEN', xkey(id, n)))\n"
+    "  redis.call('DEL', xkey(id, n))\n"
+    "end\n"
+    "if keep == 0 then redis.call('DEL', m) else redis.call('LTRIM', m, 0, keep "
+    "- 1) end\n"
+    "changed(id, ARGV[5])\n"
+    "return 0\n";
 
 /* ARGV: P owner id start stop -> {0, first_index, hdr, text, ...} | {-60} */
 static const char lua_read[] =
-    PRELUDE "local id = ARGV[3]\n"
-            "if not owned(id, ARGV[2]) then return {-60} end\n"
-            "local m = mkey(id)\n"
-            "local len = redis.call('LLEN', m)\n"
-            "local s = tonumber(ARGV[4])\n"
-            "if s < 0 then s = math.max(0, len + s) end\n"
-            "local out = {0, s}\n"
-            "for _, e in ipairs(redis.call('LRANGE', m, s, tonumber(ARGV[5]))) do\n"
-            "  local _, _, _, n = hdr(e)\n"
-            "  table.insert(out, e)\n"
-            "  table.insert(out, redis.call('GET', xkey(id, n)) or '')\n"
-            "end\n"
-            "return out\n";
+    PRELUDE MAIN "local id = ARGV[3]\n"
+                 "if not owned(id, ARGV[2]) then return {-60} end\n"
+                 "local m = mkey(id)\n"
+                 "local len = redis.call('LLEN', m)\n"
+                 "local s = tonumber(ARGV[4])\n"
+                 "if s < 0 then s = math.max(0, len + s) end\n"
+                 "local out = {0, s}\n"
+                 "for _, e in ipairs(redis.call('LRANGE', m, s, tonumber(ARGV[5]))) do\n"
+                 "  local _, _, _, n = hdr(e)\n"
+                 "  table.insert(out, e)\n"
+                 "  table.insert(out, redis.call('GET', xkey(id, n)) or '')\n"
+                 "end\n"
+                 "return out\n";
 
 /* ARGV: P key count period_ms burst take(0|1) [key2 count2 period_ms2
  * burst2] -> ms to wait (0: a token); with a second bucket, it is asked
  * only if the first gave a token (chat_store_rate_take2) */
 static const char lua_bucket[] =
-    "local take = ARGV[6] == '1'\n"
+    "local take\n"
     "local U = 1000000\n"
     "local function one(k, cnt, per, burst)\n"
     "cnt, per, burst = tonumber(cnt), tonumber(per), tonumber(burst)\n"
@@ -559,7 +558,7 @@ static const char lua_bucket[] =
     "  redis.call('PEXPIRE', k, math.ceil(per * burst / cnt) + 1000)\n"
     "end\n"
     "return wait\n"
-    "end\n"
+    "end\n" RS_LUA_MAIN_MARK "take = ARGV[6] == '1'\n"
     "local w = one(ARGV[1]..ARGV[2], ARGV[3], ARGV[4], ARGV[5])\n"
     "if w == 0 and ARGV[7] then w = one(ARGV[1]..ARGV[7], ARGV[8], ARGV[9], ARGV[10]) "
     "end\n"
@@ -569,7 +568,7 @@ static const char lua_bucket[] =
  * Conversations idle since before ttl_cutoff go; generations with no
  * activity since lease_cutoff (their host died) end, their last answer
  * marked interrupted. */
-static const char lua_sweep[] = PRELUDE
+static const char lua_sweep[] = PRELUDE MAIN
     "local gone, rec = 0, 0\n"
     "if tonumber(ARGV[2]) > 0 then\n"
     "  for _, id in ipairs(redis.call('ZRANGEBYSCORE', P..'all', '-inf', ARGV[2],\n"
@@ -598,33 +597,33 @@ static const char lua_sweep[] = PRELUDE
  * owner's quota (-43) or over ChatbotHistorySize (-41) is refused rather
  * than evicting for it. */
 static const char lua_meta[] =
-    PRELUDE "local id = ARGV[3]\n"
-            "if not owned(id, ARGV[2]) then return {-60} end\n"
-            "local c = ckey(id)\n"
-            "local old = redis.call('HGET', c, 'mt') or ''\n"
-            "if ARGV[4] == 'g' then return {0, old} end\n"
-            "local d = #ARGV[5] - #old\n"
-            "local q = tonumber(ARGV[6])\n"
-            "if d > 0 and q > 0 and\n"
-            "   tonumber(redis.call('HGET', P..'ub', ARGV[2]) or '0') + d > q then\n"
-            "  return {-43}\n"
-            "end\n"
-            "local h = tonumber(ARGV[7] or '0')\n"
-            "if d > 0 and h > 0 and\n"
-            "   tonumber(redis.call('GET', P..'bytes') or '0') + d > h then\n"
-            "  return {-41}\n"
-            "end\n"
-            "if #ARGV[5] > 0 then redis.call('HSET', c, 'mt', ARGV[5])\n"
-            "else redis.call('HDEL', c, 'mt') end\n"
-            "acct(ARGV[2], id, d)\n"
-            "changed(id, nil)\n"
-            "return {0}\n";
+    PRELUDE MAIN "local id = ARGV[3]\n"
+                 "if not owned(id, ARGV[2]) then return {-60} end\n"
+                 "local c = ckey(id)\n"
+                 "local old = redis.call('HGET', c, 'mt') or ''\n"
+                 "if ARGV[4] == 'g' then return {0, old} end\n"
+                 "local d = #ARGV[5] - #old\n"
+                 "local q = tonumber(ARGV[6])\n"
+                 "if d > 0 and q > 0 and\n"
+                 "   tonumber(redis.call('HGET', P..'ub', ARGV[2]) or '0') + d > q then\n"
+                 "  return {-43}\n"
+                 "end\n"
+                 "local h = tonumber(ARGV[7] or '0')\n"
+                 "if d > 0 and h > 0 and\n"
+                 "   tonumber(redis.call('GET', P..'bytes') or '0') + d > h then\n"
+                 "  return {-41}\n"
+                 "end\n"
+                 "if #ARGV[5] > 0 then redis.call('HSET', c, 'mt', ARGV[5])\n"
+                 "else redis.call('HDEL', c, 'mt') end\n"
+                 "acct(ARGV[2], id, d)\n"
+                 "changed(id, nil)\n"
+                 "return {0}\n";
 /* ARGV: P owner id role flags now text max_msgs max_msg_bytes history_bytes
  *       owner_quota_bytes auth parent(-1 the active path's last, -2 none,
  *       else an index) max_versions share -> {status, evicted, index}
  * A new message under parent, the chosen version among its siblings (the
  * append of lua_append, with parents). */
-static const char lua_branch[] = PRELUDE VPRELUDE
+static const char lua_branch[] = PRELUDE VPRELUDE MAIN
     "local o, id, now = ARGV[2], ARGV[3], ARGV[6]\n"
     "local text = ARGV[7]\n"
     "local maxm, maxb = tonumber(ARGV[8]), tonumber(ARGV[9])\n"
@@ -702,22 +701,22 @@ static const char lua_branch[] = PRELUDE VPRELUDE
 /* ARGV: P owner id index now -> status: message index becomes the chosen
  * version among its siblings. */
 static const char lua_vselect[] =
-    PRELUDE VPRELUDE "local id, i = ARGV[3], tonumber(ARGV[4]) + 1\n"
-                     "if not owned(id, ARGV[2]) then return -60 end\n"
-                     "local t = tree(id, false)\n"
-                     "if i < 1 or i > t.N then return -60 end\n"
-                     "local s = redis.call('HGET', ckey(id), 's')\n"
-                     "if s and s ~= '0' then return -62 end\n"
-                     "if bit.band(t.f[i], ALT) ~= 0 then\n"
-                     "  choose(id, t, t.p[i], i)\n"
-                     "  changed(id, ARGV[5])\n"
-                     "end\n"
-                     "return 0\n";
+    PRELUDE VPRELUDE MAIN "local id, i = ARGV[3], tonumber(ARGV[4]) + 1\n"
+                          "if not owned(id, ARGV[2]) then return -60 end\n"
+                          "local t = tree(id, false)\n"
+                          "if i < 1 or i > t.N then return -60 end\n"
+                          "local s = redis.call('HGET', ckey(id), 's')\n"
+                          "if s and s ~= '0' then return -62 end\n"
+                          "if bit.band(t.f[i], ALT) ~= 0 then\n"
+                          "  choose(id, t, t.p[i], i)\n"
+                          "  changed(id, ARGV[5])\n"
+                          "end\n"
+                          "return 0\n";
 
 /* ARGV: P owner id start stop -> {0, first_index, hdr, text, ...} | {-60}
  * as lua_read, each header with a fifth field: the parent's index (-1:
  * none). */
-static const char lua_vread[] = PRELUDE VPRELUDE
+static const char lua_vread[] = PRELUDE VPRELUDE MAIN
     "local id = ARGV[3]\n"
     "if not owned(id, ARGV[2]) then return {-60} end\n"
     "local s, e = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
@@ -766,7 +765,7 @@ static const char lua_vread[] = PRELUDE VPRELUDE
  * chat_store_msg_tail_meta); {1} if the conversation has branches (the
  * caller then reads the whole tree); {-60} if not the owner's. A turn's
  * start reads the same with its change (lua_turn op s, ARGV[28..30]). */
-static const char lua_vtail[] = PRELUDE TAIL_FN
+static const char lua_vtail[] = PRELUDE TAIL_FN MAIN
     "local id = ARGV[3]\n"
     "local v = redis.call('HMGET', ckey(id), 'o', 'ln', 'mt')\n"
     "if v[1] ~= ARGV[2] then return {-60} end\n"

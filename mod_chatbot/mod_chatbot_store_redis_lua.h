@@ -7,8 +7,23 @@
 #ifndef MOD_CHATBOT_STORE_REDIS_LUA_H
 #define MOD_CHATBOT_STORE_REDIS_LUA_H
 
+/* A script is its helpers, then MAIN, then what one call does. The
+ * helpers keep nothing of a call but in the values fresh() makes again at
+ * MAIN: P the key prefix (ARGV[1]); OWN, AUTH a conversation's o and a,
+ * once read; NM its message count, once known; told: id -> 1 counted and
+ * published, 2 and its LRU moved, once per script (it is one change;
+ * every child hears each c:<id>); EV the evictions' log lines; LIN
+ * linear(id), once read (set_parent ends it). As a redis function the
+ * helpers are made once, when the library is loaded, and only what
+ * follows MAIN runs per call (rs_lua_split); as an EVAL script, all of it.
+ * No helper reads ARGV. */
+#define MAIN RS_LUA_MAIN_MARK "fresh(ARGV)\n"
+
 #define PRELUDE                                                                          \
-    "local P = ARGV[1]\n"                                                                \
+    "local P, OWN, AUTH, NM, told, EV, LIN\n"                                            \
+    "local function fresh(a)\n"                                                          \
+    "  P, OWN, AUTH, NM, told, EV, LIN = a[1], {}, {}, {}, {}, {}, {}\n"                 \
+    "end\n"                                                                              \
     "local function ckey(id) return P..'c:'..id end\n"                                   \
     "local function pub(k, m) redis.call('PUBLISH', P..'ev:'..string.sub(k, 1, 3), m) "  \
     "end\n" /* k's shard channel (mod_chatbot_store_redis.h) */                          \
@@ -18,8 +33,6 @@
     "  local r, f, ts, n = string.match(e, '^(%d+):(%d+):(%d+):(%d+)$')\n"               \
     "  return r, tonumber(f), ts, n\n"                                                   \
     "end\n"                                                                              \
-    "local OWN, AUTH, NM = {}, {}, {}\n" /* a conversation's o and a, once read; NM      \
-                                          * its message count, once known */             \
     "local function acct(o, id, d)\n"                                                    \
     "  if d ~= 0 then\n"                                                                 \
     "    local v = AUTH[id]\n"                                                           \
@@ -31,9 +44,6 @@
     "    if v == '0' then redis.call('INCRBY', P..'ab', d) end\n"                        \
     "  end\n"                                                                            \
     "end\n"                                                                              \
-    "local told = {}\n" /* id -> 1 counted and published, 2 and its LRU moved: once      \
-                         * per script (it is one change; every child hears each          \
-                         * c:<id>) */                                                    \
     "local function changed(id, now)\n"                                                  \
     "  local t = told[id]\n"                                                             \
     "  if not t then\n"                                                                  \
@@ -76,7 +86,6 @@
     "  redis.call('SREM', P..'gen', id)\n"                                               \
     "  pub(id, 'c:'..id)\n"                                                              \
     "end\n"                                                                              \
-    "local EV = {}\n"                                                                    \
     "local function evict(id, why)\n"                                                    \
     "  local v = redis.call('HMGET', ckey(id), 'b', 'by')\n"                             \
     "  table.insert(EV, string.format('%s (bot %s, %d messages, %d bytes) to make "      \

@@ -22,9 +22,10 @@ class Redis:
     """A redis-server on a loopback port, its data (AOF, fsync always) in a
     private directory, so that it can be killed and started again."""
 
-    def __init__(self):
+    def __init__(self, args=()):
         self.dir = conftest.test_root("redis")
         self.port = free_port()
+        self.args = list(args)  # more of redis-server's options
         self.proc = None
         self.start()
 
@@ -33,7 +34,7 @@ class Redis:
         self.proc = subprocess.Popen(
             [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
              "--save", "", "--appendonly", "yes", "--appendfsync", "always",
-             "--daemonize", "no", "--protected-mode", "yes"],
+             "--daemonize", "no", "--protected-mode", "yes", *self.args],
             stdout=self.log, stderr=self.log)
         end = time.time() + 15
         while time.time() < end:

@@ -92,16 +92,18 @@ def test_one_slot_for_two_hosts(httpd, redis, fake):
 
 def test_turns_go_on_after_redis_forgets_its_scripts(httpd, redis, fake):
     """A child loads the scripts on its first connection only (redis's
-    script cache serves all clients): after a SCRIPT FLUSH, the next turns
-    on both hosts still start, store their answers and give back the one
-    slot (the release is sent without waiting, and its NOSCRIPT is sent
-    again with the scripts), and the history holds every message. Fails on
-    a store that gives up on NOSCRIPT, or loses the release."""
+    functions and script cache serve all clients): after a FUNCTION FLUSH
+    and a SCRIPT FLUSH, the next turns on both hosts still start, store
+    their answers and give back the one slot (a call sent without waiting
+    whose function is gone is sent again once the functions are loaded
+    again), and the history holds every message. Fails on a store that
+    gives up on "Function not found" or NOSCRIPT, or loses the release."""
     a, b = pair(httpd, redis, QUEUE.format(url=fake.url))
     ca, cb = Conn(a, cookie=new_cookie()), Conn(b, cookie=new_cookie())
     try:
         conv_a, conv_b = ca.launch(bot="qb"), cb.launch(bot="qb")
         for i in range(3):
+            assert "OK" in redis.cmd("FUNCTION", "FLUSH")
             assert "OK" in redis.cmd("SCRIPT", "FLUSH")
             for c, conv in ((ca, conv_a), (cb, conv_b)):
                 fr = c.turn("turn %d [[fake tokens=3]]" % i, conversation_id=conv,

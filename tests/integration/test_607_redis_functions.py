@@ -1,0 +1,122 @@
+"""The store's scripts as redis functions (docs/storage.md, "Atomic,
+across hosts"): on redis 7 each script is a library of its own, named as
+its one function, chatbot_<the script's SHA-1>, whose helpers are made once
+when it is loaded, and a call (FCALL) runs only the script's own steps. A
+redis that refuses FUNCTION (before 7, or an ACL without it) gets the same
+scripts with EVALSHA, and says so once in the error log. Either way turns
+answer and the history is whole; functions flushed under a running host
+are loaded again by the next call that misses one."""
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+from histutil import Conn, Rest, history, new_cookie
+from redisutil import DOWN_LOG, REDIS, Redis
+
+pytestmark = pytest.mark.skipif(not os.path.exists(REDIS),
+                                reason="redis-server is not installed")
+
+AS_SCRIPTS = r"AH10926"
+
+
+def calls(redis):
+    """INFO commandstats: {command: calls}."""
+    out = {}
+    for ln in redis.cmd("INFO", "commandstats").splitlines():
+        m = re.match(r"cmdstat_([\w|]+):calls=(\d+)", ln)
+        if m:
+            out[m.group(1)] = int(m.group(2))
+    return out
+
+
+def libraries(redis, *auth):
+    out = subprocess.run(["redis-cli", "-p", str(redis.port), *auth, "--json",
+                          "FUNCTION", "LIST"], capture_output=True, text=True,
+                         timeout=10).stdout
+    return json.loads(out)
+
+
+def chat(s, n, cookie=None):
+    """n turns in a new conversation, and its history checked."""
+    c = Conn(s, cookie=cookie or new_cookie())
+    try:
+        conv = c.launch(title="functions")
+        for i in range(n):
+            fr = c.turn("q%d [[fake tokens=5]]" % i, conversation_id=conv)
+            assert fr[-1]["type"] == "response", fr
+        msgs = history(c, conv)["messages"]
+        assert [m["role"] for m in msgs] == ["user", "assistant"] * n, msgs
+        assert all(m["content"] for m in msgs), msgs
+        return conv
+    finally:
+        c.close()
+
+
+def test_turns_call_functions_with_the_documented_acl(httpd, redis):
+    # the ACL user docs/storage.md ("Security") tells to make
+    assert "OK" in redis.cmd("ACL", "SETUSER", "chat", "on", ">s3cret", "~chatbot:*",
+                             "&chatbot:ev", "&chatbot:ev:*", "+@all", "-@dangerous")
+    store = "ChatbotStore redis://chat:s3cret@127.0.0.1:%d/2\n" % redis.port
+    s = httpd(extra=store + "ChatbotRateLimit off\n", name="redis-fn",
+              allow_errors=DOWN_LOG)
+    chat(s, 1)
+    redis.cmd("CONFIG", "RESETSTAT")
+    chat(s, 3)
+    st = calls(redis)
+    # a turn's start and finish at least, each one call
+    assert st.get("fcall", 0) >= 6, st
+    assert "evalsha" not in st and "eval" not in st, st
+    # loaded once per child, not per call
+    assert "function|load" not in st, st
+    libs = [x for x in libraries(redis) if x["library_name"].startswith("chatbot_")]
+    assert libs, libraries(redis)
+    for x in libs:
+        assert re.fullmatch(r"chatbot_[0-9a-f]{40}", x["library_name"]), x
+        assert [f["name"] for f in x["functions"]] == [x["library_name"]], x
+    assert AS_SCRIPTS not in open(s.error_log).read()
+
+
+def test_functions_flushed_under_a_host_are_loaded_again(httpd, redis):
+    store = "ChatbotStore redis://127.0.0.1:%d/2\n" % redis.port
+    s = httpd(extra=store + "ChatbotRateLimit off\n", name="redis-fnflush",
+              allow_errors=DOWN_LOG)
+    me = new_cookie()
+    conv = chat(s, 1, me)
+    assert "OK" in redis.cmd("FUNCTION", "FLUSH")
+    assert libraries(redis) == []
+    redis.cmd("CONFIG", "RESETSTAT")
+    # a call that waits for its reply (rs_eval): the history
+    h = Rest(s, cookie=me).get("/api/chat/history?conversation_id=" + conv)
+    assert h.status_code == 200 and h.json()["total"] == 2, h.text
+    st = calls(redis)
+    assert st.get("function|load", 0) >= 1, st
+    assert "evalsha" not in st, st
+    # and the turns after it
+    chat(s, 2, me)
+    assert libraries(redis), "the functions were not loaded again"
+    assert "fcall" in calls(redis)
+
+
+def test_a_redis_without_functions_gets_scripts(httpd):
+    # what a redis before 7 answers: FUNCTION is an unknown command
+    r = Redis(args=["--rename-command", "FUNCTION", '""'])
+    try:
+        store = "ChatbotStore redis://127.0.0.1:%d/2\n" % r.port
+        s = httpd(extra=store + "ChatbotRateLimit off\n", name="redis-nofn",
+                  allow_errors=DOWN_LOG)
+        chat(s, 1)
+        r.cmd("CONFIG", "RESETSTAT")
+        chat(s, 3)
+        st = calls(r)
+        assert st.get("evalsha", 0) >= 6, st
+        assert "fcall" not in st, st
+        log = open(s.error_log).read()
+        assert AS_SCRIPTS in log and "unknown command" in log, log[-2000:]
+        # and scripts flushed under it are sent again with EVAL
+        assert "OK" in r.cmd("SCRIPT", "FLUSH")
+        chat(s, 1)
+    finally:
+        r.stop()
