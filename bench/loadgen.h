@@ -37,7 +37,7 @@ typedef struct conn {
     int msg_op;  /* opcode of the fragmented message in progress */
     int busy;    /* a turn is in flight */
     int pending; /* its scheduled time came while busy */
-    uint64_t sent_ns, next_ns, ping_ns, retry_ns;
+    uint64_t sent_ns, next_ns, ping_ns;
     int heap_i;
     uint32_t seq;
     int tokens_seen;

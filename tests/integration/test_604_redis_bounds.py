@@ -160,6 +160,16 @@ def test_messages_per_conversation_drop_the_oldest(httpd, redis):
         assert len(keys(redis, "chatbot:x:%s:*" % conv)) == 4
         by = int(rcmd(redis, "HGET", "chatbot:c:" + conv, "by"))
         assert by == sum(len(m["content"]) for m in h["messages"])
+        # the message count a turn's script learns, and keeps while it drops
+        # the oldest, is the one the lists show: the last one pushed (the
+        # finish's own list) and one read afresh
+        pushed = [m for m in c.frames if m.get("type") == "sessions"
+                  and any(x["conversation_id"] == conv for x in m["sessions"])]
+        assert pushed, c.frames
+        last = [x for x in pushed[-1]["sessions"] if x["conversation_id"] == conv]
+        assert last[0]["messages"] == 4, pushed[-1]
+        lst = c.request({"type": "sessions"}, "sessions")["sessions"]
+        assert [x["messages"] for x in lst if x["conversation_id"] == conv] == [4], lst
     finally:
         c.close()
 

@@ -277,7 +277,6 @@ def test_bad_command_name_message_is_clean(exec_fx):
 
 
 def _errors_total(exec_srv, code):
-    import urllib.request
     with urllib.request.urlopen(exec_srv.base + "/metrics", timeout=5) as r:
         text = r.read().decode()
     mm = re.search(r'^chatbot_errors_total\{code="%s"\} (\d+)$' % code, text, re.M)
