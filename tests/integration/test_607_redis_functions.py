@@ -55,17 +55,23 @@ def chat(s, n, cookie=None):
         c.close()
 
 
-def test_turns_call_functions_with_the_documented_acl(httpd, redis):
-    # the ACL user docs/storage.md ("Security") tells to make
-    assert "OK" in redis.cmd("ACL", "SETUSER", "chat", "on", ">s3cret", "~chatbot:*",
-                             "&chatbot:ev", "&chatbot:ev:*", "+@all", "-@dangerous")
-    store = "ChatbotStore redis://chat:s3cret@127.0.0.1:%d/2\n" % redis.port
-    s = httpd(extra=store + "ChatbotRateLimit off\n", name="redis-fn",
+def counted_turns(httpd, redis, url, name):
+    """A server on url; a warm-up turn, then 3 turns counted:
+    INFO commandstats of those, and the server."""
+    s = httpd(extra="ChatbotStore %s\nChatbotRateLimit off\n" % url, name=name,
               allow_errors=DOWN_LOG)
     chat(s, 1)
     redis.cmd("CONFIG", "RESETSTAT")
     chat(s, 3)
-    st = calls(redis)
+    return calls(redis), s
+
+
+def test_turns_call_functions_with_the_documented_acl(httpd, redis):
+    # the ACL user docs/storage.md ("Security") tells to make
+    assert "OK" in redis.cmd("ACL", "SETUSER", "chat", "on", ">s3cret", "~chatbot:*",
+                             "&chatbot:ev", "&chatbot:ev:*", "+@all", "-@dangerous")
+    st, s = counted_turns(httpd, redis, "redis://chat:s3cret@127.0.0.1:%d/2" % redis.port,
+                          "redis-fn")
     # a turn's start and finish at least, each one call
     assert st.get("fcall", 0) >= 6, st
     assert "evalsha" not in st and "eval" not in st, st
@@ -104,13 +110,7 @@ def test_a_redis_without_functions_gets_scripts(httpd):
     # what a redis before 7 answers: FUNCTION is an unknown command
     r = Redis(args=["--rename-command", "FUNCTION", '""'])
     try:
-        store = "ChatbotStore redis://127.0.0.1:%d/2\n" % r.port
-        s = httpd(extra=store + "ChatbotRateLimit off\n", name="redis-nofn",
-                  allow_errors=DOWN_LOG)
-        chat(s, 1)
-        r.cmd("CONFIG", "RESETSTAT")
-        chat(s, 3)
-        st = calls(r)
+        st, s = counted_turns(httpd, r, "redis://127.0.0.1:%d/2" % r.port, "redis-nofn")
         assert st.get("evalsha", 0) >= 6, st
         assert "fcall" not in st, st
         log = open(s.error_log).read()
