@@ -96,10 +96,10 @@ static int load_each(rs_store_t *rs, redisContext *c, const char *verb, int fns,
  * met by the fallbacks (rs_eval, settle). As functions (FUNCTION LOAD) if
  * redis takes them; if it refuses (before redis 7 it does not know
  * FUNCTION; an ACL may forbid it), as scripts (SCRIPT LOAD, EVALSHA),
- * logged once per child. */
+ * logged once per process. */
 int rs_load_scripts(rs_store_t *rs, redisContext *c, char *err, size_t errlen)
 {
-    static apr_uint32_t told; /* per child */
+    static apr_uint32_t told; /* per process */
     int rc = load_each(rs, c, "FUNCTION", 1, err, errlen);
 
     if (rc <= 0) {
