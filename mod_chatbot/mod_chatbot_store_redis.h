@@ -290,6 +290,7 @@ chat_status_t rs_conv_find_or_create(chat_store_t *st, const chat_owner_t *owner
 /* Where a script's helpers end and what one call does begins: a redis
  * function runs only what follows it per call (rs_lua_split). */
 #define RS_LUA_MAIN_MARK "--[[main]]\n"
+#define RS_LUA_MAIN_RO_MARK "--[[main ro]]\n" /* a script that only reads */
 
 extern const char rs_lua_backend[];
 /* bk_acquire(name, now, ticket, limit, queue_cap, holder_ttl, waiter_stale)

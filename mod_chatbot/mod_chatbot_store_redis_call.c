@@ -35,18 +35,26 @@ static void sha_hex(const char *body, char out[41])
  * (chatbot_<the script's SHA-1>), runs the helpers once, when it is
  * loaded, and registers what follows RS_LUA_MAIN_MARK as the function, so
  * a call runs only that (an EVAL script makes all its helpers again on
- * every call). Hosts of different versions load different libraries;
- * loading one that is there is no change. NULL without the mark. */
+ * every call). A script marked RS_LUA_MAIN_RO_MARK is declared
+ * no-writes: a redis over its maxmemory refuses, before it runs, every
+ * function not so declared, and reads should still answer there. Hosts of
+ * different versions load different libraries; loading one that is there
+ * is no change. NULL without a mark. */
 static const char *rs_lua_split(apr_pool_t *p, const char *body, const char *name)
 {
     const char *m = strstr(body, RS_LUA_MAIN_MARK);
+    int ro = 0;
 
+    if (!m && (m = strstr(body, RS_LUA_MAIN_RO_MARK))) {
+        ro = 1;
+    }
     if (!m) {
         return NULL;
     }
     return apr_pstrcat(p, "#!lua name=", name, "\n", apr_pstrmemdup(p, body, m - body),
-                       "redis.register_function('", name, "', function(_, ARGV)\n", m,
-                       "end)\n", NULL);
+                       "redis.register_function{function_name='", name,
+                       "', callback=function(_, ARGV)\n", m, "end, flags={",
+                       ro ? "'no-writes'" : "", "}}\n", NULL);
 }
 
 /* One command per script, pipelined (one round trip); a = {verb, sub,

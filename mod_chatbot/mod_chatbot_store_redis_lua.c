@@ -102,10 +102,10 @@ static const char lua_titled[] = PRELUDE CREATE_FN MAIN
 
 /* ARGV: P owner id -> {0, fields..., nmsgs} | {-60} */
 static const char lua_get[] =
-    PRELUDE MAIN "if not owned(ARGV[3], ARGV[2]) then return {-60} end\n"
-                 "local v = info(ARGV[3])\n"
-                 "table.insert(v, 1, 0)\n"
-                 "return v\n";
+    PRELUDE MAIN_RO "if not owned(ARGV[3], ARGV[2]) then return {-60} end\n"
+                    "local v = info(ARGV[3])\n"
+                    "table.insert(v, 1, 0)\n"
+                    "return v\n";
 
 /* list_of(owner) -> {id, fields..., nmsgs}* most recent first (lua_list,
  * and lua_turn's copy for the tab that lists them next) */
@@ -511,20 +511,20 @@ static const char lua_trunc[] = PRELUDE MAIN
     "return 0\n";
 
 /* ARGV: P owner id start stop -> {0, first_index, hdr, text, ...} | {-60} */
-static const char lua_read[] =
-    PRELUDE MAIN "local id = ARGV[3]\n"
-                 "if not owned(id, ARGV[2]) then return {-60} end\n"
-                 "local m = mkey(id)\n"
-                 "local len = redis.call('LLEN', m)\n"
-                 "local s = tonumber(ARGV[4])\n"
-                 "if s < 0 then s = math.max(0, len + s) end\n"
-                 "local out = {0, s}\n"
-                 "for _, e in ipairs(redis.call('LRANGE', m, s, tonumber(ARGV[5]))) do\n"
-                 "  local _, _, _, n = hdr(e)\n"
-                 "  table.insert(out, e)\n"
-                 "  table.insert(out, redis.call('GET', xkey(id, n)) or '')\n"
-                 "end\n"
-                 "return out\n";
+static const char lua_read[] = PRELUDE MAIN_RO
+    "local id = ARGV[3]\n"
+    "if not owned(id, ARGV[2]) then return {-60} end\n"
+    "local m = mkey(id)\n"
+    "local len = redis.call('LLEN', m)\n"
+    "local s = tonumber(ARGV[4])\n"
+    "if s < 0 then s = math.max(0, len + s) end\n"
+    "local out = {0, s}\n"
+    "for _, e in ipairs(redis.call('LRANGE', m, s, tonumber(ARGV[5]))) do\n"
+    "  local _, _, _, n = hdr(e)\n"
+    "  table.insert(out, e)\n"
+    "  table.insert(out, redis.call('GET', xkey(id, n)) or '')\n"
+    "end\n"
+    "return out\n";
 
 /* ARGV: P key count period_ms burst take(0|1) [key2 count2 period_ms2
  * burst2] -> ms to wait (0: a token); with a second bucket, it is asked
@@ -716,7 +716,7 @@ static const char lua_vselect[] =
 /* ARGV: P owner id start stop -> {0, first_index, hdr, text, ...} | {-60}
  * as lua_read, each header with a fifth field: the parent's index (-1:
  * none). */
-static const char lua_vread[] = PRELUDE VPRELUDE MAIN
+static const char lua_vread[] = PRELUDE VPRELUDE MAIN_RO
     "local id = ARGV[3]\n"
     "if not owned(id, ARGV[2]) then return {-60} end\n"
     "local s, e = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
@@ -765,7 +765,7 @@ static const char lua_vread[] = PRELUDE VPRELUDE MAIN
  * chat_store_msg_tail_meta); {1} if the conversation has branches (the
  * caller then reads the whole tree); {-60} if not the owner's. A turn's
  * start reads the same with its change (lua_turn op s, ARGV[28..30]). */
-static const char lua_vtail[] = PRELUDE TAIL_FN MAIN
+static const char lua_vtail[] = PRELUDE TAIL_FN MAIN_RO
     "local id = ARGV[3]\n"
     "local v = redis.call('HMGET', ckey(id), 'o', 'ln', 'mt')\n"
     "if v[1] ~= ARGV[2] then return {-60} end\n"

@@ -16,8 +16,11 @@
  * linear(id), once read (set_parent ends it). As a redis function the
  * helpers are made once, when the library is loaded, and only what
  * follows MAIN runs per call (rs_lua_split); as an EVAL script, all of it.
- * No helper reads ARGV. */
+ * No helper reads ARGV. MAIN_RO instead of MAIN: the script only reads,
+ * and its function says so (no-writes), so that a redis over its
+ * maxmemory, which refuses every function that may write, still runs it. */
 #define MAIN RS_LUA_MAIN_MARK "fresh(ARGV)\n"
+#define MAIN_RO RS_LUA_MAIN_RO_MARK "fresh(ARGV)\n"
 
 #define PRELUDE                                                                          \
     "local P, OWN, AUTH, NM, told, EV, LIN\n"                                            \

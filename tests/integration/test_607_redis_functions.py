@@ -5,7 +5,8 @@ when it is loaded, and a call (FCALL) runs only the script's own steps. A
 redis that refuses FUNCTION (before 7, or an ACL without it) gets the same
 scripts with EVALSHA, and says so once in the error log. Either way turns
 answer and the history is whole; functions flushed under a running host
-are loaded again by the next call that misses one."""
+are loaded again by the next call that misses one. The reads are declared
+no-writes, so they answer while redis is over its maxmemory."""
 import json
 import os
 import re
@@ -120,3 +121,27 @@ def test_a_redis_without_functions_gets_scripts(httpd):
         chat(s, 1)
     finally:
         r.stop()
+
+
+def test_reads_answer_while_redis_is_over_its_maxmemory(httpd, redis):
+    """A redis over its maxmemory refuses, before it runs, every function
+    that may write. The store's reads are declared no-writes, so a
+    conversation's history still reads there, while a new turn fails with
+    an error frame; once redis has room again, turns go on."""
+    s = httpd(extra="ChatbotStore redis://127.0.0.1:%d/2\nChatbotRateLimit off\n"
+              % redis.port, name="redis-oom", allow_errors=DOWN_LOG)
+    me = new_cookie()
+    conv = chat(s, 1, me)
+    assert "OK" in redis.cmd("CONFIG", "SET", "maxmemory", "1")
+    try:
+        h = Rest(s, cookie=me).get("/api/chat/history?conversation_id=" + conv)
+        assert h.status_code == 200 and h.json()["total"] == 2, h.text
+        c = Conn(s, cookie=me)
+        try:
+            fr = c.turn("over [[fake tokens=2]]", conversation_id=conv)
+            assert fr[-1]["type"] == "error", fr
+        finally:
+            c.close()
+    finally:
+        redis.cmd("CONFIG", "SET", "maxmemory", "0")
+    chat(s, 1, me)
