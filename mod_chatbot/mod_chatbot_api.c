@@ -43,7 +43,8 @@ static int route_health(api_t *a)
     chat_store_t *st = chatbot_store();
     chat_metrics_snapshot_t ms;
     chatbot_store_stats_t ss;
-    int i, up = 0, store_up;
+    int i, up = 0, store_up, pinged;
+    apr_uint32_t f0 = chatbot_store_failures();
 
     refresh_health(a, 0);
     for (i = 0; st && i < a->sc->backends->nelts; i++) {
@@ -53,8 +54,11 @@ static int route_health(api_t *a)
             up++;
         }
     }
-    /* a store on redis that does not answer: this host cannot serve chats */
-    store_up = chatbot_store_ping(st) != 0;
+    /* a store on redis that does not answer, or that refused the calls
+     * above (over its maxmemory, a read-only replica: rs_refused): this
+     * host cannot serve chats */
+    pinged = chatbot_store_ping(st) != 0;
+    store_up = pinged && chatbot_store_failures() == f0;
     up = up && store_up;
     begin(a);
     chat_jw_kstr(&a->jw, "status", up ? "ok" : "unavailable");
@@ -81,7 +85,7 @@ static int route_health(api_t *a)
         chat_jw_kint(&a->jw, "evictions", ms.gauges[CHAT_G_EVICTIONS]);
         chat_jw_kstr(&a->jw, "provider", chat_store_provider_name(st));
         if (chatbot_store_remote_stats(st, &ss)) {
-            chat_jw_kbool(&a->jw, "reachable", store_up);
+            chat_jw_kbool(&a->jw, "reachable", pinged);
             chat_jw_kint(&a->jw, "calls", (int64_t)ss.calls);
             chat_jw_kint(&a->jw, "errors", (int64_t)ss.errors);
             apr_uint64_t ok = 0;
@@ -91,7 +95,10 @@ static int route_health(api_t *a)
             chat_jw_kint(&a->jw, "latency_avg_us",
                          ok ? (int64_t)(ss.usec_total / ok) : 0);
             if (!store_up) {
-                chat_jw_kstr(&a->jw, "detail", ss.last_error);
+                chat_jw_kstr(&a->jw, "detail",
+                             pinged
+                                 ? "redis refused the store's calls (error log: AH10962)"
+                                 : ss.last_error);
             }
         }
         chat_jw_obj_end(&a->jw);

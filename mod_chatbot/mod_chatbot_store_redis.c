@@ -371,6 +371,11 @@ apr_uint32_t chatbot_store_failures(void)
     return tls_failures;
 }
 
+void rs_failed(void)
+{
+    tls_failures++;
+}
+
 redisReply *rs_command(rs_store_t *rs, int argc, const char **argv, const size_t *lens)
 {
     rs_conn_t *x;

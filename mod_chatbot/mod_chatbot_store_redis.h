@@ -217,6 +217,16 @@ int rs_setup_cmd(redisContext *c, char *err, size_t errlen, int argc, const char
 void rs_lua_prepare(rs_store_t *rs, apr_pool_t *p);
 int rs_load_scripts(rs_store_t *rs, redisContext *c, char *err, size_t errlen);
 int rs_lost(const char *e);
+/* Whether an error reply is redis refusing to serve now rather than a
+ * fault of the call: over its maxmemory (OOM), a failed snapshot
+ * (MISCONF), a read-only replica (READONLY), loading its data (LOADING),
+ * busy with a script (BUSY), a missing permission (NOPERM, NOAUTH), no
+ * primary or too few replicas (MASTERDOWN, NOREPLICAS). rs_eval counts such
+ * a reply as a failed call (chatbot_store_failures: a REST answer is then
+ * 503 store_unavailable) and status_of reads it as CHAT_EUNAVAIL. */
+int rs_refused(const char *e);
+/* A failed call of this thread (chatbot_store_failures). */
+void rs_failed(void);
 /* The subscriber thread of a child (mod_chatbot_store_redis_sub.c), and
  * what it listens to: rs_watch counts a tab's (owner hex) or a follower's
  * (conversation id) interest in key's shard; rs_watch_gen marks a

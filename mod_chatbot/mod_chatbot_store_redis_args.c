@@ -140,6 +140,9 @@ chat_status_t status_of(const redisReply *r)
     if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
         return (chat_status_t)rint_(r->element[0]);
     }
+    if (r->type == REDIS_REPLY_ERROR && r->str && rs_refused(r->str)) {
+        return CHAT_EUNAVAIL;
+    }
     return CHAT_EINTERNAL;
 }
 

@@ -144,6 +144,22 @@ int rs_lost(const char *e)
     return !strncmp(e, "NOSCRIPT", 8) ? 1 : !strcmp(e, "ERR Function not found") ? 2 : 0;
 }
 
+int rs_refused(const char *e)
+{
+    static const char *const code[] = {"OOM",     "MISCONF",    "READONLY",
+                                       "LOADING", "BUSY",       "NOPERM",
+                                       "NOAUTH",  "MASTERDOWN", "NOREPLICAS"};
+    size_t k, n;
+
+    for (k = 0; k < sizeof(code) / sizeof(code[0]); k++) {
+        n = strlen(code[k]);
+        if (!strncmp(e, code[k], n) && (e[n] == ' ' || e[n] == '\0')) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 #define RS_EVAL_ARGS 32
 
 /* FCALL's or EVALSHA's arguments in a and l (argc + 4 of them); -1 if
@@ -214,6 +230,9 @@ redisReply *rs_eval(rs_store_t *rs, rs_lua_t i, int argc, const char **argv,
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
                      APLOGNO(10962) "chatbot: redis store script %d failed: %s", (int)i,
                      r->str);
+        if (rs_refused(r->str)) {
+            rs_failed();
+        }
     }
     return r;
 }

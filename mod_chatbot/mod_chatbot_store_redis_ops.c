@@ -141,8 +141,9 @@ static chat_status_t bucket2(chat_store_t *st, const char *kind,
         return CHAT_EUNAVAIL;
     }
     if (r->type != REDIS_REPLY_INTEGER) {
+        chat_status_t rc = status_of(r); /* a refusal: CHAT_EUNAVAIL */
         freeReplyObject(r);
-        return CHAT_EINTERNAL;
+        return rc == CHAT_EUNAVAIL ? rc : CHAT_EINTERNAL;
     }
     *wait = r->integer;
     freeReplyObject(r);

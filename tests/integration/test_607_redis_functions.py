@@ -127,7 +127,9 @@ def test_reads_answer_while_redis_is_over_its_maxmemory(httpd, redis):
     """A redis over its maxmemory refuses, before it runs, every function
     that may write. The store's reads are declared no-writes, so a
     conversation's history still reads there, while a new turn fails with
-    an error frame; once redis has room again, turns go on."""
+    the error frame store_unavailable and a change over REST with 503
+    store_unavailable (redis refusing, not a fault of the module); once
+    redis has room again, turns go on."""
     s = httpd(extra="ChatbotStore redis://127.0.0.1:%d/2\nChatbotRateLimit off\n"
               % redis.port, name="redis-oom", allow_errors=DOWN_LOG)
     me = new_cookie()
@@ -140,8 +142,23 @@ def test_reads_answer_while_redis_is_over_its_maxmemory(httpd, redis):
         try:
             fr = c.turn("over [[fake tokens=2]]", conversation_id=conv)
             assert fr[-1]["type"] == "error", fr
+            # redis refusing is the store being unavailable, not a fault
+            assert fr[-1]["code"] == "store_unavailable", fr
         finally:
             c.close()
+        rest = Rest(s, cookie=me)
+        for path, body in (("/api/session/%s/rename" % conv, {"title": "over"}),
+                           ("/api/session/create", {})):
+            w = rest.post(path, body)
+            assert w.status_code == 503, (path, w.status_code, w.text)
+            assert w.json()["error"] == "store_unavailable", w.text
+        h = rest.get("/api/chat/history?conversation_id=" + conv)
+        assert h.status_code == 200 and h.json()["total"] == 2, h.text
+        # redis answers, but this host cannot serve chats: health says why
+        hh = rest.get("/api/health")
+        assert hh.status_code == 503, hh.text
+        assert hh.json()["error"] == "store_unavailable", hh.text
+        assert hh.json()["store"]["reachable"] is True, hh.text
     finally:
         redis.cmd("CONFIG", "SET", "maxmemory", "0")
     chat(s, 1, me)
