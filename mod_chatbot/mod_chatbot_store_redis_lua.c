@@ -227,7 +227,7 @@ static const char lua_gen[] = PRELUDE MAIN
     "end\n"                                                                              \
     "local idx = 0\n" /* an extend's index is not read */                                \
     "if op == 'a' then\n"                                                                \
-    "  n = redis.call('HINCRBY', c, 'k', 1)\n"                                           \
+    "  n = cincr(id, 'k', 1)\n"                                                          \
     "  idx = redis.call('RPUSH', m, role..':'..flags..':'..now..':'..n) - 1\n"           \
     "  NM[id] = idx + 1\n"                                                               \
     "end\n"                                                                              \
@@ -236,7 +236,7 @@ static const char lua_gen[] = PRELUDE MAIN
     "  acct(o, id, len)\n"                                                               \
     "end\n"                                                                              \
     "if op == 'e' then\n" /* a token: the LRU moves at the turn's start and end */       \
-    "  redis.call('HSET', c, 'gt', now)\n"                                               \
+    "  cset(id, 'gt', now)\n"                                                            \
     "  changed(id, nil)\n"                                                               \
     "else\n"                                                                             \
     "  changed(id, now)\n"                                                               \
@@ -379,7 +379,11 @@ static const char lua_append[] = PRELUDE APPEND_FN MAIN
  * op f's list (ARGV[20] 1, else 0): the owner's list as lua_list reads it after the
  * change, for the tab that reads it next (rs_list_take). */
 static const char lua_turn[] =
-    PRELUDE APPEND_FN VPRELUDE RS_LUA_BK_ACQUIRE RS_LUA_BK_LEAVE LIST_FN TAIL_FN MAIN
+    PRELUDE APPEND_FN VPRELUDE RS_LUA_BK_ACQUIRE RS_LUA_BK_LEAVE LIST_FN TAIL_FN
+    /* the turn's steps (given ARGV: no helper reads it); the script
+     * sends the conversation's hash, kept back (defer), once they are
+     * done */
+    "local function turn(ARGV)\n"
     "local op, o, id, tok, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]\n"
     "local maxm, maxb = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
     "local hist, uqb, anon = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11] == '0'\n"
@@ -387,10 +391,13 @@ static const char lua_turn[] =
     /* the turn's backend slot, given back first, whatever the finish */
     "if op == 'f' and ARGV[23] then bk_leave(ARGV[23], ARGV[24], true) end\n"
     /* every field of the conversation the script reads, once (the
-     * bot, the linear state, the identity kind, the flags) */
-    "local v = redis.call('HMGET', c, 'o', 's', 'g', 'gt', 'b', 'ln', 'a', 'f')\n"
+     * bot, the linear state, the identity kind, the flags, and the
+     * counters its writes, kept back, go on from) */
+    "local v = redis.call('HMGET', c, 'o', 's', 'g', 'gt', 'b', 'ln', 'a', 'f',\n"
+    "                     'k', 'by', 'sq')\n"
     "if not v[1] or v[1] ~= o then return {-60, 0, 0} end\n"
     "OWN[id], LIN[id], AUTH[id] = o, v[6] == '1', v[7]\n"
+    "defer(id, {v[9], v[10], v[11]})\n"
     "local ev, idx = 0, 0\n"
     "if op == 's' then\n"
     "  if ARGV[20] ~= '' and v[5] ~= ARGV[20] then\n"
@@ -399,7 +406,8 @@ static const char lua_turn[] =
     "  if v[2] ~= '0' and v[3] ~= tok and\n"
     "     tonumber(now) - tonumber(v[4]) < tonumber(ARGV[13]) then return {-62, 0, 0} "
     "end\n"
-    "  redis.call('HMSET', c, 's', ARGV[12], 'g', tok, 'st', 0, 'q', 0, 'gt', now)\n"
+    "  cset(id, 's', ARGV[12]); cset(id, 'g', tok); cset(id, 'st', 0); cset(id, 'q', 0)\n"
+    "  cset(id, 'gt', now)\n"
     "  redis.call('SADD', P..'gen', id)\n"
     "  if ARGV[15] == '1' then\n"
     "    local lin, pn = linear(id), nil\n"
@@ -415,12 +423,13 @@ static const char lua_turn[] =
     "    ev, idx = r[2], r[3]\n"
     "    local f = tonumber(v[8])\n"
     "    if bit.band(f, tonumber(ARGV[17])) ~= 0 then\n"
-    "      redis.call('HSET', c, 'f', bit.band(f, bit.bnot(tonumber(ARGV[17]))))\n"
+    "      cset(id, 'f', bit.band(f, bit.bnot(tonumber(ARGV[17]))))\n"
     "    end\n"
     "  end\n"
     "else\n"
     /* the answer's last piece first (a new message or more of the last):
      * refused, nothing else is done and the caller finishes again */
+    "  local fl = ARGV[12] ~= '0'\n" /* the last message's flags still to set */
     "  if ARGV[17] ~= '' then\n"
     "    local r\n"
     "    if ARGV[17] == 'e' then\n"
@@ -429,14 +438,21 @@ static const char lua_turn[] =
     "    else\n"
     "      local lin, pn = linear(id), nil\n"
     "      if not lin then pn = active_leaf(id) end\n"
-    "      r = do_append('a', o, id, 2, ARGV[22], now, ARGV[21], maxm, maxb, hist,\n"
+    /* the new answer is the last message: it gets its flags now */
+    "      local af = tonumber(ARGV[22])\n"
+    "      if fl then\n"
+    "        af = bit.band(bit.bor(af, tonumber(ARGV[12])), "
+    "bit.bnot(tonumber(ARGV[13])))\n"
+    "      end\n"
+    "      r = do_append('a', o, id, 2, af, now, ARGV[21], maxm, maxb, hist,\n"
     "                    uqb, anon, tonumber(ARGV[19]))\n"
     "      if r[1] == 0 and not lin then set_parent(id, pn) end\n"
+    "      if r[1] == 0 then fl = false end\n"
     "    end\n"
     "    if r[1] ~= 0 then return {r[1], EV, 0, 0, 1} end\n"
     "    idx = r[3]\n"
     "  end\n"
-    "  if ARGV[12] ~= '0' then\n"
+    "  if fl then\n"
     "    last_flags(id, tonumber(ARGV[12]), tonumber(ARGV[13]), false)\n"
     "  end\n"
     "  if ARGV[15] == '1' then\n"
@@ -460,7 +476,7 @@ static const char lua_turn[] =
     /* a slot on a closed breaker: the request goes out, generating now */
     "  local g = 0\n"
     "  if a[1] == 0 and a[3] == 0 then\n"
-    "    redis.call('HSET', c, 's', 2)\n"
+    "    cset(id, 's', 2)\n"
     "    g = 1\n"
     "  end\n"
     /* the turn's context, its request going out now (a slot taken) */
@@ -478,7 +494,18 @@ static const char lua_turn[] =
     "elseif op == 'f' then\n"
     "  return {0, ev, idx, ARGV[20] == '1' and list_of(o) or 0, 0}\n"
     "end\n"
-    "return {0, ev, idx}\n";
+    "return {0, ev, idx}\n"
+    "end\n" MAIN
+    /* the writes kept back go out whatever happens: a command that fails
+     * half-way (a missing ACL right, a key of the wrong type) leaves the
+     * steps before it written, as when each step wrote its own (the
+     * message number above all: a number not counted would be used
+     * again), and the failure is the script's reply, its code kept */
+    "local ok, res = pcall(turn, ARGV)\n"
+    "cflush()\n"
+    "if ok then return res end\n"
+    "if type(res) == 'table' then return res end\n"
+    "return redis.error_reply(tostring(res))\n";
 
 /* ARGV: P owner id set clear now (last message) */
 static const char lua_mflags[] = PRELUDE MAIN

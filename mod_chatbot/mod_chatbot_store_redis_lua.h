@@ -13,7 +13,8 @@
  * once read; NM its message count, once known; told: id -> 1 counted and
  * published, 2 and its LRU moved, once per script (it is one change;
  * every child hears each c:<id>); EV the evictions' log lines; LIN
- * linear(id), once read (set_parent ends it). As a redis function the
+ * linear(id), once read (set_parent ends it); DF the conversation hash's
+ * writes kept back (DEFER_FN). As a redis function the
  * helpers are made once, when the library is loaded, and only what
  * follows MAIN runs per call (rs_lua_split); as an EVAL script, all of it.
  * No helper reads ARGV. MAIN_RO instead of MAIN: the script only reads,
@@ -22,12 +23,52 @@
 #define MAIN RS_LUA_MAIN_MARK "fresh(ARGV)\n"
 #define MAIN_RO RS_LUA_MAIN_RO_MARK "fresh(ARGV)\n"
 
-#define PRELUDE                                                                          \
-    "local P, OWN, AUTH, NM, told, EV, LIN\n"                                            \
-    "local function fresh(a)\n"                                                          \
-    "  P, OWN, AUTH, NM, told, EV, LIN = a[1], {}, {}, {}, {}, {}, {}\n"                 \
+/* Writes to one conversation's hash kept back and sent as one HSET
+ * (lua_turn: a turn's start or finish wrote its hash up to six times).
+ * defer(id, v) begins it, v the fields k, by, sq as read; cset and cincr
+ * write a field (cincr returns the new value, as HINCRBY would), kept
+ * back for DF.id, at once for any other conversation; cflush sends what
+ * was kept back. Whatever reads the hash whole sends them first (info);
+ * deleting the conversation sends them and keeps nothing back after
+ * (del_conv); the script sends them before it returns, also when a step
+ * failed (lua_turn: pcall). A script that does not call defer writes at
+ * once. The fields go in a fixed order (DFK), so that the command is the
+ * same every run. */
+#define DEFER_FN                                                                         \
+    "local DFK = {'s','g','st','q','gt','k','by','sq','u','f'}\n"                        \
+    "local function defer(id, v)\n"                                                      \
+    "  DF = {id = id, v = {k = tonumber(v[1]) or 0, by = tonumber(v[2]) or 0,\n"         \
+    "                      sq = tonumber(v[3]) or 0}, w = {}}\n"                         \
     "end\n"                                                                              \
-    "local function ckey(id) return P..'c:'..id end\n"                                   \
+    "local function cset(id, k, x)\n"                                                    \
+    "  if DF and DF.id == id then DF.w[k] = x\n"                                         \
+    "  else redis.call('HSET', ckey(id), k, x) end\n"                                    \
+    "end\n"                                                                              \
+    "local function cincr(id, k, d)\n"                                                   \
+    "  if DF and DF.id == id then\n"                                                     \
+    "    local x = DF.v[k] + d\n"                                                        \
+    "    DF.v[k], DF.w[k] = x, x\n"                                                      \
+    "    return x\n"                                                                     \
+    "  end\n"                                                                            \
+    "  return redis.call('HINCRBY', ckey(id), k, d)\n"                                   \
+    "end\n"                                                                              \
+    "local function cflush()\n"                                                          \
+    "  if not DF then return end\n"                                                      \
+    "  local a = {}\n"                                                                   \
+    "  for _, k in ipairs(DFK) do\n"                                                     \
+    "    local x = DF.w[k]\n"                                                            \
+    "    if x ~= nil then a[#a + 1] = k; a[#a + 1] = x end\n"                            \
+    "  end\n"                                                                            \
+    "  if #a > 0 then redis.call('HSET', ckey(DF.id), unpack(a)) end\n"                  \
+    "  DF.w = {}\n"                                                                      \
+    "end\n"
+
+#define PRELUDE                                                                          \
+    "local P, OWN, AUTH, NM, told, EV, LIN, DF\n"                                        \
+    "local function fresh(a)\n"                                                          \
+    "  P, OWN, AUTH, NM, told, EV, LIN, DF = a[1], {}, {}, {}, {}, {}, {}, nil\n"        \
+    "end\n"                                                                              \
+    "local function ckey(id) return P..'c:'..id end\n" DEFER_FN                          \
     "local function pub(k, m) redis.call('PUBLISH', P..'ev:'..string.sub(k, 1, 3), m) "  \
     "end\n" /* k's shard channel (mod_chatbot_store_redis.h) */                          \
     "local function mkey(id) return P..'m:'..id end\n"                                   \
@@ -40,7 +81,7 @@
     "  if d ~= 0 then\n"                                                                 \
     "    local v = AUTH[id]\n"                                                           \
     "    if v == nil then v = redis.call('HGET', ckey(id), 'a'); AUTH[id] = v end\n"     \
-    "    redis.call('HINCRBY', ckey(id), 'by', d)\n"                                     \
+    "    cincr(id, 'by', d)\n"                                                           \
     "    if redis.call('HINCRBY', P..'ub', o, d) <= 0 then redis.call('HDEL', P..'ub', " \
     "o) end\n"                                                                           \
     "    redis.call('INCRBY', P..'bytes', d)\n"                                          \
@@ -50,19 +91,20 @@
     "local function changed(id, now)\n"                                                  \
     "  local t = told[id]\n"                                                             \
     "  if not t then\n"                                                                  \
-    "    redis.call('HINCRBY', ckey(id), 'sq', 1)\n"                                     \
+    "    cincr(id, 'sq', 1)\n"                                                           \
     "    pub(id, 'c:'..id)\n"                                                            \
     "    told[id] = 1\n"                                                                 \
     "  end\n"                                                                            \
     "  if now and t ~= 2 then\n"                                                         \
     "    local o = OWN[id] or redis.call('HGET', ckey(id), 'o')\n"                       \
-    "    redis.call('HSET', ckey(id), 'u', now)\n"                                       \
+    "    cset(id, 'u', now)\n"                                                           \
     "    redis.call('ZADD', P..'u:'..o, now, id)\n"                                      \
     "    redis.call('ZADD', P..'all', now, id)\n"                                        \
     "    told[id] = 2\n"                                                                 \
     "  end\n"                                                                            \
     "end\n"                                                                              \
     "local function del_conv(id)\n"                                                      \
+    "  if DF and DF.id == id then cflush(); DF = nil end\n"                              \
     "  local c = ckey(id)\n"                                                             \
     "  local v = redis.call('HMGET', c, 'o', 'by', 'a')\n"                               \
     "  local o = v[1]\n"                                                                 \
@@ -228,7 +270,9 @@
     "  return true\n"                                                                    \
     "end\n"                                                                              \
     "local function gen_done(id)\n"                                                      \
-    "  redis.call('HMSET', ckey(id), 's', 0, 'g', '0', 'q', 0, 'st', 0)\n"               \
+    "  if DF and DF.id == id then\n"                                                     \
+    "    cset(id, 's', 0); cset(id, 'g', '0'); cset(id, 'q', 0); cset(id, 'st', 0)\n"    \
+    "  else redis.call('HMSET', ckey(id), 's', 0, 'g', '0', 'q', 0, 'st', 0) end\n"      \
     "  redis.call('SREM', P..'gen', id)\n"                                               \
     "end\n"                                                                              \
     "local FM = {'b','t','f','s','q','c','u','by','sq','g','st','mt'}\n"                 \
@@ -241,6 +285,7 @@
     "  return m\n"                                                                       \
     "end\n"                                                                              \
     "local function info(id)\n"                                                          \
+    "  if DF and DF.id == id then cflush() end\n"                                        \
     "  local v = redis.call('HMGET', ckey(id), unpack(FM))\n"                            \
     "  if not v[1] then return nil end\n"                                                \
     "  local mt = table.remove(v)\n"                                                     \
@@ -266,54 +311,58 @@
 
 /* tail_of(id, maxm, maxb, skip): the context of a turn (chat_store_msg_tail)
  * of a linear conversation, read from its end only: {0, first_index, hdr,
- * text, ...} as lua_vread (each header with its parent's index), the
- * messages from the oldest one the context takes to the last. Which is the
- * oldest follows the shm store's rule (cs_ver_tail): newest first,
- * messages with a skip flag passed over (the caller skips them too), at
- * most maxm, and maxb bytes of text except for the newest, which is taken
- * whatever its size. The headers are read in chunks from the end (maxm and
- * a few, doubling up to 256), each chunk's texts with one MGET: a turn's
- * read does not grow with the conversation. */
+ * text, ...} as lua_read (the headers as stored: in a linear conversation
+ * each message's parent is the one before it, which the caller assumes
+ * when a header has no parent), the messages from the oldest one the
+ * context takes to the last. Which is the oldest follows the shm store's
+ * rule (cs_ver_tail): newest first, messages with a skip flag passed over
+ * (the caller skips them too), at most maxm, and maxb bytes of text except
+ * for the newest, which is taken whatever its size. The headers are read
+ * in chunks from the end (maxm, doubling up to 256: a second chunk only if
+ * the first held skipped messages), each chunk's texts with one MGET: a
+ * turn's read does not grow with the conversation. */
 #define TAIL_FN                                                                          \
     "local function tail_of(id, maxm, maxb, skip)\n"                                     \
     "  local m = mkey(id)\n"                                                             \
     "  local hi = (NM[id] or redis.call('LLEN', m)) - 1\n"                               \
-    "  local chunk = math.min(maxm + 4, 256)\n"                                          \
+    "  if maxm <= 0 then return {0, hi + 1} end\n"                                       \
+    "  local chunk = math.min(maxm, 256)\n"                                              \
     "  local sh, st, from, used, taken, full = {}, {}, hi + 1, 0, 0, false\n"            \
     "  while hi >= 0 and not full do\n"                                                  \
     "    local lo = math.max(0, hi - chunk + 1)\n"                                       \
     "    local hs = redis.call('LRANGE', m, lo, hi)\n"                                   \
     "    local ks, fs = {}, {}\n" /* each header parsed once, for its flags and number   \
                                      only */                                             \
-    "    for k, h in ipairs(hs) do\n"                                                    \
-    "      local f, n = string.match(h, '^%d+:(%d+):%d+:(%d+)$')\n"                      \
+    "    for k = 1, #hs do\n"                                                            \
+    "      local f, n = string.match(hs[k], '^%d+:(%d+):%d+:(%d+)$')\n"                  \
     "      fs[k] = tonumber(f)\n"                                                        \
-    "      ks[k] = xkey(id, n or 'x')\n"                                                 \
+    "      ks[k] = P..'x:'..id..':'..(n or 'x')\n"                                       \
     "    end\n"                                                                          \
     "    local xs = #ks > 0 and redis.call('MGET', unpack(ks)) or {}\n"                  \
     "    for k = #hs, 1, -1 do\n"                                                        \
-    "      local f = fs[k]\n"                                                            \
-    "      local t = xs[k] or ''\n"                                                      \
+    "      local f, t = fs[k], xs[k] or ''\n"                                            \
     "      if f and bit.band(f, skip) == 0 then\n"                                       \
-    "        if taken >= maxm or (taken > 0 and used + #t > maxb) then\n"                \
+    "        if taken > 0 and used + #t > maxb then\n"                                   \
     "          full = true\n"                                                            \
     "          break\n"                                                                  \
     "        end\n"                                                                      \
     "        used, taken, from = used + #t, taken + 1, lo + k - 1\n"                     \
     "      end\n"                                                                        \
     "      sh[lo + k - 1], st[lo + k - 1] = hs[k], t\n"                                  \
+    "      if taken >= maxm then\n" /* full: no older one is read */                     \
+    "        full = true\n"                                                              \
+    "        break\n"                                                                    \
+    "      end\n"                                                                        \
     "    end\n"                                                                          \
     "    hi = lo - 1\n"                                                                  \
     "    chunk = math.min(chunk * 2, 256)\n"                                             \
     "  end\n"                                                                            \
-    "  local out = {0, from}\n"                                                          \
-    "  local i = from\n"                                                                 \
-    "  while sh[i] do\n" /* only the headers sent get their parent's index */            \
-    "    out[#out + 1] = sh[i]..':'..(i - 1)\n"                                          \
-    "    out[#out + 1] = st[i]\n"                                                        \
-    "    i = i + 1\n"                                                                    \
+    "  local out, i, j = {0, from}, from, 2\n"                                           \
+    "  while sh[i] do\n"                                                                 \
+    "    out[j + 1], out[j + 2] = sh[i], st[i]\n"                                        \
+    "    i, j = i + 1, j + 2\n"                                                          \
     "  end\n"                                                                            \
-    "return out\n"                                                                       \
+    "  return out\n"                                                                     \
     "end\n"
 
 #endif /* MOD_CHATBOT_STORE_REDIS_LUA_H */

@@ -114,7 +114,7 @@ static chat_status_t turn_start(chat_store_t *st, const chat_owner_t *owner,
     apr_uint32_t wake = apr_atomic_read32(&rs->bk_wake), s0;
     redisReply *r, *list = NULL, *cx = NULL;
     chat_status_t rc;
-    int with_acq;
+    int with_acq, failed;
 
     if (state != CHAT_CONV_QUEUED && state != CHAT_CONV_GENERATING) {
         return CHAT_EINVAL;
@@ -147,6 +147,7 @@ static chat_status_t turn_start(chat_store_t *st, const chat_owner_t *owner,
     s0 = apr_atomic_read32(&rs->user_seq[rs_slot(hex, 40)]);
     rs_watch_gen(rs, id); /* its stop is heard here */
     r = rs_eval(rs, RS_LUA_TURN, a.n, a.v, a.l);
+    failed = r && r->type == REDIS_REPLY_ERROR;
     if (with_acq && r && r->type == REDIS_REPLY_ARRAY && r->elements == 11) {
         cx = take_tail(r, 10);
     }
@@ -164,10 +165,12 @@ static chat_status_t turn_start(chat_store_t *st, const chat_owner_t *owner,
             cx = NULL;
         }
     }
-    else if (rc == CHAT_EUNAVAIL) {
+    else if (rc == CHAT_EUNAVAIL || failed) {
         /* a redis that hung runs the script when it wakes up, after the
          * caller has given up on the turn: end that generation then, and
-         * give back the slot it may have taken (sent now, run after it) */
+         * give back the slot it may have taken (sent now, run after it);
+         * a script that failed half-way (an error reply) may have begun
+         * the generation and taken the slot as well */
         rs_gen_ended(rs, id, token, 1);
         if (with_acq) {
             rs_backend_release(st, acq->backend, acq->ticket);
@@ -228,7 +231,7 @@ static chat_status_t finish(chat_store_t *st, const chat_owner_t *owner, const c
     chat_status_t rc;
     redisReply *r, *list = NULL;
     apr_uint32_t s0, seq;
-    int refused = 0;
+    int refused = 0, failed;
     chat_backend_info_t bi;
 
     if (turn_args(st, &a, hex, "f", owner, id, token, now_ms)) {
@@ -257,7 +260,8 @@ static chat_status_t finish(chat_store_t *st, const chat_owner_t *owner, const c
     }
     s0 = apr_atomic_read32(&rs->user_seq[rs_slot(hex, 40)]);
     r = rs_eval(rs, RS_LUA_TURN, a.n, a.v, a.l);
-    if (rel && (!r || r->type == REDIS_REPLY_ERROR)) {
+    failed = r && r->type == REDIS_REPLY_ERROR;
+    if (rel && (!r || failed)) {
         /* the script may not have run (it gives the slot back first, so a
          * second release is harmless either way) */
         rs_backend_release_send(rs, bi.name, rel->ticket);
@@ -282,7 +286,9 @@ static chat_status_t finish(chat_store_t *st, const chat_owner_t *owner, const c
         }
         return rc;
     }
-    rs_gen_ended(rs, id, token, rc == CHAT_EUNAVAIL);
+    /* an error reply: the finish may have stopped half-way, before the
+     * generation's end */
+    rs_gen_ended(rs, id, token, rc == CHAT_EUNAVAIL || failed);
     seq = local_user_news(rs, hex) + 1;
     if (rc == CHAT_OK && list) {
         rs_list_keep(rs, hex, s0, seq, list);

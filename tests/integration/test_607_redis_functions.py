@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -162,3 +163,45 @@ def test_reads_answer_while_redis_is_over_its_maxmemory(httpd, redis):
     finally:
         redis.cmd("CONFIG", "SET", "maxmemory", "0")
     chat(s, 1, me)
+
+
+def test_a_turn_that_fails_half_way_keeps_what_it_wrote(httpd, redis):
+    """A turn's script keeps its conversation's hash writes back and sends
+    them as one at its end. A command that fails half-way (here the
+    anonymous identities' byte counter is made a key of the wrong type, so
+    the start fails after the user's message is stored) still has them
+    sent, as when each step wrote its own: the message number is counted,
+    so the next message gets a text of its own (a number used again would
+    append its text to the failed one's), and the generation the start
+    began is ended, so the next turn is not refused as busy."""
+    s = httpd(extra="ChatbotStore redis://127.0.0.1:%d/3\nChatbotRateLimit off\n"
+              % redis.port, name="redis-half", allow_errors=DOWN_LOG)
+    c = Conn(s, cookie=new_cookie())
+    try:
+        conv = c.launch(title="half")
+        fr = c.turn("first [[fake tokens=3]]", conversation_id=conv)
+        assert fr[-1]["type"] == "response", fr
+        ab = redis.cmd("-n", "3", "GET", "chatbot:ab").strip()
+        redis.cmd("-n", "3", "DEL", "chatbot:ab")
+        redis.cmd("-n", "3", "HSET", "chatbot:ab", "x", "1")
+        try:
+            fr = c.turn("second [[fake tokens=3]]", conversation_id=conv)
+            assert fr[-1]["type"] == "error", fr
+        finally:
+            redis.cmd("-n", "3", "DEL", "chatbot:ab")
+            redis.cmd("-n", "3", "SET", "chatbot:ab", ab or "0")
+        # the failed start's generation ends within the sub thread's round
+        end = time.time() + 10
+        while True:
+            fr = c.turn("third [[fake tokens=3]]", conversation_id=conv)
+            if fr[-1]["type"] == "response" or time.time() > end:
+                break
+            assert fr[-1].get("code") == "busy", fr
+            time.sleep(0.2)
+        assert fr[-1]["type"] == "response", fr
+        msgs = history(c, conv)["messages"]
+        texts = [m["content"] for m in msgs if m["role"] == "user"]
+        assert texts == ["first [[fake tokens=3]]", "second [[fake tokens=3]]",
+                         "third [[fake tokens=3]]"], texts
+    finally:
+        c.close()
