@@ -103,6 +103,7 @@ typedef struct {
         apr_uint64_t health_ms;   /* last report written */
         chat_backend_info_t info; /* backend_get's last answer (under mu) */
         apr_uint64_t info_ms;
+        int info_busy; /* a thread is asking redis for it (under mu) */
     } b[RS_BK_MAX];
     rs_wait_t wait[RS_WAITS]; /* under rs->mu */
 } rs_bk_t;

@@ -481,14 +481,20 @@ chat_status_t rs_backend_get(chat_store_t *st, int idx, chat_backend_info_t *out
         return CHAT_ENOTFOUND;
     }
     if (rs->mu) {
-        /* a session list asks once per row: one round trip per moment */
+        /* a session list asks once per row: one round trip per moment,
+         * and one at a time (the others take the last answer meanwhile:
+         * each turn's session list asks, and the threads whose turns end
+         * as the answer gets old would all ask at once) */
         apr_thread_mutex_lock(rs->mu);
-        if (rs->bk->b[idx].info_ms && now >= rs->bk->b[idx].info_ms &&
-            now - rs->bk->b[idx].info_ms < RS_INFO_FRESH_MS) {
+        if (rs->bk->b[idx].info_ms &&
+            ((now >= rs->bk->b[idx].info_ms &&
+              now - rs->bk->b[idx].info_ms < RS_INFO_FRESH_MS) ||
+             rs->bk->b[idx].info_busy)) {
             *out = rs->bk->b[idx].info;
             apr_thread_mutex_unlock(rs->mu);
             return CHAT_OK;
         }
+        rs->bk->b[idx].info_busy = 1;
         apr_thread_mutex_unlock(rs->mu);
     }
     /* the local figures stand if redis cannot tell */
@@ -514,6 +520,11 @@ chat_status_t rs_backend_get(chat_store_t *st, int idx, chat_backend_info_t *out
             rs->bk->b[idx].info_ms = now;
             apr_thread_mutex_unlock(rs->mu);
         }
+    }
+    if (rs->mu) {
+        apr_thread_mutex_lock(rs->mu);
+        rs->bk->b[idx].info_busy = 0;
+        apr_thread_mutex_unlock(rs->mu);
     }
     if (r) {
         freeReplyObject(r);
