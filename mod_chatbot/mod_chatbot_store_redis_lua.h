@@ -25,10 +25,10 @@
 
 /* Writes to one conversation's hash kept back and sent as one HSET
  * (lua_turn: a turn's start or finish wrote its hash up to six times).
- * defer(id, v) begins it, v the fields k, by, sq as read; cset and cincr
- * write a field (cincr returns the new value, as HINCRBY would), kept
- * back for DF.id, at once for any other conversation; cflush sends what
- * was kept back. Whatever reads the hash whole sends them first (info);
+ * defer(id, v) begins it, v the fields k, by, sq as read; cset (fields
+ * and values) and cincr (which returns the new value, as HINCRBY would)
+ * write, kept back for DF.id, at once for any other conversation; cflush
+ * sends what was kept back. Whatever reads the hash whole sends them first (info);
  * deleting the conversation sends them and keeps nothing back after
  * (del_conv); the script sends them before it returns, also when a step
  * failed (lua_turn: pcall). A script that does not call defer writes at
@@ -40,9 +40,11 @@
     "  DF = {id = id, v = {k = tonumber(v[1]) or 0, by = tonumber(v[2]) or 0,\n"         \
     "                      sq = tonumber(v[3]) or 0}, w = {}}\n"                         \
     "end\n"                                                                              \
-    "local function cset(id, k, x)\n"                                                    \
-    "  if DF and DF.id == id then DF.w[k] = x\n"                                         \
-    "  else redis.call('HSET', ckey(id), k, x) end\n"                                    \
+    "local function cset(id, ...)\n" /* field, value, ... */                             \
+    "  if DF and DF.id == id then\n"                                                     \
+    "    local a = {...}\n"                                                              \
+    "    for i = 1, #a, 2 do DF.w[a[i]] = a[i + 1] end\n"                                \
+    "  else redis.call('HSET', ckey(id), ...) end\n"                                     \
     "end\n"                                                                              \
     "local function cincr(id, k, d)\n"                                                   \
     "  if DF and DF.id == id then\n"                                                     \
@@ -270,9 +272,7 @@
     "  return true\n"                                                                    \
     "end\n"                                                                              \
     "local function gen_done(id)\n"                                                      \
-    "  if DF and DF.id == id then\n"                                                     \
-    "    cset(id, 's', 0); cset(id, 'g', '0'); cset(id, 'q', 0); cset(id, 'st', 0)\n"    \
-    "  else redis.call('HMSET', ckey(id), 's', 0, 'g', '0', 'q', 0, 'st', 0) end\n"      \
+    "  cset(id, 's', 0, 'g', '0', 'q', 0, 'st', 0)\n"                                    \
     "  redis.call('SREM', P..'gen', id)\n"                                               \
     "end\n"                                                                              \
     "local FM = {'b','t','f','s','q','c','u','by','sq','g','st','mt'}\n"                 \
@@ -336,7 +336,7 @@
     "    for k = 1, #hs do\n"                                                            \
     "      local f, n = string.match(hs[k], '^%d+:(%d+):%d+:(%d+)$')\n"                  \
     "      fs[k] = tonumber(f)\n"                                                        \
-    "      ks[k] = P..'x:'..id..':'..(n or 'x')\n"                                       \
+    "      ks[k] = xkey(id, n or 'x')\n"                                                 \
     "    end\n"                                                                          \
     "    local xs = #ks > 0 and redis.call('MGET', unpack(ks)) or {}\n"                  \
     "    for k = #hs, 1, -1 do\n"                                                        \
