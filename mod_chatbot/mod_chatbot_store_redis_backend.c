@@ -514,15 +514,13 @@ chat_status_t rs_backend_get(chat_store_t *st, int idx, chat_backend_info_t *out
         if (r->element[7]->type == REDIS_REPLY_STRING && r->element[7]->len) {
             rs_rcopy(out->version, sizeof(out->version), r->element[7]);
         }
-        if (rs->mu) {
-            apr_thread_mutex_lock(rs->mu);
-            rs->bk->b[idx].info = *out;
-            rs->bk->b[idx].info_ms = now;
-            apr_thread_mutex_unlock(rs->mu);
-        }
     }
     if (rs->mu) {
         apr_thread_mutex_lock(rs->mu);
+        if (is_array(r, 9)) {
+            rs->bk->b[idx].info = *out;
+            rs->bk->b[idx].info_ms = now;
+        }
         rs->bk->b[idx].info_busy = 0;
         apr_thread_mutex_unlock(rs->mu);
     }

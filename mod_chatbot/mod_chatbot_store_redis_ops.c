@@ -141,9 +141,10 @@ static chat_status_t bucket2(chat_store_t *st, const char *kind,
         return CHAT_EUNAVAIL;
     }
     if (r->type != REDIS_REPLY_INTEGER) {
-        chat_status_t rc = status_of(r); /* a refusal: CHAT_EUNAVAIL */
+        /* an error reply: a refusal is CHAT_EUNAVAIL (status_of) */
+        chat_status_t rc = r->type == REDIS_REPLY_ERROR ? status_of(r) : CHAT_EINTERNAL;
         freeReplyObject(r);
-        return rc == CHAT_EUNAVAIL ? rc : CHAT_EINTERNAL;
+        return rc;
     }
     *wait = r->integer;
     freeReplyObject(r);

@@ -45,9 +45,10 @@ static chat_status_t titled(chat_store_t *st, const chat_owner_t *owner, const c
         return CHAT_EUNAVAIL;
     }
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
-        chat_status_t rc = status_of(r); /* a refusal: CHAT_EUNAVAIL */
+        /* an error reply: a refusal is CHAT_EUNAVAIL (status_of) */
+        chat_status_t rc = r->type == REDIS_REPLY_ERROR ? status_of(r) : CHAT_EINTERNAL;
         freeReplyObject(r);
-        return rc == CHAT_EUNAVAIL ? rc : CHAT_EINTERNAL;
+        return rc;
     }
     status = rint_(r->element[0]);
     rs_evictions(rs, r->element[1]);
