@@ -294,7 +294,6 @@ class RedisServer:
 
     def __init__(self, fsync="always"):
         self.port = socketpair_port()
-        self.fsync = fsync
         self.dir = os.path.join(OUT, "redis-" + fsync)
         os.makedirs(self.dir, exist_ok=True)
         self.log = open(os.path.join(self.dir, "redis.log"), "w")

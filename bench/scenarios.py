@@ -322,7 +322,8 @@ def scenario_redis():
         errs = {name: 0 for name in tps}
         for i in range(RUNS):
             for name, h in stores:
-                r = loadgen(lg_common(h.port, "ws", 100, 0, label="store-" + name))
+                r = loadgen(lg_common(h.port, "ws", 100, 0,
+                                      label="store-" + name.replace(" ", "-")))
                 tps[name].append(r["turns_per_s"])
                 errs[name] += int(r["errors"])
             for conns, rate in REDIS_LAT_POINTS:
