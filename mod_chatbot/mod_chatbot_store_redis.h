@@ -287,6 +287,9 @@ long long rint_(const redisReply *r);
  * not a string). */
 void rs_rcopy(char *dst, size_t cap, const redisReply *r);
 chat_status_t status_of(const redisReply *r);
+/* A reply not of the shape asked for: an error reply's status (a refusal
+ * is CHAT_EUNAVAIL, status_of), any other CHAT_EINTERNAL. */
+chat_status_t rs_unexpected(const redisReply *r);
 const chat_quota_t *quota_of(chat_store_t *st, const chat_owner_t *owner);
 long long rs_evictions(rs_store_t *rs, const redisReply *e);
 chat_status_t bucket(chat_store_t *st, const char *kind, const chat_owner_t *owner,

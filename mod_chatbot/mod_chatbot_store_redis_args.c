@@ -146,6 +146,11 @@ chat_status_t status_of(const redisReply *r)
     return CHAT_EINTERNAL;
 }
 
+chat_status_t rs_unexpected(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_ERROR ? status_of(r) : CHAT_EINTERNAL;
+}
+
 chat_status_t rs_done(redisReply *r)
 {
     chat_status_t rc = status_of(r);

@@ -141,8 +141,7 @@ static chat_status_t bucket2(chat_store_t *st, const char *kind,
         return CHAT_EUNAVAIL;
     }
     if (r->type != REDIS_REPLY_INTEGER) {
-        /* an error reply: a refusal is CHAT_EUNAVAIL (status_of) */
-        chat_status_t rc = r->type == REDIS_REPLY_ERROR ? status_of(r) : CHAT_EINTERNAL;
+        chat_status_t rc = rs_unexpected(r);
         freeReplyObject(r);
         return rc;
     }

@@ -45,8 +45,7 @@ static chat_status_t titled(chat_store_t *st, const chat_owner_t *owner, const c
         return CHAT_EUNAVAIL;
     }
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
-        /* an error reply: a refusal is CHAT_EUNAVAIL (status_of) */
-        chat_status_t rc = r->type == REDIS_REPLY_ERROR ? status_of(r) : CHAT_EINTERNAL;
+        chat_status_t rc = rs_unexpected(r);
         freeReplyObject(r);
         return rc;
     }
