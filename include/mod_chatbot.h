@@ -197,8 +197,12 @@ typedef struct {
 /* 1 and *out filled if st is a remote (redis) store, else 0. */
 int chatbot_store_remote_stats(chat_store_t *st, chatbot_store_stats_t *out);
 /* A remote store answers now: 1 yes, 0 no (within its timeout; at once
- * during a reconnection backoff), -1 the store is local (shm). */
-int chatbot_store_ping(chat_store_t *st);
+ * during a reconnection backoff), -1 the store is local (shm). With
+ * writes, also whether it takes writes: 2 it answers but refuses them
+ * (over its maxmemory, a read-only replica, a failed snapshot: counted as
+ * a failed call of this thread), asked at most once a second per child
+ * (RS_PROBE_FRESH_MS) by one thread at a time. */
+int chatbot_store_ping(chat_store_t *st, int writes);
 /* Store calls that failed (redis unreachable or timed out) in this thread
  * so far: a request compares it before and after its work (no ping first). */
 apr_uint32_t chatbot_store_failures(void);

@@ -54,10 +54,10 @@ static int route_health(api_t *a)
             up++;
         }
     }
-    /* a store on redis that does not answer, or that refused the calls
-     * above (over its maxmemory, a read-only replica: rs_refused): this
-     * host cannot serve chats */
-    pinged = chatbot_store_ping(st) != 0;
+    /* a store on redis that does not answer, or that refuses writes or
+     * refused the calls above (over its maxmemory, a read-only replica:
+     * rs_refused): this host cannot serve chats */
+    pinged = chatbot_store_ping(st, 1) != 0;
     store_up = pinged && chatbot_store_failures() == f0;
     up = up && store_up;
     begin(a);

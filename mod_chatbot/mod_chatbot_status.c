@@ -86,7 +86,7 @@ static int store_remote(chat_store_t *st, chatbot_store_stats_t *ss, int *up,
     if (!chatbot_store_remote_stats(st, ss)) {
         return 0;
     }
-    *up = chatbot_store_ping(st) > 0;
+    *up = chatbot_store_ping(st, 0) > 0;
     for (i = 0; i < 8; i++) {
         ok += ss->hist[i];
     }

@@ -651,7 +651,55 @@ int chatbot_store_remote_stats(chat_store_t *st, chatbot_store_stats_t *out)
     return 1;
 }
 
-int chatbot_store_ping(chat_store_t *st)
+/* Whether redis takes a write now: 1 it refuses (rs_refused: over its
+ * maxmemory, a read-only replica, a failed snapshot...), 0 it takes it or
+ * cannot tell. A read-only call cannot tell: a script (EVALSHA) that
+ * reads runs over maxmemory, and so does a function declared no-writes;
+ * a function that may write is refused before it runs, a script only at
+ * its first write. So the probe is a write: one small key, at most once
+ * per RS_PROBE_FRESH_MS per child and by one thread at a time (the others
+ * take the last verdict), since /api/health is open to anyone. */
+static int refuses_writes(rs_store_t *rs)
+{
+    static const char *const set[5] = {"SET", RS_PREFIX "probe", "1", "PX", "60000"};
+    apr_uint64_t now = chatbot_now_ms();
+    redisReply *r;
+    int refused;
+
+    if (rs->mu) {
+        apr_thread_mutex_lock(rs->mu);
+        if (rs->probe_ms &&
+            ((now >= rs->probe_ms && now - rs->probe_ms < RS_PROBE_FRESH_MS) ||
+             rs->probe_busy)) {
+            refused = rs->probe_refused;
+            apr_thread_mutex_unlock(rs->mu);
+            return refused;
+        }
+        rs->probe_busy = 1;
+        apr_thread_mutex_unlock(rs->mu);
+    }
+    r = rs_command(rs, 5, (const char **)set, NULL);
+    refused = r && r->type == REDIS_REPLY_ERROR && rs_refused(r->str);
+    if (refused) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, ap_server_conf,
+                     APLOGNO(10962) "chatbot: redis store refuses writes: %s", r->str);
+    }
+    if (rs->mu) {
+        apr_thread_mutex_lock(rs->mu);
+        if (r) {
+            rs->probe_ms = now;
+            rs->probe_refused = refused;
+        }
+        rs->probe_busy = 0;
+        apr_thread_mutex_unlock(rs->mu);
+    }
+    if (r) {
+        freeReplyObject(r);
+    }
+    return refused;
+}
+
+int chatbot_store_ping(chat_store_t *st, int writes)
 {
     rs_store_t *rs = (rs_store_t *)st;
     const char *ping[1] = {"PING"};
@@ -666,6 +714,10 @@ int chatbot_store_ping(chat_store_t *st)
     }
     ok = r->type == REDIS_REPLY_STATUS;
     freeReplyObject(r);
+    if (ok && writes && refuses_writes(rs)) {
+        rs_failed(); /* a REST answer is then 503 store_unavailable */
+        return 2;
+    }
     return ok;
 }
 

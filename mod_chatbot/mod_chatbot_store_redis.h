@@ -88,6 +88,7 @@ typedef chatbot_store_stats_t rs_stats_t;
 #define RS_QUEUE_POLL_MS 1000    /* a waiter asks redis at least this often */
 #define RS_BREAKER_FRESH_MS 1000 /* cached breaker / health state */
 #define RS_INFO_FRESH_MS 250     /* cached backend_get (session lists ask per row) */
+#define RS_PROBE_FRESH_MS 1000   /* whether redis takes writes (chatbot_store_ping) */
 typedef struct {
     apr_uint64_t ticket; /* 0: free */
     apr_uint64_t asked_ms;
@@ -178,6 +179,11 @@ typedef struct rs_store {
         redisReply *r;
     } list[RS_LISTS];
     apr_uint64_t listed_ms[RS_LISTS]; /* an owner's list last read (hashed) */
+    /* whether redis takes writes, as the last probe found (chatbot_store_ping;
+     * under mu): when, its verdict, and a thread asking now */
+    apr_uint64_t probe_ms;
+    int probe_refused;
+    int probe_busy;
 } rs_store_t;
 
 /* The Lua scripts' bodies (mod_chatbot_store_redis_lua.c). */

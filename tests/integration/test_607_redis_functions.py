@@ -124,15 +124,12 @@ def test_a_redis_without_functions_gets_scripts(httpd):
         r.stop()
 
 
-def test_reads_answer_while_redis_is_over_its_maxmemory(httpd, redis):
-    """A redis over its maxmemory refuses, before it runs, every function
-    that may write. The store's reads are declared no-writes, so a
-    conversation's history still reads there, while a new turn fails with
-    the error frame store_unavailable and a change over REST with 503
-    store_unavailable (redis refusing, not a fault of the module); once
-    redis has room again, turns go on."""
-    s = httpd(extra="ChatbotStore redis://127.0.0.1:%d/2\nChatbotRateLimit off\n"
-              % redis.port, name="redis-oom", allow_errors=DOWN_LOG)
+def over_maxmemory(s, redis):
+    """A chat on s, then redis over its maxmemory: the conversation's
+    history still reads, a new turn fails with the error frame
+    store_unavailable and a change over REST with 503 store_unavailable
+    (redis refusing, not a fault of the module), and nothing of the refused
+    turn is stored; once redis has room again, turns go on."""
     me = new_cookie()
     conv = chat(s, 1, me)
     assert "OK" in redis.cmd("CONFIG", "SET", "maxmemory", "1")
@@ -162,7 +159,46 @@ def test_reads_answer_while_redis_is_over_its_maxmemory(httpd, redis):
         assert hh.json()["store"]["reachable"] is True, hh.text
     finally:
         redis.cmd("CONFIG", "SET", "maxmemory", "0")
-    chat(s, 1, me)
+    # the refused turn left nothing behind: no user message without its
+    # answer, no generation that makes the next turn busy, the old title
+    c = Conn(s, cookie=me)
+    try:
+        fr = c.turn("again [[fake tokens=2]]", conversation_id=conv)
+        assert fr[-1]["type"] == "response", fr
+        msgs = history(c, conv)["messages"]
+        assert [m["role"] for m in msgs] == ["user", "assistant"] * 2, msgs
+        assert msgs[2]["content"] == "again [[fake tokens=2]]", msgs
+    finally:
+        c.close()
+    sess = Rest(s, cookie=me).get("/api/sessions").json()["sessions"]
+    assert [x["title"] for x in sess if x["conversation_id"] == conv] == ["functions"], sess
+
+
+def test_reads_answer_while_redis_is_over_its_maxmemory(httpd, redis):
+    """As functions: a redis over its maxmemory refuses, before it runs,
+    every function that may write. The store's reads are declared
+    no-writes, so they still answer there (over_maxmemory)."""
+    s = httpd(extra="ChatbotStore redis://127.0.0.1:%d/2\nChatbotRateLimit off\n"
+              % redis.port, name="redis-oom", allow_errors=DOWN_LOG)
+    over_maxmemory(s, redis)
+
+
+def test_scripts_over_maxmemory_are_refused_at_their_first_write(httpd):
+    """As scripts (EVALSHA, a redis without FUNCTION): redis cannot tell a
+    script that writes before it runs, so it refuses its first write
+    command instead. The turn's script keeps its conversation's writes
+    back and sends them at its end, after a step refused: that write is
+    refused too, so the script fails with redis's OOM error and stores
+    nothing, the same as a function refused (over_maxmemory)."""
+    r = Redis(args=["--rename-command", "FUNCTION", '""'])
+    try:
+        s = httpd(extra="ChatbotStore redis://127.0.0.1:%d/2\nChatbotRateLimit off\n"
+                  % r.port, name="redis-oom-eval", allow_errors=DOWN_LOG)
+        over_maxmemory(s, r)
+        st = calls(r)
+        assert st.get("evalsha", 0) >= 4 and "fcall" not in st, st
+    finally:
+        r.stop()
 
 
 def test_a_turn_that_fails_half_way_keeps_what_it_wrote(httpd, redis):
