@@ -264,7 +264,6 @@ static const char lua_append[] = PRELUDE APPEND_FN MAIN
  * tree() reads a conversation's headers and parents (positions 1..N,
  * parent 0 = none); clean drops the entries of messages no longer kept. */
 #define VPRELUDE                                                                         \
-    "local ALT = 8192\n"                                                                 \
     "local function tree(id, clean)\n"                                                   \
     "  local hs = redis.call('LRANGE', mkey(id), 0, -1)\n"                               \
     "  local pvk = P..'pv:'..id\n"                                                       \
@@ -681,14 +680,9 @@ static const char lua_branch[] = PRELUDE VPRELUDE MAIN
     "  if kids >= maxv then return {-42, 0, 0} end\n"
     "  pn = tp > 0 and t.n[tp] or '0'\n"
     "end\n"
-    /* the oldest go; one not chosen takes its children off the path */
-    "local function drop_v()\n"
-    "  if lin then return drop_oldest(o, id, 0) end\n"
-    "  local tt = tree(id, false)\n"
-    "  if tt.N == 0 then return 0 end\n"
-    "  if bit.band(tt.f[1], ALT) ~= 0 then choose(id, tt, 1, 0) end\n"
-    "  return drop_oldest(o, id, 0)\n"
-    "end\n"
+    /* the oldest go (one not chosen takes its children off the path:
+     * drop_oldest) */
+    "local function drop_v() return drop_oldest(o, id, 0) end\n"
     "local nm = redis.call('LLEN', m)\n"
     "while nm >= maxm and nm > 0 do drop_v(); nm = nm - 1 end\n"
     "if uqb > 0 and len > 0 then\n"

@@ -157,11 +157,30 @@
     "    end\n"                                                                          \
     "  end\n"                                                                            \
     "  return 0\n"                                                                       \
+    "end\n" /* a version not chosen (ALT) that goes: its children, which become          \
+             * roots, were off the active path and are marked to stay off it             \
+             * (the shm store: cs_msg_drop_oldest); a message without an entry in        \
+             * pv:<id> follows the one before it in the list */                          \
+    "local ALT = 8192\n"                                                                 \
+    "local function off_path(id, n)\n"                                                   \
+    "  local m = mkey(id)\n"                                                             \
+    "  local raw = redis.call('HGETALL', P..'pv:'..id)\n"                                \
+    "  local pvm = {}\n"                                                                 \
+    "  for i = 1, #raw, 2 do pvm[raw[i]] = raw[i + 1] end\n"                             \
+    "  local prev = n\n"                                                                 \
+    "  for i, e in ipairs(redis.call('LRANGE', m, 0, -1)) do\n"                          \
+    "    local r, f, ts, k = hdr(e)\n"                                                   \
+    "    if (pvm[k] or prev) == n and bit.band(f, ALT) == 0 then\n"                      \
+    "      redis.call('LSET', m, i - 1, r..':'..bit.bor(f, ALT)..':'..ts..':'..k)\n"     \
+    "    end\n"                                                                          \
+    "    prev = k\n"                                                                     \
+    "  end\n"                                                                            \
     "end\n"                                                                              \
     "local function drop_oldest(o, id, keep)\n"                                          \
     "  local m = mkey(id)\n"                                                             \
     "  if (NM[id] or redis.call('LLEN', m)) <= keep then return 0 end\n"                 \
-    "  local _, _, _, n = hdr(redis.call('LPOP', m))\n"                                  \
+    "  local _, f, _, n = hdr(redis.call('LPOP', m))\n"                                  \
+    "  if bit.band(f, ALT) ~= 0 then off_path(id, n) end\n"                              \
     "  if NM[id] then NM[id] = NM[id] - 1 end\n"                                         \
     "  local k = xkey(id, n)\n"                                                          \
     "  acct(o, id, -redis.call('STRLEN', k))\n"                                          \

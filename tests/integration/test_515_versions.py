@@ -265,3 +265,56 @@ def test_versions_on_the_redis_store_across_hosts(httpd, fake, redis):
             cb.close()
     finally:
         r.stop()
+
+
+@pytest.mark.parametrize("store", ["shm", "redis"])
+def test_the_oldest_dropped_off_the_path_keeps_the_path(httpd, fake, store, request):
+    """At the conversation's message cap the oldest message goes. When it
+    is a version not chosen (the first question, edited), its children
+    become roots: they were off the active path and must stay off it
+    (marked other versions), or the path would start at the old answer and
+    the model be sent the old branch. The same on both stores."""
+    extra, kw = "ChatbotRateLimit off\nChatbotMaxMessagesPerConversation 6\n", {}
+    if store == "redis":
+        import redisutil
+        if not os.path.exists(redisutil.REDIS):
+            pytest.skip("redis-server is not installed")
+        r = request.getfixturevalue("redis")
+        extra += "ChatbotStore redis://127.0.0.1:%d/4\n" % r.port
+        kw["allow_errors"] = redisutil.DOWN_LOG  # redis stops first at the end
+    s = httpd(extra=extra, name="vcap-" + store, **kw)
+    c = Conn(s, cookie=new_cookie())
+    try:
+        conv = c.launch()
+        for i in (1, 2):
+            fake.script({"reply": "r%d" % i})
+            assert c.turn("a%d" % i, conversation_id=conv)[-1]["content"] == "r%d" % i
+        fake.script({"reply": "s1"})
+        c.send_json({"type": "edit", "conversation_id": conv, "index": 0,
+                     "content": "b1"})
+        resp, _ = c.wait(lambda m: m.get("type") in ("response", "error"))
+        assert resp["type"] == "response" and resp["content"] == "s1", resp
+        h = history(c, conv)
+        assert h["stored"] == 6 and texts(h) == [("user", "b1"), ("assistant", "s1")], h
+        # the next question drops the first one (a1, not chosen)
+        since = last_request_id(fake)
+        fake.script({"reply": "s2"})
+        assert c.turn("b2", conversation_id=conv)[-1]["content"] == "s2"
+        assert model_messages(fake, since) == [("user", "b1"), ("assistant", "s1"),
+                                               ("user", "b2")]
+        h = history(c, conv)
+        assert texts(h) == [("user", "b1"), ("assistant", "s1"), ("user", "b2"),
+                            ("assistant", "s2")], h
+        assert h["stored"] == 6, h
+        # and the old branch is still there, as another version
+        old = [m for m in h["messages"] if m.get("versions", 1) > 1]
+        assert old and old[0]["content"] == "b1", h
+        # the next answers stay on the path as more of the oldest go
+        fake.script({"reply": "s3"})
+        assert c.turn("b3", conversation_id=conv)[-1]["content"] == "s3"
+        h = history(c, conv)
+        assert texts(h)[-4:] == [("user", "b2"), ("assistant", "s2"), ("user", "b3"),
+                                 ("assistant", "s3")], h
+        assert texts(h)[:2] == [("user", "b1"), ("assistant", "s1")], h
+    finally:
+        c.close()
