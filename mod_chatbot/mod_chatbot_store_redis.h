@@ -102,9 +102,11 @@ typedef struct {
         apr_uint64_t seen_ms; /* when breaker/failures were read */
         int healthy;
         apr_uint64_t health_ms;   /* last report written */
+        apr_uint32_t health_news; /* rs->health_news when it was written */
         chat_backend_info_t info; /* backend_get's last answer (under mu) */
         apr_uint64_t info_ms;
-        int info_busy; /* a thread is asking redis for it (under mu) */
+        apr_uint32_t info_news; /* rs->health_news when it was asked */
+        int info_busy;          /* a thread is asking redis for it (under mu) */
     } b[RS_BK_MAX];
     rs_wait_t wait[RS_WAITS]; /* under rs->mu */
 } rs_bk_t;
@@ -168,7 +170,8 @@ typedef struct rs_store {
     char origin[17];
     apr_thread_t *sub;
     volatile int sub_exit;
-    apr_uint32_t bk_wake; /* "b:" messages heard (a slot or a place freed) */
+    apr_uint32_t bk_wake;     /* "b:" messages heard (a slot or a place freed) */
+    apr_uint32_t health_news; /* "h:" messages heard (a backend's health changed) */
     rs_bk_t *bk;
     /* an owner's list as a turn's script read it right after its change,
      * taken by the next list read while the owner's counter has not moved

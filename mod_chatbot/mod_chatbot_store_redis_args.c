@@ -165,8 +165,12 @@ chat_status_t rs_done(redisReply *r)
  * b t f s q c u by sq g st nmsgs model, at e[0..12]. */
 void conv_of(chat_conv_info_t *c, const char *id, redisReply **e)
 {
+    char cid[sizeof(c->id)];
+
+    /* id may be c->id itself (a caller reading its conversation again) */
+    apr_cpystrn(cid, id, sizeof(cid));
     memset(c, 0, sizeof(*c));
-    apr_cpystrn(c->id, id, sizeof(c->id));
+    memcpy(c->id, cid, sizeof(cid));
     rs_rcopy(c->bot, sizeof(c->bot), e[0]);
     rs_rcopy(c->title, sizeof(c->title), e[1]);
     c->flags = (uint32_t)rint_(e[2]);

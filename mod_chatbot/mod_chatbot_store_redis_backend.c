@@ -90,6 +90,11 @@ const char rs_lua_backend[] =
     "  return {b, f}\n"
     /* H healthy version has_version detail */
     "elseif op == 'H' then\n"
+    /* a change every child (of every host) must hear: its own "still
+     * fine" reports are skipped for a second (rs_backend_health) */
+    "  if redis.call('HGET', K, 'hl') ~= ARGV[4] then\n"
+    "    redis.call('PUBLISH', P..'ev', 'h:'..name)\n"
+    "  end\n"
     "  redis.call('HMSET', K, 'hl', ARGV[4], 'd', ARGV[7], 'ck', now)\n"
     "  if ARGV[6] == '1' then redis.call('HSET', K, 'v', ARGV[5]) end\n"
     "  return 0\n"
@@ -442,6 +447,7 @@ void rs_backend_health(chat_store_t *st, int idx, int healthy, const char *versi
     rs_store_t *rs = RS(st);
     chat_backend_info_t bi;
     uint32_t lim;
+    apr_uint32_t news;
     int h = healthy < 0 ? -1 : healthy > 0 ? 1 : 0;
     char hs[4];
     const char *av[4] = {hs, version ? version : "", version ? "1" : "0",
@@ -452,10 +458,14 @@ void rs_backend_health(chat_store_t *st, int idx, int healthy, const char *versi
     if (bk_of(rs, idx, &bi, &lim)) {
         return;
     }
-    /* every turn reports: "still fine" is written at most once a second */
+    /* every turn reports: "still fine" is written at most once a second,
+     * unless a change was heard since (another child or host wrote
+     * another health: "h:" on the channel) */
+    news = apr_atomic_read32(&rs->health_news);
     if (rs->bk->b[idx].healthy == h && !version && (!detail || !detail[0]) &&
         rs->bk->b[idx].health_ms && now_ms >= rs->bk->b[idx].health_ms &&
-        now_ms - rs->bk->b[idx].health_ms < RS_BREAKER_FRESH_MS) {
+        now_ms - rs->bk->b[idx].health_ms < RS_BREAKER_FRESH_MS &&
+        rs->bk->b[idx].health_news == news && apr_atomic_read32(&rs->sub_up)) {
         return;
     }
     apr_snprintf(hs, sizeof(hs), "%d", h);
@@ -463,6 +473,15 @@ void rs_backend_health(chat_store_t *st, int idx, int healthy, const char *versi
         if (r->type != REDIS_REPLY_ERROR) {
             rs->bk->b[idx].healthy = h;
             rs->bk->b[idx].health_ms = now_ms;
+            rs->bk->b[idx].health_news = news;
+            if (rs->mu) {
+                /* the figures kept for rs_backend_get (read by the probe
+                 * just before) are older than this report: the next read
+                 * asks (the first /api/health after a start said 503) */
+                apr_thread_mutex_lock(rs->mu);
+                rs->bk->b[idx].info_ms = 0;
+                apr_thread_mutex_unlock(rs->mu);
+            }
         }
         freeReplyObject(r);
     }
@@ -474,6 +493,7 @@ chat_status_t rs_backend_get(chat_store_t *st, int idx, chat_backend_info_t *out
     uint32_t lim;
     redisReply *r;
     chat_status_t rc;
+    apr_uint32_t info_news = 0;
 
     apr_uint64_t now = chatbot_now_ms();
 
@@ -488,13 +508,15 @@ chat_status_t rs_backend_get(chat_store_t *st, int idx, chat_backend_info_t *out
         apr_thread_mutex_lock(rs->mu);
         if (rs->bk->b[idx].info_ms &&
             ((now >= rs->bk->b[idx].info_ms &&
-              now - rs->bk->b[idx].info_ms < RS_INFO_FRESH_MS) ||
+              now - rs->bk->b[idx].info_ms < RS_INFO_FRESH_MS &&
+              rs->bk->b[idx].info_news == apr_atomic_read32(&rs->health_news)) ||
              rs->bk->b[idx].info_busy)) {
             *out = rs->bk->b[idx].info;
             apr_thread_mutex_unlock(rs->mu);
             return CHAT_OK;
         }
         rs->bk->b[idx].info_busy = 1;
+        info_news = apr_atomic_read32(&rs->health_news);
         apr_thread_mutex_unlock(rs->mu);
     }
     /* the local figures stand if redis cannot tell */
@@ -520,6 +542,7 @@ chat_status_t rs_backend_get(chat_store_t *st, int idx, chat_backend_info_t *out
         if (is_array(r, 9)) {
             rs->bk->b[idx].info = *out;
             rs->bk->b[idx].info_ms = now;
+            rs->bk->b[idx].info_news = info_news;
         }
         rs->bk->b[idx].info_busy = 0;
         apr_thread_mutex_unlock(rs->mu);

@@ -288,6 +288,9 @@ static int on_message(rs_store_t *rs, redisReply *r)
     case 'b': /* a backend's slot or place in line was freed */
         apr_atomic_inc32(&rs->bk_wake);
         return 1;
+    case 'h': /* a backend's health changed (rs_backend_health) */
+        apr_atomic_inc32(&rs->health_news);
+        return 1;
     default:
         return 0;
     }

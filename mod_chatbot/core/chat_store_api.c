@@ -8,6 +8,7 @@
  * provider ("shm") is implemented by chat_store*.c and chat_metrics.c.
  * The backends' and metrics' functions are in chat_store_api_backend.c.
  */
+#include "chat/markdown.h"
 #include "chat_store_int.h"
 
 static void shm_set_policy(chat_store_t *st, const chat_store_policy_t *p)
@@ -122,15 +123,31 @@ int chat_store_maintain(chat_store_t *st, uint64_t now_ms)
     return ((chat_store_head_t *)st)->provider->maintain(st, now_ms);
 }
 
+/* A title as every store keeps it, whichever the provider: at most
+ * CHAT_TITLE_MAX bytes (a UTF-8 character is not cut) of one line of text
+ * (chat_one_line), so that a title looked for (find_or_create) is the
+ * title stored. NULL stays NULL. */
+static const char *title_of(const char *title, char *buf)
+{
+    if (!title) {
+        return NULL;
+    }
+    cs_copy_trunc(buf, CHAT_TITLE_MAX + 1, CHAT_TITLE_MAX, title);
+    chat_one_line(buf);
+    return buf;
+}
+
 chat_status_t chat_store_conv_create(chat_store_t *st, const chat_owner_t *owner,
                                      const char *bot, const char *title, uint64_t tag,
                                      uint64_t now_ms, chat_conv_info_t *out)
 {
+    char tb[CHAT_TITLE_MAX + 1];
+
     if (!st) {
         return CHAT_EINVAL;
     }
     return ((chat_store_head_t *)st)
-        ->provider->conv_create(st, owner, bot, title, tag, now_ms, out);
+        ->provider->conv_create(st, owner, bot, title_of(title, tb), tag, now_ms, out);
 }
 
 /* for a provider without conv_find_or_create: the same choice over its list */
@@ -162,6 +179,7 @@ chat_status_t chat_store_conv_find_or_create(chat_store_t *st, const chat_owner_
     chat_conv_info_t ci;
     titled_t t;
     chat_status_t rc;
+    char tb[CHAT_TITLE_MAX + 1];
 
     if (created) {
         *created = 0;
@@ -169,6 +187,7 @@ chat_status_t chat_store_conv_find_or_create(chat_store_t *st, const chat_owner_
     if (!st || !title) {
         return CHAT_EINVAL;
     }
+    title = title_of(title, tb);
     pv = ((chat_store_head_t *)st)->provider;
     if (pv->conv_find_or_create) {
         return pv->conv_find_or_create(st, owner, bot, title, flags, tag, now_ms, out,
@@ -235,10 +254,13 @@ chat_status_t chat_store_conv_latest(chat_store_t *st, const chat_owner_t *owner
 chat_status_t chat_store_conv_rename(chat_store_t *st, const chat_owner_t *owner,
                                      const char *id, const char *title, uint64_t now_ms)
 {
+    char tb[CHAT_TITLE_MAX + 1];
+
     if (!st) {
         return CHAT_ENOTFOUND;
     }
-    return ((chat_store_head_t *)st)->provider->conv_rename(st, owner, id, title, now_ms);
+    return ((chat_store_head_t *)st)
+        ->provider->conv_rename(st, owner, id, title_of(title, tb), now_ms);
 }
 
 chat_status_t chat_store_conv_flags(chat_store_t *st, const chat_owner_t *owner,

@@ -187,6 +187,25 @@ def _stop_leftovers():
         srv.stop()
 
 
+# CHATBOT_TEST_REDIS=<port of a running redis-server>: every server whose
+# test does not choose a store gets `ChatbotStore redis://` to it, each on
+# a database of its own (flushed first), so that the tests written for the
+# shm store can be run against the redis store to compare the two. Not part
+# of `make test` (tests of shm's own files and sizes fail there on purpose).
+_SWEEP_REDIS = os.environ.get("CHATBOT_TEST_REDIS")
+_SWEEP_DB = [0]
+
+
+def _sweep_store(extra):
+    if not _SWEEP_REDIS or "ChatbotStore" in extra:
+        return extra
+    db = _SWEEP_DB[0] % 16
+    _SWEEP_DB[0] += 1
+    subprocess.run(["redis-cli", "-p", _SWEEP_REDIS, "-n", str(db), "FLUSHDB"],
+                   capture_output=True, timeout=10)
+    return extra + "\nChatbotStore redis://127.0.0.1:%s/%d\n" % (_SWEEP_REDIS, db)
+
+
 class Server:
     """One httpd instance."""
 
@@ -196,6 +215,7 @@ class Server:
         self.sslport = free_port()
         self.allow_errors = [re.compile(p) for p in allow_errors]
         kw.setdefault("cookie_secret", TEST_COOKIE_SECRET)
+        extra = _sweep_store(extra)
         self.conf = serverroot.render(self.root, self.port, self.sslport, backend,
                                       kw.pop("model", "test-model"), extra=extra, **kw)
         self.error_log = os.path.join(self.root, "logs", "error_log")

@@ -72,7 +72,7 @@ def session(rest, bot="helper", title=None):
 
 def test_health(srv):
     r = requests.get(srv.base + "/api/health", timeout=10)
-    assert r.status_code == 200
+    assert r.status_code == 200, r.text
     body = r.json()
     assert body["status"] == "ok" and body["server"].startswith("mod_chatbot/")
     assert body["backends"][0]["name"] == "default" and body["backends"][0]["healthy"] is True

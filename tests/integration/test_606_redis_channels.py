@@ -100,7 +100,8 @@ def test_changes_are_published_on_their_shard(httpd, redis):
                 # never on the channel every child hears
                 assert channel == "chatbot:ev:" + key[:3], (channel, payload)
             else:
-                assert kind == "b" and channel == "chatbot:ev", (channel, payload)
+                # a backend's freed slot (b:) or changed health (h:)
+                assert kind in ("b", "h") and channel == "chatbot:ev", (channel, payload)
         assert kinds.get("c", 0) >= 1 and kinds.get("u", 0) >= 1, got
         assert ("chatbot:ev:" + conv[:3], "c:" + conv) in got
     finally:
