@@ -161,13 +161,15 @@ static void status_auto(request_rec *r, chatbot_srv_conf *sc, chat_store_t *st,
         apr_uint64_t avg;
         int sup;
         if (store_remote(st, &ss, &sup, &avg)) {
+            /* one token per value, as every line here: the state apart */
             ap_rprintf(r,
-                       "ChatbotStore: redis %s\n"
+                       "ChatbotStore: redis\n"
+                       "ChatbotStoreUp: %d\n"
                        "ChatbotStoreCalls: %" APR_UINT64_T_FMT "\n"
                        "ChatbotStoreErrors: %" APR_UINT64_T_FMT "\n"
                        "ChatbotStoreLatencyAvgUs: %" APR_UINT64_T_FMT "\n"
                        "ChatbotStoreLatencyMaxUs: %" APR_UINT64_T_FMT "\n",
-                       sup ? "up" : "down", ss.calls, ss.errors, avg, ss.usec_max);
+                       sup ? 1 : 0, ss.calls, ss.errors, avg, ss.usec_max);
         }
     }
     ap_rprintf(r, "ChatbotBackends: %d\nChatbotBackendsUp: %d\n", sc->backends->nelts,

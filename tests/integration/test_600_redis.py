@@ -178,7 +178,7 @@ def test_redis_down_then_back(httpd, redis):
         h = Rest(b).get("/api/health")
         assert h.status_code == 503 and h.json()["error"] == "store_unavailable", h.text
         st = Rest(a).get("/server-status?auto").text
-        assert "ChatbotStore: redis down" in st
+        assert "ChatbotStore: redis\n" in st and "ChatbotStoreUp: 0\n" in st
         # back: recovers without a restart (backoff is at most 5 s)
         redis.start()
         assert wait_for(lambda: Rest(b).get("/api/health").status_code == 200), \
@@ -197,7 +197,7 @@ def test_redis_down_then_back(httpd, redis):
         fr = ca2.turn("after [[fake tokens=2]]", conversation_id=conv)
         assert fr[-1]["type"] == "response", fr
         ca2.close()
-        assert "ChatbotStore: redis up" in Rest(a).get("/server-status?auto").text
+        assert "ChatbotStoreUp: 1\n" in Rest(a).get("/server-status?auto").text
     finally:
         ca.close()
 

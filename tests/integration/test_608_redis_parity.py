@@ -14,6 +14,7 @@ differed before it was mended:
   "still fine" (which was written at most once a second, whatever the
   others had written since)."""
 import os
+import re
 
 import pytest
 import requests
@@ -104,3 +105,17 @@ def test_a_health_change_is_not_hidden_by_another_hosts_still_fine(httpd, fake, 
     finally:
         ca.close()
         cb.close()
+
+
+def test_server_status_auto_keeps_one_token_per_value(httpd, redis):
+    """server-status?auto is "Key: value" with one token per value (what
+    scripts split on); the store on redis adds its lines in that form, its
+    state as ChatbotStoreUp 1 or 0 (it was "ChatbotStore: redis up")."""
+    s = httpd(extra="ChatbotStore redis://127.0.0.1:%d/9\n" % redis.port,
+              name="pauto", allow_errors=DOWN_LOG)
+    body = requests.get(s.base + "/server-status?auto", timeout=10).text
+    lines = [ln for ln in body.splitlines() if ln.startswith("Chatbot")]
+    assert "ChatbotStore: redis" in lines and "ChatbotStoreUp: 1" in lines, lines
+    for ln in lines:
+        assert re.match(r"^Chatbot[A-Za-z]+(\[[\w.-]+\][A-Za-z]+)*(\[[\w.-]+\])?: \S+$",
+                        ln), ln
