@@ -75,3 +75,18 @@ def pair(httpd, redis, extra="ChatbotRateLimit off\n", db=3, name="redis", **kw)
     a = httpd(extra=store + extra, name=name + "-a", **kw)
     b = httpd(extra=store + extra, name=name + "-b", **kw)
     return a, b
+
+
+def store_conf(store, request, db, extra="ChatbotRateLimit off\n"):
+    """For a test run on both stores ("shm", "redis"): the configuration
+    lines (extra, and the ChatbotStore line on a redis of the test's own,
+    database db) and the httpd() keywords for that store."""
+    if store == "shm":
+        return extra, {}
+    if not os.path.exists(REDIS):
+        import pytest
+        pytest.skip("redis-server is not installed")
+    r = request.getfixturevalue("redis")
+    # redis stops before the server at the end: its outage is logged
+    return (extra + "ChatbotStore redis://127.0.0.1:%d/%d\n" % (r.port, db),
+            {"allow_errors": DOWN_LOG})

@@ -274,14 +274,9 @@ def test_the_oldest_dropped_off_the_path_keeps_the_path(httpd, fake, store, requ
     become roots: they were off the active path and must stay off it
     (marked other versions), or the path would start at the old answer and
     the model be sent the old branch. The same on both stores."""
-    extra, kw = "ChatbotRateLimit off\nChatbotMaxMessagesPerConversation 6\n", {}
-    if store == "redis":
-        import redisutil
-        if not os.path.exists(redisutil.REDIS):
-            pytest.skip("redis-server is not installed")
-        r = request.getfixturevalue("redis")
-        extra += "ChatbotStore redis://127.0.0.1:%d/4\n" % r.port
-        kw["allow_errors"] = redisutil.DOWN_LOG  # redis stops first at the end
+    from redisutil import store_conf
+    extra, kw = store_conf(store, request, 4, "ChatbotRateLimit off\n"
+                           "ChatbotMaxMessagesPerConversation 6\n")
     s = httpd(extra=extra, name="vcap-" + store, **kw)
     c = Conn(s, cookie=new_cookie())
     try:

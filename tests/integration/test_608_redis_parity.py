@@ -20,26 +20,22 @@ import pytest
 import requests
 
 from histutil import Conn, Rest, new_cookie
-from redisutil import DOWN_LOG, REDIS, pair
+from redisutil import DOWN_LOG, REDIS, pair, store_conf
 
 pytestmark = pytest.mark.skipif(not os.path.exists(REDIS),
                                 reason="redis-server is not installed")
 
 
-def store_extra(store, request, db):
-    """The configuration lines and httpd() keywords for a store."""
-    if store == "shm":
-        return "", {}
-    r = request.getfixturevalue("redis")
-    return ("ChatbotStore redis://127.0.0.1:%d/%d\n" % (r.port, db),
-            {"allow_errors": DOWN_LOG})
+def server_rest(httpd, store, request, db, name):
+    """A server on the store, and a REST client with a new identity."""
+    extra, kw = store_conf(store, request, db)
+    s = httpd(extra=extra, name="%s-%s" % (name, store), **kw)
+    return Rest(s, cookie=new_cookie())
 
 
 @pytest.mark.parametrize("store", ["shm", "redis"])
 def test_titles_are_one_line_alike(httpd, store, request):
-    extra, kw = store_extra(store, request, 5)
-    s = httpd(extra=extra + "ChatbotRateLimit off\n", name="ptitle-" + store, **kw)
-    rest = Rest(s, cookie=new_cookie())
+    rest = server_rest(httpd, store, request, 5, "ptitle")
     r = rest.post("/api/session/create", {"title": "two\nlines\tand a tab"})
     assert r.status_code == 201, r.text
     conv = r.json()["conversation_id"]
@@ -59,9 +55,7 @@ def test_titles_are_one_line_alike(httpd, store, request):
 
 @pytest.mark.parametrize("store", ["shm", "redis"])
 def test_a_bot_launched_again_gets_its_session_back(httpd, store, request):
-    extra, kw = store_extra(store, request, 6)
-    s = httpd(extra=extra + "ChatbotRateLimit off\n", name="prelaunch-" + store, **kw)
-    rest = Rest(s, cookie=new_cookie())
+    rest = server_rest(httpd, store, request, 6, "prelaunch")
     r = rest.post("/api/bot/launch", {"bot_id": "BOT-7"})
     assert r.status_code == 200 and r.json()["success"] is True, r.text
     conv = r.json()["conversation_id"]
